@@ -1,0 +1,27 @@
+//! The intake service: calls for proposals and consortia's submissions.
+//!
+//! Every state change commits with its event (`CallOpened`, `ProposalSubmitted`) through
+//! the outbox; scoring and the gateway react to those events.
+
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod schema;
+
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use kaip_service::{Defaults, ServiceDefinition};
+
+pub const NAME: &str = "intake";
+pub const DEFAULTS: Defaults = Defaults { port: 8081, database: "kaip_intake" };
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Intake produces events and consumes none (yet).
+pub fn definition() -> ServiceDefinition {
+    ServiceDefinition {
+        name: NAME,
+        migrations: MIGRATIONS,
+        routes: routes::configure,
+        consumes: Vec::new(),
+        handler: None,
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE kaip_inbox;
+DROP TABLE kaip_outbox;

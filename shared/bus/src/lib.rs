@@ -1,0 +1,35 @@
+//! The K-AIP event backbone.
+//!
+//! * [`outbox`]: events are written in the same transaction as the state change;
+//! * [`relay`]: publishes them and marks them sent only after the broker acknowledged;
+//! * [`consumer`]: idempotent consumers with an inbox, bounded retries and a dead-letter topic;
+//! * [`feed`]: the gateway's group-less view of all events, for subscriptions;
+//! * [`kafka`]: producer and topic bootstrap.
+//!
+//! Together they give exactly-once *effects* over an at-least-once broker: nothing is lost,
+//! and a duplicate delivery changes nothing.
+
+pub mod consumer;
+pub mod feed;
+pub mod kafka;
+pub mod outbox;
+pub mod relay;
+pub mod schema;
+pub mod settings;
+
+pub use consumer::{ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Handled, HandlerError, Outcome};
+pub use feed::{start_feed, EventFeed, FeedEvent};
+pub use outbox::{Outbox, OutboxTx};
+pub use relay::Relay;
+pub use settings::{KafkaSettings, OutboxSettings};
+
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::PgConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+
+/// The connection pool every service uses. Diesel is synchronous: run queries on the
+/// blocking pool (`web::block` / `spawn_blocking`), never on a runtime worker.
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// The outbox and inbox tables; every service runs these before its own migrations.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

@@ -1,0 +1,189 @@
+//! The transactional outbox: events are rows written in the same transaction as the state
+//! change that caused them, so a change is never committed without its event nor an event
+//! published for a change that rolled back.
+
+use crate::schema::kaip_outbox;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::PgConnection;
+use kaip_contracts::{Actor, DomainEvent, EventEnvelope};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// A service's handle on its outbox: which topic its events go to, and the bell that wakes
+/// its relay. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    producer: Arc<str>,
+    topic: Arc<str>,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// `producer` is the service name; `topic` its (prefixed) event topic.
+    pub fn new(producer: &str, topic: String) -> Self {
+        Self {
+            producer: producer.into(),
+            topic: topic.into(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn producer(&self) -> &str {
+        &self.producer
+    }
+
+    /// The bell the relay waits on.
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Runs `f` in a transaction; events it enqueues commit with it, and the relay is woken
+    /// right after the commit so they are published without waiting for the next poll.
+    pub fn transaction<T, E, F>(&self, conn: &mut PgConnection, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection, &mut OutboxTx<'_>) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        let mut enqueued = 0usize;
+        let result = conn.transaction(|c| {
+            let mut tx = OutboxTx { outbox: self, enqueued: 0 };
+            let out = f(c, &mut tx)?;
+            enqueued = tx.enqueued;
+            Ok(out)
+        });
+        if result.is_ok() && enqueued > 0 {
+            self.wake.notify_one();
+        }
+        result
+    }
+}
+
+/// The outbox inside one open transaction.
+pub struct OutboxTx<'a> {
+    outbox: &'a Outbox,
+    enqueued: usize,
+}
+
+impl OutboxTx<'_> {
+    /// Wraps `event` in an envelope and writes it to the outbox, with the current trace
+    /// context as its Kafka headers. Returns the envelope (its id is the event id).
+    pub fn publish<E: DomainEvent>(
+        &mut self,
+        conn: &mut PgConnection,
+        actor: Actor,
+        event: &E,
+    ) -> QueryResult<EventEnvelope> {
+        let envelope = EventEnvelope::wrap(&self.outbox.producer, actor, event)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        self.enqueue(conn, &envelope)?;
+        Ok(envelope)
+    }
+
+    /// Writes an already built envelope.
+    pub fn enqueue(&mut self, conn: &mut PgConnection, envelope: &EventEnvelope) -> QueryResult<()> {
+        let payload =
+            serde_json::to_value(envelope).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        let headers = serde_json::to_value(kaip_telemetry::current_trace_headers())
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        diesel::insert_into(kaip_outbox::table)
+            .values((
+                kaip_outbox::event_id.eq(envelope.id.0),
+                kaip_outbox::topic.eq(&*self.outbox.topic),
+                kaip_outbox::event_key.eq(envelope.aggregate_id.to_string()),
+                kaip_outbox::event_type.eq(&envelope.event_type),
+                kaip_outbox::payload.eq(payload),
+                kaip_outbox::headers.eq(headers),
+            ))
+            .execute(conn)?;
+        self.enqueued += 1;
+        Ok(())
+    }
+}
+
+/// One claimed, unsent outbox row.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = kaip_outbox)]
+pub struct PendingEvent {
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub topic: String,
+    pub event_key: String,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub headers: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Claims up to `limit` unsent events in publication order, locking them for this
+/// transaction. Returns nothing if another relay holds the outbox: one relay publishes at
+/// a time per database, which keeps each aggregate's events in order.
+pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<PendingEvent>> {
+    // A transaction-scoped advisory lock: released by commit or rollback, and by the
+    // server if this process dies, so a crashed relay never blocks the next one.
+    let locked: bool = diesel::select(pg_try_advisory_xact_lock(OUTBOX_LOCK_KEY)).get_result(conn)?;
+    if !locked {
+        return Ok(Vec::new());
+    }
+    kaip_outbox::table
+        .filter(kaip_outbox::sent_at.is_null())
+        .order(kaip_outbox::seq.asc())
+        .limit(limit)
+        .select(PendingEvent::as_select())
+        .for_update()
+        .skip_locked()
+        .load(conn)
+}
+
+/// Marks events sent. Call only with events the broker acknowledged.
+pub fn mark_sent(conn: &mut PgConnection, seqs: &[i64]) -> QueryResult<usize> {
+    diesel::update(kaip_outbox::table.filter(kaip_outbox::seq.eq_any(seqs)))
+        .set((
+            kaip_outbox::sent_at.eq(diesel::dsl::now),
+            kaip_outbox::attempts.eq(kaip_outbox::attempts + 1),
+        ))
+        .execute(conn)
+}
+
+/// Records a failed publication attempt (the event stays pending).
+pub fn mark_failed(conn: &mut PgConnection, seq: i64, error: &str) -> QueryResult<usize> {
+    diesel::update(kaip_outbox::table.find(seq))
+        .set((
+            kaip_outbox::attempts.eq(kaip_outbox::attempts + 1),
+            kaip_outbox::last_error.eq(error),
+        ))
+        .execute(conn)
+}
+
+/// Deletes published events older than the retention period.
+pub fn purge_sent_before(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::delete(kaip_outbox::table.filter(kaip_outbox::sent_at.lt(cutoff))).execute(conn)
+}
+
+/// Puts events published at or after `since` back in the queue, e.g. after the broker lost
+/// a topic. Consumers' inboxes make the second delivery harmless.
+pub fn republish_since(conn: &mut PgConnection, since: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(kaip_outbox::table.filter(kaip_outbox::sent_at.ge(since)))
+        .set(kaip_outbox::sent_at.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+}
+
+/// Events not yet acknowledged by the broker (for readiness and metrics).
+pub fn pending_count(conn: &mut PgConnection) -> QueryResult<i64> {
+    kaip_outbox::table
+        .filter(kaip_outbox::sent_at.is_null())
+        .count()
+        .get_result(conn)
+}
+
+/// "KAIPOUTB" as a number: the advisory lock that elects the publishing relay.
+const OUTBOX_LOCK_KEY: i64 = 0x4B41_4950_4F55_5442;
+
+diesel::define_sql_function! {
+    fn pg_try_advisory_xact_lock(key: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;
+}

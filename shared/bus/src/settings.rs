@@ -1,0 +1,130 @@
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `[kafka]`: how a process reaches the broker. Production points `brokers` at a real
+/// cluster and passes security settings through `client`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list.
+    pub brokers: String,
+    /// Prepended to every topic and consumer group, so several stacks can share a broker.
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Consumer group session timeout. Tansu's group join waits about half of it: 6000 locally.
+    #[serde(default = "defaults::session_timeout_ms")]
+    pub session_timeout_ms: u32,
+    /// Partitions for topics this process creates.
+    #[serde(default = "defaults::partitions")]
+    pub partitions: i32,
+    #[serde(default = "defaults::replication_factor")]
+    pub replication_factor: i32,
+    /// How many times a consumer tries an event that fails transiently before dead-lettering it.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubles each time.
+    #[serde(default = "defaults::retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.mechanism`).
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+}
+
+/// `[outbox]`: the relay's pace and the retention of published events.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// The relay is woken as soon as this process commits an event; this interval only
+    /// bounds how late it notices events committed by other replicas or left by a crash.
+    #[serde(default = "defaults::poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: i64,
+    /// Published events are kept this long so they can be republished.
+    #[serde(default = "defaults::retention_hours")]
+    pub retention_hours: i64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: defaults::poll_interval_ms(),
+            batch_size: defaults::batch_size(),
+            retention_hours: defaults::retention_hours(),
+        }
+    }
+}
+
+impl OutboxSettings {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+}
+
+impl KafkaSettings {
+    pub fn local(brokers: &str, topic_prefix: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            topic_prefix: topic_prefix.to_owned(),
+            session_timeout_ms: defaults::session_timeout_ms(),
+            partitions: defaults::partitions(),
+            replication_factor: defaults::replication_factor(),
+            max_attempts: defaults::max_attempts(),
+            retry_backoff_ms: defaults::retry_backoff_ms(),
+            client: BTreeMap::new(),
+        }
+    }
+
+    /// `name` with the deployment prefix.
+    pub fn prefixed(&self, name: &str) -> String {
+        kaip_contracts::topics::prefixed(&self.topic_prefix, name)
+    }
+
+    /// Checks values that librdkafka would otherwise reject later with a vaguer message.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("kafka.brokers: must name at least one host:port".into());
+        }
+        if self.partitions < 1 {
+            return Err("kafka.partitions: must be at least 1".into());
+        }
+        if self.replication_factor < 1 {
+            return Err("kafka.replication_factor: must be at least 1".into());
+        }
+        if self.max_attempts < 1 {
+            return Err("kafka.max_attempts: must be at least 1".into());
+        }
+        if !(1000..=300_000).contains(&self.session_timeout_ms) {
+            return Err("kafka.session_timeout_ms: must be between 1000 and 300000".into());
+        }
+        Ok(())
+    }
+}
+
+mod defaults {
+    pub fn session_timeout_ms() -> u32 {
+        6000
+    }
+    pub fn partitions() -> i32 {
+        3
+    }
+    pub fn replication_factor() -> i32 {
+        1
+    }
+    pub fn max_attempts() -> u32 {
+        5
+    }
+    pub fn retry_backoff_ms() -> u64 {
+        200
+    }
+    pub fn poll_interval_ms() -> u64 {
+        1000
+    }
+    pub fn batch_size() -> i64 {
+        200
+    }
+    pub fn retention_hours() -> i64 {
+        24 * 7
+    }
+}

@@ -1,0 +1,256 @@
+//! The event envelope and the typed payloads inside it.
+//!
+//! Every event on every topic is one JSON [`EventEnvelope`]. Consumers first read the
+//! envelope (so that an unknown `type` can be skipped and a malformed message dead-lettered
+//! with a precise error), then decode `data` into the payload type registered for
+//! `(type, version)`. A breaking change to a payload gets a new `version`; producers may emit
+//! both while consumers move over.
+
+use crate::ids::{CallId, ConsortiumId, EvaluationCaseId, EventId, ProposalId};
+use crate::role::Role;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Kafka header names. Trace context travels as W3C `traceparent`/`tracestate`.
+pub mod headers {
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TRACESTATE: &str = "tracestate";
+    pub const EVENT_TYPE: &str = "kaip-event-type";
+    /// On a dead-lettered message: why it could not be processed.
+    pub const DLQ_ERROR: &str = "kaip-dlq-error";
+    pub const DLQ_ORIGINAL_TOPIC: &str = "kaip-dlq-original-topic";
+    pub const DLQ_ORIGINAL_PARTITION: &str = "kaip-dlq-original-partition";
+    pub const DLQ_ORIGINAL_OFFSET: &str = "kaip-dlq-original-offset";
+    pub const DLQ_CONSUMER_GROUP: &str = "kaip-dlq-consumer-group";
+    pub const DLQ_ATTEMPTS: &str = "kaip-dlq-attempts";
+}
+
+/// Who caused an event: the token subject and role of the person or client, or the
+/// platform itself (`role: system`) when a consumer reacts to another event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub subject: String,
+    pub role: Role,
+}
+
+impl Actor {
+    pub fn system(service: &str) -> Self {
+        Self {
+            subject: format!("service:{service}"),
+            role: Role::System,
+        }
+    }
+}
+
+/// The versioned envelope around every event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventEnvelope<T = serde_json::Value> {
+    /// UUIDv7, unique per event: the consumers' idempotency key.
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: u16,
+    pub occurred_at: DateTime<Utc>,
+    /// The service that produced it (`intake`, `scoring`, ...).
+    pub producer: String,
+    /// What kind of aggregate `aggregate_id` names (`proposal`, `call`, ...).
+    pub aggregate_type: String,
+    /// The Kafka key: all events of one aggregate are on one partition, in order.
+    pub aggregate_id: Uuid,
+    /// The consortium the event concerns, if any: used to scope who may see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consortium_id: Option<ConsortiumId>,
+    pub actor: Actor,
+    pub data: T,
+}
+
+/// A typed event payload.
+pub trait DomainEvent: Serialize + DeserializeOwned {
+    /// The envelope's `type`, e.g. `ProposalSubmitted`.
+    const TYPE: &'static str;
+    /// The payload's schema version.
+    const VERSION: u16;
+    /// The envelope's `aggregate_type`.
+    const AGGREGATE_TYPE: &'static str;
+
+    fn aggregate_id(&self) -> Uuid;
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        None
+    }
+}
+
+/// Why an envelope's payload could not be decoded into the type a consumer expected.
+#[derive(Debug)]
+pub struct PayloadError(pub String);
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PayloadError {}
+
+impl EventEnvelope<serde_json::Value> {
+    /// Wraps a typed payload in a fresh envelope (new v7 id, now).
+    pub fn wrap<E: DomainEvent>(producer: &str, actor: Actor, event: &E) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            id: EventId::new(),
+            event_type: E::TYPE.to_owned(),
+            version: E::VERSION,
+            occurred_at: Utc::now(),
+            producer: producer.to_owned(),
+            aggregate_type: E::AGGREGATE_TYPE.to_owned(),
+            aggregate_id: event.aggregate_id(),
+            consortium_id: event.consortium_id(),
+            actor,
+            data: serde_json::to_value(event)?,
+        })
+    }
+
+    /// True when this envelope carries `E` at the version this build understands.
+    pub fn is<E: DomainEvent>(&self) -> bool {
+        self.event_type == E::TYPE && self.version == E::VERSION
+    }
+
+    /// Decodes the payload as `E`, naming the event and the field at fault on failure.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E, PayloadError> {
+        if !self.is::<E>() {
+            return Err(PayloadError(format!(
+                "expected {} v{}, got {} v{}",
+                E::TYPE,
+                E::VERSION,
+                self.event_type,
+                self.version
+            )));
+        }
+        serde_json::from_value(self.data.clone())
+            .map_err(|e| PayloadError(format!("{} v{} `data` is invalid: {e}", E::TYPE, E::VERSION)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// intake
+// ---------------------------------------------------------------------------------------
+
+/// An officer opened a call for proposals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallOpened {
+    pub call_id: CallId,
+    pub title: String,
+    pub opens_at: DateTime<Utc>,
+    pub closes_at: DateTime<Utc>,
+}
+
+impl DomainEvent for CallOpened {
+    const TYPE: &'static str = "CallOpened";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "call";
+    fn aggregate_id(&self) -> Uuid {
+        self.call_id.0
+    }
+}
+
+/// A consortium submitted a proposal to an open call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalSubmitted {
+    pub proposal_id: ProposalId,
+    pub call_id: CallId,
+    pub consortium_id: ConsortiumId,
+    pub title: String,
+    pub submitted_at: DateTime<Utc>,
+}
+
+impl DomainEvent for ProposalSubmitted {
+    const TYPE: &'static str = "ProposalSubmitted";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "proposal";
+    fn aggregate_id(&self) -> Uuid {
+        self.proposal_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// scoring
+// ---------------------------------------------------------------------------------------
+
+/// Scoring opened an evaluation case for a submitted proposal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationCaseOpened {
+    pub case_id: EvaluationCaseId,
+    pub proposal_id: ProposalId,
+    pub call_id: CallId,
+    pub consortium_id: ConsortiumId,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl DomainEvent for EvaluationCaseOpened {
+    const TYPE: &'static str = "EvaluationCaseOpened";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "proposal";
+    /// Keyed by proposal, so a proposal's story stays in order across the scoring topic.
+    fn aggregate_id(&self) -> Uuid {
+        self.proposal_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submitted() -> ProposalSubmitted {
+        ProposalSubmitted {
+            proposal_id: ProposalId::new(),
+            call_id: CallId::new(),
+            consortium_id: ConsortiumId::new(),
+            title: "Sovereign LLM".into(),
+            submitted_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn envelope_round_trips_and_decodes_its_payload() {
+        let event = submitted();
+        let actor = Actor { subject: "u1".into(), role: Role::Consortium };
+        let env = EventEnvelope::wrap("intake", actor, &event).unwrap();
+        assert_eq!(env.id.0.get_version_num(), 7);
+        assert_eq!(env.aggregate_id, event.proposal_id.0);
+        assert_eq!(env.consortium_id, Some(event.consortium_id));
+        let json = serde_json::to_string(&env).unwrap();
+        assert!(json.contains("\"type\":\"ProposalSubmitted\""));
+        let back: EventEnvelope = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.decode::<ProposalSubmitted>().unwrap(), event);
+    }
+
+    #[test]
+    fn decoding_the_wrong_type_or_bad_data_names_the_problem() {
+        let env = EventEnvelope::wrap("intake", Actor::system("intake"), &submitted()).unwrap();
+        let err = env.decode::<CallOpened>().unwrap_err();
+        assert!(err.0.contains("expected CallOpened v1, got ProposalSubmitted v1"), "{err}");
+
+        let mut broken = env.clone();
+        broken.data["title"] = serde_json::json!(42);
+        let err = broken.decode::<ProposalSubmitted>().unwrap_err();
+        assert!(err.0.contains("`data` is invalid"), "{err}");
+    }
+
+    #[test]
+    fn envelope_rejects_unknown_fields() {
+        let env = EventEnvelope::wrap("intake", Actor::system("intake"), &submitted()).unwrap();
+        let mut v = serde_json::to_value(&env).unwrap();
+        v["surprise"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<EventEnvelope>(v).is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! Topic names. One topic per producing service, keyed by aggregate id; one dead-letter
+//! topic per consuming service. A deployment-wide prefix (`KAIP_KAFKA__TOPIC_PREFIX`) lets
+//! several stacks (or parallel tests) share one broker.
+
+pub const INTAKE: &str = "kaip.intake.events";
+pub const SCORING: &str = "kaip.scoring.events";
+pub const GPU_LEDGER: &str = "kaip.gpu-ledger.events";
+pub const DATA_BUDGET: &str = "kaip.data-budget.events";
+pub const TALENT: &str = "kaip.talent.events";
+pub const MILESTONES: &str = "kaip.milestones.events";
+
+/// Every service's event topic, in the order services are listed in the design.
+pub const ALL_EVENT_TOPICS: [&str; 6] = [INTAKE, SCORING, GPU_LEDGER, DATA_BUDGET, TALENT, MILESTONES];
+
+/// The event topic a service produces to.
+pub fn events_topic_of(service: &str) -> String {
+    format!("kaip.{service}.events")
+}
+
+/// The dead-letter topic of a consuming service: events it could not process, with the error.
+pub fn dead_letter_topic_of(service: &str) -> String {
+    format!("kaip.{service}.dlq")
+}
+
+/// Applies a deployment prefix to a topic or group name. An empty prefix leaves it as is.
+pub fn prefixed(prefix: &str, name: &str) -> String {
+    format!("{prefix}{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_the_service_convention() {
+        assert_eq!(events_topic_of("intake"), INTAKE);
+        assert_eq!(dead_letter_topic_of("scoring"), "kaip.scoring.dlq");
+        assert_eq!(prefixed("t1.", INTAKE), "t1.kaip.intake.events");
+        assert_eq!(prefixed("", INTAKE), INTAKE);
+    }
+}

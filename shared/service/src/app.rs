@@ -1,0 +1,362 @@
+//! The one way a K-AIP service starts and stops.
+//!
+//! `Application::build` does everything that can fail at start (configuration, database,
+//! migrations, topics, Kafka clients, binding the port) so a misconfigured service dies
+//! immediately with a precise message. `run_until_stopped` serves until SIGINT/SIGTERM or
+//! [`StopHandle::stop`], then shuts down in order: the HTTP server drains in-flight
+//! requests, the consumer finishes the message in hand and commits, the relay publishes
+//! what those requests committed and the producer flushes.
+
+use crate::caller::Caller;
+use crate::db;
+use crate::error::CommonError;
+use crate::settings::Settings;
+use actix_web::dev::{Server, Service as _};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use diesel_migrations::EmbeddedMigrations;
+use kaip_auth::TokenVerifier;
+use kaip_bus::{ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Outbox, PgPool, Relay};
+use kaip_contracts::dto::Readiness;
+use kaip_contracts::{topics, Role};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What makes one service different from another.
+pub struct ServiceDefinition {
+    /// Short name: `intake`, `scoring`, ... It names the topic, the group and the DLQ.
+    pub name: &'static str,
+    pub migrations: EmbeddedMigrations,
+    /// The service's own routes.
+    pub routes: fn(&mut web::ServiceConfig),
+    /// Topics consumed (unprefixed) and the reaction to them.
+    pub consumes: Vec<&'static str>,
+    pub handler: Option<Arc<dyn EventHandler>>,
+}
+
+/// Shared with every request handler as `web::Data<AppState>`.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: &'static str,
+    pub pool: PgPool,
+    pub outbox: Outbox,
+}
+
+impl AppState {
+    /// Runs blocking database work off the async workers.
+    pub async fn db<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut diesel::PgConnection, &Outbox) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<CommonError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let outbox = self.outbox.clone();
+        let span = tracing::Span::current();
+        web::block(move || {
+            let _entered = span.enter();
+            let mut conn = pool.get().map_err(|e| E::from(CommonError::from(e)))?;
+            f(&mut conn, &outbox)
+        })
+        .await
+        .map_err(|e| E::from(CommonError::from(e)))?
+    }
+}
+
+struct Health {
+    pool: PgPool,
+    kafka: kaip_bus::KafkaSettings,
+    consumer: Option<ConsumerStatus>,
+}
+
+/// A built, not yet running, service.
+pub struct Application {
+    name: &'static str,
+    port: u16,
+    server: Server,
+    relay: Relay,
+    consumer: Option<EventConsumer>,
+    shutdown: CancellationToken,
+    status: Option<ConsumerStatus>,
+    pool: PgPool,
+}
+
+/// Stops a running [`Application`] from elsewhere (tests, an embedding process).
+#[derive(Clone)]
+pub struct StopHandle {
+    token: CancellationToken,
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.token.cancel();
+    }
+}
+
+impl Application {
+    pub async fn build(def: ServiceDefinition, settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let verifier = TokenVerifier::new(&settings.auth)?;
+
+        let db_settings = settings.database.clone();
+        let migrations = def.migrations;
+        let pool = tokio::task::spawn_blocking(move || -> Result<PgPool, db::DbError> {
+            db::ensure_database(&db_settings)?;
+            let pool = db::build_pool(&db_settings)?;
+            db::migrate(&pool, migrations)?;
+            Ok(pool)
+        })
+        .await??;
+
+        let kafka = settings.kafka.clone();
+        let own_topic = topics::events_topic_of(def.name);
+        let mut needed = vec![kafka.prefixed(&own_topic)];
+        if def.handler.is_some() {
+            needed.push(kafka.prefixed(&topics::dead_letter_topic_of(def.name)));
+            needed.extend(def.consumes.iter().map(|t| kafka.prefixed(t)));
+        }
+        kaip_bus::kafka::ensure_topics(&kafka, &needed)
+            .await
+            .with_context(|| format!("creating topics on kafka.brokers = {}", kafka.brokers))?;
+        let producer = kaip_bus::kafka::producer(&kafka).context("creating the Kafka producer")?;
+
+        let outbox = Outbox::new(def.name, kafka.prefixed(&own_topic));
+        let relay = Relay::new(pool.clone(), producer.clone(), outbox.wake_handle(), settings.outbox.clone());
+        let consumer = match def.handler {
+            Some(handler) => Some(
+                EventConsumer::new(
+                    &kafka,
+                    ConsumerSpec {
+                        service: def.name.to_owned(),
+                        topics: def.consumes.iter().map(|t| t.to_string()).collect(),
+                        handler,
+                    },
+                    pool.clone(),
+                    outbox.clone(),
+                    producer.clone(),
+                )
+                .context("creating the Kafka consumer")?,
+            ),
+            None => None,
+        };
+        let status = consumer.as_ref().map(EventConsumer::status);
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
+        let port = listener.local_addr()?.port();
+
+        let state = web::Data::new(AppState { service: def.name, pool: pool.clone(), outbox });
+        let health = web::Data::new(Health { pool: pool.clone(), kafka: kafka.clone(), consumer: status.clone() });
+        let verifier = web::Data::new(verifier);
+        let routes = def.routes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap_fn(|req, srv| {
+                    let span = tracing::info_span!(
+                        "http.request",
+                        otel.kind = "server",
+                        http.method = %req.method(),
+                        http.target = %req.path(),
+                        http.status = tracing::field::Empty,
+                    );
+                    let carrier: HashMap<String, String> = ["traceparent", "tracestate"]
+                        .iter()
+                        .filter_map(|k| {
+                            let v = req.headers().get(*k)?.to_str().ok()?;
+                            Some((k.to_string(), v.to_owned()))
+                        })
+                        .collect();
+                    kaip_telemetry::set_parent_from_headers(&span, &carrier);
+                    let fut = srv.call(req);
+                    let record = span.clone();
+                    async move {
+                        let res = fut.await;
+                        if let Ok(r) = &res {
+                            record.record("http.status", r.status().as_u16());
+                        }
+                        res
+                    }
+                    .instrument(span)
+                })
+                .app_data(state.clone())
+                .app_data(health.clone())
+                .app_data(verifier.clone())
+                .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|err, _| {
+                    let message = format!("request body: {err}");
+                    actix_web::error::InternalError::from_response(
+                        err,
+                        crate::error::error_response(
+                            actix_web::http::StatusCode::BAD_REQUEST,
+                            "INVALID_BODY",
+                            message,
+                        ),
+                    )
+                    .into()
+                }))
+                .route("/health/live", web::get().to(live))
+                .route("/health/ready", web::get().to(ready))
+                .route("/admin/outbox", web::get().to(outbox_status))
+                .route("/admin/outbox/republish", web::post().to(outbox_republish))
+                .configure(routes)
+        })
+        .listen(listener)?
+        .workers(settings.server.workers)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .disable_signals()
+        .run();
+
+        tracing::info!(service = def.name, port, "service built");
+        Ok(Self {
+            name: def.name,
+            port,
+            server,
+            relay,
+            consumer,
+            shutdown: CancellationToken::new(),
+            status,
+            pool,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
+    pub fn consumer_status(&self) -> Option<ConsumerStatus> {
+        self.status.clone()
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle { token: self.shutdown.clone() }
+    }
+
+    /// Serves until a signal or [`StopHandle::stop`], then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { name, server, relay, consumer, shutdown, .. } = self;
+        let server_handle = server.handle();
+        let mut server_task = tokio::spawn(server);
+        // The bus tasks get their own token so that the HTTP server drains first.
+        let bus_stop = CancellationToken::new();
+        let relay_task: JoinHandle<()> = tokio::spawn(relay.run(bus_stop.clone()));
+        let consumer_task: Option<JoinHandle<()>> = consumer.map(|c| tokio::spawn(c.run(bus_stop.clone())));
+
+        let server_result = tokio::select! {
+            _ = shutdown_signal() => { tracing::info!(service = name, "signal received; shutting down"); None }
+            _ = shutdown.cancelled() => None,
+            r = &mut server_task => Some(r),
+        };
+        if server_result.is_none() {
+            server_handle.stop(true).await;
+            let _ = server_task.await;
+        }
+        bus_stop.cancel();
+        if let Some(task) = consumer_task {
+            let _ = task.await;
+        }
+        let _ = relay_task.await;
+        tracing::info!(service = name, "stopped");
+        match server_result {
+            Some(Ok(Err(e))) => Err(e.into()),
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
+}
+
+async fn ready(health: web::Data<Health>) -> HttpResponse {
+    let pool = health.pool.clone();
+    let database = web::block(move || -> Result<(), String> {
+        use diesel::RunQueryDsl;
+        let mut conn = pool.get().map_err(|e| e.to_string())?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let kafka = health.kafka.clone();
+    let broker = web::block(move || kaip_bus::feed::broker_reachable(&kafka, Duration::from_secs(2)))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let status = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    let body = Readiness {
+        ready: database.is_ok() && broker.is_ok(),
+        database: status(&database),
+        broker: status(&broker),
+        assigned_partitions: health.consumer.as_ref().map_or(0, ConsumerStatus::assigned_partitions),
+    };
+    if body.ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn outbox_status(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, CommonError> {
+    caller.require(&[Role::Admin], "inspect the outbox")?;
+    let pending = state
+        .db(|c, _| kaip_bus::outbox::pending_count(c).map_err(CommonError::from))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "service": state.service, "pending": pending })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Republish {
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+/// Re-queues events published since `since` (after a broker lost data). Admin only.
+async fn outbox_republish(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<Republish>,
+) -> Result<HttpResponse, CommonError> {
+    caller.require(&[Role::Admin], "republish events")?;
+    let since = body.since;
+    let requeued = state
+        .db(move |c, outbox| {
+            let n = kaip_bus::outbox::republish_since(c, since).map_err(CommonError::from)?;
+            if n > 0 {
+                outbox.wake_handle().notify_one();
+            }
+            Ok::<_, CommonError>(n)
+        })
+        .await?;
+    tracing::warn!(requeued, %since, actor = %caller.0.sub, "outbox events re-queued for publication");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "requeued": requeued })))
+}

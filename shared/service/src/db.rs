@@ -1,0 +1,80 @@
+//! Each service's own database: created if missing, pooled, migrated at start.
+
+use crate::settings::DatabaseSettings;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::sql_types::Text;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use kaip_bus::PgPool;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot reach PostgreSQL at the configured database.url ({0}); is the server running? \
+             Locally: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")]
+    Unreachable(String),
+    #[error("database `{name}` does not exist and database.create_if_missing is false")]
+    Missing { name: String },
+    #[error("creating database `{name}`: {source}")]
+    Create { name: String, source: diesel::result::Error },
+    #[error("connection pool: {0}")]
+    Pool(String),
+    #[error("migrations: {0}")]
+    Migrate(String),
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Creates the service's database if it does not exist (and creation is allowed).
+pub fn ensure_database(settings: &DatabaseSettings) -> Result<(), DbError> {
+    let mut admin = PgConnection::establish(&settings.url_for("postgres"))
+        .map_err(|e| DbError::Unreachable(e.to_string()))?;
+    let found: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<Text, _>(&settings.name)
+        .get_result(&mut admin)
+        .map_err(|e| DbError::Unreachable(e.to_string()))?;
+    if found.exists {
+        return Ok(());
+    }
+    if !settings.create_if_missing {
+        return Err(DbError::Missing { name: settings.name.clone() });
+    }
+    // The name was validated (letters, digits, underscores), so quoting it is safe.
+    match diesel::sql_query(format!("CREATE DATABASE \"{}\"", settings.name)).execute(&mut admin) {
+        Ok(_) => Ok(()),
+        // Another replica created it between our check and our CREATE.
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(()),
+        Err(source) => Err(DbError::Create { name: settings.name.clone(), source }),
+    }
+}
+
+/// Drops a database (tests clean up with this). Terminates its connections first.
+pub fn drop_database(settings: &DatabaseSettings, name: &str) -> Result<(), DbError> {
+    let mut admin = PgConnection::establish(&settings.url_for("postgres"))
+        .map_err(|e| DbError::Unreachable(e.to_string()))?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .map_err(|source| DbError::Create { name: name.into(), source })?;
+    Ok(())
+}
+
+pub fn build_pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
+    Pool::builder()
+        .max_size(settings.pool_size)
+        .connection_timeout(Duration::from_secs(10))
+        .build(ConnectionManager::<PgConnection>::new(settings.service_url()))
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// Runs the backbone's migrations, then the service's own.
+pub fn migrate(pool: &PgPool, service: EmbeddedMigrations) -> Result<(), DbError> {
+    let mut conn = pool.get().map_err(|e| DbError::Pool(e.to_string()))?;
+    for source in [kaip_bus::MIGRATIONS, service] {
+        conn.run_pending_migrations(source).map_err(|e| DbError::Migrate(e.to_string()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! Service bootstrap shared by the six K-AIP services: layered configuration, the
+//! database (created, pooled, migrated), the HTTP server with tracing, auth, health and
+//! readiness, and the event backbone's tasks, with graceful shutdown.
+
+pub mod app;
+pub mod caller;
+pub mod db;
+pub mod error;
+pub mod pagination;
+pub mod settings;
+
+pub use app::{AppState, Application, ServiceDefinition, StopHandle};
+pub use caller::Caller;
+pub use error::CommonError;
+pub use settings::{Defaults, Settings};
+
+/// Runs a service binary: telemetry, settings, build, serve. `main.rs` is one call to this.
+pub fn main_for(defaults: Defaults, definition: fn() -> ServiceDefinition) -> anyhow::Result<()> {
+    let def = definition();
+    let _telemetry = kaip_telemetry::init(&format!("kaip-{}", def.name), kaip_telemetry::LogOutput::Stdout);
+    let settings = Settings::load(defaults)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let app = Application::build(def, settings).await?;
+        tracing::info!(port = app.port(), "listening");
+        app.run_until_stopped().await
+    })
+}

@@ -1,0 +1,207 @@
+//! Layered configuration: built-in defaults, then an optional TOML file named by
+//! `KAIP_CONFIG_FILE`, then `KAIP_<SECTION>__<KEY>` environment variables. Unknown keys are
+//! rejected and every value is validated at start, with an error that names the key.
+
+use kaip_auth::AuthSettings;
+use kaip_bus::{KafkaSettings, OutboxSettings};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// Everything a service process is configured with.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub outbox: OutboxSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// The server, without a database name: `postgres://user:password@host:5432`, optionally
+    /// with a query string (`?sslmode=require`).
+    pub url: SecretString,
+    /// This service's own database.
+    pub name: String,
+    /// Create the database at start if it does not exist (needs CREATEDB). Off in production
+    /// where a DBA provisions databases.
+    pub create_if_missing: bool,
+    pub pool_size: u32,
+}
+
+impl DatabaseSettings {
+    /// The URL of `database` on the configured server.
+    pub fn url_for(&self, database: &str) -> String {
+        let url = self.url.expose_secret().trim_end_matches('/');
+        match url.split_once('?') {
+            Some((base, query)) => format!("{}/{database}?{query}", base.trim_end_matches('/')),
+            None => format!("{url}/{database}"),
+        }
+    }
+
+    pub fn service_url(&self) -> String {
+        self.url_for(&self.name)
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Per-service defaults layered under everything else.
+#[derive(Clone, Copy, Debug)]
+pub struct Defaults {
+    pub port: u16,
+    pub database: &'static str,
+}
+
+impl Settings {
+    /// Loads settings for a process from the environment and the optional file.
+    pub fn load(defaults: Defaults) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(defaults, &env)
+    }
+
+    /// Loads settings from an explicit environment (tests use this: no global state).
+    pub fn load_from(defaults: Defaults, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        for (key, value) in default_pairs(defaults) {
+            builder = builder.set_default(key, value).map_err(|e| ConfigError(e.to_string()))?;
+        }
+        if let Some(path) = env.get("KAIP_CONFIG_FILE") {
+            builder = builder.add_source(config::File::new(path, config::FileFormat::Toml).required(true));
+        }
+        // Only `KAIP_<SECTION>__<KEY>` variables are configuration; `KAIP_CONFIG_FILE` and
+        // other single-underscore `KAIP_*` variables belong to tooling.
+        let vars: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("KAIP_") && k["KAIP_".len()..].contains("__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("KAIP")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(vars))
+                .try_parsing(true),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.workers == 0 {
+            return Err(ConfigError("server.workers: must be at least 1".into()));
+        }
+        if self.database.pool_size == 0 {
+            return Err(ConfigError("database.pool_size: must be at least 1".into()));
+        }
+        let name = &self.database.name;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError(format!(
+                "database.name: `{name}` must be letters, digits and underscores"
+            )));
+        }
+        if !self.database.url.expose_secret().starts_with("postgres") {
+            return Err(ConfigError("database.url: must start with postgres:// or postgresql://".into()));
+        }
+        self.kafka.validate().map_err(ConfigError)?;
+        kaip_auth::TokenVerifier::new(&self.auth).map_err(|e| ConfigError(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn default_pairs(d: Defaults) -> Vec<(&'static str, config::Value)> {
+    vec![
+        ("server.host", "127.0.0.1".into()),
+        ("server.port", i64::from(d.port).into()),
+        ("server.workers", 2i64.into()),
+        ("server.shutdown_timeout_secs", 30i64.into()),
+        ("database.url", "postgres://postgres@127.0.0.1:5432".into()),
+        ("database.name", d.database.into()),
+        ("database.create_if_missing", true.into()),
+        ("database.pool_size", 10i64.into()),
+        ("kafka.brokers", "127.0.0.1:9092".into()),
+        ("auth.issuer", kaip_auth::dev::ISSUER.into()),
+        ("auth.audience", kaip_auth::dev::AUDIENCE.into()),
+        ("auth.algorithm", "HS256".into()),
+        ("auth.key", kaip_auth::dev::SECRET.into()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Defaults = Defaults { port: 8081, database: "kaip_intake" };
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_then_environment() {
+        let s = Settings::load_from(D, &env(&[("KAIP_SERVER__PORT", "9000"), ("KAIP_LOG_FORMAT", "json")])).unwrap();
+        assert_eq!(s.server.port, 9000);
+        assert_eq!(s.database.name, "kaip_intake");
+        assert_eq!(s.kafka.session_timeout_ms, 6000);
+        assert_eq!(s.database.service_url(), "postgres://postgres@127.0.0.1:5432/kaip_intake");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = Settings::load_from(D, &env(&[("KAIP_DATABASE__URLL", "x")])).unwrap_err();
+        assert!(err.0.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Settings::load_from(D, &env(&[("KAIP_SERVER__PORT", "eighty")])).unwrap_err();
+        assert!(err.0.contains("port"), "{err}");
+        let err = Settings::load_from(D, &env(&[("KAIP_DATABASE__NAME", "x; drop")])).unwrap_err();
+        assert!(err.0.contains("database.name"), "{err}");
+        let err = Settings::load_from(D, &env(&[("KAIP_AUTH__ALGORITHM", "none")])).unwrap_err();
+        assert!(err.0.contains("auth.algorithm"), "{err}");
+        let err = Settings::load_from(D, &env(&[("KAIP_KAFKA__PARTITIONS", "0")])).unwrap_err();
+        assert!(err.0.contains("kafka.partitions"), "{err}");
+    }
+
+    #[test]
+    fn url_with_query_keeps_its_parameters() {
+        let s = Settings::load_from(
+            D,
+            &env(&[("KAIP_DATABASE__URL", "postgres://u:p@db:5432/?sslmode=require")]),
+        )
+        .unwrap();
+        assert_eq!(s.database.service_url(), "postgres://u:p@db:5432/kaip_intake?sslmode=require");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::load_from(D, &env(&[])).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains(kaip_auth::dev::SECRET));
+    }
+}
