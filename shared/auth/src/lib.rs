@@ -47,7 +47,7 @@ impl Claims {
 }
 
 /// Why a token was refused. Each variant has a stable code that callers branch on.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("no bearer token: send `Authorization: Bearer <jwt>`")]
     MissingToken,

@@ -402,3 +402,14 @@ where
     }
     map
 }
+
+/// Records every event in the inbox and changes nothing else. Services whose domain is
+/// not built yet run it, so that their group membership, offsets, inbox and dead-letter
+/// path are live (and observable) before their first real handler lands.
+pub struct RecordOnly;
+
+impl EventHandler for RecordOnly {
+    fn handle(&self, _: &mut PgConnection, _: &mut OutboxTx<'_>, _: &EventEnvelope) -> Result<Handled, HandlerError> {
+        Ok(Handled::Ignored)
+    }
+}

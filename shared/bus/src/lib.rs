@@ -17,7 +17,7 @@ pub mod relay;
 pub mod schema;
 pub mod settings;
 
-pub use consumer::{ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Handled, HandlerError, Outcome};
+pub use consumer::{ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Handled, HandlerError, Outcome, RecordOnly};
 pub use feed::{start_feed, EventFeed, FeedEvent};
 pub use outbox::{Outbox, OutboxTx};
 pub use relay::Relay;

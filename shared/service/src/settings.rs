@@ -82,31 +82,7 @@ impl Settings {
 
     /// Loads settings from an explicit environment (tests use this: no global state).
     pub fn load_from(defaults: Defaults, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder();
-        for (key, value) in default_pairs(defaults) {
-            builder = builder.set_default(key, value).map_err(|e| ConfigError(e.to_string()))?;
-        }
-        if let Some(path) = env.get("KAIP_CONFIG_FILE") {
-            builder = builder.add_source(config::File::new(path, config::FileFormat::Toml).required(true));
-        }
-        // Only `KAIP_<SECTION>__<KEY>` variables are configuration; `KAIP_CONFIG_FILE` and
-        // other single-underscore `KAIP_*` variables belong to tooling.
-        let vars: HashMap<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("KAIP_") && k["KAIP_".len()..].contains("__"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("KAIP")
-                .prefix_separator("_")
-                .separator("__")
-                .source(Some(vars))
-                .try_parsing(true),
-        );
-        let settings: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let settings: Settings = load_layered(default_pairs(defaults), env)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -133,6 +109,50 @@ impl Settings {
     }
 }
 
+/// Defaults, then the file named by `KAIP_CONFIG_FILE`, then `KAIP_<SECTION>__<KEY>`
+/// variables from `env`, deserialised into `T` (which should deny unknown fields).
+pub fn load_layered<T: serde::de::DeserializeOwned>(
+    defaults: Vec<(&'static str, config::Value)>,
+    env: &HashMap<String, String>,
+) -> Result<T, ConfigError> {
+    let mut builder = config::Config::builder();
+    for (key, value) in defaults {
+        builder = builder.set_default(key, value).map_err(|e| ConfigError(e.to_string()))?;
+    }
+    if let Some(path) = env.get("KAIP_CONFIG_FILE") {
+        builder = builder.add_source(config::File::new(path, config::FileFormat::Toml).required(true));
+    }
+    // Only `KAIP_<SECTION>__<KEY>` variables are configuration; `KAIP_CONFIG_FILE` and
+    // other single-underscore `KAIP_*` variables belong to tooling.
+    let vars: HashMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("KAIP_") && k["KAIP_".len()..].contains("__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("KAIP")
+            .prefix_separator("_")
+            .separator("__")
+            .source(Some(vars))
+            .try_parsing(true),
+    );
+    builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError(e.to_string()))
+}
+
+/// The defaults every process shares (auth, broker, database server).
+pub fn common_default_pairs() -> Vec<(&'static str, config::Value)> {
+    vec![
+        ("kafka.brokers", "127.0.0.1:9092".into()),
+        ("auth.issuer", kaip_auth::dev::ISSUER.into()),
+        ("auth.audience", kaip_auth::dev::AUDIENCE.into()),
+        ("auth.algorithm", "HS256".into()),
+        ("auth.key", kaip_auth::dev::SECRET.into()),
+    ]
+}
+
 fn default_pairs(d: Defaults) -> Vec<(&'static str, config::Value)> {
     vec![
         ("server.host", "127.0.0.1".into()),
@@ -143,12 +163,10 @@ fn default_pairs(d: Defaults) -> Vec<(&'static str, config::Value)> {
         ("database.name", d.database.into()),
         ("database.create_if_missing", true.into()),
         ("database.pool_size", 10i64.into()),
-        ("kafka.brokers", "127.0.0.1:9092".into()),
-        ("auth.issuer", kaip_auth::dev::ISSUER.into()),
-        ("auth.audience", kaip_auth::dev::AUDIENCE.into()),
-        ("auth.algorithm", "HS256".into()),
-        ("auth.key", kaip_auth::dev::SECRET.into()),
     ]
+    .into_iter()
+    .chain(common_default_pairs())
+    .collect()
 }
 
 #[cfg(test)]

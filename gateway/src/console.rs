@@ -1,0 +1,23 @@
+//! The GraphQL console, served by the gateway itself. Everything it needs is compiled into
+//! the binary: no CDN, no fonts, no network access beyond this gateway.
+
+use actix_web::{web, HttpResponse};
+
+const INDEX: &str = include_str!("../static/index.html");
+const SCRIPT: &str = include_str!("../static/console.js");
+const STYLE: &str = include_str!("../static/console.css");
+
+pub async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("content-security-policy", "default-src 'self'; connect-src 'self' ws: wss:"))
+        .body(INDEX)
+}
+
+pub async fn asset(path: web::Path<String>) -> HttpResponse {
+    match path.as_str() {
+        "console.js" => HttpResponse::Ok().content_type("text/javascript; charset=utf-8").body(SCRIPT),
+        "console.css" => HttpResponse::Ok().content_type("text/css; charset=utf-8").body(STYLE),
+        _ => HttpResponse::NotFound().finish(),
+    }
+}

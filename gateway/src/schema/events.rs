@@ -1,0 +1,101 @@
+//! Live events over WebSocket subscriptions, fed from Kafka.
+
+use super::{auth_error, caller};
+use async_graphql::{Context, Json, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use kaip_auth::{AuthError, Claims};
+use kaip_bus::{EventFeed, FeedEvent};
+use kaip_contracts::Role;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+/// One platform event, as integrators and the console see it.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Event {
+    pub id: Uuid,
+    #[graphql(name = "type")]
+    pub event_type: String,
+    pub version: i32,
+    pub occurred_at: DateTime<Utc>,
+    pub producer: String,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub consortium_id: Option<Uuid>,
+    pub actor_subject: String,
+    pub actor_role: String,
+    pub data: Json<serde_json::Value>,
+    /// The W3C trace id of the request that caused it, when known.
+    pub trace_id: Option<String>,
+}
+
+impl From<&FeedEvent> for Event {
+    fn from(f: &FeedEvent) -> Self {
+        let e = &f.envelope;
+        Event {
+            id: e.id.0,
+            event_type: e.event_type.clone(),
+            version: i32::from(e.version),
+            occurred_at: e.occurred_at,
+            producer: e.producer.clone(),
+            aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id,
+            consortium_id: e.consortium_id.map(|c| c.0),
+            actor_subject: e.actor.subject.clone(),
+            actor_role: e.actor.role.to_string(),
+            data: Json(e.data.clone()),
+            trace_id: f
+                .headers
+                .get("traceparent")
+                .and_then(|tp| tp.split('-').nth(1))
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// May `claims` see this event? Ministry staff and integrations see all; a consortium user
+/// only events about its own consortium.
+pub fn visible_to(claims: &Claims, event: &FeedEvent) -> bool {
+    match claims.role {
+        Role::Admin | Role::Officer | Role::Integration => true,
+        Role::Consortium => event.envelope.consortium_id.is_some() && event.envelope.consortium_id == claims.consortium_id,
+        Role::Reviewer | Role::System => false,
+    }
+}
+
+#[derive(Default)]
+pub struct EventSubscription;
+
+#[Subscription]
+impl EventSubscription {
+    /// Events as they happen, optionally only of some `types` or one aggregate.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        types: Option<Vec<String>>,
+        aggregate_id: Option<Uuid>,
+    ) -> async_graphql::Result<impl Stream<Item = Event>> {
+        let claims = caller(ctx)?.claims.clone();
+        if claims.role == Role::Reviewer {
+            return Err(auth_error(&AuthError::Forbidden { role: claims.role, action: "subscribe to events".into() }));
+        }
+        let rx = ctx.data::<EventFeed>()?.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((event, rx)),
+                    Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "subscriber lagged; events skipped"),
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(stream.filter_map(move |event: Arc<FeedEvent>| {
+            let wanted = visible_to(&claims, &event)
+                && types.as_ref().is_none_or(|t| t.iter().any(|t| *t == event.envelope.event_type))
+                && aggregate_id.is_none_or(|a| a == event.envelope.aggregate_id);
+            let out = wanted.then(|| Event::from(event.as_ref()));
+            async move { out }
+        }))
+    }
+}

@@ -1,0 +1,112 @@
+//! Gateway configuration, layered like the services' (defaults, `KAIP_CONFIG_FILE`,
+//! `KAIP_<SECTION>__<KEY>`).
+
+use kaip_auth::AuthSettings;
+use kaip_bus::KafkaSettings;
+use kaip_service::settings::{common_default_pairs, load_layered, ConfigError};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    pub server: GatewayServer,
+    pub services: ServiceUrls,
+    pub kafka: KafkaSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayServer {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+    /// Timeout for each call to a service.
+    pub upstream_timeout_ms: u64,
+}
+
+/// Base URLs of the services the gateway fronts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUrls {
+    pub intake: String,
+    pub scoring: String,
+    pub gpu_ledger: String,
+    pub data_budget: String,
+    pub talent: String,
+    pub milestones: String,
+}
+
+impl ServiceUrls {
+    pub fn all(&self) -> [(&'static str, &str); 6] {
+        [
+            ("intake", &self.intake),
+            ("scoring", &self.scoring),
+            ("gpu-ledger", &self.gpu_ledger),
+            ("data-budget", &self.data_budget),
+            ("talent", &self.talent),
+            ("milestones", &self.milestones),
+        ]
+    }
+}
+
+impl GatewaySettings {
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(&std::env::vars().collect())
+    }
+
+    pub fn load_from(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let defaults = vec![
+            ("server.host", "127.0.0.1".into()),
+            ("server.port", 8080i64.into()),
+            ("server.workers", 2i64.into()),
+            ("server.shutdown_timeout_secs", 30i64.into()),
+            ("server.upstream_timeout_ms", 10_000i64.into()),
+            ("services.intake", "http://127.0.0.1:8081".into()),
+            ("services.scoring", "http://127.0.0.1:8082".into()),
+            ("services.gpu_ledger", "http://127.0.0.1:8083".into()),
+            ("services.data_budget", "http://127.0.0.1:8084".into()),
+            ("services.talent", "http://127.0.0.1:8085".into()),
+            ("services.milestones", "http://127.0.0.1:8086".into()),
+        ];
+        let settings: GatewaySettings = load_layered(defaults.into_iter().chain(common_default_pairs()).collect(), env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.workers == 0 {
+            return Err(ConfigError("server.workers: must be at least 1".into()));
+        }
+        for (name, url) in self.services.all() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "services.{}: `{url}` must be an http:// or https:// URL",
+                    name.replace('-', "_")
+                )));
+            }
+        }
+        self.kafka.validate().map_err(ConfigError)?;
+        kaip_auth::TokenVerifier::new(&self.auth).map_err(|e| ConfigError(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls_are_validated_by_name() {
+        let env: HashMap<String, String> =
+            [("KAIP_SERVICES__GPU_LEDGER".to_string(), "ftp://x".to_string())].into_iter().collect();
+        let err = GatewaySettings::load_from(&env).unwrap_err();
+        assert!(err.0.contains("services.gpu_ledger"), "{err}");
+        let env: HashMap<String, String> =
+            [("KAIP_SERVICES__SCORNG".to_string(), "http://x".to_string())].into_iter().collect();
+        assert!(GatewaySettings::load_from(&env).unwrap_err().0.contains("scorng"));
+        assert_eq!(GatewaySettings::load_from(&HashMap::new()).unwrap().server.port, 8080);
+    }
+}
