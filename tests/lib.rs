@@ -1,1 +1,201 @@
-//! placeholder
+//! The whole platform, in-process, for end-to-end tests: six services and the gateway on
+//! port 0, each service with its own database, all on this test's topic prefix, against the
+//! real PostgreSQL and the real broker.
+
+use futures::{SinkExt, StreamExt};
+use kaip_gateway::settings::{GatewayServer, GatewaySettings, ServiceUrls};
+use kaip_testkit::{TestContext, TestService};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+pub use kaip_testkit::eventually;
+
+pub struct Platform {
+    pub ctx: TestContext,
+    pub intake: TestService,
+    pub scoring: TestService,
+    pub others: Vec<TestService>,
+    pub gateway_url: String,
+    gateway_stop: CancellationToken,
+    http: reqwest::Client,
+}
+
+impl Platform {
+    pub async fn start() -> Self {
+        let ctx = TestContext::new();
+        let intake = ctx.spawn(kaip_intake::definition(), kaip_intake::DEFAULTS).await;
+        let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+        let gpu = ctx.spawn(kaip_gpu_ledger::definition(), kaip_gpu_ledger::DEFAULTS).await;
+        let data = ctx.spawn(kaip_data_budget::definition(), kaip_data_budget::DEFAULTS).await;
+        let talent = ctx.spawn(kaip_talent::definition(), kaip_talent::DEFAULTS).await;
+        let milestones = ctx.spawn(kaip_milestones::definition(), kaip_milestones::DEFAULTS).await;
+        let settings = GatewaySettings {
+            server: GatewayServer {
+                host: "127.0.0.1".into(),
+                port: 0,
+                workers: 1,
+                shutdown_timeout_secs: 5,
+                upstream_timeout_ms: 10_000,
+            },
+            services: ServiceUrls {
+                intake: intake.base_url.clone(),
+                scoring: scoring.base_url.clone(),
+                gpu_ledger: gpu.base_url.clone(),
+                data_budget: data.base_url.clone(),
+                talent: talent.base_url.clone(),
+                milestones: milestones.base_url.clone(),
+            },
+            kafka: ctx.kafka.clone(),
+            auth: kaip_auth::dev::settings(),
+        };
+        let gateway = kaip_gateway::Application::build(settings).await.expect("gateway starts");
+        let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
+        let gateway_stop = gateway.shutdown_token();
+        tokio::spawn(gateway.run_until_stopped());
+        // Events published before scoring's group settles would still be consumed (the
+        // group starts from the earliest offset), but waiting keeps timings predictable.
+        scoring.wait_assigned().await;
+        Self {
+            ctx,
+            intake,
+            scoring,
+            others: vec![gpu, data, talent, milestones],
+            gateway_url,
+            gateway_stop,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs a GraphQL operation; returns the response body and its `x-trace-id`.
+    pub async fn graphql_with(
+        &self,
+        authorization: Option<&str>,
+        extra_headers: &[(&str, &str)],
+        query: &str,
+        variables: Value,
+    ) -> (Value, Option<String>) {
+        let mut req = self
+            .http
+            .post(format!("{}/graphql", self.gateway_url))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        for (k, v) in extra_headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.expect("gateway answers");
+        let trace = res.headers().get("x-trace-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (res.json().await.expect("gateway answers JSON"), trace)
+    }
+
+    pub async fn graphql(&self, authorization: Option<&str>, query: &str, variables: Value) -> Value {
+        self.graphql_with(authorization, &[], query, variables).await.0
+    }
+
+    /// Opens a subscription over WebSocket; returns once the server acknowledged it.
+    pub async fn subscribe(&self, authorization: &str, query: &str) -> Subscription {
+        let url = format!("{}/graphql", self.gateway_url.replace("http://", "ws://"));
+        let mut request = url.into_client_request().expect("ws request");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws connects");
+        let init = json!({ "type": "connection_init", "payload": { "Authorization": authorization } });
+        ws.send(Message::text(init.to_string())).await.expect("send init");
+        let ack = next_json(&mut ws).await.expect("connection answered");
+        assert_eq!(ack["type"], "connection_ack", "connection refused: {ack}");
+        let sub = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+        ws.send(Message::text(sub.to_string())).await.expect("send subscribe");
+        Subscription { ws }
+    }
+
+    /// The gateway's WebSocket answer to a connection_init with `authorization`.
+    pub async fn ws_connection_answer(&self, authorization: &str) -> Value {
+        let url = format!("{}/graphql", self.gateway_url.replace("http://", "ws://"));
+        let mut request = url.into_client_request().expect("ws request");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws connects");
+        let init = json!({ "type": "connection_init", "payload": { "Authorization": authorization } });
+        ws.send(Message::text(init.to_string())).await.expect("send init");
+        next_json(&mut ws).await.unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.gateway_stop.cancel();
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Some(json!({ "type": "close", "reason": frame.map(|f| f.reason.to_string()) }))
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// A live GraphQL subscription.
+pub struct Subscription {
+    ws: Ws,
+}
+
+impl Subscription {
+    /// The next event's `data.events` payload (fails the test after 60 s of silence).
+    pub async fn next_event(&mut self) -> Value {
+        loop {
+            let msg = next_json(&mut self.ws).await.expect("an event within 60 s");
+            match msg["type"].as_str() {
+                Some("next") => return msg["payload"]["data"]["events"].clone(),
+                Some("ping") => {
+                    let _ = self.ws.send(Message::text(json!({ "type": "pong" }).to_string())).await;
+                }
+                _ => panic!("unexpected subscription message: {msg}"),
+            }
+        }
+    }
+
+    /// The next message of any kind (used to observe errors).
+    pub async fn next_message(&mut self) -> Value {
+        next_json(&mut self.ws).await.unwrap_or(Value::Null)
+    }
+}
+
+/// `extensions.code` of the first GraphQL error.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+pub const OPEN_CALL: &str = "mutation($input: OpenCallInput!) { openCall(input: $input) { id title opensAt closesAt closesAtKst } }";
+pub const SUBMIT: &str =
+    "mutation($input: SubmitProposalInput!) { submitProposal(input: $input) { id callId consortiumId title submittedAt } }";
+
+/// Opens a call that is open now and closes in `hours`; returns its id.
+pub async fn open_call(p: &Platform, hours: i64) -> String {
+    let now = chrono::Utc::now();
+    let body = p
+        .graphql(
+            Some(&p.ctx.bearer(kaip_contracts::Role::Officer, None)),
+            OPEN_CALL,
+            json!({ "input": {
+                "title": "Sovereign AI Foundation Model 2026",
+                "opensAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+                "closesAt": (now + chrono::Duration::hours(hours)).to_rfc3339(),
+            }}),
+        )
+        .await;
+    body["data"]["openCall"]["id"].as_str().unwrap_or_else(|| panic!("openCall failed: {body}")).to_owned()
+}

@@ -154,12 +154,25 @@ async fn graphql(
     }
     request = request.data(auth);
     let trace_id = kaip_telemetry::trace_id_of(&span);
-    let response = schema.execute(request).instrument(span).await;
+    let mut response = schema.execute(request).instrument(span).await;
+    with_default_codes(&mut response.errors);
     let mut out = GraphQLResponse::from(response).customize();
     if let Some(trace_id) = trace_id {
         out = out.insert_header(("x-trace-id", trace_id));
     }
     out
+}
+
+/// Every error carries `extensions.code`. Errors raised by resolvers already have one
+/// (from the service or the auth check); those raised by async-graphql itself while parsing
+/// and validating the operation (a malformed UUID, an unknown field) are the client's input.
+fn with_default_codes(errors: &mut [async_graphql::ServerError]) {
+    for error in errors {
+        let ext = error.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_USER_INPUT");
+        }
+    }
 }
 
 async fn graphql_ws(

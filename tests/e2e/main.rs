@@ -1,1 +1,5 @@
+//! End-to-end tests: the platform in-process against real PostgreSQL and Kafka.
 
+mod backbone;
+mod slice;
+mod validation;

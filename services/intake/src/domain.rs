@@ -28,10 +28,13 @@ fn check_title(title: &str) -> Result<(), Violation> {
     Ok(())
 }
 
-pub fn validate_open_call(req: &OpenCall) -> Result<(), Violation> {
+pub fn validate_open_call(req: &OpenCall, now: DateTime<Utc>) -> Result<(), Violation> {
     check_title(&req.title)?;
     if req.closes_at <= req.opens_at {
         return Err(violation("closes_at", "must be after opens_at"));
+    }
+    if req.closes_at <= now {
+        return Err(violation("closes_at", "must be in the future"));
     }
     Ok(())
 }
@@ -75,11 +78,20 @@ mod tests {
 
     #[test]
     fn calls_need_a_title_and_a_window() {
-        assert!(validate_open_call(&call("Sovereign AI 2026", 24)).is_ok());
-        assert_eq!(validate_open_call(&call("  ", 24)).unwrap_err().field, "title");
-        assert_eq!(validate_open_call(&call(&"x".repeat(201), 24)).unwrap_err().field, "title");
-        assert_eq!(validate_open_call(&call("ok", 0)).unwrap_err().field, "closes_at");
-        assert_eq!(validate_open_call(&call("ok", -1)).unwrap_err().field, "closes_at");
+        let now = Utc::now();
+        assert!(validate_open_call(&call("Sovereign AI 2026", 24), now).is_ok());
+        assert_eq!(validate_open_call(&call("  ", 24), now).unwrap_err().field, "title");
+        assert_eq!(validate_open_call(&call(&"x".repeat(201), 24), now).unwrap_err().field, "title");
+        assert_eq!(validate_open_call(&call("ok", 0), now).unwrap_err().field, "closes_at");
+        assert_eq!(validate_open_call(&call("ok", -1), now).unwrap_err().field, "closes_at");
+    }
+
+    #[test]
+    fn a_call_cannot_close_in_the_past() {
+        let now = Utc::now();
+        let past = OpenCall { title: "t".into(), opens_at: now - Duration::hours(3), closes_at: now - Duration::hours(1) };
+        let v = validate_open_call(&past, now).unwrap_err();
+        assert_eq!((v.field, v.rule.as_str()), ("closes_at", "must be in the future"));
     }
 
     #[test]

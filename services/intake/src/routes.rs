@@ -73,7 +73,7 @@ async fn open_call(
 ) -> Result<HttpResponse, IntakeError> {
     caller.require(STAFF, "open a call")?;
     let req = body.into_inner();
-    domain::validate_open_call(&req)?;
+    domain::validate_open_call(&req, Utc::now())?;
     let actor = caller.actor();
     let call = state
         .db(move |c, outbox| {

@@ -1,0 +1,286 @@
+//! The event backbone's guarantees, with intake as the producer and scoring as the
+//! consumer: nothing lost, nothing doubled, poison events dead-lettered.
+
+use chrono::Utc;
+use diesel::prelude::*;
+use kaip_bus::outbox::claim_pending;
+use kaip_bus::schema::{kaip_inbox, kaip_outbox};
+use kaip_bus::{Outbox, OutboxSettings, Relay};
+use kaip_contracts::events::{headers, ProposalSubmitted};
+use kaip_contracts::{topics, Actor, CallId, ConsortiumId, EventEnvelope, ProposalId, Role};
+use kaip_e2e::eventually;
+use kaip_service::db;
+use kaip_testkit::{TestContext, TestService};
+use std::time::Duration;
+
+fn submitted(title: &str) -> ProposalSubmitted {
+    ProposalSubmitted {
+        proposal_id: ProposalId::new(),
+        call_id: CallId::new(),
+        consortium_id: ConsortiumId::new(),
+        title: title.into(),
+        submitted_at: Utc::now(),
+    }
+}
+
+fn envelope(event: &ProposalSubmitted) -> EventEnvelope {
+    EventEnvelope::wrap("intake", Actor { subject: "lead".into(), role: Role::Consortium }, event).expect("wraps")
+}
+
+fn case_count(scoring: &TestService, proposal: ProposalId) -> i64 {
+    use kaip_scoring::schema::evaluation_cases::dsl::*;
+    evaluation_cases.filter(proposal_id.eq(proposal.0)).count().get_result(&mut scoring.conn()).expect("count")
+}
+
+fn total_cases(scoring: &TestService) -> i64 {
+    use kaip_scoring::schema::evaluation_cases::dsl::*;
+    evaluation_cases.count().get_result(&mut scoring.conn()).expect("count")
+}
+
+async fn wait_for_cases(scoring: &TestService, n: i64) {
+    eventually(Duration::from_secs(60), || async { (total_cases(scoring) >= n).then_some(()) })
+        .await
+        .unwrap_or_else(|| panic!("scoring never reached {n} cases (has {})", total_cases(scoring)));
+}
+
+/// A context whose topics have one partition, so that "everything before this sentinel
+/// was consumed" is a fact the tests can wait for instead of sleeping.
+fn single_partition_context() -> TestContext {
+    let mut ctx = TestContext::new();
+    ctx.kafka.partitions = 1;
+    ctx
+}
+
+/// Produces a sentinel event after everything else and waits until scoring applied it:
+/// with one partition, every earlier message has then been consumed.
+async fn drain(ctx: &TestContext, scoring: &TestService) {
+    let sentinel = submitted("sentinel");
+    let env = envelope(&sentinel);
+    ctx.produce_raw(&ctx.topic(topics::INTAKE), &env.aggregate_id.to_string(), &serde_json::to_vec(&env).expect("json"), &[])
+        .await;
+    eventually(Duration::from_secs(60), || async { (case_count(scoring, sentinel.proposal_id) == 1).then_some(()) })
+        .await
+        .expect("the sentinel is consumed");
+}
+
+/// Intake's database, migrated, without a running intake (so no relay runs by itself).
+fn intake_database(ctx: &TestContext) -> kaip_bus::PgPool {
+    let settings = ctx.settings(kaip_intake::DEFAULTS);
+    ctx.track_database(&settings.database.name);
+    db::ensure_database(&settings.database).expect("database");
+    let pool = db::build_pool(&settings.database).expect("pool");
+    db::migrate(&pool, kaip_intake::MIGRATIONS).expect("migrations");
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_dies_after_the_ack_but_before_marking_sent_causes_one_effect() {
+    let ctx = single_partition_context();
+    let pool = intake_database(&ctx);
+    let outbox = Outbox::new("intake", ctx.topic(topics::INTAKE));
+    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    scoring.wait_assigned().await;
+
+    // Intake commits an event.
+    let event = submitted("Relay crash");
+    let env = envelope(&event);
+    {
+        let mut conn = pool.get().expect("conn");
+        outbox
+            .transaction(&mut conn, |c, tx| tx.enqueue(c, &env))
+            .expect("event committed");
+    }
+
+    // A relay claims it, the broker acknowledges it, and the relay dies before its
+    // transaction marks the row sent: the rollback stands for the crash.
+    let producer = kaip_bus::kafka::producer(&ctx.kafka).expect("producer");
+    let acked = {
+        let pool = pool.clone();
+        let producer = producer.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().expect("conn");
+            let mut acked = 0;
+            let _ = conn.transaction::<(), diesel::result::Error, _>(|c| {
+                let pending = claim_pending(c, 10)?;
+                let results = handle.block_on(kaip_bus::relay::publish(&producer, &pending));
+                acked = results.iter().filter(|r| r.is_ok()).count();
+                Err(diesel::result::Error::RollbackTransaction)
+            });
+            acked
+        })
+        .await
+        .expect("relay attempt")
+    };
+    assert_eq!(acked, 1, "the broker acknowledged the event");
+    let unsent: i64 = kaip_outbox::table
+        .filter(kaip_outbox::sent_at.is_null())
+        .count()
+        .get_result(&mut pool.get().expect("conn"))
+        .expect("count");
+    assert_eq!(unsent, 1, "the dead relay never marked it sent");
+
+    // The next relay publishes it again and marks it.
+    let relay = Relay::new(pool.clone(), producer, outbox.wake_handle(), OutboxSettings::default());
+    assert_eq!(relay.publish_pending().await.expect("republish"), 1);
+
+    // Kafka holds the event twice; scoring applied it once.
+    let copies = eventually(Duration::from_secs(30), || async {
+        let n = ctx
+            .read_topic(&ctx.topic(topics::INTAKE))
+            .await
+            .iter()
+            .filter(|m| m.json().is_some_and(|j| j["id"] == env.id.to_string()))
+            .count();
+        (n == 2).then_some(n)
+    })
+    .await;
+    assert_eq!(copies, Some(2), "both deliveries are on the topic");
+    drain(&ctx, &scoring).await;
+    let inbox_rows: i64 = kaip_inbox::table
+        .filter(kaip_inbox::event_id.eq(env.id.0))
+        .count()
+        .get_result(&mut scoring.conn())
+        .expect("count");
+    assert_eq!(case_count(&scoring, event.proposal_id), 1);
+    assert_eq!(inbox_rows, 1);
+    let announced: i64 = kaip_outbox::table
+        .filter(kaip_outbox::event_type.eq("EvaluationCaseOpened"))
+        .count()
+        .get_result(&mut scoring.conn())
+        .expect("count");
+    assert_eq!(announced, 2, "scoring announced the case once (plus the sentinel's)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_delivered_twice_among_others_changes_state_once() {
+    let ctx = single_partition_context();
+    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    scoring.wait_assigned().await;
+    let topic = ctx.topic(topics::INTAKE);
+    let (a, b, c) = (submitted("A"), submitted("B"), submitted("C"));
+    let (ea, eb, ec) = (envelope(&a), envelope(&b), envelope(&c));
+    let raw = |e: &EventEnvelope| serde_json::to_vec(e).expect("json");
+    // A, B, A again, C, B again: duplicates interleaved with other aggregates' events.
+    for e in [&ea, &eb, &ea, &ec, &eb] {
+        ctx.produce_raw(&topic, &e.aggregate_id.to_string(), &raw(e), &[(headers::EVENT_TYPE, "ProposalSubmitted")]).await;
+    }
+    drain(&ctx, &scoring).await;
+    for p in [&a, &b, &c] {
+        assert_eq!(case_count(&scoring, p.proposal_id), 1, "{} applied once", p.title);
+    }
+    assert_eq!(total_cases(&scoring), 4, "A, B, C and the sentinel");
+    let inbox: i64 = kaip_inbox::table.count().get_result(&mut scoring.conn()).expect("count");
+    assert_eq!(inbox, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_events_are_dead_lettered_with_their_error_and_consumption_continues() {
+    let ctx = single_partition_context();
+    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    scoring.wait_assigned().await;
+    let topic = ctx.topic(topics::INTAKE);
+
+    // Not JSON at all.
+    ctx.produce_raw(&topic, "k1", b"{not json", &[]).await;
+    // A valid envelope whose payload breaks the contract.
+    let mut bad = envelope(&submitted("bad"));
+    bad.data["title"] = serde_json::json!(42);
+    ctx.produce_raw(&topic, "k2", &serde_json::to_vec(&bad).expect("json"), &[]).await;
+    // A good event after them.
+    let good = submitted("good");
+    let env = envelope(&good);
+    ctx.produce_raw(&topic, &env.aggregate_id.to_string(), &serde_json::to_vec(&env).expect("json"), &[]).await;
+
+    wait_for_cases(&scoring, 1).await;
+    assert_eq!(case_count(&scoring, good.proposal_id), 1, "the consumer carried on");
+
+    let dlq = ctx.topic(&topics::dead_letter_topic_of("scoring"));
+    let dead = eventually(Duration::from_secs(30), || async {
+        let msgs = ctx.read_topic(&dlq).await;
+        (msgs.len() >= 2).then_some(msgs)
+    })
+    .await
+    .expect("both poison events reach the dead-letter topic");
+    assert_eq!(dead.len(), 2);
+    let errors: Vec<&str> = dead.iter().map(|m| m.headers[headers::DLQ_ERROR].as_str()).collect();
+    assert!(errors[0].contains("malformed event envelope"), "{}", errors[0]);
+    assert!(errors[1].contains("ProposalSubmitted v1 `data` is invalid"), "{}", errors[1]);
+    assert_eq!(dead[0].payload.as_deref(), Some(&b"{not json"[..]), "the original bytes are kept");
+    for m in &dead {
+        assert_eq!(m.headers[headers::DLQ_ORIGINAL_TOPIC], topic);
+        assert!(m.headers.contains_key(headers::DLQ_ORIGINAL_OFFSET));
+    }
+    assert_eq!(total_cases(&scoring), 1, "poison events changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_event_is_published_without_waiting_for_the_poll_interval() {
+    let ctx = TestContext::new();
+    let mut settings = ctx.settings(kaip_intake::DEFAULTS);
+    // An hour: if the relay relied on polling, nothing would arrive during this test.
+    settings.outbox.poll_interval_ms = 3_600_000;
+    let intake = ctx.spawn_with(kaip_intake::definition(), settings).await;
+    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    scoring.wait_assigned().await;
+
+    let http = reqwest::Client::new();
+    let officer = ctx.bearer(Role::Officer, None);
+    let now = Utc::now();
+    let call: serde_json::Value = http
+        .post(intake.url("/calls"))
+        .header("authorization", &officer)
+        .json(&serde_json::json!({ "title": "Wake-up", "opens_at": now - chrono::Duration::minutes(1), "closes_at": now + chrono::Duration::hours(1) }))
+        .send()
+        .await
+        .expect("intake answers")
+        .json()
+        .await
+        .expect("json");
+    let lead = ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
+    let res = http
+        .post(intake.url("/proposals"))
+        .header("authorization", &lead)
+        .json(&serde_json::json!({ "call_id": call["id"], "title": "Fast", "summary": "s" }))
+        .send()
+        .await
+        .expect("intake answers");
+    assert_eq!(res.status(), 201);
+    wait_for_cases(&scoring, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_then_dead_lettered_without_blocking_the_partition() {
+    let ctx = TestContext::new();
+    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    scoring.wait_assigned().await;
+    // Break scoring's table for one proposal id only: a trigger that raises a transient
+    // error (serialization_failure) keeps failing the same event.
+    let doomed = submitted("doomed");
+    diesel::connection::SimpleConnection::batch_execute(&mut *scoring.conn(), &format!(
+        "CREATE FUNCTION fail_one() RETURNS trigger AS $$ BEGIN \
+           IF NEW.proposal_id = '{}' THEN RAISE EXCEPTION 'injected outage' USING ERRCODE = '40001'; END IF; \
+           RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER fail_one BEFORE INSERT ON evaluation_cases FOR EACH ROW EXECUTE FUNCTION fail_one();",
+        doomed.proposal_id
+    ))
+    .expect("trigger");
+    let topic = ctx.topic(topics::INTAKE);
+    let fine = submitted("fine");
+    for e in [envelope(&doomed), envelope(&fine)] {
+        // Same key: same partition, so `fine` waits behind `doomed`.
+        ctx.produce_raw(&topic, "same-key", &serde_json::to_vec(&e).expect("json"), &[]).await;
+    }
+    wait_for_cases(&scoring, 1).await;
+    assert_eq!(case_count(&scoring, fine.proposal_id), 1);
+    assert_eq!(case_count(&scoring, doomed.proposal_id), 0);
+    let dlq = ctx.topic(&topics::dead_letter_topic_of("scoring"));
+    let dead = eventually(Duration::from_secs(30), || async {
+        let msgs = ctx.read_topic(&dlq).await;
+        (!msgs.is_empty()).then_some(msgs)
+    })
+    .await
+    .expect("dead-lettered");
+    assert_eq!(dead[0].headers[headers::DLQ_ATTEMPTS], ctx.kafka.max_attempts.to_string());
+    assert!(dead[0].headers[headers::DLQ_ERROR].contains("injected outage"));
+}
