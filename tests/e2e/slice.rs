@@ -131,6 +131,14 @@ async fn a_consortium_subscription_sees_only_its_own_events() {
     let first = b_events.next_event().await;
     assert_eq!(first["consortiumId"], b.to_string());
 
+    // A WebSocket whose connection_init carries a bad token is refused with the code.
+    let expired = kaip_auth::DevTokenMinter::new(&kaip_auth::dev::settings(), kaip_auth::dev::SECRET)
+        .expect("minter")
+        .mint("u", Role::Officer, None, -300);
+    let answer = p.ws_connection_answer(&format!("Bearer {expired}")).await;
+    assert_ne!(answer["type"], "connection_ack", "{answer}");
+    assert!(answer.to_string().contains("expired"), "{answer}");
+
     // Reviewers may not subscribe at all.
     let reviewer = p.ctx.bearer(Role::Reviewer, None);
     let mut sub = p.subscribe(&reviewer, "subscription { events { type } }").await;
