@@ -1,0 +1,35 @@
+# K-AIP. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: run test bench lint fmt snapshots token build help
+
+run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
+	@bash infra/local/run.sh
+
+test: ## Run every test against real PostgreSQL and Kafka (starts a broker unless KAIP_TEST_KAFKA_BROKERS is set)
+	@bash infra/local/test.sh
+
+bench: ## Measure outbox relay and consumer throughput against the real broker (release build)
+	@bash infra/local/bench.sh
+
+lint: ## cargo fmt --check, clippy -D warnings, and the contracts crate free of infrastructure
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	@if cargo tree -p kaip-contracts -e normal | grep -qE 'diesel|rdkafka|actix|tokio'; then \
+		echo "kaip-contracts must not depend on infrastructure crates"; exit 1; fi
+
+fmt: ## Format the code
+	cargo fmt --all
+
+snapshots: ## Accept the current GraphQL schema as the published snapshot (gateway/schema.graphql)
+	UPDATE_SNAPSHOTS=1 cargo test -p kaip-gateway --test api the_published_schema_matches_the_checked_in_snapshot
+
+token: ## Mint a development token for every role
+	@cargo run -q -p kaip-auth --bin kaip-dev-token -- --all
+
+build: ## Build every binary
+	cargo build --bins
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# `make run`: the whole platform on local defaults. Builds, starts a broker (unless
+# KAIP_KAFKA__BROKERS points at one), creates the databases (each service does, at start),
+# starts the six services and the gateway, and prints the console URL and a development
+# token per role. Ctrl-C stops everything it started.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$KAIP_ROOT"
+
+require_postgres "${KAIP_DATABASE__URL:-postgres://postgres@127.0.0.1:5432}"
+
+echo "==> building (the first build takes a few minutes)"
+cargo build --bins
+
+base=${KAIP_RUN_BASE_PORT:-8080}
+services=(intake scoring gpu-ledger data-budget talent milestones)
+for i in $(seq 0 6); do
+  port=$((base + i))
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use: stop what holds it, or set KAIP_RUN_BASE_PORT (ports BASE..BASE+6)" >&2
+    exit 1
+  fi
+done
+
+mkdir -p "$KAIP_STATE/logs"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "==> stopping"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  bash infra/local/broker.sh stop "$KAIP_STATE/broker"
+  echo "stopped"
+}
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
+
+brokers=$(ensure_broker "$KAIP_STATE/broker")
+export KAIP_KAFKA__BROKERS="$brokers"
+echo "==> broker at $brokers"
+
+declare -A url
+for i in "${!services[@]}"; do
+  svc=${services[$i]}
+  port=$((base + 1 + i))
+  url[$svc]="http://127.0.0.1:$port"
+  KAIP_SERVER__PORT=$port "target/debug/kaip-$svc" >"$KAIP_STATE/logs/$svc.log" 2>&1 &
+  pids+=($!)
+  echo "    $svc on :$port (log: .run/logs/$svc.log)"
+done
+
+KAIP_SERVER__PORT=$base \
+KAIP_SERVICES__INTAKE=${url[intake]} \
+KAIP_SERVICES__SCORING=${url[scoring]} \
+KAIP_SERVICES__GPU_LEDGER=${url[gpu-ledger]} \
+KAIP_SERVICES__DATA_BUDGET=${url[data-budget]} \
+KAIP_SERVICES__TALENT=${url[talent]} \
+KAIP_SERVICES__MILESTONES=${url[milestones]} \
+  target/debug/kaip-gateway >"$KAIP_STATE/logs/gateway.log" 2>&1 &
+pids+=($!)
+
+echo "==> waiting for every service to be ready"
+ready=""
+for _ in $(seq 1 240); do
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "a process exited during start-up; the end of each log:" >&2
+      tail -n 5 "$KAIP_STATE"/logs/*.log >&2
+      exit 1
+    fi
+  done
+  if http_ok "http://127.0.0.1:$base/health/ready"; then ready=1; break; fi
+  sleep 0.5
+done
+if [ -z "$ready" ]; then
+  echo "the platform did not become ready in 2 minutes; see .run/logs/" >&2
+  python3 -c 'import sys,urllib.request
+try: urllib.request.urlopen(sys.argv[1], timeout=5)
+except Exception as e: print(getattr(e, "read", lambda: str(e).encode())().decode())' "http://127.0.0.1:$base/health/ready" >&2 || true
+  exit 1
+fi
+
+cat <<MSG
+
+K-AIP is up.
+
+  GraphQL console:  http://127.0.0.1:$base/
+  GraphQL endpoint: http://127.0.0.1:$base/graphql   (WebSocket subscriptions on the same path)
+  Schema (SDL):     http://127.0.0.1:$base/schema.graphql
+
+Development tokens (valid 7 days; paste one into the console's Token field):
+MSG
+target/debug/kaip-dev-token --all | sed 's/^/  /'
+echo
+echo "Logs in .run/logs/. Press Ctrl-C to stop everything."
+wait -n "${pids[@]}" || true
+echo "a process exited; see .run/logs/" >&2

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make test`: every test, against the real PostgreSQL and a real Kafka-protocol broker.
+# Uses KAIP_TEST_KAFKA_BROKERS when set; otherwise starts a local Tansu for the run.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$KAIP_ROOT"
+
+require_postgres "${KAIP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
+
+if [ -z "${KAIP_TEST_KAFKA_BROKERS:-}" ]; then
+  dir="$KAIP_STATE/test-broker-$$"
+  KAIP_TEST_KAFKA_BROKERS=$(bash infra/local/broker.sh start "$dir")
+  export KAIP_TEST_KAFKA_BROKERS
+  trap 'bash infra/local/broker.sh stop "$dir"; rm -rf "$dir"' EXIT
+  echo "test broker: Tansu at $KAIP_TEST_KAFKA_BROKERS"
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  echo "cargo-nextest not found; running cargo test (slower: one test binary at a time)"
+  cargo test --workspace --no-fail-fast "$@"
+fi
