@@ -26,12 +26,24 @@ pub struct Platform {
 impl Platform {
     pub async fn start() -> Self {
         let ctx = TestContext::new();
-        let intake = ctx.spawn(kaip_intake::definition(), kaip_intake::DEFAULTS).await;
-        let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
-        let gpu = ctx.spawn(kaip_gpu_ledger::definition(), kaip_gpu_ledger::DEFAULTS).await;
-        let data = ctx.spawn(kaip_data_budget::definition(), kaip_data_budget::DEFAULTS).await;
-        let talent = ctx.spawn(kaip_talent::definition(), kaip_talent::DEFAULTS).await;
-        let milestones = ctx.spawn(kaip_milestones::definition(), kaip_milestones::DEFAULTS).await;
+        let intake = ctx
+            .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+            .await;
+        let scoring = ctx
+            .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+            .await;
+        let gpu = ctx
+            .spawn(kaip_gpu_ledger::definition(), kaip_gpu_ledger::DEFAULTS)
+            .await;
+        let data = ctx
+            .spawn(kaip_data_budget::definition(), kaip_data_budget::DEFAULTS)
+            .await;
+        let talent = ctx
+            .spawn(kaip_talent::definition(), kaip_talent::DEFAULTS)
+            .await;
+        let milestones = ctx
+            .spawn(kaip_milestones::definition(), kaip_milestones::DEFAULTS)
+            .await;
         let settings = GatewaySettings {
             server: GatewayServer {
                 host: "127.0.0.1".into(),
@@ -51,7 +63,9 @@ impl Platform {
             kafka: ctx.kafka.clone(),
             auth: kaip_auth::dev::settings(),
         };
-        let gateway = kaip_gateway::Application::build(settings).await.expect("gateway starts");
+        let gateway = kaip_gateway::Application::build(settings)
+            .await
+            .expect("gateway starts");
         let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
         let gateway_stop = gateway.shutdown_token();
         tokio::spawn(gateway.run_until_stopped());
@@ -88,28 +102,47 @@ impl Platform {
             req = req.header(*k, *v);
         }
         let res = req.send().await.expect("gateway answers");
-        let trace = res.headers().get("x-trace-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let trace = res
+            .headers()
+            .get("x-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         (res.json().await.expect("gateway answers JSON"), trace)
     }
 
-    pub async fn graphql(&self, authorization: Option<&str>, query: &str, variables: Value) -> Value {
-        self.graphql_with(authorization, &[], query, variables).await.0
+    pub async fn graphql(
+        &self,
+        authorization: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
+        self.graphql_with(authorization, &[], query, variables)
+            .await
+            .0
     }
 
     /// Opens a subscription over WebSocket; returns once the server acknowledged it.
     pub async fn subscribe(&self, authorization: &str, query: &str) -> Subscription {
         let url = format!("{}/graphql", self.gateway_url.replace("http://", "ws://"));
         let mut request = url.into_client_request().expect("ws request");
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws connects");
-        let init = json!({ "type": "connection_init", "payload": { "Authorization": authorization } });
-        ws.send(Message::text(init.to_string())).await.expect("send init");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connects");
+        let init =
+            json!({ "type": "connection_init", "payload": { "Authorization": authorization } });
+        ws.send(Message::text(init.to_string()))
+            .await
+            .expect("send init");
         let ack = next_json(&mut ws).await.expect("connection answered");
         assert_eq!(ack["type"], "connection_ack", "connection refused: {ack}");
         let sub = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
-        ws.send(Message::text(sub.to_string())).await.expect("send subscribe");
+        ws.send(Message::text(sub.to_string()))
+            .await
+            .expect("send subscribe");
         Subscription { ws }
     }
 
@@ -117,12 +150,18 @@ impl Platform {
     pub async fn ws_connection_answer(&self, authorization: &str) -> Value {
         let url = format!("{}/graphql", self.gateway_url.replace("http://", "ws://"));
         let mut request = url.into_client_request().expect("ws request");
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws connects");
-        let init = json!({ "type": "connection_init", "payload": { "Authorization": authorization } });
-        ws.send(Message::text(init.to_string())).await.expect("send init");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connects");
+        let init =
+            json!({ "type": "connection_init", "payload": { "Authorization": authorization } });
+        ws.send(Message::text(init.to_string()))
+            .await
+            .expect("send init");
         next_json(&mut ws).await.unwrap_or(Value::Null)
     }
 }
@@ -133,14 +172,17 @@ impl Drop for Platform {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_json(ws: &mut Ws) -> Option<Value> {
     loop {
         match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
             Ok(Some(Ok(Message::Close(frame)))) => {
-                return Some(json!({ "type": "close", "reason": frame.map(|f| f.reason.to_string()) }))
+                return Some(
+                    json!({ "type": "close", "reason": frame.map(|f| f.reason.to_string()) }),
+                )
             }
             Ok(Some(Ok(_))) => continue,
             _ => return None,
@@ -161,7 +203,10 @@ impl Subscription {
             match msg["type"].as_str() {
                 Some("next") => return msg["payload"]["data"]["events"].clone(),
                 Some("ping") => {
-                    let _ = self.ws.send(Message::text(json!({ "type": "pong" }).to_string())).await;
+                    let _ = self
+                        .ws
+                        .send(Message::text(json!({ "type": "pong" }).to_string()))
+                        .await;
                 }
                 _ => panic!("unexpected subscription message: {msg}"),
             }
@@ -197,5 +242,8 @@ pub async fn open_call(p: &Platform, hours: i64) -> String {
             }}),
         )
         .await;
-    body["data"]["openCall"]["id"].as_str().unwrap_or_else(|| panic!("openCall failed: {body}")).to_owned()
+    body["data"]["openCall"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("openCall failed: {body}"))
+        .to_owned()
 }

@@ -21,13 +21,17 @@ pub struct UpstreamError {
 impl UpstreamError {
     fn unavailable(service: &str, e: impl std::fmt::Display) -> Self {
         tracing::warn!(service, error = %e, "service call failed");
-        Self { code: "SERVICE_UNAVAILABLE".into(), message: format!("the {service} service is unavailable") }
+        Self {
+            code: "SERVICE_UNAVAILABLE".into(),
+            message: format!("the {service} service is unavailable"),
+        }
     }
 }
 
 impl ErrorExtensions for UpstreamError {
     fn extend(&self) -> async_graphql::Error {
-        async_graphql::Error::new(&self.message).extend_with(|_, e| e.set("code", self.code.clone()))
+        async_graphql::Error::new(&self.message)
+            .extend_with(|_, e| e.set("code", self.code.clone()))
     }
 }
 
@@ -41,10 +45,19 @@ pub struct ServiceClient {
 
 impl ServiceClient {
     pub fn new(name: &'static str, base: &str, http: reqwest::Client) -> Self {
-        Self { name, base: base.trim_end_matches('/').to_owned(), http }
+        Self {
+            name,
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -55,20 +68,40 @@ impl ServiceClient {
         req
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, UpstreamError> {
-        let res = req.send().await.map_err(|e| UpstreamError::unavailable(self.name, e))?;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, UpstreamError> {
+        let res = req
+            .send()
+            .await
+            .map_err(|e| UpstreamError::unavailable(self.name, e))?;
         let status = res.status();
         if status.is_success() {
-            return res.json::<T>().await.map_err(|e| UpstreamError::unavailable(self.name, e));
+            return res
+                .json::<T>()
+                .await
+                .map_err(|e| UpstreamError::unavailable(self.name, e));
         }
         match res.json::<ErrorBody>().await {
-            Ok(body) => Err(UpstreamError { code: body.code, message: body.message }),
-            Err(e) => Err(UpstreamError::unavailable(self.name, format!("{status}: {e}"))),
+            Ok(body) => Err(UpstreamError {
+                code: body.code,
+                message: body.message,
+            }),
+            Err(e) => Err(UpstreamError::unavailable(
+                self.name,
+                format!("{status}: {e}"),
+            )),
         }
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str, token: Option<&str>) -> Result<T, UpstreamError> {
-        self.send(self.request(reqwest::Method::GET, path, token)).await
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<T, UpstreamError> {
+        self.send(self.request(reqwest::Method::GET, path, token))
+            .await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
@@ -77,7 +110,8 @@ impl ServiceClient {
         body: &B,
         token: Option<&str>,
     ) -> Result<T, UpstreamError> {
-        self.send(self.request(reqwest::Method::POST, path, token).json(body)).await
+        self.send(self.request(reqwest::Method::POST, path, token).json(body))
+            .await
     }
 
     /// The service's readiness report, or why it could not be had.
@@ -88,7 +122,9 @@ impl ServiceClient {
             .send()
             .await
             .map_err(|e| format!("unreachable: {e}"))?;
-        res.json::<Readiness>().await.map_err(|e| format!("bad readiness answer: {e}"))
+        res.json::<Readiness>()
+            .await
+            .map_err(|e| format!("bad readiness answer: {e}"))
     }
 
     pub fn name(&self) -> &'static str {
@@ -103,7 +139,10 @@ fn page_query(first: Option<i32>, after: Option<&str>, extra: &[(&str, String)])
     }
     if let Some(after) = after {
         // Cursors are UUIDs, but never trust a client string into a URL unescaped.
-        let safe: String = after.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        let safe: String = after
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
         parts.push(format!("after={safe}"));
     }
     if parts.is_empty() {
@@ -124,8 +163,11 @@ pub struct Services {
 impl Services {
     pub fn new(urls: &crate::settings::ServiceUrls, timeout: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(timeout).build()?;
-        let all: Vec<ServiceClient> =
-            urls.all().iter().map(|(name, url)| ServiceClient::new(name, url, http.clone())).collect();
+        let all: Vec<ServiceClient> = urls
+            .all()
+            .iter()
+            .map(|(name, url)| ServiceClient::new(name, url, http.clone()))
+            .collect();
         Ok(Self {
             intake: ServiceClient::new("intake", &urls.intake, http.clone()),
             scoring: ServiceClient::new("scoring", &urls.scoring, http),
@@ -139,15 +181,29 @@ impl Services {
         self.intake.post("/calls", body, Some(token)).await
     }
 
-    pub async fn calls(&self, token: &str, first: Option<i32>, after: Option<&str>) -> Result<Page<Call>, UpstreamError> {
-        self.intake.get(&format!("/calls{}", page_query(first, after, &[])), Some(token)).await
+    pub async fn calls(
+        &self,
+        token: &str,
+        first: Option<i32>,
+        after: Option<&str>,
+    ) -> Result<Page<Call>, UpstreamError> {
+        self.intake
+            .get(
+                &format!("/calls{}", page_query(first, after, &[])),
+                Some(token),
+            )
+            .await
     }
 
     pub async fn call(&self, token: &str, id: CallId) -> Result<Call, UpstreamError> {
         self.intake.get(&format!("/calls/{id}"), Some(token)).await
     }
 
-    pub async fn submit_proposal(&self, token: &str, body: &SubmitProposal) -> Result<Proposal, UpstreamError> {
+    pub async fn submit_proposal(
+        &self,
+        token: &str,
+        body: &SubmitProposal,
+    ) -> Result<Proposal, UpstreamError> {
         self.intake.post("/proposals", body, Some(token)).await
     }
 
@@ -158,12 +214,22 @@ impl Services {
         first: Option<i32>,
         after: Option<&str>,
     ) -> Result<Page<Proposal>, UpstreamError> {
-        let extra: Vec<(&str, String)> = call.map(|c| ("call_id", c.to_string())).into_iter().collect();
-        self.intake.get(&format!("/proposals{}", page_query(first, after, &extra)), Some(token)).await
+        let extra: Vec<(&str, String)> = call
+            .map(|c| ("call_id", c.to_string()))
+            .into_iter()
+            .collect();
+        self.intake
+            .get(
+                &format!("/proposals{}", page_query(first, after, &extra)),
+                Some(token),
+            )
+            .await
     }
 
     pub async fn proposal(&self, token: &str, id: ProposalId) -> Result<Proposal, UpstreamError> {
-        self.intake.get(&format!("/proposals/{id}"), Some(token)).await
+        self.intake
+            .get(&format!("/proposals/{id}"), Some(token))
+            .await
     }
 
     // ---- scoring ----
@@ -175,12 +241,26 @@ impl Services {
         first: Option<i32>,
         after: Option<&str>,
     ) -> Result<Page<EvaluationCase>, UpstreamError> {
-        let extra: Vec<(&str, String)> = call.map(|c| ("call_id", c.to_string())).into_iter().collect();
-        self.scoring.get(&format!("/cases{}", page_query(first, after, &extra)), Some(token)).await
+        let extra: Vec<(&str, String)> = call
+            .map(|c| ("call_id", c.to_string()))
+            .into_iter()
+            .collect();
+        self.scoring
+            .get(
+                &format!("/cases{}", page_query(first, after, &extra)),
+                Some(token),
+            )
+            .await
     }
 
-    pub async fn evaluation_case_of(&self, token: &str, proposal: ProposalId) -> Result<EvaluationCase, UpstreamError> {
-        self.scoring.get(&format!("/proposals/{proposal}/case"), Some(token)).await
+    pub async fn evaluation_case_of(
+        &self,
+        token: &str,
+        proposal: ProposalId,
+    ) -> Result<EvaluationCase, UpstreamError> {
+        self.scoring
+            .get(&format!("/proposals/{proposal}/case"), Some(token))
+            .await
     }
 }
 
@@ -191,7 +271,13 @@ mod tests {
     #[test]
     fn page_queries_are_built_and_cursors_sanitised() {
         assert_eq!(page_query(None, None, &[]), "");
-        assert_eq!(page_query(Some(5), Some("ab-1&x=y"), &[]), "?limit=5&after=ab-1xy");
-        assert_eq!(page_query(None, None, &[("call_id", "c".into())]), "?call_id=c");
+        assert_eq!(
+            page_query(Some(5), Some("ab-1&x=y"), &[]),
+            "?limit=5&after=ab-1xy"
+        );
+        assert_eq!(
+            page_query(None, None, &[("call_id", "c".into())]),
+            "?call_id=c"
+        );
     }
 }

@@ -10,14 +10,21 @@ const STYLE: &str = include_str!("../static/console.css");
 pub async fn index() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header(("content-security-policy", "default-src 'self'; connect-src 'self' ws: wss:"))
+        .insert_header((
+            "content-security-policy",
+            "default-src 'self'; connect-src 'self' ws: wss:",
+        ))
         .body(INDEX)
 }
 
 pub async fn asset(path: web::Path<String>) -> HttpResponse {
     match path.as_str() {
-        "console.js" => HttpResponse::Ok().content_type("text/javascript; charset=utf-8").body(SCRIPT),
-        "console.css" => HttpResponse::Ok().content_type("text/css; charset=utf-8").body(STYLE),
+        "console.js" => HttpResponse::Ok()
+            .content_type("text/javascript; charset=utf-8")
+            .body(SCRIPT),
+        "console.css" => HttpResponse::Ok()
+            .content_type("text/css; charset=utf-8")
+            .body(STYLE),
         _ => HttpResponse::NotFound().finish(),
     }
 }

@@ -38,24 +38,40 @@ impl Application {
     pub async fn build(settings: GatewaySettings) -> anyhow::Result<Self> {
         settings.validate()?;
         let verifier = TokenVerifier::new(&settings.auth)?;
-        let services = clients::Services::new(&settings.services, Duration::from_millis(settings.server.upstream_timeout_ms))?;
+        let services = clients::Services::new(
+            &settings.services,
+            Duration::from_millis(settings.server.upstream_timeout_ms),
+        )?;
         // The feed needs the topics to exist; creating them is idempotent, and lets the
         // gateway start before the services do.
-        let topics: Vec<String> =
-            kaip_contracts::topics::ALL_EVENT_TOPICS.iter().map(|t| settings.kafka.prefixed(t)).collect();
+        let topics: Vec<String> = kaip_contracts::topics::ALL_EVENT_TOPICS
+            .iter()
+            .map(|t| settings.kafka.prefixed(t))
+            .collect();
         kaip_bus::kafka::ensure_topics(&settings.kafka, &topics)
             .await
-            .with_context(|| format!("creating topics on kafka.brokers = {}", settings.kafka.brokers))?;
+            .with_context(|| {
+                format!(
+                    "creating topics on kafka.brokers = {}",
+                    settings.kafka.brokers
+                )
+            })?;
         let feed_stop = CancellationToken::new();
-        let feed = kaip_bus::start_feed(&settings.kafka, &kaip_contracts::topics::ALL_EVENT_TOPICS, feed_stop.clone())
-            .await
-            .context("starting the event feed")?;
+        let feed = kaip_bus::start_feed(
+            &settings.kafka,
+            &kaip_contracts::topics::ALL_EVENT_TOPICS,
+            feed_stop.clone(),
+        )
+        .await
+        .context("starting the event feed")?;
         let schema = web::Data::new(schema::build(services.clone(), feed));
         let verifier = web::Data::new(verifier);
         let services = web::Data::new(services);
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
-            .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
+            .with_context(|| {
+                format!("binding {}:{}", settings.server.host, settings.server.port)
+            })?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
@@ -65,7 +81,11 @@ impl Application {
                 .service(
                     web::resource("/graphql")
                         .route(web::post().to(graphql))
-                        .route(web::get().guard(guard::Header("upgrade", "websocket")).to(graphql_ws))
+                        .route(
+                            web::get()
+                                .guard(guard::Header("upgrade", "websocket"))
+                                .to(graphql_ws),
+                        )
                         .route(web::get().to(console::index)),
                 )
                 .route("/", web::get().to(console::index))
@@ -79,7 +99,12 @@ impl Application {
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .disable_signals()
         .run();
-        Ok(Self { port, server, shutdown: CancellationToken::new(), feed_stop })
+        Ok(Self {
+            port,
+            server,
+            shutdown: CancellationToken::new(),
+            feed_stop,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -125,7 +150,12 @@ async fn terminate() {
 fn trace_carrier(req: &HttpRequest) -> HashMap<String, String> {
     ["traceparent", "tracestate"]
         .iter()
-        .filter_map(|k| Some((k.to_string(), req.headers().get(*k)?.to_str().ok()?.to_owned())))
+        .filter_map(|k| {
+            Some((
+                k.to_string(),
+                req.headers().get(*k)?.to_str().ok()?.to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -144,9 +174,16 @@ async fn graphql(
     req: HttpRequest,
     gql: GraphQLRequest,
 ) -> impl Responder {
-    let span = tracing::info_span!("graphql.request", otel.kind = "server", operation = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "graphql.request",
+        otel.kind = "server",
+        operation = tracing::field::Empty
+    );
     kaip_telemetry::set_parent_from_headers(&span, &trace_carrier(&req));
-    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let auth = authenticate(&verifier, header);
     let mut request = gql.into_inner();
     if let Some(op) = &request.operation_name {
@@ -204,14 +241,22 @@ async fn graphql_ws(
 /// or `{"token": "..."}`.
 fn connection_token(payload: &serde_json::Value) -> Option<String> {
     let obj = payload.as_object()?;
-    if let Some(v) = obj.get("Authorization").or_else(|| obj.get("authorization")).and_then(|v| v.as_str()) {
+    if let Some(v) = obj
+        .get("Authorization")
+        .or_else(|| obj.get("authorization"))
+        .and_then(|v| v.as_str())
+    {
         return Some(v.to_owned());
     }
-    obj.get("token").and_then(|v| v.as_str()).map(|t| format!("Bearer {t}"))
+    obj.get("token")
+        .and_then(|v| v.as_str())
+        .map(|t| format!("Bearer {t}"))
 }
 
 async fn sdl() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(schema::sdl())
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(schema::sdl())
 }
 
 async fn live() -> HttpResponse {
@@ -220,7 +265,13 @@ async fn live() -> HttpResponse {
 
 /// Ready when every service reports ready; the body says which is not.
 async fn ready(services: web::Data<clients::Services>) -> HttpResponse {
-    let checks = futures::future::join_all(services.all.iter().map(|c| async move { (c.name(), c.readiness().await) })).await;
+    let checks = futures::future::join_all(
+        services
+            .all
+            .iter()
+            .map(|c| async move { (c.name(), c.readiness().await) }),
+    )
+    .await;
     let mut all_ready = true;
     let mut report = serde_json::Map::new();
     for (name, result) in checks {

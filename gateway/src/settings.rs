@@ -71,7 +71,10 @@ impl GatewaySettings {
             ("services.talent", "http://127.0.0.1:8085".into()),
             ("services.milestones", "http://127.0.0.1:8086".into()),
         ];
-        let settings: GatewaySettings = load_layered(defaults.into_iter().chain(common_default_pairs()).collect(), env)?;
+        let settings: GatewaySettings = load_layered(
+            defaults.into_iter().chain(common_default_pairs()).collect(),
+            env,
+        )?;
         settings.validate()?;
         Ok(settings)
     }
@@ -100,13 +103,28 @@ mod tests {
 
     #[test]
     fn service_urls_are_validated_by_name() {
-        let env: HashMap<String, String> =
-            [("KAIP_SERVICES__GPU_LEDGER".to_string(), "ftp://x".to_string())].into_iter().collect();
+        let env: HashMap<String, String> = [(
+            "KAIP_SERVICES__GPU_LEDGER".to_string(),
+            "ftp://x".to_string(),
+        )]
+        .into_iter()
+        .collect();
         let err = GatewaySettings::load_from(&env).unwrap_err();
         assert!(err.0.contains("services.gpu_ledger"), "{err}");
         let env: HashMap<String, String> =
-            [("KAIP_SERVICES__SCORNG".to_string(), "http://x".to_string())].into_iter().collect();
-        assert!(GatewaySettings::load_from(&env).unwrap_err().0.contains("scorng"));
-        assert_eq!(GatewaySettings::load_from(&HashMap::new()).unwrap().server.port, 8080);
+            [("KAIP_SERVICES__SCORNG".to_string(), "http://x".to_string())]
+                .into_iter()
+                .collect();
+        assert!(GatewaySettings::load_from(&env)
+            .unwrap_err()
+            .0
+            .contains("scorng"));
+        assert_eq!(
+            GatewaySettings::load_from(&HashMap::new())
+                .unwrap()
+                .server
+                .port,
+            8080
+        );
     }
 }

@@ -24,23 +24,45 @@ fn submitted(title: &str) -> ProposalSubmitted {
 }
 
 fn envelope(event: &ProposalSubmitted) -> EventEnvelope {
-    EventEnvelope::wrap("intake", Actor { subject: "lead".into(), role: Role::Consortium }, event).expect("wraps")
+    EventEnvelope::wrap(
+        "intake",
+        Actor {
+            subject: "lead".into(),
+            role: Role::Consortium,
+        },
+        event,
+    )
+    .expect("wraps")
 }
 
 fn case_count(scoring: &TestService, proposal: ProposalId) -> i64 {
     use kaip_scoring::schema::evaluation_cases::dsl::*;
-    evaluation_cases.filter(proposal_id.eq(proposal.0)).count().get_result(&mut scoring.conn()).expect("count")
+    evaluation_cases
+        .filter(proposal_id.eq(proposal.0))
+        .count()
+        .get_result(&mut scoring.conn())
+        .expect("count")
 }
 
 fn total_cases(scoring: &TestService) -> i64 {
     use kaip_scoring::schema::evaluation_cases::dsl::*;
-    evaluation_cases.count().get_result(&mut scoring.conn()).expect("count")
+    evaluation_cases
+        .count()
+        .get_result(&mut scoring.conn())
+        .expect("count")
 }
 
 async fn wait_for_cases(scoring: &TestService, n: i64) {
-    eventually(Duration::from_secs(60), || async { (total_cases(scoring) >= n).then_some(()) })
-        .await
-        .unwrap_or_else(|| panic!("scoring never reached {n} cases (has {})", total_cases(scoring)));
+    eventually(Duration::from_secs(60), || async {
+        (total_cases(scoring) >= n).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "scoring never reached {n} cases (has {})",
+            total_cases(scoring)
+        )
+    });
 }
 
 /// A context whose topics have one partition, so that "everything before this sentinel
@@ -56,11 +78,18 @@ fn single_partition_context() -> TestContext {
 async fn drain(ctx: &TestContext, scoring: &TestService) {
     let sentinel = submitted("sentinel");
     let env = envelope(&sentinel);
-    ctx.produce_raw(&ctx.topic(topics::INTAKE), &env.aggregate_id.to_string(), &serde_json::to_vec(&env).expect("json"), &[])
-        .await;
-    eventually(Duration::from_secs(60), || async { (case_count(scoring, sentinel.proposal_id) == 1).then_some(()) })
-        .await
-        .expect("the sentinel is consumed");
+    ctx.produce_raw(
+        &ctx.topic(topics::INTAKE),
+        &env.aggregate_id.to_string(),
+        &serde_json::to_vec(&env).expect("json"),
+        &[],
+    )
+    .await;
+    eventually(Duration::from_secs(60), || async {
+        (case_count(scoring, sentinel.proposal_id) == 1).then_some(())
+    })
+    .await
+    .expect("the sentinel is consumed");
 }
 
 /// Intake's database, migrated, without a running intake (so no relay runs by itself).
@@ -78,7 +107,9 @@ async fn a_relay_that_dies_after_the_ack_but_before_marking_sent_causes_one_effe
     let ctx = single_partition_context();
     let pool = intake_database(&ctx);
     let outbox = Outbox::new("intake", ctx.topic(topics::INTAKE));
-    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
     scoring.wait_assigned().await;
 
     // Intake commits an event.
@@ -121,7 +152,12 @@ async fn a_relay_that_dies_after_the_ack_but_before_marking_sent_causes_one_effe
     assert_eq!(unsent, 1, "the dead relay never marked it sent");
 
     // The next relay publishes it again and marks it.
-    let relay = Relay::new(pool.clone(), producer, outbox.wake_handle(), OutboxSettings::default());
+    let relay = Relay::new(
+        pool.clone(),
+        producer,
+        outbox.wake_handle(),
+        OutboxSettings::default(),
+    );
     assert_eq!(relay.publish_pending().await.expect("republish"), 1);
 
     // Kafka holds the event twice; scoring applied it once.
@@ -149,13 +185,18 @@ async fn a_relay_that_dies_after_the_ack_but_before_marking_sent_causes_one_effe
         .count()
         .get_result(&mut scoring.conn())
         .expect("count");
-    assert_eq!(announced, 2, "scoring announced the case once (plus the sentinel's)");
+    assert_eq!(
+        announced, 2,
+        "scoring announced the case once (plus the sentinel's)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_event_delivered_twice_among_others_changes_state_once() {
     let ctx = single_partition_context();
-    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
     scoring.wait_assigned().await;
     let topic = ctx.topic(topics::INTAKE);
     let (a, b, c) = (submitted("A"), submitted("B"), submitted("C"));
@@ -163,21 +204,37 @@ async fn the_same_event_delivered_twice_among_others_changes_state_once() {
     let raw = |e: &EventEnvelope| serde_json::to_vec(e).expect("json");
     // A, B, A again, C, B again: duplicates interleaved with other aggregates' events.
     for e in [&ea, &eb, &ea, &ec, &eb] {
-        ctx.produce_raw(&topic, &e.aggregate_id.to_string(), &raw(e), &[(headers::EVENT_TYPE, "ProposalSubmitted")]).await;
+        ctx.produce_raw(
+            &topic,
+            &e.aggregate_id.to_string(),
+            &raw(e),
+            &[(headers::EVENT_TYPE, "ProposalSubmitted")],
+        )
+        .await;
     }
     drain(&ctx, &scoring).await;
     for p in [&a, &b, &c] {
-        assert_eq!(case_count(&scoring, p.proposal_id), 1, "{} applied once", p.title);
+        assert_eq!(
+            case_count(&scoring, p.proposal_id),
+            1,
+            "{} applied once",
+            p.title
+        );
     }
     assert_eq!(total_cases(&scoring), 4, "A, B, C and the sentinel");
-    let inbox: i64 = kaip_inbox::table.count().get_result(&mut scoring.conn()).expect("count");
+    let inbox: i64 = kaip_inbox::table
+        .count()
+        .get_result(&mut scoring.conn())
+        .expect("count");
     assert_eq!(inbox, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_events_are_dead_lettered_with_their_error_and_consumption_continues() {
     let ctx = single_partition_context();
-    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
     scoring.wait_assigned().await;
     let topic = ctx.topic(topics::INTAKE);
 
@@ -186,14 +243,25 @@ async fn malformed_events_are_dead_lettered_with_their_error_and_consumption_con
     // A valid envelope whose payload breaks the contract.
     let mut bad = envelope(&submitted("bad"));
     bad.data["title"] = serde_json::json!(42);
-    ctx.produce_raw(&topic, "k2", &serde_json::to_vec(&bad).expect("json"), &[]).await;
+    ctx.produce_raw(&topic, "k2", &serde_json::to_vec(&bad).expect("json"), &[])
+        .await;
     // A good event after them.
     let good = submitted("good");
     let env = envelope(&good);
-    ctx.produce_raw(&topic, &env.aggregate_id.to_string(), &serde_json::to_vec(&env).expect("json"), &[]).await;
+    ctx.produce_raw(
+        &topic,
+        &env.aggregate_id.to_string(),
+        &serde_json::to_vec(&env).expect("json"),
+        &[],
+    )
+    .await;
 
     wait_for_cases(&scoring, 1).await;
-    assert_eq!(case_count(&scoring, good.proposal_id), 1, "the consumer carried on");
+    assert_eq!(
+        case_count(&scoring, good.proposal_id),
+        1,
+        "the consumer carried on"
+    );
 
     let dlq = ctx.topic(&topics::dead_letter_topic_of("scoring"));
     let dead = eventually(Duration::from_secs(30), || async {
@@ -203,10 +271,25 @@ async fn malformed_events_are_dead_lettered_with_their_error_and_consumption_con
     .await
     .expect("both poison events reach the dead-letter topic");
     assert_eq!(dead.len(), 2);
-    let errors: Vec<&str> = dead.iter().map(|m| m.headers[headers::DLQ_ERROR].as_str()).collect();
-    assert!(errors[0].contains("malformed event envelope"), "{}", errors[0]);
-    assert!(errors[1].contains("ProposalSubmitted v1 `data` is invalid"), "{}", errors[1]);
-    assert_eq!(dead[0].payload.as_deref(), Some(&b"{not json"[..]), "the original bytes are kept");
+    let errors: Vec<&str> = dead
+        .iter()
+        .map(|m| m.headers[headers::DLQ_ERROR].as_str())
+        .collect();
+    assert!(
+        errors[0].contains("malformed event envelope"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("ProposalSubmitted v1 `data` is invalid"),
+        "{}",
+        errors[1]
+    );
+    assert_eq!(
+        dead[0].payload.as_deref(),
+        Some(&b"{not json"[..]),
+        "the original bytes are kept"
+    );
     for m in &dead {
         assert_eq!(m.headers[headers::DLQ_ORIGINAL_TOPIC], topic);
         assert!(m.headers.contains_key(headers::DLQ_ORIGINAL_OFFSET));
@@ -221,7 +304,9 @@ async fn a_committed_event_is_published_without_waiting_for_the_poll_interval() 
     // An hour: if the relay relied on polling, nothing would arrive during this test.
     settings.outbox.poll_interval_ms = 3_600_000;
     let intake = ctx.spawn_with(kaip_intake::definition(), settings).await;
-    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
     scoring.wait_assigned().await;
 
     let http = reqwest::Client::new();
@@ -252,7 +337,9 @@ async fn a_committed_event_is_published_without_waiting_for_the_poll_interval() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_retried_then_dead_lettered_without_blocking_the_partition() {
     let ctx = TestContext::new();
-    let scoring = ctx.spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
     scoring.wait_assigned().await;
     // Break scoring's table for one proposal id only: a trigger that raises a transient
     // error (serialization_failure) keeps failing the same event.
@@ -269,7 +356,13 @@ async fn a_transient_failure_is_retried_then_dead_lettered_without_blocking_the_
     let fine = submitted("fine");
     for e in [envelope(&doomed), envelope(&fine)] {
         // Same key: same partition, so `fine` waits behind `doomed`.
-        ctx.produce_raw(&topic, "same-key", &serde_json::to_vec(&e).expect("json"), &[]).await;
+        ctx.produce_raw(
+            &topic,
+            "same-key",
+            &serde_json::to_vec(&e).expect("json"),
+            &[],
+        )
+        .await;
     }
     wait_for_cases(&scoring, 1).await;
     assert_eq!(case_count(&scoring, fine.proposal_id), 1);
@@ -281,6 +374,9 @@ async fn a_transient_failure_is_retried_then_dead_lettered_without_blocking_the_
     })
     .await
     .expect("dead-lettered");
-    assert_eq!(dead[0].headers[headers::DLQ_ATTEMPTS], ctx.kafka.max_attempts.to_string());
+    assert_eq!(
+        dead[0].headers[headers::DLQ_ATTEMPTS],
+        ctx.kafka.max_attempts.to_string()
+    );
     assert!(dead[0].headers[headers::DLQ_ERROR].contains("injected outage"));
 }

@@ -8,7 +8,8 @@ use kaip_e2e::{eventually, open_call, Platform, SUBMIT};
 use serde_json::json;
 use std::time::Duration;
 
-const CASE_OF: &str = "query($id: UUID!) { proposal(id: $id) { id title evaluationCase { id proposalId status } } }";
+const CASE_OF: &str =
+    "query($id: UUID!) { proposal(id: $id) { id title evaluationCase { id proposalId status } } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officer_sees_a_submission_become_an_evaluation_case_through_the_gateway() {
@@ -26,28 +27,41 @@ async fn officer_sees_a_submission_become_an_evaluation_case_through_the_gateway
         .graphql(Some(&lead), SUBMIT, json!({ "input": { "callId": call_id, "title": "HyperCLOVA-K", "summary": "A 100B model from scratch" } }))
         .await;
     let proposal = &body["data"]["submitProposal"];
-    let proposal_id = proposal["id"].as_str().unwrap_or_else(|| panic!("submit failed: {body}")).to_owned();
-    assert_eq!(proposal["consortiumId"], consortium.to_string(), "the consortium comes from the token");
+    let proposal_id = proposal["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("submit failed: {body}"))
+        .to_owned();
+    assert_eq!(
+        proposal["consortiumId"],
+        consortium.to_string(),
+        "the consortium comes from the token"
+    );
 
     // Intake committed the proposal and its event together, and the relay published it.
     let mut conn = p.intake.conn();
-    let (event_type, sent): (String, Option<chrono::DateTime<chrono::Utc>>) = eventually(Duration::from_secs(30), || {
-        let row = kaip_bus::schema::kaip_outbox::table
-            .filter(kaip_bus::schema::kaip_outbox::event_key.eq(&proposal_id))
-            .select((kaip_bus::schema::kaip_outbox::event_type, kaip_bus::schema::kaip_outbox::sent_at))
-            .first::<(String, Option<chrono::DateTime<chrono::Utc>>)>(&mut conn)
-            .ok()
-            .filter(|(_, sent)| sent.is_some());
-        async move { row }
-    })
-    .await
-    .expect("the ProposalSubmitted outbox row is marked sent");
+    let (event_type, sent): (String, Option<chrono::DateTime<chrono::Utc>>) =
+        eventually(Duration::from_secs(30), || {
+            let row = kaip_bus::schema::kaip_outbox::table
+                .filter(kaip_bus::schema::kaip_outbox::event_key.eq(&proposal_id))
+                .select((
+                    kaip_bus::schema::kaip_outbox::event_type,
+                    kaip_bus::schema::kaip_outbox::sent_at,
+                ))
+                .first::<(String, Option<chrono::DateTime<chrono::Utc>>)>(&mut conn)
+                .ok()
+                .filter(|(_, sent)| sent.is_some());
+            async move { row }
+        })
+        .await
+        .expect("the ProposalSubmitted outbox row is marked sent");
     assert_eq!(event_type, "ProposalSubmitted");
     assert!(sent.is_some());
 
     // The officer reads the case through the gateway once scoring has opened it.
     let case = eventually(Duration::from_secs(60), || async {
-        let body = p.graphql(Some(&officer), CASE_OF, json!({ "id": proposal_id })).await;
+        let body = p
+            .graphql(Some(&officer), CASE_OF, json!({ "id": proposal_id }))
+            .await;
         let case = body["data"]["proposal"]["evaluationCase"].clone();
         (!case.is_null()).then_some(case)
     })
@@ -58,7 +72,10 @@ async fn officer_sees_a_submission_become_an_evaluation_case_through_the_gateway
 
     // ... and saw both events live. They come from two topics, so the feed may deliver
     // them in either order (order is guaranteed per aggregate within a topic).
-    let mut received = vec![officer_events.next_event().await, officer_events.next_event().await];
+    let mut received = [
+        officer_events.next_event().await,
+        officer_events.next_event().await,
+    ];
     received.sort_by_key(|e| e["type"].as_str().map(str::to_owned));
     let (opened, submitted) = (&received[0], &received[1]);
     assert_eq!(submitted["type"], "ProposalSubmitted");
@@ -91,7 +108,11 @@ async fn the_trace_id_of_the_graphql_request_reaches_the_consuming_service() {
         )
         .await;
     assert!(body["data"]["submitProposal"]["id"].is_string(), "{body}");
-    assert_eq!(returned.as_deref(), Some(trace_id), "the gateway continues the caller's trace");
+    assert_eq!(
+        returned.as_deref(),
+        Some(trace_id),
+        "the gateway continues the caller's trace"
+    );
 
     // The scoring service recorded the trace id with the event it processed.
     let pool = p.scoring.pool.clone();
@@ -121,10 +142,21 @@ async fn a_consortium_subscription_sees_only_its_own_events() {
     let (a, b) = (ConsortiumId::new(), ConsortiumId::new());
     let token_a = p.ctx.bearer(Role::Consortium, Some(a));
     let token_b = p.ctx.bearer(Role::Consortium, Some(b));
-    let mut b_events = p.subscribe(&token_b, r#"subscription { events(types: ["ProposalSubmitted"]) { type consortiumId } }"#).await;
+    let mut b_events = p
+        .subscribe(
+            &token_b,
+            r#"subscription { events(types: ["ProposalSubmitted"]) { type consortiumId } }"#,
+        )
+        .await;
 
     for (token, title) in [(&token_a, "A's model"), (&token_b, "B's model")] {
-        let body = p.graphql(Some(token), SUBMIT, json!({ "input": { "callId": call_id, "title": title, "summary": "s" } })).await;
+        let body = p
+            .graphql(
+                Some(token),
+                SUBMIT,
+                json!({ "input": { "callId": call_id, "title": title, "summary": "s" } }),
+            )
+            .await;
         assert!(body["errors"].is_null(), "{body}");
     }
     // A submitted first, yet the first event B receives is its own.
@@ -132,17 +164,23 @@ async fn a_consortium_subscription_sees_only_its_own_events() {
     assert_eq!(first["consortiumId"], b.to_string());
 
     // A WebSocket whose connection_init carries a bad token is refused with the code.
-    let expired = kaip_auth::DevTokenMinter::new(&kaip_auth::dev::settings(), kaip_auth::dev::SECRET)
-        .expect("minter")
-        .mint("u", Role::Officer, None, -300);
+    let expired =
+        kaip_auth::DevTokenMinter::new(&kaip_auth::dev::settings(), kaip_auth::dev::SECRET)
+            .expect("minter")
+            .mint("u", Role::Officer, None, -300);
     let answer = p.ws_connection_answer(&format!("Bearer {expired}")).await;
     assert_ne!(answer["type"], "connection_ack", "{answer}");
     assert!(answer.to_string().contains("expired"), "{answer}");
 
     // Reviewers may not subscribe at all.
     let reviewer = p.ctx.bearer(Role::Reviewer, None);
-    let mut sub = p.subscribe(&reviewer, "subscription { events { type } }").await;
+    let mut sub = p
+        .subscribe(&reviewer, "subscription { events { type } }")
+        .await;
     let msg = sub.next_message().await;
     assert_eq!(msg["payload"]["data"], serde_json::Value::Null, "{msg}");
-    assert_eq!(msg["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{msg}");
+    assert_eq!(
+        msg["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{msg}"
+    );
 }

@@ -59,7 +59,10 @@ impl From<&FeedEvent> for Event {
 pub fn visible_to(claims: &Claims, event: &FeedEvent) -> bool {
     match claims.role {
         Role::Admin | Role::Officer | Role::Integration => true,
-        Role::Consortium => event.envelope.consortium_id.is_some() && event.envelope.consortium_id == claims.consortium_id,
+        Role::Consortium => {
+            event.envelope.consortium_id.is_some()
+                && event.envelope.consortium_id == claims.consortium_id
+        }
         Role::Reviewer | Role::System => false,
     }
 }
@@ -78,21 +81,28 @@ impl EventSubscription {
     ) -> async_graphql::Result<impl Stream<Item = Event>> {
         let claims = caller(ctx)?.claims.clone();
         if claims.role == Role::Reviewer {
-            return Err(auth_error(&AuthError::Forbidden { role: claims.role, action: "subscribe to events".into() }));
+            return Err(auth_error(&AuthError::Forbidden {
+                role: claims.role,
+                action: "subscribe to events".into(),
+            }));
         }
         let rx = ctx.data::<EventFeed>()?.subscribe();
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             loop {
                 match rx.recv().await {
                     Ok(event) => return Some((event, rx)),
-                    Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "subscriber lagged; events skipped"),
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "subscriber lagged; events skipped")
+                    }
                     Err(RecvError::Closed) => return None,
                 }
             }
         });
         Ok(stream.filter_map(move |event: Arc<FeedEvent>| {
             let wanted = visible_to(&claims, &event)
-                && types.as_ref().is_none_or(|t| t.iter().any(|t| *t == event.envelope.event_type))
+                && types
+                    .as_ref()
+                    .is_none_or(|t| t.iter().any(|t| *t == event.envelope.event_type))
                 && aggregate_id.is_none_or(|a| a == event.envelope.aggregate_id);
             let out = wanted.then(|| Event::from(event.as_ref()));
             async move { out }

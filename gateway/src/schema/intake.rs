@@ -12,8 +12,11 @@ use uuid::Uuid;
 /// Korea Standard Time (UTC+9, no daylight saving). Times are stored in UTC and shown in
 /// KST to people.
 pub fn kst(t: DateTime<Utc>) -> String {
-    let offset = FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| unreachable!("+09:00 is a valid offset"));
-    t.with_timezone(&offset).format("%Y-%m-%d %H:%M KST").to_string()
+    let offset =
+        FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| unreachable!("+09:00 is a valid offset"));
+    t.with_timezone(&offset)
+        .format("%Y-%m-%d %H:%M KST")
+        .to_string()
 }
 
 /// A call for proposals.
@@ -70,9 +73,16 @@ impl Proposal {
         self.0.submitted_at
     }
     /// The scoring service's case for this proposal, once scoring has opened it (null until then).
-    async fn evaluation_case(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<EvaluationCase>> {
+    async fn evaluation_case(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<EvaluationCase>> {
         let authed = caller(ctx)?;
-        match ctx.data::<Services>()?.evaluation_case_of(&authed.token, self.0.id).await {
+        match ctx
+            .data::<Services>()?
+            .evaluation_case_of(&authed.token, self.0.id)
+            .await
+        {
             Ok(case) => Ok(Some(EvaluationCase(case))),
             Err(e) if e.code == "EVALUATION_CASE_NOT_FOUND" => Ok(None),
             Err(e) => Err(upstream(e)),
@@ -113,15 +123,31 @@ pub struct IntakeQuery;
 #[Object]
 impl IntakeQuery {
     /// Calls for proposals, oldest first. `first` is 1..100 (default 20).
-    async fn calls(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<ID>) -> async_graphql::Result<CallPage> {
+    async fn calls(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<CallPage> {
         let authed = caller(ctx)?;
-        let page = ctx.data::<Services>()?.calls(&authed.token, first, after.as_ref().map(|a| a.as_str())).await.map_err(upstream)?;
-        Ok(CallPage { items: page.items.into_iter().map(Call).collect(), next_cursor: page.next_cursor.map(ID) })
+        let page = ctx
+            .data::<Services>()?
+            .calls(&authed.token, first, after.as_ref().map(|a| a.as_str()))
+            .await
+            .map_err(upstream)?;
+        Ok(CallPage {
+            items: page.items.into_iter().map(Call).collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
     }
 
     async fn call(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Call> {
         let authed = caller(ctx)?;
-        ctx.data::<Services>()?.call(&authed.token, CallId(id)).await.map(Call).map_err(upstream)
+        ctx.data::<Services>()?
+            .call(&authed.token, CallId(id))
+            .await
+            .map(Call)
+            .map_err(upstream)
     }
 
     /// Proposals: all of them for ministry staff, a consortium's own for its users.
@@ -135,15 +161,27 @@ impl IntakeQuery {
         let authed = caller(ctx)?;
         let page = ctx
             .data::<Services>()?
-            .proposals(&authed.token, call_id.map(CallId), first, after.as_ref().map(|a| a.as_str()))
+            .proposals(
+                &authed.token,
+                call_id.map(CallId),
+                first,
+                after.as_ref().map(|a| a.as_str()),
+            )
             .await
             .map_err(upstream)?;
-        Ok(ProposalPage { items: page.items.into_iter().map(Proposal).collect(), next_cursor: page.next_cursor.map(ID) })
+        Ok(ProposalPage {
+            items: page.items.into_iter().map(Proposal).collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
     }
 
     async fn proposal(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Proposal> {
         let authed = caller(ctx)?;
-        ctx.data::<Services>()?.proposal(&authed.token, ProposalId(id)).await.map(Proposal).map_err(upstream)
+        ctx.data::<Services>()?
+            .proposal(&authed.token, ProposalId(id))
+            .await
+            .map(Proposal)
+            .map_err(upstream)
     }
 }
 
@@ -153,17 +191,41 @@ pub struct IntakeMutation;
 #[Object]
 impl IntakeMutation {
     /// Opens a call for proposals (officers and admins).
-    async fn open_call(&self, ctx: &Context<'_>, input: OpenCallInput) -> async_graphql::Result<Call> {
+    async fn open_call(
+        &self,
+        ctx: &Context<'_>,
+        input: OpenCallInput,
+    ) -> async_graphql::Result<Call> {
         let authed = caller_with(ctx, &[Role::Admin, Role::Officer], "open a call")?;
-        let body = dto::OpenCall { title: input.title, opens_at: input.opens_at, closes_at: input.closes_at };
-        ctx.data::<Services>()?.open_call(&authed.token, &body).await.map(Call).map_err(upstream)
+        let body = dto::OpenCall {
+            title: input.title,
+            opens_at: input.opens_at,
+            closes_at: input.closes_at,
+        };
+        ctx.data::<Services>()?
+            .open_call(&authed.token, &body)
+            .await
+            .map(Call)
+            .map_err(upstream)
     }
 
     /// Submits the caller's consortium's proposal to an open call.
-    async fn submit_proposal(&self, ctx: &Context<'_>, input: SubmitProposalInput) -> async_graphql::Result<Proposal> {
+    async fn submit_proposal(
+        &self,
+        ctx: &Context<'_>,
+        input: SubmitProposalInput,
+    ) -> async_graphql::Result<Proposal> {
         let authed = caller_with(ctx, &[Role::Consortium], "submit a proposal")?;
-        let body = dto::SubmitProposal { call_id: CallId(input.call_id), title: input.title, summary: input.summary };
-        ctx.data::<Services>()?.submit_proposal(&authed.token, &body).await.map(Proposal).map_err(upstream)
+        let body = dto::SubmitProposal {
+            call_id: CallId(input.call_id),
+            title: input.title,
+            summary: input.summary,
+        };
+        ctx.data::<Services>()?
+            .submit_proposal(&authed.token, &body)
+            .await
+            .map(Proposal)
+            .map_err(upstream)
     }
 }
 

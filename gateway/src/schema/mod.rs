@@ -12,7 +12,11 @@ use kaip_contracts::Role;
 pub type GatewaySchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(intake::IntakeQuery, scoring::ScoringQuery, system::SystemQuery);
+pub struct QueryRoot(
+    intake::IntakeQuery,
+    scoring::ScoringQuery,
+    system::SystemQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(intake::IntakeMutation);
@@ -22,19 +26,27 @@ pub struct SubscriptionRoot(events::EventSubscription);
 
 /// Builds the schema with the data every resolver may need.
 pub fn build(services: crate::clients::Services, feed: kaip_bus::EventFeed) -> GatewaySchema {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
-        .data(services)
-        .data(feed)
-        .limit_depth(12)
-        .limit_complexity(500)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .data(services)
+    .data(feed)
+    .limit_depth(12)
+    .limit_complexity(500)
+    .finish()
 }
 
 /// The schema without its runtime data, for printing the SDL.
 pub fn sdl() -> String {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 /// The caller of one GraphQL operation, as established from its token.
@@ -64,12 +76,19 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Authed> {
 }
 
 /// The verified caller, who must hold one of `roles`.
-pub fn caller_with<'a>(ctx: &'a Context<'_>, roles: &[Role], action: &str) -> async_graphql::Result<&'a Authed> {
+pub fn caller_with<'a>(
+    ctx: &'a Context<'_>,
+    roles: &[Role],
+    action: &str,
+) -> async_graphql::Result<&'a Authed> {
     let authed = caller(ctx)?;
     if authed.claims.has_any_role(roles) {
         Ok(authed)
     } else {
-        Err(auth_error(&AuthError::Forbidden { role: authed.claims.role, action: action.to_owned() }))
+        Err(auth_error(&AuthError::Forbidden {
+            role: authed.claims.role,
+            action: action.to_owned(),
+        }))
     }
 }
 

@@ -56,7 +56,12 @@ impl ScoringQuery {
         let authed = caller(ctx)?;
         let page = ctx
             .data::<Services>()?
-            .evaluation_cases(&authed.token, call_id.map(CallId), first, after.as_ref().map(|a| a.as_str()))
+            .evaluation_cases(
+                &authed.token,
+                call_id.map(CallId),
+                first,
+                after.as_ref().map(|a| a.as_str()),
+            )
             .await
             .map_err(upstream)?;
         Ok(EvaluationCasePage {
@@ -66,7 +71,11 @@ impl ScoringQuery {
     }
 
     /// The evaluation case of a proposal.
-    async fn evaluation_case(&self, ctx: &Context<'_>, proposal_id: Uuid) -> async_graphql::Result<EvaluationCase> {
+    async fn evaluation_case(
+        &self,
+        ctx: &Context<'_>,
+        proposal_id: Uuid,
+    ) -> async_graphql::Result<EvaluationCase> {
         let authed = caller(ctx)?;
         ctx.data::<Services>()?
             .evaluation_case_of(&authed.token, ProposalId(proposal_id))

@@ -30,11 +30,18 @@ impl SystemQuery {
     /// The caller as the platform sees them.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let c = &caller(ctx)?.claims;
-        Ok(Me { subject: c.sub.clone(), role: c.role.to_string(), consortium_id: c.consortium_id.map(|c| c.0) })
+        Ok(Me {
+            subject: c.sub.clone(),
+            role: c.role.to_string(),
+            consortium_id: c.consortium_id.map(|c| c.0),
+        })
     }
 
     /// Each service's readiness (admins and officers).
-    async fn platform_health(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ServiceHealth>> {
+    async fn platform_health(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ServiceHealth>> {
         caller_with(ctx, &[Role::Admin, Role::Officer], "read platform health")?;
         let services = ctx.data::<Services>()?;
         let checks = services.all.iter().map(|client| async move {

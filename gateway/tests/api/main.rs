@@ -21,7 +21,13 @@ async fn spawn(ctx: &TestContext) -> Gateway {
     // Nothing listens on port 9: every service call fails fast with SERVICE_UNAVAILABLE.
     let nowhere = "http://127.0.0.1:9".to_string();
     let settings = GatewaySettings {
-        server: GatewayServer { host: "127.0.0.1".into(), port: 0, workers: 1, shutdown_timeout_secs: 1, upstream_timeout_ms: 2000 },
+        server: GatewayServer {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: 1,
+            shutdown_timeout_secs: 1,
+            upstream_timeout_ms: 2000,
+        },
         services: ServiceUrls {
             intake: nowhere.clone(),
             scoring: nowhere.clone(),
@@ -33,22 +39,36 @@ async fn spawn(ctx: &TestContext) -> Gateway {
         kafka: ctx.kafka.clone(),
         auth: dev::settings(),
     };
-    let app = kaip_gateway::Application::build(settings).await.expect("gateway starts");
-    let gateway = Gateway { url: format!("http://127.0.0.1:{}", app.port()), stop: app.shutdown_token() };
+    let app = kaip_gateway::Application::build(settings)
+        .await
+        .expect("gateway starts");
+    let gateway = Gateway {
+        url: format!("http://127.0.0.1:{}", app.port()),
+        stop: app.shutdown_token(),
+    };
     tokio::spawn(app.run_until_stopped());
     gateway
 }
 
 async fn me(g: &Gateway, authorization: Option<&str>) -> Value {
-    let mut req = reqwest::Client::new().post(format!("{}/graphql", g.url)).json(&json!({ "query": "{ me { subject role } }" }));
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/graphql", g.url))
+        .json(&json!({ "query": "{ me { subject role } }" }));
     if let Some(a) = authorization {
         req = req.header("authorization", a);
     }
-    req.send().await.expect("gateway answers").json().await.expect("json")
+    req.send()
+        .await
+        .expect("gateway answers")
+        .json()
+        .await
+        .expect("json")
 }
 
 fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>")
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -77,24 +97,53 @@ async fn bad_tokens_are_refused_each_with_its_code() {
     assert_eq!(good["data"]["me"]["role"], "officer", "{good}");
 
     assert_eq!(code(&me(&g, None).await), "UNAUTHENTICATED");
-    let expired = DevTokenMinter::new(&dev::settings(), dev::SECRET).expect("minter").mint("u", Role::Officer, None, -300);
-    assert_eq!(code(&me(&g, Some(&format!("Bearer {expired}"))).await), "TOKEN_EXPIRED");
-    let other_issuer = minter(&|s| s.issuer = "https://elsewhere.example".into()).mint("u", Role::Officer, None, 60);
-    assert_eq!(code(&me(&g, Some(&format!("Bearer {other_issuer}"))).await), "TOKEN_INVALID_ISSUER");
-    let other_audience = minter(&|s| s.audience = "another-platform".into()).mint("u", Role::Officer, None, 60);
-    assert_eq!(code(&me(&g, Some(&format!("Bearer {other_audience}"))).await), "TOKEN_INVALID_AUDIENCE");
-    let other_key = DevTokenMinter::new(&dev::settings(), "a-different-key-of-sufficient-length-000")
+    let expired = DevTokenMinter::new(&dev::settings(), dev::SECRET)
         .expect("minter")
-        .mint("u", Role::Officer, None, 60);
-    assert_eq!(code(&me(&g, Some(&format!("Bearer {other_key}"))).await), "TOKEN_INVALID_SIGNATURE");
-    let claims = DevTokenMinter::new(&dev::settings(), dev::SECRET).expect("minter").claims("u", Role::Admin, None, 60);
+        .mint("u", Role::Officer, None, -300);
+    assert_eq!(
+        code(&me(&g, Some(&format!("Bearer {expired}"))).await),
+        "TOKEN_EXPIRED"
+    );
+    let other_issuer = minter(&|s| s.issuer = "https://elsewhere.example".into()).mint(
+        "u",
+        Role::Officer,
+        None,
+        60,
+    );
+    assert_eq!(
+        code(&me(&g, Some(&format!("Bearer {other_issuer}"))).await),
+        "TOKEN_INVALID_ISSUER"
+    );
+    let other_audience =
+        minter(&|s| s.audience = "another-platform".into()).mint("u", Role::Officer, None, 60);
+    assert_eq!(
+        code(&me(&g, Some(&format!("Bearer {other_audience}"))).await),
+        "TOKEN_INVALID_AUDIENCE"
+    );
+    let other_key =
+        DevTokenMinter::new(&dev::settings(), "a-different-key-of-sufficient-length-000")
+            .expect("minter")
+            .mint("u", Role::Officer, None, 60);
+    assert_eq!(
+        code(&me(&g, Some(&format!("Bearer {other_key}"))).await),
+        "TOKEN_INVALID_SIGNATURE"
+    );
+    let claims = DevTokenMinter::new(&dev::settings(), dev::SECRET)
+        .expect("minter")
+        .claims("u", Role::Admin, None, 60);
     let unsigned = format!(
         "{}.{}.",
         b64url(br#"{"alg":"none","typ":"JWT"}"#),
         b64url(serde_json::to_string(&claims).expect("json").as_bytes())
     );
-    assert_eq!(code(&me(&g, Some(&format!("Bearer {unsigned}"))).await), "TOKEN_ALGORITHM_NOT_ALLOWED");
-    assert_eq!(code(&me(&g, Some("Bearer not-a-jwt")).await), "TOKEN_MALFORMED");
+    assert_eq!(
+        code(&me(&g, Some(&format!("Bearer {unsigned}"))).await),
+        "TOKEN_ALGORITHM_NOT_ALLOWED"
+    );
+    assert_eq!(
+        code(&me(&g, Some("Bearer not-a-jwt")).await),
+        "TOKEN_MALFORMED"
+    );
 
     // A service that cannot be reached is reported as such, with a code.
     let body: Value = reqwest::Client::new()
@@ -115,19 +164,36 @@ async fn the_console_is_served_by_the_gateway_with_no_external_assets() {
     let ctx = TestContext::new();
     let g = spawn(&ctx).await;
     let http = reqwest::Client::new();
-    let res = http.get(format!("{}/", g.url)).send().await.expect("answers");
+    let res = http
+        .get(format!("{}/", g.url))
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap_or("").starts_with("text/html"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("text/html"));
     let html = res.text().await.expect("html");
     assert!(html.contains("K-AIP"), "the console page");
     for asset in ["/console/console.js", "/console/console.css"] {
         assert!(html.contains(asset), "the page loads {asset}");
-        let res = http.get(format!("{}{asset}", g.url)).send().await.expect("answers");
+        let res = http
+            .get(format!("{}{asset}", g.url))
+            .send()
+            .await
+            .expect("answers");
         assert_eq!(res.status(), 200, "{asset} is served");
         let body = res.text().await.expect("text");
-        assert!(!body.contains("http://") && !body.contains("https://") && !body.contains("//cdn"), "{asset} loads nothing from elsewhere");
+        assert!(
+            !body.contains("http://") && !body.contains("https://") && !body.contains("//cdn"),
+            "{asset} loads nothing from elsewhere"
+        );
     }
-    assert!(!html.contains("http://") && !html.contains("https://"), "the page references no other host");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page references no other host"
+    );
     // Schema introspection, which the console's browser uses, works without a token.
     let body: Value = http
         .post(format!("{}/graphql", g.url))

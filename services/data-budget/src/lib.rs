@@ -11,7 +11,10 @@ use kaip_service::{Defaults, ServiceDefinition};
 use std::sync::Arc;
 
 pub const NAME: &str = "data-budget";
-pub const DEFAULTS: Defaults = Defaults { port: 8084, database: "kaip_data_budget" };
+pub const DEFAULTS: Defaults = Defaults {
+    port: 8084,
+    database: "kaip_data_budget",
+};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub fn definition() -> ServiceDefinition {

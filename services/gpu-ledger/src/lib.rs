@@ -11,7 +11,10 @@ use kaip_service::{Defaults, ServiceDefinition};
 use std::sync::Arc;
 
 pub const NAME: &str = "gpu-ledger";
-pub const DEFAULTS: Defaults = Defaults { port: 8083, database: "kaip_gpu_ledger" };
+pub const DEFAULTS: Defaults = Defaults {
+    port: 8083,
+    database: "kaip_gpu_ledger",
+};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub fn definition() -> ServiceDefinition {

@@ -11,7 +11,10 @@ pub struct Violation {
 }
 
 fn violation(field: &'static str, rule: impl Into<String>) -> Violation {
-    Violation { field, rule: rule.into() }
+    Violation {
+        field,
+        rule: rule.into(),
+    }
 }
 
 pub const MAX_TITLE: usize = 200;
@@ -23,7 +26,10 @@ fn check_title(title: &str) -> Result<(), Violation> {
         return Err(violation("title", "must not be empty"));
     }
     if len > MAX_TITLE {
-        return Err(violation("title", format!("must be at most {MAX_TITLE} characters")));
+        return Err(violation(
+            "title",
+            format!("must be at most {MAX_TITLE} characters"),
+        ));
     }
     Ok(())
 }
@@ -42,7 +48,10 @@ pub fn validate_open_call(req: &OpenCall, now: DateTime<Utc>) -> Result<(), Viol
 pub fn validate_submission(req: &SubmitProposal) -> Result<(), Violation> {
     check_title(&req.title)?;
     if req.summary.chars().count() > MAX_SUMMARY {
-        return Err(violation("summary", format!("must be at most {MAX_SUMMARY} characters")));
+        return Err(violation(
+            "summary",
+            format!("must be at most {MAX_SUMMARY} characters"),
+        ));
     }
     Ok(())
 }
@@ -73,32 +82,64 @@ mod tests {
 
     fn call(title: &str, hours: i64) -> OpenCall {
         let now = Utc::now();
-        OpenCall { title: title.into(), opens_at: now, closes_at: now + Duration::hours(hours) }
+        OpenCall {
+            title: title.into(),
+            opens_at: now,
+            closes_at: now + Duration::hours(hours),
+        }
     }
 
     #[test]
     fn calls_need_a_title_and_a_window() {
         let now = Utc::now();
         assert!(validate_open_call(&call("Sovereign AI 2026", 24), now).is_ok());
-        assert_eq!(validate_open_call(&call("  ", 24), now).unwrap_err().field, "title");
-        assert_eq!(validate_open_call(&call(&"x".repeat(201), 24), now).unwrap_err().field, "title");
-        assert_eq!(validate_open_call(&call("ok", 0), now).unwrap_err().field, "closes_at");
-        assert_eq!(validate_open_call(&call("ok", -1), now).unwrap_err().field, "closes_at");
+        assert_eq!(
+            validate_open_call(&call("  ", 24), now).unwrap_err().field,
+            "title"
+        );
+        assert_eq!(
+            validate_open_call(&call(&"x".repeat(201), 24), now)
+                .unwrap_err()
+                .field,
+            "title"
+        );
+        assert_eq!(
+            validate_open_call(&call("ok", 0), now).unwrap_err().field,
+            "closes_at"
+        );
+        assert_eq!(
+            validate_open_call(&call("ok", -1), now).unwrap_err().field,
+            "closes_at"
+        );
     }
 
     #[test]
     fn a_call_cannot_close_in_the_past() {
         let now = Utc::now();
-        let past = OpenCall { title: "t".into(), opens_at: now - Duration::hours(3), closes_at: now - Duration::hours(1) };
+        let past = OpenCall {
+            title: "t".into(),
+            opens_at: now - Duration::hours(3),
+            closes_at: now - Duration::hours(1),
+        };
         let v = validate_open_call(&past, now).unwrap_err();
-        assert_eq!((v.field, v.rule.as_str()), ("closes_at", "must be in the future"));
+        assert_eq!(
+            (v.field, v.rule.as_str()),
+            ("closes_at", "must be in the future")
+        );
     }
 
     #[test]
     fn submissions_are_checked() {
-        let ok = SubmitProposal { call_id: CallId::new(), title: "LLM".into(), summary: "s".into() };
+        let ok = SubmitProposal {
+            call_id: CallId::new(),
+            title: "LLM".into(),
+            summary: "s".into(),
+        };
         assert!(validate_submission(&ok).is_ok());
-        let long = SubmitProposal { summary: "x".repeat(MAX_SUMMARY + 1), ..ok.clone() };
+        let long = SubmitProposal {
+            summary: "x".repeat(MAX_SUMMARY + 1),
+            ..ok.clone()
+        };
         assert_eq!(validate_submission(&long).unwrap_err().field, "summary");
     }
 

@@ -57,10 +57,12 @@ impl ResponseError for IntakeError {
     fn status_code(&self) -> StatusCode {
         match self {
             IntakeError::Common(e) => e.status(),
-            IntakeError::CallNotFound(_) | IntakeError::ProposalNotFound(_) => StatusCode::NOT_FOUND,
-            IntakeError::CallNotOpen(_) | IntakeError::CallClosed(_) | IntakeError::AlreadySubmitted(_) => {
-                StatusCode::CONFLICT
+            IntakeError::CallNotFound(_) | IntakeError::ProposalNotFound(_) => {
+                StatusCode::NOT_FOUND
             }
+            IntakeError::CallNotOpen(_)
+            | IntakeError::CallClosed(_)
+            | IntakeError::AlreadySubmitted(_) => StatusCode::CONFLICT,
         }
     }
 

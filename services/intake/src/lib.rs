@@ -12,7 +12,10 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use kaip_service::{Defaults, ServiceDefinition};
 
 pub const NAME: &str = "intake";
-pub const DEFAULTS: Defaults = Defaults { port: 8081, database: "kaip_intake" };
+pub const DEFAULTS: Defaults = Defaults {
+    port: 8081,
+    database: "kaip_intake",
+};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Intake produces events and consumes none (yet).

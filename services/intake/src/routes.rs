@@ -36,7 +36,13 @@ struct CallRow {
 
 impl From<CallRow> for Call {
     fn from(r: CallRow) -> Self {
-        Call { id: r.id.into(), title: r.title, opens_at: r.opens_at, closes_at: r.closes_at, created_at: r.created_at }
+        Call {
+            id: r.id.into(),
+            title: r.title,
+            opens_at: r.opens_at,
+            closes_at: r.closes_at,
+            created_at: r.created_at,
+        }
     }
 }
 
@@ -89,7 +95,12 @@ async fn open_call(
                     ))
                     .returning(CallRow::as_returning())
                     .get_result(c)?;
-                let event = CallOpened { call_id: id, title: row.title.clone(), opens_at: row.opens_at, closes_at: row.closes_at };
+                let event = CallOpened {
+                    call_id: id,
+                    title: row.title.clone(),
+                    opens_at: row.opens_at,
+                    closes_at: row.closes_at,
+                };
                 tx.publish(c, actor.clone(), &event)?;
                 Ok::<_, IntakeError>(Call::from(row))
             })
@@ -109,18 +120,30 @@ async fn list_calls(
     let page = PageRequest::parse(query.limit, query.after.as_deref())?;
     let result = state
         .db(move |c, _| {
-            let mut q = calls::table.select(CallRow::as_select()).order(calls::id.asc()).limit(page.limit + 1).into_boxed();
+            let mut q = calls::table
+                .select(CallRow::as_select())
+                .order(calls::id.asc())
+                .limit(page.limit + 1)
+                .into_boxed();
             if let Some(after) = page.after {
                 q = q.filter(calls::id.gt(after));
             }
             let rows = q.load(c)?;
-            Ok::<_, IntakeError>(page.finish(rows.into_iter().map(Call::from).collect(), |r: &Call| r.id.0))
+            Ok::<_, IntakeError>(
+                page.finish(rows.into_iter().map(Call::from).collect(), |r: &Call| {
+                    r.id.0
+                }),
+            )
         })
         .await?;
     Ok(HttpResponse::Ok().json(result))
 }
 
-async fn get_call(_caller: Caller, state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, IntakeError> {
+async fn get_call(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, IntakeError> {
     let id = CallId(path.into_inner());
     let call = state
         .db(move |c, _| {
@@ -142,10 +165,11 @@ async fn submit_proposal(
     body: web::Json<SubmitProposal>,
 ) -> Result<HttpResponse, IntakeError> {
     caller.require(&[Role::Consortium], "submit a proposal")?;
-    let consortium: ConsortiumId = caller
-        .0
-        .consortium_id
-        .ok_or_else(|| IntakeError::from(kaip_auth::AuthError::InvalidClaims("consortium_id is required".into())))?;
+    let consortium: ConsortiumId = caller.0.consortium_id.ok_or_else(|| {
+        IntakeError::from(kaip_auth::AuthError::InvalidClaims(
+            "consortium_id is required".into(),
+        ))
+    })?;
     let req = body.into_inner();
     domain::validate_submission(&req)?;
     let actor = caller.actor();
@@ -212,10 +236,20 @@ async fn list_proposals(
     state: web::Data<AppState>,
     query: web::Query<ProposalQuery>,
 ) -> Result<HttpResponse, IntakeError> {
-    caller.require(&[Role::Admin, Role::Officer, Role::Consortium, Role::Integration], "list proposals")?;
+    caller.require(
+        &[
+            Role::Admin,
+            Role::Officer,
+            Role::Consortium,
+            Role::Integration,
+        ],
+        "list proposals",
+    )?;
     let page = PageRequest::parse(query.limit, query.after.as_deref())?;
     // A consortium user sees only its own consortium's proposals.
-    let only = (caller.role() == Role::Consortium).then_some(caller.0.consortium_id).flatten();
+    let only = (caller.role() == Role::Consortium)
+        .then_some(caller.0.consortium_id)
+        .flatten();
     let call_id = query.call_id;
     let result = state
         .db(move |c, _| {
@@ -234,7 +268,10 @@ async fn list_proposals(
                 q = q.filter(proposals::consortium_id.eq(consortium.0));
             }
             let rows = q.load(c)?;
-            Ok::<_, IntakeError>(page.finish(rows.into_iter().map(Proposal::from).collect(), |p: &Proposal| p.id.0))
+            Ok::<_, IntakeError>(page.finish(
+                rows.into_iter().map(Proposal::from).collect(),
+                |p: &Proposal| p.id.0,
+            ))
         })
         .await?;
     Ok(HttpResponse::Ok().json(result))

@@ -11,7 +11,10 @@ use kaip_service::{Defaults, ServiceDefinition};
 use std::sync::Arc;
 
 pub const NAME: &str = "milestones";
-pub const DEFAULTS: Defaults = Defaults { port: 8086, database: "kaip_milestones" };
+pub const DEFAULTS: Defaults = Defaults {
+    port: 8086,
+    database: "kaip_milestones",
+};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub fn definition() -> ServiceDefinition {

@@ -13,7 +13,10 @@ use kaip_service::{Defaults, ServiceDefinition};
 use std::sync::Arc;
 
 pub const NAME: &str = "scoring";
-pub const DEFAULTS: Defaults = Defaults { port: 8082, database: "kaip_scoring" };
+pub const DEFAULTS: Defaults = Defaults {
+    port: 8082,
+    database: "kaip_scoring",
+};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub fn definition() -> ServiceDefinition {

@@ -14,7 +14,10 @@ use uuid::Uuid;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/cases", web::get().to(list_cases))
         .route("/cases/{id}", web::get().to(get_case))
-        .route("/proposals/{proposal_id}/case", web::get().to(case_of_proposal));
+        .route(
+            "/proposals/{proposal_id}/case",
+            web::get().to(case_of_proposal),
+        );
 }
 
 #[derive(Queryable, Selectable)]
@@ -55,9 +58,14 @@ async fn list_cases(
     state: web::Data<AppState>,
     query: web::Query<CaseQuery>,
 ) -> Result<HttpResponse, ScoringError> {
-    caller.require(&[Role::Admin, Role::Officer, Role::Consortium], "list evaluation cases")?;
+    caller.require(
+        &[Role::Admin, Role::Officer, Role::Consortium],
+        "list evaluation cases",
+    )?;
     let page = PageRequest::parse(query.limit, query.after.as_deref())?;
-    let only = (caller.role() == Role::Consortium).then_some(caller.0.consortium_id).flatten();
+    let only = (caller.role() == Role::Consortium)
+        .then_some(caller.0.consortium_id)
+        .flatten();
     let call_id = query.call_id;
     let result = state
         .db(move |c, _| {
@@ -76,7 +84,10 @@ async fn list_cases(
                 q = q.filter(evaluation_cases::consortium_id.eq(consortium.0));
             }
             let rows = q.load(c)?;
-            Ok::<_, ScoringError>(page.finish(rows.into_iter().map(EvaluationCase::from).collect(), |e: &EvaluationCase| e.id.0))
+            Ok::<_, ScoringError>(page.finish(
+                rows.into_iter().map(EvaluationCase::from).collect(),
+                |e: &EvaluationCase| e.id.0,
+            ))
         })
         .await?;
     Ok(HttpResponse::Ok().json(result))
@@ -89,7 +100,11 @@ enum Lookup {
     Proposal(Uuid),
 }
 
-async fn get_case(caller: Caller, state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ScoringError> {
+async fn get_case(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
     find_case(caller, state, Lookup::Case(path.into_inner())).await
 }
 
@@ -101,8 +116,15 @@ async fn case_of_proposal(
     find_case(caller, state, Lookup::Proposal(path.into_inner())).await
 }
 
-async fn find_case(caller: Caller, state: web::Data<AppState>, lookup: Lookup) -> Result<HttpResponse, ScoringError> {
-    caller.require(&[Role::Admin, Role::Officer, Role::Consortium], "read evaluation cases")?;
+async fn find_case(
+    caller: Caller,
+    state: web::Data<AppState>,
+    lookup: Lookup,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(
+        &[Role::Admin, Role::Officer, Role::Consortium],
+        "read evaluation cases",
+    )?;
     let what = match lookup {
         Lookup::Case(id) => format!("case {id}"),
         Lookup::Proposal(id) => format!("proposal {id}"),
@@ -110,12 +132,17 @@ async fn find_case(caller: Caller, state: web::Data<AppState>, lookup: Lookup) -
     let missing = what.clone();
     let case = state
         .db(move |c, _| {
-            let q = evaluation_cases::table.select(CaseRow::as_select()).into_boxed();
+            let q = evaluation_cases::table
+                .select(CaseRow::as_select())
+                .into_boxed();
             let q = match lookup {
                 Lookup::Case(id) => q.filter(evaluation_cases::id.eq(id)),
                 Lookup::Proposal(id) => q.filter(evaluation_cases::proposal_id.eq(id)),
             };
-            q.first(c).optional()?.map(EvaluationCase::from).ok_or(ScoringError::CaseNotFound(missing))
+            q.first(c)
+                .optional()?
+                .map(EvaluationCase::from)
+                .ok_or(ScoringError::CaseNotFound(missing))
         })
         .await?;
     // Another consortium's case is reported as absent: its existence is not theirs to learn.

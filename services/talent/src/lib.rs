@@ -11,7 +11,10 @@ use kaip_service::{Defaults, ServiceDefinition};
 use std::sync::Arc;
 
 pub const NAME: &str = "talent";
-pub const DEFAULTS: Defaults = Defaults { port: 8085, database: "kaip_talent" };
+pub const DEFAULTS: Defaults = Defaults {
+    port: 8085,
+    database: "kaip_talent",
+};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub fn definition() -> ServiceDefinition {

@@ -120,7 +120,9 @@ pub struct TokenVerifier {
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("algorithm", &self.algorithm).finish_non_exhaustive()
+        f.debug_struct("TokenVerifier")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,10 +171,16 @@ impl TokenVerifier {
             _ => DecodingKey::from_ed_pem(secret.as_bytes()).map_err(bad_key)?,
         };
         if settings.issuer.trim().is_empty() {
-            return Err(AuthConfigError { key: "issuer", message: "must not be empty".into() });
+            return Err(AuthConfigError {
+                key: "issuer",
+                message: "must not be empty".into(),
+            });
         }
         if settings.audience.trim().is_empty() {
-            return Err(AuthConfigError { key: "audience", message: "must not be empty".into() });
+            return Err(AuthConfigError {
+                key: "audience",
+                message: "must not be empty".into(),
+            });
         }
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&settings.issuer]);
@@ -180,16 +188,25 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = settings.leeway_seconds;
         validation.validate_exp = true;
-        Ok(Self { key, validation, algorithm })
+        Ok(Self {
+            key,
+            validation,
+            algorithm,
+        })
     }
 
     /// Verifies an `Authorization` header value (`Bearer <jwt>`); `None` means no header.
     pub fn verify_header(&self, header: Option<&str>) -> Result<Claims, AuthError> {
-        let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(AuthError::MissingToken)?;
+        let header = header
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .ok_or(AuthError::MissingToken)?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| AuthError::Malformed("the Authorization header must be `Bearer <jwt>`".into()))?;
+            .ok_or_else(|| {
+                AuthError::Malformed("the Authorization header must be `Bearer <jwt>`".into())
+            })?;
         self.verify(token.trim())
     }
 
@@ -199,25 +216,38 @@ impl TokenVerifier {
         // we want that case to say "algorithm not allowed" rather than "malformed".
         let alg = header_alg(token)?;
         if alg != format!("{:?}", self.algorithm) {
-            return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", self.algorithm)));
+            return Err(AuthError::AlgorithmNotAllowed(format!(
+                "{:?}",
+                self.algorithm
+            )));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::InvalidIssuer => AuthError::InvalidIssuer,
-            ErrorKind::InvalidAudience => AuthError::InvalidAudience,
-            ErrorKind::InvalidSignature => AuthError::InvalidSignature,
-            ErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(format!("{:?}", self.algorithm)),
-            ErrorKind::MissingRequiredClaim(c) => AuthError::InvalidClaims(format!("`{c}` is required")),
-            ErrorKind::Json(err) => AuthError::InvalidClaims(err.to_string()),
-            _ => AuthError::Malformed(e.to_string()),
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidIssuer => AuthError::InvalidIssuer,
+                ErrorKind::InvalidAudience => AuthError::InvalidAudience,
+                ErrorKind::InvalidSignature => AuthError::InvalidSignature,
+                ErrorKind::InvalidAlgorithm => {
+                    AuthError::AlgorithmNotAllowed(format!("{:?}", self.algorithm))
+                }
+                ErrorKind::MissingRequiredClaim(c) => {
+                    AuthError::InvalidClaims(format!("`{c}` is required"))
+                }
+                ErrorKind::Json(err) => AuthError::InvalidClaims(err.to_string()),
+                _ => AuthError::Malformed(e.to_string()),
+            },
+        )?;
         let claims = data.claims;
         match (claims.role, claims.consortium_id) {
             (Role::Consortium, None) => {
-                return Err(AuthError::InvalidClaims("a consortium token must carry `consortium_id`".into()))
+                return Err(AuthError::InvalidClaims(
+                    "a consortium token must carry `consortium_id`".into(),
+                ))
             }
             (Role::System, _) => {
-                return Err(AuthError::InvalidClaims("`system` is not a role a token can hold".into()))
+                return Err(AuthError::InvalidClaims(
+                    "`system` is not a role a token can hold".into(),
+                ))
             }
             _ => {}
         }
@@ -232,9 +262,10 @@ fn header_alg(token: &str) -> Result<String, AuthError> {
         .next()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| AuthError::Malformed("missing header segment".into()))?;
-    let bytes = decode(head).ok_or_else(|| AuthError::Malformed("the header is not base64url".into()))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed("the header is not JSON".into()))?;
+    let bytes =
+        decode(head).ok_or_else(|| AuthError::Malformed("the header is not base64url".into()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| AuthError::Malformed("the header is not JSON".into()))?;
     value
         .get("alg")
         .and_then(|a| a.as_str())
@@ -299,7 +330,13 @@ impl DevTokenMinter {
     }
 
     /// Claims for `role` valid for `ttl_seconds` from now.
-    pub fn claims(&self, subject: &str, role: Role, consortium_id: Option<ConsortiumId>, ttl_seconds: i64) -> Claims {
+    pub fn claims(
+        &self,
+        subject: &str,
+        role: Role,
+        consortium_id: Option<ConsortiumId>,
+        ttl_seconds: i64,
+    ) -> Claims {
         let now = Utc::now().timestamp();
         Claims {
             sub: subject.to_owned(),
@@ -314,11 +351,18 @@ impl DevTokenMinter {
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.key)
-            .unwrap_or_else(|e| unreachable!("claims always serialise and the key was validated: {e}"))
+        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.key).unwrap_or_else(|e| {
+            unreachable!("claims always serialise and the key was validated: {e}")
+        })
     }
 
-    pub fn mint(&self, subject: &str, role: Role, consortium_id: Option<ConsortiumId>, ttl_seconds: i64) -> String {
+    pub fn mint(
+        &self,
+        subject: &str,
+        role: Role,
+        consortium_id: Option<ConsortiumId>,
+        ttl_seconds: i64,
+    ) -> String {
         self.sign(&self.claims(subject, role, consortium_id, ttl_seconds))
     }
 }
@@ -360,7 +404,10 @@ mod tests {
     fn a_fresh_token_verifies_with_its_role() {
         let c = ConsortiumId::new();
         let claims = verifier()
-            .verify_header(Some(&format!("Bearer {}", minter().mint("u1", Role::Consortium, Some(c), 60))))
+            .verify_header(Some(&format!(
+                "Bearer {}",
+                minter().mint("u1", Role::Consortium, Some(c), 60)
+            )))
             .unwrap();
         assert_eq!(claims.role, Role::Consortium);
         assert!(claims.may_access_consortium(c));
@@ -372,24 +419,47 @@ mod tests {
         let v = verifier();
         let m = minter();
         assert_eq!(v.verify_header(None).unwrap_err().code(), "UNAUTHENTICATED");
-        assert_eq!(v.verify_header(Some("Basic abc")).unwrap_err().code(), "TOKEN_MALFORMED");
+        assert_eq!(
+            v.verify_header(Some("Basic abc")).unwrap_err().code(),
+            "TOKEN_MALFORMED"
+        );
         assert_eq!(v.verify("not.a.jwt").unwrap_err().code(), "TOKEN_MALFORMED");
-        assert_eq!(v.verify(&m.mint("u", Role::Officer, None, -120)).unwrap_err().code(), "TOKEN_EXPIRED");
+        assert_eq!(
+            v.verify(&m.mint("u", Role::Officer, None, -120))
+                .unwrap_err()
+                .code(),
+            "TOKEN_EXPIRED"
+        );
 
         let mut other = dev::settings();
         other.issuer = "https://evil.example".into();
-        let token = DevTokenMinter::new(&other, dev::SECRET).unwrap().mint("u", Role::Officer, None, 60);
+        let token =
+            DevTokenMinter::new(&other, dev::SECRET)
+                .unwrap()
+                .mint("u", Role::Officer, None, 60);
         assert_eq!(v.verify(&token).unwrap_err().code(), "TOKEN_INVALID_ISSUER");
 
         let mut other = dev::settings();
         other.audience = "someone-else".into();
-        let token = DevTokenMinter::new(&other, dev::SECRET).unwrap().mint("u", Role::Officer, None, 60);
-        assert_eq!(v.verify(&token).unwrap_err().code(), "TOKEN_INVALID_AUDIENCE");
+        let token =
+            DevTokenMinter::new(&other, dev::SECRET)
+                .unwrap()
+                .mint("u", Role::Officer, None, 60);
+        assert_eq!(
+            v.verify(&token).unwrap_err().code(),
+            "TOKEN_INVALID_AUDIENCE"
+        );
 
-        let token = DevTokenMinter::new(&dev::settings(), "another-secret-that-is-long-enough-to-sign")
-            .unwrap()
-            .mint("u", Role::Officer, None, 60);
-        assert_eq!(v.verify(&token).unwrap_err().code(), "TOKEN_INVALID_SIGNATURE");
+        let token = DevTokenMinter::new(
+            &dev::settings(),
+            "another-secret-that-is-long-enough-to-sign",
+        )
+        .unwrap()
+        .mint("u", Role::Officer, None, 60);
+        assert_eq!(
+            v.verify(&token).unwrap_err().code(),
+            "TOKEN_INVALID_SIGNATURE"
+        );
     }
 
     #[test]
@@ -401,7 +471,8 @@ mod tests {
             let b = s.as_bytes();
             let mut out = String::new();
             for chunk in b.chunks(3) {
-                let n = chunk.iter().fold(0u32, |a, &x| (a << 8) | x as u32) << (8 * (3 - chunk.len()));
+                let n =
+                    chunk.iter().fold(0u32, |a, &x| (a << 8) | x as u32) << (8 * (3 - chunk.len()));
                 for i in 0..=chunk.len() {
                     out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
                 }
@@ -414,13 +485,19 @@ mod tests {
             b64(&serde_json::to_string(&claims).unwrap())
         );
         assert_eq!(base64_url_decode(&b64("hello")).unwrap(), b"hello");
-        assert_eq!(verifier().verify(&token).unwrap_err().code(), "TOKEN_ALGORITHM_NOT_ALLOWED");
+        assert_eq!(
+            verifier().verify(&token).unwrap_err().code(),
+            "TOKEN_ALGORITHM_NOT_ALLOWED"
+        );
     }
 
     #[test]
     fn consortium_tokens_need_a_consortium() {
         let token = minter().mint("u", Role::Consortium, None, 60);
-        assert_eq!(verifier().verify(&token).unwrap_err().code(), "TOKEN_INVALID_CLAIMS");
+        assert_eq!(
+            verifier().verify(&token).unwrap_err().code(),
+            "TOKEN_INVALID_CLAIMS"
+        );
     }
 
     #[test]

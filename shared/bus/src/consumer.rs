@@ -16,7 +16,9 @@ use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
 use kaip_contracts::events::{headers, PayloadError};
 use kaip_contracts::EventEnvelope;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -58,7 +60,9 @@ impl From<diesel::result::Error> for HandlerError {
                 _,
             )
             | diesel::result::Error::SerializationError(_)
-            | diesel::result::Error::DeserializationError(_) => HandlerError::Permanent(e.to_string()),
+            | diesel::result::Error::DeserializationError(_) => {
+                HandlerError::Permanent(e.to_string())
+            }
             _ => HandlerError::Transient(e.to_string()),
         }
     }
@@ -107,7 +111,9 @@ pub fn process_event(
     event: &EventEnvelope,
     delivery: &Delivery,
 ) -> Result<Outcome, HandlerError> {
-    let mut conn = pool.get().map_err(|e| HandlerError::Transient(format!("database pool: {e}")))?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| HandlerError::Transient(format!("database pool: {e}")))?;
     outbox.transaction(&mut conn, |c, tx| {
         let inserted = diesel::insert_into(kaip_inbox::table)
             .values((
@@ -208,10 +214,18 @@ impl EventConsumer {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", settings.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (settings.session_timeout_ms / 3).to_string())
+            .set(
+                "session.timeout.ms",
+                settings.session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (settings.session_timeout_ms / 3).to_string(),
+            )
             .set("enable.partition.eof", "false")
-            .create_with_context(AssignmentTracker { assigned: status.assigned.clone() })?;
+            .create_with_context(AssignmentTracker {
+                assigned: status.assigned.clone(),
+            })?;
         let topics: Vec<String> = spec.topics.iter().map(|t| settings.prefixed(t)).collect();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs)?;
@@ -222,7 +236,8 @@ impl EventConsumer {
             producer,
             handler: spec.handler,
             group_id,
-            dlq_topic: settings.prefixed(&kaip_contracts::topics::dead_letter_topic_of(&spec.service)),
+            dlq_topic: settings
+                .prefixed(&kaip_contracts::topics::dead_letter_topic_of(&spec.service)),
             max_attempts: settings.max_attempts,
             retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
             status,
@@ -265,7 +280,11 @@ impl EventConsumer {
 
     /// Processes one message; returns whether its offset may be stored (false only when
     /// shutdown interrupted the retries, so the message is redelivered next time).
-    async fn handle_message(&self, msg: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> bool {
+    async fn handle_message(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let hdrs = header_map(msg);
         let span = tracing::info_span!(
             "kafka.consume",
@@ -286,7 +305,11 @@ impl EventConsumer {
         };
         async {
             let envelope = match msg.payload().map(serde_json::from_slice::<EventEnvelope>) {
-                None => return self.dead_letter(msg, "message has no payload", 1, shutdown).await,
+                None => {
+                    return self
+                        .dead_letter(msg, "message has no payload", 1, shutdown)
+                        .await
+                }
                 Some(Err(e)) => {
                     let error = format!("malformed event envelope: {e}");
                     return self.dead_letter(msg, &error, 1, shutdown).await;
@@ -306,10 +329,15 @@ impl EventConsumer {
                 let del = delivery.clone();
                 let work_span = tracing::Span::current();
                 let result = tokio::task::spawn_blocking(move || {
-                    work_span.in_scope(|| process_event(&pool, &outbox, handler.as_ref(), &env, &del))
+                    work_span
+                        .in_scope(|| process_event(&pool, &outbox, handler.as_ref(), &env, &del))
                 })
                 .await
-                .unwrap_or_else(|e| Err(HandlerError::Transient(format!("handler panicked or was cancelled: {e}"))));
+                .unwrap_or_else(|e| {
+                    Err(HandlerError::Transient(format!(
+                        "handler panicked or was cancelled: {e}"
+                    )))
+                });
                 match result {
                     Ok(outcome) => {
                         tracing::Span::current().record("outcome", format!("{outcome:?}").as_str());
@@ -348,7 +376,12 @@ impl EventConsumer {
         attempts: u32,
         shutdown: &CancellationToken,
     ) -> bool {
-        tracing::error!(error, topic = msg.topic(), offset = msg.offset(), "dead-lettering event");
+        tracing::error!(
+            error,
+            topic = msg.topic(),
+            offset = msg.offset(),
+            "dead-lettering event"
+        );
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let attempts = attempts.to_string();
@@ -356,24 +389,50 @@ impl EventConsumer {
             let mut hdrs = OwnedHeaders::new();
             if let Some(original) = msg.headers() {
                 for h in original.iter() {
-                    hdrs = hdrs.insert(Header { key: h.key, value: h.value });
+                    hdrs = hdrs.insert(Header {
+                        key: h.key,
+                        value: h.value,
+                    });
                 }
             }
             let hdrs = hdrs
-                .insert(Header { key: headers::DLQ_ERROR, value: Some(error) })
-                .insert(Header { key: headers::DLQ_ORIGINAL_TOPIC, value: Some(msg.topic()) })
-                .insert(Header { key: headers::DLQ_ORIGINAL_PARTITION, value: Some(&partition) })
-                .insert(Header { key: headers::DLQ_ORIGINAL_OFFSET, value: Some(&offset) })
-                .insert(Header { key: headers::DLQ_CONSUMER_GROUP, value: Some(&self.group_id) })
-                .insert(Header { key: headers::DLQ_ATTEMPTS, value: Some(&attempts) });
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.dlq_topic).headers(hdrs);
+                .insert(Header {
+                    key: headers::DLQ_ERROR,
+                    value: Some(error),
+                })
+                .insert(Header {
+                    key: headers::DLQ_ORIGINAL_TOPIC,
+                    value: Some(msg.topic()),
+                })
+                .insert(Header {
+                    key: headers::DLQ_ORIGINAL_PARTITION,
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: headers::DLQ_ORIGINAL_OFFSET,
+                    value: Some(&offset),
+                })
+                .insert(Header {
+                    key: headers::DLQ_CONSUMER_GROUP,
+                    value: Some(&self.group_id),
+                })
+                .insert(Header {
+                    key: headers::DLQ_ATTEMPTS,
+                    value: Some(&attempts),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.dlq_topic).headers(hdrs);
             if let Some(key) = msg.key() {
                 record = record.key(key);
             }
             if let Some(payload) = msg.payload() {
                 record = record.payload(payload);
             }
-            match self.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
+            match self
+                .producer
+                .send(record, Timeout::After(Duration::from_secs(30)))
+                .await
+            {
                 Ok(_) => return true,
                 Err((e, _)) => {
                     tracing::error!(error = %e, "could not dead-letter event; retrying");
@@ -409,7 +468,12 @@ where
 pub struct RecordOnly;
 
 impl EventHandler for RecordOnly {
-    fn handle(&self, _: &mut PgConnection, _: &mut OutboxTx<'_>, _: &EventEnvelope) -> Result<Handled, HandlerError> {
+    fn handle(
+        &self,
+        _: &mut PgConnection,
+        _: &mut OutboxTx<'_>,
+        _: &EventEnvelope,
+    ) -> Result<Handled, HandlerError> {
         Ok(Handled::Ignored)
     }
 }

@@ -8,7 +8,7 @@
 use crate::consumer::header_map;
 use crate::settings::KafkaSettings;
 use kaip_contracts::EventEnvelope;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
@@ -46,7 +46,10 @@ pub async fn start_feed(
     shutdown: CancellationToken,
 ) -> Result<EventFeed, KafkaError> {
     let consumer: StreamConsumer = crate::kafka::base_config(settings)
-        .set("group.id", settings.prefixed(&format!("kaip-gateway-feed-{}", uuid::Uuid::now_v7())))
+        .set(
+            "group.id",
+            settings.prefixed(&format!("kaip-gateway-feed-{}", uuid::Uuid::now_v7())),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()?;
@@ -69,10 +72,16 @@ pub async fn start_feed(
             };
             match msg {
                 Ok(msg) => {
-                    let Some(envelope) = msg.payload().and_then(|p| serde_json::from_slice::<EventEnvelope>(p).ok())
+                    let Some(envelope) = msg
+                        .payload()
+                        .and_then(|p| serde_json::from_slice::<EventEnvelope>(p).ok())
                     else {
                         // Not ours to dead-letter: the consuming services do that.
-                        tracing::debug!(topic = msg.topic(), offset = msg.offset(), "feed skipped a malformed event");
+                        tracing::debug!(
+                            topic = msg.topic(),
+                            offset = msg.offset(),
+                            "feed skipped a malformed event"
+                        );
                         continue;
                     };
                     let event = FeedEvent {
@@ -94,7 +103,10 @@ pub async fn start_feed(
     Ok(feed)
 }
 
-fn position_at_end<C: Consumer>(consumer: &C, topics: &[String]) -> Result<TopicPartitionList, KafkaError> {
+fn position_at_end<C: Consumer>(
+    consumer: &C,
+    topics: &[String],
+) -> Result<TopicPartitionList, KafkaError> {
     let timeout = Duration::from_secs(10);
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
@@ -107,10 +119,4 @@ fn position_at_end<C: Consumer>(consumer: &C, topics: &[String]) -> Result<Topic
         }
     }
     Ok(tpl)
-}
-
-/// Asks the broker whether it answers (used by readiness checks).
-pub fn broker_reachable(settings: &KafkaSettings, timeout: Duration) -> Result<(), KafkaError> {
-    let client: BaseConsumer = crate::kafka::base_config(settings).create()?;
-    client.fetch_metadata(None, timeout).map(|_| ())
 }

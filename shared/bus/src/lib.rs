@@ -17,7 +17,10 @@ pub mod relay;
 pub mod schema;
 pub mod settings;
 
-pub use consumer::{ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Handled, HandlerError, Outcome, RecordOnly};
+pub use consumer::{
+    ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Handled, HandlerError, Outcome,
+    RecordOnly,
+};
 pub use feed::{start_feed, EventFeed, FeedEvent};
 pub use outbox::{Outbox, OutboxTx};
 pub use relay::Relay;

@@ -52,7 +52,10 @@ impl Outbox {
     {
         let mut enqueued = 0usize;
         let result = conn.transaction(|c| {
-            let mut tx = OutboxTx { outbox: self, enqueued: 0 };
+            let mut tx = OutboxTx {
+                outbox: self,
+                enqueued: 0,
+            };
             let out = f(c, &mut tx)?;
             enqueued = tx.enqueued;
             Ok(out)
@@ -86,9 +89,13 @@ impl OutboxTx<'_> {
     }
 
     /// Writes an already built envelope.
-    pub fn enqueue(&mut self, conn: &mut PgConnection, envelope: &EventEnvelope) -> QueryResult<()> {
-        let payload =
-            serde_json::to_value(envelope).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    pub fn enqueue(
+        &mut self,
+        conn: &mut PgConnection,
+        envelope: &EventEnvelope,
+    ) -> QueryResult<()> {
+        let payload = serde_json::to_value(envelope)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
         let headers = serde_json::to_value(kaip_telemetry::current_trace_headers())
             .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
         diesel::insert_into(kaip_outbox::table)
@@ -126,7 +133,8 @@ pub struct PendingEvent {
 pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<PendingEvent>> {
     // A transaction-scoped advisory lock: released by commit or rollback, and by the
     // server if this process dies, so a crashed relay never blocks the next one.
-    let locked: bool = diesel::select(pg_try_advisory_xact_lock(OUTBOX_LOCK_KEY)).get_result(conn)?;
+    let locked: bool =
+        diesel::select(pg_try_advisory_xact_lock(OUTBOX_LOCK_KEY)).get_result(conn)?;
     if !locked {
         return Ok(Vec::new());
     }

@@ -37,8 +37,18 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, producer: FutureProducer, wake: Arc<Notify>, settings: OutboxSettings) -> Self {
-        Self { pool, producer, wake, settings }
+    pub fn new(
+        pool: PgPool,
+        producer: FutureProducer,
+        wake: Arc<Notify>,
+        settings: OutboxSettings,
+    ) -> Self {
+        Self {
+            pool,
+            producer,
+            wake,
+            settings,
+        }
     }
 
     /// Publishes until `shutdown`, then drains what is pending and flushes the producer.
@@ -70,7 +80,10 @@ impl Relay {
             tracing::warn!(error = %e, "outbox relay: final drain failed; events stay pending");
         }
         let producer = self.producer.clone();
-        let _ = tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(10)))).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            producer.flush(Timeout::After(Duration::from_secs(10)))
+        })
+        .await;
         tracing::info!("outbox relay stopped");
     }
 
@@ -114,7 +127,9 @@ impl Relay {
         })
         .await;
         match result {
-            Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "outbox: purged published events past retention"),
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!(purged = n, "outbox: purged published events past retention")
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "outbox: purge failed"),
             Err(e) => tracing::warn!(error = %e, "outbox: purge task failed"),
             _ => {}
@@ -125,7 +140,10 @@ impl Relay {
 /// Sends `events` in order and waits for each acknowledgement. Each send runs in a span
 /// that continues the trace of the request that wrote the event, and that span's context
 /// travels in the message headers to the consumer.
-pub async fn publish(producer: &FutureProducer, events: &[PendingEvent]) -> Vec<Result<(), String>> {
+pub async fn publish(
+    producer: &FutureProducer,
+    events: &[PendingEvent],
+) -> Vec<Result<(), String>> {
     let sends = events.iter().map(|event| {
         let span = tracing::info_span!(
             "outbox.publish",
@@ -134,7 +152,8 @@ pub async fn publish(producer: &FutureProducer, events: &[PendingEvent]) -> Vec<
             event_type = %event.event_type,
             topic = %event.topic,
         );
-        let stored: HashMap<String, String> = serde_json::from_value(event.headers.clone()).unwrap_or_default();
+        let stored: HashMap<String, String> =
+            serde_json::from_value(event.headers.clone()).unwrap_or_default();
         kaip_telemetry::set_parent_from_headers(&span, &stored);
         async move {
             let trace = kaip_telemetry::current_trace_headers();
@@ -143,7 +162,10 @@ pub async fn publish(producer: &FutureProducer, events: &[PendingEvent]) -> Vec<
                 value: Some(event.event_type.as_str()),
             });
             for (k, v) in &trace {
-                hdrs = hdrs.insert(Header { key: k, value: Some(v.as_str()) });
+                hdrs = hdrs.insert(Header {
+                    key: k,
+                    value: Some(v.as_str()),
+                });
             }
             let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
             let record = FutureRecord::to(&event.topic)

@@ -96,7 +96,11 @@ impl std::error::Error for PayloadError {}
 
 impl EventEnvelope<serde_json::Value> {
     /// Wraps a typed payload in a fresh envelope (new v7 id, now).
-    pub fn wrap<E: DomainEvent>(producer: &str, actor: Actor, event: &E) -> Result<Self, serde_json::Error> {
+    pub fn wrap<E: DomainEvent>(
+        producer: &str,
+        actor: Actor,
+        event: &E,
+    ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             id: EventId::new(),
             event_type: E::TYPE.to_owned(),
@@ -127,8 +131,13 @@ impl EventEnvelope<serde_json::Value> {
                 self.version
             )));
         }
-        serde_json::from_value(self.data.clone())
-            .map_err(|e| PayloadError(format!("{} v{} `data` is invalid: {e}", E::TYPE, E::VERSION)))
+        serde_json::from_value(self.data.clone()).map_err(|e| {
+            PayloadError(format!(
+                "{} v{} `data` is invalid: {e}",
+                E::TYPE,
+                E::VERSION
+            ))
+        })
     }
 }
 
@@ -223,7 +232,10 @@ mod tests {
     #[test]
     fn envelope_round_trips_and_decodes_its_payload() {
         let event = submitted();
-        let actor = Actor { subject: "u1".into(), role: Role::Consortium };
+        let actor = Actor {
+            subject: "u1".into(),
+            role: Role::Consortium,
+        };
         let env = EventEnvelope::wrap("intake", actor, &event).unwrap();
         assert_eq!(env.id.0.get_version_num(), 7);
         assert_eq!(env.aggregate_id, event.proposal_id.0);
@@ -238,7 +250,11 @@ mod tests {
     fn decoding_the_wrong_type_or_bad_data_names_the_problem() {
         let env = EventEnvelope::wrap("intake", Actor::system("intake"), &submitted()).unwrap();
         let err = env.decode::<CallOpened>().unwrap_err();
-        assert!(err.0.contains("expected CallOpened v1, got ProposalSubmitted v1"), "{err}");
+        assert!(
+            err.0
+                .contains("expected CallOpened v1, got ProposalSubmitted v1"),
+            "{err}"
+        );
 
         let mut broken = env.clone();
         broken.data["title"] = serde_json::json!(42);

@@ -10,7 +10,8 @@ pub const TALENT: &str = "kaip.talent.events";
 pub const MILESTONES: &str = "kaip.milestones.events";
 
 /// Every service's event topic, in the order services are listed in the design.
-pub const ALL_EVENT_TOPICS: [&str; 6] = [INTAKE, SCORING, GPU_LEDGER, DATA_BUDGET, TALENT, MILESTONES];
+pub const ALL_EVENT_TOPICS: [&str; 6] =
+    [INTAKE, SCORING, GPU_LEDGER, DATA_BUDGET, TALENT, MILESTONES];
 
 /// The event topic a service produces to.
 pub fn events_topic_of(service: &str) -> String {

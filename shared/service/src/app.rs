@@ -70,7 +70,9 @@ impl AppState {
 
 struct Health {
     pool: PgPool,
-    kafka: kaip_bus::KafkaSettings,
+    /// The service's own producer: asking it for metadata checks the broker without
+    /// creating a client per probe.
+    producer: rdkafka::producer::FutureProducer,
     consumer: Option<ConsumerStatus>,
 }
 
@@ -126,7 +128,12 @@ impl Application {
         let producer = kaip_bus::kafka::producer(&kafka).context("creating the Kafka producer")?;
 
         let outbox = Outbox::new(def.name, kafka.prefixed(&own_topic));
-        let relay = Relay::new(pool.clone(), producer.clone(), outbox.wake_handle(), settings.outbox.clone());
+        let relay = Relay::new(
+            pool.clone(),
+            producer.clone(),
+            outbox.wake_handle(),
+            settings.outbox.clone(),
+        );
         let consumer = match def.handler {
             Some(handler) => Some(
                 EventConsumer::new(
@@ -147,11 +154,21 @@ impl Application {
         let status = consumer.as_ref().map(EventConsumer::status);
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
-            .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
+            .with_context(|| {
+                format!("binding {}:{}", settings.server.host, settings.server.port)
+            })?;
         let port = listener.local_addr()?.port();
 
-        let state = web::Data::new(AppState { service: def.name, pool: pool.clone(), outbox });
-        let health = web::Data::new(Health { pool: pool.clone(), kafka: kafka.clone(), consumer: status.clone() });
+        let state = web::Data::new(AppState {
+            service: def.name,
+            pool: pool.clone(),
+            outbox,
+        });
+        let health = web::Data::new(Health {
+            pool: pool.clone(),
+            producer: producer.clone(),
+            consumer: status.clone(),
+        });
         let verifier = web::Data::new(verifier);
         let routes = def.routes;
         let server = HttpServer::new(move || {
@@ -186,18 +203,22 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(health.clone())
                 .app_data(verifier.clone())
-                .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|err, _| {
-                    let message = format!("request body: {err}");
-                    actix_web::error::InternalError::from_response(
-                        err,
-                        crate::error::error_response(
-                            actix_web::http::StatusCode::BAD_REQUEST,
-                            "INVALID_BODY",
-                            message,
-                        ),
-                    )
-                    .into()
-                }))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(1 << 20)
+                        .error_handler(|err, _| {
+                            let message = format!("request body: {err}");
+                            actix_web::error::InternalError::from_response(
+                                err,
+                                crate::error::error_response(
+                                    actix_web::http::StatusCode::BAD_REQUEST,
+                                    "INVALID_BODY",
+                                    message,
+                                ),
+                            )
+                            .into()
+                        }),
+                )
                 .route("/health/live", web::get().to(live))
                 .route("/health/ready", web::get().to(ready))
                 .route("/admin/outbox", web::get().to(outbox_status))
@@ -236,18 +257,28 @@ impl Application {
     }
 
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { token: self.shutdown.clone() }
+        StopHandle {
+            token: self.shutdown.clone(),
+        }
     }
 
     /// Serves until a signal or [`StopHandle::stop`], then shuts down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { name, server, relay, consumer, shutdown, .. } = self;
+        let Self {
+            name,
+            server,
+            relay,
+            consumer,
+            shutdown,
+            ..
+        } = self;
         let server_handle = server.handle();
         let mut server_task = tokio::spawn(server);
         // The bus tasks get their own token so that the HTTP server drains first.
         let bus_stop = CancellationToken::new();
         let relay_task: JoinHandle<()> = tokio::spawn(relay.run(bus_stop.clone()));
-        let consumer_task: Option<JoinHandle<()>> = consumer.map(|c| tokio::spawn(c.run(bus_stop.clone())));
+        let consumer_task: Option<JoinHandle<()>> =
+            consumer.map(|c| tokio::spawn(c.run(bus_stop.clone())));
 
         let server_result = tokio::select! {
             _ = shutdown_signal() => { tracing::info!(service = name, "signal received; shutting down"); None }
@@ -275,10 +306,11 @@ impl Application {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -299,16 +331,25 @@ async fn ready(health: web::Data<Health>) -> HttpResponse {
     let database = web::block(move || -> Result<(), String> {
         use diesel::RunQueryDsl;
         let mut conn = pool.get().map_err(|e| e.to_string())?;
-        diesel::sql_query("SELECT 1").execute(&mut conn).map(|_| ()).map_err(|e| e.to_string())
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r);
-    let kafka = health.kafka.clone();
-    let broker = web::block(move || kaip_bus::feed::broker_reachable(&kafka, Duration::from_secs(2)))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let producer = health.producer.clone();
+    let broker = web::block(move || {
+        use rdkafka::producer::Producer;
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(2))
+            .map(|_| ())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
     let status = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
         Err(e) => format!("unavailable: {e}"),
@@ -317,7 +358,10 @@ async fn ready(health: web::Data<Health>) -> HttpResponse {
         ready: database.is_ok() && broker.is_ok(),
         database: status(&database),
         broker: status(&broker),
-        assigned_partitions: health.consumer.as_ref().map_or(0, ConsumerStatus::assigned_partitions),
+        assigned_partitions: health
+            .consumer
+            .as_ref()
+            .map_or(0, ConsumerStatus::assigned_partitions),
     };
     if body.ready {
         HttpResponse::Ok().json(body)
@@ -326,12 +370,18 @@ async fn ready(health: web::Data<Health>) -> HttpResponse {
     }
 }
 
-async fn outbox_status(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, CommonError> {
+async fn outbox_status(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, CommonError> {
     caller.require(&[Role::Admin], "inspect the outbox")?;
     let pending = state
         .db(|c, _| kaip_bus::outbox::pending_count(c).map_err(CommonError::from))
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "service": state.service, "pending": pending })))
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({ "service": state.service, "pending": pending })),
+    )
 }
 
 #[derive(serde::Deserialize)]

@@ -18,21 +18,34 @@ impl Caller {
         if self.0.has_any_role(roles) {
             Ok(())
         } else {
-            Err(AuthError::Forbidden { role: self.0.role, action: action.to_owned() })
+            Err(AuthError::Forbidden {
+                role: self.0.role,
+                action: action.to_owned(),
+            })
         }
     }
 
     /// Refuses unless the caller may act for or read `consortium`.
-    pub fn require_consortium(&self, consortium: ConsortiumId, action: &str) -> Result<(), AuthError> {
+    pub fn require_consortium(
+        &self,
+        consortium: ConsortiumId,
+        action: &str,
+    ) -> Result<(), AuthError> {
         if self.0.may_access_consortium(consortium) {
             Ok(())
         } else {
-            Err(AuthError::Forbidden { role: self.0.role, action: format!("{action} for another consortium") })
+            Err(AuthError::Forbidden {
+                role: self.0.role,
+                action: format!("{action} for another consortium"),
+            })
         }
     }
 
     pub fn actor(&self) -> Actor {
-        Actor { subject: self.0.sub.clone(), role: self.0.role }
+        Actor {
+            subject: self.0.sub.clone(),
+            role: self.0.role,
+        }
     }
 
     pub fn role(&self) -> Role {
@@ -53,6 +66,11 @@ impl FromRequest for Caller {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        ready(verifier.verify_header(header).map(Caller).map_err(AuthRejection))
+        ready(
+            verifier
+                .verify_header(header)
+                .map(Caller)
+                .map_err(AuthRejection),
+        )
     }
 }

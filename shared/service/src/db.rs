@@ -10,13 +10,18 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot reach PostgreSQL at the configured database.url ({0}); is the server running? \
-             Locally: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")]
+    #[error(
+        "cannot reach PostgreSQL at the configured database.url ({0}); is the server running? \
+             Locally: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+    )]
     Unreachable(String),
     #[error("database `{name}` does not exist and database.create_if_missing is false")]
     Missing { name: String },
     #[error("creating database `{name}`: {source}")]
-    Create { name: String, source: diesel::result::Error },
+    Create {
+        name: String,
+        source: diesel::result::Error,
+    },
     #[error("connection pool: {0}")]
     Pool(String),
     #[error("migrations: {0}")]
@@ -33,22 +38,32 @@ struct Exists {
 pub fn ensure_database(settings: &DatabaseSettings) -> Result<(), DbError> {
     let mut admin = PgConnection::establish(&settings.url_for("postgres"))
         .map_err(|e| DbError::Unreachable(e.to_string()))?;
-    let found: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-        .bind::<Text, _>(&settings.name)
-        .get_result(&mut admin)
-        .map_err(|e| DbError::Unreachable(e.to_string()))?;
+    let found: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(&settings.name)
+            .get_result(&mut admin)
+            .map_err(|e| DbError::Unreachable(e.to_string()))?;
     if found.exists {
         return Ok(());
     }
     if !settings.create_if_missing {
-        return Err(DbError::Missing { name: settings.name.clone() });
+        return Err(DbError::Missing {
+            name: settings.name.clone(),
+        });
     }
     // The name was validated (letters, digits, underscores), so quoting it is safe.
     match diesel::sql_query(format!("CREATE DATABASE \"{}\"", settings.name)).execute(&mut admin) {
         Ok(_) => Ok(()),
         // Another replica created it between our check and our CREATE.
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(()),
-        Err(source) => Err(DbError::Create { name: settings.name.clone(), source }),
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("already exists") =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(DbError::Create {
+            name: settings.name.clone(),
+            source,
+        }),
     }
 }
 
@@ -58,7 +73,10 @@ pub fn drop_database(settings: &DatabaseSettings, name: &str) -> Result<(), DbEr
         .map_err(|e| DbError::Unreachable(e.to_string()))?;
     diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .execute(&mut admin)
-        .map_err(|source| DbError::Create { name: name.into(), source })?;
+        .map_err(|source| DbError::Create {
+            name: name.into(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -66,7 +84,9 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
     Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(Duration::from_secs(10))
-        .build(ConnectionManager::<PgConnection>::new(settings.service_url()))
+        .build(ConnectionManager::<PgConnection>::new(
+            settings.service_url(),
+        ))
         .map_err(|e| DbError::Pool(e.to_string()))
 }
 
@@ -74,7 +94,8 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
 pub fn migrate(pool: &PgPool, service: EmbeddedMigrations) -> Result<(), DbError> {
     let mut conn = pool.get().map_err(|e| DbError::Pool(e.to_string()))?;
     for source in [kaip_bus::MIGRATIONS, service] {
-        conn.run_pending_migrations(source).map_err(|e| DbError::Migrate(e.to_string()))?;
+        conn.run_pending_migrations(source)
+            .map_err(|e| DbError::Migrate(e.to_string()))?;
     }
     Ok(())
 }

@@ -50,7 +50,10 @@ pub enum CommonError {
 
 impl CommonError {
     pub fn validation(field: impl Into<String>, rule: impl Into<String>) -> Self {
-        CommonError::Validation { field: field.into(), rule: rule.into() }
+        CommonError::Validation {
+            field: field.into(),
+            rule: rule.into(),
+        }
     }
 
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {

@@ -17,9 +17,14 @@ pub use settings::{Defaults, Settings};
 /// Runs a service binary: telemetry, settings, build, serve. `main.rs` is one call to this.
 pub fn main_for(defaults: Defaults, definition: fn() -> ServiceDefinition) -> anyhow::Result<()> {
     let def = definition();
-    let _telemetry = kaip_telemetry::init(&format!("kaip-{}", def.name), kaip_telemetry::LogOutput::Stdout);
+    let _telemetry = kaip_telemetry::init(
+        &format!("kaip-{}", def.name),
+        kaip_telemetry::LogOutput::Stdout,
+    );
     let settings = Settings::load(defaults)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let app = Application::build(def, settings).await?;
         tracing::info!(port = app.port(), "listening");

@@ -18,20 +18,38 @@ impl PageRequest {
     pub fn parse(limit: Option<i64>, after: Option<&str>) -> Result<Self, CommonError> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(CommonError::validation("limit", format!("must be between 1 and {MAX_LIMIT}")));
+            return Err(CommonError::validation(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
         }
         let after = after
-            .map(|c| Uuid::parse_str(c).map_err(|_| CommonError::validation("after", "is not a cursor from a previous page")))
+            .map(|c| {
+                Uuid::parse_str(c).map_err(|_| {
+                    CommonError::validation("after", "is not a cursor from a previous page")
+                })
+            })
             .transpose()?;
         Ok(Self { limit, after })
     }
 
     /// Trims a result fetched with `limit + 1` rows and computes the next cursor.
-    pub fn finish<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> kaip_contracts::dto::Page<T> {
+    pub fn finish<T>(
+        &self,
+        mut rows: Vec<T>,
+        key: impl Fn(&T) -> Uuid,
+    ) -> kaip_contracts::dto::Page<T> {
         let more = rows.len() as i64 > self.limit;
         rows.truncate(self.limit as usize);
-        let next_cursor = if more { rows.last().map(|r| key(r).to_string()) } else { None };
-        kaip_contracts::dto::Page { items: rows, next_cursor }
+        let next_cursor = if more {
+            rows.last().map(|r| key(r).to_string())
+        } else {
+            None
+        };
+        kaip_contracts::dto::Page {
+            items: rows,
+            next_cursor,
+        }
     }
 }
 

@@ -81,7 +81,10 @@ impl Settings {
     }
 
     /// Loads settings from an explicit environment (tests use this: no global state).
-    pub fn load_from(defaults: Defaults, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn load_from(
+        defaults: Defaults,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let settings: Settings = load_layered(default_pairs(defaults), env)?;
         settings.validate()?;
         Ok(settings)
@@ -101,7 +104,9 @@ impl Settings {
             )));
         }
         if !self.database.url.expose_secret().starts_with("postgres") {
-            return Err(ConfigError("database.url: must start with postgres:// or postgresql://".into()));
+            return Err(ConfigError(
+                "database.url: must start with postgres:// or postgresql://".into(),
+            ));
         }
         self.kafka.validate().map_err(ConfigError)?;
         kaip_auth::TokenVerifier::new(&self.auth).map_err(|e| ConfigError(e.to_string()))?;
@@ -117,10 +122,13 @@ pub fn load_layered<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     let mut builder = config::Config::builder();
     for (key, value) in defaults {
-        builder = builder.set_default(key, value).map_err(|e| ConfigError(e.to_string()))?;
+        builder = builder
+            .set_default(key, value)
+            .map_err(|e| ConfigError(e.to_string()))?;
     }
     if let Some(path) = env.get("KAIP_CONFIG_FILE") {
-        builder = builder.add_source(config::File::new(path, config::FileFormat::Toml).required(true));
+        builder =
+            builder.add_source(config::File::new(path, config::FileFormat::Toml).required(true));
     }
     // Only `KAIP_<SECTION>__<KEY>` variables are configuration; `KAIP_CONFIG_FILE` and
     // other single-underscore `KAIP_*` variables belong to tooling.
@@ -173,19 +181,32 @@ fn default_pairs(d: Defaults) -> Vec<(&'static str, config::Value)> {
 mod tests {
     use super::*;
 
-    const D: Defaults = Defaults { port: 8081, database: "kaip_intake" };
+    const D: Defaults = Defaults {
+        port: 8081,
+        database: "kaip_intake",
+    };
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_then_environment() {
-        let s = Settings::load_from(D, &env(&[("KAIP_SERVER__PORT", "9000"), ("KAIP_LOG_FORMAT", "json")])).unwrap();
+        let s = Settings::load_from(
+            D,
+            &env(&[("KAIP_SERVER__PORT", "9000"), ("KAIP_LOG_FORMAT", "json")]),
+        )
+        .unwrap();
         assert_eq!(s.server.port, 9000);
         assert_eq!(s.database.name, "kaip_intake");
         assert_eq!(s.kafka.session_timeout_ms, 6000);
-        assert_eq!(s.database.service_url(), "postgres://postgres@127.0.0.1:5432/kaip_intake");
+        assert_eq!(
+            s.database.service_url(),
+            "postgres://postgres@127.0.0.1:5432/kaip_intake"
+        );
     }
 
     #[test]
@@ -210,10 +231,16 @@ mod tests {
     fn url_with_query_keeps_its_parameters() {
         let s = Settings::load_from(
             D,
-            &env(&[("KAIP_DATABASE__URL", "postgres://u:p@db:5432/?sslmode=require")]),
+            &env(&[(
+                "KAIP_DATABASE__URL",
+                "postgres://u:p@db:5432/?sslmode=require",
+            )]),
         )
         .unwrap();
-        assert_eq!(s.database.service_url(), "postgres://u:p@db:5432/kaip_intake?sslmode=require");
+        assert_eq!(
+            s.database.service_url(),
+            "postgres://u:p@db:5432/kaip_intake?sslmode=require"
+        );
     }
 
     #[test]

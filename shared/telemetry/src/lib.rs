@@ -47,11 +47,17 @@ pub fn init(service: &str, output: LogOutput) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let json = std::env::var("KAIP_LOG_FORMAT").is_ok_and(|v| v == "json");
     let fmt_layer = match (output, json) {
-        (LogOutput::Sink, _) => tracing_subscriber::fmt::layer().with_writer(std::io::sink).boxed(),
-        (LogOutput::Stdout, true) => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
+        (LogOutput::Sink, _) => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .boxed(),
+        (LogOutput::Stdout, true) => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .boxed(),
         (LogOutput::Stdout, false) => tracing_subscriber::fmt::layer().with_target(true).boxed(),
     };
     let _ = tracing_subscriber::registry()
@@ -67,19 +73,29 @@ pub fn init(service: &str, output: LogOutput) -> TelemetryGuard {
 pub fn init_for_tests() {
     static GUARD: OnceLock<TelemetryGuard> = OnceLock::new();
     GUARD.get_or_init(|| {
-        let output = if std::env::var_os("TEST_LOG").is_some() { LogOutput::Stdout } else { LogOutput::Sink };
+        let output = if std::env::var_os("TEST_LOG").is_some() {
+            LogOutput::Stdout
+        } else {
+            LogOutput::Sink
+        };
         init("kaip-test", output)
     });
 }
 
 fn tracer_provider(service: &str) -> SdkTracerProvider {
-    let resource = Resource::builder().with_service_name(service.to_owned()).build();
+    let resource = Resource::builder()
+        .with_service_name(service.to_owned())
+        .build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
-    let endpoint_set = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.trim().is_empty());
+    let endpoint_set =
+        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.trim().is_empty());
     if !endpoint_set {
         return builder.build();
     }
-    match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+    match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+    {
         Ok(exporter) => builder.with_batch_exporter(exporter).build(),
         Err(e) => {
             eprintln!("telemetry: OTLP exporter not started ({e}); spans are not exported");

@@ -35,7 +35,8 @@ pub fn broker() -> String {
 }
 
 pub fn database_url() -> String {
-    std::env::var("KAIP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("KAIP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// One test's slice of the shared infrastructure.
@@ -62,12 +63,21 @@ impl TestContext {
         kafka.max_attempts = 3;
         let minter = DevTokenMinter::new(&dev::settings(), dev::SECRET)
             .unwrap_or_else(|e| panic!("dev auth settings are valid: {e}"));
-        Self { id, kafka, databases: Mutex::new(Vec::new()), minter }
+        Self {
+            id,
+            kafka,
+            databases: Mutex::new(Vec::new()),
+            minter,
+        }
     }
 
     /// The settings a service gets in this test: port 0, its own database, this test's prefix.
     pub fn settings(&self, defaults: Defaults) -> Settings {
-        let name = format!("kaip_{}_{}", self.id, defaults.database.trim_start_matches("kaip_"));
+        let name = format!(
+            "kaip_{}_{}",
+            self.id,
+            defaults.database.trim_start_matches("kaip_")
+        );
         Settings {
             server: ServerSettings {
                 host: "127.0.0.1".into(),
@@ -131,7 +141,8 @@ impl TestContext {
 
     /// A valid bearer token for `role`.
     pub fn token(&self, role: Role, consortium: Option<ConsortiumId>) -> String {
-        self.minter.mint(&format!("test-{role}"), role, consortium, 3600)
+        self.minter
+            .mint(&format!("test-{role}"), role, consortium, 3600)
     }
 
     /// `Authorization` header value for `role`.
@@ -150,15 +161,27 @@ impl TestContext {
     }
 
     /// Sends raw bytes to a (prefixed) topic and waits for the acknowledgement.
-    pub async fn produce_raw(&self, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+    pub async fn produce_raw(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) {
         let producer = self.raw_producer();
         let mut hdrs = OwnedHeaders::new();
         for (k, v) in headers {
-            hdrs = hdrs.insert(Header { key: k, value: Some(*v) });
+            hdrs = hdrs.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
         }
         producer
             .send(
-                FutureRecord::to(topic).key(key).payload(payload).headers(hdrs),
+                FutureRecord::to(topic)
+                    .key(key)
+                    .payload(payload)
+                    .headers(hdrs),
                 Timeout::After(Duration::from_secs(30)),
             )
             .await
@@ -185,7 +208,8 @@ impl Drop for TestContext {
         }
         // Dropping a database is best effort: a leftover one is harmless and unique.
         let _ = std::thread::spawn(move || {
-            if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", database_url())) {
+            if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", database_url()))
+            {
                 for db in dbs {
                     let _ = diesel::RunQueryDsl::execute(
                         diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")),
@@ -229,7 +253,9 @@ impl TestService {
     /// Waits until the service's consumer holds partitions (its group has settled), so
     /// events published next are consumed by this instance.
     pub async fn wait_assigned(&self) {
-        let Some(status) = self.consumer.clone() else { return };
+        let Some(status) = self.consumer.clone() else {
+            return;
+        };
         eventually(Duration::from_secs(60), || {
             let status = status.clone();
             async move { (status.assigned_partitions() > 0).then_some(()) }
@@ -250,8 +276,12 @@ impl TestService {
     }
 
     /// A connection to this service's own database, for assertions.
-    pub fn conn(&self) -> diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<PgConnection>> {
-        self.pool.get().unwrap_or_else(|e| panic!("{} database: {e}", self.name))
+    pub fn conn(
+        &self,
+    ) -> diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<PgConnection>> {
+        self.pool
+            .get()
+            .unwrap_or_else(|e| panic!("{} database: {e}", self.name))
     }
 }
 
@@ -291,7 +321,9 @@ pub struct RawMessage {
 
 impl RawMessage {
     pub fn json(&self) -> Option<serde_json::Value> {
-        self.payload.as_deref().and_then(|p| serde_json::from_slice(p).ok())
+        self.payload
+            .as_deref()
+            .and_then(|p| serde_json::from_slice(p).ok())
     }
 }
 
@@ -303,13 +335,17 @@ fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<RawMessage>> {
         .create()
         .context("creating reader")?;
     let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).context("metadata")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .context("metadata")?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0i64;
     let mut ends = HashMap::new();
     for t in metadata.topics() {
         for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).context("watermarks")?;
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), timeout)
+                .context("watermarks")?;
             if high > low {
                 tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
                 remaining += high - low;
@@ -324,7 +360,9 @@ fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<RawMessage>> {
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while remaining > 0 && Instant::now() < deadline {
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let msg = msg.context("reading")?;
         let mut headers = HashMap::new();
         if let Some(hs) = msg.headers() {
@@ -334,7 +372,10 @@ fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<RawMessage>> {
                 }
             }
         }
-        if ends.get(&msg.partition()).is_some_and(|&end| msg.offset() < end) {
+        if ends
+            .get(&msg.partition())
+            .is_some_and(|&end| msg.offset() < end)
+        {
             remaining -= 1;
         }
         out.push(RawMessage {

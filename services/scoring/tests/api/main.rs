@@ -8,7 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 struct ScoringProcess {
@@ -21,7 +24,10 @@ impl ScoringProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_kaip-scoring"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("KAIP_SERVER__PORT", port.to_string())
             .env("KAIP_SERVER__WORKERS", "1")
             .env("KAIP_DATABASE__URL", kaip_testkit::database_url())
@@ -29,11 +35,18 @@ impl ScoringProcess {
             .env("KAIP_KAFKA__BROKERS", &ctx.kafka.brokers)
             .env("KAIP_KAFKA__TOPIC_PREFIX", &ctx.kafka.topic_prefix)
             .env("KAIP_KAFKA__PARTITIONS", ctx.kafka.partitions.to_string())
-            .stdout(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stdout(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::inherit())
             .spawn()
             .expect("kaip-scoring starts");
-        Self { child, url: format!("http://127.0.0.1:{port}") }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// Waits until the process is ready and its consumer holds the partition.
@@ -64,7 +77,10 @@ impl Drop for ScoringProcess {
 fn cases(pool: &kaip_bus::PgPool) -> Vec<uuid::Uuid> {
     use kaip_scoring::schema::evaluation_cases::dsl::*;
     let mut conn = pool.get().expect("conn");
-    evaluation_cases.select(proposal_id).load(&mut conn).unwrap_or_default()
+    evaluation_cases
+        .select(proposal_id)
+        .load(&mut conn)
+        .unwrap_or_default()
 }
 
 async fn submit(ctx: &TestContext, intake: &TestService, call: &str, n: usize) -> Vec<uuid::Uuid> {
@@ -82,7 +98,12 @@ async fn submit(ctx: &TestContext, intake: &TestService, call: &str, n: usize) -
             .json()
             .await
             .expect("json");
-        ids.push(body["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{body}")));
+        ids.push(
+            body["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("{body}")),
+        );
     }
     ids
 }
@@ -92,7 +113,9 @@ async fn a_killed_consumer_resumes_where_it_stopped_and_loses_nothing() {
     let mut ctx = TestContext::new();
     // One partition: "the last event was processed" then means "all earlier ones were".
     ctx.kafka.partitions = 1;
-    let intake = ctx.spawn(kaip_intake::definition(), kaip_intake::DEFAULTS).await;
+    let intake = ctx
+        .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+        .await;
     let database = ctx.settings(kaip_scoring::DEFAULTS).database.name;
     ctx.track_database(&database);
     let port = free_port();
@@ -116,9 +139,11 @@ async fn a_killed_consumer_resumes_where_it_stopped_and_loses_nothing() {
     let pool = kaip_service::db::build_pool(&settings.database).expect("pool");
 
     let mut expected = submit(&ctx, &intake, &call, 3).await;
-    eventually(Duration::from_secs(60), || async { (cases(&pool).len() >= 3).then_some(()) })
-        .await
-        .expect("first three cases");
+    eventually(Duration::from_secs(60), || async {
+        (cases(&pool).len() >= 3).then_some(())
+    })
+    .await
+    .expect("first three cases");
     // Killed without warning, most likely before its offsets were committed.
     scoring.kill();
 
@@ -126,13 +151,18 @@ async fn a_killed_consumer_resumes_where_it_stopped_and_loses_nothing() {
     let scoring = ScoringProcess::start(&ctx, &database, port);
     scoring.wait_consuming().await;
     let last = *expected.last().expect("ids");
-    eventually(Duration::from_secs(90), || async { cases(&pool).contains(&last).then_some(()) })
-        .await
-        .expect("the restarted consumer caught up");
+    eventually(Duration::from_secs(90), || async {
+        cases(&pool).contains(&last).then_some(())
+    })
+    .await
+    .expect("the restarted consumer caught up");
 
     let mut seen = cases(&pool);
     seen.sort();
     expected.sort();
-    assert_eq!(seen, expected, "every proposal has exactly one case: nothing lost, nothing doubled");
+    assert_eq!(
+        seen, expected,
+        "every proposal has exactly one case: nothing lost, nothing doubled"
+    );
     drop(scoring);
 }

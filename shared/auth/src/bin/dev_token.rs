@@ -60,7 +60,9 @@ fn run(args: Vec<String>) -> Result<String, String> {
             "--subject" => subject = Some(it.next().ok_or("--subject needs a value")?),
             "--ttl" => {
                 let v = it.next().ok_or("--ttl needs seconds")?;
-                ttl = v.parse().map_err(|_| format!("--ttl: `{v}` is not a whole number of seconds"))?;
+                ttl = v
+                    .parse()
+                    .map_err(|_| format!("--ttl: `{v}` is not a whole number of seconds"))?;
             }
             "-h" | "--help" => return Ok(USAGE.into()),
             other => role = Some(other.parse()?),

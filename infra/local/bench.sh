@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make bench`: the backbone's throughput against the real PostgreSQL and a broker
+# (KAIP_TEST_KAFKA_BROKERS, or a local Tansu started for the run). Release build.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$KAIP_ROOT"
+require_postgres "${KAIP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
+if [ -z "${KAIP_TEST_KAFKA_BROKERS:-}" ]; then
+  dir="$KAIP_STATE/bench-broker-$$"
+  KAIP_TEST_KAFKA_BROKERS=$(bash infra/local/broker.sh start "$dir")
+  export KAIP_TEST_KAFKA_BROKERS
+  trap 'bash infra/local/broker.sh stop "$dir"; rm -rf "$dir"' EXIT
+fi
+cargo bench -p kaip-e2e --bench backbone
