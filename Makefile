@@ -22,8 +22,9 @@ lint: ## cargo fmt --check, clippy -D warnings, and the contracts crate free of 
 fmt: ## Format the code
 	cargo fmt --all
 
-snapshots: ## Accept the current GraphQL schema as the published snapshot (gateway/schema.graphql)
+snapshots: ## Accept the current published contracts: GraphQL SDL, event JSON Schemas, AsyncAPI
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-gateway --test api the_published_schema_matches_the_checked_in_snapshot
+	UPDATE_SNAPSHOTS=1 cargo test -p kaip-contracts --test catalogue
 
 token: ## Mint a development token for every role
 	@cargo run -q -p kaip-auth --bin kaip-dev-token -- --all

@@ -6,6 +6,8 @@
 //!   token given in the `connection_init` payload;
 //! * `GET /`: the GraphQL console, self-contained (no CDN: ministry networks are often cut
 //!   off from the internet);
+//! * `GET /schema.graphql`, `GET /events/asyncapi.json`, `GET /events/schemas/<file>`: the
+//!   published contracts;
 //! * `GET /health/live`, `GET /health/ready`.
 
 pub mod clients;
@@ -91,6 +93,8 @@ impl Application {
                 .route("/", web::get().to(console::index))
                 .route("/console/{file}", web::get().to(console::asset))
                 .route("/schema.graphql", web::get().to(sdl))
+                .route("/events/asyncapi.json", web::get().to(asyncapi))
+                .route("/events/schemas/{file}", web::get().to(event_schema))
                 .route("/health/live", web::get().to(live))
                 .route("/health/ready", web::get().to(ready))
         })
@@ -257,6 +261,27 @@ async fn sdl() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(schema::sdl())
+}
+
+/// The AsyncAPI document of every event topic, for integrators.
+async fn asyncapi() -> HttpResponse {
+    HttpResponse::Ok().json(kaip_contracts::catalogue::asyncapi())
+}
+
+/// One event's JSON Schema, e.g. `/events/schemas/ProposalSubmitted.v1.json`.
+async fn event_schema(file: web::Path<String>) -> HttpResponse {
+    match kaip_contracts::catalogue::events()
+        .into_iter()
+        .find(|s| s.file_name() == *file)
+    {
+        Some(spec) => HttpResponse::Ok()
+            .content_type("application/schema+json")
+            .json(spec.schema()),
+        None => HttpResponse::NotFound().json(kaip_contracts::ErrorBody::new(
+            "EVENT_SCHEMA_NOT_FOUND",
+            format!("no published event schema named `{file}`; see /events/asyncapi.json"),
+        )),
+    }
 }
 
 async fn live() -> HttpResponse {

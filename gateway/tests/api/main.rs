@@ -205,6 +205,46 @@ async fn the_console_is_served_by_the_gateway_with_no_external_assets() {
         .await
         .expect("json");
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "QueryRoot");
+
+    // The event contracts are published beside the GraphQL schema.
+    let doc: Value = http
+        .get(format!("{}/events/asyncapi.json", g.url))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    assert_eq!(doc["channels"]["intake"]["address"], "kaip.intake.events");
+    assert!(
+        doc["components"]["messages"]["ProposalSubmitted.v1"]["payload"]["properties"]["data"]
+            .is_object()
+    );
+    let res = http
+        .get(format!(
+            "{}/events/schemas/EvaluationCaseOpened.v1.json",
+            g.url
+        ))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), 200);
+    let res = http
+        .get(format!("{}/events/schemas/Nope.v9.json", g.url))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), 404);
+    let sdl = http
+        .get(format!("{}/schema.graphql", g.url))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    assert!(sdl.contains("submitProposal(input: SubmitProposalInput!): Proposal!"));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 use crate::ids::{CallId, ConsortiumId, EvaluationCaseId, EventId, ProposalId};
 use crate::role::Role;
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -29,7 +30,7 @@ pub mod headers {
 
 /// Who caused an event: the token subject and role of the person or client, or the
 /// platform itself (`role: system`) when a consumer reacts to another event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Actor {
     pub subject: String,
     pub role: Role,
@@ -45,7 +46,7 @@ impl Actor {
 }
 
 /// The versioned envelope around every event.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventEnvelope<T = serde_json::Value> {
     /// UUIDv7, unique per event: the consumers' idempotency key.
@@ -68,7 +69,7 @@ pub struct EventEnvelope<T = serde_json::Value> {
 }
 
 /// A typed event payload.
-pub trait DomainEvent: Serialize + DeserializeOwned {
+pub trait DomainEvent: Serialize + DeserializeOwned + JsonSchema {
     /// The envelope's `type`, e.g. `ProposalSubmitted`.
     const TYPE: &'static str;
     /// The payload's schema version.
@@ -146,7 +147,7 @@ impl EventEnvelope<serde_json::Value> {
 // ---------------------------------------------------------------------------------------
 
 /// An officer opened a call for proposals.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallOpened {
     pub call_id: CallId,
@@ -165,7 +166,7 @@ impl DomainEvent for CallOpened {
 }
 
 /// A consortium submitted a proposal to an open call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProposalSubmitted {
     pub proposal_id: ProposalId,
@@ -192,7 +193,7 @@ impl DomainEvent for ProposalSubmitted {
 // ---------------------------------------------------------------------------------------
 
 /// Scoring opened an evaluation case for a submitted proposal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluationCaseOpened {
     pub case_id: EvaluationCaseId,

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 /// Who a caller is to the programme. Carried in the JWT's `role` claim and in each event's
 /// actor, and checked by the gateway *and* again by every service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Ministry administrators: everything an officer can do, plus platform operations.

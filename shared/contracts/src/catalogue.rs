@@ -1,0 +1,169 @@
+//! The published event catalogue: every event type with its topic, its JSON Schema (the
+//! whole envelope, with `data` typed), and an AsyncAPI 3.0 document describing the topics.
+//!
+//! Both are generated from the Rust types, checked in under `shared/contracts/schemas/` and
+//! `shared/contracts/asyncapi.json` (a test fails when they drift: `make snapshots` accepts a
+//! deliberate change), and served by the gateway at `/events/asyncapi.json` and
+//! `/events/schemas/<file>` for integrators.
+
+use crate::events::{
+    CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope, ProposalSubmitted,
+};
+use crate::topics;
+use schemars::generate::SchemaSettings;
+use serde_json::{json, Map, Value};
+
+/// One event type as published.
+pub struct EventSpec {
+    pub topic: &'static str,
+    pub producer: &'static str,
+    pub event_type: &'static str,
+    pub version: u16,
+    pub summary: &'static str,
+    schema: fn() -> Value,
+}
+
+impl EventSpec {
+    /// `ProposalSubmitted.v1.json`
+    pub fn file_name(&self) -> String {
+        format!("{}.v{}.json", self.event_type, self.version)
+    }
+
+    /// The JSON Schema of the whole message (envelope with typed `data`).
+    pub fn schema(&self) -> Value {
+        (self.schema)()
+    }
+}
+
+fn envelope_schema<E: DomainEvent>() -> Value {
+    // Draft 7 with every subschema inlined: each file stands alone and embeds unchanged in
+    // the AsyncAPI document.
+    let mut settings = SchemaSettings::draft07();
+    settings.inline_subschemas = true;
+    let generator = settings.into_generator();
+    let schema = generator.into_root_schema_for::<EventEnvelope<E>>();
+    let mut value = serde_json::to_value(schema).unwrap_or(Value::Null);
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "title".into(),
+            json!(format!("{} v{}", E::TYPE, E::VERSION)),
+        );
+        obj.insert(
+            "$id".into(),
+            json!(format!(
+                "https://kaip.example/events/schemas/{}.v{}.json",
+                E::TYPE,
+                E::VERSION
+            )),
+        );
+        if let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert("type".into(), json!({ "const": E::TYPE }));
+            props.insert("version".into(), json!({ "const": E::VERSION }));
+        }
+    }
+    value
+}
+
+fn spec<E: DomainEvent>(
+    topic: &'static str,
+    producer: &'static str,
+    summary: &'static str,
+) -> EventSpec {
+    EventSpec {
+        topic,
+        producer,
+        event_type: E::TYPE,
+        version: E::VERSION,
+        summary,
+        schema: envelope_schema::<E>,
+    }
+}
+
+/// Every event K-AIP publishes. A new event type is added here, or it is not published.
+pub fn events() -> Vec<EventSpec> {
+    vec![
+        spec::<CallOpened>(
+            topics::INTAKE,
+            "intake",
+            "An officer opened a call for proposals.",
+        ),
+        spec::<ProposalSubmitted>(
+            topics::INTAKE,
+            "intake",
+            "A consortium submitted a proposal to an open call.",
+        ),
+        spec::<EvaluationCaseOpened>(
+            topics::SCORING,
+            "scoring",
+            "Scoring opened the evaluation case of a submitted proposal.",
+        ),
+    ]
+}
+
+/// The AsyncAPI 3.0 document for all event topics.
+pub fn asyncapi() -> Value {
+    let specs = events();
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    let mut messages = Map::new();
+    for topic in topics::ALL_EVENT_TOPICS {
+        let in_topic: Vec<&EventSpec> = specs.iter().filter(|s| s.topic == topic).collect();
+        let producer = topic
+            .trim_start_matches("kaip.")
+            .trim_end_matches(".events");
+        let mut refs = Map::new();
+        for s in &in_topic {
+            let id = format!("{}.v{}", s.event_type, s.version);
+            refs.insert(
+                id.clone(),
+                json!({ "$ref": format!("#/components/messages/{id}") }),
+            );
+            messages.insert(
+                id,
+                json!({
+                    "name": s.event_type,
+                    "title": format!("{} v{}", s.event_type, s.version),
+                    "summary": s.summary,
+                    "contentType": "application/json",
+                    "headers": {
+                        "type": "object",
+                        "properties": {
+                            "traceparent": { "type": "string", "description": "W3C trace context of the request that caused the event" },
+                            "tracestate": { "type": "string" },
+                            "kaip-event-type": { "type": "string", "const": s.event_type }
+                        }
+                    },
+                    "payload": s.schema(),
+                }),
+            );
+        }
+        channels.insert(
+            producer.to_owned(),
+            json!({
+                "address": topic,
+                "description": format!("Events produced by the {producer} service, keyed by aggregate id (a deployment may prefix the name)."),
+                "messages": refs,
+            }),
+        );
+        operations.insert(
+            format!("{producer}.publish"),
+            json!({
+                "action": "send",
+                "channel": { "$ref": format!("#/channels/{producer}") },
+                "summary": format!("{producer} publishes through its transactional outbox (at least once; consumers deduplicate by envelope id)."),
+            }),
+        );
+    }
+    json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "K-AIP events",
+            "version": "1.0.0",
+            "description": "Every event of the K-AIP platform: a versioned JSON envelope (id is a UUIDv7 and the idempotency key) whose `data` is typed by `type` and `version`."
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": { "messages": messages },
+    })
+}
