@@ -3,6 +3,7 @@
 //! portfolio selection build on these cases.
 
 pub mod consumer;
+pub mod domain;
 pub mod error;
 pub mod routes;
 pub mod schema;

@@ -1,0 +1,271 @@
+//! A call's rubric and the validation of one reviewer's score sheet against it.
+
+use super::Centi;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One criterion: scored in whole points from 0 to `max_points`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Criterion {
+    pub key: String,
+    pub name: String,
+    pub max_points: i64,
+    /// A consensus below this (in points) makes the proposal ineligible for selection.
+    pub min_points: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rubric {
+    pub criteria: Vec<Criterion>,
+    /// A consensus total below this (in points) makes the proposal ineligible.
+    pub min_total: Option<i64>,
+}
+
+/// A rule a rubric or a score sheet broke, naming the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub rule: String,
+}
+
+fn violation(field: impl Into<String>, rule: impl Into<String>) -> Violation {
+    Violation {
+        field: field.into(),
+        rule: rule.into(),
+    }
+}
+
+impl Rubric {
+    /// The seeded programme's rubric: model technology & development 40, development goals &
+    /// strategy 30, ecosystem impact & contribution plan 30.
+    pub fn sovereign_ai_default() -> Self {
+        let c = |key: &str, name: &str, max| Criterion {
+            key: key.into(),
+            name: name.into(),
+            max_points: max,
+            min_points: None,
+        };
+        Rubric {
+            criteria: vec![
+                c("technology", "Model technology & development", 40),
+                c("strategy", "Development goals & strategy", 30),
+                c("ecosystem", "Ecosystem impact & contribution plan", 30),
+            ],
+            min_total: None,
+        }
+    }
+
+    pub fn max_total(&self) -> i64 {
+        self.criteria.iter().map(|c| c.max_points).sum()
+    }
+
+    pub fn criterion(&self, key: &str) -> Option<&Criterion> {
+        self.criteria.iter().find(|c| c.key == key)
+    }
+
+    pub fn validate(&self) -> Result<(), Violation> {
+        if self.criteria.is_empty() {
+            return Err(violation(
+                "criteria",
+                "a rubric needs at least one criterion",
+            ));
+        }
+        let mut keys = BTreeSet::new();
+        for (i, c) in self.criteria.iter().enumerate() {
+            let field = format!("criteria[{i}]");
+            if c.key.trim().is_empty()
+                || !c.key.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
+            {
+                return Err(violation(
+                    format!("{field}.key"),
+                    "must be lower-case letters and underscores",
+                ));
+            }
+            if !keys.insert(c.key.as_str()) {
+                return Err(violation(
+                    format!("{field}.key"),
+                    format!("`{}` appears twice", c.key),
+                ));
+            }
+            if c.max_points < 1 {
+                return Err(violation(
+                    format!("{field}.max_points"),
+                    "must be at least 1",
+                ));
+            }
+            if let Some(min) = c.min_points {
+                if !(0..=c.max_points).contains(&min) {
+                    return Err(violation(
+                        format!("{field}.min_points"),
+                        format!("must be between 0 and {}", c.max_points),
+                    ));
+                }
+            }
+        }
+        if let Some(min) = self.min_total {
+            if !(0..=self.max_total()).contains(&min) {
+                return Err(violation(
+                    "min_total",
+                    format!("must be between 0 and {}", self.max_total()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a reviewer's sheet: every criterion scored once, each within its range, and
+    /// nothing else. Returns the total in points.
+    pub fn check_sheet(&self, sheet: &BTreeMap<String, i64>) -> Result<i64, Violation> {
+        for key in sheet.keys() {
+            if self.criterion(key).is_none() {
+                let known: Vec<&str> = self.criteria.iter().map(|c| c.key.as_str()).collect();
+                return Err(violation(
+                    format!("scores.{key}"),
+                    format!("is not a criterion of this rubric ({})", known.join(", ")),
+                ));
+            }
+        }
+        let mut total = 0;
+        for c in &self.criteria {
+            let points = *sheet.get(&c.key).ok_or_else(|| {
+                violation(
+                    format!("scores.{}", c.key),
+                    "is missing: every criterion must be scored",
+                )
+            })?;
+            if !(0..=c.max_points).contains(&points) {
+                return Err(violation(
+                    format!("scores.{}", c.key),
+                    format!("must be between 0 and {} points", c.max_points),
+                ));
+            }
+            total += points;
+        }
+        Ok(total)
+    }
+
+    /// Why a proposal with these consensus scores is ineligible, if it is.
+    pub fn shortfalls(&self, per_criterion: &BTreeMap<String, Centi>, total: Centi) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.criteria {
+            if let (Some(min), Some(got)) = (c.min_points, per_criterion.get(&c.key)) {
+                if *got < Centi::from_points(min) {
+                    out.push(format!(
+                        "{} scored {got}, below its minimum of {min}",
+                        c.name
+                    ));
+                }
+            }
+        }
+        if let Some(min) = self.min_total {
+            if total < Centi::from_points(min) {
+                out.push(format!("total {total} is below the minimum of {min}"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sheet(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn the_default_rubric_is_40_30_30() {
+        let r = Rubric::sovereign_ai_default();
+        assert!(r.validate().is_ok());
+        assert_eq!(r.max_total(), 100);
+        assert_eq!(
+            r.check_sheet(&sheet(&[
+                ("technology", 40),
+                ("strategy", 0),
+                ("ecosystem", 30)
+            ])),
+            Ok(70)
+        );
+    }
+
+    #[test]
+    fn bad_sheets_name_the_criterion_and_the_rule() {
+        let r = Rubric::sovereign_ai_default();
+        let e = r
+            .check_sheet(&sheet(&[
+                ("technology", 41),
+                ("strategy", 1),
+                ("ecosystem", 1),
+            ]))
+            .unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.rule.as_str()),
+            ("scores.technology", "must be between 0 and 40 points")
+        );
+        let e = r
+            .check_sheet(&sheet(&[
+                ("technology", -1),
+                ("strategy", 1),
+                ("ecosystem", 1),
+            ]))
+            .unwrap_err();
+        assert_eq!(e.field, "scores.technology");
+        let e = r
+            .check_sheet(&sheet(&[("technology", 1), ("strategy", 1)]))
+            .unwrap_err();
+        assert_eq!(e.field, "scores.ecosystem");
+        let e = r
+            .check_sheet(&sheet(&[
+                ("technology", 1),
+                ("strategy", 1),
+                ("ecosystem", 1),
+                ("vibes", 3),
+            ]))
+            .unwrap_err();
+        assert_eq!(e.field, "scores.vibes");
+        assert!(e.rule.contains("technology, strategy, ecosystem"));
+    }
+
+    #[test]
+    fn bad_rubrics_are_refused() {
+        let mut r = Rubric::sovereign_ai_default();
+        r.criteria[1].key = "technology".into();
+        assert_eq!(r.validate().unwrap_err().field, "criteria[1].key");
+        let mut r = Rubric::sovereign_ai_default();
+        r.criteria[0].min_points = Some(41);
+        assert_eq!(r.validate().unwrap_err().field, "criteria[0].min_points");
+        let mut r = Rubric::sovereign_ai_default();
+        r.min_total = Some(101);
+        assert_eq!(r.validate().unwrap_err().field, "min_total");
+        assert_eq!(
+            Rubric {
+                criteria: vec![],
+                min_total: None
+            }
+            .validate()
+            .unwrap_err()
+            .field,
+            "criteria"
+        );
+    }
+
+    #[test]
+    fn minimums_make_a_proposal_ineligible_with_reasons() {
+        let mut r = Rubric::sovereign_ai_default();
+        r.criteria[0].min_points = Some(24);
+        r.min_total = Some(60);
+        let per: BTreeMap<String, Centi> = [
+            ("technology".to_string(), Centi(2350)),
+            ("strategy".to_string(), Centi(2000)),
+        ]
+        .into_iter()
+        .collect();
+        let reasons = r.shortfalls(&per, Centi(5900));
+        assert_eq!(reasons.len(), 2);
+        assert!(
+            reasons[0].contains("23.50, below its minimum of 24"),
+            "{reasons:?}"
+        );
+        assert!(r.shortfalls(&per, Centi(6000)).len() == 1);
+    }
+}
