@@ -225,8 +225,72 @@ pub fn error_code(body: &Value) -> Option<&str> {
 }
 
 pub const OPEN_CALL: &str = "mutation($input: OpenCallInput!) { openCall(input: $input) { id title opensAt closesAt closesAtKst } }";
+pub const REGISTER: &str =
+    "mutation($id: UUID!, $input: RegisterConsortiumInput!) { registerConsortium(id: $id, input: $input) { id name members { name orgType role businessRegistrationNumber } } }";
+pub const CREATE: &str = "mutation($input: ProposalInput!) { createProposal(input: $input) { id status version consortiumId } }";
 pub const SUBMIT: &str =
-    "mutation($input: SubmitProposalInput!) { submitProposal(input: $input) { id callId consortiumId title submittedAt } }";
+    "mutation($id: UUID!, $key: String!) { submitProposal(proposalId: $id, idempotencyKey: $key) { proposalId version contentHash submittedAt } }";
+
+/// Registers `consortium` with a lead of `lead` type and a university partner (eligible
+/// under the default rules).
+pub async fn register(p: &Platform, consortium: kaip_contracts::ConsortiumId, lead: &str) -> Value {
+    let seed = (consortium.0.as_u128() % 100_000_000) as u32;
+    let members: Vec<Value> = kaip_testkit::fixtures::members(seed, kaip_contracts::dto::intake::OrgType::Sme)
+        .into_iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "orgType": if m.role == kaip_contracts::dto::intake::MemberRole::Lead { lead.to_owned() } else { "UNIVERSITY".to_owned() },
+                "businessRegistrationNumber": m.business_registration_number,
+                "role": if m.role == kaip_contracts::dto::intake::MemberRole::Lead { "LEAD" } else { "PARTNER" },
+            })
+        })
+        .collect();
+    let token = p
+        .ctx
+        .bearer(kaip_contracts::Role::Consortium, Some(consortium));
+    let body = p.graphql(Some(&token), REGISTER, json!({ "id": consortium, "input": { "name": format!("Consortium {seed}"), "members": members } })).await;
+    assert!(body["errors"].is_null(), "register failed: {body}");
+    body
+}
+
+/// Drafts a proposal for `consortium` (already registered) and returns its id.
+pub async fn draft(
+    p: &Platform,
+    consortium: kaip_contracts::ConsortiumId,
+    call_id: &str,
+    title: &str,
+) -> String {
+    let token = p
+        .ctx
+        .bearer(kaip_contracts::Role::Consortium, Some(consortium));
+    let body = p.graphql(Some(&token), CREATE, json!({ "input": { "callId": call_id, "title": title, "summary": "A model built from scratch" } })).await;
+    body["data"]["createProposal"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("createProposal failed: {body}"))
+        .to_owned()
+}
+
+/// Registers a consortium, drafts and submits a proposal; returns the GraphQL body of the
+/// submission (its receipt).
+pub async fn apply(
+    p: &Platform,
+    consortium: kaip_contracts::ConsortiumId,
+    call_id: &str,
+    title: &str,
+) -> Value {
+    register(p, consortium, "LARGE_ENTERPRISE").await;
+    let id = draft(p, consortium, call_id, title).await;
+    let token = p
+        .ctx
+        .bearer(kaip_contracts::Role::Consortium, Some(consortium));
+    p.graphql(
+        Some(&token),
+        SUBMIT,
+        json!({ "id": id, "key": format!("submit-{id}") }),
+    )
+    .await
+}
 
 /// Opens a call that is open now and closes in `hours`; returns its id.
 pub async fn open_call(p: &Platform, hours: i64) -> String {

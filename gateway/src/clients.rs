@@ -2,10 +2,13 @@
 //! check it again) and the current trace context (so the trace continues in the service).
 
 use async_graphql::ErrorExtensions;
-use kaip_contracts::dto::intake::{Call, OpenCall, Proposal, SubmitProposal};
+use kaip_contracts::dto::intake::{
+    Call, Consortium, DraftProposal, OpenCall, Proposal, Receipt, RegisterConsortium, Submit,
+    UpdateDraft, UploadDocument, Withdraw,
+};
 use kaip_contracts::dto::scoring::EvaluationCase;
 use kaip_contracts::dto::{Page, Readiness};
-use kaip_contracts::{CallId, ErrorBody, ProposalId};
+use kaip_contracts::{CallId, ConsortiumId, ErrorBody, ProposalId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -104,6 +107,16 @@ impl ServiceClient {
             .await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        token: Option<&str>,
+    ) -> Result<T, UpstreamError> {
+        self.send(self.request(reqwest::Method::PUT, path, token).json(body))
+            .await
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -199,12 +212,100 @@ impl Services {
         self.intake.get(&format!("/calls/{id}"), Some(token)).await
     }
 
+    pub async fn register_consortium(
+        &self,
+        token: &str,
+        id: ConsortiumId,
+        body: &RegisterConsortium,
+    ) -> Result<Consortium, UpstreamError> {
+        self.intake
+            .put(&format!("/consortia/{id}"), body, Some(token))
+            .await
+    }
+
+    pub async fn consortium(
+        &self,
+        token: &str,
+        id: ConsortiumId,
+    ) -> Result<Consortium, UpstreamError> {
+        self.intake
+            .get(&format!("/consortia/{id}"), Some(token))
+            .await
+    }
+
+    pub async fn consortia(
+        &self,
+        token: &str,
+        first: Option<i32>,
+        after: Option<&str>,
+    ) -> Result<Page<Consortium>, UpstreamError> {
+        self.intake
+            .get(
+                &format!("/consortia{}", page_query(first, after, &[])),
+                Some(token),
+            )
+            .await
+    }
+
+    pub async fn create_proposal(
+        &self,
+        token: &str,
+        body: &DraftProposal,
+    ) -> Result<Proposal, UpstreamError> {
+        self.intake.post("/proposals", body, Some(token)).await
+    }
+
+    pub async fn update_proposal(
+        &self,
+        token: &str,
+        id: ProposalId,
+        body: &UpdateDraft,
+    ) -> Result<Proposal, UpstreamError> {
+        self.intake
+            .put(&format!("/proposals/{id}"), body, Some(token))
+            .await
+    }
+
+    pub async fn upload_document(
+        &self,
+        token: &str,
+        id: ProposalId,
+        kind: &str,
+        body: &UploadDocument,
+    ) -> Result<Proposal, UpstreamError> {
+        let kind: String = kind
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        self.intake
+            .put(
+                &format!("/proposals/{id}/documents/{kind}"),
+                body,
+                Some(token),
+            )
+            .await
+    }
+
     pub async fn submit_proposal(
         &self,
         token: &str,
-        body: &SubmitProposal,
+        id: ProposalId,
+        body: &Submit,
+    ) -> Result<Receipt, UpstreamError> {
+        self.intake
+            .post(&format!("/proposals/{id}/submit"), body, Some(token))
+            .await
+    }
+
+    pub async fn withdraw_proposal(
+        &self,
+        token: &str,
+        id: ProposalId,
+        body: &Withdraw,
     ) -> Result<Proposal, UpstreamError> {
-        self.intake.post("/proposals", body, Some(token)).await
+        self.intake
+            .post(&format!("/proposals/{id}/withdraw"), body, Some(token))
+            .await
     }
 
     pub async fn proposals(

@@ -9,8 +9,7 @@
 
 use diesel::prelude::*;
 use kaip_bus::{Outbox, OutboxSettings, Relay};
-use kaip_contracts::events::ProposalSubmitted;
-use kaip_contracts::{topics, Actor, CallId, ConsortiumId, ProposalId, Role};
+use kaip_contracts::{topics, Actor, Role};
 use kaip_service::db;
 use kaip_testkit::{eventually, TestContext};
 use std::time::{Duration, Instant};
@@ -54,13 +53,9 @@ fn main() -> anyhow::Result<()> {
                 for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
                     outbox.transaction(&mut conn, |c, tx| {
                         for i in chunk {
-                            let event = ProposalSubmitted {
-                                proposal_id: ProposalId::new(),
-                                call_id: CallId::new(),
-                                consortium_id: ConsortiumId::new(),
-                                title: format!("Proposal {i}"),
-                                submitted_at: chrono::Utc::now(),
-                            };
+                            let event = kaip_testkit::fixtures::proposal_submitted(&format!(
+                                "Proposal {i}"
+                            ));
                             tx.publish(c, actor.clone(), &event)?;
                         }
                         Ok::<_, diesel::result::Error>(())

@@ -1,26 +1,19 @@
 //! The event backbone's guarantees, with intake as the producer and scoring as the
 //! consumer: nothing lost, nothing doubled, poison events dead-lettered.
 
-use chrono::Utc;
 use diesel::prelude::*;
 use kaip_bus::outbox::claim_pending;
 use kaip_bus::schema::{kaip_inbox, kaip_outbox};
 use kaip_bus::{Outbox, OutboxSettings, Relay};
 use kaip_contracts::events::{headers, ProposalSubmitted};
-use kaip_contracts::{topics, Actor, CallId, ConsortiumId, EventEnvelope, ProposalId, Role};
+use kaip_contracts::{topics, Actor, EventEnvelope, ProposalId, Role};
 use kaip_e2e::eventually;
 use kaip_service::db;
 use kaip_testkit::{TestContext, TestService};
 use std::time::Duration;
 
 fn submitted(title: &str) -> ProposalSubmitted {
-    ProposalSubmitted {
-        proposal_id: ProposalId::new(),
-        call_id: CallId::new(),
-        consortium_id: ConsortiumId::new(),
-        title: title.into(),
-        submitted_at: Utc::now(),
-    }
+    kaip_testkit::fixtures::proposal_submitted(title)
 }
 
 fn envelope(event: &ProposalSubmitted) -> EventEnvelope {
@@ -309,28 +302,8 @@ async fn a_committed_event_is_published_without_waiting_for_the_poll_interval() 
         .await;
     scoring.wait_assigned().await;
 
-    let http = reqwest::Client::new();
-    let officer = ctx.bearer(Role::Officer, None);
-    let now = Utc::now();
-    let call: serde_json::Value = http
-        .post(intake.url("/calls"))
-        .header("authorization", &officer)
-        .json(&serde_json::json!({ "title": "Wake-up", "opens_at": now - chrono::Duration::minutes(1), "closes_at": now + chrono::Duration::hours(1) }))
-        .send()
-        .await
-        .expect("intake answers")
-        .json()
-        .await
-        .expect("json");
-    let lead = ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
-    let res = http
-        .post(intake.url("/proposals"))
-        .header("authorization", &lead)
-        .json(&serde_json::json!({ "call_id": call["id"], "title": "Fast", "summary": "s" }))
-        .send()
-        .await
-        .expect("intake answers");
-    assert_eq!(res.status(), 201);
+    let call = kaip_testkit::intake::open_call(&ctx, &intake.base_url).await;
+    kaip_testkit::intake::apply(&ctx, &intake.base_url, &call, "Fast").await;
     wait_for_cases(&scoring, 1).await;
 }
 

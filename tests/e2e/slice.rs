@@ -4,7 +4,7 @@
 
 use diesel::prelude::*;
 use kaip_contracts::{ConsortiumId, Role};
-use kaip_e2e::{eventually, open_call, Platform, SUBMIT};
+use kaip_e2e::{apply, draft, eventually, open_call, register, Platform, SUBMIT};
 use serde_json::json;
 use std::time::Duration;
 
@@ -23,19 +23,44 @@ async fn officer_sees_a_submission_become_an_evaluation_case_through_the_gateway
         .subscribe(&officer, r#"subscription { events(types: ["ProposalSubmitted", "EvaluationCaseOpened"]) { id type producer aggregateId consortiumId data traceId } }"#)
         .await;
 
+    register(&p, consortium, "LARGE_ENTERPRISE").await;
+    let proposal_id = draft(&p, consortium, &call_id, "HyperCLOVA-K").await;
     let body = p
-        .graphql(Some(&lead), SUBMIT, json!({ "input": { "callId": call_id, "title": "HyperCLOVA-K", "summary": "A 100B model from scratch" } }))
+        .graphql(
+            Some(&lead),
+            "query($id: UUID!) { proposal(id: $id) { consortiumId status } }",
+            json!({ "id": proposal_id }),
+        )
         .await;
-    let proposal = &body["data"]["submitProposal"];
-    let proposal_id = proposal["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("submit failed: {body}"))
-        .to_owned();
     assert_eq!(
-        proposal["consortiumId"],
+        body["data"]["proposal"]["consortiumId"],
         consortium.to_string(),
         "the consortium comes from the token"
     );
+    assert_eq!(body["data"]["proposal"]["status"], "draft");
+    let body = p
+        .graphql(
+            Some(&lead),
+            SUBMIT,
+            json!({ "id": proposal_id, "key": "k-1" }),
+        )
+        .await;
+    let receipt = &body["data"]["submitProposal"];
+    assert_eq!(receipt["proposalId"], proposal_id, "{body}");
+    assert_eq!(
+        receipt["contentHash"].as_str().map(str::len),
+        Some(64),
+        "a SHA-256 receipt"
+    );
+    // Submitting again with the same key returns the same receipt.
+    let again = p
+        .graphql(
+            Some(&lead),
+            SUBMIT,
+            json!({ "id": proposal_id, "key": "k-1" }),
+        )
+        .await;
+    assert_eq!(again["data"]["submitProposal"], *receipt);
 
     // Intake committed the proposal and its event together, and the relay published it.
     let mut conn = p.intake.conn();
@@ -95,7 +120,10 @@ async fn officer_sees_a_submission_become_an_evaluation_case_through_the_gateway
 async fn the_trace_id_of_the_graphql_request_reaches_the_consuming_service() {
     let p = Platform::start().await;
     let call_id = open_call(&p, 24).await;
-    let lead = p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
+    let consortium = ConsortiumId::new();
+    let lead = p.ctx.bearer(Role::Consortium, Some(consortium));
+    register(&p, consortium, "SME").await;
+    let proposal_id = draft(&p, consortium, &call_id, "Traced").await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
 
@@ -104,10 +132,13 @@ async fn the_trace_id_of_the_graphql_request_reaches_the_consuming_service() {
             Some(&lead),
             &[("traceparent", &traceparent)],
             SUBMIT,
-            json!({ "input": { "callId": call_id, "title": "Traced", "summary": "s" } }),
+            json!({ "id": proposal_id, "key": "traced" }),
         )
         .await;
-    assert!(body["data"]["submitProposal"]["id"].is_string(), "{body}");
+    assert!(
+        body["data"]["submitProposal"]["contentHash"].is_string(),
+        "{body}"
+    );
     assert_eq!(
         returned.as_deref(),
         Some(trace_id),
@@ -140,7 +171,6 @@ async fn a_consortium_subscription_sees_only_its_own_events() {
     let p = Platform::start().await;
     let call_id = open_call(&p, 24).await;
     let (a, b) = (ConsortiumId::new(), ConsortiumId::new());
-    let token_a = p.ctx.bearer(Role::Consortium, Some(a));
     let token_b = p.ctx.bearer(Role::Consortium, Some(b));
     let mut b_events = p
         .subscribe(
@@ -149,14 +179,8 @@ async fn a_consortium_subscription_sees_only_its_own_events() {
         )
         .await;
 
-    for (token, title) in [(&token_a, "A's model"), (&token_b, "B's model")] {
-        let body = p
-            .graphql(
-                Some(token),
-                SUBMIT,
-                json!({ "input": { "callId": call_id, "title": title, "summary": "s" } }),
-            )
-            .await;
+    for (consortium, title) in [(a, "A's model"), (b, "B's model")] {
+        let body = apply(&p, consortium, &call_id, title).await;
         assert!(body["errors"].is_null(), "{body}");
     }
     // A submitted first, yet the first event B receives is its own.

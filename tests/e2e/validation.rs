@@ -3,7 +3,9 @@
 use diesel::prelude::*;
 use kaip_bus::schema::kaip_outbox;
 use kaip_contracts::{ConsortiumId, Role};
-use kaip_e2e::{error_code, open_call, Platform, OPEN_CALL, SUBMIT};
+use kaip_e2e::{
+    apply, draft, error_code, open_call, register, Platform, CREATE, OPEN_CALL, REGISTER, SUBMIT,
+};
 use serde_json::json;
 
 fn outbox_rows(p: &Platform) -> i64 {
@@ -11,6 +13,13 @@ fn outbox_rows(p: &Platform) -> i64 {
         .count()
         .get_result(&mut p.intake.conn())
         .expect("count")
+}
+
+fn message(body: &serde_json::Value) -> String {
+    body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
 }
 
 fn proposals(p: &Platform) -> i64 {
@@ -27,14 +36,12 @@ async fn bad_requests_are_refused_by_name_and_change_nothing() {
     let consortium = ConsortiumId::new();
     let lead = p.ctx.bearer(Role::Consortium, Some(consortium));
     let call_id = open_call(&p, 24).await;
-    let ok = p
-        .graphql(
-            Some(&lead),
-            SUBMIT,
-            json!({ "input": { "callId": call_id, "title": "First", "summary": "s" } }),
-        )
-        .await;
+    let ok = apply(&p, consortium, &call_id, "First").await;
     assert!(ok["errors"].is_null(), "{ok}");
+    let proposal_id = ok["data"]["submitProposal"]["proposalId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let (outbox_before, proposals_before) = (outbox_rows(&p), proposals(&p));
 
     // A call whose deadline precedes its opening.
@@ -44,10 +51,7 @@ async fn bad_requests_are_refused_by_name_and_change_nothing() {
         .await;
     assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
     assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("closes_at: must be after opens_at"),
+        message(&body).starts_with("closes_at: must be after opens_at"),
         "{body}"
     );
 
@@ -56,13 +60,7 @@ async fn bad_requests_are_refused_by_name_and_change_nothing() {
         .graphql(Some(&officer), OPEN_CALL, json!({ "input": { "title": "  ", "opensAt": now.to_rfc3339(), "closesAt": (now + chrono::Duration::hours(1)).to_rfc3339() } }))
         .await;
     assert_eq!(error_code(&body), Some("VALIDATION_FAILED"));
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("title:"),
-        "{body}"
-    );
+    assert!(message(&body).starts_with("title:"), "{body}");
 
     // A consortium may not open calls.
     let body = p
@@ -74,18 +72,28 @@ async fn bad_requests_are_refused_by_name_and_change_nothing() {
     let body = p
         .graphql(
             Some(&lead),
-            SUBMIT,
+            CREATE,
             json!({ "input": { "callId": uuid::Uuid::now_v7(), "title": "Lost", "summary": "s" } }),
         )
         .await;
     assert_eq!(error_code(&body), Some("CALL_NOT_FOUND"), "{body}");
 
-    // A repeated submission.
+    // A second proposal to the same call.
+    let body = p
+        .graphql(
+            Some(&lead),
+            CREATE,
+            json!({ "input": { "callId": call_id, "title": "Again", "summary": "s" } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_ALREADY_EXISTS"), "{body}");
+
+    // A repeated submission with another idempotency key.
     let body = p
         .graphql(
             Some(&lead),
             SUBMIT,
-            json!({ "input": { "callId": call_id, "title": "Again", "summary": "s" } }),
+            json!({ "id": proposal_id, "key": "another-key" }),
         )
         .await;
     assert_eq!(
@@ -94,25 +102,47 @@ async fn bad_requests_are_refused_by_name_and_change_nothing() {
         "{body}"
     );
 
+    // A submitted proposal is no longer a draft.
+    let body = p
+        .graphql(Some(&lead), "mutation($id: UUID!) { updateProposal(id: $id, input: { title: \"x\", summary: \"y\" }) { id } }", json!({ "id": proposal_id }))
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_NOT_A_DRAFT"), "{body}");
+
     // A malformed id never reaches a service.
     let body = p
         .graphql(
             Some(&lead),
             SUBMIT,
-            json!({ "input": { "callId": "not-a-uuid", "title": "x", "summary": "s" } }),
+            json!({ "id": "not-a-uuid", "key": "k" }),
         )
         .await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+
+    // A registration number with a wrong check digit.
+    let body = p
+        .graphql(
+            Some(&lead),
+            REGISTER,
+            json!({ "id": consortium, "input": { "name": "Typo", "members": [{ "name": "Lead", "orgType": "SME", "businessRegistrationNumber": "123-45-67890", "role": "LEAD" }] } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
     assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("SubmitProposalInput"),
+        message(&body).starts_with("members[0].business_registration_number"),
         "{body}"
     );
 
+    // A consortium cannot register another consortium.
+    let body = p
+        .graphql(
+            Some(&lead),
+            REGISTER,
+            json!({ "id": ConsortiumId::new(), "input": { "name": "Other", "members": [] } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+
     // Another consortium cannot read this consortium's proposal.
-    let proposal_id = ok["data"]["submitProposal"]["id"].as_str().expect("id");
     let other = p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
     let body = p
         .graphql(
@@ -142,12 +172,119 @@ async fn bad_requests_are_refused_by_name_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eligibility_documents_and_withdrawal() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let now = chrono::Utc::now();
+    let body = p
+        .graphql(
+            Some(&officer),
+            OPEN_CALL,
+            json!({ "input": {
+                "title": "Strict",
+                "opensAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+                "closesAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+                "eligibility": { "minUniversityMembers": 2, "allowedLeadTypes": ["SME", "STARTUP"] },
+                "requiredDocuments": ["proposal"],
+            }}),
+        )
+        .await;
+    let call_id = body["data"]["openCall"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+
+    // A large-enterprise lead with one university: two failures, both named; nothing sent.
+    let big = ConsortiumId::new();
+    register(&p, big, "LARGE_ENTERPRISE").await;
+    let id = draft(&p, big, &call_id, "Too big").await;
+    let token = p.ctx.bearer(Role::Consortium, Some(big));
+    let events_before = outbox_rows(&p);
+    let body = p
+        .graphql(Some(&token), SUBMIT, json!({ "id": id, "key": "k" }))
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_NOT_ELIGIBLE"), "{body}");
+    let msg = message(&body);
+    assert!(
+        msg.contains("at least 2 university member(s); it has 1"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("the lead is a large_enterprise; this call allows sme, startup leads"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("the required document `proposal` is missing"),
+        "{msg}"
+    );
+    assert_eq!(outbox_rows(&p), events_before);
+
+    // An SME lead; the document is uploaded with its hash; the second university is added.
+    let sme = ConsortiumId::new();
+    register(&p, sme, "SME").await;
+    let token = p.ctx.bearer(Role::Consortium, Some(sme));
+    let seed = (sme.0.as_u128() % 100_000_000) as u32;
+    let mut members: Vec<serde_json::Value> = kaip_testkit::fixtures::members(seed, kaip_contracts::dto::intake::OrgType::Sme)
+        .into_iter()
+        .map(|m| json!({ "name": m.name, "orgType": if m.role == kaip_contracts::dto::intake::MemberRole::Lead { "SME" } else { "UNIVERSITY" }, "businessRegistrationNumber": m.business_registration_number, "role": if m.role == kaip_contracts::dto::intake::MemberRole::Lead { "LEAD" } else { "PARTNER" } }))
+        .collect();
+    members.push(json!({ "name": "Second University", "orgType": "UNIVERSITY", "businessRegistrationNumber": kaip_testkit::fixtures::brn(seed + 500_000), "role": "PARTNER" }));
+    let body = p
+        .graphql(
+            Some(&token),
+            REGISTER,
+            json!({ "id": sme, "input": { "name": "SME team", "members": members } }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let id = draft(&p, sme, &call_id, "Lean model").await;
+    let body = p
+        .graphql(
+            Some(&token),
+            "mutation($id: UUID!) { uploadDocument(proposalId: $id, kind: \"proposal\", filename: \"plan.pdf\", contentBase64: \"YWJj\") { documents { kind sha256 sizeBytes } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let doc = &body["data"]["uploadDocument"]["documents"][0];
+    assert_eq!(
+        doc["sha256"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "{body}"
+    );
+    assert_eq!(doc["sizeBytes"], 3);
+    let body = p
+        .graphql(Some(&token), "mutation($id: UUID!) { updateProposal(id: $id, input: { title: \"Lean model v2\", summary: \"better\", resources: { gpus: [{ model: \"H100\", count: 500 }], dataBudgetKrw: 5000000000 } }) { version resources { dataBudgetKrw gpus { model count } } } }", json!({ "id": id }))
+        .await;
+    assert_eq!(body["data"]["updateProposal"]["version"], 2, "{body}");
+    assert_eq!(
+        body["data"]["updateProposal"]["resources"]["dataBudgetKrw"],
+        5_000_000_000i64
+    );
+    let body = p
+        .graphql(Some(&token), SUBMIT, json!({ "id": id, "key": "sme-1" }))
+        .await;
+    assert_eq!(body["data"]["submitProposal"]["version"], 2, "{body}");
+
+    // Withdrawal before the decision.
+    let body = p
+        .graphql(Some(&token), "mutation($id: UUID!) { withdrawProposal(proposalId: $id, reason: \"merged with another team\") { status } }", json!({ "id": id }))
+        .await;
+    assert_eq!(
+        body["data"]["withdrawProposal"]["status"], "withdrawn",
+        "{body}"
+    );
+    let body = p
+        .graphql(Some(&token), "mutation($id: UUID!) { withdrawProposal(proposalId: $id, reason: \"again\") { status } }", json!({ "id": id }))
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_NOT_SUBMITTED"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_after_the_deadline_is_refused() {
     let p = Platform::start().await;
     let officer = p.ctx.bearer(Role::Officer, None);
     let now = chrono::Utc::now();
     let body = p
-        .graphql(Some(&officer), OPEN_CALL, json!({ "input": { "title": "Short", "opensAt": (now - chrono::Duration::hours(1)).to_rfc3339(), "closesAt": (now + chrono::Duration::seconds(2)).to_rfc3339() } }))
+        .graphql(Some(&officer), OPEN_CALL, json!({ "input": { "title": "Short", "opensAt": (now - chrono::Duration::hours(1)).to_rfc3339(), "closesAt": (now + chrono::Duration::seconds(4)).to_rfc3339() } }))
         .await;
     let call_id = body["data"]["openCall"]["id"]
         .as_str()
@@ -159,21 +296,29 @@ async fn a_submission_after_the_deadline_is_refused() {
             .expect("closesAt"),
     )
     .expect("time");
-    // Wait out the deadline (the call's own clock, not a guess).
+    // A draft made in time...
+    let consortium = ConsortiumId::new();
+    register(&p, consortium, "SME").await;
+    let id = draft(&p, consortium, &call_id, "Late").await;
+    // ... is not submitted in time (waiting out the call's own deadline, not a guess).
     while chrono::Utc::now() <= closes {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let lead = p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
-    let before = proposals(&p);
+    let lead = p.ctx.bearer(Role::Consortium, Some(consortium));
+    let events = outbox_rows(&p);
+    let body = p
+        .graphql(Some(&lead), SUBMIT, json!({ "id": id, "key": "late" }))
+        .await;
+    assert_eq!(error_code(&body), Some("CALL_CLOSED"), "{body}");
     let body = p
         .graphql(
             Some(&lead),
-            SUBMIT,
-            json!({ "input": { "callId": call_id, "title": "Late", "summary": "s" } }),
+            "query($id: UUID!) { proposal(id: $id) { status } }",
+            json!({ "id": id }),
         )
         .await;
-    assert_eq!(error_code(&body), Some("CALL_CLOSED"), "{body}");
-    assert_eq!(proposals(&p), before);
+    assert_eq!(body["data"]["proposal"]["status"], "draft");
+    assert_eq!(outbox_rows(&p), events, "no event");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,12 @@
-//! Calls and proposals (the intake service).
+//! Calls, consortia and proposals (the intake service).
 
 use super::{caller, caller_with, upstream};
 use crate::clients::Services;
 use crate::schema::scoring::EvaluationCase;
-use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, FixedOffset, Utc};
 use kaip_contracts::dto::intake as dto;
-use kaip_contracts::{CallId, ProposalId, Role};
+use kaip_contracts::{CallId, ConsortiumId, Krw, ProposalId, Role};
 use uuid::Uuid;
 
 /// Korea Standard Time (UTC+9, no daylight saving). Times are stored in UTC and shown in
@@ -17,6 +17,175 @@ pub fn kst(t: DateTime<Utc>) -> String {
     t.with_timezone(&offset)
         .format("%Y-%m-%d %H:%M KST")
         .to_string()
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "kaip_contracts::dto::intake::OrgType")]
+pub enum OrgType {
+    LargeEnterprise,
+    MidSize,
+    Sme,
+    Startup,
+    University,
+    ResearchInstitute,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "kaip_contracts::dto::intake::MemberRole")]
+pub enum MemberRole {
+    Lead,
+    Partner,
+}
+
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "MemberInput")]
+pub struct Member {
+    pub name: String,
+    pub org_type: OrgType,
+    /// Korean business registration number, `123-45-67891` (checksum verified).
+    pub business_registration_number: String,
+    pub role: MemberRole,
+}
+
+impl From<dto::Member> for Member {
+    fn from(m: dto::Member) -> Self {
+        Member {
+            name: m.name,
+            org_type: m.org_type.into(),
+            business_registration_number: m.business_registration_number,
+            role: m.role.into(),
+        }
+    }
+}
+
+impl From<Member> for dto::Member {
+    fn from(m: Member) -> Self {
+        dto::Member {
+            name: m.name,
+            org_type: m.org_type.into(),
+            business_registration_number: m.business_registration_number,
+            role: m.role.into(),
+        }
+    }
+}
+
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "GpuRequestInput")]
+pub struct GpuRequest {
+    pub model: String,
+    pub count: i64,
+}
+
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "TalentPositionInput")]
+pub struct TalentPosition {
+    pub title: String,
+    pub field: String,
+    pub seniority: String,
+    pub count: i64,
+}
+
+/// Resources a proposal requests. Money is whole KRW.
+#[derive(SimpleObject, InputObject, Clone, Debug, Default)]
+#[graphql(input_name = "ResourceRequestInput")]
+pub struct ResourceRequest {
+    #[graphql(default)]
+    pub gpus: Vec<GpuRequest>,
+    #[graphql(default)]
+    pub data_budget_krw: i64,
+    #[graphql(default)]
+    pub talent_funding_krw: i64,
+    #[graphql(default)]
+    pub talent_positions: Vec<TalentPosition>,
+}
+
+impl From<dto::ResourceRequest> for ResourceRequest {
+    fn from(r: dto::ResourceRequest) -> Self {
+        ResourceRequest {
+            gpus: r
+                .gpus
+                .into_iter()
+                .map(|g| GpuRequest {
+                    model: g.model,
+                    count: g.count,
+                })
+                .collect(),
+            data_budget_krw: r.data_budget_krw.0,
+            talent_funding_krw: r.talent_funding_krw.0,
+            talent_positions: r
+                .talent_positions
+                .into_iter()
+                .map(|p| TalentPosition {
+                    title: p.title,
+                    field: p.field,
+                    seniority: p.seniority,
+                    count: p.count,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<ResourceRequest> for dto::ResourceRequest {
+    fn from(r: ResourceRequest) -> Self {
+        dto::ResourceRequest {
+            gpus: r
+                .gpus
+                .into_iter()
+                .map(|g| dto::GpuRequest {
+                    model: g.model,
+                    count: g.count,
+                })
+                .collect(),
+            data_budget_krw: Krw(r.data_budget_krw),
+            talent_funding_krw: Krw(r.talent_funding_krw),
+            talent_positions: r
+                .talent_positions
+                .into_iter()
+                .map(|p| dto::TalentPosition {
+                    title: p.title,
+                    field: p.field,
+                    seniority: p.seniority,
+                    count: p.count,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "EligibilityInput")]
+pub struct Eligibility {
+    #[graphql(default = 1)]
+    pub min_university_members: u32,
+    #[graphql(default)]
+    pub allowed_lead_types: Vec<OrgType>,
+    #[graphql(default_with = "15_000_000_000i64")]
+    pub max_data_budget_krw: i64,
+    #[graphql(default_with = "2_000_000_000i64")]
+    pub max_talent_funding_krw: i64,
+}
+
+impl From<dto::EligibilityRules> for Eligibility {
+    fn from(e: dto::EligibilityRules) -> Self {
+        Eligibility {
+            min_university_members: e.min_university_members,
+            allowed_lead_types: e.allowed_lead_types.into_iter().map(Into::into).collect(),
+            max_data_budget_krw: e.max_data_budget_krw.0,
+            max_talent_funding_krw: e.max_talent_funding_krw.0,
+        }
+    }
+}
+
+impl From<Eligibility> for dto::EligibilityRules {
+    fn from(e: Eligibility) -> Self {
+        dto::EligibilityRules {
+            min_university_members: e.min_university_members,
+            allowed_lead_types: e.allowed_lead_types.into_iter().map(Into::into).collect(),
+            max_data_budget_krw: Krw(e.max_data_budget_krw),
+            max_talent_funding_krw: Krw(e.max_talent_funding_krw),
+        }
+    }
 }
 
 /// A call for proposals.
@@ -43,8 +212,70 @@ impl Call {
     async fn closes_at_kst(&self) -> String {
         kst(self.0.closes_at)
     }
+    async fn eligibility(&self) -> Eligibility {
+        self.0.eligibility.clone().into()
+    }
+    async fn required_documents(&self) -> &[String] {
+        &self.0.required_documents
+    }
+    /// When the selection was published (proposals are frozen from then on).
+    async fn decided_at(&self) -> Option<DateTime<Utc>> {
+        self.0.decided_at
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Consortium {
+    pub id: Uuid,
+    pub name: String,
+    pub members: Vec<Member>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<dto::Consortium> for Consortium {
+    fn from(c: dto::Consortium) -> Self {
+        Consortium {
+            id: c.id.0,
+            name: c.name,
+            members: c.members.into_iter().map(Into::into).collect(),
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Document {
+    pub kind: String,
+    pub filename: String,
+    /// SHA-256 of the content (hex).
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+/// Proof of submission.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Receipt {
+    pub proposal_id: Uuid,
+    pub version: i32,
+    /// SHA-256 over the submitted version and its documents' hashes.
+    pub content_hash: String,
+    pub submitted_at: DateTime<Utc>,
+    pub submitted_at_kst: String,
+}
+
+impl From<dto::Receipt> for Receipt {
+    fn from(r: dto::Receipt) -> Self {
+        Receipt {
+            proposal_id: r.proposal_id.0,
+            version: r.version,
+            content_hash: r.content_hash,
+            submitted_at: r.submitted_at,
+            submitted_at_kst: kst(r.submitted_at),
+        }
     }
 }
 
@@ -63,14 +294,40 @@ impl Proposal {
     async fn consortium_id(&self) -> Uuid {
         self.0.consortium_id.0
     }
+    /// `draft`, `submitted` or `withdrawn`.
+    async fn status(&self) -> &str {
+        &self.0.status
+    }
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
     async fn title(&self) -> &str {
         &self.0.title
     }
     async fn summary(&self) -> &str {
         &self.0.summary
     }
-    async fn submitted_at(&self) -> DateTime<Utc> {
+    async fn resources(&self) -> ResourceRequest {
+        self.0.resources.clone().into()
+    }
+    async fn documents(&self) -> Vec<Document> {
+        self.0
+            .documents
+            .iter()
+            .map(|d| Document {
+                kind: d.kind.clone(),
+                filename: d.filename.clone(),
+                sha256: d.sha256.clone(),
+                size_bytes: d.size_bytes,
+                uploaded_at: d.uploaded_at,
+            })
+            .collect()
+    }
+    async fn submitted_at(&self) -> Option<DateTime<Utc>> {
         self.0.submitted_at
+    }
+    async fn content_hash(&self) -> Option<&str> {
+        self.0.content_hash.as_deref()
     }
     /// The scoring service's case for this proposal, once scoring has opened it (null until then).
     async fn evaluation_case(
@@ -103,18 +360,45 @@ pub struct ProposalPage {
     pub next_cursor: Option<ID>,
 }
 
+#[derive(SimpleObject)]
+pub struct ConsortiumPage {
+    pub items: Vec<Consortium>,
+    pub next_cursor: Option<ID>,
+}
+
 #[derive(InputObject)]
 pub struct OpenCallInput {
     pub title: String,
     pub opens_at: DateTime<Utc>,
     pub closes_at: DateTime<Utc>,
+    /// Default: at least one university member, any lead type, KRW 15bn data and 2bn talent caps.
+    pub eligibility: Option<Eligibility>,
+    /// Document kinds every submission must carry, e.g. ["proposal", "budget"].
+    #[graphql(default)]
+    pub required_documents: Vec<String>,
 }
 
 #[derive(InputObject)]
-pub struct SubmitProposalInput {
+pub struct RegisterConsortiumInput {
+    pub name: String,
+    pub members: Vec<Member>,
+}
+
+#[derive(InputObject)]
+pub struct ProposalInput {
     pub call_id: Uuid,
     pub title: String,
     pub summary: String,
+    #[graphql(default)]
+    pub resources: ResourceRequest,
+}
+
+#[derive(InputObject)]
+pub struct ProposalUpdateInput {
+    pub title: String,
+    pub summary: String,
+    #[graphql(default)]
+    pub resources: ResourceRequest,
 }
 
 #[derive(Default)]
@@ -150,7 +434,36 @@ impl IntakeQuery {
             .map_err(upstream)
     }
 
-    /// Proposals: all of them for ministry staff, a consortium's own for its users.
+    /// A consortium's profile: ministry staff see any; a consortium user its own.
+    async fn consortium(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Consortium> {
+        let authed = caller(ctx)?;
+        ctx.data::<Services>()?
+            .consortium(&authed.token, ConsortiumId(id))
+            .await
+            .map(Into::into)
+            .map_err(upstream)
+    }
+
+    /// All registered consortia (ministry staff and integrations).
+    async fn consortia(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<ConsortiumPage> {
+        let authed = caller(ctx)?;
+        let page = ctx
+            .data::<Services>()?
+            .consortia(&authed.token, first, after.as_ref().map(|a| a.as_str()))
+            .await
+            .map_err(upstream)?;
+        Ok(ConsortiumPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
+    }
+
+    /// Proposals: submitted ones for ministry staff, a consortium's own (drafts included) for its users.
     async fn proposals(
         &self,
         ctx: &Context<'_>,
@@ -201,6 +514,8 @@ impl IntakeMutation {
             title: input.title,
             opens_at: input.opens_at,
             closes_at: input.closes_at,
+            eligibility: input.eligibility.map(Into::into).unwrap_or_default(),
+            required_documents: input.required_documents,
         };
         ctx.data::<Services>()?
             .open_call(&authed.token, &body)
@@ -209,20 +524,119 @@ impl IntakeMutation {
             .map_err(upstream)
     }
 
-    /// Submits the caller's consortium's proposal to an open call.
-    async fn submit_proposal(
+    /// Registers or updates a consortium's profile (its own, for a consortium user).
+    async fn register_consortium(
         &self,
         ctx: &Context<'_>,
-        input: SubmitProposalInput,
+        id: Uuid,
+        input: RegisterConsortiumInput,
+    ) -> async_graphql::Result<Consortium> {
+        let authed = caller(ctx)?;
+        let body = dto::RegisterConsortium {
+            name: input.name,
+            members: input.members.into_iter().map(Into::into).collect(),
+        };
+        ctx.data::<Services>()?
+            .register_consortium(&authed.token, ConsortiumId(id), &body)
+            .await
+            .map(Into::into)
+            .map_err(upstream)
+    }
+
+    /// Starts a draft proposal for the caller's consortium.
+    async fn create_proposal(
+        &self,
+        ctx: &Context<'_>,
+        input: ProposalInput,
     ) -> async_graphql::Result<Proposal> {
-        let authed = caller_with(ctx, &[Role::Consortium], "submit a proposal")?;
-        let body = dto::SubmitProposal {
+        let authed = caller_with(ctx, &[Role::Consortium], "create a proposal")?;
+        let body = dto::DraftProposal {
             call_id: CallId(input.call_id),
             title: input.title,
             summary: input.summary,
+            resources: input.resources.into(),
         };
         ctx.data::<Services>()?
-            .submit_proposal(&authed.token, &body)
+            .create_proposal(&authed.token, &body)
+            .await
+            .map(Proposal)
+            .map_err(upstream)
+    }
+
+    /// Saves a new version of a draft (until the deadline).
+    async fn update_proposal(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: ProposalUpdateInput,
+    ) -> async_graphql::Result<Proposal> {
+        let authed = caller_with(ctx, &[Role::Consortium], "edit a proposal")?;
+        let body = dto::UpdateDraft {
+            title: input.title,
+            summary: input.summary,
+            resources: input.resources.into(),
+        };
+        ctx.data::<Services>()?
+            .update_proposal(&authed.token, ProposalId(id), &body)
+            .await
+            .map(Proposal)
+            .map_err(upstream)
+    }
+
+    /// Attaches a document to a draft (base64 content; replaces one of the same kind).
+    async fn upload_document(
+        &self,
+        ctx: &Context<'_>,
+        proposal_id: Uuid,
+        kind: String,
+        filename: String,
+        content_base64: String,
+    ) -> async_graphql::Result<Proposal> {
+        let authed = caller_with(ctx, &[Role::Consortium], "upload a document")?;
+        let body = dto::UploadDocument {
+            filename,
+            content_base64,
+        };
+        ctx.data::<Services>()?
+            .upload_document(&authed.token, ProposalId(proposal_id), &kind, &body)
+            .await
+            .map(Proposal)
+            .map_err(upstream)
+    }
+
+    /// Submits a draft. Repeating with the same idempotency key returns the same receipt.
+    async fn submit_proposal(
+        &self,
+        ctx: &Context<'_>,
+        proposal_id: Uuid,
+        idempotency_key: String,
+    ) -> async_graphql::Result<Receipt> {
+        let authed = caller_with(ctx, &[Role::Consortium], "submit a proposal")?;
+        ctx.data::<Services>()?
+            .submit_proposal(
+                &authed.token,
+                ProposalId(proposal_id),
+                &dto::Submit { idempotency_key },
+            )
+            .await
+            .map(Into::into)
+            .map_err(upstream)
+    }
+
+    /// Withdraws a submitted proposal before the decision.
+    async fn withdraw_proposal(
+        &self,
+        ctx: &Context<'_>,
+        proposal_id: Uuid,
+        reason: String,
+    ) -> async_graphql::Result<Proposal> {
+        let authed = caller_with(ctx, &[Role::Consortium], "withdraw a proposal")?;
+        ctx.data::<Services>()?
+            .withdraw_proposal(
+                &authed.token,
+                ProposalId(proposal_id),
+                &dto::Withdraw { reason },
+            )
             .await
             .map(Proposal)
             .map_err(upstream)

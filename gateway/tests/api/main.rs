@@ -244,7 +244,10 @@ async fn the_console_is_served_by_the_gateway_with_no_external_assets() {
         .text()
         .await
         .expect("text");
-    assert!(sdl.contains("submitProposal(input: SubmitProposalInput!): Proposal!"));
+    assert!(
+        sdl.contains("submitProposal(proposalId: UUID!, idempotencyKey: String!): Receipt!"),
+        "{sdl}"
+    );
 }
 
 #[test]

@@ -1,59 +1,264 @@
 //! Intake's rules as plain functions: values in, values (or a named violation) out.
 
 use chrono::{DateTime, Utc};
-use kaip_contracts::dto::intake::{OpenCall, SubmitProposal};
+use kaip_contracts::dto::intake::{
+    Document, EligibilityRules, Member, MemberRole, OpenCall, OrgType, RegisterConsortium,
+    ResourceRequest,
+};
+use sha2::{Digest, Sha256};
 
 /// A rule a request broke: which field, and what the rule is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    pub field: &'static str,
+    pub field: String,
     pub rule: String,
 }
 
-fn violation(field: &'static str, rule: impl Into<String>) -> Violation {
+fn violation(field: impl Into<String>, rule: impl Into<String>) -> Violation {
     Violation {
-        field,
+        field: field.into(),
         rule: rule.into(),
     }
 }
 
 pub const MAX_TITLE: usize = 200;
 pub const MAX_SUMMARY: usize = 20_000;
+/// Largest document accepted, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;
+/// Largest single GPU request; guards against typos of an extra zero or three.
+pub const MAX_GPUS_PER_MODEL: i64 = 100_000;
 
-fn check_title(title: &str) -> Result<(), Violation> {
-    let len = title.trim().chars().count();
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), Violation> {
+    let len = value.trim().chars().count();
     if len == 0 {
-        return Err(violation("title", "must not be empty"));
+        return Err(violation(field, "must not be empty"));
     }
-    if len > MAX_TITLE {
+    if len > max {
         return Err(violation(
-            "title",
-            format!("must be at most {MAX_TITLE} characters"),
+            field,
+            format!("must be at most {max} characters"),
         ));
     }
     Ok(())
 }
 
 pub fn validate_open_call(req: &OpenCall, now: DateTime<Utc>) -> Result<(), Violation> {
-    check_title(&req.title)?;
+    check_text("title", &req.title, MAX_TITLE)?;
     if req.closes_at <= req.opens_at {
         return Err(violation("closes_at", "must be after opens_at"));
     }
     if req.closes_at <= now {
         return Err(violation("closes_at", "must be in the future"));
     }
+    let e = &req.eligibility;
+    if e.max_data_budget_krw.0 < 0 {
+        return Err(violation(
+            "eligibility.max_data_budget_krw",
+            "must not be negative",
+        ));
+    }
+    if e.max_talent_funding_krw.0 < 0 {
+        return Err(violation(
+            "eligibility.max_talent_funding_krw",
+            "must not be negative",
+        ));
+    }
+    for (i, kind) in req.required_documents.iter().enumerate() {
+        check_document_kind(&format!("required_documents[{i}]"), kind)?;
+    }
     Ok(())
 }
 
-pub fn validate_submission(req: &SubmitProposal) -> Result<(), Violation> {
-    check_title(&req.title)?;
-    if req.summary.chars().count() > MAX_SUMMARY {
+pub fn check_document_kind(field: &str, kind: &str) -> Result<(), Violation> {
+    if kind.is_empty()
+        || kind.len() > 40
+        || !kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(violation(
+            field,
+            "must be 1 to 40 lower-case letters, digits or underscores",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a Korean business registration number (`123-45-67890`, dashes optional) and
+/// returns it normalised with dashes. The tenth digit is a check digit over the first nine
+/// with weights 1,3,7,1,3,7,1,3,5 (plus the tens of the ninth digit times five).
+pub fn normalise_brn(raw: &str) -> Option<String> {
+    let digits: Vec<u32> = raw
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| c.to_digit(10))
+        .collect::<Option<_>>()?;
+    if digits.len() != 10 {
+        return None;
+    }
+    const W: [u32; 9] = [1, 3, 7, 1, 3, 7, 1, 3, 5];
+    let mut sum: u32 = digits.iter().zip(W).map(|(d, w)| d * w).sum();
+    sum += digits[8] * 5 / 10;
+    if (10 - sum % 10) % 10 != digits[9] {
+        return None;
+    }
+    let s: String = digits
+        .iter()
+        .map(|d| char::from_digit(*d, 10).unwrap_or('0'))
+        .collect();
+    Some(format!("{}-{}-{}", &s[..3], &s[3..5], &s[5..]))
+}
+
+/// Validates a consortium profile and returns it with normalised registration numbers.
+pub fn validate_consortium(req: &RegisterConsortium) -> Result<RegisterConsortium, Violation> {
+    check_text("name", &req.name, MAX_TITLE)?;
+    if req.members.is_empty() {
+        return Err(violation("members", "a consortium has at least a lead"));
+    }
+    let leads = req
+        .members
+        .iter()
+        .filter(|m| m.role == MemberRole::Lead)
+        .count();
+    if leads != 1 {
+        return Err(violation(
+            "members",
+            format!("exactly one member must be the lead (found {leads})"),
+        ));
+    }
+    let mut members = Vec::with_capacity(req.members.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, m) in req.members.iter().enumerate() {
+        check_text(&format!("members[{i}].name"), &m.name, MAX_TITLE)?;
+        let brn = normalise_brn(&m.business_registration_number).ok_or_else(|| {
+            violation(
+                format!("members[{i}].business_registration_number"),
+                "must be a valid business registration number (10 digits, e.g. 123-45-67891, with a correct check digit)",
+            )
+        })?;
+        if !seen.insert(brn.clone()) {
+            return Err(violation(
+                format!("members[{i}].business_registration_number"),
+                "appears twice in this consortium",
+            ));
+        }
+        members.push(Member {
+            name: m.name.trim().to_owned(),
+            business_registration_number: brn,
+            ..m.clone()
+        });
+    }
+    Ok(RegisterConsortium {
+        name: req.name.trim().to_owned(),
+        members,
+    })
+}
+
+pub fn validate_draft(
+    title: &str,
+    summary: &str,
+    resources: &ResourceRequest,
+) -> Result<(), Violation> {
+    check_text("title", title, MAX_TITLE)?;
+    if summary.chars().count() > MAX_SUMMARY {
         return Err(violation(
             "summary",
             format!("must be at most {MAX_SUMMARY} characters"),
         ));
     }
+    for (i, g) in resources.gpus.iter().enumerate() {
+        check_text(&format!("resources.gpus[{i}].model"), &g.model, 40)?;
+        if !(1..=MAX_GPUS_PER_MODEL).contains(&g.count) {
+            return Err(violation(
+                format!("resources.gpus[{i}].count"),
+                format!("must be between 1 and {MAX_GPUS_PER_MODEL}"),
+            ));
+        }
+    }
+    if resources.data_budget_krw.0 < 0 {
+        return Err(violation(
+            "resources.data_budget_krw",
+            "must not be negative",
+        ));
+    }
+    if resources.talent_funding_krw.0 < 0 {
+        return Err(violation(
+            "resources.talent_funding_krw",
+            "must not be negative",
+        ));
+    }
+    for (i, p) in resources.talent_positions.iter().enumerate() {
+        check_text(
+            &format!("resources.talent_positions[{i}].title"),
+            &p.title,
+            MAX_TITLE,
+        )?;
+        if p.count < 1 {
+            return Err(violation(
+                format!("resources.talent_positions[{i}].count"),
+                "must be at least 1",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Everything that makes a proposal ineligible for a call, in plain words (empty: eligible).
+pub fn eligibility_failures(
+    rules: &EligibilityRules,
+    required_documents: &[String],
+    members: &[Member],
+    resources: &ResourceRequest,
+    documents: &[Document],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let universities = members
+        .iter()
+        .filter(|m| m.org_type == OrgType::University)
+        .count();
+    if (universities as u32) < rules.min_university_members {
+        out.push(format!(
+            "the consortium needs at least {} university member(s); it has {universities}",
+            rules.min_university_members
+        ));
+    }
+    match members.iter().find(|m| m.role == MemberRole::Lead) {
+        None => out.push("the consortium has no lead organisation".to_owned()),
+        Some(lead)
+            if !rules.allowed_lead_types.is_empty()
+                && !rules.allowed_lead_types.contains(&lead.org_type) =>
+        {
+            let allowed: Vec<&str> = rules
+                .allowed_lead_types
+                .iter()
+                .map(OrgType::as_str)
+                .collect();
+            out.push(format!(
+                "the lead is a {}; this call allows {} leads",
+                lead.org_type.as_str(),
+                allowed.join(", ")
+            ));
+        }
+        Some(_) => {}
+    }
+    if resources.data_budget_krw > rules.max_data_budget_krw {
+        out.push(format!(
+            "the data budget requested (KRW {}) exceeds the call's cap of KRW {} per year",
+            resources.data_budget_krw.0, rules.max_data_budget_krw.0
+        ));
+    }
+    if resources.talent_funding_krw > rules.max_talent_funding_krw {
+        out.push(format!(
+            "the talent funding requested (KRW {}) exceeds the call's cap of KRW {} per year",
+            resources.talent_funding_krw.0, rules.max_talent_funding_krw.0
+        ));
+    }
+    for kind in required_documents {
+        if !documents.iter().any(|d| &d.kind == kind) {
+            out.push(format!("the required document `{kind}` is missing"));
+        }
+    }
+    out
 }
 
 /// Where `now` falls relative to a call's submission window.
@@ -74,11 +279,45 @@ pub fn window(opens_at: DateTime<Utc>, closes_at: DateTime<Utc>, now: DateTime<U
     }
 }
 
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The hash a receipt carries: over the submitted version's content and its documents'
+/// hashes (sorted by kind), so the consortium can later prove what it submitted.
+pub fn content_hash(
+    proposal: uuid::Uuid,
+    version: i32,
+    title: &str,
+    summary: &str,
+    resources: &ResourceRequest,
+    documents: &[Document],
+) -> String {
+    let mut docs: Vec<(&str, &str)> = documents
+        .iter()
+        .map(|d| (d.kind.as_str(), d.sha256.as_str()))
+        .collect();
+    docs.sort();
+    let canonical = serde_json::json!({
+        "proposal_id": proposal,
+        "version": version,
+        "title": title,
+        "summary": summary,
+        "resources": resources,
+        "documents": docs,
+    });
+    sha256_hex(canonical.to_string().as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Duration;
-    use kaip_contracts::CallId;
+    use kaip_contracts::dto::intake::GpuRequest;
+    use kaip_contracts::Krw;
 
     fn call(title: &str, hours: i64) -> OpenCall {
         let now = Utc::now();
@@ -86,6 +325,17 @@ mod tests {
             title: title.into(),
             opens_at: now,
             closes_at: now + Duration::hours(hours),
+            eligibility: EligibilityRules::default(),
+            required_documents: vec!["proposal".into()],
+        }
+    }
+
+    fn member(name: &str, t: OrgType, brn: &str, role: MemberRole) -> Member {
+        Member {
+            name: name.into(),
+            org_type: t,
+            business_registration_number: brn.into(),
+            role,
         }
     }
 
@@ -107,40 +357,166 @@ mod tests {
             validate_open_call(&call("ok", 0), now).unwrap_err().field,
             "closes_at"
         );
+        let mut bad = call("ok", 1);
+        bad.required_documents = vec!["Budget Sheet".into()];
         assert_eq!(
-            validate_open_call(&call("ok", -1), now).unwrap_err().field,
-            "closes_at"
+            validate_open_call(&bad, now).unwrap_err().field,
+            "required_documents[0]"
         );
     }
 
     #[test]
     fn a_call_cannot_close_in_the_past() {
         let now = Utc::now();
-        let past = OpenCall {
-            title: "t".into(),
-            opens_at: now - Duration::hours(3),
-            closes_at: now - Duration::hours(1),
-        };
+        let mut past = call("t", 1);
+        past.opens_at = now - Duration::hours(3);
+        past.closes_at = now - Duration::hours(1);
         let v = validate_open_call(&past, now).unwrap_err();
         assert_eq!(
-            (v.field, v.rule.as_str()),
+            (v.field.as_str(), v.rule.as_str()),
             ("closes_at", "must be in the future")
         );
     }
 
     #[test]
-    fn submissions_are_checked() {
-        let ok = SubmitProposal {
-            call_id: CallId::new(),
-            title: "LLM".into(),
-            summary: "s".into(),
+    fn business_registration_numbers_are_checksummed() {
+        // Check digit: weighted sum 1·1+2·3+3·7+4·1+5·3+6·7+7·1+8·3+9·5 + (9·5)/10 = 169 → 1.
+        assert_eq!(normalise_brn("1234567891").as_deref(), Some("123-45-67891"));
+        assert_eq!(
+            normalise_brn("123-45-67891").as_deref(),
+            Some("123-45-67891")
+        );
+        assert_eq!(normalise_brn("123-45-67890"), None, "wrong check digit");
+        assert_eq!(normalise_brn("123-45-6789"), None, "too short");
+        assert_eq!(normalise_brn("123-45-6789a"), None);
+    }
+
+    #[test]
+    fn a_consortium_has_one_lead_and_valid_numbers() {
+        let ok = RegisterConsortium {
+            name: " K-Team ".into(),
+            members: vec![
+                member(
+                    "LG AI",
+                    OrgType::LargeEnterprise,
+                    "1234567891",
+                    MemberRole::Lead,
+                ),
+                member(
+                    "KAIST",
+                    OrgType::University,
+                    "314-82-00017",
+                    MemberRole::Partner,
+                ),
+            ],
         };
-        assert!(validate_submission(&ok).is_ok());
-        let long = SubmitProposal {
-            summary: "x".repeat(MAX_SUMMARY + 1),
-            ..ok.clone()
+        let valid = validate_consortium(&ok).unwrap();
+        assert_eq!(valid.name, "K-Team");
+        assert_eq!(
+            valid.members[0].business_registration_number,
+            "123-45-67891"
+        );
+        let mut two_leads = ok.clone();
+        two_leads.members[1].role = MemberRole::Lead;
+        assert_eq!(
+            validate_consortium(&two_leads).unwrap_err().field,
+            "members"
+        );
+        let mut bad_brn = ok.clone();
+        bad_brn.members[1].business_registration_number = "314-82-00013".into();
+        assert_eq!(
+            validate_consortium(&bad_brn).unwrap_err().field,
+            "members[1].business_registration_number"
+        );
+        let mut dup = ok;
+        dup.members[1].business_registration_number = "123-45-67891".into();
+        assert!(validate_consortium(&dup)
+            .unwrap_err()
+            .rule
+            .contains("twice"));
+    }
+
+    #[test]
+    fn eligibility_lists_every_failure() {
+        let rules = EligibilityRules {
+            allowed_lead_types: vec![OrgType::Sme, OrgType::University],
+            ..Default::default()
         };
-        assert_eq!(validate_submission(&long).unwrap_err().field, "summary");
+        let members = vec![member(
+            "Big",
+            OrgType::LargeEnterprise,
+            "1234567891",
+            MemberRole::Lead,
+        )];
+        let resources = ResourceRequest {
+            data_budget_krw: Krw(15_000_000_001),
+            ..Default::default()
+        };
+        let failures =
+            eligibility_failures(&rules, &["proposal".into()], &members, &resources, &[]);
+        assert_eq!(failures.len(), 4, "{failures:?}");
+        assert!(failures[0].contains("at least 1 university"));
+        assert!(failures[1]
+            .contains("the lead is a large_enterprise; this call allows sme, university leads"));
+        assert!(failures[2].contains("exceeds the call's cap of KRW 15000000000"));
+        assert!(failures[3].contains("`proposal` is missing"));
+    }
+
+    #[test]
+    fn drafts_are_checked() {
+        let mut r = ResourceRequest {
+            gpus: vec![GpuRequest {
+                model: "H100".into(),
+                count: 500,
+            }],
+            ..Default::default()
+        };
+        assert!(validate_draft("LLM", "s", &r).is_ok());
+        r.gpus[0].count = 0;
+        assert_eq!(
+            validate_draft("LLM", "s", &r).unwrap_err().field,
+            "resources.gpus[0].count"
+        );
+        assert_eq!(
+            validate_draft(
+                "LLM",
+                &"x".repeat(MAX_SUMMARY + 1),
+                &ResourceRequest::default()
+            )
+            .unwrap_err()
+            .field,
+            "summary"
+        );
+    }
+
+    #[test]
+    fn content_hashes_change_with_content_and_not_with_document_order() {
+        let id = uuid::Uuid::now_v7();
+        let d = |k: &str, h: &str| Document {
+            kind: k.into(),
+            filename: "f".into(),
+            sha256: h.into(),
+            size_bytes: 1,
+            uploaded_at: Utc::now(),
+        };
+        let r = ResourceRequest::default();
+        let a = content_hash(id, 1, "t", "s", &r, &[d("a", "1"), d("b", "2")]);
+        assert_eq!(
+            a,
+            content_hash(id, 1, "t", "s", &r, &[d("b", "2"), d("a", "1")])
+        );
+        assert_ne!(
+            a,
+            content_hash(id, 2, "t", "s", &r, &[d("a", "1"), d("b", "2")])
+        );
+        assert_ne!(
+            a,
+            content_hash(id, 1, "t", "s", &r, &[d("a", "1"), d("b", "3")])
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

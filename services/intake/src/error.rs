@@ -1,7 +1,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use kaip_auth::AuthError;
-use kaip_contracts::{CallId, ProposalId};
+use kaip_contracts::{CallId, ConsortiumId, ProposalId};
 use kaip_service::error::error_response;
 use kaip_service::CommonError;
 
@@ -14,12 +14,26 @@ pub enum IntakeError {
     CallNotFound(CallId),
     #[error("proposal {0} does not exist")]
     ProposalNotFound(ProposalId),
+    #[error("consortium {0} has not registered its members yet: PUT its profile first")]
+    ConsortiumNotRegistered(ConsortiumId),
     #[error("call {0} is not open for submissions yet")]
     CallNotOpen(CallId),
     #[error("call {0} closed for submissions at its deadline")]
     CallClosed(CallId),
-    #[error("this consortium has already submitted a proposal to call {0}")]
-    AlreadySubmitted(CallId),
+    #[error("call {0} has been decided: proposals can no longer change")]
+    CallDecided(CallId),
+    #[error("this consortium already has a proposal for call {0}")]
+    AlreadyApplied(CallId),
+    #[error("proposal {0} was already submitted with another idempotency key")]
+    AlreadySubmitted(ProposalId),
+    #[error("proposal {id} is {status}: only a draft can be changed or submitted")]
+    NotADraft { id: ProposalId, status: String },
+    #[error("proposal {id} is {status}: only a submitted proposal can be withdrawn")]
+    NotSubmitted { id: ProposalId, status: String },
+    #[error("the proposal is not eligible: {}", .0.join("; "))]
+    NotEligible(Vec<String>),
+    #[error("no `{0}` document on this proposal")]
+    DocumentNotFound(String),
 }
 
 impl IntakeError {
@@ -28,9 +42,16 @@ impl IntakeError {
             IntakeError::Common(e) => e.code(),
             IntakeError::CallNotFound(_) => "CALL_NOT_FOUND",
             IntakeError::ProposalNotFound(_) => "PROPOSAL_NOT_FOUND",
+            IntakeError::ConsortiumNotRegistered(_) => "CONSORTIUM_NOT_REGISTERED",
             IntakeError::CallNotOpen(_) => "CALL_NOT_OPEN",
             IntakeError::CallClosed(_) => "CALL_CLOSED",
+            IntakeError::CallDecided(_) => "CALL_DECIDED",
+            IntakeError::AlreadyApplied(_) => "PROPOSAL_ALREADY_EXISTS",
             IntakeError::AlreadySubmitted(_) => "PROPOSAL_ALREADY_SUBMITTED",
+            IntakeError::NotADraft { .. } => "PROPOSAL_NOT_A_DRAFT",
+            IntakeError::NotSubmitted { .. } => "PROPOSAL_NOT_SUBMITTED",
+            IntakeError::NotEligible(_) => "PROPOSAL_NOT_ELIGIBLE",
+            IntakeError::DocumentNotFound(_) => "DOCUMENT_NOT_FOUND",
         }
     }
 }
@@ -57,12 +78,11 @@ impl ResponseError for IntakeError {
     fn status_code(&self) -> StatusCode {
         match self {
             IntakeError::Common(e) => e.status(),
-            IntakeError::CallNotFound(_) | IntakeError::ProposalNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            IntakeError::CallNotOpen(_)
-            | IntakeError::CallClosed(_)
-            | IntakeError::AlreadySubmitted(_) => StatusCode::CONFLICT,
+            IntakeError::CallNotFound(_)
+            | IntakeError::ProposalNotFound(_)
+            | IntakeError::DocumentNotFound(_) => StatusCode::NOT_FOUND,
+            IntakeError::NotEligible(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::CONFLICT,
         }
     }
 

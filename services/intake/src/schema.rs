@@ -8,6 +8,9 @@ diesel::table! {
         closes_at -> Timestamptz,
         created_by -> Text,
         created_at -> Timestamptz,
+        eligibility -> Jsonb,
+        required_documents -> Jsonb,
+        decided_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -19,9 +22,71 @@ diesel::table! {
         title -> Text,
         summary -> Text,
         submitted_by -> Text,
-        submitted_at -> Timestamptz,
+        submitted_at -> Nullable<Timestamptz>,
+        status -> Text,
+        version -> Int4,
+        resources -> Jsonb,
+        idempotency_key -> Nullable<Text>,
+        content_hash -> Nullable<Text>,
+        withdrawn_at -> Nullable<Timestamptz>,
+        withdrawal_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    consortia (id) {
+        id -> Uuid,
+        name -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    consortium_members (consortium_id, position) {
+        consortium_id -> Uuid,
+        position -> Int4,
+        name -> Text,
+        org_type -> Text,
+        brn -> Text,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    proposal_versions (proposal_id, version) {
+        proposal_id -> Uuid,
+        version -> Int4,
+        title -> Text,
+        summary -> Text,
+        resources -> Jsonb,
+        created_by -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    proposal_documents (proposal_id, kind) {
+        proposal_id -> Uuid,
+        kind -> Text,
+        filename -> Text,
+        sha256 -> Text,
+        size_bytes -> Int8,
+        content -> Bytea,
+        uploaded_by -> Text,
+        uploaded_at -> Timestamptz,
     }
 }
 
 diesel::joinable!(proposals -> calls (call_id));
-diesel::allow_tables_to_appear_in_same_query!(calls, proposals);
+diesel::joinable!(consortium_members -> consortia (consortium_id));
+diesel::joinable!(proposal_versions -> proposals (proposal_id));
+diesel::joinable!(proposal_documents -> proposals (proposal_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    calls,
+    proposals,
+    consortia,
+    consortium_members,
+    proposal_versions,
+    proposal_documents
+);

@@ -6,6 +6,7 @@
 //! `(type, version)`. A breaking change to a payload gets a new `version`; producers may emit
 //! both while consumers move over.
 
+use crate::dto::intake::{Member, ResourceRequest};
 use crate::ids::{CallId, ConsortiumId, EvaluationCaseId, EventId, ProposalId};
 use crate::role::Role;
 use chrono::{DateTime, Utc};
@@ -165,19 +166,49 @@ impl DomainEvent for CallOpened {
     }
 }
 
-/// A consortium submitted a proposal to an open call.
+/// A consortium submitted a proposal to an open call. Carries what scoring needs without
+/// asking intake: the consortium's members (for conflicts of interest and portfolio
+/// categories) and the requested resources (announced with the selection).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProposalSubmitted {
     pub proposal_id: ProposalId,
     pub call_id: CallId,
     pub consortium_id: ConsortiumId,
+    pub consortium_name: String,
     pub title: String,
+    pub version: i32,
+    pub content_hash: String,
+    pub members: Vec<Member>,
+    pub resources: ResourceRequest,
     pub submitted_at: DateTime<Utc>,
 }
 
 impl DomainEvent for ProposalSubmitted {
     const TYPE: &'static str = "ProposalSubmitted";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "proposal";
+    fn aggregate_id(&self) -> Uuid {
+        self.proposal_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// A consortium withdrew its submitted proposal before the decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalWithdrawn {
+    pub proposal_id: ProposalId,
+    pub call_id: CallId,
+    pub consortium_id: ConsortiumId,
+    pub reason: String,
+    pub withdrawn_at: DateTime<Utc>,
+}
+
+impl DomainEvent for ProposalWithdrawn {
+    const TYPE: &'static str = "ProposalWithdrawn";
     const VERSION: u16 = 1;
     const AGGREGATE_TYPE: &'static str = "proposal";
     fn aggregate_id(&self) -> Uuid {
@@ -225,7 +256,12 @@ mod tests {
             proposal_id: ProposalId::new(),
             call_id: CallId::new(),
             consortium_id: ConsortiumId::new(),
+            consortium_name: "K-Team".into(),
             title: "Sovereign LLM".into(),
+            version: 1,
+            content_hash: "00".into(),
+            members: Vec::new(),
+            resources: ResourceRequest::default(),
             submitted_at: Utc::now(),
         }
     }

@@ -56,7 +56,12 @@ fn schemas_accept_real_events_and_name_their_type() {
         proposal_id: ProposalId::new(),
         call_id: CallId::new(),
         consortium_id: ConsortiumId::new(),
+        consortium_name: "K".into(),
         title: "t".into(),
+        version: 1,
+        content_hash: "ab".into(),
+        members: Vec::new(),
+        resources: Default::default(),
         submitted_at: chrono::Utc::now(),
     };
     let env = serde_json::to_value(

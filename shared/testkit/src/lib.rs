@@ -11,6 +11,9 @@
 //! one when none is configured. PostgreSQL is `KAIP_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
+pub mod fixtures;
+pub mod intake;
+
 use anyhow::Context as _;
 use diesel::{Connection, PgConnection};
 use kaip_auth::{dev, DevTokenMinter};

@@ -2,7 +2,6 @@
 //! where it stopped, and every submission ends up with exactly one evaluation case.
 
 use diesel::prelude::*;
-use kaip_contracts::{ConsortiumId, Role};
 use kaip_testkit::{eventually, TestContext, TestService};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -84,26 +83,11 @@ fn cases(pool: &kaip_bus::PgPool) -> Vec<uuid::Uuid> {
 }
 
 async fn submit(ctx: &TestContext, intake: &TestService, call: &str, n: usize) -> Vec<uuid::Uuid> {
-    let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..n {
-        let lead = ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
-        let body: serde_json::Value = http
-            .post(intake.url("/proposals"))
-            .header("authorization", lead)
-            .json(&serde_json::json!({ "call_id": call, "title": format!("Proposal {i}"), "summary": "s" }))
-            .send()
-            .await
-            .expect("intake answers")
-            .json()
-            .await
-            .expect("json");
-        ids.push(
-            body["id"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("{body}")),
-        );
+        let id = kaip_testkit::intake::apply(ctx, &intake.base_url, call, &format!("Proposal {i}"))
+            .await;
+        ids.push(id.parse().expect("uuid"));
     }
     ids
 }
@@ -120,18 +104,7 @@ async fn a_killed_consumer_resumes_where_it_stopped_and_loses_nothing() {
     ctx.track_database(&database);
     let port = free_port();
 
-    let now = chrono::Utc::now();
-    let call: serde_json::Value = reqwest::Client::new()
-        .post(intake.url("/calls"))
-        .header("authorization", ctx.bearer(Role::Officer, None))
-        .json(&serde_json::json!({ "title": "Kill test", "opens_at": now - chrono::Duration::minutes(1), "closes_at": now + chrono::Duration::hours(1) }))
-        .send()
-        .await
-        .expect("intake answers")
-        .json()
-        .await
-        .expect("json");
-    let call = call["id"].as_str().expect("call id").to_owned();
+    let call = kaip_testkit::intake::open_call(&ctx, &intake.base_url).await;
 
     let scoring = ScoringProcess::start(&ctx, &database, port);
     scoring.wait_consuming().await;

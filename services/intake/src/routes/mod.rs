@@ -1,0 +1,33 @@
+//! Intake's HTTP API (called by the gateway, with the caller's token).
+
+mod calls;
+mod consortia;
+mod proposals;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/calls", web::post().to(calls::open_call))
+        .route("/calls", web::get().to(calls::list_calls))
+        .route("/calls/{id}", web::get().to(calls::get_call))
+        .route("/consortia", web::get().to(consortia::list))
+        .route("/consortia/{id}", web::put().to(consortia::register))
+        .route("/consortia/{id}", web::get().to(consortia::get))
+        .route("/proposals", web::post().to(proposals::create_draft))
+        .route("/proposals", web::get().to(proposals::list))
+        .route("/proposals/{id}", web::get().to(proposals::get))
+        .route("/proposals/{id}", web::put().to(proposals::update_draft))
+        .route(
+            "/proposals/{id}/documents/{kind}",
+            web::put().to(proposals::upload_document),
+        )
+        .route(
+            "/proposals/{id}/documents/{kind}",
+            web::get().to(proposals::download_document),
+        )
+        .route("/proposals/{id}/submit", web::post().to(proposals::submit))
+        .route(
+            "/proposals/{id}/withdraw",
+            web::post().to(proposals::withdraw),
+        );
+}

@@ -1,0 +1,503 @@
+use crate::domain::{self, Window};
+use crate::error::IntakeError;
+use crate::schema::{proposal_documents, proposal_versions, proposals};
+use crate::store::{documents, find_call, find_consortium, find_proposal, CallRow, ProposalRow};
+use actix_web::{web, HttpResponse};
+use base64::Engine;
+use chrono::{SubsecRound, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use kaip_contracts::dto::intake::{
+    DraftProposal, Proposal, Receipt, Submit, UpdateDraft, UploadDocument, Withdraw,
+};
+use kaip_contracts::events::{ProposalSubmitted, ProposalWithdrawn};
+use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
+use kaip_service::pagination::PageRequest;
+use kaip_service::{AppState, Caller, CommonError};
+use uuid::Uuid;
+
+/// The consortium a consortium user acts for.
+fn own_consortium(caller: &Caller, action: &str) -> Result<ConsortiumId, IntakeError> {
+    caller.require(&[Role::Consortium], action)?;
+    caller.0.consortium_id.ok_or_else(|| {
+        kaip_auth::AuthError::InvalidClaims("consortium_id is required".into()).into()
+    })
+}
+
+/// Drafts change only while the call is open and undecided.
+fn require_open(call: &CallRow) -> Result<(), IntakeError> {
+    let id = CallId(call.id);
+    if call.decided_at.is_some() {
+        return Err(IntakeError::CallDecided(id));
+    }
+    match domain::window(call.opens_at, call.closes_at, Utc::now()) {
+        Window::NotYetOpen => Err(IntakeError::CallNotOpen(id)),
+        Window::Closed => Err(IntakeError::CallClosed(id)),
+        Window::Open => Ok(()),
+    }
+}
+
+/// Loads a proposal for its own consortium, locked, and checks it is still a draft.
+fn own_draft(
+    c: &mut PgConnection,
+    id: ProposalId,
+    consortium: ConsortiumId,
+) -> Result<(ProposalRow, CallRow), IntakeError> {
+    let row = find_proposal(c, id, true)?;
+    if row.consortium_id != consortium.0 {
+        // Another consortium's proposal does not exist, as far as this caller knows.
+        return Err(IntakeError::ProposalNotFound(id));
+    }
+    let call = find_call(c, CallId(row.call_id))?;
+    require_open(&call)?;
+    if row.status != "draft" {
+        return Err(IntakeError::NotADraft {
+            id,
+            status: row.status,
+        });
+    }
+    Ok((row, call))
+}
+
+fn load_dto(c: &mut PgConnection, id: ProposalId) -> Result<Proposal, IntakeError> {
+    let row = find_proposal(c, id, false)?;
+    let docs = documents(c, row.id)?;
+    Ok(row.into_dto(docs))
+}
+
+pub async fn create_draft(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<DraftProposal>,
+) -> Result<HttpResponse, IntakeError> {
+    let consortium = own_consortium(&caller, "create a proposal")?;
+    let req = body.into_inner();
+    domain::validate_draft(&req.title, &req.summary, &req.resources)?;
+    let actor = caller.actor();
+    let proposal = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let call = find_call(c, req.call_id)?;
+                require_open(&call)?;
+                let id = ProposalId::new();
+                let resources = serde_json::to_value(&req.resources).unwrap_or_default();
+                diesel::insert_into(proposals::table)
+                    .values((
+                        proposals::id.eq(id.0),
+                        proposals::call_id.eq(req.call_id.0),
+                        proposals::consortium_id.eq(consortium.0),
+                        proposals::title.eq(req.title.trim()),
+                        proposals::summary.eq(&req.summary),
+                        proposals::submitted_by.eq(&actor.subject),
+                        proposals::status.eq("draft"),
+                        proposals::version.eq(1),
+                        proposals::resources.eq(&resources),
+                    ))
+                    .execute(c)
+                    .map_err(|e| match e {
+                        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                            IntakeError::AlreadyApplied(req.call_id)
+                        }
+                        other => other.into(),
+                    })?;
+                diesel::insert_into(proposal_versions::table)
+                    .values((
+                        proposal_versions::proposal_id.eq(id.0),
+                        proposal_versions::version.eq(1),
+                        proposal_versions::title.eq(req.title.trim()),
+                        proposal_versions::summary.eq(&req.summary),
+                        proposal_versions::resources.eq(&resources),
+                        proposal_versions::created_by.eq(&actor.subject),
+                    ))
+                    .execute(c)?;
+                load_dto(c, id)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(proposal))
+}
+
+pub async fn update_draft(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<UpdateDraft>,
+) -> Result<HttpResponse, IntakeError> {
+    let consortium = own_consortium(&caller, "edit a proposal")?;
+    let id = ProposalId(path.into_inner());
+    let req = body.into_inner();
+    domain::validate_draft(&req.title, &req.summary, &req.resources)?;
+    let actor = caller.actor();
+    let proposal = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let (row, _) = own_draft(c, id, consortium)?;
+                let version = row.version + 1;
+                let resources = serde_json::to_value(&req.resources).unwrap_or_default();
+                diesel::update(proposals::table.find(id.0))
+                    .set((
+                        proposals::title.eq(req.title.trim()),
+                        proposals::summary.eq(&req.summary),
+                        proposals::resources.eq(&resources),
+                        proposals::version.eq(version),
+                    ))
+                    .execute(c)?;
+                diesel::insert_into(proposal_versions::table)
+                    .values((
+                        proposal_versions::proposal_id.eq(id.0),
+                        proposal_versions::version.eq(version),
+                        proposal_versions::title.eq(req.title.trim()),
+                        proposal_versions::summary.eq(&req.summary),
+                        proposal_versions::resources.eq(&resources),
+                        proposal_versions::created_by.eq(&actor.subject),
+                    ))
+                    .execute(c)?;
+                load_dto(c, id)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(proposal))
+}
+
+pub async fn upload_document(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, String)>,
+    body: web::Json<UploadDocument>,
+) -> Result<HttpResponse, IntakeError> {
+    let consortium = own_consortium(&caller, "upload a document")?;
+    let (id, kind) = path.into_inner();
+    let id = ProposalId(id);
+    domain::check_document_kind("kind", &kind)?;
+    let req = body.into_inner();
+    if req.filename.trim().is_empty() || req.filename.len() > 255 {
+        return Err(CommonError::validation("filename", "must be 1 to 255 characters").into());
+    }
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(req.content_base64.as_bytes())
+        .map_err(|e| {
+            CommonError::validation("content_base64", format!("is not valid base64: {e}"))
+        })?;
+    if content.len() > domain::MAX_DOCUMENT_BYTES {
+        return Err(CommonError::validation(
+            "content_base64",
+            format!(
+                "the document is {} bytes; the limit is {} bytes",
+                content.len(),
+                domain::MAX_DOCUMENT_BYTES
+            ),
+        )
+        .into());
+    }
+    let sha = domain::sha256_hex(&content);
+    let actor = caller.actor();
+    let proposal = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                own_draft(c, id, consortium)?;
+                let values = (
+                    proposal_documents::proposal_id.eq(id.0),
+                    proposal_documents::kind.eq(&kind),
+                    proposal_documents::filename.eq(req.filename.trim()),
+                    proposal_documents::sha256.eq(&sha),
+                    proposal_documents::size_bytes.eq(content.len() as i64),
+                    proposal_documents::content.eq(&content),
+                    proposal_documents::uploaded_by.eq(&actor.subject),
+                );
+                diesel::insert_into(proposal_documents::table)
+                    .values(values)
+                    .on_conflict((proposal_documents::proposal_id, proposal_documents::kind))
+                    .do_update()
+                    .set((
+                        proposal_documents::filename.eq(req.filename.trim()),
+                        proposal_documents::sha256.eq(&sha),
+                        proposal_documents::size_bytes.eq(content.len() as i64),
+                        proposal_documents::content.eq(&content),
+                        proposal_documents::uploaded_by.eq(&actor.subject),
+                        proposal_documents::uploaded_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(c)?;
+                load_dto(c, id)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(proposal))
+}
+
+pub async fn download_document(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, String)>,
+) -> Result<HttpResponse, IntakeError> {
+    let (id, kind) = path.into_inner();
+    let id = ProposalId(id);
+    let (row, doc) = state
+        .db(move |c, _| {
+            let row = find_proposal(c, id, false)?;
+            let doc = proposal_documents::table
+                .find((id.0, &kind))
+                .select((
+                    proposal_documents::filename,
+                    proposal_documents::sha256,
+                    proposal_documents::content,
+                ))
+                .first::<(String, String, Vec<u8>)>(c)
+                .optional()?
+                .ok_or(IntakeError::DocumentNotFound(kind))?;
+            Ok::<_, IntakeError>((row, doc))
+        })
+        .await?;
+    if !caller
+        .0
+        .may_access_consortium(ConsortiumId(row.consortium_id))
+    {
+        return Err(IntakeError::ProposalNotFound(id));
+    }
+    let (filename, sha, content) = doc;
+    let safe: String = filename
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || ".-_ ".contains(*c))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"{safe}\""),
+        ))
+        .insert_header(("x-content-sha256", sha))
+        .body(content))
+}
+
+pub async fn submit(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<Submit>,
+) -> Result<HttpResponse, IntakeError> {
+    let consortium = own_consortium(&caller, "submit a proposal")?;
+    let id = ProposalId(path.into_inner());
+    let key = body.into_inner().idempotency_key;
+    if key.trim().is_empty() || key.len() > 200 {
+        return Err(
+            CommonError::validation("idempotency_key", "must be 1 to 200 characters").into(),
+        );
+    }
+    let actor = caller.actor();
+    let (receipt, replay) = state
+        .db(move |c, outbox| {
+            outbox.transaction(c, |c, tx| {
+                let row = find_proposal(c, id, true)?;
+                if row.consortium_id != consortium.0 {
+                    return Err(IntakeError::ProposalNotFound(id));
+                }
+                // A repeated submission with the same key returns the original receipt.
+                if row.status == "submitted" {
+                    return match (
+                        row.idempotency_key.as_deref(),
+                        row.submitted_at,
+                        row.content_hash.clone(),
+                    ) {
+                        (Some(k), Some(at), Some(hash)) if k == key => Ok((
+                            Receipt {
+                                proposal_id: id,
+                                version: row.version,
+                                content_hash: hash,
+                                submitted_at: at,
+                            },
+                            true,
+                        )),
+                        _ => Err(IntakeError::AlreadySubmitted(id)),
+                    };
+                }
+                let (row, call) = own_draft(c, id, consortium)?;
+                let members = find_consortium(c, consortium)?
+                    .ok_or(IntakeError::ConsortiumNotRegistered(consortium))?;
+                let docs = documents(c, row.id)?;
+                let resources = row.resources();
+                let failures = domain::eligibility_failures(
+                    &call.rules(),
+                    &call.required(),
+                    &members.members,
+                    &resources,
+                    &docs,
+                );
+                if !failures.is_empty() {
+                    return Err(IntakeError::NotEligible(failures));
+                }
+                let hash = domain::content_hash(
+                    row.id,
+                    row.version,
+                    &row.title,
+                    &row.summary,
+                    &resources,
+                    &docs,
+                );
+                // PostgreSQL keeps microseconds: the receipt must read the same when replayed.
+                let now = Utc::now().trunc_subsecs(6);
+                diesel::update(proposals::table.find(id.0))
+                    .set((
+                        proposals::status.eq("submitted"),
+                        proposals::submitted_at.eq(now),
+                        proposals::submitted_by.eq(&actor.subject),
+                        proposals::idempotency_key.eq(&key),
+                        proposals::content_hash.eq(&hash),
+                    ))
+                    .execute(c)?;
+                let event = ProposalSubmitted {
+                    proposal_id: id,
+                    call_id: CallId(row.call_id),
+                    consortium_id: consortium,
+                    consortium_name: members.name.clone(),
+                    title: row.title.clone(),
+                    version: row.version,
+                    content_hash: hash.clone(),
+                    members: members.members,
+                    resources,
+                    submitted_at: now,
+                };
+                tx.publish(c, actor.clone(), &event)?;
+                Ok((
+                    Receipt {
+                        proposal_id: id,
+                        version: row.version,
+                        content_hash: hash,
+                        submitted_at: now,
+                    },
+                    false,
+                ))
+            })
+        })
+        .await?;
+    if replay {
+        return Ok(HttpResponse::Ok().json(receipt));
+    }
+    tracing::info!(proposal_id = %id, consortium_id = %consortium, "proposal submitted");
+    Ok(HttpResponse::Created().json(receipt))
+}
+
+pub async fn withdraw(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<Withdraw>,
+) -> Result<HttpResponse, IntakeError> {
+    let consortium = own_consortium(&caller, "withdraw a proposal")?;
+    let id = ProposalId(path.into_inner());
+    let reason = body.into_inner().reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(CommonError::validation("reason", "must be 1 to 2000 characters").into());
+    }
+    let actor = caller.actor();
+    let proposal = state
+        .db(move |c, outbox| {
+            outbox.transaction(c, |c, tx| {
+                let row = find_proposal(c, id, true)?;
+                if row.consortium_id != consortium.0 {
+                    return Err(IntakeError::ProposalNotFound(id));
+                }
+                let call = find_call(c, CallId(row.call_id))?;
+                if call.decided_at.is_some() {
+                    return Err(IntakeError::CallDecided(CallId(call.id)));
+                }
+                if row.status != "submitted" {
+                    return Err(IntakeError::NotSubmitted {
+                        id,
+                        status: row.status,
+                    });
+                }
+                let now = Utc::now().trunc_subsecs(6);
+                diesel::update(proposals::table.find(id.0))
+                    .set((
+                        proposals::status.eq("withdrawn"),
+                        proposals::withdrawn_at.eq(now),
+                        proposals::withdrawal_reason.eq(&reason),
+                    ))
+                    .execute(c)?;
+                let event = ProposalWithdrawn {
+                    proposal_id: id,
+                    call_id: CallId(row.call_id),
+                    consortium_id: consortium,
+                    reason: reason.clone(),
+                    withdrawn_at: now,
+                };
+                tx.publish(c, actor.clone(), &event)?;
+                load_dto(c, id)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(proposal))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalQuery {
+    call_id: Option<Uuid>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+pub async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<ProposalQuery>,
+) -> Result<HttpResponse, IntakeError> {
+    caller.require(
+        &[
+            Role::Admin,
+            Role::Officer,
+            Role::Consortium,
+            Role::Integration,
+        ],
+        "list proposals",
+    )?;
+    let page = PageRequest::parse(query.limit, query.after.as_deref())?;
+    // A consortium user sees only its own consortium's proposals; staff do not see drafts.
+    let only = (caller.role() == Role::Consortium)
+        .then_some(caller.0.consortium_id)
+        .flatten();
+    let call_id = query.call_id;
+    let result = state
+        .db(move |c, _| {
+            let mut q = proposals::table
+                .select(ProposalRow::as_select())
+                .order(proposals::id.asc())
+                .limit(page.limit + 1)
+                .into_boxed();
+            if let Some(after) = page.after {
+                q = q.filter(proposals::id.gt(after));
+            }
+            if let Some(call) = call_id {
+                q = q.filter(proposals::call_id.eq(call));
+            }
+            match only {
+                Some(consortium) => q = q.filter(proposals::consortium_id.eq(consortium.0)),
+                None => q = q.filter(proposals::status.ne("draft")),
+            }
+            let rows = q.load(c)?;
+            let mut items = Vec::with_capacity(rows.len());
+            for row in rows {
+                let docs = documents(c, row.id)?;
+                items.push(row.into_dto(docs));
+            }
+            Ok::<_, IntakeError>(page.finish(items, |p: &Proposal| p.id.0))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+pub async fn get(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, IntakeError> {
+    let id = ProposalId(path.into_inner());
+    let proposal = state.db(move |c, _| load_dto(c, id)).await?;
+    // Another consortium's proposal is reported as absent: its existence is not theirs to
+    // learn. Staff do not see a consortium's drafts.
+    let visible = caller.0.may_access_consortium(proposal.consortium_id)
+        && (caller.role() == Role::Consortium || proposal.status != "draft");
+    if !visible {
+        return Err(IntakeError::ProposalNotFound(id));
+    }
+    Ok(HttpResponse::Ok().json(proposal))
+}

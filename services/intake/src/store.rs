@@ -1,0 +1,180 @@
+//! Intake's rows and the queries shared by its handlers and consumer.
+
+use crate::error::IntakeError;
+use crate::schema::{calls, consortia, consortium_members, proposal_documents, proposals};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use kaip_contracts::dto::intake::{
+    Call, Consortium, Document, EligibilityRules, Member, MemberRole, OrgType, Proposal,
+    ResourceRequest,
+};
+use kaip_contracts::{CallId, ConsortiumId, ProposalId};
+use uuid::Uuid;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = calls)]
+pub struct CallRow {
+    pub id: Uuid,
+    pub title: String,
+    pub opens_at: DateTime<Utc>,
+    pub closes_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub eligibility: serde_json::Value,
+    pub required_documents: serde_json::Value,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl CallRow {
+    pub fn rules(&self) -> EligibilityRules {
+        serde_json::from_value(self.eligibility.clone()).unwrap_or_default()
+    }
+
+    pub fn required(&self) -> Vec<String> {
+        serde_json::from_value(self.required_documents.clone()).unwrap_or_default()
+    }
+
+    pub fn into_dto(self) -> Call {
+        Call {
+            eligibility: self.rules(),
+            required_documents: self.required(),
+            id: self.id.into(),
+            title: self.title,
+            opens_at: self.opens_at,
+            closes_at: self.closes_at,
+            decided_at: self.decided_at,
+            created_at: self.created_at,
+        }
+    }
+}
+
+pub fn find_call(c: &mut PgConnection, id: CallId) -> Result<CallRow, IntakeError> {
+    calls::table
+        .find(id.0)
+        .select(CallRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or(IntakeError::CallNotFound(id))
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = proposals)]
+pub struct ProposalRow {
+    pub id: Uuid,
+    pub call_id: Uuid,
+    pub consortium_id: Uuid,
+    pub title: String,
+    pub summary: String,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub version: i32,
+    pub resources: serde_json::Value,
+    pub idempotency_key: Option<String>,
+    pub content_hash: Option<String>,
+}
+
+impl ProposalRow {
+    pub fn resources(&self) -> ResourceRequest {
+        serde_json::from_value(self.resources.clone()).unwrap_or_default()
+    }
+
+    pub fn into_dto(self, documents: Vec<Document>) -> Proposal {
+        Proposal {
+            resources: self.resources(),
+            id: self.id.into(),
+            call_id: self.call_id.into(),
+            consortium_id: self.consortium_id.into(),
+            status: self.status,
+            version: self.version,
+            title: self.title,
+            summary: self.summary,
+            documents,
+            submitted_at: self.submitted_at,
+            content_hash: self.content_hash,
+        }
+    }
+}
+
+/// Loads a proposal, locking it for update when `lock` (writes serialise per proposal).
+pub fn find_proposal(
+    c: &mut PgConnection,
+    id: ProposalId,
+    lock: bool,
+) -> Result<ProposalRow, IntakeError> {
+    let q = proposals::table.find(id.0).select(ProposalRow::as_select());
+    let row = if lock {
+        q.for_update().first(c).optional()?
+    } else {
+        q.first(c).optional()?
+    };
+    row.ok_or(IntakeError::ProposalNotFound(id))
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = proposal_documents)]
+pub struct DocumentRow {
+    pub kind: String,
+    pub filename: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+pub fn documents(c: &mut PgConnection, proposal: Uuid) -> QueryResult<Vec<Document>> {
+    Ok(proposal_documents::table
+        .filter(proposal_documents::proposal_id.eq(proposal))
+        .order(proposal_documents::kind.asc())
+        .select(DocumentRow::as_select())
+        .load(c)?
+        .into_iter()
+        .map(|d| Document {
+            kind: d.kind,
+            filename: d.filename,
+            sha256: d.sha256,
+            size_bytes: d.size_bytes,
+            uploaded_at: d.uploaded_at,
+        })
+        .collect())
+}
+
+fn parse_org_type(s: &str) -> OrgType {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(OrgType::Sme)
+}
+
+pub fn find_consortium(c: &mut PgConnection, id: ConsortiumId) -> QueryResult<Option<Consortium>> {
+    let Some((name, updated_at)) = consortia::table
+        .find(id.0)
+        .select((consortia::name, consortia::updated_at))
+        .first::<(String, DateTime<Utc>)>(c)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let members = consortium_members::table
+        .filter(consortium_members::consortium_id.eq(id.0))
+        .order(consortium_members::position.asc())
+        .select((
+            consortium_members::name,
+            consortium_members::org_type,
+            consortium_members::brn,
+            consortium_members::role,
+        ))
+        .load::<(String, String, String, String)>(c)?
+        .into_iter()
+        .map(|(name, org_type, brn, role)| Member {
+            name,
+            org_type: parse_org_type(&org_type),
+            business_registration_number: brn,
+            role: if role == "lead" {
+                MemberRole::Lead
+            } else {
+                MemberRole::Partner
+            },
+        })
+        .collect();
+    Ok(Some(Consortium {
+        id,
+        name,
+        members,
+        updated_at,
+    }))
+}
