@@ -107,6 +107,35 @@ impl ServiceClient {
             .await
     }
 
+    /// A POST whose success has no body (204).
+    pub async fn post_empty<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        token: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let res = self
+            .request(reqwest::Method::POST, path, token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::unavailable(self.name, e))?;
+        if res.status().is_success() {
+            return Ok(());
+        }
+        let status = res.status();
+        match res.json::<ErrorBody>().await {
+            Ok(body) => Err(UpstreamError {
+                code: body.code,
+                message: body.message,
+            }),
+            Err(e) => Err(UpstreamError::unavailable(
+                self.name,
+                format!("{status}: {e}"),
+            )),
+        }
+    }
+
     pub async fn put<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

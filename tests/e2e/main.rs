@@ -1,5 +1,6 @@
 //! End-to-end tests: the platform in-process against real PostgreSQL and Kafka.
 
 mod backbone;
+mod competition;
 mod slice;
 mod validation;

@@ -19,7 +19,7 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(intake::IntakeMutation);
+pub struct MutationRoot(intake::IntakeMutation, scoring::ScoringMutation);
 
 #[derive(MergedSubscription, Default)]
 pub struct SubscriptionRoot(events::EventSubscription);

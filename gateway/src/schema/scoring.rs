@@ -1,12 +1,17 @@
-//! Evaluation cases (the scoring service).
+//! Evaluation: settings, reviewers, assignments, scores, stages, selection, feedback and
+//! appeals (the scoring service).
 
-use super::{caller, upstream};
+use super::{caller, caller_with, upstream};
 use crate::clients::Services;
-use async_graphql::{Context, Object, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use kaip_contracts::dto::scoring as dto;
-use kaip_contracts::{CallId, ProposalId};
+use kaip_contracts::dto::Page;
+use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
+use std::collections::BTreeMap;
 use uuid::Uuid;
+
+const STAFF: &[Role] = &[Role::Admin, Role::Officer];
 
 /// Scoring's case for one proposal.
 #[derive(Clone, Debug)]
@@ -26,8 +31,16 @@ impl EvaluationCase {
     async fn consortium_id(&self) -> Uuid {
         self.0.consortium_id.0
     }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// `open`, `withdrawn`, `eliminated`, `finalist`, `selected` or `not_selected`.
     async fn status(&self) -> &str {
         &self.0.status
+    }
+    /// The stage the case is in (0-based).
+    async fn stage(&self) -> i32 {
+        self.0.stage
     }
     async fn opened_at(&self) -> DateTime<Utc> {
         self.0.opened_at
@@ -40,12 +53,393 @@ pub struct EvaluationCasePage {
     pub next_cursor: Option<ID>,
 }
 
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "CriterionInput")]
+pub struct Criterion {
+    pub key: String,
+    pub name: String,
+    pub max_points: i64,
+    pub min_points: Option<i64>,
+}
+
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "StageInput")]
+pub struct Stage {
+    pub name: String,
+    /// Keep the best N eligible proposals for the next stage (all if null).
+    pub keep_top: Option<u32>,
+    pub min_total: Option<i64>,
+}
+
+/// A slot constraint: `category` is `sme_or_academia_led`, `lead:<org type>` or `includes:<org type>`.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "SlotConstraintInput")]
+pub struct SlotConstraint {
+    pub category: String,
+    pub at_least: Option<u32>,
+    pub at_most: Option<u32>,
+}
+
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "EvaluationConfigInput")]
+pub struct EvaluationConfig {
+    pub criteria: Vec<Criterion>,
+    pub min_total: Option<i64>,
+    pub stages: Vec<Stage>,
+    pub reviewers_per_proposal: u32,
+    pub max_assignments_per_reviewer: u32,
+    pub normalise: bool,
+    /// In order: `criterion:<key>` or `earlier_submission`.
+    pub tie_break: Vec<String>,
+    pub teams: u32,
+    pub constraints: Vec<SlotConstraint>,
+}
+
+impl From<dto::EvaluationConfig> for EvaluationConfig {
+    fn from(c: dto::EvaluationConfig) -> Self {
+        EvaluationConfig {
+            criteria: c
+                .criteria
+                .into_iter()
+                .map(|k| Criterion {
+                    key: k.key,
+                    name: k.name,
+                    max_points: k.max_points,
+                    min_points: k.min_points,
+                })
+                .collect(),
+            min_total: c.min_total,
+            stages: c
+                .stages
+                .into_iter()
+                .map(|s| Stage {
+                    name: s.name,
+                    keep_top: s.keep_top,
+                    min_total: s.min_total,
+                })
+                .collect(),
+            reviewers_per_proposal: c.reviewers_per_proposal,
+            max_assignments_per_reviewer: c.max_assignments_per_reviewer,
+            normalise: c.normalise,
+            tie_break: c.tie_break,
+            teams: c.teams,
+            constraints: c
+                .constraints
+                .into_iter()
+                .map(|s| SlotConstraint {
+                    category: s.category,
+                    at_least: s.at_least,
+                    at_most: s.at_most,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<EvaluationConfig> for dto::EvaluationConfig {
+    fn from(c: EvaluationConfig) -> Self {
+        dto::EvaluationConfig {
+            criteria: c
+                .criteria
+                .into_iter()
+                .map(|k| dto::CriterionConfig {
+                    key: k.key,
+                    name: k.name,
+                    max_points: k.max_points,
+                    min_points: k.min_points,
+                })
+                .collect(),
+            min_total: c.min_total,
+            stages: c
+                .stages
+                .into_iter()
+                .map(|s| dto::StageConfig {
+                    name: s.name,
+                    keep_top: s.keep_top,
+                    min_total: s.min_total,
+                })
+                .collect(),
+            reviewers_per_proposal: c.reviewers_per_proposal,
+            max_assignments_per_reviewer: c.max_assignments_per_reviewer,
+            normalise: c.normalise,
+            tie_break: c.tie_break,
+            teams: c.teams,
+            constraints: c
+                .constraints
+                .into_iter()
+                .map(|s| dto::SlotConstraint {
+                    category: s.category,
+                    at_least: s.at_least,
+                    at_most: s.at_most,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "ReviewerInput")]
+pub struct Reviewer {
+    /// The reviewer's token subject.
+    pub id: String,
+    pub name: String,
+    pub organisation: String,
+    pub business_registration_number: Option<String>,
+    #[graphql(default)]
+    pub expertise: Vec<String>,
+}
+
+impl From<dto::Reviewer> for Reviewer {
+    fn from(r: dto::Reviewer) -> Self {
+        Reviewer {
+            id: r.id,
+            name: r.name,
+            organisation: r.organisation,
+            business_registration_number: r.business_registration_number,
+            expertise: r.expertise,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ReviewerPage {
+    pub items: Vec<Reviewer>,
+    pub next_cursor: Option<ID>,
+}
+
+#[derive(SimpleObject)]
+pub struct BlockedAssignment {
+    pub reviewer_id: String,
+    pub proposal_id: Uuid,
+    pub reason: String,
+}
+
+#[derive(SimpleObject)]
+pub struct AssignmentReport {
+    pub stage: i32,
+    pub assigned: i64,
+    /// Reviewer-proposal pairs kept apart by a conflict of interest, with the reason.
+    pub blocked: Vec<BlockedAssignment>,
+}
+
+#[derive(SimpleObject)]
+pub struct Assignment {
+    pub id: Uuid,
+    pub call_id: Uuid,
+    pub stage: i32,
+    pub reviewer_id: String,
+    pub proposal_id: Uuid,
+    pub title: String,
+    pub scored: bool,
+    pub assigned_at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct AssignmentPage {
+    pub items: Vec<Assignment>,
+    pub next_cursor: Option<ID>,
+}
+
+#[derive(InputObject)]
+pub struct CriterionScoreInput {
+    pub criterion: String,
+    /// Whole points, 0 to the criterion's maximum.
+    pub points: i64,
+    #[graphql(default)]
+    pub comment: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ScoreResult {
+    pub assignment_id: Uuid,
+    pub total: i64,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct CriterionScore {
+    pub criterion: String,
+    /// Hundredths of a point.
+    pub centi: i64,
+}
+
+fn criterion_scores(m: BTreeMap<String, i64>) -> Vec<CriterionScore> {
+    m.into_iter()
+        .map(|(criterion, centi)| CriterionScore { criterion, centi })
+        .collect()
+}
+
+#[derive(SimpleObject)]
+pub struct StageResult {
+    pub proposal_id: Uuid,
+    pub title: String,
+    pub position: Option<i32>,
+    /// Consensus total in hundredths of a point.
+    pub total_centi: i64,
+    pub per_criterion: Vec<CriterionScore>,
+    pub eligible: bool,
+    pub shortfalls: Vec<String>,
+    pub advanced: bool,
+    /// When tied with the proposal above, the rule that separated them.
+    pub tie_broken_by: Option<String>,
+}
+
+impl From<dto::StageResult> for StageResult {
+    fn from(r: dto::StageResult) -> Self {
+        StageResult {
+            proposal_id: r.proposal_id.0,
+            title: r.title,
+            position: r.position,
+            total_centi: r.total_centi,
+            per_criterion: criterion_scores(r.per_criterion_centi),
+            eligible: r.eligible,
+            shortfalls: r.shortfalls,
+            advanced: r.advanced,
+            tie_broken_by: r.tie_broken_by,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Departure {
+    /// Selected although ranked below the top k.
+    pub promoted: Vec<Uuid>,
+    /// In the top k by rank but not selected.
+    pub displaced: Vec<Uuid>,
+    pub reasons: Vec<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct Decision {
+    pub call_id: Uuid,
+    pub selected: Vec<Uuid>,
+    pub total_centi: i64,
+    /// Null when the selection is exactly the top k by rank.
+    pub departure: Option<Departure>,
+    pub override_reason: Option<String>,
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+impl From<dto::Decision> for Decision {
+    fn from(d: dto::Decision) -> Self {
+        Decision {
+            call_id: d.call_id.0,
+            selected: d.selected.into_iter().map(|p| p.0).collect(),
+            total_centi: d.total_centi,
+            departure: d.departure.map(|x| Departure {
+                promoted: x.promoted.into_iter().map(|p| p.0).collect(),
+                displaced: x.displaced.into_iter().map(|p| p.0).collect(),
+                reasons: x.reasons,
+            }),
+            override_reason: d.override_reason,
+            decided_by: d.decided_by,
+            decided_at: d.decided_at,
+            published_at: d.published_at,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct SelectionOverrideInput {
+    /// The teams chosen instead (empty: select nobody).
+    pub selected: Vec<Uuid>,
+    pub reason: String,
+}
+
+#[derive(SimpleObject)]
+pub struct Distribution {
+    pub criterion: String,
+    pub count: i64,
+    pub min_centi: i64,
+    pub median_centi: i64,
+    pub max_centi: i64,
+    pub mean_centi: i64,
+}
+
+#[derive(SimpleObject)]
+pub struct StageFeedback {
+    pub stage: i32,
+    pub stage_name: String,
+    pub position: Option<i32>,
+    pub total_centi: i64,
+    pub per_criterion: Vec<CriterionScore>,
+    pub advanced: bool,
+    /// Over all proposals of the stage, anonymised.
+    pub distribution: Vec<Distribution>,
+}
+
+#[derive(SimpleObject)]
+pub struct Feedback {
+    pub proposal_id: Uuid,
+    pub status: String,
+    pub stages: Vec<StageFeedback>,
+}
+
+#[derive(SimpleObject)]
+pub struct Appeal {
+    pub id: Uuid,
+    pub call_id: Uuid,
+    pub proposal_id: Uuid,
+    pub consortium_id: Uuid,
+    pub grounds: String,
+    pub filed_at: DateTime<Utc>,
+    pub answer: Option<String>,
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+impl From<dto::Appeal> for Appeal {
+    fn from(a: dto::Appeal) -> Self {
+        Appeal {
+            id: a.id,
+            call_id: a.call_id.0,
+            proposal_id: a.proposal_id.0,
+            consortium_id: a.consortium_id.0,
+            grounds: a.grounds,
+            filed_at: a.filed_at,
+            answer: a.answer,
+            answered_at: a.answered_at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AppealPage {
+    pub items: Vec<Appeal>,
+    pub next_cursor: Option<ID>,
+}
+
+fn paging(first: Option<i32>, after: Option<&ID>, extra: &[(&str, String)]) -> String {
+    let mut parts: Vec<String> = extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if let Some(f) = first {
+        parts.push(format!("limit={f}"));
+    }
+    if let Some(a) = after {
+        let safe: String = a
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+            .collect();
+        parts.push(format!("after={safe}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+fn path_segment(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.' || *c == '@')
+        .collect()
+}
+
 #[derive(Default)]
 pub struct ScoringQuery;
 
 #[Object]
 impl ScoringQuery {
-    /// Evaluation cases, optionally of one call.
+    /// Evaluation cases: all for ministry staff, a consortium's own, a reviewer's assigned.
     async fn evaluation_cases(
         &self,
         ctx: &Context<'_>,
@@ -82,5 +476,447 @@ impl ScoringQuery {
             .await
             .map(EvaluationCase)
             .map_err(upstream)
+    }
+
+    /// The seeded programme's settings (40/30/30, 15 → 10 → 5), as a starting point.
+    async fn default_evaluation_config(&self) -> EvaluationConfig {
+        dto::EvaluationConfig::sovereign_ai_default().into()
+    }
+
+    async fn evaluation_config(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+    ) -> async_graphql::Result<EvaluationConfig> {
+        let authed = caller(ctx)?;
+        let c: dto::EvaluationConfig = ctx
+            .data::<Services>()?
+            .scoring
+            .get(&format!("/calls/{call_id}/evaluation"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(c.into())
+    }
+
+    async fn reviewers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<ReviewerPage> {
+        let authed = caller_with(ctx, STAFF, "list reviewers")?;
+        let page: Page<dto::Reviewer> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(
+                &format!("/reviewers{}", paging(first, after.as_ref(), &[])),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(ReviewerPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
+    }
+
+    /// A reviewer's own assignments; ministry staff see everyone's.
+    async fn assignments(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Option<Uuid>,
+        stage: Option<i32>,
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<AssignmentPage> {
+        let authed = caller(ctx)?;
+        let mut extra = Vec::new();
+        if let Some(c) = call_id {
+            extra.push(("call_id", c.to_string()));
+        }
+        if let Some(s) = stage {
+            extra.push(("stage", s.to_string()));
+        }
+        let page: Page<dto::Assignment> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(
+                &format!("/assignments{}", paging(first, after.as_ref(), &extra)),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(AssignmentPage {
+            items: page
+                .items
+                .into_iter()
+                .map(|a| Assignment {
+                    id: a.id,
+                    call_id: a.call_id.0,
+                    stage: a.stage,
+                    reviewer_id: a.reviewer_id,
+                    proposal_id: a.proposal_id.0,
+                    title: a.title,
+                    scored: a.scored,
+                    assigned_at: a.assigned_at,
+                })
+                .collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
+    }
+
+    /// A closed stage's results, best first (ministry staff).
+    async fn stage_results(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+        stage: i32,
+    ) -> async_graphql::Result<Vec<StageResult>> {
+        let authed = caller_with(ctx, STAFF, "read stage results")?;
+        let rows: Vec<dto::StageResult> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(
+                &format!("/calls/{call_id}/stages/{stage}/results"),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// The portfolio decision: staff see the proposal; everyone else once published.
+    async fn selection(&self, ctx: &Context<'_>, call_id: Uuid) -> async_graphql::Result<Decision> {
+        let authed = caller(ctx)?;
+        let d: dto::Decision = ctx
+            .data::<Services>()?
+            .scoring
+            .get(&format!("/calls/{call_id}/selection"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(d.into())
+    }
+
+    /// After publication: the caller's consortium's scores per criterion and the anonymised distribution.
+    async fn feedback(&self, ctx: &Context<'_>, call_id: Uuid) -> async_graphql::Result<Feedback> {
+        let authed = caller(ctx)?;
+        let f: dto::Feedback = ctx
+            .data::<Services>()?
+            .scoring
+            .get(&format!("/calls/{call_id}/feedback"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(Feedback {
+            proposal_id: f.proposal_id.0,
+            status: f.status,
+            stages: f
+                .stages
+                .into_iter()
+                .map(|s| StageFeedback {
+                    stage: s.stage,
+                    stage_name: s.stage_name,
+                    position: s.position,
+                    total_centi: s.total_centi,
+                    per_criterion: criterion_scores(s.per_criterion_centi),
+                    advanced: s.advanced,
+                    distribution: s
+                        .distribution
+                        .into_iter()
+                        .map(|d| Distribution {
+                            criterion: d.criterion,
+                            count: d.count,
+                            min_centi: d.min_centi,
+                            median_centi: d.median_centi,
+                            max_centi: d.max_centi,
+                            mean_centi: d.mean_centi,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+
+    async fn appeals(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Option<Uuid>,
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<AppealPage> {
+        let authed = caller(ctx)?;
+        let extra: Vec<(&str, String)> = call_id
+            .map(|c| ("call_id", c.to_string()))
+            .into_iter()
+            .collect();
+        let page: Page<dto::Appeal> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(
+                &format!("/appeals{}", paging(first, after.as_ref(), &extra)),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(AppealPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct ScoringMutation;
+
+#[Object]
+impl ScoringMutation {
+    /// Sets a call's evaluation settings (until reviewers are assigned).
+    async fn configure_evaluation(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+        input: EvaluationConfig,
+    ) -> async_graphql::Result<EvaluationConfig> {
+        let authed = caller_with(ctx, STAFF, "configure an evaluation")?;
+        let body: dto::EvaluationConfig = input.into();
+        let c: dto::EvaluationConfig = ctx
+            .data::<Services>()?
+            .scoring
+            .put(
+                &format!("/calls/{call_id}/evaluation"),
+                &body,
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(c.into())
+    }
+
+    async fn register_reviewer(
+        &self,
+        ctx: &Context<'_>,
+        input: Reviewer,
+    ) -> async_graphql::Result<Reviewer> {
+        let authed = caller_with(ctx, STAFF, "register reviewers")?;
+        let body = dto::RegisterReviewer {
+            id: input.id,
+            name: input.name,
+            organisation: input.organisation,
+            business_registration_number: input.business_registration_number,
+            expertise: input.expertise,
+        };
+        let r: dto::Reviewer = ctx
+            .data::<Services>()?
+            .scoring
+            .post("/reviewers", &body, Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(r.into())
+    }
+
+    /// Records a conflict of interest between a reviewer and a consortium (by the reviewer, or staff).
+    async fn declare_conflict(
+        &self,
+        ctx: &Context<'_>,
+        reviewer_id: String,
+        consortium_id: Uuid,
+        reason: String,
+    ) -> async_graphql::Result<bool> {
+        let authed = caller(ctx)?;
+        let body = dto::DeclareConflict {
+            consortium_id: ConsortiumId(consortium_id),
+            reason,
+        };
+        let path = format!("/reviewers/{}/conflicts", path_segment(&reviewer_id));
+        ctx.data::<Services>()?
+            .scoring
+            .post_empty(&path, &body, Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(true)
+    }
+
+    /// Assigns reviewers to every open proposal of a stage, keeping conflicted reviewers off.
+    async fn assign_reviewers(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+        stage: i32,
+    ) -> async_graphql::Result<AssignmentReport> {
+        let authed = caller_with(ctx, STAFF, "assign reviewers")?;
+        let r: dto::AssignmentReport = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/calls/{call_id}/stages/{stage}/assignments"),
+                &serde_json::json!({}),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(AssignmentReport {
+            stage: r.stage,
+            assigned: r.assigned,
+            blocked: r
+                .blocked
+                .into_iter()
+                .map(|b| BlockedAssignment {
+                    reviewer_id: b.reviewer_id,
+                    proposal_id: b.proposal_id.0,
+                    reason: b.reason,
+                })
+                .collect(),
+        })
+    }
+
+    /// A reviewer scores one of their assignments, criterion by criterion.
+    async fn score_proposal(
+        &self,
+        ctx: &Context<'_>,
+        assignment_id: Uuid,
+        scores: Vec<CriterionScoreInput>,
+    ) -> async_graphql::Result<ScoreResult> {
+        let authed = caller_with(ctx, &[Role::Reviewer], "score proposals")?;
+        let mut sheet = dto::ScoreSheet {
+            scores: BTreeMap::new(),
+            comments: BTreeMap::new(),
+        };
+        for s in scores {
+            if !s.comment.is_empty() {
+                sheet.comments.insert(s.criterion.clone(), s.comment);
+            }
+            sheet.scores.insert(s.criterion, s.points);
+        }
+        #[derive(serde::Deserialize)]
+        struct Out {
+            assignment_id: Uuid,
+            total: i64,
+        }
+        let o: Out = ctx
+            .data::<Services>()?
+            .scoring
+            .put(
+                &format!("/assignments/{assignment_id}/scores"),
+                &sheet,
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(ScoreResult {
+            assignment_id: o.assignment_id,
+            total: o.total,
+        })
+    }
+
+    /// Closes a stage: consensus, minimums, ranking with tie-break, who advances.
+    async fn close_stage(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+        stage: i32,
+    ) -> async_graphql::Result<Vec<StageResult>> {
+        let authed = caller_with(ctx, STAFF, "close a stage")?;
+        let rows: Vec<dto::StageResult> = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/calls/{call_id}/stages/{stage}/close"),
+                &serde_json::json!({}),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Proposes the portfolio (the exact optimum under the constraints), or records an override.
+    async fn propose_selection(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+        override_with: Option<SelectionOverrideInput>,
+    ) -> async_graphql::Result<Decision> {
+        let authed = caller_with(ctx, STAFF, "select the portfolio")?;
+        let body = dto::ProposeSelection {
+            override_with: override_with.map(|o| dto::SelectionOverride {
+                selected: o.selected.into_iter().map(ProposalId).collect(),
+                reason: o.reason,
+            }),
+        };
+        let d: dto::Decision = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/calls/{call_id}/selection"),
+                &body,
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(d.into())
+    }
+
+    /// Publishes the decision: final, and announced to the grant services.
+    async fn publish_selection(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+    ) -> async_graphql::Result<Decision> {
+        let authed = caller_with(ctx, STAFF, "publish the decision")?;
+        let d: dto::Decision = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/calls/{call_id}/selection/publish"),
+                &serde_json::json!({}),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(d.into())
+    }
+
+    async fn file_appeal(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+        proposal_id: Uuid,
+        grounds: String,
+    ) -> async_graphql::Result<Appeal> {
+        let authed = caller_with(ctx, &[Role::Consortium], "file an appeal")?;
+        let body = dto::FileAppeal {
+            proposal_id: ProposalId(proposal_id),
+            grounds,
+        };
+        let a: dto::Appeal = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/calls/{call_id}/appeals"),
+                &body,
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(a.into())
+    }
+
+    async fn answer_appeal(
+        &self,
+        ctx: &Context<'_>,
+        appeal_id: Uuid,
+        answer: String,
+    ) -> async_graphql::Result<Appeal> {
+        let authed = caller_with(ctx, STAFF, "answer appeals")?;
+        let a: dto::Appeal = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/appeals/{appeal_id}/answer"),
+                &dto::AnswerAppeal { answer },
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(a.into())
     }
 }

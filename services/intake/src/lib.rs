@@ -3,6 +3,7 @@
 //! Every state change commits with its event (`CallOpened`, `ProposalSubmitted`) through
 //! the outbox; scoring and the gateway react to those events.
 
+pub mod consumer;
 pub mod domain;
 pub mod error;
 pub mod routes;
@@ -19,13 +20,13 @@ pub const DEFAULTS: Defaults = Defaults {
 };
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// Intake produces events and consumes none (yet).
+/// Intake produces the call and proposal events, and learns from scoring when a call is decided.
 pub fn definition() -> ServiceDefinition {
     ServiceDefinition {
         name: NAME,
         migrations: MIGRATIONS,
         routes: routes::configure,
-        consumes: Vec::new(),
-        handler: None,
+        consumes: vec![kaip_contracts::topics::SCORING],
+        handler: Some(std::sync::Arc::new(consumer::ScoringEvents)),
     }
 }

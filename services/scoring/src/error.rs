@@ -11,6 +11,26 @@ pub enum ScoringError {
     Common(#[from] CommonError),
     #[error("no evaluation case for {0}")]
     CaseNotFound(String),
+    #[error(
+        "call {0} is unknown to scoring (not opened, or its CallOpened event is not yet processed)"
+    )]
+    CallNotFound(uuid::Uuid),
+    #[error("call {0} has no evaluation settings yet: configure them first")]
+    NotConfigured(uuid::Uuid),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("reviewer `{0}` is not registered")]
+    ReviewerNotFound(String),
+    #[error("assignment {0} does not exist")]
+    AssignmentNotFound(uuid::Uuid),
+    #[error("{0}")]
+    StageIncomplete(String),
+    #[error("{0}")]
+    Selection(String),
+    #[error("call {0} has no published decision yet")]
+    NotPublished(uuid::Uuid),
+    #[error("appeal {0} does not exist")]
+    AppealNotFound(uuid::Uuid),
 }
 
 impl ScoringError {
@@ -18,6 +38,15 @@ impl ScoringError {
         match self {
             ScoringError::Common(e) => e.code(),
             ScoringError::CaseNotFound(_) => "EVALUATION_CASE_NOT_FOUND",
+            ScoringError::CallNotFound(_) => "CALL_NOT_FOUND",
+            ScoringError::NotConfigured(_) => "EVALUATION_NOT_CONFIGURED",
+            ScoringError::Conflict(_) => "STATE_CONFLICT",
+            ScoringError::ReviewerNotFound(_) => "REVIEWER_NOT_FOUND",
+            ScoringError::AssignmentNotFound(_) => "ASSIGNMENT_NOT_FOUND",
+            ScoringError::StageIncomplete(_) => "STAGE_INCOMPLETE",
+            ScoringError::Selection(_) => "SELECTION_INFEASIBLE",
+            ScoringError::NotPublished(_) => "DECISION_NOT_PUBLISHED",
+            ScoringError::AppealNotFound(_) => "APPEAL_NOT_FOUND",
         }
     }
 }
@@ -34,11 +63,23 @@ impl From<diesel::result::Error> for ScoringError {
     }
 }
 
+impl From<crate::domain::rubric::Violation> for ScoringError {
+    fn from(v: crate::domain::rubric::Violation) -> Self {
+        ScoringError::Common(CommonError::validation(v.field, v.rule))
+    }
+}
+
 impl ResponseError for ScoringError {
     fn status_code(&self) -> StatusCode {
         match self {
             ScoringError::Common(e) => e.status(),
-            ScoringError::CaseNotFound(_) => StatusCode::NOT_FOUND,
+            ScoringError::CaseNotFound(_)
+            | ScoringError::CallNotFound(_)
+            | ScoringError::ReviewerNotFound(_)
+            | ScoringError::AssignmentNotFound(_)
+            | ScoringError::AppealNotFound(_) => StatusCode::NOT_FOUND,
+            ScoringError::Selection(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::CONFLICT,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod routes;
 pub mod schema;
+pub mod store;
 
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use kaip_contracts::topics;

@@ -9,5 +9,144 @@ diesel::table! {
         title -> Text,
         status -> Text,
         opened_at -> Timestamptz,
+        consortium_name -> Text,
+        members -> Jsonb,
+        resources -> Jsonb,
+        stage -> Int4,
+        submitted_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    calls (id) {
+        id -> Uuid,
+        title -> Text,
+        closes_at -> Timestamptz,
+        config -> Nullable<Jsonb>,
+        published_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    reviewers (id) {
+        id -> Text,
+        name -> Text,
+        organisation -> Text,
+        brn -> Nullable<Text>,
+        expertise -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    conflicts (reviewer_id, consortium_id) {
+        reviewer_id -> Text,
+        consortium_id -> Uuid,
+        reason -> Text,
+        declared_by -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    assignments (id) {
+        id -> Uuid,
+        call_id -> Uuid,
+        stage -> Int4,
+        reviewer_id -> Text,
+        case_id -> Uuid,
+        assigned_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    blocked_assignments (call_id, stage, reviewer_id, case_id) {
+        call_id -> Uuid,
+        stage -> Int4,
+        reviewer_id -> Text,
+        case_id -> Uuid,
+        reason -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    score_sheets (assignment_id) {
+        assignment_id -> Uuid,
+        scores -> Jsonb,
+        comments -> Jsonb,
+        total -> Int4,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stage_closures (call_id, stage) {
+        call_id -> Uuid,
+        stage -> Int4,
+        closed_by -> Text,
+        closed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stage_results (call_id, stage, case_id) {
+        call_id -> Uuid,
+        stage -> Int4,
+        case_id -> Uuid,
+        position -> Nullable<Int4>,
+        total_centi -> Int8,
+        per_criterion -> Jsonb,
+        eligible -> Bool,
+        shortfalls -> Jsonb,
+        advanced -> Bool,
+        tie_broken_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    decisions (call_id) {
+        call_id -> Uuid,
+        selected -> Jsonb,
+        total_centi -> Int8,
+        departure -> Nullable<Jsonb>,
+        override_reason -> Nullable<Text>,
+        decided_by -> Text,
+        decided_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    appeals (id) {
+        id -> Uuid,
+        call_id -> Uuid,
+        case_id -> Uuid,
+        consortium_id -> Uuid,
+        grounds -> Text,
+        filed_by -> Text,
+        filed_at -> Timestamptz,
+        answer -> Nullable<Text>,
+        answered_by -> Nullable<Text>,
+        answered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(assignments -> evaluation_cases (case_id));
+diesel::joinable!(assignments -> reviewers (reviewer_id));
+diesel::joinable!(score_sheets -> assignments (assignment_id));
+diesel::joinable!(stage_results -> evaluation_cases (case_id));
+diesel::joinable!(appeals -> evaluation_cases (case_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    evaluation_cases,
+    calls,
+    reviewers,
+    conflicts,
+    assignments,
+    blocked_assignments,
+    score_sheets,
+    stage_closures,
+    stage_results,
+    decisions,
+    appeals,
+);

@@ -7,7 +7,8 @@
 //! `/events/schemas/<file>` for integrators.
 
 use crate::events::{
-    CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope, ProposalSubmitted,
+    AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
+    ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -92,11 +93,15 @@ pub fn events() -> Vec<EventSpec> {
             "intake",
             "A consortium submitted a proposal to an open call.",
         ),
-        spec::<EvaluationCaseOpened>(
+        spec::<ProposalWithdrawn>(topics::INTAKE, "intake", "A consortium withdrew its proposal before the decision."),
+        spec::<EvaluationCaseOpened>(topics::SCORING, "scoring", "Scoring opened the evaluation case of a submitted proposal."),
+        spec::<SelectionPublished>(
             topics::SCORING,
             "scoring",
-            "Scoring opened the evaluation case of a submitted proposal.",
+            "The ministry published a call's portfolio: the selected teams and their requested resources.",
         ),
+        spec::<AppealFiled>(topics::SCORING, "scoring", "A consortium appealed its result."),
+        spec::<AppealAnswered>(topics::SCORING, "scoring", "The ministry answered an appeal."),
     ]
 }
 

@@ -4,6 +4,7 @@ use crate::ids::{CallId, ConsortiumId, EvaluationCaseId, ProposalId};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// A page of a list. Every list endpoint pages: `limit` (1..=100, default 20) and an
 /// opaque `after` cursor from the previous page's `next_cursor`.
@@ -261,6 +262,8 @@ pub mod intake {
 
 pub mod scoring {
     use super::*;
+    use crate::ids::ConsortiumId;
+    use std::collections::BTreeMap;
 
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct EvaluationCase {
@@ -268,8 +271,279 @@ pub mod scoring {
         pub proposal_id: ProposalId,
         pub call_id: CallId,
         pub consortium_id: ConsortiumId,
+        pub title: String,
+        /// `open`, `withdrawn`, `eliminated`, `finalist`, `selected` or `not_selected`.
         pub status: String,
+        /// The stage the case is in (0-based index into the call's stages).
+        pub stage: i32,
         pub opened_at: DateTime<Utc>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CriterionConfig {
+        pub key: String,
+        pub name: String,
+        pub max_points: i64,
+        #[serde(default)]
+        pub min_points: Option<i64>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct StageConfig {
+        pub name: String,
+        /// Keep the best N eligible proposals for the next stage (all if absent).
+        #[serde(default)]
+        pub keep_top: Option<u32>,
+        /// Keep only proposals whose consensus total reaches this many points.
+        #[serde(default)]
+        pub min_total: Option<i64>,
+    }
+
+    /// A slot constraint on the portfolio: `category` is one of `lead:<org type>`,
+    /// `includes:<org type>` or `sme_or_academia_led`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct SlotConstraint {
+        pub category: String,
+        #[serde(default)]
+        pub at_least: Option<u32>,
+        #[serde(default)]
+        pub at_most: Option<u32>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct EvaluationConfig {
+        pub criteria: Vec<CriterionConfig>,
+        #[serde(default)]
+        pub min_total: Option<i64>,
+        pub stages: Vec<StageConfig>,
+        pub reviewers_per_proposal: u32,
+        pub max_assignments_per_reviewer: u32,
+        /// Z-score normalisation of each reviewer's totals against harsh or lenient reviewers.
+        #[serde(default)]
+        pub normalise: bool,
+        /// In order: `criterion:<key>` (higher first) or `earlier_submission`.
+        #[serde(default)]
+        pub tie_break: Vec<String>,
+        /// How many teams the portfolio selects.
+        pub teams: u32,
+        #[serde(default)]
+        pub constraints: Vec<SlotConstraint>,
+    }
+
+    impl EvaluationConfig {
+        /// The seeded programme's settings: technology 40, strategy 30, ecosystem 30; written
+        /// review keeping 10, then presentations; three reviewers per proposal; five teams,
+        /// at least one SME- or academia-led.
+        pub fn sovereign_ai_default() -> Self {
+            let c = |key: &str, name: &str, max| CriterionConfig {
+                key: key.into(),
+                name: name.into(),
+                max_points: max,
+                min_points: None,
+            };
+            EvaluationConfig {
+                criteria: vec![
+                    c("technology", "Model technology & development", 40),
+                    c("strategy", "Development goals & strategy", 30),
+                    c("ecosystem", "Ecosystem impact & contribution plan", 30),
+                ],
+                min_total: None,
+                stages: vec![
+                    StageConfig {
+                        name: "written review".into(),
+                        keep_top: Some(10),
+                        min_total: None,
+                    },
+                    StageConfig {
+                        name: "presentation".into(),
+                        keep_top: None,
+                        min_total: None,
+                    },
+                ],
+                reviewers_per_proposal: 3,
+                max_assignments_per_reviewer: 10,
+                normalise: true,
+                tie_break: vec!["criterion:technology".into(), "earlier_submission".into()],
+                teams: 5,
+                constraints: vec![SlotConstraint {
+                    category: "sme_or_academia_led".into(),
+                    at_least: Some(1),
+                    at_most: None,
+                }],
+            }
+        }
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RegisterReviewer {
+        /// The reviewer's token subject.
+        pub id: String,
+        pub name: String,
+        pub organisation: String,
+        /// The organisation's business registration number, when it has one.
+        #[serde(default)]
+        pub business_registration_number: Option<String>,
+        #[serde(default)]
+        pub expertise: Vec<String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Reviewer {
+        pub id: String,
+        pub name: String,
+        pub organisation: String,
+        pub business_registration_number: Option<String>,
+        pub expertise: Vec<String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DeclareConflict {
+        pub consortium_id: ConsortiumId,
+        pub reason: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct BlockedAssignment {
+        pub reviewer_id: String,
+        pub proposal_id: ProposalId,
+        pub reason: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AssignmentReport {
+        pub stage: i32,
+        pub assigned: i64,
+        pub blocked: Vec<BlockedAssignment>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Assignment {
+        pub id: Uuid,
+        pub call_id: CallId,
+        pub stage: i32,
+        pub reviewer_id: String,
+        pub proposal_id: ProposalId,
+        pub title: String,
+        pub scored: bool,
+        pub assigned_at: DateTime<Utc>,
+    }
+
+    /// A reviewer's sheet: whole points per criterion, and a comment per criterion.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ScoreSheet {
+        pub scores: BTreeMap<String, i64>,
+        #[serde(default)]
+        pub comments: BTreeMap<String, String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct StageResult {
+        pub proposal_id: ProposalId,
+        pub title: String,
+        pub position: Option<i32>,
+        /// Consensus total in hundredths of a point.
+        pub total_centi: i64,
+        pub per_criterion_centi: BTreeMap<String, i64>,
+        pub eligible: bool,
+        pub shortfalls: Vec<String>,
+        pub advanced: bool,
+        pub tie_broken_by: Option<String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SelectionOverride {
+        pub selected: Vec<ProposalId>,
+        pub reason: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProposeSelection {
+        #[serde(default, rename = "override")]
+        pub override_with: Option<SelectionOverride>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    pub struct Departure {
+        pub promoted: Vec<ProposalId>,
+        pub displaced: Vec<ProposalId>,
+        pub reasons: Vec<String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Decision {
+        pub call_id: CallId,
+        /// In rank order.
+        pub selected: Vec<ProposalId>,
+        pub total_centi: i64,
+        pub departure: Option<Departure>,
+        pub override_reason: Option<String>,
+        pub decided_by: String,
+        pub decided_at: DateTime<Utc>,
+        pub published_at: Option<DateTime<Utc>>,
+    }
+
+    /// Per criterion over all proposals of a stage, without naming any of them.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Distribution {
+        pub criterion: String,
+        pub count: i64,
+        pub min_centi: i64,
+        pub median_centi: i64,
+        pub max_centi: i64,
+        pub mean_centi: i64,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct StageFeedback {
+        pub stage: i32,
+        pub stage_name: String,
+        pub position: Option<i32>,
+        pub total_centi: i64,
+        pub per_criterion_centi: BTreeMap<String, i64>,
+        pub advanced: bool,
+        pub distribution: Vec<Distribution>,
+    }
+
+    /// What a consortium sees after publication.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Feedback {
+        pub proposal_id: ProposalId,
+        pub status: String,
+        pub stages: Vec<StageFeedback>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct FileAppeal {
+        pub proposal_id: ProposalId,
+        pub grounds: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct AnswerAppeal {
+        pub answer: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Appeal {
+        pub id: Uuid,
+        pub call_id: CallId,
+        pub proposal_id: ProposalId,
+        pub consortium_id: ConsortiumId,
+        pub grounds: String,
+        pub filed_at: DateTime<Utc>,
+        pub answer: Option<String>,
+        pub answered_at: Option<DateTime<Utc>>,
     }
 }
 

@@ -247,6 +247,88 @@ impl DomainEvent for EvaluationCaseOpened {
     }
 }
 
+/// One team of a published selection, with what it asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelectedTeam {
+    pub proposal_id: ProposalId,
+    pub consortium_id: ConsortiumId,
+    pub consortium_name: String,
+    pub title: String,
+    /// 1-based position in the final ranking.
+    pub rank: i32,
+    /// Consensus score in hundredths of a point.
+    pub score_centi: i64,
+    pub resources: ResourceRequest,
+}
+
+/// The ministry published a call's portfolio decision. An empty `selected` is a valid
+/// outcome ("select nobody").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionPublished {
+    pub call_id: CallId,
+    pub selected: Vec<SelectedTeam>,
+    pub departure: Option<crate::dto::scoring::Departure>,
+    pub override_reason: Option<String>,
+    pub published_at: DateTime<Utc>,
+}
+
+impl DomainEvent for SelectionPublished {
+    const TYPE: &'static str = "SelectionPublished";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "call";
+    fn aggregate_id(&self) -> Uuid {
+        self.call_id.0
+    }
+}
+
+/// A consortium appealed its result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppealFiled {
+    pub appeal_id: Uuid,
+    pub call_id: CallId,
+    pub proposal_id: ProposalId,
+    pub consortium_id: ConsortiumId,
+    pub filed_at: DateTime<Utc>,
+}
+
+impl DomainEvent for AppealFiled {
+    const TYPE: &'static str = "AppealFiled";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "appeal";
+    fn aggregate_id(&self) -> Uuid {
+        self.appeal_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// The ministry answered an appeal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppealAnswered {
+    pub appeal_id: Uuid,
+    pub call_id: CallId,
+    pub proposal_id: ProposalId,
+    pub consortium_id: ConsortiumId,
+    pub answered_at: DateTime<Utc>,
+}
+
+impl DomainEvent for AppealAnswered {
+    const TYPE: &'static str = "AppealAnswered";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "appeal";
+    fn aggregate_id(&self) -> Uuid {
+        self.appeal_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

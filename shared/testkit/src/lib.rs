@@ -148,6 +148,19 @@ impl TestContext {
             .mint(&format!("test-{role}"), role, consortium, 3600)
     }
 
+    /// A valid bearer header for a named subject (e.g. a reviewer registered by that id).
+    pub fn bearer_for(
+        &self,
+        subject: &str,
+        role: Role,
+        consortium: Option<ConsortiumId>,
+    ) -> String {
+        format!(
+            "Bearer {}",
+            self.minter.mint(subject, role, consortium, 3600)
+        )
+    }
+
     /// `Authorization` header value for `role`.
     pub fn bearer(&self, role: Role, consortium: Option<ConsortiumId>) -> String {
         format!("Bearer {}", self.token(role, consortium))

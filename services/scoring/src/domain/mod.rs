@@ -5,6 +5,8 @@
 //! consensus, ranking, selection) is kept in hundredths of a point ([`Centi`]) so that
 //! comparisons and sums are exact and a ranking never depends on float rounding.
 
+pub mod assign;
+pub mod config;
 pub mod ranking;
 pub mod rubric;
 pub mod selection;

@@ -265,7 +265,9 @@ impl Solver<'_> {
     }
 }
 
-fn explain(
+/// How `selected` (indices into `candidates`, in rank order) departs from the top `k` by
+/// rank, and which constraints the top `k` would have broken.
+pub fn explain(
     candidates: &[Candidate],
     k: usize,
     selected: &[usize],

@@ -1,9 +1,7 @@
-//! Scoring's HTTP API.
-
 use crate::error::ScoringError;
-use crate::schema::evaluation_cases;
+use crate::schema::{assignments, evaluation_cases};
+use crate::store::CaseRow;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::scoring::EvaluationCase;
 use kaip_contracts::Role;
@@ -11,61 +9,29 @@ use kaip_service::pagination::PageRequest;
 use kaip_service::{AppState, Caller};
 use uuid::Uuid;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/cases", web::get().to(list_cases))
-        .route("/cases/{id}", web::get().to(get_case))
-        .route(
-            "/proposals/{proposal_id}/case",
-            web::get().to(case_of_proposal),
-        );
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = evaluation_cases)]
-struct CaseRow {
-    id: Uuid,
-    proposal_id: Uuid,
-    call_id: Uuid,
-    consortium_id: Uuid,
-    status: String,
-    opened_at: DateTime<Utc>,
-}
-
-impl From<CaseRow> for EvaluationCase {
-    fn from(r: CaseRow) -> Self {
-        EvaluationCase {
-            id: r.id.into(),
-            proposal_id: r.proposal_id.into(),
-            call_id: r.call_id.into(),
-            consortium_id: r.consortium_id.into(),
-            status: r.status,
-            opened_at: r.opened_at,
-        }
-    }
-}
-
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaseQuery {
+pub struct CaseQuery {
     call_id: Option<Uuid>,
     limit: Option<i64>,
     after: Option<String>,
 }
 
-/// Ministry staff list all cases; a consortium user lists its own.
-async fn list_cases(
+/// Ministry staff list all cases; a consortium user its own; a reviewer those assigned.
+pub async fn list_cases(
     caller: Caller,
     state: web::Data<AppState>,
     query: web::Query<CaseQuery>,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(
-        &[Role::Admin, Role::Officer, Role::Consortium],
+        &[Role::Admin, Role::Officer, Role::Consortium, Role::Reviewer],
         "list evaluation cases",
     )?;
     let page = PageRequest::parse(query.limit, query.after.as_deref())?;
     let only = (caller.role() == Role::Consortium)
         .then_some(caller.0.consortium_id)
         .flatten();
+    let reviewer = (caller.role() == Role::Reviewer).then(|| caller.0.sub.clone());
     let call_id = query.call_id;
     let result = state
         .db(move |c, _| {
@@ -83,9 +49,15 @@ async fn list_cases(
             if let Some(consortium) = only {
                 q = q.filter(evaluation_cases::consortium_id.eq(consortium.0));
             }
+            if let Some(reviewer) = reviewer {
+                let mine = assignments::table
+                    .filter(assignments::reviewer_id.eq(reviewer))
+                    .select(assignments::case_id);
+                q = q.filter(evaluation_cases::id.eq_any(mine));
+            }
             let rows = q.load(c)?;
             Ok::<_, ScoringError>(page.finish(
-                rows.into_iter().map(EvaluationCase::from).collect(),
+                rows.iter().map(CaseRow::dto).collect(),
                 |e: &EvaluationCase| e.id.0,
             ))
         })
@@ -100,7 +72,7 @@ enum Lookup {
     Proposal(Uuid),
 }
 
-async fn get_case(
+pub async fn get_case(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
@@ -108,7 +80,7 @@ async fn get_case(
     find_case(caller, state, Lookup::Case(path.into_inner())).await
 }
 
-async fn case_of_proposal(
+pub async fn case_of_proposal(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
@@ -122,7 +94,7 @@ async fn find_case(
     lookup: Lookup,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(
-        &[Role::Admin, Role::Officer, Role::Consortium],
+        &[Role::Admin, Role::Officer, Role::Consortium, Role::Reviewer],
         "read evaluation cases",
     )?;
     let what = match lookup {
@@ -130,7 +102,8 @@ async fn find_case(
         Lookup::Proposal(id) => format!("proposal {id}"),
     };
     let missing = what.clone();
-    let case = state
+    let reviewer = caller.0.sub.clone();
+    let (case, assigned) = state
         .db(move |c, _| {
             let q = evaluation_cases::table
                 .select(CaseRow::as_select())
@@ -139,15 +112,26 @@ async fn find_case(
                 Lookup::Case(id) => q.filter(evaluation_cases::id.eq(id)),
                 Lookup::Proposal(id) => q.filter(evaluation_cases::proposal_id.eq(id)),
             };
-            q.first(c)
+            let case = q
+                .first(c)
                 .optional()?
-                .map(EvaluationCase::from)
-                .ok_or(ScoringError::CaseNotFound(missing))
+                .ok_or(ScoringError::CaseNotFound(missing))?;
+            let assigned: i64 = assignments::table
+                .filter(assignments::case_id.eq(case.id))
+                .filter(assignments::reviewer_id.eq(reviewer))
+                .count()
+                .get_result(c)?;
+            Ok::<_, ScoringError>((case, assigned > 0))
         })
         .await?;
-    // Another consortium's case is reported as absent: its existence is not theirs to learn.
-    if !caller.0.may_access_consortium(case.consortium_id) {
+    // A case the caller may not see is reported as absent: its existence is not theirs to
+    // learn. Reviewers see only what they were assigned (never a conflicted proposal).
+    let visible = match caller.role() {
+        Role::Reviewer => assigned,
+        _ => caller.0.may_access_consortium(case.consortium_id.into()),
+    };
+    if !visible {
         return Err(ScoringError::CaseNotFound(what));
     }
-    Ok(HttpResponse::Ok().json(case))
+    Ok(HttpResponse::Ok().json(case.dto()))
 }

@@ -1,0 +1,193 @@
+//! A call's evaluation settings: checked once, then turned into the domain's types.
+
+use super::ranking::TieBreak;
+use super::rubric::{Criterion, Rubric, Violation};
+use super::selection::Constraint;
+use kaip_contracts::dto::scoring::EvaluationConfig;
+
+fn violation(field: impl Into<String>, rule: impl Into<String>) -> Violation {
+    Violation {
+        field: field.into(),
+        rule: rule.into(),
+    }
+}
+
+pub fn rubric(config: &EvaluationConfig) -> Rubric {
+    Rubric {
+        criteria: config
+            .criteria
+            .iter()
+            .map(|c| Criterion {
+                key: c.key.clone(),
+                name: c.name.clone(),
+                max_points: c.max_points,
+                min_points: c.min_points,
+            })
+            .collect(),
+        min_total: config.min_total,
+    }
+}
+
+pub fn tie_break(config: &EvaluationConfig) -> Vec<TieBreak> {
+    config
+        .tie_break
+        .iter()
+        .filter_map(|t| match t.strip_prefix("criterion:") {
+            Some(key) => Some(TieBreak::Criterion(key.to_owned())),
+            None if t == "earlier_submission" => Some(TieBreak::EarlierSubmission),
+            None => None,
+        })
+        .collect()
+}
+
+pub fn constraints(config: &EvaluationConfig) -> Vec<Constraint> {
+    let mut out = Vec::new();
+    for c in &config.constraints {
+        if let Some(n) = c.at_least {
+            out.push(Constraint::AtLeast {
+                category: c.category.clone(),
+                count: n as usize,
+            });
+        }
+        if let Some(m) = c.at_most {
+            out.push(Constraint::AtMost {
+                category: c.category.clone(),
+                count: m as usize,
+            });
+        }
+    }
+    out
+}
+
+const ORG_TYPES: [&str; 6] = [
+    "large_enterprise",
+    "mid_size",
+    "sme",
+    "startup",
+    "university",
+    "research_institute",
+];
+
+fn valid_category(c: &str) -> bool {
+    c == "sme_or_academia_led"
+        || c.strip_prefix("lead:")
+            .is_some_and(|t| ORG_TYPES.contains(&t))
+        || c.strip_prefix("includes:")
+            .is_some_and(|t| ORG_TYPES.contains(&t))
+}
+
+pub fn validate(config: &EvaluationConfig) -> Result<(), Violation> {
+    rubric(config).validate()?;
+    if config.stages.is_empty() {
+        return Err(violation(
+            "stages",
+            "at least one stage (e.g. written review)",
+        ));
+    }
+    for (i, s) in config.stages.iter().enumerate() {
+        if s.name.trim().is_empty() {
+            return Err(violation(format!("stages[{i}].name"), "must not be empty"));
+        }
+        if s.keep_top == Some(0) {
+            return Err(violation(
+                format!("stages[{i}].keep_top"),
+                "must be at least 1",
+            ));
+        }
+    }
+    if config.reviewers_per_proposal < 1 {
+        return Err(violation("reviewers_per_proposal", "must be at least 1"));
+    }
+    if config.max_assignments_per_reviewer < 1 {
+        return Err(violation(
+            "max_assignments_per_reviewer",
+            "must be at least 1",
+        ));
+    }
+    for (i, t) in config.tie_break.iter().enumerate() {
+        let ok = t == "earlier_submission"
+            || t.strip_prefix("criterion:")
+                .is_some_and(|k| config.criteria.iter().any(|c| c.key == k));
+        if !ok {
+            return Err(violation(
+                format!("tie_break[{i}]"),
+                format!("`{t}` is neither `earlier_submission` nor `criterion:<a criterion key>`"),
+            ));
+        }
+    }
+    for (i, c) in config.constraints.iter().enumerate() {
+        if !valid_category(&c.category) {
+            return Err(violation(
+                format!("constraints[{i}].category"),
+                "must be `sme_or_academia_led`, `lead:<org type>` or `includes:<org type>`",
+            ));
+        }
+        if c.at_least.is_none() && c.at_most.is_none() {
+            return Err(violation(
+                format!("constraints[{i}]"),
+                "needs at_least, at_most or both",
+            ));
+        }
+        if let (Some(n), Some(m)) = (c.at_least, c.at_most) {
+            if n > m {
+                return Err(violation(
+                    format!("constraints[{i}]"),
+                    "at_least must not exceed at_most",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The seeded programme's settings (see `EvaluationConfig::sovereign_ai_default`).
+pub fn sovereign_ai_default() -> EvaluationConfig {
+    EvaluationConfig::sovereign_ai_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kaip_contracts::dto::scoring::SlotConstraint;
+
+    #[test]
+    fn the_default_is_valid_and_converts() {
+        let c = sovereign_ai_default();
+        assert!(validate(&c).is_ok());
+        assert_eq!(rubric(&c).max_total(), 100);
+        assert_eq!(
+            tie_break(&c),
+            vec![
+                TieBreak::Criterion("technology".into()),
+                TieBreak::EarlierSubmission
+            ]
+        );
+        assert_eq!(
+            constraints(&c),
+            vec![Constraint::AtLeast {
+                category: "sme_or_academia_led".into(),
+                count: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let mut c = sovereign_ai_default();
+        c.tie_break = vec!["criterion:vibes".into()];
+        assert_eq!(validate(&c).unwrap_err().field, "tie_break[0]");
+        let mut c = sovereign_ai_default();
+        c.constraints = vec![SlotConstraint {
+            category: "lead:robot".into(),
+            at_least: Some(1),
+            at_most: None,
+        }];
+        assert_eq!(validate(&c).unwrap_err().field, "constraints[0].category");
+        let mut c = sovereign_ai_default();
+        c.stages.clear();
+        assert_eq!(validate(&c).unwrap_err().field, "stages");
+        let mut c = sovereign_ai_default();
+        c.criteria[0].max_points = 0;
+        assert_eq!(validate(&c).unwrap_err().field, "criteria[0].max_points");
+    }
+}

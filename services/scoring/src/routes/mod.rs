@@ -1,0 +1,63 @@
+//! Scoring's HTTP API (called by the gateway, with the caller's token).
+
+mod cases;
+mod decision;
+mod evaluation;
+mod feedback;
+mod stages;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/cases", web::get().to(cases::list_cases))
+        .route("/cases/{id}", web::get().to(cases::get_case))
+        .route(
+            "/proposals/{proposal_id}/case",
+            web::get().to(cases::case_of_proposal),
+        )
+        .route(
+            "/calls/{id}/evaluation",
+            web::put().to(evaluation::configure),
+        )
+        .route(
+            "/calls/{id}/evaluation",
+            web::get().to(evaluation::get_config),
+        )
+        .route("/reviewers", web::post().to(evaluation::register_reviewer))
+        .route("/reviewers", web::get().to(evaluation::list_reviewers))
+        .route(
+            "/reviewers/{id}/conflicts",
+            web::post().to(evaluation::declare_conflict),
+        )
+        .route(
+            "/calls/{id}/stages/{stage}/assignments",
+            web::post().to(evaluation::assign),
+        )
+        .route("/assignments", web::get().to(evaluation::list_assignments))
+        .route("/assignments/{id}/scores", web::put().to(evaluation::score))
+        .route(
+            "/calls/{id}/stages/{stage}/close",
+            web::post().to(stages::close),
+        )
+        .route(
+            "/calls/{id}/stages/{stage}/results",
+            web::get().to(stages::results),
+        )
+        .route("/calls/{id}/selection", web::post().to(decision::propose))
+        .route("/calls/{id}/selection", web::get().to(decision::get))
+        .route(
+            "/calls/{id}/selection/publish",
+            web::post().to(decision::publish),
+        )
+        .route("/calls/{id}/feedback", web::get().to(feedback::feedback))
+        .route("/calls/{id}/appeals", web::post().to(feedback::file_appeal))
+        .route("/appeals", web::get().to(feedback::list_appeals))
+        .route(
+            "/appeals/{id}/answer",
+            web::post().to(feedback::answer_appeal),
+        );
+}
+
+/// Ministry staff.
+pub(crate) const STAFF: &[kaip_contracts::Role] =
+    &[kaip_contracts::Role::Admin, kaip_contracts::Role::Officer];
