@@ -3,8 +3,8 @@
 
 use async_graphql::ErrorExtensions;
 use kaip_contracts::dto::intake::{
-    Call, Consortium, DraftProposal, OpenCall, Proposal, Receipt, RegisterConsortium, Submit,
-    UpdateDraft, UploadDocument, Withdraw,
+    Call, Consortium, CreateProgramme, DraftProposal, OpenCall, Programme, Proposal, Receipt,
+    RegisterConsortium, Submit, UpdateDraft, UploadDocument, Withdraw,
 };
 use kaip_contracts::dto::scoring::EvaluationCase;
 use kaip_contracts::dto::{Page, Readiness};
@@ -226,12 +226,39 @@ impl Services {
     pub async fn calls(
         &self,
         token: &str,
+        programme: Option<uuid::Uuid>,
         first: Option<i32>,
         after: Option<&str>,
     ) -> Result<Page<Call>, UpstreamError> {
+        let extra: Vec<(&str, String)> = programme
+            .map(|p| ("programme_id", p.to_string()))
+            .into_iter()
+            .collect();
         self.intake
             .get(
-                &format!("/calls{}", page_query(first, after, &[])),
+                &format!("/calls{}", page_query(first, after, &extra)),
+                Some(token),
+            )
+            .await
+    }
+
+    pub async fn create_programme(
+        &self,
+        token: &str,
+        body: &CreateProgramme,
+    ) -> Result<Programme, UpstreamError> {
+        self.intake.post("/programmes", body, Some(token)).await
+    }
+
+    pub async fn programmes(
+        &self,
+        token: &str,
+        first: Option<i32>,
+        after: Option<&str>,
+    ) -> Result<Page<Programme>, UpstreamError> {
+        self.intake
+            .get(
+                &format!("/programmes{}", page_query(first, after, &[])),
                 Some(token),
             )
             .await

@@ -62,14 +62,31 @@ async fn score_all(
 async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_constraint() {
     let p = Platform::start().await;
     let officer = p.ctx.bearer(Role::Officer, None);
+    let body = p
+        .graphql(Some(&officer), "mutation { createProgramme(name: \"Sovereign AI Foundation Model\", fiscalYear: 2026) { id fiscalYear } }", json!({}))
+        .await;
+    let programme = ok(&body)["createProgramme"]["id"]
+        .as_str()
+        .expect("programme")
+        .to_owned();
+    let body = p.graphql(Some(&officer), "mutation { createProgramme(name: \"Sovereign AI Foundation Model\", fiscalYear: 2026) { id } }", json!({})).await;
+    assert_eq!(error_code(&body), Some("PROGRAMME_EXISTS"), "{body}");
     let now = chrono::Utc::now();
     let body = p
-        .graphql(Some(&officer), OPEN_CALL, json!({ "input": { "title": "Sovereign AI Foundation Model 2026", "opensAt": (now - chrono::Duration::minutes(1)).to_rfc3339(), "closesAt": (now + chrono::Duration::hours(2)).to_rfc3339() } }))
+        .graphql(Some(&officer), OPEN_CALL, json!({ "input": { "programmeId": programme, "title": "Sovereign AI Foundation Model 2026", "opensAt": (now - chrono::Duration::minutes(1)).to_rfc3339(), "closesAt": (now + chrono::Duration::hours(2)).to_rfc3339() } }))
         .await;
     let call_id = ok(&body)["openCall"]["id"]
         .as_str()
         .expect("call")
         .to_owned();
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($p: UUID!) { calls(programmeId: $p) { items { id programmeId } } }",
+            json!({ "p": programme }),
+        )
+        .await;
+    assert_eq!(ok(&body)["calls"]["items"][0]["id"], call_id);
 
     // Fifteen consortia apply. The top five by quality are all led by large enterprises;
     // #7 (index 6) is SME-led, #10 (index 9) university-led.
@@ -271,6 +288,50 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .graphql(Some(&officer), close, json!({ "c": call_id, "s": 1 }))
         .await;
     assert_eq!(ok(&body)["closeStage"].as_array().map(Vec::len), Some(10));
+
+    // Stage results are the ministry's: a reviewer (the conflicted one included) may not read them.
+    let body = p
+        .graphql(
+            Some(&conflicted),
+            "query($c: UUID!) { stageResults(callId: $c, stage: 0) { totalCenti } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+
+    // An override needs a reason; "select nobody" is a valid outcome of one.
+    let propose = "mutation($c: UUID!, $o: SelectionOverrideInput) { proposeSelection(callId: $c, overrideWith: $o) { selected overrideReason departure { displaced } } }";
+    let body = p
+        .graphql(
+            Some(&officer),
+            propose,
+            json!({ "c": call_id, "o": { "selected": [], "reason": " " } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
+    let body = p.graphql(Some(&officer), propose, json!({ "c": call_id, "o": { "selected": [], "reason": "re-call: no proposal meets the bar" } })).await;
+    let nobody = &ok(&body)["proposeSelection"];
+    assert_eq!(nobody["selected"], json!([]));
+    assert_eq!(
+        nobody["overrideReason"],
+        "re-call: no proposal meets the bar"
+    );
+    assert_eq!(
+        nobody["departure"]["displaced"].as_array().map(Vec::len),
+        Some(5)
+    );
+    let body = p
+        .graphql(
+            Some(&officer),
+            propose,
+            json!({ "c": call_id, "o": { "selected": [consortia[12].1], "reason": "x" } }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        Some("VALIDATION_FAILED"),
+        "an eliminated proposal cannot be selected: {body}"
+    );
 
     // Selection: the SME-led #7 replaces #5, and the explanation says why.
     let mut events = p

@@ -157,6 +157,16 @@ async fn bad_requests_are_refused_by_name_and_change_nothing() {
         .await;
     assert_eq!(body["data"]["proposals"]["items"], json!([]), "{body}");
 
+    // Scoring does not know an unknown call either.
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned } }",
+            json!({ "c": uuid::Uuid::now_v7() }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("CALL_NOT_FOUND"), "{body}");
+
     // A page size out of range.
     let body = p
         .graphql(

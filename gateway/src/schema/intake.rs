@@ -188,6 +188,34 @@ impl From<Eligibility> for dto::EligibilityRules {
     }
 }
 
+/// A programme the ministry runs in a fiscal year; calls belong to it.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Programme {
+    pub id: Uuid,
+    pub name: String,
+    pub fiscal_year: i32,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<dto::Programme> for Programme {
+    fn from(p: dto::Programme) -> Self {
+        Programme {
+            id: p.id,
+            name: p.name,
+            fiscal_year: p.fiscal_year,
+            description: p.description,
+            created_at: p.created_at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ProgrammePage {
+    pub items: Vec<Programme>,
+    pub next_cursor: Option<ID>,
+}
+
 /// A call for proposals.
 #[derive(Clone, Debug)]
 pub struct Call(pub dto::Call);
@@ -196,6 +224,9 @@ pub struct Call(pub dto::Call);
 impl Call {
     async fn id(&self) -> Uuid {
         self.0.id.0
+    }
+    async fn programme_id(&self) -> Option<Uuid> {
+        self.0.programme_id
     }
     async fn title(&self) -> &str {
         &self.0.title
@@ -368,6 +399,8 @@ pub struct ConsortiumPage {
 
 #[derive(InputObject)]
 pub struct OpenCallInput {
+    /// The programme the call belongs to.
+    pub programme_id: Option<Uuid>,
     pub title: String,
     pub opens_at: DateTime<Utc>,
     pub closes_at: DateTime<Utc>,
@@ -406,17 +439,42 @@ pub struct IntakeQuery;
 
 #[Object]
 impl IntakeQuery {
-    /// Calls for proposals, oldest first. `first` is 1..100 (default 20).
+    /// Programmes, oldest first.
+    async fn programmes(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<ProgrammePage> {
+        let authed = caller(ctx)?;
+        let page = ctx
+            .data::<Services>()?
+            .programmes(&authed.token, first, after.as_ref().map(|a| a.as_str()))
+            .await
+            .map_err(upstream)?;
+        Ok(ProgrammePage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
+    }
+
+    /// Calls for proposals, oldest first, optionally of one programme. `first` is 1..100 (default 20).
     async fn calls(
         &self,
         ctx: &Context<'_>,
+        programme_id: Option<Uuid>,
         first: Option<i32>,
         after: Option<ID>,
     ) -> async_graphql::Result<CallPage> {
         let authed = caller(ctx)?;
         let page = ctx
             .data::<Services>()?
-            .calls(&authed.token, first, after.as_ref().map(|a| a.as_str()))
+            .calls(
+                &authed.token,
+                programme_id,
+                first,
+                after.as_ref().map(|a| a.as_str()),
+            )
             .await
             .map_err(upstream)?;
         Ok(CallPage {
@@ -503,6 +561,27 @@ pub struct IntakeMutation;
 
 #[Object]
 impl IntakeMutation {
+    /// Creates a programme (officers and admins).
+    async fn create_programme(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        fiscal_year: i32,
+        #[graphql(default)] description: String,
+    ) -> async_graphql::Result<Programme> {
+        let authed = caller_with(ctx, &[Role::Admin, Role::Officer], "create a programme")?;
+        let body = dto::CreateProgramme {
+            name,
+            fiscal_year,
+            description,
+        };
+        ctx.data::<Services>()?
+            .create_programme(&authed.token, &body)
+            .await
+            .map(Into::into)
+            .map_err(upstream)
+    }
+
     /// Opens a call for proposals (officers and admins).
     async fn open_call(
         &self,
@@ -511,6 +590,7 @@ impl IntakeMutation {
     ) -> async_graphql::Result<Call> {
         let authed = caller_with(ctx, &[Role::Admin, Role::Officer], "open a call")?;
         let body = dto::OpenCall {
+            programme_id: input.programme_id,
             title: input.title,
             opens_at: input.opens_at,
             closes_at: input.closes_at,

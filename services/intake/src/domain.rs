@@ -42,6 +42,25 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), Violation> {
     Ok(())
 }
 
+pub fn validate_programme(
+    req: &kaip_contracts::dto::intake::CreateProgramme,
+) -> Result<(), Violation> {
+    check_text("name", &req.name, MAX_TITLE)?;
+    if !(2000..=2100).contains(&req.fiscal_year) {
+        return Err(violation(
+            "fiscal_year",
+            "must be a year between 2000 and 2100",
+        ));
+    }
+    if req.description.chars().count() > MAX_SUMMARY {
+        return Err(violation(
+            "description",
+            format!("must be at most {MAX_SUMMARY} characters"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_open_call(req: &OpenCall, now: DateTime<Utc>) -> Result<(), Violation> {
     check_text("title", &req.title, MAX_TITLE)?;
     if req.closes_at <= req.opens_at {
@@ -322,6 +341,7 @@ mod tests {
     fn call(title: &str, hours: i64) -> OpenCall {
         let now = Utc::now();
         OpenCall {
+            programme_id: None,
             title: title.into(),
             opens_at: now,
             closes_at: now + Duration::hours(hours),
@@ -362,6 +382,24 @@ mod tests {
         assert_eq!(
             validate_open_call(&bad, now).unwrap_err().field,
             "required_documents[0]"
+        );
+    }
+
+    #[test]
+    fn programmes_need_a_name_and_a_plausible_year() {
+        use kaip_contracts::dto::intake::CreateProgramme;
+        let p = |name: &str, year| CreateProgramme {
+            name: name.into(),
+            fiscal_year: year,
+            description: String::new(),
+        };
+        assert!(validate_programme(&p("Sovereign AI", 2026)).is_ok());
+        assert_eq!(validate_programme(&p("", 2026)).unwrap_err().field, "name");
+        assert_eq!(
+            validate_programme(&p("Sovereign AI", 26))
+                .unwrap_err()
+                .field,
+            "fiscal_year"
         );
     }
 

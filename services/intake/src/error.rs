@@ -14,6 +14,10 @@ pub enum IntakeError {
     CallNotFound(CallId),
     #[error("proposal {0} does not exist")]
     ProposalNotFound(ProposalId),
+    #[error("programme {0} does not exist")]
+    ProgrammeNotFound(uuid::Uuid),
+    #[error("a programme named `{0}` already exists for fiscal year {1}")]
+    ProgrammeExists(String, i32),
     #[error("consortium {0} has not registered its members yet: PUT its profile first")]
     ConsortiumNotRegistered(ConsortiumId),
     #[error("call {0} is not open for submissions yet")]
@@ -42,6 +46,8 @@ impl IntakeError {
             IntakeError::Common(e) => e.code(),
             IntakeError::CallNotFound(_) => "CALL_NOT_FOUND",
             IntakeError::ProposalNotFound(_) => "PROPOSAL_NOT_FOUND",
+            IntakeError::ProgrammeNotFound(_) => "PROGRAMME_NOT_FOUND",
+            IntakeError::ProgrammeExists(..) => "PROGRAMME_EXISTS",
             IntakeError::ConsortiumNotRegistered(_) => "CONSORTIUM_NOT_REGISTERED",
             IntakeError::CallNotOpen(_) => "CALL_NOT_OPEN",
             IntakeError::CallClosed(_) => "CALL_CLOSED",
@@ -80,6 +86,7 @@ impl ResponseError for IntakeError {
             IntakeError::Common(e) => e.status(),
             IntakeError::CallNotFound(_)
             | IntakeError::ProposalNotFound(_)
+            | IntakeError::ProgrammeNotFound(_)
             | IntakeError::DocumentNotFound(_) => StatusCode::NOT_FOUND,
             IntakeError::NotEligible(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,

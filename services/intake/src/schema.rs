@@ -11,6 +11,18 @@ diesel::table! {
         eligibility -> Jsonb,
         required_documents -> Jsonb,
         decided_at -> Nullable<Timestamptz>,
+        programme_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    programmes (id) {
+        id -> Uuid,
+        name -> Text,
+        fiscal_year -> Int4,
+        description -> Text,
+        created_by -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -79,10 +91,12 @@ diesel::table! {
 }
 
 diesel::joinable!(proposals -> calls (call_id));
+diesel::joinable!(calls -> programmes (programme_id));
 diesel::joinable!(consortium_members -> consortia (consortium_id));
 diesel::joinable!(proposal_versions -> proposals (proposal_id));
 diesel::joinable!(proposal_documents -> proposals (proposal_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    programmes,
     calls,
     proposals,
     consortia,

@@ -22,6 +22,7 @@ pub struct CallRow {
     pub eligibility: serde_json::Value,
     pub required_documents: serde_json::Value,
     pub decided_at: Option<DateTime<Utc>>,
+    pub programme_id: Option<Uuid>,
 }
 
 impl CallRow {
@@ -38,6 +39,7 @@ impl CallRow {
             eligibility: self.rules(),
             required_documents: self.required(),
             id: self.id.into(),
+            programme_id: self.programme_id,
             title: self.title,
             opens_at: self.opens_at,
             closes_at: self.closes_at,

@@ -155,9 +155,32 @@ pub mod intake {
         pub talent_positions: Vec<TalentPosition>,
     }
 
+    /// `POST /programmes`: a programme the ministry runs in a fiscal year.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CreateProgramme {
+        pub name: String,
+        /// Korean fiscal years are calendar years.
+        pub fiscal_year: i32,
+        #[serde(default)]
+        pub description: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Programme {
+        pub id: Uuid,
+        pub name: String,
+        pub fiscal_year: i32,
+        pub description: String,
+        pub created_at: DateTime<Utc>,
+    }
+
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct OpenCall {
+        /// The programme the call belongs to.
+        #[serde(default)]
+        pub programme_id: Option<Uuid>,
         pub title: String,
         pub opens_at: DateTime<Utc>,
         pub closes_at: DateTime<Utc>,
@@ -171,6 +194,7 @@ pub mod intake {
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct Call {
         pub id: CallId,
+        pub programme_id: Option<Uuid>,
         pub title: String,
         pub opens_at: DateTime<Utc>,
         pub closes_at: DateTime<Utc>,

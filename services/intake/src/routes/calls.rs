@@ -1,11 +1,11 @@
 use crate::domain;
 use crate::error::IntakeError;
-use crate::schema::calls;
+use crate::schema::{calls, programmes};
 use crate::store::{find_call, CallRow};
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use diesel::prelude::*;
-use kaip_contracts::dto::intake::{Call, OpenCall};
+use kaip_contracts::dto::intake::{Call, CreateProgramme, OpenCall, Programme};
 use kaip_contracts::dto::PageQuery;
 use kaip_contracts::events::CallOpened;
 use kaip_contracts::{CallId, Role};
@@ -25,10 +25,17 @@ pub async fn open_call(
     let call = state
         .db(move |c, outbox| {
             outbox.transaction(c, |c, tx| {
+                if let Some(programme) = req.programme_id {
+                    let found: i64 = programmes::table.find(programme).count().get_result(c)?;
+                    if found == 0 {
+                        return Err(IntakeError::ProgrammeNotFound(programme));
+                    }
+                }
                 let id = CallId::new();
                 let row: CallRow = diesel::insert_into(calls::table)
                     .values((
                         calls::id.eq(id.0),
+                        calls::programme_id.eq(req.programme_id),
                         calls::title.eq(req.title.trim()),
                         calls::opens_at.eq(req.opens_at),
                         calls::closes_at.eq(req.closes_at),
@@ -55,13 +62,22 @@ pub async fn open_call(
     Ok(HttpResponse::Created().json(call))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallQuery {
+    programme_id: Option<Uuid>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
 pub async fn list_calls(
     _caller: Caller,
     state: web::Data<AppState>,
-    query: web::Query<PageQuery>,
+    query: web::Query<CallQuery>,
 ) -> Result<HttpResponse, IntakeError> {
     // Calls are public to every authenticated role.
     let page = PageRequest::parse(query.limit, query.after.as_deref())?;
+    let programme = query.programme_id;
     let result = state
         .db(move |c, _| {
             let mut q = calls::table
@@ -71,6 +87,9 @@ pub async fn list_calls(
                 .into_boxed();
             if let Some(after) = page.after {
                 q = q.filter(calls::id.gt(after));
+            }
+            if let Some(programme) = programme {
+                q = q.filter(calls::programme_id.eq(programme));
             }
             let rows = q.load(c)?;
             Ok::<_, IntakeError>(page.finish(
@@ -92,4 +111,93 @@ pub async fn get_call(
         .db(move |c, _| find_call(c, id).map(CallRow::into_dto))
         .await?;
     Ok(HttpResponse::Ok().json(call))
+}
+
+pub async fn create_programme(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<CreateProgramme>,
+) -> Result<HttpResponse, IntakeError> {
+    caller.require(&[Role::Admin, Role::Officer], "create a programme")?;
+    let req = body.into_inner();
+    domain::validate_programme(&req)?;
+    let by = caller.0.sub.clone();
+    let programme = state
+        .db(move |c, _| {
+            let id = Uuid::now_v7();
+            let created = diesel::insert_into(programmes::table)
+                .values((
+                    programmes::id.eq(id),
+                    programmes::name.eq(req.name.trim()),
+                    programmes::fiscal_year.eq(req.fiscal_year),
+                    programmes::description.eq(req.description.trim()),
+                    programmes::created_by.eq(&by),
+                ))
+                .returning((
+                    programmes::id,
+                    programmes::name,
+                    programmes::fiscal_year,
+                    programmes::description,
+                    programmes::created_at,
+                ))
+                .get_result::<(Uuid, String, i32, String, chrono::DateTime<Utc>)>(c)
+                .map_err(|e| match e {
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    ) => IntakeError::ProgrammeExists(req.name.trim().to_owned(), req.fiscal_year),
+                    other => other.into(),
+                })?;
+            let (id, name, fiscal_year, description, created_at) = created;
+            Ok::<_, IntakeError>(Programme {
+                id,
+                name,
+                fiscal_year,
+                description,
+                created_at,
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(programme))
+}
+
+pub async fn list_programmes(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, IntakeError> {
+    let page = PageRequest::parse(query.limit, query.after.as_deref())?;
+    let result = state
+        .db(move |c, _| {
+            let mut q = programmes::table
+                .select((
+                    programmes::id,
+                    programmes::name,
+                    programmes::fiscal_year,
+                    programmes::description,
+                    programmes::created_at,
+                ))
+                .order(programmes::id.asc())
+                .limit(page.limit + 1)
+                .into_boxed();
+            if let Some(after) = page.after {
+                q = q.filter(programmes::id.gt(after));
+            }
+            let rows: Vec<(Uuid, String, i32, String, chrono::DateTime<Utc>)> = q.load(c)?;
+            let items = rows
+                .into_iter()
+                .map(
+                    |(id, name, fiscal_year, description, created_at)| Programme {
+                        id,
+                        name,
+                        fiscal_year,
+                        description,
+                        created_at,
+                    },
+                )
+                .collect();
+            Ok::<_, IntakeError>(page.finish(items, |p: &Programme| p.id))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(result))
 }

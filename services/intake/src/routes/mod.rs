@@ -7,7 +7,9 @@ mod proposals;
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/calls", web::post().to(calls::open_call))
+    cfg.route("/programmes", web::post().to(calls::create_programme))
+        .route("/programmes", web::get().to(calls::list_programmes))
+        .route("/calls", web::post().to(calls::open_call))
         .route("/calls", web::get().to(calls::list_calls))
         .route("/calls/{id}", web::get().to(calls::get_call))
         .route("/consortia", web::get().to(consortia::list))

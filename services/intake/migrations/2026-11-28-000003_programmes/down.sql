@@ -1,0 +1,2 @@
+ALTER TABLE calls DROP COLUMN programme_id;
+DROP TABLE programmes;
