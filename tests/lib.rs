@@ -123,21 +123,8 @@ impl Platform {
 
     /// Opens a subscription over WebSocket; returns once the server acknowledged it.
     pub async fn subscribe(&self, authorization: &str, query: &str) -> Subscription {
-        let url = format!("{}/graphql", self.gateway_url.replace("http://", "ws://"));
-        let mut request = url.into_client_request().expect("ws request");
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            "graphql-transport-ws".parse().expect("header"),
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("ws connects");
-        let init =
-            json!({ "type": "connection_init", "payload": { "Authorization": authorization } });
-        ws.send(Message::text(init.to_string()))
-            .await
-            .expect("send init");
-        let ack = next_json(&mut ws).await.expect("connection answered");
+        let (mut ws, ack) = self.connect_ws(authorization).await;
+        let ack = ack.expect("connection answered");
         assert_eq!(ack["type"], "connection_ack", "connection refused: {ack}");
         let sub = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
         ws.send(Message::text(sub.to_string()))
@@ -148,6 +135,15 @@ impl Platform {
 
     /// The gateway's WebSocket answer to a connection_init with `authorization`.
     pub async fn ws_connection_answer(&self, authorization: &str) -> Value {
+        self.connect_ws(authorization)
+            .await
+            .1
+            .unwrap_or(Value::Null)
+    }
+
+    /// Opens a `graphql-transport-ws` connection and sends `connection_init` with the token;
+    /// returns the socket and the server's first answer.
+    async fn connect_ws(&self, authorization: &str) -> (Ws, Option<Value>) {
         let url = format!("{}/graphql", self.gateway_url.replace("http://", "ws://"));
         let mut request = url.into_client_request().expect("ws request");
         request.headers_mut().insert(
@@ -162,7 +158,8 @@ impl Platform {
         ws.send(Message::text(init.to_string()))
             .await
             .expect("send init");
-        next_json(&mut ws).await.unwrap_or(Value::Null)
+        let answer = next_json(&mut ws).await;
+        (ws, answer)
     }
 }
 

@@ -174,7 +174,11 @@ impl ServiceClient {
     }
 }
 
-fn page_query(first: Option<i32>, after: Option<&str>, extra: &[(&str, String)]) -> String {
+pub(crate) fn page_query(
+    first: Option<i32>,
+    after: Option<&str>,
+    extra: &[(&str, String)],
+) -> String {
     let mut parts: Vec<String> = extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if let Some(first) = first {
         parts.push(format!("limit={first}"));

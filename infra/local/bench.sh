@@ -5,10 +5,5 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$KAIP_ROOT"
 require_postgres "${KAIP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
-if [ -z "${KAIP_TEST_KAFKA_BROKERS:-}" ]; then
-  dir="$KAIP_STATE/bench-broker-$$"
-  KAIP_TEST_KAFKA_BROKERS=$(bash infra/local/broker.sh start "$dir")
-  export KAIP_TEST_KAFKA_BROKERS
-  trap 'bash infra/local/broker.sh stop "$dir"; rm -rf "$dir"' EXIT
-fi
+use_test_broker
 cargo bench -p kaip-e2e --bench backbone

@@ -42,3 +42,14 @@ ensure_broker() {
 http_ok() {
   python3 -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' "$1" >/dev/null 2>&1
 }
+
+# Exports KAIP_TEST_KAFKA_BROKERS, starting a Tansu for this run (stopped on exit) when it is
+# not set already.
+use_test_broker() {
+  if [ -n "${KAIP_TEST_KAFKA_BROKERS:-}" ]; then return 0; fi
+  KAIP_TEST_BROKER_DIR="$KAIP_STATE/test-broker-$$"
+  KAIP_TEST_KAFKA_BROKERS=$(bash "$KAIP_ROOT/infra/local/broker.sh" start "$KAIP_TEST_BROKER_DIR")
+  export KAIP_TEST_KAFKA_BROKERS
+  trap 'bash "$KAIP_ROOT/infra/local/broker.sh" stop "$KAIP_TEST_BROKER_DIR"; rm -rf "$KAIP_TEST_BROKER_DIR"' EXIT
+  echo "test broker: Tansu at $KAIP_TEST_KAFKA_BROKERS"
+}

@@ -7,13 +7,7 @@ cd "$KAIP_ROOT"
 
 require_postgres "${KAIP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
 
-if [ -z "${KAIP_TEST_KAFKA_BROKERS:-}" ]; then
-  dir="$KAIP_STATE/test-broker-$$"
-  KAIP_TEST_KAFKA_BROKERS=$(bash infra/local/broker.sh start "$dir")
-  export KAIP_TEST_KAFKA_BROKERS
-  trap 'bash infra/local/broker.sh stop "$dir"; rm -rf "$dir"' EXIT
-  echo "test broker: Tansu at $KAIP_TEST_KAFKA_BROKERS"
-fi
+use_test_broker
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

@@ -410,22 +410,7 @@ pub struct AppealPage {
 }
 
 fn paging(first: Option<i32>, after: Option<&ID>, extra: &[(&str, String)]) -> String {
-    let mut parts: Vec<String> = extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    if let Some(f) = first {
-        parts.push(format!("limit={f}"));
-    }
-    if let Some(a) = after {
-        let safe: String = a
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
-            .collect();
-        parts.push(format!("after={safe}"));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
-    }
+    crate::clients::page_query(first, after.map(|a| a.as_str()), extra)
 }
 
 fn path_segment(s: &str) -> String {

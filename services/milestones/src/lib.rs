@@ -2,13 +2,11 @@
 //!
 //! This service starts, creates and migrates its database, creates its topics, joins its
 //! consumer group and reports health now; its domain arrives in its own issue. Until then
-//! it records the events it consumes in its inbox ([`kaip_bus::RecordOnly`]) so that its
-//! offsets, idempotency and dead-letter path are exercised from day one.
+//! it records the events it consumes in its inbox (see `ServiceDefinition::recording`).
 
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use kaip_contracts::topics;
 use kaip_service::{Defaults, ServiceDefinition};
-use std::sync::Arc;
 
 pub const NAME: &str = "milestones";
 pub const DEFAULTS: Defaults = Defaults {
@@ -18,11 +16,5 @@ pub const DEFAULTS: Defaults = Defaults {
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub fn definition() -> ServiceDefinition {
-    ServiceDefinition {
-        name: NAME,
-        migrations: MIGRATIONS,
-        routes: |_| {},
-        consumes: vec![topics::SCORING, topics::GPU_LEDGER],
-        handler: Some(Arc::new(kaip_bus::RecordOnly)),
-    }
+    ServiceDefinition::recording(NAME, MIGRATIONS, vec![topics::SCORING, topics::GPU_LEDGER])
 }

@@ -39,6 +39,26 @@ pub struct ServiceDefinition {
     pub handler: Option<Arc<dyn EventHandler>>,
 }
 
+impl ServiceDefinition {
+    /// A service whose domain is not built yet: it owns and migrates its database, creates
+    /// its topics, joins its consumer group and records what it consumes in its inbox
+    /// ([`kaip_bus::RecordOnly`]), so offsets, idempotency and dead-lettering are live from
+    /// the first day. Its own routes arrive with its domain.
+    pub fn recording(
+        name: &'static str,
+        migrations: EmbeddedMigrations,
+        consumes: Vec<&'static str>,
+    ) -> Self {
+        Self {
+            name,
+            migrations,
+            routes: |_| {},
+            consumes,
+            handler: Some(Arc::new(kaip_bus::RecordOnly)),
+        }
+    }
+}
+
 /// Shared with every request handler as `web::Data<AppState>`.
 #[derive(Clone)]
 pub struct AppState {

@@ -59,6 +59,28 @@ fn own_draft(
     Ok((row, call))
 }
 
+/// Keeps a version of a proposal: what was submitted can always be shown later.
+fn insert_version(
+    c: &mut PgConnection,
+    id: ProposalId,
+    version: i32,
+    title: &str,
+    summary: &str,
+    resources: &serde_json::Value,
+    by: &str,
+) -> QueryResult<usize> {
+    diesel::insert_into(proposal_versions::table)
+        .values((
+            proposal_versions::proposal_id.eq(id.0),
+            proposal_versions::version.eq(version),
+            proposal_versions::title.eq(title.trim()),
+            proposal_versions::summary.eq(summary),
+            proposal_versions::resources.eq(resources),
+            proposal_versions::created_by.eq(by),
+        ))
+        .execute(c)
+}
+
 fn load_dto(c: &mut PgConnection, id: ProposalId) -> Result<Proposal, IntakeError> {
     let row = find_proposal(c, id, false)?;
     let docs = documents(c, row.id)?;
@@ -100,16 +122,15 @@ pub async fn create_draft(
                         }
                         other => other.into(),
                     })?;
-                diesel::insert_into(proposal_versions::table)
-                    .values((
-                        proposal_versions::proposal_id.eq(id.0),
-                        proposal_versions::version.eq(1),
-                        proposal_versions::title.eq(req.title.trim()),
-                        proposal_versions::summary.eq(&req.summary),
-                        proposal_versions::resources.eq(&resources),
-                        proposal_versions::created_by.eq(&actor.subject),
-                    ))
-                    .execute(c)?;
+                insert_version(
+                    c,
+                    id,
+                    1,
+                    &req.title,
+                    &req.summary,
+                    &resources,
+                    &actor.subject,
+                )?;
                 load_dto(c, id)
             })
         })
@@ -142,16 +163,15 @@ pub async fn update_draft(
                         proposals::version.eq(version),
                     ))
                     .execute(c)?;
-                diesel::insert_into(proposal_versions::table)
-                    .values((
-                        proposal_versions::proposal_id.eq(id.0),
-                        proposal_versions::version.eq(version),
-                        proposal_versions::title.eq(req.title.trim()),
-                        proposal_versions::summary.eq(&req.summary),
-                        proposal_versions::resources.eq(&resources),
-                        proposal_versions::created_by.eq(&actor.subject),
-                    ))
-                    .execute(c)?;
+                insert_version(
+                    c,
+                    id,
+                    version,
+                    &req.title,
+                    &req.summary,
+                    &resources,
+                    &actor.subject,
+                )?;
                 load_dto(c, id)
             })
         })
