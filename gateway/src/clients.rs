@@ -3,8 +3,8 @@
 
 use async_graphql::ErrorExtensions;
 use kaip_contracts::dto::intake::{
-    Call, Consortium, CreateProgramme, DraftProposal, OpenCall, Programme, Proposal, Receipt,
-    RegisterConsortium, Submit, UpdateDraft, UploadDocument, Withdraw,
+    Call, Consortium, CreateProgramme, DraftProposal, OpenCall, Programme, Proposal,
+    ProposalVersion, Receipt, RegisterConsortium, Submit, UpdateDraft, UploadDocument, Withdraw,
 };
 use kaip_contracts::dto::scoring::EvaluationCase;
 use kaip_contracts::dto::{Page, Readiness};
@@ -343,6 +343,16 @@ impl Services {
                 body,
                 Some(token),
             )
+            .await
+    }
+
+    pub async fn proposal_versions(
+        &self,
+        token: &str,
+        id: ProposalId,
+    ) -> Result<Vec<ProposalVersion>, UpstreamError> {
+        self.intake
+            .get(&format!("/proposals/{id}/versions"), Some(token))
             .await
     }
 

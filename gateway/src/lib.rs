@@ -80,6 +80,8 @@ impl Application {
                 .app_data(schema.clone())
                 .app_data(verifier.clone())
                 .app_data(services.clone())
+                // GraphQL bodies carry base64 documents: as large as the services accept.
+                .app_data(web::PayloadConfig::new(kaip_service::app::MAX_BODY_BYTES))
                 .service(
                     web::resource("/graphql")
                         .route(web::post().to(graphql))

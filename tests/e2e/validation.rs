@@ -269,10 +269,63 @@ async fn eligibility_documents_and_withdrawal() {
         body["data"]["updateProposal"]["resources"]["dataBudgetKrw"],
         5_000_000_000i64
     );
+    // Documents of a few megabytes go through the gateway; one over the limit is refused by name.
+    let upload = "mutation($id: UUID!, $c: String!) { uploadDocument(proposalId: $id, kind: \"annex\", filename: \"annex.bin\", contentBase64: $c) { documents { kind sizeBytes } } }";
+    use base64::Engine;
+    let big = vec![7u8; 3 * 1024 * 1024];
+    let body = p
+        .graphql(
+            Some(&token),
+            upload,
+            json!({ "id": id, "c": base64::engine::general_purpose::STANDARD.encode(&big) }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{}", message(&body));
+    let sizes: Vec<i64> = body["data"]["uploadDocument"]["documents"]
+        .as_array()
+        .expect("docs")
+        .iter()
+        .filter_map(|d| d["sizeBytes"].as_i64())
+        .collect();
+    assert!(sizes.contains(&(3 * 1024 * 1024)), "{sizes:?}");
+    let too_big = vec![7u8; 5 * 1024 * 1024 + 1];
+    let body = p
+        .graphql(
+            Some(&token),
+            upload,
+            json!({ "id": id, "c": base64::engine::general_purpose::STANDARD.encode(&too_big) }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        Some("VALIDATION_FAILED"),
+        "{}",
+        message(&body)
+    );
+    assert!(
+        message(&body).contains("the limit is 5242880 bytes"),
+        "{}",
+        message(&body)
+    );
+
     let body = p
         .graphql(Some(&token), SUBMIT, json!({ "id": id, "key": "sme-1" }))
         .await;
     assert_eq!(body["data"]["submitProposal"]["version"], 2, "{body}");
+
+    // Both versions are kept.
+    let body = p
+        .graphql(
+            Some(&token),
+            "query($id: UUID!) { proposal(id: $id) { versions { version title } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["proposal"]["versions"],
+        json!([{ "version": 1, "title": "Lean model" }, { "version": 2, "title": "Lean model v2" }]),
+        "{body}"
+    );
 
     // Withdrawal before the decision.
     let body = p

@@ -287,6 +287,16 @@ pub struct Document {
     pub uploaded_at: DateTime<Utc>,
 }
 
+/// One saved version of a proposal.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ProposalVersion {
+    pub version: i32,
+    pub title: String,
+    pub summary: String,
+    pub resources: ResourceRequest,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Proof of submission.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Receipt {
@@ -359,6 +369,25 @@ impl Proposal {
     }
     async fn content_hash(&self) -> Option<&str> {
         self.0.content_hash.as_deref()
+    }
+    /// Every saved version, oldest first.
+    async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProposalVersion>> {
+        let authed = caller(ctx)?;
+        let rows = ctx
+            .data::<Services>()?
+            .proposal_versions(&authed.token, self.0.id)
+            .await
+            .map_err(upstream)?;
+        Ok(rows
+            .into_iter()
+            .map(|v| ProposalVersion {
+                version: v.version,
+                title: v.title,
+                summary: v.summary,
+                resources: v.resources.into(),
+                created_at: v.created_at,
+            })
+            .collect())
     }
     /// The scoring service's case for this proposal, once scoring has opened it (null until then).
     async fn evaluation_case(

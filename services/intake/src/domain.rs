@@ -23,8 +23,9 @@ fn violation(field: impl Into<String>, rule: impl Into<String>) -> Violation {
 
 pub const MAX_TITLE: usize = 200;
 pub const MAX_SUMMARY: usize = 20_000;
-/// Largest document accepted, in bytes.
-pub const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;
+/// Largest document accepted, in bytes. Documents travel base64-encoded in JSON (4/3 of
+/// their size), so the services' and the gateway's body limits (8 MiB) sit above this.
+pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024 * 1024;
 /// Largest single GPU request; guards against typos of an extra zero or three.
 pub const MAX_GPUS_PER_MODEL: i64 = 100_000;
 

@@ -257,6 +257,16 @@ pub mod intake {
         pub reason: String,
     }
 
+    /// One saved version of a proposal.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ProposalVersion {
+        pub version: i32,
+        pub title: String,
+        pub summary: String,
+        pub resources: ResourceRequest,
+        pub created_at: DateTime<Utc>,
+    }
+
     /// Proof of submission for the consortium.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct Receipt {

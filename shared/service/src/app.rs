@@ -27,6 +27,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// Largest JSON body a service accepts (documents travel base64-encoded inside).
+pub const MAX_BODY_BYTES: usize = 8 << 20;
+
 /// What makes one service different from another.
 pub struct ServiceDefinition {
     /// Short name: `intake`, `scoring`, ... It names the topic, the group and the DLQ.
@@ -225,7 +228,7 @@ impl Application {
                 .app_data(verifier.clone())
                 .app_data(
                     web::JsonConfig::default()
-                        .limit(1 << 20)
+                        .limit(MAX_BODY_BYTES)
                         .error_handler(|err, _| {
                             let message = format!("request body: {err}");
                             actix_web::error::InternalError::from_response(

@@ -27,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/proposals/{id}/documents/{kind}",
             web::get().to(proposals::download_document),
         )
+        .route(
+            "/proposals/{id}/versions",
+            web::get().to(proposals::versions),
+        )
         .route("/proposals/{id}/submit", web::post().to(proposals::submit))
         .route(
             "/proposals/{id}/withdraw",

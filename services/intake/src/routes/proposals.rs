@@ -8,7 +8,8 @@ use chrono::{SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use kaip_contracts::dto::intake::{
-    DraftProposal, Proposal, Receipt, Submit, UpdateDraft, UploadDocument, Withdraw,
+    DraftProposal, Proposal, ProposalVersion, Receipt, Submit, UpdateDraft, UploadDocument,
+    Withdraw,
 };
 use kaip_contracts::events::{ProposalSubmitted, ProposalWithdrawn};
 use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
@@ -520,4 +521,56 @@ pub async fn get(
         return Err(IntakeError::ProposalNotFound(id));
     }
     Ok(HttpResponse::Ok().json(proposal))
+}
+
+/// Every saved version of a proposal, oldest first (its consortium, and staff once submitted).
+pub async fn versions(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, IntakeError> {
+    let id = ProposalId(path.into_inner());
+    let (proposal, rows) = state
+        .db(move |c, _| {
+            let proposal = find_proposal(c, id, false)?;
+            let rows = proposal_versions::table
+                .filter(proposal_versions::proposal_id.eq(id.0))
+                .order(proposal_versions::version.asc())
+                .select((
+                    proposal_versions::version,
+                    proposal_versions::title,
+                    proposal_versions::summary,
+                    proposal_versions::resources,
+                    proposal_versions::created_at,
+                ))
+                .load::<(
+                    i32,
+                    String,
+                    String,
+                    serde_json::Value,
+                    chrono::DateTime<Utc>,
+                )>(c)?;
+            Ok::<_, IntakeError>((proposal, rows))
+        })
+        .await?;
+    let visible = caller
+        .0
+        .may_access_consortium(ConsortiumId(proposal.consortium_id))
+        && (caller.role() == Role::Consortium || proposal.status != "draft");
+    if !visible {
+        return Err(IntakeError::ProposalNotFound(id));
+    }
+    let out: Vec<ProposalVersion> = rows
+        .into_iter()
+        .map(
+            |(version, title, summary, resources, created_at)| ProposalVersion {
+                version,
+                title,
+                summary,
+                resources: serde_json::from_value(resources).unwrap_or_default(),
+                created_at,
+            },
+        )
+        .collect();
+    Ok(HttpResponse::Ok().json(out))
 }
