@@ -289,11 +289,28 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .await;
     assert_eq!(ok(&body)["closeStage"].as_array().map(Vec::len), Some(10));
 
-    // Stage results are the ministry's: a reviewer (the conflicted one included) may not read them.
+    // Stage results page in rank order for the ministry...
+    let results = "query($c: UUID!, $a: ID) { stageResults(callId: $c, stage: 0, first: 6, after: $a) { items { position } nextCursor } }";
+    let body = p
+        .graphql(Some(&officer), results, json!({ "c": call_id }))
+        .await;
+    let first_page = &ok(&body)["stageResults"];
+    assert_eq!(first_page["items"].as_array().map(Vec::len), Some(6));
+    let body = p
+        .graphql(
+            Some(&officer),
+            results,
+            json!({ "c": call_id, "a": first_page["nextCursor"] }),
+        )
+        .await;
+    let second_page = &ok(&body)["stageResults"];
+    assert_eq!(second_page["items"][0]["position"], 7);
+    assert_eq!(second_page["items"].as_array().map(Vec::len), Some(6));
+    // ... and a reviewer (the conflicted one included) may not read them.
     let body = p
         .graphql(
             Some(&conflicted),
-            "query($c: UUID!) { stageResults(callId: $c, stage: 0) { totalCenti } }",
+            "query($c: UUID!) { stageResults(callId: $c, stage: 0) { items { totalCenti } } }",
             json!({ "c": call_id }),
         )
         .await;

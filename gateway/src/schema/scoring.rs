@@ -300,6 +300,12 @@ impl From<dto::StageResult> for StageResult {
 }
 
 #[derive(SimpleObject)]
+pub struct StageResultPage {
+    pub items: Vec<StageResult>,
+    pub next_cursor: Option<ID>,
+}
+
+#[derive(SimpleObject)]
 pub struct Departure {
     /// Selected although ranked below the top k.
     pub promoted: Vec<Uuid>,
@@ -556,18 +562,26 @@ impl ScoringQuery {
         ctx: &Context<'_>,
         call_id: Uuid,
         stage: i32,
-    ) -> async_graphql::Result<Vec<StageResult>> {
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<StageResultPage> {
         let authed = caller_with(ctx, STAFF, "read stage results")?;
-        let rows: Vec<dto::StageResult> = ctx
+        let page: Page<dto::StageResult> = ctx
             .data::<Services>()?
             .scoring
             .get(
-                &format!("/calls/{call_id}/stages/{stage}/results"),
+                &format!(
+                    "/calls/{call_id}/stages/{stage}/results{}",
+                    paging(first, after.as_ref(), &[])
+                ),
                 Some(&authed.token),
             )
             .await
             .map_err(upstream)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(StageResultPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
     }
 
     /// The portfolio decision: staff see the proposal; everyone else once published.

@@ -7,6 +7,7 @@ use crate::store::{configured_call, CaseRow};
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use kaip_contracts::dto::scoring::StageResult;
+use kaip_service::pagination::PageRequest;
 use kaip_service::{AppState, Caller, CommonError};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -219,18 +220,40 @@ pub type ResultRow = (
     Option<String>,
 );
 
-/// A closed stage's results, best first (ministry staff).
+/// A closed stage's results, best first (ministry staff), a page at a time: `after` is the
+/// proposal id of the last result of the previous page.
 pub async fn results(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<(Uuid, i32)>,
+    query: web::Query<kaip_contracts::dto::PageQuery>,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(STAFF, "read stage results")?;
     let (call_id, stage) = path.into_inner();
+    let page = PageRequest::parse(query.limit, query.after.as_deref())?;
     let rows = state
         .db(move |c, _| load_results(c, call_id, stage))
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    // Results are ordered by position, not by id: the cursor is the last proposal shown.
+    let start = match page.after {
+        Some(after) => rows
+            .iter()
+            .position(|r| r.proposal_id.0 == after)
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                ScoringError::from(CommonError::validation(
+                    "after",
+                    "is not a proposal of these results",
+                ))
+            })?,
+        None => 0,
+    };
+    let rest: Vec<StageResult> = rows
+        .into_iter()
+        .skip(start)
+        .take(page.limit as usize + 1)
+        .collect();
+    Ok(HttpResponse::Ok().json(page.finish(rest, |r: &StageResult| r.proposal_id.0)))
 }
 
 pub fn load_results(
