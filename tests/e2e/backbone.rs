@@ -353,3 +353,52 @@ async fn a_transient_failure_is_retried_then_dead_lettered_without_blocking_the_
     );
     assert!(dead[0].headers[headers::DLQ_ERROR].contains("injected outage"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_commits_the_consumer_offsets_and_stops_cleanly() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let ctx = single_partition_context();
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
+    scoring.wait_assigned().await;
+    let topic = ctx.topic(topics::INTAKE);
+    for title in ["one", "two", "three"] {
+        let env = envelope(&submitted(title));
+        ctx.produce_raw(
+            &topic,
+            &env.aggregate_id.to_string(),
+            &serde_json::to_vec(&env).expect("json"),
+            &[],
+        )
+        .await;
+    }
+    wait_for_cases(&scoring, 3).await;
+    // Drains HTTP, finishes the message in hand, commits offsets, flushes the producer; it
+    // fails the test if any of that hangs or errors.
+    scoring.shutdown().await;
+
+    let group = ctx.kafka.prefixed("kaip-scoring");
+    let brokers = ctx.kafka.brokers.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        let reader: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition(&topic, 0);
+        let offsets = reader
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        offsets.find_partition(&topic, 0).map(|p| p.offset())
+    })
+    .await
+    .expect("task");
+    assert_eq!(
+        committed,
+        Some(rdkafka::Offset::Offset(3)),
+        "all three messages are committed as consumed"
+    );
+}
