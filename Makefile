@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: run test bench lint fmt snapshots token build help
+.PHONY: run test bench lint fmt snapshots seed seed-scores token build help
 
 run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
 	@bash infra/local/run.sh
@@ -25,6 +25,12 @@ fmt: ## Format the code
 snapshots: ## Accept the current published contracts: GraphQL SDL, event JSON Schemas, AsyncAPI
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-gateway --test api the_published_schema_matches_the_checked_in_snapshot
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-contracts --test catalogue
+
+seed: ## With `make run` up: the seeded programme (a call, 15 consortia applied, 6 reviewers)
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- programme
+
+seed-scores: ## With `make run` up: the seeded reviewers score a stage (CALL=<id> STAGE=<n>)
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- scores --call $(CALL) --stage $(or $(STAGE),0)
 
 token: ## Mint a development token for every role
 	@cargo run -q -p kaip-auth --bin kaip-dev-token -- --all
