@@ -4,9 +4,12 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let app = kaip_gateway::Application::build(settings).await?;
         tracing::info!(port = app.port(), "gateway listening; console at /");
         app.run_until_stopped().await
-    })
+    });
+    // Do not wait forever on a blocking task (a Kafka client close) that outlived shutdown.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }

@@ -29,7 +29,19 @@ cleanup() {
   echo
   echo "==> stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Each process drains and flushes; give them 30 s, then stop whatever is left.
+  for _ in $(seq 1 60); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "process $pid did not stop in 30 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
   bash infra/local/broker.sh stop "$KAIP_STATE/broker"
   echo "stopped"
 }
@@ -94,5 +106,14 @@ MSG
 target/debug/kaip-dev-token --all | sed 's/^/  /'
 echo
 echo "Logs in .run/logs/. Press Ctrl-C to stop everything."
-wait -n "${pids[@]}" || true
-echo "a process exited; see .run/logs/" >&2
+set +e
+wait -n "${pids[@]}"
+status=$?
+set -e
+# A Ctrl-C reaches the services and this script together; give its trap a moment to run.
+sleep 1
+# Above 128 the wait was interrupted by Ctrl-C (the trap stops everything); otherwise a
+# process ended on its own, which is worth saying.
+if [ "$status" -lt 128 ]; then
+  echo "a process exited (status $status); see .run/logs/" >&2
+fi

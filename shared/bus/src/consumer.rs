@@ -184,6 +184,9 @@ impl ConsumerStatus {
     }
 }
 
+/// How long a stopping consumer may take to leave its group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One service's consumer loop.
 pub struct EventConsumer {
     consumer: StreamConsumer<AssignmentTracker>,
@@ -276,6 +279,15 @@ impl EventConsumer {
         }
         self.consumer.unsubscribe();
         tracing::info!(group = %self.group_id, "consumer stopped");
+        // Closing leaves the group, which librdkafka may wait on indefinitely if the broker
+        // does not answer. Bound it: past the limit the session timeout retires the member,
+        // and the process must still be able to exit.
+        let group = self.group_id.clone();
+        let consumer = self.consumer;
+        let closing = tokio::task::spawn_blocking(move || drop(consumer));
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!(%group, "consumer did not leave its group in time; the broker will expire it");
+        }
     }
 
     /// Processes one message; returns whether its offset may be stored (false only when

@@ -25,9 +25,12 @@ pub fn main_for(defaults: Defaults, definition: fn() -> ServiceDefinition) -> an
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let app = Application::build(def, settings).await?;
         tracing::info!(port = app.port(), "listening");
         app.run_until_stopped().await
-    })
+    });
+    // Do not wait forever on a blocking task (a Kafka client close) that outlived shutdown.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
