@@ -30,14 +30,6 @@ impl Outbox {
         }
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    pub fn producer(&self) -> &str {
-        &self.producer
-    }
-
     /// The bell the relay waits on.
     pub fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()

@@ -41,11 +41,6 @@ impl Role {
             Role::System => "system",
         }
     }
-
-    /// Ministry staff: the roles that see every consortium's data.
-    pub fn is_ministry(&self) -> bool {
-        matches!(self, Role::Admin | Role::Officer)
-    }
 }
 
 impl fmt::Display for Role {

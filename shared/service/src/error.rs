@@ -41,8 +41,6 @@ pub enum CommonError {
     Auth(#[from] AuthError),
     #[error("{field}: {rule}")]
     Validation { field: String, rule: String },
-    #[error("{0}")]
-    NotFound(String),
     /// Details go to the log; the caller gets a reference only.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -64,7 +62,6 @@ impl CommonError {
         match self {
             CommonError::Auth(e) => e.code(),
             CommonError::Validation { .. } => "VALIDATION_FAILED",
-            CommonError::NotFound(_) => "NOT_FOUND",
             CommonError::Internal(_) => "INTERNAL",
         }
     }
@@ -73,7 +70,6 @@ impl CommonError {
         match self {
             CommonError::Auth(e) => auth_status(e),
             CommonError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            CommonError::NotFound(_) => StatusCode::NOT_FOUND,
             CommonError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -140,11 +140,6 @@ pub fn validate(config: &EvaluationConfig) -> Result<(), Violation> {
     Ok(())
 }
 
-/// The seeded programme's settings (see `EvaluationConfig::sovereign_ai_default`).
-pub fn sovereign_ai_default() -> EvaluationConfig {
-    EvaluationConfig::sovereign_ai_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +147,7 @@ mod tests {
 
     #[test]
     fn the_default_is_valid_and_converts() {
-        let c = sovereign_ai_default();
+        let c = EvaluationConfig::sovereign_ai_default();
         assert!(validate(&c).is_ok());
         assert_eq!(rubric(&c).max_total(), 100);
         assert_eq!(
@@ -173,20 +168,20 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_field() {
-        let mut c = sovereign_ai_default();
+        let mut c = EvaluationConfig::sovereign_ai_default();
         c.tie_break = vec!["criterion:vibes".into()];
         assert_eq!(validate(&c).unwrap_err().field, "tie_break[0]");
-        let mut c = sovereign_ai_default();
+        let mut c = EvaluationConfig::sovereign_ai_default();
         c.constraints = vec![SlotConstraint {
             category: "lead:robot".into(),
             at_least: Some(1),
             at_most: None,
         }];
         assert_eq!(validate(&c).unwrap_err().field, "constraints[0].category");
-        let mut c = sovereign_ai_default();
+        let mut c = EvaluationConfig::sovereign_ai_default();
         c.stages.clear();
         assert_eq!(validate(&c).unwrap_err().field, "stages");
-        let mut c = sovereign_ai_default();
+        let mut c = EvaluationConfig::sovereign_ai_default();
         c.criteria[0].max_points = 0;
         assert_eq!(validate(&c).unwrap_err().field, "criteria[0].max_points");
     }

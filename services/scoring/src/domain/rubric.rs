@@ -35,25 +35,6 @@ fn violation(field: impl Into<String>, rule: impl Into<String>) -> Violation {
 }
 
 impl Rubric {
-    /// The seeded programme's rubric: model technology & development 40, development goals &
-    /// strategy 30, ecosystem impact & contribution plan 30.
-    pub fn sovereign_ai_default() -> Self {
-        let c = |key: &str, name: &str, max| Criterion {
-            key: key.into(),
-            name: name.into(),
-            max_points: max,
-            min_points: None,
-        };
-        Rubric {
-            criteria: vec![
-                c("technology", "Model technology & development", 40),
-                c("strategy", "Development goals & strategy", 30),
-                c("ecosystem", "Ecosystem impact & contribution plan", 30),
-            ],
-            min_total: None,
-        }
-    }
-
     pub fn max_total(&self) -> i64 {
         self.criteria.iter().map(|c| c.max_points).sum()
     }
@@ -169,13 +150,20 @@ impl Rubric {
 mod tests {
     use super::*;
 
+    /// The seeded programme's 40/30/30 rubric (defined once, in the contracts).
+    fn seeded() -> Rubric {
+        crate::domain::config::rubric(
+            &kaip_contracts::dto::scoring::EvaluationConfig::sovereign_ai_default(),
+        )
+    }
+
     fn sheet(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
     #[test]
     fn the_default_rubric_is_40_30_30() {
-        let r = Rubric::sovereign_ai_default();
+        let r = seeded();
         assert!(r.validate().is_ok());
         assert_eq!(r.max_total(), 100);
         assert_eq!(
@@ -190,7 +178,7 @@ mod tests {
 
     #[test]
     fn bad_sheets_name_the_criterion_and_the_rule() {
-        let r = Rubric::sovereign_ai_default();
+        let r = seeded();
         let e = r
             .check_sheet(&sheet(&[
                 ("technology", 41),
@@ -228,13 +216,13 @@ mod tests {
 
     #[test]
     fn bad_rubrics_are_refused() {
-        let mut r = Rubric::sovereign_ai_default();
+        let mut r = seeded();
         r.criteria[1].key = "technology".into();
         assert_eq!(r.validate().unwrap_err().field, "criteria[1].key");
-        let mut r = Rubric::sovereign_ai_default();
+        let mut r = seeded();
         r.criteria[0].min_points = Some(41);
         assert_eq!(r.validate().unwrap_err().field, "criteria[0].min_points");
-        let mut r = Rubric::sovereign_ai_default();
+        let mut r = seeded();
         r.min_total = Some(101);
         assert_eq!(r.validate().unwrap_err().field, "min_total");
         assert_eq!(
@@ -251,7 +239,7 @@ mod tests {
 
     #[test]
     fn minimums_make_a_proposal_ineligible_with_reasons() {
-        let mut r = Rubric::sovereign_ai_default();
+        let mut r = seeded();
         r.criteria[0].min_points = Some(24);
         r.min_total = Some(60);
         let per: BTreeMap<String, Centi> = [
