@@ -3,6 +3,7 @@
 //! real PostgreSQL and the real broker.
 
 use futures::{SinkExt, StreamExt};
+pub use kaip_contracts::dto::intake::{MemberRole, OrgType};
 use kaip_gateway::settings::{GatewayServer, GatewaySettings, ServiceUrls};
 use kaip_testkit::{TestContext, TestService};
 use serde_json::{json, Value};
@@ -230,25 +231,41 @@ pub const SUBMIT: &str =
 
 /// Registers `consortium` with a lead of `lead` type and a university partner (eligible
 /// under the default rules).
-pub async fn register(p: &Platform, consortium: kaip_contracts::ConsortiumId, lead: &str) -> Value {
+pub async fn register(
+    p: &Platform,
+    consortium: kaip_contracts::ConsortiumId,
+    lead: OrgType,
+) -> Value {
     let seed = (consortium.0.as_u128() % 100_000_000) as u32;
-    let members: Vec<Value> = kaip_testkit::fixtures::members(seed, kaip_contracts::dto::intake::OrgType::Sme)
+    let token = p
+        .ctx
+        .bearer(kaip_contracts::Role::Consortium, Some(consortium));
+    let input =
+        json!({ "name": format!("Consortium {seed}"), "members": member_inputs(seed, lead) });
+    let body = p
+        .graphql(
+            Some(&token),
+            REGISTER,
+            json!({ "id": consortium, "input": input }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "register failed: {body}");
+    body
+}
+
+/// The testkit's eligible members (a `lead` plus a university partner) as GraphQL input.
+pub fn member_inputs(seed: u32, lead: OrgType) -> Vec<Value> {
+    kaip_testkit::fixtures::members(seed, lead)
         .into_iter()
         .map(|m| {
             json!({
                 "name": m.name,
-                "orgType": if m.role == kaip_contracts::dto::intake::MemberRole::Lead { lead.to_owned() } else { "UNIVERSITY".to_owned() },
+                "orgType": m.org_type.as_str().to_uppercase(),
                 "businessRegistrationNumber": m.business_registration_number,
-                "role": if m.role == kaip_contracts::dto::intake::MemberRole::Lead { "LEAD" } else { "PARTNER" },
+                "role": if m.role == MemberRole::Lead { "LEAD" } else { "PARTNER" },
             })
         })
-        .collect();
-    let token = p
-        .ctx
-        .bearer(kaip_contracts::Role::Consortium, Some(consortium));
-    let body = p.graphql(Some(&token), REGISTER, json!({ "id": consortium, "input": { "name": format!("Consortium {seed}"), "members": members } })).await;
-    assert!(body["errors"].is_null(), "register failed: {body}");
-    body
+        .collect()
 }
 
 /// Drafts a proposal for `consortium` (already registered) and returns its id.
@@ -276,7 +293,7 @@ pub async fn apply(
     call_id: &str,
     title: &str,
 ) -> Value {
-    register(p, consortium, "LARGE_ENTERPRISE").await;
+    register(p, consortium, OrgType::LargeEnterprise).await;
     let id = draft(p, consortium, call_id, title).await;
     let token = p
         .ctx

@@ -71,6 +71,18 @@ impl ServiceClient {
         req
     }
 
+    /// A service's refusal as its `{code, message}`, or "unavailable" if it sent no such body.
+    async fn refusal(&self, res: reqwest::Response) -> UpstreamError {
+        let status = res.status();
+        match res.json::<ErrorBody>().await {
+            Ok(body) => UpstreamError {
+                code: body.code,
+                message: body.message,
+            },
+            Err(e) => UpstreamError::unavailable(self.name, format!("{status}: {e}")),
+        }
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
@@ -86,16 +98,7 @@ impl ServiceClient {
                 .await
                 .map_err(|e| UpstreamError::unavailable(self.name, e));
         }
-        match res.json::<ErrorBody>().await {
-            Ok(body) => Err(UpstreamError {
-                code: body.code,
-                message: body.message,
-            }),
-            Err(e) => Err(UpstreamError::unavailable(
-                self.name,
-                format!("{status}: {e}"),
-            )),
-        }
+        Err(self.refusal(res).await)
     }
 
     pub async fn get<T: DeserializeOwned>(
@@ -123,17 +126,7 @@ impl ServiceClient {
         if res.status().is_success() {
             return Ok(());
         }
-        let status = res.status();
-        match res.json::<ErrorBody>().await {
-            Ok(body) => Err(UpstreamError {
-                code: body.code,
-                message: body.message,
-            }),
-            Err(e) => Err(UpstreamError::unavailable(
-                self.name,
-                format!("{status}: {e}"),
-            )),
-        }
+        Err(self.refusal(res).await)
     }
 
     pub async fn put<B: Serialize, T: DeserializeOwned>(

@@ -3,7 +3,7 @@
 //! changes the outcome against pure rank order, with the explanation saying so.
 
 use kaip_contracts::{ConsortiumId, Role};
-use kaip_e2e::{draft, error_code, eventually, register, Platform, OPEN_CALL, SUBMIT};
+use kaip_e2e::{draft, error_code, eventually, register, OrgType, Platform, OPEN_CALL, SUBMIT};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -95,9 +95,9 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
     for i in 0..15 {
         let consortium = ConsortiumId::new();
         let lead = match i {
-            6 => "SME",
-            9 => "UNIVERSITY",
-            _ => "LARGE_ENTERPRISE",
+            6 => OrgType::Sme,
+            9 => OrgType::University,
+            _ => OrgType::LargeEnterprise,
         };
         register(&p, consortium, lead).await;
         let id = draft(&p, consortium, &call_id, &format!("Model {}", i + 1)).await;

@@ -4,7 +4,7 @@
 
 use diesel::prelude::*;
 use kaip_contracts::{ConsortiumId, Role};
-use kaip_e2e::{apply, draft, eventually, open_call, register, Platform, SUBMIT};
+use kaip_e2e::{apply, draft, eventually, open_call, register, OrgType, Platform, SUBMIT};
 use serde_json::json;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ async fn officer_sees_a_submission_become_an_evaluation_case_through_the_gateway
         .subscribe(&officer, r#"subscription { events(types: ["ProposalSubmitted", "EvaluationCaseOpened"]) { id type producer aggregateId consortiumId data traceId } }"#)
         .await;
 
-    register(&p, consortium, "LARGE_ENTERPRISE").await;
+    register(&p, consortium, OrgType::LargeEnterprise).await;
     let proposal_id = draft(&p, consortium, &call_id, "HyperCLOVA-K").await;
     let body = p
         .graphql(
@@ -122,7 +122,7 @@ async fn the_trace_id_of_the_graphql_request_reaches_the_consuming_service() {
     let call_id = open_call(&p, 24).await;
     let consortium = ConsortiumId::new();
     let lead = p.ctx.bearer(Role::Consortium, Some(consortium));
-    register(&p, consortium, "SME").await;
+    register(&p, consortium, OrgType::Sme).await;
     let proposal_id = draft(&p, consortium, &call_id, "Traced").await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");

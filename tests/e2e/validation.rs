@@ -4,7 +4,8 @@ use diesel::prelude::*;
 use kaip_bus::schema::kaip_outbox;
 use kaip_contracts::{ConsortiumId, Role};
 use kaip_e2e::{
-    apply, draft, error_code, open_call, register, Platform, CREATE, OPEN_CALL, REGISTER, SUBMIT,
+    apply, draft, error_code, member_inputs, open_call, register, OrgType, Platform, CREATE,
+    OPEN_CALL, REGISTER, SUBMIT,
 };
 use serde_json::json;
 
@@ -206,7 +207,7 @@ async fn eligibility_documents_and_withdrawal() {
 
     // A large-enterprise lead with one university: two failures, both named; nothing sent.
     let big = ConsortiumId::new();
-    register(&p, big, "LARGE_ENTERPRISE").await;
+    register(&p, big, OrgType::LargeEnterprise).await;
     let id = draft(&p, big, &call_id, "Too big").await;
     let token = p.ctx.bearer(Role::Consortium, Some(big));
     let events_before = outbox_rows(&p);
@@ -231,13 +232,10 @@ async fn eligibility_documents_and_withdrawal() {
 
     // An SME lead; the document is uploaded with its hash; the second university is added.
     let sme = ConsortiumId::new();
-    register(&p, sme, "SME").await;
+    register(&p, sme, OrgType::Sme).await;
     let token = p.ctx.bearer(Role::Consortium, Some(sme));
     let seed = (sme.0.as_u128() % 100_000_000) as u32;
-    let mut members: Vec<serde_json::Value> = kaip_testkit::fixtures::members(seed, kaip_contracts::dto::intake::OrgType::Sme)
-        .into_iter()
-        .map(|m| json!({ "name": m.name, "orgType": if m.role == kaip_contracts::dto::intake::MemberRole::Lead { "SME" } else { "UNIVERSITY" }, "businessRegistrationNumber": m.business_registration_number, "role": if m.role == kaip_contracts::dto::intake::MemberRole::Lead { "LEAD" } else { "PARTNER" } }))
-        .collect();
+    let mut members = member_inputs(seed, OrgType::Sme);
     members.push(json!({ "name": "Second University", "orgType": "UNIVERSITY", "businessRegistrationNumber": kaip_testkit::fixtures::brn(seed + 500_000), "role": "PARTNER" }));
     let body = p
         .graphql(
@@ -361,7 +359,7 @@ async fn a_submission_after_the_deadline_is_refused() {
     .expect("time");
     // A draft made in time...
     let consortium = ConsortiumId::new();
-    register(&p, consortium, "SME").await;
+    register(&p, consortium, OrgType::Sme).await;
     let id = draft(&p, consortium, &call_id, "Late").await;
     // ... is not submitted in time (waiting out the call's own deadline, not a guess).
     while chrono::Utc::now() <= closes {
