@@ -3,10 +3,27 @@
 //! Each message is processed in one database transaction that records its event id in the
 //! inbox and applies the handler's effects (including any events the handler emits through
 //! the outbox). The offset is stored only after that transaction commits, so a crash
-//! redelivers the message and the inbox turns the redelivery into a no-op. Messages that
-//! cannot be processed (a malformed envelope, a payload that breaks the contract, or a
-//! transient failure that outlasts the retries) go to the service's dead-letter topic with
-//! the error, and the consumer carries on.
+//! redelivers the message and the inbox turns the redelivery into a no-op.
+//!
+//! Three kinds of failure are told apart:
+//!
+//! * **Contract violations and deterministic handler failures** (a malformed envelope, a
+//!   payload that breaks the contract, an event whose `producer` does not own the topic it
+//!   came on, a constraint the handler's write breaks) go to the service's dead-letter topic
+//!   with the error, and the consumer carries on.
+//! * **Transient failures while the database answers** (serialization failure, deadlock, an
+//!   unclassified database error) are retried `kafka.max_attempts` times with backoff, then
+//!   dead-lettered: a failure that repeats while everything is up is the event's doing.
+//! * **Outages** (the database unreachable, the pool timing out, the broker refusing the
+//!   dead letter) are not the event's fault. The consumer pauses its partitions (it keeps
+//!   polling, so it keeps its group membership), reports the outage in readiness and retries
+//!   the same message with a capped backoff (`kafka.retry_backoff_max_ms`) for as long as
+//!   the outage lasts. Nothing is dead-lettered because of an outage.
+//!
+//! The rule behind every path: a consumer never stores an offset past a message that it
+//! has not applied or dead-lettered. Shutdown during a retry stops the loop (the message is
+//! redelivered next time), and messages received while the partitions were paused are
+//! rewound before consumption resumes.
 
 use crate::outbox::{Outbox, OutboxTx};
 use crate::schema::kaip_inbox;
@@ -19,13 +36,14 @@ use kaip_contracts::EventEnvelope;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
-use rdkafka::{ClientContext, Message};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use rdkafka::{ClientContext, Message, TopicPartitionList};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -45,25 +63,48 @@ pub enum HandlerError {
     /// Retrying cannot help (the event breaks the contract or a domain rule): dead-letter now.
     #[error("{0}")]
     Permanent(String),
-    /// Might succeed later (database unavailable, serialisation conflict): retry, then dead-letter.
+    /// Might succeed on a retry although everything is up (serialisation conflict,
+    /// deadlock): retried `kafka.max_attempts` times, then dead-lettered.
     #[error("{0}")]
     Transient(String),
+    /// A dependency is unreachable (database down, pool exhausted, connection lost): not the
+    /// event's fault. Retried for as long as it lasts and never dead-lettered.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<diesel::result::Error> for HandlerError {
     fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::Error as E;
+        let text = e.to_string();
         match &e {
-            diesel::result::Error::DatabaseError(
-                DatabaseErrorKind::CheckViolation
-                | DatabaseErrorKind::NotNullViolation
-                | DatabaseErrorKind::ForeignKeyViolation,
+            // Diesel reports SQLSTATE class 08 (connection exception), a connection libpq
+            // marks bad (e.g. 57P01 admin shutdown, the server gone) and a failed send as
+            // these two kinds. A read-only transaction means a failover is under way.
+            E::DatabaseError(
+                DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand
+                | DatabaseErrorKind::ReadOnlyTransaction,
                 _,
             )
-            | diesel::result::Error::SerializationError(_)
-            | diesel::result::Error::DeserializationError(_) => {
-                HandlerError::Permanent(e.to_string())
-            }
-            _ => HandlerError::Transient(e.to_string()),
+            | E::BrokenTransactionManager => HandlerError::Unavailable(text),
+            E::DatabaseError(
+                DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::RestrictViolation
+                | DatabaseErrorKind::ExclusionViolation,
+                _,
+            )
+            | E::SerializationError(_)
+            | E::DeserializationError(_)
+            | E::QueryBuilderError(_) => HandlerError::Permanent(text),
+            // Serialization failures, deadlocks (which diesel reports as `Unknown`), unique
+            // violations (a race with a concurrent writer) and anything unclassified: a
+            // bounded number of retries. The consumer checks that the database answers
+            // before it counts such an attempt, so an outage reported in an unexpected way
+            // is still treated as an outage.
+            _ => HandlerError::Transient(text),
         }
     }
 }
@@ -113,7 +154,7 @@ pub fn process_event(
 ) -> Result<Outcome, HandlerError> {
     let mut conn = pool
         .get()
-        .map_err(|e| HandlerError::Transient(format!("database pool: {e}")))?;
+        .map_err(|e| HandlerError::Unavailable(format!("database pool: {e}")))?;
     outbox.transaction(&mut conn, |c, tx| {
         let inserted = diesel::insert_into(kaip_inbox::table)
             .values((
@@ -142,13 +183,111 @@ pub fn process_event(
     })
 }
 
-/// Tracks how many partitions the consumer holds, for readiness and for tests that must
-/// not publish before the group has settled.
-pub struct AssignmentTracker {
-    assigned: Arc<AtomicUsize>,
+/// Whether the database answers right now (a fresh check, not the pool's cached view).
+pub fn database_answers(pool: &PgPool) -> bool {
+    pool.get_timeout(Duration::from_secs(5))
+        .ok()
+        .and_then(|mut c| diesel::sql_query("SELECT 1").execute(&mut c).ok())
+        .is_some()
 }
 
-impl ClientContext for AssignmentTracker {}
+/// Checks that an event was produced by the service whose topic it came on: `kaip.<producer>.events`
+/// after the deployment prefix. A mismatch is a forgery or a misrouted event, never a
+/// reason to act on it.
+pub fn check_producer(prefix: &str, topic: &str, producer: &str) -> Result<(), String> {
+    let owner = topic
+        .strip_prefix(prefix)
+        .and_then(|t| t.strip_prefix("kaip."))
+        .and_then(|t| t.strip_suffix(".events"));
+    match owner {
+        Some(owner) if owner == producer => Ok(()),
+        Some(owner) => Err(format!(
+            "producer: event claims producer `{producer}` but came on topic `{topic}`, which only `{owner}` produces to"
+        )),
+        None => Err(format!(
+            "producer: topic `{topic}` is not an event topic (`{prefix}kaip.<producer>.events`)"
+        )),
+    }
+}
+
+/// Deletes inbox rows processed before `older_than`, in batches so that no transaction
+/// holds many locks. Returns how many rows went.
+pub fn purge_inbox(
+    conn: &mut PgConnection,
+    older_than: chrono::DateTime<chrono::Utc>,
+) -> QueryResult<usize> {
+    const BATCH: i64 = 5_000;
+    let mut total = 0;
+    loop {
+        let n = diesel::sql_query(
+            "DELETE FROM kaip_inbox WHERE event_id IN \
+               (SELECT event_id FROM kaip_inbox WHERE processed_at < $1 LIMIT $2)",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(older_than)
+        .bind::<diesel::sql_types::BigInt, _>(BATCH)
+        .execute(conn)?;
+        total += n;
+        if (n as i64) < BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// How often the consumer task purges the inbox.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+async fn purge_inbox_periodically(
+    pool: PgPool,
+    retention: chrono::Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let pool2 = pool.clone();
+        let purged = tokio::task::spawn_blocking(move || {
+            let mut conn = pool2.get().map_err(|e| e.to_string())?;
+            purge_inbox(&mut conn, chrono::Utc::now() - retention).map_err(|e| e.to_string())
+        })
+        .await;
+        match purged {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(purged = n, "inbox rows past their retention purged"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "inbox purge failed; retrying later"),
+            Err(e) => tracing::warn!(error = %e, "inbox purge task failed"),
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PURGE_EVERY) => {}
+        }
+    }
+}
+
+/// Tracks the partitions the consumer holds and its lag, for readiness and for tests that
+/// must not publish before the group has settled.
+pub struct AssignmentTracker {
+    assigned: Arc<AtomicUsize>,
+    lag: Arc<AtomicI64>,
+    state: Arc<Mutex<StatusState>>,
+}
+
+impl ClientContext for AssignmentTracker {
+    /// librdkafka's periodic statistics carry each assigned partition's lag (high watermark
+    /// minus the consumer's position); summing them costs nothing per readiness probe.
+    fn stats(&self, stats: Statistics) {
+        let mut total = 0i64;
+        let mut known = false;
+        for topic in stats.topics.values() {
+            for (id, p) in &topic.partitions {
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    total = total.saturating_add(p.consumer_lag);
+                    known = true;
+                }
+            }
+        }
+        self.lag
+            .store(if known { total } else { -1 }, Ordering::SeqCst);
+    }
+}
 
 impl ConsumerContext for AssignmentTracker {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -157,7 +296,13 @@ impl ConsumerContext for AssignmentTracker {
                 self.assigned.store(tpl.count(), Ordering::SeqCst);
                 tracing::info!(partitions = tpl.count(), "consumer assigned partitions");
             }
-            Rebalance::Revoke(_) => self.assigned.store(0, Ordering::SeqCst),
+            Rebalance::Revoke(_) => {
+                self.assigned.store(0, Ordering::SeqCst);
+                // Revoked partitions are no longer paused (or ours).
+                if let Ok(mut s) = self.state.lock() {
+                    s.paused.clear();
+                }
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "consumer rebalance error"),
         }
     }
@@ -172,16 +317,122 @@ pub struct ConsumerSpec {
     pub handler: Arc<dyn EventHandler>,
 }
 
-/// A running consumer's shared state.
-#[derive(Clone, Debug, Default)]
+/// What stops a consumer from making progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutageKind {
+    /// The database does not answer (or the pool cannot hand out a connection).
+    Database,
+    /// The broker does not answer (consuming, or taking a dead letter).
+    Broker,
+}
+
+impl OutageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutageKind::Database => "database",
+            OutageKind::Broker => "broker",
+        }
+    }
+}
+
+/// An outage the consumer is waiting out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outage {
+    pub kind: OutageKind,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Default)]
+struct StatusState {
+    outage: Option<Outage>,
+    /// `topic/partition` of every partition paused while an event is retried.
+    paused: Vec<String>,
+}
+
+/// A running consumer's shared state, for readiness.
+#[derive(Clone, Debug)]
 pub struct ConsumerStatus {
     pub assigned: Arc<AtomicUsize>,
+    lag: Arc<AtomicI64>,
+    state: Arc<Mutex<StatusState>>,
+}
+
+impl Default for ConsumerStatus {
+    fn default() -> Self {
+        Self {
+            assigned: Arc::default(),
+            lag: Arc::new(AtomicI64::new(-1)),
+            state: Arc::default(),
+        }
+    }
 }
 
 impl ConsumerStatus {
     pub fn assigned_partitions(&self) -> usize {
         self.assigned.load(Ordering::SeqCst)
     }
+
+    /// Messages on the assigned partitions not yet consumed, from librdkafka's last
+    /// statistics (every few seconds); `None` until the first report.
+    pub fn lag(&self) -> Option<i64> {
+        let lag = self.lag.load(Ordering::SeqCst);
+        (lag >= 0).then_some(lag)
+    }
+
+    /// The outage the consumer is waiting out, if any.
+    pub fn outage(&self) -> Option<Outage> {
+        self.state.lock().ok().and_then(|s| s.outage)
+    }
+
+    /// Partitions paused while an event is retried, as `topic/partition`.
+    pub fn paused_partitions(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|s| s.paused.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_outage(&self, kind: OutageKind) {
+        if let Ok(mut s) = self.state.lock() {
+            if s.outage.map(|o| o.kind) != Some(kind) {
+                s.outage = Some(Outage {
+                    kind,
+                    since: chrono::Utc::now(),
+                });
+            }
+        }
+    }
+
+    fn clear_outage(&self, kind: Option<OutageKind>) {
+        if let Ok(mut s) = self.state.lock() {
+            if kind.is_none() || s.outage.map(|o| o.kind) == kind {
+                s.outage = None;
+            }
+        }
+    }
+
+    fn set_paused(&self, paused: &BTreeSet<(String, i32)>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.paused = paused.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+        }
+    }
+}
+
+/// What the loop holds back while it retries one event: the partitions it paused, and the
+/// messages librdkafka had already handed over for them (processed next, in order, so that
+/// none is skipped).
+#[derive(Default)]
+struct Held {
+    paused: BTreeSet<(String, i32)>,
+    pending: std::collections::VecDeque<rdkafka::message::OwnedMessage>,
+}
+
+/// Why an attempt failed, once classified.
+enum Failure {
+    /// Not the event's fault: wait it out, however long.
+    Outage(String),
+    /// Counts towards `max_attempts`.
+    Retry(String),
 }
 
 /// How long a stopping consumer may take to leave its group.
@@ -196,8 +447,11 @@ pub struct EventConsumer {
     handler: Arc<dyn EventHandler>,
     group_id: String,
     dlq_topic: String,
+    topic_prefix: String,
     max_attempts: u32,
-    retry_backoff: Duration,
+    retry_backoff_ms: u64,
+    retry_backoff_max_ms: u64,
+    inbox_retention: chrono::Duration,
     status: ConsumerStatus,
 }
 
@@ -226,8 +480,12 @@ impl EventConsumer {
                 (settings.session_timeout_ms / 3).to_string(),
             )
             .set("enable.partition.eof", "false")
+            // Feeds the lag in readiness.
+            .set("statistics.interval.ms", "5000")
             .create_with_context(AssignmentTracker {
                 assigned: status.assigned.clone(),
+                lag: status.lag.clone(),
+                state: status.state.clone(),
             })?;
         let topics: Vec<String> = spec.topics.iter().map(|t| settings.prefixed(t)).collect();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -241,8 +499,11 @@ impl EventConsumer {
             group_id,
             dlq_topic: settings
                 .prefixed(&kaip_contracts::topics::dead_letter_topic_of(&spec.service)),
+            topic_prefix: settings.topic_prefix.clone(),
             max_attempts: settings.max_attempts,
-            retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
+            retry_backoff_ms: settings.retry_backoff_ms,
+            retry_backoff_max_ms: settings.retry_backoff_max_ms,
+            inbox_retention: settings.inbox_retention(),
             status,
         })
     }
@@ -251,25 +512,51 @@ impl EventConsumer {
         self.status.clone()
     }
 
-    /// Consumes until `shutdown`. The message in hand is finished first; then stored offsets
-    /// are committed and the consumer leaves its group.
+    /// Consumes until `shutdown`. The message in hand is finished first unless it is
+    /// waiting for a retry; then stored offsets are committed and the consumer leaves its
+    /// group. Also purges the inbox past its retention, from a task of its own.
     pub async fn run(self, shutdown: CancellationToken) {
+        // Detached: it ends at the next shutdown check, and must not hold up the exit.
+        drop(tokio::spawn(purge_inbox_periodically(
+            self.pool.clone(),
+            self.inbox_retention,
+            shutdown.clone(),
+        )));
+        let mut held = Held::default();
         loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // Messages handed over while the partitions were paused come first, in order.
+            if let Some(msg) = held.pending.pop_front() {
+                if !self.finish(&msg, &shutdown, &mut held).await {
+                    break;
+                }
+                continue;
+            }
+            // Biased: once shutdown is asked for, no further message is started.
             let msg = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break,
                 msg = self.consumer.recv() => msg,
             };
             match msg {
                 Ok(msg) => {
-                    if self.handle_message(&msg, &shutdown).await {
-                        if let Err(e) = self.consumer.store_offset_from_message(&msg) {
-                            tracing::warn!(error = %e, "could not store offset");
-                        }
+                    self.status.clear_outage(Some(OutageKind::Broker));
+                    if !self.finish(&msg, &shutdown, &mut held).await {
+                        break;
                     }
                 }
                 Err(e) => {
+                    if is_broker_outage(&e) {
+                        self.status.set_outage(OutageKind::Broker);
+                    }
                     tracing::warn!(error = %e, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
                 }
             }
         }
@@ -290,13 +577,55 @@ impl EventConsumer {
         }
     }
 
-    /// Processes one message; returns whether its offset may be stored (false only when
-    /// shutdown interrupted the retries, so the message is redelivered next time).
-    async fn handle_message(
+    /// Handles one message to the end and stores its offset; then resumes whatever was
+    /// paused meanwhile. Returns false when shutdown interrupted it: the caller must stop
+    /// without consuming anything further (the message is redelivered next time).
+    async fn finish<M: Message>(
         &self,
-        msg: &BorrowedMessage<'_>,
+        msg: &M,
         shutdown: &CancellationToken,
-    ) -> bool {
+        held: &mut Held,
+    ) -> bool
+    where
+        M::Headers: Headers,
+    {
+        if !self.handle_message(msg, shutdown, held).await {
+            return false;
+        }
+        if let Err(e) = self
+            .consumer
+            .store_offset(msg.topic(), msg.partition(), msg.offset())
+        {
+            // The partition was revoked meanwhile: its next owner starts from the last
+            // commit and the inbox absorbs the repeat.
+            tracing::warn!(error = %e, "could not store offset");
+        }
+        if !held.paused.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in std::mem::take(&mut held.paused) {
+                tpl.add_partition(&topic, partition);
+            }
+            if let Err(e) = self.consumer.resume(&tpl) {
+                tracing::debug!(error = %e, "resuming partitions (some were revoked)");
+            }
+            self.status.set_paused(&held.paused);
+            tracing::info!(partitions = tpl.count(), "consumption resumed");
+        }
+        self.status.clear_outage(Some(OutageKind::Database));
+        true
+    }
+
+    /// Processes one message; returns whether it was applied or dead-lettered (false only
+    /// when shutdown interrupted a wait, so the message is redelivered next time).
+    async fn handle_message<M: Message>(
+        &self,
+        msg: &M,
+        shutdown: &CancellationToken,
+        held: &mut Held,
+    ) -> bool
+    where
+        M::Headers: Headers,
+    {
         let hdrs = header_map(msg);
         let span = tracing::info_span!(
             "kafka.consume",
@@ -319,56 +648,62 @@ impl EventConsumer {
             let envelope = match msg.payload().map(serde_json::from_slice::<EventEnvelope>) {
                 None => {
                     return self
-                        .dead_letter(msg, "message has no payload", 1, shutdown)
+                        .dead_letter(msg, "message has no payload", 1, shutdown, held)
                         .await
                 }
                 Some(Err(e)) => {
                     let error = format!("malformed event envelope: {e}");
-                    return self.dead_letter(msg, &error, 1, shutdown).await;
+                    return self.dead_letter(msg, &error, 1, shutdown, held).await;
                 }
                 Some(Ok(env)) => env,
             };
             let span = tracing::Span::current();
             span.record("event_type", envelope.event_type.as_str());
             span.record("event_id", envelope.id.to_string().as_str());
+            if let Err(error) = check_producer(&self.topic_prefix, msg.topic(), &envelope.producer)
+            {
+                return self.dead_letter(msg, &error, 1, shutdown, held).await;
+            }
 
             let mut attempt = 1u32;
+            let mut outage_waits = 0u32;
             loop {
-                let pool = self.pool.clone();
-                let outbox = self.outbox.clone();
-                let handler = self.handler.clone();
-                let env = envelope.clone();
-                let del = delivery.clone();
-                let work_span = tracing::Span::current();
-                let result = tokio::task::spawn_blocking(move || {
-                    work_span
-                        .in_scope(|| process_event(&pool, &outbox, handler.as_ref(), &env, &del))
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    Err(HandlerError::Transient(format!(
-                        "handler panicked or was cancelled: {e}"
-                    )))
-                });
-                match result {
+                let failure = match self.process(&envelope, &delivery).await {
                     Ok(outcome) => {
                         tracing::Span::current().record("outcome", format!("{outcome:?}").as_str());
                         tracing::debug!(?outcome, "event processed");
                         return true;
                     }
                     Err(HandlerError::Permanent(e)) => {
-                        return self.dead_letter(msg, &e, attempt, shutdown).await;
+                        return self.dead_letter(msg, &e, attempt, shutdown, held).await;
                     }
-                    Err(HandlerError::Transient(e)) if attempt >= self.max_attempts => {
+                    Err(HandlerError::Unavailable(e)) => Failure::Outage(e),
+                    // Only count the attempt if the database answers: otherwise this is an
+                    // outage that surfaced as an unclassified error.
+                    Err(HandlerError::Transient(e)) if self.database_answers().await => {
+                        Failure::Retry(e)
+                    }
+                    Err(HandlerError::Transient(e)) => Failure::Outage(e),
+                };
+                match failure {
+                    Failure::Outage(e) => {
+                        self.status.set_outage(OutageKind::Database);
+                        let backoff = self.backoff(outage_waits);
+                        tracing::warn!(error = %e, ?backoff, "database unavailable; partitions paused, retrying the same event");
+                        if !self.wait(backoff, shutdown, held).await {
+                            return false;
+                        }
+                        outage_waits = outage_waits.saturating_add(1);
+                    }
+                    Failure::Retry(e) if attempt >= self.max_attempts => {
                         let error = format!("gave up after {attempt} attempts: {e}");
-                        return self.dead_letter(msg, &error, attempt, shutdown).await;
+                        return self.dead_letter(msg, &error, attempt, shutdown, held).await;
                     }
-                    Err(HandlerError::Transient(e)) => {
-                        let backoff = self.retry_backoff * 2u32.saturating_pow(attempt - 1);
+                    Failure::Retry(e) => {
+                        let backoff = self.backoff(attempt - 1);
                         tracing::warn!(attempt, error = %e, ?backoff, "event failed; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return false,
-                            _ = tokio::time::sleep(backoff) => {}
+                        if !self.wait(backoff, shutdown, held).await {
+                            return false;
                         }
                         attempt += 1;
                     }
@@ -379,15 +714,126 @@ impl EventConsumer {
         .await
     }
 
-    /// Sends the message to the dead-letter topic with the error. Keeps trying until the
-    /// broker takes it (an event is never dropped), unless shutting down.
-    async fn dead_letter(
+    /// One attempt at [`process_event`], on the blocking pool.
+    async fn process(
         &self,
-        msg: &BorrowedMessage<'_>,
+        envelope: &EventEnvelope,
+        delivery: &Delivery,
+    ) -> Result<Outcome, HandlerError> {
+        let pool = self.pool.clone();
+        let outbox = self.outbox.clone();
+        let handler = self.handler.clone();
+        let env = envelope.clone();
+        let del = delivery.clone();
+        let work_span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            work_span.in_scope(|| process_event(&pool, &outbox, handler.as_ref(), &env, &del))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(HandlerError::Transient(format!(
+                "handler panicked or was cancelled: {e}"
+            )))
+        })
+    }
+
+    async fn database_answers(&self) -> bool {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || database_answers(&pool))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// `retry_backoff_ms · 2^n`, at most `retry_backoff_max_ms`; never overflows.
+    fn backoff(&self, n: u32) -> Duration {
+        let factor = 1u64.checked_shl(n).unwrap_or(u64::MAX);
+        Duration::from_millis(
+            self.retry_backoff_ms
+                .saturating_mul(factor)
+                .min(self.retry_backoff_max_ms),
+        )
+    }
+
+    /// Waits `duration` with every assigned partition paused, polling meanwhile so the
+    /// consumer keeps its group membership (and serves rebalances). A message handed over
+    /// meanwhile is kept, in order, to be processed after the one in hand: storing a later
+    /// offset first would skip it. Returns false if shutdown came first.
+    async fn wait(
+        &self,
+        duration: Duration,
+        shutdown: &CancellationToken,
+        held: &mut Held,
+    ) -> bool {
+        self.pause_assigned(held);
+        let deadline = tokio::time::Instant::now() + duration;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep_until(deadline) => return true,
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        let m = m.detach();
+                        self.pause_one(held, m.topic(), m.partition());
+                        held.pending.push_back(m);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "consumer error while paused");
+                        let pause = tokio::time::Instant::now() + Duration::from_millis(100);
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => return false,
+                            _ = tokio::time::sleep_until(pause.min(deadline)) => {}
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn pause_assigned(&self, held: &mut Held) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for e in assignment.elements() {
+            if held.paused.insert((e.topic().to_owned(), e.partition())) {
+                tpl.add_partition(e.topic(), e.partition());
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.pause(&tpl) {
+                tracing::warn!(error = %e, "could not pause partitions");
+            }
+            self.status.set_paused(&held.paused);
+        }
+    }
+
+    fn pause_one(&self, held: &mut Held, topic: &str, partition: i32) {
+        if held.paused.insert((topic.to_owned(), partition)) {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            if let Err(e) = self.consumer.pause(&tpl) {
+                tracing::warn!(error = %e, "could not pause partition");
+            }
+            self.status.set_paused(&held.paused);
+        }
+    }
+
+    /// Sends the message to the dead-letter topic with the error. Keeps trying until the
+    /// broker takes it (an event is never dropped; a broker outage is waited out with the
+    /// partitions paused), unless shutting down.
+    async fn dead_letter<M: Message>(
+        &self,
+        msg: &M,
         error: &str,
         attempts: u32,
         shutdown: &CancellationToken,
-    ) -> bool {
+        held: &mut Held,
+    ) -> bool
+    where
+        M::Headers: Headers,
+    {
         tracing::error!(
             error,
             topic = msg.topic(),
@@ -397,6 +843,7 @@ impl EventConsumer {
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let attempts = attempts.to_string();
+        let mut waits = 0u32;
         loop {
             let mut hdrs = OwnedHeaders::new();
             if let Some(original) = msg.headers() {
@@ -445,17 +892,39 @@ impl EventConsumer {
                 .send(record, Timeout::After(Duration::from_secs(30)))
                 .await
             {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.status.clear_outage(Some(OutageKind::Broker));
+                    return true;
+                }
                 Err((e, _)) => {
-                    tracing::error!(error = %e, "could not dead-letter event; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    self.status.set_outage(OutageKind::Broker);
+                    let backoff = self.backoff(waits);
+                    tracing::error!(error = %e, ?backoff, "could not dead-letter event; retrying");
+                    if !self.wait(backoff, shutdown, held).await {
+                        return false;
                     }
+                    waits = waits.saturating_add(1);
                 }
             }
         }
     }
+}
+
+/// Errors that say the broker is unreachable (as opposed to a problem with one message).
+fn is_broker_outage(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::NetworkException
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::Resolve
+                | C::BrokerNotAvailable
+        )
+    )
 }
 
 /// A message's headers as UTF-8 strings (non-UTF-8 values are skipped).
@@ -487,5 +956,58 @@ impl EventHandler for RecordOnly {
         _: &EventEnvelope,
     ) -> Result<Handled, HandlerError> {
         Ok(Handled::Ignored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_must_come_on_its_producers_topic() {
+        assert_eq!(
+            check_producer("t1.", "t1.kaip.intake.events", "intake"),
+            Ok(())
+        );
+        assert_eq!(
+            check_producer("", "kaip.gpu-ledger.events", "gpu-ledger"),
+            Ok(())
+        );
+        let err = check_producer("t1.", "t1.kaip.intake.events", "scoring").unwrap_err();
+        assert!(err.starts_with("producer:"), "{err}");
+        assert!(
+            err.contains("`scoring`") && err.contains("`intake`"),
+            "{err}"
+        );
+        // Another deployment's topic, or not an event topic at all.
+        assert!(check_producer("t1.", "t2.kaip.intake.events", "intake").is_err());
+        assert!(check_producer("", "kaip.intake.dlq", "intake").is_err());
+    }
+
+    #[test]
+    fn connection_failures_are_outages_and_constraint_violations_are_permanent() {
+        use diesel::result::Error as E;
+        let db = |kind| E::DatabaseError(kind, Box::new(String::from("x")));
+        for kind in [
+            DatabaseErrorKind::ClosedConnection,
+            DatabaseErrorKind::UnableToSendCommand,
+        ] {
+            assert!(matches!(
+                HandlerError::from(db(kind)),
+                HandlerError::Unavailable(_)
+            ));
+        }
+        assert!(matches!(
+            HandlerError::from(E::BrokenTransactionManager),
+            HandlerError::Unavailable(_)
+        ));
+        assert!(matches!(
+            HandlerError::from(db(DatabaseErrorKind::SerializationFailure)),
+            HandlerError::Transient(_)
+        ));
+        assert!(matches!(
+            HandlerError::from(db(DatabaseErrorKind::CheckViolation)),
+            HandlerError::Permanent(_)
+        ));
     }
 }

@@ -20,12 +20,23 @@ pub struct KafkaSettings {
     pub partitions: i32,
     #[serde(default = "defaults::replication_factor")]
     pub replication_factor: i32,
-    /// How many times a consumer tries an event that fails transiently before dead-lettering it.
+    /// How many times a consumer tries an event that fails transiently (serialization
+    /// failure, deadlock, an unclassified database error while the database answers) before
+    /// dead-lettering it. Outages (database or broker unreachable) do not count: they are
+    /// retried for as long as they last.
     #[serde(default = "defaults::max_attempts")]
     pub max_attempts: u32,
-    /// Backoff before the first retry; doubles each time.
+    /// Backoff before the first retry; doubles each time up to `retry_backoff_max_ms`.
     #[serde(default = "defaults::retry_backoff_ms")]
     pub retry_backoff_ms: u64,
+    /// The longest a consumer waits between two retries (of an outage in particular).
+    #[serde(default = "defaults::retry_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
+    /// Inbox rows older than this are purged. It must exceed the longest time after which
+    /// an event can still be redelivered (the topics' retention), or a very late redelivery
+    /// would be applied a second time.
+    #[serde(default = "defaults::inbox_retention_hours")]
+    pub inbox_retention_hours: i64,
     /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.mechanism`).
     #[serde(default)]
     pub client: BTreeMap<String, String>,
@@ -72,8 +83,21 @@ impl KafkaSettings {
             replication_factor: defaults::replication_factor(),
             max_attempts: defaults::max_attempts(),
             retry_backoff_ms: defaults::retry_backoff_ms(),
+            retry_backoff_max_ms: defaults::retry_backoff_max_ms(),
+            inbox_retention_hours: defaults::inbox_retention_hours(),
             client: BTreeMap::new(),
         }
+    }
+
+    pub fn retry_backoff_max(&self) -> Duration {
+        Duration::from_millis(self.retry_backoff_max_ms)
+    }
+
+    pub fn inbox_retention(&self) -> chrono::Duration {
+        chrono::Duration::hours(
+            self.inbox_retention_hours
+                .clamp(1, MAX_INBOX_RETENTION_HOURS),
+        )
     }
 
     /// `name` with the deployment prefix.
@@ -95,12 +119,31 @@ impl KafkaSettings {
         if self.max_attempts < 1 {
             return Err("kafka.max_attempts: must be at least 1".into());
         }
+        if self.retry_backoff_ms < 1 {
+            return Err("kafka.retry_backoff_ms: must be at least 1".into());
+        }
+        if !(self.retry_backoff_ms..=MAX_BACKOFF_MS).contains(&self.retry_backoff_max_ms) {
+            return Err(format!(
+                "kafka.retry_backoff_max_ms: must be between kafka.retry_backoff_ms ({}) and {MAX_BACKOFF_MS}",
+                self.retry_backoff_ms
+            ));
+        }
+        if !(1..=MAX_INBOX_RETENTION_HOURS).contains(&self.inbox_retention_hours) {
+            return Err(format!(
+                "kafka.inbox_retention_hours: must be greater than 0 and at most {MAX_INBOX_RETENTION_HOURS}"
+            ));
+        }
         if !(1000..=300_000).contains(&self.session_timeout_ms) {
             return Err("kafka.session_timeout_ms: must be between 1000 and 300000".into());
         }
         Ok(())
     }
 }
+
+/// An hour: a longer wait between retries only delays recovery.
+const MAX_BACKOFF_MS: u64 = 3_600_000;
+/// Ten years, which keeps the retention far inside chrono's range.
+const MAX_INBOX_RETENTION_HOURS: i64 = 24 * 365 * 10;
 
 mod defaults {
     pub fn session_timeout_ms() -> u32 {
@@ -118,6 +161,12 @@ mod defaults {
     pub fn retry_backoff_ms() -> u64 {
         200
     }
+    pub fn retry_backoff_max_ms() -> u64 {
+        30_000
+    }
+    pub fn inbox_retention_hours() -> i64 {
+        24 * 30
+    }
     pub fn poll_interval_ms() -> u64 {
         1000
     }
@@ -126,5 +175,52 @@ mod defaults {
     }
     pub fn retention_hours() -> i64 {
         24 * 7
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> KafkaSettings {
+        KafkaSettings::local("127.0.0.1:9092", "")
+    }
+
+    #[test]
+    fn consumer_settings_are_validated_by_name() {
+        assert_eq!(local().validate(), Ok(()));
+        let mut s = local();
+        s.retry_backoff_max_ms = s.retry_backoff_ms - 1;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.retry_backoff_max_ms:"));
+        s.retry_backoff_max_ms = MAX_BACKOFF_MS + 1;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.retry_backoff_max_ms:"));
+        s.retry_backoff_max_ms = MAX_BACKOFF_MS;
+        assert_eq!(s.validate(), Ok(()));
+        let mut s = local();
+        s.retry_backoff_ms = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.retry_backoff_ms:"));
+        for bad in [0, -1, i64::MIN, MAX_INBOX_RETENTION_HOURS + 1, i64::MAX] {
+            let mut s = local();
+            s.inbox_retention_hours = bad;
+            assert!(
+                s.validate()
+                    .unwrap_err()
+                    .starts_with("kafka.inbox_retention_hours:"),
+                "{bad}"
+            );
+        }
+        let mut s = local();
+        s.inbox_retention_hours = MAX_INBOX_RETENTION_HOURS;
+        assert_eq!(s.validate(), Ok(()));
+        assert_eq!(s.inbox_retention().num_hours(), MAX_INBOX_RETENTION_HOURS);
     }
 }

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS kaip_inbox_processed_at;
