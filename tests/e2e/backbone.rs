@@ -231,8 +231,18 @@ async fn malformed_events_are_dead_lettered_with_their_error_and_consumption_con
     scoring.wait_assigned().await;
     let topic = ctx.topic(topics::INTAKE);
 
-    // Not JSON at all.
-    ctx.produce_raw(&topic, "k1", b"{not json", &[]).await;
+    // Not JSON at all, with headers of its own that the dead letter must keep.
+    const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    ctx.produce_raw(
+        &topic,
+        "k1",
+        b"{not json",
+        &[
+            (headers::TRACEPARENT, TRACEPARENT),
+            ("x-origin", "integration-7"),
+        ],
+    )
+    .await;
     // A valid envelope whose payload breaks the contract.
     let mut bad = envelope(&submitted("bad"));
     bad.data["title"] = serde_json::json!(42);
@@ -285,8 +295,25 @@ async fn malformed_events_are_dead_lettered_with_their_error_and_consumption_con
     );
     for m in &dead {
         assert_eq!(m.headers[headers::DLQ_ORIGINAL_TOPIC], topic);
-        assert!(m.headers.contains_key(headers::DLQ_ORIGINAL_OFFSET));
+        assert_eq!(m.headers[headers::DLQ_ORIGINAL_PARTITION], "0");
+        assert_eq!(
+            m.headers[headers::DLQ_CONSUMER_GROUP],
+            ctx.kafka.prefixed("kaip-scoring")
+        );
+        assert_eq!(m.headers[headers::DLQ_ATTEMPTS], "1");
     }
+    assert_eq!(dead[0].headers[headers::DLQ_ORIGINAL_OFFSET], "0");
+    assert_eq!(dead[1].headers[headers::DLQ_ORIGINAL_OFFSET], "1");
+    assert_eq!(dead[0].key.as_deref(), Some(&b"k1"[..]), "the key is kept");
+    assert_eq!(
+        dead[0].headers.get(headers::TRACEPARENT).map(String::as_str),
+        Some(TRACEPARENT),
+        "the original headers are copied"
+    );
+    assert_eq!(
+        dead[0].headers.get("x-origin").map(String::as_str),
+        Some("integration-7")
+    );
     assert_eq!(total_cases(&scoring), 1, "poison events changed nothing");
 }
 

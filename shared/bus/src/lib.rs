@@ -3,6 +3,7 @@
 //! * [`outbox`]: events are written in the same transaction as the state change;
 //! * [`relay`]: publishes them and marks them sent only after the broker acknowledged;
 //! * [`consumer`]: idempotent consumers with an inbox, bounded retries and a dead-letter topic;
+//! * [`dlq`]: replaying dead letters through the same handler once the cause is fixed;
 //! * [`feed`]: the gateway's group-less view of all events, for subscriptions;
 //! * [`kafka`]: producer and topic bootstrap.
 //!
@@ -10,6 +11,7 @@
 //! and a duplicate delivery changes nothing.
 
 pub mod consumer;
+pub mod dlq;
 pub mod feed;
 pub mod kafka;
 pub mod outbox;

@@ -589,4 +589,24 @@ pub struct Readiness {
     pub broker: String,
     /// Partitions the service's consumer currently holds (0 while its group is joining).
     pub assigned_partitions: usize,
+    /// The consumer's progress; absent for a service that consumes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerReadiness>,
+}
+
+/// What holds a service's consumer back. Only coarse labels: no internal error text.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerReadiness {
+    /// `database` or `broker` while the consumer waits out an outage (it retries the same
+    /// event, never dead-letters it because of an outage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_since: Option<DateTime<Utc>>,
+    /// `topic/partition` of each partition paused meanwhile.
+    #[serde(default)]
+    pub paused_partitions: Vec<String>,
+    /// Messages not yet consumed on the assigned partitions (librdkafka's last statistics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
 }

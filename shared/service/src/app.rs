@@ -157,6 +157,15 @@ impl Application {
             outbox.wake_handle(),
             settings.outbox.clone(),
         );
+        let replayer = def.handler.as_ref().map(|handler| {
+            kaip_bus::dlq::DlqReplayer::new(
+                &kafka,
+                def.name,
+                pool.clone(),
+                outbox.clone(),
+                handler.clone(),
+            )
+        });
         let consumer = match def.handler {
             Some(handler) => Some(
                 EventConsumer::new(
@@ -193,6 +202,7 @@ impl Application {
             consumer: status.clone(),
         });
         let verifier = web::Data::new(verifier);
+        let replayer = web::Data::new(replayer);
         let routes = def.routes;
         let server = HttpServer::new(move || {
             App::new()
@@ -226,6 +236,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(health.clone())
                 .app_data(verifier.clone())
+                .app_data(replayer.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BODY_BYTES)
@@ -246,6 +257,7 @@ impl Application {
                 .route("/health/ready", web::get().to(ready))
                 .route("/admin/outbox", web::get().to(outbox_status))
                 .route("/admin/outbox/republish", web::post().to(outbox_republish))
+                .route("/admin/dlq/replay", web::post().to(dlq_replay))
                 .configure(routes)
         })
         .listen(listener)?
@@ -385,11 +397,23 @@ async fn ready(health: web::Data<Health>) -> HttpResponse {
             .consumer
             .as_ref()
             .map_or(0, ConsumerStatus::assigned_partitions),
+        consumer: health.consumer.as_ref().map(consumer_readiness),
     };
     if body.ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// The consumer's outage, paused partitions and lag, for the readiness body.
+fn consumer_readiness(status: &ConsumerStatus) -> kaip_contracts::dto::ConsumerReadiness {
+    let outage = status.outage();
+    kaip_contracts::dto::ConsumerReadiness {
+        outage: outage.map(|o| o.kind.as_str().to_owned()),
+        outage_since: outage.map(|o| o.since),
+        paused_partitions: status.paused_partitions(),
+        lag: status.lag(),
     }
 }
 
@@ -432,4 +456,41 @@ async fn outbox_republish(
         .await?;
     tracing::warn!(requeued, %since, actor = %caller.0.sub, "outbox events re-queued for publication");
     Ok(HttpResponse::Ok().json(serde_json::json!({ "requeued": requeued })))
+}
+
+/// Moves dead letters back into processing through the service's own handler (or lists
+/// them with `dry_run`). Admin only. See [`kaip_bus::dlq`].
+async fn dlq_replay(
+    caller: Caller,
+    replayer: web::Data<Option<kaip_bus::dlq::DlqReplayer>>,
+    body: web::Json<kaip_bus::dlq::ReplayRequest>,
+) -> Result<HttpResponse, CommonError> {
+    use kaip_bus::dlq::ReplayError;
+    caller.require(&[Role::Admin], "replay dead letters")?;
+    let Some(replayer) = replayer.as_ref() else {
+        return Err(CommonError::validation(
+            "service",
+            "consumes no events, so it has no dead-letter topic",
+        ));
+    };
+    let report = replayer.replay(&body).await.map_err(|e| match e {
+        ReplayError::Invalid { field, rule } => CommonError::validation(field, rule),
+        e @ ReplayError::Broker(_) => CommonError::internal(e),
+    })?;
+    let replayed: Vec<String> = report
+        .items
+        .iter()
+        .map(|i| match i.event_id {
+            Some(id) => format!("{id}:{}", i.result),
+            None => format!("dlq-offset-{}:{}", i.dlq_offset, i.result),
+        })
+        .collect();
+    tracing::warn!(
+        actor = %caller.0.sub,
+        dry_run = report.dry_run,
+        matched = report.matched,
+        ?replayed,
+        "dead letters replayed"
+    );
+    Ok(HttpResponse::Ok().json(report))
 }
