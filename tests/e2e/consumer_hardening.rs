@@ -637,3 +637,104 @@ async fn the_inbox_turns_redeliveries_into_no_ops_for_a_handler_that_is_not_idem
     assert_eq!(outcomes[&ignored.id.0], "ignored");
     service.shutdown().await;
 }
+
+/// A dead letter whose handler failed deterministically is replayed after the fix: a dry
+/// run moves nothing, the replay applies it once, a second replay is a recorded duplicate,
+/// and only an admin may ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_replayed_once_after_the_fix_and_a_dry_run_moves_nothing() {
+    let mut ctx = TestContext::new();
+    ctx.kafka.partitions = 1;
+    let (pool, _) = probe_database(&ctx);
+    let probe = Arc::new(Probe::default());
+    probe.broken.store(true, Ordering::SeqCst);
+    let service = ctx
+        .spawn_with(probe_definition(probe.clone()), ctx.settings(PROBE_DEFAULTS))
+        .await;
+    service.wait_assigned().await;
+    // `flaky` hits the bug; `other` fails once for a reason of its own; `fine` is applied.
+    let flaky = probe_event("ProbeFlaky", Uuid::new_v4(), 1);
+    let other = probe_event("Probe", Uuid::new_v4(), 2);
+    probe
+        .first_call
+        .lock()
+        .expect("lock")
+        .insert(other.id.0, FirstCall::Permanent);
+    let fine = probe_event("Probe", Uuid::new_v4(), 3);
+    for e in [&flaky, &other, &fine] {
+        produce(&ctx, e, &[]).await;
+    }
+    let dlq = ctx.topic(&topics::dead_letter_topic_of(PROBE));
+    let dead = eventually(Duration::from_secs(60), || async {
+        let msgs = ctx.read_topic(&dlq).await;
+        (msgs.len() >= 2).then_some(msgs)
+    })
+    .await
+    .expect("two dead letters");
+    assert_eq!(dead.len(), 2);
+    let flaky_offset: i64 = dead[0].headers[headers::DLQ_ORIGINAL_OFFSET]
+        .parse()
+        .expect("offset");
+
+    let http = reqwest::Client::new();
+    let url = service.url("/admin/dlq/replay");
+    let admin = ctx.bearer(Role::Admin, None);
+    let post = |auth: String, body: serde_json::Value| {
+        let req = http.post(&url).header("authorization", auth).json(&body);
+        async move {
+            let res = req.send().await.expect("answers");
+            let status = res.status().as_u16();
+            (status, res.json::<serde_json::Value>().await.expect("json"))
+        }
+    };
+
+    // Only an admin; a filter is required.
+    let (status, _) = post(
+        ctx.bearer(Role::Officer, None),
+        serde_json::json!({ "event_ids": [flaky.id], "dry_run": true }),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = post(admin.clone(), serde_json::json!({ "dry_run": true })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap_or("").starts_with("topic:"), "{body}");
+
+    // Dry run: lists the flaky event, moves nothing.
+    let (status, body) = post(
+        admin.clone(),
+        serde_json::json!({ "event_ids": [flaky.id], "dry_run": true }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["matched"], 1, "{body}");
+    assert_eq!(body["items"][0]["result"], "would_replay");
+    assert_eq!(body["items"][0]["event_id"], serde_json::json!(flaky.id));
+    assert_eq!(probe.calls(flaky.id), 1, "a dry run calls nothing");
+
+    // The fix, then a replay by topic and offset range (the topic without its prefix).
+    probe.broken.store(false, Ordering::SeqCst);
+    let (status, body) = post(
+        admin.clone(),
+        serde_json::json!({
+            "topic": topics::INTAKE, "from_offset": flaky_offset, "to_offset": flaky_offset
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["matched"], 1, "only the flaky event is in range: {body}");
+    assert_eq!(body["items"][0]["result"], "applied", "{body}");
+    // Replayed again by id: the inbox turns it into a no-op.
+    let (_, body) = post(
+        admin.clone(),
+        serde_json::json!({ "event_ids": [flaky.id] }),
+    )
+    .await;
+    assert_eq!(body["items"][0]["result"], "duplicate", "{body}");
+
+    let seqs: Vec<i64> = applied(&pool).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(seqs, vec![3, 1], "`fine`, then the replayed event, once");
+    assert_eq!(probe.calls(flaky.id), 2, "the duplicate never reached the handler");
+    assert_eq!(inbox_outcomes(&pool)[&flaky.id.0], "applied");
+    assert_eq!(probe.calls(other.id), 1, "`other` was not in the filter");
+    service.shutdown().await;
+}
