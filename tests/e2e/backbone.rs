@@ -306,7 +306,10 @@ async fn malformed_events_are_dead_lettered_with_their_error_and_consumption_con
     assert_eq!(dead[1].headers[headers::DLQ_ORIGINAL_OFFSET], "1");
     assert_eq!(dead[0].key.as_deref(), Some(&b"k1"[..]), "the key is kept");
     assert_eq!(
-        dead[0].headers.get(headers::TRACEPARENT).map(String::as_str),
+        dead[0]
+            .headers
+            .get(headers::TRACEPARENT)
+            .map(String::as_str),
         Some(TRACEPARENT),
         "the original headers are copied"
     );

@@ -9,8 +9,7 @@
 use diesel::prelude::*;
 use kaip_bus::schema::kaip_inbox;
 use kaip_bus::{
-    ConsumerSpec, EventConsumer, EventHandler, Handled, HandlerError, Outbox,
-    OutboxTx, PgPool,
+    ConsumerSpec, EventConsumer, EventHandler, Handled, HandlerError, Outbox, OutboxTx, PgPool,
 };
 use kaip_contracts::events::headers;
 use kaip_contracts::{topics, Actor, EventEnvelope, EventId, Role};
@@ -304,7 +303,11 @@ async fn shutdown_during_a_retry_never_commits_past_the_unapplied_message() {
             2 * round,
             "round {round}: the group's offset stops at the interrupted message"
         );
-        assert_eq!(probe.calls(next.id), 0, "round {round}: nothing after it ran");
+        assert_eq!(
+            probe.calls(next.id),
+            0,
+            "round {round}: nothing after it ran"
+        );
     }
 
     // Without retry waits now: everything is applied, once, in order.
@@ -601,7 +604,10 @@ async fn the_inbox_turns_redeliveries_into_no_ops_for_a_handler_that_is_not_idem
     let (pool, _) = probe_database(&ctx);
     let probe = Arc::new(Probe::default());
     let service = ctx
-        .spawn_with(probe_definition(probe.clone()), ctx.settings(PROBE_DEFAULTS))
+        .spawn_with(
+            probe_definition(probe.clone()),
+            ctx.settings(PROBE_DEFAULTS),
+        )
         .await;
     service.wait_assigned().await;
     let (a, b, c) = (
@@ -628,7 +634,11 @@ async fn the_inbox_turns_redeliveries_into_no_ops_for_a_handler_that_is_not_idem
     }
     assert_eq!(probe.total_calls(), 5);
     let seqs: Vec<i64> = applied(&pool).into_iter().map(|(_, s)| s).collect();
-    assert_eq!(seqs, vec![1, 2, 3, 5], "each applied once, in delivery order");
+    assert_eq!(
+        seqs,
+        vec![1, 2, 3, 5],
+        "each applied once, in delivery order"
+    );
     let outcomes = inbox_outcomes(&pool);
     assert_eq!(outcomes.len(), 5);
     for e in [&a, &b, &c, &sentinel] {
@@ -649,7 +659,10 @@ async fn dead_letters_are_replayed_once_after_the_fix_and_a_dry_run_moves_nothin
     let probe = Arc::new(Probe::default());
     probe.broken.store(true, Ordering::SeqCst);
     let service = ctx
-        .spawn_with(probe_definition(probe.clone()), ctx.settings(PROBE_DEFAULTS))
+        .spawn_with(
+            probe_definition(probe.clone()),
+            ctx.settings(PROBE_DEFAULTS),
+        )
         .await;
     service.wait_assigned().await;
     // `flaky` hits the bug; `other` fails once for a reason of its own; `fine` is applied.
@@ -697,7 +710,10 @@ async fn dead_letters_are_replayed_once_after_the_fix_and_a_dry_run_moves_nothin
     assert_eq!(status, 403);
     let (status, body) = post(admin.clone(), serde_json::json!({ "dry_run": true })).await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["message"].as_str().unwrap_or("").starts_with("topic:"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").starts_with("topic:"),
+        "{body}"
+    );
 
     // Dry run: lists the flaky event, moves nothing.
     let (status, body) = post(
@@ -721,7 +737,10 @@ async fn dead_letters_are_replayed_once_after_the_fix_and_a_dry_run_moves_nothin
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["matched"], 1, "only the flaky event is in range: {body}");
+    assert_eq!(
+        body["matched"], 1,
+        "only the flaky event is in range: {body}"
+    );
     assert_eq!(body["items"][0]["result"], "applied", "{body}");
     // Replayed again by id: the inbox turns it into a no-op.
     let (_, body) = post(
@@ -733,7 +752,11 @@ async fn dead_letters_are_replayed_once_after_the_fix_and_a_dry_run_moves_nothin
 
     let seqs: Vec<i64> = applied(&pool).into_iter().map(|(_, s)| s).collect();
     assert_eq!(seqs, vec![3, 1], "`fine`, then the replayed event, once");
-    assert_eq!(probe.calls(flaky.id), 2, "the duplicate never reached the handler");
+    assert_eq!(
+        probe.calls(flaky.id),
+        2,
+        "the duplicate never reached the handler"
+    );
     assert_eq!(inbox_outcomes(&pool)[&flaky.id.0], "applied");
     assert_eq!(probe.calls(other.id), 1, "`other` was not in the filter");
     service.shutdown().await;

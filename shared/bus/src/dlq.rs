@@ -83,9 +83,7 @@ impl ReplayRequest {
             if t.trim().is_empty() || t.chars().any(char::is_control) {
                 return Err(invalid("topic", "must be a topic name"));
             }
-        } else if self.partition.is_some()
-            || self.from_offset.is_some()
-            || self.to_offset.is_some()
+        } else if self.partition.is_some() || self.from_offset.is_some() || self.to_offset.is_some()
         {
             return Err(invalid(
                 "topic",
@@ -117,7 +115,9 @@ impl ReplayRequest {
 
     fn matches(&self, prefix: &str, letter: &DeadLetter) -> bool {
         if !self.event_ids.is_empty()
-            && !letter.event_id.is_some_and(|id| self.event_ids.contains(&id))
+            && !letter
+                .event_id
+                .is_some_and(|id| self.event_ids.contains(&id))
         {
             return false;
         }
@@ -215,7 +215,9 @@ impl DlqReplayer {
         let topic = self.dlq_topic.clone();
         let req = request.clone();
         let letters = tokio::task::spawn_blocking(move || {
-            read_matching(&settings, &topic, |l| req.matches(&settings.topic_prefix, l))
+            read_matching(&settings, &topic, |l| {
+                req.matches(&settings.topic_prefix, l)
+            })
         })
         .await
         .map_err(|e| ReplayError::Broker(e.to_string()))??;
@@ -287,11 +289,8 @@ impl DlqReplayer {
             offset: letter.original_offset.unwrap_or(-1),
             trace_id: None,
         };
-        let (pool, outbox, handler) = (
-            self.pool.clone(),
-            self.outbox.clone(),
-            self.handler.clone(),
-        );
+        let (pool, outbox, handler) =
+            (self.pool.clone(), self.outbox.clone(), self.handler.clone());
         tokio::task::spawn_blocking(move || {
             process_event(&pool, &outbox, handler.as_ref(), &envelope, &delivery)
         })
