@@ -761,3 +761,200 @@ async fn dead_letters_are_replayed_once_after_the_fix_and_a_dry_run_moves_nothin
     assert_eq!(probe.calls(other.id), 1, "`other` was not in the filter");
     service.shutdown().await;
 }
+
+/// Set (to a JSON configuration) only in the child process the kill test starts.
+const KILL_CHILD_ENV: &str = "KAIP_TEST_KILL_CHILD";
+
+/// A handler for the killed process: it records each call on a connection of its own (so
+/// the record survives the kill), can hang inside its transaction on one event (where the
+/// kill lands), and appends a row per application.
+struct KillProbe {
+    pool: PgPool,
+    hang_on: Option<Uuid>,
+}
+
+impl EventHandler for KillProbe {
+    fn handle(
+        &self,
+        conn: &mut PgConnection,
+        _: &mut OutboxTx<'_>,
+        event: &EventEnvelope,
+    ) -> Result<Handled, HandlerError> {
+        let mut own = self
+            .pool
+            .get()
+            .map_err(|e| HandlerError::Unavailable(e.to_string()))?;
+        diesel::sql_query("INSERT INTO probe_calls (event_id) VALUES ($1)")
+            .bind::<diesel::sql_types::Uuid, _>(event.id.0)
+            .execute(&mut own)?;
+        diesel::sql_query(
+            "INSERT INTO probe_applied (aggregate_id, seq, event_id) VALUES ($1, $2, $3)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(event.aggregate_id)
+        .bind::<diesel::sql_types::BigInt, _>(event.data["seq"].as_i64().unwrap_or(-1))
+        .bind::<diesel::sql_types::Uuid, _>(event.id.0)
+        .execute(conn)?;
+        if self.hang_on == Some(event.id.0) {
+            // Mid-transaction, mid-stream: the test kills the process here.
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        Ok(Handled::Applied)
+    }
+}
+
+/// Not a test of its own: the consumer process that the kill test starts and SIGKILLs. It
+/// does nothing unless that test set `KAIP_TEST_KILL_CHILD`.
+#[test]
+#[ignore = "run as a child process by a_consumer_killed_mid_stream_redelivers_and_the_inbox_applies_once"]
+fn kill_test_child_consumer() {
+    let Ok(config) = std::env::var(KILL_CHILD_ENV) else {
+        return;
+    };
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config");
+    let text = |k: &str| config[k].as_str().expect("config key").to_owned();
+    let mut kafka = kaip_bus::KafkaSettings::local(&kaip_testkit::broker(), &text("prefix"));
+    kafka.partitions = 1;
+    let database = DatabaseSettings {
+        url: secrecy::SecretString::from(kaip_testkit::database_url()),
+        name: text("database"),
+        create_if_missing: false,
+        pool_size: 4,
+    };
+    let pool = db::build_pool(&database).expect("pool");
+    let hang_on = config["hang_on"].as_str().map(|s| s.parse().expect("uuid"));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let consumer = EventConsumer::new(
+            &kafka,
+            ConsumerSpec {
+                service: PROBE.into(),
+                topics: vec![topics::INTAKE.into()],
+                handler: Arc::new(KillProbe {
+                    pool: pool.clone(),
+                    hang_on,
+                }),
+            },
+            pool.clone(),
+            Outbox::new(PROBE, kafka.prefixed(&topics::events_topic_of(PROBE))),
+            kaip_bus::kafka::producer(&kafka).expect("producer"),
+        )
+        .expect("consumer");
+        // Runs until killed.
+        consumer.run(CancellationToken::new()).await;
+    });
+}
+
+struct ChildConsumer(std::process::Child);
+
+impl ChildConsumer {
+    fn start(ctx: &TestContext, database: &str, hang_on: Option<EventId>) -> Self {
+        let config = serde_json::json!({
+            "prefix": ctx.kafka.topic_prefix,
+            "database": database,
+            "hang_on": hang_on.map(|id| id.to_string()),
+        });
+        let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "consumer_hardening::kill_test_child_consumer",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(KILL_CHILD_ENV, config.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            })
+            .spawn()
+            .expect("the child consumer starts");
+        Self(child)
+    }
+
+    fn kill(mut self) {
+        self.0.kill().expect("SIGKILL");
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildConsumer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn calls_of(pool: &PgPool, id: EventId) -> i64 {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let Ok(mut conn) = pool.get() else { return 0 };
+    diesel::sql_query("SELECT count(*) AS n FROM probe_calls WHERE event_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(id.0)
+        .get_result::<N>(&mut conn)
+        .map(|r| r.n)
+        .unwrap_or(0)
+}
+
+/// A consumer process killed with SIGKILL in the middle of a stream, inside the transaction
+/// of one event: that event (and any whose offset was not yet committed) is delivered again
+/// to the next process, which applies it; the inbox keeps every event applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_stream_redelivers_and_the_inbox_applies_once() {
+    let mut ctx = TestContext::new();
+    ctx.kafka.partitions = 1;
+    let (pool, settings) = probe_database(&ctx);
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut pool.get().expect("conn"),
+        "CREATE TABLE probe_calls (event_id UUID NOT NULL)",
+    )
+    .expect("calls table");
+    ensure_topics(&ctx).await;
+    let aggregate = Uuid::new_v4();
+    const N: i64 = 30;
+    let events: Vec<EventEnvelope> = (0..N)
+        .map(|seq| probe_event("Probe", aggregate, seq))
+        .collect();
+    for e in &events {
+        produce(&ctx, e, &[]).await;
+    }
+    let victim = events[12].id;
+
+    let child = ChildConsumer::start(&ctx, &settings.name, Some(victim));
+    eventually(Duration::from_secs(90), || async {
+        (calls_of(&pool, victim) == 1).then_some(())
+    })
+    .await
+    .expect("the child reached the 13th event");
+    child.kill();
+    let before: Vec<i64> = applied(&pool).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        before,
+        (0..12).collect::<Vec<_>>(),
+        "the killed transaction left nothing behind"
+    );
+
+    let child = ChildConsumer::start(&ctx, &settings.name, None);
+    let after = eventually(Duration::from_secs(90), || async {
+        let seqs: Vec<i64> = applied(&pool).into_iter().map(|(_, s)| s).collect();
+        (seqs.len() >= N as usize).then_some(seqs)
+    })
+    .await;
+    drop(child);
+    assert_eq!(
+        after,
+        Some((0..N).collect::<Vec<_>>()),
+        "every event applied exactly once, in order"
+    );
+    assert_eq!(
+        calls_of(&pool, victim),
+        2,
+        "the event in hand at the kill was delivered again"
+    );
+    let outcomes = inbox_outcomes(&pool);
+    assert_eq!(outcomes.len(), N as usize);
+    assert!(outcomes.values().all(|o| o == "applied"));
+}
