@@ -929,6 +929,17 @@ async fn a_consumer_killed_mid_stream_redelivers_and_the_inbox_applies_once() {
     })
     .await
     .expect("the child reached the 13th event");
+    // Let the auto-commit (every second) catch up with what the child stored: everything
+    // before the event in hand, and nothing past it.
+    let committed = eventually(Duration::from_secs(30), || async {
+        committed_offset(&ctx).await.filter(|&o| o >= 12)
+    })
+    .await;
+    assert_eq!(
+        committed,
+        Some(12),
+        "the offset of the event in hand is not committed"
+    );
     child.kill();
     let before: Vec<i64> = applied(&pool).into_iter().map(|(_, s)| s).collect();
     assert_eq!(
