@@ -529,6 +529,9 @@ impl EventConsumer {
             }
             // Messages handed over while the partitions were paused come first, in order.
             if let Some(msg) = held.pending.pop_front() {
+                if !self.still_assigned(&msg) {
+                    continue;
+                }
                 if !self.finish(&msg, &shutdown, &mut held).await {
                     break;
                 }
@@ -791,33 +794,43 @@ impl EventConsumer {
         }
     }
 
+    /// Pauses the whole current assignment. Always the whole of it, and again on every
+    /// wait: a partition revoked and assigned again during a rebalance comes back unpaused.
     fn pause_assigned(&self, held: &mut Held) {
         let Ok(assignment) = self.consumer.assignment() else {
             return;
         };
-        let mut tpl = TopicPartitionList::new();
+        if assignment.count() == 0 {
+            return;
+        }
         for e in assignment.elements() {
-            if held.paused.insert((e.topic().to_owned(), e.partition())) {
-                tpl.add_partition(e.topic(), e.partition());
-            }
+            held.paused.insert((e.topic().to_owned(), e.partition()));
         }
-        if tpl.count() > 0 {
-            if let Err(e) = self.consumer.pause(&tpl) {
-                tracing::warn!(error = %e, "could not pause partitions");
-            }
-            self.status.set_paused(&held.paused);
+        if let Err(e) = self.consumer.pause(&assignment) {
+            tracing::warn!(error = %e, "could not pause partitions");
         }
+        self.status.set_paused(&held.paused);
     }
 
     fn pause_one(&self, held: &mut Held, topic: &str, partition: i32) {
-        if held.paused.insert((topic.to_owned(), partition)) {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(topic, partition);
-            if let Err(e) = self.consumer.pause(&tpl) {
-                tracing::warn!(error = %e, "could not pause partition");
-            }
-            self.status.set_paused(&held.paused);
+        held.paused.insert((topic.to_owned(), partition));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(error = %e, "could not pause partition");
         }
+        self.status.set_paused(&held.paused);
+    }
+
+    /// Whether the consumer still holds `msg`'s partition. A message held back while its
+    /// partition was revoked belongs to the partition's new owner (which starts from the
+    /// last commit, at or before it): processing it here too could reorder its aggregate.
+    fn still_assigned(&self, msg: &rdkafka::message::OwnedMessage) -> bool {
+        self.consumer.assignment().is_ok_and(|a| {
+            a.elements()
+                .iter()
+                .any(|e| e.topic() == msg.topic() && e.partition() == msg.partition())
+        })
     }
 
     /// Sends the message to the dead-letter topic with the error. Keeps trying until the
