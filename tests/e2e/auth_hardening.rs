@@ -6,13 +6,14 @@
 
 use kaip_auth::scopes;
 use kaip_contracts::{ConsortiumId, Role};
-use kaip_e2e::{draft, error_code, open_call, register, OrgType, Platform, SUBMIT};
+use kaip_e2e::{draft, error_code, eventually, open_call, register, OrgType, Platform, SUBMIT};
 use kaip_gateway::settings::{GatewayServer, GatewaySettings, ServiceUrls};
 use kaip_service::{Defaults, ServiceDefinition};
 use kaip_testkit::idp::TestIdp;
 use kaip_testkit::TestContext;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 fn all_services() -> Vec<(ServiceDefinition, Defaults)> {
     vec![
@@ -197,9 +198,18 @@ async fn rs256_and_es256_tokens_from_a_rotating_jwks_work_from_gateway_to_servic
         .expect("intake answers");
     assert_eq!(direct.status(), 401);
     // ...and accepted once the provider publishes it, by the gateway and by intake alike,
-    // without a restart: the unknown kid makes both re-read the JWKS.
+    // without a restart: the unknown kid makes both re-read the JWKS (at most once a second,
+    // hence the bounded wait).
     idp.publish(&["rsa-1", "rsa-2", "ec-1"]);
-    let body = gql(rotated.clone(), PROGRAMMES, json!({})).await;
+    let body = eventually(Duration::from_secs(10), || {
+        let ask = gql(rotated.clone(), PROGRAMMES, json!({}));
+        async move {
+            let body = ask.await;
+            (error_code(&body) != Some("TOKEN_UNKNOWN_KEY")).then_some(body)
+        }
+    })
+    .await
+    .expect("the rotated key is accepted within 10 s");
     let names: Vec<&str> = body["data"]["programmes"]["items"]
         .as_array()
         .unwrap_or_else(|| panic!("{body}"))
@@ -207,12 +217,15 @@ async fn rs256_and_es256_tokens_from_a_rotating_jwks_work_from_gateway_to_servic
         .filter_map(|p| p["name"].as_str())
         .collect();
     assert_eq!(names.len(), 2, "{body}");
-    let direct = http
-        .get(intake.url("/programmes"))
-        .header("authorization", &rotated)
-        .send()
-        .await
-        .expect("intake answers");
+    let direct = eventually(Duration::from_secs(10), || {
+        let ask = http
+            .get(intake.url("/programmes"))
+            .header("authorization", &rotated)
+            .send();
+        async move { ask.await.ok().filter(|r| r.status() != 401) }
+    })
+    .await
+    .expect("intake accepts the rotated key within 10 s");
     assert_eq!(direct.status(), 200);
 
     // The development secret means nothing to a platform that trusts its identity provider.

@@ -282,6 +282,12 @@ impl AuthSettings {
                 message: "must be at least 1".into(),
             });
         }
+        if self.jwks_min_refresh_seconds == 0 && !self.dev_mode {
+            return Err(AuthConfigError {
+                key: "jwks_min_refresh_seconds",
+                message: "must be at least 1: tokens naming unknown keys would otherwise make every request fetch the JWKS".into(),
+            });
+        }
         let secret = self.key.expose_secret();
         let nonempty = |o: &Option<String>| o.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         let sources: Vec<KeyConfig> = [
@@ -1010,7 +1016,18 @@ mod tests {
         s.jwks_file = Some(path.clone());
         s.jwks_min_refresh_seconds = 3600;
         let limited = TokenVerifier::new(&s).unwrap();
+        assert_eq!(
+            TokenVerifier::new(&AuthSettings {
+                jwks_min_refresh_seconds: 0,
+                ..s.clone()
+            })
+            .unwrap_err()
+            .key,
+            "jwks_min_refresh_seconds"
+        );
+        // No rate limit at all is for development (and this test) only.
         s.jwks_min_refresh_seconds = 0;
+        s.dev_mode = true;
         let eager = TokenVerifier::new(&s).unwrap();
         let new_token = format!("Bearer {}", signer("rsa-2").mint("u", Role::Officer, None, 60));
         assert_eq!(

@@ -87,7 +87,7 @@ impl TestIdp {
     }
 
     /// Verification settings a platform trusting this provider runs with: no development
-    /// mode, RS256 and ES256 from the JWKS, unknown `kid`s re-fetched at once.
+    /// mode, RS256 and ES256 from the JWKS, unknown `kid`s re-fetched at most once a second.
     pub fn settings(&self) -> AuthSettings {
         AuthSettings {
             issuer: ISSUER.into(),
@@ -97,7 +97,7 @@ impl TestIdp {
             jwks_file: None,
             jwks_url: Some(self.jwks_url.clone()),
             jwks_refresh_seconds: 300,
-            jwks_min_refresh_seconds: 0,
+            jwks_min_refresh_seconds: 1,
             dev_mode: false,
             leeway_seconds: 30,
         }
