@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn service_urls_are_validated_by_name() {
         let mut env = dev();
-        env.insert("KAIP_SERVICES__GPU_LEDGER".to_string(), "ftp://x".to_string());
+        env.insert(
+            "KAIP_SERVICES__GPU_LEDGER".to_string(),
+            "ftp://x".to_string(),
+        );
         let err = GatewaySettings::load_from(&env).unwrap_err();
         assert!(err.0.contains("services.gpu_ledger"), "{err}");
         let mut env = dev();
@@ -130,10 +133,7 @@ mod tests {
             .0
             .contains("scorng"));
         assert_eq!(
-            GatewaySettings::load_from(&dev())
-                .unwrap()
-                .server
-                .port,
+            GatewaySettings::load_from(&dev()).unwrap().server.port,
             8080
         );
     }

@@ -26,7 +26,11 @@ fn all_services() -> Vec<(ServiceDefinition, Defaults)> {
     ]
 }
 
-fn gateway_settings(ctx: &TestContext, url: &str, auth: kaip_auth::AuthSettings) -> GatewaySettings {
+fn gateway_settings(
+    ctx: &TestContext,
+    url: &str,
+    auth: kaip_auth::AuthSettings,
+) -> GatewaySettings {
     GatewaySettings {
         server: GatewayServer {
             host: "127.0.0.1".into(),
@@ -136,13 +140,10 @@ async fn rs256_and_es256_tokens_from_a_rotating_jwks_work_from_gateway_to_servic
     let mut settings = ctx.settings(kaip_intake::DEFAULTS);
     settings.auth = idp.settings();
     let intake = ctx.spawn_with(kaip_intake::definition(), settings).await;
-    let gateway = kaip_gateway::Application::build(gateway_settings(
-        &ctx,
-        &intake.base_url,
-        idp.settings(),
-    ))
-    .await
-    .expect("gateway starts");
+    let gateway =
+        kaip_gateway::Application::build(gateway_settings(&ctx, &intake.base_url, idp.settings()))
+            .await
+            .expect("gateway starts");
     let gw = format!("http://127.0.0.1:{}/graphql", gateway.port());
     let stop = gateway.shutdown_token();
     tokio::spawn(gateway.run_until_stopped());
@@ -250,15 +251,13 @@ async fn rs256_and_es256_tokens_from_a_rotating_jwks_work_from_gateway_to_servic
     intake.shutdown().await;
 }
 
-const CONSORTIA: &str =
-    "{ consortia { items { id members { businessRegistrationNumber } } } }";
+const CONSORTIA: &str = "{ consortia { items { id members { businessRegistrationNumber } } } }";
 const CONSORTIUM: &str =
     "query($id: UUID!) { consortium(id: $id) { members { businessRegistrationNumber } } }";
 const PROPOSALS: &str = "{ proposals { items { id title documents { filename } } } }";
 const PROPOSAL: &str = "query($id: UUID!) { proposal(id: $id) { title documents { filename } } }";
 const UPLOAD: &str = "mutation($id: UUID!) { uploadDocument(proposalId: $id, kind: \"plan\", filename: \"plan.pdf\", contentBase64: \"c2VjcmV0IHBsYW4=\") { id } }";
-const EVENTS: &str =
-    "subscription { events { type producer aggregateId } }";
+const EVENTS: &str = "subscription { events { type producer aggregateId } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integration_scopes_limit_what_a_token_reads_and_receives() {
@@ -343,13 +342,21 @@ async fn integration_scopes_limit_what_a_token_reads_and_receives() {
             .expect("intake answers");
         let status = res.status();
         let body: Value = res.json().await.expect("a JSON refusal");
-        assert_eq!((status.as_u16(), body["code"].as_str()), (403, Some("FORBIDDEN")), "{path}: {body}");
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str()),
+            (403, Some("FORBIDDEN")),
+            "{path}: {body}"
+        );
     }
 
     // An integration granted the reads gets them: the scopes, not the role, decide.
     let reader = p.ctx.integration_bearer(
         "rnd-system",
-        &[scopes::READ_CONSORTIA, scopes::READ_PROPOSALS, scopes::READ_DOCUMENTS],
+        &[
+            scopes::READ_CONSORTIA,
+            scopes::READ_PROPOSALS,
+            scopes::READ_DOCUMENTS,
+        ],
     );
     let body = p
         .graphql(Some(&reader), CONSORTIUM, json!({ "id": consortium }))
@@ -359,7 +366,10 @@ async fn integration_scopes_limit_what_a_token_reads_and_receives() {
         "{body}"
     );
     let res = http
-        .get(p.intake.url(&format!("/proposals/{proposal}/documents/plan")))
+        .get(
+            p.intake
+                .url(&format!("/proposals/{proposal}/documents/plan")),
+        )
         .header("authorization", &reader)
         .send()
         .await

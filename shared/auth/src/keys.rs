@@ -200,7 +200,9 @@ impl KeyStore {
                 tracing::info!(keys = loaded.by_kid.len(), "identity provider keys loaded");
                 self.install(loaded);
             }
-            Err(e) => tracing::warn!(error = %e, "could not refresh the identity provider's keys; keeping the keys in hand"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh the identity provider's keys; keeping the keys in hand")
+            }
         }
     }
 
@@ -219,9 +221,15 @@ impl KeyStore {
                     .and_then(|r| r.error_for_status())
                     .map_err(|e| format!("fetching {url}: {e}"))?;
                 let mut body = Vec::new();
-                while let Some(chunk) = res.chunk().await.map_err(|e| format!("reading {url}: {e}"))? {
+                while let Some(chunk) = res
+                    .chunk()
+                    .await
+                    .map_err(|e| format!("reading {url}: {e}"))?
+                {
                     if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                        return Err(format!("{url}: the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+                        return Err(format!(
+                            "{url}: the JWKS is larger than {MAX_JWKS_BYTES} bytes"
+                        ));
                     }
                     body.extend_from_slice(&chunk);
                 }
@@ -278,12 +286,8 @@ fn parse_jwks(text: &str, allowed: &[Algorithm]) -> Result<Loaded, String> {
                 ));
             }
         }
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| {
-            format!(
-                "key `{}`: {e}",
-                jwk.common.key_id.as_deref().unwrap_or("-")
-            )
-        })?;
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| format!("key `{}`: {e}", jwk.common.key_id.as_deref().unwrap_or("-")))?;
         let vk = VerifyKey { key, alg };
         match &jwk.common.key_id {
             Some(kid) => {

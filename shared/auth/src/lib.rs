@@ -289,7 +289,12 @@ impl AuthSettings {
             });
         }
         let secret = self.key.expose_secret();
-        let nonempty = |o: &Option<String>| o.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        let nonempty = |o: &Option<String>| {
+            o.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
         let sources: Vec<KeyConfig> = [
             (!secret.trim().is_empty()).then(|| KeyConfig::Static(secret.to_owned())),
             nonempty(&self.jwks_file).map(KeyConfig::File),
@@ -347,7 +352,9 @@ impl AuthSettings {
             KeyConfig::Static(_) if algorithms.len() != 1 => {
                 return Err(AuthConfigError {
                     key: "algorithm",
-                    message: "a single auth.key verifies one algorithm; list several only with a JWKS".into(),
+                    message:
+                        "a single auth.key verifies one algorithm; list several only with a JWKS"
+                            .into(),
                 })
             }
             KeyConfig::Url(url) => check_jwks_url(url)?,
@@ -382,7 +389,9 @@ fn check_jwks_url(url: &str) -> Result<(), AuthConfigError> {
     if loopback {
         Ok(())
     } else {
-        Err(bad("must be https:// (plain http:// only on a loopback address)"))
+        Err(bad(
+            "must be https:// (plain http:// only on a loopback address)",
+        ))
     }
 }
 
@@ -526,21 +535,24 @@ impl TokenVerifier {
         validation.leeway = self.leeway;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                ErrorKind::InvalidIssuer => AuthError::InvalidIssuer,
-                ErrorKind::InvalidAudience => AuthError::InvalidAudience,
-                ErrorKind::InvalidSignature => AuthError::InvalidSignature,
-                ErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(self.allowed_names()),
-                ErrorKind::MissingRequiredClaim(c) => {
-                    AuthError::InvalidClaims(format!("`{c}` is required"))
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                    ErrorKind::InvalidIssuer => AuthError::InvalidIssuer,
+                    ErrorKind::InvalidAudience => AuthError::InvalidAudience,
+                    ErrorKind::InvalidSignature => AuthError::InvalidSignature,
+                    ErrorKind::InvalidAlgorithm => {
+                        AuthError::AlgorithmNotAllowed(self.allowed_names())
+                    }
+                    ErrorKind::MissingRequiredClaim(c) => {
+                        AuthError::InvalidClaims(format!("`{c}` is required"))
+                    }
+                    ErrorKind::Json(err) => AuthError::InvalidClaims(err.to_string()),
+                    _ => AuthError::Malformed(e.to_string()),
                 }
-                ErrorKind::Json(err) => AuthError::InvalidClaims(err.to_string()),
-                _ => AuthError::Malformed(e.to_string()),
-            }
-        })?;
+            })?;
         let claims = data.claims;
         match (claims.role, claims.consortium_id) {
             (Role::Consortium, None) => {
@@ -877,7 +889,11 @@ mod tests {
     }
 
     fn signer(kid: &str) -> DevTokenMinter {
-        let alg = if kid.starts_with("ec") { "ES256" } else { "RS256" };
+        let alg = if kid.starts_with("ec") {
+            "ES256"
+        } else {
+            "RS256"
+        };
         DevTokenMinter::new(&prod(alg), &testdata(&format!("{kid}.key.pem")))
             .unwrap()
             .with_kid(kid)
@@ -909,7 +925,8 @@ mod tests {
         s.key = SecretString::from("");
         s.algorithm = String::new();
         let v = TokenVerifier::new(&s).unwrap();
-        v.verify(&minter().mint("u", Role::Officer, None, 60)).unwrap();
+        v.verify(&minter().mint("u", Role::Officer, None, 60))
+            .unwrap();
     }
 
     #[test]
@@ -1029,9 +1046,16 @@ mod tests {
         s.jwks_min_refresh_seconds = 0;
         s.dev_mode = true;
         let eager = TokenVerifier::new(&s).unwrap();
-        let new_token = format!("Bearer {}", signer("rsa-2").mint("u", Role::Officer, None, 60));
+        let new_token = format!(
+            "Bearer {}",
+            signer("rsa-2").mint("u", Role::Officer, None, 60)
+        );
         assert_eq!(
-            eager.authenticate(Some(&new_token)).await.unwrap_err().code(),
+            eager
+                .authenticate(Some(&new_token))
+                .await
+                .unwrap_err()
+                .code(),
             "TOKEN_UNKNOWN_KEY"
         );
         // The provider publishes its new key.
@@ -1040,7 +1064,11 @@ mod tests {
         // Still refused by a verifier whose rate limit has not passed since its first read.
         limited.authenticate(Some(&new_token)).await.unwrap_err();
         assert_eq!(
-            limited.authenticate(Some(&new_token)).await.unwrap_err().code(),
+            limited
+                .authenticate(Some(&new_token))
+                .await
+                .unwrap_err()
+                .code(),
             "TOKEN_UNKNOWN_KEY"
         );
         let _ = std::fs::remove_file(&path);
@@ -1058,11 +1086,17 @@ mod tests {
     #[test]
     fn integration_scopes_narrow_the_integration_role_only() {
         let m = minter();
-        let t = m.mint_integration("gpu-operator", &[scopes::events_scope("gpu-ledger").as_str()], 60);
+        let t = m.mint_integration(
+            "gpu-operator",
+            &[scopes::events_scope("gpu-ledger").as_str()],
+            60,
+        );
         let c = verifier().verify(&t).unwrap();
         assert!(c.has_scope("events:gpu-ledger"));
         assert!(!c.has_scope(scopes::READ_CONSORTIA));
-        let officer = verifier().verify(&m.mint("o", Role::Officer, None, 60)).unwrap();
+        let officer = verifier()
+            .verify(&m.mint("o", Role::Officer, None, 60))
+            .unwrap();
         assert!(officer.has_scope(scopes::READ_CONSORTIA));
     }
 }

@@ -44,10 +44,7 @@ pub fn all() -> Vec<(String, String)> {
             READ_DOCUMENTS.into(),
             "the contents of proposal documents".into(),
         ),
-        (
-            READ_EVALUATION.into(),
-            "calls' evaluation settings".into(),
-        ),
+        (READ_EVALUATION.into(), "calls' evaluation settings".into()),
     ];
     for p in EVENT_PRODUCERS {
         out.push((

@@ -274,7 +274,8 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let s = Settings::load_from(D, &env(&[("KAIP_AUTH__KEY", kaip_auth::dev::SECRET)])).unwrap();
+        let s =
+            Settings::load_from(D, &env(&[("KAIP_AUTH__KEY", kaip_auth::dev::SECRET)])).unwrap();
         let printed = format!("{s:?}");
         assert!(!printed.contains(kaip_auth::dev::SECRET));
     }

@@ -106,7 +106,12 @@ impl TestIdp {
     /// A minter signing with the test key `kid` (`rsa-*` RS256, `ec-*` ES256).
     pub fn minter(&self, kid: &str) -> DevTokenMinter {
         let mut s = self.settings();
-        s.algorithm = if kid.starts_with("ec") { "ES256" } else { "RS256" }.into();
+        s.algorithm = if kid.starts_with("ec") {
+            "ES256"
+        } else {
+            "RS256"
+        }
+        .into();
         DevTokenMinter::new(&s, &testdata(&format!("{kid}.key.pem")))
             .unwrap_or_else(|e| panic!("test key {kid}: {e}"))
             .with_kid(kid)

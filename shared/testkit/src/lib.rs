@@ -199,8 +199,11 @@ impl TestContext {
         let early = self.minter.sign(&early);
         let audience = minter_with(&|s| s.audience = "another-platform".into(), dev::SECRET)
             .mint(&subject, role, None, 3600);
-        let issuer = minter_with(&|s| s.issuer = "https://idp.elsewhere.example".into(), dev::SECRET)
-            .mint(&subject, role, None, 3600);
+        let issuer = minter_with(
+            &|s| s.issuer = "https://idp.elsewhere.example".into(),
+            dev::SECRET,
+        )
+        .mint(&subject, role, None, 3600);
         let b64 = |v: &serde_json::Value| {
             use base64::Engine;
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())

@@ -7,12 +7,12 @@ use base64::Engine;
 use chrono::{SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use kaip_auth::scopes;
 use kaip_contracts::dto::intake::{
     DraftProposal, Proposal, ProposalVersion, Receipt, Submit, UpdateDraft, UploadDocument,
     Withdraw,
 };
 use kaip_contracts::events::{ProposalSubmitted, ProposalWithdrawn};
-use kaip_auth::scopes;
 use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
 use kaip_service::pagination::PageRequest;
 use kaip_service::{AppState, Caller, CommonError};
