@@ -1074,6 +1074,41 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    #[tokio::test]
+    async fn a_withdrawn_key_stops_verifying_after_the_periodic_refresh() {
+        let path = temp_file(&jwks_of(&["rsa-1", "rsa-2"]));
+        let mut s = prod("RS256");
+        s.jwks_file = Some(path.clone());
+        s.jwks_refresh_seconds = 1;
+        s.jwks_min_refresh_seconds = 1;
+        let v = TokenVerifier::new(&s).unwrap();
+        let old = format!(
+            "Bearer {}",
+            signer("rsa-1").mint("u", Role::Officer, None, 60)
+        );
+        v.authenticate(Some(&old)).await.unwrap();
+        // The provider withdraws rsa-1: a known kid triggers no fetch, only the periodic
+        // refresh (in the background, once the keys are a second old) can notice.
+        std::fs::write(&path, jwks_of(&["rsa-2"])).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match v.authenticate(Some(&old)).await {
+                Err(e) => {
+                    assert_eq!(e.code(), "TOKEN_UNKNOWN_KEY");
+                    break;
+                }
+                Ok(_) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the withdrawn key still verifies after 10 s"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn a_bad_jwks_file_stops_the_start() {
         let mut s = prod("RS256");
