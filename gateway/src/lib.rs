@@ -165,8 +165,8 @@ fn trace_carrier(req: &HttpRequest) -> HashMap<String, String> {
         .collect()
 }
 
-fn authenticate(verifier: &TokenVerifier, header: Option<&str>) -> RequestAuth {
-    RequestAuth(verifier.verify_header(header).map(|claims| {
+async fn authenticate(verifier: &TokenVerifier, header: Option<&str>) -> RequestAuth {
+    RequestAuth(verifier.authenticate(header).await.map(|claims| {
         let token = header
             .and_then(|h| h.trim().split_once(' ').map(|(_, t)| t.trim().to_owned()))
             .unwrap_or_default();
@@ -190,7 +190,7 @@ async fn graphql(
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let auth = authenticate(&verifier, header);
+    let auth = authenticate(&verifier, header).await;
     let mut request = gql.into_inner();
     if let Some(op) = &request.operation_name {
         span.record("operation", op.as_str());
@@ -230,7 +230,7 @@ async fn graphql_ws(
             let verifier = verifier.clone();
             async move {
                 let header = connection_token(&value);
-                match authenticate(&verifier, header.as_deref()) {
+                match authenticate(&verifier, header.as_deref()).await {
                     RequestAuth(Ok(authed)) => {
                         let mut data = async_graphql::Data::default();
                         data.insert(RequestAuth(Ok(authed)));

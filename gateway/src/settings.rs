@@ -101,29 +101,39 @@ impl GatewaySettings {
 mod tests {
     use super::*;
 
+    fn dev() -> HashMap<String, String> {
+        [("KAIP_AUTH__DEV_MODE".to_string(), "true".to_string())]
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn the_gateway_refuses_the_development_secret_outside_development_mode() {
+        let err = GatewaySettings::load_from(&HashMap::new()).unwrap_err();
+        assert!(
+            err.0.contains("auth.key") && err.0.contains("KAIP_AUTH__DEV_MODE=true"),
+            "{err}"
+        );
+        assert!(GatewaySettings::load_from(&dev()).is_ok());
+    }
+
     #[test]
     fn service_urls_are_validated_by_name() {
-        let env: HashMap<String, String> = [(
+        let mut env = dev();
+        env.insert(
             "KAIP_SERVICES__GPU_LEDGER".to_string(),
             "ftp://x".to_string(),
-        )]
-        .into_iter()
-        .collect();
+        );
         let err = GatewaySettings::load_from(&env).unwrap_err();
         assert!(err.0.contains("services.gpu_ledger"), "{err}");
-        let env: HashMap<String, String> =
-            [("KAIP_SERVICES__SCORNG".to_string(), "http://x".to_string())]
-                .into_iter()
-                .collect();
+        let mut env = dev();
+        env.insert("KAIP_SERVICES__SCORNG".to_string(), "http://x".to_string());
         assert!(GatewaySettings::load_from(&env)
             .unwrap_err()
             .0
             .contains("scorng"));
         assert_eq!(
-            GatewaySettings::load_from(&HashMap::new())
-                .unwrap()
-                .server
-                .port,
+            GatewaySettings::load_from(&dev()).unwrap().server.port,
             8080
         );
     }

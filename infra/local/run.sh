@@ -48,6 +48,10 @@ cleanup() {
 trap 'cleanup; exit 130' INT TERM
 trap cleanup EXIT
 
+# Development mode: the processes accept the public development secret (HS256) that
+# `kaip-dev-token` signs with. Without it they refuse to start, as a deployment must.
+export KAIP_AUTH__DEV_MODE=true
+
 brokers=$(ensure_broker "$KAIP_STATE/broker")
 export KAIP_KAFKA__BROKERS="$brokers"
 echo "==> broker at $brokers"

@@ -54,11 +54,15 @@ impl From<&FeedEvent> for Event {
     }
 }
 
-/// May `claims` see this event? Ministry staff and integrations see all; a consortium user
-/// only events about its own consortium.
+/// May `claims` see this event? Ministry staff see all; an integration the events of the
+/// services its token's scopes name (`events:<producer>`); a consortium user only events
+/// about its own consortium.
 pub fn visible_to(claims: &Claims, event: &FeedEvent) -> bool {
     match claims.role {
-        Role::Admin | Role::Officer | Role::Integration => true,
+        Role::Admin | Role::Officer => true,
+        Role::Integration => claims
+            .scope
+            .contains(&kaip_auth::scopes::events_scope(&event.envelope.producer)),
         Role::Consortium => {
             event.envelope.consortium_id.is_some()
                 && event.envelope.consortium_id == claims.consortium_id

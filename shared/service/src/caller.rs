@@ -6,7 +6,8 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 use kaip_auth::{AuthError, Claims, TokenVerifier};
 use kaip_contracts::{Actor, ConsortiumId, Role};
-use std::future::{ready, Ready};
+use std::future::Future;
+use std::pin::Pin;
 
 /// Extract this in a handler to require a valid token.
 #[derive(Clone, Debug)]
@@ -41,6 +42,19 @@ impl Caller {
         }
     }
 
+    /// Refuses an `integration` caller whose token lacks `scope` (see
+    /// [`kaip_auth::scopes`]); other roles are governed by their role checks.
+    pub fn require_scope(&self, scope: &str, action: &str) -> Result<(), AuthError> {
+        if self.0.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden {
+                role: self.0.role,
+                action: format!("{action} without the `{scope}` scope"),
+            })
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         Actor {
             subject: self.0.sub.clone(),
@@ -55,22 +69,26 @@ impl Caller {
 
 impl FromRequest for Caller {
     type Error = AuthRejection;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(verifier) = req.app_data::<web::Data<TokenVerifier>>() else {
-            tracing::error!("TokenVerifier missing from app data");
-            return ready(Err(AuthRejection(AuthError::MissingToken)));
-        };
+        let verifier = req.app_data::<web::Data<TokenVerifier>>().cloned();
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        ready(
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Box::pin(async move {
+            let Some(verifier) = verifier else {
+                tracing::error!("TokenVerifier missing from app data");
+                return Err(AuthRejection(AuthError::MissingToken));
+            };
+            // Async: a JWKS-configured verifier may fetch the identity provider's keys.
             verifier
-                .verify_header(header)
+                .authenticate(header.as_deref())
+                .await
                 .map(Caller)
-                .map_err(AuthRejection),
-        )
+                .map_err(AuthRejection)
+        })
     }
 }

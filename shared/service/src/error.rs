@@ -15,6 +15,8 @@ pub fn error_response(status: StatusCode, code: &str, message: String) -> HttpRe
 pub fn auth_status(e: &AuthError) -> StatusCode {
     if e.is_forbidden() {
         StatusCode::FORBIDDEN
+    } else if e.is_unavailable() {
+        StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::UNAUTHORIZED
     }

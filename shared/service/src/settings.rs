@@ -150,14 +150,14 @@ pub fn load_layered<T: serde::de::DeserializeOwned>(
         .map_err(|e| ConfigError(e.to_string()))
 }
 
-/// The defaults every process shares (auth, broker, database server).
+/// The defaults every process shares (auth, broker, database server). There is no default
+/// key: without `auth.jwks_url`, `auth.jwks_file` or `auth.key` a process starts only in
+/// development mode (`KAIP_AUTH__DEV_MODE=true`), which uses the public development secret.
 pub fn common_default_pairs() -> Vec<(&'static str, config::Value)> {
     vec![
         ("kafka.brokers", "127.0.0.1:9092".into()),
         ("auth.issuer", kaip_auth::dev::ISSUER.into()),
         ("auth.audience", kaip_auth::dev::AUDIENCE.into()),
-        ("auth.algorithm", "HS256".into()),
-        ("auth.key", kaip_auth::dev::SECRET.into()),
     ]
 }
 
@@ -186,11 +186,40 @@ mod tests {
         database: "kaip_intake",
     };
 
+    /// A development-mode environment with `pairs` (the tests of other sections need a
+    /// process that starts; the auth tests below say otherwise when they mean it).
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
+        std::iter::once(("KAIP_AUTH__DEV_MODE", "true"))
+            .chain(pairs.iter().copied())
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn without_a_key_a_process_starts_only_in_development_mode() {
+        let mut bare = env(&[]);
+        bare.remove("KAIP_AUTH__DEV_MODE");
+        let err = Settings::load_from(D, &bare).unwrap_err();
+        assert!(
+            err.0.contains("auth.key") && err.0.contains("KAIP_AUTH__DEV_MODE=true"),
+            "{err}"
+        );
+        // Naming the public development secret does not help.
+        bare.insert("KAIP_AUTH__KEY".into(), kaip_auth::dev::SECRET.into());
+        bare.insert("KAIP_AUTH__ALGORITHM".into(), "HS256".into());
+        let err = Settings::load_from(D, &bare).unwrap_err();
+        assert!(err.0.contains("development secret"), "{err}");
+        bare.insert("KAIP_AUTH__DEV_MODE".into(), "true".into());
+        assert!(Settings::load_from(D, &bare).unwrap().auth.dev_mode);
+        // A deployment with its identity provider's JWKS starts without development mode.
+        let prod: HashMap<String, String> = [
+            ("KAIP_AUTH__JWKS_URL", "https://idp.example.go.kr/jwks"),
+            ("KAIP_AUTH__ALGORITHM", "RS256,ES256"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert!(!Settings::load_from(D, &prod).unwrap().auth.dev_mode);
     }
 
     #[test]
@@ -245,7 +274,8 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let s = Settings::load_from(D, &env(&[])).unwrap();
+        let s =
+            Settings::load_from(D, &env(&[("KAIP_AUTH__KEY", kaip_auth::dev::SECRET)])).unwrap();
         let printed = format!("{s:?}");
         assert!(!printed.contains(kaip_auth::dev::SECRET));
     }

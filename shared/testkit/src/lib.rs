@@ -12,6 +12,7 @@
 //! `postgres://postgres@127.0.0.1:5432`).
 
 pub mod fixtures;
+pub mod idp;
 pub mod intake;
 
 use anyhow::Context as _;
@@ -164,6 +165,68 @@ impl TestContext {
     /// `Authorization` header value for `role`.
     pub fn bearer(&self, role: Role, consortium: Option<ConsortiumId>) -> String {
         format!("Bearer {}", self.token(role, consortium))
+    }
+
+    /// `Authorization` header value for an `integration` token holding `scopes`.
+    pub fn integration_bearer(&self, subject: &str, scopes: &[&str]) -> String {
+        format!(
+            "Bearer {}",
+            self.minter.mint_integration(subject, scopes, 3600)
+        )
+    }
+
+    /// The development minter this context's tokens come from.
+    pub fn minter(&self) -> &DevTokenMinter {
+        &self.minter
+    }
+
+    /// `Authorization` values that must be refused, each with the code the refusal must
+    /// carry: no token, a forged signature, expired, not yet valid, another audience,
+    /// another issuer, `alg: none`. Each would otherwise be a valid token for `role`.
+    pub fn bad_bearers(&self, role: Role) -> Vec<(&'static str, Option<String>)> {
+        let minter_with = |f: &dyn Fn(&mut kaip_auth::AuthSettings), key: &str| {
+            let mut s = dev::settings();
+            f(&mut s);
+            DevTokenMinter::new(&s, key).unwrap_or_else(|e| panic!("minter: {e}"))
+        };
+        let now = chrono::Utc::now().timestamp();
+        let subject = format!("test-{role}");
+        let forged = minter_with(&|_| {}, "a-forger-s-own-secret-of-sufficient-length")
+            .mint(&subject, role, None, 3600);
+        let expired = self.minter.mint(&subject, role, None, -600);
+        let mut early = self.minter.claims(&subject, role, None, 3600);
+        early.nbf = Some(now + 600);
+        let early = self.minter.sign(&early);
+        let audience = minter_with(&|s| s.audience = "another-platform".into(), dev::SECRET)
+            .mint(&subject, role, None, 3600);
+        let issuer = minter_with(
+            &|s| s.issuer = "https://idp.elsewhere.example".into(),
+            dev::SECRET,
+        )
+        .mint(&subject, role, None, 3600);
+        let b64 = |v: &serde_json::Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let claims = serde_json::to_value(self.minter.claims(&subject, role, None, 3600))
+            .unwrap_or_default();
+        let unsigned = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({ "alg": "none", "typ": "JWT" })),
+            b64(&claims)
+        );
+        vec![
+            ("UNAUTHENTICATED", None),
+            ("TOKEN_INVALID_SIGNATURE", Some(forged)),
+            ("TOKEN_EXPIRED", Some(expired)),
+            ("TOKEN_NOT_YET_VALID", Some(early)),
+            ("TOKEN_INVALID_AUDIENCE", Some(audience)),
+            ("TOKEN_INVALID_ISSUER", Some(issuer)),
+            ("TOKEN_ALGORITHM_NOT_ALLOWED", Some(unsigned)),
+        ]
+        .into_iter()
+        .map(|(code, t)| (code, t.map(|t| format!("Bearer {t}"))))
+        .collect()
     }
 
     /// A topic name with this test's prefix.

@@ -4,6 +4,7 @@ use crate::schema::{consortia, consortium_members};
 use crate::store::find_consortium;
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
+use kaip_auth::scopes;
 use kaip_contracts::dto::intake::{Consortium, MemberRole, RegisterConsortium};
 use kaip_contracts::dto::PageQuery;
 use kaip_contracts::{ConsortiumId, Role};
@@ -74,6 +75,8 @@ pub async fn get(
     if !caller.0.may_access_consortium(id) {
         return Err(IntakeError::ConsortiumNotRegistered(id));
     }
+    // Profiles carry business registration numbers: an integration needs the scope.
+    caller.require_scope(scopes::READ_CONSORTIA, "read consortia")?;
     let found = state
         .db(move |c, _| find_consortium(c, id)?.ok_or(IntakeError::ConsortiumNotRegistered(id)))
         .await?;
@@ -89,6 +92,7 @@ pub async fn list(
         &[Role::Admin, Role::Officer, Role::Integration],
         "list consortia",
     )?;
+    caller.require_scope(scopes::READ_CONSORTIA, "list consortia")?;
     let page = PageRequest::parse(query.limit, query.after.as_deref())?;
     let result = state
         .db(move |c, _| {

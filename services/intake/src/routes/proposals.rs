@@ -7,6 +7,7 @@ use base64::Engine;
 use chrono::{SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use kaip_auth::scopes;
 use kaip_contracts::dto::intake::{
     DraftProposal, Proposal, ProposalVersion, Receipt, Submit, UpdateDraft, UploadDocument,
     Withdraw,
@@ -252,6 +253,7 @@ pub async fn download_document(
 ) -> Result<HttpResponse, IntakeError> {
     let (id, kind) = path.into_inner();
     let id = ProposalId(id);
+    caller.require_scope(scopes::READ_DOCUMENTS, "download proposal documents")?;
     let (row, doc) = state
         .db(move |c, _| {
             let row = find_proposal(c, id, false)?;
@@ -471,6 +473,7 @@ pub async fn list(
         ],
         "list proposals",
     )?;
+    caller.require_scope(scopes::READ_PROPOSALS, "list proposals")?;
     let page = PageRequest::parse(query.limit, query.after.as_deref())?;
     // A consortium user sees only its own consortium's proposals; staff do not see drafts.
     let only = (caller.role() == Role::Consortium)
@@ -512,6 +515,7 @@ pub async fn get(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, IntakeError> {
     let id = ProposalId(path.into_inner());
+    caller.require_scope(scopes::READ_PROPOSALS, "read proposals")?;
     let proposal = state.db(move |c, _| load_dto(c, id)).await?;
     // Another consortium's proposal is reported as absent: its existence is not theirs to
     // learn. Staff do not see a consortium's drafts.
@@ -530,6 +534,7 @@ pub async fn versions(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, IntakeError> {
     let id = ProposalId(path.into_inner());
+    caller.require_scope(scopes::READ_PROPOSALS, "read proposal versions")?;
     let (proposal, rows) = state
         .db(move |c, _| {
             let proposal = find_proposal(c, id, false)?;

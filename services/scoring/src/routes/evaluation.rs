@@ -69,6 +69,10 @@ pub async fn get_config(
         ],
         "read evaluation settings",
     )?;
+    caller.require_scope(
+        kaip_auth::scopes::READ_EVALUATION,
+        "read evaluation settings",
+    )?;
     let call_id = path.into_inner();
     let (_, cfg) = state
         .db(move |c, _| configured_call(c, call_id, false))

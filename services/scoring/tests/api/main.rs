@@ -27,6 +27,8 @@ impl ScoringProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // The tests' tokens are signed with the development secret.
+            .env("KAIP_AUTH__DEV_MODE", "true")
             .env("KAIP_SERVER__PORT", port.to_string())
             .env("KAIP_SERVER__WORKERS", "1")
             .env("KAIP_DATABASE__URL", kaip_testkit::database_url())
