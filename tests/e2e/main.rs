@@ -2,5 +2,6 @@
 
 mod backbone;
 mod competition;
+mod inputs_hardening;
 mod slice;
 mod validation;

@@ -2,11 +2,12 @@
 
 use super::{caller, caller_with, upstream};
 use crate::clients::Services;
+use crate::schema::money::Krw;
 use crate::schema::scoring::EvaluationCase;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, FixedOffset, Utc};
 use kaip_contracts::dto::intake as dto;
-use kaip_contracts::{CallId, ConsortiumId, Krw, ProposalId, Role};
+use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
 use uuid::Uuid;
 
 /// Korea Standard Time (UTC+9, no daylight saving). Times are stored in UTC and shown in
@@ -92,9 +93,9 @@ pub struct ResourceRequest {
     #[graphql(default)]
     pub gpus: Vec<GpuRequest>,
     #[graphql(default)]
-    pub data_budget_krw: i64,
+    pub data_budget_krw: Krw,
     #[graphql(default)]
-    pub talent_funding_krw: i64,
+    pub talent_funding_krw: Krw,
     #[graphql(default)]
     pub talent_positions: Vec<TalentPosition>,
 }
@@ -110,8 +111,8 @@ impl From<dto::ResourceRequest> for ResourceRequest {
                     count: g.count,
                 })
                 .collect(),
-            data_budget_krw: r.data_budget_krw.0,
-            talent_funding_krw: r.talent_funding_krw.0,
+            data_budget_krw: r.data_budget_krw.into(),
+            talent_funding_krw: r.talent_funding_krw.into(),
             talent_positions: r
                 .talent_positions
                 .into_iter()
@@ -137,8 +138,8 @@ impl From<ResourceRequest> for dto::ResourceRequest {
                     count: g.count,
                 })
                 .collect(),
-            data_budget_krw: Krw(r.data_budget_krw),
-            talent_funding_krw: Krw(r.talent_funding_krw),
+            data_budget_krw: r.data_budget_krw.into(),
+            talent_funding_krw: r.talent_funding_krw.into(),
             talent_positions: r
                 .talent_positions
                 .into_iter()
@@ -160,10 +161,10 @@ pub struct Eligibility {
     pub min_university_members: u32,
     #[graphql(default)]
     pub allowed_lead_types: Vec<OrgType>,
-    #[graphql(default_with = "15_000_000_000i64")]
-    pub max_data_budget_krw: i64,
-    #[graphql(default_with = "2_000_000_000i64")]
-    pub max_talent_funding_krw: i64,
+    #[graphql(default_with = "Krw::won(15_000_000_000)")]
+    pub max_data_budget_krw: Krw,
+    #[graphql(default_with = "Krw::won(2_000_000_000)")]
+    pub max_talent_funding_krw: Krw,
 }
 
 impl From<dto::EligibilityRules> for Eligibility {
@@ -171,8 +172,8 @@ impl From<dto::EligibilityRules> for Eligibility {
         Eligibility {
             min_university_members: e.min_university_members,
             allowed_lead_types: e.allowed_lead_types.into_iter().map(Into::into).collect(),
-            max_data_budget_krw: e.max_data_budget_krw.0,
-            max_talent_funding_krw: e.max_talent_funding_krw.0,
+            max_data_budget_krw: e.max_data_budget_krw.into(),
+            max_talent_funding_krw: e.max_talent_funding_krw.into(),
         }
     }
 }
@@ -182,8 +183,8 @@ impl From<Eligibility> for dto::EligibilityRules {
         dto::EligibilityRules {
             min_university_members: e.min_university_members,
             allowed_lead_types: e.allowed_lead_types.into_iter().map(Into::into).collect(),
-            max_data_budget_krw: Krw(e.max_data_budget_krw),
-            max_talent_funding_krw: Krw(e.max_talent_funding_krw),
+            max_data_budget_krw: e.max_data_budget_krw.into(),
+            max_talent_funding_krw: e.max_talent_funding_krw.into(),
         }
     }
 }

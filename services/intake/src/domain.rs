@@ -158,7 +158,9 @@ mod filename_tests {
 
     #[test]
     fn names_that_are_no_file_or_too_long_are_refused() {
-        for raw in ["", "  ", ".", "..", "../", "a/..", "dir/", "a\\.", "x\0.pdf", "a\nb", "\u{85}"] {
+        for raw in [
+            "", "  ", ".", "..", "../", "a/..", "dir/", "a\\.", "x\0.pdf", "a\nb", "\u{85}",
+        ] {
             let v = safe_filename(raw).unwrap_err();
             assert_eq!(v.field, "filename", "{raw:?}");
         }

@@ -731,10 +731,20 @@ pub mod scoring {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             // The maps' keys are criterion keys: single-line, named by their position.
             for (i, key) in self.scores.keys().enumerate() {
-                field(at, &format!("scores[{i}] (its criterion key)"), key, Lines::Single)?;
+                field(
+                    at,
+                    &format!("scores[{i}] (its criterion key)"),
+                    key,
+                    Lines::Single,
+                )?;
             }
             for (i, (key, comment)) in self.comments.iter().enumerate() {
-                field(at, &format!("comments[{i}] (its criterion key)"), key, Lines::Single)?;
+                field(
+                    at,
+                    &format!("comments[{i}] (its criterion key)"),
+                    key,
+                    Lines::Single,
+                )?;
                 field(at, &format!("comments.{key}"), comment, Lines::Multi)?;
             }
             Ok(())

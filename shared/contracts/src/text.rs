@@ -98,7 +98,12 @@ pub fn field(prefix: &str, name: &str, value: &str, lines: Lines) -> Result<(), 
 }
 
 /// Checks every string of a list field, naming them `name[i]`.
-pub fn list(prefix: &str, name: &str, values: &[String], lines: Lines) -> Result<(), TextViolation> {
+pub fn list(
+    prefix: &str,
+    name: &str,
+    values: &[String],
+    lines: Lines,
+) -> Result<(), TextViolation> {
     for (i, v) in values.iter().enumerate() {
         field(prefix, &format!("{name}[{i}]"), v, lines)?;
     }
@@ -126,7 +131,9 @@ mod tests {
 
     #[test]
     fn single_line_fields_refuse_every_control_character() {
-        for c in ['\0', '\u{1}', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{80}', '\u{9f}'] {
+        for c in [
+            '\0', '\u{1}', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{80}', '\u{9f}',
+        ] {
             let v = check("title", &format!("a{c}b"), Lines::Single).unwrap_err();
             assert_eq!(v.field, "title");
             assert!(v.rule.contains(&format!("U+{:04X}", c as u32)), "{v}");
@@ -138,7 +145,10 @@ mod tests {
     fn multi_line_fields_allow_line_breaks_and_tabs_only() {
         assert!(check("summary", "line 1\r\n\tline 2\n", Lines::Multi).is_ok());
         for c in ['\0', '\u{b}', '\u{c}', '\u{1b}', '\u{7f}', '\u{85}'] {
-            assert!(check("summary", &format!("x{c}"), Lines::Multi).is_err(), "{c:?}");
+            assert!(
+                check("summary", &format!("x{c}"), Lines::Multi).is_err(),
+                "{c:?}"
+            );
         }
     }
 
@@ -148,7 +158,10 @@ mod tests {
         assert!(check("title", text, Lines::Single).is_ok());
         assert!(check("title", "", Lines::Single).is_ok());
         // The first character after C1 (U+00A0) is printable.
-        assert_eq!(forbidden_char("\u{a0}\u{9f}", Lines::Single), Some((1, '\u{9f}')));
+        assert_eq!(
+            forbidden_char("\u{a0}\u{9f}", Lines::Single),
+            Some((1, '\u{9f}'))
+        );
     }
 
     #[test]
@@ -164,7 +177,13 @@ mod tests {
         assert_eq!(v.field, "members[1].name");
         let v = nested("body", "members", &items).unwrap_err();
         assert_eq!(v.field, "body.members[1].name");
-        let v = list("", "expertise", &["a".into(), "\u{7f}".into()], Lines::Single).unwrap_err();
+        let v = list(
+            "",
+            "expertise",
+            &["a".into(), "\u{7f}".into()],
+            Lines::Single,
+        )
+        .unwrap_err();
         assert_eq!(v.field, "expertise[1]");
     }
 }

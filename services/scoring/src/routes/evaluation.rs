@@ -182,8 +182,9 @@ pub async fn declare_conflict(
     body: ValidJson<DeclareConflict>,
 ) -> Result<HttpResponse, ScoringError> {
     let reviewer = path.into_inner();
-    kaip_contracts::text::check("id", &reviewer, kaip_contracts::text::Lines::Single)
-        .map_err(|v| CommonError::validation(format!("reviewer {} (in the path)", v.field), v.rule))?;
+    kaip_contracts::text::check("id", &reviewer, kaip_contracts::text::Lines::Single).map_err(
+        |v| CommonError::validation(format!("reviewer {} (in the path)", v.field), v.rule),
+    )?;
     let is_self = caller.role() == Role::Reviewer && caller.0.sub == reviewer;
     if !is_self {
         caller.require(STAFF, "record another reviewer's conflict")?;
