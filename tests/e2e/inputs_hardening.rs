@@ -294,6 +294,11 @@ async fn document_file_names_are_stored_as_base_names_and_served_with_a_safe_dis
         assert!(message(&body).starts_with("filename: "), "{body}");
     }
     assert_eq!(stored("extra"), None, "nothing was stored");
+    // A control character in the document kind of a download is refused by name too.
+    let res = download("pro%00posal").await.expect("download");
+    assert_eq!(res.status(), 422);
+    let err: Value = res.json().await.expect("json");
+    assert_eq!(err["code"], "VALIDATION_FAILED", "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -253,6 +253,9 @@ pub async fn download_document(
 ) -> Result<HttpResponse, IntakeError> {
     let (id, kind) = path.into_inner();
     let id = ProposalId(id);
+    // Only well-formed kinds reach the database (a NUL in a path would otherwise surface
+    // from PostgreSQL as an internal error).
+    domain::check_document_kind("kind", &kind)?;
     let (row, doc) = state
         .db(move |c, _| {
             let row = find_proposal(c, id, false)?;
