@@ -302,7 +302,7 @@ async fn document_file_names_are_stored_as_base_names_and_served_with_a_safe_dis
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn money_is_a_krw_string_in_graphql_and_anything_else_is_refused_by_field() {
+async fn money_is_a_krw_string_and_counts_fit_graphql_int() {
     let p = Platform::start().await;
     let officer = p.ctx.bearer(Role::Officer, None);
     let consortium = ConsortiumId::new();
@@ -360,6 +360,37 @@ async fn money_is_a_krw_string_in_graphql_and_anything_else_is_refused_by_field(
     assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
     assert!(
         message(&body).starts_with("resources.data_budget_krw: must not be negative"),
+        "{body}"
+    );
+    assert_eq!(proposal_rows(&p), 0, "nothing was written");
+
+    // Other integers are 32-bit GraphQL `Int`s, bounded by intake's rules: beyond 32 bits
+    // GraphQL itself refuses them (naming the input type); within, intake's bound names the
+    // field.
+    let with_counts = |gpus: Value, positions: Value| {
+        json!({ "input": { "callId": call_id, "title": "Counts", "summary": "s",
+            "resources": { "gpus": [{ "model": "H100", "count": gpus }],
+                "talentPositions": [{ "title": "Researcher", "field": "NLP", "seniority": "senior", "count": positions }] } } })
+    };
+    let body = p
+        .graphql(
+            Some(&lead),
+            create,
+            with_counts(json!(3_000_000_000i64), json!(1)),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(
+        message(&body).contains("2147483647") && message(&body).contains("GpuRequestInput"),
+        "{body}"
+    );
+    let body = p
+        .graphql(Some(&lead), create, with_counts(json!(1), json!(20_000)))
+        .await;
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
+    assert!(
+        message(&body)
+            .starts_with("resources.talent_positions[0].count: must be between 1 and 10000"),
         "{body}"
     );
     assert_eq!(proposal_rows(&p), 0, "nothing was written");

@@ -70,11 +70,20 @@ impl From<Member> for dto::Member {
     }
 }
 
+/// A count the service bounds far below 2^31 (GPUs per model, positions, document bytes),
+/// as a GraphQL `Int`, which is 32-bit: out-of-range input is refused while the operation
+/// is validated, and a stored value beyond the bound (impossible under intake's rules) is
+/// clamped rather than wrapped.
+fn int32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
+}
+
 #[derive(SimpleObject, InputObject, Clone, Debug)]
 #[graphql(input_name = "GpuRequestInput")]
 pub struct GpuRequest {
     pub model: String,
-    pub count: i64,
+    /// 1 to 100000.
+    pub count: i32,
 }
 
 #[derive(SimpleObject, InputObject, Clone, Debug)]
@@ -83,7 +92,8 @@ pub struct TalentPosition {
     pub title: String,
     pub field: String,
     pub seniority: String,
-    pub count: i64,
+    /// 1 to 10000.
+    pub count: i32,
 }
 
 /// Resources a proposal requests. Money is whole KRW.
@@ -108,7 +118,7 @@ impl From<dto::ResourceRequest> for ResourceRequest {
                 .into_iter()
                 .map(|g| GpuRequest {
                     model: g.model,
-                    count: g.count,
+                    count: int32(g.count),
                 })
                 .collect(),
             data_budget_krw: r.data_budget_krw.into(),
@@ -120,7 +130,7 @@ impl From<dto::ResourceRequest> for ResourceRequest {
                     title: p.title,
                     field: p.field,
                     seniority: p.seniority,
-                    count: p.count,
+                    count: int32(p.count),
                 })
                 .collect(),
         }
@@ -135,7 +145,7 @@ impl From<ResourceRequest> for dto::ResourceRequest {
                 .into_iter()
                 .map(|g| dto::GpuRequest {
                     model: g.model,
-                    count: g.count,
+                    count: g.count.into(),
                 })
                 .collect(),
             data_budget_krw: r.data_budget_krw.into(),
@@ -147,7 +157,7 @@ impl From<ResourceRequest> for dto::ResourceRequest {
                     title: p.title,
                     field: p.field,
                     seniority: p.seniority,
-                    count: p.count,
+                    count: p.count.into(),
                 })
                 .collect(),
         }
@@ -284,7 +294,8 @@ pub struct Document {
     pub filename: String,
     /// SHA-256 of the content (hex).
     pub sha256: String,
-    pub size_bytes: i64,
+    /// At most 5 MiB.
+    pub size_bytes: i32,
     pub uploaded_at: DateTime<Utc>,
 }
 
@@ -360,7 +371,7 @@ impl Proposal {
                 kind: d.kind.clone(),
                 filename: d.filename.clone(),
                 sha256: d.sha256.clone(),
-                size_bytes: d.size_bytes,
+                size_bytes: int32(d.size_bytes),
                 uploaded_at: d.uploaded_at,
             })
             .collect()

@@ -29,6 +29,9 @@ pub const MAX_SUMMARY: usize = 20_000;
 pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024 * 1024;
 /// Largest single GPU request; guards against typos of an extra zero or three.
 pub const MAX_GPUS_PER_MODEL: i64 = 100_000;
+/// Most positions of one kind a proposal may open (and a bound that keeps the count a
+/// 32-bit GraphQL `Int`).
+pub const MAX_POSITIONS: i64 = 10_000;
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), Violation> {
     let len = value.trim().chars().count();
@@ -282,10 +285,10 @@ pub fn validate_draft(
             &p.title,
             MAX_TITLE,
         )?;
-        if p.count < 1 {
+        if !(1..=MAX_POSITIONS).contains(&p.count) {
             return Err(violation(
                 format!("resources.talent_positions[{i}].count"),
-                "must be at least 1",
+                format!("must be between 1 and {MAX_POSITIONS}"),
             ));
         }
     }
