@@ -6,6 +6,8 @@ use actix_web::{web, HttpResponse};
 const INDEX: &str = include_str!("../static/index.html");
 const SCRIPT: &str = include_str!("../static/console.js");
 const STYLE: &str = include_str!("../static/console.css");
+/// The console's example operations (also validated by graphql-js in the e2e tests).
+const EXAMPLES: &str = include_str!("../static/examples.json");
 
 pub async fn index() -> HttpResponse {
     HttpResponse::Ok()
@@ -25,6 +27,9 @@ pub async fn asset(path: web::Path<String>) -> HttpResponse {
         "console.css" => HttpResponse::Ok()
             .content_type("text/css; charset=utf-8")
             .body(STYLE),
+        "examples.json" => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(EXAMPLES),
         _ => HttpResponse::NotFound().finish(),
     }
 }

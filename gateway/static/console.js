@@ -7,46 +7,9 @@
   const output = $("output"), status = $("status"), runBtn = $("run"), stopBtn = $("stop");
   let socket = null;
 
-  // Each step of running a call, in order. "# variables:" gives the variables to start from.
-  const EXAMPLES = {
-    "Who am I": "{ me { subject role consortiumId } }",
-    "Platform health": "{ platformHealth { service ready database broker assignedPartitions } }",
-    "1. Create a programme (officer)":
-      'mutation { createProgramme(name: "Sovereign AI Foundation Model", fiscalYear: 2026) { id name fiscalYear } }',
-    "2. Open a call (officer)":
-      'mutation OpenCall($input: OpenCallInput!) {\n  openCall(input: $input) { id title closesAtKst eligibility { minUniversityMembers allowedLeadTypes maxDataBudgetKrw } requiredDocuments }\n}\n# variables: {"input": {"programmeId": "<programme id>", "title": "Sovereign AI Foundation Model 2026", "opensAt": "2026-01-01T00:00:00Z", "closesAt": "2026-12-31T09:00:00Z", "requiredDocuments": ["proposal"]}}',
-    "List calls": "{ calls(first: 20) { items { id title closesAtKst decidedAt } nextCursor } }",
-    "3. Register the consortium (consortium)":
-      'mutation Register($id: UUID!, $input: RegisterConsortiumInput!) {\n  registerConsortium(id: $id, input: $input) { id name members { name orgType role businessRegistrationNumber } }\n}\n# variables: {"id": "<your consortium id>", "input": {"name": "K-Model Consortium", "members": [{"name": "Lead Co", "orgType": "SME", "businessRegistrationNumber": "123-45-67891", "role": "LEAD"}, {"name": "Korea University", "orgType": "UNIVERSITY", "businessRegistrationNumber": "000-00-00015", "role": "PARTNER"}]}}',
-    "4. Draft a proposal (consortium)":
-      'mutation Draft($input: ProposalInput!) {\n  createProposal(input: $input) { id status version }\n}\n# variables: {"input": {"callId": "<call id>", "title": "Our model", "summary": "What we will build", "resources": {"gpus": [{"model": "H100", "count": 500}], "dataBudgetKrw": 10000000000, "talentFundingKrw": 1000000000}}}',
-    "5. Upload a document (consortium)":
-      'mutation { uploadDocument(proposalId: "<proposal id>", kind: "proposal", filename: "plan.pdf", contentBase64: "UEsDBA==") { documents { kind sha256 sizeBytes } } }',
-    "6. Submit (consortium)":
-      'mutation { submitProposal(proposalId: "<proposal id>", idempotencyKey: "submit-1") { proposalId version contentHash submittedAtKst } }',
-    "Proposals with their evaluation cases":
-      "{ proposals(first: 20) { items { id title status consortiumId evaluationCase { id status stage } } nextCursor } }",
-    "7. Default evaluation settings": "{ defaultEvaluationConfig { criteria { key name maxPoints minPoints } minTotal stages { name keepTop minTotal } reviewersPerProposal maxAssignmentsPerReviewer normalise tieBreak teams constraints { category atLeast atMost } } }",
-    "8. Configure the evaluation (officer)":
-      'mutation Configure($call: UUID!, $input: EvaluationConfigInput!) {\n  configureEvaluation(callId: $call, input: $input) { teams }\n}\n# variables: {"call": "<call id>", "input": {"criteria": [{"key": "technology", "name": "Model technology & development", "maxPoints": 40}, {"key": "strategy", "name": "Development goals & strategy", "maxPoints": 30}, {"key": "ecosystem", "name": "Ecosystem impact & contribution plan", "maxPoints": 30}], "stages": [{"name": "written review", "keepTop": 10}, {"name": "presentation"}], "reviewersPerProposal": 3, "maxAssignmentsPerReviewer": 10, "normalise": true, "tieBreak": ["criterion:technology", "earlier_submission"], "teams": 5, "constraints": [{"category": "sme_or_academia_led", "atLeast": 1}]}}',
-    "9. Register a reviewer (officer)":
-      'mutation { registerReviewer(input: {id: "dev-reviewer", name: "Dr. Kim", organisation: "Seoul National University", expertise: ["LLM"]}) { id } }',
-    "10. Assign reviewers to a stage (officer)":
-      'mutation { assignReviewers(callId: "<call id>", stage: 0) { assigned blocked { reviewerId proposalId reason } } }',
-    "11. My assignments (reviewer)": "{ assignments(first: 50) { items { id proposalId title stage scored } nextCursor } }",
-    "12. Score an assignment (reviewer)":
-      'mutation { scoreProposal(assignmentId: "<assignment id>", scores: [{criterion: "technology", points: 34, comment: "credible pre-training plan"}, {criterion: "strategy", points: 25}, {criterion: "ecosystem", points: 24}]) { total } }',
-    "13. Close a stage (officer)":
-      'mutation { closeStage(callId: "<call id>", stage: 0) { position title totalCenti advanced eligible shortfalls tieBrokenBy } }',
-    "14. Propose the selection (officer)":
-      'mutation { proposeSelection(callId: "<call id>") { selected totalCenti departure { promoted displaced reasons } overrideReason } }',
-    "15. Publish the decision (officer)": 'mutation { publishSelection(callId: "<call id>") { selected publishedAt } }',
-    "16. Feedback (consortium, after publication)":
-      '{ feedback(callId: "<call id>") { status stages { stageName position totalCenti perCriterion { criterion centi } distribution { criterion count minCenti medianCenti maxCenti meanCenti } } } }',
-    "17. File an appeal (consortium)": 'mutation { fileAppeal(callId: "<call id>", proposalId: "<proposal id>", grounds: "...") { id filedAt } }',
-    "18. Answer an appeal (officer)": 'mutation { answerAppeal(appealId: "<appeal id>", answer: "...") { answeredAt } }',
-    "Subscribe to events": "subscription { events { type producer aggregateId occurredAt data traceId } }",
-  };
+  // Each step of running a call, in order, from examples.json (which the graphql-js test
+  // also validates against the published schema). Money (`Krw`) is a string of digits.
+  let EXAMPLES = [];
 
   tokenInput.value = localStorage.getItem("kaip.token") || "";
   tokenInput.addEventListener("change", () => {
@@ -56,17 +19,23 @@
   });
 
   const select = $("examples");
-  Object.keys(EXAMPLES).forEach((name) => {
-    const o = document.createElement("option");
-    o.value = name; o.textContent = name; select.appendChild(o);
-  });
+  async function loadExamples() {
+    try {
+      const res = await fetch("/console/examples.json");
+      EXAMPLES = await res.json();
+    } catch (_) { EXAMPLES = []; }
+    EXAMPLES.forEach((ex, i) => {
+      const o = document.createElement("option");
+      o.value = String(i); o.textContent = ex.name; select.appendChild(o);
+    });
+  }
   select.addEventListener("change", () => {
-    const text = EXAMPLES[select.value];
-    if (!text) return;
-    const m = text.match(/\n# variables: (.*)$/);
-    query.value = m ? text.slice(0, m.index) : text;
-    variables.value = m ? JSON.stringify(JSON.parse(m[1]), null, 2) : "{}";
+    if (select.value === "") return;
+    const ex = EXAMPLES[Number(select.value)];
     select.value = "";
+    if (!ex) return;
+    query.value = ex.query;
+    variables.value = JSON.stringify(ex.variables || {}, null, 2);
   });
 
   function headers() {
@@ -212,6 +181,7 @@
   document.addEventListener("keydown", (e) => {
     if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); run(); }
   });
+  loadExamples();
   whoAmI();
   loadSchema();
 })();

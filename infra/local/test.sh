@@ -9,6 +9,11 @@ require_postgres "${KAIP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
 
 use_test_broker
 
+# graphql-js for the schema test (.ci/run installs it too); nothing downloads during the run.
+if [ ! -f gateway/tests/graphql-js/node_modules/graphql/package.json ] && command -v npm >/dev/null 2>&1; then
+  (cd gateway/tests/graphql-js && npm ci --no-audit --no-fund --silent)
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

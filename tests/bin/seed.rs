@@ -137,7 +137,7 @@ async fn programme(gw: &Gateway) -> anyhow::Result<()> {
             .gql(
                 &token,
                 "mutation($i: ProposalInput!) { createProposal(input: $i) { id } }",
-                json!({ "i": { "callId": call, "title": format!("Model {n}"), "summary": "A foundation model trained from scratch", "resources": { "gpus": [{ "model": "H100", "count": 500 + 50 * n }], "dataBudgetKrw": 10_000_000_000i64, "talentFundingKrw": 1_500_000_000i64 } } }),
+                json!({ "i": { "callId": call, "title": format!("Model {n}"), "summary": "A foundation model trained from scratch", "resources": { "gpus": [{ "model": "H100", "count": 500 + 50 * n }], "dataBudgetKrw": "10000000000", "talentFundingKrw": "1500000000" } } }),
             )
             .await?;
         let id = d["createProposal"]["id"].clone();

@@ -4,5 +4,6 @@ mod auth_hardening;
 mod backbone;
 mod competition;
 mod consumer_hardening;
+mod inputs_hardening;
 mod slice;
 mod validation;

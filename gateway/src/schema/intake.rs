@@ -2,11 +2,12 @@
 
 use super::{caller, caller_with, upstream};
 use crate::clients::Services;
+use crate::schema::money::Krw;
 use crate::schema::scoring::EvaluationCase;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, FixedOffset, Utc};
 use kaip_contracts::dto::intake as dto;
-use kaip_contracts::{CallId, ConsortiumId, Krw, ProposalId, Role};
+use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
 use uuid::Uuid;
 
 /// Korea Standard Time (UTC+9, no daylight saving). Times are stored in UTC and shown in
@@ -69,11 +70,20 @@ impl From<Member> for dto::Member {
     }
 }
 
+/// A count the service bounds far below 2^31 (GPUs per model, positions, document bytes),
+/// as a GraphQL `Int`, which is 32-bit: out-of-range input is refused while the operation
+/// is validated, and a stored value beyond the bound (impossible under intake's rules) is
+/// clamped rather than wrapped.
+fn int32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
+}
+
 #[derive(SimpleObject, InputObject, Clone, Debug)]
 #[graphql(input_name = "GpuRequestInput")]
 pub struct GpuRequest {
     pub model: String,
-    pub count: i64,
+    /// 1 to 100000.
+    pub count: i32,
 }
 
 #[derive(SimpleObject, InputObject, Clone, Debug)]
@@ -82,7 +92,8 @@ pub struct TalentPosition {
     pub title: String,
     pub field: String,
     pub seniority: String,
-    pub count: i64,
+    /// 1 to 10000.
+    pub count: i32,
 }
 
 /// Resources a proposal requests. Money is whole KRW.
@@ -92,9 +103,9 @@ pub struct ResourceRequest {
     #[graphql(default)]
     pub gpus: Vec<GpuRequest>,
     #[graphql(default)]
-    pub data_budget_krw: i64,
+    pub data_budget_krw: Krw,
     #[graphql(default)]
-    pub talent_funding_krw: i64,
+    pub talent_funding_krw: Krw,
     #[graphql(default)]
     pub talent_positions: Vec<TalentPosition>,
 }
@@ -107,11 +118,11 @@ impl From<dto::ResourceRequest> for ResourceRequest {
                 .into_iter()
                 .map(|g| GpuRequest {
                     model: g.model,
-                    count: g.count,
+                    count: int32(g.count),
                 })
                 .collect(),
-            data_budget_krw: r.data_budget_krw.0,
-            talent_funding_krw: r.talent_funding_krw.0,
+            data_budget_krw: r.data_budget_krw.into(),
+            talent_funding_krw: r.talent_funding_krw.into(),
             talent_positions: r
                 .talent_positions
                 .into_iter()
@@ -119,7 +130,7 @@ impl From<dto::ResourceRequest> for ResourceRequest {
                     title: p.title,
                     field: p.field,
                     seniority: p.seniority,
-                    count: p.count,
+                    count: int32(p.count),
                 })
                 .collect(),
         }
@@ -134,11 +145,11 @@ impl From<ResourceRequest> for dto::ResourceRequest {
                 .into_iter()
                 .map(|g| dto::GpuRequest {
                     model: g.model,
-                    count: g.count,
+                    count: g.count.into(),
                 })
                 .collect(),
-            data_budget_krw: Krw(r.data_budget_krw),
-            talent_funding_krw: Krw(r.talent_funding_krw),
+            data_budget_krw: r.data_budget_krw.into(),
+            talent_funding_krw: r.talent_funding_krw.into(),
             talent_positions: r
                 .talent_positions
                 .into_iter()
@@ -146,7 +157,7 @@ impl From<ResourceRequest> for dto::ResourceRequest {
                     title: p.title,
                     field: p.field,
                     seniority: p.seniority,
-                    count: p.count,
+                    count: p.count.into(),
                 })
                 .collect(),
         }
@@ -160,10 +171,10 @@ pub struct Eligibility {
     pub min_university_members: u32,
     #[graphql(default)]
     pub allowed_lead_types: Vec<OrgType>,
-    #[graphql(default_with = "15_000_000_000i64")]
-    pub max_data_budget_krw: i64,
-    #[graphql(default_with = "2_000_000_000i64")]
-    pub max_talent_funding_krw: i64,
+    #[graphql(default_with = "Krw::won(15_000_000_000)")]
+    pub max_data_budget_krw: Krw,
+    #[graphql(default_with = "Krw::won(2_000_000_000)")]
+    pub max_talent_funding_krw: Krw,
 }
 
 impl From<dto::EligibilityRules> for Eligibility {
@@ -171,8 +182,8 @@ impl From<dto::EligibilityRules> for Eligibility {
         Eligibility {
             min_university_members: e.min_university_members,
             allowed_lead_types: e.allowed_lead_types.into_iter().map(Into::into).collect(),
-            max_data_budget_krw: e.max_data_budget_krw.0,
-            max_talent_funding_krw: e.max_talent_funding_krw.0,
+            max_data_budget_krw: e.max_data_budget_krw.into(),
+            max_talent_funding_krw: e.max_talent_funding_krw.into(),
         }
     }
 }
@@ -182,8 +193,8 @@ impl From<Eligibility> for dto::EligibilityRules {
         dto::EligibilityRules {
             min_university_members: e.min_university_members,
             allowed_lead_types: e.allowed_lead_types.into_iter().map(Into::into).collect(),
-            max_data_budget_krw: Krw(e.max_data_budget_krw),
-            max_talent_funding_krw: Krw(e.max_talent_funding_krw),
+            max_data_budget_krw: e.max_data_budget_krw.into(),
+            max_talent_funding_krw: e.max_talent_funding_krw.into(),
         }
     }
 }
@@ -283,7 +294,8 @@ pub struct Document {
     pub filename: String,
     /// SHA-256 of the content (hex).
     pub sha256: String,
-    pub size_bytes: i64,
+    /// At most 5 MiB.
+    pub size_bytes: i32,
     pub uploaded_at: DateTime<Utc>,
 }
 
@@ -359,7 +371,7 @@ impl Proposal {
                 kind: d.kind.clone(),
                 filename: d.filename.clone(),
                 sha256: d.sha256.clone(),
-                size_bytes: d.size_bytes,
+                size_bytes: int32(d.size_bytes),
                 uploaded_at: d.uploaded_at,
             })
             .collect()

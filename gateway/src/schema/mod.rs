@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod intake;
+pub mod money;
 pub mod scoring;
 pub mod system;
 

@@ -319,4 +319,9 @@ async fn the_console_works_in_a_real_browser_without_the_internet() {
         "subscriptions listed"
     );
     assert!(dom.contains("not signed in"), "the token state is shown");
+    // The examples come from /console/examples.json (also checked by graphql-js).
+    assert!(
+        dom.contains("4. Draft a proposal (consortium)</option>"),
+        "examples listed"
+    );
 }

@@ -5,6 +5,7 @@ use kaip_contracts::dto::intake::{
     Document, EligibilityRules, Member, MemberRole, OpenCall, OrgType, RegisterConsortium,
     ResourceRequest,
 };
+use kaip_contracts::text::Lines;
 use sha2::{Digest, Sha256};
 
 /// A rule a request broke: which field, and what the rule is.
@@ -28,6 +29,9 @@ pub const MAX_SUMMARY: usize = 20_000;
 pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024 * 1024;
 /// Largest single GPU request; guards against typos of an extra zero or three.
 pub const MAX_GPUS_PER_MODEL: i64 = 100_000;
+/// Most positions of one kind a proposal may open (and a bound that keeps the count a
+/// 32-bit GraphQL `Int`).
+pub const MAX_POSITIONS: i64 = 10_000;
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), Violation> {
     let len = value.trim().chars().count();
@@ -102,6 +106,74 @@ pub fn check_document_kind(field: &str, kind: &str) -> Result<(), Violation> {
         ));
     }
     Ok(())
+}
+
+/// Longest stored document file name, in bytes of UTF-8 (what common file systems allow).
+pub const MAX_FILENAME_BYTES: usize = 255;
+
+/// A document's file name as it is stored and served: its base name only. Directories are
+/// stripped whichever separator the uploader's system used (`/` or `\\`), so
+/// `../../etc/passwd` is stored as `passwd`; what remains must be a real name (not empty,
+/// `.` or `..`), free of control characters and at most [`MAX_FILENAME_BYTES`] long.
+pub fn safe_filename(raw: &str) -> Result<String, Violation> {
+    if let Some((at, c)) = kaip_contracts::text::forbidden_char(raw, Lines::Single) {
+        return Err(violation(
+            "filename",
+            format!(
+                "must not contain control characters (found U+{:04X} at character {at})",
+                c as u32
+            ),
+        ));
+    }
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default().trim();
+    if base.is_empty() || base == "." || base == ".." {
+        return Err(violation(
+            "filename",
+            "must end in a file name (not empty, `.` or `..` after removing directories)",
+        ));
+    }
+    if base.len() > MAX_FILENAME_BYTES {
+        return Err(violation(
+            "filename",
+            format!("must be at most {MAX_FILENAME_BYTES} bytes long (UTF-8)"),
+        ));
+    }
+    Ok(base.to_owned())
+}
+
+#[cfg(test)]
+mod filename_tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_stored_as_base_names() {
+        for (raw, stored) in [
+            ("plan.pdf", "plan.pdf"),
+            ("../../etc/passwd", "passwd"),
+            ("..\\..\\windows\\win.ini", "win.ini"),
+            ("C:\\Users\\kim\\제안서 v2.pdf", "제안서 v2.pdf"),
+            ("/abs/mixed\\sep/ name.txt ", "name.txt"),
+            ("..file", "..file"),
+        ] {
+            assert_eq!(safe_filename(raw).as_deref(), Ok(stored), "{raw}");
+        }
+    }
+
+    #[test]
+    fn names_that_are_no_file_or_too_long_are_refused() {
+        for raw in [
+            "", "  ", ".", "..", "../", "a/..", "dir/", "a\\.", "x\0.pdf", "a\nb", "\u{85}",
+        ] {
+            let v = safe_filename(raw).unwrap_err();
+            assert_eq!(v.field, "filename", "{raw:?}");
+        }
+        let longest = "a".repeat(MAX_FILENAME_BYTES);
+        assert_eq!(safe_filename(&longest).as_deref(), Ok(longest.as_str()));
+        assert!(safe_filename(&format!("{longest}b")).is_err());
+        // Bytes, not characters: 86 Hangul syllables are 258 bytes.
+        assert!(safe_filename(&"가".repeat(86)).is_err());
+        assert!(safe_filename(&"가".repeat(85)).is_ok());
+    }
 }
 
 /// Checks a Korean business registration number (`123-45-67890`, dashes optional) and
@@ -213,10 +285,10 @@ pub fn validate_draft(
             &p.title,
             MAX_TITLE,
         )?;
-        if p.count < 1 {
+        if !(1..=MAX_POSITIONS).contains(&p.count) {
             return Err(violation(
                 format!("resources.talent_positions[{i}].count"),
-                "must be at least 1",
+                format!("must be between 1 and {MAX_POSITIONS}"),
             ));
         }
     }

@@ -292,6 +292,105 @@ pub mod intake {
         pub submitted_at: Option<DateTime<Utc>>,
         pub content_hash: Option<String>,
     }
+    // Text hygiene (see `crate::text`): every text field of every request body, each
+    // single- or multi-line. A new text field belongs here too.
+    use crate::text::{field, list, nested, CheckText, Lines, TextViolation};
+
+    impl CheckText for Member {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "name", &self.name, Lines::Single)?;
+            field(
+                at,
+                "business_registration_number",
+                &self.business_registration_number,
+                Lines::Single,
+            )
+        }
+    }
+
+    impl CheckText for RegisterConsortium {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "name", &self.name, Lines::Single)?;
+            nested(at, "members", &self.members)
+        }
+    }
+
+    impl CheckText for GpuRequest {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "model", &self.model, Lines::Single)
+        }
+    }
+
+    impl CheckText for TalentPosition {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "title", &self.title, Lines::Single)?;
+            field(at, "field", &self.field, Lines::Single)?;
+            field(at, "seniority", &self.seniority, Lines::Single)
+        }
+    }
+
+    impl CheckText for ResourceRequest {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            nested(at, "gpus", &self.gpus)?;
+            nested(at, "talent_positions", &self.talent_positions)
+        }
+    }
+
+    impl CheckText for CreateProgramme {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "name", &self.name, Lines::Single)?;
+            field(at, "description", &self.description, Lines::Multi)
+        }
+    }
+
+    impl CheckText for OpenCall {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "title", &self.title, Lines::Single)?;
+            list(
+                at,
+                "required_documents",
+                &self.required_documents,
+                Lines::Single,
+            )
+        }
+    }
+
+    impl CheckText for DraftProposal {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "title", &self.title, Lines::Single)?;
+            field(at, "summary", &self.summary, Lines::Multi)?;
+            self.resources
+                .check_text_at(&crate::text::join(at, "resources"))
+        }
+    }
+
+    impl CheckText for UpdateDraft {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "title", &self.title, Lines::Single)?;
+            field(at, "summary", &self.summary, Lines::Multi)?;
+            self.resources
+                .check_text_at(&crate::text::join(at, "resources"))
+        }
+    }
+
+    impl CheckText for UploadDocument {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "filename", &self.filename, Lines::Single)?;
+            field(at, "content_base64", &self.content_base64, Lines::Single)
+        }
+    }
+
+    impl CheckText for Submit {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "idempotency_key", &self.idempotency_key, Lines::Single)
+        }
+    }
+
+    impl CheckText for Withdraw {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "reason", &self.reason, Lines::Multi)
+        }
+    }
 }
 
 pub mod scoring {
@@ -578,6 +677,105 @@ pub mod scoring {
         pub filed_at: DateTime<Utc>,
         pub answer: Option<String>,
         pub answered_at: Option<DateTime<Utc>>,
+    }
+    // Text hygiene (see `crate::text`), as for intake's bodies.
+    use crate::text::{field, list, nested, CheckText, Lines, TextViolation};
+
+    impl CheckText for CriterionConfig {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "key", &self.key, Lines::Single)?;
+            field(at, "name", &self.name, Lines::Single)
+        }
+    }
+
+    impl CheckText for StageConfig {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "name", &self.name, Lines::Single)
+        }
+    }
+
+    impl CheckText for SlotConstraint {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "category", &self.category, Lines::Single)
+        }
+    }
+
+    impl CheckText for EvaluationConfig {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            nested(at, "criteria", &self.criteria)?;
+            nested(at, "stages", &self.stages)?;
+            list(at, "tie_break", &self.tie_break, Lines::Single)?;
+            nested(at, "constraints", &self.constraints)
+        }
+    }
+
+    impl CheckText for RegisterReviewer {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "id", &self.id, Lines::Single)?;
+            field(at, "name", &self.name, Lines::Single)?;
+            field(at, "organisation", &self.organisation, Lines::Single)?;
+            if let Some(brn) = &self.business_registration_number {
+                field(at, "business_registration_number", brn, Lines::Single)?;
+            }
+            list(at, "expertise", &self.expertise, Lines::Single)
+        }
+    }
+
+    impl CheckText for DeclareConflict {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "reason", &self.reason, Lines::Multi)
+        }
+    }
+
+    impl CheckText for ScoreSheet {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            // The maps' keys are criterion keys: single-line, named by their position.
+            for (i, key) in self.scores.keys().enumerate() {
+                field(
+                    at,
+                    &format!("scores[{i}] (its criterion key)"),
+                    key,
+                    Lines::Single,
+                )?;
+            }
+            for (i, (key, comment)) in self.comments.iter().enumerate() {
+                field(
+                    at,
+                    &format!("comments[{i}] (its criterion key)"),
+                    key,
+                    Lines::Single,
+                )?;
+                field(at, &format!("comments.{key}"), comment, Lines::Multi)?;
+            }
+            Ok(())
+        }
+    }
+
+    impl CheckText for SelectionOverride {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "reason", &self.reason, Lines::Multi)
+        }
+    }
+
+    impl CheckText for ProposeSelection {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            match &self.override_with {
+                Some(o) => o.check_text_at(&crate::text::join(at, "override")),
+                None => Ok(()),
+            }
+        }
+    }
+
+    impl CheckText for FileAppeal {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "grounds", &self.grounds, Lines::Multi)
+        }
+    }
+
+    impl CheckText for AnswerAppeal {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "answer", &self.answer, Lines::Multi)
+        }
     }
 }
 

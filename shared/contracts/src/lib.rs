@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod role;
+pub mod text;
 pub mod topics;
 
 pub use error::ErrorBody;

@@ -8,11 +8,13 @@ pub mod db;
 pub mod error;
 pub mod pagination;
 pub mod settings;
+pub mod valid;
 
 pub use app::{AppState, Application, ServiceDefinition, StopHandle};
 pub use caller::Caller;
 pub use error::CommonError;
 pub use settings::{Defaults, Settings};
+pub use valid::ValidJson;
 
 /// Runs a service binary: telemetry, settings, build, serve. `main.rs` is one call to this.
 pub fn main_for(defaults: Defaults, definition: fn() -> ServiceDefinition) -> anyhow::Result<()> {

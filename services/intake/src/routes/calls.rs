@@ -10,13 +10,13 @@ use kaip_contracts::dto::PageQuery;
 use kaip_contracts::events::CallOpened;
 use kaip_contracts::{CallId, Role};
 use kaip_service::pagination::PageRequest;
-use kaip_service::{AppState, Caller};
+use kaip_service::{AppState, Caller, ValidJson};
 use uuid::Uuid;
 
 pub async fn open_call(
     caller: Caller,
     state: web::Data<AppState>,
-    body: web::Json<OpenCall>,
+    body: ValidJson<OpenCall>,
 ) -> Result<HttpResponse, IntakeError> {
     caller.require(&[Role::Admin, Role::Officer], "open a call")?;
     let req = body.into_inner();
@@ -116,7 +116,7 @@ pub async fn get_call(
 pub async fn create_programme(
     caller: Caller,
     state: web::Data<AppState>,
-    body: web::Json<CreateProgramme>,
+    body: ValidJson<CreateProgramme>,
 ) -> Result<HttpResponse, IntakeError> {
     caller.require(&[Role::Admin, Role::Officer], "create a programme")?;
     let req = body.into_inner();

@@ -9,7 +9,7 @@ use kaip_contracts::dto::intake::{Consortium, MemberRole, RegisterConsortium};
 use kaip_contracts::dto::PageQuery;
 use kaip_contracts::{ConsortiumId, Role};
 use kaip_service::pagination::PageRequest;
-use kaip_service::{AppState, Caller};
+use kaip_service::{AppState, Caller, ValidJson};
 use uuid::Uuid;
 
 /// A consortium user registers (or updates) its own consortium's profile; ministry staff may
@@ -18,7 +18,7 @@ pub async fn register(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<RegisterConsortium>,
+    body: ValidJson<RegisterConsortium>,
 ) -> Result<HttpResponse, IntakeError> {
     let id = ConsortiumId(path.into_inner());
     caller.require(

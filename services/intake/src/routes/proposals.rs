@@ -2,6 +2,9 @@ use crate::domain::{self, Window};
 use crate::error::IntakeError;
 use crate::schema::{proposal_documents, proposal_versions, proposals};
 use crate::store::{documents, find_call, find_consortium, find_proposal, CallRow, ProposalRow};
+use actix_web::http::header::{
+    Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
+};
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 use chrono::{SubsecRound, Utc};
@@ -15,7 +18,7 @@ use kaip_contracts::dto::intake::{
 use kaip_contracts::events::{ProposalSubmitted, ProposalWithdrawn};
 use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
 use kaip_service::pagination::PageRequest;
-use kaip_service::{AppState, Caller, CommonError};
+use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use uuid::Uuid;
 
 /// The consortium a consortium user acts for.
@@ -92,7 +95,7 @@ fn load_dto(c: &mut PgConnection, id: ProposalId) -> Result<Proposal, IntakeErro
 pub async fn create_draft(
     caller: Caller,
     state: web::Data<AppState>,
-    body: web::Json<DraftProposal>,
+    body: ValidJson<DraftProposal>,
 ) -> Result<HttpResponse, IntakeError> {
     let consortium = own_consortium(&caller, "create a proposal")?;
     let req = body.into_inner();
@@ -144,7 +147,7 @@ pub async fn update_draft(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<UpdateDraft>,
+    body: ValidJson<UpdateDraft>,
 ) -> Result<HttpResponse, IntakeError> {
     let consortium = own_consortium(&caller, "edit a proposal")?;
     let id = ProposalId(path.into_inner());
@@ -185,16 +188,14 @@ pub async fn upload_document(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<(Uuid, String)>,
-    body: web::Json<UploadDocument>,
+    body: ValidJson<UploadDocument>,
 ) -> Result<HttpResponse, IntakeError> {
     let consortium = own_consortium(&caller, "upload a document")?;
     let (id, kind) = path.into_inner();
     let id = ProposalId(id);
     domain::check_document_kind("kind", &kind)?;
-    let req = body.into_inner();
-    if req.filename.trim().is_empty() || req.filename.len() > 255 {
-        return Err(CommonError::validation("filename", "must be 1 to 255 characters").into());
-    }
+    let mut req = body.into_inner();
+    req.filename = domain::safe_filename(&req.filename)?;
     let content = base64::engine::general_purpose::STANDARD
         .decode(req.content_base64.as_bytes())
         .map_err(|e| {
@@ -220,7 +221,7 @@ pub async fn upload_document(
                 let values = (
                     proposal_documents::proposal_id.eq(id.0),
                     proposal_documents::kind.eq(&kind),
-                    proposal_documents::filename.eq(req.filename.trim()),
+                    proposal_documents::filename.eq(&req.filename),
                     proposal_documents::sha256.eq(&sha),
                     proposal_documents::size_bytes.eq(content.len() as i64),
                     proposal_documents::content.eq(&content),
@@ -231,7 +232,7 @@ pub async fn upload_document(
                     .on_conflict((proposal_documents::proposal_id, proposal_documents::kind))
                     .do_update()
                     .set((
-                        proposal_documents::filename.eq(req.filename.trim()),
+                        proposal_documents::filename.eq(&req.filename),
                         proposal_documents::sha256.eq(&sha),
                         proposal_documents::size_bytes.eq(content.len() as i64),
                         proposal_documents::content.eq(&content),
@@ -254,6 +255,9 @@ pub async fn download_document(
     let (id, kind) = path.into_inner();
     let id = ProposalId(id);
     caller.require_scope(scopes::READ_DOCUMENTS, "download proposal documents")?;
+    // Only well-formed kinds reach the database (a NUL in a path would otherwise surface
+    // from PostgreSQL as an internal error).
+    domain::check_document_kind("kind", &kind)?;
     let (row, doc) = state
         .db(move |c, _| {
             let row = find_proposal(c, id, false)?;
@@ -277,25 +281,49 @@ pub async fn download_document(
         return Err(IntakeError::ProposalNotFound(id));
     }
     let (filename, sha, content) = doc;
-    let safe: String = filename
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || ".-_ ".contains(*c))
-        .collect();
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
-        .insert_header((
-            "content-disposition",
-            format!("attachment; filename=\"{safe}\""),
-        ))
+        .insert_header(attachment(&filename))
         .insert_header(("x-content-sha256", sha))
         .body(content))
+}
+
+/// `Content-Disposition: attachment` naming the file (RFC 6266): an ASCII `filename` for old
+/// clients and the exact UTF-8 name in `filename*`. Names are stored as safe base names;
+/// rows stored before that rule are made safe here too.
+fn attachment(stored: &str) -> ContentDisposition {
+    let name = domain::safe_filename(stored).unwrap_or_else(|_| "document".to_owned());
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            // Quotes and backslashes would need escaping, and some clients percent-decode
+            // the plain parameter: those go to `filename*` only.
+            if c == ' ' || (c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '%')) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut parameters = vec![DispositionParam::Filename(ascii.clone())];
+    if ascii != name {
+        parameters.push(DispositionParam::FilenameExt(ExtendedValue {
+            charset: Charset::Ext("UTF-8".to_owned()),
+            language_tag: None,
+            value: name.into_bytes(),
+        }));
+    }
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters,
+    }
 }
 
 pub async fn submit(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<Submit>,
+    body: ValidJson<Submit>,
 ) -> Result<HttpResponse, IntakeError> {
     let consortium = own_consortium(&caller, "submit a proposal")?;
     let id = ProposalId(path.into_inner());
@@ -402,7 +430,7 @@ pub async fn withdraw(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<Withdraw>,
+    body: ValidJson<Withdraw>,
 ) -> Result<HttpResponse, IntakeError> {
     let consortium = own_consortium(&caller, "withdraw a proposal")?;
     let id = ProposalId(path.into_inner());

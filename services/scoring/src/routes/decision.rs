@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use kaip_contracts::dto::scoring::{Decision, Departure, ProposeSelection};
 use kaip_contracts::events::{SelectedTeam, SelectionPublished};
 use kaip_contracts::{CallId, ProposalId};
-use kaip_service::{AppState, Caller, CommonError};
+use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use uuid::Uuid;
 
 /// The finalists in final-stage rank order, with their scores and positions.
@@ -86,7 +86,7 @@ pub async fn propose(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<ProposeSelection>,
+    body: ValidJson<ProposeSelection>,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(STAFF, "select the portfolio")?;
     let call_id = path.into_inner();

@@ -15,7 +15,7 @@ use kaip_contracts::dto::scoring::{
 use kaip_contracts::dto::PageQuery;
 use kaip_contracts::Role;
 use kaip_service::pagination::PageRequest;
-use kaip_service::{AppState, Caller, CommonError};
+use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ pub async fn configure(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<EvaluationConfig>,
+    body: ValidJson<EvaluationConfig>,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(STAFF, "configure an evaluation")?;
     let call_id = path.into_inner();
@@ -83,7 +83,7 @@ pub async fn get_config(
 pub async fn register_reviewer(
     caller: Caller,
     state: web::Data<AppState>,
-    body: web::Json<RegisterReviewer>,
+    body: ValidJson<RegisterReviewer>,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(STAFF, "register reviewers")?;
     let r = body.into_inner();
@@ -183,9 +183,12 @@ pub async fn declare_conflict(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<DeclareConflict>,
+    body: ValidJson<DeclareConflict>,
 ) -> Result<HttpResponse, ScoringError> {
     let reviewer = path.into_inner();
+    kaip_contracts::text::check("id", &reviewer, kaip_contracts::text::Lines::Single).map_err(
+        |v| CommonError::validation(format!("reviewer {} (in the path)", v.field), v.rule),
+    )?;
     let is_self = caller.role() == Role::Reviewer && caller.0.sub == reviewer;
     if !is_self {
         caller.require(STAFF, "record another reviewer's conflict")?;
@@ -453,7 +456,7 @@ pub async fn score(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<ScoreSheet>,
+    body: ValidJson<ScoreSheet>,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(&[Role::Reviewer], "score proposals")?;
     let id = path.into_inner();

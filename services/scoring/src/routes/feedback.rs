@@ -11,7 +11,7 @@ use kaip_contracts::dto::scoring::{
 use kaip_contracts::events::{AppealAnswered, AppealFiled};
 use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
 use kaip_service::pagination::PageRequest;
-use kaip_service::{AppState, Caller, CommonError};
+use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -181,7 +181,7 @@ pub async fn file_appeal(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<FileAppeal>,
+    body: ValidJson<FileAppeal>,
 ) -> Result<HttpResponse, ScoringError> {
     let consortium = consortium_of(&caller, "file an appeal")?;
     let call_id = path.into_inner();
@@ -298,7 +298,7 @@ pub async fn answer_appeal(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<AnswerAppeal>,
+    body: ValidJson<AnswerAppeal>,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(STAFF, "answer appeals")?;
     let id = path.into_inner();
