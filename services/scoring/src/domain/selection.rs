@@ -437,7 +437,21 @@ mod tests {
             },
         ];
         let s = select(&c, 20, &rules).unwrap();
-        assert_eq!(s.selected.len(), 20);
+        let mut want: Vec<u128> = vec![1, 3, 5, 7];
+        want.extend((0..=30).step_by(2));
+        want.sort_unstable();
+        let got: Vec<u128> = s.selected.iter().map(|u| u.as_u128()).collect();
+        assert_eq!(got, want);
+        // 4 · 10 000 − 7 · 16 + 16 · 10 000 − 7 · 240 = 198 208.
+        assert_eq!(s.total, Centi(198_208));
+        let d = s.departure.expect("the top 20 holds ten large teams");
+        let ids = |v: &[u128]| v.iter().map(|&i| Uuid::from_u128(i)).collect::<Vec<_>>();
+        assert_eq!(d.promoted, ids(&[20, 22, 24, 26, 28, 30]));
+        assert_eq!(d.displaced, ids(&[9, 11, 13, 15, 17, 19]));
+        assert_eq!(
+            d.reasons,
+            vec!["the top 20 by rank would break \"at most 4 large\" (10 of them are large)"]
+        );
     }
 
     /// Brute force: every k-subset, keep the feasible ones with the best total; ties go to
