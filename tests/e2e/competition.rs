@@ -306,7 +306,10 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .await;
     assert_eq!(ok(&body)["assignReviewers"]["assigned"], 30);
     assert_eq!(
-        score_all(&p, &reviewers, &call_id, 1, &index_of, |_, i| presentation(i)).await,
+        score_all(&p, &reviewers, &call_id, 1, &index_of, |_, i| presentation(
+            i
+        ))
+        .await,
         30
     );
     let body = p
@@ -397,10 +400,7 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .await;
     let decision = &ok(&body)["proposeSelection"];
     let portfolio = [8, 7, 5, 3, 6];
-    let expected: Vec<&str> = portfolio
-        .iter()
-        .map(|&i| consortia[i].1.as_str())
-        .collect();
+    let expected: Vec<&str> = portfolio.iter().map(|&i| consortia[i].1.as_str()).collect();
     assert_eq!(decision["selected"], json!(expected));
     assert_eq!(
         decision["totalCenti"],
@@ -442,7 +442,10 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .iter()
         .map(|t| t["proposal_id"].as_str().expect("id"))
         .collect();
-    assert_eq!(published, expected, "the published portfolio is the proposed one");
+    assert_eq!(
+        published, expected,
+        "the published portfolio is the proposed one"
+    );
     assert!(
         teams[0]["resources"].is_object(),
         "the grant services get the requested resources"
@@ -585,7 +588,11 @@ async fn with_normalisation_on_the_ranking_follows_each_reviewers_calibration() 
         .collect();
     // The data must make normalisation matter, and leave no near-tie that rounding to
     // hundredths could flip.
-    assert_ne!(ranking, order_by(&raw), "normalisation must change the order");
+    assert_ne!(
+        ranking,
+        order_by(&raw),
+        "normalisation must change the order"
+    );
     assert!(
         ranking
             .windows(2)
@@ -599,7 +606,8 @@ async fn with_normalisation_on_the_ranking_follows_each_reviewers_calibration() 
     let mut index_of = HashMap::new();
     let mut proposals = Vec::new();
     for i in 0..4 {
-        let receipt = kaip_e2e::apply(&p, ConsortiumId::new(), &call_id, &format!("Model {i}")).await;
+        let receipt =
+            kaip_e2e::apply(&p, ConsortiumId::new(), &call_id, &format!("Model {i}")).await;
         let id = ok(&receipt)["submitProposal"]["proposalId"]
             .as_str()
             .expect("submitted")
@@ -612,8 +620,11 @@ async fn with_normalisation_on_the_ranking_follows_each_reviewers_calibration() 
         let body = p
             .graphql(Some(&officer), cases, json!({ "c": call_id }))
             .await;
-        (body["data"]["evaluationCases"]["items"].as_array().map(Vec::len) == Some(4))
-            .then_some(())
+        (body["data"]["evaluationCases"]["items"]
+            .as_array()
+            .map(Vec::len)
+            == Some(4))
+        .then_some(())
     })
     .await
     .expect("scoring opened 4 cases");
@@ -646,8 +657,18 @@ async fn with_normalisation_on_the_ranking_follows_each_reviewers_calibration() 
             .graphql(Some(&officer), "mutation($i: ReviewerInput!) { registerReviewer(input: $i) { id } }", json!({ "i": { "id": r, "name": r, "organisation": format!("Institute {r}"), "expertise": ["LLM"] } }))
             .await);
     }
-    let body = p.graphql(Some(&officer), "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned } }", json!({ "c": call_id })).await;
-    assert_eq!(ok(&body)["assignReviewers"]["assigned"], 12, "all review all");
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    assert_eq!(
+        ok(&body)["assignReviewers"]["assigned"],
+        12,
+        "all review all"
+    );
     assert_eq!(
         score_all(&p, &reviewers, &call_id, 0, &index_of, calibrated).await,
         12
@@ -680,7 +701,10 @@ async fn with_normalisation_on_the_ranking_follows_each_reviewers_calibration() 
         )
         .await;
     let decision = &ok(&body)["proposeSelection"];
-    let want: Vec<&str> = ranking[..2].iter().map(|&i| proposals[i].as_str()).collect();
+    let want: Vec<&str> = ranking[..2]
+        .iter()
+        .map(|&i| proposals[i].as_str())
+        .collect();
     assert_eq!(decision["selected"], json!(want));
     assert!(decision["departure"].is_null(), "{decision}");
 }

@@ -34,7 +34,10 @@ fn text_is_trimmed_before_it_is_measured() {
         description,
     };
     let longest = "x".repeat(MAX_TITLE);
-    assert_eq!(validate_programme(&p(longest.clone(), String::new())), Ok(()));
+    assert_eq!(
+        validate_programme(&p(longest.clone(), String::new())),
+        Ok(())
+    );
     assert_eq!(
         validate_programme(&p(format!("  {longest}  "), String::new())),
         Ok(()),
@@ -58,7 +61,10 @@ fn text_is_trimmed_before_it_is_measured() {
         Ok(())
     );
     assert_eq!(
-        refused(validate_programme(&p("AI".into(), "d".repeat(MAX_SUMMARY + 1)))),
+        refused(validate_programme(&p(
+            "AI".into(),
+            "d".repeat(MAX_SUMMARY + 1)
+        ))),
         at("description", "must be at most 20000 characters")
     );
 }
@@ -122,7 +128,11 @@ fn a_call_caps_are_not_negative() {
     let mut call = open_call(0, 3600, now);
     call.eligibility.max_data_budget_krw = Krw(0);
     call.eligibility.max_talent_funding_krw = Krw(0);
-    assert_eq!(validate_open_call(&call, now), Ok(()), "a cap of zero is allowed");
+    assert_eq!(
+        validate_open_call(&call, now),
+        Ok(()),
+        "a cap of zero is allowed"
+    );
     call.eligibility.max_data_budget_krw = Krw(-1);
     assert_eq!(
         refused(validate_open_call(&call, now)),
@@ -187,13 +197,24 @@ fn real_business_registration_numbers_pass_their_check_digit() {
         assert_eq!(normalise_brn(raw).as_deref(), Some(normalised), "{raw}");
         // Any other check digit is refused.
         let digits: String = normalised.chars().filter(|c| *c != '-').collect();
-        let last = digits.chars().last().and_then(|c| c.to_digit(10)).unwrap_or(0);
+        let last = digits
+            .chars()
+            .last()
+            .and_then(|c| c.to_digit(10))
+            .unwrap_or(0);
         for wrong in (0..10).filter(|d| *d != last) {
             let typo = format!("{}{wrong}", &digits[..9]);
             assert_eq!(normalise_brn(&typo), None, "{typo}");
         }
     }
-    for bad in ["", "-", "12345678911", "124-81-0099", "124 81 00998", "124-81-00998\u{ff10}"] {
+    for bad in [
+        "",
+        "-",
+        "12345678911",
+        "124-81-0099",
+        "124 81 00998",
+        "124-81-00998\u{ff10}",
+    ] {
         assert_eq!(normalise_brn(bad), None, "{bad:?}");
     }
 }
@@ -212,9 +233,24 @@ fn a_consortium_is_stored_trimmed_and_normalised() {
     let req = RegisterConsortium {
         name: "  K-Team ".into(),
         members: vec![
-            member(" LG AI ", OrgType::LargeEnterprise, "1078614075", MemberRole::Lead),
-            member("KAIST  ", OrgType::University, "3148200017", MemberRole::Partner),
-            member("Naver", OrgType::LargeEnterprise, "220-81-62517", MemberRole::Partner),
+            member(
+                " LG AI ",
+                OrgType::LargeEnterprise,
+                "1078614075",
+                MemberRole::Lead,
+            ),
+            member(
+                "KAIST  ",
+                OrgType::University,
+                "3148200017",
+                MemberRole::Partner,
+            ),
+            member(
+                "Naver",
+                OrgType::LargeEnterprise,
+                "220-81-62517",
+                MemberRole::Partner,
+            ),
         ],
     };
     let valid = validate_consortium(&req).expect("valid");
@@ -397,7 +433,12 @@ fn eligibility_passes_at_each_cap_and_fails_just_past_it() {
         min_university_members: 0,
         ..rules.clone()
     };
-    let big = [member("L", OrgType::LargeEnterprise, "1078614075", MemberRole::Lead)];
+    let big = [member(
+        "L",
+        OrgType::LargeEnterprise,
+        "1078614075",
+        MemberRole::Lead,
+    )];
     assert_eq!(
         eligibility_failures(&any_lead, &[], &big, &ok, &[]),
         Vec::<String>::new()

@@ -281,8 +281,16 @@ fn broken_events_are_rejected_naming_the_place() {
     let validator = published_validator("ProposalSubmitted");
     type Break = fn(&mut serde_json::Value);
     let cases: [(&str, Break, &str); 10] = [
-        ("wrong type of field", |e| e["data"]["title"] = 42.into(), "/data/title"),
-        ("number as a string", |e| e["data"]["version"] = "2".into(), "/data/version"),
+        (
+            "wrong type of field",
+            |e| e["data"]["title"] = 42.into(),
+            "/data/title",
+        ),
+        (
+            "number as a string",
+            |e| e["data"]["version"] = "2".into(),
+            "/data/version",
+        ),
         (
             "required field missing",
             |e| {
@@ -290,14 +298,22 @@ fn broken_events_are_rejected_naming_the_place() {
             },
             "/data",
         ),
-        ("unknown field in data", |e| e["data"]["surprise"] = 1.into(), "/data"),
+        (
+            "unknown field in data",
+            |e| e["data"]["surprise"] = 1.into(),
+            "/data",
+        ),
         ("unknown envelope field", |e| e["surprise"] = 1.into(), ""),
         (
             "unknown org type",
             |e| e["data"]["members"][0]["org_type"] = "megacorp".into(),
             "/data/members/0/org_type",
         ),
-        ("unknown role", |e| e["actor"]["role"] = "superuser".into(), "/actor/role"),
+        (
+            "unknown role",
+            |e| e["actor"]["role"] = "superuser".into(),
+            "/actor/role",
+        ),
         ("another version", |e| e["version"] = 2.into(), "/version"),
         ("id not a UUID", |e| e["id"] = "evt-1".into(), "/id"),
         (

@@ -319,15 +319,21 @@ mod tests {
             )
         );
         assert_eq!(
-            validate(&with(|c| c.constraints = vec![slot("lead:sme", None, Some(0))])),
+            validate(&with(
+                |c| c.constraints = vec![slot("lead:sme", None, Some(0))]
+            )),
             Ok(())
         );
         assert_eq!(
-            validate(&with(|c| c.constraints = vec![slot("lead:sme", Some(2), Some(2))])),
+            validate(&with(
+                |c| c.constraints = vec![slot("lead:sme", Some(2), Some(2))]
+            )),
             Ok(())
         );
         assert_eq!(
-            refused(&with(|c| c.constraints = vec![slot("lead:sme", Some(3), Some(2))])),
+            refused(&with(
+                |c| c.constraints = vec![slot("lead:sme", Some(3), Some(2))]
+            )),
             (
                 "constraints[0]".into(),
                 "at_least must not exceed at_most".into()
@@ -346,10 +352,9 @@ mod tests {
     #[test]
     fn tie_breaks_name_a_known_rule() {
         assert_eq!(
-            validate(&with(|c| c.tie_break = vec![
-                "earlier_submission".into(),
-                "criterion:ecosystem".into()
-            ])),
+            validate(&with(
+                |c| c.tie_break = vec!["earlier_submission".into(), "criterion:ecosystem".into()]
+            )),
             Ok(())
         );
         assert_eq!(validate(&with(|c| c.tie_break = vec![])), Ok(()));

@@ -274,7 +274,14 @@ mod tests {
         };
         assert_eq!(one("model_technology").validate(), Ok(()));
         assert_eq!(one("_").validate(), Ok(()));
-        for bad in ["", "  ", "Technology", "tech2", "tech-nology", "tech nology"] {
+        for bad in [
+            "",
+            "  ",
+            "Technology",
+            "tech2",
+            "tech-nology",
+            "tech nology",
+        ] {
             let v = one(bad).validate().unwrap_err();
             assert_eq!(
                 (v.field.as_str(), v.rule.as_str()),
@@ -326,7 +333,10 @@ mod tests {
             );
         }
         assert_eq!(r(10, None, None).max_total(), 15);
-        assert_eq!(r(10, None, None).criterion("b").map(|c| c.max_points), Some(5));
+        assert_eq!(
+            r(10, None, None).criterion("b").map(|c| c.max_points),
+            Some(5)
+        );
         assert_eq!(r(10, None, None).criterion("c"), None);
     }
 
@@ -334,7 +344,11 @@ mod tests {
     fn sheets_accept_both_ends_of_each_range_and_total_them() {
         let r = seeded();
         assert_eq!(
-            r.check_sheet(&sheet(&[("technology", 0), ("strategy", 0), ("ecosystem", 0)])),
+            r.check_sheet(&sheet(&[
+                ("technology", 0),
+                ("strategy", 0),
+                ("ecosystem", 0)
+            ])),
             Ok(0)
         );
         assert_eq!(
@@ -346,7 +360,11 @@ mod tests {
             Ok(100)
         );
         assert_eq!(
-            r.check_sheet(&sheet(&[("technology", 7), ("strategy", 11), ("ecosystem", 13)])),
+            r.check_sheet(&sheet(&[
+                ("technology", 7),
+                ("strategy", 11),
+                ("ecosystem", 13)
+            ])),
             Ok(31)
         );
         let e = r
