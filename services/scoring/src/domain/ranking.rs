@@ -296,6 +296,10 @@ mod tests {
         let ranked = rank(&standings, &rules);
         let order: Vec<u128> = ranked.iter().map(|r| r.proposal.as_u128()).collect();
         assert_eq!(order, vec![3, 4, 2, 1]);
+        let positions: Vec<usize> = ranked.iter().map(|r| r.position).collect();
+        assert_eq!(positions, vec![1, 2, 3, 4], "positions are 1-based");
+        let totals: Vec<Centi> = ranked.iter().map(|r| r.total).collect();
+        assert_eq!(totals, [9000, 8000, 8000, 8000].map(Centi));
         assert_eq!(ranked[0].tie_broken_by, None);
         assert_eq!(ranked[1].tie_broken_by, None, "#2 did not tie with #1");
         assert_eq!(
