@@ -41,7 +41,8 @@ build: ## Build every binary
 mutants: ## Mutation-test the domain rules (scoring, intake) against their unit tests with cargo-mutants; missed mutants fail
 	@command -v cargo-mutants >/dev/null 2>&1 || { echo "cargo-mutants is not installed: cargo install --locked cargo-mutants"; exit 1; }
 	@# One job, unit tests only (.cargo/mutants.toml); a copy of the tree per crate, results in
-	@# target/mutants/<crate>/mutants.out (missed.txt lists what no test noticed).
+	@# target/mutants/<crate>/mutants.out (missed.txt lists what no test noticed). The copies
+	@# build in CARGO_TARGET_DIR when it is set (dependencies already built are reused).
 	@status=0; \
 	cargo mutants -j 1 $(addprefix --file ,$(wildcard services/scoring/src/domain/*.rs)) --output target/mutants/scoring || status=$$?; \
 	cargo mutants -j 1 --file services/intake/src/domain.rs --output target/mutants/intake || status=$$?; \
