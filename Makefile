@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: run test bench lint fmt snapshots seed seed-scores token build help
+.PHONY: run test bench lint fmt snapshots seed seed-scores token build mutants help
 
 run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
 	@bash infra/local/run.sh
@@ -37,6 +37,16 @@ token: ## Mint a development token for every role
 
 build: ## Build every binary
 	cargo build --bins
+
+mutants: ## Mutation-test the domain rules (scoring, intake) against their unit tests with cargo-mutants; missed mutants fail
+	@command -v cargo-mutants >/dev/null 2>&1 || { echo "cargo-mutants is not installed: cargo install --locked cargo-mutants"; exit 1; }
+	@# One job, unit tests only (.cargo/mutants.toml); a copy of the tree per crate, results in
+	@# target/mutants/<crate>/mutants.out (missed.txt lists what no test noticed). The copies
+	@# build in CARGO_TARGET_DIR when it is set (dependencies already built are reused).
+	@status=0; \
+	cargo mutants -j 1 $(addprefix --file ,$(wildcard services/scoring/src/domain/*.rs)) --output target/mutants/scoring || status=$$?; \
+	cargo mutants -j 1 --file services/intake/src/domain.rs --output target/mutants/intake || status=$$?; \
+	exit $$status
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'

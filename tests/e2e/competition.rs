@@ -1,6 +1,7 @@
 //! The seeded programme end to end through the gateway: 15 consortia apply, written review
-//! keeps 10, presentations rank them, and 5 are selected under a slot constraint that
-//! changes the outcome against pure rank order, with the explanation saying so.
+//! keeps 10, presentations rank them afresh, and 5 are selected under a slot constraint that
+//! changes the outcome against pure rank order, with the explanation saying so. A second
+//! call runs with normalisation on, its expected ranking worked out here from the definition.
 
 use kaip_contracts::{ConsortiumId, Role};
 use kaip_e2e::{draft, error_code, eventually, register, OrgType, Platform, OPEN_CALL, SUBMIT};
@@ -8,10 +9,24 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Proposal i's quality: 90, 87, ..., 48. Every reviewer scores it the same, so the
-/// consensus is exactly this and the ranking is the index order.
+/// Proposal i's written-review score: 90, 87, ..., 48. Every reviewer scores it the same,
+/// so the consensus is exactly this and the written-review ranking is the index order.
 fn quality(i: usize) -> i64 {
     90 - 3 * i as i64
+}
+
+/// The presentations reorder the ten finalists (indices, best first): none keeps its
+/// written-review score, and the top five differ, so a portfolio built from the written
+/// review ([0, 1, 2, 3, 6] after the slot constraint) cannot pass for this one.
+const PRESENTATION_ORDER: [usize; 10] = [8, 7, 5, 3, 4, 6, 2, 1, 0, 9];
+
+/// Finalist i's presentation score: 88, 84, ..., 52 down `PRESENTATION_ORDER`.
+fn presentation(i: usize) -> i64 {
+    let rank = PRESENTATION_ORDER
+        .iter()
+        .position(|&j| j == i)
+        .expect("a finalist");
+    88 - 4 * rank as i64
 }
 
 fn sheet(q: i64) -> Value {
@@ -29,12 +44,15 @@ fn ok(body: &Value) -> &Value {
     &body["data"]
 }
 
+/// Every reviewer scores every assignment they have in `stage` with `score(reviewer,
+/// proposal index)` points; returns how many sheets went in.
 async fn score_all(
     p: &Platform,
     reviewers: &[&str],
     call_id: &str,
     stage: i32,
     index_of: &HashMap<String, usize>,
+    score: impl Fn(&str, usize) -> i64,
 ) -> usize {
     let mut scored = 0;
     for reviewer in reviewers {
@@ -48,10 +66,11 @@ async fn score_all(
                 "a reviewer sees only their own assignments"
             );
             let i = index_of[a["proposalId"].as_str().expect("id")];
+            let points = score(reviewer, i);
             let body = p
-                .graphql(Some(&token), "mutation($a: UUID!, $s: [CriterionScoreInput!]!) { scoreProposal(assignmentId: $a, scores: $s) { total } }", json!({ "a": a["id"], "s": sheet(quality(i)) }))
+                .graphql(Some(&token), "mutation($a: UUID!, $s: [CriterionScoreInput!]!) { scoreProposal(assignmentId: $a, scores: $s) { total } }", json!({ "a": a["id"], "s": sheet(points) }))
                 .await;
-            assert_eq!(ok(&body)["scoreProposal"]["total"], quality(i));
+            assert_eq!(ok(&body)["scoreProposal"]["total"], points);
             scored += 1;
         }
     }
@@ -261,7 +280,10 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .await;
     assert_eq!(error_code(&body), Some("STAGE_INCOMPLETE"), "{body}");
 
-    assert_eq!(score_all(&p, &reviewers, &call_id, 0, &index_of).await, 45);
+    assert_eq!(
+        score_all(&p, &reviewers, &call_id, 0, &index_of, |_, i| quality(i)).await,
+        45
+    );
     let body = p
         .graphql(Some(&officer), close, json!({ "c": call_id, "s": 0 }))
         .await;
@@ -283,11 +305,25 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         )
         .await;
     assert_eq!(ok(&body)["assignReviewers"]["assigned"], 30);
-    assert_eq!(score_all(&p, &reviewers, &call_id, 1, &index_of).await, 30);
+    assert_eq!(
+        score_all(&p, &reviewers, &call_id, 1, &index_of, |_, i| presentation(
+            i
+        ))
+        .await,
+        30
+    );
     let body = p
         .graphql(Some(&officer), close, json!({ "c": call_id, "s": 1 }))
         .await;
-    assert_eq!(ok(&body)["closeStage"].as_array().map(Vec::len), Some(10));
+    let presented = ok(&body)["closeStage"].as_array().expect("results").clone();
+    assert_eq!(presented.len(), 10);
+    for r in &presented {
+        let i = index_of[r["proposalId"].as_str().expect("id")];
+        let rank = PRESENTATION_ORDER.iter().position(|&j| j == i);
+        assert_eq!(r["position"], rank.expect("a finalist") as i64 + 1, "{r}");
+        assert_eq!(r["totalCenti"], presentation(i) * 100, "{r}");
+        assert_eq!(r["advanced"], true, "the last stage keeps every finalist");
+    }
 
     // Stage results page in rank order for the ministry...
     let results = "query($c: UUID!, $a: ID) { stageResults(callId: $c, stage: 0, first: 6, after: $a) { items { position } nextCursor } }";
@@ -350,7 +386,9 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         "an eliminated proposal cannot be selected: {body}"
     );
 
-    // Selection: the SME-led #7 replaces #5, and the explanation says why.
+    // Selection from the presentations: the top five there (indices 8, 7, 5, 3, 4) are all
+    // led by large enterprises, so the SME-led index 6 (sixth) replaces index 4 (fifth), and
+    // the explanation says why.
     let mut events = p
         .subscribe(
             &officer,
@@ -361,16 +399,14 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .graphql(Some(&officer), "mutation($c: UUID!) { proposeSelection(callId: $c) { selected totalCenti departure { promoted displaced reasons } } }", json!({ "c": call_id }))
         .await;
     let decision = &ok(&body)["proposeSelection"];
-    let expected: Vec<&str> = [0, 1, 2, 3, 6]
-        .iter()
-        .map(|&i| consortia[i].1.as_str())
-        .collect();
+    let portfolio = [8, 7, 5, 3, 6];
+    let expected: Vec<&str> = portfolio.iter().map(|&i| consortia[i].1.as_str()).collect();
     assert_eq!(decision["selected"], json!(expected));
     assert_eq!(
         decision["totalCenti"],
-        [0, 1, 2, 3, 6]
+        portfolio
             .iter()
-            .map(|&i| quality(i) * 100)
+            .map(|&i| presentation(i) * 100)
             .sum::<i64>()
     );
     assert_eq!(decision["departure"]["promoted"], json!([consortia[6].1]));
@@ -402,8 +438,14 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
     assert!(ok(&body)["publishSelection"]["publishedAt"].is_string());
     let published = events.next_event().await;
     let teams = published["data"]["selected"].as_array().expect("teams");
-    assert_eq!(teams.len(), 5);
-    assert_eq!(teams[4]["proposal_id"], consortia[6].1);
+    let published: Vec<&str> = teams
+        .iter()
+        .map(|t| t["proposal_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        published, expected,
+        "the published portfolio is the proposed one"
+    );
     assert!(
         teams[0]["resources"].is_object(),
         "the grant services get the requested resources"
@@ -429,6 +471,9 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
     assert_eq!(fb["proposalId"], consortia[4].1);
     assert_eq!(fb["status"], "not_selected");
     assert_eq!(fb["stages"][0]["position"], 5);
+    assert_eq!(fb["stages"][0]["totalCenti"], quality(4) * 100);
+    assert_eq!(fb["stages"][1]["position"], 5);
+    assert_eq!(fb["stages"][1]["totalCenti"], presentation(4) * 100);
     assert_eq!(fb["stages"][0]["distribution"][3]["criterion"], "total");
     assert_eq!(fb["stages"][0]["distribution"][3]["count"], 15);
     assert_eq!(fb["stages"][1]["distribution"][3]["count"], 10);
@@ -482,4 +527,184 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         json!([]),
         "appeals are private to their consortium"
     );
+}
+
+/// The normalisation case: three reviewers each score all four proposals. `cal-a` spreads
+/// their scores widely and loves #0; `cal-b` is harsh and narrow but ranks #1 first; `cal-c`
+/// sits in between. On raw means #3 would come second; calibrated, #1 does.
+const CALIBRATION: [(&str, [i64; 4]); 3] = [
+    ("cal-a", [88, 40, 52, 64]),
+    ("cal-b", [50, 60, 53, 50]),
+    ("cal-c", [70, 62, 64, 58]),
+];
+
+fn calibrated(reviewer: &str, i: usize) -> i64 {
+    CALIBRATION
+        .iter()
+        .find(|(r, _)| *r == reviewer)
+        .expect("a calibration reviewer")
+        .1[i]
+}
+
+/// Each proposal's consensus under z-score normalisation, in points, worked out here from
+/// its definition rather than by scoring's code: population mean and standard deviation of
+/// the whole panel (μ, σ) and of each reviewer (μ_r, σ_r); each total x becomes
+/// μ + σ (x − μ_r) / σ_r; a proposal's consensus is the mean of its normalised totals.
+fn expected_consensus() -> Vec<f64> {
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let sd = |xs: &[f64]| {
+        let m = mean(xs);
+        (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / xs.len() as f64).sqrt()
+    };
+    let all: Vec<f64> = CALIBRATION
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|&x| x as f64))
+        .collect();
+    let (mu, sigma) = (mean(&all), sd(&all));
+    let mut sum = [0.0; 4];
+    for (_, scores) in CALIBRATION {
+        let mine: Vec<f64> = scores.iter().map(|&x| x as f64).collect();
+        let (m, s) = (mean(&mine), sd(&mine));
+        for (i, x) in mine.iter().enumerate() {
+            sum[i] += mu + sigma * (x - m) / s;
+        }
+    }
+    sum.iter().map(|t| t / CALIBRATION.len() as f64).collect()
+}
+
+/// Proposal indices, best first, by `totals`.
+fn order_by(totals: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..totals.len()).collect();
+    order.sort_by(|&a, &b| totals[b].total_cmp(&totals[a]));
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_normalisation_on_the_ranking_follows_each_reviewers_calibration() {
+    let expected = expected_consensus();
+    let ranking = order_by(&expected);
+    let raw: Vec<f64> = (0..4)
+        .map(|i| CALIBRATION.iter().map(|(_, s)| s[i] as f64).sum::<f64>() / 3.0)
+        .collect();
+    // The data must make normalisation matter, and leave no near-tie that rounding to
+    // hundredths could flip.
+    assert_ne!(
+        ranking,
+        order_by(&raw),
+        "normalisation must change the order"
+    );
+    assert!(
+        ranking
+            .windows(2)
+            .all(|w| expected[w[0]] - expected[w[1]] > 0.5),
+        "{expected:?}"
+    );
+
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let call_id = kaip_e2e::open_call(&p, 2).await;
+    let mut index_of = HashMap::new();
+    let mut proposals = Vec::new();
+    for i in 0..4 {
+        let receipt =
+            kaip_e2e::apply(&p, ConsortiumId::new(), &call_id, &format!("Model {i}")).await;
+        let id = ok(&receipt)["submitProposal"]["proposalId"]
+            .as_str()
+            .expect("submitted")
+            .to_owned();
+        index_of.insert(id.clone(), i);
+        proposals.push(id);
+    }
+    let cases = "query($c: UUID!) { evaluationCases(callId: $c, first: 100) { items { id } } }";
+    eventually(Duration::from_secs(60), || async {
+        let body = p
+            .graphql(Some(&officer), cases, json!({ "c": call_id }))
+            .await;
+        (body["data"]["evaluationCases"]["items"]
+            .as_array()
+            .map(Vec::len)
+            == Some(4))
+        .then_some(())
+    })
+    .await
+    .expect("scoring opened 4 cases");
+
+    // One stage, two teams, no slot constraint, normalisation on: the ranking alone decides.
+    let body = p.graphql(Some(&officer), "{ defaultEvaluationConfig { criteria { key name maxPoints minPoints } minTotal stages { name keepTop minTotal } reviewersPerProposal maxAssignmentsPerReviewer normalise tieBreak teams constraints { category atLeast atMost } } }", json!({})).await;
+    let mut config = ok(&body)["defaultEvaluationConfig"].clone();
+    config["normalise"] = json!(true);
+    config["stages"] = json!([{ "name": "presentation", "keepTop": null, "minTotal": null }]);
+    config["reviewersPerProposal"] = json!(3);
+    config["teams"] = json!(2);
+    config["constraints"] = json!([]);
+    let configure = "mutation($c: UUID!, $i: EvaluationConfigInput!) { configureEvaluation(callId: $c, input: $i) { teams } }";
+    eventually(Duration::from_secs(30), || async {
+        let body = p
+            .graphql(
+                Some(&officer),
+                configure,
+                json!({ "c": call_id, "i": config }),
+            )
+            .await;
+        body["errors"].is_null().then_some(())
+    })
+    .await
+    .expect("scoring knows the call and accepts the settings");
+
+    let reviewers: Vec<&str> = CALIBRATION.iter().map(|(r, _)| *r).collect();
+    for r in &reviewers {
+        ok(&p
+            .graphql(Some(&officer), "mutation($i: ReviewerInput!) { registerReviewer(input: $i) { id } }", json!({ "i": { "id": r, "name": r, "organisation": format!("Institute {r}"), "expertise": ["LLM"] } }))
+            .await);
+    }
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    assert_eq!(
+        ok(&body)["assignReviewers"]["assigned"],
+        12,
+        "all review all"
+    );
+    assert_eq!(
+        score_all(&p, &reviewers, &call_id, 0, &index_of, calibrated).await,
+        12
+    );
+
+    let close = "mutation($c: UUID!, $s: Int!) { closeStage(callId: $c, stage: $s) { proposalId position totalCenti } }";
+    let body = p
+        .graphql(Some(&officer), close, json!({ "c": call_id, "s": 0 }))
+        .await;
+    let results = ok(&body)["closeStage"].as_array().expect("results").clone();
+    assert_eq!(results.len(), 4);
+    for r in &results {
+        let i = index_of[r["proposalId"].as_str().expect("id")];
+        let rank = ranking.iter().position(|&j| j == i).expect("ranked");
+        assert_eq!(r["position"], rank as i64 + 1, "{r}");
+        // Each normalised total and the mean are rounded to hundredths: at most one off.
+        let centi = r["totalCenti"].as_i64().expect("centi") as f64;
+        assert!(
+            (centi - 100.0 * expected[i]).abs() <= 1.0,
+            "proposal {i}: {centi} against {:.2}",
+            100.0 * expected[i]
+        );
+    }
+
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!) { proposeSelection(callId: $c) { selected departure { promoted } } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    let decision = &ok(&body)["proposeSelection"];
+    let want: Vec<&str> = ranking[..2]
+        .iter()
+        .map(|&i| proposals[i].as_str())
+        .collect();
+    assert_eq!(decision["selected"], json!(want));
+    assert!(decision["departure"].is_null(), "{decision}");
 }

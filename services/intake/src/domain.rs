@@ -639,3 +639,7 @@ mod tests {
         assert_eq!(window(t, t + h, t + h), Window::Closed);
     }
 }
+
+#[cfg(test)]
+#[path = "domain_tests.rs"]
+mod edge_tests;

@@ -48,42 +48,300 @@ fn the_asyncapi_document_matches_its_snapshot() {
     check(dir().join("asyncapi.json"), &catalogue::asyncapi());
 }
 
-#[test]
-fn schemas_accept_real_events_and_name_their_type() {
-    use kaip_contracts::events::ProposalSubmitted;
-    use kaip_contracts::{Actor, CallId, ConsortiumId, EventEnvelope, ProposalId};
-    let event = ProposalSubmitted {
-        proposal_id: ProposalId::new(),
-        call_id: CallId::new(),
-        consortium_id: ConsortiumId::new(),
-        consortium_name: "K".into(),
-        title: "t".into(),
-        version: 1,
-        content_hash: "ab".into(),
-        members: Vec::new(),
-        resources: Default::default(),
-        submitted_at: chrono::Utc::now(),
-    };
-    let env = serde_json::to_value(
-        EventEnvelope::wrap("intake", Actor::system("intake"), &event).expect("wrap"),
-    )
-    .expect("json");
+/// The published (checked-in) schema of `event_type`, compiled as the draft-7 validator an
+/// integrator would build from it, with formats asserted: draft 7's own (`date-time`), and
+/// `uuid`, which draft 7 leaves undefined (later drafts define it as RFC 4122).
+fn published_validator(event_type: &str) -> jsonschema::Validator {
     let spec = catalogue::events()
         .into_iter()
-        .find(|s| s.event_type == "ProposalSubmitted")
-        .expect("listed");
-    let schema = spec.schema();
-    // Every property the envelope carries is described, and nothing else is allowed.
-    let props = schema["properties"].as_object().expect("properties");
-    for key in env.as_object().expect("object").keys() {
-        assert!(props.contains_key(key), "schema lacks `{key}`");
+        .find(|s| s.event_type == event_type)
+        .unwrap_or_else(|| panic!("{event_type} is not in the catalogue"));
+    let path = dir().join("schemas").join(spec.file_name());
+    let text = std::fs::read_to_string(&path).expect("published schema");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .should_validate_formats(true)
+        .with_format("uuid", |s| uuid::Uuid::try_parse(s).is_ok())
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{} is not a valid schema: {e}", path.display()))
+}
+
+/// Every error the validator reports, with where it is, for assertion messages.
+fn errors(v: &jsonschema::Validator, event: &serde_json::Value) -> Vec<String> {
+    v.iter_errors(event)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// One envelope per published event type (two for the selection: a portfolio with a
+/// departure and an override, and "select nobody"), each built the way the producing
+/// service's outbox builds it, `EventEnvelope::wrap(producer, actor, &event)` serialised
+/// to JSON, with every optional part present somewhere.
+fn real_events() -> Vec<serde_json::Value> {
+    use kaip_contracts::dto::intake::{
+        GpuRequest, Member, MemberRole, OrgType, ResourceRequest, TalentPosition,
+    };
+    use kaip_contracts::dto::scoring::Departure;
+    use kaip_contracts::events::{
+        AppealAnswered, AppealFiled, CallOpened, EvaluationCaseOpened, ProposalSubmitted,
+        ProposalWithdrawn, SelectedTeam, SelectionPublished,
+    };
+    use kaip_contracts::{
+        Actor, CallId, ConsortiumId, EvaluationCaseId, EventEnvelope, Krw, ProposalId, Role,
+    };
+    let now = chrono::Utc::now();
+    let (call, consortium, proposal) = (CallId::new(), ConsortiumId::new(), ProposalId::new());
+    let person = |subject: &str, role| Actor {
+        subject: subject.into(),
+        role,
+    };
+    let officer = person("officer-1", Role::Officer);
+    let lead = person("lead-1", Role::Consortium);
+    let resources = ResourceRequest {
+        gpus: vec![GpuRequest {
+            model: "B200".into(),
+            count: 256,
+        }],
+        data_budget_krw: Krw(15_000_000_000),
+        talent_funding_krw: Krw(2_000_000_000),
+        talent_positions: vec![TalentPosition {
+            title: "Pre-training lead".into(),
+            field: "LLM".into(),
+            seniority: "principal".into(),
+            count: 2,
+        }],
+    };
+    let members = vec![
+        Member {
+            name: "LG AI Research".into(),
+            org_type: OrgType::LargeEnterprise,
+            business_registration_number: "123-45-67891".into(),
+            role: MemberRole::Lead,
+        },
+        Member {
+            name: "KAIST".into(),
+            org_type: OrgType::University,
+            business_registration_number: "314-82-00017".into(),
+            role: MemberRole::Partner,
+        },
+    ];
+    let team = SelectedTeam {
+        proposal_id: proposal,
+        consortium_id: consortium,
+        consortium_name: "K-Team".into(),
+        title: "Sovereign LLM".into(),
+        rank: 1,
+        score_centi: 8_733,
+        resources: resources.clone(),
+    };
+    let appeal = uuid::Uuid::now_v7();
+    let json = |env: Result<EventEnvelope, serde_json::Error>| {
+        serde_json::to_value(env.expect("wrap")).expect("json")
+    };
+    vec![
+        json(EventEnvelope::wrap(
+            "intake",
+            officer.clone(),
+            &CallOpened {
+                call_id: call,
+                title: "Sovereign AI Foundation Model 2026".into(),
+                opens_at: now,
+                closes_at: now + chrono::Duration::days(30),
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "intake",
+            lead.clone(),
+            &ProposalSubmitted {
+                proposal_id: proposal,
+                call_id: call,
+                consortium_id: consortium,
+                consortium_name: "K-Team".into(),
+                title: "Sovereign LLM".into(),
+                version: 2,
+                content_hash: "ab".repeat(32),
+                members,
+                resources: resources.clone(),
+                submitted_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "intake",
+            lead.clone(),
+            &ProposalWithdrawn {
+                proposal_id: proposal,
+                call_id: call,
+                consortium_id: consortium,
+                reason: "merged with another team".into(),
+                withdrawn_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            Actor::system("scoring"),
+            &EvaluationCaseOpened {
+                case_id: EvaluationCaseId::new(),
+                proposal_id: proposal,
+                call_id: call,
+                consortium_id: consortium,
+                opened_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            officer.clone(),
+            &SelectionPublished {
+                call_id: call,
+                selected: vec![team],
+                departure: Some(Departure {
+                    promoted: vec![proposal],
+                    displaced: vec![ProposalId::new()],
+                    reasons: vec!["the top 5 by rank would break \"at least 1 sme\"".into()],
+                }),
+                override_reason: Some("the panel's recommendation".into()),
+                published_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            officer.clone(),
+            &SelectionPublished {
+                call_id: call,
+                selected: Vec::new(),
+                departure: None,
+                override_reason: None,
+                published_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            lead,
+            &AppealFiled {
+                appeal_id: appeal,
+                call_id: call,
+                proposal_id: proposal,
+                consortium_id: consortium,
+                filed_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            officer,
+            &AppealAnswered {
+                appeal_id: appeal,
+                call_id: call,
+                proposal_id: proposal,
+                consortium_id: consortium,
+                answered_at: now,
+            },
+        )),
+    ]
+}
+
+#[test]
+fn real_events_validate_against_their_published_schema_and_no_other() {
+    let events = real_events();
+    let specs = catalogue::events();
+    for spec in &specs {
+        let validator = published_validator(spec.event_type);
+        let mine: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["type"] == spec.event_type)
+            .collect();
+        assert!(
+            !mine.is_empty(),
+            "no real {} here: add one to real_events()",
+            spec.event_type
+        );
+        for event in mine {
+            assert_eq!(event["producer"], spec.producer, "{event}");
+            let errs = errors(&validator, event);
+            assert!(errs.is_empty(), "{}: {errs:#?}\n{event:#}", spec.event_type);
+        }
+        // A schema names its type: another event's envelope does not pass for this one.
+        for other in events.iter().filter(|e| e["type"] != spec.event_type) {
+            assert!(
+                !validator.is_valid(other),
+                "{} accepts a {}",
+                spec.event_type,
+                other["type"]
+            );
+        }
     }
-    assert_eq!(schema["additionalProperties"], false);
-    assert_eq!(schema["properties"]["type"]["const"], "ProposalSubmitted");
-    let data_props = schema["properties"]["data"]["properties"]
-        .as_object()
-        .expect("typed data");
-    for key in env["data"].as_object().expect("data").keys() {
-        assert!(data_props.contains_key(key), "data schema lacks `{key}`");
+}
+
+#[test]
+fn broken_events_are_rejected_naming_the_place() {
+    let events = real_events();
+    let submitted = events
+        .iter()
+        .find(|e| e["type"] == "ProposalSubmitted")
+        .expect("a submission");
+    let validator = published_validator("ProposalSubmitted");
+    type Break = fn(&mut serde_json::Value);
+    let cases: [(&str, Break, &str); 10] = [
+        (
+            "wrong type of field",
+            |e| e["data"]["title"] = 42.into(),
+            "/data/title",
+        ),
+        (
+            "number as a string",
+            |e| e["data"]["version"] = "2".into(),
+            "/data/version",
+        ),
+        (
+            "required field missing",
+            |e| {
+                e["data"].as_object_mut().expect("data").remove("call_id");
+            },
+            "/data",
+        ),
+        (
+            "unknown field in data",
+            |e| e["data"]["surprise"] = 1.into(),
+            "/data",
+        ),
+        ("unknown envelope field", |e| e["surprise"] = 1.into(), ""),
+        (
+            "unknown org type",
+            |e| e["data"]["members"][0]["org_type"] = "megacorp".into(),
+            "/data/members/0/org_type",
+        ),
+        (
+            "unknown role",
+            |e| e["actor"]["role"] = "superuser".into(),
+            "/actor/role",
+        ),
+        ("another version", |e| e["version"] = 2.into(), "/version"),
+        ("id not a UUID", |e| e["id"] = "evt-1".into(), "/id"),
+        (
+            "time not RFC 3339",
+            |e| e["occurred_at"] = "yesterday".into(),
+            "/occurred_at",
+        ),
+    ];
+    for (what, break_it, at) in cases {
+        let mut event = submitted.clone();
+        break_it(&mut event);
+        let errs = errors(&validator, &event);
+        assert!(
+            errs.iter().any(|e| e.starts_with(&format!("{at}: "))),
+            "{what}: expected an error at `{at}`, got {errs:#?}"
+        );
     }
+    // Scores are whole hundredths of a point: a fraction is refused.
+    let mut selection = events
+        .iter()
+        .find(|e| e["type"] == "SelectionPublished" && e["data"]["departure"].is_object())
+        .expect("a selection")
+        .clone();
+    selection["data"]["selected"][0]["score_centi"] = serde_json::json!(87.5);
+    let errs = errors(&published_validator("SelectionPublished"), &selection);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("/data/selected/0/score_centi: ")),
+        "{errs:#?}"
+    );
 }

@@ -185,4 +185,199 @@ mod tests {
         c.criteria[0].max_points = 0;
         assert_eq!(validate(&c).unwrap_err().field, "criteria[0].max_points");
     }
+
+    fn with(edit: impl FnOnce(&mut EvaluationConfig)) -> EvaluationConfig {
+        let mut c = EvaluationConfig::sovereign_ai_default();
+        edit(&mut c);
+        c
+    }
+
+    fn refused(c: &EvaluationConfig) -> (String, String) {
+        let v = validate(c).expect_err("refused");
+        (v.field, v.rule)
+    }
+
+    fn slot(category: &str, at_least: Option<u32>, at_most: Option<u32>) -> SlotConstraint {
+        SlotConstraint {
+            category: category.into(),
+            at_least,
+            at_most,
+        }
+    }
+
+    #[test]
+    fn conversions_keep_every_rule_and_drop_nothing_silently() {
+        let c = with(|c| {
+            c.tie_break = vec![
+                "earlier_submission".into(),
+                "criterion:strategy".into(),
+                "whim".into(),
+            ];
+            c.constraints = vec![slot("lead:sme", Some(1), Some(2))];
+            c.criteria[0].min_points = Some(24);
+            c.min_total = Some(60);
+        });
+        assert_eq!(
+            tie_break(&c),
+            vec![
+                TieBreak::EarlierSubmission,
+                TieBreak::Criterion("strategy".into())
+            ],
+            "an unknown rule is not taken for another"
+        );
+        assert_eq!(
+            constraints(&c),
+            vec![
+                Constraint::AtLeast {
+                    category: "lead:sme".into(),
+                    count: 1
+                },
+                Constraint::AtMost {
+                    category: "lead:sme".into(),
+                    count: 2
+                },
+            ]
+        );
+        let r = rubric(&c);
+        assert_eq!(r.min_total, Some(60));
+        assert_eq!(r.criteria[0].key, "technology");
+        assert_eq!(r.criteria[0].name, "Model technology & development");
+        assert_eq!(r.criteria[0].max_points, 40);
+        assert_eq!(r.criteria[0].min_points, Some(24));
+        assert_eq!(r.criteria.len(), 3);
+    }
+
+    #[test]
+    fn every_category_form_is_accepted_and_nothing_else() {
+        for ok in [
+            "sme_or_academia_led",
+            "lead:large_enterprise",
+            "lead:research_institute",
+            "includes:university",
+            "includes:startup",
+        ] {
+            assert_eq!(
+                validate(&with(|c| c.constraints = vec![slot(ok, Some(1), None)])),
+                Ok(()),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "",
+            "sme",
+            "lead:",
+            "includes:",
+            "lead:robot",
+            "includes:robot",
+            "member:sme",
+            "sme_or_academia_led ",
+        ] {
+            assert_eq!(
+                refused(&with(|c| c.constraints = vec![slot(bad, Some(1), None)])).0,
+                "constraints[0].category",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounds_are_checked_at_their_edges() {
+        // Stages: a name, and a keep_top of at least 1.
+        assert_eq!(
+            refused(&with(|c| c.stages[1].name = "  ".into())).0,
+            "stages[1].name"
+        );
+        assert_eq!(
+            refused(&with(|c| c.stages[0].keep_top = Some(0))),
+            ("stages[0].keep_top".into(), "must be at least 1".into())
+        );
+        assert_eq!(validate(&with(|c| c.stages[0].keep_top = Some(1))), Ok(()));
+        assert_eq!(validate(&with(|c| c.stages[0].keep_top = None)), Ok(()));
+        // At least one reviewer per proposal, and room for one assignment each.
+        assert_eq!(
+            refused(&with(|c| c.reviewers_per_proposal = 0)),
+            ("reviewers_per_proposal".into(), "must be at least 1".into())
+        );
+        assert_eq!(validate(&with(|c| c.reviewers_per_proposal = 1)), Ok(()));
+        assert_eq!(
+            refused(&with(|c| c.max_assignments_per_reviewer = 0)),
+            (
+                "max_assignments_per_reviewer".into(),
+                "must be at least 1".into()
+            )
+        );
+        assert_eq!(
+            validate(&with(|c| c.max_assignments_per_reviewer = 1)),
+            Ok(())
+        );
+        // A slot constraint needs a bound; at_least may equal at_most but not exceed it.
+        assert_eq!(
+            refused(&with(|c| c.constraints = vec![slot("lead:sme", None, None)])),
+            (
+                "constraints[0]".into(),
+                "needs at_least, at_most or both".into()
+            )
+        );
+        assert_eq!(
+            validate(&with(
+                |c| c.constraints = vec![slot("lead:sme", None, Some(0))]
+            )),
+            Ok(())
+        );
+        assert_eq!(
+            validate(&with(
+                |c| c.constraints = vec![slot("lead:sme", Some(2), Some(2))]
+            )),
+            Ok(())
+        );
+        assert_eq!(
+            refused(&with(
+                |c| c.constraints = vec![slot("lead:sme", Some(3), Some(2))]
+            )),
+            (
+                "constraints[0]".into(),
+                "at_least must not exceed at_most".into()
+            )
+        );
+        // Later entries are named by their own index.
+        assert_eq!(
+            refused(&with(|c| {
+                c.constraints = vec![slot("lead:sme", Some(1), None), slot("x", Some(1), None)]
+            }))
+            .0,
+            "constraints[1].category"
+        );
+    }
+
+    #[test]
+    fn tie_breaks_name_a_known_rule() {
+        assert_eq!(
+            validate(&with(
+                |c| c.tie_break = vec!["earlier_submission".into(), "criterion:ecosystem".into()]
+            )),
+            Ok(())
+        );
+        assert_eq!(validate(&with(|c| c.tie_break = vec![])), Ok(()));
+        for bad in ["earlier", "criterion:", "ecosystem", "criterion:ecosystem "] {
+            let (field, rule) = refused(&with(|c| {
+                c.tie_break = vec!["earlier_submission".into(), bad.into()]
+            }));
+            assert_eq!(field, "tie_break[1]", "{bad:?}");
+            assert!(rule.contains(&format!("`{bad}`")), "{rule}");
+        }
+    }
+
+    #[test]
+    fn the_rubric_is_checked_first() {
+        assert_eq!(
+            refused(&with(|c| {
+                c.criteria.clear();
+                c.stages.clear();
+            })),
+            (
+                "criteria".into(),
+                "a rubric needs at least one criterion".into()
+            )
+        );
+    }
 }

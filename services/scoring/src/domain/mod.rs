@@ -37,6 +37,27 @@ impl Centi {
 impl std::fmt::Display for Centi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
-        write!(f, "{sign}{}.{:02}", self.0.abs() / 100, self.0.abs() % 100)
+        // unsigned_abs: `abs` of i64::MIN overflows.
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Centi;
+
+    #[test]
+    fn centi_shows_points_with_two_decimals_and_the_sign() {
+        assert_eq!(Centi::from_points(40), Centi(4000));
+        assert_eq!(Centi::from_points(-3), Centi(-300));
+        assert_eq!(Centi(2350).to_string(), "23.50");
+        assert_eq!(Centi(7).to_string(), "0.07");
+        assert_eq!(Centi(0).to_string(), "0.00");
+        assert_eq!(Centi(-5).to_string(), "-0.05");
+        assert_eq!(Centi(-2350).to_string(), "-23.50");
+        assert_eq!(Centi(-100).to_string(), "-1.00");
+        assert_eq!(Centi(i64::MIN).to_string(), "-92233720368547758.08");
+        assert_eq!(Centi(i64::MAX).to_string(), "92233720368547758.07");
     }
 }

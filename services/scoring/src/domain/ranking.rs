@@ -203,6 +203,76 @@ mod tests {
     }
 
     #[test]
+    fn normalisation_follows_the_definition_on_an_uneven_panel() {
+        // Panel of 8 totals: μ = 65.625, σ = 15.0909 (population). Reviewer a: μ_a = 60,
+        // σ_a = 16.3299; b: μ_b = 72.5, σ_b = 2.5; c scored once, d gave the same total
+        // twice: both kept as given. a's 40 → 65.625 + 15.0909 · (40 − 60) / 16.3299 =
+        // 47.1425; a's 60 sits on a's mean, so on the panel's: 65.625, whose hundredths
+        // (6562.5) round half away from zero to 6563.
+        let totals = [
+            t("a", 1, 40),
+            t("a", 2, 60),
+            t("a", 3, 80),
+            t("b", 1, 70),
+            t("b", 2, 75),
+            t("c", 1, 90),
+            t("d", 1, 55),
+            t("d", 2, 55),
+        ];
+        assert_eq!(
+            normalise(&totals),
+            [4714, 6563, 8411, 5053, 8072, 9000, 5500, 5500].map(Centi)
+        );
+        assert_eq!(normalise(&[]), Vec::<Centi>::new());
+    }
+
+    #[test]
+    fn a_normalised_total_can_fall_below_zero_and_rounds_to_the_nearest_hundredth() {
+        // e gave four 100s and one 0 (μ_e = 80, σ_e = 40): the 0 is two of e's deviations
+        // low, and two panel deviations below the panel's mean is below zero:
+        // 71.7143 − 2 · 36.2598 = −0.8054 → −81 hundredths (not −80).
+        let totals = [
+            t("e", 1, 100),
+            t("e", 2, 100),
+            t("e", 3, 100),
+            t("e", 4, 100),
+            t("e", 5, 0),
+            t("f", 1, 50),
+            t("f", 2, 52),
+        ];
+        assert_eq!(
+            normalise(&totals),
+            [8984, 8984, 8984, 8984, -81, 3545, 10797].map(Centi)
+        );
+    }
+
+    #[test]
+    fn consensus_rounds_negative_halves_away_from_zero() {
+        assert_eq!(consensus(&[Centi(-1), Centi(-2)]), Some(Centi(-2)));
+        assert_eq!(consensus(&[Centi(-3), Centi(-4)]), Some(Centi(-4)));
+        assert_eq!(
+            consensus(&[Centi(-1), Centi(-1), Centi(-2)]),
+            Some(Centi(-1))
+        );
+        assert_eq!(
+            consensus(&[Centi(-1), Centi(-2), Centi(-2)]),
+            Some(Centi(-2))
+        );
+        assert_eq!(
+            consensus(&[Centi(-81), Centi(8984)]),
+            Some(Centi(4452)),
+            "8903 / 2 = 4451.5"
+        );
+        assert_eq!(consensus(&[Centi(1), Centi(1), Centi(2)]), Some(Centi(1)));
+        assert_eq!(consensus(&[Centi(1), Centi(2), Centi(2)]), Some(Centi(2)));
+        assert_eq!(
+            consensus(&[Centi(i64::MAX), Centi(i64::MAX)]),
+            Some(Centi(i64::MAX)),
+            "the sum does not overflow"
+        );
+    }
+
+    #[test]
     fn ties_are_broken_in_the_declared_order_and_say_how() {
         let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
         let st = |p: u128, total: i64, tech: i64, secs: i64| Standing {
@@ -226,6 +296,10 @@ mod tests {
         let ranked = rank(&standings, &rules);
         let order: Vec<u128> = ranked.iter().map(|r| r.proposal.as_u128()).collect();
         assert_eq!(order, vec![3, 4, 2, 1]);
+        let positions: Vec<usize> = ranked.iter().map(|r| r.position).collect();
+        assert_eq!(positions, vec![1, 2, 3, 4], "positions are 1-based");
+        let totals: Vec<Centi> = ranked.iter().map(|r| r.total).collect();
+        assert_eq!(totals, [9000, 8000, 8000, 8000].map(Centi));
         assert_eq!(ranked[0].tie_broken_by, None);
         assert_eq!(ranked[1].tie_broken_by, None, "#2 did not tie with #1");
         assert_eq!(

@@ -256,4 +256,164 @@ mod tests {
         );
         assert!(r.shortfalls(&per, Centi(6000)).len() == 1);
     }
+
+    fn crit(key: &str, max: i64, min: Option<i64>) -> Criterion {
+        Criterion {
+            key: key.into(),
+            name: key.to_uppercase(),
+            max_points: max,
+            min_points: min,
+        }
+    }
+
+    #[test]
+    fn keys_are_lower_case_letters_and_underscores() {
+        let one = |key: &str| Rubric {
+            criteria: vec![crit(key, 10, None)],
+            min_total: None,
+        };
+        assert_eq!(one("model_technology").validate(), Ok(()));
+        assert_eq!(one("_").validate(), Ok(()));
+        for bad in [
+            "",
+            "  ",
+            "Technology",
+            "tech2",
+            "tech-nology",
+            "tech nology",
+        ] {
+            let v = one(bad).validate().unwrap_err();
+            assert_eq!(
+                (v.field.as_str(), v.rule.as_str()),
+                (
+                    "criteria[0].key",
+                    "must be lower-case letters and underscores"
+                ),
+                "{bad:?}"
+            );
+        }
+        let mut twice = seeded();
+        twice.criteria[2].key = "technology".into();
+        let v = twice.validate().unwrap_err();
+        assert_eq!(v.field, "criteria[2].key");
+        assert_eq!(v.rule, "`technology` appears twice");
+    }
+
+    #[test]
+    fn ranges_are_checked_at_their_edges() {
+        let r = |max, min, total| Rubric {
+            criteria: vec![crit("a", max, min), crit("b", 5, None)],
+            min_total: total,
+        };
+        // A criterion of one point is allowed; of none, not.
+        assert_eq!(r(1, None, None).validate(), Ok(()));
+        let v = r(0, None, None).validate().unwrap_err();
+        assert_eq!(
+            (v.field.as_str(), v.rule.as_str()),
+            ("criteria[0].max_points", "must be at least 1")
+        );
+        // A minimum from 0 to the maximum, inclusive.
+        assert_eq!(r(10, Some(0), None).validate(), Ok(()));
+        assert_eq!(r(10, Some(10), None).validate(), Ok(()));
+        for min in [-1, 11] {
+            let v = r(10, Some(min), None).validate().unwrap_err();
+            assert_eq!(
+                (v.field.as_str(), v.rule.as_str()),
+                ("criteria[0].min_points", "must be between 0 and 10")
+            );
+        }
+        // A minimum total from 0 to the rubric's maximum (10 + 5), inclusive.
+        assert_eq!(r(10, None, Some(0)).validate(), Ok(()));
+        assert_eq!(r(10, None, Some(15)).validate(), Ok(()));
+        for min in [-1, 16] {
+            let v = r(10, None, Some(min)).validate().unwrap_err();
+            assert_eq!(
+                (v.field.as_str(), v.rule.as_str()),
+                ("min_total", "must be between 0 and 15")
+            );
+        }
+        assert_eq!(r(10, None, None).max_total(), 15);
+        assert_eq!(
+            r(10, None, None).criterion("b").map(|c| c.max_points),
+            Some(5)
+        );
+        assert_eq!(r(10, None, None).criterion("c"), None);
+    }
+
+    #[test]
+    fn sheets_accept_both_ends_of_each_range_and_total_them() {
+        let r = seeded();
+        assert_eq!(
+            r.check_sheet(&sheet(&[
+                ("technology", 0),
+                ("strategy", 0),
+                ("ecosystem", 0)
+            ])),
+            Ok(0)
+        );
+        assert_eq!(
+            r.check_sheet(&sheet(&[
+                ("technology", 40),
+                ("strategy", 30),
+                ("ecosystem", 30)
+            ])),
+            Ok(100)
+        );
+        assert_eq!(
+            r.check_sheet(&sheet(&[
+                ("technology", 7),
+                ("strategy", 11),
+                ("ecosystem", 13)
+            ])),
+            Ok(31)
+        );
+        let e = r
+            .check_sheet(&sheet(&[
+                ("technology", 1),
+                ("strategy", 31),
+                ("ecosystem", 1),
+            ]))
+            .unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.rule.as_str()),
+            ("scores.strategy", "must be between 0 and 30 points")
+        );
+        let e = r.check_sheet(&sheet(&[])).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.rule.as_str()),
+            (
+                "scores.technology",
+                "is missing: every criterion must be scored"
+            )
+        );
+    }
+
+    #[test]
+    fn a_proposal_exactly_at_a_minimum_is_eligible_and_a_hundredth_below_is_not() {
+        let mut r = seeded();
+        r.criteria[0].min_points = Some(24);
+        r.criteria[1].min_points = Some(0);
+        r.min_total = Some(60);
+        let per = |tech: i64| -> BTreeMap<String, Centi> {
+            [
+                ("technology".to_string(), Centi(tech)),
+                ("strategy".to_string(), Centi(0)),
+                ("ecosystem".to_string(), Centi(3000)),
+            ]
+            .into_iter()
+            .collect()
+        };
+        assert_eq!(r.shortfalls(&per(2400), Centi(6000)), Vec::<String>::new());
+        assert_eq!(
+            r.shortfalls(&per(2399), Centi(5999)),
+            vec![
+                "Model technology & development scored 23.99, below its minimum of 24".to_string(),
+                "total 59.99 is below the minimum of 60".to_string(),
+            ]
+        );
+        // A criterion without a consensus yet is not reported as short.
+        let mut partial = per(0);
+        partial.remove("technology");
+        assert_eq!(r.shortfalls(&partial, Centi(6000)), Vec::<String>::new());
+    }
 }

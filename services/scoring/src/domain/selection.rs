@@ -387,6 +387,69 @@ mod tests {
     }
 
     #[test]
+    fn taking_the_best_ranked_team_can_be_the_wrong_move() {
+        // At most one x, at least one y, two teams. Taking #1 (x) leaves only #4 to supply
+        // the y: 100 + 5. Passing over #1 allows #2 (x and y) with #3: 90 + 85 = 175.
+        let c = [
+            cand(1, 100, &["x"]),
+            cand(2, 90, &["x", "y"]),
+            cand(3, 85, &[]),
+            cand(4, 5, &["y"]),
+        ];
+        let rules = [
+            Constraint::AtMost {
+                category: "x".into(),
+                count: 1,
+            },
+            Constraint::AtLeast {
+                category: "y".into(),
+                count: 1,
+            },
+        ];
+        let s = select(&c, 2, &rules).unwrap();
+        assert_eq!(s.selected, vec![Uuid::from_u128(2), Uuid::from_u128(3)]);
+        assert_eq!(s.total, Centi(175));
+        let d = s.departure.expect("departs from the top 2");
+        assert_eq!(d.promoted, vec![Uuid::from_u128(3)]);
+        assert_eq!(d.displaced, vec![Uuid::from_u128(1)]);
+        assert_eq!(
+            d.reasons,
+            vec!["the top 2 by rank would break \"at most 1 x\" (2 of them are x)"]
+        );
+    }
+
+    #[test]
+    fn each_limit_binds_only_its_own_category() {
+        // At most one x and at most three y: the second x (#3) gives way to the third y (#5).
+        // A limit applied to the wrong category would leave no portfolio of four.
+        let c = [
+            cand(1, 100, &["y"]),
+            cand(2, 95, &["x"]),
+            cand(3, 90, &["x"]),
+            cand(4, 85, &["y"]),
+            cand(5, 80, &["y"]),
+            cand(6, 10, &[]),
+        ];
+        let rules = [
+            Constraint::AtMost {
+                category: "x".into(),
+                count: 1,
+            },
+            Constraint::AtMost {
+                category: "y".into(),
+                count: 3,
+            },
+        ];
+        let s = select(&c, 4, &rules).unwrap();
+        let ids: Vec<u128> = s.selected.iter().map(|u| u.as_u128()).collect();
+        assert_eq!(ids, vec![1, 2, 4, 5]);
+        assert_eq!(s.total, Centi(360));
+        let d = s.departure.expect("departs from the top 4");
+        assert_eq!(d.promoted, vec![Uuid::from_u128(5)]);
+        assert_eq!(d.displaced, vec![Uuid::from_u128(3)]);
+    }
+
+    #[test]
     fn an_impossible_portfolio_is_reported() {
         let c = [cand(1, 95, &[]), cand(2, 90, &[])];
         let e = select(
@@ -437,7 +500,21 @@ mod tests {
             },
         ];
         let s = select(&c, 20, &rules).unwrap();
-        assert_eq!(s.selected.len(), 20);
+        let mut want: Vec<u128> = vec![1, 3, 5, 7];
+        want.extend((0..=30).step_by(2));
+        want.sort_unstable();
+        let got: Vec<u128> = s.selected.iter().map(|u| u.as_u128()).collect();
+        assert_eq!(got, want);
+        // 4 · 10 000 − 7 · 16 + 16 · 10 000 − 7 · 240 = 198 208.
+        assert_eq!(s.total, Centi(198_208));
+        let d = s.departure.expect("the top 20 holds ten large teams");
+        let ids = |v: &[u128]| v.iter().map(|&i| Uuid::from_u128(i)).collect::<Vec<_>>();
+        assert_eq!(d.promoted, ids(&[20, 22, 24, 26, 28, 30]));
+        assert_eq!(d.displaced, ids(&[9, 11, 13, 15, 17, 19]));
+        assert_eq!(
+            d.reasons,
+            vec!["the top 20 by rank would break \"at most 4 large\" (10 of them are large)"]
+        );
     }
 
     /// Brute force: every k-subset, keep the feasible ones with the best total; ties go to
