@@ -63,6 +63,7 @@ impl Platform {
             },
             kafka: ctx.kafka.clone(),
             auth: kaip_auth::dev::settings(),
+            limits: Default::default(),
         };
         let gateway = kaip_gateway::Application::build(settings)
             .await
