@@ -2,5 +2,6 @@
 
 mod backbone;
 mod competition;
+mod gateway_hardening;
 mod slice;
 mod validation;

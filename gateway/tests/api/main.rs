@@ -23,6 +23,10 @@ async fn spawn(ctx: &TestContext) -> Gateway {
 
 async fn spawn_with(ctx: &TestContext, limits: GatewayLimits) -> Gateway {
     // Nothing listens on port 9: every service call fails fast with SERVICE_UNAVAILABLE.
+    spawn_on(ctx, limits, "http://127.0.0.1:9").await
+}
+
+async fn spawn_on(ctx: &TestContext, limits: GatewayLimits, intake: &str) -> Gateway {
     let nowhere = "http://127.0.0.1:9".to_string();
     let settings = GatewaySettings {
         server: GatewayServer {
@@ -33,7 +37,7 @@ async fn spawn_with(ctx: &TestContext, limits: GatewayLimits) -> Gateway {
             upstream_timeout_ms: 2000,
         },
         services: ServiceUrls {
-            intake: nowhere.clone(),
+            intake: intake.to_owned(),
             scoring: nowhere.clone(),
             gpu_ledger: nowhere.clone(),
             data_budget: nowhere.clone(),
@@ -579,4 +583,44 @@ async fn a_subscription_ends_with_a_coded_close_when_its_token_expires() {
     assert_eq!(close["type"], "close", "{close}");
     assert_eq!(close["code"], 4401, "{close}");
     assert_eq!(close["reason"], "TOKEN_EXPIRED", "{close}");
+}
+
+// ---- the request deadline ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_stopped_with_timeout() {
+    let ctx = TestContext::new();
+    // A service that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let g = spawn_on(
+        &ctx,
+        GatewayLimits {
+            request_timeout_ms: 300,
+            ..GatewayLimits::default()
+        },
+        &silent_url,
+    )
+    .await;
+    let body: Value = reqwest::Client::new()
+        .post(format!("{}/graphql", g.url))
+        .header("authorization", ctx.bearer(Role::Officer, None))
+        .json(&json!({ "query": "{ calls { items { id } } }" }))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    // Not SERVICE_UNAVAILABLE: the request's own deadline (300 ms) came before the
+    // upstream call's (2 s).
+    assert_eq!(code(&body), "TIMEOUT", "{body}");
 }
