@@ -2,8 +2,9 @@
 //! Shared by the e2e test (which asserts that nothing fails) and `make bench` (which reports
 //! the latencies).
 
-use crate::{apply, eventually, open_call, Platform};
+use crate::{eventually, member_inputs, OrgType, Platform, CREATE, OPEN_CALL, REGISTER, SUBMIT};
 use kaip_contracts::{ConsortiumId, Role};
+use kaip_testkit::TestContext;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -14,33 +15,90 @@ pub const LIST_WITH_CASES: &str =
 /// Opens a call, has `n` consortia apply to it, and waits until scoring opened a case for
 /// each; returns the call's id.
 pub async fn seed_call(p: &Platform, n: usize) -> String {
-    let call_id = open_call(p, 24).await;
-    let applications = (0..n).map(|i| {
-        let call_id = call_id.clone();
+    seed_call_at(&p.ctx, &p.gateway_url, n).await
+}
+
+/// [`seed_call`] through any gateway (the bench builds its own platform).
+pub async fn seed_call_at(ctx: &TestContext, gateway_url: &str, n: usize) -> String {
+    let http = reqwest::Client::new();
+    let gql = |token: String, query: &'static str, variables: Value| {
+        let http = http.clone();
+        let url = format!("{gateway_url}/graphql");
         async move {
-            let body = apply(p, ConsortiumId::new(), &call_id, &format!("Model {i}")).await;
-            assert!(body["errors"].is_null(), "application {i} failed: {body}");
+            let body: Value = http
+                .post(url)
+                .header("authorization", token)
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await
+                .expect("gateway answers")
+                .json()
+                .await
+                .expect("JSON");
+            assert!(body["errors"].is_null(), "{query}: {body}");
+            body
         }
-    });
+    };
+    let officer = ctx.bearer(Role::Officer, None);
+    let now = chrono::Utc::now();
+    let call = gql(
+        officer.clone(),
+        OPEN_CALL,
+        json!({ "input": {
+            "title": "Sovereign AI Foundation Model 2026",
+            "opensAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+            "closesAt": (now + chrono::Duration::hours(24)).to_rfc3339(),
+        }}),
+    )
+    .await;
+    let call_id = call["data"]["openCall"]["id"]
+        .as_str()
+        .expect("call id")
+        .to_owned();
+    let applications: Vec<_> = (0..n)
+        .map(|i| {
+            let consortium = ConsortiumId::new();
+            let token = ctx.bearer(Role::Consortium, Some(consortium));
+            let call_id = call_id.clone();
+            let gql = &gql;
+            async move {
+                let seed = (consortium.0.as_u128() % 100_000_000) as u32;
+                let members = member_inputs(seed, OrgType::LargeEnterprise);
+                gql(
+                    token.clone(),
+                    REGISTER,
+                    json!({ "id": consortium, "input": { "name": format!("Consortium {i}"), "members": members } }),
+                )
+                .await;
+                let draft = gql(
+                    token.clone(),
+                    CREATE,
+                    json!({ "input": { "callId": call_id, "title": format!("Model {i}"), "summary": "Built from scratch" } }),
+                )
+                .await;
+                let id = draft["data"]["createProposal"]["id"].clone();
+                gql(token, SUBMIT, json!({ "id": id, "key": format!("submit-{i}") })).await;
+            }
+        })
+        .collect();
     // A few at a time: the point is the data, not load on the write path.
-    let mut pending = applications.collect::<Vec<_>>();
+    let mut pending = applications;
     while !pending.is_empty() {
         let batch: Vec<_> = pending.drain(..pending.len().min(8)).collect();
         futures::future::join_all(batch).await;
     }
-    let officer = p.ctx.bearer(Role::Officer, None);
-    let cases = eventually(Duration::from_secs(120), || async {
-        let body = p
-            .graphql(
-                Some(&officer),
-                "query($call: UUID!) { evaluationCases(callId: $call, first: 100) { items { id } } }",
-                json!({ "call": call_id }),
-            )
-            .await;
-        let found = body["data"]["evaluationCases"]["items"]
-            .as_array()
-            .map_or(0, Vec::len);
-        (found == n).then_some(found)
+    let cases = eventually(Duration::from_secs(120), || {
+        let body = gql(
+            officer.clone(),
+            "query($call: UUID!) { evaluationCases(callId: $call, first: 100) { items { id } } }",
+            json!({ "call": call_id }),
+        );
+        async move {
+            let found = body.await["data"]["evaluationCases"]["items"]
+                .as_array()
+                .map_or(0, Vec::len);
+            (found == n).then_some(found)
+        }
     })
     .await;
     assert_eq!(cases, Some(n), "scoring opened a case for every proposal");

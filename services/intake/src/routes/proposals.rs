@@ -1,7 +1,9 @@
 use crate::domain::{self, Window};
 use crate::error::IntakeError;
 use crate::schema::{proposal_documents, proposal_versions, proposals};
-use crate::store::{documents, find_call, find_consortium, find_proposal, CallRow, ProposalRow};
+use crate::store::{
+    documents, documents_of, find_call, find_consortium, find_proposal, CallRow, ProposalRow,
+};
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 use chrono::{SubsecRound, Utc};
@@ -494,12 +496,16 @@ pub async fn list(
                 Some(consortium) => q = q.filter(proposals::consortium_id.eq(consortium.0)),
                 None => q = q.filter(proposals::status.ne("draft")),
             }
-            let rows = q.load(c)?;
-            let mut items = Vec::with_capacity(rows.len());
-            for row in rows {
-                let docs = documents(c, row.id)?;
-                items.push(row.into_dto(docs));
-            }
+            let rows: Vec<ProposalRow> = q.load(c)?;
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            let mut docs = documents_of(c, &ids)?;
+            let items: Vec<Proposal> = rows
+                .into_iter()
+                .map(|row| {
+                    let d = docs.remove(&row.id).unwrap_or_default();
+                    row.into_dto(d)
+                })
+                .collect();
             Ok::<_, IntakeError>(page.finish(items, |p: &Proposal| p.id.0))
         })
         .await?;
