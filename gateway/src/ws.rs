@@ -92,6 +92,15 @@ fn operation_error(protocol: WebSocketProtocols, id: &str, code: &str, message: 
     .to_string()
 }
 
+/// When a token with `exp` (seconds since the epoch) runs out, as a timer deadline. An `exp`
+/// already past (a token accepted within the verifier's leeway) is now; one absurdly far
+/// away is capped at a year rather than overflowing the clock.
+fn expiry(exp: i64) -> Instant {
+    let left = exp.saturating_sub(chrono::Utc::now().timestamp());
+    let left = u64::try_from(left).unwrap_or(0).min(365 * 24 * 3600);
+    Instant::now() + Duration::from_secs(left)
+}
+
 async fn serve(
     schema: GatewaySchema,
     verifier: TokenVerifier,
@@ -174,9 +183,7 @@ async fn serve(
                         if let RequestAuth(Ok(authed)) =
                             crate::authenticate(&verifier, header.as_deref())
                         {
-                            let left = authed.claims.exp - chrono::Utc::now().timestamp();
-                            let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
-                            expires_at = Some(Instant::now() + left);
+                            expires_at = Some(expiry(authed.claims.exp));
                         }
                         // async-graphql answers (ack, or a close for a bad token).
                     }
@@ -245,4 +252,19 @@ async fn serve(
         }
     };
     let _ = session.close(close).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_bounded_at_both_ends() {
+        let now = Instant::now();
+        assert!(expiry(i64::MIN) <= Instant::now());
+        assert!(expiry(0) <= Instant::now());
+        assert!(expiry(i64::MAX) <= now + Duration::from_secs(366 * 24 * 3600));
+        let in_a_minute = expiry(chrono::Utc::now().timestamp() + 60);
+        assert!(in_a_minute > now + Duration::from_secs(58));
+    }
 }

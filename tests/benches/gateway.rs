@@ -4,11 +4,12 @@
 //! workers and pools. Reports p50/p99/max latency and the number of failed requests, for
 //! one client alone and for 64 at once.
 //!
-//! `KAIP_BENCH_PROPOSALS` (default 30), `KAIP_BENCH_CLIENTS` (64), `KAIP_BENCH_ROUNDS` (20).
+//! `KAIP_BENCH_PROPOSALS` (default 30), `KAIP_BENCH_CLIENTS` (64), `KAIP_BENCH_ROUNDS` (20);
+//! `KAIP_SERVER__*`, `KAIP_DATABASE__POOL_SIZE` and `KAIP_LIMITS__*` apply as in production.
 
 use kaip_contracts::Role;
 use kaip_e2e::load::{run_load, seed_call_at};
-use kaip_gateway::settings::{GatewayLimits, GatewayServer, GatewaySettings, ServiceUrls};
+use kaip_gateway::settings::{GatewayServer, GatewaySettings, ServiceUrls};
 use kaip_service::Defaults;
 use kaip_testkit::{TestContext, TestService};
 
@@ -19,6 +20,12 @@ fn env_or(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The environment without one section (a service has no `limits`, the gateway no
+/// `database`).
+fn env_without(prefix: &str) -> std::collections::HashMap<String, String> {
+    std::env::vars().filter(|(k, _)| !k.starts_with(prefix)).collect()
+}
+
 /// A service with the defaults a deployment gets (workers, pool), on this bench's database
 /// and topics.
 async fn spawn(
@@ -26,7 +33,8 @@ async fn spawn(
     def: kaip_service::ServiceDefinition,
     defaults: Defaults,
 ) -> TestService {
-    let production = kaip_service::Settings::load_from(defaults, &Default::default())
+    // The defaults, or what `KAIP_SERVER__WORKERS` / `KAIP_DATABASE__POOL_SIZE` say.
+    let production = kaip_service::Settings::load_from(defaults, &env_without("KAIP_LIMITS__"))
         .unwrap_or_else(|e| panic!("default settings: {e}"));
     let mut settings = ctx.settings(defaults);
     settings.server.workers = production.server.workers;
@@ -45,7 +53,8 @@ fn main() -> anyhow::Result<()> {
         let ctx = TestContext::new();
         let intake = spawn(&ctx, kaip_intake::definition(), kaip_intake::DEFAULTS).await;
         let scoring = spawn(&ctx, kaip_scoring::definition(), kaip_scoring::DEFAULTS).await;
-        let production = GatewaySettings::load_from(&Default::default())?;
+        // The defaults, or what `KAIP_SERVER__*` / `KAIP_LIMITS__*` say.
+        let production = GatewaySettings::load_from(&env_without("KAIP_DATABASE__"))?;
         // The gateway fronts only intake and scoring here; the others are not called.
         let settings = GatewaySettings {
             server: GatewayServer {
@@ -59,7 +68,7 @@ fn main() -> anyhow::Result<()> {
             },
             kafka: ctx.kafka.clone(),
             auth: kaip_auth::dev::settings(),
-            limits: GatewayLimits::default(),
+            limits: production.limits.clone(),
         };
         let gateway = kaip_gateway::Application::build(settings).await?;
         let url = format!("http://127.0.0.1:{}", gateway.port());
