@@ -207,7 +207,10 @@ fn check(body: &Value, expected: usize) -> Result<(), String> {
     if items.len() != expected {
         return Err(format!("{} items, expected {expected}", items.len()));
     }
-    if let Some(item) = items.iter().find(|i| i["evaluationCase"]["status"].is_null()) {
+    if let Some(item) = items
+        .iter()
+        .find(|i| i["evaluationCase"]["status"].is_null())
+    {
         return Err(format!("a proposal without its case: {item}"));
     }
     Ok(())

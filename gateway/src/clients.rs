@@ -125,7 +125,10 @@ impl ServiceClient {
     }
 
     /// Sends `req` once a permit is free, charging the budget first.
-    async fn dispatch(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+    async fn dispatch(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
         self.admit()?;
         let _permit = self
             .in_flight

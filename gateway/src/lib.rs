@@ -206,7 +206,8 @@ fn too_large(limit: usize) -> HttpResponse {
         format!("the request body is larger than {limit} bytes (limits.max_body_bytes)"),
     );
     // The rest of the body is never read: the connection cannot be reused.
-    res.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+    res.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
     res
 }
 

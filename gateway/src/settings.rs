@@ -68,7 +68,10 @@ impl GatewayLimits {
             ("request_timeout_ms", self.request_timeout_ms),
             ("max_root_fields", self.max_root_fields as u64),
             ("max_root_mutations", self.max_root_mutations as u64),
-            ("max_in_flight_per_service", self.max_in_flight_per_service as u64),
+            (
+                "max_in_flight_per_service",
+                self.max_in_flight_per_service as u64,
+            ),
             ("ws_init_timeout_ms", self.ws_init_timeout_ms),
             ("ws_max_subscriptions", self.ws_max_subscriptions as u64),
         ];
@@ -219,6 +222,9 @@ mod tests {
             .collect();
         let s = GatewaySettings::load_from(&env).unwrap();
         assert_eq!(s.limits.request_timeout_ms, 2500);
-        assert_eq!(s.limits.max_service_calls, 50, "the other keys keep their defaults");
+        assert_eq!(
+            s.limits.max_service_calls, 50,
+            "the other keys keep their defaults"
+        );
     }
 }

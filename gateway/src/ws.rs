@@ -67,9 +67,7 @@ pub fn start(
         .max_frame_size(MAX_MESSAGE_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_MESSAGE_BYTES);
-    actix_web::rt::spawn(serve(
-        schema, verifier, limits, protocol, session, stream,
-    ));
+    actix_web::rt::spawn(serve(schema, verifier, limits, protocol, session, stream));
     Ok(response)
 }
 
@@ -115,8 +113,8 @@ async fn serve(
         rx.recv().await.map(|m| (m, rx))
     });
     let init_verifier = verifier.clone();
-    let inner = WebSocket::new(schema, incoming, protocol).on_connection_init(move |value| {
-        async move {
+    let inner =
+        WebSocket::new(schema, incoming, protocol).on_connection_init(move |value| async move {
             let header = crate::connection_token(&value);
             match crate::authenticate(&init_verifier, header.as_deref()) {
                 RequestAuth(Ok(authed)) => {
@@ -126,8 +124,7 @@ async fn serve(
                 }
                 RequestAuth(Err(e)) => Err(crate::schema::auth_error(&e)),
             }
-        }
-    });
+        });
     let mut inner = std::pin::pin!(inner);
 
     let init_deadline = Instant::now() + Duration::from_millis(limits.ws_init_timeout_ms);

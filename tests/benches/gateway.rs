@@ -23,7 +23,9 @@ fn env_or(key: &str, default: usize) -> usize {
 /// The environment without one section (a service has no `limits`, the gateway no
 /// `database`).
 fn env_without(prefix: &str) -> std::collections::HashMap<String, String> {
-    std::env::vars().filter(|(k, _)| !k.starts_with(prefix)).collect()
+    std::env::vars()
+        .filter(|(k, _)| !k.starts_with(prefix))
+        .collect()
 }
 
 /// A service with the defaults a deployment gets (workers, pool), on this bench's database

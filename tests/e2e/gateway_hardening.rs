@@ -104,12 +104,18 @@ async fn per_item_fields_are_batched_and_wide_operations_refused_before_any_call
         assert_eq!(item["versions"], json!([{ "version": 1 }]), "{item}");
         assert!(item["evaluationCase"]["id"].is_string(), "{item}");
     }
-    assert_eq!(calls, 3, "service calls for one list with two per-item fields");
+    assert_eq!(
+        calls, 3,
+        "service calls for one list with two per-item fields"
+    );
 
     // Ten aliases: each list is a call; the per-item fields stay batched and cached.
     let (body, calls) = calls_during(&g, post(&g.url, &officer, &aliased(10), vars.clone())).await;
     assert!(body["errors"].is_null(), "{body}");
-    assert_eq!(body["data"]["a9"]["items"].as_array().map(Vec::len), Some(PROPOSALS));
+    assert_eq!(
+        body["data"]["a9"]["items"].as_array().map(Vec::len),
+        Some(PROPOSALS)
+    );
     assert!(
         calls <= 10 + 2 * 10,
         "ten aliases made {calls} service calls (per-item calls would be {})",
@@ -128,7 +134,12 @@ async fn per_item_fields_are_batched_and_wide_operations_refused_before_any_call
         .collect();
     let (body, calls) = calls_during(
         &g,
-        post(&g.url, &officer, &format!("mutation {{ {} }}", mutations.join(" ")), json!({})),
+        post(
+            &g.url,
+            &officer,
+            &format!("mutation {{ {} }}", mutations.join(" ")),
+            json!({}),
+        ),
     )
     .await;
     assert_eq!(error_code(&body), Some("TOO_MANY_ROOT_MUTATIONS"), "{body}");
@@ -181,8 +192,11 @@ async fn batch_reads_keep_the_single_reads_authorization_and_cap() {
                 json!({ "call": call_id }),
             )
             .await;
-        (body["data"]["evaluationCases"]["items"].as_array().map(Vec::len) == Some(2))
-            .then_some(())
+        (body["data"]["evaluationCases"]["items"]
+            .as_array()
+            .map(Vec::len)
+            == Some(2))
+        .then_some(())
     })
     .await
     .expect("scoring opened both cases");
@@ -229,10 +243,18 @@ async fn batch_reads_keep_the_single_reads_authorization_and_cap() {
     assert_eq!(proposal_ids(&body, "proposal_id").len(), 2, "{body}");
     let (status, body) = versions(&lead_a).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(proposal_ids(&body, "proposal_id"), vec![ids[0].clone()], "only its own");
+    assert_eq!(
+        proposal_ids(&body, "proposal_id"),
+        vec![ids[0].clone()],
+        "only its own"
+    );
     let (status, body) = cases(&officer).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(proposal_ids(&body["items"], "proposal_id").len(), 2, "{body}");
+    assert_eq!(
+        proposal_ids(&body["items"], "proposal_id").len(),
+        2,
+        "{body}"
+    );
     let (status, body) = cases(&lead_a).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -253,20 +275,38 @@ async fn batch_reads_keep_the_single_reads_authorization_and_cap() {
     // At most 100 ids per call, each a UUID; the error names the parameter.
     let many: Vec<String> = (0..101).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let (status, body) = get(
-        format!("{}/proposals/versions?ids={}", p.intake.base_url, many.join(",")),
+        format!(
+            "{}/proposals/versions?ids={}",
+            p.intake.base_url,
+            many.join(",")
+        ),
         officer.clone(),
     )
     .await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("VALIDATION_FAILED")), "{body}");
-    assert!(body["message"].as_str().unwrap_or("").contains("ids"), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("VALIDATION_FAILED")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("ids"),
+        "{body}"
+    );
     let (status, body) = get(
         format!("{}/cases?proposal_ids={},nope", p.scoring.base_url, ids[0]),
         officer.clone(),
     )
     .await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("VALIDATION_FAILED")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("VALIDATION_FAILED")),
+        "{body}"
+    );
     assert!(
-        body["message"].as_str().unwrap_or("").contains("proposal_ids"),
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("proposal_ids"),
         "{body}"
     );
 }

@@ -412,7 +412,12 @@ async fn post_huge(port: u16, total: usize, chunked: bool) -> (u16, usize) {
 async fn a_50_mib_body_gets_413_without_being_read_whole() {
     let ctx = TestContext::new();
     let g = spawn(&ctx).await;
-    let port: u16 = g.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let port: u16 = g
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
     // Warm up the request path so that its one-off allocations are in the baseline.
     let _ = me(&g, None).await;
     let (status, _) = post_huge(port, 1 << 20, true).await;

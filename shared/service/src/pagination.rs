@@ -71,7 +71,10 @@ pub fn parse_ids(field: &str, raw: &str, max: usize) -> Result<Vec<Uuid>, Common
         }
     }
     if ids.is_empty() {
-        return Err(CommonError::validation(field, "at least one id is required"));
+        return Err(CommonError::validation(
+            field,
+            "at least one id is required",
+        ));
     }
     Ok(ids)
 }
