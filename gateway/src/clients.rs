@@ -270,6 +270,16 @@ pub(crate) fn page_query(
     }
 }
 
+fn http_client(timeout: Duration, max_in_flight: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .tcp_nodelay(true)
+        // Keep as many idle connections as may be in flight, so that a burst reuses them.
+        .pool_max_idle_per_host(max_in_flight.max(1))
+        .build()?)
+}
+
 fn join_ids(ids: &[ProposalId]) -> String {
     ids.iter()
         .map(|id| id.0.to_string())
@@ -297,13 +307,7 @@ impl Services {
         timeout: Duration,
         max_in_flight: usize,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .tcp_nodelay(true)
-            // Keep as many idle connections as may be in flight, so that a burst reuses them.
-            .pool_max_idle_per_host(max_in_flight.max(1))
-            .build()?;
+        let http = http_client(timeout, max_in_flight)?;
         let calls = Arc::new(AtomicU64::new(0));
         let client = |name: &'static str, url: &str| {
             ServiceClient::new(name, url, http.clone(), max_in_flight, calls.clone())
@@ -318,6 +322,28 @@ impl Services {
             scoring: all[1].clone(),
             all,
             calls,
+        })
+    }
+
+    /// The same services through a connection pool of their own (one per HTTP worker). A
+    /// pooled connection's I/O runs on the runtime that opened it: shared between actix
+    /// workers, a call from one worker would wait on another worker's thread. The in-flight
+    /// bound and the call counter stay shared.
+    pub fn with_own_connections(
+        &self,
+        timeout: Duration,
+        max_in_flight: usize,
+    ) -> anyhow::Result<Self> {
+        let http = http_client(timeout, max_in_flight)?;
+        let with = |c: &ServiceClient| ServiceClient {
+            http: http.clone(),
+            ..c.clone()
+        };
+        Ok(Self {
+            intake: with(&self.intake),
+            scoring: with(&self.scoring),
+            all: self.all.iter().map(with).collect(),
+            calls: self.calls.clone(),
         })
     }
 

@@ -76,7 +76,17 @@ impl Application {
         let schema = web::Data::new(schema::build(services.clone(), feed, &settings.limits));
         let verifier = web::Data::new(verifier);
         let all_services = services.clone();
-        let services = web::Data::new(services);
+        // One connection pool per HTTP worker (see `Services::with_own_connections`); the
+        // factory below runs once per worker and takes the next one.
+        let timeout = Duration::from_millis(settings.server.upstream_timeout_ms);
+        let per_worker: Vec<web::Data<clients::Services>> = (0..settings.server.workers)
+            .map(|_| {
+                services
+                    .with_own_connections(timeout, settings.limits.max_in_flight_per_service)
+                    .map(web::Data::new)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let next_worker = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let limits = web::Data::new(settings.limits.clone());
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -85,10 +95,12 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
+            let i = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let services = per_worker[i % per_worker.len()].clone();
             App::new()
                 .app_data(schema.clone())
                 .app_data(verifier.clone())
-                .app_data(services.clone())
+                .app_data(services)
                 .app_data(limits.clone())
                 .service(
                     web::resource("/graphql")
