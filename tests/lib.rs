@@ -2,6 +2,8 @@
 //! port 0, each service with its own database, all on this test's topic prefix, against the
 //! real PostgreSQL and the real broker.
 
+pub mod load;
+
 use futures::{SinkExt, StreamExt};
 pub use kaip_contracts::dto::intake::{MemberRole, OrgType};
 use kaip_gateway::settings::{GatewayServer, GatewaySettings, ServiceUrls};
@@ -63,6 +65,7 @@ impl Platform {
             },
             kafka: ctx.kafka.clone(),
             auth: kaip_auth::dev::settings(),
+            limits: Default::default(),
         };
         let gateway = kaip_gateway::Application::build(settings)
             .await

@@ -4,14 +4,18 @@
 use async_graphql::ErrorExtensions;
 use kaip_contracts::dto::intake::{
     Call, Consortium, CreateProgramme, DraftProposal, OpenCall, Programme, Proposal,
-    ProposalVersion, Receipt, RegisterConsortium, Submit, UpdateDraft, UploadDocument, Withdraw,
+    ProposalVersion, ProposalVersions, Receipt, RegisterConsortium, Submit, UpdateDraft,
+    UploadDocument, Withdraw,
 };
 use kaip_contracts::dto::scoring::EvaluationCase;
 use kaip_contracts::dto::{Page, Readiness};
 use kaip_contracts::{CallId, ConsortiumId, ErrorBody, ProposalId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// A service refused or failed a call. `code` is the service's stable error code.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -31,6 +35,44 @@ impl UpstreamError {
     }
 }
 
+/// How many service calls one GraphQL request may make. Shared by every resolver of the
+/// request (it lives in the request's data), so aliases, lists and nested fields all draw
+/// on the same allowance.
+#[derive(Debug)]
+pub struct CallBudget {
+    used: AtomicU32,
+    limit: u32,
+}
+
+impl CallBudget {
+    pub fn new(limit: u32) -> Self {
+        Self {
+            used: AtomicU32::new(0),
+            limit,
+        }
+    }
+
+    /// Calls made (or refused) so far.
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> Result<(), UpstreamError> {
+        let before = self.used.fetch_add(1, Ordering::Relaxed);
+        if before >= self.limit {
+            return Err(UpstreamError {
+                code: "BUDGET_EXCEEDED".into(),
+                message: format!(
+                    "this request needs more than {} service calls (limits.max_service_calls): \
+                     ask for fewer fields, aliases or items",
+                    self.limit
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl ErrorExtensions for UpstreamError {
     fn extend(&self) -> async_graphql::Error {
         async_graphql::Error::new(&self.message)
@@ -39,20 +81,63 @@ impl ErrorExtensions for UpstreamError {
 }
 
 /// One service's base URL plus a shared connection pool.
+///
+/// At most `max_in_flight` calls to one service run at a time (the rest wait for a permit):
+/// under load this keeps the number of connections to a service bounded and reused, instead
+/// of opening one per concurrent call until file descriptors or the service's backlog run out.
 #[derive(Clone, Debug)]
 pub struct ServiceClient {
     name: &'static str,
     base: String,
     http: reqwest::Client,
+    in_flight: Arc<Semaphore>,
+    /// Calls made through this gateway since it started (all requests).
+    calls: Arc<AtomicU64>,
+    /// The current GraphQL request's allowance, when the client was made for one.
+    budget: Option<Arc<CallBudget>>,
 }
 
 impl ServiceClient {
-    pub fn new(name: &'static str, base: &str, http: reqwest::Client) -> Self {
+    pub fn new(
+        name: &'static str,
+        base: &str,
+        http: reqwest::Client,
+        max_in_flight: usize,
+        calls: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             name,
             base: base.trim_end_matches('/').to_owned(),
             http,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            calls,
+            budget: None,
         }
+    }
+
+    /// Charges one call to the request's budget; refused once it is spent.
+    fn admit(&self) -> Result<(), UpstreamError> {
+        if let Some(budget) = &self.budget {
+            budget.take()?;
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends `req` once a permit is free, charging the budget first.
+    async fn dispatch(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.admit()?;
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|e| UpstreamError::unavailable(self.name, e))?;
+        req.send()
+            .await
+            .map_err(|e| UpstreamError::unavailable(self.name, e))
     }
 
     fn request(
@@ -87,10 +172,7 @@ impl ServiceClient {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, UpstreamError> {
-        let res = req
-            .send()
-            .await
-            .map_err(|e| UpstreamError::unavailable(self.name, e))?;
+        let res = self.dispatch(req).await?;
         let status = res.status();
         if status.is_success() {
             return res
@@ -118,11 +200,8 @@ impl ServiceClient {
         token: Option<&str>,
     ) -> Result<(), UpstreamError> {
         let res = self
-            .request(reqwest::Method::POST, path, token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| UpstreamError::unavailable(self.name, e))?;
+            .dispatch(self.request(reqwest::Method::POST, path, token).json(body))
+            .await?;
         if res.status().is_success() {
             return Ok(());
         }
@@ -191,27 +270,101 @@ pub(crate) fn page_query(
     }
 }
 
+fn http_client(timeout: Duration, max_in_flight: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .tcp_nodelay(true)
+        // Keep as many idle connections as may be in flight, so that a burst reuses them.
+        .pool_max_idle_per_host(max_in_flight.max(1))
+        .build()?)
+}
+
+fn join_ids(ids: &[ProposalId]) -> String {
+    ids.iter()
+        .map(|id| id.0.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// All service clients.
 #[derive(Clone, Debug)]
 pub struct Services {
     pub intake: ServiceClient,
     pub scoring: ServiceClient,
     pub all: Vec<ServiceClient>,
+    calls: Arc<AtomicU64>,
 }
 
 impl Services {
     pub fn new(urls: &crate::settings::ServiceUrls, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        Self::with_limits(urls, timeout, 64)
+    }
+
+    /// `max_in_flight`: concurrent calls per service (see [`ServiceClient`]).
+    pub fn with_limits(
+        urls: &crate::settings::ServiceUrls,
+        timeout: Duration,
+        max_in_flight: usize,
+    ) -> anyhow::Result<Self> {
+        let http = http_client(timeout, max_in_flight)?;
+        let calls = Arc::new(AtomicU64::new(0));
+        let client = |name: &'static str, url: &str| {
+            ServiceClient::new(name, url, http.clone(), max_in_flight, calls.clone())
+        };
         let all: Vec<ServiceClient> = urls
             .all()
             .iter()
-            .map(|(name, url)| ServiceClient::new(name, url, http.clone()))
+            .map(|(name, url)| client(name, url))
             .collect();
         Ok(Self {
-            intake: ServiceClient::new("intake", &urls.intake, http.clone()),
-            scoring: ServiceClient::new("scoring", &urls.scoring, http),
+            intake: all[0].clone(),
+            scoring: all[1].clone(),
             all,
+            calls,
         })
+    }
+
+    /// The same services through a connection pool of their own (one per HTTP worker). A
+    /// pooled connection's I/O runs on the runtime that opened it: shared between actix
+    /// workers, a call from one worker would wait on another worker's thread. The in-flight
+    /// bound and the call counter stay shared.
+    pub fn with_own_connections(
+        &self,
+        timeout: Duration,
+        max_in_flight: usize,
+    ) -> anyhow::Result<Self> {
+        let http = http_client(timeout, max_in_flight)?;
+        let with = |c: &ServiceClient| ServiceClient {
+            http: http.clone(),
+            ..c.clone()
+        };
+        Ok(Self {
+            intake: with(&self.intake),
+            scoring: with(&self.scoring),
+            all: self.all.iter().map(with).collect(),
+            calls: self.calls.clone(),
+        })
+    }
+
+    /// The same clients, charging every call to `budget` (one GraphQL request's allowance).
+    pub fn for_request(&self, budget: Arc<CallBudget>) -> Self {
+        let with = |c: &ServiceClient| ServiceClient {
+            budget: Some(budget.clone()),
+            ..c.clone()
+        };
+        Self {
+            intake: with(&self.intake),
+            scoring: with(&self.scoring),
+            all: self.all.iter().map(with).collect(),
+            calls: self.calls.clone(),
+        }
+    }
+
+    /// Service calls made since the gateway started, over all requests (operators and tests
+    /// use it to see the fan-out of a query).
+    pub fn calls_made(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     // ---- intake ----
@@ -349,6 +502,21 @@ impl Services {
             .await
     }
 
+    /// The versions of many proposals in one call; proposals the caller may not see are
+    /// absent from the answer.
+    pub async fn proposal_versions_many(
+        &self,
+        token: &str,
+        ids: &[ProposalId],
+    ) -> Result<Vec<ProposalVersions>, UpstreamError> {
+        self.intake
+            .get(
+                &format!("/proposals/versions?ids={}", join_ids(ids)),
+                Some(token),
+            )
+            .await
+    }
+
     pub async fn submit_proposal(
         &self,
         token: &str,
@@ -415,6 +583,23 @@ impl Services {
                 Some(token),
             )
             .await
+    }
+
+    /// The cases of many proposals in one call; a proposal without a case (or one the
+    /// caller may not see) is absent from the answer.
+    pub async fn evaluation_cases_of_many(
+        &self,
+        token: &str,
+        ids: &[ProposalId],
+    ) -> Result<Vec<EvaluationCase>, UpstreamError> {
+        let page: Page<EvaluationCase> = self
+            .scoring
+            .get(
+                &format!("/cases?proposal_ids={}", join_ids(ids)),
+                Some(token),
+            )
+            .await?;
+        Ok(page.items)
     }
 
     pub async fn evaluation_case_of(

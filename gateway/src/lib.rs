@@ -12,18 +12,23 @@
 
 pub mod clients;
 pub mod console;
+pub mod limits;
+pub mod loaders;
 pub mod schema;
 pub mod settings;
+pub mod ws;
 
 use actix_web::dev::Server;
 use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
 use anyhow::Context as _;
-use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use async_graphql_actix_web::GraphQLResponse;
+use futures::StreamExt;
 use kaip_auth::TokenVerifier;
 use schema::{Authed, GatewaySchema, RequestAuth};
-use settings::GatewaySettings;
+use settings::{GatewayLimits, GatewaySettings};
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -34,15 +39,17 @@ pub struct Application {
     server: Server,
     shutdown: CancellationToken,
     feed_stop: CancellationToken,
+    services: clients::Services,
 }
 
 impl Application {
     pub async fn build(settings: GatewaySettings) -> anyhow::Result<Self> {
         settings.validate()?;
         let verifier = TokenVerifier::new(&settings.auth)?;
-        let services = clients::Services::new(
+        let services = clients::Services::with_limits(
             &settings.services,
             Duration::from_millis(settings.server.upstream_timeout_ms),
+            settings.limits.max_in_flight_per_service,
         )?;
         // The feed needs the topics to exist; creating them is idempotent, and lets the
         // gateway start before the services do.
@@ -66,9 +73,21 @@ impl Application {
         )
         .await
         .context("starting the event feed")?;
-        let schema = web::Data::new(schema::build(services.clone(), feed));
+        let schema = web::Data::new(schema::build(services.clone(), feed, &settings.limits));
         let verifier = web::Data::new(verifier);
-        let services = web::Data::new(services);
+        let all_services = services.clone();
+        // One connection pool per HTTP worker (see `Services::with_own_connections`); the
+        // factory below runs once per worker and takes the next one.
+        let timeout = Duration::from_millis(settings.server.upstream_timeout_ms);
+        let per_worker: Vec<web::Data<clients::Services>> = (0..settings.server.workers)
+            .map(|_| {
+                services
+                    .with_own_connections(timeout, settings.limits.max_in_flight_per_service)
+                    .map(web::Data::new)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let next_worker = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let limits = web::Data::new(settings.limits.clone());
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
@@ -76,12 +95,13 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
+            let i = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let services = per_worker[i % per_worker.len()].clone();
             App::new()
                 .app_data(schema.clone())
                 .app_data(verifier.clone())
-                .app_data(services.clone())
-                // GraphQL bodies carry base64 documents: as large as the services accept.
-                .app_data(web::PayloadConfig::new(kaip_service::app::MAX_BODY_BYTES))
+                .app_data(services)
+                .app_data(limits.clone())
                 .service(
                     web::resource("/graphql")
                         .route(web::post().to(graphql))
@@ -110,11 +130,17 @@ impl Application {
             server,
             shutdown: CancellationToken::new(),
             feed_stop,
+            services: all_services,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The gateway's service clients (their call counter shows a query's fan-out).
+    pub fn services(&self) -> clients::Services {
+        self.services.clone()
     }
 
     /// Cancelling this token stops the gateway gracefully.
@@ -165,7 +191,7 @@ fn trace_carrier(req: &HttpRequest) -> HashMap<String, String> {
         .collect()
 }
 
-async fn authenticate(verifier: &TokenVerifier, header: Option<&str>) -> RequestAuth {
+pub(crate) async fn authenticate(verifier: &TokenVerifier, header: Option<&str>) -> RequestAuth {
     RequestAuth(verifier.authenticate(header).await.map(|claims| {
         let token = header
             .and_then(|h| h.trim().split_once(' ').map(|(_, t)| t.trim().to_owned()))
@@ -174,12 +200,94 @@ async fn authenticate(verifier: &TokenVerifier, header: Option<&str>) -> Request
     }))
 }
 
+/// A GraphQL error response outside the schema's execution (body refused, timeout).
+fn error_response(
+    status: actix_web::http::StatusCode,
+    code: &str,
+    message: String,
+) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    }))
+}
+
+fn too_large(limit: usize) -> HttpResponse {
+    let mut res = error_response(
+        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("the request body is larger than {limit} bytes (limits.max_body_bytes)"),
+    );
+    // The rest of the body is never read: the connection cannot be reused.
+    res.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    res
+}
+
+/// Reads a request body of at most `limit` bytes. A `Content-Length` over the limit is
+/// refused before a byte is read; a chunked (or lying) body is refused as soon as the bytes
+/// received pass the limit, so memory never holds more than `limit` of it.
+async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, HttpResponse> {
+    let declared = match req.headers().get(actix_web::http::header::CONTENT_LENGTH) {
+        Some(v) => match v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                return Err(error_response(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "INVALID_BODY",
+                    "Content-Length is not a number".into(),
+                ))
+            }
+        },
+        None => None,
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let capacity = declared.map_or(8 << 10, |n| n as usize);
+    let mut body = web::BytesMut::with_capacity(capacity);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            error_response(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "INVALID_BODY",
+                format!("reading the request body: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 async fn graphql(
     schema: web::Data<GatewaySchema>,
     verifier: web::Data<TokenVerifier>,
+    services: web::Data<clients::Services>,
+    limits: web::Data<GatewayLimits>,
     req: HttpRequest,
-    gql: GraphQLRequest,
-) -> impl Responder {
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match read_limited(&req, payload, limits.max_body_bytes).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "INVALID_BODY",
+                format!("the body must be a GraphQL request in JSON: {e}"),
+            )
+        }
+    };
+    drop(body);
     let span = tracing::info_span!(
         "graphql.request",
         otel.kind = "server",
@@ -191,19 +299,48 @@ async fn graphql(
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let auth = authenticate(&verifier, header).await;
-    let mut request = gql.into_inner();
     if let Some(op) = &request.operation_name {
         span.record("operation", op.as_str());
     }
-    request = request.data(auth);
+    // Every service call of this request draws on one budget, and per-item fields are
+    // batched by loaders that carry the caller's token and live only for this request.
+    let budget = Arc::new(clients::CallBudget::new(limits.max_service_calls));
+    let per_request = services.for_request(budget);
+    let token = match &auth.0 {
+        Ok(authed) => authed.token.clone(),
+        Err(_) => String::new(),
+    };
+    request = request
+        .data(loaders::Loaders::new(per_request.clone(), token))
+        .data(per_request)
+        .data(auth);
     let trace_id = kaip_telemetry::trace_id_of(&span);
-    let mut response = schema.execute(request).instrument(span).await;
+    let deadline = Duration::from_millis(limits.request_timeout_ms);
+    let mut response =
+        match tokio::time::timeout(deadline, schema.execute(request).instrument(span)).await {
+            Ok(response) => response,
+            Err(_) => {
+                let mut error = async_graphql::ServerError::new(
+                    format!(
+                        "the request took longer than {} ms (limits.request_timeout_ms) and was \
+                         stopped; a mutation in it may or may not have been applied",
+                        limits.request_timeout_ms
+                    ),
+                    None,
+                );
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", "TIMEOUT");
+                async_graphql::Response::from_errors(vec![error])
+            }
+        };
     with_default_codes(&mut response.errors);
     let mut out = GraphQLResponse::from(response).customize();
     if let Some(trace_id) = trace_id {
         out = out.insert_header(("x-trace-id", trace_id));
     }
-    out
+    out.respond_to(&req).map_into_boxed_body()
 }
 
 /// Every error carries `extensions.code`. Errors raised by resolvers already have one
@@ -221,31 +358,22 @@ fn with_default_codes(errors: &mut [async_graphql::ServerError]) {
 async fn graphql_ws(
     schema: web::Data<GatewaySchema>,
     verifier: web::Data<TokenVerifier>,
+    limits: web::Data<GatewayLimits>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
-    let verifier = verifier.get_ref().clone();
-    GraphQLSubscription::new(schema.get_ref().clone())
-        .on_connection_init(move |value| {
-            let verifier = verifier.clone();
-            async move {
-                let header = connection_token(&value);
-                match authenticate(&verifier, header.as_deref()).await {
-                    RequestAuth(Ok(authed)) => {
-                        let mut data = async_graphql::Data::default();
-                        data.insert(RequestAuth(Ok(authed)));
-                        Ok(data)
-                    }
-                    RequestAuth(Err(e)) => Err(schema::auth_error(&e)),
-                }
-            }
-        })
-        .start(&req, payload)
+    ws::start(
+        schema.get_ref().clone(),
+        verifier.get_ref().clone(),
+        limits.get_ref().clone(),
+        &req,
+        payload,
+    )
 }
 
 /// The token of a WebSocket connection: `{"Authorization": "Bearer ..."}` (either case),
 /// or `{"token": "..."}`.
-fn connection_token(payload: &serde_json::Value) -> Option<String> {
+pub(crate) fn connection_token(payload: &serde_json::Value) -> Option<String> {
     let obj = payload.as_object()?;
     if let Some(v) = obj
         .get("Authorization")

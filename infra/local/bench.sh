@@ -7,3 +7,4 @@ cd "$KAIP_ROOT"
 require_postgres "${KAIP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
 use_test_broker
 cargo bench -p kaip-e2e --bench backbone
+cargo bench -p kaip-e2e --bench gateway

@@ -49,6 +49,7 @@ fn gateway_settings(
         },
         kafka: ctx.kafka.clone(),
         auth,
+        limits: Default::default(),
     }
 }
 

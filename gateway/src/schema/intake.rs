@@ -1,7 +1,8 @@
 //! Calls, consortia and proposals (the intake service).
 
 use super::{caller, caller_with, upstream};
-use crate::clients::Services;
+use crate::clients::{Services, UpstreamError};
+use crate::loaders::Loaders;
 use crate::schema::money::Krw;
 use crate::schema::scoring::EvaluationCase;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
@@ -384,12 +385,19 @@ impl Proposal {
     }
     /// Every saved version, oldest first.
     async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProposalVersion>> {
-        let authed = caller(ctx)?;
+        caller(ctx)?;
         let rows = ctx
-            .data::<Services>()?
-            .proposal_versions(&authed.token, self.0.id)
+            .data::<Loaders>()?
+            .versions
+            .load_one(self.0.id)
             .await
-            .map_err(upstream)?;
+            .map_err(upstream)?
+            .ok_or_else(|| {
+                upstream(UpstreamError {
+                    code: "PROPOSAL_NOT_FOUND".into(),
+                    message: format!("proposal {} does not exist", self.0.id),
+                })
+            })?;
         Ok(rows
             .into_iter()
             .map(|v| ProposalVersion {
@@ -406,16 +414,14 @@ impl Proposal {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<EvaluationCase>> {
-        let authed = caller(ctx)?;
-        match ctx
-            .data::<Services>()?
-            .evaluation_case_of(&authed.token, self.0.id)
+        caller(ctx)?;
+        // Absent from the batch answer: no case yet, or not the caller's to see.
+        ctx.data::<Loaders>()?
+            .cases
+            .load_one(self.0.id)
             .await
-        {
-            Ok(case) => Ok(Some(EvaluationCase(case))),
-            Err(e) if e.code == "EVALUATION_CASE_NOT_FOUND" => Ok(None),
-            Err(e) => Err(upstream(e)),
-        }
+            .map(|case| case.map(EvaluationCase))
+            .map_err(upstream)
     }
 }
 

@@ -25,8 +25,13 @@ pub struct MutationRoot(intake::IntakeMutation, scoring::ScoringMutation);
 #[derive(MergedSubscription, Default)]
 pub struct SubscriptionRoot(events::EventSubscription);
 
-/// Builds the schema with the data every resolver may need.
-pub fn build(services: crate::clients::Services, feed: kaip_bus::EventFeed) -> GatewaySchema {
+/// Builds the schema with the data every resolver may need. Each request also gets its own
+/// `Services` (charging its call budget) and `Loaders` in its request data.
+pub fn build(
+    services: crate::clients::Services,
+    feed: kaip_bus::EventFeed,
+    limits: &crate::settings::GatewayLimits,
+) -> GatewaySchema {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -36,6 +41,11 @@ pub fn build(services: crate::clients::Services, feed: kaip_bus::EventFeed) -> G
     .data(feed)
     .limit_depth(12)
     .limit_complexity(500)
+    .extension(crate::limits::OperationLimits {
+        max_root_fields: limits.max_root_fields,
+        max_root_mutations: limits.max_root_mutations,
+        max_aliases: limits.max_aliases,
+    })
     .finish()
 }
 

@@ -2,7 +2,7 @@
 
 use kaip_auth::{dev, DevTokenMinter};
 use kaip_contracts::Role;
-use kaip_gateway::settings::{GatewayServer, GatewaySettings, ServiceUrls};
+use kaip_gateway::settings::{GatewayLimits, GatewayServer, GatewaySettings, ServiceUrls};
 use kaip_testkit::TestContext;
 use serde_json::{json, Value};
 
@@ -18,7 +18,15 @@ impl Drop for Gateway {
 }
 
 async fn spawn(ctx: &TestContext) -> Gateway {
+    spawn_with(ctx, GatewayLimits::default()).await
+}
+
+async fn spawn_with(ctx: &TestContext, limits: GatewayLimits) -> Gateway {
     // Nothing listens on port 9: every service call fails fast with SERVICE_UNAVAILABLE.
+    spawn_on(ctx, limits, "http://127.0.0.1:9").await
+}
+
+async fn spawn_on(ctx: &TestContext, limits: GatewayLimits, intake: &str) -> Gateway {
     let nowhere = "http://127.0.0.1:9".to_string();
     let settings = GatewaySettings {
         server: GatewayServer {
@@ -29,7 +37,7 @@ async fn spawn(ctx: &TestContext) -> Gateway {
             upstream_timeout_ms: 2000,
         },
         services: ServiceUrls {
-            intake: nowhere.clone(),
+            intake: intake.to_owned(),
             scoring: nowhere.clone(),
             gpu_ledger: nowhere.clone(),
             data_budget: nowhere.clone(),
@@ -38,6 +46,7 @@ async fn spawn(ctx: &TestContext) -> Gateway {
         },
         kafka: ctx.kafka.clone(),
         auth: dev::settings(),
+        limits,
     };
     let app = kaip_gateway::Application::build(settings)
         .await
@@ -324,4 +333,304 @@ async fn the_console_works_in_a_real_browser_without_the_internet() {
         dom.contains("4. Draft a proposal (consortium)</option>"),
         "examples listed"
     );
+}
+
+// ---- the body limit ----
+
+/// A `/proc/self/status` figure in KiB (`VmHWM`: the peak resident set; `VmRSS`: now).
+fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
+}
+
+/// POSTs a `total`-byte body to `/graphql` over a raw socket, 64 KiB at a time from one
+/// reused buffer (so the client holds no copy), while reading the answer. Returns the HTTP
+/// status and how many body bytes had been written when the answer arrived. (The server
+/// may go on reading and discarding the rest for a while before it closes, so that the
+/// client sees the answer; what matters is that it answered first and kept nothing.)
+async fn post_huge(port: u16, total: usize, chunked: bool) -> (u16, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    let (mut rd, mut wr) = stream.into_split();
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_string()
+    } else {
+        format!("Content-Length: {total}")
+    };
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+    );
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let progress = sent.clone();
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let block = vec![b'a'; 64 << 10];
+        let mut done = 0usize;
+        while done < total {
+            let n = block.len().min(total - done);
+            if chunked {
+                wr.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+            }
+            wr.write_all(&block[..n]).await?;
+            if chunked {
+                wr.write_all(b"\r\n").await?;
+            }
+            done += n;
+            progress.store(done, Ordering::SeqCst);
+        }
+        if chunked {
+            wr.write_all(b"0\r\n\r\n").await?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let sent_when_answered = sent.load(Ordering::SeqCst);
+    writer.abort();
+    assert!(read.is_ok(), "no answer within 60 s");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    (status, sent_when_answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mib_body_gets_413_without_being_read_whole() {
+    let ctx = TestContext::new();
+    let g = spawn(&ctx).await;
+    let port: u16 = g
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // Warm up the request path so that its one-off allocations are in the baseline.
+    let _ = me(&g, None).await;
+    let (status, _) = post_huge(port, 1 << 20, true).await;
+    assert_ne!(status, 413, "a 1 MiB body is within the limit");
+    let before = proc_status_kib("VmHWM:");
+    const TOTAL: usize = 50 << 20;
+    for chunked in [false, true] {
+        let (status, sent) = post_huge(port, TOTAL, chunked).await;
+        assert_eq!(status, 413, "chunked = {chunked}");
+        assert!(
+            sent < TOTAL / 2,
+            "chunked = {chunked}: the server answered only after {sent} of {TOTAL} bytes"
+        );
+    }
+    let growth_mib = (proc_status_kib("VmHWM:").saturating_sub(before)) / 1024;
+    assert!(
+        growth_mib < 16,
+        "peak memory grew by {growth_mib} MiB while refusing two 50 MiB bodies"
+    );
+    // The refusal is coded, for an anonymous client as for any other.
+    let res = reqwest::Client::new()
+        .post(format!("{}/graphql", g.url))
+        .header("content-length", (9usize << 20).to_string())
+        .body(vec![b' '; 9 << 20])
+        .send()
+        .await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 413);
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(code(&body), "PAYLOAD_TOO_LARGE", "{body}");
+    }
+}
+
+// ---- subscriptions ----
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(g: &Gateway) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}/graphql", g.url.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("ws request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("ws connects")
+        .0
+}
+
+async fn ws_send(ws: &mut Ws, v: Value) {
+    use futures::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await
+        .expect("ws send");
+}
+
+/// The next text message as JSON, or the close frame as `{"type":"close","code","reason"}`.
+async fn ws_next(ws: &mut Ws, within: std::time::Duration) -> Value {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).expect("json"),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((0, String::new()));
+                return json!({ "type": "close", "code": code, "reason": reason });
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => return json!({ "type": "gone", "detail": format!("{other:?}") }),
+            Err(_) => return json!({ "type": "silence" }),
+        }
+    }
+}
+
+async fn ws_init(ws: &mut Ws, token: &str) {
+    ws_send(
+        ws,
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }),
+    )
+    .await;
+    let ack = ws_next(ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+}
+
+fn subscribe(id: &str) -> Value {
+    json!({ "id": id, "type": "subscribe", "payload": { "query": "subscription { events { id type } }" } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_initialises_is_closed_with_4408() {
+    let ctx = TestContext::new();
+    let g = spawn_with(
+        &ctx,
+        GatewayLimits {
+            ws_init_timeout_ms: 300,
+            ..GatewayLimits::default()
+        },
+    )
+    .await;
+    let mut ws = ws_connect(&g).await;
+    let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(msg["type"], "close", "{msg}");
+    assert_eq!(msg["code"], 4408, "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_per_socket_are_capped_with_a_code() {
+    let ctx = TestContext::new();
+    let g = spawn_with(
+        &ctx,
+        GatewayLimits {
+            ws_max_subscriptions: 2,
+            ..GatewayLimits::default()
+        },
+    )
+    .await;
+    let mut ws = ws_connect(&g).await;
+    ws_init(&mut ws, &ctx.token(Role::Officer, None)).await;
+    for id in ["1", "2", "3"] {
+        ws_send(&mut ws, subscribe(id)).await;
+    }
+    let refusal = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(refusal["type"], "error", "{refusal}");
+    assert_eq!(refusal["id"], "3", "{refusal}");
+    assert_eq!(
+        refusal["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+        "{refusal}"
+    );
+    // The connection and its two subscriptions carry on; completing one frees a place.
+    ws_send(&mut ws, json!({ "id": "1", "type": "complete" })).await;
+    ws_send(&mut ws, subscribe("4")).await;
+    ws_send(&mut ws, json!({ "type": "ping" })).await;
+    loop {
+        let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+        match msg["type"].as_str() {
+            Some("complete") => assert_eq!(msg["id"], "1", "{msg}"),
+            Some("pong") => break,
+            _ => panic!("expected id 1 completed and id 4 accepted, got {msg}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ends_with_a_coded_close_when_its_token_expires() {
+    let ctx = TestContext::new();
+    let g = spawn(&ctx).await;
+    let token = DevTokenMinter::new(&dev::settings(), dev::SECRET)
+        .expect("minter")
+        .mint("short-lived", Role::Officer, None, 2);
+    let mut ws = ws_connect(&g).await;
+    ws_init(&mut ws, &token).await;
+    ws_send(&mut ws, subscribe("1")).await;
+    let error = ws_next(&mut ws, std::time::Duration::from_secs(15)).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["id"], "1", "{error}");
+    assert_eq!(
+        error["payload"][0]["extensions"]["code"], "TOKEN_EXPIRED",
+        "{error}"
+    );
+    let close = ws_next(&mut ws, std::time::Duration::from_secs(5)).await;
+    assert_eq!(close["type"], "close", "{close}");
+    assert_eq!(close["code"], 4401, "{close}");
+    assert_eq!(close["reason"], "TOKEN_EXPIRED", "{close}");
+}
+
+// ---- the request deadline ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_stopped_with_timeout() {
+    let ctx = TestContext::new();
+    // A service that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let g = spawn_on(
+        &ctx,
+        GatewayLimits {
+            request_timeout_ms: 300,
+            ..GatewayLimits::default()
+        },
+        &silent_url,
+    )
+    .await;
+    let body: Value = reqwest::Client::new()
+        .post(format!("{}/graphql", g.url))
+        .header("authorization", ctx.bearer(Role::Officer, None))
+        .json(&json!({ "query": "{ calls { items { id } } }" }))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    // Not SERVICE_UNAVAILABLE: the request's own deadline (300 ms) came before the
+    // upstream call's (2 s).
+    assert_eq!(code(&body), "TIMEOUT", "{body}");
 }

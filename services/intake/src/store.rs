@@ -122,20 +122,36 @@ pub struct DocumentRow {
 }
 
 pub fn documents(c: &mut PgConnection, proposal: Uuid) -> QueryResult<Vec<Document>> {
-    Ok(proposal_documents::table
-        .filter(proposal_documents::proposal_id.eq(proposal))
-        .order(proposal_documents::kind.asc())
-        .select(DocumentRow::as_select())
-        .load(c)?
-        .into_iter()
-        .map(|d| Document {
+    Ok(documents_of(c, &[proposal])?
+        .remove(&proposal)
+        .unwrap_or_default())
+}
+
+/// The documents of many proposals in one query, by proposal, each list ordered by kind. A
+/// page of proposals would otherwise cost a query per proposal.
+pub fn documents_of(
+    c: &mut PgConnection,
+    proposals: &[Uuid],
+) -> QueryResult<std::collections::HashMap<Uuid, Vec<Document>>> {
+    let rows: Vec<(Uuid, DocumentRow)> = proposal_documents::table
+        .filter(proposal_documents::proposal_id.eq_any(proposals))
+        .order((
+            proposal_documents::proposal_id.asc(),
+            proposal_documents::kind.asc(),
+        ))
+        .select((proposal_documents::proposal_id, DocumentRow::as_select()))
+        .load(c)?;
+    let mut out: std::collections::HashMap<Uuid, Vec<Document>> = Default::default();
+    for (proposal, d) in rows {
+        out.entry(proposal).or_default().push(Document {
             kind: d.kind,
             filename: d.filename,
             sha256: d.sha256,
             size_bytes: d.size_bytes,
             uploaded_at: d.uploaded_at,
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 fn parse_org_type(s: &str) -> OrgType {

@@ -267,6 +267,16 @@ pub mod intake {
         pub created_at: DateTime<Utc>,
     }
 
+    /// The versions of one proposal, in a batch answer (`GET /proposals/versions?ids=`).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ProposalVersions {
+        pub proposal_id: ProposalId,
+        pub versions: Vec<ProposalVersion>,
+    }
+
+    /// Most ids one batch read accepts (`?ids=` / `?proposal_ids=`): one page's worth.
+    pub const MAX_BATCH_IDS: usize = 100;
+
     /// Proof of submission for the consortium.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct Receipt {

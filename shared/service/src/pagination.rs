@@ -53,9 +53,50 @@ impl PageRequest {
     }
 }
 
+/// A batch read's comma-separated ids (`?ids=a,b,c`): at least one, at most `max`, each a
+/// UUID; duplicates are dropped. The error names the query parameter and the rule.
+pub fn parse_ids(field: &str, raw: &str, max: usize) -> Result<Vec<Uuid>, CommonError> {
+    let mut ids: Vec<Uuid> = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let id = Uuid::parse_str(part)
+            .map_err(|_| CommonError::validation(field, format!("`{part}` is not a UUID")))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        if ids.len() > max {
+            return Err(CommonError::validation(
+                field,
+                format!("at most {max} ids per call"),
+            ));
+        }
+    }
+    if ids.is_empty() {
+        return Err(CommonError::validation(
+            field,
+            "at least one id is required",
+        ));
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_ids_are_bounded_and_checked() {
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        assert_eq!(
+            parse_ids("ids", &format!("{a}, {b},{a}"), 2).unwrap(),
+            vec![a, b]
+        );
+        assert!(parse_ids("ids", "", 2).is_err());
+        assert!(parse_ids("ids", "nope", 2).is_err());
+        let three = format!("{a},{b},{}", Uuid::now_v7());
+        let err = parse_ids("ids", &three, 2).unwrap_err();
+        assert!(err.to_string().contains("at most 2"), "{err}");
+    }
 
     #[test]
     fn limits_are_checked_and_cursors_computed() {

@@ -17,6 +17,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/consortia/{id}", web::get().to(consortia::get))
         .route("/proposals", web::post().to(proposals::create_draft))
         .route("/proposals", web::get().to(proposals::list))
+        // Before `/proposals/{id}`, which would otherwise take `versions` for an id.
+        .route(
+            "/proposals/versions",
+            web::get().to(proposals::versions_many),
+        )
         .route("/proposals/{id}", web::get().to(proposals::get))
         .route("/proposals/{id}", web::put().to(proposals::update_draft))
         .route(

@@ -1,7 +1,9 @@
 use crate::domain::{self, Window};
 use crate::error::IntakeError;
 use crate::schema::{proposal_documents, proposal_versions, proposals};
-use crate::store::{documents, find_call, find_consortium, find_proposal, CallRow, ProposalRow};
+use crate::store::{
+    documents, documents_of, find_call, find_consortium, find_proposal, CallRow, ProposalRow,
+};
 use actix_web::http::header::{
     Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
 };
@@ -12,8 +14,8 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use kaip_auth::scopes;
 use kaip_contracts::dto::intake::{
-    DraftProposal, Proposal, ProposalVersion, Receipt, Submit, UpdateDraft, UploadDocument,
-    Withdraw,
+    DraftProposal, Proposal, ProposalVersion, ProposalVersions, Receipt, Submit, UpdateDraft,
+    UploadDocument, Withdraw, MAX_BATCH_IDS,
 };
 use kaip_contracts::events::{ProposalSubmitted, ProposalWithdrawn};
 use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
@@ -525,12 +527,16 @@ pub async fn list(
                 Some(consortium) => q = q.filter(proposals::consortium_id.eq(consortium.0)),
                 None => q = q.filter(proposals::status.ne("draft")),
             }
-            let rows = q.load(c)?;
-            let mut items = Vec::with_capacity(rows.len());
-            for row in rows {
-                let docs = documents(c, row.id)?;
-                items.push(row.into_dto(docs));
-            }
+            let rows: Vec<ProposalRow> = q.load(c)?;
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            let mut docs = documents_of(c, &ids)?;
+            let items: Vec<Proposal> = rows
+                .into_iter()
+                .map(|row| {
+                    let d = docs.remove(&row.id).unwrap_or_default();
+                    row.into_dto(d)
+                })
+                .collect();
             Ok::<_, IntakeError>(page.finish(items, |p: &Proposal| p.id.0))
         })
         .await?;
@@ -553,6 +559,82 @@ pub async fn get(
         return Err(IntakeError::ProposalNotFound(id));
     }
     Ok(HttpResponse::Ok().json(proposal))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdsQuery {
+    ids: String,
+}
+
+/// The versions of many proposals in one call (the gateway batches `Proposal.versions`):
+/// `?ids=a,b,c`, at most [`MAX_BATCH_IDS`]. The same visibility as [`versions`]: a proposal
+/// the caller may not see is left out, exactly as if it did not exist.
+pub async fn versions_many(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<IdsQuery>,
+) -> Result<HttpResponse, IntakeError> {
+    let ids = kaip_service::pagination::parse_ids("ids", &query.ids, MAX_BATCH_IDS)?;
+    let claims = caller.0.clone();
+    let out = state
+        .db(move |c, _| {
+            let found: Vec<(Uuid, Uuid, String)> = proposals::table
+                .filter(proposals::id.eq_any(&ids))
+                .select((proposals::id, proposals::consortium_id, proposals::status))
+                .load(c)?;
+            let visible: Vec<Uuid> = found
+                .into_iter()
+                .filter(|(_, consortium, status)| {
+                    claims.may_access_consortium(ConsortiumId(*consortium))
+                        && (claims.role == Role::Consortium || status != "draft")
+                })
+                .map(|(id, _, _)| id)
+                .collect();
+            let rows = proposal_versions::table
+                .filter(proposal_versions::proposal_id.eq_any(&visible))
+                .order((
+                    proposal_versions::proposal_id.asc(),
+                    proposal_versions::version.asc(),
+                ))
+                .select((
+                    proposal_versions::proposal_id,
+                    proposal_versions::version,
+                    proposal_versions::title,
+                    proposal_versions::summary,
+                    proposal_versions::resources,
+                    proposal_versions::created_at,
+                ))
+                .load::<(
+                    Uuid,
+                    i32,
+                    String,
+                    String,
+                    serde_json::Value,
+                    chrono::DateTime<Utc>,
+                )>(c)?;
+            let mut out: Vec<ProposalVersions> = visible
+                .iter()
+                .map(|id| ProposalVersions {
+                    proposal_id: ProposalId(*id),
+                    versions: Vec::new(),
+                })
+                .collect();
+            for (proposal, version, title, summary, resources, created_at) in rows {
+                if let Some(entry) = out.iter_mut().find(|e| e.proposal_id.0 == proposal) {
+                    entry.versions.push(ProposalVersion {
+                        version,
+                        title,
+                        summary,
+                        resources: serde_json::from_value(resources).unwrap_or_default(),
+                        created_at,
+                    });
+                }
+            }
+            Ok::<_, IntakeError>(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// Every saved version of a proposal, oldest first (its consortium, and staff once submitted).

@@ -13,6 +13,9 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct CaseQuery {
     call_id: Option<Uuid>,
+    /// Only the cases of these proposals (comma-separated, at most `MAX_BATCH_IDS`): the
+    /// gateway batches `Proposal.evaluationCase` through this.
+    proposal_ids: Option<String>,
     limit: Option<i64>,
     after: Option<String>,
 }
@@ -27,7 +30,23 @@ pub async fn list_cases(
         &[Role::Admin, Role::Officer, Role::Consortium, Role::Reviewer],
         "list evaluation cases",
     )?;
-    let page = PageRequest::parse(query.limit, query.after.as_deref())?;
+    let proposal_ids = query
+        .proposal_ids
+        .as_deref()
+        .map(|raw| {
+            kaip_service::pagination::parse_ids(
+                "proposal_ids",
+                raw,
+                kaip_contracts::dto::intake::MAX_BATCH_IDS,
+            )
+        })
+        .transpose()?;
+    // A proposal has at most one case, so a batch fits one page whatever `limit` says.
+    let limit = match &proposal_ids {
+        Some(ids) => Some(ids.len() as i64),
+        None => query.limit,
+    };
+    let page = PageRequest::parse(limit, query.after.as_deref())?;
     let only = (caller.role() == Role::Consortium)
         .then_some(caller.0.consortium_id)
         .flatten();
@@ -45,6 +64,9 @@ pub async fn list_cases(
             }
             if let Some(call) = call_id {
                 q = q.filter(evaluation_cases::call_id.eq(call));
+            }
+            if let Some(ids) = proposal_ids {
+                q = q.filter(evaluation_cases::proposal_id.eq_any(ids));
             }
             if let Some(consortium) = only {
                 q = q.filter(evaluation_cases::consortium_id.eq(consortium.0));
