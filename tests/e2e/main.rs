@@ -2,5 +2,6 @@
 
 mod backbone;
 mod competition;
+mod relay_hardening;
 mod slice;
 mod validation;

@@ -106,7 +106,7 @@ impl OutboxTx<'_> {
 }
 
 /// One claimed, unsent outbox row.
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = kaip_outbox)]
 pub struct PendingEvent {
     pub seq: i64,
@@ -122,6 +122,11 @@ pub struct PendingEvent {
 /// Claims up to `limit` unsent events in publication order, locking them for this
 /// transaction. Returns nothing if another relay holds the outbox: one relay publishes at
 /// a time per database, which keeps each aggregate's events in order.
+///
+/// A key whose oldest pending event has failed to publish is *blocked*: only that head
+/// event is claimed (to be tried again), never the ones behind it, so a later event of an
+/// aggregate can never overtake an earlier one, and a key stuck behind a poison row does
+/// not fill the batch and starve the other keys.
 pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<PendingEvent>> {
     // A transaction-scoped advisory lock: released by commit or rollback, and by the
     // server if this process dies, so a crashed relay never blocks the next one.
@@ -130,14 +135,53 @@ pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Pen
     if !locked {
         return Ok(Vec::new());
     }
-    kaip_outbox::table
-        .filter(kaip_outbox::sent_at.is_null())
-        .order(kaip_outbox::seq.asc())
-        .limit(limit)
-        .select(PendingEvent::as_select())
-        .for_update()
-        .skip_locked()
-        .load(conn)
+    diesel::sql_query(
+        "SELECT o.seq, o.event_id, o.topic, o.event_key, o.event_type, o.payload, o.headers, \
+                o.created_at \
+         FROM kaip_outbox o \
+         WHERE o.sent_at IS NULL \
+           AND NOT EXISTS (SELECT 1 FROM kaip_outbox h \
+                           WHERE h.sent_at IS NULL AND h.last_error IS NOT NULL \
+                             AND h.topic = o.topic AND h.event_key = o.event_key \
+                             AND h.seq < o.seq) \
+         ORDER BY o.seq \
+         LIMIT $1 \
+         FOR UPDATE OF o SKIP LOCKED",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+}
+
+/// The outbox's backlog, for readiness and metrics: a row that keeps failing is visible
+/// here, not only in a log line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, QueryableByName)]
+pub struct OutboxStats {
+    /// Events not yet acknowledged by the broker.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub pending: i64,
+    /// Age of the oldest of them, in whole seconds (0 when none).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub oldest_pending_age_secs: i64,
+    /// Pending events whose last publication attempt failed.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub failing: i64,
+    /// Pending events that failed at least `stuck_after_attempts` times.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub stuck: i64,
+}
+
+/// Reads [`OutboxStats`]; both partial indexes keep it cheap while the backlog is small.
+pub fn outbox_stats(conn: &mut PgConnection, stuck_after_attempts: i32) -> QueryResult<OutboxStats> {
+    diesel::sql_query(
+        "SELECT count(*) AS pending, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::bigint, 0) \
+                    AS oldest_pending_age_secs, \
+                count(*) FILTER (WHERE last_error IS NOT NULL) AS failing, \
+                count(*) FILTER (WHERE attempts >= $1) AS stuck \
+         FROM kaip_outbox WHERE sent_at IS NULL",
+    )
+    .bind::<diesel::sql_types::Integer, _>(stuck_after_attempts)
+    .get_result(conn)
 }
 
 /// Marks events sent. Call only with events the broker acknowledged.
@@ -146,11 +190,14 @@ pub fn mark_sent(conn: &mut PgConnection, seqs: &[i64]) -> QueryResult<usize> {
         .set((
             kaip_outbox::sent_at.eq(diesel::dsl::now),
             kaip_outbox::attempts.eq(kaip_outbox::attempts + 1),
+            // A published row no longer blocks its key (see `claim_pending`), even if it
+            // is re-queued by `republish_since` later.
+            kaip_outbox::last_error.eq(None::<String>),
         ))
         .execute(conn)
 }
 
-/// Records a failed publication attempt (the event stays pending).
+/// Records a failed publication attempt (the event stays pending, and blocks its key).
 pub fn mark_failed(conn: &mut PgConnection, seq: i64, error: &str) -> QueryResult<usize> {
     diesel::update(kaip_outbox::table.find(seq))
         .set((

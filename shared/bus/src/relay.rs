@@ -2,6 +2,14 @@
 //! the broker acknowledged them. A relay that dies between the acknowledgement and the mark
 //! leaves the events pending; the next relay publishes them again and the consumers' inboxes
 //! drop the duplicates. That is the at-least-once half of exactly-once effects.
+//!
+//! Order per key: events are handed to the producer in `seq` order, and the first failure
+//! of a key stops that key for the rest of the batch. A later event of the key is then not
+//! even sent; if it was already acknowledged (the failure came back asynchronously), it is
+//! not marked sent either, so it is published again after the failed one. The failed row
+//! stays pending with its error and blocks its key (see [`claim_pending`]) until it goes
+//! through; [`outbox_stats`](crate::outbox::outbox_stats) counts it for readiness and
+//! metrics.
 
 use crate::outbox::{claim_pending, mark_failed, mark_sent, purge_sent_before, PendingEvent};
 use crate::settings::OutboxSettings;
@@ -11,7 +19,7 @@ use kaip_contracts::events::headers;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -26,6 +34,31 @@ pub enum RelayError {
     Database(#[from] diesel::result::Error),
     #[error("relay task: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("relay interrupted by an injected fault at {0:?}")]
+    Injected(FaultPoint),
+}
+
+/// Points in the real publication path where a test can make the relay "crash".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// The broker acknowledged the batch; the rows are not marked sent yet.
+    AfterAck,
+}
+
+/// Decides, at each [`FaultPoint`], whether the relay dies there. Returning `true` aborts
+/// the batch exactly as a crash would: the claiming transaction rolls back, so the rows
+/// stay pending although the broker holds them.
+pub type FaultHook = Arc<dyn Fn(FaultPoint) -> bool + Send + Sync>;
+
+/// What happened to one event handed to [`publish_in_order`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The broker acknowledged it.
+    Acked,
+    /// The producer or the broker refused it.
+    Failed(String),
+    /// Not sent: an earlier event of the same key failed in this batch.
+    Held,
 }
 
 /// The relay of one service process.
@@ -34,6 +67,7 @@ pub struct Relay {
     producer: FutureProducer,
     wake: Arc<Notify>,
     settings: OutboxSettings,
+    fault: Option<FaultHook>,
 }
 
 impl Relay {
@@ -48,25 +82,34 @@ impl Relay {
             producer,
             wake,
             settings,
+            fault: None,
         }
+    }
+
+    /// Installs a fault-injection hook (tests crash the real relay with it).
+    pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
+        self.fault = Some(hook);
+        self
     }
 
     /// Publishes until `shutdown`, then drains what is pending and flushes the producer.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut last_purge = tokio::time::Instant::now();
         loop {
+            // Go round again at once while a pass made progress: a pass can stop short of
+            // the backlog (a full batch, or keys that were blocked until this pass).
             let more = match self.publish_pending().await {
-                Ok(n) => n as i64 >= self.settings.batch_size,
+                Ok(n) => n > 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay: publishing failed; will retry");
                     false
                 }
             };
-            if last_purge.elapsed() > Duration::from_secs(600) {
+            if last_purge.elapsed() > self.settings.purge_interval() {
                 last_purge = tokio::time::Instant::now();
                 self.purge().await;
             }
-            if more {
+            if more && !shutdown.is_cancelled() {
                 continue;
             }
             tokio::select! {
@@ -75,9 +118,17 @@ impl Relay {
                 _ = shutdown.cancelled() => break,
             }
         }
-        // Last chance for events committed by requests that were drained before us.
-        if let Err(e) = self.publish_pending().await {
-            tracing::warn!(error = %e, "outbox relay: final drain failed; events stay pending");
+        // Last chance for events committed by requests (and by the consumer's last message)
+        // that were drained before us.
+        loop {
+            match self.publish_pending().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: final drain failed; events stay pending");
+                    break;
+                }
+            }
         }
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -87,64 +138,106 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Publishes one batch; returns how many events the broker acknowledged.
+    /// Publishes one batch; returns how many events the broker acknowledged and were
+    /// marked sent.
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
         let pool = self.pool.clone();
         let producer = self.producer.clone();
         let limit = self.settings.batch_size;
+        let fault = self.fault.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || -> Result<usize, RelayError> {
             let mut conn = pool.get()?;
-            let acked = diesel::Connection::transaction(&mut *conn, |c| {
+            diesel::Connection::transaction(&mut *conn, |c| {
                 let events = claim_pending(c, limit)?;
                 if events.is_empty() {
-                    return Ok::<_, diesel::result::Error>(0);
+                    return Ok(0);
                 }
-                let results = handle.block_on(publish(&producer, &events));
-                let mut acked = Vec::with_capacity(results.len());
-                for (event, result) in events.iter().zip(results) {
-                    match result {
-                        Ok(()) => acked.push(event.seq),
-                        Err(e) => {
-                            tracing::warn!(event_id = %event.event_id, error = %e, "broker refused event");
-                            mark_failed(c, event.seq, &e)?;
-                        }
-                    }
+                let outcomes = handle.block_on(publish_in_order(&producer, &events));
+                if fault.as_ref().is_some_and(|f| f(FaultPoint::AfterAck)) {
+                    return Err(RelayError::Injected(FaultPoint::AfterAck));
                 }
-                mark_sent(c, &acked)?;
-                Ok(acked.len())
-            })?;
-            Ok(acked)
+                let settled = settle(&events, &outcomes);
+                for (seq, error) in &settled.failed {
+                    mark_failed(c, *seq, error)?;
+                }
+                mark_sent(c, &settled.acked)?;
+                Ok(settled.acked.len())
+            })
+        })
+        .await?
+    }
+
+    /// Deletes published events past the retention period; returns how many.
+    pub async fn purge_expired(&self) -> Result<usize, RelayError> {
+        let pool = self.pool.clone();
+        let cutoff = chrono::Utc::now() - chrono::Duration::hours(self.settings.retention_hours);
+        tokio::task::spawn_blocking(move || -> Result<usize, RelayError> {
+            Ok(purge_sent_before(&mut *pool.get()?, cutoff)?)
         })
         .await?
     }
 
     async fn purge(&self) {
-        let pool = self.pool.clone();
-        let cutoff = chrono::Utc::now() - chrono::Duration::hours(self.settings.retention_hours);
-        let result = tokio::task::spawn_blocking(move || -> Result<usize, RelayError> {
-            Ok(purge_sent_before(&mut *pool.get()?, cutoff)?)
-        })
-        .await;
-        match result {
-            Ok(Ok(n)) if n > 0 => {
+        match self.purge_expired().await {
+            Ok(n) if n > 0 => {
                 tracing::info!(purged = n, "outbox: purged published events past retention")
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "outbox: purge failed"),
-            Err(e) => tracing::warn!(error = %e, "outbox: purge task failed"),
-            _ => {}
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox: purge failed"),
         }
     }
 }
 
-/// Sends `events` in order and waits for each acknowledgement. Each send runs in a span
-/// that continues the trace of the request that wrote the event, and that span's context
-/// travels in the message headers to the consumer.
-pub async fn publish(
+/// The rows to mark after a batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Settled {
+    acked: Vec<i64>,
+    failed: Vec<(i64, String)>,
+}
+
+/// Walks a batch in `seq` order: once an event of a key failed, no later event of that
+/// key is marked sent, even if the broker acknowledged it (it will be published again,
+/// after the failed one; consumers' inboxes drop the earlier copy's duplicate).
+fn settle(events: &[PendingEvent], outcomes: &[SendOutcome]) -> Settled {
+    let mut blocked: HashSet<(&str, &str)> = HashSet::new();
+    let mut out = Settled::default();
+    for (event, outcome) in events.iter().zip(outcomes) {
+        let key = (event.topic.as_str(), event.event_key.as_str());
+        match outcome {
+            SendOutcome::Acked if !blocked.contains(&key) => out.acked.push(event.seq),
+            SendOutcome::Acked => {
+                tracing::warn!(event_id = %event.event_id, "acknowledged after an earlier event of its key failed; left pending to keep the key's order");
+            }
+            SendOutcome::Failed(e) => {
+                tracing::warn!(event_id = %event.event_id, error = %e, "broker refused event; its key waits for it");
+                out.failed.push((event.seq, e.clone()));
+                blocked.insert(key);
+            }
+            SendOutcome::Held => {
+                blocked.insert(key);
+            }
+        }
+    }
+    out
+}
+
+/// Sends `events` in order and waits for each acknowledgement. Each event is handed to
+/// the producer in `seq` order; an event whose key already failed in this batch is held
+/// back. Each send runs in a span that continues the trace of the request that wrote the
+/// event, and that span's context travels in the message headers to the consumer.
+pub async fn publish_in_order(
     producer: &FutureProducer,
     events: &[PendingEvent],
-) -> Vec<Result<(), String>> {
-    let sends = events.iter().map(|event| {
+) -> Vec<SendOutcome> {
+    let mut failed_keys: HashSet<(&str, &str)> = HashSet::new();
+    let mut pending = Vec::with_capacity(events.len());
+    for event in events {
+        let key = (event.topic.as_str(), event.event_key.as_str());
+        if failed_keys.contains(&key) {
+            pending.push(None);
+            continue;
+        }
         let span = tracing::info_span!(
             "outbox.publish",
             otel.kind = "producer",
@@ -155,7 +248,7 @@ pub async fn publish(
         let stored: HashMap<String, String> =
             serde_json::from_value(event.headers.clone()).unwrap_or_default();
         kaip_telemetry::set_parent_from_headers(&span, &stored);
-        async move {
+        let enqueued = span.in_scope(|| {
             let trace = kaip_telemetry::current_trace_headers();
             let mut hdrs = OwnedHeaders::new().insert(Header {
                 key: headers::EVENT_TYPE,
@@ -172,13 +265,93 @@ pub async fn publish(
                 .key(&event.event_key)
                 .payload(&payload)
                 .headers(hdrs);
+            // Enqueueing does not wait for the broker; refusals known locally (too large,
+            // queue full, unknown topic already known) come back here at once.
             producer
-                .send(record, Timeout::After(Duration::from_secs(30)))
-                .await
-                .map(|_| ())
+                .send_result(record)
                 .map_err(|(e, _)| e.to_string())
+        });
+        match enqueued {
+            Ok(delivery) => pending.push(Some(Ok((delivery, span)))),
+            Err(e) => {
+                failed_keys.insert(key);
+                pending.push(Some(Err(e)));
+            }
         }
-        .instrument(span)
+    }
+    let waits = pending.into_iter().map(|p| async move {
+        match p {
+            None => SendOutcome::Held,
+            Some(Err(e)) => SendOutcome::Failed(e),
+            Some(Ok((delivery, span))) => match delivery.instrument(span).await {
+                Ok(Ok(_)) => SendOutcome::Acked,
+                Ok(Err((e, _))) => SendOutcome::Failed(e.to_string()),
+                Err(_) => SendOutcome::Failed("producer dropped the delivery".into()),
+            },
+        }
     });
-    join_all(sends).await
+    join_all(waits).await
+}
+
+/// [`publish_in_order`] as plain results (held events count as failures).
+pub async fn publish(
+    producer: &FutureProducer,
+    events: &[PendingEvent],
+) -> Vec<Result<(), String>> {
+    publish_in_order(producer, events)
+        .await
+        .into_iter()
+        .map(|o| match o {
+            SendOutcome::Acked => Ok(()),
+            SendOutcome::Failed(e) => Err(e),
+            SendOutcome::Held => Err("held: an earlier event of its key failed".into()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64, key: &str) -> PendingEvent {
+        PendingEvent {
+            seq,
+            event_id: uuid::Uuid::now_v7(),
+            topic: "t".into(),
+            event_key: key.into(),
+            event_type: "E".into(),
+            payload: serde_json::Value::Null,
+            headers: serde_json::Value::Null,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_failure_stops_its_key_but_not_the_others() {
+        let events = [
+            event(1, "a"),
+            event(2, "b"),
+            event(3, "a"),
+            event(4, "b"),
+            event(5, "a"),
+        ];
+        let outcomes = [
+            SendOutcome::Failed("boom".into()),
+            SendOutcome::Acked,
+            // Acknowledged although its key failed before it (an asynchronous failure).
+            SendOutcome::Acked,
+            SendOutcome::Acked,
+            SendOutcome::Held,
+        ];
+        let s = settle(&events, &outcomes);
+        assert_eq!(s.acked, vec![2, 4]);
+        assert_eq!(s.failed, vec![(1, "boom".to_owned())]);
+    }
+
+    #[test]
+    fn a_held_event_blocks_later_ones_of_its_key() {
+        let events = [event(1, "a"), event(2, "a")];
+        let outcomes = [SendOutcome::Held, SendOutcome::Acked];
+        assert!(settle(&events, &outcomes).acked.is_empty());
+    }
 }

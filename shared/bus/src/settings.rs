@@ -44,6 +44,12 @@ pub struct OutboxSettings {
     /// Published events are kept this long so they can be republished.
     #[serde(default = "defaults::retention_hours")]
     pub retention_hours: i64,
+    /// How often the relay deletes published events past the retention.
+    #[serde(default = "defaults::purge_interval_secs")]
+    pub purge_interval_secs: u64,
+    /// A pending event that failed this many times counts as stuck (readiness, metrics).
+    #[serde(default = "defaults::stuck_after_attempts")]
+    pub stuck_after_attempts: i32,
 }
 
 impl Default for OutboxSettings {
@@ -52,6 +58,8 @@ impl Default for OutboxSettings {
             poll_interval_ms: defaults::poll_interval_ms(),
             batch_size: defaults::batch_size(),
             retention_hours: defaults::retention_hours(),
+            purge_interval_secs: defaults::purge_interval_secs(),
+            stuck_after_attempts: defaults::stuck_after_attempts(),
         }
     }
 }
@@ -59,6 +67,53 @@ impl Default for OutboxSettings {
 impl OutboxSettings {
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+
+    pub fn purge_interval(&self) -> Duration {
+        Duration::from_secs(self.purge_interval_secs.max(1))
+    }
+
+    /// Checks every value at start; the error names the key and the rule.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_size < 1 {
+            return Err(format!(
+                "outbox.batch_size: must be at least 1 (got {})",
+                self.batch_size
+            ));
+        }
+        if self.batch_size > 10_000 {
+            return Err(format!(
+                "outbox.batch_size: must be at most 10000 (got {}): one batch is one transaction",
+                self.batch_size
+            ));
+        }
+        // An hour and up: the purge computes `now - retention` in chrono, which must not
+        // overflow, and a retention of 0 would delete events before they can be republished.
+        if !(1..=24 * 365 * 10).contains(&self.retention_hours) {
+            return Err(format!(
+                "outbox.retention_hours: must be greater than 0 and at most 87600 (got {})",
+                self.retention_hours
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.poll_interval_ms) {
+            return Err(format!(
+                "outbox.poll_interval_ms: must be between 10 and 3600000 (got {})",
+                self.poll_interval_ms
+            ));
+        }
+        if !(1..=86_400).contains(&self.purge_interval_secs) {
+            return Err(format!(
+                "outbox.purge_interval_secs: must be between 1 and 86400 (got {})",
+                self.purge_interval_secs
+            ));
+        }
+        if self.stuck_after_attempts < 1 {
+            return Err(format!(
+                "outbox.stuck_after_attempts: must be at least 1 (got {})",
+                self.stuck_after_attempts
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -126,5 +181,11 @@ mod defaults {
     }
     pub fn retention_hours() -> i64 {
         24 * 7
+    }
+    pub fn purge_interval_secs() -> u64 {
+        600
+    }
+    pub fn stuck_after_attempts() -> i32 {
+        5
     }
 }
