@@ -45,7 +45,7 @@ pub async fn start_feed(
     topics: &[&str],
     shutdown: CancellationToken,
 ) -> Result<EventFeed, KafkaError> {
-    let consumer: StreamConsumer = crate::kafka::base_config(settings)
+    let consumer: StreamConsumer = crate::kafka::consumer_config(settings)
         .set(
             "group.id",
             settings.prefixed(&format!("kaip-gateway-feed-{}", uuid::Uuid::now_v7())),
