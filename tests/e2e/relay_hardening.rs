@@ -183,3 +183,34 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
     let stats = outbox_stats(&mut pool.get().expect("conn"), 2).expect("stats");
     assert_eq!(stats, OutboxStats::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_starting_together_on_a_fresh_database_both_start() {
+    // Two rounds, each on a fresh database: the race is on CREATE DATABASE and on the
+    // migrations (diesel's table and every CREATE of the service's schema).
+    for round in 0..2 {
+        let ctx = TestContext::new();
+        let settings = ctx.settings(kaip_scoring::DEFAULTS);
+        ctx.track_database(&settings.database.name);
+        let (a, b) = tokio::join!(
+            kaip_service::Application::build(kaip_scoring::definition(), settings.clone()),
+            kaip_service::Application::build(kaip_scoring::definition(), settings.clone()),
+        );
+        let a = a.unwrap_or_else(|e| panic!("round {round}: replica A failed: {e:#}"));
+        let b = b.unwrap_or_else(|e| panic!("round {round}: replica B failed: {e:#}"));
+        let applied: i64 = diesel::sql_query(
+            "SELECT count(*) AS n FROM __diesel_schema_migrations",
+        )
+        .get_result::<Count>(&mut a.pool().get().expect("conn"))
+        .expect("migrations table")
+        .n;
+        assert!(applied >= 2, "backbone and scoring migrations applied once each");
+        drop((a, b));
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}

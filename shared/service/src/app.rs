@@ -130,13 +130,8 @@ impl Application {
 
         let db_settings = settings.database.clone();
         let migrations = def.migrations;
-        let pool = tokio::task::spawn_blocking(move || -> Result<PgPool, db::DbError> {
-            db::ensure_database(&db_settings)?;
-            let pool = db::build_pool(&db_settings)?;
-            db::migrate(&pool, migrations)?;
-            Ok(pool)
-        })
-        .await??;
+        let pool = tokio::task::spawn_blocking(move || db::prepare(&db_settings, migrations))
+            .await??;
 
         let kafka = settings.kafka.clone();
         let own_topic = topics::events_topic_of(def.name);
