@@ -6,12 +6,17 @@
 use diesel::prelude::*;
 use kaip_bus::outbox::{outbox_stats, OutboxStats};
 use kaip_bus::schema::{kaip_inbox, kaip_outbox};
+use kaip_bus::relay::FaultPoint;
 use kaip_bus::{Outbox, OutboxSettings, Relay};
 use kaip_contracts::events::ProposalSubmitted;
 use kaip_contracts::{topics, Actor, EventEnvelope, Role};
 use kaip_e2e::eventually;
 use kaip_service::db;
-use kaip_testkit::TestContext;
+use kaip_testkit::{TestContext, TestService};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use uuid::Uuid;
 
@@ -94,13 +99,52 @@ fn row(pool: &kaip_bus::PgPool, id: Uuid) -> Row {
         .expect("row")
 }
 
-/// Event ids on a topic, in offset order.
-async fn ids_on(ctx: &TestContext, topic: &str) -> Vec<String> {
-    ctx.read_topic(topic)
-        .await
-        .iter()
-        .filter_map(|m| m.json().and_then(|j| j["id"].as_str().map(str::to_owned)))
-        .collect()
+/// Event ids on partition 0 of a single-partition topic, in offset order, read from the
+/// start until `at_least` ids were seen and then for another half second (to catch extra
+/// copies), or until 20 s passed. Not bounded by the high watermark: Tansu reports it as
+/// the base offset of the last record batch plus one, hiding the rest of that batch.
+/// Reads with a short fetch wait (the broker answers a fetch with one record batch).
+async fn ids_on(ctx: &TestContext, topic: &str, at_least: usize) -> Vec<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    use std::time::Instant;
+    let brokers = ctx.kafka.brokers.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let reader: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("reader-{}", Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "5")
+            .create()
+            .expect("reader");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)
+            .expect("tpl");
+        reader.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut ids = Vec::new();
+        let mut enough_at: Option<Instant> = None;
+        while Instant::now() < deadline
+            && enough_at.is_none_or(|t| t.elapsed() < Duration::from_millis(500))
+        {
+            if let Some(Ok(msg)) = reader.poll(Duration::from_millis(50)) {
+                if let Some(id) = msg
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                    .and_then(|j| j["id"].as_str().map(str::to_owned))
+                {
+                    ids.push(id);
+                }
+            }
+            if enough_at.is_none() && ids.len() >= at_least {
+                enough_at = Some(Instant::now());
+            }
+        }
+        ids
+    })
+    .await
+    .expect("reader task")
 }
 
 fn relay(ctx: &TestContext, pool: &kaip_bus::PgPool, settings: OutboxSettings) -> Relay {
@@ -156,7 +200,7 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
     assert_eq!(stats.stuck, 1, "{stats:?}");
     assert!(!row(&pool, behind.id.0).sent);
     assert_eq!(
-        ids_on(&ctx, &topic).await,
+        ids_on(&ctx, &topic, 1).await,
         vec![unrelated.id.to_string()],
         "nothing of the blocked key reached the broker"
     );
@@ -172,7 +216,7 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
     }
     assert_eq!(sent, 2);
     assert_eq!(
-        ids_on(&ctx, &topic).await,
+        ids_on(&ctx, &topic, 3).await,
         vec![
             unrelated.id.to_string(),
             poison.id.to_string(),
@@ -213,4 +257,294 @@ async fn two_replicas_starting_together_on_a_fresh_database_both_start() {
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
+}
+
+fn inbox_rows(scoring: &TestService, id: Uuid) -> i64 {
+    kaip_inbox::table
+        .filter(kaip_inbox::event_id.eq(id))
+        .count()
+        .get_result(&mut scoring.conn())
+        .expect("count")
+}
+
+fn cases_for(scoring: &TestService, proposal: kaip_contracts::ProposalId) -> i64 {
+    use kaip_scoring::schema::evaluation_cases::dsl::*;
+    evaluation_cases
+        .filter(proposal_id.eq(proposal.0))
+        .count()
+        .get_result(&mut scoring.conn())
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_relay_crashing_between_ack_and_mark_publishes_again_and_scoring_applies_once() {
+    let ctx = single_partition_context();
+    let pool = intake_database(&ctx).await;
+    let topic = ctx.topic(topics::INTAKE);
+    let outbox = Outbox::new("intake", topic.clone());
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
+    scoring.wait_assigned().await;
+
+    // The first batch dies after the broker acknowledged it, before its rows are marked.
+    let crashes = Arc::new(AtomicUsize::new(0));
+    let hook_crashes = crashes.clone();
+    let relay = Relay::new(
+        pool.clone(),
+        kaip_bus::kafka::producer(&ctx.kafka).expect("producer"),
+        outbox.wake_handle(),
+        OutboxSettings {
+            poll_interval_ms: 50,
+            ..OutboxSettings::default()
+        },
+    )
+    .with_fault_hook(Arc::new(move |point| {
+        point == FaultPoint::AfterAck && hook_crashes.fetch_add(1, Ordering::SeqCst) == 0
+    }));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(relay.run(stop.clone()));
+
+    let event = submitted("Relay crash");
+    let env = envelope(&event);
+    commit(&pool, &outbox, &[&env]);
+
+    // The event reaches the topic twice: once before the crash, once after.
+    let copies = eventually(Duration::from_secs(30), || async {
+        let n = ids_on(&ctx, &topic, 2)
+            .await
+            .iter()
+            .filter(|id| **id == env.id.to_string())
+            .count();
+        (n >= 2).then_some(n)
+    })
+    .await;
+    assert_eq!(copies, Some(2), "published again after the crash");
+    assert!(crashes.load(Ordering::SeqCst) >= 2, "the hook saw both passes");
+    eventually(Duration::from_secs(30), || async {
+        row(&pool, env.id.0).sent.then_some(())
+    })
+    .await
+    .expect("the second pass marks it sent");
+    eventually(Duration::from_secs(60), || async {
+        (inbox_rows(&scoring, env.id.0) == 1).then_some(())
+    })
+    .await
+    .expect("scoring applied it");
+    // Both copies consumed: a sentinel behind them on the single partition is applied.
+    let sentinel = envelope(&submitted("sentinel"));
+    let sentinel_case = serde_json::from_value::<ProposalSubmitted>(sentinel.data.clone())
+        .expect("data")
+        .proposal_id;
+    commit(&pool, &outbox, &[&sentinel]);
+    eventually(Duration::from_secs(60), || async {
+        (cases_for(&scoring, sentinel_case) == 1).then_some(())
+    })
+    .await
+    .expect("the sentinel is consumed");
+    assert_eq!(cases_for(&scoring, event.proposal_id), 1, "applied once");
+    assert_eq!(inbox_rows(&scoring, env.id.0), 1);
+    stop.cancel();
+    task.await.expect("relay stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_database_never_publish_concurrently() {
+    let ctx = single_partition_context();
+    let pool = intake_database(&ctx).await;
+    let topic = ctx.topic(topics::INTAKE);
+    let outbox = Outbox::new("intake", topic.clone());
+    // Small batches so that both relays have work at the same time.
+    let settings = OutboxSettings {
+        batch_size: 10,
+        poll_interval_ms: 20,
+        ..OutboxSettings::default()
+    };
+    let stop = CancellationToken::new();
+    let relays: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(relay(&ctx, &pool, settings.clone()).run(stop.clone())))
+        .collect();
+    let keys: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+    let mut expected: Vec<(Uuid, String)> = Vec::new();
+    for chunk in 0..20 {
+        let envs: Vec<EventEnvelope> = (0..20)
+            .map(|i| envelope_for(keys[i % keys.len()], &format!("{chunk}-{i}")))
+            .collect();
+        expected.extend(envs.iter().map(|e| (e.aggregate_id, e.id.to_string())));
+        commit(&pool, &outbox, &envs.iter().collect::<Vec<_>>());
+    }
+    let seen = eventually(Duration::from_secs(60), || async {
+        let ids = ids_on(&ctx, &topic, expected.len()).await;
+        (ids.len() >= expected.len()).then_some(ids)
+    })
+    .await;
+    let Some(seen) = seen else {
+        let sent: i64 = kaip_outbox::table
+            .filter(kaip_outbox::sent_at.is_not_null())
+            .count()
+            .get_result(&mut pool.get().expect("conn"))
+            .expect("count");
+        panic!(
+            "not every event published: {} on the topic, {sent} marked sent of {}",
+            ids_on(&ctx, &topic, expected.len()).await.len(),
+            expected.len()
+        );
+    };
+    stop.cancel();
+    for r in relays {
+        r.await.expect("relay stops");
+    }
+    assert_eq!(seen.len(), expected.len(), "no event published twice");
+    for key in &keys {
+        let want: Vec<&String> = expected.iter().filter(|(k, _)| k == key).map(|(_, id)| id).collect();
+        let got: Vec<&String> = seen.iter().filter(|id| want.contains(id)).collect();
+        assert_eq!(got, want, "key {key}: published in commit order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_purges_published_events_past_retention_and_keeps_the_rest() {
+    let ctx = single_partition_context();
+    let pool = intake_database(&ctx).await;
+    let outbox = Outbox::new("intake", ctx.topic(topics::INTAKE));
+    let (old, recent, unsent) = (
+        envelope(&submitted("old")),
+        envelope(&submitted("recent")),
+        envelope(&submitted("unsent")),
+    );
+    commit(&pool, &outbox, &[&old, &recent]);
+    let relay_settings = OutboxSettings {
+        retention_hours: 24,
+        purge_interval_secs: 1,
+        poll_interval_ms: 50,
+        ..OutboxSettings::default()
+    };
+    assert_eq!(
+        relay(&ctx, &pool, relay_settings.clone())
+            .publish_pending()
+            .await
+            .expect("publish"),
+        2
+    );
+    // `old` was published 25 hours ago; `unsent` is pending and as old (a broker outage).
+    commit(&pool, &outbox, &[&unsent]);
+    diesel::sql_query(
+        "UPDATE kaip_outbox SET sent_at = now() - interval '25 hours', \
+                created_at = now() - interval '26 hours' WHERE event_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(old.id.0)
+    .execute(&mut pool.get().expect("conn"))
+    .expect("backdate");
+    diesel::sql_query(
+        "UPDATE kaip_outbox SET created_at = now() - interval '30 hours', last_error = 'x', \
+                attempts = 9 WHERE event_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(unsent.id.0)
+    .execute(&mut pool.get().expect("conn"))
+    .expect("backdate");
+    // The running relay purges on its own schedule (the producer never takes `unsent`: it
+    // is over the message size limit).
+    diesel::sql_query(
+        "UPDATE kaip_outbox SET payload = jsonb_set(payload, '{data,padding}', \
+                to_jsonb(repeat('x', 1200000))) WHERE event_id = $1",
+    )
+        .bind::<diesel::sql_types::Uuid, _>(unsent.id.0)
+        .execute(&mut pool.get().expect("conn"))
+        .expect("oversize");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(relay(&ctx, &pool, relay_settings).run(stop.clone()));
+    let remaining = |id: Uuid| -> i64 {
+        kaip_outbox::table
+            .filter(kaip_outbox::event_id.eq(id))
+            .count()
+            .get_result(&mut pool.get().expect("conn"))
+            .expect("count")
+    };
+    eventually(Duration::from_secs(30), || async { (remaining(old.id.0) == 0).then_some(()) })
+        .await
+        .expect("the event published past retention is purged");
+    stop.cancel();
+    task.await.expect("relay stops");
+    assert_eq!(remaining(recent.id.0), 1, "a recently published event is kept");
+    assert_eq!(remaining(unsent.id.0), 1, "an unpublished event is never purged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
+    let ctx = single_partition_context();
+    let intake = ctx
+        .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+        .await;
+    let topic = ctx.topic(topics::INTAKE);
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    kaip_testkit::intake::open_call(&ctx, &intake.base_url).await;
+    let sent = || -> i64 {
+        kaip_outbox::table
+            .filter(kaip_outbox::sent_at.is_not_null())
+            .count()
+            .get_result(&mut intake.conn())
+            .expect("count")
+    };
+    eventually(Duration::from_secs(30), || async { (sent() == 1).then_some(()) })
+        .await
+        .expect("the call's event is published");
+    let first = ids_on(&ctx, &topic, 1).await;
+    assert_eq!(first.len(), 1);
+
+    let http = reqwest::Client::new();
+    let url = intake.url("/admin/outbox/republish");
+    let body = serde_json::json!({ "since": before });
+    for role in [Role::Officer, Role::Integration] {
+        let res = http
+            .post(&url)
+            .header("authorization", ctx.bearer(role, None))
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(res.status(), 403, "{role} may not republish");
+    }
+    let res = http.post(&url).json(&body).send().await.expect("answers");
+    assert_eq!(res.status(), 401, "anonymous may not republish");
+    let res = http
+        .post(&url)
+        .header("authorization", ctx.bearer(Role::Admin, None))
+        .json(&serde_json::json!({ "since": "yesterday" }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), 400, "a bad time is refused");
+    assert_eq!(sent(), 1, "refused requests re-queued nothing");
+
+    // Nothing published after a later `since`.
+    let res = http
+        .post(&url)
+        .header("authorization", ctx.bearer(Role::Admin, None))
+        .json(&serde_json::json!({ "since": chrono::Utc::now() + chrono::Duration::hours(1) }))
+        .send()
+        .await
+        .expect("answers");
+    let answer: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(answer["requeued"], 0);
+
+    let res = http
+        .post(&url)
+        .header("authorization", ctx.bearer(Role::Admin, None))
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), 200);
+    let answer: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(answer["requeued"], 1);
+    let again = eventually(Duration::from_secs(30), || async {
+        let ids = ids_on(&ctx, &topic, 2).await;
+        (ids.len() >= 2).then_some(ids)
+    })
+    .await
+    .expect("published again");
+    assert_eq!(again, vec![first[0].clone(), first[0].clone()], "the same event, again");
+    eventually(Duration::from_secs(30), || async { (sent() == 1).then_some(()) })
+        .await
+        .expect("marked sent again");
 }
