@@ -291,7 +291,20 @@ async fn live() -> HttpResponse {
 }
 
 /// Ready when every service reports ready; the body says which is not.
-async fn ready(services: web::Data<clients::Services>) -> HttpResponse {
+/// Anonymous probes get labels only; an admin's token also gets why a service is
+/// unreachable (addresses and transport errors are internals).
+async fn ready(
+    services: web::Data<clients::Services>,
+    verifier: web::Data<TokenVerifier>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let is_admin = verifier
+        .verify_header(header)
+        .is_ok_and(|c| c.has_any_role(&[kaip_contracts::Role::Admin]));
     let checks = futures::future::join_all(
         services
             .all
@@ -307,9 +320,13 @@ async fn ready(services: web::Data<clients::Services>) -> HttpResponse {
                 all_ready &= r.ready;
                 serde_json::to_value(r).unwrap_or_default()
             }
-            Err(e) => {
+            Err(e) if is_admin => {
                 all_ready = false;
-                serde_json::json!({ "ready": false, "error": e })
+                serde_json::json!({ "ready": false, "status": "unreachable", "error": e })
+            }
+            Err(_) => {
+                all_ready = false;
+                serde_json::json!({ "ready": false, "status": "unreachable" })
             }
         };
         report.insert(name.to_owned(), value);

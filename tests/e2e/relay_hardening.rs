@@ -548,3 +548,239 @@ async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
         .await
         .expect("marked sent again");
 }
+
+/// A private Tansu for a test that stops the broker (the shared one must stay up).
+struct OwnBroker {
+    dir: std::path::PathBuf,
+    addr: String,
+}
+
+impl OwnBroker {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/broker.sh")
+    }
+
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("kaip-broker-{}", Uuid::new_v4()));
+        let out = std::process::Command::new("bash")
+            .arg(Self::script())
+            .arg("start")
+            .arg(&dir)
+            .env_remove("KAIP_BROKER_PORT")
+            .output()
+            .expect("broker.sh runs");
+        assert!(out.status.success(), "broker starts: {out:?}");
+        let addr = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("address")
+            .trim()
+            .to_owned();
+        Self { dir, addr }
+    }
+
+    fn stop(&self) {
+        let _ = std::process::Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn readiness(
+    http: &reqwest::Client,
+    service: &TestService,
+    token: Option<String>,
+) -> (u16, serde_json::Value, String) {
+    let mut req = http.get(service.url("/health/ready"));
+    if let Some(t) = token {
+        req = req.header("authorization", t);
+    }
+    let res = req.send().await.expect("answers");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    let json = serde_json::from_str(&text).expect("json");
+    (status, json, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_and_its_backlog() {
+    let own = OwnBroker::start();
+    let ctx = TestContext::new();
+    let mut settings = ctx.settings(kaip_intake::DEFAULTS);
+    settings.kafka.brokers = own.addr.clone();
+    // Sends to the stopped broker give up sooner, so the test's runtime stops sooner.
+    settings
+        .kafka
+        .client
+        .insert("message.timeout.ms".into(), "3000".into());
+    let intake = ctx.spawn_with(kaip_intake::definition(), settings).await;
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), || async {
+        let (_, body, _) = readiness(&http, &intake, None).await;
+        (body["broker"] == "ok").then_some(())
+    })
+    .await
+    .expect("the broker is seen up");
+
+    own.stop();
+    let (status, body, text) = eventually(Duration::from_secs(30), || async {
+        let r = readiness(&http, &intake, None).await;
+        (r.1["broker"] == "unavailable").then_some(r)
+    })
+    .await
+    .expect("the outage is reported");
+    assert_eq!(status, 200, "still ready: {text}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["database"], "ok");
+
+    // Requests still commit; their events wait in the outbox, and readiness shows them.
+    kaip_testkit::intake::open_call(&ctx, &intake.base_url).await;
+    let (status, body, anonymous) = readiness(&http, &intake, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["outbox"]["pending"], 1, "{anonymous}");
+    assert!(body["outbox"]["oldest_pending_age_secs"].as_i64().is_some());
+    assert!(body.get("details").is_none(), "no internals for anonymous: {anonymous}");
+
+    // An admin sees why; an officer does not.
+    let (_, admin, _) = readiness(&http, &intake, Some(ctx.bearer(Role::Admin, None))).await;
+    let why = admin["details"]["broker"].as_str().expect("the broker's error, for admins");
+    assert!(!why.is_empty());
+    assert!(!anonymous.contains(why), "the error text is not in the anonymous body");
+    let (_, officer, officer_text) =
+        readiness(&http, &intake, Some(ctx.bearer(Role::Officer, None))).await;
+    assert!(officer.get("details").is_none(), "{officer_text}");
+
+    // Probes read a cached check: back-to-back probes see the same check time (at most one
+    // background check can land between three quick probes).
+    let at = |b: &serde_json::Value| b["broker_checked_at"].as_str().map(str::to_owned);
+    let a = at(&readiness(&http, &intake, None).await.1);
+    let b = at(&readiness(&http, &intake, None).await.1);
+    let c = at(&readiness(&http, &intake, None).await.1);
+    assert!(a.is_some());
+    assert!(a == b || b == c, "{a:?} {b:?} {c:?}");
+
+    let metrics = http
+        .get(intake.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("\nkaip_broker_up 0\n"), "{metrics}");
+    assert!(metrics.contains("\nkaip_outbox_pending 1\n"), "{metrics}");
+    assert!(metrics.contains("\nkaip_database_up 1\n"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_readiness_tells_anonymous_callers_no_internal_errors() {
+    let ctx = TestContext::new();
+    // Every service address refuses connections.
+    let nowhere = "http://127.0.0.1:9".to_owned();
+    let settings = kaip_gateway::settings::GatewaySettings {
+        server: kaip_gateway::settings::GatewayServer {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: 1,
+            shutdown_timeout_secs: 5,
+            upstream_timeout_ms: 2_000,
+        },
+        services: kaip_gateway::settings::ServiceUrls {
+            intake: nowhere.clone(),
+            scoring: nowhere.clone(),
+            gpu_ledger: nowhere.clone(),
+            data_budget: nowhere.clone(),
+            talent: nowhere.clone(),
+            milestones: nowhere.clone(),
+        },
+        kafka: ctx.kafka.clone(),
+        auth: kaip_auth::dev::settings(),
+    };
+    let gateway = kaip_gateway::Application::build(settings)
+        .await
+        .expect("gateway starts");
+    let url = format!("http://127.0.0.1:{}/health/ready", gateway.port());
+    let stop = gateway.shutdown_token();
+    tokio::spawn(gateway.run_until_stopped());
+    let http = reqwest::Client::new();
+    let res = http.get(&url).send().await.expect("answers");
+    assert_eq!(res.status(), 503);
+    let anonymous = res.text().await.expect("body");
+    assert!(anonymous.contains("unreachable"), "{anonymous}");
+    assert!(
+        !anonymous.contains("127.0.0.1") && !anonymous.contains("error"),
+        "no addresses or error text for anonymous callers: {anonymous}"
+    );
+    let admin = http
+        .get(&url)
+        .header("authorization", ctx.bearer(Role::Admin, None))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("body");
+    assert!(admin.contains("127.0.0.1:9"), "an admin sees why: {admin}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_events_emitted_by_the_consumers_last_message_are_published_before_exit() {
+    let ctx = single_partition_context();
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
+    scoring.wait_assigned().await;
+    // Scoring's handler takes two seconds on this event, so the stop lands mid-message.
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut *scoring.conn(),
+        "CREATE FUNCTION slow_case() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(2); \
+           RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER slow_case BEFORE INSERT ON evaluation_cases FOR EACH ROW \
+           EXECUTE FUNCTION slow_case();",
+    )
+    .expect("trigger");
+    let env = envelope(&submitted("last message"));
+    ctx.produce_raw(
+        &ctx.topic(topics::INTAKE),
+        &env.aggregate_id.to_string(),
+        &serde_json::to_vec(&env).expect("json"),
+        &[],
+    )
+    .await;
+    let database = scoring.database.clone();
+    eventually(Duration::from_secs(30), || async {
+        let busy: i64 = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = $1 AND state = 'active' AND query LIKE '%evaluation_cases%'",
+        )
+        .bind::<diesel::sql_types::Text, _>(&database)
+        .get_result::<Count>(&mut scoring.conn())
+        .expect("activity")
+        .n;
+        (busy > 0).then_some(())
+    })
+    .await
+    .expect("the consumer is inside its last message");
+    let pool = scoring.pool.clone();
+    scoring.shutdown().await;
+
+    let opened: Vec<(String, bool)> = kaip_outbox::table
+        .select((kaip_outbox::event_type, kaip_outbox::sent_at.is_not_null()))
+        .load(&mut pool.get().expect("conn"))
+        .expect("outbox");
+    assert_eq!(
+        opened,
+        vec![("EvaluationCaseOpened".to_owned(), true)],
+        "the event the last message emitted was committed and published before exit"
+    );
+}

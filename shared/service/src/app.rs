@@ -17,7 +17,7 @@ use anyhow::Context;
 use diesel_migrations::EmbeddedMigrations;
 use kaip_auth::TokenVerifier;
 use kaip_bus::{ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Outbox, PgPool, Relay};
-use kaip_contracts::dto::Readiness;
+use kaip_contracts::dto::{OutboxReadiness, Readiness};
 use kaip_contracts::{topics, Role};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -93,10 +93,69 @@ impl AppState {
 
 struct Health {
     pool: PgPool,
-    /// The service's own producer: asking it for metadata checks the broker without
-    /// creating a client per probe.
-    producer: rdkafka::producer::FutureProducer,
+    /// The broker's state as the background check last saw it.
+    broker: Arc<BrokerWatch>,
     consumer: Option<ConsumerStatus>,
+    stuck_after_attempts: i32,
+}
+
+/// How often the background check asks the broker for the service's own topic's metadata.
+/// Probes read the cached answer: a probe never waits on the broker, and a fleet of probes
+/// does not turn into a metadata storm.
+const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(3);
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The last broker check: `None` before the first.
+#[derive(Default)]
+struct BrokerWatch {
+    last: std::sync::Mutex<Option<(Result<(), String>, chrono::DateTime<chrono::Utc>)>>,
+}
+
+impl BrokerWatch {
+    fn get(&self) -> Option<(Result<(), String>, chrono::DateTime<chrono::Utc>)> {
+        self.last.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    fn set(&self, result: Result<(), String>) {
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some((result, chrono::Utc::now()));
+        }
+    }
+
+    /// Checks until `stop`: one topic's metadata (the service's own), from the producer's
+    /// client, so no connection is opened per check.
+    async fn run(
+        self: Arc<Self>,
+        producer: rdkafka::producer::FutureProducer,
+        topic: String,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let producer = producer.clone();
+            let topic = topic.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                use rdkafka::producer::Producer;
+                let metadata = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), BROKER_CHECK_TIMEOUT)
+                    .map_err(|e| e.to_string())?;
+                match metadata.topics().first().and_then(|t| t.error()) {
+                    Some(e) => Err(format!("topic {topic}: {:?}", e)),
+                    None => Ok(()),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("broker check task: {e}")));
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "broker unavailable; the outbox buffers events meanwhile");
+            }
+            self.set(result);
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(BROKER_CHECK_INTERVAL) => {}
+            }
+        }
+    }
 }
 
 /// A built, not yet running, service.
@@ -105,6 +164,9 @@ pub struct Application {
     port: u16,
     server: Server,
     relay: Relay,
+    broker: Arc<BrokerWatch>,
+    producer: rdkafka::producer::FutureProducer,
+    own_topic: String,
     consumer: Option<EventConsumer>,
     shutdown: CancellationToken,
     status: Option<ConsumerStatus>,
@@ -182,10 +244,12 @@ impl Application {
             pool: pool.clone(),
             outbox,
         });
+        let broker = Arc::new(BrokerWatch::default());
         let health = web::Data::new(Health {
             pool: pool.clone(),
-            producer: producer.clone(),
+            broker: broker.clone(),
             consumer: status.clone(),
+            stuck_after_attempts: settings.outbox.stuck_after_attempts,
         });
         let verifier = web::Data::new(verifier);
         let routes = def.routes;
@@ -239,6 +303,7 @@ impl Application {
                 )
                 .route("/health/live", web::get().to(live))
                 .route("/health/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics))
                 .route("/admin/outbox", web::get().to(outbox_status))
                 .route("/admin/outbox/republish", web::post().to(outbox_republish))
                 .configure(routes)
@@ -255,6 +320,9 @@ impl Application {
             port,
             server,
             relay,
+            broker,
+            producer,
+            own_topic: kafka.prefixed(&own_topic),
             consumer,
             shutdown: CancellationToken::new(),
             status,
@@ -288,15 +356,21 @@ impl Application {
             relay,
             consumer,
             shutdown,
+            broker,
+            producer,
+            own_topic,
             ..
         } = self;
         let server_handle = server.handle();
         let mut server_task = tokio::spawn(server);
-        // The bus tasks get their own token so that the HTTP server drains first.
-        let bus_stop = CancellationToken::new();
-        let relay_task: JoinHandle<()> = tokio::spawn(relay.run(bus_stop.clone()));
+        // The bus tasks get their own tokens so that the HTTP server drains first, then the
+        // consumer, then the relay (which publishes what both committed).
+        let consumer_stop = CancellationToken::new();
+        let relay_stop = CancellationToken::new();
+        let relay_task: JoinHandle<()> = tokio::spawn(relay.run(relay_stop.clone()));
         let consumer_task: Option<JoinHandle<()>> =
-            consumer.map(|c| tokio::spawn(c.run(bus_stop.clone())));
+            consumer.map(|c| tokio::spawn(c.run(consumer_stop.clone())));
+        let broker_task = tokio::spawn(broker.run(producer, own_topic, relay_stop.clone()));
 
         let server_result = tokio::select! {
             _ = shutdown_signal() => { tracing::info!(service = name, "signal received; shutting down"); None }
@@ -307,11 +381,15 @@ impl Application {
             server_handle.stop(true).await;
             let _ = server_task.await;
         }
-        bus_stop.cancel();
+        // The consumer finishes the message in hand and commits it (with any events its
+        // handler emitted) before the relay's final pass, so those events leave with us.
+        consumer_stop.cancel();
         if let Some(task) = consumer_task {
             let _ = task.await;
         }
+        relay_stop.cancel();
         let _ = relay_task.await;
+        let _ = broker_task.await;
         tracing::info!(service = name, "stopped");
         match server_result {
             Some(Ok(Err(e))) => Err(e.into()),
@@ -344,48 +422,117 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
 }
 
-async fn ready(health: web::Data<Health>) -> HttpResponse {
+/// Readiness: unready only when the database is unreachable. Anonymous callers (probes)
+/// get labels and numbers; an admin's token also gets the underlying errors.
+async fn ready(health: web::Data<Health>, caller: Option<Caller>) -> HttpResponse {
     let pool = health.pool.clone();
-    let database = web::block(move || -> Result<(), String> {
-        use diesel::RunQueryDsl;
+    let stuck_after = health.stuck_after_attempts;
+    let database = web::block(move || -> Result<kaip_bus::outbox::OutboxStats, String> {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut conn)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        kaip_bus::outbox::outbox_stats(&mut conn, stuck_after).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r);
-    let producer = health.producer.clone();
-    let broker = web::block(move || {
-        use rdkafka::producer::Producer;
-        producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(2))
-            .map(|_| ())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r.map_err(|e| e.to_string()));
-    let status = |r: &Result<(), String>| match r {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("unavailable: {e}"),
-    };
+    let broker = health.broker.get();
+    let mut details = std::collections::BTreeMap::new();
+    if let Err(e) = &database {
+        details.insert("database".to_owned(), e.clone());
+    }
+    if let Some((Err(e), _)) = &broker {
+        details.insert("broker".to_owned(), e.clone());
+    }
+    let is_admin = caller.is_some_and(|c| c.0.has_any_role(&[Role::Admin]));
     let body = Readiness {
-        ready: database.is_ok() && broker.is_ok(),
-        database: status(&database),
-        broker: status(&broker),
+        ready: database.is_ok(),
+        database: if database.is_ok() { "ok" } else { "unavailable" }.to_owned(),
+        broker: match &broker {
+            None => "unknown",
+            Some((Ok(()), _)) => "ok",
+            Some((Err(_), _)) => "unavailable",
+        }
+        .to_owned(),
+        broker_checked_at: broker.as_ref().map(|(_, at)| *at),
         assigned_partitions: health
             .consumer
             .as_ref()
             .map_or(0, ConsumerStatus::assigned_partitions),
+        outbox: database.as_ref().ok().map(|s| OutboxReadiness {
+            pending: s.pending,
+            oldest_pending_age_secs: s.oldest_pending_age_secs,
+            failing: s.failing,
+            stuck: s.stuck,
+        }),
+        details: is_admin.then_some(details),
     };
     if body.ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// `GET /metrics`: the backbone's state in the Prometheus text format. Numbers only, so
+/// it is open like the probes.
+async fn metrics(health: web::Data<Health>) -> HttpResponse {
+    let pool = health.pool.clone();
+    let stuck_after = health.stuck_after_attempts;
+    let stats = web::block(move || {
+        let mut conn = pool.get().ok()?;
+        kaip_bus::outbox::outbox_stats(&mut conn, stuck_after).ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: i64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        "kaip_database_up",
+        "1 if the service's database answered this scrape.",
+        i64::from(stats.is_some()),
+    );
+    let broker_up = matches!(health.broker.get(), Some((Ok(()), _)));
+    gauge(
+        "kaip_broker_up",
+        "1 if the last background broker check succeeded.",
+        i64::from(broker_up),
+    );
+    if let Some(s) = stats {
+        gauge(
+            "kaip_outbox_pending",
+            "Outbox events not yet acknowledged by the broker.",
+            s.pending,
+        );
+        gauge(
+            "kaip_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending outbox event.",
+            s.oldest_pending_age_secs,
+        );
+        gauge(
+            "kaip_outbox_failing",
+            "Pending outbox events whose last publication failed.",
+            s.failing,
+        );
+        gauge(
+            "kaip_outbox_stuck",
+            "Pending outbox events that failed outbox.stuck_after_attempts times or more.",
+            s.stuck,
+        );
+    }
+    if let Some(c) = &health.consumer {
+        gauge(
+            "kaip_consumer_assigned_partitions",
+            "Partitions the service's consumer holds.",
+            c.assigned_partitions() as i64,
+        );
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
 }
 
 async fn outbox_status(
