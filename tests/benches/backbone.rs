@@ -174,9 +174,8 @@ async fn latency(n: usize) -> anyhow::Result<()> {
         let mut samples = Vec::with_capacity(n);
         for i in 0..n + warmup {
             let event = kaip_testkit::fixtures::proposal_submitted(&format!("Latency {i}"));
-            let envelope = outbox.transaction(&mut conn, |c, tx| {
-                tx.publish(c, actor.clone(), &event)
-            })?;
+            let envelope =
+                outbox.transaction(&mut conn, |c, tx| tx.publish(c, actor.clone(), &event))?;
             let committed = Instant::now();
             let deadline = committed + Duration::from_secs(30);
             loop {
@@ -202,7 +201,8 @@ async fn latency(n: usize) -> anyhow::Result<()> {
     scoring.shutdown().await;
     let mut sorted = samples.clone();
     sorted.sort();
-    let pct = |p: f64| sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let pct =
+        |p: f64| sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "latency (outbox commit -> scoring's inbox commit, {} events one at a time): \

@@ -5,8 +5,8 @@
 
 use diesel::prelude::*;
 use kaip_bus::outbox::{outbox_stats, OutboxStats};
-use kaip_bus::schema::{kaip_inbox, kaip_outbox};
 use kaip_bus::relay::FaultPoint;
+use kaip_bus::schema::{kaip_inbox, kaip_outbox};
 use kaip_bus::{Outbox, OutboxSettings, Relay};
 use kaip_contracts::events::ProposalSubmitted;
 use kaip_contracts::{topics, Actor, EventEnvelope, Role};
@@ -184,17 +184,21 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
     assert!(!p.sent, "the refused event stays pending");
     assert_eq!(p.attempts, 1);
     assert!(
-        p.last_error.as_deref().is_some_and(|e| e.contains("too large")),
+        p.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("too large")),
         "its error is recorded: {p:?}"
     );
     let b = row(&pool, behind.id.0);
-    assert!(!b.sent, "a later event of the same key is not marked sent: {b:?}");
+    assert!(
+        !b.sent,
+        "a later event of the same key is not marked sent: {b:?}"
+    );
     assert!(row(&pool, unrelated.id.0).sent, "other keys go on");
 
     // Again: still refused, now counted as stuck; the key stays blocked.
     assert_eq!(relay.publish_pending().await.expect("pass 2"), 0);
-    let stats: OutboxStats =
-        outbox_stats(&mut pool.get().expect("conn"), 2).expect("stats");
+    let stats: OutboxStats = outbox_stats(&mut pool.get().expect("conn"), 2).expect("stats");
     assert_eq!(stats.pending, 2);
     assert_eq!(stats.failing, 1);
     assert_eq!(stats.stuck, 1, "{stats:?}");
@@ -206,10 +210,12 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
     );
 
     // Once the poison row can go (an operator shrank it), the key resumes in order.
-    diesel::sql_query("UPDATE kaip_outbox SET payload = payload #- '{data,padding}' WHERE event_id = $1")
-        .bind::<diesel::sql_types::Uuid, _>(poison.id.0)
-        .execute(&mut pool.get().expect("conn"))
-        .expect("repair");
+    diesel::sql_query(
+        "UPDATE kaip_outbox SET payload = payload #- '{data,padding}' WHERE event_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(poison.id.0)
+    .execute(&mut pool.get().expect("conn"))
+    .expect("repair");
     let mut sent = 0;
     for _ in 0..3 {
         sent += relay.publish_pending().await.expect("pass");
@@ -242,13 +248,15 @@ async fn two_replicas_starting_together_on_a_fresh_database_both_start() {
         );
         let a = a.unwrap_or_else(|e| panic!("round {round}: replica A failed: {e:#}"));
         let b = b.unwrap_or_else(|e| panic!("round {round}: replica B failed: {e:#}"));
-        let applied: i64 = diesel::sql_query(
-            "SELECT count(*) AS n FROM __diesel_schema_migrations",
-        )
-        .get_result::<Count>(&mut a.pool().get().expect("conn"))
-        .expect("migrations table")
-        .n;
-        assert!(applied >= 2, "backbone and scoring migrations applied once each");
+        let applied: i64 =
+            diesel::sql_query("SELECT count(*) AS n FROM __diesel_schema_migrations")
+                .get_result::<Count>(&mut a.pool().get().expect("conn"))
+                .expect("migrations table")
+                .n;
+        assert!(
+            applied >= 2,
+            "backbone and scoring migrations applied once each"
+        );
         drop((a, b));
     }
 }
@@ -320,7 +328,10 @@ async fn the_real_relay_crashing_between_ack_and_mark_publishes_again_and_scorin
     })
     .await;
     assert_eq!(copies, Some(2), "published again after the crash");
-    assert!(crashes.load(Ordering::SeqCst) >= 2, "the hook saw both passes");
+    assert!(
+        crashes.load(Ordering::SeqCst) >= 2,
+        "the hook saw both passes"
+    );
     eventually(Duration::from_secs(30), || async {
         row(&pool, env.id.0).sent.then_some(())
     })
@@ -396,7 +407,11 @@ async fn two_relays_on_one_database_never_publish_concurrently() {
     }
     assert_eq!(seen.len(), expected.len(), "no event published twice");
     for key in &keys {
-        let want: Vec<&String> = expected.iter().filter(|(k, _)| k == key).map(|(_, id)| id).collect();
+        let want: Vec<&String> = expected
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, id)| id)
+            .collect();
         let got: Vec<&String> = seen.iter().filter(|id| want.contains(id)).collect();
         assert_eq!(got, want, "key {key}: published in commit order");
     }
@@ -448,9 +463,9 @@ async fn the_relay_purges_published_events_past_retention_and_keeps_the_rest() {
         "UPDATE kaip_outbox SET payload = jsonb_set(payload, '{data,padding}', \
                 to_jsonb(repeat('x', 1200000))) WHERE event_id = $1",
     )
-        .bind::<diesel::sql_types::Uuid, _>(unsent.id.0)
-        .execute(&mut pool.get().expect("conn"))
-        .expect("oversize");
+    .bind::<diesel::sql_types::Uuid, _>(unsent.id.0)
+    .execute(&mut pool.get().expect("conn"))
+    .expect("oversize");
     let stop = CancellationToken::new();
     let task = tokio::spawn(relay(&ctx, &pool, relay_settings).run(stop.clone()));
     let remaining = |id: Uuid| -> i64 {
@@ -460,13 +475,23 @@ async fn the_relay_purges_published_events_past_retention_and_keeps_the_rest() {
             .get_result(&mut pool.get().expect("conn"))
             .expect("count")
     };
-    eventually(Duration::from_secs(30), || async { (remaining(old.id.0) == 0).then_some(()) })
-        .await
-        .expect("the event published past retention is purged");
+    eventually(Duration::from_secs(30), || async {
+        (remaining(old.id.0) == 0).then_some(())
+    })
+    .await
+    .expect("the event published past retention is purged");
     stop.cancel();
     task.await.expect("relay stops");
-    assert_eq!(remaining(recent.id.0), 1, "a recently published event is kept");
-    assert_eq!(remaining(unsent.id.0), 1, "an unpublished event is never purged");
+    assert_eq!(
+        remaining(recent.id.0),
+        1,
+        "a recently published event is kept"
+    );
+    assert_eq!(
+        remaining(unsent.id.0),
+        1,
+        "an unpublished event is never purged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,9 +510,11 @@ async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
             .get_result(&mut intake.conn())
             .expect("count")
     };
-    eventually(Duration::from_secs(30), || async { (sent() == 1).then_some(()) })
-        .await
-        .expect("the call's event is published");
+    eventually(Duration::from_secs(30), || async {
+        (sent() == 1).then_some(())
+    })
+    .await
+    .expect("the call's event is published");
     let first = ids_on(&ctx, &topic, 1).await;
     assert_eq!(first.len(), 1);
 
@@ -543,10 +570,16 @@ async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
     })
     .await
     .expect("published again");
-    assert_eq!(again, vec![first[0].clone(), first[0].clone()], "the same event, again");
-    eventually(Duration::from_secs(30), || async { (sent() == 1).then_some(()) })
-        .await
-        .expect("marked sent again");
+    assert_eq!(
+        again,
+        vec![first[0].clone(), first[0].clone()],
+        "the same event, again"
+    );
+    eventually(Duration::from_secs(30), || async {
+        (sent() == 1).then_some(())
+    })
+    .await
+    .expect("marked sent again");
 }
 
 /// A private Tansu for a test that stops the broker (the shared one must stay up).
@@ -648,13 +681,21 @@ async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_a
     assert_eq!(status, 200);
     assert_eq!(body["outbox"]["pending"], 1, "{anonymous}");
     assert!(body["outbox"]["oldest_pending_age_secs"].as_i64().is_some());
-    assert!(body.get("details").is_none(), "no internals for anonymous: {anonymous}");
+    assert!(
+        body.get("details").is_none(),
+        "no internals for anonymous: {anonymous}"
+    );
 
     // An admin sees why; an officer does not.
     let (_, admin, _) = readiness(&http, &intake, Some(ctx.bearer(Role::Admin, None))).await;
-    let why = admin["details"]["broker"].as_str().expect("the broker's error, for admins");
+    let why = admin["details"]["broker"]
+        .as_str()
+        .expect("the broker's error, for admins");
     assert!(!why.is_empty());
-    assert!(!anonymous.contains(why), "the error text is not in the anonymous body");
+    assert!(
+        !anonymous.contains(why),
+        "the error text is not in the anonymous body"
+    );
     let (_, officer, officer_text) =
         readiness(&http, &intake, Some(ctx.bearer(Role::Officer, None))).await;
     assert!(officer.get("details").is_none(), "{officer_text}");
@@ -783,4 +824,84 @@ async fn at_shutdown_events_emitted_by_the_consumers_last_message_are_published_
         vec![("EvaluationCaseOpened".to_owned(), true)],
         "the event the last message emitted was committed and published before exit"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_topic_a_process_creates_is_in_the_topics_file_and_created_with_its_settings() {
+    let definitions = [
+        kaip_intake::definition(),
+        kaip_scoring::definition(),
+        kaip_gpu_ledger::definition(),
+        kaip_data_budget::definition(),
+        kaip_talent::definition(),
+        kaip_milestones::definition(),
+    ];
+    let mut created: Vec<String> = definitions
+        .iter()
+        .flat_map(|d| d.topics_created())
+        .collect();
+    // The gateway creates every event topic for its feed.
+    created.extend(topics::ALL_EVENT_TOPICS.iter().map(|t| t.to_string()));
+    assert!(created.contains(&"kaip.intake.dlq".to_owned()));
+    for topic in &created {
+        let spec = kaip_bus::kafka::topic_spec(topic)
+            .expect("the file parses")
+            .unwrap_or_else(|| {
+                panic!("{topic} is created by a process but not in infra/topics.yaml")
+            });
+        assert!(
+            spec.configs.contains_key("retention.ms"),
+            "{topic}: {spec:?}"
+        );
+        assert!(
+            spec.configs.contains_key("cleanup.policy"),
+            "{topic}: {spec:?}"
+        );
+    }
+
+    // On the real broker: intake's DLQ gets the file's single partition, its events topic
+    // the settings' cap (3), where the settings alone made both 3.
+    let ctx = TestContext::new();
+    let intake = ctx
+        .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+        .await;
+    let (dlq, events) = (
+        ctx.topic(&topics::dead_letter_topic_of("intake")),
+        ctx.topic(topics::INTAKE),
+    );
+    let kafka = ctx.kafka.clone();
+    let (dlq_partitions, events_partitions, missing) = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .create()
+            .expect("client");
+        let partitions = |t: &str| {
+            client
+                .fetch_metadata(Some(t), Duration::from_secs(10))
+                .expect("metadata")
+                .topics()
+                .iter()
+                .find(|m| m.name() == t)
+                .map_or(0, |m| m.partitions().len())
+        };
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &kafka.brokers)
+                .set("allow.auto.create.topics", "false")
+                .create()
+                .expect("admin");
+        let missing = kaip_bus::kafka::topic_exists(&admin, &kafka.prefixed("kaip.nothing.here"))
+            .expect("metadata");
+        (partitions(&dlq), partitions(&events), missing)
+    })
+    .await
+    .expect("task");
+    assert_eq!(dlq_partitions, 1, "the DLQ has the file's partition count");
+    assert_eq!(
+        events_partitions, 3,
+        "the events topic has the file's 6, capped at 3"
+    );
+    assert!(!missing, "a topic nobody created does not exist");
+    drop(intake);
 }

@@ -171,7 +171,10 @@ pub struct OutboxStats {
 }
 
 /// Reads [`OutboxStats`]; both partial indexes keep it cheap while the backlog is small.
-pub fn outbox_stats(conn: &mut PgConnection, stuck_after_attempts: i32) -> QueryResult<OutboxStats> {
+pub fn outbox_stats(
+    conn: &mut PgConnection,
+    stuck_after_attempts: i32,
+) -> QueryResult<OutboxStats> {
     diesel::sql_query(
         "SELECT count(*) AS pending, \
                 COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::bigint, 0) \

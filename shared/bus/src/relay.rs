@@ -267,9 +267,7 @@ pub async fn publish_in_order(
                 .headers(hdrs);
             // Enqueueing does not wait for the broker; refusals known locally (too large,
             // queue full, unknown topic already known) come back here at once.
-            producer
-                .send_result(record)
-                .map_err(|(e, _)| e.to_string())
+            producer.send_result(record).map_err(|(e, _)| e.to_string())
         });
         match enqueued {
             Ok(delivery) => pending.push(Some(Ok((delivery, span)))),

@@ -62,6 +62,20 @@ impl ServiceDefinition {
     }
 }
 
+impl ServiceDefinition {
+    /// The topics (unprefixed) the service creates at start if missing: its events, and if
+    /// it consumes, its dead-letter topic and what it consumes. Each is in
+    /// `infra/topics.yaml`, which configures them.
+    pub fn topics_created(&self) -> Vec<String> {
+        let mut topics = vec![topics::events_topic_of(self.name)];
+        if self.handler.is_some() {
+            topics.push(topics::dead_letter_topic_of(self.name));
+            topics.extend(self.consumes.iter().map(|t| t.to_string()));
+        }
+        topics
+    }
+}
+
 /// Shared with every request handler as `web::Data<AppState>`.
 #[derive(Clone)]
 pub struct AppState {
@@ -190,18 +204,15 @@ impl Application {
         settings.validate()?;
         let verifier = TokenVerifier::new(&settings.auth)?;
 
+        let created = def.topics_created();
         let db_settings = settings.database.clone();
         let migrations = def.migrations;
-        let pool = tokio::task::spawn_blocking(move || db::prepare(&db_settings, migrations))
-            .await??;
+        let pool =
+            tokio::task::spawn_blocking(move || db::prepare(&db_settings, migrations)).await??;
 
         let kafka = settings.kafka.clone();
         let own_topic = topics::events_topic_of(def.name);
-        let mut needed = vec![kafka.prefixed(&own_topic)];
-        if def.handler.is_some() {
-            needed.push(kafka.prefixed(&topics::dead_letter_topic_of(def.name)));
-            needed.extend(def.consumes.iter().map(|t| kafka.prefixed(t)));
-        }
+        let needed: Vec<String> = created.iter().map(|t| kafka.prefixed(t)).collect();
         kaip_bus::kafka::ensure_topics(&kafka, &needed)
             .await
             .with_context(|| format!("creating topics on kafka.brokers = {}", kafka.brokers))?;
@@ -445,7 +456,12 @@ async fn ready(health: web::Data<Health>, caller: Option<Caller>) -> HttpRespons
     let is_admin = caller.is_some_and(|c| c.0.has_any_role(&[Role::Admin]));
     let body = Readiness {
         ready: database.is_ok(),
-        database: if database.is_ok() { "ok" } else { "unavailable" }.to_owned(),
+        database: if database.is_ok() {
+            "ok"
+        } else {
+            "unavailable"
+        }
+        .to_owned(),
         broker: match &broker {
             None => "unknown",
             Some((Ok(()), _)) => "ok",

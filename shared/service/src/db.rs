@@ -62,11 +62,9 @@ pub fn prepare(
         name: settings.name.clone(),
         source,
     };
-    diesel::sql_query(format!(
-        "SET lock_timeout = '{MIGRATION_LOCK_WAIT_SECS}s'"
-    ))
-    .execute(&mut lock_conn)
-    .map_err(lock_err)?;
+    diesel::sql_query(format!("SET lock_timeout = '{MIGRATION_LOCK_WAIT_SECS}s'"))
+        .execute(&mut lock_conn)
+        .map_err(lock_err)?;
     diesel::sql_query("SELECT pg_advisory_lock($1)")
         .bind::<BigInt, _>(key)
         .execute(&mut lock_conn)

@@ -243,22 +243,66 @@ mod tests {
     #[test]
     fn outbox_and_server_numbers_are_checked_at_load_naming_the_key_and_rule() {
         for (var, value, expected) in [
-            ("KAIP_OUTBOX__BATCH_SIZE", "0", "outbox.batch_size: must be at least 1"),
-            ("KAIP_OUTBOX__BATCH_SIZE", "-5", "outbox.batch_size: must be at least 1"),
-            ("KAIP_OUTBOX__BATCH_SIZE", "1000000", "outbox.batch_size: must be at most"),
-            ("KAIP_OUTBOX__RETENTION_HOURS", "0", "outbox.retention_hours: must be greater than 0"),
-            ("KAIP_OUTBOX__RETENTION_HOURS", "-1", "outbox.retention_hours: must be greater than 0"),
+            (
+                "KAIP_OUTBOX__BATCH_SIZE",
+                "0",
+                "outbox.batch_size: must be at least 1",
+            ),
+            (
+                "KAIP_OUTBOX__BATCH_SIZE",
+                "-5",
+                "outbox.batch_size: must be at least 1",
+            ),
+            (
+                "KAIP_OUTBOX__BATCH_SIZE",
+                "1000000",
+                "outbox.batch_size: must be at most",
+            ),
+            (
+                "KAIP_OUTBOX__RETENTION_HOURS",
+                "0",
+                "outbox.retention_hours: must be greater than 0",
+            ),
+            (
+                "KAIP_OUTBOX__RETENTION_HOURS",
+                "-1",
+                "outbox.retention_hours: must be greater than 0",
+            ),
             (
                 "KAIP_OUTBOX__RETENTION_HOURS",
                 "9223372036854775807",
                 "outbox.retention_hours: must be greater than 0 and at most",
             ),
-            ("KAIP_OUTBOX__POLL_INTERVAL_MS", "0", "outbox.poll_interval_ms: must be between"),
-            ("KAIP_OUTBOX__PURGE_INTERVAL_SECS", "0", "outbox.purge_interval_secs: must be between"),
-            ("KAIP_OUTBOX__STUCK_AFTER_ATTEMPTS", "0", "outbox.stuck_after_attempts: must be at least 1"),
-            ("KAIP_SERVER__SHUTDOWN_TIMEOUT_SECS", "100000", "server.shutdown_timeout_secs: must be at most"),
-            ("KAIP_SERVER__WORKERS", "100000", "server.workers: must be between"),
-            ("KAIP_DATABASE__POOL_SIZE", "0", "database.pool_size: must be between"),
+            (
+                "KAIP_OUTBOX__POLL_INTERVAL_MS",
+                "0",
+                "outbox.poll_interval_ms: must be between",
+            ),
+            (
+                "KAIP_OUTBOX__PURGE_INTERVAL_SECS",
+                "0",
+                "outbox.purge_interval_secs: must be between",
+            ),
+            (
+                "KAIP_OUTBOX__STUCK_AFTER_ATTEMPTS",
+                "0",
+                "outbox.stuck_after_attempts: must be at least 1",
+            ),
+            (
+                "KAIP_SERVER__SHUTDOWN_TIMEOUT_SECS",
+                "100000",
+                "server.shutdown_timeout_secs: must be at most",
+            ),
+            (
+                "KAIP_SERVER__WORKERS",
+                "100000",
+                "server.workers: must be between",
+            ),
+            (
+                "KAIP_DATABASE__POOL_SIZE",
+                "0",
+                "database.pool_size: must be between",
+            ),
         ] {
             let err = Settings::load_from(D, &env(&[(var, value)]))
                 .expect_err(&format!("{var}={value} is refused"));
