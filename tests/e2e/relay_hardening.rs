@@ -905,3 +905,50 @@ async fn every_topic_a_process_creates_is_in_the_topics_file_and_created_with_it
     assert!(!missing, "a topic nobody created does not exist");
     drop(intake);
 }
+
+/// Tansu answers CreatePartitions with UNSUPPORTED_FEATURE, so the topic grows from no
+/// partitions (it does not exist when the feed starts) to one: the same path as
+/// partitions added to an existing topic, noticed by the feed's metadata refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_feed_sees_events_on_partitions_added_while_it_runs() {
+    use rdkafka::producer::FutureRecord;
+    let ctx = single_partition_context();
+    let topic = ctx.topic(topics::INTAKE);
+    let stop = CancellationToken::new();
+    let feed = kaip_bus::start_feed_with(
+        &ctx.kafka,
+        &[topics::INTAKE],
+        stop.clone(),
+        Duration::from_millis(200),
+    )
+    .await
+    .expect("feed starts");
+    let mut events = feed.subscribe();
+    kaip_bus::kafka::ensure_topics(&ctx.kafka, std::slice::from_ref(&topic))
+        .await
+        .expect("the topic gets its partition after the feed started");
+
+    let env = envelope(&submitted("on a new partition"));
+    let payload = serde_json::to_vec(&env).expect("json");
+    let producer = ctx.raw_producer();
+    producer
+        .send(
+            FutureRecord::to(&topic).key("k").payload(&payload).partition(0),
+            rdkafka::util::Timeout::After(Duration::from_secs(10)),
+        )
+        .await
+        .expect("produced to the new partition");
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(e) if e.envelope.id == env.id => return e,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("feed closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the feed delivers the event from the added partition");
+    assert_eq!(seen.topic, topic);
+    stop.cancel();
+}
