@@ -933,7 +933,10 @@ async fn the_gateway_feed_sees_events_on_partitions_added_while_it_runs() {
     let producer = ctx.raw_producer();
     producer
         .send(
-            FutureRecord::to(&topic).key("k").payload(&payload).partition(0),
+            FutureRecord::to(&topic)
+                .key("k")
+                .payload(&payload)
+                .partition(0),
             rdkafka::util::Timeout::After(Duration::from_secs(10)),
         )
         .await

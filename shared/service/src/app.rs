@@ -119,14 +119,17 @@ struct Health {
 const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(3);
 const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A broker check's result and when it was made.
+type BrokerCheck = (Result<(), String>, chrono::DateTime<chrono::Utc>);
+
 /// The last broker check: `None` before the first.
 #[derive(Default)]
 struct BrokerWatch {
-    last: std::sync::Mutex<Option<(Result<(), String>, chrono::DateTime<chrono::Utc>)>>,
+    last: std::sync::Mutex<Option<BrokerCheck>>,
 }
 
 impl BrokerWatch {
-    fn get(&self) -> Option<(Result<(), String>, chrono::DateTime<chrono::Utc>)> {
+    fn get(&self) -> Option<BrokerCheck> {
         self.last.lock().map(|g| g.clone()).unwrap_or(None)
     }
 
