@@ -655,6 +655,8 @@ async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_a
         .kafka
         .client
         .insert("message.timeout.ms".into(), "3000".into());
+    // One failed attempt makes a row stuck, so the test sees the count move.
+    settings.outbox.stuck_after_attempts = 1;
     let intake = ctx.spawn_with(kaip_intake::definition(), settings).await;
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(30), || async {
@@ -709,6 +711,16 @@ async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_a
     assert!(a.is_some());
     assert!(a == b || b == c, "{a:?} {b:?} {c:?}");
 
+    // The relay's attempts time out against the stopped broker: the row that keeps failing
+    // is counted in readiness and in the metrics, not only logged.
+    let (_, body, _) = eventually(Duration::from_secs(30), || async {
+        let r = readiness(&http, &intake, None).await;
+        (r.1["outbox"]["stuck"] == 1).then_some(r)
+    })
+    .await
+    .expect("the failing row is reported as stuck");
+    assert_eq!(body["outbox"]["failing"], 1);
+    assert_eq!(body["ready"], true);
     let metrics = http
         .get(intake.url("/metrics"))
         .send()
@@ -719,6 +731,7 @@ async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_a
         .expect("text");
     assert!(metrics.contains("\nkaip_broker_up 0\n"), "{metrics}");
     assert!(metrics.contains("\nkaip_outbox_pending 1\n"), "{metrics}");
+    assert!(metrics.contains("\nkaip_outbox_stuck 1\n"), "{metrics}");
     assert!(metrics.contains("\nkaip_database_up 1\n"), "{metrics}");
 }
 
