@@ -3,13 +3,13 @@
 //! leaves the events pending; the next relay publishes them again and the consumers' inboxes
 //! drop the duplicates. That is the at-least-once half of exactly-once effects.
 //!
-//! Order per key: events are handed to the producer in `seq` order, and the first failure
-//! of a key stops that key for the rest of the batch. A later event of the key is then not
-//! even sent; if it was already acknowledged (the failure came back asynchronously), it is
-//! not marked sent either, so it is published again after the failed one. The failed row
-//! stays pending with its error and blocks its key (see [`claim_pending`]) until it goes
-//! through; [`outbox_stats`](crate::outbox::outbox_stats) counts it for readiness and
-//! metrics.
+//! Order per key: within a key, an event is handed to the producer only once the previous
+//! one's delivery report came back OK (keys proceed in parallel), so a refusal reported late
+//! cannot let a later event of the key reach the topic first. The first failure of a key
+//! holds the rest of that key for the batch: they are not sent. The failed row stays pending
+//! with its error and blocks its key (see [`claim_pending`]) until it goes through, retried
+//! after a backoff that grows with its failures; [`outbox_stats`](crate::outbox::outbox_stats)
+//! counts it for readiness and metrics.
 
 use crate::outbox::{claim_pending, mark_failed, mark_sent, purge_sent_before, PendingEvent};
 use crate::settings::OutboxSettings;
@@ -196,9 +196,9 @@ struct Settled {
     failed: Vec<(i64, String)>,
 }
 
-/// Walks a batch in `seq` order: once an event of a key failed, no later event of that
-/// key is marked sent, even if the broker acknowledged it (it will be published again,
-/// after the failed one; consumers' inboxes drop the earlier copy's duplicate).
+/// Walks a batch in `seq` order: once an event of a key failed or was held, no later event
+/// of that key is marked sent. [`publish_in_order`] never sends past a key's failure, so
+/// this is a second guard, not the mechanism that keeps the order.
 fn settle(events: &[PendingEvent], outcomes: &[SendOutcome]) -> Settled {
     let mut blocked: HashSet<(&str, &str)> = HashSet::new();
     let mut out = Settled::default();
@@ -222,73 +222,102 @@ fn settle(events: &[PendingEvent], outcomes: &[SendOutcome]) -> Settled {
     out
 }
 
-/// Sends `events` in order and waits for each acknowledgement. Each event is handed to
-/// the producer in `seq` order; an event whose key already failed in this batch is held
-/// back. Each send runs in a span that continues the trace of the request that wrote the
+/// Sends `events` and waits for their acknowledgements, keeping each key's order on the
+/// topic. Within a key, an event is handed to the producer only after the previous one's
+/// delivery report came back OK: a refusal reported late (the broker refuses A1 after the
+/// producer already took A2) can then never put A2 on the topic before A1. The first failure
+/// of a key holds the rest of that key for this batch. Keys are independent and proceed in
+/// parallel. Each send runs in a span that continues the trace of the request that wrote the
 /// event, and that span's context travels in the message headers to the consumer.
 pub async fn publish_in_order(
     producer: &FutureProducer,
     events: &[PendingEvent],
 ) -> Vec<SendOutcome> {
-    let mut failed_keys: HashSet<(&str, &str)> = HashSet::new();
-    let mut pending = Vec::with_capacity(events.len());
-    for event in events {
+    publish_by_key(events, |event| send_one(producer, event)).await
+}
+
+/// The ordering of [`publish_in_order`], over any `send` (one event, to its delivery
+/// report): per-key chains awaited one event after the other, keys in parallel.
+async fn publish_by_key<'a, S, F>(events: &'a [PendingEvent], send: S) -> Vec<SendOutcome>
+where
+    S: Fn(&'a PendingEvent) -> F,
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    // Chains in order of their first event; each chain in `seq` order (the batch's order).
+    let mut chain_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut chains: Vec<Vec<usize>> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
         let key = (event.topic.as_str(), event.event_key.as_str());
-        if failed_keys.contains(&key) {
-            pending.push(None);
-            continue;
-        }
-        let span = tracing::info_span!(
-            "outbox.publish",
-            otel.kind = "producer",
-            event_id = %event.event_id,
-            event_type = %event.event_type,
-            topic = %event.topic,
-        );
-        let stored: HashMap<String, String> =
-            serde_json::from_value(event.headers.clone()).unwrap_or_default();
-        kaip_telemetry::set_parent_from_headers(&span, &stored);
-        let enqueued = span.in_scope(|| {
-            let trace = kaip_telemetry::current_trace_headers();
-            let mut hdrs = OwnedHeaders::new().insert(Header {
-                key: headers::EVENT_TYPE,
-                value: Some(event.event_type.as_str()),
-            });
-            for (k, v) in &trace {
-                hdrs = hdrs.insert(Header {
-                    key: k,
-                    value: Some(v.as_str()),
-                });
-            }
-            let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
-            let record = FutureRecord::to(&event.topic)
-                .key(&event.event_key)
-                .payload(&payload)
-                .headers(hdrs);
-            // Enqueueing does not wait for the broker; refusals known locally (too large,
-            // queue full, unknown topic already known) come back here at once.
-            producer.send_result(record).map_err(|(e, _)| e.to_string())
+        let c = *chain_of.entry(key).or_insert_with(|| {
+            chains.push(Vec::new());
+            chains.len() - 1
         });
-        match enqueued {
-            Ok(delivery) => pending.push(Some(Ok((delivery, span)))),
-            Err(e) => {
-                failed_keys.insert(key);
-                pending.push(Some(Err(e)));
+        chains[c].push(i);
+    }
+    let send = &send;
+    let runs = chains.into_iter().map(|chain| async move {
+        let mut out = Vec::with_capacity(chain.len());
+        let mut failed = false;
+        for i in chain {
+            if failed {
+                out.push((i, SendOutcome::Held));
+                continue;
+            }
+            match send(&events[i]).await {
+                Ok(()) => out.push((i, SendOutcome::Acked)),
+                Err(e) => {
+                    failed = true;
+                    out.push((i, SendOutcome::Failed(e)));
+                }
             }
         }
-    }
-    let waits = pending.into_iter().map(|p| async move {
-        match p {
-            None => SendOutcome::Held,
-            Some(Err(e)) => SendOutcome::Failed(e),
-            Some(Ok((delivery, span))) => match delivery.instrument(span).await {
-                Ok(Ok(_)) => SendOutcome::Acked,
-                Ok(Err((e, _))) => SendOutcome::Failed(e.to_string()),
-                Err(_) => SendOutcome::Failed("producer dropped the delivery".into()),
-            },
-        }
+        out
     });
-    join_all(waits).await
+    let mut outcomes = vec![SendOutcome::Held; events.len()];
+    for (i, outcome) in join_all(runs).await.into_iter().flatten() {
+        outcomes[i] = outcome;
+    }
+    outcomes
+}
+
+/// Hands one event to the producer and waits for its delivery report.
+async fn send_one(producer: &FutureProducer, event: &PendingEvent) -> Result<(), String> {
+    let span = tracing::info_span!(
+        "outbox.publish",
+        otel.kind = "producer",
+        event_id = %event.event_id,
+        event_type = %event.event_type,
+        topic = %event.topic,
+    );
+    let stored: HashMap<String, String> =
+        serde_json::from_value(event.headers.clone()).unwrap_or_default();
+    kaip_telemetry::set_parent_from_headers(&span, &stored);
+    let enqueued = span.in_scope(|| {
+        let trace = kaip_telemetry::current_trace_headers();
+        let mut hdrs = OwnedHeaders::new().insert(Header {
+            key: headers::EVENT_TYPE,
+            value: Some(event.event_type.as_str()),
+        });
+        for (k, v) in &trace {
+            hdrs = hdrs.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
+            });
+        }
+        let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
+        let record = FutureRecord::to(&event.topic)
+            .key(&event.event_key)
+            .payload(&payload)
+            .headers(hdrs);
+        // Enqueueing does not wait for the broker; refusals known locally (too large,
+        // queue full, unknown topic already known) come back here at once.
+        producer.send_result(record).map_err(|(e, _)| e.to_string())
+    });
+    match enqueued?.instrument(span).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(e.to_string()),
+        Err(_) => Err("producer dropped the delivery".into()),
+    }
 }
 
 /// [`publish_in_order`] as plain results (held events count as failures).
@@ -324,8 +353,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failure_stops_its_key_but_not_the_others() {
+    /// A fake producer: logs each hand-over and each delivery report; the events in `refuse`
+    /// are refused, late (after a delay, as a broker's refusal comes back).
+    fn fake_send<'a>(
+        log: &'a std::sync::Mutex<Vec<String>>,
+        refuse: &'a [i64],
+    ) -> impl Fn(
+        &PendingEvent,
+    )
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + 'a>> {
+        move |event: &PendingEvent| {
+            let seq = event.seq;
+            log.lock().unwrap().push(format!("send {seq}"));
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(if seq == 1 { 30 } else { 5 })).await;
+                let refused = refuse.contains(&seq);
+                log.lock().unwrap().push(format!("report {seq}"));
+                if refused {
+                    Err("boom".to_owned())
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_failure_stops_its_key_before_the_next_event_is_sent() {
         let events = [
             event(1, "a"),
             event(2, "b"),
@@ -333,17 +387,41 @@ mod tests {
             event(4, "b"),
             event(5, "a"),
         ];
-        let outcomes = [
-            SendOutcome::Failed("boom".into()),
-            SendOutcome::Acked,
-            // Acknowledged although its key failed before it (an asynchronous failure).
-            SendOutcome::Acked,
-            SendOutcome::Acked,
-            SendOutcome::Held,
-        ];
+        let log = std::sync::Mutex::new(Vec::new());
+        let outcomes = publish_by_key(&events, fake_send(&log, &[1])).await;
+        assert_eq!(
+            outcomes,
+            vec![
+                SendOutcome::Failed("boom".into()),
+                SendOutcome::Acked,
+                SendOutcome::Held,
+                SendOutcome::Acked,
+                SendOutcome::Held,
+            ]
+        );
+        let log = log.into_inner().unwrap();
+        // A1 was refused late: A2 and A3 were never handed to the producer, so neither can
+        // be on the topic before A1.
+        assert!(!log.contains(&"send 3".to_owned()), "{log:?}");
+        assert!(!log.contains(&"send 5".to_owned()), "{log:?}");
+        // Key b did not wait for key a.
+        let pos = |s: &str| log.iter().position(|l| l == s).unwrap();
+        assert!(pos("report 4") < pos("report 1"), "{log:?}");
         let s = settle(&events, &outcomes);
         assert_eq!(s.acked, vec![2, 4]);
         assert_eq!(s.failed, vec![(1, "boom".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_key_waits_for_each_report_before_its_next_send() {
+        let events = [event(1, "a"), event(2, "a"), event(3, "a")];
+        let log = std::sync::Mutex::new(Vec::new());
+        let outcomes = publish_by_key(&events, fake_send(&log, &[])).await;
+        assert_eq!(outcomes, vec![SendOutcome::Acked; 3]);
+        assert_eq!(
+            log.into_inner().unwrap(),
+            ["send 1", "report 1", "send 2", "report 2", "send 3", "report 3"]
+        );
     }
 
     #[test]
