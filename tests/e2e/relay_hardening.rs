@@ -968,3 +968,42 @@ async fn the_gateway_feed_sees_events_on_partitions_added_while_it_runs() {
     assert_eq!(seen.topic, topic);
     stop.cancel();
 }
+
+/// `sent_at` is the time of the mark, not the start of the relay's transaction: an event
+/// acknowledged late in a long batch is still requeued by a republish cut-off taken while
+/// the batch ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_marked_late_in_a_long_relay_transaction_is_caught_by_republish_since() {
+    let ctx = TestContext::new();
+    let pool = intake_database(&ctx).await;
+    let outbox = Outbox::new("intake", ctx.topic(topics::INTAKE));
+    let env = envelope(&submitted("marked late"));
+    commit(&pool, &outbox, &[&env]);
+    let id = env.id.0;
+    let p = pool.clone();
+    let cutoff = tokio::task::spawn_blocking(move || {
+        let mut conn = p.get().expect("conn");
+        conn.transaction(|c| {
+            // The batch has been running for a while when the cut-off is taken.
+            diesel::sql_query("SELECT pg_sleep(0.3)").execute(c)?;
+            let cutoff: chrono::DateTime<chrono::Utc> =
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+                    "clock_timestamp()",
+                ))
+                .get_result(c)?;
+            let seq: i64 = kaip_outbox::table
+                .filter(kaip_outbox::event_id.eq(id))
+                .select(kaip_outbox::seq)
+                .first(c)?;
+            kaip_bus::outbox::mark_sent(c, &[seq])?;
+            Ok::<_, diesel::result::Error>(cutoff)
+        })
+        .expect("marked")
+    })
+    .await
+    .expect("task");
+    let requeued =
+        kaip_bus::outbox::republish_since(&mut pool.get().expect("conn"), cutoff).expect("requeue");
+    assert_eq!(requeued, 1, "the late mark must not predate the cut-off");
+    assert!(!row(&pool, id).sent);
+}

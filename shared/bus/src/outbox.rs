@@ -188,10 +188,14 @@ pub fn outbox_stats(
 }
 
 /// Marks events sent. Call only with events the broker acknowledged.
+///
+/// `sent_at` is the wall clock at the mark (`clock_timestamp()`), not the start of the
+/// relay's transaction (`now()`): an event acknowledged late in a long batch must not look
+/// as if it was sent before a `republish_since` cut-off taken while the batch ran.
 pub fn mark_sent(conn: &mut PgConnection, seqs: &[i64]) -> QueryResult<usize> {
     diesel::update(kaip_outbox::table.filter(kaip_outbox::seq.eq_any(seqs)))
         .set((
-            kaip_outbox::sent_at.eq(diesel::dsl::now),
+            kaip_outbox::sent_at.eq(clock_timestamp().nullable()),
             kaip_outbox::attempts.eq(kaip_outbox::attempts + 1),
             // A published row no longer blocks its key (see `claim_pending`), even if it
             // is re-queued by `republish_since` later.
@@ -233,6 +237,11 @@ pub fn pending_count(conn: &mut PgConnection) -> QueryResult<i64> {
 
 /// "KAIPOUTB" as a number: the advisory lock that elects the publishing relay.
 const OUTBOX_LOCK_KEY: i64 = 0x4B41_4950_4F55_5442;
+
+diesel::define_sql_function! {
+    /// The wall clock, unlike `now()` which is frozen at the transaction's start.
+    fn clock_timestamp() -> diesel::sql_types::Timestamptz;
+}
 
 diesel::define_sql_function! {
     fn pg_try_advisory_xact_lock(key: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;
