@@ -815,7 +815,8 @@ async fn at_shutdown_events_emitted_by_the_consumers_last_message_are_published_
     eventually(Duration::from_secs(30), || async {
         let busy: i64 = diesel::sql_query(
             "SELECT count(*) AS n FROM pg_stat_activity \
-             WHERE datname = $1 AND state = 'active' AND query LIKE '%evaluation_cases%'",
+             WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid() \
+               AND query LIKE 'INSERT INTO \"evaluation_cases\"%'",
         )
         .bind::<diesel::sql_types::Text, _>(&database)
         .get_result::<Count>(&mut scoring.conn())
