@@ -42,6 +42,10 @@ fn main() -> anyhow::Result<()> {
     if !only_latency {
         rt.block_on(throughput(n))?;
     }
+    if latency_events == 0 {
+        println!("latency: skipped (KAIP_BENCH_LATENCY_EVENTS=0)");
+        return Ok(());
+    }
     rt.block_on(latency(latency_events))
 }
 

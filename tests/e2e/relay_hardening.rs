@@ -248,14 +248,17 @@ async fn two_replicas_starting_together_on_a_fresh_database_both_start() {
         );
         let a = a.unwrap_or_else(|e| panic!("round {round}: replica A failed: {e:#}"));
         let b = b.unwrap_or_else(|e| panic!("round {round}: replica B failed: {e:#}"));
-        let applied: i64 =
-            diesel::sql_query("SELECT count(*) AS n FROM __diesel_schema_migrations")
-                .get_result::<Count>(&mut a.pool().get().expect("conn"))
-                .expect("migrations table")
-                .n;
-        assert!(
-            applied >= 2,
-            "backbone and scoring migrations applied once each"
+        // Scoring's own migrations, not just the backbone's (which alone would make two).
+        let scoring_applied: i64 = diesel::sql_query(
+            "SELECT count(*) AS n FROM __diesel_schema_migrations \
+             WHERE version IN ('20261128000001', '20261128000002')",
+        )
+        .get_result::<Count>(&mut a.pool().get().expect("conn"))
+        .expect("migrations table")
+        .n;
+        assert_eq!(
+            scoring_applied, 2,
+            "round {round}: scoring's migrations applied once each"
         );
         drop((a, b));
     }
@@ -1007,4 +1010,24 @@ async fn an_event_marked_late_in_a_long_relay_transaction_is_caught_by_republish
         kaip_bus::outbox::republish_since(&mut pool.get().expect("conn"), cutoff).expect("requeue");
     assert_eq!(requeued, 1, "the late mark must not predate the cut-off");
     assert!(!row(&pool, id).sent);
+}
+
+/// Without `create_if_missing`, a missing database is reported as missing, not as a server
+/// that cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_database_without_create_if_missing_is_reported_as_missing() {
+    let ctx = TestContext::new();
+    let mut settings = ctx.settings(kaip_scoring::DEFAULTS);
+    ctx.track_database(&settings.database.name);
+    settings.database.create_if_missing = false;
+    let database = settings.database.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        db::prepare(&database, kaip_scoring::MIGRATIONS).map(drop)
+    })
+    .await
+    .expect("task");
+    assert!(
+        matches!(result, Err(db::DbError::Missing { ref name }) if *name == settings.database.name),
+        "{result:?}"
+    );
 }

@@ -49,10 +49,13 @@ pub fn prepare(
     migrations: EmbeddedMigrations,
 ) -> Result<PgPool, DbError> {
     // The database may not exist yet: lock in the maintenance database then. Advisory locks
-    // are per database, so every replica must take it in the same one.
+    // are per database, so every replica must take it in the same one. Without creation the
+    // lock is taken in the service's database, so check first that it exists: connecting to
+    // a missing one would fail with a generic "unreachable" instead of naming the cause.
     let lock_db = if settings.create_if_missing {
         "postgres"
     } else {
+        ensure_database(settings)?;
         settings.name.as_str()
     };
     let mut lock_conn = PgConnection::establish(&settings.url_for(lock_db))
