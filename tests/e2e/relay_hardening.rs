@@ -1031,3 +1031,49 @@ async fn a_missing_database_without_create_if_missing_is_reported_as_missing() {
         "{result:?}"
     );
 }
+
+/// The final drain publishes what was committed when the stop arrived, and stops although
+/// another replica keeps committing (its relay publishes the rest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_final_drain_stops_at_the_stop_mark_while_another_replica_keeps_committing() {
+    let ctx = TestContext::new();
+    let pool = intake_database(&ctx).await;
+    let outbox = Outbox::new("intake", ctx.topic(topics::INTAKE));
+    let settings = OutboxSettings {
+        poll_interval_ms: 20,
+        ..OutboxSettings::default()
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(relay(&ctx, &pool, settings).run(stop.clone()));
+    // The other replica: commits one event after another until told to stop.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committer = {
+        let (pool, outbox, done) = (pool.clone(), outbox.clone(), done.clone());
+        tokio::task::spawn_blocking(move || {
+            while !done.load(Ordering::Relaxed) {
+                commit(&pool, &outbox, &[&envelope(&submitted("other replica"))]);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_stop = kaip_bus::outbox::last_seq(&mut pool.get().expect("conn"))
+        .expect("seq")
+        .expect("rows committed");
+    stop.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), task).await;
+    done.store(true, Ordering::Relaxed);
+    committer.await.expect("committer");
+    stopped
+        .expect("the relay stopped while the other replica kept committing")
+        .expect("relay task");
+    let unsent: i64 = kaip_outbox::table
+        .filter(kaip_outbox::seq.le(before_stop))
+        .filter(kaip_outbox::sent_at.is_null())
+        .count()
+        .get_result(&mut pool.get().expect("conn"))
+        .expect("count");
+    assert_eq!(
+        unsent, 0,
+        "everything committed before the stop was published"
+    );
+}

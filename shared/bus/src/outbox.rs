@@ -127,7 +127,13 @@ pub struct PendingEvent {
 /// event is claimed (to be tried again), never the ones behind it, so a later event of an
 /// aggregate can never overtake an earlier one, and a key stuck behind a poison row does
 /// not fill the batch and starve the other keys.
-pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<PendingEvent>> {
+///
+/// `up_to` limits the claim to rows up to that `seq` (the final drain at shutdown).
+pub fn claim_pending(
+    conn: &mut PgConnection,
+    limit: i64,
+    up_to: Option<i64>,
+) -> QueryResult<Vec<PendingEvent>> {
     // A transaction-scoped advisory lock: released by commit or rollback, and by the
     // server if this process dies, so a crashed relay never blocks the next one.
     let locked: bool =
@@ -140,6 +146,7 @@ pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Pen
                 o.created_at \
          FROM kaip_outbox o \
          WHERE o.sent_at IS NULL \
+           AND ($2::bigint IS NULL OR o.seq <= $2) \
            AND NOT EXISTS (SELECT 1 FROM kaip_outbox h \
                            WHERE h.sent_at IS NULL AND h.last_error IS NOT NULL \
                              AND h.topic = o.topic AND h.event_key = o.event_key \
@@ -149,7 +156,15 @@ pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Pen
          FOR UPDATE OF o SKIP LOCKED",
     )
     .bind::<diesel::sql_types::BigInt, _>(limit)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>, _>(up_to)
     .load(conn)
+}
+
+/// The highest `seq` committed so far (`None` when the outbox is empty).
+pub fn last_seq(conn: &mut PgConnection) -> QueryResult<Option<i64>> {
+    kaip_outbox::table
+        .select(diesel::dsl::max(kaip_outbox::seq))
+        .first(conn)
 }
 
 /// The outbox's backlog, for readiness and metrics: a row that keeps failing is visible

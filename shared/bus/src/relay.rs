@@ -11,7 +11,9 @@
 //! after a backoff that grows with its failures; [`outbox_stats`](crate::outbox::outbox_stats)
 //! counts it for readiness and metrics.
 
-use crate::outbox::{claim_pending, mark_failed, mark_sent, purge_sent_before, PendingEvent};
+use crate::outbox::{
+    claim_pending, last_seq, mark_failed, mark_sent, purge_sent_before, PendingEvent,
+};
 use crate::settings::OutboxSettings;
 use crate::PgPool;
 use futures::future::join_all;
@@ -60,6 +62,10 @@ pub enum SendOutcome {
     /// Not sent: an earlier event of the same key failed in this batch.
     Held,
 }
+
+/// How long the relay keeps draining after the stop before it gives up (the rows stay
+/// pending for the next relay).
+pub const FINAL_DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The relay of one service process.
 pub struct Relay {
@@ -119,16 +125,15 @@ impl Relay {
             }
         }
         // Last chance for events committed by requests (and by the consumer's last message)
-        // that were drained before us.
-        loop {
-            match self.publish_pending().await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay: final drain failed; events stay pending");
-                    break;
-                }
-            }
+        // that were drained before us. Only up to the last row committed when the stop
+        // arrived, and within a deadline: other replicas keep committing, and the rows after
+        // the mark are theirs to publish.
+        match tokio::time::timeout(FINAL_DRAIN_DEADLINE, self.final_drain()).await {
+            Ok(()) => {}
+            Err(_) => tracing::warn!(
+                deadline_secs = FINAL_DRAIN_DEADLINE.as_secs(),
+                "outbox relay: final drain cut short by its deadline; events stay pending"
+            ),
         }
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -138,9 +143,45 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
+    /// Publishes what was committed up to the moment it is called, batch by batch.
+    async fn final_drain(&self) {
+        let pool = self.pool.clone();
+        let mark = tokio::task::spawn_blocking(move || -> Result<Option<i64>, RelayError> {
+            Ok(last_seq(&mut *pool.get()?)?)
+        })
+        .await;
+        let up_to = match mark {
+            Ok(Ok(Some(seq))) => seq,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "outbox relay: final drain failed; events stay pending");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay: final drain failed; events stay pending");
+                return;
+            }
+        };
+        loop {
+            match self.publish_batch(Some(up_to)).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: final drain failed; events stay pending");
+                    break;
+                }
+            }
+        }
+    }
+
     /// Publishes one batch; returns how many events the broker acknowledged and were
     /// marked sent.
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
+        self.publish_batch(None).await
+    }
+
+    /// One batch of the rows up to `up_to` (all when `None`).
+    async fn publish_batch(&self, up_to: Option<i64>) -> Result<usize, RelayError> {
         let pool = self.pool.clone();
         let producer = self.producer.clone();
         let limit = self.settings.batch_size;
@@ -149,7 +190,7 @@ impl Relay {
         tokio::task::spawn_blocking(move || -> Result<usize, RelayError> {
             let mut conn = pool.get()?;
             diesel::Connection::transaction(&mut *conn, |c| {
-                let events = claim_pending(c, limit)?;
+                let events = claim_pending(c, limit, up_to)?;
                 if events.is_empty() {
                     return Ok(0);
                 }
