@@ -176,6 +176,9 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
         &pool,
         OutboxSettings {
             stuck_after_attempts: 2,
+            // Retried on the next pass (the backoff has its own test).
+            retry_backoff_ms: 1,
+            retry_backoff_max_ms: 1,
             ..OutboxSettings::default()
         },
     );
@@ -197,6 +200,7 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
     assert!(row(&pool, unrelated.id.0).sent, "other keys go on");
 
     // Again: still refused, now counted as stuck; the key stays blocked.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(relay.publish_pending().await.expect("pass 2"), 0);
     let stats: OutboxStats = outbox_stats(&mut pool.get().expect("conn"), 2).expect("stats");
     assert_eq!(stats.pending, 2);
@@ -218,6 +222,7 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
     .expect("repair");
     let mut sent = 0;
     for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
         sent += relay.publish_pending().await.expect("pass");
     }
     assert_eq!(sent, 2);
@@ -232,6 +237,80 @@ async fn a_refused_event_stays_pending_and_holds_back_later_events_of_its_key_on
     );
     let stats = outbox_stats(&mut pool.get().expect("conn"), 2).expect("stats");
     assert_eq!(stats, OutboxStats::default());
+
+    // Republished (the broker lost the topic): pending again, but its earlier failures are
+    // behind it, so it is not stuck.
+    let requeued = kaip_bus::outbox::republish_since(
+        &mut pool.get().expect("conn"),
+        chrono::DateTime::UNIX_EPOCH,
+    )
+    .expect("requeue");
+    assert_eq!(requeued, 3);
+    let stats = outbox_stats(&mut pool.get().expect("conn"), 2).expect("stats");
+    assert_eq!(
+        (stats.pending, stats.failing, stats.stuck),
+        (3, 0, 0),
+        "{stats:?}"
+    );
+}
+
+/// A row that keeps failing is retried only after its backoff, and failing heads come after
+/// the healthy rows, so they cannot fill the batch; the failure counter saturates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_rows_wait_their_backoff_and_do_not_starve_healthy_rows() {
+    let ctx = single_partition_context();
+    let pool = intake_database(&ctx).await;
+    let outbox = Outbox::new("intake", ctx.topic(topics::INTAKE));
+    let poison = |title: &str| {
+        let mut e = envelope_for(Uuid::now_v7(), title);
+        e.data["padding"] = serde_json::json!("x".repeat(1_200_000));
+        e
+    };
+    let (pa, pb) = (poison("poison a"), poison("poison b"));
+    commit(&pool, &outbox, &[&pa, &pb]);
+    let settings = |backoff_ms| OutboxSettings {
+        batch_size: 2,
+        retry_backoff_ms: backoff_ms,
+        retry_backoff_max_ms: backoff_ms,
+        ..OutboxSettings::default()
+    };
+    let patient = relay(&ctx, &pool, settings(60_000));
+    assert_eq!(patient.publish_pending().await.expect("pass 1"), 0);
+    assert_eq!(row(&pool, pa.id.0).attempts, 1);
+    for _ in 0..3 {
+        assert_eq!(patient.publish_pending().await.expect("pass"), 0);
+    }
+    assert_eq!(
+        (row(&pool, pa.id.0).attempts, row(&pool, pb.id.0).attempts),
+        (1, 1),
+        "not retried before the backoff elapsed"
+    );
+
+    // Healthy rows behind two failing heads, in a batch of two: the heads (due again with a
+    // short backoff) come after them.
+    let (h1, h2) = (
+        envelope_for(Uuid::now_v7(), "healthy 1"),
+        envelope_for(Uuid::now_v7(), "healthy 2"),
+    );
+    commit(&pool, &outbox, &[&h1, &h2]);
+    let eager = relay(&ctx, &pool, settings(1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(eager.publish_pending().await.expect("pass"), 2);
+    assert!(row(&pool, h1.id.0).sent && row(&pool, h2.id.0).sent);
+
+    // The counters saturate instead of overflowing int4 (which would fail every pass).
+    diesel::sql_query(
+        "UPDATE kaip_outbox SET attempts = 2147483647, failures = 2147483647 WHERE event_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(pa.id.0)
+    .execute(&mut pool.get().expect("conn"))
+    .expect("counters at the maximum");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    eager
+        .publish_pending()
+        .await
+        .expect("a pass at the maximum");
+    assert_eq!(row(&pool, pa.id.0).attempts, i32::MAX);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,14 +125,17 @@ pub struct PendingEvent {
 ///
 /// A key whose oldest pending event has failed to publish is *blocked*: only that head
 /// event is claimed (to be tried again), never the ones behind it, so a later event of an
-/// aggregate can never overtake an earlier one, and a key stuck behind a poison row does
-/// not fill the batch and starve the other keys.
+/// aggregate can never overtake an earlier one. A failing head is retried only after a
+/// backoff (`backoff.0` ms, doubled per further consecutive failure, at most `backoff.1`
+/// ms), and after the healthy rows, so rows that keep failing neither hammer the broker nor
+/// fill the batch and starve the other keys.
 ///
 /// `up_to` limits the claim to rows up to that `seq` (the final drain at shutdown).
 pub fn claim_pending(
     conn: &mut PgConnection,
     limit: i64,
     up_to: Option<i64>,
+    backoff: (u64, u64),
 ) -> QueryResult<Vec<PendingEvent>> {
     // A transaction-scoped advisory lock: released by commit or rollback, and by the
     // server if this process dies, so a crashed relay never blocks the next one.
@@ -141,6 +144,7 @@ pub fn claim_pending(
     if !locked {
         return Ok(Vec::new());
     }
+    let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     diesel::sql_query(
         "SELECT o.seq, o.event_id, o.topic, o.event_key, o.event_type, o.payload, o.headers, \
                 o.created_at \
@@ -151,12 +155,18 @@ pub fn claim_pending(
                            WHERE h.sent_at IS NULL AND h.last_error IS NOT NULL \
                              AND h.topic = o.topic AND h.event_key = o.event_key \
                              AND h.seq < o.seq) \
-         ORDER BY o.seq \
+           AND (o.last_error IS NULL OR o.last_attempt_at IS NULL \
+                OR o.last_attempt_at < now() - LEAST($4::float8, \
+                       $3::float8 * power(2, LEAST(GREATEST(o.failures, 1), 31) - 1)) \
+                   * interval '1 millisecond') \
+         ORDER BY (o.last_error IS NOT NULL), o.seq \
          LIMIT $1 \
          FOR UPDATE OF o SKIP LOCKED",
     )
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>, _>(up_to)
+    .bind::<diesel::sql_types::BigInt, _>(ms(backoff.0))
+    .bind::<diesel::sql_types::BigInt, _>(ms(backoff.1))
     .load(conn)
 }
 
@@ -180,7 +190,7 @@ pub struct OutboxStats {
     /// Pending events whose last publication attempt failed.
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub failing: i64,
-    /// Pending events that failed at least `stuck_after_attempts` times.
+    /// Pending events that failed at least `stuck_after_attempts` times in a row.
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub stuck: i64,
 }
@@ -195,7 +205,7 @@ pub fn outbox_stats(
                 COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::bigint, 0) \
                     AS oldest_pending_age_secs, \
                 count(*) FILTER (WHERE last_error IS NOT NULL) AS failing, \
-                count(*) FILTER (WHERE attempts >= $1) AS stuck \
+                count(*) FILTER (WHERE failures >= $1) AS stuck \
          FROM kaip_outbox WHERE sent_at IS NULL",
     )
     .bind::<diesel::sql_types::Integer, _>(stuck_after_attempts)
@@ -211,23 +221,38 @@ pub fn mark_sent(conn: &mut PgConnection, seqs: &[i64]) -> QueryResult<usize> {
     diesel::update(kaip_outbox::table.filter(kaip_outbox::seq.eq_any(seqs)))
         .set((
             kaip_outbox::sent_at.eq(clock_timestamp().nullable()),
-            kaip_outbox::attempts.eq(kaip_outbox::attempts + 1),
-            // A published row no longer blocks its key (see `claim_pending`), even if it
-            // is re-queued by `republish_since` later.
+            kaip_outbox::attempts.eq(saturating_increment(ATTEMPTS_PLUS_ONE)),
+            kaip_outbox::last_attempt_at.eq(clock_timestamp().nullable()),
+            // A published row no longer blocks its key (see `claim_pending`) nor counts as
+            // stuck, even if it is re-queued by `republish_since` later.
+            kaip_outbox::failures.eq(0),
             kaip_outbox::last_error.eq(None::<String>),
         ))
         .execute(conn)
 }
 
-/// Records a failed publication attempt (the event stays pending, and blocks its key).
+/// Records a failed publication attempt (the event stays pending, blocks its key, and is
+/// retried after its backoff).
 pub fn mark_failed(conn: &mut PgConnection, seq: i64, error: &str) -> QueryResult<usize> {
     diesel::update(kaip_outbox::table.find(seq))
         .set((
-            kaip_outbox::attempts.eq(kaip_outbox::attempts + 1),
+            kaip_outbox::attempts.eq(saturating_increment(ATTEMPTS_PLUS_ONE)),
+            kaip_outbox::failures.eq(saturating_increment(FAILURES_PLUS_ONE)),
+            kaip_outbox::last_attempt_at.eq(clock_timestamp().nullable()),
             kaip_outbox::last_error.eq(error),
         ))
         .execute(conn)
 }
+
+/// `attempts + 1` and `failures + 1`, stuck at int4's maximum instead of failing the
+/// relay's transaction with an overflow.
+fn saturating_increment(
+    sql: &'static str,
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Integer> {
+    diesel::dsl::sql(sql)
+}
+const ATTEMPTS_PLUS_ONE: &str = "LEAST(attempts, 2147483646) + 1";
+const FAILURES_PLUS_ONE: &str = "LEAST(failures, 2147483646) + 1";
 
 /// Deletes published events older than the retention period.
 pub fn purge_sent_before(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> QueryResult<usize> {

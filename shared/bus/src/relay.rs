@@ -186,11 +186,15 @@ impl Relay {
         let producer = self.producer.clone();
         let limit = self.settings.batch_size;
         let fault = self.fault.clone();
+        let backoff = (
+            self.settings.retry_backoff_ms,
+            self.settings.retry_backoff_max_ms,
+        );
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || -> Result<usize, RelayError> {
             let mut conn = pool.get()?;
             diesel::Connection::transaction(&mut *conn, |c| {
-                let events = claim_pending(c, limit, up_to)?;
+                let events = claim_pending(c, limit, up_to, backoff)?;
                 if events.is_empty() {
                     return Ok(0);
                 }

@@ -47,9 +47,17 @@ pub struct OutboxSettings {
     /// How often the relay deletes published events past the retention.
     #[serde(default = "defaults::purge_interval_secs")]
     pub purge_interval_secs: u64,
-    /// A pending event that failed this many times counts as stuck (readiness, metrics).
+    /// A pending event that failed this many times in a row counts as stuck (readiness,
+    /// metrics). Sends that went through do not count.
     #[serde(default = "defaults::stuck_after_attempts")]
     pub stuck_after_attempts: i32,
+    /// A row whose publication failed is retried after this backoff, doubled for each
+    /// further consecutive failure...
+    #[serde(default = "defaults::outbox_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// ...up to this.
+    #[serde(default = "defaults::retry_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
 }
 
 impl Default for OutboxSettings {
@@ -60,6 +68,8 @@ impl Default for OutboxSettings {
             retention_hours: defaults::retention_hours(),
             purge_interval_secs: defaults::purge_interval_secs(),
             stuck_after_attempts: defaults::stuck_after_attempts(),
+            retry_backoff_ms: defaults::outbox_retry_backoff_ms(),
+            retry_backoff_max_ms: defaults::retry_backoff_max_ms(),
         }
     }
 }
@@ -111,6 +121,19 @@ impl OutboxSettings {
             return Err(format!(
                 "outbox.stuck_after_attempts: must be at least 1 (got {})",
                 self.stuck_after_attempts
+            ));
+        }
+        if !(1..=3_600_000).contains(&self.retry_backoff_ms) {
+            return Err(format!(
+                "outbox.retry_backoff_ms: must be between 1 and 3600000 (got {})",
+                self.retry_backoff_ms
+            ));
+        }
+        if !(self.retry_backoff_ms..=3_600_000).contains(&self.retry_backoff_max_ms) {
+            return Err(format!(
+                "outbox.retry_backoff_max_ms: must be between outbox.retry_backoff_ms ({}) and \
+                 3600000 (got {})",
+                self.retry_backoff_ms, self.retry_backoff_max_ms
             ));
         }
         Ok(())
@@ -187,5 +210,11 @@ mod defaults {
     }
     pub fn stuck_after_attempts() -> i32 {
         5
+    }
+    pub fn outbox_retry_backoff_ms() -> u64 {
+        500
+    }
+    pub fn retry_backoff_max_ms() -> u64 {
+        30_000
     }
 }
