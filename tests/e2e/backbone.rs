@@ -62,7 +62,7 @@ async fn wait_for_cases(scoring: &TestService, n: i64) {
 /// was consumed" is a fact the tests can wait for instead of sleeping.
 fn single_partition_context() -> TestContext {
     let mut ctx = TestContext::new();
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     ctx
 }
 

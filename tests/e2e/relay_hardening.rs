@@ -45,7 +45,7 @@ fn envelope_for(key: Uuid, title: &str) -> EventEnvelope {
 
 fn single_partition_context() -> TestContext {
     let mut ctx = TestContext::new();
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     ctx
 }
 

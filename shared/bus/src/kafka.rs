@@ -161,24 +161,40 @@ pub fn topic_spec(name: &str) -> Result<Option<TopicSpec>, String> {
     Ok(specs.iter().find(|t| t.name == name).cloned())
 }
 
-/// How this process creates `topic` (prefixed): the file's counts capped by
-/// `kafka.partitions` / `kafka.replication_factor`, and its configs, with
+/// Partitions and replication of a topic this process creates that the file does not list
+/// (and no cap is set): the file's own defaults.
+const UNLISTED_PARTITIONS: i32 = 3;
+const UNLISTED_REPLICATION: i32 = 3;
+
+/// How this process creates `topic` (prefixed): the file's counts, capped by
+/// `kafka.partitions` / `kafka.replication_factor` when those are set (a local one-broker
+/// setup; a warning says so when a cap lowers the file's value), and its configs, with
 /// `min.insync.replicas` capped by the replication (more would refuse every `acks=all`
-/// write). A topic the file does not list gets the settings' counts and no configs.
+/// write). A topic the file does not list gets the caps (or 3 and 3) and no configs.
 pub fn creation_spec(settings: &KafkaSettings, topic: &str) -> Result<TopicSpec, String> {
     let unprefixed = topic.strip_prefix(&settings.topic_prefix).unwrap_or(topic);
     let Some(mut spec) = topic_spec(unprefixed)? else {
         tracing::warn!(%topic, "topic not in infra/topics.yaml; created with defaults");
         return Ok(TopicSpec {
             name: topic.to_owned(),
-            partitions: settings.partitions,
-            replication_factor: settings.replication_factor,
+            partitions: settings.partitions.unwrap_or(UNLISTED_PARTITIONS),
+            replication_factor: settings.replication_factor.unwrap_or(UNLISTED_REPLICATION),
             configs: BTreeMap::new(),
         });
     };
     spec.name = topic.to_owned();
-    spec.partitions = spec.partitions.min(settings.partitions);
-    spec.replication_factor = spec.replication_factor.min(settings.replication_factor);
+    spec.partitions = capped(
+        topic,
+        "kafka.partitions",
+        spec.partitions,
+        settings.partitions,
+    );
+    spec.replication_factor = capped(
+        topic,
+        "kafka.replication_factor",
+        spec.replication_factor,
+        settings.replication_factor,
+    );
     if let Some(isr) = spec.configs.get_mut("min.insync.replicas") {
         let capped = isr
             .parse::<i32>()
@@ -187,6 +203,25 @@ pub fn creation_spec(settings: &KafkaSettings, topic: &str) -> Result<TopicSpec,
         *isr = capped.to_string();
     }
     Ok(spec)
+}
+
+/// `file` lowered to `cap` when one is set, with a warning when that changes it: a cap meant
+/// for a local broker must not silently weaken a production topic.
+fn capped(topic: &str, key: &str, file: i32, cap: Option<i32>) -> i32 {
+    match cap {
+        Some(cap) if cap < file => {
+            tracing::warn!(
+                %topic,
+                setting = key,
+                file,
+                cap,
+                "a setting lowers the count infra/topics.yaml asks for (fine for a local \
+                 broker; in production unset it)"
+            );
+            cap
+        }
+        _ => file,
+    }
 }
 
 /// What a CreateTopics answer means for start-up: `exists` is asked only when the client
@@ -328,18 +363,33 @@ mod tests {
     #[test]
     fn created_topics_are_capped_by_the_settings() {
         let mut settings = KafkaSettings::local("b:9092", "p.");
-        settings.partitions = 3;
-        settings.replication_factor = 1;
+        settings.partitions = Some(3);
+        settings.replication_factor = Some(1);
         let spec = creation_spec(&settings, "p.kaip.scoring.events").expect("spec");
         assert_eq!(spec.name, "p.kaip.scoring.events");
         assert_eq!((spec.partitions, spec.replication_factor), (3, 1));
         assert_eq!(spec.configs["min.insync.replicas"], "1");
         assert_eq!(spec.configs["retention.ms"], "2592000000");
-        settings.partitions = 12;
-        settings.replication_factor = 3;
+        settings.partitions = Some(12);
+        settings.replication_factor = Some(3);
         let spec = creation_spec(&settings, "p.kaip.scoring.events").expect("spec");
         assert_eq!((spec.partitions, spec.replication_factor), (6, 3));
         assert_eq!(spec.configs["min.insync.replicas"], "2");
+    }
+
+    #[test]
+    fn without_caps_topics_get_the_files_counts() {
+        // A production configuration that sets neither key.
+        let mut settings = KafkaSettings::local("b:9092", "p.");
+        settings.partitions = None;
+        settings.replication_factor = None;
+        let spec = creation_spec(&settings, "p.kaip.scoring.events").expect("spec");
+        assert_eq!((spec.partitions, spec.replication_factor), (6, 3));
+        assert_eq!(spec.configs["min.insync.replicas"], "2");
+        // And a configuration file without them deserialises to no caps.
+        let parsed: KafkaSettings =
+            serde_json::from_value(serde_json::json!({ "brokers": "b:9092" })).expect("parses");
+        assert_eq!((parsed.partitions, parsed.replication_factor), (None, None));
     }
 
     #[test]

@@ -15,11 +15,14 @@ pub struct KafkaSettings {
     /// Consumer group session timeout. Tansu's group join waits about half of it: 6000 locally.
     #[serde(default = "defaults::session_timeout_ms")]
     pub session_timeout_ms: u32,
-    /// Partitions for topics this process creates.
-    #[serde(default = "defaults::partitions")]
-    pub partitions: i32,
-    #[serde(default = "defaults::replication_factor")]
-    pub replication_factor: i32,
+    /// Caps the partitions of topics this process creates. Absent: `infra/topics.yaml`'s
+    /// counts as they are (production); a local one-broker setup sets it.
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    /// Caps the replication of topics this process creates. Absent: `infra/topics.yaml`'s
+    /// (production); a local one-broker setup sets 1.
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
     /// How many times a consumer tries an event that fails transiently before dead-lettering it.
     #[serde(default = "defaults::max_attempts")]
     pub max_attempts: u32,
@@ -140,14 +143,19 @@ impl OutboxSettings {
     }
 }
 
+/// Partitions per topic in a local setup (`KafkaSettings::local`, `infra/local/run.sh`).
+pub const LOCAL_PARTITIONS: i32 = 3;
+
 impl KafkaSettings {
+    /// Settings for a local one-broker setup (tests, `make run`): topics capped to
+    /// [`LOCAL_PARTITIONS`] partitions and one replica.
     pub fn local(brokers: &str, topic_prefix: &str) -> Self {
         Self {
             brokers: brokers.to_owned(),
             topic_prefix: topic_prefix.to_owned(),
             session_timeout_ms: defaults::session_timeout_ms(),
-            partitions: defaults::partitions(),
-            replication_factor: defaults::replication_factor(),
+            partitions: Some(LOCAL_PARTITIONS),
+            replication_factor: Some(1),
             max_attempts: defaults::max_attempts(),
             retry_backoff_ms: defaults::retry_backoff_ms(),
             client: BTreeMap::new(),
@@ -164,10 +172,10 @@ impl KafkaSettings {
         if self.brokers.trim().is_empty() {
             return Err("kafka.brokers: must name at least one host:port".into());
         }
-        if self.partitions < 1 {
+        if self.partitions.is_some_and(|p| p < 1) {
             return Err("kafka.partitions: must be at least 1".into());
         }
-        if self.replication_factor < 1 {
+        if self.replication_factor.is_some_and(|r| r < 1) {
             return Err("kafka.replication_factor: must be at least 1".into());
         }
         if self.max_attempts < 1 {
@@ -183,12 +191,6 @@ impl KafkaSettings {
 mod defaults {
     pub fn session_timeout_ms() -> u32 {
         6000
-    }
-    pub fn partitions() -> i32 {
-        3
-    }
-    pub fn replication_factor() -> i32 {
-        1
     }
     pub fn max_attempts() -> u32 {
         5
