@@ -760,10 +760,15 @@ async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_a
     assert_eq!(body["database"], "ok");
 
     // Requests still commit; their events wait in the outbox, and readiness shows them.
+    // The backlog is the background task's count, refreshed every few seconds.
     kaip_testkit::intake::open_call(&ctx, &intake.base_url).await;
-    let (status, body, anonymous) = readiness(&http, &intake, None).await;
+    let (status, body, anonymous) = eventually(Duration::from_secs(10), || async {
+        let r = readiness(&http, &intake, None).await;
+        (r.1["outbox"]["pending"] == 1).then_some(r)
+    })
+    .await
+    .expect("the pending event is counted");
     assert_eq!(status, 200);
-    assert_eq!(body["outbox"]["pending"], 1, "{anonymous}");
     assert!(body["outbox"]["oldest_pending_age_secs"].as_i64().is_some());
     assert!(
         body.get("details").is_none(),
@@ -1155,4 +1160,62 @@ async fn the_final_drain_stops_at_the_stop_mark_while_another_replica_keeps_comm
         unsent, 0,
         "everything committed before the stop was published"
     );
+}
+
+/// Probes do not count the outbox: they read the background task's last count, and check
+/// the database with `SELECT 1`. Shown by locking the outbox table, which would make any
+/// count wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_from_the_cached_outbox_count_while_the_outbox_table_is_locked() {
+    let ctx = TestContext::new();
+    let intake = ctx
+        .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+        .await;
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), || async {
+        let (_, body, _) = readiness(&http, &intake, None).await;
+        body["outbox"]["pending"].is_i64().then_some(())
+    })
+    .await
+    .expect("the backlog is counted in the background");
+
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let pool = intake.pool.clone();
+    let locker = tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().expect("conn");
+        conn.transaction(|c| {
+            diesel::sql_query("LOCK TABLE kaip_outbox IN ACCESS EXCLUSIVE MODE").execute(c)?;
+            locked_tx.send(()).expect("signal");
+            let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            Ok::<_, diesel::result::Error>(())
+        })
+        .expect("lock held");
+    });
+    locked_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("table locked");
+    let probe = tokio::time::timeout(Duration::from_secs(5), readiness(&http, &intake, None)).await;
+    let metrics = tokio::time::timeout(Duration::from_secs(5), async {
+        http.get(intake.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    })
+    .await;
+    release_tx.send(()).expect("release");
+    locker.await.expect("locker");
+    let (status, body, text) = probe.expect("readiness answers while the outbox is locked");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(body["database"], "ok", "{text}");
+    assert!(
+        body["outbox"]["pending"].is_i64(),
+        "the cached count: {text}"
+    );
+    let metrics = metrics.expect("/metrics answers while the outbox is locked");
+    assert!(metrics.contains("\nkaip_database_up 1\n"), "{metrics}");
+    assert!(metrics.contains("\nkaip_outbox_pending "), "{metrics}");
 }

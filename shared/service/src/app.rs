@@ -109,8 +109,72 @@ struct Health {
     pool: PgPool,
     /// The broker's state as the background check last saw it.
     broker: Arc<BrokerWatch>,
+    /// The outbox's backlog as the background task last counted it.
+    outbox: Arc<OutboxWatch>,
     consumer: Option<ConsumerStatus>,
-    stuck_after_attempts: i32,
+}
+
+/// How often the background task counts the outbox's backlog. Probes and scrapes read the
+/// cached count: counting pending rows per probe would put a query proportional to the
+/// backlog on the database exactly when it is under pressure.
+const OUTBOX_STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a probe waits for a database connection before calling the database down.
+const PROBE_DB_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The last outbox count: `None` before the first (or after a failed one).
+#[derive(Default)]
+struct OutboxWatch {
+    last: std::sync::Mutex<Option<kaip_bus::outbox::OutboxStats>>,
+}
+
+impl OutboxWatch {
+    fn get(&self) -> Option<kaip_bus::outbox::OutboxStats> {
+        self.last.lock().map(|g| *g).unwrap_or(None)
+    }
+
+    /// Counts until `stop`.
+    async fn run(
+        self: Arc<Self>,
+        pool: PgPool,
+        stuck_after_attempts: i32,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let p = pool.clone();
+            let stats = tokio::task::spawn_blocking(move || {
+                let mut conn = p.get().map_err(|e| e.to_string())?;
+                kaip_bus::outbox::outbox_stats(&mut conn, stuck_after_attempts)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("outbox stats task: {e}")));
+            if let Err(e) = &stats {
+                tracing::warn!(error = %e, "outbox stats unavailable");
+            }
+            if let Ok(mut g) = self.last.lock() {
+                *g = stats.ok();
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(OUTBOX_STATS_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+/// The probes' database check: a connection within [`PROBE_DB_TIMEOUT`] and `SELECT 1`.
+async fn database_check(pool: PgPool) -> Result<(), String> {
+    web::block(move || -> Result<(), String> {
+        let mut conn = pool
+            .get_timeout(PROBE_DB_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        diesel::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), &mut conn)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
 }
 
 /// How often the background check asks the broker for the service's own topic's metadata.
@@ -182,6 +246,8 @@ pub struct Application {
     server: Server,
     relay: Relay,
     broker: Arc<BrokerWatch>,
+    outbox_watch: Arc<OutboxWatch>,
+    stuck_after_attempts: i32,
     producer: rdkafka::producer::FutureProducer,
     own_topic: String,
     consumer: Option<EventConsumer>,
@@ -259,11 +325,12 @@ impl Application {
             outbox,
         });
         let broker = Arc::new(BrokerWatch::default());
+        let outbox_watch = Arc::new(OutboxWatch::default());
         let health = web::Data::new(Health {
             pool: pool.clone(),
             broker: broker.clone(),
+            outbox: outbox_watch.clone(),
             consumer: status.clone(),
-            stuck_after_attempts: settings.outbox.stuck_after_attempts,
         });
         let verifier = web::Data::new(verifier);
         let routes = def.routes;
@@ -335,6 +402,8 @@ impl Application {
             server,
             relay,
             broker,
+            outbox_watch,
+            stuck_after_attempts: settings.outbox.stuck_after_attempts,
             producer,
             own_topic: kafka.prefixed(&own_topic),
             consumer,
@@ -371,8 +440,11 @@ impl Application {
             consumer,
             shutdown,
             broker,
+            outbox_watch,
+            stuck_after_attempts,
             producer,
             own_topic,
+            pool,
             ..
         } = self;
         let server_handle = server.handle();
@@ -385,6 +457,8 @@ impl Application {
         let consumer_task: Option<JoinHandle<()>> =
             consumer.map(|c| tokio::spawn(c.run(consumer_stop.clone())));
         let broker_task = tokio::spawn(broker.run(producer, own_topic, relay_stop.clone()));
+        let outbox_task =
+            tokio::spawn(outbox_watch.run(pool, stuck_after_attempts, relay_stop.clone()));
 
         let server_result = tokio::select! {
             _ = shutdown_signal() => { tracing::info!(service = name, "signal received; shutting down"); None }
@@ -404,6 +478,7 @@ impl Application {
         relay_stop.cancel();
         let _ = relay_task.await;
         let _ = broker_task.await;
+        let _ = outbox_task.await;
         tracing::info!(service = name, "stopped");
         match server_result {
             Some(Ok(Err(e))) => Err(e.into()),
@@ -436,18 +511,13 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
 }
 
-/// Readiness: unready only when the database is unreachable. Anonymous callers (probes)
-/// get labels and numbers; an admin's token also gets the underlying errors.
+/// Readiness: unready only when the database is unreachable (a `SELECT 1` within a second).
+/// The broker's state and the outbox's backlog are the background tasks' cached values.
+/// Anonymous callers (probes) get labels and numbers; an admin's token also gets the
+/// underlying errors.
 async fn ready(health: web::Data<Health>, caller: Option<Caller>) -> HttpResponse {
-    let pool = health.pool.clone();
-    let stuck_after = health.stuck_after_attempts;
-    let database = web::block(move || -> Result<kaip_bus::outbox::OutboxStats, String> {
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        kaip_bus::outbox::outbox_stats(&mut conn, stuck_after).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
+    let database = database_check(health.pool.clone()).await;
+    let stats = health.outbox.get();
     let broker = health.broker.get();
     let mut details = std::collections::BTreeMap::new();
     if let Err(e) = &database {
@@ -476,7 +546,7 @@ async fn ready(health: web::Data<Health>, caller: Option<Caller>) -> HttpRespons
             .consumer
             .as_ref()
             .map_or(0, ConsumerStatus::assigned_partitions),
-        outbox: database.as_ref().ok().map(|s| OutboxReadiness {
+        outbox: stats.map(|s| OutboxReadiness {
             pending: s.pending,
             oldest_pending_age_secs: s.oldest_pending_age_secs,
             failing: s.failing,
@@ -494,15 +564,8 @@ async fn ready(health: web::Data<Health>, caller: Option<Caller>) -> HttpRespons
 /// `GET /metrics`: the backbone's state in the Prometheus text format. Numbers only, so
 /// it is open like the probes.
 async fn metrics(health: web::Data<Health>) -> HttpResponse {
-    let pool = health.pool.clone();
-    let stuck_after = health.stuck_after_attempts;
-    let stats = web::block(move || {
-        let mut conn = pool.get().ok()?;
-        kaip_bus::outbox::outbox_stats(&mut conn, stuck_after).ok()
-    })
-    .await
-    .ok()
-    .flatten();
+    let database_up = database_check(health.pool.clone()).await.is_ok();
+    let stats = health.outbox.get();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: i64| {
         out.push_str(&format!(
@@ -512,7 +575,7 @@ async fn metrics(health: web::Data<Health>) -> HttpResponse {
     gauge(
         "kaip_database_up",
         "1 if the service's database answered this scrape.",
-        i64::from(stats.is_some()),
+        i64::from(database_up),
     );
     let broker_up = matches!(health.broker.get(), Some((Ok(()), _)));
     gauge(
@@ -520,6 +583,7 @@ async fn metrics(health: web::Data<Health>) -> HttpResponse {
         "1 if the last background broker check succeeded.",
         i64::from(broker_up),
     );
+    // The background task's last count (absent before the first, or when it failed).
     if let Some(s) = stats {
         gauge(
             "kaip_outbox_pending",
