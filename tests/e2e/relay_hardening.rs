@@ -1219,3 +1219,108 @@ async fn probes_answer_from_the_cached_outbox_count_while_the_outbox_table_is_lo
     assert!(metrics.contains("\nkaip_database_up 1\n"), "{metrics}");
     assert!(metrics.contains("\nkaip_outbox_pending "), "{metrics}");
 }
+
+/// The gateway's readiness gives anonymous callers `ready` and each service's labels, not
+/// the services' counts or check times; an admin gets the full answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_readiness_gives_anonymous_callers_labels_only() {
+    let ctx = TestContext::new();
+    let intake = ctx
+        .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+        .await;
+    let nowhere = "http://127.0.0.1:9".to_owned();
+    // "Scoring" is a stand-in that counts the readiness requests it gets.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let scoring = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let scoring_url = format!("http://{}", scoring.local_addr().expect("addr"));
+    {
+        let asked = asked.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for stream in scoring.incoming() {
+                let Ok(mut stream) = stream else { break };
+                asked.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let body =
+                    r#"{"ready":true,"database":"ok","broker":"ok","assigned_partitions":0}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+    }
+    let settings = kaip_gateway::settings::GatewaySettings {
+        server: kaip_gateway::settings::GatewayServer {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: 1,
+            shutdown_timeout_secs: 5,
+            upstream_timeout_ms: 2_000,
+        },
+        services: kaip_gateway::settings::ServiceUrls {
+            intake: intake.base_url.clone(),
+            scoring: scoring_url,
+            gpu_ledger: nowhere.clone(),
+            data_budget: nowhere.clone(),
+            talent: nowhere.clone(),
+            milestones: nowhere.clone(),
+        },
+        kafka: ctx.kafka.clone(),
+        auth: kaip_auth::dev::settings(),
+    };
+    let gateway = kaip_gateway::Application::build(settings)
+        .await
+        .expect("gateway starts");
+    let url = format!("http://127.0.0.1:{}/health/ready", gateway.port());
+    let stop = gateway.shutdown_token();
+    tokio::spawn(gateway.run_until_stopped());
+    let http = reqwest::Client::new();
+    // Wait until intake's background tasks have answered once (its outbox count exists).
+    let admin: serde_json::Value = eventually(Duration::from_secs(30), || async {
+        let body: serde_json::Value = http
+            .get(&url)
+            .header("authorization", ctx.bearer(Role::Admin, None))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        body["services"]["intake"]["outbox"]
+            .is_object()
+            .then_some(body)
+    })
+    .await
+    .expect("an admin sees intake's full answer");
+    assert!(admin["services"]["intake"]["broker_checked_at"].is_string());
+    let res = http.get(&url).send().await.expect("answers");
+    assert_eq!(res.status(), 503, "five services are unreachable");
+    let body: serde_json::Value = res.json().await.expect("json");
+    let intake_report = body["services"]["intake"]
+        .as_object()
+        .expect("intake's report");
+    let mut keys: Vec<&str> = intake_report.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["broker", "database", "ready"],
+        "labels only for anonymous callers: {body}"
+    );
+    assert_eq!(intake_report["database"], "ok");
+
+    // A burst of anonymous probes shares one fan-out (answers are reused for ~1.5 s).
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let before = asked.load(Ordering::SeqCst);
+    let burst = futures::future::join_all((0..10).map(|_| http.get(&url).send())).await;
+    assert!(burst.iter().all(Result::is_ok));
+    let fanouts = asked.load(Ordering::SeqCst) - before;
+    assert!(
+        (1..=2).contains(&fanouts),
+        "10 probes asked each service {fanouts} times"
+    );
+    stop.cancel();
+}

@@ -598,7 +598,8 @@ pub struct Readiness {
     pub broker_checked_at: Option<DateTime<Utc>>,
     /// Partitions the service's consumer currently holds (0 while its group is joining).
     pub assigned_partitions: usize,
-    /// The outbox's backlog (absent while the database is unreachable).
+    /// The outbox's backlog, as a background task last counted it every few seconds
+    /// (absent before its first count and while counting fails).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<OutboxReadiness>,
     /// The underlying errors, by dependency: only for an admin's token.
