@@ -1129,13 +1129,17 @@ async fn the_final_drain_stops_at_the_stop_mark_while_another_replica_keeps_comm
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(relay(&ctx, &pool, settings).run(stop.clone()));
-    // The other replica: commits one event after another until told to stop.
+    // The other replica: commits batches of events, one after another, until told to stop
+    // (faster than one relay publishes them, so a drain "until nothing is left" never ends).
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let committer = {
         let (pool, outbox, done) = (pool.clone(), outbox.clone(), done.clone());
         tokio::task::spawn_blocking(move || {
             while !done.load(Ordering::Relaxed) {
-                commit(&pool, &outbox, &[&envelope(&submitted("other replica"))]);
+                let envs: Vec<EventEnvelope> = (0..20)
+                    .map(|_| envelope(&submitted("other replica")))
+                    .collect();
+                commit(&pool, &outbox, &envs.iter().collect::<Vec<_>>());
             }
         })
     };
