@@ -616,6 +616,7 @@ pub struct OutboxReadiness {
     pub oldest_pending_age_secs: i64,
     /// Pending events whose last publication attempt failed (they hold back their key).
     pub failing: i64,
-    /// Pending events that failed `outbox.stuck_after_attempts` times or more.
+    /// Pending events that failed `outbox.stuck_after_attempts` times or more in a row
+    /// (sends that went through, e.g. before a republication, do not count).
     pub stuck: i64,
 }

@@ -602,7 +602,7 @@ async fn metrics(health: web::Data<Health>) -> HttpResponse {
         );
         gauge(
             "kaip_outbox_stuck",
-            "Pending outbox events that failed outbox.stuck_after_attempts times or more.",
+            "Pending outbox events that failed outbox.stuck_after_attempts times or more in a row.",
             s.stuck,
         );
     }
