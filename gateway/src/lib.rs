@@ -88,6 +88,7 @@ impl Application {
             .collect::<anyhow::Result<_>>()?;
         let next_worker = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let limits = web::Data::new(settings.limits.clone());
+        let readiness = web::Data::new(ReadinessCache::default());
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
@@ -102,6 +103,7 @@ impl Application {
                 .app_data(verifier.clone())
                 .app_data(services)
                 .app_data(limits.clone())
+                .app_data(readiness.clone())
                 .service(
                     web::resource("/graphql")
                         .route(web::post().to(graphql))
@@ -418,29 +420,87 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
 }
 
-/// Ready when every service reports ready; the body says which is not.
-async fn ready(services: web::Data<clients::Services>) -> HttpResponse {
-    let checks = futures::future::join_all(
-        services
-            .all
-            .iter()
-            .map(|c| async move { (c.name(), c.readiness().await) }),
-    )
-    .await;
+/// How long the gateway reuses its services' readiness answers, so that probes (which
+/// anyone may send) do not fan out to every service on each request.
+const READINESS_CACHE: Duration = Duration::from_millis(1500);
+
+/// Each service's readiness answer (or why it gave none).
+type ServiceChecks = Vec<(&'static str, Result<kaip_contracts::dto::Readiness, String>)>;
+
+/// The last fan-out and when it was made. The lock is held during a fan-out, so concurrent
+/// probes wait for that one instead of starting their own.
+#[derive(Default)]
+struct ReadinessCache {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<ServiceChecks>)>>,
+}
+
+impl ReadinessCache {
+    async fn get(&self, services: &clients::Services) -> std::sync::Arc<ServiceChecks> {
+        let mut last = self.last.lock().await;
+        if let Some((at, checks)) = &*last {
+            if at.elapsed() < READINESS_CACHE {
+                return checks.clone();
+            }
+        }
+        let checks = std::sync::Arc::new(
+            futures::future::join_all(
+                services
+                    .all
+                    .iter()
+                    .map(|c| async move { (c.name(), c.readiness().await) }),
+            )
+            .await,
+        );
+        *last = Some((std::time::Instant::now(), checks.clone()));
+        checks
+    }
+}
+
+/// Ready when every service reports ready; the body says which is not. Anonymous probes
+/// get `ready` and each service's labels only (no counts, no timestamps, no errors); an
+/// admin's token gets each service's full answer and why a service is unreachable
+/// (addresses and transport errors are internals). Answers are reused for
+/// [`READINESS_CACHE`].
+async fn ready(
+    services: web::Data<clients::Services>,
+    cache: web::Data<ReadinessCache>,
+    verifier: web::Data<TokenVerifier>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let is_admin = verifier
+        .verify_header(header)
+        .is_ok_and(|c| c.has_any_role(&[kaip_contracts::Role::Admin]));
+    let checks = cache.get(&services).await;
     let mut all_ready = true;
     let mut report = serde_json::Map::new();
-    for (name, result) in checks {
+    for (name, result) in checks.iter() {
         let value = match result {
             Ok(r) => {
                 all_ready &= r.ready;
-                serde_json::to_value(r).unwrap_or_default()
+                if is_admin {
+                    serde_json::to_value(r).unwrap_or_default()
+                } else {
+                    serde_json::json!({
+                        "ready": r.ready,
+                        "database": r.database,
+                        "broker": r.broker,
+                    })
+                }
             }
-            Err(e) => {
+            Err(e) if is_admin => {
                 all_ready = false;
-                serde_json::json!({ "ready": false, "error": e })
+                serde_json::json!({ "ready": false, "status": "unreachable", "error": e })
+            }
+            Err(_) => {
+                all_ready = false;
+                serde_json::json!({ "ready": false, "status": "unreachable" })
             }
         };
-        report.insert(name.to_owned(), value);
+        report.insert((*name).to_owned(), value);
     }
     let body = serde_json::json!({ "ready": all_ready, "services": report });
     if all_ready {

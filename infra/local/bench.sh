@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the backbone's throughput against the real PostgreSQL and a broker
+# `make bench`: the backbone's throughput and its commit-to-inbox latency (p50/p99/max) against the real PostgreSQL and a broker
 # (KAIP_TEST_KAFKA_BROKERS, or a local Tansu started for the run). Release build.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

@@ -54,6 +54,9 @@ export KAIP_AUTH__DEV_MODE=true
 
 brokers=$(ensure_broker "$KAIP_STATE/broker")
 export KAIP_KAFKA__BROKERS="$brokers"
+# One local broker: cap the topics' counts (production leaves both unset: infra/topics.yaml's).
+export KAIP_KAFKA__REPLICATION_FACTOR="${KAIP_KAFKA__REPLICATION_FACTOR:-1}"
+export KAIP_KAFKA__PARTITIONS="${KAIP_KAFKA__PARTITIONS:-3}"
 echo "==> broker at $brokers"
 
 declare -A url

@@ -5,7 +5,11 @@
 //! 3. Consumer: scoring consuming them, each in its own transaction with the inbox and
 //!    an evaluation case plus its outbox event, measured from the first case to the last.
 //!
-//! `KAIP_BENCH_EVENTS` sets the count (default 5000).
+//! 4. Latency: one event at a time, from the commit of its outbox row (with the real
+//!    relay running, woken by the commit) to the commit of scoring's inbox row, over
+//!    `KAIP_BENCH_LATENCY_EVENTS` events (default 200): p50, p99 and max.
+//!
+//! `KAIP_BENCH_EVENTS` sets the count (default 5000); `KAIP_BENCH_ONLY=latency` runs only 4.
 
 use diesel::prelude::*;
 use kaip_bus::{Outbox, OutboxSettings, Relay};
@@ -30,7 +34,23 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let latency_events: usize = std::env::var("KAIP_BENCH_LATENCY_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let only_latency = std::env::var("KAIP_BENCH_ONLY").is_ok_and(|v| v == "latency");
+    if !only_latency {
+        rt.block_on(throughput(n))?;
+    }
+    if latency_events == 0 {
+        println!("latency: skipped (KAIP_BENCH_LATENCY_EVENTS=0)");
+        return Ok(());
+    }
+    rt.block_on(latency(latency_events))
+}
+
+async fn throughput(n: usize) -> anyhow::Result<()> {
+    {
         let ctx = TestContext::new();
         let settings = ctx.settings(kaip_intake::DEFAULTS);
         ctx.track_database(&settings.database.name);
@@ -114,5 +134,87 @@ fn main() -> anyhow::Result<()> {
         );
         scoring.shutdown().await;
         Ok(())
+    }
+}
+
+/// Commit-to-inbox latency of single events through the real relay and scoring's consumer.
+async fn latency(n: usize) -> anyhow::Result<()> {
+    let ctx = TestContext::new();
+    let settings = ctx.settings(kaip_intake::DEFAULTS);
+    ctx.track_database(&settings.database.name);
+    let db_settings = settings.database.clone();
+    let pool = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        db::ensure_database(&db_settings)?;
+        let pool = db::build_pool(&db_settings)?;
+        db::migrate(&pool, kaip_intake::MIGRATIONS)?;
+        Ok(pool)
     })
+    .await??;
+    kaip_bus::kafka::ensure_topics(&ctx.kafka, &[ctx.topic(topics::INTAKE)]).await?;
+    let outbox = Outbox::new("intake", ctx.topic(topics::INTAKE));
+    let relay = Relay::new(
+        pool.clone(),
+        kaip_bus::kafka::producer(&ctx.kafka)?,
+        outbox.wake_handle(),
+        settings.outbox.clone(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relay_task = tokio::spawn(relay.run(stop.clone()));
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
+    scoring.wait_assigned().await;
+    let actor = Actor {
+        subject: "bench".into(),
+        role: Role::Consortium,
+    };
+    let scoring_pool = scoring.pool.clone();
+    // Warm-up: the first event pays for connections and metadata.
+    let warmup = 5;
+    let samples = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Duration>> {
+        use kaip_bus::schema::kaip_inbox;
+        let mut conn = pool.get()?;
+        let mut probe = scoring_pool.get()?;
+        let mut samples = Vec::with_capacity(n);
+        for i in 0..n + warmup {
+            let event = kaip_testkit::fixtures::proposal_submitted(&format!("Latency {i}"));
+            let envelope =
+                outbox.transaction(&mut conn, |c, tx| tx.publish(c, actor.clone(), &event))?;
+            let committed = Instant::now();
+            let deadline = committed + Duration::from_secs(30);
+            loop {
+                let seen: i64 = kaip_inbox::table
+                    .filter(kaip_inbox::event_id.eq(envelope.id.0))
+                    .count()
+                    .get_result(&mut probe)?;
+                if seen > 0 {
+                    break;
+                }
+                anyhow::ensure!(Instant::now() < deadline, "event {i} never reached scoring");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            if i >= warmup {
+                samples.push(committed.elapsed());
+            }
+        }
+        Ok(samples)
+    })
+    .await??;
+    stop.cancel();
+    let _ = relay_task.await;
+    scoring.shutdown().await;
+    let mut sorted = samples.clone();
+    sorted.sort();
+    let pct =
+        |p: f64| sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "latency (outbox commit -> scoring's inbox commit, {} events one at a time): \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        sorted.len(),
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(sorted[sorted.len() - 1]),
+    );
+    Ok(())
 }

@@ -62,7 +62,7 @@ async fn wait_for_cases(scoring: &TestService, n: i64) {
 /// was consumed" is a fact the tests can wait for instead of sleeping.
 fn single_partition_context() -> TestContext {
     let mut ctx = TestContext::new();
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     ctx
 }
 
@@ -126,7 +126,7 @@ async fn a_relay_that_dies_after_the_ack_but_before_marking_sent_causes_one_effe
             let mut conn = pool.get().expect("conn");
             let mut acked = 0;
             let _ = conn.transaction::<(), diesel::result::Error, _>(|c| {
-                let pending = claim_pending(c, 10)?;
+                let pending = claim_pending(c, 10, None, (1, 1))?;
                 let results = handle.block_on(kaip_bus::relay::publish(&producer, &pending));
                 acked = results.iter().filter(|r| r.is_ok()).count();
                 Err(diesel::result::Error::RollbackTransaction)

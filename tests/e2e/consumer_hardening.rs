@@ -266,7 +266,7 @@ async fn committed_offset(ctx: &TestContext) -> Option<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_during_a_retry_never_commits_past_the_unapplied_message() {
     let mut ctx = TestContext::new();
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     // Long enough that shutdown always lands in the wait before the retry.
     ctx.kafka.retry_backoff_ms = 60_000;
     ctx.kafka.retry_backoff_max_ms = 60_000;
@@ -507,7 +507,7 @@ async fn a_database_outage_mid_stream_dead_letters_nothing_and_keeps_each_aggreg
 async fn an_event_whose_producer_does_not_own_the_topic_is_dead_lettered() {
     use kaip_contracts::events::SelectionPublished;
     let mut ctx = TestContext::new();
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     let scoring = ctx
         .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
         .await;
@@ -600,7 +600,7 @@ async fn the_consumer_purges_inbox_rows_past_their_retention() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbox_turns_redeliveries_into_no_ops_for_a_handler_that_is_not_idempotent() {
     let mut ctx = TestContext::new();
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     let (pool, _) = probe_database(&ctx);
     let probe = Arc::new(Probe::default());
     let service = ctx
@@ -654,7 +654,7 @@ async fn the_inbox_turns_redeliveries_into_no_ops_for_a_handler_that_is_not_idem
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_replayed_once_after_the_fix_and_a_dry_run_moves_nothing() {
     let mut ctx = TestContext::new();
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     let (pool, _) = probe_database(&ctx);
     let probe = Arc::new(Probe::default());
     probe.broken.store(true, Ordering::SeqCst);
@@ -813,7 +813,7 @@ fn kill_test_child_consumer() {
     let config: serde_json::Value = serde_json::from_str(&config).expect("config");
     let text = |k: &str| config[k].as_str().expect("config key").to_owned();
     let mut kafka = kaip_bus::KafkaSettings::local(&kaip_testkit::broker(), &text("prefix"));
-    kafka.partitions = 1;
+    kafka.partitions = Some(1);
     let database = DatabaseSettings {
         url: secrecy::SecretString::from(kaip_testkit::database_url()),
         name: text("database"),
@@ -905,7 +905,7 @@ fn calls_of(pool: &PgPool, id: EventId) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_mid_stream_redelivers_and_the_inbox_applies_once() {
     let mut ctx = TestContext::new();
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     let (pool, settings) = probe_database(&ctx);
     diesel::connection::SimpleConnection::batch_execute(
         &mut pool.get().expect("conn"),

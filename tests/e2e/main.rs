@@ -6,5 +6,6 @@ mod competition;
 mod consumer_hardening;
 mod gateway_hardening;
 mod inputs_hardening;
+mod relay_hardening;
 mod slice;
 mod validation;

@@ -465,7 +465,7 @@ impl EventConsumer {
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let status = ConsumerStatus::default();
         let group_id = settings.prefixed(&format!("kaip-{}", spec.service));
-        let consumer: StreamConsumer<AssignmentTracker> = crate::kafka::base_config(settings)
+        let consumer: StreamConsumer<AssignmentTracker> = crate::kafka::consumer_config(settings)
             .set("group.id", &group_id)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")

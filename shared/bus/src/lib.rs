@@ -23,7 +23,7 @@ pub use consumer::{
     ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Handled, HandlerError, Outcome,
     RecordOnly,
 };
-pub use feed::{start_feed, EventFeed, FeedEvent};
+pub use feed::{start_feed, start_feed_with, EventFeed, FeedEvent};
 pub use outbox::{Outbox, OutboxTx};
 pub use relay::Relay;
 pub use settings::{KafkaSettings, OutboxSettings};

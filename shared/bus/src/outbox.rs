@@ -106,7 +106,7 @@ impl OutboxTx<'_> {
 }
 
 /// One claimed, unsent outbox row.
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = kaip_outbox)]
 pub struct PendingEvent {
     pub seq: i64,
@@ -122,7 +122,21 @@ pub struct PendingEvent {
 /// Claims up to `limit` unsent events in publication order, locking them for this
 /// transaction. Returns nothing if another relay holds the outbox: one relay publishes at
 /// a time per database, which keeps each aggregate's events in order.
-pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<PendingEvent>> {
+///
+/// A key whose oldest pending event has failed to publish is *blocked*: only that head
+/// event is claimed (to be tried again), never the ones behind it, so a later event of an
+/// aggregate can never overtake an earlier one. A failing head is retried only after a
+/// backoff (`backoff.0` ms, doubled per further consecutive failure, at most `backoff.1`
+/// ms), and after the healthy rows, so rows that keep failing neither hammer the broker nor
+/// fill the batch and starve the other keys.
+///
+/// `up_to` limits the claim to rows up to that `seq` (the final drain at shutdown).
+pub fn claim_pending(
+    conn: &mut PgConnection,
+    limit: i64,
+    up_to: Option<i64>,
+    backoff: (u64, u64),
+) -> QueryResult<Vec<PendingEvent>> {
     // A transaction-scoped advisory lock: released by commit or rollback, and by the
     // server if this process dies, so a crashed relay never blocks the next one.
     let locked: bool =
@@ -130,35 +144,115 @@ pub fn claim_pending(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Pen
     if !locked {
         return Ok(Vec::new());
     }
+    let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    diesel::sql_query(
+        "SELECT o.seq, o.event_id, o.topic, o.event_key, o.event_type, o.payload, o.headers, \
+                o.created_at \
+         FROM kaip_outbox o \
+         WHERE o.sent_at IS NULL \
+           AND ($2::bigint IS NULL OR o.seq <= $2) \
+           AND NOT EXISTS (SELECT 1 FROM kaip_outbox h \
+                           WHERE h.sent_at IS NULL AND h.last_error IS NOT NULL \
+                             AND h.topic = o.topic AND h.event_key = o.event_key \
+                             AND h.seq < o.seq) \
+           AND (o.last_error IS NULL OR o.last_attempt_at IS NULL \
+                OR o.last_attempt_at < now() - LEAST($4::float8, \
+                       $3::float8 * power(2, LEAST(GREATEST(o.failures, 1), 31) - 1)) \
+                   * interval '1 millisecond') \
+         ORDER BY (o.last_error IS NOT NULL), o.seq \
+         LIMIT $1 \
+         FOR UPDATE OF o SKIP LOCKED",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>, _>(up_to)
+    .bind::<diesel::sql_types::BigInt, _>(ms(backoff.0))
+    .bind::<diesel::sql_types::BigInt, _>(ms(backoff.1))
+    .load(conn)
+}
+
+/// The highest `seq` committed so far (`None` when the outbox is empty).
+pub fn last_seq(conn: &mut PgConnection) -> QueryResult<Option<i64>> {
     kaip_outbox::table
-        .filter(kaip_outbox::sent_at.is_null())
-        .order(kaip_outbox::seq.asc())
-        .limit(limit)
-        .select(PendingEvent::as_select())
-        .for_update()
-        .skip_locked()
-        .load(conn)
+        .select(diesel::dsl::max(kaip_outbox::seq))
+        .first(conn)
+}
+
+/// The outbox's backlog, for readiness and metrics: a row that keeps failing is visible
+/// here, not only in a log line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, QueryableByName)]
+pub struct OutboxStats {
+    /// Events not yet acknowledged by the broker.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub pending: i64,
+    /// Age of the oldest of them, in whole seconds (0 when none).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub oldest_pending_age_secs: i64,
+    /// Pending events whose last publication attempt failed.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub failing: i64,
+    /// Pending events that failed at least `stuck_after_attempts` times in a row.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub stuck: i64,
+}
+
+/// Reads [`OutboxStats`]; both partial indexes keep it cheap while the backlog is small.
+pub fn outbox_stats(
+    conn: &mut PgConnection,
+    stuck_after_attempts: i32,
+) -> QueryResult<OutboxStats> {
+    diesel::sql_query(
+        "SELECT count(*) AS pending, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::bigint, 0) \
+                    AS oldest_pending_age_secs, \
+                count(*) FILTER (WHERE last_error IS NOT NULL) AS failing, \
+                count(*) FILTER (WHERE failures >= $1) AS stuck \
+         FROM kaip_outbox WHERE sent_at IS NULL",
+    )
+    .bind::<diesel::sql_types::Integer, _>(stuck_after_attempts)
+    .get_result(conn)
 }
 
 /// Marks events sent. Call only with events the broker acknowledged.
+///
+/// `sent_at` is the wall clock at the mark (`clock_timestamp()`), not the start of the
+/// relay's transaction (`now()`): an event acknowledged late in a long batch must not look
+/// as if it was sent before a `republish_since` cut-off taken while the batch ran.
 pub fn mark_sent(conn: &mut PgConnection, seqs: &[i64]) -> QueryResult<usize> {
     diesel::update(kaip_outbox::table.filter(kaip_outbox::seq.eq_any(seqs)))
         .set((
-            kaip_outbox::sent_at.eq(diesel::dsl::now),
-            kaip_outbox::attempts.eq(kaip_outbox::attempts + 1),
+            kaip_outbox::sent_at.eq(clock_timestamp().nullable()),
+            kaip_outbox::attempts.eq(saturating_increment(ATTEMPTS_PLUS_ONE)),
+            kaip_outbox::last_attempt_at.eq(clock_timestamp().nullable()),
+            // A published row no longer blocks its key (see `claim_pending`) nor counts as
+            // stuck, even if it is re-queued by `republish_since` later.
+            kaip_outbox::failures.eq(0),
+            kaip_outbox::last_error.eq(None::<String>),
         ))
         .execute(conn)
 }
 
-/// Records a failed publication attempt (the event stays pending).
+/// Records a failed publication attempt (the event stays pending, blocks its key, and is
+/// retried after its backoff).
 pub fn mark_failed(conn: &mut PgConnection, seq: i64, error: &str) -> QueryResult<usize> {
     diesel::update(kaip_outbox::table.find(seq))
         .set((
-            kaip_outbox::attempts.eq(kaip_outbox::attempts + 1),
+            kaip_outbox::attempts.eq(saturating_increment(ATTEMPTS_PLUS_ONE)),
+            kaip_outbox::failures.eq(saturating_increment(FAILURES_PLUS_ONE)),
+            kaip_outbox::last_attempt_at.eq(clock_timestamp().nullable()),
             kaip_outbox::last_error.eq(error),
         ))
         .execute(conn)
 }
+
+/// `attempts + 1` and `failures + 1`, stuck at int4's maximum instead of failing the
+/// relay's transaction with an overflow.
+fn saturating_increment(
+    sql: &'static str,
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Integer> {
+    diesel::dsl::sql(sql)
+}
+const ATTEMPTS_PLUS_ONE: &str = "LEAST(attempts, 2147483646) + 1";
+const FAILURES_PLUS_ONE: &str = "LEAST(failures, 2147483646) + 1";
 
 /// Deletes published events older than the retention period.
 pub fn purge_sent_before(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> QueryResult<usize> {
@@ -183,6 +277,11 @@ pub fn pending_count(conn: &mut PgConnection) -> QueryResult<i64> {
 
 /// "KAIPOUTB" as a number: the advisory lock that elects the publishing relay.
 const OUTBOX_LOCK_KEY: i64 = 0x4B41_4950_4F55_5442;
+
+diesel::define_sql_function! {
+    /// The wall clock, unlike `now()` which is frozen at the transaction's start.
+    fn clock_timestamp() -> diesel::sql_types::Timestamptz;
+}
 
 diesel::define_sql_function! {
     fn pg_try_advisory_xact_lock(key: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;

@@ -13,6 +13,8 @@ diesel::table! {
         attempts -> Int4,
         last_error -> Nullable<Text>,
         sent_at -> Nullable<Timestamptz>,
+        failures -> Int4,
+        last_attempt_at -> Nullable<Timestamptz>,
     }
 }
 

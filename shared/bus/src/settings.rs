@@ -15,11 +15,14 @@ pub struct KafkaSettings {
     /// Consumer group session timeout. Tansu's group join waits about half of it: 6000 locally.
     #[serde(default = "defaults::session_timeout_ms")]
     pub session_timeout_ms: u32,
-    /// Partitions for topics this process creates.
-    #[serde(default = "defaults::partitions")]
-    pub partitions: i32,
-    #[serde(default = "defaults::replication_factor")]
-    pub replication_factor: i32,
+    /// Caps the partitions of topics this process creates. Absent: `infra/topics.yaml`'s
+    /// counts as they are (production); a local one-broker setup sets it.
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    /// Caps the replication of topics this process creates. Absent: `infra/topics.yaml`'s
+    /// (production); a local one-broker setup sets 1.
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
     /// How many times a consumer tries an event that fails transiently (serialization
     /// failure, deadlock, an unclassified database error while the database answers) before
     /// dead-lettering it. Outages (database or broker unreachable) do not count: they are
@@ -55,6 +58,20 @@ pub struct OutboxSettings {
     /// Published events are kept this long so they can be republished.
     #[serde(default = "defaults::retention_hours")]
     pub retention_hours: i64,
+    /// How often the relay deletes published events past the retention.
+    #[serde(default = "defaults::purge_interval_secs")]
+    pub purge_interval_secs: u64,
+    /// A pending event that failed this many times in a row counts as stuck (readiness,
+    /// metrics). Sends that went through do not count.
+    #[serde(default = "defaults::stuck_after_attempts")]
+    pub stuck_after_attempts: i32,
+    /// A row whose publication failed is retried after this backoff, doubled for each
+    /// further consecutive failure...
+    #[serde(default = "defaults::outbox_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// ...up to this.
+    #[serde(default = "defaults::retry_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
 }
 
 impl Default for OutboxSettings {
@@ -63,6 +80,10 @@ impl Default for OutboxSettings {
             poll_interval_ms: defaults::poll_interval_ms(),
             batch_size: defaults::batch_size(),
             retention_hours: defaults::retention_hours(),
+            purge_interval_secs: defaults::purge_interval_secs(),
+            stuck_after_attempts: defaults::stuck_after_attempts(),
+            retry_backoff_ms: defaults::outbox_retry_backoff_ms(),
+            retry_backoff_max_ms: defaults::retry_backoff_max_ms(),
         }
     }
 }
@@ -71,16 +92,81 @@ impl OutboxSettings {
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms.max(10))
     }
+
+    pub fn purge_interval(&self) -> Duration {
+        Duration::from_secs(self.purge_interval_secs.max(1))
+    }
+
+    /// Checks every value at start; the error names the key and the rule.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_size < 1 {
+            return Err(format!(
+                "outbox.batch_size: must be at least 1 (got {})",
+                self.batch_size
+            ));
+        }
+        if self.batch_size > 10_000 {
+            return Err(format!(
+                "outbox.batch_size: must be at most 10000 (got {}): one batch is one transaction",
+                self.batch_size
+            ));
+        }
+        // An hour and up: the purge computes `now - retention` in chrono, which must not
+        // overflow, and a retention of 0 would delete events before they can be republished.
+        if !(1..=24 * 365 * 10).contains(&self.retention_hours) {
+            return Err(format!(
+                "outbox.retention_hours: must be greater than 0 and at most 87600 (got {})",
+                self.retention_hours
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.poll_interval_ms) {
+            return Err(format!(
+                "outbox.poll_interval_ms: must be between 10 and 3600000 (got {})",
+                self.poll_interval_ms
+            ));
+        }
+        if !(1..=86_400).contains(&self.purge_interval_secs) {
+            return Err(format!(
+                "outbox.purge_interval_secs: must be between 1 and 86400 (got {})",
+                self.purge_interval_secs
+            ));
+        }
+        if self.stuck_after_attempts < 1 {
+            return Err(format!(
+                "outbox.stuck_after_attempts: must be at least 1 (got {})",
+                self.stuck_after_attempts
+            ));
+        }
+        if !(1..=3_600_000).contains(&self.retry_backoff_ms) {
+            return Err(format!(
+                "outbox.retry_backoff_ms: must be between 1 and 3600000 (got {})",
+                self.retry_backoff_ms
+            ));
+        }
+        if !(self.retry_backoff_ms..=3_600_000).contains(&self.retry_backoff_max_ms) {
+            return Err(format!(
+                "outbox.retry_backoff_max_ms: must be between outbox.retry_backoff_ms ({}) and \
+                 3600000 (got {})",
+                self.retry_backoff_ms, self.retry_backoff_max_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
+/// Partitions per topic in a local setup (`KafkaSettings::local`, `infra/local/run.sh`).
+pub const LOCAL_PARTITIONS: i32 = 3;
+
 impl KafkaSettings {
+    /// Settings for a local one-broker setup (tests, `make run`): topics capped to
+    /// [`LOCAL_PARTITIONS`] partitions and one replica.
     pub fn local(brokers: &str, topic_prefix: &str) -> Self {
         Self {
             brokers: brokers.to_owned(),
             topic_prefix: topic_prefix.to_owned(),
             session_timeout_ms: defaults::session_timeout_ms(),
-            partitions: defaults::partitions(),
-            replication_factor: defaults::replication_factor(),
+            partitions: Some(LOCAL_PARTITIONS),
+            replication_factor: Some(1),
             max_attempts: defaults::max_attempts(),
             retry_backoff_ms: defaults::retry_backoff_ms(),
             retry_backoff_max_ms: defaults::retry_backoff_max_ms(),
@@ -110,10 +196,10 @@ impl KafkaSettings {
         if self.brokers.trim().is_empty() {
             return Err("kafka.brokers: must name at least one host:port".into());
         }
-        if self.partitions < 1 {
+        if self.partitions.is_some_and(|p| p < 1) {
             return Err("kafka.partitions: must be at least 1".into());
         }
-        if self.replication_factor < 1 {
+        if self.replication_factor.is_some_and(|r| r < 1) {
             return Err("kafka.replication_factor: must be at least 1".into());
         }
         if self.max_attempts < 1 {
@@ -149,12 +235,6 @@ mod defaults {
     pub fn session_timeout_ms() -> u32 {
         6000
     }
-    pub fn partitions() -> i32 {
-        3
-    }
-    pub fn replication_factor() -> i32 {
-        1
-    }
     pub fn max_attempts() -> u32 {
         5
     }
@@ -175,6 +255,15 @@ mod defaults {
     }
     pub fn retention_hours() -> i64 {
         24 * 7
+    }
+    pub fn purge_interval_secs() -> u64 {
+        600
+    }
+    pub fn stuck_after_attempts() -> i32 {
+        5
+    }
+    pub fn outbox_retry_backoff_ms() -> u64 {
+        500
     }
 }
 

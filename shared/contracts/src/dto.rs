@@ -790,13 +790,29 @@ pub mod scoring {
 }
 
 /// `GET /health/ready`: each dependency's state, so an operator sees which one is down.
+/// Only coarse labels and numbers: the underlying errors are in `details`, for admins.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {
+    /// False only when the service cannot serve: its database is unreachable. A broker
+    /// outage does not make it unready (the outbox buffers events; that is its point).
     pub ready: bool,
+    /// `ok` or `unavailable`.
     pub database: String,
+    /// `ok`, `unavailable` or `unknown` (not checked yet), from a background check every few
+    /// seconds: a probe never asks the broker itself.
     pub broker: String,
+    /// When `broker` was last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_checked_at: Option<DateTime<Utc>>,
     /// Partitions the service's consumer currently holds (0 while its group is joining).
     pub assigned_partitions: usize,
+    /// The outbox's backlog, as a background task last counted it every few seconds
+    /// (absent before its first count and while counting fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxReadiness>,
+    /// The underlying errors, by dependency: only for an admin's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<std::collections::BTreeMap<String, String>>,
     /// The consumer's progress; absent for a service that consumes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<ConsumerReadiness>,
@@ -817,4 +833,18 @@ pub struct ConsumerReadiness {
     /// Messages not yet consumed on the assigned partitions (librdkafka's last statistics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<i64>,
+}
+
+/// Events waiting for the broker.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutboxReadiness {
+    /// Events not yet acknowledged by the broker.
+    pub pending: i64,
+    /// Age of the oldest of them, in seconds.
+    pub oldest_pending_age_secs: i64,
+    /// Pending events whose last publication attempt failed (they hold back their key).
+    pub failing: i64,
+    /// Pending events that failed `outbox.stuck_after_attempts` times or more in a row
+    /// (sends that went through, e.g. before a republication, do not count).
+    pub stuck: i64,
 }

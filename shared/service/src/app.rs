@@ -17,7 +17,7 @@ use anyhow::Context;
 use diesel_migrations::EmbeddedMigrations;
 use kaip_auth::TokenVerifier;
 use kaip_bus::{ConsumerSpec, ConsumerStatus, EventConsumer, EventHandler, Outbox, PgPool, Relay};
-use kaip_contracts::dto::Readiness;
+use kaip_contracts::dto::{OutboxReadiness, Readiness};
 use kaip_contracts::{topics, Role};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -62,6 +62,20 @@ impl ServiceDefinition {
     }
 }
 
+impl ServiceDefinition {
+    /// The topics (unprefixed) the service creates at start if missing: its events, and if
+    /// it consumes, its dead-letter topic and what it consumes. Each is in
+    /// `infra/topics.yaml`, which configures them.
+    pub fn topics_created(&self) -> Vec<String> {
+        let mut topics = vec![topics::events_topic_of(self.name)];
+        if self.handler.is_some() {
+            topics.push(topics::dead_letter_topic_of(self.name));
+            topics.extend(self.consumes.iter().map(|t| t.to_string()));
+        }
+        topics
+    }
+}
+
 /// Shared with every request handler as `web::Data<AppState>`.
 #[derive(Clone)]
 pub struct AppState {
@@ -93,10 +107,136 @@ impl AppState {
 
 struct Health {
     pool: PgPool,
-    /// The service's own producer: asking it for metadata checks the broker without
-    /// creating a client per probe.
-    producer: rdkafka::producer::FutureProducer,
+    /// The broker's state as the background check last saw it.
+    broker: Arc<BrokerWatch>,
+    /// The outbox's backlog as the background task last counted it.
+    outbox: Arc<OutboxWatch>,
     consumer: Option<ConsumerStatus>,
+}
+
+/// How often the background task counts the outbox's backlog. Probes and scrapes read the
+/// cached count: counting pending rows per probe would put a query proportional to the
+/// backlog on the database exactly when it is under pressure.
+const OUTBOX_STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a probe waits for a database connection before calling the database down.
+const PROBE_DB_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The last outbox count: `None` before the first (or after a failed one).
+#[derive(Default)]
+struct OutboxWatch {
+    last: std::sync::Mutex<Option<kaip_bus::outbox::OutboxStats>>,
+}
+
+impl OutboxWatch {
+    fn get(&self) -> Option<kaip_bus::outbox::OutboxStats> {
+        self.last.lock().map(|g| *g).unwrap_or(None)
+    }
+
+    /// Counts until `stop`.
+    async fn run(
+        self: Arc<Self>,
+        pool: PgPool,
+        stuck_after_attempts: i32,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let p = pool.clone();
+            let stats = tokio::task::spawn_blocking(move || {
+                let mut conn = p.get().map_err(|e| e.to_string())?;
+                kaip_bus::outbox::outbox_stats(&mut conn, stuck_after_attempts)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("outbox stats task: {e}")));
+            if let Err(e) = &stats {
+                tracing::warn!(error = %e, "outbox stats unavailable");
+            }
+            if let Ok(mut g) = self.last.lock() {
+                *g = stats.ok();
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(OUTBOX_STATS_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+/// The probes' database check: a connection within [`PROBE_DB_TIMEOUT`] and `SELECT 1`.
+async fn database_check(pool: PgPool) -> Result<(), String> {
+    web::block(move || -> Result<(), String> {
+        let mut conn = pool
+            .get_timeout(PROBE_DB_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        diesel::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), &mut conn)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+}
+
+/// How often the background check asks the broker for the service's own topic's metadata.
+/// Probes read the cached answer: a probe never waits on the broker, and a fleet of probes
+/// does not turn into a metadata storm.
+const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(3);
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A broker check's result and when it was made.
+type BrokerCheck = (Result<(), String>, chrono::DateTime<chrono::Utc>);
+
+/// The last broker check: `None` before the first.
+#[derive(Default)]
+struct BrokerWatch {
+    last: std::sync::Mutex<Option<BrokerCheck>>,
+}
+
+impl BrokerWatch {
+    fn get(&self) -> Option<BrokerCheck> {
+        self.last.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    fn set(&self, result: Result<(), String>) {
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some((result, chrono::Utc::now()));
+        }
+    }
+
+    /// Checks until `stop`: one topic's metadata (the service's own), from the producer's
+    /// client, so no connection is opened per check.
+    async fn run(
+        self: Arc<Self>,
+        producer: rdkafka::producer::FutureProducer,
+        topic: String,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let producer = producer.clone();
+            let topic = topic.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                use rdkafka::producer::Producer;
+                let metadata = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), BROKER_CHECK_TIMEOUT)
+                    .map_err(|e| e.to_string())?;
+                match metadata.topics().first().and_then(|t| t.error()) {
+                    Some(e) => Err(format!("topic {topic}: {:?}", e)),
+                    None => Ok(()),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("broker check task: {e}")));
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "broker unavailable; the outbox buffers events meanwhile");
+            }
+            self.set(result);
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(BROKER_CHECK_INTERVAL) => {}
+            }
+        }
+    }
 }
 
 /// A built, not yet running, service.
@@ -105,6 +245,11 @@ pub struct Application {
     port: u16,
     server: Server,
     relay: Relay,
+    broker: Arc<BrokerWatch>,
+    outbox_watch: Arc<OutboxWatch>,
+    stuck_after_attempts: i32,
+    producer: rdkafka::producer::FutureProducer,
+    own_topic: String,
     consumer: Option<EventConsumer>,
     shutdown: CancellationToken,
     status: Option<ConsumerStatus>,
@@ -128,23 +273,15 @@ impl Application {
         settings.validate()?;
         let verifier = TokenVerifier::new(&settings.auth)?;
 
+        let created = def.topics_created();
         let db_settings = settings.database.clone();
         let migrations = def.migrations;
-        let pool = tokio::task::spawn_blocking(move || -> Result<PgPool, db::DbError> {
-            db::ensure_database(&db_settings)?;
-            let pool = db::build_pool(&db_settings)?;
-            db::migrate(&pool, migrations)?;
-            Ok(pool)
-        })
-        .await??;
+        let pool =
+            tokio::task::spawn_blocking(move || db::prepare(&db_settings, migrations)).await??;
 
         let kafka = settings.kafka.clone();
         let own_topic = topics::events_topic_of(def.name);
-        let mut needed = vec![kafka.prefixed(&own_topic)];
-        if def.handler.is_some() {
-            needed.push(kafka.prefixed(&topics::dead_letter_topic_of(def.name)));
-            needed.extend(def.consumes.iter().map(|t| kafka.prefixed(t)));
-        }
+        let needed: Vec<String> = created.iter().map(|t| kafka.prefixed(t)).collect();
         kaip_bus::kafka::ensure_topics(&kafka, &needed)
             .await
             .with_context(|| format!("creating topics on kafka.brokers = {}", kafka.brokers))?;
@@ -196,9 +333,12 @@ impl Application {
             pool: pool.clone(),
             outbox,
         });
+        let broker = Arc::new(BrokerWatch::default());
+        let outbox_watch = Arc::new(OutboxWatch::default());
         let health = web::Data::new(Health {
             pool: pool.clone(),
-            producer: producer.clone(),
+            broker: broker.clone(),
+            outbox: outbox_watch.clone(),
             consumer: status.clone(),
         });
         let verifier = web::Data::new(verifier);
@@ -255,6 +395,7 @@ impl Application {
                 )
                 .route("/health/live", web::get().to(live))
                 .route("/health/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics))
                 .route("/admin/outbox", web::get().to(outbox_status))
                 .route("/admin/outbox/republish", web::post().to(outbox_republish))
                 .route("/admin/dlq/replay", web::post().to(dlq_replay))
@@ -272,6 +413,11 @@ impl Application {
             port,
             server,
             relay,
+            broker,
+            outbox_watch,
+            stuck_after_attempts: settings.outbox.stuck_after_attempts,
+            producer,
+            own_topic: kafka.prefixed(&own_topic),
             consumer,
             shutdown: CancellationToken::new(),
             status,
@@ -305,15 +451,26 @@ impl Application {
             relay,
             consumer,
             shutdown,
+            broker,
+            outbox_watch,
+            stuck_after_attempts,
+            producer,
+            own_topic,
+            pool,
             ..
         } = self;
         let server_handle = server.handle();
         let mut server_task = tokio::spawn(server);
-        // The bus tasks get their own token so that the HTTP server drains first.
-        let bus_stop = CancellationToken::new();
-        let relay_task: JoinHandle<()> = tokio::spawn(relay.run(bus_stop.clone()));
+        // The bus tasks get their own tokens so that the HTTP server drains first, then the
+        // consumer, then the relay (which publishes what both committed).
+        let consumer_stop = CancellationToken::new();
+        let relay_stop = CancellationToken::new();
+        let relay_task: JoinHandle<()> = tokio::spawn(relay.run(relay_stop.clone()));
         let consumer_task: Option<JoinHandle<()>> =
-            consumer.map(|c| tokio::spawn(c.run(bus_stop.clone())));
+            consumer.map(|c| tokio::spawn(c.run(consumer_stop.clone())));
+        let broker_task = tokio::spawn(broker.run(producer, own_topic, relay_stop.clone()));
+        let outbox_task =
+            tokio::spawn(outbox_watch.run(pool, stuck_after_attempts, relay_stop.clone()));
 
         let server_result = tokio::select! {
             _ = shutdown_signal() => { tracing::info!(service = name, "signal received; shutting down"); None }
@@ -324,11 +481,16 @@ impl Application {
             server_handle.stop(true).await;
             let _ = server_task.await;
         }
-        bus_stop.cancel();
+        // The consumer finishes the message in hand and commits it (with any events its
+        // handler emitted) before the relay's final pass, so those events leave with us.
+        consumer_stop.cancel();
         if let Some(task) = consumer_task {
             let _ = task.await;
         }
+        relay_stop.cancel();
         let _ = relay_task.await;
+        let _ = broker_task.await;
+        let _ = outbox_task.await;
         tracing::info!(service = name, "stopped");
         match server_result {
             Some(Ok(Err(e))) => Err(e.into()),
@@ -361,43 +523,49 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
 }
 
-async fn ready(health: web::Data<Health>) -> HttpResponse {
-    let pool = health.pool.clone();
-    let database = web::block(move || -> Result<(), String> {
-        use diesel::RunQueryDsl;
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut conn)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    let producer = health.producer.clone();
-    let broker = web::block(move || {
-        use rdkafka::producer::Producer;
-        producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(2))
-            .map(|_| ())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r.map_err(|e| e.to_string()));
-    let status = |r: &Result<(), String>| match r {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("unavailable: {e}"),
-    };
+/// Readiness: unready only when the database is unreachable (a `SELECT 1` within a second).
+/// The broker's state and the outbox's backlog are the background tasks' cached values.
+/// Anonymous callers (probes) get labels and numbers; an admin's token also gets the
+/// underlying errors.
+async fn ready(health: web::Data<Health>, caller: Option<Caller>) -> HttpResponse {
+    let database = database_check(health.pool.clone()).await;
+    let stats = health.outbox.get();
+    let broker = health.broker.get();
+    let mut details = std::collections::BTreeMap::new();
+    if let Err(e) = &database {
+        details.insert("database".to_owned(), e.clone());
+    }
+    if let Some((Err(e), _)) = &broker {
+        details.insert("broker".to_owned(), e.clone());
+    }
+    let is_admin = caller.is_some_and(|c| c.0.has_any_role(&[Role::Admin]));
     let body = Readiness {
-        ready: database.is_ok() && broker.is_ok(),
-        database: status(&database),
-        broker: status(&broker),
+        ready: database.is_ok(),
+        database: if database.is_ok() {
+            "ok"
+        } else {
+            "unavailable"
+        }
+        .to_owned(),
+        broker: match &broker {
+            None => "unknown",
+            Some((Ok(()), _)) => "ok",
+            Some((Err(_), _)) => "unavailable",
+        }
+        .to_owned(),
+        broker_checked_at: broker.as_ref().map(|(_, at)| *at),
         assigned_partitions: health
             .consumer
             .as_ref()
             .map_or(0, ConsumerStatus::assigned_partitions),
         consumer: health.consumer.as_ref().map(consumer_readiness),
+        outbox: stats.map(|s| OutboxReadiness {
+            pending: s.pending,
+            oldest_pending_age_secs: s.oldest_pending_age_secs,
+            failing: s.failing,
+            stuck: s.stuck,
+        }),
+        details: is_admin.then_some(details),
     };
     if body.ready {
         HttpResponse::Ok().json(body)
@@ -415,6 +583,63 @@ fn consumer_readiness(status: &ConsumerStatus) -> kaip_contracts::dto::ConsumerR
         paused_partitions: status.paused_partitions(),
         lag: status.lag(),
     }
+}
+
+/// `GET /metrics`: the backbone's state in the Prometheus text format. Numbers only, so
+/// it is open like the probes.
+async fn metrics(health: web::Data<Health>) -> HttpResponse {
+    let database_up = database_check(health.pool.clone()).await.is_ok();
+    let stats = health.outbox.get();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: i64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        "kaip_database_up",
+        "1 if the service's database answered this scrape.",
+        i64::from(database_up),
+    );
+    let broker_up = matches!(health.broker.get(), Some((Ok(()), _)));
+    gauge(
+        "kaip_broker_up",
+        "1 if the last background broker check succeeded.",
+        i64::from(broker_up),
+    );
+    // The background task's last count (absent before the first, or when it failed).
+    if let Some(s) = stats {
+        gauge(
+            "kaip_outbox_pending",
+            "Outbox events not yet acknowledged by the broker.",
+            s.pending,
+        );
+        gauge(
+            "kaip_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending outbox event.",
+            s.oldest_pending_age_secs,
+        );
+        gauge(
+            "kaip_outbox_failing",
+            "Pending outbox events whose last publication failed.",
+            s.failing,
+        );
+        gauge(
+            "kaip_outbox_stuck",
+            "Pending outbox events that failed outbox.stuck_after_attempts times or more in a row.",
+            s.stuck,
+        );
+    }
+    if let Some(c) = &health.consumer {
+        gauge(
+            "kaip_consumer_assigned_partitions",
+            "Partitions the service's consumer holds.",
+            c.assigned_partitions() as i64,
+        );
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
 }
 
 async fn outbox_status(

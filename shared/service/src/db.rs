@@ -3,7 +3,7 @@
 use crate::settings::DatabaseSettings;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool};
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use kaip_bus::PgPool;
 use std::time::Duration;
@@ -26,6 +26,73 @@ pub enum DbError {
     Pool(String),
     #[error("migrations: {0}")]
     Migrate(String),
+    #[error(
+        "migration lock for database `{name}`: {source} (another replica holds it for longer \
+         than {MIGRATION_LOCK_WAIT_SECS} s, or the server refused)"
+    )]
+    Lock {
+        name: String,
+        source: diesel::result::Error,
+    },
+}
+
+/// How long a replica waits for another one's migrations before giving up.
+pub const MIGRATION_LOCK_WAIT_SECS: u64 = 120;
+
+/// Creates the service's database if needed, pools it and migrates it, under a
+/// session-level advisory lock held on a separate connection: replicas that start together
+/// take turns instead of racing on `CREATE DATABASE` and on the migrations table (which
+/// made the loser crash and restart). The lock dies with its session, so a replica that
+/// crashes mid-migration does not block the next one.
+pub fn prepare(
+    settings: &DatabaseSettings,
+    migrations: EmbeddedMigrations,
+) -> Result<PgPool, DbError> {
+    // The database may not exist yet: lock in the maintenance database then. Advisory locks
+    // are per database, so every replica must take it in the same one. Without creation the
+    // lock is taken in the service's database, so check first that it exists: connecting to
+    // a missing one would fail with a generic "unreachable" instead of naming the cause.
+    let lock_db = if settings.create_if_missing {
+        "postgres"
+    } else {
+        ensure_database(settings)?;
+        settings.name.as_str()
+    };
+    let mut lock_conn = PgConnection::establish(&settings.url_for(lock_db))
+        .map_err(|e| DbError::Unreachable(e.to_string()))?;
+    let key = migration_lock_key(&settings.name);
+    let lock_err = |source| DbError::Lock {
+        name: settings.name.clone(),
+        source,
+    };
+    diesel::sql_query(format!("SET lock_timeout = '{MIGRATION_LOCK_WAIT_SECS}s'"))
+        .execute(&mut lock_conn)
+        .map_err(lock_err)?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(key)
+        .execute(&mut lock_conn)
+        .map_err(lock_err)?;
+    let result = ensure_database(settings).and_then(|()| {
+        let pool = build_pool(settings)?;
+        migrate(&pool, migrations)?;
+        Ok(pool)
+    });
+    // Closing the session would release it too; unlock explicitly to hand over at once.
+    let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(key)
+        .execute(&mut lock_conn);
+    result
+}
+
+/// A stable 64-bit key per database name (FNV-1a), so services on one server do not wait
+/// for each other.
+fn migration_lock_key(database: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in "kaip-migrations:".bytes().chain(database.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 #[derive(QueryableByName)]

@@ -91,11 +91,23 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.server.workers == 0 {
-            return Err(ConfigError("server.workers: must be at least 1".into()));
+        if !(1..=256).contains(&self.server.workers) {
+            return Err(ConfigError(format!(
+                "server.workers: must be between 1 and 256 (got {})",
+                self.server.workers
+            )));
         }
-        if self.database.pool_size == 0 {
-            return Err(ConfigError("database.pool_size: must be at least 1".into()));
+        if self.server.shutdown_timeout_secs > 3600 {
+            return Err(ConfigError(format!(
+                "server.shutdown_timeout_secs: must be at most 3600 (got {})",
+                self.server.shutdown_timeout_secs
+            )));
+        }
+        if !(1..=1000).contains(&self.database.pool_size) {
+            return Err(ConfigError(format!(
+                "database.pool_size: must be between 1 and 1000 (got {})",
+                self.database.pool_size
+            )));
         }
         let name = &self.database.name;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -109,6 +121,7 @@ impl Settings {
             ));
         }
         self.kafka.validate().map_err(ConfigError)?;
+        self.outbox.validate().map_err(ConfigError)?;
         kaip_auth::TokenVerifier::new(&self.auth).map_err(|e| ConfigError(e.to_string()))?;
         Ok(())
     }
@@ -254,6 +267,78 @@ mod tests {
         assert!(err.0.contains("auth.algorithm"), "{err}");
         let err = Settings::load_from(D, &env(&[("KAIP_KAFKA__PARTITIONS", "0")])).unwrap_err();
         assert!(err.0.contains("kafka.partitions"), "{err}");
+    }
+
+    #[test]
+    fn outbox_and_server_numbers_are_checked_at_load_naming_the_key_and_rule() {
+        for (var, value, expected) in [
+            (
+                "KAIP_OUTBOX__BATCH_SIZE",
+                "0",
+                "outbox.batch_size: must be at least 1",
+            ),
+            (
+                "KAIP_OUTBOX__BATCH_SIZE",
+                "-5",
+                "outbox.batch_size: must be at least 1",
+            ),
+            (
+                "KAIP_OUTBOX__BATCH_SIZE",
+                "1000000",
+                "outbox.batch_size: must be at most",
+            ),
+            (
+                "KAIP_OUTBOX__RETENTION_HOURS",
+                "0",
+                "outbox.retention_hours: must be greater than 0",
+            ),
+            (
+                "KAIP_OUTBOX__RETENTION_HOURS",
+                "-1",
+                "outbox.retention_hours: must be greater than 0",
+            ),
+            (
+                "KAIP_OUTBOX__RETENTION_HOURS",
+                "9223372036854775807",
+                "outbox.retention_hours: must be greater than 0 and at most",
+            ),
+            (
+                "KAIP_OUTBOX__POLL_INTERVAL_MS",
+                "0",
+                "outbox.poll_interval_ms: must be between",
+            ),
+            (
+                "KAIP_OUTBOX__PURGE_INTERVAL_SECS",
+                "0",
+                "outbox.purge_interval_secs: must be between",
+            ),
+            (
+                "KAIP_OUTBOX__STUCK_AFTER_ATTEMPTS",
+                "0",
+                "outbox.stuck_after_attempts: must be at least 1",
+            ),
+            (
+                "KAIP_SERVER__SHUTDOWN_TIMEOUT_SECS",
+                "100000",
+                "server.shutdown_timeout_secs: must be at most",
+            ),
+            (
+                "KAIP_SERVER__WORKERS",
+                "100000",
+                "server.workers: must be between",
+            ),
+            (
+                "KAIP_DATABASE__POOL_SIZE",
+                "0",
+                "database.pool_size: must be between",
+            ),
+        ] {
+            let err = Settings::load_from(D, &env(&[(var, value)]))
+                .expect_err(&format!("{var}={value} is refused"));
+            assert!(err.0.contains(expected), "{var}={value}: {err}");
+        }
+        // The defaults themselves pass.
+        Settings::load_from(D, &env(&[])).expect("defaults are valid");
     }
 
     #[test]

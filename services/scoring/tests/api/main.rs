@@ -35,7 +35,14 @@ impl ScoringProcess {
             .env("KAIP_DATABASE__NAME", database)
             .env("KAIP_KAFKA__BROKERS", &ctx.kafka.brokers)
             .env("KAIP_KAFKA__TOPIC_PREFIX", &ctx.kafka.topic_prefix)
-            .env("KAIP_KAFKA__PARTITIONS", ctx.kafka.partitions.to_string())
+            .env(
+                "KAIP_KAFKA__PARTITIONS",
+                ctx.kafka.partitions.unwrap_or(3).to_string(),
+            )
+            .env(
+                "KAIP_KAFKA__REPLICATION_FACTOR",
+                ctx.kafka.replication_factor.unwrap_or(1).to_string(),
+            )
             .stdout(if std::env::var_os("TEST_LOG").is_some() {
                 Stdio::inherit()
             } else {
@@ -98,7 +105,7 @@ async fn submit(ctx: &TestContext, intake: &TestService, call: &str, n: usize) -
 async fn a_killed_consumer_resumes_where_it_stopped_and_loses_nothing() {
     let mut ctx = TestContext::new();
     // One partition: "the last event was processed" then means "all earlier ones were".
-    ctx.kafka.partitions = 1;
+    ctx.kafka.partitions = Some(1);
     let intake = ctx
         .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
         .await;

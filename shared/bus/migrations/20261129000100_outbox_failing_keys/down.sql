@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS kaip_outbox_failing_keys;

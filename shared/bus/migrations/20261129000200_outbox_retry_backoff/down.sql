@@ -1,0 +1,1 @@
+ALTER TABLE kaip_outbox DROP COLUMN last_attempt_at, DROP COLUMN failures;
