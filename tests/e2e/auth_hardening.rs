@@ -333,6 +333,8 @@ async fn integration_scopes_limit_what_a_token_reads_and_receives() {
         "/consortia".to_owned(),
         format!("/proposals/{proposal}"),
         format!("/proposals/{proposal}/versions"),
+        // The gateway's batched read of versions keeps the single read's scope.
+        format!("/proposals/versions?ids={proposal}"),
         format!("/proposals/{proposal}/documents/plan"),
     ] {
         let res = http

@@ -575,6 +575,7 @@ pub async fn versions_many(
     state: web::Data<AppState>,
     query: web::Query<IdsQuery>,
 ) -> Result<HttpResponse, IntakeError> {
+    caller.require_scope(scopes::READ_PROPOSALS, "read proposal versions")?;
     let ids = kaip_service::pagination::parse_ids("ids", &query.ids, MAX_BATCH_IDS)?;
     let claims = caller.0.clone();
     let out = state
