@@ -209,11 +209,12 @@ mod tests {
 
     #[test]
     fn limits_have_defaults_and_are_validated_by_name() {
-        let s = GatewaySettings::load_from(&HashMap::new()).unwrap();
+        let s = GatewaySettings::load_from(&dev()).unwrap();
         assert_eq!(s.limits.max_body_bytes, 8 << 20);
         let env: HashMap<String, String> = [("KAIP_LIMITS__MAX_SERVICE_CALLS", "0")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(dev())
             .collect();
         let err = GatewaySettings::load_from(&env).unwrap_err();
         assert!(err.0.contains("limits.max_service_calls"), "{err}");
@@ -223,12 +224,14 @@ mod tests {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(dev())
         .collect();
         let err = GatewaySettings::load_from(&env).unwrap_err();
         assert!(err.0.contains("limits.ws_max_subscriptions"), "{err}");
         let env: HashMap<String, String> = [("KAIP_LIMITS__REQUEST_TIMEOUT_MS", "2500")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(dev())
             .collect();
         let s = GatewaySettings::load_from(&env).unwrap();
         assert_eq!(s.limits.request_timeout_ms, 2500);
