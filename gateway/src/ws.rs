@@ -113,10 +113,9 @@ async fn serve(
         rx.recv().await.map(|m| (m, rx))
     });
     let init_verifier = verifier.clone();
-    let inner =
-        WebSocket::new(schema, incoming, protocol).on_connection_init(move |value| {
-            let init_verifier = init_verifier.clone();
-            async move {
+    let inner = WebSocket::new(schema, incoming, protocol).on_connection_init(move |value| {
+        let init_verifier = init_verifier.clone();
+        async move {
             let header = crate::connection_token(&value);
             match crate::authenticate(&init_verifier, header.as_deref()).await {
                 RequestAuth(Ok(authed)) => {
@@ -126,8 +125,8 @@ async fn serve(
                 }
                 RequestAuth(Err(e)) => Err(crate::schema::auth_error(&e)),
             }
-            }
-        });
+        }
+    });
     let mut inner = std::pin::pin!(inner);
 
     let init_deadline = Instant::now() + Duration::from_millis(limits.ws_init_timeout_ms);

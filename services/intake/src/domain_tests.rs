@@ -365,11 +365,17 @@ fn drafts_are_checked_at_every_edge() {
     );
     assert_eq!(
         refused(with(|r| r.talent_positions[0].count = 0)),
-        at("resources.talent_positions[0].count", "must be between 1 and 10000")
+        at(
+            "resources.talent_positions[0].count",
+            "must be between 1 and 10000"
+        )
     );
     assert_eq!(
         refused(with(|r| r.talent_positions[0].count = 10_001)),
-        at("resources.talent_positions[0].count", "must be between 1 and 10000")
+        at(
+            "resources.talent_positions[0].count",
+            "must be between 1 and 10000"
+        )
     );
     assert_eq!(with(|r| r.talent_positions[0].count = 10_000), Ok(()));
     assert_eq!(
