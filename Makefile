@@ -10,7 +10,7 @@ run: ## Build and start the whole platform on local defaults; prints the console
 test: ## Run every test against real PostgreSQL and Kafka (starts a broker unless KAIP_TEST_KAFKA_BROKERS is set)
 	@bash infra/local/test.sh
 
-bench: ## Measure outbox relay and consumer throughput against the real broker (release build)
+bench: ## Backbone throughput and event latency, and the gateway under 64 concurrent officers (release build)
 	@bash infra/local/bench.sh
 
 lint: ## cargo fmt --check, clippy -D warnings, and the contracts crate free of infrastructure
