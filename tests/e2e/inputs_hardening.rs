@@ -299,6 +299,26 @@ async fn document_file_names_are_stored_as_base_names_and_served_with_a_safe_dis
     assert_eq!(res.status(), 422);
     let err: Value = res.json().await.expect("json");
     assert_eq!(err["code"], "VALIDATION_FAILED", "{err}");
+
+    // The proposal is still a draft: staff and integrations do not see its documents, and
+    // another consortium cannot even learn which documents it has.
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let other = p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
+    for (who, bearer, kind) in [
+        ("officer", &officer, "proposal"),
+        ("another consortium", &other, "proposal"),
+        ("another consortium", &other, "no_such_kind"),
+    ] {
+        let res = reqwest::Client::new()
+            .get(p.intake.url(&format!("/proposals/{id}/documents/{kind}")))
+            .header("authorization", bearer)
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(res.status(), 404, "{who} {kind}");
+        let err: Value = res.json().await.expect("json");
+        assert_eq!(err["code"], "PROPOSAL_NOT_FOUND", "{who} {kind}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

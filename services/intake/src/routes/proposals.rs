@@ -44,6 +44,15 @@ fn require_open(call: &CallRow) -> Result<(), IntakeError> {
     }
 }
 
+/// Whether `claims` may see a proposal of `consortium` in `status`: a consortium sees only
+/// its own, and staff and integrations do not see a consortium's drafts. Every read of a
+/// proposal or of anything in it (versions, documents) asks this one rule; what it refuses is
+/// reported as not found, so another consortium's proposals are not theirs to learn of.
+fn may_see(claims: &kaip_auth::Claims, consortium: ConsortiumId, status: &str) -> bool {
+    claims.may_access_consortium(consortium)
+        && (claims.role == Role::Consortium || status != "draft")
+}
+
 /// Loads a proposal for its own consortium, locked, and checks it is still a draft.
 fn own_draft(
     c: &mut PgConnection,
@@ -260,9 +269,16 @@ pub async fn download_document(
     // Only well-formed kinds reach the database (a NUL in a path would otherwise surface
     // from PostgreSQL as an internal error).
     domain::check_document_kind("kind", &kind)?;
-    let (row, doc) = state
+    let claims = caller.0.clone();
+    let doc = state
         .db(move |c, _| {
+            // Visibility first: a document of a proposal the caller may not see (another
+            // consortium's, or a draft for staff) is reported as the proposal not found,
+            // before anything reveals which documents it has.
             let row = find_proposal(c, id, false)?;
+            if !may_see(&claims, ConsortiumId(row.consortium_id), &row.status) {
+                return Err(IntakeError::ProposalNotFound(id));
+            }
             let doc = proposal_documents::table
                 .find((id.0, &kind))
                 .select((
@@ -273,15 +289,9 @@ pub async fn download_document(
                 .first::<(String, String, Vec<u8>)>(c)
                 .optional()?
                 .ok_or(IntakeError::DocumentNotFound(kind))?;
-            Ok::<_, IntakeError>((row, doc))
+            Ok::<_, IntakeError>(doc)
         })
         .await?;
-    if !caller
-        .0
-        .may_access_consortium(ConsortiumId(row.consortium_id))
-    {
-        return Err(IntakeError::ProposalNotFound(id));
-    }
     let (filename, sha, content) = doc;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
@@ -553,9 +563,7 @@ pub async fn get(
     let proposal = state.db(move |c, _| load_dto(c, id)).await?;
     // Another consortium's proposal is reported as absent: its existence is not theirs to
     // learn. Staff do not see a consortium's drafts.
-    let visible = caller.0.may_access_consortium(proposal.consortium_id)
-        && (caller.role() == Role::Consortium || proposal.status != "draft");
-    if !visible {
+    if !may_see(&caller.0, proposal.consortium_id, &proposal.status) {
         return Err(IntakeError::ProposalNotFound(id));
     }
     Ok(HttpResponse::Ok().json(proposal))
@@ -587,8 +595,7 @@ pub async fn versions_many(
             let visible: Vec<Uuid> = found
                 .into_iter()
                 .filter(|(_, consortium, status)| {
-                    claims.may_access_consortium(ConsortiumId(*consortium))
-                        && (claims.role == Role::Consortium || status != "draft")
+                    may_see(&claims, ConsortiumId(*consortium), status)
                 })
                 .map(|(id, _, _)| id)
                 .collect();
@@ -669,11 +676,11 @@ pub async fn versions(
             Ok::<_, IntakeError>((proposal, rows))
         })
         .await?;
-    let visible = caller
-        .0
-        .may_access_consortium(ConsortiumId(proposal.consortium_id))
-        && (caller.role() == Role::Consortium || proposal.status != "draft");
-    if !visible {
+    if !may_see(
+        &caller.0,
+        ConsortiumId(proposal.consortium_id),
+        &proposal.status,
+    ) {
         return Err(IntakeError::ProposalNotFound(id));
     }
     let out: Vec<ProposalVersion> = rows
