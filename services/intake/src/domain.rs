@@ -116,14 +116,8 @@ pub const MAX_FILENAME_BYTES: usize = 255;
 /// `../../etc/passwd` is stored as `passwd`; what remains must be a real name (not empty,
 /// `.` or `..`), free of control characters and at most [`MAX_FILENAME_BYTES`] long.
 pub fn safe_filename(raw: &str) -> Result<String, Violation> {
-    if let Some((at, c)) = kaip_contracts::text::forbidden_char(raw, Lines::Single) {
-        return Err(violation(
-            "filename",
-            format!(
-                "must not contain control characters (found U+{:04X} at character {at})",
-                c as u32
-            ),
-        ));
+    if let Err(v) = kaip_contracts::text::check("filename", raw, Lines::Single) {
+        return Err(violation("filename", v.rule));
     }
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default().trim();
     if base.is_empty() || base == "." || base == ".." {
@@ -162,7 +156,19 @@ mod filename_tests {
     #[test]
     fn names_that_are_no_file_or_too_long_are_refused() {
         for raw in [
-            "", "  ", ".", "..", "../", "a/..", "dir/", "a\\.", "x\0.pdf", "a\nb", "\u{85}",
+            "",
+            "  ",
+            ".",
+            "..",
+            "../",
+            "a/..",
+            "dir/",
+            "a\\.",
+            "x\0.pdf",
+            "a\nb",
+            "\u{85}",
+            "invoice\u{202E}fdp.exe",
+            "a\u{2028}b",
         ] {
             let v = safe_filename(raw).unwrap_err();
             assert_eq!(v.field, "filename", "{raw:?}");

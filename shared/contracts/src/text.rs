@@ -9,7 +9,11 @@
 //! - multi-line fields (summaries, descriptions, reasons, comments) accept `\n`, `\r` and
 //!   `\t` and no other;
 //! - "control character" means Unicode's `Cc` category: C0 (U+0000..U+001F), DEL (U+007F)
-//!   and C1 (U+0080..U+009F).
+//!   and C1 (U+0080..U+009F);
+//! - no field accepts the bidirectional embeddings, overrides and isolates (U+202A..U+202E,
+//!   U+2066..U+2069): they make `invoice\u{202E}fdp.exe` display as `invoiceexe.pdf`, and a
+//!   reviewer or an officer must read what was stored; single-line fields also refuse the
+//!   Unicode line and paragraph separators (U+2028, U+2029), which are line breaks.
 //!
 //! Each request DTO implements [`CheckText`] by naming each of its text fields and whether
 //! it is single- or multi-line; the services' JSON extractor calls it, so no handler can
@@ -44,15 +48,42 @@ impl std::error::Error for TextViolation {}
 /// The first character `value` may not hold under `lines`, with its position (in
 /// characters, from 0).
 pub fn forbidden_char(value: &str, lines: Lines) -> Option<(usize, char)> {
-    value.chars().enumerate().find(|(_, c)| {
-        c.is_control() && !(lines == Lines::Multi && matches!(c, '\n' | '\r' | '\t'))
-    })
+    value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| is_forbidden(*c, lines))
+}
+
+fn is_forbidden(c: char, lines: Lines) -> bool {
+    let multi = lines == Lines::Multi;
+    (c.is_control() && !(multi && matches!(c, '\n' | '\r' | '\t')))
+        || is_bidi_control(c)
+        || (!multi && matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
+/// The embeddings, overrides and isolates that reorder how the text around them displays.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks one field's value.
 pub fn check(field: &str, value: &str, lines: Lines) -> Result<(), TextViolation> {
     match forbidden_char(value, lines) {
         None => Ok(()),
+        Some((at, c)) if is_bidi_control(c) => Err(TextViolation {
+            field: field.to_owned(),
+            rule: format!(
+                "must not contain bidirectional override characters (found U+{:04X} at character {at}): they change how the text displays",
+                c as u32
+            ),
+        }),
+        Some((at, c)) if matches!(c, '\u{2028}' | '\u{2029}') => Err(TextViolation {
+            field: field.to_owned(),
+            rule: format!(
+                "must not contain line or paragraph separators (found U+{:04X} at character {at}); it is a single-line field",
+                c as u32
+            ),
+        }),
         Some((at, c)) => Err(TextViolation {
             field: field.to_owned(),
             rule: match lines {
@@ -150,6 +181,25 @@ mod tests {
                 "{c:?}"
             );
         }
+    }
+
+    #[test]
+    fn bidirectional_overrides_are_refused_everywhere_and_separators_in_single_lines() {
+        for c in ['\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}'] {
+            for lines in [Lines::Single, Lines::Multi] {
+                let v = check("filename", &format!("invoice{c}fdp.exe"), lines).unwrap_err();
+                assert!(v.rule.starts_with("must not contain bidirectional"), "{v}");
+                assert!(v.rule.contains("at character 7"), "{v}");
+            }
+        }
+        for c in ['\u{2028}', '\u{2029}'] {
+            let v = check("title", &format!("a{c}"), Lines::Single).unwrap_err();
+            assert!(v.rule.contains("separators"), "{v}");
+            assert!(check("summary", &format!("a{c}b"), Lines::Multi).is_ok());
+        }
+        // The marks that only hint a direction stay allowed (mixed-script names use them).
+        assert!(check("title", "a\u{200E}b\u{200F}", Lines::Single).is_ok());
+        assert!(check("title", "a\u{2029}", Lines::Multi).is_ok());
     }
 
     #[test]
