@@ -161,6 +161,24 @@ pub fn topic_spec(name: &str) -> Result<Option<TopicSpec>, String> {
     Ok(specs.iter().find(|t| t.name == name).cloned())
 }
 
+/// The longest `retention.ms` the embedded file gives any topic, in milliseconds (`None`
+/// when no topic sets one). A retention of -1 (kept forever) is reported as `i64::MAX`.
+pub fn longest_retention_ms() -> Result<Option<i64>, String> {
+    static PARSED: OnceLock<Result<Vec<TopicSpec>, String>> = OnceLock::new();
+    let specs = PARSED.get_or_init(|| parse_topics(TOPICS_FILE)).as_ref()?;
+    let mut longest = None;
+    for spec in specs {
+        if let Some(raw) = spec.configs.get("retention.ms") {
+            let ms: i64 = raw.parse().map_err(|_| {
+                format!("{}: retention.ms `{raw}` is not a whole number", spec.name)
+            })?;
+            let ms = if ms < 0 { i64::MAX } else { ms };
+            longest = Some(longest.map_or(ms, |l: i64| l.max(ms)));
+        }
+    }
+    Ok(longest)
+}
+
 /// Partitions and replication of a topic this process creates that the file does not list
 /// (and no cap is set): the file's own defaults.
 const UNLISTED_PARTITIONS: i32 = 3;

@@ -219,6 +219,22 @@ impl KafkaSettings {
                 "kafka.inbox_retention_hours: must be greater than 0 and at most {MAX_INBOX_RETENTION_HOURS}"
             ));
         }
+        // The inbox is what turns a redelivery (a group whose offsets expired, a DLQ replay)
+        // into a no-op: it must outlive every message that can still be delivered, which
+        // Kafka keeps for the topic's retention plus up to a log segment's age.
+        let longest = crate::kafka::longest_retention_ms()?.unwrap_or(0);
+        let needed = (longest / 3_600_000).saturating_add(SEGMENT_SLACK_HOURS);
+        if self.inbox_retention_hours <= needed {
+            return Err(format!(
+                "kafka.inbox_retention_hours: must be more than {needed} (the longest topic retention in infra/topics.yaml, {} h, plus {SEGMENT_SLACK_HOURS} h for log segments); a shorter inbox would let a late redelivery or a dead-letter replay apply an event twice",
+                longest / 3_600_000
+            ));
+        }
+        if self.max_attempts > MAX_ATTEMPTS {
+            return Err(format!(
+                "kafka.max_attempts: must be at most {MAX_ATTEMPTS}"
+            ));
+        }
         if !(1000..=300_000).contains(&self.session_timeout_ms) {
             return Err("kafka.session_timeout_ms: must be between 1000 and 300000".into());
         }
@@ -230,6 +246,12 @@ impl KafkaSettings {
 const MAX_BACKOFF_MS: u64 = 3_600_000;
 /// Ten years, which keeps the retention far inside chrono's range.
 const MAX_INBOX_RETENTION_HOURS: i64 = 24 * 365 * 10;
+/// How much longer than `retention.ms` Kafka may keep a message: a log segment is deleted
+/// whole, once its newest message is past retention (`segment.ms` defaults to 7 days).
+const SEGMENT_SLACK_HOURS: i64 = 24 * 7;
+/// Retrying a failure that repeats while everything is up more often than this only delays
+/// the dead letter.
+const MAX_ATTEMPTS: u32 = 100;
 
 mod defaults {
     pub fn session_timeout_ms() -> u32 {
@@ -245,7 +267,8 @@ mod defaults {
         30_000
     }
     pub fn inbox_retention_hours() -> i64 {
-        24 * 30
+        // Longer than the dead-letter topics' 90 days plus a week of log segments.
+        24 * 120
     }
     pub fn poll_interval_ms() -> u64 {
         1000
@@ -273,6 +296,26 @@ mod tests {
 
     fn local() -> KafkaSettings {
         KafkaSettings::local("127.0.0.1:9092", "")
+    }
+
+    #[test]
+    fn the_inbox_outlives_every_message_that_can_still_be_delivered() {
+        // The DLQs keep letters 90 days: an inbox that forgot sooner would let a replay
+        // apply an event a second time.
+        let longest_hours = crate::kafka::longest_retention_ms().unwrap().unwrap() / 3_600_000;
+        assert_eq!(longest_hours, 90 * 24);
+        let mut s = local();
+        assert!(s.inbox_retention_hours > longest_hours + SEGMENT_SLACK_HOURS);
+        s.inbox_retention_hours = longest_hours + SEGMENT_SLACK_HOURS;
+        let err = s.validate().unwrap_err();
+        assert!(
+            err.starts_with("kafka.inbox_retention_hours: must be more than 2328"),
+            "{err}"
+        );
+        s.inbox_retention_hours += 1;
+        assert_eq!(s.validate(), Ok(()));
+        s.max_attempts = MAX_ATTEMPTS + 1;
+        assert!(s.validate().unwrap_err().starts_with("kafka.max_attempts:"));
     }
 
     #[test]
