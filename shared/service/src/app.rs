@@ -27,6 +27,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// How long shutdown waits for the consumer to finish its message, commit and leave.
+const CONSUMER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Largest JSON body a service accepts (documents travel base64-encoded inside).
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
@@ -485,7 +488,12 @@ impl Application {
         // handler emitted) before the relay's final pass, so those events leave with us.
         consumer_stop.cancel();
         if let Some(task) = consumer_task {
-            let _ = task.await;
+            // The consumer finishes its message, commits and leaves its group; with the
+            // broker away the commit alone may wait for librdkafka's request timeout. Bound
+            // it: what was not committed is redelivered, and the inbox makes that harmless.
+            if tokio::time::timeout(CONSUMER_STOP_TIMEOUT, task).await.is_err() {
+                tracing::warn!(service = name, "the consumer did not stop in time; its last offsets may be redelivered");
+            }
         }
         relay_stop.cancel();
         let _ = relay_task.await;
