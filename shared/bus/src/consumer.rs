@@ -88,6 +88,16 @@ impl From<diesel::result::Error> for HandlerError {
                 _,
             )
             | E::BrokenTransactionManager => HandlerError::Unavailable(text),
+            // The database answers but cannot do the work for now: a lock held past
+            // `lock_timeout` (55P03, e.g. by a migration), a statement cancelled by its
+            // timeout (57014), the server shutting down or starting (57P01/57P03), no disk
+            // or memory left (class 53). Diesel reports these as `Unknown`, so they are told
+            // by PostgreSQL's message. Not the event's fault: wait them out.
+            E::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if is_resource_outage(info.message()) =>
+            {
+                HandlerError::Unavailable(text)
+            }
             E::DatabaseError(
                 DatabaseErrorKind::CheckViolation
                 | DatabaseErrorKind::NotNullViolation
@@ -107,6 +117,21 @@ impl From<diesel::result::Error> for HandlerError {
             _ => HandlerError::Transient(text),
         }
     }
+}
+
+/// PostgreSQL's messages for a server that answers but cannot do the work for now.
+fn is_resource_outage(message: &str) -> bool {
+    const OUTAGES: [&str; 8] = [
+        "canceling statement due to lock timeout",
+        "canceling statement due to statement timeout",
+        "terminating connection due to administrator command",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "could not extend file",
+        "No space left on device",
+        "out of memory",
+    ];
+    OUTAGES.iter().any(|m| message.contains(m))
 }
 
 impl From<PayloadError> for HandlerError {
@@ -975,6 +1000,82 @@ impl EventHandler for RecordOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Info(&'static str);
+
+    impl diesel::result::DatabaseErrorInformation for Info {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            None
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            None
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn classify(kind: DatabaseErrorKind, message: &'static str) -> HandlerError {
+        diesel::result::Error::DatabaseError(kind, Box::new(Info(message))).into()
+    }
+
+    #[test]
+    fn a_database_that_answers_but_cannot_work_is_an_outage_not_a_poison_event() {
+        for message in [
+            "canceling statement due to lock timeout",
+            "canceling statement due to statement timeout",
+            "could not extend file \"base/16384/2619\": No space left on device",
+            "out of memory",
+            "the database system is shutting down",
+        ] {
+            assert!(
+                matches!(
+                    classify(DatabaseErrorKind::Unknown, message),
+                    HandlerError::Unavailable(_)
+                ),
+                "{message}"
+            );
+        }
+        // A deadlock or a serialization failure happens while everything is up: a bounded
+        // number of retries, then the dead letter.
+        assert!(matches!(
+            classify(DatabaseErrorKind::Unknown, "deadlock detected"),
+            HandlerError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize access due to concurrent update"
+            ),
+            HandlerError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(
+                DatabaseErrorKind::CheckViolation,
+                "violates check constraint"
+            ),
+            HandlerError::Permanent(_)
+        ));
+        assert!(matches!(
+            classify(
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection"
+            ),
+            HandlerError::Unavailable(_)
+        ));
+    }
 
     #[test]
     fn an_event_must_come_on_its_producers_topic() {

@@ -491,8 +491,14 @@ impl Application {
             // The consumer finishes its message, commits and leaves its group; with the
             // broker away the commit alone may wait for librdkafka's request timeout. Bound
             // it: what was not committed is redelivered, and the inbox makes that harmless.
-            if tokio::time::timeout(CONSUMER_STOP_TIMEOUT, task).await.is_err() {
-                tracing::warn!(service = name, "the consumer did not stop in time; its last offsets may be redelivered");
+            if tokio::time::timeout(CONSUMER_STOP_TIMEOUT, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    service = name,
+                    "the consumer did not stop in time; its last offsets may be redelivered"
+                );
             }
         }
         relay_stop.cancel();
