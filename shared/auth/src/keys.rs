@@ -9,7 +9,7 @@
 //! refresh keeps the keys in hand.
 
 use crate::{AuthConfigError, AuthError};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -262,44 +262,69 @@ fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
 }
 
 /// Reads a JWKS, keeping the signing keys of the allowed algorithms. Keys of other
-/// algorithms and encryption keys are skipped; a set with no usable key is an error.
+/// algorithms and encryption keys are skipped, and so is, with a warning, a key that cannot
+/// be used (one jsonwebtoken cannot read, such as an ES512 or X25519 key, or an RSA key
+/// shorter than 2048 bits): an identity provider publishes keys for other relying parties
+/// too, and one of them must not hide the keys this verifier needs. A set with no usable key
+/// is an error.
 fn parse_jwks(text: &str, allowed: &[Algorithm]) -> Result<Loaded, String> {
-    let set: JwkSet =
+    #[derive(serde::Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: RawSet =
         serde_json::from_str(text).map_err(|e| format!("not a JWKS (RFC 7517): {e}"))?;
     let mut loaded = Loaded::default();
-    for jwk in &set.keys {
-        if matches!(
-            jwk.common.public_key_use,
-            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-        ) {
-            continue;
-        }
-        let Some(alg) = jwk_algorithm(jwk).filter(|a| allowed.contains(a)) else {
-            continue;
-        };
-        if let AlgorithmParameters::RSA(p) = &jwk.algorithm {
-            // 2048 bits of modulus are 342 base64url characters.
-            if p.n.trim_end_matches('=').len() < 342 {
-                return Err(format!(
-                    "key `{}`: RSA keys shorter than 2048 bits are refused",
-                    jwk.common.key_id.as_deref().unwrap_or("-")
-                ));
+    let mut skipped = Vec::new();
+    for raw in set.keys {
+        let kid = raw.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+        match (usable_key(raw, allowed), kid) {
+            (Ok(Some(vk)), Some(kid)) => {
+                loaded.by_kid.insert(kid, vk);
             }
-        }
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| format!("key `{}`: {e}", jwk.common.key_id.as_deref().unwrap_or("-")))?;
-        let vk = VerifyKey { key, alg };
-        match &jwk.common.key_id {
-            Some(kid) => {
-                loaded.by_kid.insert(kid.clone(), vk);
+            (Ok(Some(vk)), None) => loaded.anonymous.push(vk),
+            (Ok(None), _) => {}
+            (Err(why), kid) => {
+                let kid = kid.as_deref().unwrap_or("-");
+                tracing::warn!(kid, reason = %why, "skipping an unusable key of the identity provider's JWKS");
+                skipped.push(format!("key `{kid}`: {why}"));
             }
-            None => loaded.anonymous.push(vk),
         }
     }
     if loaded.by_kid.is_empty() && loaded.anonymous.is_empty() {
-        return Err(format!(
-            "the JWKS has no signing key for the allowed algorithms ({allowed:?})"
-        ));
+        let mut message =
+            format!("the JWKS has no signing key for the allowed algorithms ({allowed:?})");
+        if !skipped.is_empty() {
+            message.push_str(&format!(" (skipped: {})", skipped.join("; ")));
+        }
+        return Err(message);
     }
     Ok(loaded)
+}
+
+/// One JWK as a verification key: `Ok(None)` for a key this verifier does not use (an
+/// encryption key, another algorithm), `Err` for one it cannot use.
+fn usable_key(raw: serde_json::Value, allowed: &[Algorithm]) -> Result<Option<VerifyKey>, String> {
+    if raw.get("use").and_then(|u| u.as_str()) == Some("enc") {
+        return Ok(None);
+    }
+    let jwk: Jwk =
+        serde_json::from_value(raw).map_err(|e| format!("not a key jsonwebtoken reads: {e}"))?;
+    if matches!(
+        jwk.common.public_key_use,
+        Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+    ) {
+        return Ok(None);
+    }
+    let Some(alg) = jwk_algorithm(&jwk).filter(|a| allowed.contains(a)) else {
+        return Ok(None);
+    };
+    if let AlgorithmParameters::RSA(p) = &jwk.algorithm {
+        // 2048 bits of modulus are 342 base64url characters.
+        if p.n.trim_end_matches('=').len() < 342 {
+            return Err("RSA keys shorter than 2048 bits are refused".into());
+        }
+    }
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+    Ok(Some(VerifyKey { key, alg }))
 }

@@ -1109,6 +1109,74 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// Keys an identity provider may publish for other relying parties, which jsonwebtoken
+    /// 9.3 cannot read or this verifier refuses, each with its `kid`.
+    fn unusable_jwks_keys() -> Vec<serde_json::Value> {
+        let b64 = |n: usize| "A".repeat(n);
+        vec![
+            // ES512 (P-521): no such algorithm in jsonwebtoken 9.3.
+            serde_json::json!({"kty": "EC", "kid": "es512", "alg": "ES512", "use": "sig",
+                "crv": "P-521", "x": b64(88), "y": b64(88)}),
+            // A key-agreement key, with and without `use`.
+            serde_json::json!({"kty": "EC", "kid": "ecdh", "alg": "ECDH-ES+A256KW",
+                "crv": "P-256", "x": b64(43), "y": b64(43)}),
+            serde_json::json!({"kty": "OKP", "kid": "x25519", "crv": "X25519", "x": b64(43)}),
+            serde_json::json!({"kty": "RSA", "kid": "enc", "use": "enc", "alg": "RSA-OAEP-256",
+                "n": b64(342), "e": "AQAB"}),
+            // A legacy 1024-bit RSA signing key.
+            serde_json::json!({"kty": "RSA", "kid": "rsa-1024", "alg": "RS256", "use": "sig",
+                "n": b64(171), "e": "AQAB"}),
+        ]
+    }
+
+    /// A JWKS with the test keys `kids` among the unusable keys.
+    fn jwks_with_unusable(kids: &[&str]) -> String {
+        let good: serde_json::Value = serde_json::from_str(&jwks_of(kids)).unwrap();
+        let mut keys = unusable_jwks_keys();
+        keys.extend(good["keys"].as_array().unwrap().iter().cloned());
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    #[tokio::test]
+    async fn unusable_keys_in_a_jwks_are_skipped_not_fatal() {
+        let token = |kid| format!("Bearer {}", signer(kid).mint("u", Role::Officer, None, 60));
+        // At start: the usable keys load despite their neighbours.
+        let path = temp_file(&jwks_with_unusable(&["rsa-1", "ec-1"]));
+        let mut s = prod("RS256,ES256");
+        s.jwks_file = Some(path.clone());
+        s.jwks_min_refresh_seconds = 0;
+        s.dev_mode = true;
+        let v = TokenVerifier::new(&s).unwrap();
+        for kid in ["rsa-1", "ec-1"] {
+            v.authenticate(Some(&token(kid))).await.unwrap();
+        }
+        // On a refresh: a rotated key is picked up despite them.
+        std::fs::write(&path, jwks_with_unusable(&["rsa-1", "rsa-2"])).unwrap();
+        v.authenticate(Some(&token("rsa-2"))).await.unwrap();
+        // The skipped 1024-bit key is not a key to verify by.
+        let weak = DevTokenMinter::new(&prod("RS256"), &testdata("rsa-1.key.pem"))
+            .unwrap()
+            .with_kid("rsa-1024")
+            .mint("u", Role::Officer, None, 60);
+        assert_eq!(
+            v.authenticate(Some(&format!("Bearer {weak}")))
+                .await
+                .unwrap_err()
+                .code(),
+            "TOKEN_UNKNOWN_KEY"
+        );
+        // Nothing usable at all is still an error, naming what was skipped and why.
+        std::fs::write(&path, jwks_with_unusable(&[])).unwrap();
+        let err = TokenVerifier::new(&s).unwrap_err();
+        assert_eq!(err.key, "jwks_file");
+        let text = err.to_string();
+        for kid in ["es512", "x25519", "rsa-1024"] {
+            assert!(text.contains(&format!("`{kid}`")), "{text}");
+        }
+        assert!(text.contains("2048 bits"), "{text}");
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn a_bad_jwks_file_stops_the_start() {
         let mut s = prod("RS256");
