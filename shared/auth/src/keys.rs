@@ -6,7 +6,10 @@
 //! request goes on with the keys in hand) and when a token names a `kid` it does not hold
 //! (inline, at most once per `jwks_min_refresh_seconds`, so that tokens with made-up `kid`s
 //! cannot turn the verifier into a flood of requests to the identity provider). A failed
-//! refresh keeps the keys in hand.
+//! refresh keeps the keys in hand. While no key was ever loaded (the provider was away at
+//! start), a fetch is retried at most once per `NEVER_LOADED_RETRY`, so that the platform
+//! recovers within about a second of the provider's return rather than after
+//! `jwks_min_refresh_seconds`.
 
 use crate::{AuthConfigError, AuthError};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
@@ -51,6 +54,10 @@ pub(crate) struct KeyStore {
     min_refresh: Duration,
     state: State,
 }
+
+/// While no key was ever loaded, how often a fetch may be retried (instead of
+/// `min_refresh`: every request fails until the keys load).
+const NEVER_LOADED_RETRY: Duration = Duration::from_secs(1);
 
 /// Most an identity provider's JWKS may weigh; anything larger is refused, not read whole.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -182,15 +189,21 @@ impl KeyStore {
         }
     }
 
-    /// Fetches the JWKS unless one was attempted less than `min_refresh` ago.
+    /// Fetches the JWKS unless one was attempted less than `min_refresh` ago (or, while no
+    /// key was ever loaded, less than `NEVER_LOADED_RETRY` ago).
     async fn fetch_limited(&self) {
         let _one = self.state.fetching.lock().await;
         {
+            let limit = if self.current().fetched_at.is_none() {
+                self.min_refresh.min(NEVER_LOADED_RETRY)
+            } else {
+                self.min_refresh
+            };
             let mut last = match self.state.last_attempt.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+            if last.is_some_and(|t| t.elapsed() < limit) {
                 return;
             }
             *last = Some(Instant::now());

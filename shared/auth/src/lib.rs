@@ -1177,6 +1177,82 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// A stand-in identity provider on `listener`: answers every request with `jwks`, or,
+    /// while `hang` is set, takes the connection and never answers.
+    fn stand_in_idp(
+        listener: std::net::TcpListener,
+        jwks: String,
+        hang: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::io::{Read, Write};
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                if hang.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(conn);
+                    continue;
+                }
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                    jwks.len()
+                );
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn keys_load_within_seconds_once_an_absent_provider_comes_up() {
+        // The provider is down at start: nothing listens on its port.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = prod("RS256");
+        s.jwks_url = Some(format!("http://127.0.0.1:{port}/jwks"));
+        assert!(s.jwks_min_refresh_seconds >= 10, "the default rate limit");
+        let v = TokenVerifier::new(&s).unwrap();
+        let token = format!(
+            "Bearer {}",
+            signer("rsa-1").mint("u", Role::Officer, None, 60)
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                v.authenticate(Some(&token)).await.unwrap_err().code(),
+                "AUTH_KEYS_UNAVAILABLE"
+            );
+        }
+        // It comes up: the token verifies within about two seconds, not after the rate
+        // limit of successful fetches.
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let up = std::time::Instant::now();
+        stand_in_idp(listener, jwks_of(&["rsa-1"]), Arc::default());
+        loop {
+            match v.authenticate(Some(&token)).await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert_eq!(e.code(), "AUTH_KEYS_UNAVAILABLE");
+                    assert!(
+                        up.elapsed() < Duration::from_secs(2),
+                        "no keys {:?} after the provider came back",
+                        up.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_bad_jwks_file_stops_the_start() {
         let mut s = prod("RS256");
