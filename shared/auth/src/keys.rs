@@ -15,6 +15,7 @@ use crate::{AuthConfigError, AuthError};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ struct State {
     last_attempt: Mutex<Option<Instant>>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// A background refresh is in flight: stale keys spawn no other (which would only
+    /// queue on `fetching`, one task per request).
+    refreshing: Arc<AtomicBool>,
 }
 
 pub(crate) struct KeyStore {
@@ -78,6 +82,7 @@ impl KeyStore {
                 loaded: RwLock::new(Arc::new(Loaded::default())),
                 last_attempt: Mutex::new(None),
                 fetching: tokio::sync::Mutex::new(()),
+                refreshing: Arc::new(AtomicBool::new(false)),
             },
         };
         // A file is read now, so a bad one stops the process at start. An URL is fetched on
@@ -160,10 +165,16 @@ impl KeyStore {
                 self.fetch_limited().await;
             }
             Some(at) if at.elapsed() >= self.refresh => {
-                // Stale: refresh in the background and go on with the keys in hand.
-                let me = Arc::clone(self);
+                // Stale: refresh in the background, unless a refresh is already under way,
+                // and go on with the keys in hand.
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move { me.fetch_limited().await });
+                    if let Some(flag) = InFlight::claim(&self.state.refreshing) {
+                        let me = Arc::clone(self);
+                        rt.spawn(async move {
+                            let _flag = flag;
+                            me.fetch_limited().await;
+                        });
+                    }
                 }
             }
             Some(_) => {}
@@ -250,6 +261,24 @@ impl KeyStore {
             }
         };
         parse_jwks(&text, &self.allowed)
+    }
+}
+
+/// The claim on the one background refresh: released when dropped, so that a refresh that
+/// ends (or panics, or is cancelled with its runtime) lets the next one start.
+struct InFlight(Arc<AtomicBool>);
+
+impl InFlight {
+    fn claim(flag: &Arc<AtomicBool>) -> Option<Self> {
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Self(Arc::clone(flag)))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -1253,6 +1253,40 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn stale_keys_start_one_background_refresh_at_a_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        stand_in_idp(listener, jwks_of(&["rsa-1"]), hang.clone());
+        let mut s = prod("RS256");
+        s.jwks_url = Some(format!("http://127.0.0.1:{port}/jwks"));
+        s.jwks_refresh_seconds = 1;
+        s.jwks_min_refresh_seconds = 1;
+        let v = TokenVerifier::new(&s).unwrap();
+        let token = format!(
+            "Bearer {}",
+            signer("rsa-1").mint("u", Role::Officer, None, 60)
+        );
+        v.authenticate(Some(&token)).await.unwrap();
+        // The provider stops answering (a refresh hangs until the client's timeout) and the
+        // keys grow stale; requests go on with the keys in hand.
+        hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        for _ in 0..50 {
+            v.authenticate(Some(&token)).await.unwrap();
+        }
+        // Let every spawned task be polled.
+        tokio::task::yield_now().await;
+        let spawned = metrics.num_alive_tasks() - before;
+        assert!(
+            spawned <= 1,
+            "{spawned} background refreshes for 50 requests"
+        );
+    }
+
     #[test]
     fn a_bad_jwks_file_stops_the_start() {
         let mut s = prod("RS256");
