@@ -6,12 +6,16 @@
 //! request goes on with the keys in hand) and when a token names a `kid` it does not hold
 //! (inline, at most once per `jwks_min_refresh_seconds`, so that tokens with made-up `kid`s
 //! cannot turn the verifier into a flood of requests to the identity provider). A failed
-//! refresh keeps the keys in hand.
+//! refresh keeps the keys in hand. While no key was ever loaded (the provider was away at
+//! start), a fetch is retried at most once per `NEVER_LOADED_RETRY`, so that the platform
+//! recovers within about a second of the provider's return rather than after
+//! `jwks_min_refresh_seconds`.
 
 use crate::{AuthConfigError, AuthError};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -42,6 +46,9 @@ struct State {
     last_attempt: Mutex<Option<Instant>>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// A background refresh is in flight: stale keys spawn no other (which would only
+    /// queue on `fetching`, one task per request).
+    refreshing: Arc<AtomicBool>,
 }
 
 pub(crate) struct KeyStore {
@@ -51,6 +58,10 @@ pub(crate) struct KeyStore {
     min_refresh: Duration,
     state: State,
 }
+
+/// While no key was ever loaded, how often a fetch may be retried (instead of
+/// `min_refresh`: every request fails until the keys load).
+const NEVER_LOADED_RETRY: Duration = Duration::from_secs(1);
 
 /// Most an identity provider's JWKS may weigh; anything larger is refused, not read whole.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -71,6 +82,7 @@ impl KeyStore {
                 loaded: RwLock::new(Arc::new(Loaded::default())),
                 last_attempt: Mutex::new(None),
                 fetching: tokio::sync::Mutex::new(()),
+                refreshing: Arc::new(AtomicBool::new(false)),
             },
         };
         // A file is read now, so a bad one stops the process at start. An URL is fetched on
@@ -153,10 +165,16 @@ impl KeyStore {
                 self.fetch_limited().await;
             }
             Some(at) if at.elapsed() >= self.refresh => {
-                // Stale: refresh in the background and go on with the keys in hand.
-                let me = Arc::clone(self);
+                // Stale: refresh in the background, unless a refresh is already under way,
+                // and go on with the keys in hand.
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move { me.fetch_limited().await });
+                    if let Some(flag) = InFlight::claim(&self.state.refreshing) {
+                        let me = Arc::clone(self);
+                        rt.spawn(async move {
+                            let _flag = flag;
+                            me.fetch_limited().await;
+                        });
+                    }
                 }
             }
             Some(_) => {}
@@ -182,15 +200,21 @@ impl KeyStore {
         }
     }
 
-    /// Fetches the JWKS unless one was attempted less than `min_refresh` ago.
+    /// Fetches the JWKS unless one was attempted less than `min_refresh` ago (or, while no
+    /// key was ever loaded, less than `NEVER_LOADED_RETRY` ago).
     async fn fetch_limited(&self) {
         let _one = self.state.fetching.lock().await;
         {
+            let limit = if self.current().fetched_at.is_none() {
+                self.min_refresh.min(NEVER_LOADED_RETRY)
+            } else {
+                self.min_refresh
+            };
             let mut last = match self.state.last_attempt.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+            if last.is_some_and(|t| t.elapsed() < limit) {
                 return;
             }
             *last = Some(Instant::now());
@@ -240,6 +264,24 @@ impl KeyStore {
     }
 }
 
+/// The claim on the one background refresh: released when dropped, so that a refresh that
+/// ends (or panics, or is cancelled with its runtime) lets the next one start.
+struct InFlight(Arc<AtomicBool>);
+
+impl InFlight {
+    fn claim(flag: &Arc<AtomicBool>) -> Option<Self> {
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Self(Arc::clone(flag)))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// The algorithm a JWK verifies: its `alg`, else what its key type implies.
 fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     if let Some(a) = jwk.common.key_algorithm {
@@ -262,44 +304,69 @@ fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
 }
 
 /// Reads a JWKS, keeping the signing keys of the allowed algorithms. Keys of other
-/// algorithms and encryption keys are skipped; a set with no usable key is an error.
+/// algorithms and encryption keys are skipped, and so is, with a warning, a key that cannot
+/// be used (one jsonwebtoken cannot read, such as an ES512 or X25519 key, or an RSA key
+/// shorter than 2048 bits): an identity provider publishes keys for other relying parties
+/// too, and one of them must not hide the keys this verifier needs. A set with no usable key
+/// is an error.
 fn parse_jwks(text: &str, allowed: &[Algorithm]) -> Result<Loaded, String> {
-    let set: JwkSet =
+    #[derive(serde::Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: RawSet =
         serde_json::from_str(text).map_err(|e| format!("not a JWKS (RFC 7517): {e}"))?;
     let mut loaded = Loaded::default();
-    for jwk in &set.keys {
-        if matches!(
-            jwk.common.public_key_use,
-            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-        ) {
-            continue;
-        }
-        let Some(alg) = jwk_algorithm(jwk).filter(|a| allowed.contains(a)) else {
-            continue;
-        };
-        if let AlgorithmParameters::RSA(p) = &jwk.algorithm {
-            // 2048 bits of modulus are 342 base64url characters.
-            if p.n.trim_end_matches('=').len() < 342 {
-                return Err(format!(
-                    "key `{}`: RSA keys shorter than 2048 bits are refused",
-                    jwk.common.key_id.as_deref().unwrap_or("-")
-                ));
+    let mut skipped = Vec::new();
+    for raw in set.keys {
+        let kid = raw.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+        match (usable_key(raw, allowed), kid) {
+            (Ok(Some(vk)), Some(kid)) => {
+                loaded.by_kid.insert(kid, vk);
             }
-        }
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| format!("key `{}`: {e}", jwk.common.key_id.as_deref().unwrap_or("-")))?;
-        let vk = VerifyKey { key, alg };
-        match &jwk.common.key_id {
-            Some(kid) => {
-                loaded.by_kid.insert(kid.clone(), vk);
+            (Ok(Some(vk)), None) => loaded.anonymous.push(vk),
+            (Ok(None), _) => {}
+            (Err(why), kid) => {
+                let kid = kid.as_deref().unwrap_or("-");
+                tracing::warn!(kid, reason = %why, "skipping an unusable key of the identity provider's JWKS");
+                skipped.push(format!("key `{kid}`: {why}"));
             }
-            None => loaded.anonymous.push(vk),
         }
     }
     if loaded.by_kid.is_empty() && loaded.anonymous.is_empty() {
-        return Err(format!(
-            "the JWKS has no signing key for the allowed algorithms ({allowed:?})"
-        ));
+        let mut message =
+            format!("the JWKS has no signing key for the allowed algorithms ({allowed:?})");
+        if !skipped.is_empty() {
+            message.push_str(&format!(" (skipped: {})", skipped.join("; ")));
+        }
+        return Err(message);
     }
     Ok(loaded)
+}
+
+/// One JWK as a verification key: `Ok(None)` for a key this verifier does not use (an
+/// encryption key, another algorithm), `Err` for one it cannot use.
+fn usable_key(raw: serde_json::Value, allowed: &[Algorithm]) -> Result<Option<VerifyKey>, String> {
+    if raw.get("use").and_then(|u| u.as_str()) == Some("enc") {
+        return Ok(None);
+    }
+    let jwk: Jwk =
+        serde_json::from_value(raw).map_err(|e| format!("not a key jsonwebtoken reads: {e}"))?;
+    if matches!(
+        jwk.common.public_key_use,
+        Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+    ) {
+        return Ok(None);
+    }
+    let Some(alg) = jwk_algorithm(&jwk).filter(|a| allowed.contains(a)) else {
+        return Ok(None);
+    };
+    if let AlgorithmParameters::RSA(p) = &jwk.algorithm {
+        // 2048 bits of modulus are 342 base64url characters.
+        if p.n.trim_end_matches('=').len() < 342 {
+            return Err("RSA keys shorter than 2048 bits are refused".into());
+        }
+    }
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+    Ok(Some(VerifyKey { key, alg }))
 }

@@ -1109,6 +1109,184 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// Keys an identity provider may publish for other relying parties, which jsonwebtoken
+    /// 9.3 cannot read or this verifier refuses, each with its `kid`.
+    fn unusable_jwks_keys() -> Vec<serde_json::Value> {
+        let b64 = |n: usize| "A".repeat(n);
+        vec![
+            // ES512 (P-521): no such algorithm in jsonwebtoken 9.3.
+            serde_json::json!({"kty": "EC", "kid": "es512", "alg": "ES512", "use": "sig",
+                "crv": "P-521", "x": b64(88), "y": b64(88)}),
+            // A key-agreement key, with and without `use`.
+            serde_json::json!({"kty": "EC", "kid": "ecdh", "alg": "ECDH-ES+A256KW",
+                "crv": "P-256", "x": b64(43), "y": b64(43)}),
+            serde_json::json!({"kty": "OKP", "kid": "x25519", "crv": "X25519", "x": b64(43)}),
+            serde_json::json!({"kty": "RSA", "kid": "enc", "use": "enc", "alg": "RSA-OAEP-256",
+                "n": b64(342), "e": "AQAB"}),
+            // A legacy 1024-bit RSA signing key.
+            serde_json::json!({"kty": "RSA", "kid": "rsa-1024", "alg": "RS256", "use": "sig",
+                "n": b64(171), "e": "AQAB"}),
+        ]
+    }
+
+    /// A JWKS with the test keys `kids` among the unusable keys.
+    fn jwks_with_unusable(kids: &[&str]) -> String {
+        let good: serde_json::Value = serde_json::from_str(&jwks_of(kids)).unwrap();
+        let mut keys = unusable_jwks_keys();
+        keys.extend(good["keys"].as_array().unwrap().iter().cloned());
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    #[tokio::test]
+    async fn unusable_keys_in_a_jwks_are_skipped_not_fatal() {
+        let token = |kid| format!("Bearer {}", signer(kid).mint("u", Role::Officer, None, 60));
+        // At start: the usable keys load despite their neighbours.
+        let path = temp_file(&jwks_with_unusable(&["rsa-1", "ec-1"]));
+        let mut s = prod("RS256,ES256");
+        s.jwks_file = Some(path.clone());
+        s.jwks_min_refresh_seconds = 0;
+        s.dev_mode = true;
+        let v = TokenVerifier::new(&s).unwrap();
+        for kid in ["rsa-1", "ec-1"] {
+            v.authenticate(Some(&token(kid))).await.unwrap();
+        }
+        // On a refresh: a rotated key is picked up despite them.
+        std::fs::write(&path, jwks_with_unusable(&["rsa-1", "rsa-2"])).unwrap();
+        v.authenticate(Some(&token("rsa-2"))).await.unwrap();
+        // The skipped 1024-bit key is not a key to verify by.
+        let weak = DevTokenMinter::new(&prod("RS256"), &testdata("rsa-1.key.pem"))
+            .unwrap()
+            .with_kid("rsa-1024")
+            .mint("u", Role::Officer, None, 60);
+        assert_eq!(
+            v.authenticate(Some(&format!("Bearer {weak}")))
+                .await
+                .unwrap_err()
+                .code(),
+            "TOKEN_UNKNOWN_KEY"
+        );
+        // Nothing usable at all is still an error, naming what was skipped and why.
+        std::fs::write(&path, jwks_with_unusable(&[])).unwrap();
+        let err = TokenVerifier::new(&s).unwrap_err();
+        assert_eq!(err.key, "jwks_file");
+        let text = err.to_string();
+        for kid in ["es512", "x25519", "rsa-1024"] {
+            assert!(text.contains(&format!("`{kid}`")), "{text}");
+        }
+        assert!(text.contains("2048 bits"), "{text}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A stand-in identity provider on `listener`: answers every request with `jwks`, or,
+    /// while `hang` is set, takes the connection and never answers.
+    fn stand_in_idp(
+        listener: std::net::TcpListener,
+        jwks: String,
+        hang: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::io::{Read, Write};
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                if hang.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(conn);
+                    continue;
+                }
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                    jwks.len()
+                );
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn keys_load_within_seconds_once_an_absent_provider_comes_up() {
+        // The provider is down at start: nothing listens on its port.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = prod("RS256");
+        s.jwks_url = Some(format!("http://127.0.0.1:{port}/jwks"));
+        assert!(s.jwks_min_refresh_seconds >= 10, "the default rate limit");
+        let v = TokenVerifier::new(&s).unwrap();
+        let token = format!(
+            "Bearer {}",
+            signer("rsa-1").mint("u", Role::Officer, None, 60)
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                v.authenticate(Some(&token)).await.unwrap_err().code(),
+                "AUTH_KEYS_UNAVAILABLE"
+            );
+        }
+        // It comes up: the token verifies within about two seconds, not after the rate
+        // limit of successful fetches.
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let up = std::time::Instant::now();
+        stand_in_idp(listener, jwks_of(&["rsa-1"]), Arc::default());
+        loop {
+            match v.authenticate(Some(&token)).await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert_eq!(e.code(), "AUTH_KEYS_UNAVAILABLE");
+                    assert!(
+                        up.elapsed() < Duration::from_secs(2),
+                        "no keys {:?} after the provider came back",
+                        up.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_keys_start_one_background_refresh_at_a_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        stand_in_idp(listener, jwks_of(&["rsa-1"]), hang.clone());
+        let mut s = prod("RS256");
+        s.jwks_url = Some(format!("http://127.0.0.1:{port}/jwks"));
+        s.jwks_refresh_seconds = 1;
+        s.jwks_min_refresh_seconds = 1;
+        let v = TokenVerifier::new(&s).unwrap();
+        let token = format!(
+            "Bearer {}",
+            signer("rsa-1").mint("u", Role::Officer, None, 60)
+        );
+        v.authenticate(Some(&token)).await.unwrap();
+        // The provider stops answering (a refresh hangs until the client's timeout) and the
+        // keys grow stale; requests go on with the keys in hand.
+        hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        for _ in 0..50 {
+            v.authenticate(Some(&token)).await.unwrap();
+        }
+        // Let every spawned task be polled.
+        tokio::task::yield_now().await;
+        let spawned = metrics.num_alive_tasks() - before;
+        assert!(
+            spawned <= 1,
+            "{spawned} background refreshes for 50 requests"
+        );
+    }
+
     #[test]
     fn a_bad_jwks_file_stops_the_start() {
         let mut s = prod("RS256");
