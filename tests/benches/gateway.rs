@@ -36,7 +36,11 @@ async fn spawn(
     defaults: Defaults,
 ) -> TestService {
     // The defaults, or what `KAIP_SERVER__WORKERS` / `KAIP_DATABASE__POOL_SIZE` say.
-    let production = kaip_service::Settings::load_from(defaults, &env_without("KAIP_LIMITS__"))
+    // Only the server and pool sizes are read from here; the bench's tokens are the test
+    // kit's development ones, so the auth part loads in development mode.
+    let mut env = env_without("KAIP_LIMITS__");
+    env.insert("KAIP_AUTH__DEV_MODE".into(), "true".into());
+    let production = kaip_service::Settings::load_from(defaults, &env)
         .unwrap_or_else(|e| panic!("default settings: {e}"));
     let mut settings = ctx.settings(defaults);
     settings.server.workers = production.server.workers;
