@@ -634,3 +634,53 @@ async fn a_request_past_its_deadline_is_stopped_with_timeout() {
     // upstream call's (2 s).
     assert_eq!(code(&body), "TIMEOUT", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_gets_408_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = TestContext::new();
+    let g = spawn_with(
+        &ctx,
+        GatewayLimits {
+            request_timeout_ms: 300,
+            ..GatewayLimits::default()
+        },
+    )
+    .await;
+    let port: u16 = g
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // Declares a body within the limit and sends none of it, keeping the socket open.
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    socket
+        .write_all(
+            b"POST /graphql HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000000\r\n\r\n",
+        )
+        .await
+        .expect("head sent");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer (nor close) within 10 s: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    let body: Value = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or_else(|| panic!("a JSON body in {text:?}"));
+    assert_eq!(code(&body), "REQUEST_TIMEOUT", "{body}");
+}
