@@ -11,7 +11,11 @@
 //! * **a cap on subscriptions**: a `subscribe` beyond `limits.ws_max_subscriptions` active
 //!   ones is answered with an `error` (code `TOO_MANY_SUBSCRIPTIONS`) for that id, and the
 //!   others carry on;
-//! * **liveness**: the server pings every 5 s and drops a peer silent for 30 s.
+//! * **liveness**: the server pings every 5 s and drops a peer silent for 30 s;
+//! * **subscriptions only**: a `subscribe` whose selected operation is a query or a
+//!   mutation is answered with an `error` (code `SUBSCRIPTIONS_ONLY`) for that id. Queries
+//!   and mutations go through `POST /graphql`, where each request gets its call budget, its
+//!   deadline and its loaders; async-graphql would run them here with none of these.
 
 use crate::schema::{GatewaySchema, RequestAuth};
 use crate::settings::GatewayLimits;
@@ -88,6 +92,46 @@ fn operation_error(protocol: WebSocketProtocols, id: &str, code: &str, message: 
         }
     }
     .to_string()
+}
+
+/// Checks that a `subscribe` (or legacy `start`) payload selects a subscription, the way
+/// async-graphql selects the operation to run: by `operationName`, or the document's only
+/// operation. Anything else (a query, a mutation, a document that does not parse or has no
+/// such operation) is refused with an error code and message.
+fn subscription_only(payload: &Value) -> Result<(), (&'static str, String)> {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let query = payload["query"].as_str().unwrap_or_default();
+    let doc = async_graphql::parser::parse_query(query)
+        .map_err(|e| ("BAD_USER_INPUT", format!("the query does not parse: {e}")))?;
+    let name = payload["operationName"].as_str();
+    let operation = match (&doc.operations, name) {
+        (DocumentOperations::Single(op), None) => Some(op),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => {
+            return Err((
+                "BAD_USER_INPUT",
+                "the document has several operations: give operationName".into(),
+            ))
+        }
+    };
+    let Some(operation) = operation else {
+        return Err((
+            "BAD_USER_INPUT",
+            format!("the document has no operation named {:?}", name.unwrap_or("")),
+        ));
+    };
+    match operation.node.ty {
+        OperationType::Subscription => Ok(()),
+        OperationType::Query | OperationType::Mutation => Err((
+            "SUBSCRIPTIONS_ONLY",
+            format!(
+                "this socket carries subscriptions only; send the {} with POST /graphql",
+                operation.node.ty
+            ),
+        )),
+    }
 }
 
 /// When a token with `exp` (seconds since the epoch) runs out, as a timer deadline. An `exp`
@@ -187,6 +231,14 @@ async fn serve(
                         // async-graphql answers (ack, or a close for a bad token).
                     }
                     ("subscribe" | "start", Some(id)) if expires_at.is_some() => {
+                        let payload = parsed.as_ref().map_or(Value::Null, |v| v["payload"].clone());
+                        if let Err((code, message)) = subscription_only(&payload) {
+                            let refusal = operation_error(protocol, &id, code, &message);
+                            if session.text(refusal).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         if !active.contains(&id) && active.len() >= limits.ws_max_subscriptions {
                             let message = format!(
                                 "at most {} subscriptions may be active on one connection \

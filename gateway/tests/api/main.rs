@@ -595,6 +595,64 @@ async fn a_subscription_ends_with_a_coded_close_when_its_token_expires() {
     assert_eq!(close["reason"], "TOKEN_EXPIRED", "{close}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_and_mutations_over_the_socket_are_refused_with_a_code() {
+    let ctx = TestContext::new();
+    let g = spawn(&ctx).await;
+    let mut ws = ws_connect(&g).await;
+    ws_init(&mut ws, &ctx.token(Role::Officer, None)).await;
+    // Over the socket these would run without the request's call budget, deadline and
+    // loaders: they belong on POST /graphql.
+    let refused = [
+        ("q", json!({ "query": "{ me { subject role } }" })),
+        ("m", json!({ "query": "mutation { submitProposal(proposalId: \"00000000-0000-0000-0000-000000000001\", idempotencyKey: \"k\") { id } }" })),
+        (
+            "named",
+            json!({
+                "query": "subscription S { events { id } } query Q { me { subject } }",
+                "operationName": "Q"
+            }),
+        ),
+    ];
+    for (id, payload) in &refused {
+        ws_send(&mut ws, json!({ "id": id, "type": "subscribe", "payload": payload })).await;
+        let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+        assert_eq!(msg["type"], "error", "{id}: {msg}");
+        assert_eq!(msg["id"], *id, "{msg}");
+        assert_eq!(
+            msg["payload"][0]["extensions"]["code"], "SUBSCRIPTIONS_ONLY",
+            "{msg}"
+        );
+    }
+    // A document that does not parse is refused too, with the client's-input code.
+    ws_send(
+        &mut ws,
+        json!({ "id": "bad", "type": "subscribe", "payload": { "query": "subscription {" } }),
+    )
+    .await;
+    let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert_eq!(msg["payload"][0]["extensions"]["code"], "BAD_USER_INPUT", "{msg}");
+    // Subscriptions, also selected by name from a mixed document, carry on.
+    ws_send(&mut ws, subscribe("s1")).await;
+    ws_send(
+        &mut ws,
+        json!({ "id": "s2", "type": "subscribe", "payload": {
+            "query": "query Q { me { subject } } subscription S { events { id } }",
+            "operationName": "S"
+        } }),
+    )
+    .await;
+    ws_send(&mut ws, json!({ "type": "ping" })).await;
+    let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(msg["type"], "pong", "the subscriptions were accepted: {msg}");
+    // Both count against the cap: they are active.
+    ws_send(&mut ws, json!({ "id": "s1", "type": "complete" })).await;
+    let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(msg["type"], "complete", "{msg}");
+    assert_eq!(msg["id"], "s1", "{msg}");
+}
+
 // ---- the request deadline ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
