@@ -12,6 +12,9 @@
 //!   ones is answered with an `error` (code `TOO_MANY_SUBSCRIPTIONS`) for that id, and the
 //!   others carry on;
 //! * **liveness**: the server pings every 5 s and drops a peer silent for 30 s;
+//! * **no stalls**: a message the client does not take within 5 s closes the socket (1008),
+//!   and a client more than 16 messages ahead of the server is closed with **4429**
+//!   `too many messages`, so that no socket holds its task (and its timers) forever;
 //! * **subscriptions only**: a `subscribe` whose selected operation is a query or a
 //!   mutation is answered with an `error` (code `SUBSCRIPTIONS_ONLY`) for that id. Queries
 //!   and mutations go through `POST /graphql`, where each request gets its call budget, its
@@ -29,6 +32,7 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
 /// Close code for a token that expired while the socket was open.
@@ -36,6 +40,15 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4401;
 /// Close code for a socket that did not send `connection_init` in time.
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
 
+/// Close code for a client that sent more messages than the server had yet taken in.
+pub const CLOSE_TOO_MANY_MESSAGES: u16 = 4429;
+/// Close code for a client that did not take a message within [`SEND_TIMEOUT`].
+pub const CLOSE_NOT_READING: u16 = 1008;
+
+/// How long one message to the client may wait for the client to read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Client messages queued for async-graphql; more than this closes with 4429.
+const INBOX_MESSAGES: usize = 16;
 const PING_EVERY: Duration = Duration::from_secs(5);
 const SILENT_FOR: Duration = Duration::from_secs(30);
 /// Largest client message (a subscribe with its query); larger frames close the socket.
@@ -119,7 +132,10 @@ fn subscription_only(payload: &Value) -> Result<(), (&'static str, String)> {
     let Some(operation) = operation else {
         return Err((
             "BAD_USER_INPUT",
-            format!("the document has no operation named {:?}", name.unwrap_or("")),
+            format!(
+                "the document has no operation named {:?}",
+                name.unwrap_or("")
+            ),
         ));
     };
     match operation.node.ty {
@@ -152,7 +168,7 @@ async fn serve(
     mut client: actix_ws::AggregatedMessageStream,
 ) {
     // Client messages reach async-graphql through this channel, after the checks below.
-    let (to_inner, from_client) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (to_inner, from_client) = tokio::sync::mpsc::channel::<Vec<u8>>(INBOX_MESSAGES);
     let incoming = futures::stream::unfold(from_client, |mut rx| async move {
         rx.recv().await.map(|m| (m, rx))
     });
@@ -181,7 +197,19 @@ async fn serve(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
 
-    let close = loop {
+    // Every send to the client is bounded by SEND_TIMEOUT: a client that stops reading
+    // while keeping TCP open would otherwise stop this loop (and its timers) for good.
+    macro_rules! send {
+        ($label:lifetime, $send:expr) => {
+            match tokio::time::timeout(SEND_TIMEOUT, $send).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => break $label close_reason(CLOSE_NOT_READING, "the client does not read"),
+            }
+        };
+    }
+
+    let close = 'serve: loop {
         let exp_timer = async {
             match expires_at {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -195,16 +223,34 @@ async fn serve(
                 std::future::pending().await
             }
         };
+        // Biased: the deadlines come first, so that nothing is delivered after the token's
+        // expiry and a busy socket cannot put them off.
         tokio::select! {
+            biased;
+            _ = init_timer => {
+                break close_reason(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout");
+            }
+            _ = exp_timer => {
+                let message = "the token expired: reconnect with a fresh one";
+                for id in active.drain() {
+                    let error = operation_error(protocol, &id, "TOKEN_EXPIRED", message);
+                    send!('serve, session.text(error));
+                }
+                break close_reason(CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED");
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENT_FOR {
+                    break close_reason(1001, "no answer to pings");
+                }
+                send!('serve, session.ping(b""));
+            }
             msg = client.recv() => {
                 last_heard = Instant::now();
                 let bytes: Vec<u8> = match msg {
                     Some(Ok(AggregatedMessage::Text(t))) => t.as_bytes().to_vec(),
                     Some(Ok(AggregatedMessage::Binary(b))) => b.to_vec(),
                     Some(Ok(AggregatedMessage::Ping(p))) => {
-                        if session.pong(&p).await.is_err() {
-                            return;
-                        }
+                        send!('serve, session.pong(&p));
                         continue;
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => continue,
@@ -234,9 +280,7 @@ async fn serve(
                         let payload = parsed.as_ref().map_or(Value::Null, |v| v["payload"].clone());
                         if let Err((code, message)) = subscription_only(&payload) {
                             let refusal = operation_error(protocol, &id, code, &message);
-                            if session.text(refusal).await.is_err() {
-                                return;
-                            }
+                            send!('serve, session.text(refusal));
                             continue;
                         }
                         if !active.contains(&id) && active.len() >= limits.ws_max_subscriptions {
@@ -247,9 +291,7 @@ async fn serve(
                             );
                             let refusal =
                                 operation_error(protocol, &id, "TOO_MANY_SUBSCRIPTIONS", &message);
-                            if session.text(refusal).await.is_err() {
-                                return;
-                            }
+                            send!('serve, session.text(refusal));
                             continue;
                         }
                         active.insert(id);
@@ -259,8 +301,15 @@ async fn serve(
                     }
                     _ => {}
                 }
-                if to_inner.send(bytes).await.is_err() {
-                    break None;
+                // Never wait here: async-graphql does not read its queue while it handles
+                // `connection_init` (or a ping), and waiting would stop the timers above. A
+                // client that gets INBOX_MESSAGES ahead of it is closed.
+                match to_inner.try_send(bytes) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        break close_reason(CLOSE_TOO_MANY_MESSAGES, "too many messages");
+                    }
+                    Err(TrySendError::Closed(_)) => break None,
                 }
             }
             out = inner.next() => match out {
@@ -272,37 +321,15 @@ async fn serve(
                             }
                         }
                     }
-                    if session.text(text).await.is_err() {
-                        return;
-                    }
+                    send!('serve, session.text(text));
                 }
                 Some(WsMessage::Close(code, reason)) => break close_reason(code, &reason),
                 None => break None,
             },
-            _ = init_timer => {
-                break close_reason(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout");
-            }
-            _ = exp_timer => {
-                let message = "the token expired: reconnect with a fresh one";
-                for id in active.drain() {
-                    let error = operation_error(protocol, &id, "TOKEN_EXPIRED", message);
-                    if session.text(error).await.is_err() {
-                        return;
-                    }
-                }
-                break close_reason(CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED");
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > SILENT_FOR {
-                    break close_reason(1001, "no answer to pings");
-                }
-                if session.ping(b"").await.is_err() {
-                    return;
-                }
-            }
         }
     };
-    let _ = session.close(close).await;
+    // The close is bounded too: a client that does not read would hold it up as well.
+    let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(close)).await;
 }
 
 #[cfg(test)]
