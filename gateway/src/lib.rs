@@ -225,13 +225,16 @@ fn too_large(limit: usize) -> HttpResponse {
     res
 }
 
-/// Reads a request body of at most `limit` bytes. A `Content-Length` over the limit is
-/// refused before a byte is read; a chunked (or lying) body is refused as soon as the bytes
-/// received pass the limit, so memory never holds more than `limit` of it.
+/// Reads a request body of at most `limit` bytes within `deadline`. A `Content-Length` over
+/// the limit is refused before a byte is read; a chunked (or lying) body is refused as soon
+/// as the bytes received pass the limit, so memory never holds more than `limit` of it. A
+/// body that has not fully arrived by the deadline (a client that declares a length and
+/// sends nothing, or drips it) gets 408 `REQUEST_TIMEOUT`, so it cannot hold the connection.
 async fn read_limited(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
+    deadline: Duration,
 ) -> Result<web::BytesMut, HttpResponse> {
     let declared = match req.headers().get(actix_web::http::header::CONTENT_LENGTH) {
         Some(v) => match v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
@@ -249,7 +252,33 @@ async fn read_limited(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit));
     }
-    let capacity = declared.map_or(8 << 10, |n| n as usize);
+    // What the client declares is not reserved up front (a client could declare the limit
+    // and send nothing): the buffer starts small and grows with the bytes that arrive.
+    let capacity = declared.map_or(8 << 10, |n| n.min(64 << 10) as usize);
+    match tokio::time::timeout(deadline, read_body(payload, limit, capacity)).await {
+        Ok(read) => read,
+        Err(_) => {
+            let mut res = error_response(
+                actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                format!(
+                    "the request body did not arrive within {} ms (limits.request_timeout_ms)",
+                    deadline.as_millis()
+                ),
+            );
+            // The rest of the body may still come: the connection cannot be reused.
+            res.head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+            Err(res)
+        }
+    }
+}
+
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    capacity: usize,
+) -> Result<web::BytesMut, HttpResponse> {
     let mut body = web::BytesMut::with_capacity(capacity);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
@@ -275,7 +304,8 @@ async fn graphql(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_limited(&req, payload, limits.max_body_bytes).await {
+    let deadline = Duration::from_millis(limits.request_timeout_ms);
+    let body = match read_limited(&req, payload, limits.max_body_bytes, deadline).await {
         Ok(body) => body,
         Err(refused) => return refused,
     };
@@ -317,7 +347,6 @@ async fn graphql(
         .data(per_request)
         .data(auth);
     let trace_id = kaip_telemetry::trace_id_of(&span);
-    let deadline = Duration::from_millis(limits.request_timeout_ms);
     let mut response =
         match tokio::time::timeout(deadline, schema.execute(request).instrument(span)).await {
             Ok(response) => response,

@@ -28,7 +28,8 @@ pub struct GatewayLimits {
     pub max_body_bytes: usize,
     /// Service calls one GraphQL request may make (`BUDGET_EXCEEDED` beyond).
     pub max_service_calls: u32,
-    /// Time one GraphQL request may take, end to end (`TIMEOUT` beyond).
+    /// Time one GraphQL request may take, end to end (`TIMEOUT` beyond); its body must also
+    /// arrive within this time (408 `REQUEST_TIMEOUT` beyond).
     pub request_timeout_ms: u64,
     /// Fields at the root of an operation, aliases included (`TOO_MANY_ROOT_FIELDS`).
     pub max_root_fields: usize,

@@ -11,7 +11,14 @@
 //! * **a cap on subscriptions**: a `subscribe` beyond `limits.ws_max_subscriptions` active
 //!   ones is answered with an `error` (code `TOO_MANY_SUBSCRIPTIONS`) for that id, and the
 //!   others carry on;
-//! * **liveness**: the server pings every 5 s and drops a peer silent for 30 s.
+//! * **liveness**: the server pings every 5 s and drops a peer silent for 30 s;
+//! * **no stalls**: a message the client does not take within 5 s closes the socket (1008),
+//!   and a client more than 16 messages ahead of the server is closed with **4429**
+//!   `too many messages`, so that no socket holds its task (and its timers) forever;
+//! * **subscriptions only**: a `subscribe` whose selected operation is a query or a
+//!   mutation is answered with an `error` (code `SUBSCRIPTIONS_ONLY`) for that id. Queries
+//!   and mutations go through `POST /graphql`, where each request gets its call budget, its
+//!   deadline and its loaders; async-graphql would run them here with none of these.
 
 use crate::schema::{GatewaySchema, RequestAuth};
 use crate::settings::GatewayLimits;
@@ -25,6 +32,7 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
 /// Close code for a token that expired while the socket was open.
@@ -32,6 +40,15 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4401;
 /// Close code for a socket that did not send `connection_init` in time.
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
 
+/// Close code for a client that sent more messages than the server had yet taken in.
+pub const CLOSE_TOO_MANY_MESSAGES: u16 = 4429;
+/// Close code for a client that did not take a message within [`SEND_TIMEOUT`].
+pub const CLOSE_NOT_READING: u16 = 1008;
+
+/// How long one message to the client may wait for the client to read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Client messages queued for async-graphql; more than this closes with 4429.
+const INBOX_MESSAGES: usize = 16;
 const PING_EVERY: Duration = Duration::from_secs(5);
 const SILENT_FOR: Duration = Duration::from_secs(30);
 /// Largest client message (a subscribe with its query); larger frames close the socket.
@@ -90,6 +107,49 @@ fn operation_error(protocol: WebSocketProtocols, id: &str, code: &str, message: 
     .to_string()
 }
 
+/// Checks that a `subscribe` (or legacy `start`) payload selects a subscription, the way
+/// async-graphql selects the operation to run: by `operationName`, or the document's only
+/// operation. Anything else (a query, a mutation, a document that does not parse or has no
+/// such operation) is refused with an error code and message.
+fn subscription_only(payload: &Value) -> Result<(), (&'static str, String)> {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let query = payload["query"].as_str().unwrap_or_default();
+    let doc = async_graphql::parser::parse_query(query)
+        .map_err(|e| ("BAD_USER_INPUT", format!("the query does not parse: {e}")))?;
+    let name = payload["operationName"].as_str();
+    let operation = match (&doc.operations, name) {
+        (DocumentOperations::Single(op), None) => Some(op),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => {
+            return Err((
+                "BAD_USER_INPUT",
+                "the document has several operations: give operationName".into(),
+            ))
+        }
+    };
+    let Some(operation) = operation else {
+        return Err((
+            "BAD_USER_INPUT",
+            format!(
+                "the document has no operation named {:?}",
+                name.unwrap_or("")
+            ),
+        ));
+    };
+    match operation.node.ty {
+        OperationType::Subscription => Ok(()),
+        OperationType::Query | OperationType::Mutation => Err((
+            "SUBSCRIPTIONS_ONLY",
+            format!(
+                "this socket carries subscriptions only; send the {} with POST /graphql",
+                operation.node.ty
+            ),
+        )),
+    }
+}
+
 /// When a token with `exp` (seconds since the epoch) runs out, as a timer deadline. An `exp`
 /// already past (a token accepted within the verifier's leeway) is now; one absurdly far
 /// away is capped at a year rather than overflowing the clock.
@@ -108,7 +168,7 @@ async fn serve(
     mut client: actix_ws::AggregatedMessageStream,
 ) {
     // Client messages reach async-graphql through this channel, after the checks below.
-    let (to_inner, from_client) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (to_inner, from_client) = tokio::sync::mpsc::channel::<Vec<u8>>(INBOX_MESSAGES);
     let incoming = futures::stream::unfold(from_client, |mut rx| async move {
         rx.recv().await.map(|m| (m, rx))
     });
@@ -137,7 +197,19 @@ async fn serve(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
 
-    let close = loop {
+    // Every send to the client is bounded by SEND_TIMEOUT: a client that stops reading
+    // while keeping TCP open would otherwise stop this loop (and its timers) for good.
+    macro_rules! send {
+        ($label:lifetime, $send:expr) => {
+            match tokio::time::timeout(SEND_TIMEOUT, $send).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => break $label close_reason(CLOSE_NOT_READING, "the client does not read"),
+            }
+        };
+    }
+
+    let close = 'serve: loop {
         let exp_timer = async {
             match expires_at {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -151,16 +223,34 @@ async fn serve(
                 std::future::pending().await
             }
         };
+        // Biased: the deadlines come first, so that nothing is delivered after the token's
+        // expiry and a busy socket cannot put them off.
         tokio::select! {
+            biased;
+            _ = init_timer => {
+                break close_reason(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout");
+            }
+            _ = exp_timer => {
+                let message = "the token expired: reconnect with a fresh one";
+                for id in active.drain() {
+                    let error = operation_error(protocol, &id, "TOKEN_EXPIRED", message);
+                    send!('serve, session.text(error));
+                }
+                break close_reason(CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED");
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENT_FOR {
+                    break close_reason(1001, "no answer to pings");
+                }
+                send!('serve, session.ping(b""));
+            }
             msg = client.recv() => {
                 last_heard = Instant::now();
                 let bytes: Vec<u8> = match msg {
                     Some(Ok(AggregatedMessage::Text(t))) => t.as_bytes().to_vec(),
                     Some(Ok(AggregatedMessage::Binary(b))) => b.to_vec(),
                     Some(Ok(AggregatedMessage::Ping(p))) => {
-                        if session.pong(&p).await.is_err() {
-                            return;
-                        }
+                        send!('serve, session.pong(&p));
                         continue;
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => continue,
@@ -187,6 +277,12 @@ async fn serve(
                         // async-graphql answers (ack, or a close for a bad token).
                     }
                     ("subscribe" | "start", Some(id)) if expires_at.is_some() => {
+                        let payload = parsed.as_ref().map_or(Value::Null, |v| v["payload"].clone());
+                        if let Err((code, message)) = subscription_only(&payload) {
+                            let refusal = operation_error(protocol, &id, code, &message);
+                            send!('serve, session.text(refusal));
+                            continue;
+                        }
                         if !active.contains(&id) && active.len() >= limits.ws_max_subscriptions {
                             let message = format!(
                                 "at most {} subscriptions may be active on one connection \
@@ -195,9 +291,7 @@ async fn serve(
                             );
                             let refusal =
                                 operation_error(protocol, &id, "TOO_MANY_SUBSCRIPTIONS", &message);
-                            if session.text(refusal).await.is_err() {
-                                return;
-                            }
+                            send!('serve, session.text(refusal));
                             continue;
                         }
                         active.insert(id);
@@ -207,8 +301,15 @@ async fn serve(
                     }
                     _ => {}
                 }
-                if to_inner.send(bytes).await.is_err() {
-                    break None;
+                // Never wait here: async-graphql does not read its queue while it handles
+                // `connection_init` (or a ping), and waiting would stop the timers above. A
+                // client that gets INBOX_MESSAGES ahead of it is closed.
+                match to_inner.try_send(bytes) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        break close_reason(CLOSE_TOO_MANY_MESSAGES, "too many messages");
+                    }
+                    Err(TrySendError::Closed(_)) => break None,
                 }
             }
             out = inner.next() => match out {
@@ -220,37 +321,15 @@ async fn serve(
                             }
                         }
                     }
-                    if session.text(text).await.is_err() {
-                        return;
-                    }
+                    send!('serve, session.text(text));
                 }
                 Some(WsMessage::Close(code, reason)) => break close_reason(code, &reason),
                 None => break None,
             },
-            _ = init_timer => {
-                break close_reason(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout");
-            }
-            _ = exp_timer => {
-                let message = "the token expired: reconnect with a fresh one";
-                for id in active.drain() {
-                    let error = operation_error(protocol, &id, "TOKEN_EXPIRED", message);
-                    if session.text(error).await.is_err() {
-                        return;
-                    }
-                }
-                break close_reason(CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED");
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > SILENT_FOR {
-                    break close_reason(1001, "no answer to pings");
-                }
-                if session.ping(b"").await.is_err() {
-                    return;
-                }
-            }
         }
     };
-    let _ = session.close(close).await;
+    // The close is bounded too: a client that does not read would hold it up as well.
+    let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(close)).await;
 }
 
 #[cfg(test)]

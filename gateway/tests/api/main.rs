@@ -595,6 +595,213 @@ async fn a_subscription_ends_with_a_coded_close_when_its_token_expires() {
     assert_eq!(close["reason"], "TOKEN_EXPIRED", "{close}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_and_mutations_over_the_socket_are_refused_with_a_code() {
+    let ctx = TestContext::new();
+    let g = spawn(&ctx).await;
+    let mut ws = ws_connect(&g).await;
+    ws_init(&mut ws, &ctx.token(Role::Officer, None)).await;
+    // Over the socket these would run without the request's call budget, deadline and
+    // loaders: they belong on POST /graphql.
+    let refused = [
+        ("q", json!({ "query": "{ me { subject role } }" })),
+        (
+            "m",
+            json!({ "query": "mutation { submitProposal(proposalId: \"00000000-0000-0000-0000-000000000001\", idempotencyKey: \"k\") { id } }" }),
+        ),
+        (
+            "named",
+            json!({
+                "query": "subscription S { events { id } } query Q { me { subject } }",
+                "operationName": "Q"
+            }),
+        ),
+    ];
+    for (id, payload) in &refused {
+        ws_send(
+            &mut ws,
+            json!({ "id": id, "type": "subscribe", "payload": payload }),
+        )
+        .await;
+        let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+        assert_eq!(msg["type"], "error", "{id}: {msg}");
+        assert_eq!(msg["id"], *id, "{msg}");
+        assert_eq!(
+            msg["payload"][0]["extensions"]["code"], "SUBSCRIPTIONS_ONLY",
+            "{msg}"
+        );
+    }
+    // A document that does not parse is refused too, with the client's-input code.
+    ws_send(
+        &mut ws,
+        json!({ "id": "bad", "type": "subscribe", "payload": { "query": "subscription {" } }),
+    )
+    .await;
+    let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert_eq!(
+        msg["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{msg}"
+    );
+    // Subscriptions, also selected by name from a mixed document, carry on.
+    ws_send(&mut ws, subscribe("s1")).await;
+    ws_send(
+        &mut ws,
+        json!({ "id": "s2", "type": "subscribe", "payload": {
+            "query": "query Q { me { subject } } subscription S { events { id } }",
+            "operationName": "S"
+        } }),
+    )
+    .await;
+    ws_send(&mut ws, json!({ "type": "ping" })).await;
+    let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(
+        msg["type"], "pong",
+        "the subscriptions were accepted: {msg}"
+    );
+    // The subscription is active: completing it is answered.
+    ws_send(&mut ws, json!({ "id": "s1", "type": "complete" })).await;
+    let msg = ws_next(&mut ws, std::time::Duration::from_secs(10)).await;
+    assert_eq!(msg["type"], "complete", "{msg}");
+    assert_eq!(msg["id"], "s1", "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_messages_is_closed_with_4429_not_left_hanging() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let ctx = TestContext::new();
+    let g = spawn(&ctx).await;
+    let mut ws = ws_connect(&g).await;
+    // connection_init and 40 more messages at once: async-graphql takes none of them in
+    // while it handles the init, and each ping it takes stops it until its pong is out.
+    let init = json!({
+        "type": "connection_init",
+        "payload": { "Authorization": ctx.bearer(Role::Officer, None) }
+    });
+    ws.feed(Message::text(init.to_string()))
+        .await
+        .expect("feed");
+    for _ in 0..40 {
+        ws.feed(Message::text(json!({ "type": "ping" }).to_string()))
+            .await
+            .expect("feed");
+    }
+    ws.flush().await.expect("flush");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = ws_next(&mut ws, left).await;
+        match msg["type"].as_str() {
+            Some("connection_ack" | "pong") => continue,
+            _ => {
+                assert_eq!(msg["type"], "close", "{msg}");
+                assert_eq!(msg["code"], 4429, "{msg}");
+                assert_eq!(msg["reason"], "too many messages", "{msg}");
+                break;
+            }
+        }
+    }
+}
+
+/// A raw WebSocket client frame (masked with a zero key, which leaves the payload as is).
+fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_hold_its_socket_forever() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = TestContext::new();
+    let g = spawn(&ctx).await;
+    let port: u16 = g
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // A small receive buffer, so that the server's answers back up soon.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connects");
+    let (mut rd, mut wr) = stream.into_split();
+    wr.write_all(
+        b"GET /graphql HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n",
+    )
+    .await
+    .expect("upgrade sent");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        rd.read_exact(&mut byte).await.expect("upgrade answer");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let init = json!({
+        "type": "connection_init",
+        "payload": { "Authorization": ctx.bearer(Role::Officer, None) }
+    });
+    wr.write_all(&ws_frame(0x1, init.to_string().as_bytes()))
+        .await
+        .expect("init sent");
+    // Pings, each answered with a pong that this client does not read, until the server
+    // stops taking them in (its answers have filled the buffers between us).
+    let ping = ws_frame(0x9, &[b'p'; 125]);
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 256)
+        .collect();
+    let mut sent = 0usize;
+    let stalled_at = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), wr.write_all(&batch)).await {
+            Ok(Ok(())) => sent += batch.len(),
+            Ok(Err(e)) => panic!("write failed after {sent} bytes: {e}"),
+            Err(_) => break tokio::time::Instant::now(),
+        }
+        assert!(sent < 512 << 20, "the server never stopped taking pings in");
+    };
+    // Past the server's send timeout (5 s) and its bounded close (5 s more).
+    tokio::time::sleep_until(stalled_at + std::time::Duration::from_secs(11)).await;
+    // Now read: what the server had queued, then the end of the connection, rather than a
+    // socket that carries on (before, its task waited on the send for as long as the
+    // client did not read, and then went on as if nothing had happened).
+    let mut buf = vec![0u8; 64 << 10];
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the server still holds the socket of a client that stopped reading (sent {sent} bytes)"
+    );
+}
+
 // ---- the request deadline ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -633,4 +840,54 @@ async fn a_request_past_its_deadline_is_stopped_with_timeout() {
     // Not SERVICE_UNAVAILABLE: the request's own deadline (300 ms) came before the
     // upstream call's (2 s).
     assert_eq!(code(&body), "TIMEOUT", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_gets_408_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = TestContext::new();
+    let g = spawn_with(
+        &ctx,
+        GatewayLimits {
+            request_timeout_ms: 300,
+            ..GatewayLimits::default()
+        },
+    )
+    .await;
+    let port: u16 = g
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // Declares a body within the limit and sends none of it, keeping the socket open.
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    socket
+        .write_all(
+            b"POST /graphql HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000000\r\n\r\n",
+        )
+        .await
+        .expect("head sent");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer (nor close) within 10 s: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    let body: Value = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or_else(|| panic!("a JSON body in {text:?}"));
+    assert_eq!(code(&body), "REQUEST_TIMEOUT", "{body}");
 }
