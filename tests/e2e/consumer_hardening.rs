@@ -572,7 +572,7 @@ async fn the_consumer_purges_inbox_rows_past_their_retention() {
         id
     };
     let retention = ctx.kafka.inbox_retention_hours;
-    assert_eq!(retention, 24 * 30, "the default retention is 30 days");
+    assert_eq!(retention, 24 * 120, "the default retention is 120 days");
     let old: Vec<Uuid> = (0..3).map(|_| seed(retention + 24)).collect();
     let recent: Vec<Uuid> = (0..2).map(|_| seed(retention - 24)).collect();
 
