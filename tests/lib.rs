@@ -16,6 +16,36 @@ use tokio_util::sync::CancellationToken;
 
 pub use kaip_testkit::eventually;
 
+/// A test gateway's settings: loopback on a free port, one worker, the test's broker
+/// prefix, development auth and default limits, in front of `services`.
+pub fn gateway_settings(ctx: &TestContext, services: ServiceUrls) -> GatewaySettings {
+    GatewaySettings {
+        server: GatewayServer {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: 1,
+            shutdown_timeout_secs: 5,
+            upstream_timeout_ms: 10_000,
+        },
+        services,
+        kafka: ctx.kafka.clone(),
+        auth: kaip_auth::dev::settings(),
+        limits: Default::default(),
+    }
+}
+
+/// Every service at `url` (one stand-in, or an address that refuses connections).
+pub fn all_services_at(url: &str) -> ServiceUrls {
+    ServiceUrls {
+        intake: url.into(),
+        scoring: url.into(),
+        gpu_ledger: url.into(),
+        data_budget: url.into(),
+        talent: url.into(),
+        milestones: url.into(),
+    }
+}
+
 pub struct Platform {
     pub ctx: TestContext,
     pub intake: TestService,
@@ -47,15 +77,9 @@ impl Platform {
         let milestones = ctx
             .spawn(kaip_milestones::definition(), kaip_milestones::DEFAULTS)
             .await;
-        let settings = GatewaySettings {
-            server: GatewayServer {
-                host: "127.0.0.1".into(),
-                port: 0,
-                workers: 1,
-                shutdown_timeout_secs: 5,
-                upstream_timeout_ms: 10_000,
-            },
-            services: ServiceUrls {
+        let settings = gateway_settings(
+            &ctx,
+            ServiceUrls {
                 intake: intake.base_url.clone(),
                 scoring: scoring.base_url.clone(),
                 gpu_ledger: gpu.base_url.clone(),
@@ -63,10 +87,7 @@ impl Platform {
                 talent: talent.base_url.clone(),
                 milestones: milestones.base_url.clone(),
             },
-            kafka: ctx.kafka.clone(),
-            auth: kaip_auth::dev::settings(),
-            limits: Default::default(),
-        };
+        );
         let gateway = kaip_gateway::Application::build(settings)
             .await
             .expect("gateway starts");

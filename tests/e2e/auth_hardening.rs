@@ -7,7 +7,7 @@
 use kaip_auth::scopes;
 use kaip_contracts::{ConsortiumId, Role};
 use kaip_e2e::{draft, error_code, eventually, open_call, register, OrgType, Platform, SUBMIT};
-use kaip_gateway::settings::{GatewayServer, GatewaySettings, ServiceUrls};
+use kaip_gateway::settings::GatewaySettings;
 use kaip_service::{Defaults, ServiceDefinition};
 use kaip_testkit::idp::TestIdp;
 use kaip_testkit::TestContext;
@@ -32,24 +32,8 @@ fn gateway_settings(
     auth: kaip_auth::AuthSettings,
 ) -> GatewaySettings {
     GatewaySettings {
-        server: GatewayServer {
-            host: "127.0.0.1".into(),
-            port: 0,
-            workers: 1,
-            shutdown_timeout_secs: 5,
-            upstream_timeout_ms: 10_000,
-        },
-        services: ServiceUrls {
-            intake: url.into(),
-            scoring: url.into(),
-            gpu_ledger: url.into(),
-            data_budget: url.into(),
-            talent: url.into(),
-            milestones: url.into(),
-        },
-        kafka: ctx.kafka.clone(),
         auth,
-        limits: Default::default(),
+        ..kaip_e2e::gateway_settings(ctx, kaip_e2e::all_services_at(url))
     }
 }
 

@@ -827,26 +827,8 @@ async fn the_gateway_readiness_tells_anonymous_callers_no_internal_errors() {
     let ctx = TestContext::new();
     // Every service address refuses connections.
     let nowhere = "http://127.0.0.1:9".to_owned();
-    let settings = kaip_gateway::settings::GatewaySettings {
-        server: kaip_gateway::settings::GatewayServer {
-            host: "127.0.0.1".into(),
-            port: 0,
-            workers: 1,
-            shutdown_timeout_secs: 5,
-            upstream_timeout_ms: 2_000,
-        },
-        services: kaip_gateway::settings::ServiceUrls {
-            intake: nowhere.clone(),
-            scoring: nowhere.clone(),
-            gpu_ledger: nowhere.clone(),
-            data_budget: nowhere.clone(),
-            talent: nowhere.clone(),
-            milestones: nowhere.clone(),
-        },
-        kafka: ctx.kafka.clone(),
-        auth: kaip_auth::dev::settings(),
-        limits: Default::default(),
-    };
+    let mut settings = kaip_e2e::gateway_settings(&ctx, kaip_e2e::all_services_at(&nowhere));
+    settings.server.upstream_timeout_ms = 2_000;
     let gateway = kaip_gateway::Application::build(settings)
         .await
         .expect("gateway starts");
@@ -1258,26 +1240,11 @@ async fn the_gateway_readiness_gives_anonymous_callers_labels_only() {
             }
         });
     }
-    let settings = kaip_gateway::settings::GatewaySettings {
-        server: kaip_gateway::settings::GatewayServer {
-            host: "127.0.0.1".into(),
-            port: 0,
-            workers: 1,
-            shutdown_timeout_secs: 5,
-            upstream_timeout_ms: 2_000,
-        },
-        services: kaip_gateway::settings::ServiceUrls {
-            intake: intake.base_url.clone(),
-            scoring: scoring_url,
-            gpu_ledger: nowhere.clone(),
-            data_budget: nowhere.clone(),
-            talent: nowhere.clone(),
-            milestones: nowhere.clone(),
-        },
-        kafka: ctx.kafka.clone(),
-        auth: kaip_auth::dev::settings(),
-        limits: Default::default(),
-    };
+    let mut services = kaip_e2e::all_services_at(&nowhere);
+    services.intake = intake.base_url.clone();
+    services.scoring = scoring_url;
+    let mut settings = kaip_e2e::gateway_settings(&ctx, services);
+    settings.server.upstream_timeout_ms = 2_000;
     let gateway = kaip_gateway::Application::build(settings)
         .await
         .expect("gateway starts");
