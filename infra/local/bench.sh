@@ -6,5 +6,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$KAIP_ROOT"
 require_postgres "${KAIP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
 use_test_broker
+# The benches mint development tokens: their processes run in development mode, as `make run`.
+export KAIP_AUTH__DEV_MODE=true
 cargo bench -p kaip-e2e --bench backbone
 cargo bench -p kaip-e2e --bench gateway
