@@ -16,6 +16,34 @@ use tokio_util::sync::CancellationToken;
 
 pub use kaip_testkit::eventually;
 
+/// A `ProposalSubmitted` with `title`, as intake emits it.
+pub fn submitted(title: &str) -> kaip_contracts::events::ProposalSubmitted {
+    kaip_testkit::fixtures::proposal_submitted(title)
+}
+
+/// `event` in the envelope intake's outbox gives it, from a consortium's lead.
+pub fn envelope(
+    event: &kaip_contracts::events::ProposalSubmitted,
+) -> kaip_contracts::EventEnvelope {
+    kaip_contracts::EventEnvelope::wrap(
+        "intake",
+        kaip_contracts::Actor {
+            subject: "lead".into(),
+            role: kaip_contracts::Role::Consortium,
+        },
+        event,
+    )
+    .expect("wraps")
+}
+
+/// A test context whose topics have one partition: every message of a topic is then
+/// consumed in the order it was produced.
+pub fn single_partition_context() -> TestContext {
+    let mut ctx = TestContext::new();
+    ctx.kafka.partitions = Some(1);
+    ctx
+}
+
 /// A test gateway's settings: loopback on a free port, one worker, the test's broker
 /// prefix, development auth and default limits, in front of `services`.
 pub fn gateway_settings(ctx: &TestContext, services: ServiceUrls) -> GatewaySettings {

@@ -5,28 +5,12 @@ use diesel::prelude::*;
 use kaip_bus::outbox::claim_pending;
 use kaip_bus::schema::{kaip_inbox, kaip_outbox};
 use kaip_bus::{Outbox, OutboxSettings, Relay};
-use kaip_contracts::events::{headers, ProposalSubmitted};
-use kaip_contracts::{topics, Actor, EventEnvelope, ProposalId, Role};
-use kaip_e2e::eventually;
+use kaip_contracts::events::headers;
+use kaip_contracts::{topics, EventEnvelope, ProposalId};
+use kaip_e2e::{envelope, eventually, single_partition_context, submitted};
 use kaip_service::db;
 use kaip_testkit::{TestContext, TestService};
 use std::time::Duration;
-
-fn submitted(title: &str) -> ProposalSubmitted {
-    kaip_testkit::fixtures::proposal_submitted(title)
-}
-
-fn envelope(event: &ProposalSubmitted) -> EventEnvelope {
-    EventEnvelope::wrap(
-        "intake",
-        Actor {
-            subject: "lead".into(),
-            role: Role::Consortium,
-        },
-        event,
-    )
-    .expect("wraps")
-}
 
 fn case_count(scoring: &TestService, proposal: ProposalId) -> i64 {
     use kaip_scoring::schema::evaluation_cases::dsl::*;
@@ -56,14 +40,6 @@ async fn wait_for_cases(scoring: &TestService, n: i64) {
             total_cases(scoring)
         )
     });
-}
-
-/// A context whose topics have one partition, so that "everything before this sentinel
-/// was consumed" is a fact the tests can wait for instead of sleeping.
-fn single_partition_context() -> TestContext {
-    let mut ctx = TestContext::new();
-    ctx.kafka.partitions = Some(1);
-    ctx
 }
 
 /// Produces a sentinel event after everything else and waits until scoring applied it:

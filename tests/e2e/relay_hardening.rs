@@ -9,8 +9,8 @@ use kaip_bus::relay::FaultPoint;
 use kaip_bus::schema::{kaip_inbox, kaip_outbox};
 use kaip_bus::{Outbox, OutboxSettings, Relay};
 use kaip_contracts::events::ProposalSubmitted;
-use kaip_contracts::{topics, Actor, EventEnvelope, Role};
-use kaip_e2e::eventually;
+use kaip_contracts::{topics, EventEnvelope, Role};
+use kaip_e2e::{envelope, eventually, single_partition_context, submitted};
 use kaip_service::db;
 use kaip_testkit::{TestContext, TestService};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,33 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use uuid::Uuid;
 
-fn submitted(title: &str) -> ProposalSubmitted {
-    kaip_testkit::fixtures::proposal_submitted(title)
-}
-
-fn envelope(event: &ProposalSubmitted) -> EventEnvelope {
-    EventEnvelope::wrap(
-        "intake",
-        Actor {
-            subject: "lead".into(),
-            role: Role::Consortium,
-        },
-        event,
-    )
-    .expect("wraps")
-}
-
 /// An envelope for aggregate `key` (several events of one aggregate share it).
 fn envelope_for(key: Uuid, title: &str) -> EventEnvelope {
     let mut env = envelope(&submitted(title));
     env.aggregate_id = key;
     env
-}
-
-fn single_partition_context() -> TestContext {
-    let mut ctx = TestContext::new();
-    ctx.kafka.partitions = Some(1);
-    ctx
 }
 
 /// Intake's database, migrated, and its topic, without a running intake (no relay runs
