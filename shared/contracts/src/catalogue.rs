@@ -8,7 +8,7 @@
 
 use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
+    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -102,6 +102,11 @@ pub fn events() -> Vec<EventSpec> {
         ),
         spec::<AppealFiled>(topics::SCORING, "scoring", "A consortium appealed its result."),
         spec::<AppealAnswered>(topics::SCORING, "scoring", "The ministry answered an appeal."),
+        spec::<WithdrawalRefused>(
+            topics::SCORING,
+            "scoring",
+            "Scoring refused a withdrawal that reached it after the decision was published; the proposal keeps its result.",
+        ),
     ]
 }
 

@@ -85,7 +85,7 @@ fn real_events() -> Vec<serde_json::Value> {
     use kaip_contracts::dto::scoring::Departure;
     use kaip_contracts::events::{
         AppealAnswered, AppealFiled, CallOpened, EvaluationCaseOpened, ProposalSubmitted,
-        ProposalWithdrawn, SelectedTeam, SelectionPublished,
+        ProposalWithdrawn, SelectedTeam, SelectionPublished, WithdrawalRefused,
     };
     use kaip_contracts::{
         Actor, CallId, ConsortiumId, EvaluationCaseId, EventEnvelope, Krw, ProposalId, Role,
@@ -223,6 +223,18 @@ fn real_events() -> Vec<serde_json::Value> {
                 proposal_id: proposal,
                 consortium_id: consortium,
                 filed_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            Actor::system("scoring"),
+            &WithdrawalRefused {
+                proposal_id: proposal,
+                call_id: call,
+                consortium_id: consortium,
+                reason: "the decision was published before the withdrawal reached scoring".into(),
+                case_status: "selected".into(),
+                refused_at: now,
             },
         )),
         json(EventEnvelope::wrap(
