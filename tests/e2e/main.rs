@@ -7,5 +7,6 @@ mod consumer_hardening;
 mod gateway_hardening;
 mod inputs_hardening;
 mod relay_hardening;
+mod rules;
 mod slice;
 mod validation;
