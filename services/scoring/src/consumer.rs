@@ -162,6 +162,9 @@ fn withdraw(
     let Some(case) = case else {
         return Ok(Handled::Ignored);
     };
+    if case.status == "withdrawn" {
+        return Ok(Handled::Ignored);
+    }
     if let Some(Some(published_at)) = published {
         let reason = format!(
             "the call's decision was published at {} before this withdrawal (made at {}) reached evaluation: the decision stands and the proposal keeps its result ({})",
