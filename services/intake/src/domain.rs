@@ -208,10 +208,9 @@ mod filename_tests {
         let v = check_upload("video", &required, 10, 0).unwrap_err();
         assert_eq!(v.field, "kind");
         assert!(v.rule.contains("model_card, gpu_plan"), "{}", v.rule);
-        assert_eq!(
-            check_upload("gpu_plan", &[], 1, 0).unwrap_err().field,
-            "kind"
-        );
+        let v = check_upload("gpu_plan", &[], 1, 0).unwrap_err();
+        assert_eq!(v.field, "kind");
+        assert!(v.rule.contains("required documents (none)"), "{}", v.rule);
         let cap = MAX_PROPOSAL_DOCUMENT_BYTES;
         assert_eq!(check_upload("model_card", &required, 1, cap - 1), Ok(()));
         let v = check_upload("model_card", &required, 2, cap - 1).unwrap_err();

@@ -391,5 +391,9 @@ mod tests {
         );
         assert!(p.assign.is_empty());
         assert_eq!(p.shortfalls, vec![(c.case_id, 2, 3)]);
+        assert_eq!(
+            shortfall_message(c.proposal_id, 2, 3, 5),
+            format!("proposal {} can get only 2 of the 3 reviewers it needs (conflicts of interest or the cap of 5 per reviewer): register more reviewers or raise the cap", c.proposal_id)
+        );
     }
 }
