@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use kaip_auth::{AuthError, Claims};
 use kaip_bus::{EventFeed, FeedEvent};
-use kaip_contracts::Role;
+use kaip_contracts::{DomainEvent as _, Role};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -56,8 +56,19 @@ impl From<&FeedEvent> for Event {
 
 /// May `claims` see this event? Ministry staff see all; an integration the events of the
 /// services its token's scopes name (`events:<producer>`); a consortium user only events
-/// about its own consortium.
+/// about its own consortium. The audit trail: staff, and integrations with `events:audit`.
 pub fn visible_to(claims: &Claims, event: &FeedEvent) -> bool {
+    // The audit trail: ministry staff, and integrations holding `events:audit` (an
+    // `events:<service>` scope does not include that service's trail).
+    if event.envelope.event_type == kaip_contracts::audit::AuditRecorded::TYPE
+        || event.topic.ends_with(".audit")
+    {
+        return match claims.role {
+            Role::Admin | Role::Officer => true,
+            Role::Integration => claims.scope.contains(kaip_auth::scopes::EVENTS_AUDIT),
+            Role::Consortium | Role::Reviewer | Role::System => false,
+        };
+    }
     match claims.role {
         Role::Admin | Role::Officer => true,
         Role::Integration => claims
