@@ -537,8 +537,8 @@ async fn the_services_own_connection_cannot_update_delete_or_truncate_the_trail(
     .execute(&mut conn);
     for sql in [
         "RESET ROLE".to_owned(),
-        format!("ALTER TABLE audit_operations OWNER TO CURRENT_USER"),
-        format!("ALTER TABLE audit_changes OWNER TO CURRENT_USER"),
+        "ALTER TABLE audit_operations OWNER TO CURRENT_USER".to_owned(),
+        "ALTER TABLE audit_changes OWNER TO CURRENT_USER".to_owned(),
         format!("REASSIGN OWNED BY {owner}, {login} TO CURRENT_USER"),
         format!("DROP OWNED BY {owner}, {login}"),
         format!("DROP ROLE {owner}"),

@@ -159,9 +159,10 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The audit trail of every service, oldest first (admins and officers). `entity` is a
-    /// table name (`proposals`), a primary key value (a proposal's id also matches its
-    /// versions and documents), or `<table>:<key>`; `actor` a token subject; `from`
-    /// inclusive, `to` exclusive. `first` 1-100 (20). One call per service.
+    /// table name (`proposals`), an id (matching rows keyed by it or referencing it: a
+    /// proposal's id finds the proposal, its versions and documents, and its evaluation
+    /// case), or `<table>:<primary key>`; `actor` a token subject; `from` inclusive, `to`
+    /// exclusive. `first` 1-100 (20). One call per service.
     #[allow(clippy::too_many_arguments)]
     async fn audit_trail(
         &self,

@@ -278,7 +278,8 @@ pub fn read_page(conn: &mut PgConnection, filter: &AuditFilter) -> QueryResult<A
            AND ($6::text IS NULL OR o.id IN ( \
                  SELECT c.operation_id FROM audit_changes c \
                  WHERE c.table_name = $6 OR c.entity_ids @> ARRAY[$6] \
-                    OR (c.table_name = $7 AND c.entity_ids @> ARRAY[$8]))) \
+                    OR (c.table_name = $7 AND EXISTS ( \
+                          SELECT 1 FROM jsonb_each_text(c.row_key) k WHERE k.value = $8)))) \
          ORDER BY o.at, o.id \
          LIMIT $9",
     )
@@ -342,8 +343,9 @@ pub fn read_page(conn: &mut PgConnection, filter: &AuditFilter) -> QueryResult<A
 /// `GET /audit?entity=&actor=&from=&to=&after=&limit=`: admins and officers.
 ///
 /// `entity` matches an operation that changed a row of that table (`proposals`), a row
-/// whose primary key holds that value (a proposal's id matches the proposal and every row
-/// keyed by it, e.g. its versions and documents), or both (`proposals:<id>`). `from` is
+/// whose primary key or references (`id`, `*_id` columns) hold that value (a proposal's id
+/// matches the proposal, its versions and documents, and its evaluation case in scoring),
+/// or the row of that table with that primary key (`proposals:<id>`). `from` is
 /// inclusive, `to` exclusive; `limit` 1-100 (20); `after` is the previous page's cursor.
 pub(crate) async fn list(
     caller: Caller,

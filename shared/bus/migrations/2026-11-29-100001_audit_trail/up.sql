@@ -55,7 +55,8 @@ CREATE TABLE audit_changes (
     table_name   TEXT NOT NULL,
     -- The primary key of the row, as {column: value}.
     row_key      JSONB NOT NULL,
-    -- The primary key's values as text: what `entity` filters match (GIN-indexed).
+    -- The primary key's and the row's references' (`id`, `*_id`) values as text: what
+    -- `entity` filters match (GIN-indexed).
     entity_ids   TEXT[] NOT NULL,
     action       TEXT NOT NULL CHECK (action IN ('insert', 'update', 'delete', 'truncate')),
     before       JSONB,
@@ -173,9 +174,21 @@ BEGIN
             v_after := jsonb_set(v_after, ARRAY[v_col], kaip_audit_digest(v_after->>v_col, v_type));
         END IF;
     END LOOP;
-    SELECT jsonb_object_agg(k, coalesce(v_after, v_before)->k), array_agg(coalesce(v_after, v_before)->>k)
-      INTO v_key, v_ids
+    SELECT jsonb_object_agg(k, coalesce(v_after, v_before)->k)
+      INTO v_key
       FROM unnest(v_pk) AS k;
+    -- What `entity` filters match: the key's values and the row's references (`id`,
+    -- `*_id` columns, before and after), so a proposal's id also finds its evaluation case.
+    SELECT array_agg(DISTINCT v)
+      INTO v_ids
+      FROM (SELECT value AS v FROM jsonb_each_text(v_key)
+            UNION
+            SELECT e.value FROM jsonb_each_text(coalesce(v_before, '{}'::jsonb)) e
+             WHERE e.key = 'id' OR e.key LIKE '%\_id'
+            UNION
+            SELECT e.value FROM jsonb_each_text(coalesce(v_after, '{}'::jsonb)) e
+             WHERE e.key = 'id' OR e.key LIKE '%\_id') ids
+     WHERE v IS NOT NULL;
     v_op := kaip_audit_operation();
     INSERT INTO audit_changes (operation_id, table_name, row_key, entity_ids, action, before, after)
     VALUES (v_op, TG_TABLE_NAME, coalesce(v_key, '{}'::jsonb), coalesce(v_ids, '{}'),
