@@ -380,7 +380,8 @@ mod tests {
     #[test]
     fn filters_are_parsed_and_bad_ones_refused_by_name() {
         let id = Uuid::now_v7();
-        let at = Utc::now();
+        // The database's precision: microseconds.
+        let at = time_param("at", "2026-11-29T02:30:53.555850Z").expect("time");
         let long = "x".repeat(201);
         let f = AuditFilter::parse(pairs(&[
             ("entity", "proposals:abc"),
