@@ -334,6 +334,25 @@ async fn the_trail_is_queried_across_services_by_entity_actor_and_time_in_pages(
         .await
         .expect("intake answers");
     assert_eq!(res.status(), 403);
+    for (query, field) in [
+        ("from=%ZZ", "from"),
+        ("limit=5&limit=6", "limit"),
+        ("since=2026-01-01T00:00:00Z", "since"),
+    ] {
+        let res = reqwest::Client::new()
+            .get(p.scoring.url(&format!("/audit?{query}")))
+            .header("authorization", &officer)
+            .send()
+            .await
+            .expect("scoring answers");
+        assert_eq!(res.status(), 422, "{query}");
+        let body: Value = res.json().await.expect("a coded error");
+        assert_eq!(body["code"], "VALIDATION_FAILED", "{body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").starts_with(field),
+            "{body}"
+        );
+    }
     // Bad arguments are refused by name.
     for (vars, field) in [
         (json!({ "first": 0 }), "first"),

@@ -350,10 +350,16 @@ pub fn read_page(conn: &mut PgConnection, filter: &AuditFilter) -> QueryResult<A
 pub(crate) async fn list(
     caller: Caller,
     state: web::Data<AppState>,
-    query: web::Query<Vec<(String, String)>>,
+    req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, CommonError> {
     caller.require(&[Role::Admin, Role::Officer], "read the audit trail")?;
-    let filter = AuditFilter::parse(query.into_inner())?;
+    // Parsed here rather than by the `Query` extractor, so a malformed query string gets a
+    // coded error too.
+    let pairs =
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map_err(|e| {
+            CommonError::validation("query", format!("is not a valid query string: {e}"))
+        })?;
+    let filter = AuditFilter::parse(pairs.into_inner())?;
     let page = state
         .db(move |c, _| read_page(c, &filter).map_err(CommonError::from))
         .await?;
