@@ -1,5 +1,6 @@
 //! End-to-end tests: the platform in-process against real PostgreSQL and Kafka.
 
+mod audit;
 mod auth_hardening;
 mod backbone;
 mod competition;

@@ -19,6 +19,10 @@ pub const READ_DOCUMENTS: &str = "read:documents";
 /// Calls' evaluation settings (rubric, stages, portfolio constraints).
 pub const READ_EVALUATION: &str = "read:evaluation";
 
+/// Every service's audit trail (`AuditRecorded`), in subscriptions: for an archive outside
+/// the platform. Not implied by `events:<service>`.
+pub const EVENTS_AUDIT: &str = "events:audit";
+
 /// The services whose events an integration may be granted, as `events:<service>`.
 pub const EVENT_PRODUCERS: [&str; 6] = [
     "intake",
@@ -52,6 +56,10 @@ pub fn all() -> Vec<(String, String)> {
             format!("events published by {p}, in subscriptions"),
         ));
     }
+    out.push((
+        EVENTS_AUDIT.into(),
+        "every service's audit trail (AuditRecorded), in subscriptions".into(),
+    ));
     out
 }
 
