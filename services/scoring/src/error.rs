@@ -31,6 +31,11 @@ pub enum ScoringError {
     NotPublished(uuid::Uuid),
     #[error("appeal {0} does not exist")]
     AppealNotFound(uuid::Uuid),
+    #[error("{0}")]
+    TieUnresolved(String),
+    /// An override breaks a rule of the call without waiving it: `{field}: {rule}`.
+    #[error("override.waivers: {rule}; to decide so anyway, waive `{waiver}` explicitly")]
+    OverrideBreaksRules { waiver: String, rule: String },
 }
 
 impl ScoringError {
@@ -47,6 +52,8 @@ impl ScoringError {
             ScoringError::Selection(_) => "SELECTION_INFEASIBLE",
             ScoringError::NotPublished(_) => "DECISION_NOT_PUBLISHED",
             ScoringError::AppealNotFound(_) => "APPEAL_NOT_FOUND",
+            ScoringError::TieUnresolved(_) => "TIE_UNRESOLVED",
+            ScoringError::OverrideBreaksRules { .. } => "OVERRIDE_BREAKS_RULES",
         }
     }
 }
@@ -78,7 +85,9 @@ impl ResponseError for ScoringError {
             | ScoringError::ReviewerNotFound(_)
             | ScoringError::AssignmentNotFound(_)
             | ScoringError::AppealNotFound(_) => StatusCode::NOT_FOUND,
-            ScoringError::Selection(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ScoringError::Selection(_) | ScoringError::OverrideBreaksRules { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             _ => StatusCode::CONFLICT,
         }
     }

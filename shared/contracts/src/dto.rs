@@ -468,7 +468,9 @@ pub mod scoring {
         /// Z-score normalisation of each reviewer's totals against harsh or lenient reviewers.
         #[serde(default)]
         pub normalise: bool,
-        /// In order: `criterion:<key>` (higher first) or `earlier_submission`.
+        /// In order: `criterion:<key>` (higher first) or `earlier_submission` (only if the
+        /// call announces it: it is not merit). Empty: the criteria in their order. A tie the
+        /// rules leave is settled by a recorded officer decision.
         #[serde(default)]
         pub tie_break: Vec<String>,
         /// How many teams the portfolio selects.
@@ -510,7 +512,11 @@ pub mod scoring {
                 reviewers_per_proposal: 3,
                 max_assignments_per_reviewer: 10,
                 normalise: true,
-                tie_break: vec!["criterion:technology".into(), "earlier_submission".into()],
+                tie_break: vec![
+                    "criterion:technology".into(),
+                    "criterion:strategy".into(),
+                    "criterion:ecosystem".into(),
+                ],
                 teams: 5,
                 constraints: vec![SlotConstraint {
                     category: "sme_or_academia_led".into(),
@@ -605,6 +611,10 @@ pub mod scoring {
     pub struct SelectionOverride {
         pub selected: Vec<ProposalId>,
         pub reason: String,
+        /// Each rule of the call the override breaks, named explicitly: `teams` (a number of
+        /// teams other than the settings'), `at_least:<category>`, `at_most:<category>`.
+        #[serde(default)]
+        pub waivers: Vec<String>,
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -621,17 +631,54 @@ pub mod scoring {
         pub reasons: Vec<String>,
     }
 
+    /// One version of a call's decision. Every proposal, override and publication is its
+    /// own version; the current decision is the latest.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct Decision {
         pub call_id: CallId,
+        /// 1, 2, ... per call.
+        pub version: i32,
+        /// `proposed` (the computed portfolio), `override` or `published`.
+        pub kind: String,
         /// In rank order.
         pub selected: Vec<ProposalId>,
         pub total_centi: i64,
         pub departure: Option<Departure>,
         pub override_reason: Option<String>,
+        /// The rules an override breaks by the officer's explicit choice.
+        pub waivers: Vec<String>,
+        /// What the decision does, computed from it (never free text).
+        pub explanation: Vec<String>,
+        /// Who made this version and when (for a publication: the publisher).
         pub decided_by: String,
         pub decided_at: DateTime<Utc>,
         pub published_at: Option<DateTime<Utc>>,
+        pub published_by: Option<String>,
+        /// For a publication, the version it made final.
+        pub publishes_version: Option<i32>,
+        /// For a publication, SHA-256 of the recorded inputs it rests on.
+        pub inputs_sha256: Option<String>,
+    }
+
+    /// `POST /calls/{id}/ties`: the order of proposals the declared tie-break leaves tied,
+    /// best first, with the reason. Recorded as a new row, never changed.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DecideTie {
+        pub stage: i32,
+        pub order: Vec<ProposalId>,
+        pub reason: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct TieDecision {
+        pub id: Uuid,
+        pub call_id: CallId,
+        pub stage: i32,
+        pub order: Vec<ProposalId>,
+        pub reason: String,
+        pub decided_by: String,
+        pub decided_at: DateTime<Utc>,
     }
 
     /// Per criterion over all proposals of a stage, without naming any of them.
@@ -762,6 +809,13 @@ pub mod scoring {
     }
 
     impl CheckText for SelectionOverride {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "reason", &self.reason, Lines::Multi)?;
+            list(at, "waivers", &self.waivers, Lines::Single)
+        }
+    }
+
+    impl CheckText for DecideTie {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "reason", &self.reason, Lines::Multi)
         }

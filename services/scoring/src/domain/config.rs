@@ -28,7 +28,16 @@ pub fn rubric(config: &EvaluationConfig) -> Rubric {
     }
 }
 
+/// The declared tie-break rules; when none are declared, the criteria in their configured
+/// order (merit, never the order of arrival). A tie they leave is for an officer to decide.
 pub fn tie_break(config: &EvaluationConfig) -> Vec<TieBreak> {
+    if config.tie_break.is_empty() {
+        return config
+            .criteria
+            .iter()
+            .map(|c| TieBreak::Criterion(c.key.clone()))
+            .collect();
+    }
     config
         .tie_break
         .iter()
@@ -154,8 +163,16 @@ mod tests {
             tie_break(&c),
             vec![
                 TieBreak::Criterion("technology".into()),
-                TieBreak::EarlierSubmission
-            ]
+                TieBreak::Criterion("strategy".into()),
+                TieBreak::Criterion("ecosystem".into()),
+            ],
+            "the default is merit: the criteria in their order"
+        );
+        let undeclared = with(|c| c.tie_break.clear());
+        assert_eq!(
+            tie_break(&undeclared),
+            tie_break(&c),
+            "no declared rule means the criteria in their order"
         );
         assert_eq!(
             constraints(&c),
