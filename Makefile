@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: run test bench lint fmt snapshots seed seed-scores token build mutants help
+.PHONY: run test bench lint fmt snapshots seed seed-scores verify-decision token build mutants help
 
 run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
 	@bash infra/local/run.sh
@@ -31,6 +31,10 @@ seed: ## With `make run` up: the seeded programme (a call, 15 consortia applied,
 
 seed-scores: ## With `make run` up: the seeded reviewers score a stage (CALL=<id> STAGE=<n>)
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- scores --call $(CALL) --stage $(or $(STAGE),0)
+
+verify-decision: ## Recompute a published selection from its recorded inputs and report agreement or every difference (CALL=<id>; exit 1 when they differ)
+	@test -n "$(CALL)" || { echo "usage: make verify-decision CALL=<call id>"; exit 2; }
+	@cargo run -q -p kaip-scoring --bin kaip-verify-decision -- --call $(CALL)
 
 token: ## Mint a development token for every role
 	@cargo run -q -p kaip-auth --bin kaip-dev-token -- --all
