@@ -41,15 +41,12 @@ async fn field(p: &Platform, call_id: &str, leads: &[OrgType]) -> (Vec<Consortiu
         let body = p
             .graphql(
                 Some(&officer),
-                "query($c: UUID!) { evaluationCases(callId: $c, first: 100) { items { id } } }",
+                "query($c: UUID!) { evaluationCases(callId: $c, first: 100) { items { proposalId } } }",
                 json!({ "c": call_id }),
             )
             .await;
-        (body["data"]["evaluationCases"]["items"]
-            .as_array()
-            .map(Vec::len)
-            == Some(ids.len()))
-        .then_some(())
+        let cases = body["data"]["evaluationCases"]["items"].to_string();
+        ids.iter().all(|id| cases.contains(id.as_str())).then_some(())
     })
     .await
     .expect("scoring opened every case");
@@ -618,4 +615,183 @@ async fn with_normalisation_on_minimums_and_feedback_read_the_normalised_criteri
     );
     let (code, report) = verify(&p, &call_id);
     assert_eq!(code, 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_declare_track_openness_and_independence_and_a_constraint_can_name_the_track() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let call_id = kaip_e2e::open_call(&p, 2).await;
+    let mut events = p
+        .subscribe(
+            &officer,
+            r#"subscription { events(types: ["ProposalSubmitted"]) { type data } }"#,
+        )
+        .await;
+
+    // A proposal that declares nothing cannot be submitted.
+    let bio = ConsortiumId::new();
+    register(&p, bio, OrgType::LargeEnterprise).await;
+    let lead = p.ctx.bearer(Role::Consortium, Some(bio));
+    let body = p
+        .graphql(
+            Some(&lead),
+            kaip_e2e::CREATE,
+            json!({ "input": { "callId": call_id, "title": "Bio model", "summary": "s" } }),
+        )
+        .await;
+    let id = ok(&body)["createProposal"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let body = p
+        .graphql(Some(&lead), SUBMIT, json!({ "id": id, "key": "bio" }))
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_NOT_ELIGIBLE"), "{body}");
+    assert!(
+        body.to_string()
+            .contains("portfolio: the proposal must declare its track, openness and independence"),
+        "{body}"
+    );
+
+    // A bad declaration is refused by field and rule, and saves nothing.
+    let update = "mutation($id: UUID!, $p: PortfolioInput) { updateProposal(id: $id, input: { title: \"Bio model\", summary: \"s\", portfolio: $p }) { version portfolio { track { kind industry } openness { releases licence } independence { fromScratch buildsOn } } } }";
+    let bad = json!({ "track": { "kind": "INDUSTRY_SPECIALISED" }, "openness": { "releases": [] }, "independence": { "fromScratch": true } });
+    let body = p
+        .graphql(Some(&lead), update, json!({ "id": id, "p": bad }))
+        .await;
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(
+                "portfolio.track.industry: an industry-specialised track names its industry"
+            ),
+        "{body}"
+    );
+    let bad = json!({ "track": { "kind": "GENERAL" }, "openness": { "releases": ["WEIGHTS"] }, "independence": { "fromScratch": true } });
+    let body = p
+        .graphql(Some(&lead), update, json!({ "id": id, "p": bad }))
+        .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("portfolio.openness.licence: is required when anything is released"),
+        "{body}"
+    );
+    let bad = json!({ "track": { "kind": "GENERAL" }, "openness": { "releases": [] }, "independence": { "fromScratch": false } });
+    let body = p
+        .graphql(Some(&lead), update, json!({ "id": id, "p": bad }))
+        .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("portfolio.independence.builds_on: "),
+        "{body}"
+    );
+
+    // Declared: an industry-specialised (bio) model releasing weights, built on external weights.
+    let declared = json!({ "track": { "kind": "INDUSTRY_SPECIALISED", "industry": "bio" }, "openness": { "releases": ["WEIGHTS"], "licence": "Apache-2.0" }, "independence": { "fromScratch": false, "buildsOn": ["EXAONE 3.5 7.8B weights"] } });
+    let body = p
+        .graphql(Some(&lead), update, json!({ "id": id, "p": declared }))
+        .await;
+    let saved = &ok(&body)["updateProposal"];
+    assert_eq!(saved["version"], 2, "the refused edits saved nothing");
+    assert_eq!(
+        saved["portfolio"]["track"],
+        json!({ "kind": "INDUSTRY_SPECIALISED", "industry": "bio" })
+    );
+    assert_eq!(
+        saved["portfolio"]["independence"]["buildsOn"],
+        json!(["EXAONE 3.5 7.8B weights"])
+    );
+    // Versioned with the proposal; an edit without a declaration keeps the previous one.
+    let body = p.graphql(Some(&lead), "mutation($id: UUID!) { updateProposal(id: $id, input: { title: \"Bio model v3\", summary: \"s\" }) { version portfolio { track { industry } } } }", json!({ "id": id })).await;
+    assert_eq!(
+        ok(&body)["updateProposal"]["portfolio"]["track"]["industry"],
+        "bio"
+    );
+    let body = p.graphql(Some(&lead), "query($id: UUID!) { proposal(id: $id) { versions { version portfolio { track { kind } } } } }", json!({ "id": id })).await;
+    assert_eq!(
+        ok(&body)["proposal"]["versions"],
+        json!([
+            { "version": 1, "portfolio": null },
+            { "version": 2, "portfolio": { "track": { "kind": "INDUSTRY_SPECIALISED" } } },
+            { "version": 3, "portfolio": { "track": { "kind": "INDUSTRY_SPECIALISED" } } },
+        ])
+    );
+    ok(&p
+        .graphql(Some(&lead), SUBMIT, json!({ "id": id, "key": "bio" }))
+        .await);
+    // The event carries the declaration to integrators and scoring.
+    let event = events.next_event().await;
+    assert_eq!(event["data"]["proposal_id"], id.as_str());
+    assert_eq!(
+        event["data"]["portfolio"],
+        json!({ "track": { "kind": "industry_specialised", "industry": "bio" }, "openness": { "releases": ["weights"], "licence": "Apache-2.0" }, "independence": { "from_scratch": false, "builds_on": ["EXAONE 3.5 7.8B weights"] } })
+    );
+
+    // Two stronger general-track proposals; the call keeps a place for the industry track.
+    let (_, general) = field(
+        &p,
+        &call_id,
+        &[OrgType::LargeEnterprise, OrgType::LargeEnterprise],
+    )
+    .await;
+    let ids = [general[0].clone(), general[1].clone(), id.clone()];
+    let reviewers = ["trk-1"];
+    let body = p.graphql(Some(&officer), "{ defaultEvaluationConfig { criteria { key name maxPoints minPoints } minTotal stages { name keepTop minTotal } reviewersPerProposal maxAssignmentsPerReviewer normalise tieBreak teams constraints { category atLeast atMost } } }", json!({})).await;
+    let mut bad = ok(&body)["defaultEvaluationConfig"].clone();
+    bad["constraints"] = json!([{ "category": "track:bio", "atLeast": 1, "atMost": null }]);
+    let body = eventually(Duration::from_secs(30), || async {
+        let body = p
+            .graphql(Some(&officer), "mutation($c: UUID!, $i: EvaluationConfigInput!) { configureEvaluation(callId: $c, input: $i) { teams } }", json!({ "c": call_id, "i": bad }))
+            .await;
+        (error_code(&body) != Some("CALL_NOT_FOUND")).then_some(body)
+    })
+    .await
+    .expect("scoring knows the call");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("constraints[0].category: "),
+        "{body}"
+    );
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
+    configure(&p, &call_id, &reviewers, |c| {
+        c["teams"] = json!(2);
+        c["constraints"] =
+            json!([{ "category": "track:industry_specialised", "atLeast": 1, "atMost": null }]);
+    })
+    .await;
+    score(&p, &call_id, &reviewers, &ids, |_, i| {
+        [(35, 25, 25), (33, 25, 25), (30, 20, 20)][i]
+    })
+    .await;
+    ok(&p
+        .graphql(Some(&officer), CLOSE, json!({ "c": call_id }))
+        .await);
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!) { proposeSelection(callId: $c) { selected explanation } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    let decision = &ok(&body)["proposeSelection"];
+    assert_eq!(
+        decision["selected"],
+        json!([ids[0], ids[2]]),
+        "the bio proposal takes the industry place"
+    );
+    assert!(
+        decision["explanation"]
+            .to_string()
+            .contains("at least 1 track:industry_specialised"),
+        "{decision}"
+    );
 }

@@ -43,6 +43,7 @@ diesel::table! {
         withdrawn_at -> Nullable<Timestamptz>,
         withdrawal_reason -> Nullable<Text>,
         created_at -> Timestamptz,
+        portfolio -> Nullable<Jsonb>,
     }
 }
 
@@ -74,6 +75,7 @@ diesel::table! {
         resources -> Jsonb,
         created_by -> Text,
         created_at -> Timestamptz,
+        portfolio -> Nullable<Jsonb>,
     }
 }
 

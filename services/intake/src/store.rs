@@ -5,7 +5,7 @@ use crate::schema::{calls, consortia, consortium_members, proposal_documents, pr
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::{
-    Call, Consortium, Document, EligibilityRules, Member, MemberRole, OrgType, Proposal,
+    Call, Consortium, Document, EligibilityRules, Member, MemberRole, OrgType, Portfolio, Proposal,
     ResourceRequest,
 };
 use kaip_contracts::{CallId, ConsortiumId, ProposalId};
@@ -72,6 +72,7 @@ pub struct ProposalRow {
     pub resources: serde_json::Value,
     pub idempotency_key: Option<String>,
     pub content_hash: Option<String>,
+    pub portfolio: Option<serde_json::Value>,
 }
 
 impl ProposalRow {
@@ -79,9 +80,16 @@ impl ProposalRow {
         serde_json::from_value(self.resources.clone()).unwrap_or_default()
     }
 
+    pub fn portfolio(&self) -> Option<Portfolio> {
+        self.portfolio
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+
     pub fn into_dto(self, documents: Vec<Document>) -> Proposal {
         Proposal {
             resources: self.resources(),
+            portfolio: self.portfolio(),
             id: self.id.into(),
             call_id: self.call_id.into(),
             consortium_id: self.consortium_id.into(),

@@ -3,7 +3,7 @@
 
 use crate::domain::decision::Finalist;
 use crate::domain::ranking::{Sheet, TieDecision};
-use crate::domain::{assign, stage::Entry, Centi};
+use crate::domain::{stage::Entry, Centi};
 use crate::schema::{assignments, evaluation_cases, score_sheets, stage_results, tie_decisions};
 use crate::store::CaseRow;
 use diesel::prelude::*;
@@ -160,7 +160,7 @@ pub fn finalists(
             let f = Finalist {
                 proposal: k.proposal_id,
                 score: Centi(total),
-                categories: assign::categories(&k.members()),
+                categories: k.categories(),
                 unresolved_with: serde_json::from_value(unresolved).unwrap_or_default(),
             };
             (k, f, position.unwrap_or(i32::MAX))

@@ -14,6 +14,7 @@ diesel::table! {
         resources -> Jsonb,
         stage -> Int4,
         submitted_at -> Timestamptz,
+        portfolio -> Nullable<Jsonb>,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::domain::decision::{self as rules, Finalist};
 use crate::domain::stage::{self, Outcome};
-use crate::domain::{assign, config, selection, Centi};
+use crate::domain::{config, selection, Centi};
 use crate::error::ScoringError;
 use crate::records;
 use crate::routes::decision::{versions, VersionRow};
@@ -314,7 +314,7 @@ pub fn verify(c: &mut PgConnection, call_id: Uuid) -> Result<Report, ScoringErro
                 Finalist {
                     proposal: o.proposal,
                     score: o.total,
-                    categories: assign::categories(&k.members()),
+                    categories: k.categories(),
                     unresolved_with: o.unresolved_with.clone(),
                 },
             )

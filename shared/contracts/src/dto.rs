@@ -155,6 +155,68 @@ pub mod intake {
         pub talent_positions: Vec<TalentPosition>,
     }
 
+    /// The programme's portfolio track a proposal applies for.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TrackKind {
+        General,
+        IndustrySpecialised,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Track {
+        pub kind: TrackKind,
+        /// For an industry-specialised track: the industry, a key of lower-case letters,
+        /// digits and underscores (`bio`, `materials`, `manufacturing`); none otherwise.
+        #[serde(default)]
+        pub industry: Option<String>,
+    }
+
+    /// What a team will release openly.
+    #[derive(
+        Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+    )]
+    #[serde(rename_all = "snake_case")]
+    pub enum Artefact {
+        Weights,
+        Data,
+        Code,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Openness {
+        /// Released artefacts, each at most once (empty: nothing is released).
+        #[serde(default)]
+        pub releases: Vec<Artefact>,
+        /// The licence of what is released (e.g. `Apache-2.0`); required when anything is.
+        #[serde(default)]
+        pub licence: Option<String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Independence {
+        /// Trained from scratch (no external model's weights).
+        pub from_scratch: bool,
+        /// The external models or weights it builds on: none when trained from scratch, at
+        /// least one otherwise.
+        #[serde(default)]
+        pub builds_on: Vec<String>,
+    }
+
+    /// What a proposal declares for the portfolio: its track, its openness and its
+    /// independence. Versioned with the proposal, required to submit, carried by
+    /// `ProposalSubmitted`; slot constraints can name the track.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Portfolio {
+        pub track: Track,
+        pub openness: Openness,
+        pub independence: Independence,
+    }
+
     /// `POST /programmes`: a programme the ministry runs in a fiscal year.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -213,6 +275,9 @@ pub mod intake {
         pub summary: String,
         #[serde(default)]
         pub resources: ResourceRequest,
+        /// Required before submission.
+        #[serde(default)]
+        pub portfolio: Option<Portfolio>,
     }
 
     /// `PUT /proposals/{id}`: a new version of a draft.
@@ -223,6 +288,8 @@ pub mod intake {
         pub summary: String,
         #[serde(default)]
         pub resources: ResourceRequest,
+        #[serde(default)]
+        pub portfolio: Option<Portfolio>,
     }
 
     /// `PUT /proposals/{id}/documents/{kind}`: a document, base64-encoded.
@@ -264,6 +331,8 @@ pub mod intake {
         pub title: String,
         pub summary: String,
         pub resources: ResourceRequest,
+        #[serde(default)]
+        pub portfolio: Option<Portfolio>,
         pub created_at: DateTime<Utc>,
     }
 
@@ -298,6 +367,8 @@ pub mod intake {
         pub title: String,
         pub summary: String,
         pub resources: ResourceRequest,
+        #[serde(default)]
+        pub portfolio: Option<Portfolio>,
         pub documents: Vec<Document>,
         pub submitted_at: Option<DateTime<Utc>>,
         pub content_hash: Option<String>,
@@ -365,10 +436,30 @@ pub mod intake {
         }
     }
 
+    impl CheckText for Portfolio {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            if let Some(industry) = &self.track.industry {
+                field(at, "track.industry", industry, Lines::Single)?;
+            }
+            if let Some(licence) = &self.openness.licence {
+                field(at, "openness.licence", licence, Lines::Single)?;
+            }
+            list(
+                at,
+                "independence.builds_on",
+                &self.independence.builds_on,
+                Lines::Single,
+            )
+        }
+    }
+
     impl CheckText for DraftProposal {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "title", &self.title, Lines::Single)?;
             field(at, "summary", &self.summary, Lines::Multi)?;
+            if let Some(p) = &self.portfolio {
+                p.check_text_at(&crate::text::join(at, "portfolio"))?;
+            }
             self.resources
                 .check_text_at(&crate::text::join(at, "resources"))
         }
@@ -378,6 +469,9 @@ pub mod intake {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "title", &self.title, Lines::Single)?;
             field(at, "summary", &self.summary, Lines::Multi)?;
+            if let Some(p) = &self.portfolio {
+                p.check_text_at(&crate::text::join(at, "portfolio"))?;
+            }
             self.resources
                 .check_text_at(&crate::text::join(at, "resources"))
         }

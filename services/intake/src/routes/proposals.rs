@@ -83,10 +83,12 @@ fn insert_version(
     title: &str,
     summary: &str,
     resources: &serde_json::Value,
+    portfolio: &Option<serde_json::Value>,
     by: &str,
 ) -> QueryResult<usize> {
     diesel::insert_into(proposal_versions::table)
         .values((
+            proposal_versions::portfolio.eq(portfolio),
             proposal_versions::proposal_id.eq(id.0),
             proposal_versions::version.eq(version),
             proposal_versions::title.eq(title.trim()),
@@ -111,6 +113,9 @@ pub async fn create_draft(
     let consortium = own_consortium(&caller, "create a proposal")?;
     let req = body.into_inner();
     domain::validate_draft(&req.title, &req.summary, &req.resources)?;
+    if let Some(p) = &req.portfolio {
+        crate::portfolio::validate(p)?;
+    }
     let actor = caller.actor();
     let proposal = state
         .db(move |c, _| {
@@ -119,6 +124,10 @@ pub async fn create_draft(
                 require_open(&call)?;
                 let id = ProposalId::new();
                 let resources = serde_json::to_value(&req.resources).unwrap_or_default();
+                let portfolio = req
+                    .portfolio
+                    .as_ref()
+                    .map(|p| serde_json::to_value(p).unwrap_or_default());
                 diesel::insert_into(proposals::table)
                     .values((
                         proposals::id.eq(id.0),
@@ -130,6 +139,7 @@ pub async fn create_draft(
                         proposals::status.eq("draft"),
                         proposals::version.eq(1),
                         proposals::resources.eq(&resources),
+                        proposals::portfolio.eq(&portfolio),
                     ))
                     .execute(c)
                     .map_err(|e| match e {
@@ -145,6 +155,7 @@ pub async fn create_draft(
                     &req.title,
                     &req.summary,
                     &resources,
+                    &portfolio,
                     &actor.subject,
                 )?;
                 load_dto(c, id)
@@ -164,6 +175,9 @@ pub async fn update_draft(
     let id = ProposalId(path.into_inner());
     let req = body.into_inner();
     domain::validate_draft(&req.title, &req.summary, &req.resources)?;
+    if let Some(p) = &req.portfolio {
+        crate::portfolio::validate(p)?;
+    }
     let actor = caller.actor();
     let proposal = state
         .db(move |c, _| {
@@ -171,11 +185,17 @@ pub async fn update_draft(
                 let (row, _) = own_draft(c, id, consortium)?;
                 let version = row.version + 1;
                 let resources = serde_json::to_value(&req.resources).unwrap_or_default();
+                // Absent: the new version keeps the declaration of the one before.
+                let portfolio = match &req.portfolio {
+                    Some(p) => Some(serde_json::to_value(p).unwrap_or_default()),
+                    None => row.portfolio.clone(),
+                };
                 diesel::update(proposals::table.find(id.0))
                     .set((
                         proposals::title.eq(req.title.trim()),
                         proposals::summary.eq(&req.summary),
                         proposals::resources.eq(&resources),
+                        proposals::portfolio.eq(&portfolio),
                         proposals::version.eq(version),
                     ))
                     .execute(c)?;
@@ -186,6 +206,7 @@ pub async fn update_draft(
                     &req.title,
                     &req.summary,
                     &resources,
+                    &portfolio,
                     &actor.subject,
                 )?;
                 load_dto(c, id)
@@ -377,13 +398,20 @@ pub async fn submit(
                     .ok_or(IntakeError::ConsortiumNotRegistered(consortium))?;
                 let docs = documents(c, row.id)?;
                 let resources = row.resources();
-                let failures = domain::eligibility_failures(
+                let portfolio = row.portfolio();
+                let mut failures = domain::eligibility_failures(
                     &call.rules(),
                     &call.required(),
                     &members.members,
                     &resources,
                     &docs,
                 );
+                if portfolio.is_none() {
+                    failures.push(
+                        "portfolio: the proposal must declare its track, openness and independence"
+                            .into(),
+                    );
+                }
                 if !failures.is_empty() {
                     return Err(IntakeError::NotEligible(failures));
                 }
@@ -393,6 +421,7 @@ pub async fn submit(
                     &row.title,
                     &row.summary,
                     &resources,
+                    portfolio.as_ref(),
                     &docs,
                 );
                 // PostgreSQL keeps microseconds: the receipt must read the same when replayed.
@@ -416,6 +445,7 @@ pub async fn submit(
                     content_hash: hash.clone(),
                     members: members.members,
                     resources,
+                    portfolio,
                     submitted_at: now,
                 };
                 tx.publish(c, actor.clone(), &event)?;
@@ -611,6 +641,7 @@ pub async fn versions_many(
                     proposal_versions::title,
                     proposal_versions::summary,
                     proposal_versions::resources,
+                    proposal_versions::portfolio,
                     proposal_versions::created_at,
                 ))
                 .load::<(
@@ -619,6 +650,7 @@ pub async fn versions_many(
                     String,
                     String,
                     serde_json::Value,
+                    Option<serde_json::Value>,
                     chrono::DateTime<Utc>,
                 )>(c)?;
             let mut out: Vec<ProposalVersions> = visible
@@ -628,13 +660,14 @@ pub async fn versions_many(
                     versions: Vec::new(),
                 })
                 .collect();
-            for (proposal, version, title, summary, resources, created_at) in rows {
+            for (proposal, version, title, summary, resources, portfolio, created_at) in rows {
                 if let Some(entry) = out.iter_mut().find(|e| e.proposal_id.0 == proposal) {
                     entry.versions.push(ProposalVersion {
                         version,
                         title,
                         summary,
                         resources: serde_json::from_value(resources).unwrap_or_default(),
+                        portfolio: portfolio.and_then(|p| serde_json::from_value(p).ok()),
                         created_at,
                     });
                 }
@@ -664,6 +697,7 @@ pub async fn versions(
                     proposal_versions::title,
                     proposal_versions::summary,
                     proposal_versions::resources,
+                    proposal_versions::portfolio,
                     proposal_versions::created_at,
                 ))
                 .load::<(
@@ -671,6 +705,7 @@ pub async fn versions(
                     String,
                     String,
                     serde_json::Value,
+                    Option<serde_json::Value>,
                     chrono::DateTime<Utc>,
                 )>(c)?;
             Ok::<_, IntakeError>((proposal, rows))
@@ -686,11 +721,12 @@ pub async fn versions(
     let out: Vec<ProposalVersion> = rows
         .into_iter()
         .map(
-            |(version, title, summary, resources, created_at)| ProposalVersion {
+            |(version, title, summary, resources, portfolio, created_at)| ProposalVersion {
                 version,
                 title,
                 summary,
                 resources: serde_json::from_value(resources).unwrap_or_default(),
+                portfolio: portfolio.and_then(|p| serde_json::from_value(p).ok()),
                 created_at,
             },
         )

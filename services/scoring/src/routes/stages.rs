@@ -1,6 +1,6 @@
 use super::STAFF;
 use crate::domain::decision::{self, Finalist};
-use crate::domain::{assign, config, stage};
+use crate::domain::{config, stage};
 use crate::error::ScoringError;
 use crate::records;
 use crate::schema::{evaluation_cases, stage_closures, stage_results};
@@ -111,7 +111,7 @@ pub async fn close(
                                 Finalist {
                                     proposal: o.proposal,
                                     score: o.total,
-                                    categories: assign::categories(&k.members()),
+                                    categories: k.categories(),
                                     unresolved_with: o.unresolved_with.clone(),
                                 },
                             ))
