@@ -795,3 +795,135 @@ async fn proposals_declare_track_openness_and_independence_and_a_constraint_can_
         "{decision}"
     );
 }
+
+/// Runs the `kaip-seed` binary against this platform's gateway; returns its stdout.
+async fn seed(p: &Platform, args: &[&str]) -> String {
+    let gateway = p.gateway_url.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kaip-seed"))
+            .args(&args)
+            .env("KAIP_SEED_GATEWAY", gateway)
+            .output()
+            .expect("kaip-seed runs")
+    })
+    .await
+    .expect("joined");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeded_demo_is_a_varied_field_whose_printed_ranking_is_the_services() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let out = seed(&p, &["programme"]).await;
+    let call_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("call      "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the call id is printed")
+        .to_owned();
+    // A varied field: leads of five kinds, two to four members, two industry tracks.
+    for lead in [
+        "large_enterprise",
+        "mid_size",
+        "startup",
+        "university",
+        "research_institute",
+        "sme",
+    ] {
+        assert!(out.contains(&format!("lead {lead}")), "{lead}: {out}");
+    }
+    assert_eq!(out.matches("industry-specialised").count(), 2, "{out}");
+    assert!(
+        out.contains("4 members") && out.contains("3 members") && out.contains("2 members"),
+        "{out}"
+    );
+
+    // The officer runs the seeded settings, normalisation on, as the console's examples do.
+    let body = p.graphql(Some(&officer), "{ defaultEvaluationConfig { criteria { key name maxPoints minPoints } minTotal stages { name keepTop minTotal } reviewersPerProposal maxAssignmentsPerReviewer normalise tieBreak teams constraints { category atLeast atMost } } }", json!({})).await;
+    let config = ok(&body)["defaultEvaluationConfig"].clone();
+    assert_eq!(config["normalise"], true);
+    eventually(Duration::from_secs(60), || async {
+        let body = p
+            .graphql(Some(&officer), "mutation($c: UUID!, $i: EvaluationConfigInput!) { configureEvaluation(callId: $c, input: $i) { teams } }", json!({ "c": call_id, "i": config }))
+            .await;
+        body["errors"].is_null().then_some(())
+    })
+    .await
+    .expect("scoring knows the call and its 15 cases");
+    eventually(Duration::from_secs(60), || async {
+        let body = p
+            .graphql(
+                Some(&officer),
+                "query($c: UUID!) { evaluationCases(callId: $c, first: 100) { items { id } } }",
+                json!({ "c": call_id }),
+            )
+            .await;
+        (body["data"]["evaluationCases"]["items"]
+            .as_array()
+            .map(Vec::len)
+            == Some(15))
+        .then_some(())
+    })
+    .await
+    .expect("15 cases");
+    let body = p
+        .graphql(Some(&officer), "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned blocked { reviewerId } } }", json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["assignReviewers"]["blocked"][0]["reviewerId"],
+        "rev-6",
+        "the seeded conflict is detected"
+    );
+    seed(&p, &["scores", "--call", &call_id, "--stage", "0"]).await;
+
+    // Reviewers disagree by criterion: no two reviewers of a proposal gave the same sheet.
+    let mut conn = p.scoring.pool.get().expect("connection");
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let identical: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM score_sheets a JOIN assignments x ON x.id = a.assignment_id \
+         JOIN score_sheets b ON b.assignment_id <> a.assignment_id JOIN assignments y ON y.id = b.assignment_id \
+         WHERE x.case_id = y.case_id AND a.scores = b.scores",
+    )
+    .get_result(&mut conn)
+    .expect("count");
+    assert_eq!(
+        identical.n, 0,
+        "every reviewer of a proposal scores it differently"
+    );
+
+    let body = p
+        .graphql(Some(&officer), "mutation($c: UUID!) { closeStage(callId: $c, stage: 0) { title position totalCenti } }", json!({ "c": call_id }))
+        .await;
+    let results = ok(&body)["closeStage"].as_array().expect("results").clone();
+    let printed = seed(&p, &["ranking", "--call", &call_id, "--stage", "0"]).await;
+    assert!(printed.contains("(normalised per reviewer)"), "{printed}");
+    // The printed ranking is the service's, line for line.
+    let lines: Vec<&str> = printed
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim_start().starts_with("ineligible"))
+        .collect();
+    assert_eq!(lines.len(), results.len(), "{printed}");
+    for (line, r) in lines.iter().zip(&results) {
+        let title = r["title"].as_str().expect("title");
+        let total = r["totalCenti"].as_i64().expect("total");
+        let expected = format!(
+            "{:>3}. {title:<32} {:>6}",
+            r["position"].as_i64().expect("ranked"),
+            format!("{}.{:02}", total / 100, total % 100)
+        );
+        assert!(line.starts_with(&expected), "{line:?} against {expected:?}");
+    }
+}
