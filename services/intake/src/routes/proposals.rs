@@ -75,25 +75,30 @@ fn own_draft(
     Ok((row, call))
 }
 
+/// What one version of a proposal holds.
+struct Content<'a> {
+    title: &'a str,
+    summary: &'a str,
+    resources: &'a serde_json::Value,
+    portfolio: &'a Option<serde_json::Value>,
+}
+
 /// Keeps a version of a proposal: what was submitted can always be shown later.
 fn insert_version(
     c: &mut PgConnection,
     id: ProposalId,
     version: i32,
-    title: &str,
-    summary: &str,
-    resources: &serde_json::Value,
-    portfolio: &Option<serde_json::Value>,
+    content: Content<'_>,
     by: &str,
 ) -> QueryResult<usize> {
     diesel::insert_into(proposal_versions::table)
         .values((
-            proposal_versions::portfolio.eq(portfolio),
+            proposal_versions::portfolio.eq(content.portfolio),
             proposal_versions::proposal_id.eq(id.0),
             proposal_versions::version.eq(version),
-            proposal_versions::title.eq(title.trim()),
-            proposal_versions::summary.eq(summary),
-            proposal_versions::resources.eq(resources),
+            proposal_versions::title.eq(content.title.trim()),
+            proposal_versions::summary.eq(content.summary),
+            proposal_versions::resources.eq(content.resources),
             proposal_versions::created_by.eq(by),
         ))
         .execute(c)
@@ -152,10 +157,12 @@ pub async fn create_draft(
                     c,
                     id,
                     1,
-                    &req.title,
-                    &req.summary,
-                    &resources,
-                    &portfolio,
+                    Content {
+                        title: &req.title,
+                        summary: &req.summary,
+                        resources: &resources,
+                        portfolio: &portfolio,
+                    },
                     &actor.subject,
                 )?;
                 load_dto(c, id)
@@ -203,10 +210,12 @@ pub async fn update_draft(
                     c,
                     id,
                     version,
-                    &req.title,
-                    &req.summary,
-                    &resources,
-                    &portfolio,
+                    Content {
+                        title: &req.title,
+                        summary: &req.summary,
+                        resources: &resources,
+                        portfolio: &portfolio,
+                    },
                     &actor.subject,
                 )?;
                 load_dto(c, id)

@@ -428,4 +428,43 @@ mod tests {
         ));
         assert!(check_override(&c, 2, &[0, 2], &rules, &[], Some(Centi(16000))).is_ok());
     }
+
+    #[test]
+    fn candidates_follow_the_latest_decision_naming_the_whole_group_and_report_the_rest() {
+        let f = |p: u128, score: i64, with: &[u128]| Finalist {
+            proposal: Uuid::from_u128(p),
+            score: Centi(score),
+            categories: BTreeSet::new(),
+            unresolved_with: with.iter().map(|&x| Uuid::from_u128(x)).collect(),
+        };
+        let finalists = [
+            f(1, 9000, &[]),
+            f(2, 8000, &[3]),
+            f(3, 8000, &[2]),
+            f(4, 7000, &[]),
+        ];
+        let order = |c: &[Candidate]| c.iter().map(|c| c.proposal.as_u128()).collect::<Vec<_>>();
+        let (c, open) = candidates(&finalists, &[]);
+        assert_eq!(order(&c), vec![1, 2, 3, 4]);
+        assert_eq!(open, vec![vec![Uuid::from_u128(2), Uuid::from_u128(3)]]);
+        // Selecting #1 and #2 leaves #3 out of a tie with #2: it decided the outcome.
+        assert_eq!(
+            straddling(&open, &[Uuid::from_u128(1), Uuid::from_u128(2)]),
+            open
+        );
+        assert!(straddling(&open, &[Uuid::from_u128(1), Uuid::from_u128(4)]).is_empty());
+        assert!(straddling(&open, &[Uuid::from_u128(2), Uuid::from_u128(3)]).is_empty());
+        let decide = |o: &[u128]| TieDecision {
+            order: o.iter().map(|&x| Uuid::from_u128(x)).collect(),
+            label: "officer".into(),
+        };
+        let (c, open) = candidates(&finalists, &[decide(&[2, 3]), decide(&[3, 2])]);
+        assert_eq!(order(&c), vec![1, 3, 2, 4], "the latest decision prevails");
+        assert!(open.is_empty());
+        let (_, open) = candidates(&finalists, &[decide(&[3, 4])]);
+        assert_eq!(open.len(), 1, "a decision not naming #2 settles nothing");
+        // A withdrawn member leaves a group of one: no tie any more.
+        let (_, open) = candidates(&[f(1, 9000, &[]), f(2, 8000, &[3])], &[]);
+        assert!(open.is_empty());
+    }
 }

@@ -536,4 +536,57 @@ mod tests {
             Some("higher technology score")
         );
     }
+
+    #[test]
+    fn apportion_adds_up_to_the_total_and_stays_within_a_hundredth_of_each_value() {
+        // Three criteria of 33.333...: floors 3333 each, one hundredth missing, to the first.
+        let third = 100.0 / 3.0;
+        assert_eq!(
+            apportion(&[third, third, third], Centi(10000)),
+            [3334, 3333, 3333].map(Centi)
+        );
+        // The largest remainder first.
+        assert_eq!(
+            apportion(&[10.004, 20.009, 30.001], Centi(6002)),
+            [1001, 2001, 3000].map(Centi)
+        );
+        // A total below the floors' sum takes from the smallest remainders.
+        assert_eq!(
+            apportion(&[10.0, 20.5, 30.0], Centi(6049)),
+            [999, 2050, 3000].map(Centi)
+        );
+        assert_eq!(apportion(&[], Centi(5)), Vec::<Centi>::new());
+    }
+
+    #[test]
+    fn raw_consensus_by_criterion_adds_up_to_the_raw_total() {
+        let sheet = |reviewer: &str, p: u128, s: [i64; 3]| Sheet {
+            reviewer: reviewer.into(),
+            proposal: Uuid::from_u128(p),
+            scores: ["technology", "strategy", "ecosystem"]
+                .into_iter()
+                .map(String::from)
+                .zip(s)
+                .collect(),
+        };
+        let keys: Vec<String> = ["technology", "strategy", "ecosystem"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        // Means 33.33, 33.33, 33.33 and a total of 100: the criteria must show 100.00 too.
+        let sheets = [
+            sheet("a", 1, [34, 33, 33]),
+            sheet("b", 1, [33, 34, 33]),
+            sheet("c", 1, [33, 33, 34]),
+        ];
+        let c = &consensus_by_criterion(&sheets, &keys, false)[&Uuid::from_u128(1)];
+        assert_eq!(c.total, Centi(10000));
+        assert_eq!(c.per_criterion.values().map(|v| v.0).sum::<i64>(), 10000);
+        assert_eq!(c.per_criterion["technology"], Centi(3334));
+        // Normalisation on, with single-sheet reviewers (uncalibratable): the raw figures.
+        assert_eq!(
+            &consensus_by_criterion(&sheets, &keys, true)[&Uuid::from_u128(1)],
+            c
+        );
+    }
 }
