@@ -927,3 +927,95 @@ async fn the_seeded_demo_is_a_varied_field_whose_printed_ranking_is_the_services
         assert!(line.starts_with(&expected), "{line:?} against {expected:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tie_that_starts_to_matter_after_a_withdrawal_blocks_the_selection_until_decided() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let call_id = kaip_e2e::open_call(&p, 2).await;
+    // Totals 80, 75, 70, 70: #2 and #3 tie on everything, below the two places.
+    let (consortia, ids) = field(&p, &call_id, &[OrgType::LargeEnterprise; 4]).await;
+    let sheets: [(i64, i64, i64); 4] = [(32, 24, 24), (30, 23, 22), (28, 21, 21), (28, 21, 21)];
+    let reviewers = ["wd-1"];
+    configure(&p, &call_id, &reviewers, |c| {
+        c["teams"] = json!(2);
+        c["constraints"] = json!([]);
+    })
+    .await;
+    score(&p, &call_id, &reviewers, &ids, |_, i| sheets[i]).await;
+    // The tie changes nothing yet (both out): the stage closes, the tie recorded as such.
+    let body = p
+        .graphql(Some(&officer), CLOSE, json!({ "c": call_id }))
+        .await;
+    let results = ok(&body)["closeStage"].as_array().expect("results").clone();
+    assert_eq!(
+        results[3]["tieBrokenBy"]
+            .as_str()
+            .map(|t| t.starts_with("unresolved tie")),
+        Some(true),
+        "{results:?}"
+    );
+
+    // #1 withdraws: now one of #2 and #3 takes its place, and only an officer may say which.
+    let lead = p.ctx.bearer(Role::Consortium, Some(consortia[1]));
+    ok(&p
+        .graphql(Some(&lead), "mutation($p: UUID!) { withdrawProposal(proposalId: $p, reason: \"the consortium dissolved\") { status } }", json!({ "p": ids[1] }))
+        .await);
+    eventually(Duration::from_secs(30), || async {
+        let body = p
+            .graphql(
+                Some(&officer),
+                "query($p: UUID!) { evaluationCase(proposalId: $p) { status } }",
+                json!({ "p": ids[1] }),
+            )
+            .await;
+        (body["data"]["evaluationCase"]["status"] == "withdrawn").then_some(())
+    })
+    .await
+    .expect("scoring applied the withdrawal");
+    let propose = "mutation($c: UUID!) { proposeSelection(callId: $c) { version selected } }";
+    let body = p
+        .graphql(Some(&officer), propose, json!({ "c": call_id }))
+        .await;
+    assert_eq!(error_code(&body), Some("TIE_UNRESOLVED"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("decides who is selected"),
+        "{body}"
+    );
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($c: UUID!) { selectionHistory(callId: $c) { version } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    assert_eq!(
+        ok(&body)["selectionHistory"],
+        json!([]),
+        "a refusal records nothing"
+    );
+
+    // The last stage is closed, but its tie can still be decided until publication.
+    ok(&p
+        .graphql(Some(&officer), "mutation($c: UUID!, $o: [UUID!]!) { decideTie(callId: $c, stage: 0, order: $o, reason: \"stronger presentation Q&A\") { id } }", json!({ "c": call_id, "o": [ids[3], ids[2]] }))
+        .await);
+    let body = p
+        .graphql(Some(&officer), propose, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"]["selected"],
+        json!([ids[0], ids[3]])
+    );
+    ok(&p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!) { publishSelection(callId: $c) { version } }",
+            json!({ "c": call_id }),
+        )
+        .await);
+    let (code, report) = verify(&p, &call_id);
+    assert_eq!(code, 0, "{report}");
+}
