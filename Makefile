@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: run test bench lint fmt snapshots seed seed-scores token build mutants help
+.PHONY: run test bench lint fmt snapshots seed seed-scores seed-ranking verify-decision token build mutants help
 
 run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
 	@bash infra/local/run.sh
@@ -26,11 +26,18 @@ snapshots: ## Accept the current published contracts: GraphQL SDL, event JSON Sc
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-gateway --test api the_published_schema_matches_the_checked_in_snapshot
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-contracts --test catalogue
 
-seed: ## With `make run` up: the seeded programme (a call, 15 consortia applied, 6 reviewers)
+seed: ## With `make run` up: the seeded programme (a call, a varied field of 15 consortia applied, 6 reviewers)
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- programme
 
 seed-scores: ## With `make run` up: the seeded reviewers score a stage (CALL=<id> STAGE=<n>)
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- scores --call $(CALL) --stage $(or $(STAGE),0)
+
+seed-ranking: ## With `make run` up: a closed stage's ranking as scoring recorded it (CALL=<id> STAGE=<n>)
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- ranking --call $(CALL) --stage $(or $(STAGE),0)
+
+verify-decision: ## Recompute a published selection from its recorded inputs and report agreement or every difference (CALL=<id>; exit 1 when they differ)
+	@test -n "$(CALL)" || { echo "usage: make verify-decision CALL=<call id>"; exit 2; }
+	@cargo run -q -p kaip-scoring --bin kaip-verify-decision -- --call $(CALL)
 
 token: ## Mint a development token for every role
 	@cargo run -q -p kaip-auth --bin kaip-dev-token -- --all

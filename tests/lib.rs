@@ -320,6 +320,16 @@ pub fn member_inputs(seed: u32, lead: OrgType) -> Vec<Value> {
         .collect()
 }
 
+/// A general-track, open (weights and code, Apache-2.0), from-scratch declaration as
+/// GraphQL input.
+pub fn portfolio_input() -> Value {
+    json!({
+        "track": { "kind": "GENERAL" },
+        "openness": { "releases": ["WEIGHTS", "CODE"], "licence": "Apache-2.0" },
+        "independence": { "fromScratch": true, "buildsOn": [] },
+    })
+}
+
 /// Drafts a proposal for `consortium` (already registered) and returns its id.
 pub async fn draft(
     p: &Platform,
@@ -330,7 +340,7 @@ pub async fn draft(
     let token = p
         .ctx
         .bearer(kaip_contracts::Role::Consortium, Some(consortium));
-    let body = p.graphql(Some(&token), CREATE, json!({ "input": { "callId": call_id, "title": title, "summary": "A model built from scratch" } })).await;
+    let body = p.graphql(Some(&token), CREATE, json!({ "input": { "callId": call_id, "title": title, "summary": "A model built from scratch", "portfolio": portfolio_input() } })).await;
     body["data"]["createProposal"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("createProposal failed: {body}"))

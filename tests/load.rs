@@ -73,7 +73,7 @@ pub async fn seed_call_at(ctx: &TestContext, gateway_url: &str, n: usize) -> Str
                 let draft = gql(
                     token.clone(),
                     CREATE,
-                    json!({ "input": { "callId": call_id, "title": format!("Model {i}"), "summary": "Built from scratch" } }),
+                    json!({ "input": { "callId": call_id, "title": format!("Model {i}"), "summary": "Built from scratch", "portfolio": crate::portfolio_input() } }),
                 )
                 .await;
                 let id = draft["data"]["createProposal"]["id"].clone();

@@ -4,7 +4,12 @@
 //! ```text
 //! kaip-seed programme                      # programme, call, 15 consortia applied, 6 reviewers
 //! kaip-seed scores --call <id> --stage 0   # the seeded reviewers score their assignments
+//! kaip-seed ranking --call <id> --stage 0  # the service's ranking of a closed stage
 //! ```
+//! The field is varied (large enterprises, mid-size firms, startups, an SME, universities
+//! and a research institute lead; two to four members each; two industry-specialised
+//! proposals), and the six reviewers disagree: each has a leniency and a view per
+//! criterion. Nothing printed is computed here: rankings are read from the service.
 //! Talks to the gateway (`KAIP_SEED_GATEWAY`, default http://127.0.0.1:8080) with
 //! development tokens (the dev key, or `KAIP_AUTH__KEY`), exactly as a person would.
 
@@ -45,9 +50,221 @@ impl Gateway {
     }
 }
 
-/// Quality of "Model n": 90, 87, ... so the ranking is known in advance.
-fn quality(n: i64) -> i64 {
-    93 - 3 * n
+/// One applicant of the seeded field.
+struct Applicant {
+    name: &'static str,
+    /// (organisation, org type, role) for each member; the first is the lead.
+    members: &'static [(&'static str, &'static str)],
+    /// `None`: general track; `Some(industry)`: industry-specialised.
+    industry: Option<&'static str>,
+    releases: &'static [&'static str],
+    builds_on: &'static [&'static str],
+    /// Underlying merit per criterion, as a share of its maximum (percent).
+    merit: [i64; 3],
+}
+
+/// Fifteen applicants, fictitious, in the order they submit (not in merit order).
+const FIELD: [Applicant; 15] = [
+    Applicant {
+        name: "Hanbit AI Alliance",
+        members: &[
+            ("Hanbit Electronics", "LARGE_ENTERPRISE"),
+            ("Korea Advanced University", "UNIVERSITY"),
+            ("Seoul Speech Labs", "STARTUP"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS"],
+        builds_on: &[],
+        merit: [88, 80, 70],
+    },
+    Applicant {
+        name: "Daon Bio Foundation Model",
+        members: &[
+            ("Daon Life Sciences", "LARGE_ENTERPRISE"),
+            ("Busan National University", "UNIVERSITY"),
+        ],
+        industry: Some("bio"),
+        releases: &["WEIGHTS", "CODE"],
+        builds_on: &[],
+        merit: [78, 74, 82],
+    },
+    Applicant {
+        name: "Nuri Open Model",
+        members: &[
+            ("Nuri Labs", "STARTUP"),
+            ("Daejeon Institute of Science", "UNIVERSITY"),
+            ("Open Data Korea", "SME"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS", "DATA", "CODE"],
+        builds_on: &[],
+        merit: [76, 70, 92],
+    },
+    Applicant {
+        name: "Sejong Telecom LLM",
+        members: &[
+            ("Sejong Telecom", "LARGE_ENTERPRISE"),
+            ("Gwangju University", "UNIVERSITY"),
+            ("Korea Electronics Research Institute", "RESEARCH_INSTITUTE"),
+            ("Voice Cloud", "STARTUP"),
+        ],
+        industry: None,
+        releases: &[],
+        builds_on: &[],
+        merit: [84, 86, 58],
+    },
+    Applicant {
+        name: "Mirae Manufacturing Copilot",
+        members: &[
+            ("Mirae Precision", "MID_SIZE"),
+            ("Changwon University", "UNIVERSITY"),
+        ],
+        industry: Some("manufacturing"),
+        releases: &["CODE"],
+        builds_on: &["an open 8B base model's weights"],
+        merit: [66, 78, 64],
+    },
+    Applicant {
+        name: "Hangang University Consortium",
+        members: &[
+            ("Hangang University", "UNIVERSITY"),
+            ("Incheon University", "UNIVERSITY"),
+            ("Tokenworks", "STARTUP"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS", "DATA", "CODE"],
+        builds_on: &[],
+        merit: [80, 66, 84],
+    },
+    Applicant {
+        name: "Cheongsan Search",
+        members: &[
+            ("Cheongsan Internet", "LARGE_ENTERPRISE"),
+            ("Yonsei-style Private University", "UNIVERSITY"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS"],
+        builds_on: &[],
+        merit: [90, 76, 62],
+    },
+    Applicant {
+        name: "Gaon Reasoning",
+        members: &[
+            ("Gaon AI", "STARTUP"),
+            ("Pohang Science University", "UNIVERSITY"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS", "CODE"],
+        builds_on: &[],
+        merit: [84, 64, 72],
+    },
+    Applicant {
+        name: "Dasan Mid-size Alliance",
+        members: &[
+            ("Dasan Systems", "MID_SIZE"),
+            ("Ulsan University", "UNIVERSITY"),
+            ("Edge Devices Korea", "SME"),
+        ],
+        industry: None,
+        releases: &["CODE"],
+        builds_on: &["a licensed 70B model's weights"],
+        merit: [62, 74, 66],
+    },
+    Applicant {
+        name: "KIST-style Research Model",
+        members: &[
+            ("National AI Research Institute", "RESEARCH_INSTITUTE"),
+            ("Chungnam University", "UNIVERSITY"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS", "DATA", "CODE"],
+        builds_on: &[],
+        merit: [74, 62, 86],
+    },
+    Applicant {
+        name: "Bom Legal LLM",
+        members: &[
+            ("Bom Legaltech", "SME"),
+            ("Kyungpook University", "UNIVERSITY"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS"],
+        builds_on: &["an open 13B base model's weights"],
+        merit: [60, 68, 70],
+    },
+    Applicant {
+        name: "Sori Multimodal",
+        members: &[
+            ("Sori Vision", "STARTUP"),
+            ("Jeonbuk University", "UNIVERSITY"),
+            ("Media Archive Korea", "MID_SIZE"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS", "CODE"],
+        builds_on: &[],
+        merit: [72, 70, 68],
+    },
+    Applicant {
+        name: "Taeyang Finance Model",
+        members: &[
+            ("Taeyang Financial Group", "LARGE_ENTERPRISE"),
+            ("Sogang-style University", "UNIVERSITY"),
+        ],
+        industry: None,
+        releases: &[],
+        builds_on: &["a commercial model's weights under licence"],
+        merit: [70, 82, 52],
+    },
+    Applicant {
+        name: "Haneul Edge Model",
+        members: &[
+            ("Haneul Semiconductor", "MID_SIZE"),
+            ("Chungbuk University", "UNIVERSITY"),
+            ("Tiny Models", "STARTUP"),
+        ],
+        industry: None,
+        releases: &["WEIGHTS"],
+        builds_on: &[],
+        merit: [68, 64, 62],
+    },
+    Applicant {
+        name: "Areum Education LLM",
+        members: &[("Areum Edu", "STARTUP"), ("Jeju University", "UNIVERSITY")],
+        industry: None,
+        releases: &["WEIGHTS", "DATA"],
+        builds_on: &[],
+        merit: [58, 60, 74],
+    },
+];
+
+/// Each reviewer's leniency (points added per criterion's share) and view per criterion
+/// (technology, strategy, ecosystem), in percent of the maximum: they disagree.
+const VIEWS: [(&str, [i64; 3]); 6] = [
+    ("rev-1", [-8, -4, 0]),
+    ("rev-2", [4, 6, -10]),
+    ("rev-3", [0, -10, 8]),
+    ("rev-4", [6, 2, 4]),
+    ("rev-5", [-4, 8, -6]),
+    ("rev-6", [2, -6, 6]),
+];
+
+const MAX: [i64; 3] = [40, 30, 30];
+
+/// A small, deterministic disagreement per reviewer, proposal, criterion and stage: -4..=4
+/// percent.
+fn noise(reviewer: usize, proposal: usize, criterion: usize, stage: i32) -> i64 {
+    let x = (reviewer * 31 + proposal * 17 + criterion * 7 + stage as usize * 13) % 9;
+    x as i64 - 4
+}
+
+/// Reviewer `r`'s sheet for applicant `n` (0-based) at `stage`: whole points per criterion.
+fn sheet(r: usize, n: usize, stage: i32) -> [i64; 3] {
+    let mut out = [0; 3];
+    for c in 0..3 {
+        let pct = FIELD[n].merit[c] + VIEWS[r].1[c] + noise(r, n, c, stage);
+        out[c] = (pct.clamp(0, 100) * MAX[c] + 50) / 100;
+    }
+    out
 }
 
 fn brn(seed: u32) -> String {
@@ -67,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
     };
     match args.first().map(String::as_str) {
         Some("programme") => programme(&gw).await,
-        Some("scores") => {
+        Some("scores" | "ranking") => {
             let get = |flag: &str| {
                 args.iter()
                     .position(|a| a == flag)
@@ -79,9 +296,13 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| "0".into())
                 .parse()
                 .context("--stage must be a number")?;
-            scores(&gw, &call, stage).await
+            if args[0] == "ranking" {
+                ranking(&gw, &call, stage).await
+            } else {
+                scores(&gw, &call, stage).await
+            }
         }
-        _ => bail!("usage: kaip-seed programme | kaip-seed scores --call <id> --stage <n>"),
+        _ => bail!("usage: kaip-seed programme | kaip-seed scores --call <id> --stage <n> | kaip-seed ranking --call <id> --stage <n>"),
     }
 }
 
@@ -117,27 +338,39 @@ async fn programme(gw: &Gateway) -> anyhow::Result<()> {
         c["openCall"]["closesAtKst"].as_str().unwrap_or("?")
     );
 
-    for n in 1..=15i64 {
+    let mut conflicted_org = (String::new(), String::new());
+    for (i, app) in FIELD.iter().enumerate() {
+        let n = i as u32 + 1;
         let consortium = ConsortiumId::new();
         let token = gw.token(&format!("lead-{n}"), Role::Consortium, Some(consortium));
-        // #7 is SME-led and #10 university-led; the rest are led by large enterprises.
-        let lead = match n {
-            7 => "SME",
-            10 => "UNIVERSITY",
-            _ => "LARGE_ENTERPRISE",
-        };
-        let seed = 100 + n as u32 * 10;
-        let members = json!([
-            { "name": format!("Lead organisation {n}"), "orgType": lead, "businessRegistrationNumber": brn(seed), "role": "LEAD" },
-            { "name": format!("University {n}"), "orgType": "UNIVERSITY", "businessRegistrationNumber": brn(seed + 1), "role": "PARTNER" },
-        ]);
-        gw.gql(&token, "mutation($id: UUID!, $i: RegisterConsortiumInput!) { registerConsortium(id: $id, input: $i) { id } }", json!({ "id": consortium, "i": { "name": format!("Consortium {n}"), "members": members } }))
+        let members: Vec<Value> = app
+            .members
+            .iter()
+            .enumerate()
+            .map(|(m, (name, kind))| {
+                json!({ "name": name, "orgType": kind, "businessRegistrationNumber": brn(1000 + n * 10 + m as u32), "role": if m == 0 { "LEAD" } else { "PARTNER" } })
+            })
+            .collect();
+        if n == 4 {
+            // rev-6 works at this consortium's university partner.
+            conflicted_org = (app.members[1].0.to_owned(), brn(1000 + n * 10 + 1));
+        }
+        gw.gql(&token, "mutation($id: UUID!, $i: RegisterConsortiumInput!) { registerConsortium(id: $id, input: $i) { id } }", json!({ "id": consortium, "i": { "name": app.name, "members": members } }))
             .await?;
+        let portfolio = json!({
+            "track": match app.industry {
+                Some(industry) => json!({ "kind": "INDUSTRY_SPECIALISED", "industry": industry }),
+                None => json!({ "kind": "GENERAL" }),
+            },
+            "openness": { "releases": app.releases, "licence": (!app.releases.is_empty()).then_some("Apache-2.0") },
+            "independence": { "fromScratch": app.builds_on.is_empty(), "buildsOn": app.builds_on },
+        });
+        let gpus = 400 + 40 * (i as i64 % 7);
         let d = gw
             .gql(
                 &token,
                 "mutation($i: ProposalInput!) { createProposal(input: $i) { id } }",
-                json!({ "i": { "callId": call, "title": format!("Model {n}"), "summary": "A foundation model trained from scratch", "resources": { "gpus": [{ "model": "H100", "count": 500 + 50 * n }], "dataBudgetKrw": "10000000000", "talentFundingKrw": "1500000000" } } }),
+                json!({ "i": { "callId": call, "title": app.name, "summary": "A Korean foundation model and the plan to build it", "resources": { "gpus": [{ "model": "H100", "count": gpus }], "dataBudgetKrw": format!("{}", 6_000_000_000i64 + 500_000_000 * (i as i64 % 9)), "talentFundingKrw": format!("{}", 800_000_000 + 100_000_000 * (i as i64 % 8)) }, "portfolio": portfolio } }),
             )
             .await?;
         let id = d["createProposal"]["id"].clone();
@@ -145,13 +378,22 @@ async fn programme(gw: &Gateway) -> anyhow::Result<()> {
             .await?;
         gw.gql(&token, "mutation($id: UUID!, $k: String!) { submitProposal(proposalId: $id, idempotencyKey: $k) { contentHash } }", json!({ "id": id, "k": format!("seed-{n}") }))
             .await?;
+        let lead = app.members[0].1.to_lowercase();
+        let track = app.industry.map_or("general".to_owned(), |i| {
+            format!("industry-specialised ({i})")
+        });
+        println!(
+            "  {n:>2}. {:<32} lead {lead:<18} {} members, {track}",
+            app.name,
+            app.members.len()
+        );
     }
-    println!("15 consortia registered and submitted (Model 1 best ... Model 15; #7 SME-led, #10 university-led)");
+    println!("15 consortia registered and submitted");
 
     for (i, r) in REVIEWERS.iter().enumerate() {
         // rev-6 works at consortium 4's university partner: a conflict of interest.
         let (org, number) = if *r == "rev-6" {
-            ("University 4".to_owned(), Some(brn(141)))
+            (conflicted_org.0.clone(), Some(conflicted_org.1.clone()))
         } else {
             (format!("Review institute {}", i + 1), None)
         };
@@ -162,7 +404,11 @@ async fn programme(gw: &Gateway) -> anyhow::Result<()> {
     println!("Next, in the console as the officer: configure the evaluation for call {call} (examples 7-8),");
     println!("assign reviewers to stage 0 (10), then let the reviewers score:");
     println!("    make seed-scores CALL={call} STAGE=0");
-    println!("close stage 0 (13), assign and score stage 1 the same way, close it, propose (14) and publish (15).");
+    println!("close stage 0 (13) and see the service's ranking:");
+    println!("    make seed-ranking CALL={call} STAGE=0");
+    println!("assign and score stage 1 the same way, close it, propose (14) and publish (15).");
+    println!("To reserve a place for the industry track, add the constraint");
+    println!("    {{ category: \"track:industry_specialised\", atLeast: 1 }} to the settings (8).");
     println!(
         "\nA reviewer's token, to see their assignments in the console:\n    {}",
         gw.token("rev-1", Role::Reviewer, None)
@@ -182,17 +428,15 @@ async fn scores(gw: &Gateway, call: &str, stage: i32) -> anyhow::Result<()> {
             .cloned()
             .unwrap_or_default()
         {
-            let n: i64 = a["title"]
-                .as_str()
-                .and_then(|t| t.strip_prefix("Model "))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(15);
-            let q = quality(n);
-            let (tech, strategy) = (q * 4 / 10, q * 3 / 10);
+            let Some(n) = FIELD.iter().position(|f| a["title"] == f.name) else {
+                continue;
+            };
+            let r = REVIEWERS.iter().position(|x| *x == r).unwrap_or(0);
+            let [tech, strategy, ecosystem] = sheet(r, n, stage);
             let sheet = json!([
                 { "criterion": "technology", "points": tech, "comment": "seeded review" },
                 { "criterion": "strategy", "points": strategy },
-                { "criterion": "ecosystem", "points": q - tech - strategy },
+                { "criterion": "ecosystem", "points": ecosystem },
             ]);
             gw.gql(&token, "mutation($a: UUID!, $s: [CriterionScoreInput!]!) { scoreProposal(assignmentId: $a, scores: $s) { total } }", json!({ "a": a["id"], "s": sheet }))
                 .await?;
@@ -200,5 +444,70 @@ async fn scores(gw: &Gateway, call: &str, stage: i32) -> anyhow::Result<()> {
         }
     }
     println!("{total} assignments of stage {stage} scored; close the stage in the console next");
+    Ok(())
+}
+
+/// Prints a closed stage's ranking as the service recorded it (normalised or not, as the
+/// call is configured): nothing here is recomputed.
+async fn ranking(gw: &Gateway, call: &str, stage: i32) -> anyhow::Result<()> {
+    let officer = gw.token("dev-officer", Role::Officer, None);
+    let data = gw
+        .gql(&officer, "query($c: UUID!, $s: Int!) { evaluationConfig(callId: $c) { normalise } stageResults(callId: $c, stage: $s, first: 100) { items { position title totalCenti perCriterion { criterion centi } eligible shortfalls advanced tieBrokenBy } } }", json!({ "c": call, "s": stage }))
+        .await?;
+    let normalised = data["evaluationConfig"]["normalise"]
+        .as_bool()
+        .unwrap_or(false);
+    println!(
+        "stage {stage} of call {call}, as scoring ranked it ({}):",
+        if normalised {
+            "normalised per reviewer"
+        } else {
+            "raw points"
+        }
+    );
+    let points = |v: &Value| {
+        let c = v.as_i64().unwrap_or(0);
+        format!("{}.{:02}", c / 100, (c % 100).abs())
+    };
+    for r in data["stageResults"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let per: Vec<String> = r["perCriterion"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["criterion"].as_str().unwrap_or("?"),
+                    points(&c["centi"])
+                )
+            })
+            .collect();
+        let position = r["position"]
+            .as_i64()
+            .map_or("  -".to_owned(), |p| format!("{p:>3}"));
+        println!(
+            "{position}. {:<32} {:>6}  ({}){}{}",
+            r["title"].as_str().unwrap_or("?"),
+            points(&r["totalCenti"]),
+            per.join(", "),
+            if r["advanced"] == true {
+                "  advances"
+            } else {
+                ""
+            },
+            r["tieBrokenBy"]
+                .as_str()
+                .map(|t| format!("  [tie: {t}]"))
+                .unwrap_or_default(),
+        );
+        for s in r["shortfalls"].as_array().cloned().unwrap_or_default() {
+            println!("       ineligible: {}", s.as_str().unwrap_or("?"));
+        }
+    }
     Ok(())
 }

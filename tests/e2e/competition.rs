@@ -353,7 +353,8 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .await;
     assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
 
-    // An override needs a reason; "select nobody" is a valid outcome of one.
+    // An override needs a reason; "select nobody" is a valid outcome of one, waiving the
+    // number of teams and the slot constraint by name.
     let propose = "mutation($c: UUID!, $o: SelectionOverrideInput) { proposeSelection(callId: $c, overrideWith: $o) { selected overrideReason departure { displaced } } }";
     let body = p
         .graphql(
@@ -363,7 +364,7 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         )
         .await;
     assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
-    let body = p.graphql(Some(&officer), propose, json!({ "c": call_id, "o": { "selected": [], "reason": "re-call: no proposal meets the bar" } })).await;
+    let body = p.graphql(Some(&officer), propose, json!({ "c": call_id, "o": { "selected": [], "reason": "re-call: no proposal meets the bar", "waivers": ["teams", "at_least:sme_or_academia_led"] } })).await;
     let nobody = &ok(&body)["proposeSelection"];
     assert_eq!(nobody["selected"], json!([]));
     assert_eq!(

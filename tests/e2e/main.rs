@@ -5,6 +5,7 @@ mod auth_hardening;
 mod backbone;
 mod competition;
 mod consumer_hardening;
+mod decisions;
 mod gateway_hardening;
 mod inputs_hardening;
 mod relay_hardening;

@@ -75,6 +75,95 @@ impl From<Member> for dto::Member {
 /// as a GraphQL `Int`, which is 32-bit: out-of-range input is refused while the operation
 /// is validated, and a stored value beyond the bound (impossible under intake's rules) is
 /// clamped rather than wrapped.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "kaip_contracts::dto::intake::TrackKind")]
+pub enum TrackKind {
+    General,
+    IndustrySpecialised,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "kaip_contracts::dto::intake::Artefact")]
+pub enum Artefact {
+    Weights,
+    Data,
+    Code,
+}
+
+/// The portfolio track: general, or industry-specialised with its industry (a key such as
+/// `bio` or `materials`, which a slot constraint can name as `industry:<key>`).
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "TrackInput")]
+pub struct Track {
+    pub kind: TrackKind,
+    pub industry: Option<String>,
+}
+
+/// What will be released openly, and under which licence (required when anything is).
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "OpennessInput")]
+pub struct Openness {
+    pub releases: Vec<Artefact>,
+    pub licence: Option<String>,
+}
+
+/// Whether the model is trained from scratch, and the external models or weights it
+/// builds on otherwise.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "IndependenceInput")]
+pub struct Independence {
+    pub from_scratch: bool,
+    #[graphql(default)]
+    pub builds_on: Vec<String>,
+}
+
+/// A proposal's portfolio declaration: required to submit, kept with each version.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "PortfolioInput")]
+pub struct Portfolio {
+    pub track: Track,
+    pub openness: Openness,
+    pub independence: Independence,
+}
+
+impl From<dto::Portfolio> for Portfolio {
+    fn from(p: dto::Portfolio) -> Self {
+        Portfolio {
+            track: Track {
+                kind: p.track.kind.into(),
+                industry: p.track.industry,
+            },
+            openness: Openness {
+                releases: p.openness.releases.into_iter().map(Into::into).collect(),
+                licence: p.openness.licence,
+            },
+            independence: Independence {
+                from_scratch: p.independence.from_scratch,
+                builds_on: p.independence.builds_on,
+            },
+        }
+    }
+}
+
+impl From<Portfolio> for dto::Portfolio {
+    fn from(p: Portfolio) -> Self {
+        dto::Portfolio {
+            track: dto::Track {
+                kind: p.track.kind.into(),
+                industry: p.track.industry,
+            },
+            openness: dto::Openness {
+                releases: p.openness.releases.into_iter().map(Into::into).collect(),
+                licence: p.openness.licence,
+            },
+            independence: dto::Independence {
+                from_scratch: p.independence.from_scratch,
+                builds_on: p.independence.builds_on,
+            },
+        }
+    }
+}
+
 fn int32(v: i64) -> i32 {
     i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
 }
@@ -336,6 +425,7 @@ pub struct ProposalVersion {
     pub title: String,
     pub summary: String,
     pub resources: ResourceRequest,
+    pub portfolio: Option<Portfolio>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -392,6 +482,10 @@ impl Proposal {
     }
     async fn resources(&self) -> ResourceRequest {
         self.0.resources.clone().into()
+    }
+    /// Track, openness and independence (required to submit).
+    async fn portfolio(&self) -> Option<Portfolio> {
+        self.0.portfolio.clone().map(Into::into)
     }
     async fn documents(&self) -> Vec<Document> {
         self.0
@@ -453,6 +547,7 @@ impl Proposal {
                 title: v.title,
                 summary: v.summary,
                 resources: v.resources.into(),
+                portfolio: v.portfolio.map(Into::into),
                 created_at: v.created_at,
             })
             .collect())
@@ -519,6 +614,8 @@ pub struct ProposalInput {
     pub summary: String,
     #[graphql(default)]
     pub resources: ResourceRequest,
+    /// Track, openness and independence: may come later, but submission requires it.
+    pub portfolio: Option<Portfolio>,
 }
 
 #[derive(InputObject)]
@@ -527,6 +624,8 @@ pub struct ProposalUpdateInput {
     pub summary: String,
     #[graphql(default)]
     pub resources: ResourceRequest,
+    /// Absent: the new version keeps the previous version's declaration.
+    pub portfolio: Option<Portfolio>,
 }
 
 #[derive(Default)]
@@ -760,6 +859,7 @@ impl IntakeMutation {
             title: input.title,
             summary: input.summary,
             resources: input.resources.into(),
+            portfolio: input.portfolio.map(Into::into),
         };
         ctx.data::<Services>()?
             .create_proposal(&authed.token, &body)
@@ -780,6 +880,7 @@ impl IntakeMutation {
             title: input.title,
             summary: input.summary,
             resources: input.resources.into(),
+            portfolio: input.portfolio.map(Into::into),
         };
         ctx.data::<Services>()?
             .update_proposal(&authed.token, ProposalId(id), &body)

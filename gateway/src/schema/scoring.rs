@@ -372,23 +372,40 @@ pub struct Departure {
     pub reasons: Vec<String>,
 }
 
+/// One version of a call's decision: every proposal, override and publication is kept.
 #[derive(SimpleObject)]
 pub struct Decision {
     pub call_id: Uuid,
+    /// 1, 2, ... per call; the current decision is the latest.
+    pub version: i32,
+    /// `proposed` (the computed portfolio), `override` or `published`.
+    pub kind: String,
     pub selected: Vec<Uuid>,
     pub total_centi: i64,
     /// Null when the selection is exactly the top k by rank.
     pub departure: Option<Departure>,
     pub override_reason: Option<String>,
+    /// The rules an override breaks by the officer's explicit choice.
+    pub waivers: Vec<String>,
+    /// What the decision does, computed from it (never free text).
+    pub explanation: Vec<String>,
+    /// Who made this version and when (for a publication: the publisher).
     pub decided_by: String,
     pub decided_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
+    pub published_by: Option<String>,
+    /// For a publication, the version it made final.
+    pub publishes_version: Option<i32>,
+    /// For a publication, SHA-256 of the recorded inputs (`make verify-decision` checks it).
+    pub inputs_sha256: Option<String>,
 }
 
 impl From<dto::Decision> for Decision {
     fn from(d: dto::Decision) -> Self {
         Decision {
             call_id: d.call_id.0,
+            version: d.version,
+            kind: d.kind,
             selected: d.selected.into_iter().map(|p| p.0).collect(),
             total_centi: d.total_centi,
             departure: d.departure.map(|x| Departure {
@@ -397,9 +414,14 @@ impl From<dto::Decision> for Decision {
                 reasons: x.reasons,
             }),
             override_reason: d.override_reason,
+            waivers: d.waivers,
+            explanation: d.explanation,
             decided_by: d.decided_by,
             decided_at: d.decided_at,
             published_at: d.published_at,
+            published_by: d.published_by,
+            publishes_version: d.publishes_version,
+            inputs_sha256: d.inputs_sha256,
         }
     }
 }
@@ -409,6 +431,38 @@ pub struct SelectionOverrideInput {
     /// The teams chosen instead (empty: select nobody).
     pub selected: Vec<Uuid>,
     pub reason: String,
+    /// Each rule of the call the override breaks, named explicitly: `teams` (another number
+    /// of teams than the settings'), `at_least:<category>`, `at_most:<category>`. An
+    /// override breaking a rule it does not waive is refused (`OVERRIDE_BREAKS_RULES`).
+    #[graphql(default)]
+    pub waivers: Vec<String>,
+}
+
+/// An officer's order for proposals the declared tie-break leaves tied.
+#[derive(SimpleObject)]
+pub struct TieDecision {
+    pub id: Uuid,
+    pub call_id: Uuid,
+    pub stage: i32,
+    /// Best first.
+    pub order: Vec<Uuid>,
+    pub reason: String,
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
+}
+
+impl From<dto::TieDecision> for TieDecision {
+    fn from(t: dto::TieDecision) -> Self {
+        TieDecision {
+            id: t.id,
+            call_id: t.call_id.0,
+            stage: t.stage,
+            order: t.order.into_iter().map(|p| p.0).collect(),
+            reason: t.reason,
+            decided_by: t.decided_by,
+            decided_at: t.decided_at,
+        }
+    }
 }
 
 #[derive(SimpleObject)]
@@ -655,6 +709,42 @@ impl ScoringQuery {
             .await
             .map_err(upstream)?;
         Ok(d.into())
+    }
+
+    /// Every version of a call's decision, oldest first: each proposal, override and
+    /// publication with who, when and why (ministry staff).
+    async fn selection_history(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+    ) -> async_graphql::Result<Vec<Decision>> {
+        let authed = caller_with(ctx, STAFF, "read the decision's history")?;
+        let rows: Vec<dto::Decision> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(
+                &format!("/calls/{call_id}/selection/history"),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// The officers' tie decisions of a call, per stage, oldest first (ministry staff).
+    async fn tie_decisions(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+    ) -> async_graphql::Result<Vec<TieDecision>> {
+        let authed = caller_with(ctx, STAFF, "read tie decisions")?;
+        let rows: Vec<dto::TieDecision> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(&format!("/calls/{call_id}/ties"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     /// After publication: the caller's consortium's scores per criterion and the anonymised distribution.
@@ -1018,6 +1108,7 @@ impl ScoringMutation {
             override_with: override_with.map(|o| dto::SelectionOverride {
                 selected: o.selected.into_iter().map(ProposalId).collect(),
                 reason: o.reason,
+                waivers: o.waivers,
             }),
         };
         let d: dto::Decision = ctx
@@ -1031,6 +1122,37 @@ impl ScoringMutation {
             .await
             .map_err(upstream)?;
         Ok(d.into())
+    }
+
+    /// Records the order of proposals the declared tie-break leaves tied at a stage, best
+    /// first, with the reason (a new record; a later one for the same group prevails).
+    /// Closing a stage or proposing the selection is refused (`TIE_UNRESOLVED`) while an
+    /// unresolved tie decides who advances or is selected.
+    async fn decide_tie(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+        stage: i32,
+        order: Vec<Uuid>,
+        reason: String,
+    ) -> async_graphql::Result<TieDecision> {
+        let authed = caller_with(ctx, STAFF, "decide a tie")?;
+        let body = dto::DecideTie {
+            stage,
+            order: order.into_iter().map(ProposalId).collect(),
+            reason,
+        };
+        let t: dto::TieDecision = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/calls/{call_id}/ties"),
+                &body,
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(t.into())
     }
 
     /// Publishes the decision: final, and announced to the grant services.

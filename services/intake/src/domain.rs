@@ -472,6 +472,7 @@ pub fn content_hash(
     title: &str,
     summary: &str,
     resources: &ResourceRequest,
+    portfolio: Option<&kaip_contracts::dto::intake::Portfolio>,
     documents: &[Document],
 ) -> String {
     let mut docs: Vec<(&str, &str)> = documents
@@ -479,7 +480,7 @@ pub fn content_hash(
         .map(|d| (d.kind.as_str(), d.sha256.as_str()))
         .collect();
     docs.sort();
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "proposal_id": proposal,
         "version": version,
         "title": title,
@@ -487,6 +488,10 @@ pub fn content_hash(
         "resources": resources,
         "documents": docs,
     });
+    // Only when declared: the hashes of proposals from before declarations stay the same.
+    if let Some(p) = portfolio {
+        canonical["portfolio"] = serde_json::json!(p);
+    }
     sha256_hex(canonical.to_string().as_bytes())
 }
 
@@ -697,18 +702,56 @@ mod tests {
             uploaded_at: Utc::now(),
         };
         let r = ResourceRequest::default();
-        let a = content_hash(id, 1, "t", "s", &r, &[d("a", "1"), d("b", "2")]);
+        let a = content_hash(id, 1, "t", "s", &r, None, &[d("a", "1"), d("b", "2")]);
         assert_eq!(
             a,
-            content_hash(id, 1, "t", "s", &r, &[d("b", "2"), d("a", "1")])
+            content_hash(id, 1, "t", "s", &r, None, &[d("b", "2"), d("a", "1")])
         );
         assert_ne!(
             a,
-            content_hash(id, 2, "t", "s", &r, &[d("a", "1"), d("b", "2")])
+            content_hash(id, 2, "t", "s", &r, None, &[d("a", "1"), d("b", "2")])
         );
         assert_ne!(
             a,
-            content_hash(id, 1, "t", "s", &r, &[d("a", "1"), d("b", "3")])
+            content_hash(id, 1, "t", "s", &r, None, &[d("a", "1"), d("b", "3")])
+        );
+        let declared = kaip_contracts::dto::intake::Portfolio {
+            track: kaip_contracts::dto::intake::Track {
+                kind: kaip_contracts::dto::intake::TrackKind::General,
+                industry: None,
+            },
+            openness: kaip_contracts::dto::intake::Openness {
+                releases: vec![],
+                licence: None,
+            },
+            independence: kaip_contracts::dto::intake::Independence {
+                from_scratch: true,
+                builds_on: vec![],
+            },
+        };
+        let with = content_hash(
+            id,
+            1,
+            "t",
+            "s",
+            &r,
+            Some(&declared),
+            &[d("a", "1"), d("b", "2")],
+        );
+        assert_ne!(a, with, "the declaration is part of the content");
+        let mut other = declared.clone();
+        other.independence.from_scratch = false;
+        assert_ne!(
+            with,
+            content_hash(
+                id,
+                1,
+                "t",
+                "s",
+                &r,
+                Some(&other),
+                &[d("a", "1"), d("b", "2")]
+            )
         );
         assert_eq!(
             sha256_hex(b"abc"),

@@ -46,6 +46,7 @@ diesel::table! {
         withdrawn_by -> Nullable<Text>,
         withdrawal_refused_at -> Nullable<Timestamptz>,
         withdrawal_refusal -> Nullable<Text>,
+        portfolio -> Nullable<Jsonb>,
     }
 }
 
@@ -88,6 +89,7 @@ diesel::table! {
         resources -> Jsonb,
         created_by -> Text,
         created_at -> Timestamptz,
+        portfolio -> Nullable<Jsonb>,
     }
 }
 

@@ -5,8 +5,8 @@ use crate::schema::{calls, consortium_versions, proposal_documents, proposals};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::{
-    Call, Consortium, ConsortiumVersion, Document, EligibilityRules, Member, Proposal,
-    ResourceRequest, Withdrawal, WithdrawalRefusal,
+    Call, Consortium, ConsortiumVersion, Document, EligibilityRules, Member, MemberRole, OrgType,
+    Portfolio, Proposal, ResourceRequest, Withdrawal, WithdrawalRefusal,
 };
 use kaip_contracts::{CallId, ConsortiumId, ProposalId};
 use uuid::Uuid;
@@ -77,6 +77,7 @@ pub struct ProposalRow {
     pub withdrawn_by: Option<String>,
     pub withdrawal_refused_at: Option<DateTime<Utc>>,
     pub withdrawal_refusal: Option<String>,
+    pub portfolio: Option<serde_json::Value>,
 }
 
 impl ProposalRow {
@@ -84,9 +85,16 @@ impl ProposalRow {
         serde_json::from_value(self.resources.clone()).unwrap_or_default()
     }
 
+    pub fn portfolio(&self) -> Option<Portfolio> {
+        self.portfolio
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+
     pub fn into_dto(self, documents: Vec<Document>) -> Proposal {
         Proposal {
             resources: self.resources(),
+            portfolio: self.portfolio(),
             id: self.id.into(),
             call_id: self.call_id.into(),
             consortium_id: self.consortium_id.into(),

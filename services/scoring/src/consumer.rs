@@ -54,6 +54,12 @@ pub fn open_case(
         .map_err(|e| HandlerError::Permanent(e.to_string()))?;
     let resources = serde_json::to_value(&submitted.resources)
         .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+    let portfolio = submitted
+        .portfolio
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| HandlerError::Permanent(e.to_string()))?;
     let inserted = diesel::insert_into(evaluation_cases::table)
         .values((
             evaluation_cases::id.eq(case_id.0),
@@ -67,6 +73,7 @@ pub fn open_case(
             evaluation_cases::members.eq(members),
             evaluation_cases::resources.eq(resources),
             evaluation_cases::submitted_at.eq(submitted.submitted_at),
+            evaluation_cases::portfolio.eq(portfolio),
         ))
         .on_conflict(evaluation_cases::proposal_id)
         .do_nothing()

@@ -36,6 +36,11 @@ pub enum ScoringError {
         call: uuid::Uuid,
         closes_at: chrono::DateTime<chrono::Utc>,
     },
+    #[error("{0}")]
+    TieUnresolved(String),
+    /// An override breaks a rule of the call without waiving it: `{field}: {rule}`.
+    #[error("override.waivers: {rule}; to decide so anyway, waive `{waiver}` explicitly")]
+    OverrideBreaksRules { waiver: String, rule: String },
 }
 
 impl ScoringError {
@@ -53,6 +58,8 @@ impl ScoringError {
             ScoringError::NotPublished(_) => "DECISION_NOT_PUBLISHED",
             ScoringError::AppealNotFound(_) => "APPEAL_NOT_FOUND",
             ScoringError::SubmissionsOpen { .. } => "SUBMISSIONS_STILL_OPEN",
+            ScoringError::TieUnresolved(_) => "TIE_UNRESOLVED",
+            ScoringError::OverrideBreaksRules { .. } => "OVERRIDE_BREAKS_RULES",
         }
     }
 }
@@ -84,7 +91,9 @@ impl ResponseError for ScoringError {
             | ScoringError::ReviewerNotFound(_)
             | ScoringError::AssignmentNotFound(_)
             | ScoringError::AppealNotFound(_) => StatusCode::NOT_FOUND,
-            ScoringError::Selection(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ScoringError::Selection(_) | ScoringError::OverrideBreaksRules { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             _ => StatusCode::CONFLICT,
         }
     }

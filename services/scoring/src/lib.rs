@@ -5,9 +5,11 @@
 pub mod consumer;
 pub mod domain;
 pub mod error;
+pub mod records;
 pub mod routes;
 pub mod schema;
 pub mod store;
+pub mod verify;
 
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use kaip_contracts::topics;

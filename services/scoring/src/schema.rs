@@ -14,6 +14,7 @@ diesel::table! {
         resources -> Jsonb,
         stage -> Int4,
         submitted_at -> Timestamptz,
+        portfolio -> Nullable<Jsonb>,
     }
 }
 
@@ -104,6 +105,7 @@ diesel::table! {
         shortfalls -> Jsonb,
         advanced -> Bool,
         tie_broken_by -> Nullable<Text>,
+        unresolved_with -> Jsonb,
     }
 }
 
@@ -117,6 +119,36 @@ diesel::table! {
         decided_by -> Text,
         decided_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    decision_versions (call_id, version) {
+        call_id -> Uuid,
+        version -> Int4,
+        kind -> Text,
+        selected -> Jsonb,
+        total_centi -> Int8,
+        departure -> Nullable<Jsonb>,
+        override_reason -> Nullable<Text>,
+        waivers -> Jsonb,
+        explanation -> Jsonb,
+        decided_by -> Text,
+        decided_at -> Timestamptz,
+        publishes_version -> Nullable<Int4>,
+        inputs_sha256 -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tie_decisions (id) {
+        id -> Uuid,
+        call_id -> Uuid,
+        stage -> Int4,
+        proposals -> Jsonb,
+        reason -> Text,
+        decided_by -> Text,
+        decided_at -> Timestamptz,
     }
 }
 
@@ -196,6 +228,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     stage_closures,
     stage_results,
     decisions,
+    decision_versions,
+    tie_decisions,
     appeals,
     refused_withdrawals,
     evaluation_config_versions,

@@ -5,7 +5,7 @@ use crate::error::ScoringError;
 use crate::schema::{calls, evaluation_cases};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use kaip_contracts::dto::intake::{Member, ResourceRequest};
+use kaip_contracts::dto::intake::{Member, Portfolio, ResourceRequest};
 use kaip_contracts::dto::scoring::{EvaluationCase, EvaluationConfig};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -25,11 +25,27 @@ pub struct CaseRow {
     pub resources: serde_json::Value,
     pub stage: i32,
     pub submitted_at: DateTime<Utc>,
+    pub portfolio: Option<serde_json::Value>,
 }
 
 impl CaseRow {
     pub fn members(&self) -> Vec<Member> {
         serde_json::from_value(self.members.clone()).unwrap_or_default()
+    }
+
+    pub fn portfolio(&self) -> Option<Portfolio> {
+        self.portfolio
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+
+    /// The portfolio categories the case belongs to: its members' and its track's.
+    pub fn categories(&self) -> std::collections::BTreeSet<String> {
+        let mut out = crate::domain::assign::categories(&self.members());
+        out.extend(crate::domain::assign::track_categories(
+            self.portfolio().as_ref(),
+        ));
+        out
     }
 
     pub fn resources(&self) -> ResourceRequest {

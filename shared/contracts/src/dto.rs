@@ -158,6 +158,68 @@ pub mod intake {
         pub talent_positions: Vec<TalentPosition>,
     }
 
+    /// The programme's portfolio track a proposal applies for.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TrackKind {
+        General,
+        IndustrySpecialised,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Track {
+        pub kind: TrackKind,
+        /// For an industry-specialised track: the industry, a key of lower-case letters,
+        /// digits and underscores (`bio`, `materials`, `manufacturing`); none otherwise.
+        #[serde(default)]
+        pub industry: Option<String>,
+    }
+
+    /// What a team will release openly.
+    #[derive(
+        Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+    )]
+    #[serde(rename_all = "snake_case")]
+    pub enum Artefact {
+        Weights,
+        Data,
+        Code,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Openness {
+        /// Released artefacts, each at most once (empty: nothing is released).
+        #[serde(default)]
+        pub releases: Vec<Artefact>,
+        /// The licence of what is released (e.g. `Apache-2.0`); required when anything is.
+        #[serde(default)]
+        pub licence: Option<String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Independence {
+        /// Trained from scratch (no external model's weights).
+        pub from_scratch: bool,
+        /// The external models or weights it builds on: none when trained from scratch, at
+        /// least one otherwise.
+        #[serde(default)]
+        pub builds_on: Vec<String>,
+    }
+
+    /// What a proposal declares for the portfolio: its track, its openness and its
+    /// independence. Versioned with the proposal, required to submit, carried by
+    /// `ProposalSubmitted`; slot constraints can name the track.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Portfolio {
+        pub track: Track,
+        pub openness: Openness,
+        pub independence: Independence,
+    }
+
     /// `POST /programmes`: a programme the ministry runs in a fiscal year.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -216,6 +278,9 @@ pub mod intake {
         pub summary: String,
         #[serde(default)]
         pub resources: ResourceRequest,
+        /// Required before submission.
+        #[serde(default)]
+        pub portfolio: Option<Portfolio>,
     }
 
     /// `PUT /proposals/{id}`: a new version of a draft.
@@ -226,6 +291,8 @@ pub mod intake {
         pub summary: String,
         #[serde(default)]
         pub resources: ResourceRequest,
+        #[serde(default)]
+        pub portfolio: Option<Portfolio>,
     }
 
     /// `PUT /proposals/{id}/documents/{kind}`: a document, base64-encoded.
@@ -267,6 +334,8 @@ pub mod intake {
         pub title: String,
         pub summary: String,
         pub resources: ResourceRequest,
+        #[serde(default)]
+        pub portfolio: Option<Portfolio>,
         pub created_at: DateTime<Utc>,
     }
 
@@ -301,6 +370,8 @@ pub mod intake {
         pub title: String,
         pub summary: String,
         pub resources: ResourceRequest,
+        #[serde(default)]
+        pub portfolio: Option<Portfolio>,
         pub documents: Vec<Document>,
         pub submitted_at: Option<DateTime<Utc>>,
         pub content_hash: Option<String>,
@@ -400,10 +471,30 @@ pub mod intake {
         }
     }
 
+    impl CheckText for Portfolio {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            if let Some(industry) = &self.track.industry {
+                field(at, "track.industry", industry, Lines::Single)?;
+            }
+            if let Some(licence) = &self.openness.licence {
+                field(at, "openness.licence", licence, Lines::Single)?;
+            }
+            list(
+                at,
+                "independence.builds_on",
+                &self.independence.builds_on,
+                Lines::Single,
+            )
+        }
+    }
+
     impl CheckText for DraftProposal {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "title", &self.title, Lines::Single)?;
             field(at, "summary", &self.summary, Lines::Multi)?;
+            if let Some(p) = &self.portfolio {
+                p.check_text_at(&crate::text::join(at, "portfolio"))?;
+            }
             self.resources
                 .check_text_at(&crate::text::join(at, "resources"))
         }
@@ -413,6 +504,9 @@ pub mod intake {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "title", &self.title, Lines::Single)?;
             field(at, "summary", &self.summary, Lines::Multi)?;
+            if let Some(p) = &self.portfolio {
+                p.check_text_at(&crate::text::join(at, "portfolio"))?;
+            }
             self.resources
                 .check_text_at(&crate::text::join(at, "resources"))
         }
@@ -503,7 +597,9 @@ pub mod scoring {
         /// Z-score normalisation of each reviewer's totals against harsh or lenient reviewers.
         #[serde(default)]
         pub normalise: bool,
-        /// In order: `criterion:<key>` (higher first) or `earlier_submission`.
+        /// In order: `criterion:<key>` (higher first) or `earlier_submission` (only if the
+        /// call announces it: it is not merit). Empty: the criteria in their order. A tie the
+        /// rules leave is settled by a recorded officer decision.
         #[serde(default)]
         pub tie_break: Vec<String>,
         /// How many teams the portfolio selects.
@@ -558,7 +654,11 @@ pub mod scoring {
                 reviewers_per_proposal: 3,
                 max_assignments_per_reviewer: 10,
                 normalise: true,
-                tie_break: vec!["criterion:technology".into(), "earlier_submission".into()],
+                tie_break: vec![
+                    "criterion:technology".into(),
+                    "criterion:strategy".into(),
+                    "criterion:ecosystem".into(),
+                ],
                 teams: 5,
                 constraints: vec![SlotConstraint {
                     category: "sme_or_academia_led".into(),
@@ -740,6 +840,10 @@ pub mod scoring {
     pub struct SelectionOverride {
         pub selected: Vec<ProposalId>,
         pub reason: String,
+        /// Each rule of the call the override breaks, named explicitly: `teams` (a number of
+        /// teams other than the settings'), `at_least:<category>`, `at_most:<category>`.
+        #[serde(default)]
+        pub waivers: Vec<String>,
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -756,17 +860,54 @@ pub mod scoring {
         pub reasons: Vec<String>,
     }
 
+    /// One version of a call's decision. Every proposal, override and publication is its
+    /// own version; the current decision is the latest.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct Decision {
         pub call_id: CallId,
+        /// 1, 2, ... per call.
+        pub version: i32,
+        /// `proposed` (the computed portfolio), `override` or `published`.
+        pub kind: String,
         /// In rank order.
         pub selected: Vec<ProposalId>,
         pub total_centi: i64,
         pub departure: Option<Departure>,
         pub override_reason: Option<String>,
+        /// The rules an override breaks by the officer's explicit choice.
+        pub waivers: Vec<String>,
+        /// What the decision does, computed from it (never free text).
+        pub explanation: Vec<String>,
+        /// Who made this version and when (for a publication: the publisher).
         pub decided_by: String,
         pub decided_at: DateTime<Utc>,
         pub published_at: Option<DateTime<Utc>>,
+        pub published_by: Option<String>,
+        /// For a publication, the version it made final.
+        pub publishes_version: Option<i32>,
+        /// For a publication, SHA-256 of the recorded inputs it rests on.
+        pub inputs_sha256: Option<String>,
+    }
+
+    /// `POST /calls/{id}/ties`: the order of proposals the declared tie-break leaves tied,
+    /// best first, with the reason. Recorded as a new row, never changed.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DecideTie {
+        pub stage: i32,
+        pub order: Vec<ProposalId>,
+        pub reason: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct TieDecision {
+        pub id: Uuid,
+        pub call_id: CallId,
+        pub stage: i32,
+        pub order: Vec<ProposalId>,
+        pub reason: String,
+        pub decided_by: String,
+        pub decided_at: DateTime<Utc>,
     }
 
     /// Per criterion over all proposals of a stage, without naming any of them.
@@ -901,6 +1042,13 @@ pub mod scoring {
     }
 
     impl CheckText for SelectionOverride {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "reason", &self.reason, Lines::Multi)?;
+            list(at, "waivers", &self.waivers, Lines::Single)
+        }
+    }
+
+    impl CheckText for DecideTie {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "reason", &self.reason, Lines::Multi)
         }

@@ -6,7 +6,7 @@
 //! `(type, version)`. A breaking change to a payload gets a new `version`; producers may emit
 //! both while consumers move over.
 
-use crate::dto::intake::{Member, ResourceRequest};
+use crate::dto::intake::{Member, Portfolio, ResourceRequest};
 use crate::ids::{CallId, ConsortiumId, EvaluationCaseId, EventId, ProposalId};
 use crate::role::Role;
 use chrono::{DateTime, Utc};
@@ -181,6 +181,10 @@ pub struct ProposalSubmitted {
     pub content_hash: String,
     pub members: Vec<Member>,
     pub resources: ResourceRequest,
+    /// The track, openness and independence declared with the submitted version (absent
+    /// only from events published before proposals declared them).
+    #[serde(default)]
+    pub portfolio: Option<Portfolio>,
     pub submitted_at: DateTime<Utc>,
 }
 
@@ -373,6 +377,7 @@ mod tests {
             content_hash: "00".into(),
             members: Vec::new(),
             resources: ResourceRequest::default(),
+            portfolio: None,
             submitted_at: Utc::now(),
         }
     }

@@ -163,6 +163,20 @@ fn real_events() -> Vec<serde_json::Value> {
                 content_hash: "ab".repeat(32),
                 members,
                 resources: resources.clone(),
+                portfolio: Some(kaip_contracts::dto::intake::Portfolio {
+                    track: kaip_contracts::dto::intake::Track {
+                        kind: kaip_contracts::dto::intake::TrackKind::IndustrySpecialised,
+                        industry: Some("bio".into()),
+                    },
+                    openness: kaip_contracts::dto::intake::Openness {
+                        releases: vec![kaip_contracts::dto::intake::Artefact::Weights],
+                        licence: Some("Apache-2.0".into()),
+                    },
+                    independence: kaip_contracts::dto::intake::Independence {
+                        from_scratch: false,
+                        builds_on: vec!["EXAONE 3.5 weights".into()],
+                    },
+                }),
                 submitted_at: now,
             },
         )),

@@ -44,6 +44,28 @@ pub fn proposal_submitted(title: &str) -> ProposalSubmitted {
         content_hash: "0".repeat(64),
         members: members(7, OrgType::LargeEnterprise),
         resources: ResourceRequest::default(),
+        portfolio: Some(portfolio()),
         submitted_at: chrono::Utc::now(),
+    }
+}
+
+/// A general-track proposal releasing weights and code under Apache-2.0, trained from scratch.
+pub fn portfolio() -> kaip_contracts::dto::intake::Portfolio {
+    use kaip_contracts::dto::intake::{
+        Artefact, Independence, Openness, Portfolio, Track, TrackKind,
+    };
+    Portfolio {
+        track: Track {
+            kind: TrackKind::General,
+            industry: None,
+        },
+        openness: Openness {
+            releases: vec![Artefact::Weights, Artefact::Code],
+            licence: Some("Apache-2.0".into()),
+        },
+        independence: Independence {
+            from_scratch: true,
+            builds_on: vec![],
+        },
     }
 }

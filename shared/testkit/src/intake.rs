@@ -61,7 +61,7 @@ pub async fn apply(ctx: &crate::TestContext, base: &str, call_id: &str, title: &
         reqwest::Method::POST,
         format!("{base}/proposals"),
         &token,
-        json!({ "call_id": call_id, "title": title, "summary": "s" }),
+        json!({ "call_id": call_id, "title": title, "summary": "s", "portfolio": crate::fixtures::portfolio() }),
     )
     .await;
     let id = draft["id"].as_str().expect("proposal id").to_owned();

@@ -75,23 +75,30 @@ fn own_draft(
     Ok((row, call))
 }
 
+/// What one version of a proposal holds.
+struct Content<'a> {
+    title: &'a str,
+    summary: &'a str,
+    resources: &'a serde_json::Value,
+    portfolio: &'a Option<serde_json::Value>,
+}
+
 /// Keeps a version of a proposal: what was submitted can always be shown later.
 fn insert_version(
     c: &mut PgConnection,
     id: ProposalId,
     version: i32,
-    title: &str,
-    summary: &str,
-    resources: &serde_json::Value,
+    content: Content<'_>,
     by: &str,
 ) -> QueryResult<usize> {
     diesel::insert_into(proposal_versions::table)
         .values((
+            proposal_versions::portfolio.eq(content.portfolio),
             proposal_versions::proposal_id.eq(id.0),
             proposal_versions::version.eq(version),
-            proposal_versions::title.eq(title.trim()),
-            proposal_versions::summary.eq(summary),
-            proposal_versions::resources.eq(resources),
+            proposal_versions::title.eq(content.title.trim()),
+            proposal_versions::summary.eq(content.summary),
+            proposal_versions::resources.eq(content.resources),
             proposal_versions::created_by.eq(by),
         ))
         .execute(c)
@@ -111,6 +118,9 @@ pub async fn create_draft(
     let consortium = own_consortium(&caller, "create a proposal")?;
     let req = body.into_inner();
     domain::validate_draft(&req.title, &req.summary, &req.resources)?;
+    if let Some(p) = &req.portfolio {
+        crate::portfolio::validate(p)?;
+    }
     let actor = caller.actor();
     let proposal = state
         .db(move |c, _| {
@@ -119,6 +129,10 @@ pub async fn create_draft(
                 require_open(&call)?;
                 let id = ProposalId::new();
                 let resources = serde_json::to_value(&req.resources).unwrap_or_default();
+                let portfolio = req
+                    .portfolio
+                    .as_ref()
+                    .map(|p| serde_json::to_value(p).unwrap_or_default());
                 diesel::insert_into(proposals::table)
                     .values((
                         proposals::id.eq(id.0),
@@ -130,6 +144,7 @@ pub async fn create_draft(
                         proposals::status.eq("draft"),
                         proposals::version.eq(1),
                         proposals::resources.eq(&resources),
+                        proposals::portfolio.eq(&portfolio),
                     ))
                     .execute(c)
                     .map_err(|e| match e {
@@ -142,9 +157,12 @@ pub async fn create_draft(
                     c,
                     id,
                     1,
-                    &req.title,
-                    &req.summary,
-                    &resources,
+                    Content {
+                        title: &req.title,
+                        summary: &req.summary,
+                        resources: &resources,
+                        portfolio: &portfolio,
+                    },
                     &actor.subject,
                 )?;
                 load_dto(c, id)
@@ -164,6 +182,9 @@ pub async fn update_draft(
     let id = ProposalId(path.into_inner());
     let req = body.into_inner();
     domain::validate_draft(&req.title, &req.summary, &req.resources)?;
+    if let Some(p) = &req.portfolio {
+        crate::portfolio::validate(p)?;
+    }
     let actor = caller.actor();
     let proposal = state
         .db(move |c, _| {
@@ -171,11 +192,17 @@ pub async fn update_draft(
                 let (row, _) = own_draft(c, id, consortium)?;
                 let version = row.version + 1;
                 let resources = serde_json::to_value(&req.resources).unwrap_or_default();
+                // Absent: the new version keeps the declaration of the one before.
+                let portfolio = match &req.portfolio {
+                    Some(p) => Some(serde_json::to_value(p).unwrap_or_default()),
+                    None => row.portfolio.clone(),
+                };
                 diesel::update(proposals::table.find(id.0))
                     .set((
                         proposals::title.eq(req.title.trim()),
                         proposals::summary.eq(&req.summary),
                         proposals::resources.eq(&resources),
+                        proposals::portfolio.eq(&portfolio),
                         proposals::version.eq(version),
                     ))
                     .execute(c)?;
@@ -183,9 +210,12 @@ pub async fn update_draft(
                     c,
                     id,
                     version,
-                    &req.title,
-                    &req.summary,
-                    &resources,
+                    Content {
+                        title: &req.title,
+                        summary: &req.summary,
+                        resources: &resources,
+                        portfolio: &portfolio,
+                    },
                     &actor.subject,
                 )?;
                 load_dto(c, id)
@@ -386,13 +416,20 @@ pub async fn submit(
                     .ok_or(IntakeError::ConsortiumNotRegistered(consortium))?;
                 let docs = documents(c, row.id)?;
                 let resources = row.resources();
-                let failures = domain::eligibility_failures(
+                let portfolio = row.portfolio();
+                let mut failures = domain::eligibility_failures(
                     &call.rules(),
                     &call.required(),
                     &members.members,
                     &resources,
                     &docs,
                 );
+                if portfolio.is_none() {
+                    failures.push(
+                        "portfolio: the proposal must declare its track, openness and independence"
+                            .into(),
+                    );
+                }
                 if !failures.is_empty() {
                     return Err(IntakeError::NotEligible(failures));
                 }
@@ -402,6 +439,7 @@ pub async fn submit(
                     &row.title,
                     &row.summary,
                     &resources,
+                    portfolio.as_ref(),
                     &docs,
                 );
                 // PostgreSQL keeps microseconds: the receipt must read the same when replayed.
@@ -425,6 +463,7 @@ pub async fn submit(
                     content_hash: hash.clone(),
                     members: members.members,
                     resources,
+                    portfolio,
                     submitted_at: now,
                 };
                 tx.publish(c, actor.clone(), &event)?;
@@ -621,6 +660,7 @@ pub async fn versions_many(
                     proposal_versions::title,
                     proposal_versions::summary,
                     proposal_versions::resources,
+                    proposal_versions::portfolio,
                     proposal_versions::created_at,
                 ))
                 .load::<(
@@ -629,6 +669,7 @@ pub async fn versions_many(
                     String,
                     String,
                     serde_json::Value,
+                    Option<serde_json::Value>,
                     chrono::DateTime<Utc>,
                 )>(c)?;
             let mut out: Vec<ProposalVersions> = visible
@@ -638,13 +679,14 @@ pub async fn versions_many(
                     versions: Vec::new(),
                 })
                 .collect();
-            for (proposal, version, title, summary, resources, created_at) in rows {
+            for (proposal, version, title, summary, resources, portfolio, created_at) in rows {
                 if let Some(entry) = out.iter_mut().find(|e| e.proposal_id.0 == proposal) {
                     entry.versions.push(ProposalVersion {
                         version,
                         title,
                         summary,
                         resources: serde_json::from_value(resources).unwrap_or_default(),
+                        portfolio: portfolio.and_then(|p| serde_json::from_value(p).ok()),
                         created_at,
                     });
                 }
@@ -674,6 +716,7 @@ pub async fn versions(
                     proposal_versions::title,
                     proposal_versions::summary,
                     proposal_versions::resources,
+                    proposal_versions::portfolio,
                     proposal_versions::created_at,
                 ))
                 .load::<(
@@ -681,6 +724,7 @@ pub async fn versions(
                     String,
                     String,
                     serde_json::Value,
+                    Option<serde_json::Value>,
                     chrono::DateTime<Utc>,
                 )>(c)?;
             Ok::<_, IntakeError>((proposal, rows))
@@ -696,11 +740,12 @@ pub async fn versions(
     let out: Vec<ProposalVersion> = rows
         .into_iter()
         .map(
-            |(version, title, summary, resources, created_at)| ProposalVersion {
+            |(version, title, summary, resources, portfolio, created_at)| ProposalVersion {
                 version,
                 title,
                 summary,
                 resources: serde_json::from_value(resources).unwrap_or_default(),
+                portfolio: portfolio.and_then(|p| serde_json::from_value(p).ok()),
                 created_at,
             },
         )

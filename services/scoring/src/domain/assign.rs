@@ -1,6 +1,6 @@
 //! Reviewer assignment with conflicts of interest, and the categories a consortium falls in.
 
-use kaip_contracts::dto::intake::{Member, MemberRole, OrgType};
+use kaip_contracts::dto::intake::{Member, MemberRole, OrgType, Portfolio, TrackKind};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -149,6 +149,26 @@ pub fn shortfall_message(proposal: Uuid, got: usize, needed: usize, cap: usize) 
 }
 
 /// The portfolio categories a consortium falls in.
+/// The categories a portfolio declaration puts a proposal in: `track:general` or
+/// `track:industry_specialised` and `industry:<industry>`.
+pub fn track_categories(portfolio: Option<&Portfolio>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Some(p) = portfolio {
+        match p.track.kind {
+            TrackKind::General => {
+                out.insert("track:general".to_owned());
+            }
+            TrackKind::IndustrySpecialised => {
+                out.insert("track:industry_specialised".to_owned());
+                if let Some(i) = &p.track.industry {
+                    out.insert(format!("industry:{i}"));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub fn categories(members: &[Member]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for m in members {
@@ -395,5 +415,37 @@ mod tests {
             shortfall_message(c.proposal_id, 2, 3, 5),
             format!("proposal {} can get only 2 of the 3 reviewers it needs (conflicts of interest or the cap of 5 per reviewer): register more reviewers or raise the cap", c.proposal_id)
         );
+    }
+
+    #[test]
+    fn a_declared_track_is_a_category() {
+        use kaip_contracts::dto::intake::{Independence, Openness, Track};
+        let declared = |kind, industry: Option<&str>| Portfolio {
+            track: Track {
+                kind,
+                industry: industry.map(String::from),
+            },
+            openness: Openness {
+                releases: vec![],
+                licence: None,
+            },
+            independence: Independence {
+                from_scratch: true,
+                builds_on: vec![],
+            },
+        };
+        let bio = declared(TrackKind::IndustrySpecialised, Some("bio"));
+        assert_eq!(
+            track_categories(Some(&bio)),
+            ["industry:bio", "track:industry_specialised"]
+                .map(String::from)
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(
+            track_categories(Some(&declared(TrackKind::General, None))),
+            ["track:general".to_string()].into_iter().collect()
+        );
+        assert!(track_categories(None).is_empty());
     }
 }

@@ -28,7 +28,16 @@ pub fn rubric(config: &EvaluationConfig) -> Rubric {
     }
 }
 
+/// The declared tie-break rules; when none are declared, the criteria in their configured
+/// order (merit, never the order of arrival). A tie they leave is for an officer to decide.
 pub fn tie_break(config: &EvaluationConfig) -> Vec<TieBreak> {
+    if config.tie_break.is_empty() {
+        return config
+            .criteria
+            .iter()
+            .map(|c| TieBreak::Criterion(c.key.clone()))
+            .collect();
+    }
     config
         .tie_break
         .iter()
@@ -70,6 +79,13 @@ const ORG_TYPES: [&str; 6] = [
 
 fn valid_category(c: &str) -> bool {
     c == "sme_or_academia_led"
+        || c == "track:general"
+        || c == "track:industry_specialised"
+        || c.strip_prefix("industry:").is_some_and(|i| {
+            !i.is_empty()
+                && i.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        })
         || c.strip_prefix("lead:")
             .is_some_and(|t| ORG_TYPES.contains(&t))
         || c.strip_prefix("includes:")
@@ -119,7 +135,7 @@ pub fn validate(config: &EvaluationConfig) -> Result<(), Violation> {
         if !valid_category(&c.category) {
             return Err(violation(
                 format!("constraints[{i}].category"),
-                "must be `sme_or_academia_led`, `lead:<org type>` or `includes:<org type>`",
+                "must be `sme_or_academia_led`, `lead:<org type>`, `includes:<org type>`, `track:general`, `track:industry_specialised` or `industry:<industry>`",
             ));
         }
         if c.at_least.is_none() && c.at_most.is_none() {
@@ -154,8 +170,16 @@ mod tests {
             tie_break(&c),
             vec![
                 TieBreak::Criterion("technology".into()),
-                TieBreak::EarlierSubmission
-            ]
+                TieBreak::Criterion("strategy".into()),
+                TieBreak::Criterion("ecosystem".into()),
+            ],
+            "the default is merit: the criteria in their order"
+        );
+        let undeclared = with(|c| c.tie_break.clear());
+        assert_eq!(
+            tie_break(&undeclared),
+            tie_break(&c),
+            "no declared rule means the criteria in their order"
         );
         assert_eq!(
             constraints(&c),
@@ -251,6 +275,10 @@ mod tests {
     fn every_category_form_is_accepted_and_nothing_else() {
         for ok in [
             "sme_or_academia_led",
+            "track:general",
+            "track:industry_specialised",
+            "industry:bio",
+            "industry:advanced_materials2",
             "lead:large_enterprise",
             "lead:research_institute",
             "includes:university",
@@ -271,6 +299,11 @@ mod tests {
             "includes:robot",
             "member:sme",
             "sme_or_academia_led ",
+            "track:",
+            "track:bio",
+            "industry:",
+            "industry:Bio",
+            "industry:bio tech",
         ] {
             assert_eq!(
                 refused(&with(|c| c.constraints = vec![slot(bad, Some(1), None)])).0,

@@ -7,9 +7,11 @@
 
 pub mod assign;
 pub mod config;
+pub mod decision;
 pub mod ranking;
 pub mod rubric;
 pub mod selection;
+pub mod stage;
 
 /// Hundredths of a point: 40 points = `Centi(4000)`.
 #[derive(

@@ -1,87 +1,93 @@
+//! The portfolio decision. Every proposal, override and publication is a new version (a row
+//! of `decision_versions`, append-only); the current decision is the latest version.
+
 use super::STAFF;
-use crate::domain::selection::{self, Candidate};
-use crate::domain::{assign, config, Centi};
+use crate::domain::decision::{self as rules, OverrideError};
+use crate::domain::{config, selection, Centi};
 use crate::error::ScoringError;
-use crate::schema::{calls, decisions, evaluation_cases, stage_closures, stage_results};
-use crate::store::{configured_call, CaseRow};
+use crate::records;
+use crate::schema::{calls, decision_versions, evaluation_cases, stage_closures, tie_decisions};
+use crate::store::configured_call;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
-use kaip_contracts::dto::scoring::{Decision, Departure, ProposeSelection};
+use kaip_contracts::dto::scoring::{DecideTie, Decision, Departure, ProposeSelection};
 use kaip_contracts::events::{SelectedTeam, SelectionPublished};
 use kaip_contracts::{CallId, ProposalId};
 use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use uuid::Uuid;
 
-/// The finalists in final-stage rank order, with their scores and positions.
-fn finalists(
-    c: &mut PgConnection,
-    call_id: Uuid,
-    last_stage: i32,
-) -> Result<Vec<(CaseRow, Centi, i32)>, ScoringError> {
-    let rows: Vec<(CaseRow, i64, Option<i32>)> = evaluation_cases::table
-        .inner_join(stage_results::table)
-        .filter(evaluation_cases::call_id.eq(call_id))
-        .filter(stage_results::stage.eq(last_stage))
-        .filter(stage_results::advanced.eq(true))
-        .filter(evaluation_cases::status.eq_any(["finalist", "selected", "not_selected"]))
-        .select((
-            CaseRow::as_select(),
-            stage_results::total_centi,
-            stage_results::position,
-        ))
-        .load(c)?;
-    let mut out: Vec<(CaseRow, Centi, i32)> = rows
-        .into_iter()
-        .map(|(k, t, p)| (k, Centi(t), p.unwrap_or(i32::MAX)))
-        .collect();
-    out.sort_by_key(|(_, _, p)| *p);
-    Ok(out)
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = decision_versions)]
+pub struct VersionRow {
+    pub call_id: Uuid,
+    pub version: i32,
+    pub kind: String,
+    pub selected: serde_json::Value,
+    pub total_centi: i64,
+    pub departure: Option<serde_json::Value>,
+    pub override_reason: Option<String>,
+    pub waivers: serde_json::Value,
+    pub explanation: serde_json::Value,
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
+    pub publishes_version: Option<i32>,
+    pub inputs_sha256: Option<String>,
 }
 
-type DecisionRow = (
-    Uuid,
-    serde_json::Value,
-    i64,
-    Option<serde_json::Value>,
-    Option<String>,
-    String,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-);
+impl VersionRow {
+    pub fn dto(self) -> Decision {
+        let published = self.kind == "published";
+        Decision {
+            call_id: self.call_id.into(),
+            version: self.version,
+            kind: self.kind,
+            selected: serde_json::from_value(self.selected).unwrap_or_default(),
+            total_centi: self.total_centi,
+            departure: self.departure.and_then(|d| serde_json::from_value(d).ok()),
+            override_reason: self.override_reason,
+            waivers: serde_json::from_value(self.waivers).unwrap_or_default(),
+            explanation: serde_json::from_value(self.explanation).unwrap_or_default(),
+            published_at: published.then_some(self.decided_at),
+            published_by: published.then(|| self.decided_by.clone()),
+            decided_by: self.decided_by,
+            decided_at: self.decided_at,
+            publishes_version: self.publishes_version,
+            inputs_sha256: self.inputs_sha256,
+        }
+    }
+}
 
-fn load_decision(c: &mut PgConnection, call_id: Uuid) -> Result<Option<Decision>, ScoringError> {
-    let row: Option<DecisionRow> = decisions::table
-        .find(call_id)
-        .select((
-            decisions::call_id,
-            decisions::selected,
-            decisions::total_centi,
-            decisions::departure,
-            decisions::override_reason,
-            decisions::decided_by,
-            decisions::decided_at,
-            decisions::published_at,
-        ))
+/// Every version of a call's decision, oldest first.
+pub fn versions(c: &mut PgConnection, call_id: Uuid) -> QueryResult<Vec<VersionRow>> {
+    decision_versions::table
+        .filter(decision_versions::call_id.eq(call_id))
+        .order(decision_versions::version.asc())
+        .select(VersionRow::as_select())
+        .load(c)
+}
+
+/// The current decision: the latest version.
+pub fn current(c: &mut PgConnection, call_id: Uuid) -> QueryResult<Option<VersionRow>> {
+    decision_versions::table
+        .filter(decision_versions::call_id.eq(call_id))
+        .order(decision_versions::version.desc())
+        .select(VersionRow::as_select())
         .first(c)
-        .optional()?;
-    Ok(row.map(
-        |(call, selected, total, departure, reason, by, at, published)| Decision {
-            call_id: call.into(),
-            selected: serde_json::from_value(selected).unwrap_or_default(),
-            total_centi: total,
-            departure: departure.and_then(|d| serde_json::from_value(d).ok()),
-            override_reason: reason,
-            decided_by: by,
-            decided_at: at,
-            published_at: published,
-        },
-    ))
+        .optional()
+}
+
+fn departure_dto(d: selection::Departure) -> Departure {
+    Departure {
+        promoted: d.promoted.into_iter().map(ProposalId).collect(),
+        displaced: d.displaced.into_iter().map(ProposalId).collect(),
+        reasons: d.reasons,
+    }
 }
 
 /// Proposes the portfolio: the exact optimum under the call's constraints, or the officer's
-/// override (a reason is required; an empty selection is "select nobody"). Can be redone
-/// until published.
+/// override (a reason is required; every rule it breaks must be waived by name; an empty
+/// selection is "select nobody"). Each call records a new version, until publication.
 pub async fn propose(
     caller: Caller,
     state: web::Data<AppState>,
@@ -112,18 +118,19 @@ pub async fn propose(
                         cfg.stages[last as usize].name
                     )));
                 }
-                let finalists = finalists(c, call_id, last)?;
-                let candidates: Vec<Candidate> = finalists
-                    .iter()
-                    .map(|(k, score, _)| Candidate {
-                        proposal: k.proposal_id,
-                        score: *score,
-                        categories: assign::categories(&k.members()),
-                    })
+                let finalists: Vec<_> = records::finalists(c, call_id, last)?
+                    .into_iter()
+                    .map(|(_, f, _)| f)
                     .collect();
+                let ties = records::tie_decisions_of(c, call_id, last)?;
+                let (candidates, groups) =
+                    rules::candidates(&finalists, &records::domain_ties(&ties));
                 let constraints = config::constraints(&cfg);
                 let k = cfg.teams as usize;
-                let (indices, override_reason) = match req.override_with {
+                let computed = rules::propose(&candidates, k, &constraints);
+                let (kind, indices, departure, explanation, reason, waivers) = match req
+                    .override_with
+                {
                     Some(o) => {
                         if o.reason.trim().is_empty() {
                             return Err(CommonError::validation(
@@ -153,77 +160,138 @@ pub async fn propose(
                             idx.push(at);
                         }
                         idx.sort_unstable();
-                        (idx, Some(o.reason.trim().to_owned()))
+                        let optimum = computed.as_ref().ok().map(|p| p.total);
+                        let explanation = rules::check_override(
+                            &candidates,
+                            k.min(candidates.len()),
+                            &idx,
+                            &constraints,
+                            &o.waivers,
+                            optimum,
+                        )
+                        .map_err(|e| match e {
+                            OverrideError::Unwaived { waiver, rule } => {
+                                ScoringError::OverrideBreaksRules { waiver, rule }
+                            }
+                            OverrideError::BadWaiver { index, rule } => {
+                                CommonError::validation(format!("override.waivers[{index}]"), rule)
+                                    .into()
+                            }
+                        })?;
+                        let departure = selection::explain(
+                            &candidates,
+                            k.min(candidates.len()),
+                            &idx,
+                            &constraints,
+                        )
+                        .map(|d| selection::Departure {
+                            reasons: explanation.clone(),
+                            ..d
+                        });
+                        (
+                            "override",
+                            idx,
+                            departure,
+                            explanation,
+                            Some(o.reason.trim().to_owned()),
+                            o.waivers,
+                        )
                     }
                     None => {
-                        let chosen =
-                            selection::select(&candidates, k.min(candidates.len()), &constraints)
-                                .map_err(|e| ScoringError::Selection(e.to_string()))?;
-                        let idx = chosen
-                            .selected
-                            .iter()
-                            .filter_map(|p| candidates.iter().position(|c| c.proposal == *p))
-                            .collect();
-                        (idx, None)
+                        let p = computed.map_err(|e| ScoringError::Selection(e.to_string()))?;
+                        let chosen: Vec<Uuid> =
+                            p.selected.iter().map(|&i| candidates[i].proposal).collect();
+                        let blocking = rules::straddling(&groups, &chosen);
+                        if !blocking.is_empty() {
+                            return Err(ScoringError::TieUnresolved(super::stages::describe_ties(
+                                &blocking,
+                                "who is selected",
+                            )));
+                        }
+                        (
+                            "proposed",
+                            p.selected,
+                            p.departure,
+                            p.explanation,
+                            None,
+                            Vec::new(),
+                        )
                     }
                 };
-                let departure = selection::explain(
-                    &candidates,
-                    k.min(candidates.len()),
-                    &indices,
-                    &constraints,
-                )
-                .map(|d| Departure {
-                    promoted: d.promoted.into_iter().map(ProposalId).collect(),
-                    displaced: d.displaced.into_iter().map(ProposalId).collect(),
-                    reasons: d.reasons,
-                });
                 let selected: Vec<ProposalId> = indices
                     .iter()
                     .map(|&i| ProposalId(candidates[i].proposal))
                     .collect();
                 let total: i64 = indices.iter().map(|&i| candidates[i].score.0).sum();
-                let values = (
-                    decisions::selected.eq(serde_json::to_value(&selected).unwrap_or_default()),
-                    decisions::total_centi.eq(total),
-                    decisions::departure.eq(departure
-                        .as_ref()
-                        .map(|d| serde_json::to_value(d).unwrap_or_default())),
-                    decisions::override_reason.eq(&override_reason),
-                    decisions::decided_by.eq(&by),
-                    decisions::decided_at.eq(Utc::now()),
-                );
-                diesel::insert_into(decisions::table)
-                    .values((decisions::call_id.eq(call_id), values.clone()))
-                    .on_conflict(decisions::call_id)
-                    .do_update()
-                    .set(values)
+                let version = current(c, call_id)?.map_or(1, |v| v.version + 1);
+                diesel::insert_into(decision_versions::table)
+                    .values((
+                        decision_versions::call_id.eq(call_id),
+                        decision_versions::version.eq(version),
+                        decision_versions::kind.eq(kind),
+                        decision_versions::selected
+                            .eq(serde_json::to_value(&selected).unwrap_or_default()),
+                        decision_versions::total_centi.eq(total),
+                        decision_versions::departure.eq(departure
+                            .map(|d| serde_json::to_value(departure_dto(d)).unwrap_or_default())),
+                        decision_versions::override_reason.eq(&reason),
+                        decision_versions::waivers
+                            .eq(serde_json::to_value(&waivers).unwrap_or_default()),
+                        decision_versions::explanation
+                            .eq(serde_json::to_value(&explanation).unwrap_or_default()),
+                        decision_versions::decided_by.eq(&by),
+                        decision_versions::decided_at.eq(Utc::now().trunc_subsecs(6)),
+                    ))
                     .execute(c)?;
-                load_decision(c, call_id)?.ok_or(ScoringError::Conflict("decision vanished".into()))
+                current(c, call_id)?
+                    .map(VersionRow::dto)
+                    .ok_or(ScoringError::Conflict("decision vanished".into()))
             })
         })
         .await?;
     Ok(HttpResponse::Ok().json(decision))
 }
 
-/// The decision: ministry staff see it as soon as it is proposed; everyone else once published.
+/// The current decision: ministry staff see it as soon as it is proposed; everyone else
+/// once published (and then the publication).
 pub async fn get(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ScoringError> {
     let call_id = path.into_inner();
-    let decision = state.db(move |c, _| load_decision(c, call_id)).await?;
+    let decision = state
+        .db(move |c, _| Ok::<_, ScoringError>(current(c, call_id)?))
+        .await?;
     match decision {
-        Some(d) if d.published_at.is_some() || caller.0.has_any_role(STAFF) => {
-            Ok(HttpResponse::Ok().json(d))
+        Some(d) if d.kind == "published" || caller.0.has_any_role(STAFF) => {
+            Ok(HttpResponse::Ok().json(d.dto()))
         }
         _ => Err(ScoringError::NotPublished(call_id)),
     }
 }
 
-/// Publishes the proposed decision: final, announced with the selected teams' requested
-/// resources (the grant services start from this event).
+/// Every version of the decision, oldest first (ministry staff).
+pub async fn history(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "read the decision's history")?;
+    let call_id = path.into_inner();
+    let rows = state
+        .db(move |c, _| {
+            crate::store::find_call(c, call_id, false)?;
+            Ok::<_, ScoringError>(versions(c, call_id)?)
+        })
+        .await?;
+    let out: Vec<Decision> = rows.into_iter().map(VersionRow::dto).collect();
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Publishes the current proposal: final, recorded as a new version naming the publisher
+/// and the digest of the inputs it rests on, and announced with the selected teams'
+/// requested resources (the grant services start from this event).
 pub async fn publish(
     caller: Caller,
     state: web::Data<AppState>,
@@ -232,6 +300,7 @@ pub async fn publish(
     caller.require(STAFF, "publish the decision")?;
     let call_id = path.into_inner();
     let actor = caller.actor();
+    let by = caller.0.sub.clone();
     let decision = state
         .db(move |c, outbox| {
             outbox.transaction(c, |c, tx| {
@@ -241,14 +310,24 @@ pub async fn publish(
                         "the decision is already published".into(),
                     ));
                 }
-                let decision = load_decision(c, call_id)?
+                let proposed = current(c, call_id)?
                     .ok_or_else(|| ScoringError::Conflict("propose a selection first".into()))?;
                 let now = Utc::now().trunc_subsecs(6);
                 let last = cfg.stages.len() as i32 - 1;
-                let finalists = finalists(c, call_id, last)?;
+                let finalists = records::finalists(c, call_id, last)?;
+                let ties = records::tie_decisions_of(c, call_id, last)?;
+                let (candidates, _) = rules::candidates(
+                    &finalists
+                        .iter()
+                        .map(|(_, f, _)| f.clone())
+                        .collect::<Vec<_>>(),
+                    &records::domain_ties(&ties),
+                );
+                let selected: Vec<ProposalId> =
+                    serde_json::from_value(proposed.selected.clone()).unwrap_or_default();
                 let mut teams = Vec::new();
-                for (k, score, position) in &finalists {
-                    let chosen = decision.selected.iter().any(|p| p.0 == k.proposal_id);
+                for (k, f, _) in &finalists {
+                    let chosen = selected.iter().any(|p| p.0 == k.proposal_id);
                     diesel::update(evaluation_cases::table.find(k.id))
                         .set(evaluation_cases::status.eq(if chosen {
                             "selected"
@@ -257,34 +336,177 @@ pub async fn publish(
                         }))
                         .execute(c)?;
                     if chosen {
-                        teams.push(SelectedTeam {
-                            proposal_id: k.proposal_id.into(),
-                            consortium_id: k.consortium_id.into(),
-                            consortium_name: k.consortium_name.clone(),
-                            title: k.title.clone(),
-                            rank: *position,
-                            score_centi: score.0,
-                            resources: k.resources(),
-                        });
+                        let rank = candidates
+                            .iter()
+                            .position(|x| x.proposal == f.proposal)
+                            .map_or(i32::MAX, |i| i as i32 + 1);
+                        teams.push((
+                            rank,
+                            SelectedTeam {
+                                proposal_id: k.proposal_id.into(),
+                                consortium_id: k.consortium_id.into(),
+                                consortium_name: k.consortium_name.clone(),
+                                title: k.title.clone(),
+                                rank,
+                                score_centi: Centi(f.score.0).0,
+                                resources: k.resources(),
+                            },
+                        ));
                     }
                 }
-                diesel::update(decisions::table.find(call_id))
-                    .set(decisions::published_at.eq(now))
+                teams.sort_by_key(|(rank, _)| *rank);
+                let teams: Vec<SelectedTeam> = teams.into_iter().map(|(_, t)| t).collect();
+                let digest = crate::verify::inputs_digest(c, call_id, &cfg)?;
+                diesel::insert_into(decision_versions::table)
+                    .values((
+                        decision_versions::call_id.eq(call_id),
+                        decision_versions::version.eq(proposed.version + 1),
+                        decision_versions::kind.eq("published"),
+                        decision_versions::selected.eq(&proposed.selected),
+                        decision_versions::total_centi.eq(proposed.total_centi),
+                        decision_versions::departure.eq(&proposed.departure),
+                        decision_versions::override_reason.eq(&proposed.override_reason),
+                        decision_versions::waivers.eq(&proposed.waivers),
+                        decision_versions::explanation.eq(&proposed.explanation),
+                        decision_versions::decided_by.eq(&by),
+                        decision_versions::decided_at.eq(now),
+                        decision_versions::publishes_version.eq(proposed.version),
+                        decision_versions::inputs_sha256.eq(&digest),
+                    ))
                     .execute(c)?;
                 diesel::update(calls::table.find(call_id))
                     .set(calls::published_at.eq(now))
                     .execute(c)?;
+                let published = current(c, call_id)?
+                    .ok_or(ScoringError::Conflict("decision vanished".into()))?
+                    .dto();
                 let event = SelectionPublished {
                     call_id: CallId(call_id),
                     selected: teams,
-                    departure: decision.departure.clone(),
-                    override_reason: decision.override_reason.clone(),
+                    departure: published.departure.clone(),
+                    override_reason: published.override_reason.clone(),
                     published_at: now,
                 };
                 tx.publish(c, actor.clone(), &event)?;
-                load_decision(c, call_id)?.ok_or(ScoringError::Conflict("decision vanished".into()))
+                Ok(published)
             })
         })
         .await?;
     Ok(HttpResponse::Ok().json(decision))
+}
+
+/// Records an officer's order for proposals the declared tie-break leaves tied, best first,
+/// with the reason: a new row, never changed (a later decision for the same group wins).
+/// Closing the stage or proposing the selection uses it.
+pub async fn decide_tie(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: ValidJson<DecideTie>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "decide a tie")?;
+    let call_id = path.into_inner();
+    let req = body.into_inner();
+    let by = caller.0.sub.clone();
+    let out = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let (call, cfg) = configured_call(c, call_id, true)?;
+                if call.published_at.is_some() {
+                    return Err(ScoringError::Conflict(
+                        "the decision is published and final".into(),
+                    ));
+                }
+                let stages = cfg.stages.len() as i32;
+                if !(0..stages).contains(&req.stage) {
+                    return Err(CommonError::validation(
+                        "stage",
+                        format!("must be between 0 and {}", stages - 1),
+                    )
+                    .into());
+                }
+                let closed: i64 = stage_closures::table
+                    .find((call_id, req.stage))
+                    .count()
+                    .get_result(c)?;
+                if closed > 0 && req.stage < stages - 1 {
+                    return Err(ScoringError::Conflict(format!(
+                        "stage {} is closed: who advanced is recorded",
+                        req.stage
+                    )));
+                }
+                if req.reason.trim().is_empty() {
+                    return Err(
+                        CommonError::validation("reason", "a tie decision must say why").into(),
+                    );
+                }
+                if req.order.len() < 2 {
+                    return Err(CommonError::validation(
+                        "order",
+                        "names at least two tied proposals, best first",
+                    )
+                    .into());
+                }
+                let cases: Vec<Uuid> = evaluation_cases::table
+                    .filter(evaluation_cases::call_id.eq(call_id))
+                    .select(evaluation_cases::proposal_id)
+                    .load(c)?;
+                for (i, p) in req.order.iter().enumerate() {
+                    if !cases.contains(&p.0) {
+                        return Err(CommonError::validation(
+                            format!("order[{i}]"),
+                            format!("proposal {p} is not a proposal of this call"),
+                        )
+                        .into());
+                    }
+                    if req.order[..i].contains(p) {
+                        return Err(CommonError::validation(
+                            format!("order[{i}]"),
+                            "appears twice",
+                        )
+                        .into());
+                    }
+                }
+                let id = Uuid::now_v7();
+                diesel::insert_into(tie_decisions::table)
+                    .values((
+                        tie_decisions::id.eq(id),
+                        tie_decisions::call_id.eq(call_id),
+                        tie_decisions::stage.eq(req.stage),
+                        tie_decisions::proposals
+                            .eq(serde_json::to_value(&req.order).unwrap_or_default()),
+                        tie_decisions::reason.eq(req.reason.trim()),
+                        tie_decisions::decided_by.eq(&by),
+                        tie_decisions::decided_at.eq(Utc::now().trunc_subsecs(6)),
+                    ))
+                    .execute(c)?;
+                let all = records::tie_decisions_of(c, call_id, req.stage)?;
+                all.into_iter()
+                    .find(|t| t.id == id)
+                    .ok_or(ScoringError::Conflict("tie decision vanished".into()))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Every tie decision of a call, per stage, oldest first (ministry staff).
+pub async fn ties(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "read tie decisions")?;
+    let call_id = path.into_inner();
+    let out = state
+        .db(move |c, _| {
+            let (_, cfg) = configured_call(c, call_id, false)?;
+            let mut all = Vec::new();
+            for stage in 0..cfg.stages.len() as i32 {
+                all.extend(records::tie_decisions_of(c, call_id, stage)?);
+            }
+            Ok::<_, ScoringError>(all)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
 }

@@ -1,10 +1,10 @@
 //! Scoring's HTTP API (called by the gateway, with the caller's token).
 
 mod cases;
-mod decision;
+pub mod decision;
 mod evaluation;
 mod feedback;
-mod stages;
+pub mod stages;
 
 use actix_web::web;
 
@@ -65,6 +65,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/calls/{id}/selection/publish",
             web::post().to(decision::publish),
         )
+        .route(
+            "/calls/{id}/selection/history",
+            web::get().to(decision::history),
+        )
+        .route("/calls/{id}/ties", web::post().to(decision::decide_tie))
+        .route("/calls/{id}/ties", web::get().to(decision::ties))
         .route("/calls/{id}/feedback", web::get().to(feedback::feedback))
         .route("/calls/{id}/appeals", web::post().to(feedback::file_appeal))
         .route("/appeals", web::get().to(feedback::list_appeals))

@@ -1,22 +1,35 @@
 use super::STAFF;
-use crate::domain::ranking::{self, ReviewerTotal, Standing};
-use crate::domain::{config, Centi};
+use crate::domain::decision::{self, Finalist};
+use crate::domain::{config, stage};
 use crate::error::ScoringError;
-use crate::schema::{assignments, evaluation_cases, score_sheets, stage_closures, stage_results};
+use crate::records;
+use crate::schema::{evaluation_cases, stage_closures, stage_results};
 use crate::store::{configured_call, CaseRow};
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use kaip_contracts::dto::scoring::StageResult;
 use kaip_service::pagination::PageRequest;
 use kaip_service::{AppState, Caller, CommonError};
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// A proposal's consensus total, consensus per criterion, and why it is ineligible (if it is).
-type Verdict = (Centi, BTreeMap<String, Centi>, Vec<String>);
+/// The refusal's words for unresolved ties that would decide `what`.
+pub(crate) fn describe_ties(groups: &[Vec<Uuid>], what: &str) -> String {
+    let list: Vec<String> = groups
+        .iter()
+        .map(|g| g.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", "))
+        .map(|g| format!("[{g}]"))
+        .collect();
+    format!(
+        "proposals {} are tied on the total and on every declared tie-break, and their order \
+         decides {what}: an officer must record the order (decideTie) first",
+        list.join(" and ")
+    )
+}
 
-/// Closes a stage: consensus per proposal (normalised if configured), minimums, ranking with
-/// the declared tie-break, and who advances. Every assignment must have been scored.
+/// Closes a stage: consensus per proposal (normalised if configured, on one basis for totals
+/// and criteria), minimums, ranking with the declared tie-break and the officers' tie
+/// decisions, and who advances. Every assignment must have been scored, and no unresolved
+/// tie may decide who advances (or, at the last stage, who the rules select).
 pub async fn close(
     caller: Caller,
     state: web::Data<AppState>,
@@ -56,34 +69,21 @@ pub async fn close(
                     .filter(evaluation_cases::call_id.eq(call_id))
                     .filter(evaluation_cases::stage.eq(stage))
                     .filter(evaluation_cases::status.eq("open"))
+                    .order(evaluation_cases::id.asc())
                     .select(CaseRow::as_select())
                     .load(c)?;
-                let sheets: Vec<(Uuid, String, Option<serde_json::Value>, Option<i32>)> =
-                    assignments::table
-                        .left_join(score_sheets::table)
-                        .filter(assignments::call_id.eq(call_id))
-                        .filter(assignments::stage.eq(stage))
-                        // Sheets a late conflict of interest voided are kept, not counted.
-                        .filter(assignments::voided_at.is_null())
-                        .select((
-                            assignments::case_id,
-                            assignments::reviewer_id,
-                            score_sheets::scores.nullable(),
-                            score_sheets::total.nullable(),
-                        ))
-                        .load(c)?;
                 let open_ids: Vec<Uuid> = cases.iter().map(|k| k.id).collect();
-                let sheets: Vec<_> = sheets
-                    .into_iter()
-                    .filter(|s| open_ids.contains(&s.0))
-                    .collect();
-                let missing = sheets.iter().filter(|s| s.3.is_none()).count();
+                let sheets = records::stage_sheets(c, call_id, stage, &open_ids)?;
+                let missing = sheets.iter().filter(|s| s.total.is_none()).count();
                 if missing > 0 {
                     return Err(ScoringError::StageIncomplete(format!(
                         "{missing} assignment(s) of stage {stage} are not scored yet"
                     )));
                 }
-                if let Some(k) = cases.iter().find(|k| !sheets.iter().any(|s| s.0 == k.id)) {
+                if let Some(k) = cases
+                    .iter()
+                    .find(|k| !sheets.iter().any(|s| s.case_id == k.id))
+                {
                     return Err(ScoringError::StageIncomplete(format!(
                         "proposal {} has no reviewers assigned in stage {stage}",
                         k.proposal_id
@@ -92,7 +92,7 @@ pub async fn close(
                 let need = cfg.reviewers_per_proposal as usize;
                 if let Some((k, n)) = cases
                     .iter()
-                    .map(|k| (k, sheets.iter().filter(|s| s.0 == k.id).count()))
+                    .map(|k| (k, sheets.iter().filter(|s| s.case_id == k.id).count()))
                     .find(|(_, n)| *n < need)
                 {
                     return Err(ScoringError::StageIncomplete(format!(
@@ -100,90 +100,86 @@ pub async fn close(
                         k.proposal_id
                     )));
                 }
-
-                let totals: Vec<ReviewerTotal> = sheets
-                    .iter()
-                    .map(|(case, reviewer, _, total)| ReviewerTotal {
-                        reviewer: reviewer.clone(),
-                        proposal: *case,
-                        total: i64::from(total.unwrap_or(0)),
-                    })
-                    .collect();
-                let normalised = if cfg.normalise {
-                    ranking::normalise(&totals)
-                } else {
-                    totals.iter().map(|t| Centi::from_points(t.total)).collect()
-                };
-                let rubric = config::rubric(&cfg);
-                let stage_cfg = &cfg.stages[stage as usize];
-                let mut standings = Vec::new();
-                let mut verdicts: BTreeMap<Uuid, Verdict> = BTreeMap::new();
-                for k in &cases {
-                    let mine: Vec<Centi> = totals
-                        .iter()
-                        .zip(&normalised)
-                        .filter(|(t, _)| t.proposal == k.id)
-                        .map(|(_, n)| *n)
-                        .collect();
-                    let total = ranking::consensus(&mine).unwrap_or_default();
-                    let mut per: BTreeMap<String, Centi> = BTreeMap::new();
-                    for crit in &rubric.criteria {
-                        let points: Vec<Centi> = sheets
-                            .iter()
-                            .filter(|s| s.0 == k.id)
-                            .filter_map(|s| s.2.as_ref()?.get(&crit.key)?.as_i64())
-                            .map(Centi::from_points)
-                            .collect();
-                        per.insert(
-                            crit.key.clone(),
-                            ranking::consensus(&points).unwrap_or_default(),
-                        );
-                    }
-                    let mut shortfalls = rubric.shortfalls(&per, total);
-                    if let Some(min) = stage_cfg.min_total {
-                        if total < Centi::from_points(min) {
-                            shortfalls.push(format!(
-                                "total {total} is below this stage's threshold of {min}"
-                            ));
-                        }
-                    }
-                    if shortfalls.is_empty() {
-                        standings.push(Standing {
-                            proposal: k.id,
-                            total,
-                            per_criterion: per.clone(),
-                            submitted_at: k.submitted_at,
-                        });
-                    }
-                    verdicts.insert(k.id, (total, per, shortfalls));
-                }
-                let ranked = ranking::rank(&standings, &config::tie_break(&cfg));
-                let keep = stage_cfg.keep_top.map_or(usize::MAX, |n| n as usize);
+                let ties = records::tie_decisions_of(c, call_id, stage)?;
+                let outcomes = stage::evaluate(
+                    &cfg,
+                    stage as usize,
+                    &records::entries(&cases),
+                    &records::domain_sheets(&sheets, &cases),
+                    &records::domain_ties(&ties),
+                );
                 let last = stage == stages - 1;
+                // An unresolved tie may not decide who advances or, at the last stage, who the
+                // rules would select: the officer records the order first.
+                let blocking = if last {
+                    let finalists: Vec<Finalist> = outcomes
+                        .iter()
+                        .filter(|o| o.advanced)
+                        .filter_map(|o| {
+                            let k = cases.iter().find(|k| k.proposal_id == o.proposal)?;
+                            Some((
+                                o.position,
+                                Finalist {
+                                    proposal: o.proposal,
+                                    score: o.total,
+                                    categories: k.categories(),
+                                    unresolved_with: o.unresolved_with.clone(),
+                                },
+                            ))
+                        })
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                        .into_values()
+                        .collect();
+                    let (candidates, groups) = decision::candidates(&finalists, &[]);
+                    match decision::propose(
+                        &candidates,
+                        cfg.teams as usize,
+                        &config::constraints(&cfg),
+                    ) {
+                        Ok(p) => {
+                            let chosen: Vec<Uuid> =
+                                p.selected.iter().map(|&i| candidates[i].proposal).collect();
+                            decision::straddling(&groups, &chosen)
+                        }
+                        // No portfolio keeps the rules: proposing will say so.
+                        Err(_) => Vec::new(),
+                    }
+                } else {
+                    stage::ties_affecting(&outcomes, |p| {
+                        outcomes.iter().any(|o| o.proposal == p && o.advanced)
+                    })
+                };
+                if !blocking.is_empty() {
+                    return Err(ScoringError::TieUnresolved(describe_ties(
+                        &blocking,
+                        if last {
+                            "who the rules select"
+                        } else {
+                            "who advances"
+                        },
+                    )));
+                }
                 let mut out = Vec::new();
-                for k in &cases {
-                    let (total, per, shortfalls) = &verdicts[&k.id];
-                    let placed = ranked.iter().find(|r| r.proposal == k.id);
-                    let position = placed.map(|r| r.position as i32);
-                    let advanced = placed.is_some_and(|r| r.position <= keep);
-                    let tie = placed.and_then(|r| r.tie_broken_by.clone());
+                for (k, o) in cases.iter().zip(&outcomes) {
                     diesel::insert_into(stage_results::table)
                         .values((
                             stage_results::call_id.eq(call_id),
                             stage_results::stage.eq(stage),
                             stage_results::case_id.eq(k.id),
-                            stage_results::position.eq(position),
-                            stage_results::total_centi.eq(total.0),
+                            stage_results::position.eq(o.position),
+                            stage_results::total_centi.eq(o.total.0),
                             stage_results::per_criterion
-                                .eq(serde_json::to_value(per).unwrap_or_default()),
-                            stage_results::eligible.eq(shortfalls.is_empty()),
+                                .eq(serde_json::to_value(&o.per_criterion).unwrap_or_default()),
+                            stage_results::eligible.eq(o.shortfalls.is_empty()),
                             stage_results::shortfalls
-                                .eq(serde_json::to_value(shortfalls).unwrap_or_default()),
-                            stage_results::advanced.eq(advanced),
-                            stage_results::tie_broken_by.eq(&tie),
+                                .eq(serde_json::to_value(&o.shortfalls).unwrap_or_default()),
+                            stage_results::advanced.eq(o.advanced),
+                            stage_results::tie_broken_by.eq(&o.tie_broken_by),
+                            stage_results::unresolved_with
+                                .eq(serde_json::to_value(&o.unresolved_with).unwrap_or_default()),
                         ))
                         .execute(c)?;
-                    let (next_stage, status) = match (advanced, last) {
+                    let (next_stage, status) = match (o.advanced, last) {
                         (true, false) => (stage + 1, "open"),
                         (true, true) => (stage, "finalist"),
                         (false, _) => (stage, "eliminated"),
@@ -197,13 +193,17 @@ pub async fn close(
                     out.push(StageResult {
                         proposal_id: k.proposal_id.into(),
                         title: k.title.clone(),
-                        position,
-                        total_centi: total.0,
-                        per_criterion_centi: per.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
-                        eligible: shortfalls.is_empty(),
-                        shortfalls: shortfalls.clone(),
-                        advanced,
-                        tie_broken_by: tie,
+                        position: o.position,
+                        total_centi: o.total.0,
+                        per_criterion_centi: o
+                            .per_criterion
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.0))
+                            .collect(),
+                        eligible: o.shortfalls.is_empty(),
+                        shortfalls: o.shortfalls.clone(),
+                        advanced: o.advanced,
+                        tie_broken_by: o.tie_broken_by.clone(),
                     });
                 }
                 diesel::insert_into(stage_closures::table)

@@ -148,3 +148,23 @@ async fn a_killed_consumer_resumes_where_it_stopped_and_loses_nothing() {
     );
     drop(scoring);
 }
+
+/// `make verify-decision` runs this binary: it refuses to guess a call, with exit code 2.
+#[test]
+fn the_verify_command_needs_a_call_and_says_how_to_give_one() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaip-verify-decision"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("--call must be a call id")
+            && stdout.contains("usage: kaip-verify-decision --call <call id>"),
+        "{stdout}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaip-verify-decision"))
+        .args(["--call", "not-a-uuid"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}

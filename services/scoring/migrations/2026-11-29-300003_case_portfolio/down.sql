@@ -1,0 +1,1 @@
+ALTER TABLE evaluation_cases DROP COLUMN portfolio;
