@@ -5,8 +5,8 @@ use crate::schema::{calls, consortium_versions, proposal_documents, proposals};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::{
-    Call, Consortium, ConsortiumVersion, Document, EligibilityRules, Member, MemberRole, OrgType,
-    Portfolio, Proposal, ResourceRequest, Withdrawal, WithdrawalRefusal,
+    Call, Consortium, ConsortiumVersion, Document, EligibilityRules, Member, Portfolio, Proposal,
+    ResourceRequest, Withdrawal, WithdrawalRefusal,
 };
 use kaip_contracts::{CallId, ConsortiumId, ProposalId};
 use uuid::Uuid;
