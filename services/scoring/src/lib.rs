@@ -28,5 +28,6 @@ pub fn definition() -> ServiceDefinition {
         routes: routes::configure,
         consumes: vec![topics::INTAKE],
         handler: Some(Arc::new(consumer::IntakeEvents)),
+        background: Vec::new(),
     }
 }

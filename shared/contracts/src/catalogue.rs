@@ -8,6 +8,7 @@
 
 use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
+    GpuAccountOpened, GpuModelFactorSet, GpuSupplierRecorded, GpuTransfersRecorded,
     ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
 };
 use crate::topics;
@@ -102,6 +103,10 @@ pub fn events() -> Vec<EventSpec> {
         ),
         spec::<AppealFiled>(topics::SCORING, "scoring", "A consortium appealed its result."),
         spec::<AppealAnswered>(topics::SCORING, "scoring", "The ministry answered an appeal."),
+        spec::<GpuAccountOpened>(topics::GPU_LEDGER, "gpu-ledger", "A ledger account was opened: a source of GPUs, a pool, a team's grant or usage."),
+        spec::<GpuTransfersRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A batch of GPU transfers was recorded, all in one transaction, in order."),
+        spec::<GpuSupplierRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A consortium started or stopped supplying GPUs; while it supplies it receives no grant."),
+        spec::<GpuModelFactorSet>(topics::GPU_LEDGER, "gpu-ledger", "A GPU model was added or its H100-equivalence factor changed."),
     ]
 }
 

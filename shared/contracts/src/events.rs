@@ -15,6 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The GPU ledger's events (in `events/gpu.rs`).
+pub mod gpu;
+pub use gpu::*;
+
 /// Kafka header names. Trace context travels as W3C `traceparent`/`tracestate`.
 pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";

@@ -139,7 +139,7 @@ fn real_events() -> Vec<serde_json::Value> {
     let json = |env: Result<EventEnvelope, serde_json::Error>| {
         serde_json::to_value(env.expect("wrap")).expect("json")
     };
-    vec![
+    let mut out = vec![
         json(EventEnvelope::wrap(
             "intake",
             officer.clone(),
@@ -227,13 +227,106 @@ fn real_events() -> Vec<serde_json::Value> {
         )),
         json(EventEnvelope::wrap(
             "scoring",
-            officer,
+            officer.clone(),
             &AppealAnswered {
                 appeal_id: appeal,
                 call_id: call,
                 proposal_id: proposal,
                 consortium_id: consortium,
                 answered_at: now,
+            },
+        )),
+    ];
+    out.extend(gpu_events(officer, consortium, now));
+    out
+}
+
+/// The GPU ledger's events, as its outbox builds them.
+fn gpu_events(
+    officer: kaip_contracts::Actor,
+    consortium: kaip_contracts::ConsortiumId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<serde_json::Value> {
+    use kaip_contracts::dto::gpu::{AccountKind, TransferKind};
+    use kaip_contracts::events::{
+        GpuAccountOpened, GpuModelFactorSet, GpuSupplierRecorded, GpuTransfersRecorded,
+        RecordedTransfer,
+    };
+    use kaip_contracts::EventEnvelope;
+    let json = |env: Result<EventEnvelope, serde_json::Error>| {
+        serde_json::to_value(env.expect("wrap")).expect("json")
+    };
+    let (pool, grant, offer) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    vec![
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuAccountOpened {
+                account_id: grant,
+                model: "B200".into(),
+                period: "2026H1".into(),
+                kind: AccountKind::Grant,
+                consortium_id: Some(consortium),
+                name: "K-Team B200 2026H1".into(),
+                reason: "selected in the 2026 call".into(),
+                opened_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuTransfersRecorded {
+                batch_id: uuid::Uuid::now_v7(),
+                transfers: vec![
+                    RecordedTransfer {
+                        id: offer,
+                        kind: TransferKind::Pending,
+                        debit_account: pool,
+                        credit_account: grant,
+                        amount: 256,
+                        model: "B200".into(),
+                        period: "2026H1".into(),
+                        pending_id: None,
+                        code: "offer".into(),
+                    },
+                    RecordedTransfer {
+                        id: uuid::Uuid::now_v7(),
+                        kind: TransferKind::Post,
+                        debit_account: pool,
+                        credit_account: grant,
+                        amount: 256,
+                        model: "B200".into(),
+                        period: "2026H1".into(),
+                        pending_id: Some(offer),
+                        code: "grant".into(),
+                    },
+                ],
+                recorded_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuSupplierRecorded {
+                consortium_id: consortium,
+                supplying: true,
+                reason: "leases 128 H100 to the programme".into(),
+                recorded_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer,
+            &GpuModelFactorSet {
+                model: "B200".into(),
+                name: "NVIDIA B200".into(),
+                h100_factor: 2,
+                reason: "programme rule".into(),
+                recorded_at: now,
             },
         )),
     ]
