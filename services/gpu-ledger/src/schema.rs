@@ -88,6 +88,82 @@ diesel::joinable!(gpu_model_factors -> gpu_models (model));
 diesel::joinable!(ledger_accounts -> gpu_models (model));
 diesel::joinable!(ledger_balance_history -> ledger_accounts (account_id));
 
+diesel::table! {
+    gpu_teams (call_id, consortium_id) {
+        call_id -> Uuid,
+        consortium_id -> Uuid,
+        proposal_id -> Uuid,
+        consortium_name -> Text,
+        title -> Text,
+        requested -> Jsonb,
+        selected_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gpu_offers (id) {
+        id -> Uuid,
+        consortium_id -> Uuid,
+        call_id -> Uuid,
+        expires_at -> Timestamptz,
+        h100_eq -> Int8,
+        options -> Jsonb,
+        made_by -> Text,
+        made_at -> Timestamptz,
+        reason -> Text,
+    }
+}
+
+diesel::table! {
+    gpu_offer_reservations (offer_id, option_index, tranche_index) {
+        offer_id -> Uuid,
+        option_index -> Int4,
+        tranche_index -> Int4,
+        model -> Text,
+        period -> Text,
+        count -> Int8,
+        release_at -> Nullable<Timestamptz>,
+        release_gate -> Nullable<Text>,
+        transfer_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    gpu_offer_acceptances (offer_id) {
+        offer_id -> Uuid,
+        option_index -> Int4,
+        accepted_by -> Text,
+        accepted_role -> Text,
+        accepted_at -> Timestamptz,
+        reason -> Text,
+    }
+}
+
+diesel::table! {
+    gpu_tranches (offer_id, tranche_index) {
+        offer_id -> Uuid,
+        tranche_index -> Int4,
+        consortium_id -> Uuid,
+        model -> Text,
+        period -> Text,
+        count -> Int8,
+        release_at -> Nullable<Timestamptz>,
+        release_gate -> Nullable<Text>,
+        transfer_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    gpu_eliminations (gate_id, consortium_id) {
+        gate_id -> Uuid,
+        consortium_id -> Uuid,
+        gate -> Text,
+        reason -> Text,
+        plan -> Jsonb,
+        applied_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     gpu_models,
     gpu_model_factors,
@@ -95,4 +171,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     ledger_transfers,
     ledger_balance_history,
     gpu_supplier_records,
+    gpu_teams,
+    gpu_offers,
+    gpu_offer_reservations,
+    gpu_offer_acceptances,
+    gpu_tranches,
+    gpu_eliminations,
 );

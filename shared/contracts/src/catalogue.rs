@@ -8,8 +8,9 @@
 
 use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
-    GpuAccountOpened, GpuModelFactorSet, GpuSupplierRecorded, GpuTransfersRecorded,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
+    GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
+    GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, ProposalSubmitted,
+    ProposalWithdrawn, SelectionPublished, TeamEliminated,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -107,6 +108,12 @@ pub fn events() -> Vec<EventSpec> {
         spec::<GpuTransfersRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A batch of GPU transfers was recorded, all in one transaction, in order."),
         spec::<GpuSupplierRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A consortium started or stopped supplying GPUs; while it supplies it receives no grant."),
         spec::<GpuModelFactorSet>(topics::GPU_LEDGER, "gpu-ledger", "A GPU model was added or its H100-equivalence factor changed."),
+        spec::<GpuOfferMade>(topics::GPU_LEDGER, "gpu-ledger", "An officer offered a selected team GPUs, in one or more forms of equal H100-eq, reserved until it expires."),
+        spec::<GpuGranted>(topics::GPU_LEDGER, "gpu-ledger", "A team accepted an offer's option: due tranches granted, later ones reserved, the other options released."),
+        spec::<GpuTrancheReleased>(topics::GPU_LEDGER, "gpu-ledger", "A reserved tranche was released to its team, on its date or at the gate it waited for."),
+        spec::<GpuGrantClosed>(topics::GPU_LEDGER, "gpu-ledger", "An eliminated team's grants were closed and its future capacity reallocated, in one linked chain."),
+        spec::<GateDecided>(topics::MILESTONES, "milestones", "A stage gate's decision: who passed and who was eliminated."),
+        spec::<TeamEliminated>(topics::MILESTONES, "milestones", "A team was eliminated at a gate, with the reason and the reallocation plan for its GPUs."),
     ]
 }
 

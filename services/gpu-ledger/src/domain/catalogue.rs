@@ -69,6 +69,27 @@ pub fn check_period(period: &str) -> Result<(), Invalid> {
     }
 }
 
+/// When a period starts: its first day at midnight KST (Korean fiscal years are calendar
+/// years and their boundary is midnight KST). `None` for a string that is not a period.
+pub fn period_start(period: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    check_period(period).ok()?;
+    let year: i32 = period.get(..4)?.parse().ok()?;
+    let month = match period.get(4..)? {
+        "" | "H1" | "Q1" => 1,
+        "Q2" => 4,
+        "H2" | "Q3" => 7,
+        "Q4" => 10,
+        _ => return None,
+    };
+    let kst = chrono::FixedOffset::east_opt(9 * 3600)?;
+    let day = chrono::NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 0)?;
+    Some(
+        day.and_local_timezone(kst)
+            .single()?
+            .with_timezone(&chrono::Utc),
+    )
+}
+
 /// Units of a model in H100-equivalents, exactly. `None` when it would overflow i64 (it
 /// cannot for balances the ledger accepts with factors up to [`MAX_FACTOR`], but the caller
 /// must not be able to make it panic).
@@ -126,6 +147,20 @@ mod tests {
         ] {
             assert_eq!(check_period(bad).unwrap_err().field, "period", "{bad}");
         }
+    }
+
+    #[test]
+    fn periods_start_at_midnight_kst() {
+        let at = |p| period_start(p).map(|t| t.to_rfc3339());
+        assert_eq!(at("2026").as_deref(), Some("2025-12-31T15:00:00+00:00"));
+        assert_eq!(at("2026H1"), at("2026"));
+        assert_eq!(at("2026Q1"), at("2026"));
+        assert_eq!(at("2026Q2").as_deref(), Some("2026-03-31T15:00:00+00:00"));
+        assert_eq!(at("2026H2").as_deref(), Some("2026-06-30T15:00:00+00:00"));
+        assert_eq!(at("2026Q3"), at("2026H2"));
+        assert_eq!(at("2026Q4").as_deref(), Some("2026-09-30T15:00:00+00:00"));
+        assert_eq!(at("2026H3"), None);
+        assert_eq!(at("nope"), None);
     }
 
     #[test]

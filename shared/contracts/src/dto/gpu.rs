@@ -274,3 +274,129 @@ impl CheckText for RecordSupplier {
         field(at, "reason", &self.reason, Lines::Multi)
     }
 }
+
+/// One tranche of an offer's option: `count` GPUs of the option's model for `period`,
+/// released on `release_at` (at acceptance when it is past) or when the team passes the
+/// gate `release_gate` (a milestones `GateDecided`), whichever the offer names. Neither:
+/// released at acceptance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrancheSpec {
+    pub period: String,
+    pub count: i64,
+    #[serde(default)]
+    pub release_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub release_gate: Option<String>,
+}
+
+/// One form of an offer: a model and its tranches. All options of an offer are worth the
+/// same H100-eq ("512 B200 or 1,024 H100").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferOption {
+    pub model: String,
+    pub tranches: Vec<TrancheSpec>,
+}
+
+/// `POST /offers`: an officer offers a selected team GPUs. Every tranche of every option is
+/// reserved in the pool (pending, until `expires_at`) in one linked chain: the offer is
+/// made whole or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MakeOffer {
+    /// Chosen by the client: a repeat answers the offer.
+    pub id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub call_id: crate::ids::CallId,
+    pub expires_at: DateTime<Utc>,
+    pub options: Vec<OfferOption>,
+    pub reason: String,
+}
+
+/// `POST /offers/{id}/accept`: the team picks one option; the others are released.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptOffer {
+    pub option: usize,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A tranche of an accepted offer and where it stands (derived from the ledger).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tranche {
+    pub index: i32,
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+    pub h100_eq: H100Eq,
+    pub release_at: Option<DateTime<Utc>>,
+    pub release_gate: Option<String>,
+    /// The pending transfer that holds it (posted when released).
+    pub transfer_id: Uuid,
+    /// `reserved`, `released` or `closed` (voided: the team was eliminated).
+    pub status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub call_id: crate::ids::CallId,
+    pub expires_at: DateTime<Utc>,
+    pub h100_eq: H100Eq,
+    pub options: Vec<OfferOption>,
+    /// `open`, `accepted` or `expired`.
+    pub status: String,
+    pub accepted_option: Option<usize>,
+    pub accepted_by: Option<String>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub tranches: Vec<Tranche>,
+    pub made_by: String,
+    pub made_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// A team selected by a published call, as the ledger learned it from `SelectionPublished`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectedTeam {
+    pub call_id: crate::ids::CallId,
+    pub consortium_id: ConsortiumId,
+    pub consortium_name: String,
+    pub title: String,
+    /// What it asked for: model and count.
+    pub requested: Vec<crate::dto::intake::GpuRequest>,
+    pub requested_h100_eq: Option<H100Eq>,
+    pub selected_at: DateTime<Utc>,
+}
+
+impl CheckText for TrancheSpec {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        field(at, "period", &self.period, Lines::Single)?;
+        if let Some(g) = &self.release_gate {
+            field(at, "release_gate", g, Lines::Single)?;
+        }
+        Ok(())
+    }
+}
+
+impl CheckText for OfferOption {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        field(at, "model", &self.model, Lines::Single)?;
+        crate::text::nested(at, "tranches", &self.tranches)
+    }
+}
+
+impl CheckText for MakeOffer {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        crate::text::nested(at, "options", &self.options)?;
+        field(at, "reason", &self.reason, Lines::Multi)
+    }
+}
+
+impl CheckText for AcceptOffer {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        field(at, "reason", &self.reason, Lines::Multi)
+    }
+}

@@ -124,3 +124,130 @@ pub fn model_key(code: &str) -> Uuid {
     }
     Uuid::from_u128(h)
 }
+
+/// One tranche as announced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnouncedTranche {
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+    pub release_at: Option<DateTime<Utc>>,
+    pub release_gate: Option<String>,
+}
+
+/// An officer offered a selected team GPUs: one offer of `h100_eq` H100-equivalents in
+/// one or more forms (options), reserved in the pools until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuOfferMade {
+    pub offer_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub call_id: crate::ids::CallId,
+    pub h100_eq: i64,
+    /// Per option, its tranches.
+    pub options: Vec<Vec<AnnouncedTranche>>,
+    pub expires_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+impl DomainEvent for GpuOfferMade {
+    const TYPE: &'static str = "GpuOfferMade";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_offer";
+    fn aggregate_id(&self) -> Uuid {
+        self.offer_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// The team accepted an option: its due tranches are granted (posted), the later ones
+/// stay reserved for it, the other options went back to the pools.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuGranted {
+    pub offer_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub option: u32,
+    pub released: Vec<AnnouncedTranche>,
+    pub reserved: Vec<AnnouncedTranche>,
+    pub accepted_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuGranted {
+    const TYPE: &'static str = "GpuGranted";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_offer";
+    fn aggregate_id(&self) -> Uuid {
+        self.offer_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// A reserved tranche was released to its team: on its date, or because the team passed
+/// the gate it waited for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuTrancheReleased {
+    pub offer_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub tranche: AnnouncedTranche,
+    /// `date` or `gate:<key>`.
+    pub trigger: String,
+    pub released_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuTrancheReleased {
+    const TYPE: &'static str = "GpuTrancheReleased";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_offer";
+    fn aggregate_id(&self) -> Uuid {
+        self.offer_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// Capacity moved by a reallocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MovedCapacity {
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+}
+
+/// An eliminated team's grants were closed in one linked chain: its reservations voided,
+/// its capacity for future periods returned to the pools, and the plan's grants made to
+/// the survivors. What it already used stays with it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuGrantClosed {
+    pub consortium_id: ConsortiumId,
+    pub gate_id: Uuid,
+    /// Reservations voided (future tranches, open offers).
+    pub voided: Vec<MovedCapacity>,
+    /// Posted capacity for future periods returned to the pools.
+    pub returned: Vec<MovedCapacity>,
+    /// Grants to survivors, as the plan said.
+    pub reallocated: Vec<MovedCapacity>,
+    pub closed_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuGrantClosed {
+    const TYPE: &'static str = "GpuGrantClosed";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
