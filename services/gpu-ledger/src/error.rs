@@ -22,6 +22,24 @@ pub enum LedgerError {
     AccountExistsWithDifferentFields(&'static str),
     #[error("{0}")]
     AccountConflict(String),
+    #[error("consortium {0} was not selected in call {1}: the ledger learns selections from SelectionPublished")]
+    TeamNotSelected(Uuid, Uuid),
+    #[error("offer {0} does not exist")]
+    OfferNotFound(Uuid),
+    #[error("offer {0} expired at {1}: it can no longer be accepted")]
+    OfferExpired(Uuid, chrono::DateTime<chrono::Utc>),
+    #[error("offer {0} was already accepted (option {1})")]
+    OfferAlreadyAccepted(Uuid, i32),
+    #[error(
+        "id: an offer with this id exists with different fields; choose a new id for a new offer"
+    )]
+    OfferExistsWithDifferentFields,
+    #[error("{field}: there is no pool of {model} for {period}; open one first")]
+    PoolNotFound {
+        field: String,
+        model: String,
+        period: String,
+    },
     /// A single transfer refused (the one-transfer endpoints use this; batches report per
     /// transfer).
     #[error("{message}")]
@@ -39,6 +57,12 @@ impl LedgerError {
                 "ACCOUNT_EXISTS_WITH_DIFFERENT_FIELDS"
             }
             LedgerError::AccountConflict(_) => "ACCOUNT_CONFLICT",
+            LedgerError::TeamNotSelected(..) => "TEAM_NOT_SELECTED",
+            LedgerError::OfferNotFound(_) => "OFFER_NOT_FOUND",
+            LedgerError::OfferExpired(..) => "OFFER_EXPIRED",
+            LedgerError::OfferAlreadyAccepted(..) => "OFFER_ALREADY_ACCEPTED",
+            LedgerError::OfferExistsWithDifferentFields => "OFFER_EXISTS_WITH_DIFFERENT_FIELDS",
+            LedgerError::PoolNotFound { .. } => "POOL_NOT_FOUND",
             LedgerError::Transfer { code, .. } => code,
         }
     }
@@ -66,13 +90,22 @@ impl From<crate::domain::catalogue::Invalid> for LedgerError {
     }
 }
 
+impl From<crate::domain::offers::Refusal> for LedgerError {
+    fn from(r: crate::domain::offers::Refusal) -> Self {
+        LedgerError::validation(r.field, r.rule)
+    }
+}
+
 impl ResponseError for LedgerError {
     fn status_code(&self) -> StatusCode {
         match self {
             LedgerError::Common(e) => e.status(),
             LedgerError::AccountNotFound(_)
             | LedgerError::TransferNotFound(_)
-            | LedgerError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            | LedgerError::ModelNotFound(_)
+            | LedgerError::TeamNotSelected(..)
+            | LedgerError::OfferNotFound(_) => StatusCode::NOT_FOUND,
+            LedgerError::PoolNotFound { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::Transfer { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,
         }

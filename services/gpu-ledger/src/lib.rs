@@ -12,8 +12,10 @@
 //! It consumes scoring's and milestones' topics into its inbox (offers from
 //! `SelectionPublished` and reallocation on elimination build on that; see the README).
 
+pub mod consumer;
 pub mod domain;
 pub mod error;
+pub mod grants;
 pub mod routes;
 pub mod schema;
 pub mod store;
@@ -37,7 +39,7 @@ pub fn definition() -> ServiceDefinition {
         migrations: MIGRATIONS,
         routes: routes::configure,
         consumes: vec![topics::SCORING, topics::MILESTONES],
-        handler: Some(Arc::new(kaip_bus::RecordOnly)),
+        handler: Some(Arc::new(consumer::LedgerEvents)),
         background: vec![sweeper::task()],
     }
 }

@@ -2,7 +2,8 @@
 //! reservation goes back to the pool). Runs in every replica: each pass takes a
 //! transaction-scoped advisory lock and skips if another replica holds it, and each expiry
 //! has an id derived from its pending transfer, so even two passes that raced would record
-//! one expiry (the second answers `exists`).
+//! one expiry (the second answers `exists`). The same pass releases tranches whose date
+//! has come.
 
 use crate::domain::ledger::{Kind, TransferRequest};
 use crate::error::LedgerError;
@@ -44,7 +45,9 @@ pub fn task() -> BackgroundTask {
                 })
                 .await;
                 match pass {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "pending transfers expired"),
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(transfers = n, "expiries and releases recorded")
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "expiry sweep failed; retried next pass")
@@ -70,7 +73,8 @@ struct Locked {
     locked: bool,
 }
 
-/// One pass: records up to [`BATCH`] expiries. Returns how many it created.
+/// One pass: records up to [`BATCH`] expiries and releases due tranches. Returns how many
+/// transfers it created.
 pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerError> {
     outbox.transaction(conn, |c, tx| {
         let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
@@ -87,8 +91,9 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
         )
         .bind::<BigInt, _>(BATCH)
         .load(c)?;
+        let released = crate::grants::release_due(c, tx)?;
         if due.is_empty() {
-            return Ok(0);
+            return Ok(released);
         }
         let requests: Vec<TransferRequest> = due
             .iter()
@@ -111,7 +116,7 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
                 tracing::warn!(pending = %d.id, code = e.code(), "expiry not recorded");
             }
         }
-        Ok(applied.created.len())
+        Ok(applied.created.len() + released)
     })
 }
 

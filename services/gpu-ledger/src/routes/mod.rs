@@ -2,6 +2,7 @@
 
 mod accounts;
 mod catalogue;
+mod offers;
 mod transfers;
 
 use actix_web::web;
@@ -23,7 +24,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/transfers", web::post().to(transfers::create))
         .route("/transfers", web::get().to(transfers::list))
         .route("/transfers/{id}", web::get().to(transfers::get))
-        .route("/invariants", web::get().to(transfers::invariants));
+        .route("/invariants", web::get().to(transfers::invariants))
+        .route("/teams", web::get().to(offers::teams))
+        .route("/offers", web::post().to(offers::make))
+        .route("/offers", web::get().to(offers::list))
+        .route("/offers/{id}", web::get().to(offers::get))
+        .route("/offers/{id}/accept", web::post().to(offers::accept));
 }
 
 /// Ministry staff: they run the ledger.

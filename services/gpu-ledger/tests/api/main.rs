@@ -824,3 +824,556 @@ async fn a_random_concurrent_workload_keeps_every_invariant() {
         "seed {seed}: not every transfer reached the topic"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Offers, tranches and elimination, driven by the events the ledger consumes from the
+// broker (scoring's SelectionPublished, milestones' GateDecided and TeamEliminated).
+// ---------------------------------------------------------------------------------------
+
+async fn publish<E: kaip_contracts::DomainEvent>(
+    ctx: &TestContext,
+    producer: &str,
+    topic: &str,
+    event: &E,
+) {
+    let env = kaip_contracts::EventEnvelope::wrap(
+        producer,
+        kaip_contracts::Actor::system(producer),
+        event,
+    )
+    .expect("wrap");
+    let payload = serde_json::to_vec(&env).expect("json");
+    ctx.produce_raw(
+        &ctx.topic(topic),
+        &env.aggregate_id.to_string(),
+        &payload,
+        &[("kaip-event-type", E::TYPE)],
+    )
+    .await;
+}
+
+async fn select(ctx: &TestContext, l: &Ledger, teams: &[ConsortiumId]) -> kaip_contracts::CallId {
+    use kaip_contracts::dto::intake::{GpuRequest, ResourceRequest};
+    use kaip_contracts::events::{SelectedTeam, SelectionPublished};
+    let call = kaip_contracts::CallId::new();
+    let selected = teams
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SelectedTeam {
+            proposal_id: kaip_contracts::ProposalId::new(),
+            consortium_id: *t,
+            consortium_name: format!("Team {i}"),
+            title: format!("Model {i}"),
+            rank: i as i32 + 1,
+            score_centi: 8000 - i as i64,
+            resources: ResourceRequest {
+                gpus: vec![GpuRequest {
+                    model: "B200".into(),
+                    count: 512,
+                }],
+                ..Default::default()
+            },
+        })
+        .collect();
+    l.svc.wait_assigned().await;
+    publish(
+        ctx,
+        "scoring",
+        kaip_contracts::topics::SCORING,
+        &SelectionPublished {
+            call_id: call,
+            selected,
+            departure: None,
+            override_reason: None,
+            published_at: chrono::Utc::now(),
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(60), || async {
+        let (_, b) = l.get("/teams").await;
+        (b.as_array().map(Vec::len) == Some(teams.len())).then_some(())
+    })
+    .await
+    .expect("the ledger learned the selection");
+    call
+}
+
+/// Opens a pool of `model` for `period` holding `gpus`.
+async fn pool_of(l: &Ledger, model: &str, period: &str, gpus: i64) -> Uuid {
+    let mut ids = Vec::new();
+    for kind in ["source", "pool"] {
+        let id = Uuid::now_v7();
+        let mut body = json!({"id": id, "model": model, "period": period, "kind": kind, "name": format!("{kind} {model} {period}"), "reason": "capacity"});
+        if kind == "source" {
+            body["source_type"] = json!("government");
+        }
+        let (s, b) = l.post("/accounts", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        ids.push(id);
+    }
+    let r = l
+        .transfers(vec![json!({"id": Uuid::now_v7(), "debit_account": ids[0], "credit_account": ids[1], "amount": gpus, "kind": "single", "code": "capacity", "reason": "installed"})])
+        .await;
+    assert_eq!(r.created, 1);
+    ids[1]
+}
+
+async fn pools(l: &Ledger) -> Vec<PoolLine> {
+    let (_, p) = l.get("/pools").await;
+    serde_json::from_value(p).expect("pools")
+}
+
+fn offer_body(
+    team: ConsortiumId,
+    call: kaip_contracts::CallId,
+    expires_in: i64,
+    options: Value,
+) -> Value {
+    json!({"id": Uuid::now_v7(), "consortium_id": team, "call_id": call,
+        "expires_at": chrono::Utc::now() + chrono::Duration::seconds(expires_in),
+        "options": options, "reason": "selected in the 2026 call"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_in_two_forms_is_accepted_in_one_and_the_other_goes_back() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (team, other) = (ConsortiumId::new(), ConsortiumId::new());
+    let call = select(&ctx, &l, &[team, other]).await;
+    let b200 = pool_of(&l, "B200", "2027H1", 600).await;
+    let h100 = pool_of(&l, "H100", "2027H1", 1100).await;
+    pool_of(&l, "B200", "2027H2", 100).await;
+    // 512 B200 or 1,024 H100 (one offer of 1,024 H100-eq), plus a B200 tranche at gate-1.
+    let options = json!([
+        {"model": "B200", "tranches": [{"period": "2027H1", "count": 448}, {"period": "2027H2", "count": 64, "release_gate": "gate-1"}]},
+        {"model": "H100", "tranches": [{"period": "2027H1", "count": 1024}]}
+    ]);
+    let body = offer_body(team, call, 3600, options.clone());
+    let (s, offer) = l.post("/offers", body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{offer}");
+    assert_eq!(
+        (offer["status"].as_str(), offer["h100_eq"].as_i64()),
+        (Some("open"), Some(1024))
+    );
+    let reserved: i64 = pools(&l).await.iter().map(|p| p.reserved).sum();
+    assert_eq!(reserved, 448 + 64 + 1024, "both forms reserved while open");
+    assert_eq!(
+        l.post("/offers", body.clone()).await.0,
+        StatusCode::CREATED,
+        "a repeat answers the offer"
+    );
+    let mut changed = body.clone();
+    changed["reason"] = json!("another");
+    let (s, b) = l.post("/offers", changed).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (
+            StatusCode::CONFLICT,
+            Some("OFFER_EXISTS_WITH_DIFFERENT_FIELDS")
+        )
+    );
+
+    // Another consortium can neither see nor accept it.
+    let id = offer["id"].as_str().expect("id").to_owned();
+    let theirs = ctx.bearer(Role::Consortium, Some(other));
+    let (s, b) = l
+        .call(
+            reqwest::Method::POST,
+            &format!("/offers/{id}/accept"),
+            &theirs,
+            Some(json!({"option": 0})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("OFFER_NOT_FOUND"))
+    );
+    let (s, _) = l
+        .call(
+            reqwest::Method::GET,
+            &format!("/offers/{id}"),
+            &theirs,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let mine = ctx.bearer(Role::Consortium, Some(team));
+    let (s, b) = l
+        .call(
+            reqwest::Method::POST,
+            &format!("/offers/{id}/accept"),
+            &mine,
+            Some(json!({"option": 2})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
+    );
+    let (s, accepted) = l
+        .call(
+            reqwest::Method::POST,
+            &format!("/offers/{id}/accept"),
+            &mine,
+            Some(json!({"option": 0, "reason": "B200 suits our stack"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{accepted}");
+    assert_eq!(accepted["status"], "accepted");
+    assert_eq!(accepted["tranches"][0]["status"], "released");
+    assert_eq!(accepted["tranches"][1]["status"], "reserved");
+    let (s, b) = l
+        .call(
+            reqwest::Method::POST,
+            &format!("/offers/{id}/accept"),
+            &mine,
+            Some(json!({"option": 1})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("OFFER_ALREADY_ACCEPTED"))
+    );
+    let p = pools(&l).await;
+    let line = |acct: Uuid| {
+        p.iter()
+            .find(|x| x.pool_account == acct)
+            .cloned()
+            .expect("line")
+    };
+    assert_eq!((line(b200).granted, line(b200).available), (448, 152));
+    assert_eq!(
+        (line(h100).reserved, line(h100).available),
+        (0, 1100),
+        "the H100 form went back"
+    );
+    assert_eq!(line(b200).available_h100_eq.0, 304);
+    let (_, own) = l.call(reqwest::Method::GET, "/offers", &mine, None).await;
+    assert_eq!(own.as_array().map(Vec::len), Some(1));
+    let (_, none) = l.call(reqwest::Method::GET, "/offers", &theirs, None).await;
+    assert_eq!(none.as_array().map(Vec::len), Some(0));
+    assert_eq!(l.invariants().await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_that_cannot_be_made_or_accepted_are_refused_with_their_code() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (team, supplier) = (ConsortiumId::new(), ConsortiumId::new());
+    let call = select(&ctx, &l, &[team, supplier]).await;
+    pool_of(&l, "H100", "2027H1", 100).await;
+    let one =
+        |count: i64| json!([{"model": "H100", "tranches": [{"period": "2027H1", "count": count}]}]);
+    let cases = [
+        (
+            offer_body(ConsortiumId::new(), call, 60, one(10)),
+            StatusCode::NOT_FOUND,
+            "TEAM_NOT_SELECTED",
+            "",
+        ),
+        (
+            offer_body(
+                team,
+                call,
+                60,
+                json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 1}]}]),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POOL_NOT_FOUND",
+            "options[0].tranches[0]",
+        ),
+        (
+            offer_body(team, call, 60, one(101)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "EXCEEDS_CREDITS",
+            "options[0].tranches[0]",
+        ),
+        (
+            offer_body(team, call, -1, one(10)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+            "expires_at",
+        ),
+        (
+            offer_body(
+                team,
+                call,
+                60,
+                json!([{"model": "H100", "tranches": [{"period": "2027H1", "count": 2}]}, {"model": "B200", "tranches": [{"period": "2027H1", "count": 2}]}]),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+            "options[1]",
+        ),
+    ];
+    for (body, status, code, field) in cases {
+        let (s, b) = l.post("/offers", body).await;
+        assert_eq!((s, b["code"].as_str()), (status, Some(code)), "{b}");
+        assert!(
+            b["message"].as_str().unwrap_or("").starts_with(field),
+            "{field}: {b}"
+        );
+    }
+    // The supplier rule, named.
+    l.post(
+        "/suppliers",
+        json!({"consortium_id": supplier, "supplying": true, "reason": "supplies H100"}),
+    )
+    .await;
+    let (s, b) = l
+        .post("/offers", offer_body(supplier, call, 60, one(10)))
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("SUPPLIER_CANNOT_RECEIVE_GRANT")
+        ),
+        "{b}"
+    );
+    // An offer that expires: refused at acceptance, its reservation released by the sweeper.
+    let (s, offer) = l.post("/offers", offer_body(team, call, 2, one(100))).await;
+    assert_eq!(s, StatusCode::CREATED, "{offer}");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let id = offer["id"].as_str().expect("id");
+    let (s, b) = l
+        .post(&format!("/offers/{id}/accept"), json!({"option": 0}))
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("OFFER_EXPIRED"))
+    );
+    eventually(Duration::from_secs(20), || async {
+        let (_, p) = l.get("/pools").await;
+        (p[0]["available"] == 100).then_some(())
+    })
+    .await
+    .expect("the expired offer's GPUs are back in the pool");
+    let (_, o) = l.get(&format!("/offers/{id}")).await;
+    assert_eq!(o["status"], "expired");
+    assert_eq!(l.invariants().await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_one_chain() {
+    use kaip_contracts::events::{GateDecided, Reallocation, TeamEliminated};
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (survivor, eliminated) = (ConsortiumId::new(), ConsortiumId::new());
+    let call = select(&ctx, &l, &[survivor, eliminated]).await;
+    pool_of(&l, "B200", "2027H1", 1000).await;
+    pool_of(&l, "B200", "2027H2", 1000).await;
+    let dated = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let mut offers = Vec::new();
+    for team in [survivor, eliminated] {
+        let options = json!([{"model": "B200", "tranches": [
+            {"period": "2027H1", "count": 256},
+            {"period": "2027H2", "count": 128, "release_gate": "gate-1"}
+        ]}]);
+        let (s, o) = l
+            .post("/offers", offer_body(team, call, 3600, options))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{o}");
+        let id = o["id"].as_str().expect("id").to_owned();
+        let (s, a) = l
+            .post(&format!("/offers/{id}/accept"), json!({"option": 0}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+        offers.push(id);
+    }
+    // A dated tranche for the survivor, released by the sweeper when its date comes.
+    let (_, o) = l
+        .post("/offers", offer_body(survivor, call, 3600, json!([{"model": "B200", "tranches": [{"period": "2027H2", "count": 32, "release_at": dated}]}])))
+        .await;
+    let dated_offer = o["id"].as_str().expect("id").to_owned();
+    let (_, a) = l
+        .post(
+            &format!("/offers/{dated_offer}/accept"),
+            json!({"option": 0}),
+        )
+        .await;
+    assert_eq!(a["tranches"][0]["status"], "reserved", "{a}");
+    let released = eventually(Duration::from_secs(20), || async {
+        let (_, o) = l.get(&format!("/offers/{dated_offer}")).await;
+        (o["tranches"][0]["status"] == "released").then_some(())
+    })
+    .await;
+    assert!(
+        released.is_some(),
+        "the dated tranche was released on its date"
+    );
+
+    let gate = Uuid::now_v7();
+    let decided_at = chrono::Utc::now();
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &GateDecided {
+            gate_id: gate,
+            gate: "gate-1".into(),
+            passed: vec![survivor],
+            eliminated: vec![eliminated],
+            decided_at,
+        },
+    )
+    .await;
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &TeamEliminated {
+            gate_id: gate,
+            gate: "gate-1".into(),
+            consortium_id: eliminated,
+            reason: "rank: lowest gate score".into(),
+            reallocation: vec![
+                Reallocation {
+                    consortium_id: survivor,
+                    model: "B200".into(),
+                    period: "2027H1".into(),
+                    count: 256,
+                },
+                Reallocation {
+                    consortium_id: survivor,
+                    model: "B200".into(),
+                    period: "2027H2".into(),
+                    count: 128,
+                },
+            ],
+            decided_at,
+        },
+    )
+    .await;
+    let (_, o) = eventually(Duration::from_secs(60), || async {
+        let (_, a) = l.get(&format!("/offers/{}", offers[0])).await;
+        let (_, b) = l.get(&format!("/offers/{}", offers[1])).await;
+        (a["tranches"][1]["status"] == "released" && b["tranches"][1]["status"] == "closed")
+            .then_some((a, b))
+    })
+    .await
+    .expect("the gate released the survivor's tranche and the elimination closed the other's");
+    assert_eq!(
+        o["tranches"][0]["status"], "released",
+        "what the eliminated team was granted stays on record"
+    );
+    let grants = |team: ConsortiumId| {
+        let l = &l;
+        async move {
+            let (_, page) = l
+                .get(&format!("/accounts?consortium_id={team}&kind=grant"))
+                .await;
+            let accounts: Vec<Account> =
+                serde_json::from_value(page["items"].clone()).expect("accounts");
+            accounts
+                .iter()
+                .map(|a| a.balance.credits_posted - a.balance.debits_posted)
+                .sum::<i64>()
+        }
+    };
+    // 2027 has not started at the decision: all of the eliminated team's capacity is future
+    // capacity and went back to the pools, then to the survivor as the plan said.
+    assert_eq!(grants(eliminated).await, 0);
+    assert_eq!(grants(survivor).await, 256 + 128 + 32 + 256 + 128);
+    let (_, p) = l.get("/pools").await;
+    let pools: Vec<PoolLine> = serde_json::from_value(p).expect("pools");
+    assert!(pools.iter().all(|p| p.reserved == 0), "{pools:?}");
+    // Gross flows: the 256 came back in (held) and went out again (granted).
+    assert_eq!(pools.iter().map(|p| p.held).sum::<i64>(), 2000 + 256);
+    assert_eq!(
+        pools.iter().map(|p| p.available).sum::<i64>(),
+        2000 - (256 + 128 + 32 + 256 + 128)
+    );
+    let inv = l.invariants().await;
+    assert_eq!(inv["ok"], true, "{inv:#}");
+    // Announced through the outbox, and applied once.
+    let topic = ctx.topic(kaip_contracts::topics::GPU_LEDGER);
+    let types = eventually(Duration::from_secs(30), || async {
+        let types: Vec<String> = ctx
+            .read_topic(&topic)
+            .await
+            .iter()
+            .filter_map(|m| m.json())
+            .filter_map(|e| e["type"].as_str().map(str::to_owned))
+            .collect();
+        types.iter().any(|t| t == "GpuGrantClosed").then_some(types)
+    })
+    .await
+    .expect("GpuGrantClosed published");
+    for t in [
+        "GpuOfferMade",
+        "GpuGranted",
+        "GpuTrancheReleased",
+        "GpuTransfersRecorded",
+        "GpuAccountOpened",
+    ] {
+        assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
+    }
+    assert_eq!(types.iter().filter(|t| *t == "GpuGrantClosed").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead_lettered() {
+    use kaip_contracts::events::{Reallocation, TeamEliminated};
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (survivor, eliminated) = (ConsortiumId::new(), ConsortiumId::new());
+    let call = select(&ctx, &l, &[survivor, eliminated]).await;
+    pool_of(&l, "B200", "2027H1", 300).await;
+    let (_, o) = l
+        .post(
+            "/offers",
+            offer_body(
+                eliminated,
+                call,
+                3600,
+                json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 256}]}]),
+            ),
+        )
+        .await;
+    let id = o["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        l.post(&format!("/offers/{id}/accept"), json!({"option": 0}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let before = l.get("/pools").await.1;
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &TeamEliminated {
+            gate_id: Uuid::now_v7(),
+            gate: "gate-1".into(),
+            consortium_id: eliminated,
+            reason: "ineligible: not built from scratch".into(),
+            // 256 come back, 44 are free: 301 is one too many.
+            reallocation: vec![Reallocation {
+                consortium_id: survivor,
+                model: "B200".into(),
+                period: "2027H1".into(),
+                count: 301,
+            }],
+            decided_at: chrono::Utc::now(),
+        },
+    )
+    .await;
+    let dlq = ctx.topic(&kaip_contracts::topics::dead_letter_topic_of("gpu-ledger"));
+    let letter = eventually(Duration::from_secs(60), || async {
+        ctx.read_topic(&dlq).await.into_iter().next()
+    })
+    .await
+    .expect("dead-lettered");
+    let error = letter
+        .headers
+        .get("kaip-dlq-error")
+        .cloned()
+        .unwrap_or_default();
+    assert!(error.contains("EXCEEDS_CREDITS"), "{error}");
+    assert_eq!(l.get("/pools").await.1, before, "nothing moved");
+    let (_, o) = l.get(&format!("/offers/{id}")).await;
+    assert_eq!(o["tranches"][0]["status"], "released");
+    assert_eq!(l.invariants().await["ok"], true);
+}

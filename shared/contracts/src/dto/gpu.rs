@@ -225,9 +225,10 @@ pub struct PoolLine {
     pub pool_account: Uuid,
     pub phase: Option<String>,
     pub h100_factor: i64,
-    /// Put into the pool by sources, less what went back to them.
+    /// Everything that came into the pool (capacity from sources, and GPUs teams gave
+    /// back): its posted credits.
     pub held: i64,
-    /// Given out (posted).
+    /// Everything it gave out (posted debits): grants, and capacity returned to sources.
     pub granted: i64,
     /// Reserved by pending transfers (offers, future tranches).
     pub reserved: i64,
