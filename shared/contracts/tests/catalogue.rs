@@ -249,9 +249,24 @@ fn gpu_events(
 ) -> Vec<serde_json::Value> {
     use kaip_contracts::dto::gpu::{AccountKind, TransferKind};
     use kaip_contracts::events::{
-        GpuAccountOpened, GpuModelFactorSet, GpuSupplierRecorded, GpuTransfersRecorded,
-        RecordedTransfer,
+        AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
+        GpuModelFactorSet, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
+        GpuTransfersRecorded, MovedCapacity, Reallocation, RecordedTransfer, TeamEliminated,
     };
+    let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
+        model: model.into(),
+        period: "2026H2".into(),
+        count,
+        release_at: gate.is_none().then_some(now),
+        release_gate: gate.map(str::to_owned),
+    };
+    let moved = |count: i64| MovedCapacity {
+        consortium_id: consortium,
+        model: "B200".into(),
+        period: "2026H2".into(),
+        count,
+    };
+    let gate = uuid::Uuid::now_v7();
     use kaip_contracts::EventEnvelope;
     let json = |env: Result<EventEnvelope, serde_json::Error>| {
         serde_json::to_value(env.expect("wrap")).expect("json")
@@ -316,6 +331,85 @@ fn gpu_events(
                 supplying: true,
                 reason: "leases 128 H100 to the programme".into(),
                 recorded_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuOfferMade {
+                offer_id: offer,
+                consortium_id: consortium,
+                call_id: kaip_contracts::CallId::new(),
+                h100_eq: 1024,
+                options: vec![
+                    vec![tranche("B200", 512, None)],
+                    vec![tranche("H100", 1024, Some("gate-1"))],
+                ],
+                expires_at: now,
+                reason: "selected in the 2026 call".into(),
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuGranted {
+                offer_id: offer,
+                consortium_id: consortium,
+                option: 0,
+                released: vec![tranche("B200", 448, None)],
+                reserved: vec![tranche("B200", 64, Some("gate-1"))],
+                accepted_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            kaip_contracts::Actor::system("gpu-ledger"),
+            &GpuTrancheReleased {
+                offer_id: offer,
+                consortium_id: consortium,
+                tranche: tranche("B200", 64, Some("gate-1")),
+                trigger: "gate:gate-1".into(),
+                released_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            kaip_contracts::Actor::system("gpu-ledger"),
+            &GpuGrantClosed {
+                consortium_id: consortium,
+                gate_id: gate,
+                voided: vec![moved(64)],
+                returned: vec![moved(128)],
+                reallocated: vec![moved(192)],
+                closed_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "milestones",
+            officer.clone(),
+            &GateDecided {
+                gate_id: gate,
+                gate: "gate-1".into(),
+                passed: vec![kaip_contracts::ConsortiumId::new()],
+                eliminated: vec![consortium],
+                decided_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "milestones",
+            officer.clone(),
+            &TeamEliminated {
+                gate_id: gate,
+                gate: "gate-1".into(),
+                consortium_id: consortium,
+                reason: "ineligible: not built from scratch".into(),
+                reallocation: vec![Reallocation {
+                    consortium_id: kaip_contracts::ConsortiumId::new(),
+                    model: "B200".into(),
+                    period: "2026H2".into(),
+                    count: 192,
+                }],
+                decided_at: now,
             },
         )),
         json(EventEnvelope::wrap(
