@@ -164,6 +164,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    gpu_usage_reports (id) {
+        id -> Uuid,
+        consortium_id -> Uuid,
+        model -> Text,
+        period -> Text,
+        gpu_hours -> Int8,
+        used_before -> Int8,
+        granted_hours -> Int8,
+        overrun -> Bool,
+        note -> Text,
+        reported_by -> Text,
+        reported_role -> Text,
+        reported_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     gpu_models,
     gpu_model_factors,
@@ -177,4 +194,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     gpu_offer_acceptances,
     gpu_tranches,
     gpu_eliminations,
+    gpu_usage_reports,
 );

@@ -18,6 +18,8 @@ pub const READ_PROPOSALS: &str = "read:proposals";
 pub const READ_DOCUMENTS: &str = "read:documents";
 /// Calls' evaluation settings (rubric, stages, portfolio constraints).
 pub const READ_EVALUATION: &str = "read:evaluation";
+/// Report GPU-hours used per team (GPU operators), to the GPU ledger.
+pub const WRITE_GPU_USAGE: &str = "write:gpu-usage";
 
 /// The services whose events an integration may be granted, as `events:<service>`.
 pub const EVENT_PRODUCERS: [&str; 6] = [
@@ -45,6 +47,10 @@ pub fn all() -> Vec<(String, String)> {
             "the contents of proposal documents".into(),
         ),
         (READ_EVALUATION.into(), "calls' evaluation settings".into()),
+        (
+            WRITE_GPU_USAGE.into(),
+            "report GPU-hours used per team to the GPU ledger (GPU operators)".into(),
+        ),
     ];
     for p in EVENT_PRODUCERS {
         out.push((

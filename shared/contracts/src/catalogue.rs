@@ -9,8 +9,8 @@
 use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
     GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
-    GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, ProposalSubmitted,
-    ProposalWithdrawn, SelectionPublished, TeamEliminated,
+    GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
+    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -112,6 +112,7 @@ pub fn events() -> Vec<EventSpec> {
         spec::<GpuGranted>(topics::GPU_LEDGER, "gpu-ledger", "A team accepted an offer's option: due tranches granted, later ones reserved, the other options released."),
         spec::<GpuTrancheReleased>(topics::GPU_LEDGER, "gpu-ledger", "A reserved tranche was released to its team, on its date or at the gate it waited for."),
         spec::<GpuGrantClosed>(topics::GPU_LEDGER, "gpu-ledger", "An eliminated team's grants were closed and its future capacity reallocated, in one linked chain."),
+        spec::<GpuUsageRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A GPU operator reported GPU-hours a team used; overruns of the granted hours are flagged."),
         spec::<GateDecided>(topics::MILESTONES, "milestones", "A stage gate's decision: who passed and who was eliminated."),
         spec::<TeamEliminated>(topics::MILESTONES, "milestones", "A team was eliminated at a gate, with the reason and the reallocation plan for its GPUs."),
     ]

@@ -251,7 +251,8 @@ fn gpu_events(
     use kaip_contracts::events::{
         AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
         GpuModelFactorSet, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
-        GpuTransfersRecorded, MovedCapacity, Reallocation, RecordedTransfer, TeamEliminated,
+        GpuTransfersRecorded, GpuUsageRecorded, MovedCapacity, Reallocation, RecordedTransfer,
+        TeamEliminated,
     };
     let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
         model: model.into(),
@@ -382,6 +383,24 @@ fn gpu_events(
                 returned: vec![moved(128)],
                 reallocated: vec![moved(192)],
                 closed_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            kaip_contracts::Actor {
+                subject: "operator-kisti".into(),
+                role: kaip_contracts::Role::Integration,
+            },
+            &GpuUsageRecorded {
+                report_id: uuid::Uuid::now_v7(),
+                consortium_id: consortium,
+                model: "B200".into(),
+                period: "2026H2".into(),
+                gpu_hours: 12_000,
+                used_hours: 1_200_000,
+                granted_hours: 1_130_496,
+                overrun: true,
+                reported_at: now,
             },
         )),
         json(EventEnvelope::wrap(

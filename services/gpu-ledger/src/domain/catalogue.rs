@@ -90,6 +90,27 @@ pub fn period_start(period: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     )
 }
 
+/// The period after `period` (`2026H1` -> `2026H2`, `2026H2` -> `2027H1`, `2026Q4` ->
+/// `2027Q1`, `2026` -> `2027`).
+pub fn next_period(period: &str) -> Option<String> {
+    check_period(period).ok()?;
+    let year: i32 = period.get(..4)?.parse().ok()?;
+    Some(match period.get(4..)? {
+        "" => format!("{}", year + 1),
+        "H1" => format!("{year}H2"),
+        "H2" => format!("{}H1", year + 1),
+        "Q4" => format!("{}Q1", year + 1),
+        q => format!("{year}Q{}", q.get(1..)?.parse::<u8>().ok()? + 1),
+    })
+}
+
+/// How many hours a period lasts (KST calendar): a half year is 4,344 or 4,416 hours.
+pub fn period_hours(period: &str) -> Option<i64> {
+    let start = period_start(period)?;
+    let end = period_start(&next_period(period)?)?;
+    Some((end - start).num_hours())
+}
+
 /// Units of a model in H100-equivalents, exactly. `None` when it would overflow i64 (it
 /// cannot for balances the ledger accepts with factors up to [`MAX_FACTOR`], but the caller
 /// must not be able to make it panic).
@@ -161,6 +182,23 @@ mod tests {
         assert_eq!(at("2026Q4").as_deref(), Some("2026-09-30T15:00:00+00:00"));
         assert_eq!(at("2026H3"), None);
         assert_eq!(at("nope"), None);
+    }
+
+    #[test]
+    fn periods_follow_each_other_and_last_their_hours() {
+        assert_eq!(next_period("2026H1").as_deref(), Some("2026H2"));
+        assert_eq!(next_period("2026H2").as_deref(), Some("2027H1"));
+        assert_eq!(next_period("2026Q1").as_deref(), Some("2026Q2"));
+        assert_eq!(next_period("2026Q4").as_deref(), Some("2027Q1"));
+        assert_eq!(next_period("2026").as_deref(), Some("2027"));
+        assert_eq!(next_period("2026H3"), None);
+        assert_eq!(period_hours("2026"), Some(365 * 24));
+        assert_eq!(period_hours("2028"), Some(366 * 24));
+        assert_eq!(period_hours("2026H1"), Some(181 * 24));
+        assert_eq!(period_hours("2026H2"), Some(184 * 24));
+        assert_eq!(period_hours("2028Q1"), Some(91 * 24));
+        assert_eq!(period_hours("2026Q4"), Some(92 * 24));
+        assert_eq!(period_hours("x"), None);
     }
 
     #[test]

@@ -6,3 +6,4 @@
 pub mod catalogue;
 pub mod ledger;
 pub mod offers;
+pub mod usage;

@@ -4,6 +4,7 @@ mod accounts;
 mod catalogue;
 mod offers;
 mod transfers;
+mod usage;
 
 use actix_web::web;
 use kaip_contracts::Role;
@@ -29,7 +30,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/offers", web::post().to(offers::make))
         .route("/offers", web::get().to(offers::list))
         .route("/offers/{id}", web::get().to(offers::get))
-        .route("/offers/{id}/accept", web::post().to(offers::accept));
+        .route("/offers/{id}/accept", web::post().to(offers::accept))
+        .route("/usage", web::post().to(usage::report))
+        .route("/utilisation", web::get().to(usage::utilisation));
 }
 
 /// Ministry staff: they run the ledger.

@@ -1377,3 +1377,129 @@ async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead
     assert_eq!(o["tranches"][0]["status"], "released");
     assert_eq!(l.invariants().await["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(10).await;
+    let (team, other) = (ConsortiumId::new(), ConsortiumId::new());
+    let grant = l.open("grant", Some(team.0)).await;
+    l.open("grant", Some(other.0)).await;
+    assert_eq!(
+        l.transfers(vec![transfer(pool, grant, 1, "single")])
+            .await
+            .created,
+        1
+    );
+    let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
+    let report = |id: Uuid, hours: i64| json!({"id": id, "consortium_id": team, "model": MODEL, "period": PERIOD, "gpu_hours": hours, "note": "March"});
+    let send = |bearer: String, body: Value| {
+        let l = &l;
+        async move {
+            l.call(reqwest::Method::POST, "/usage", &bearer, Some(body))
+                .await
+        }
+    };
+    // 1 H100 for 2026H1 is 181 days x 24 h = 4,344 GPU-hours.
+    let first = Uuid::now_v7();
+    let (s, r) = send(operator.clone(), report(first, 4000)).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (
+            r["granted_hours"].as_i64(),
+            r["used_hours"].as_i64(),
+            r["overrun"].as_bool()
+        ),
+        (Some(4344), Some(4000), Some(false))
+    );
+    let (s, again) = send(operator.clone(), report(first, 4000)).await;
+    assert_eq!(
+        (s, &again),
+        (StatusCode::OK, &r),
+        "a retry answers the original report"
+    );
+    let (s, b) = send(operator.clone(), report(first, 4001)).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("USAGE_REPORT_EXISTS_WITH_DIFFERENT_FIELDS")
+        )
+    );
+    let (s, r) = send(operator.clone(), report(Uuid::now_v7(), 345)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        (r["used_hours"].as_i64(), r["overrun"].as_bool()),
+        (Some(4345), Some(true)),
+        "one hour over: flagged"
+    );
+    // Refused: no scope, the wrong role, bad input.
+    let unscoped = ctx.integration_bearer("operator-x", &["events:gpu-ledger"]);
+    let (s, b) = send(unscoped, report(Uuid::now_v7(), 1)).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("FORBIDDEN"))
+    );
+    let (s, _) = send(
+        ctx.bearer(Role::Consortium, Some(team)),
+        report(Uuid::now_v7(), 1),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (body, field) in [
+        (
+            json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL, "period": PERIOD, "gpu_hours": 0}),
+            "gpu_hours",
+        ),
+        (
+            json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL, "period": "2026H9", "gpu_hours": 1}),
+            "period",
+        ),
+        (
+            json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL, "period": PERIOD, "gpu_hours": 1, "note": "a\u{1b}[31m"}),
+            "note",
+        ),
+    ] {
+        let (s, b) = send(operator.clone(), body).await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+            "{b}"
+        );
+        assert!(
+            b["message"].as_str().unwrap_or("").starts_with(field),
+            "{field}: {b}"
+        );
+    }
+    // Utilisation: the team sees its own line, flagged; staff see every team.
+    let (_, mine) = l
+        .call(
+            reqwest::Method::GET,
+            "/utilisation",
+            &ctx.bearer(Role::Consortium, Some(team)),
+            None,
+        )
+        .await;
+    let mine = mine.as_array().cloned().unwrap_or_default();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(
+        (
+            mine[0]["used_hours"].as_i64(),
+            mine[0]["utilisation_permille"].as_i64(),
+            mine[0]["overrun"].as_bool()
+        ),
+        (Some(4345), Some(1000), Some(true))
+    );
+    let (_, all) = l.get("/utilisation?period=2026H1").await;
+    assert_eq!(all.as_array().map(Vec::len), Some(2));
+    let (_, theirs) = l
+        .call(
+            reqwest::Method::GET,
+            "/utilisation",
+            &ctx.bearer(Role::Consortium, Some(other)),
+            None,
+        )
+        .await;
+    assert_eq!(theirs[0]["used_hours"], 0);
+}

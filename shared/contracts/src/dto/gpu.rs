@@ -372,6 +372,61 @@ pub struct SelectedTeam {
     pub selected_at: DateTime<Utc>,
 }
 
+/// `POST /usage`: a GPU operator reports GPU-hours a team used. The id is the operator's:
+/// a retry with the same fields answers the original report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportUsage {
+    pub id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub gpu_hours: i64,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A recorded usage report and where it left the team.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub gpu_hours: i64,
+    /// GPU-hours used in the period after this report.
+    pub used_hours: i64,
+    /// GPU-hours granted for the period when it was recorded (GPUs x the period's hours).
+    pub granted_hours: i64,
+    /// Used past what was granted: flagged, never silently accepted.
+    pub overrun: bool,
+    pub note: String,
+    pub reported_by: String,
+    pub reported_at: DateTime<Utc>,
+}
+
+/// A team's utilisation of one model in one period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Utilisation {
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub granted_gpus: i64,
+    pub granted_hours: i64,
+    pub used_hours: i64,
+    /// Used / granted, in thousandths (absent when nothing is granted).
+    pub utilisation_permille: Option<i64>,
+    pub overrun: bool,
+}
+
+impl CheckText for ReportUsage {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        field(at, "model", &self.model, Lines::Single)?;
+        field(at, "period", &self.period, Lines::Single)?;
+        field(at, "note", &self.note, Lines::Multi)
+    }
+}
+
 impl CheckText for TrancheSpec {
     fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
         field(at, "period", &self.period, Lines::Single)?;

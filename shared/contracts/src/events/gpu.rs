@@ -251,3 +251,31 @@ impl DomainEvent for GpuGrantClosed {
         Some(self.consortium_id)
     }
 }
+
+/// A GPU operator reported GPU-hours a team used. `overrun` is true when the team has now
+/// used more than it was granted for the period.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuUsageRecorded {
+    pub report_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub gpu_hours: i64,
+    pub used_hours: i64,
+    pub granted_hours: i64,
+    pub overrun: bool,
+    pub reported_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuUsageRecorded {
+    const TYPE: &'static str = "GpuUsageRecorded";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
