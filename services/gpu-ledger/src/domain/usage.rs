@@ -18,7 +18,8 @@ pub struct Assessment {
 pub fn assess(used: i64, granted_gpus: i64, period_hours: i64) -> Option<Assessment> {
     let granted_hours = granted_gpus.max(0).checked_mul(period_hours)?;
     let utilisation_permille = if granted_hours > 0 {
-        Some(i64::try_from(i128::from(used) * 1000 / i128::from(granted_hours)).ok()?)
+        // Saturates: a ratio past i64 is "far over" either way.
+        Some(i64::try_from(i128::from(used) * 1000 / i128::from(granted_hours)).unwrap_or(i64::MAX))
     } else {
         None
     };
@@ -70,6 +71,8 @@ mod tests {
         assert_eq!(assess(1, i64::MAX, 2), None);
         assert_eq!(add(i64::MAX, 1), None);
         assert_eq!(add(1, 2), Some(3));
-        assert!(assess(i64::MAX, 1, 1).unwrap().overrun);
+        let far = assess(i64::MAX, 1, 1).unwrap();
+        assert!(far.overrun);
+        assert_eq!(far.utilisation_permille, Some(i64::MAX));
     }
 }

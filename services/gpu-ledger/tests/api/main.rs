@@ -113,9 +113,10 @@ impl Ledger {
 
 async fn spawn(ctx: &TestContext, database: Option<&str>) -> TestService {
     let mut settings = ctx.settings(kaip_gpu_ledger::DEFAULTS);
-    // Real contention: several HTTP workers and connections, as in production.
+    // Real contention: several HTTP workers and connections (a few: the PostgreSQL server
+    // is shared by every test running at once).
     settings.server.workers = 4;
-    settings.database.pool_size = 16;
+    settings.database.pool_size = 6;
     if let Some(db) = database {
         settings.database.name = db.to_owned();
     }
@@ -1502,4 +1503,53 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
         )
         .await;
     assert_eq!(theirs[0]["used_hours"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_acceptances_of_one_offer_grant_it_once() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", "2027H1", 512).await;
+    pool_of(&l, "H100", "2027H1", 1024).await;
+    let options = json!([
+        {"model": "B200", "tranches": [{"period": "2027H1", "count": 512}]},
+        {"model": "H100", "tranches": [{"period": "2027H1", "count": 1024}]}
+    ]);
+    let (s, offer) = l
+        .post("/offers", offer_body(team, call, 3600, options))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{offer}");
+    let id = offer["id"].as_str().expect("id").to_owned();
+    let mine = ctx.bearer(Role::Consortium, Some(team));
+    let attempts = (0..10).map(|i| {
+        let (l, mine, id) = (&l, mine.clone(), id.clone());
+        async move {
+            l.call(
+                reqwest::Method::POST,
+                &format!("/offers/{id}/accept"),
+                &mine,
+                Some(json!({"option": i % 2})),
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let ok = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(ok, 1, "{answers:?}");
+    for (s, b) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(
+            (*s, b["code"].as_str()),
+            (StatusCode::CONFLICT, Some("OFFER_ALREADY_ACCEPTED"))
+        );
+    }
+    let granted: i64 = pools(&l).await.iter().map(|p| p.granted).sum();
+    let reserved: i64 = pools(&l).await.iter().map(|p| p.reserved).sum();
+    assert!(
+        granted == 512 || granted == 1024,
+        "one form granted: {granted}"
+    );
+    assert_eq!(reserved, 0, "the other form went back");
+    assert_eq!(l.invariants().await["ok"], true);
 }
