@@ -377,3 +377,27 @@ pub async fn open_call(p: &Platform, hours: i64) -> String {
         .unwrap_or_else(|| panic!("openCall failed: {body}"))
         .to_owned()
 }
+
+/// Moves `call_id`'s deadline into the past where intake and scoring keep it: the moment
+/// submissions have closed, without racing the wall clock (the API cannot open a call that
+/// has already closed). Evaluation (stage 0) starts only after the deadline. Waits until
+/// scoring knows the call.
+pub async fn pass_deadline(p: &Platform, call_id: &str) {
+    use diesel::prelude::*;
+    let call: uuid::Uuid = call_id.parse().expect("a call id");
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let moved = diesel::update(kaip_intake::schema::calls::table.find(call))
+        .set(kaip_intake::schema::calls::closes_at.eq(past))
+        .execute(&mut p.intake.conn())
+        .expect("move intake's deadline");
+    assert_eq!(moved, 1, "intake knows call {call_id}");
+    eventually(Duration::from_secs(60), || async {
+        let moved = diesel::update(kaip_scoring::schema::calls::table.find(call))
+            .set(kaip_scoring::schema::calls::closes_at.eq(past))
+            .execute(&mut p.scoring.conn())
+            .ok()?;
+        (moved == 1).then_some(())
+    })
+    .await
+    .expect("scoring knows the call");
+}

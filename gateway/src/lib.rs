@@ -53,7 +53,13 @@ impl Application {
         )?;
         // The feed needs the topics to exist; creating them is idempotent, and lets the
         // gateway start before the services do.
-        let topics: Vec<String> = kaip_contracts::topics::ALL_EVENT_TOPICS
+        // The audit topics too: integrators with `events:audit` may subscribe to the trail.
+        let feed_topics: Vec<&str> = kaip_contracts::topics::ALL_EVENT_TOPICS
+            .iter()
+            .chain(kaip_contracts::topics::ALL_AUDIT_TOPICS.iter())
+            .copied()
+            .collect();
+        let topics: Vec<String> = feed_topics
             .iter()
             .map(|t| settings.kafka.prefixed(t))
             .collect();
@@ -66,13 +72,9 @@ impl Application {
                 )
             })?;
         let feed_stop = CancellationToken::new();
-        let feed = kaip_bus::start_feed(
-            &settings.kafka,
-            &kaip_contracts::topics::ALL_EVENT_TOPICS,
-            feed_stop.clone(),
-        )
-        .await
-        .context("starting the event feed")?;
+        let feed = kaip_bus::start_feed(&settings.kafka, &feed_topics, feed_stop.clone())
+            .await
+            .context("starting the event feed")?;
         let schema = web::Data::new(schema::build(services.clone(), feed, &settings.limits));
         let verifier = web::Data::new(verifier);
         let all_services = services.clone();

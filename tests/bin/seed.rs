@@ -105,7 +105,7 @@ async fn programme(gw: &Gateway) -> anyhow::Result<()> {
         .gql(
             &officer,
             "mutation($i: OpenCallInput!) { openCall(input: $i) { id closesAtKst } }",
-            json!({ "i": { "programmeId": programme, "title": "Sovereign AI Foundation Model: call for proposals", "opensAt": (now - chrono::Duration::minutes(1)).to_rfc3339(), "closesAt": (now + chrono::Duration::days(7)).to_rfc3339(), "requiredDocuments": ["proposal"] } }),
+            json!({ "i": { "programmeId": programme, "title": "Sovereign AI Foundation Model: call for proposals", "opensAt": (now - chrono::Duration::minutes(1)).to_rfc3339(), "closesAt": (now + chrono::Duration::minutes(3)).to_rfc3339(), "requiredDocuments": ["proposal"] } }),
         )
         .await?;
     let call = c["openCall"]["id"]

@@ -187,7 +187,8 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         ok(&body);
     }
 
-    // Written review.
+    // Written review, once submissions have closed.
+    kaip_e2e::pass_deadline(&p, &call_id).await;
     let body = p.graphql(Some(&officer), "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned blocked { reviewerId proposalId reason } } }", json!({ "c": call_id })).await;
     let report = &ok(&body)["assignReviewers"];
     assert_eq!(report["assigned"], 45);
@@ -657,6 +658,7 @@ async fn with_normalisation_on_the_ranking_follows_each_reviewers_calibration() 
             .graphql(Some(&officer), "mutation($i: ReviewerInput!) { registerReviewer(input: $i) { id } }", json!({ "i": { "id": r, "name": r, "organisation": format!("Institute {r}"), "expertise": ["LLM"] } }))
             .await);
     }
+    kaip_e2e::pass_deadline(&p, &call_id).await;
     let body = p
         .graphql(
             Some(&officer),

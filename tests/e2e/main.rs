@@ -1,5 +1,6 @@
 //! End-to-end tests: the platform in-process against real PostgreSQL and Kafka.
 
+mod audit;
 mod auth_hardening;
 mod backbone;
 mod competition;
@@ -7,5 +8,6 @@ mod consumer_hardening;
 mod gateway_hardening;
 mod inputs_hardening;
 mod relay_hardening;
+mod rules;
 mod slice;
 mod validation;

@@ -563,6 +563,7 @@ async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
     let topic = ctx.topic(topics::INTAKE);
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);
     kaip_testkit::intake::open_call(&ctx, &intake.base_url).await;
+    // Two rows: the call's event and the audit record of the request (on the audit topic).
     let sent = || -> i64 {
         kaip_outbox::table
             .filter(kaip_outbox::sent_at.is_not_null())
@@ -571,7 +572,7 @@ async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
             .expect("count")
     };
     eventually(Duration::from_secs(30), || async {
-        (sent() == 1).then_some(())
+        (sent() == 2).then_some(())
     })
     .await
     .expect("the call's event is published");
@@ -601,7 +602,7 @@ async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
         .await
         .expect("answers");
     assert_eq!(res.status(), 400, "a bad time is refused");
-    assert_eq!(sent(), 1, "refused requests re-queued nothing");
+    assert_eq!(sent(), 2, "refused requests re-queued nothing");
 
     // Nothing published after a later `since`.
     let res = http
@@ -623,7 +624,7 @@ async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
         .expect("answers");
     assert_eq!(res.status(), 200);
     let answer: serde_json::Value = res.json().await.expect("json");
-    assert_eq!(answer["requeued"], 1);
+    assert_eq!(answer["requeued"], 2);
     let again = eventually(Duration::from_secs(30), || async {
         let ids = ids_on(&ctx, &topic, 2).await;
         (ids.len() >= 2).then_some(ids)
@@ -636,7 +637,7 @@ async fn an_admin_republishes_events_since_a_time_and_others_may_not() {
         "the same event, again"
     );
     eventually(Duration::from_secs(30), || async {
-        (sent() == 1).then_some(())
+        (sent() == 2).then_some(())
     })
     .await
     .expect("marked sent again");
@@ -739,10 +740,11 @@ async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_a
 
     // Requests still commit; their events wait in the outbox, and readiness shows them.
     // The backlog is the background task's count, refreshed every few seconds.
+    // Two rows: the call's event and the request's audit record.
     kaip_testkit::intake::open_call(&ctx, &intake.base_url).await;
     let (status, body, anonymous) = eventually(Duration::from_secs(10), || async {
         let r = readiness(&http, &intake, None).await;
-        (r.1["outbox"]["pending"] == 1).then_some(r)
+        (r.1["outbox"]["pending"] == 2).then_some(r)
     })
     .await
     .expect("the pending event is counted");
@@ -780,11 +782,11 @@ async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_a
     // is counted in readiness and in the metrics, not only logged.
     let (_, body, _) = eventually(Duration::from_secs(30), || async {
         let r = readiness(&http, &intake, None).await;
-        (r.1["outbox"]["stuck"] == 1).then_some(r)
+        (r.1["outbox"]["stuck"] == 2).then_some(r)
     })
     .await
-    .expect("the failing row is reported as stuck");
-    assert_eq!(body["outbox"]["failing"], 1);
+    .expect("the failing rows are reported as stuck");
+    assert_eq!(body["outbox"]["failing"], 2);
     assert_eq!(body["ready"], true);
     let metrics = http
         .get(intake.url("/metrics"))
@@ -795,8 +797,8 @@ async fn a_service_stays_ready_while_the_broker_is_down_and_reports_the_outage_a
         .await
         .expect("text");
     assert!(metrics.contains("\nkaip_broker_up 0\n"), "{metrics}");
-    assert!(metrics.contains("\nkaip_outbox_pending 1\n"), "{metrics}");
-    assert!(metrics.contains("\nkaip_outbox_stuck 1\n"), "{metrics}");
+    assert!(metrics.contains("\nkaip_outbox_pending 2\n"), "{metrics}");
+    assert!(metrics.contains("\nkaip_outbox_stuck 2\n"), "{metrics}");
     assert!(metrics.contains("\nkaip_database_up 1\n"), "{metrics}");
 }
 
@@ -877,14 +879,19 @@ async fn at_shutdown_events_emitted_by_the_consumers_last_message_are_published_
     let pool = scoring.pool.clone();
     scoring.shutdown().await;
 
-    let opened: Vec<(String, bool)> = kaip_outbox::table
+    let mut opened: Vec<(String, bool)> = kaip_outbox::table
         .select((kaip_outbox::event_type, kaip_outbox::sent_at.is_not_null()))
         .load(&mut pool.get().expect("conn"))
         .expect("outbox");
+    opened.sort();
+    // The case's event, and the audit record of the transaction that opened it.
     assert_eq!(
         opened,
-        vec![("EvaluationCaseOpened".to_owned(), true)],
-        "the event the last message emitted was committed and published before exit"
+        vec![
+            ("AuditRecorded".to_owned(), true),
+            ("EvaluationCaseOpened".to_owned(), true)
+        ],
+        "the events the last message emitted were committed and published before exit"
     );
 }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use kaip_auth::{AuthError, Claims};
 use kaip_bus::{EventFeed, FeedEvent};
-use kaip_contracts::Role;
+use kaip_contracts::{DomainEvent as _, Role};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -56,8 +56,19 @@ impl From<&FeedEvent> for Event {
 
 /// May `claims` see this event? Ministry staff see all; an integration the events of the
 /// services its token's scopes name (`events:<producer>`); a consortium user only events
-/// about its own consortium.
+/// about its own consortium. The audit trail: staff, and integrations with `events:audit`.
 pub fn visible_to(claims: &Claims, event: &FeedEvent) -> bool {
+    // The audit trail: ministry staff, and integrations holding `events:audit` (an
+    // `events:<service>` scope does not include that service's trail).
+    if event.envelope.event_type == kaip_contracts::audit::AuditRecorded::TYPE
+        || event.topic.ends_with(".audit")
+    {
+        return match claims.role {
+            Role::Admin | Role::Officer => true,
+            Role::Integration => claims.scope.contains(kaip_auth::scopes::EVENTS_AUDIT),
+            Role::Consortium | Role::Reviewer | Role::System => false,
+        };
+    }
     match claims.role {
         Role::Admin | Role::Officer => true,
         Role::Integration => claims
@@ -111,5 +122,77 @@ impl EventSubscription {
             let out = wanted.then(|| Event::from(event.as_ref()));
             async move { out }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kaip_auth::scopes::{events_scope, Scopes, EVENTS_AUDIT};
+    use kaip_contracts::{Actor, ConsortiumId, EventEnvelope};
+
+    fn claims(role: Role, scopes: &[&str], consortium: Option<ConsortiumId>) -> Claims {
+        serde_json::from_value(serde_json::json!({
+            "sub": "s", "iss": "i", "aud": "a", "exp": 0, "role": role,
+            "consortium_id": consortium,
+        }))
+        .map(|mut c: Claims| {
+            c.scope = Scopes(scopes.iter().map(|s| s.to_string()).collect());
+            c
+        })
+        .expect("claims")
+    }
+
+    fn audit_event(consortium: Option<ConsortiumId>) -> FeedEvent {
+        let data = kaip_contracts::audit::AuditRecorded {
+            operation_id: Uuid::now_v7(),
+            service: "intake".into(),
+            at: Utc::now(),
+            actor_subject: "lead".into(),
+            actor_role: "consortium".into(),
+            trace_id: None,
+            operation: "POST /proposals".into(),
+            input: serde_json::json!({}),
+            changes: Vec::new(),
+            changes_truncated: false,
+        };
+        let mut envelope = EventEnvelope::wrap(
+            "intake",
+            Actor {
+                subject: "lead".into(),
+                role: Role::Consortium,
+            },
+            &data,
+        )
+        .expect("wrap");
+        envelope.consortium_id = consortium;
+        FeedEvent {
+            topic: "t.kaip.intake.audit".into(),
+            envelope,
+            headers: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_audit_trail_reaches_staff_and_events_audit_integrations_only() {
+        let consortium = ConsortiumId::new();
+        // Even an (impossible) consortium id on the record does not let its consortium see it.
+        let event = audit_event(Some(consortium));
+        assert!(visible_to(&claims(Role::Admin, &[], None), &event));
+        assert!(visible_to(&claims(Role::Officer, &[], None), &event));
+        assert!(visible_to(
+            &claims(Role::Integration, &[EVENTS_AUDIT], None),
+            &event
+        ));
+        // `events:intake` is intake's events, not intake's trail.
+        assert!(!visible_to(
+            &claims(Role::Integration, &[&events_scope("intake")], None),
+            &event
+        ));
+        assert!(!visible_to(
+            &claims(Role::Consortium, &[], Some(consortium)),
+            &event
+        ));
+        assert!(!visible_to(&claims(Role::Reviewer, &[], None), &event));
     }
 }

@@ -276,6 +276,8 @@ pub struct Consortium {
     pub name: String,
     pub members: Vec<Member>,
     pub updated_at: DateTime<Utc>,
+    /// The profile's version: each registration is a new one (see `consortiumVersions`).
+    pub version: i32,
 }
 
 impl From<dto::Consortium> for Consortium {
@@ -285,8 +287,35 @@ impl From<dto::Consortium> for Consortium {
             name: c.name,
             members: c.members.into_iter().map(Into::into).collect(),
             updated_at: c.updated_at,
+            version: c.version,
         }
     }
+}
+
+/// One version of a consortium's profile: who registered it and when.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ConsortiumVersion {
+    pub version: i32,
+    pub name: String,
+    pub members: Vec<Member>,
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A consortium's withdrawal of its proposal.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Withdrawal {
+    pub reason: String,
+    pub withdrawn_at: DateTime<Utc>,
+    /// Who withdrew it (null for withdrawals recorded before this was kept).
+    pub withdrawn_by: Option<String>,
+}
+
+/// Why the evaluation refused a withdrawal: the decision was published first and stands.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct WithdrawalRefusal {
+    pub reason: String,
+    pub refused_at: DateTime<Utc>,
 }
 
 #[derive(SimpleObject, Clone, Debug)]
@@ -382,6 +411,25 @@ impl Proposal {
     }
     async fn content_hash(&self) -> Option<&str> {
         self.0.content_hash.as_deref()
+    }
+    /// The consortium's withdrawal, if it withdrew (kept when the evaluation refused it).
+    async fn withdrawal(&self) -> Option<Withdrawal> {
+        self.0.withdrawal.clone().map(|w| Withdrawal {
+            reason: w.reason,
+            withdrawn_at: w.withdrawn_at,
+            withdrawn_by: w.withdrawn_by,
+        })
+    }
+    /// Why the evaluation refused the withdrawal, if it did: the decision was published
+    /// before the withdrawal reached it, so the proposal is `submitted` with its result.
+    async fn withdrawal_refusal(&self) -> Option<WithdrawalRefusal> {
+        self.0
+            .withdrawal_refusal
+            .clone()
+            .map(|r| WithdrawalRefusal {
+                reason: r.reason,
+                refused_at: r.refused_at,
+            })
     }
     /// Every saved version, oldest first.
     async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProposalVersion>> {
@@ -547,6 +595,36 @@ impl IntakeQuery {
             .await
             .map(Into::into)
             .map_err(upstream)
+    }
+
+    /// Every version of a consortium's profile, oldest first (ministry staff; a consortium
+    /// user its own).
+    async fn consortium_versions(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> async_graphql::Result<Vec<ConsortiumVersion>> {
+        let authed = caller_with(
+            ctx,
+            &[Role::Admin, Role::Officer, Role::Consortium],
+            "read a consortium's profile history",
+        )?;
+        let rows: Vec<dto::ConsortiumVersion> = ctx
+            .data::<Services>()?
+            .intake
+            .get(&format!("/consortia/{id}/versions"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(rows
+            .into_iter()
+            .map(|v| ConsortiumVersion {
+                version: v.version,
+                name: v.name,
+                members: v.members.into_iter().map(Into::into).collect(),
+                recorded_by: v.recorded_by,
+                recorded_at: v.recorded_at,
+            })
+            .collect())
     }
 
     /// All registered consortia (ministry staff and integrations).

@@ -1,5 +1,6 @@
 //! The GraphQL schema: one module per domain, merged into one graph.
 
+pub mod audit;
 pub mod events;
 pub mod intake;
 pub mod money;
@@ -17,6 +18,7 @@ pub struct QueryRoot(
     intake::IntakeQuery,
     scoring::ScoringQuery,
     system::SystemQuery,
+    audit::AuditQuery,
 );
 
 #[derive(MergedObject, Default)]

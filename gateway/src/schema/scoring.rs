@@ -93,6 +93,10 @@ pub struct EvaluationConfig {
     pub tie_break: Vec<String>,
     pub teams: u32,
     pub constraints: Vec<SlotConstraint>,
+    /// Below this many proposals in a stage, consortia's feedback withholds the anonymised
+    /// distribution (at least 3).
+    #[graphql(default = 5)]
+    pub anonymity_min_group: u32,
 }
 
 impl From<dto::EvaluationConfig> for EvaluationConfig {
@@ -132,6 +136,7 @@ impl From<dto::EvaluationConfig> for EvaluationConfig {
                     at_most: s.at_most,
                 })
                 .collect(),
+            anonymity_min_group: c.anonymity_min_group,
         }
     }
 }
@@ -173,6 +178,7 @@ impl From<EvaluationConfig> for dto::EvaluationConfig {
                     at_most: s.at_most,
                 })
                 .collect(),
+            anonymity_min_group: c.anonymity_min_group,
         }
     }
 }
@@ -232,6 +238,58 @@ pub struct Assignment {
     pub title: String,
     pub scored: bool,
     pub assigned_at: DateTime<Utc>,
+    /// Why the assignment no longer counts (a late conflict of interest; its sheet is kept),
+    /// if it does not. Reviewers never see their voided assignments.
+    pub void_reason: Option<String>,
+}
+
+/// One saved version of a call's evaluation settings.
+#[derive(SimpleObject)]
+pub struct EvaluationConfigVersion {
+    pub version: i32,
+    pub config: EvaluationConfig,
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One registration of a reviewer's profile.
+#[derive(SimpleObject)]
+pub struct ReviewerVersion {
+    pub version: i32,
+    pub name: String,
+    pub organisation: String,
+    pub business_registration_number: Option<String>,
+    pub expertise: Vec<String>,
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One submission of a score sheet (the latest is the current one).
+#[derive(SimpleObject)]
+pub struct ScoreSheetVersion {
+    pub version: i32,
+    pub scores: Vec<CriterionScore>,
+    pub comments: Vec<CriterionComment>,
+    pub total: i64,
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct CriterionComment {
+    pub criterion: String,
+    pub comment: String,
+}
+
+/// A proposal with fewer counting reviewers than the call needs (`code` is
+/// `REVIEWER_SHORTFALL`): register another reviewer and assign the stage again.
+#[derive(SimpleObject)]
+pub struct ReviewerShortfall {
+    pub code: String,
+    pub proposal_id: Uuid,
+    pub stage: i32,
+    pub assigned: i64,
+    pub needed: i64,
 }
 
 #[derive(SimpleObject)]
@@ -371,8 +429,10 @@ pub struct StageFeedback {
     pub total_centi: i64,
     pub per_criterion: Vec<CriterionScore>,
     pub advanced: bool,
-    /// Over all proposals of the stage, anonymised.
+    /// Over all proposals of the stage, anonymised; empty when withheld.
     pub distribution: Vec<Distribution>,
+    /// Why the distribution is withheld (too few proposals to stay anonymous), if it is.
+    pub distribution_withheld: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -550,6 +610,7 @@ impl ScoringQuery {
                     title: a.title,
                     scored: a.scored,
                     assigned_at: a.assigned_at,
+                    void_reason: a.void_reason,
                 })
                 .collect(),
             next_cursor: page.next_cursor.map(ID),
@@ -630,9 +691,127 @@ impl ScoringQuery {
                             mean_centi: d.mean_centi,
                         })
                         .collect(),
+                    distribution_withheld: s.distribution_withheld,
                 })
                 .collect(),
         })
+    }
+
+    /// Every saved version of a call's evaluation settings, oldest first (ministry staff).
+    async fn evaluation_config_versions(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+    ) -> async_graphql::Result<Vec<EvaluationConfigVersion>> {
+        let authed = caller_with(ctx, STAFF, "read the history of evaluation settings")?;
+        let rows: Vec<dto::EvaluationConfigVersion> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(
+                &format!("/calls/{call_id}/evaluation/versions"),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(rows
+            .into_iter()
+            .map(|v| EvaluationConfigVersion {
+                version: v.version,
+                config: v.config.into(),
+                recorded_by: v.recorded_by,
+                recorded_at: v.recorded_at,
+            })
+            .collect())
+    }
+
+    /// Every registration of a reviewer's profile, oldest first (ministry staff).
+    async fn reviewer_versions(
+        &self,
+        ctx: &Context<'_>,
+        reviewer_id: String,
+    ) -> async_graphql::Result<Vec<ReviewerVersion>> {
+        let authed = caller_with(ctx, STAFF, "read a reviewer's history")?;
+        let rows: Vec<dto::ReviewerVersion> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(
+                &format!("/reviewers/{}/versions", path_segment(&reviewer_id)),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(rows
+            .into_iter()
+            .map(|v| ReviewerVersion {
+                version: v.version,
+                name: v.name,
+                organisation: v.organisation,
+                business_registration_number: v.business_registration_number,
+                expertise: v.expertise,
+                recorded_by: v.recorded_by,
+                recorded_at: v.recorded_at,
+            })
+            .collect())
+    }
+
+    /// Every submission of an assignment's score sheet, oldest first: ministry staff, and
+    /// the reviewer while the assignment counts.
+    async fn score_sheet_versions(
+        &self,
+        ctx: &Context<'_>,
+        assignment_id: Uuid,
+    ) -> async_graphql::Result<Vec<ScoreSheetVersion>> {
+        let authed = caller(ctx)?;
+        let rows: Vec<dto::ScoreSheetVersion> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(
+                &format!("/assignments/{assignment_id}/sheets"),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(rows
+            .into_iter()
+            .map(|v| ScoreSheetVersion {
+                version: v.version,
+                scores: criterion_scores(v.scores),
+                comments: v
+                    .comments
+                    .into_iter()
+                    .map(|(criterion, comment)| CriterionComment { criterion, comment })
+                    .collect(),
+                total: v.total,
+                recorded_by: v.recorded_by,
+                recorded_at: v.recorded_at,
+            })
+            .collect())
+    }
+
+    /// Proposals short of reviewers in the stage they are in (ministry staff): what a late
+    /// conflict of interest left unfilled.
+    async fn reviewer_shortfalls(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+    ) -> async_graphql::Result<Vec<ReviewerShortfall>> {
+        let authed = caller_with(ctx, STAFF, "read reviewer shortfalls")?;
+        let rows: Vec<dto::ReviewerShortfall> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(&format!("/calls/{call_id}/shortfalls"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ReviewerShortfall {
+                code: r.code,
+                proposal_id: r.proposal_id.0,
+                stage: r.stage,
+                assigned: r.assigned,
+                needed: r.needed,
+            })
+            .collect())
     }
 
     async fn appeals(

@@ -87,11 +87,20 @@ pub fn validate_open_call(req: &OpenCall, now: DateTime<Utc>) -> Result<(), Viol
             "must not be negative",
         ));
     }
+    if req.required_documents.len() > MAX_REQUIRED_DOCUMENTS {
+        return Err(violation(
+            "required_documents",
+            format!("at most {MAX_REQUIRED_DOCUMENTS} kinds"),
+        ));
+    }
     for (i, kind) in req.required_documents.iter().enumerate() {
         check_document_kind(&format!("required_documents[{i}]"), kind)?;
     }
     Ok(())
 }
+
+/// Most document kinds a call may require.
+pub const MAX_REQUIRED_DOCUMENTS: usize = 20;
 
 pub fn check_document_kind(field: &str, kind: &str) -> Result<(), Violation> {
     if kind.is_empty()
@@ -103,6 +112,57 @@ pub fn check_document_kind(field: &str, kind: &str) -> Result<(), Violation> {
         return Err(violation(
             field,
             "must be 1 to 40 lower-case letters, digits or underscores",
+        ));
+    }
+    Ok(())
+}
+
+/// Document kinds a proposal may carry besides its call's required documents: the usual
+/// parts of an R&D application, a bounded set, so a proposal is a known list of documents
+/// and not an open file store.
+pub const OPTIONAL_DOCUMENT_KINDS: [&str; 7] = [
+    "proposal",
+    "budget",
+    "plan",
+    "annex",
+    "cv",
+    "letter_of_support",
+    "data_management_plan",
+];
+
+/// Most bytes of documents one proposal may hold, all kinds together.
+pub const MAX_PROPOSAL_DOCUMENT_BYTES: i64 = 20 * 1024 * 1024;
+
+/// Whether a document of `kind` and `size` bytes may be stored on a proposal of a call that
+/// requires `required`, when its other documents (every kind but this one, which the upload
+/// replaces) already hold `others` bytes.
+pub fn check_upload(
+    kind: &str,
+    required: &[String],
+    size: i64,
+    others: i64,
+) -> Result<(), Violation> {
+    if !required.iter().any(|k| k == kind) && !OPTIONAL_DOCUMENT_KINDS.contains(&kind) {
+        let required = if required.is_empty() {
+            "none".to_owned()
+        } else {
+            required.join(", ")
+        };
+        return Err(violation(
+            "kind",
+            format!(
+                "`{kind}` is not a document this call takes: its required documents ({required}) or an optional one ({})",
+                OPTIONAL_DOCUMENT_KINDS.join(", ")
+            ),
+        ));
+    }
+    let total = others.saturating_add(size);
+    if total > MAX_PROPOSAL_DOCUMENT_BYTES {
+        return Err(violation(
+            "content_base64",
+            format!(
+                "the proposal's documents would total {total} bytes; the limit is {MAX_PROPOSAL_DOCUMENT_BYTES} bytes per proposal"
+            ),
         ));
     }
     Ok(())
@@ -138,6 +198,44 @@ pub fn safe_filename(raw: &str) -> Result<String, Violation> {
 #[cfg(test)]
 mod filename_tests {
     use super::*;
+
+    #[test]
+    fn uploads_take_the_calls_kinds_and_a_bounded_total() {
+        let required = vec!["model_card".to_string(), "gpu_plan".to_string()];
+        assert_eq!(check_upload("model_card", &required, 10, 0), Ok(()));
+        assert_eq!(check_upload("annex", &required, 10, 0), Ok(()));
+        assert_eq!(check_upload("proposal", &[], 10, 0), Ok(()));
+        let v = check_upload("video", &required, 10, 0).unwrap_err();
+        assert_eq!(v.field, "kind");
+        assert!(v.rule.contains("model_card, gpu_plan"), "{}", v.rule);
+        let v = check_upload("gpu_plan", &[], 1, 0).unwrap_err();
+        assert_eq!(v.field, "kind");
+        assert!(v.rule.contains("required documents (none)"), "{}", v.rule);
+        let cap = MAX_PROPOSAL_DOCUMENT_BYTES;
+        assert_eq!(check_upload("model_card", &required, 1, cap - 1), Ok(()));
+        let v = check_upload("model_card", &required, 2, cap - 1).unwrap_err();
+        assert_eq!(v.field, "content_base64");
+        assert!(v.rule.contains(&format!("total {}", cap + 1)), "{}", v.rule);
+        assert!(check_upload("cv", &required, i64::MAX, i64::MAX).is_err());
+        let now = Utc::now();
+        let mut many = OpenCall {
+            programme_id: None,
+            title: "Many documents".into(),
+            opens_at: now,
+            closes_at: now + chrono::Duration::hours(1),
+            eligibility: Default::default(),
+            required_documents: Vec::new(),
+        };
+        many.required_documents = (0..=MAX_REQUIRED_DOCUMENTS)
+            .map(|i| format!("doc_{i}"))
+            .collect();
+        assert_eq!(
+            validate_open_call(&many, Utc::now()).unwrap_err().field,
+            "required_documents"
+        );
+        many.required_documents.pop();
+        assert_eq!(validate_open_call(&many, Utc::now()), Ok(()));
+    }
 
     #[test]
     fn file_names_are_stored_as_base_names() {
@@ -183,28 +281,10 @@ mod filename_tests {
 }
 
 /// Checks a Korean business registration number (`123-45-67890`, dashes optional) and
-/// returns it normalised with dashes. The tenth digit is a check digit over the first nine
-/// with weights 1,3,7,1,3,7,1,3,5 (plus the tens of the ninth digit times five).
+/// returns it normalised with dashes. The rule lives in the contracts
+/// ([`kaip_contracts::brn::normalise`]) so scoring compares reviewers' numbers by it too.
 pub fn normalise_brn(raw: &str) -> Option<String> {
-    let digits: Vec<u32> = raw
-        .chars()
-        .filter(|c| *c != '-')
-        .map(|c| c.to_digit(10))
-        .collect::<Option<_>>()?;
-    if digits.len() != 10 {
-        return None;
-    }
-    const W: [u32; 9] = [1, 3, 7, 1, 3, 7, 1, 3, 5];
-    let mut sum: u32 = digits.iter().zip(W).map(|(d, w)| d * w).sum();
-    sum += digits[8] * 5 / 10;
-    if (10 - sum % 10) % 10 != digits[9] {
-        return None;
-    }
-    let s: String = digits
-        .iter()
-        .map(|d| char::from_digit(*d, 10).unwrap_or('0'))
-        .collect();
-    Some(format!("{}-{}-{}", &s[..3], &s[3..5], &s[5..]))
+    kaip_contracts::brn::normalise(raw)
 }
 
 /// Validates a consortium profile and returns it with normalised registration numbers.
@@ -231,7 +311,7 @@ pub fn validate_consortium(req: &RegisterConsortium) -> Result<RegisterConsortiu
         let brn = normalise_brn(&m.business_registration_number).ok_or_else(|| {
             violation(
                 format!("members[{i}].business_registration_number"),
-                "must be a valid business registration number (10 digits, e.g. 123-45-67891, with a correct check digit)",
+                kaip_contracts::brn::RULE,
             )
         })?;
         if !seen.insert(brn.clone()) {

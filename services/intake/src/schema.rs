@@ -43,6 +43,9 @@ diesel::table! {
         withdrawn_at -> Nullable<Timestamptz>,
         withdrawal_reason -> Nullable<Text>,
         created_at -> Timestamptz,
+        withdrawn_by -> Nullable<Text>,
+        withdrawal_refused_at -> Nullable<Timestamptz>,
+        withdrawal_refusal -> Nullable<Text>,
     }
 }
 
@@ -62,6 +65,17 @@ diesel::table! {
         org_type -> Text,
         brn -> Text,
         role -> Text,
+    }
+}
+
+diesel::table! {
+    consortium_versions (consortium_id, version) {
+        consortium_id -> Uuid,
+        version -> Int4,
+        name -> Text,
+        members -> Jsonb,
+        recorded_by -> Text,
+        recorded_at -> Timestamptz,
     }
 }
 
@@ -93,6 +107,7 @@ diesel::table! {
 diesel::joinable!(proposals -> calls (call_id));
 diesel::joinable!(calls -> programmes (programme_id));
 diesel::joinable!(consortium_members -> consortia (consortium_id));
+diesel::joinable!(consortium_versions -> consortia (consortium_id));
 diesel::joinable!(proposal_versions -> proposals (proposal_id));
 diesel::joinable!(proposal_documents -> proposals (proposal_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -101,6 +116,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     proposals,
     consortia,
     consortium_members,
+    consortium_versions,
     proposal_versions,
     proposal_documents
 );

@@ -1,12 +1,12 @@
 //! Intake's rows and the queries shared by its handlers and consumer.
 
 use crate::error::IntakeError;
-use crate::schema::{calls, consortia, consortium_members, proposal_documents, proposals};
+use crate::schema::{calls, consortium_versions, proposal_documents, proposals};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::{
-    Call, Consortium, Document, EligibilityRules, Member, MemberRole, OrgType, Proposal,
-    ResourceRequest,
+    Call, Consortium, ConsortiumVersion, Document, EligibilityRules, Member, Proposal,
+    ResourceRequest, Withdrawal, WithdrawalRefusal,
 };
 use kaip_contracts::{CallId, ConsortiumId, ProposalId};
 use uuid::Uuid;
@@ -72,6 +72,11 @@ pub struct ProposalRow {
     pub resources: serde_json::Value,
     pub idempotency_key: Option<String>,
     pub content_hash: Option<String>,
+    pub withdrawn_at: Option<DateTime<Utc>>,
+    pub withdrawal_reason: Option<String>,
+    pub withdrawn_by: Option<String>,
+    pub withdrawal_refused_at: Option<DateTime<Utc>>,
+    pub withdrawal_refusal: Option<String>,
 }
 
 impl ProposalRow {
@@ -92,6 +97,18 @@ impl ProposalRow {
             documents,
             submitted_at: self.submitted_at,
             content_hash: self.content_hash,
+            withdrawal: match (self.withdrawn_at, self.withdrawal_reason) {
+                (Some(withdrawn_at), Some(reason)) => Some(Withdrawal {
+                    reason,
+                    withdrawn_at,
+                    withdrawn_by: self.withdrawn_by,
+                }),
+                _ => None,
+            },
+            withdrawal_refusal: match (self.withdrawal_refused_at, self.withdrawal_refusal) {
+                (Some(refused_at), Some(reason)) => Some(WithdrawalRefusal { reason, refused_at }),
+                _ => None,
+            },
         }
     }
 }
@@ -154,45 +171,50 @@ pub fn documents_of(
     Ok(out)
 }
 
-fn parse_org_type(s: &str) -> OrgType {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(OrgType::Sme)
+/// The current profile of a consortium: its latest version.
+pub fn find_consortium(c: &mut PgConnection, id: ConsortiumId) -> QueryResult<Option<Consortium>> {
+    Ok(consortium_versions(c, id, true)?.pop().map(|v| Consortium {
+        id,
+        name: v.name,
+        members: v.members,
+        updated_at: v.recorded_at,
+        version: v.version,
+    }))
 }
 
-pub fn find_consortium(c: &mut PgConnection, id: ConsortiumId) -> QueryResult<Option<Consortium>> {
-    let Some((name, updated_at)) = consortia::table
-        .find(id.0)
-        .select((consortia::name, consortia::updated_at))
-        .first::<(String, DateTime<Utc>)>(c)
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let members = consortium_members::table
-        .filter(consortium_members::consortium_id.eq(id.0))
-        .order(consortium_members::position.asc())
+/// A consortium's profile versions, oldest first (only the latest when `latest_only`).
+pub fn consortium_versions(
+    c: &mut PgConnection,
+    id: ConsortiumId,
+    latest_only: bool,
+) -> QueryResult<Vec<ConsortiumVersion>> {
+    let mut q = consortium_versions::table
+        .filter(consortium_versions::consortium_id.eq(id.0))
+        .order(consortium_versions::version.desc())
         .select((
-            consortium_members::name,
-            consortium_members::org_type,
-            consortium_members::brn,
-            consortium_members::role,
+            consortium_versions::version,
+            consortium_versions::name,
+            consortium_versions::members,
+            consortium_versions::recorded_by,
+            consortium_versions::recorded_at,
         ))
-        .load::<(String, String, String, String)>(c)?
+        .into_boxed();
+    if latest_only {
+        q = q.limit(1);
+    }
+    let mut out: Vec<ConsortiumVersion> = q
+        .load::<(i32, String, serde_json::Value, String, DateTime<Utc>)>(c)?
         .into_iter()
-        .map(|(name, org_type, brn, role)| Member {
-            name,
-            org_type: parse_org_type(&org_type),
-            business_registration_number: brn,
-            role: if role == "lead" {
-                MemberRole::Lead
-            } else {
-                MemberRole::Partner
+        .map(
+            |(version, name, members, recorded_by, recorded_at)| ConsortiumVersion {
+                version,
+                name,
+                members: serde_json::from_value::<Vec<Member>>(members).unwrap_or_default(),
+                recorded_by,
+                recorded_at,
             },
-        })
+        )
         .collect();
-    Ok(Some(Consortium {
-        id,
-        name,
-        members,
-        updated_at,
-    }))
+    out.reverse();
+    Ok(out)
 }

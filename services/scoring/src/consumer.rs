@@ -1,10 +1,12 @@
 //! Scoring's reaction to intake's events.
 
-use crate::schema::{calls, evaluation_cases};
+use crate::schema::{calls, evaluation_cases, refused_withdrawals};
+use crate::store::{self, CallRow, CaseRow};
 use diesel::prelude::*;
 use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
+use kaip_contracts::dto::scoring::EvaluationConfig;
 use kaip_contracts::events::{
-    CallOpened, EvaluationCaseOpened, ProposalSubmitted, ProposalWithdrawn,
+    CallOpened, EvaluationCaseOpened, ProposalSubmitted, ProposalWithdrawn, WithdrawalRefused,
 };
 use kaip_contracts::{Actor, DomainEvent, EvaluationCaseId, EventEnvelope};
 
@@ -20,7 +22,7 @@ impl EventHandler for IntakeEvents {
         match event.event_type.as_str() {
             t if t == ProposalSubmitted::TYPE => open_case(conn, outbox, &event.decode()?),
             t if t == CallOpened::TYPE => record_call(conn, &event.decode()?),
-            t if t == ProposalWithdrawn::TYPE => withdraw(conn, &event.decode()?),
+            t if t == ProposalWithdrawn::TYPE => withdraw(conn, outbox, event, &event.decode()?),
             _ => Ok(Handled::Ignored),
         }
     }
@@ -82,22 +84,118 @@ pub fn open_case(
     };
     outbox.publish(conn, Actor::system(crate::NAME), &opened)?;
     tracing::info!(case_id = %case_id, proposal_id = %submitted.proposal_id, "evaluation case opened");
+    join_stage_zero(conn, case_id.0, submitted)?;
     Ok(Handled::Applied)
 }
 
-/// A withdrawn proposal leaves the competition wherever it stands.
+/// A submission intake accepted before the deadline can reach scoring after stage 0 was
+/// assigned (the event was delayed). It must not be left where nobody will ever review it:
+/// while stage 0 is open it gets its reviewers now (a shortfall shows in the call's
+/// shortfalls and stops the stage from closing); once stage 0 has closed it cannot be ranked
+/// with its peers and is marked `late` for staff to decide.
+fn join_stage_zero(
+    conn: &mut PgConnection,
+    case_id: uuid::Uuid,
+    submitted: &ProposalSubmitted,
+) -> Result<(), HandlerError> {
+    let call_id = submitted.call_id.0;
+    // The call's row is the lock `assign` holds: either it sees this case, or this sees its
+    // assignments.
+    let call: Option<CallRow> = calls::table
+        .find(call_id)
+        .select(CallRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()?;
+    let Some(config) = call
+        .and_then(|c| c.config)
+        .and_then(|v| serde_json::from_value::<EvaluationConfig>(v).ok())
+    else {
+        return Ok(());
+    };
+    if store::stage_closed(conn, call_id, 0)? {
+        diesel::update(evaluation_cases::table.find(case_id))
+            .set(evaluation_cases::status.eq("late"))
+            .execute(conn)?;
+        tracing::warn!(proposal_id = %submitted.proposal_id, "submission reached scoring after stage 0 closed: case marked late");
+        return Ok(());
+    }
+    if !store::stage_started(conn, call_id, 0)? {
+        return Ok(());
+    }
+    let case: CaseRow = evaluation_cases::table
+        .find(case_id)
+        .select(CaseRow::as_select())
+        .first(conn)?;
+    let plan = store::plan_assignments(conn, call_id, 0, &config, &[case])?;
+    store::apply_plan(conn, call_id, 0, &plan)?;
+    if !plan.shortfalls.is_empty() {
+        tracing::warn!(proposal_id = %submitted.proposal_id, "late case short of reviewers in stage 0");
+    }
+    Ok(())
+}
+
+/// A withdrawn proposal leaves the competition wherever it stands, until the decision is
+/// published. Scoring owns the decision: a withdrawal that reaches it afterwards (intake
+/// learns of the publication asynchronously) is refused, recorded, and announced with
+/// `WithdrawalRefused` so intake restores the proposal and its consortium learns why.
 fn withdraw(
     conn: &mut PgConnection,
+    outbox: &mut OutboxTx<'_>,
+    event: &EventEnvelope,
     withdrawn: &ProposalWithdrawn,
 ) -> Result<Handled, HandlerError> {
-    let n = diesel::update(
-        evaluation_cases::table.filter(evaluation_cases::proposal_id.eq(withdrawn.proposal_id.0)),
-    )
-    .set(evaluation_cases::status.eq("withdrawn"))
-    .execute(conn)?;
-    Ok(if n > 0 {
-        Handled::Applied
-    } else {
-        Handled::Ignored
-    })
+    // Publication locks the call's row: a withdrawal is applied wholly before it or seen
+    // after it.
+    let published: Option<Option<chrono::DateTime<chrono::Utc>>> = calls::table
+        .find(withdrawn.call_id.0)
+        .select(calls::published_at)
+        .for_update()
+        .first(conn)
+        .optional()?;
+    let case: Option<CaseRow> = evaluation_cases::table
+        .filter(evaluation_cases::proposal_id.eq(withdrawn.proposal_id.0))
+        .select(CaseRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()?;
+    let Some(case) = case else {
+        return Ok(Handled::Ignored);
+    };
+    if case.status == "withdrawn" {
+        return Ok(Handled::Ignored);
+    }
+    if let Some(Some(published_at)) = published {
+        let reason = format!(
+            "the call's decision was published at {} before this withdrawal (made at {}) reached evaluation: the decision stands and the proposal keeps its result ({})",
+            published_at.to_rfc3339(),
+            withdrawn.withdrawn_at.to_rfc3339(),
+            case.status
+        );
+        let refused_at = chrono::Utc::now();
+        diesel::insert_into(refused_withdrawals::table)
+            .values((
+                refused_withdrawals::event_id.eq(event.id.0),
+                refused_withdrawals::proposal_id.eq(withdrawn.proposal_id.0),
+                refused_withdrawals::call_id.eq(withdrawn.call_id.0),
+                refused_withdrawals::reason.eq(&reason),
+                refused_withdrawals::refused_at.eq(refused_at),
+            ))
+            .execute(conn)?;
+        let refused = WithdrawalRefused {
+            proposal_id: withdrawn.proposal_id,
+            call_id: withdrawn.call_id,
+            consortium_id: withdrawn.consortium_id,
+            reason,
+            case_status: case.status,
+            refused_at,
+        };
+        outbox.publish(conn, Actor::system(crate::NAME), &refused)?;
+        tracing::warn!(proposal_id = %withdrawn.proposal_id, "withdrawal after publication refused");
+        return Ok(Handled::Applied);
+    }
+    diesel::update(evaluation_cases::table.find(case.id))
+        .set(evaluation_cases::status.eq("withdrawn"))
+        .execute(conn)?;
+    Ok(Handled::Applied)
 }

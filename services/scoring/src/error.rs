@@ -31,6 +31,11 @@ pub enum ScoringError {
     NotPublished(uuid::Uuid),
     #[error("appeal {0} does not exist")]
     AppealNotFound(uuid::Uuid),
+    #[error("call {call} takes submissions until {closes_at}: evaluation (stage 0) starts after the deadline, when every proposal is in")]
+    SubmissionsOpen {
+        call: uuid::Uuid,
+        closes_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl ScoringError {
@@ -47,6 +52,7 @@ impl ScoringError {
             ScoringError::Selection(_) => "SELECTION_INFEASIBLE",
             ScoringError::NotPublished(_) => "DECISION_NOT_PUBLISHED",
             ScoringError::AppealNotFound(_) => "APPEAL_NOT_FOUND",
+            ScoringError::SubmissionsOpen { .. } => "SUBMISSIONS_STILL_OPEN",
         }
     }
 }

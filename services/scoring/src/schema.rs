@@ -56,6 +56,9 @@ diesel::table! {
         reviewer_id -> Text,
         case_id -> Uuid,
         assigned_at -> Timestamptz,
+        voided_at -> Nullable<Timestamptz>,
+        voided_by -> Nullable<Text>,
+        void_reason -> Nullable<Text>,
     }
 }
 
@@ -132,6 +135,51 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    refused_withdrawals (event_id) {
+        event_id -> Uuid,
+        proposal_id -> Uuid,
+        call_id -> Uuid,
+        reason -> Text,
+        refused_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    evaluation_config_versions (call_id, version) {
+        call_id -> Uuid,
+        version -> Int4,
+        config -> Jsonb,
+        recorded_by -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reviewer_versions (reviewer_id, version) {
+        reviewer_id -> Text,
+        version -> Int4,
+        name -> Text,
+        organisation -> Text,
+        brn -> Nullable<Text>,
+        expertise -> Jsonb,
+        recorded_by -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    score_sheet_versions (assignment_id, version) {
+        assignment_id -> Uuid,
+        version -> Int4,
+        scores -> Jsonb,
+        comments -> Jsonb,
+        total -> Int4,
+        recorded_by -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(assignments -> evaluation_cases (case_id));
 diesel::joinable!(assignments -> reviewers (reviewer_id));
 diesel::joinable!(score_sheets -> assignments (assignment_id));
@@ -149,4 +197,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     stage_results,
     decisions,
     appeals,
+    refused_withdrawals,
+    evaluation_config_versions,
+    reviewer_versions,
+    score_sheet_versions,
 );

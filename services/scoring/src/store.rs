@@ -1,11 +1,13 @@
 //! Scoring's rows and the queries its handlers share.
 
+use crate::domain::assign;
 use crate::error::ScoringError;
 use crate::schema::{calls, evaluation_cases};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::{Member, ResourceRequest};
 use kaip_contracts::dto::scoring::{EvaluationCase, EvaluationConfig};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 #[derive(Queryable, Selectable, Clone)]
@@ -101,4 +103,126 @@ pub fn find_case_by_proposal(
         .first(c)
         .optional()?
         .ok_or_else(|| ScoringError::CaseNotFound(format!("proposal {proposal}")))
+}
+
+/// The reviewer pool, the declared conflicts and what `stage` of `call` already has, planned
+/// for `cases` (see [`assign::plan`]).
+pub fn plan_assignments(
+    c: &mut PgConnection,
+    call_id: Uuid,
+    stage: i32,
+    config: &EvaluationConfig,
+    cases: &[CaseRow],
+) -> QueryResult<assign::Plan> {
+    use crate::schema::{assignments, conflicts, reviewers};
+    let infos: Vec<assign::CaseInfo> = cases
+        .iter()
+        .map(|k| assign::CaseInfo {
+            case_id: k.id,
+            proposal_id: k.proposal_id,
+            consortium_id: k.consortium_id,
+            members: k.members(),
+        })
+        .collect();
+    let pool: Vec<assign::ReviewerInfo> = reviewers::table
+        .order(reviewers::id.asc())
+        .select((reviewers::id, reviewers::organisation, reviewers::brn))
+        .load::<(String, String, Option<String>)>(c)?
+        .into_iter()
+        .map(|(id, organisation, brn)| assign::ReviewerInfo {
+            id,
+            organisation,
+            brn,
+        })
+        .collect();
+    let declared: BTreeMap<(String, Uuid), String> = conflicts::table
+        .select((
+            conflicts::reviewer_id,
+            conflicts::consortium_id,
+            conflicts::reason,
+        ))
+        .load::<(String, Uuid, String)>(c)?
+        .into_iter()
+        .map(|(r, k, reason)| ((r, k), reason))
+        .collect();
+    let rows: Vec<(String, Uuid, bool)> = assignments::table
+        .filter(assignments::call_id.eq(call_id))
+        .filter(assignments::stage.eq(stage))
+        .select((
+            assignments::reviewer_id,
+            assignments::case_id,
+            assignments::voided_at.is_null(),
+        ))
+        .load(c)?;
+    let mut existing = assign::Existing::default();
+    for (reviewer, case, counts) in rows {
+        if counts {
+            *existing.load.entry(reviewer.clone()).or_default() += 1;
+            *existing.active.entry(case).or_default() += 1;
+        }
+        existing.on_case.entry(case).or_default().insert(reviewer);
+    }
+    Ok(assign::plan(
+        &infos,
+        &pool,
+        &declared,
+        &existing,
+        config.reviewers_per_proposal as usize,
+        config.max_assignments_per_reviewer as usize,
+    ))
+}
+
+/// Writes a plan's assignments and the pairs it kept apart (with the reason).
+pub fn apply_plan(
+    c: &mut PgConnection,
+    call_id: Uuid,
+    stage: i32,
+    plan: &assign::Plan,
+) -> QueryResult<()> {
+    use crate::schema::{assignments, blocked_assignments};
+    for (reviewer, case) in &plan.assign {
+        diesel::insert_into(assignments::table)
+            .values((
+                assignments::id.eq(Uuid::now_v7()),
+                assignments::call_id.eq(call_id),
+                assignments::stage.eq(stage),
+                assignments::reviewer_id.eq(reviewer),
+                assignments::case_id.eq(case),
+            ))
+            .execute(c)?;
+    }
+    for (reviewer, case, reason) in &plan.blocked {
+        diesel::insert_into(blocked_assignments::table)
+            .values((
+                blocked_assignments::call_id.eq(call_id),
+                blocked_assignments::stage.eq(stage),
+                blocked_assignments::reviewer_id.eq(reviewer),
+                blocked_assignments::case_id.eq(case),
+                blocked_assignments::reason.eq(reason),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Whether `stage` of `call` is closed.
+pub fn stage_closed(c: &mut PgConnection, call_id: Uuid, stage: i32) -> QueryResult<bool> {
+    use crate::schema::stage_closures;
+    let n: i64 = stage_closures::table
+        .find((call_id, stage))
+        .count()
+        .get_result(c)?;
+    Ok(n > 0)
+}
+
+/// Whether `stage` of `call` has started: reviewers were assigned to it.
+pub fn stage_started(c: &mut PgConnection, call_id: Uuid, stage: i32) -> QueryResult<bool> {
+    use crate::schema::assignments;
+    let n: i64 = assignments::table
+        .filter(assignments::call_id.eq(call_id))
+        .filter(assignments::stage.eq(stage))
+        .count()
+        .get_result(c)?;
+    Ok(n > 0)
 }

@@ -21,6 +21,10 @@ pub const READ_EVALUATION: &str = "read:evaluation";
 /// Report GPU-hours used per team (GPU operators), to the GPU ledger.
 pub const WRITE_GPU_USAGE: &str = "write:gpu-usage";
 
+/// Every service's audit trail (`AuditRecorded`), in subscriptions: for an archive outside
+/// the platform. Not implied by `events:<service>`.
+pub const EVENTS_AUDIT: &str = "events:audit";
+
 /// The services whose events an integration may be granted, as `events:<service>`.
 pub const EVENT_PRODUCERS: [&str; 6] = [
     "intake",
@@ -58,6 +62,10 @@ pub fn all() -> Vec<(String, String)> {
             format!("events published by {p}, in subscriptions"),
         ));
     }
+    out.push((
+        EVENTS_AUDIT.into(),
+        "every service's audit trail (AuditRecorded), in subscriptions".into(),
+    ));
     out
 }
 

@@ -169,7 +169,8 @@ pub struct Delivery {
     pub trace_id: Option<String>,
 }
 
-/// Records `event` in the inbox and applies `handler`, in one transaction.
+/// Records `event` in the inbox and applies `handler`, in one transaction, with the event's
+/// actor and data as the audit trail's context.
 pub fn process_event(
     pool: &PgPool,
     outbox: &Outbox,
@@ -180,7 +181,11 @@ pub fn process_event(
     let mut conn = pool
         .get()
         .map_err(|e| HandlerError::Unavailable(format!("database pool: {e}")))?;
-    outbox.transaction(&mut conn, |c, tx| {
+    let audit = crate::audit::AuditContext::for_event(event, delivery.trace_id.clone());
+    let outcome = outbox.transaction(&mut conn, |c, tx| {
+        // What the audit trail records about the effects below (transaction-local: gone
+        // at commit or rollback, so it never outlives this event).
+        crate::audit::set_context(c, &audit, true)?;
         let inserted = diesel::insert_into(kaip_inbox::table)
             .values((
                 kaip_inbox::event_id.eq(event.id.0),
@@ -205,7 +210,13 @@ pub fn process_event(
                 Ok(Outcome::Ignored)
             }
         }
-    })
+    });
+    if matches!(outcome, Ok(Outcome::Applied)) {
+        // The effects' `AuditRecorded` export was written by the database: publish it now
+        // rather than at the relay's next poll.
+        outbox.wake_handle().notify_one();
+    }
+    outcome
 }
 
 /// Whether the database answers right now (a fresh check, not the pool's cached view).

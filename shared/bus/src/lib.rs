@@ -5,11 +5,13 @@
 //! * [`consumer`]: idempotent consumers with an inbox, bounded retries and a dead-letter topic;
 //! * [`dlq`]: replaying dead letters through the same handler once the cause is fixed;
 //! * [`feed`]: the gateway's group-less view of all events, for subscriptions;
-//! * [`kafka`]: producer and topic bootstrap.
+//! * [`kafka`]: producer and topic bootstrap;
+//! * [`audit`]: the context the audit trail's database triggers record (who, what, trace).
 //!
 //! Together they give exactly-once *effects* over an at-least-once broker: nothing is lost,
 //! and a duplicate delivery changes nothing.
 
+pub mod audit;
 pub mod consumer;
 pub mod dlq;
 pub mod feed;
@@ -36,5 +38,6 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 /// blocking pool (`web::block` / `spawn_blocking`), never on a runtime worker.
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 
-/// The outbox and inbox tables; every service runs these before its own migrations.
+/// The outbox and inbox tables and the audit trail; every service runs these before its own
+/// migrations.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

@@ -6,11 +6,12 @@
 //! deliberate change), and served by the gateway at `/events/asyncapi.json` and
 //! `/events/schemas/<file>` for integrators.
 
+use crate::audit::AuditRecorded;
 use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
     GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
     GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated,
+    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -104,6 +105,16 @@ pub fn events() -> Vec<EventSpec> {
         ),
         spec::<AppealFiled>(topics::SCORING, "scoring", "A consortium appealed its result."),
         spec::<AppealAnswered>(topics::SCORING, "scoring", "The ministry answered an appeal."),
+        spec::<WithdrawalRefused>(
+            topics::SCORING,
+            "scoring",
+            "Scoring refused a withdrawal that reached it after the decision was published; the proposal keeps its result.",
+        ),
+        spec::<AuditRecorded>(
+            AUDIT_CHANNEL_ADDRESS,
+            ANY_SERVICE,
+            "An audited operation: who, when, the trace, the operation and its input, and every row it wrote before and after (each service, on its own audit topic).",
+        ),
         spec::<GpuAccountOpened>(topics::GPU_LEDGER, "gpu-ledger", "A ledger account was opened: a source of GPUs, a pool, a team's grant or usage."),
         spec::<GpuTransfersRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A batch of GPU transfers was recorded, all in one transaction, in order."),
         spec::<GpuSupplierRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A consortium started or stopped supplying GPUs; while it supplies it receives no grant."),
@@ -118,12 +129,39 @@ pub fn events() -> Vec<EventSpec> {
     ]
 }
 
+/// The audit topics' address in the AsyncAPI document: one per service.
+pub const AUDIT_CHANNEL_ADDRESS: &str = "kaip.{service}.audit";
+/// [`EventSpec::producer`] of an event every service produces.
+pub const ANY_SERVICE: &str = "*";
+
 /// The AsyncAPI 3.0 document for all event topics.
 pub fn asyncapi() -> Value {
     let specs = events();
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut messages = Map::new();
+    let add_message = |messages: &mut Map<String, Value>, s: &EventSpec| {
+        let id = format!("{}.v{}", s.event_type, s.version);
+        messages.insert(
+            id.clone(),
+            json!({
+                "name": s.event_type,
+                "title": format!("{} v{}", s.event_type, s.version),
+                "summary": s.summary,
+                "contentType": "application/json",
+                "headers": {
+                    "type": "object",
+                    "properties": {
+                        "traceparent": { "type": "string", "description": "W3C trace context of the request that caused the event" },
+                        "tracestate": { "type": "string" },
+                        "kaip-event-type": { "type": "string", "const": s.event_type }
+                    }
+                },
+                "payload": s.schema(),
+            }),
+        );
+        id
+    };
     for topic in topics::ALL_EVENT_TOPICS {
         let in_topic: Vec<&EventSpec> = specs.iter().filter(|s| s.topic == topic).collect();
         let producer = topic
@@ -131,28 +169,10 @@ pub fn asyncapi() -> Value {
             .trim_end_matches(".events");
         let mut refs = Map::new();
         for s in &in_topic {
-            let id = format!("{}.v{}", s.event_type, s.version);
+            let id = add_message(&mut messages, s);
             refs.insert(
                 id.clone(),
                 json!({ "$ref": format!("#/components/messages/{id}") }),
-            );
-            messages.insert(
-                id,
-                json!({
-                    "name": s.event_type,
-                    "title": format!("{} v{}", s.event_type, s.version),
-                    "summary": s.summary,
-                    "contentType": "application/json",
-                    "headers": {
-                        "type": "object",
-                        "properties": {
-                            "traceparent": { "type": "string", "description": "W3C trace context of the request that caused the event" },
-                            "tracestate": { "type": "string" },
-                            "kaip-event-type": { "type": "string", "const": s.event_type }
-                        }
-                    },
-                    "payload": s.schema(),
-                }),
             );
         }
         channels.insert(
@@ -172,6 +192,36 @@ pub fn asyncapi() -> Value {
             }),
         );
     }
+    // The audit trail: one topic per service, read by archives, never by the services.
+    let mut refs = Map::new();
+    for s in specs.iter().filter(|s| s.topic == AUDIT_CHANNEL_ADDRESS) {
+        let id = add_message(&mut messages, s);
+        refs.insert(
+            id.clone(),
+            json!({ "$ref": format!("#/components/messages/{id}") }),
+        );
+    }
+    let services: Vec<&str> = topics::ALL_EVENT_TOPICS
+        .iter()
+        .map(|t| t.trim_start_matches("kaip.").trim_end_matches(".events"))
+        .collect();
+    channels.insert(
+        "audit".to_owned(),
+        json!({
+            "address": AUDIT_CHANNEL_ADDRESS,
+            "description": "Each service's audit trail (`AuditRecorded`, one per audited transaction), keyed by operation id, for archives outside the platform (a deployment may prefix the name). Written in the same transaction as the change it records.",
+            "parameters": { "service": { "enum": services, "description": "The service whose trail this is." } },
+            "messages": refs,
+        }),
+    );
+    operations.insert(
+        "audit.publish".to_owned(),
+        json!({
+            "action": "send",
+            "channel": { "$ref": "#/channels/audit" },
+            "summary": "Every service publishes its audit trail through its transactional outbox (at least once; deduplicate by envelope id or operation_id).",
+        }),
+    );
     json!({
         "asyncapi": "3.0.0",
         "info": {

@@ -86,6 +86,9 @@ pub mod intake {
         pub name: String,
         pub members: Vec<Member>,
         pub updated_at: DateTime<Utc>,
+        /// The profile's version: each registration is a new one, earlier ones are kept.
+        #[serde(default)]
+        pub version: i32,
     }
 
     /// Who may apply to a call.
@@ -304,6 +307,38 @@ pub mod intake {
         pub documents: Vec<Document>,
         pub submitted_at: Option<DateTime<Utc>>,
         pub content_hash: Option<String>,
+        /// The consortium's withdrawal, if it withdrew (kept when scoring refused it).
+        #[serde(default)]
+        pub withdrawal: Option<Withdrawal>,
+        /// Why scoring refused the withdrawal, if it did: the decision was published first
+        /// and stands, so the proposal is `submitted` again with its result.
+        #[serde(default)]
+        pub withdrawal_refusal: Option<WithdrawalRefusal>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Withdrawal {
+        pub reason: String,
+        pub withdrawn_at: DateTime<Utc>,
+        /// The token subject who withdrew it (absent for withdrawals recorded before this
+        /// was kept).
+        pub withdrawn_by: Option<String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct WithdrawalRefusal {
+        pub reason: String,
+        pub refused_at: DateTime<Utc>,
+    }
+
+    /// One version of a consortium's profile (`GET /consortia/{id}/versions`).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ConsortiumVersion {
+        pub version: i32,
+        pub name: String,
+        pub members: Vec<Member>,
+        pub recorded_by: String,
+        pub recorded_at: DateTime<Utc>,
     }
     // Text hygiene (see `crate::text`): every text field of every request body, each
     // single- or multi-line. A new text field belongs here too.
@@ -478,6 +513,19 @@ pub mod scoring {
         pub teams: u32,
         #[serde(default)]
         pub constraints: Vec<SlotConstraint>,
+        /// Below this many proposals in a stage, consortia's feedback withholds the
+        /// anonymised score distribution: with two or three, it would reveal competitors'
+        /// scores.
+        #[serde(default = "default_anonymity_min_group")]
+        pub anonymity_min_group: u32,
+    }
+
+    /// The smallest group whose anonymised distribution consortia see, unless a call says
+    /// otherwise.
+    pub const DEFAULT_ANONYMITY_MIN_GROUP: u32 = 5;
+
+    fn default_anonymity_min_group() -> u32 {
+        DEFAULT_ANONYMITY_MIN_GROUP
     }
 
     impl EvaluationConfig {
@@ -520,6 +568,7 @@ pub mod scoring {
                     at_least: Some(1),
                     at_most: None,
                 }],
+                anonymity_min_group: DEFAULT_ANONYMITY_MIN_GROUP,
             }
         }
     }
@@ -554,6 +603,89 @@ pub mod scoring {
         pub reason: String,
     }
 
+    /// One saved version of a call's evaluation settings.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct EvaluationConfigVersion {
+        pub version: i32,
+        pub config: EvaluationConfig,
+        pub recorded_by: String,
+        pub recorded_at: DateTime<Utc>,
+    }
+
+    /// One registration of a reviewer's profile.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReviewerVersion {
+        pub version: i32,
+        pub name: String,
+        pub organisation: String,
+        pub business_registration_number: Option<String>,
+        pub expertise: Vec<String>,
+        pub recorded_by: String,
+        pub recorded_at: DateTime<Utc>,
+    }
+
+    /// One submission of a score sheet: a resubmitted sheet is a new version, and the
+    /// current sheet is the latest.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ScoreSheetVersion {
+        pub version: i32,
+        pub scores: BTreeMap<String, i64>,
+        pub comments: BTreeMap<String, String>,
+        pub total: i64,
+        pub recorded_by: String,
+        pub recorded_at: DateTime<Utc>,
+    }
+
+    /// What a declared conflict changed: the reviewer's assignments it voided (sheets kept,
+    /// no longer counted), the replacements assigned, and proposals left short of reviewers.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ConflictReport {
+        pub voided: Vec<VoidedAssignment>,
+        pub replacements: Vec<Replacement>,
+        pub shortfalls: Vec<ReviewerShortfall>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct VoidedAssignment {
+        pub assignment_id: Uuid,
+        pub proposal_id: ProposalId,
+        pub stage: i32,
+        /// Whether the reviewer had scored it (the sheet is kept, void).
+        pub had_sheet: bool,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Replacement {
+        pub reviewer_id: String,
+        pub proposal_id: ProposalId,
+        pub stage: i32,
+    }
+
+    /// A proposal with fewer counting reviewers than the call's `reviewers_per_proposal`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReviewerShortfall {
+        /// Always `REVIEWER_SHORTFALL`.
+        pub code: String,
+        pub proposal_id: ProposalId,
+        pub stage: i32,
+        pub assigned: i64,
+        pub needed: i64,
+    }
+
+    impl ReviewerShortfall {
+        pub const CODE: &'static str = "REVIEWER_SHORTFALL";
+
+        pub fn new(proposal_id: ProposalId, stage: i32, assigned: i64, needed: i64) -> Self {
+            Self {
+                code: Self::CODE.to_owned(),
+                proposal_id,
+                stage,
+                assigned,
+                needed,
+            }
+        }
+    }
+
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct BlockedAssignment {
         pub reviewer_id: String,
@@ -578,6 +710,9 @@ pub mod scoring {
         pub title: String,
         pub scored: bool,
         pub assigned_at: DateTime<Utc>,
+        /// Why the assignment no longer counts (a late conflict of interest), if it does not.
+        #[serde(default)]
+        pub void_reason: Option<String>,
     }
 
     /// A reviewer's sheet: whole points per criterion, and a comment per criterion.
@@ -657,6 +792,10 @@ pub mod scoring {
         pub per_criterion_centi: BTreeMap<String, i64>,
         pub advanced: bool,
         pub distribution: Vec<Distribution>,
+        /// Why `distribution` is empty, when it is withheld (too few proposals to stay
+        /// anonymous).
+        #[serde(default)]
+        pub distribution_withheld: Option<String>,
     }
 
     /// What a consortium sees after publication.

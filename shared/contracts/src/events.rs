@@ -336,6 +336,35 @@ impl DomainEvent for AppealAnswered {
     }
 }
 
+/// Scoring refused a withdrawal that reached it after the call's decision was published:
+/// scoring owns the decision, so the proposal keeps its result. Intake restores the
+/// proposal and tells its consortium why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalRefused {
+    pub proposal_id: ProposalId,
+    pub call_id: CallId,
+    pub consortium_id: ConsortiumId,
+    /// Why, for the consortium (e.g. the decision was published first).
+    pub reason: String,
+    /// The status the proposal keeps in scoring (`selected`, `not_selected`, ...).
+    pub case_status: String,
+    pub refused_at: DateTime<Utc>,
+}
+
+impl DomainEvent for WithdrawalRefused {
+    const TYPE: &'static str = "WithdrawalRefused";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "proposal";
+    /// Keyed by proposal, after the proposal's other events.
+    fn aggregate_id(&self) -> Uuid {
+        self.proposal_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@
 //! integrators can depend on it to read our events without pulling in our stack, and
 //! `cargo tree -p kaip-contracts -i diesel` printing nothing is part of CI's lint.
 
+pub mod audit;
+pub mod brn;
 pub mod catalogue;
 pub mod dto;
 pub mod error;

@@ -13,6 +13,22 @@ pub const MILESTONES: &str = "kaip.milestones.events";
 pub const ALL_EVENT_TOPICS: [&str; 6] =
     [INTAKE, SCORING, GPU_LEDGER, DATA_BUDGET, TALENT, MILESTONES];
 
+/// Every service's audit topic (see [`audit_topic_of`]).
+pub const ALL_AUDIT_TOPICS: [&str; 6] = [
+    "kaip.intake.audit",
+    "kaip.scoring.audit",
+    "kaip.gpu-ledger.audit",
+    "kaip.data-budget.audit",
+    "kaip.talent.audit",
+    "kaip.milestones.audit",
+];
+
+/// The topic a service exports its audit trail to (`AuditRecorded`). Apart from its
+/// events topic, so the services' consumers never see the trail; archives read it.
+pub fn audit_topic_of(service: &str) -> String {
+    format!("kaip.{service}.audit")
+}
+
 /// The event topic a service produces to.
 pub fn events_topic_of(service: &str) -> String {
     format!("kaip.{service}.events")
@@ -38,5 +54,11 @@ mod tests {
         assert_eq!(dead_letter_topic_of("scoring"), "kaip.scoring.dlq");
         assert_eq!(prefixed("t1.", INTAKE), "t1.kaip.intake.events");
         assert_eq!(prefixed("", INTAKE), INTAKE);
+        for (topic, events) in ALL_AUDIT_TOPICS.iter().zip(ALL_EVENT_TOPICS) {
+            let service = events
+                .trim_start_matches("kaip.")
+                .trim_end_matches(".events");
+            assert_eq!(*topic, audit_topic_of(service));
+        }
     }
 }

@@ -85,7 +85,7 @@ fn real_events() -> Vec<serde_json::Value> {
     use kaip_contracts::dto::scoring::Departure;
     use kaip_contracts::events::{
         AppealAnswered, AppealFiled, CallOpened, EvaluationCaseOpened, ProposalSubmitted,
-        ProposalWithdrawn, SelectedTeam, SelectionPublished,
+        ProposalWithdrawn, SelectedTeam, SelectionPublished, WithdrawalRefused,
     };
     use kaip_contracts::{
         Actor, CallId, ConsortiumId, EvaluationCaseId, EventEnvelope, Krw, ProposalId, Role,
@@ -223,6 +223,62 @@ fn real_events() -> Vec<serde_json::Value> {
                 proposal_id: proposal,
                 consortium_id: consortium,
                 filed_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            Actor::system("scoring"),
+            &WithdrawalRefused {
+                proposal_id: proposal,
+                call_id: call,
+                consortium_id: consortium,
+                reason: "the decision was published before the withdrawal reached scoring".into(),
+                case_status: "selected".into(),
+                refused_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            officer.clone(),
+            &kaip_contracts::audit::AuditRecorded {
+                operation_id: appeal,
+                service: "scoring".into(),
+                at: now,
+                actor_subject: "officer-1".into(),
+                actor_role: "officer".into(),
+                trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+                operation: "POST /appeals/{id}/answer".into(),
+                input: serde_json::json!({ "path": "/appeals/x/answer", "body": { "answer": "upheld" } }),
+                changes: vec![kaip_contracts::audit::AuditChange {
+                    table: "appeals".into(),
+                    key: serde_json::json!({ "id": appeal }),
+                    action: "update".into(),
+                    before: Some(serde_json::json!({ "id": appeal, "answer": null })),
+                    after: Some(serde_json::json!({ "id": appeal, "answer": "upheld" })),
+                }],
+                changes_truncated: false,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "intake",
+            Actor::system("intake"),
+            &kaip_contracts::audit::AuditRecorded {
+                operation_id: appeal,
+                service: "intake".into(),
+                at: now,
+                actor_subject: "db:postgres".into(),
+                actor_role: "unknown".into(),
+                trace_id: None,
+                operation: "sql".into(),
+                input: serde_json::json!({}),
+                changes: vec![kaip_contracts::audit::AuditChange {
+                    table: "proposals".into(),
+                    key: serde_json::json!({ "id": proposal }),
+                    action: "delete".into(),
+                    before: Some(serde_json::json!({ "id": proposal })),
+                    after: None,
+                }],
+                changes_truncated: true,
             },
         )),
         json(EventEnvelope::wrap(
@@ -461,7 +517,9 @@ fn real_events_validate_against_their_published_schema_and_no_other() {
             spec.event_type
         );
         for event in mine {
-            assert_eq!(event["producer"], spec.producer, "{event}");
+            if spec.producer != catalogue::ANY_SERVICE {
+                assert_eq!(event["producer"], spec.producer, "{event}");
+            }
             let errs = errors(&validator, event);
             assert!(errs.is_empty(), "{}: {errs:#?}\n{event:#}", spec.event_type);
         }

@@ -77,11 +77,15 @@ impl ServiceDefinition {
 }
 
 impl ServiceDefinition {
-    /// The topics (unprefixed) the service creates at start if missing: its events, and if
+    /// The topics (unprefixed) the service creates at start if missing: its events, its
+    /// audit trail's export, and if
     /// it consumes, its dead-letter topic and what it consumes. Each is in
     /// `infra/topics.yaml`, which configures them.
     pub fn topics_created(&self) -> Vec<String> {
-        let mut topics = vec![topics::events_topic_of(self.name)];
+        let mut topics = vec![
+            topics::events_topic_of(self.name),
+            topics::audit_topic_of(self.name),
+        ];
         if self.handler.is_some() {
             topics.push(topics::dead_letter_topic_of(self.name));
             topics.extend(self.consumes.iter().map(|t| t.to_string()));
@@ -100,6 +104,11 @@ pub struct AppState {
 
 impl AppState {
     /// Runs blocking database work off the async workers.
+    ///
+    /// For a state-changing request, the audit trail's context (actor, trace, operation,
+    /// input: see [`crate::audit`]) is set on the connection for the duration of `f` and
+    /// cleared afterwards, so whatever `f` writes to an audited table is recorded with it
+    /// and a pooled connection never carries it into another request.
     pub async fn db<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut diesel::PgConnection, &Outbox) -> Result<T, E> + Send + 'static,
@@ -109,13 +118,42 @@ impl AppState {
         let pool = self.pool.clone();
         let outbox = self.outbox.clone();
         let span = tracing::Span::current();
+        let audit = crate::audit::context_for_db(self.service);
         web::block(move || {
             let _entered = span.enter();
             let mut conn = pool.get().map_err(|e| E::from(CommonError::from(e)))?;
-            f(&mut conn, &outbox)
+            let Some(audit) = audit else {
+                return f(&mut conn, &outbox);
+            };
+            kaip_bus::audit::set_context(&mut conn, &audit, false)
+                .map_err(|e| E::from(CommonError::from(e)))?;
+            // Cleared when the guard drops: after `f`, and also if `f` panics.
+            let mut guard = AuditedConnection(conn);
+            let result = f(&mut guard.0, &outbox);
+            drop(guard);
+            if result.is_ok() {
+                // Anything audited left an `AuditRecorded` export in the outbox (written by
+                // the database): publish it now rather than at the relay's next poll.
+                outbox.wake_handle().notify_one();
+            }
+            result
         })
         .await
         .map_err(|e| E::from(CommonError::from(e)))?
+    }
+}
+
+/// A pooled connection carrying a request's audit context, cleared when it goes back.
+struct AuditedConnection(
+    diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<diesel::PgConnection>>,
+);
+
+impl Drop for AuditedConnection {
+    fn drop(&mut self) {
+        if let Err(e) = kaip_bus::audit::clear_context(&mut self.0) {
+            // Only a broken connection fails here, and the pool's check-out test discards it.
+            tracing::error!(error = %e, "could not clear the audit context of a connection");
+        }
     }
 }
 
@@ -297,6 +335,18 @@ impl Application {
 
         let kafka = settings.kafka.clone();
         let own_topic = topics::events_topic_of(def.name);
+        {
+            // Where the database exports this service's audit trail (the prefixed topic).
+            let pool = pool.clone();
+            let (service, topic) = (def.name, kafka.prefixed(&topics::audit_topic_of(def.name)));
+            tokio::task::spawn_blocking(move || {
+                let mut conn = pool.get()?;
+                kaip_bus::audit::configure(&mut conn, service, &topic)?;
+                anyhow::Ok(())
+            })
+            .await?
+            .context("configuring the audit trail's export")?;
+        }
         let needed: Vec<String> = created.iter().map(|t| kafka.prefixed(t)).collect();
         kaip_bus::kafka::ensure_topics(&kafka, &needed)
             .await
@@ -363,6 +413,8 @@ impl Application {
         let routes = def.routes;
         let server = HttpServer::new(move || {
             App::new()
+                // Inside the tracing span below: the audit scope of the request.
+                .wrap_fn(|req, srv| crate::audit::scoped(req, |req| srv.call(req)))
                 .wrap_fn(|req, srv| {
                     let span = tracing::info_span!(
                         "http.request",
@@ -416,6 +468,7 @@ impl Application {
                 .route("/admin/outbox", web::get().to(outbox_status))
                 .route("/admin/outbox/republish", web::post().to(outbox_republish))
                 .route("/admin/dlq/replay", web::post().to(dlq_replay))
+                .route("/audit", web::get().to(crate::audit::list))
                 .configure(routes)
         })
         .listen(listener)?

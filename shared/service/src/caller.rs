@@ -84,11 +84,13 @@ impl FromRequest for Caller {
                 return Err(AuthRejection(AuthError::MissingToken));
             };
             // Async: a JWKS-configured verifier may fetch the identity provider's keys.
-            verifier
+            let claims = verifier
                 .authenticate(header.as_deref())
                 .await
-                .map(Caller)
-                .map_err(AuthRejection)
+                .map_err(AuthRejection)?;
+            // The audit trail records who made the request's changes.
+            crate::audit::note_actor(&claims);
+            Ok(Caller(claims))
         })
     }
 }

@@ -3,6 +3,7 @@
 //! readiness, and the event backbone's tasks, with graceful shutdown.
 
 pub mod app;
+pub mod audit;
 pub mod caller;
 pub mod db;
 pub mod error;

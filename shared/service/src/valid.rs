@@ -1,6 +1,7 @@
 //! The JSON body extractor every handler uses: deserialise, then check every text field
 //! (`kaip_contracts::text`) before the handler runs, so no handler can forget to and
-//! nothing is written from a body that breaks the rule.
+//! nothing is written from a body that breaks the rule. The body is also handed to the
+//! audit trail as the request's input.
 
 use crate::error::CommonError;
 use actix_web::dev::Payload;
@@ -8,6 +9,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use kaip_contracts::text::CheckText;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// A JSON body whose text fields passed [`CheckText`]; refused otherwise with
 /// `VALIDATION_FAILED` naming the field and the rule.
@@ -27,7 +29,7 @@ impl<T> std::ops::Deref for ValidJson<T> {
     }
 }
 
-impl<T: DeserializeOwned + CheckText + 'static> FromRequest for ValidJson<T> {
+impl<T: DeserializeOwned + Serialize + CheckText + 'static> FromRequest for ValidJson<T> {
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
@@ -37,6 +39,10 @@ impl<T: DeserializeOwned + CheckText + 'static> FromRequest for ValidJson<T> {
             let body = json.await?.into_inner();
             body.check_text()
                 .map_err(|v| CommonError::validation(v.field, v.rule))?;
+            // The audit trail records the input of the request's changes (redacted).
+            if let Ok(value) = serde_json::to_value(&body) {
+                crate::audit::note_body(value);
+            }
             Ok(ValidJson(body))
         })
     }

@@ -1,11 +1,11 @@
 use crate::domain;
 use crate::error::IntakeError;
-use crate::schema::{consortia, consortium_members};
-use crate::store::find_consortium;
+use crate::schema::{consortia, consortium_versions};
+use crate::store::{consortium_versions, find_consortium};
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use kaip_auth::scopes;
-use kaip_contracts::dto::intake::{Consortium, MemberRole, RegisterConsortium};
+use kaip_contracts::dto::intake::{Consortium, RegisterConsortium};
 use kaip_contracts::dto::PageQuery;
 use kaip_contracts::{ConsortiumId, Role};
 use kaip_service::pagination::PageRequest;
@@ -27,43 +27,67 @@ pub async fn register(
     )?;
     caller.require_consortium(id, "register a consortium")?;
     let profile = domain::validate_consortium(&body.into_inner())?;
+    let by = caller.0.sub.clone();
     let saved = state
         .db(move |c, _| {
             c.transaction(|c| {
                 diesel::insert_into(consortia::table)
                     .values((consortia::id.eq(id.0), consortia::name.eq(&profile.name)))
-                    .on_conflict(consortia::id)
-                    .do_update()
-                    .set((
-                        consortia::name.eq(&profile.name),
-                        consortia::updated_at.eq(diesel::dsl::now),
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+                // Registrations of one consortium take turns; each is a new version, and
+                // earlier ones are never changed.
+                consortia::table
+                    .find(id.0)
+                    .select(consortia::id)
+                    .for_update()
+                    .first::<Uuid>(c)?;
+                let last: Option<i32> = consortium_versions::table
+                    .filter(consortium_versions::consortium_id.eq(id.0))
+                    .select(diesel::dsl::max(consortium_versions::version))
+                    .first(c)?;
+                diesel::insert_into(consortium_versions::table)
+                    .values((
+                        consortium_versions::consortium_id.eq(id.0),
+                        consortium_versions::version.eq(last.unwrap_or(0) + 1),
+                        consortium_versions::name.eq(&profile.name),
+                        consortium_versions::members
+                            .eq(serde_json::to_value(&profile.members).unwrap_or_default()),
+                        consortium_versions::recorded_by.eq(&by),
                     ))
                     .execute(c)?;
-                diesel::delete(
-                    consortium_members::table.filter(consortium_members::consortium_id.eq(id.0)),
-                )
-                .execute(c)?;
-                for (i, m) in profile.members.iter().enumerate() {
-                    diesel::insert_into(consortium_members::table)
-                        .values((
-                            consortium_members::consortium_id.eq(id.0),
-                            consortium_members::position.eq(i as i32),
-                            consortium_members::name.eq(&m.name),
-                            consortium_members::org_type.eq(m.org_type.as_str()),
-                            consortium_members::brn.eq(&m.business_registration_number),
-                            consortium_members::role.eq(if m.role == MemberRole::Lead {
-                                "lead"
-                            } else {
-                                "partner"
-                            }),
-                        ))
-                        .execute(c)?;
-                }
                 find_consortium(c, id)?.ok_or(IntakeError::ConsortiumNotRegistered(id))
             })
         })
         .await?;
     Ok(HttpResponse::Ok().json(saved))
+}
+
+/// Every version of a consortium's profile, oldest first: ministry staff, and the
+/// consortium itself.
+pub async fn versions(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, IntakeError> {
+    let id = ConsortiumId(path.into_inner());
+    caller.require(
+        &[Role::Admin, Role::Officer, Role::Consortium],
+        "read a consortium's profile history",
+    )?;
+    if !caller.0.may_access_consortium(id) {
+        return Err(IntakeError::ConsortiumNotRegistered(id));
+    }
+    let found = state
+        .db(move |c, _| {
+            let all = consortium_versions(c, id, false)?;
+            if all.is_empty() {
+                return Err(IntakeError::ConsortiumNotRegistered(id));
+            }
+            Ok(all)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(found))
 }
 
 pub async fn get(

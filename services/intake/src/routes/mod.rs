@@ -15,6 +15,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/consortia", web::get().to(consortia::list))
         .route("/consortia/{id}", web::put().to(consortia::register))
         .route("/consortia/{id}", web::get().to(consortia::get))
+        .route(
+            "/consortia/{id}/versions",
+            web::get().to(consortia::versions),
+        )
         .route("/proposals", web::post().to(proposals::create_draft))
         .route("/proposals", web::get().to(proposals::list))
         // Before `/proposals/{id}`, which would otherwise take `versions` for an id.

@@ -228,7 +228,16 @@ pub async fn upload_document(
     let proposal = state
         .db(move |c, _| {
             c.transaction(|c| {
-                own_draft(c, id, consortium)?;
+                let (_, call) = own_draft(c, id, consortium)?;
+                // The proposal's row is locked: concurrent uploads add up one at a time.
+                let others: i64 = proposal_documents::table
+                    .filter(proposal_documents::proposal_id.eq(id.0))
+                    .filter(proposal_documents::kind.ne(&kind))
+                    .select(proposal_documents::size_bytes)
+                    .load::<i64>(c)?
+                    .into_iter()
+                    .fold(0, i64::saturating_add);
+                domain::check_upload(&kind, &call.required(), content.len() as i64, others)?;
                 let values = (
                     proposal_documents::proposal_id.eq(id.0),
                     proposal_documents::kind.eq(&kind),
@@ -474,6 +483,7 @@ pub async fn withdraw(
                         proposals::status.eq("withdrawn"),
                         proposals::withdrawn_at.eq(now),
                         proposals::withdrawal_reason.eq(&reason),
+                        proposals::withdrawn_by.eq(&actor.subject),
                     ))
                     .execute(c)?;
                 let event = ProposalWithdrawn {

@@ -29,6 +29,13 @@ fn same_org(a: &str, b: &str) -> bool {
     !a.trim().is_empty() && norm(a) == norm(b)
 }
 
+/// A registration number as it is compared: normalised when it is a valid one (`3148200017`
+/// and `314-82-00017` are one organisation), as typed otherwise (numbers stored before the
+/// rule).
+fn brn_key(raw: &str) -> String {
+    kaip_contracts::brn::normalise(raw).unwrap_or_else(|| raw.trim().to_owned())
+}
+
 /// Why `reviewer` may not review `case`, if they may not: their organisation is in the
 /// consortium (same registration number, or same name), or they declared a conflict.
 pub fn conflict(
@@ -40,7 +47,7 @@ pub fn conflict(
         let by_number = reviewer
             .brn
             .as_deref()
-            .is_some_and(|b| b == m.business_registration_number);
+            .is_some_and(|b| brn_key(b) == brn_key(&m.business_registration_number));
         if by_number || same_org(&reviewer.organisation, &m.name) {
             let role = if m.role == MemberRole::Lead {
                 "lead"
@@ -62,33 +69,58 @@ pub fn conflict(
 pub struct Plan {
     pub assign: Vec<(String, Uuid)>,
     pub blocked: Vec<(String, Uuid, String)>,
+    /// Cases that could not get all the reviewers they need: (case, reviewers it has with
+    /// this plan, reviewers it needs).
+    pub shortfalls: Vec<(Uuid, usize, usize)>,
 }
 
-/// Assigns `per_case` reviewers to every case, never one with a conflict, at most `cap`
-/// assignments per reviewer (counting `existing` load), spreading the load evenly. Fails
-/// naming the first proposal that cannot get enough reviewers.
+/// What a stage already has: each reviewer's load, and per case the reviewers already on it
+/// (void assignments included: a reviewer taken off a case is not put back on it) and how
+/// many of them still count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Existing {
+    pub load: BTreeMap<String, usize>,
+    pub on_case: BTreeMap<Uuid, BTreeSet<String>>,
+    pub active: BTreeMap<Uuid, usize>,
+}
+
+/// Assigns reviewers to every case until it has `per_case` that count, never one with a
+/// conflict or one already on it, at most `cap` assignments per reviewer (counting the
+/// existing load), spreading the load evenly. A case that cannot be filled is a shortfall
+/// (the caller decides whether that refuses the whole plan).
 pub fn plan(
     cases: &[CaseInfo],
     reviewers: &[ReviewerInfo],
     declared: &BTreeMap<(String, Uuid), String>,
-    existing: &BTreeMap<String, usize>,
+    existing: &Existing,
     per_case: usize,
     cap: usize,
-) -> Result<Plan, String> {
+) -> Plan {
     let mut load: BTreeMap<&str, usize> = reviewers
         .iter()
-        .map(|r| (r.id.as_str(), existing.get(&r.id).copied().unwrap_or(0)))
+        .map(|r| {
+            (
+                r.id.as_str(),
+                existing.load.get(&r.id).copied().unwrap_or(0),
+            )
+        })
         .collect();
     let mut out = Plan {
         assign: Vec::new(),
         blocked: Vec::new(),
+        shortfalls: Vec::new(),
     };
+    let none = BTreeSet::new();
     for case in cases {
+        let taken = existing.on_case.get(&case.case_id).unwrap_or(&none);
+        let have = existing.active.get(&case.case_id).copied().unwrap_or(0);
+        let needed = per_case.saturating_sub(have);
         let mut eligible: Vec<&ReviewerInfo> = Vec::new();
         for r in reviewers {
             match conflict(r, case, declared) {
                 Some(reason) => out.blocked.push((r.id.clone(), case.case_id, reason)),
-                None => eligible.push(r),
+                None if !taken.contains(&r.id) => eligible.push(r),
+                None => {}
             }
         }
         eligible.retain(|r| load[r.id.as_str()] < cap);
@@ -97,19 +129,23 @@ pub fn plan(
                 .cmp(&load[b.id.as_str()])
                 .then_with(|| a.id.cmp(&b.id))
         });
-        if eligible.len() < per_case {
-            return Err(format!(
-                "proposal {} can get only {} of the {per_case} reviewers it needs (conflicts of interest or the cap of {cap} per reviewer): register more reviewers or raise the cap",
-                case.proposal_id,
-                eligible.len()
-            ));
+        if eligible.len() < needed {
+            out.shortfalls
+                .push((case.case_id, have + eligible.len(), per_case));
         }
-        for r in eligible.into_iter().take(per_case) {
+        for r in eligible.into_iter().take(needed) {
             *load.entry(r.id.as_str()).or_default() += 1;
             out.assign.push((r.id.clone(), case.case_id));
         }
     }
-    Ok(out)
+    out
+}
+
+/// Why a plan's shortfall refuses an assignment, naming the first proposal it leaves short.
+pub fn shortfall_message(proposal: Uuid, got: usize, needed: usize, cap: usize) -> String {
+    format!(
+        "proposal {proposal} can get only {got} of the {needed} reviewers it needs (conflicts of interest or the cap of {cap} per reviewer): register more reviewers or raise the cap"
+    )
 }
 
 /// The portfolio categories a consortium falls in.
@@ -220,7 +256,15 @@ mod tests {
             reviewer("c", "y", None),
             reviewer("d", "z", None),
         ];
-        let p = plan(&cases, &reviewers, &BTreeMap::new(), &BTreeMap::new(), 2, 3).unwrap();
+        let p = plan(
+            &cases,
+            &reviewers,
+            &BTreeMap::new(),
+            &Existing::default(),
+            2,
+            3,
+        );
+        assert!(p.shortfalls.is_empty());
         assert_eq!(p.assign.len(), 12);
         assert!(
             !p.assign.contains(&("a".to_string(), Uuid::from_u128(0))),
@@ -239,8 +283,19 @@ mod tests {
             *load.entry(r).or_default() += 1;
         }
         assert!(load.values().all(|&n| n == 3), "{load:?}");
-        let err = plan(&cases, &reviewers, &BTreeMap::new(), &BTreeMap::new(), 2, 2).unwrap_err();
-        assert!(err.contains("can get only"), "{err}");
+        let short = plan(
+            &cases,
+            &reviewers,
+            &BTreeMap::new(),
+            &Existing::default(),
+            2,
+            2,
+        );
+        assert!(!short.shortfalls.is_empty());
+        assert!(short
+            .shortfalls
+            .iter()
+            .all(|&(_, got, need)| got < need && need == 2));
     }
 
     #[test]
@@ -256,5 +311,89 @@ mod tests {
         );
         let c = categories(&[m("L", "1", OrgType::LargeEnterprise, MemberRole::Lead)]);
         assert!(!c.contains("sme_or_academia_led"));
+    }
+
+    #[test]
+    fn registration_numbers_are_one_organisation_however_typed() {
+        let c = case(
+            1,
+            vec![m(
+                "Upstage",
+                "314-82-00017",
+                OrgType::Startup,
+                MemberRole::Lead,
+            )],
+        );
+        let none = BTreeMap::new();
+        let reason = conflict(
+            &reviewer("r", "Another name", Some("3148200017")),
+            &c,
+            &none,
+        );
+        assert!(reason.unwrap().contains("is lead"));
+        assert_eq!(
+            conflict(
+                &reviewer("r", "Another name", Some("3148200018")),
+                &c,
+                &none
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_refill_keeps_the_counted_reviewers_and_never_puts_one_back() {
+        let c = case(
+            1,
+            vec![m("Org", "314-82-00017", OrgType::Sme, MemberRole::Lead)],
+        );
+        let reviewers = vec![
+            reviewer("a", "x", None),
+            reviewer("b", "y", None),
+            reviewer("c", "z", None),
+            reviewer("d", "w", None),
+        ];
+        // `a` was voided off the case, `b` and `c` still count: one more is needed, `d`.
+        let existing = Existing {
+            load: [
+                ("b".to_string(), 1),
+                ("c".to_string(), 1),
+                ("a".to_string(), 1),
+            ]
+            .into_iter()
+            .collect(),
+            on_case: [(
+                c.case_id,
+                ["a", "b", "c"].into_iter().map(String::from).collect(),
+            )]
+            .into_iter()
+            .collect(),
+            active: [(c.case_id, 2)].into_iter().collect(),
+        };
+        let p = plan(
+            std::slice::from_ref(&c),
+            &reviewers,
+            &BTreeMap::new(),
+            &existing,
+            3,
+            5,
+        );
+        assert_eq!(p.assign, vec![("d".to_string(), c.case_id)]);
+        assert!(p.shortfalls.is_empty());
+        // Without `d`, nobody eligible remains: a shortfall of one, nobody assigned twice.
+        let p = plan(
+            std::slice::from_ref(&c),
+            &reviewers[..3],
+            &BTreeMap::new(),
+            &existing,
+            3,
+            5,
+        );
+        assert!(p.assign.is_empty());
+        assert_eq!(p.shortfalls, vec![(c.case_id, 2, 3)]);
+        assert_eq!(
+            shortfall_message(c.proposal_id, 2, 3, 5),
+            format!("proposal {} can get only 2 of the 3 reviewers it needs (conflicts of interest or the cap of 5 per reviewer): register more reviewers or raise the cap", c.proposal_id)
+        );
     }
 }

@@ -1,5 +1,5 @@
 use crate::error::ScoringError;
-use crate::schema::{assignments, evaluation_cases};
+use crate::schema::{assignments, calls, evaluation_cases};
 use crate::store::CaseRow;
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
@@ -51,6 +51,7 @@ pub async fn list_cases(
         .then_some(caller.0.consortium_id)
         .flatten();
     let reviewer = (caller.role() == Role::Reviewer).then(|| caller.0.sub.clone());
+    let consortium = caller.role() == Role::Consortium;
     let call_id = query.call_id;
     let result = state
         .db(move |c, _| {
@@ -74,14 +75,16 @@ pub async fn list_cases(
             if let Some(reviewer) = reviewer {
                 let mine = assignments::table
                     .filter(assignments::reviewer_id.eq(reviewer))
+                    .filter(assignments::voided_at.is_null())
                     .select(assignments::case_id);
                 q = q.filter(evaluation_cases::id.eq_any(mine));
             }
-            let rows = q.load(c)?;
-            Ok::<_, ScoringError>(page.finish(
-                rows.iter().map(CaseRow::dto).collect(),
-                |e: &EvaluationCase| e.id.0,
-            ))
+            let rows: Vec<CaseRow> = q.load(c)?;
+            let mut items: Vec<EvaluationCase> = rows.iter().map(CaseRow::dto).collect();
+            if consortium {
+                items = as_consortium_sees(c, items)?;
+            }
+            Ok::<_, ScoringError>(page.finish(items, |e: &EvaluationCase| e.id.0))
         })
         .await?;
     Ok(HttpResponse::Ok().json(result))
@@ -141,6 +144,7 @@ async fn find_case(
             let assigned: i64 = assignments::table
                 .filter(assignments::case_id.eq(case.id))
                 .filter(assignments::reviewer_id.eq(reviewer))
+                .filter(assignments::voided_at.is_null())
                 .count()
                 .get_result(c)?;
             Ok::<_, ScoringError>((case, assigned > 0))
@@ -155,5 +159,37 @@ async fn find_case(
     if !visible {
         return Err(ScoringError::CaseNotFound(what));
     }
-    Ok(HttpResponse::Ok().json(case.dto()))
+    let mut dto = case.dto();
+    if caller.role() == Role::Consortium {
+        dto = state
+            .db(move |c, _| as_consortium_sees(c, vec![dto]))
+            .await?
+            .remove(0);
+    }
+    Ok(HttpResponse::Ok().json(dto))
+}
+
+/// What a case looks like to a consortium before its call's decision is published: results
+/// reach consortia at publication, together, so until then every case still in the
+/// competition reads `under_review` at stage 0, whichever stages have closed (staff see
+/// everything). `withdrawn` is the consortium's own act and stays.
+pub const NEUTRAL_STATUS: &str = "under_review";
+
+fn as_consortium_sees(
+    c: &mut PgConnection,
+    mut cases: Vec<EvaluationCase>,
+) -> Result<Vec<EvaluationCase>, ScoringError> {
+    let ids: Vec<Uuid> = cases.iter().map(|k| k.call_id.0).collect();
+    let published: Vec<Uuid> = calls::table
+        .filter(calls::id.eq_any(&ids))
+        .filter(calls::published_at.is_not_null())
+        .select(calls::id)
+        .load(c)?;
+    for k in &mut cases {
+        if !published.contains(&k.call_id.0) && k.status != "withdrawn" {
+            k.status = NEUTRAL_STATUS.to_owned();
+            k.stage = 0;
+        }
+    }
+    Ok(cases)
 }

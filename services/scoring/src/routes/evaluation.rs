@@ -2,15 +2,18 @@ use super::STAFF;
 use crate::domain::{assign, config};
 use crate::error::ScoringError;
 use crate::schema::{
-    assignments, blocked_assignments, calls, conflicts, evaluation_cases, reviewers, score_sheets,
-    stage_closures,
+    assignments, calls, conflicts, evaluation_cases, evaluation_config_versions, reviewer_versions,
+    reviewers, score_sheet_versions, score_sheets, stage_closures,
 };
-use crate::store::{configured_call, find_call, CaseRow};
+use crate::store::{
+    apply_plan, configured_call, find_call, plan_assignments, stage_closed, CaseRow,
+};
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use kaip_contracts::dto::scoring::{
-    Assignment, AssignmentReport, BlockedAssignment, DeclareConflict, EvaluationConfig,
-    RegisterReviewer, Reviewer, ScoreSheet,
+    Assignment, AssignmentReport, BlockedAssignment, ConflictReport, DeclareConflict,
+    EvaluationConfig, EvaluationConfigVersion, RegisterReviewer, Replacement, Reviewer,
+    ReviewerShortfall, ReviewerVersion, ScoreSheet, ScoreSheetVersion, VoidedAssignment,
 };
 use kaip_contracts::dto::PageQuery;
 use kaip_contracts::Role;
@@ -18,6 +21,9 @@ use kaip_service::pagination::PageRequest;
 use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use std::collections::BTreeMap;
 use uuid::Uuid;
+
+/// The smallest `anonymity_min_group` a call may set.
+pub const MIN_ANONYMITY_GROUP: u32 = 3;
 
 /// Sets a call's evaluation settings; allowed until its first assignment.
 pub async fn configure(
@@ -30,7 +36,15 @@ pub async fn configure(
     let call_id = path.into_inner();
     let cfg = body.into_inner();
     config::validate(&cfg)?;
+    if cfg.anonymity_min_group < MIN_ANONYMITY_GROUP {
+        return Err(CommonError::validation(
+            "anonymity_min_group",
+            format!("must be at least {MIN_ANONYMITY_GROUP}: with fewer proposals, a consortium can work out its competitors' scores from the distribution"),
+        )
+        .into());
+    }
     let saved = cfg.clone();
+    let by = caller.0.sub.clone();
     state
         .db(move |c, _| {
             c.transaction(|c| {
@@ -44,8 +58,22 @@ pub async fn configure(
                         "reviewers are already assigned: the settings can no longer change".into(),
                     ));
                 }
+                let value = serde_json::to_value(&cfg).unwrap_or_default();
+                // The call's row is locked: versions of one call are numbered in turn.
+                let last: Option<i32> = evaluation_config_versions::table
+                    .filter(evaluation_config_versions::call_id.eq(call_id))
+                    .select(diesel::dsl::max(evaluation_config_versions::version))
+                    .first(c)?;
+                diesel::insert_into(evaluation_config_versions::table)
+                    .values((
+                        evaluation_config_versions::call_id.eq(call_id),
+                        evaluation_config_versions::version.eq(last.unwrap_or(0) + 1),
+                        evaluation_config_versions::config.eq(&value),
+                        evaluation_config_versions::recorded_by.eq(&by),
+                    ))
+                    .execute(c)?;
                 diesel::update(calls::table.find(call_id))
-                    .set(calls::config.eq(serde_json::to_value(&cfg).unwrap_or_default()))
+                    .set(calls::config.eq(&value))
                     .execute(c)?;
                 Ok::<_, ScoringError>(())
             })
@@ -86,7 +114,7 @@ pub async fn register_reviewer(
     body: ValidJson<RegisterReviewer>,
 ) -> Result<HttpResponse, ScoringError> {
     caller.require(STAFF, "register reviewers")?;
-    let r = body.into_inner();
+    let mut r = body.into_inner();
     for (field, value) in [
         ("id", &r.id),
         ("name", &r.name),
@@ -96,27 +124,57 @@ pub async fn register_reviewer(
             return Err(CommonError::validation(field, "must be 1 to 200 characters").into());
         }
     }
+    // Compared with consortium members' numbers, so normalised by the same rule.
+    r.business_registration_number = match r.business_registration_number.as_deref() {
+        None => None,
+        Some(raw) if raw.trim().is_empty() => None,
+        Some(raw) => Some(kaip_contracts::brn::normalise(raw.trim()).ok_or_else(|| {
+            CommonError::validation("business_registration_number", kaip_contracts::brn::RULE)
+        })?),
+    };
     let saved = r.clone();
+    let by = caller.0.sub.clone();
     state
         .db(move |c, _| {
-            diesel::insert_into(reviewers::table)
-                .values((
-                    reviewers::id.eq(&r.id),
-                    reviewers::name.eq(r.name.trim()),
-                    reviewers::organisation.eq(r.organisation.trim()),
-                    reviewers::brn.eq(&r.business_registration_number),
-                    reviewers::expertise.eq(serde_json::to_value(&r.expertise).unwrap_or_default()),
-                ))
-                .on_conflict(reviewers::id)
-                .do_update()
-                .set((
-                    reviewers::name.eq(r.name.trim()),
-                    reviewers::organisation.eq(r.organisation.trim()),
-                    reviewers::brn.eq(&r.business_registration_number),
-                    reviewers::expertise.eq(serde_json::to_value(&r.expertise).unwrap_or_default()),
-                ))
-                .execute(c)?;
-            Ok::<_, ScoringError>(())
+            c.transaction(|c| {
+                diesel::insert_into(reviewers::table)
+                    .values((
+                        reviewers::id.eq(&r.id),
+                        reviewers::name.eq(r.name.trim()),
+                        reviewers::organisation.eq(r.organisation.trim()),
+                        reviewers::brn.eq(&r.business_registration_number),
+                        reviewers::expertise
+                            .eq(serde_json::to_value(&r.expertise).unwrap_or_default()),
+                    ))
+                    .on_conflict(reviewers::id)
+                    .do_update()
+                    .set((
+                        reviewers::name.eq(r.name.trim()),
+                        reviewers::organisation.eq(r.organisation.trim()),
+                        reviewers::brn.eq(&r.business_registration_number),
+                        reviewers::expertise
+                            .eq(serde_json::to_value(&r.expertise).unwrap_or_default()),
+                    ))
+                    .execute(c)?;
+                // The upsert holds the reviewer's row: re-registrations are numbered in turn.
+                let last: Option<i32> = reviewer_versions::table
+                    .filter(reviewer_versions::reviewer_id.eq(&r.id))
+                    .select(diesel::dsl::max(reviewer_versions::version))
+                    .first(c)?;
+                diesel::insert_into(reviewer_versions::table)
+                    .values((
+                        reviewer_versions::reviewer_id.eq(&r.id),
+                        reviewer_versions::version.eq(last.unwrap_or(0) + 1),
+                        reviewer_versions::name.eq(r.name.trim()),
+                        reviewer_versions::organisation.eq(r.organisation.trim()),
+                        reviewer_versions::brn.eq(&r.business_registration_number),
+                        reviewer_versions::expertise
+                            .eq(serde_json::to_value(&r.expertise).unwrap_or_default()),
+                        reviewer_versions::recorded_by.eq(&by),
+                    ))
+                    .execute(c)?;
+                Ok::<_, ScoringError>(())
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(Reviewer {
@@ -179,6 +237,12 @@ pub async fn list_reviewers(
 }
 
 /// A reviewer declares a conflict with a consortium (or an officer records one for them).
+///
+/// Declared late, it voids the reviewer's assignments to that consortium's proposals in every
+/// stage still open (their sheets are kept, with the reason, who and when: they no longer
+/// count, and the reviewer can no longer read or score the case), and assigns replacements so
+/// each proposal keeps its `reviewers_per_proposal`; where nobody eligible remains, the
+/// answer names the shortfall (and closing the stage refuses until it is filled).
 pub async fn declare_conflict(
     caller: Caller,
     state: web::Data<AppState>,
@@ -198,7 +262,7 @@ pub async fn declare_conflict(
         return Err(CommonError::validation("reason", "must not be empty").into());
     }
     let by = caller.0.sub.clone();
-    state
+    let report = state
         .db(move |c, _| {
             c.transaction(|c| {
                 let exists: i64 = reviewers::table.find(&reviewer).count().get_result(c)?;
@@ -214,27 +278,140 @@ pub async fn declare_conflict(
                     ))
                     .on_conflict_do_nothing()
                     .execute(c)?;
-                // A conflict declared late also removes unscored assignments it now forbids.
-                let cases = evaluation_cases::table
-                    .filter(evaluation_cases::consortium_id.eq(req.consortium_id.0))
-                    .select(evaluation_cases::id);
-                let scored = score_sheets::table.select(score_sheets::assignment_id);
-                diesel::delete(
-                    assignments::table
-                        .filter(assignments::reviewer_id.eq(&reviewer))
-                        .filter(assignments::case_id.eq_any(cases))
-                        .filter(assignments::id.ne_all(scored)),
-                )
-                .execute(c)?;
-                Ok::<_, ScoringError>(())
+                void_for_conflict(c, &reviewer, req.consortium_id.0, req.reason.trim(), &by)
             })
         })
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Voids `reviewer`'s counting assignments to `consortium`'s cases in stages not yet closed
+/// and refills those cases (see [`declare_conflict`]). A closed stage's results stand: its
+/// sheets were the record when it closed.
+fn void_for_conflict(
+    c: &mut PgConnection,
+    reviewer: &str,
+    consortium: Uuid,
+    reason: &str,
+    by: &str,
+) -> Result<ConflictReport, ScoringError> {
+    let affected: Vec<(Uuid, Uuid, Uuid, i32, Option<Uuid>)> = assignments::table
+        .inner_join(evaluation_cases::table)
+        .left_join(score_sheets::table)
+        .filter(assignments::reviewer_id.eq(reviewer))
+        .filter(evaluation_cases::consortium_id.eq(consortium))
+        .filter(assignments::voided_at.is_null())
+        .select((
+            assignments::id,
+            assignments::case_id,
+            assignments::call_id,
+            assignments::stage,
+            score_sheets::assignment_id.nullable(),
+        ))
+        .order(assignments::id.asc())
+        .load(c)?;
+    let mut report = ConflictReport::default();
+    let mut refill: BTreeMap<(Uuid, i32), Vec<Uuid>> = BTreeMap::new();
+    let now = chrono::Utc::now();
+    for (id, case, call, stage, sheet) in affected {
+        if stage_closed(c, call, stage)? {
+            continue;
+        }
+        diesel::update(assignments::table.find(id))
+            .set((
+                assignments::voided_at.eq(now),
+                assignments::voided_by.eq(by),
+                assignments::void_reason.eq(format!("conflict of interest declared: {reason}")),
+            ))
+            .execute(c)?;
+        let proposal: Uuid = evaluation_cases::table
+            .find(case)
+            .select(evaluation_cases::proposal_id)
+            .first(c)?;
+        report.voided.push(VoidedAssignment {
+            assignment_id: id,
+            proposal_id: proposal.into(),
+            stage,
+            had_sheet: sheet.is_some(),
+        });
+        refill.entry((call, stage)).or_default().push(case);
+    }
+    for ((call, stage), case_ids) in refill {
+        let (_, cfg) = configured_call(c, call, true)?;
+        let cases: Vec<CaseRow> = evaluation_cases::table
+            .filter(evaluation_cases::id.eq_any(&case_ids))
+            .filter(evaluation_cases::status.eq("open"))
+            .order(evaluation_cases::id.asc())
+            .select(CaseRow::as_select())
+            .load(c)?;
+        let plan = plan_assignments(c, call, stage, &cfg, &cases)?;
+        apply_plan(c, call, stage, &plan)?;
+        let proposal_of: BTreeMap<Uuid, Uuid> =
+            cases.iter().map(|k| (k.id, k.proposal_id)).collect();
+        for (r, case) in &plan.assign {
+            report.replacements.push(Replacement {
+                reviewer_id: r.clone(),
+                proposal_id: proposal_of[case].into(),
+                stage,
+            });
+        }
+        for (case, got, needed) in &plan.shortfalls {
+            report.shortfalls.push(ReviewerShortfall::new(
+                proposal_of[case].into(),
+                stage,
+                *got as i64,
+                *needed as i64,
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// Proposals of a call short of the reviewers they need in the stage they are in (staff):
+/// what a late conflict left unfilled, until more reviewers are registered and assigned.
+pub async fn shortfalls(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "read reviewer shortfalls")?;
+    let call_id = path.into_inner();
+    let out = state
+        .db(move |c, _| {
+            let (_, cfg) = configured_call(c, call_id, false)?;
+            let need = i64::from(cfg.reviewers_per_proposal);
+            let cases = crate::store::cases_of_call(c, call_id)?;
+            let mut out = Vec::new();
+            for k in cases.iter().filter(|k| k.status == "open") {
+                if !crate::store::stage_started(c, call_id, k.stage)?
+                    || stage_closed(c, call_id, k.stage)?
+                {
+                    continue;
+                }
+                let have: i64 = assignments::table
+                    .filter(assignments::case_id.eq(k.id))
+                    .filter(assignments::stage.eq(k.stage))
+                    .filter(assignments::voided_at.is_null())
+                    .count()
+                    .get_result(c)?;
+                if have < need {
+                    out.push(ReviewerShortfall::new(
+                        k.proposal_id.into(),
+                        k.stage,
+                        have,
+                        need,
+                    ));
+                }
+            }
+            Ok::<_, ScoringError>(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// Assigns reviewers to every open case of a stage, keeping conflicted reviewers off and
-/// recording why.
+/// recording why. Stage 0 waits for the call's deadline: every proposal is in before the
+/// first reviewer is. Run again, it tops up cases that arrived or lost reviewers since.
 pub async fn assign(
     caller: Caller,
     state: web::Data<AppState>,
@@ -245,7 +422,7 @@ pub async fn assign(
     let report = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let (_, cfg) = configured_call(c, call_id, true)?;
+                let (call, cfg) = configured_call(c, call_id, true)?;
                 if stage < 0 || stage as usize >= cfg.stages.len() {
                     return Err(CommonError::validation(
                         "stage",
@@ -253,108 +430,43 @@ pub async fn assign(
                     )
                     .into());
                 }
-                let closed: i64 = stage_closures::table
-                    .find((call_id, stage))
-                    .count()
-                    .get_result(c)?;
-                if closed > 0 {
+                if stage == 0 && chrono::Utc::now() < call.closes_at {
+                    return Err(ScoringError::SubmissionsOpen {
+                        call: call_id,
+                        closes_at: call.closes_at,
+                    });
+                }
+                if stage_closed(c, call_id, stage)? {
                     return Err(ScoringError::Conflict(format!("stage {stage} is closed")));
                 }
-                let already: Vec<Uuid> = assignments::table
-                    .filter(assignments::call_id.eq(call_id))
-                    .filter(assignments::stage.eq(stage))
-                    .select(assignments::case_id)
-                    .distinct()
-                    .load(c)?;
                 let cases: Vec<CaseRow> = evaluation_cases::table
                     .filter(evaluation_cases::call_id.eq(call_id))
                     .filter(evaluation_cases::stage.eq(stage))
                     .filter(evaluation_cases::status.eq("open"))
                     .order(evaluation_cases::id.asc())
                     .select(CaseRow::as_select())
-                    .load::<CaseRow>(c)?
-                    .into_iter()
-                    .filter(|k| !already.contains(&k.id))
-                    .collect();
-                let infos: Vec<assign::CaseInfo> = cases
-                    .iter()
-                    .map(|k| assign::CaseInfo {
-                        case_id: k.id,
-                        proposal_id: k.proposal_id,
-                        consortium_id: k.consortium_id,
-                        members: k.members(),
-                    })
-                    .collect();
-                let pool: Vec<assign::ReviewerInfo> = reviewers::table
-                    .order(reviewers::id.asc())
-                    .select((reviewers::id, reviewers::organisation, reviewers::brn))
-                    .load::<(String, String, Option<String>)>(c)?
-                    .into_iter()
-                    .map(|(id, organisation, brn)| assign::ReviewerInfo {
-                        id,
-                        organisation,
-                        brn,
-                    })
-                    .collect();
-                let declared: BTreeMap<(String, Uuid), String> = conflicts::table
-                    .select((
-                        conflicts::reviewer_id,
-                        conflicts::consortium_id,
-                        conflicts::reason,
-                    ))
-                    .load::<(String, Uuid, String)>(c)?
-                    .into_iter()
-                    .map(|(r, k, reason)| ((r, k), reason))
-                    .collect();
-                let existing: BTreeMap<String, usize> = assignments::table
-                    .filter(assignments::call_id.eq(call_id))
-                    .filter(assignments::stage.eq(stage))
-                    .group_by(assignments::reviewer_id)
-                    .select((assignments::reviewer_id, diesel::dsl::count_star()))
-                    .load::<(String, i64)>(c)?
-                    .into_iter()
-                    .map(|(r, n)| (r, n as usize))
-                    .collect();
-                let plan = assign::plan(
-                    &infos,
-                    &pool,
-                    &declared,
-                    &existing,
-                    cfg.reviewers_per_proposal as usize,
-                    cfg.max_assignments_per_reviewer as usize,
-                )
-                .map_err(ScoringError::Conflict)?;
-                for (reviewer, case) in &plan.assign {
-                    diesel::insert_into(assignments::table)
-                        .values((
-                            assignments::id.eq(Uuid::now_v7()),
-                            assignments::call_id.eq(call_id),
-                            assignments::stage.eq(stage),
-                            assignments::reviewer_id.eq(reviewer),
-                            assignments::case_id.eq(case),
-                        ))
-                        .execute(c)?;
-                }
+                    .load::<CaseRow>(c)?;
+                let plan = plan_assignments(c, call_id, stage, &cfg, &cases)?;
                 let proposal_of: BTreeMap<Uuid, Uuid> =
                     cases.iter().map(|k| (k.id, k.proposal_id)).collect();
-                let mut blocked = Vec::new();
-                for (reviewer, case, reason) in plan.blocked {
-                    diesel::insert_into(blocked_assignments::table)
-                        .values((
-                            blocked_assignments::call_id.eq(call_id),
-                            blocked_assignments::stage.eq(stage),
-                            blocked_assignments::reviewer_id.eq(&reviewer),
-                            blocked_assignments::case_id.eq(case),
-                            blocked_assignments::reason.eq(&reason),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(c)?;
-                    blocked.push(BlockedAssignment {
+                if let Some(&(case, got, needed)) = plan.shortfalls.first() {
+                    return Err(ScoringError::Conflict(assign::shortfall_message(
+                        proposal_of[&case],
+                        got,
+                        needed,
+                        cfg.max_assignments_per_reviewer as usize,
+                    )));
+                }
+                apply_plan(c, call_id, stage, &plan)?;
+                let blocked = plan
+                    .blocked
+                    .into_iter()
+                    .map(|(reviewer, case, reason)| BlockedAssignment {
                         reviewer_id: reviewer,
                         proposal_id: proposal_of[&case].into(),
                         reason,
-                    });
-                }
+                    })
+                    .collect();
                 Ok::<_, ScoringError>(AssignmentReport {
                     stage,
                     assigned: plan.assign.len() as i64,
@@ -384,6 +496,7 @@ type AssignmentRow = (
     String,
     chrono::DateTime<chrono::Utc>,
     Option<Uuid>,
+    Option<String>,
 );
 
 /// A reviewer's own assignments; ministry staff see everyone's.
@@ -413,6 +526,7 @@ pub async fn list_assignments(
                     evaluation_cases::title,
                     assignments::assigned_at,
                     score_sheets::assignment_id.nullable(),
+                    assignments::void_reason,
                 ))
                 .order(assignments::id.asc())
                 .limit(page.limit + 1)
@@ -421,7 +535,10 @@ pub async fn list_assignments(
                 q = q.filter(assignments::id.gt(after));
             }
             if let Some(r) = mine {
-                q = q.filter(assignments::reviewer_id.eq(r));
+                // A voided assignment is no longer the reviewer's to see or score.
+                q = q
+                    .filter(assignments::reviewer_id.eq(r))
+                    .filter(assignments::voided_at.is_null());
             }
             if let Some(call) = call_id {
                 q = q.filter(assignments::call_id.eq(call));
@@ -433,7 +550,7 @@ pub async fn list_assignments(
             let items: Vec<Assignment> = rows
                 .into_iter()
                 .map(
-                    |(id, call, stage, reviewer, proposal, title, at, sheet)| Assignment {
+                    |(id, call, stage, reviewer, proposal, title, at, sheet, void)| Assignment {
                         id,
                         call_id: call.into(),
                         stage,
@@ -442,6 +559,7 @@ pub async fn list_assignments(
                         title,
                         scored: sheet.is_some(),
                         assigned_at: at,
+                        void_reason: void,
                     },
                 )
                 .collect();
@@ -465,18 +583,21 @@ pub async fn score(
     let total = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let (call_id, stage, owner): (Uuid, i32, String) = assignments::table
+                let (call_id, stage, owner, voided): (Uuid, i32, String, bool) = assignments::table
                     .find(id)
                     .select((
                         assignments::call_id,
                         assignments::stage,
                         assignments::reviewer_id,
+                        assignments::voided_at.is_not_null(),
                     ))
+                    .for_update()
                     .first(c)
                     .optional()?
                     .ok_or(ScoringError::AssignmentNotFound(id))?;
-                // Someone else's assignment does not exist, as far as this reviewer knows.
-                if owner != reviewer {
+                // Someone else's assignment does not exist, as far as this reviewer knows;
+                // nor does one a conflict of interest voided.
+                if owner != reviewer || voided {
                     return Err(ScoringError::AssignmentNotFound(id));
                 }
                 let closed: i64 = stage_closures::table
@@ -501,6 +622,21 @@ pub async fn score(
                 }
                 let scores = serde_json::to_value(&sheet.scores).unwrap_or_default();
                 let comments = serde_json::to_value(&sheet.comments).unwrap_or_default();
+                // The assignment's row is locked: a resubmission is the next version.
+                let last: Option<i32> = score_sheet_versions::table
+                    .filter(score_sheet_versions::assignment_id.eq(id))
+                    .select(diesel::dsl::max(score_sheet_versions::version))
+                    .first(c)?;
+                diesel::insert_into(score_sheet_versions::table)
+                    .values((
+                        score_sheet_versions::assignment_id.eq(id),
+                        score_sheet_versions::version.eq(last.unwrap_or(0) + 1),
+                        score_sheet_versions::scores.eq(&scores),
+                        score_sheet_versions::comments.eq(&comments),
+                        score_sheet_versions::total.eq(total as i32),
+                        score_sheet_versions::recorded_by.eq(&reviewer),
+                    ))
+                    .execute(c)?;
                 diesel::insert_into(score_sheets::table)
                     .values((
                         score_sheets::assignment_id.eq(id),
@@ -522,4 +658,183 @@ pub async fn score(
         })
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "assignment_id": id, "total": total })))
+}
+
+/// Every saved version of a call's evaluation settings, oldest first (ministry staff).
+pub async fn config_versions(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "read the history of evaluation settings")?;
+    let call_id = path.into_inner();
+    let out = state
+        .db(move |c, _| {
+            find_call(c, call_id, false)?;
+            let rows: Vec<(
+                i32,
+                serde_json::Value,
+                String,
+                chrono::DateTime<chrono::Utc>,
+            )> = evaluation_config_versions::table
+                .filter(evaluation_config_versions::call_id.eq(call_id))
+                .order(evaluation_config_versions::version.asc())
+                .select((
+                    evaluation_config_versions::version,
+                    evaluation_config_versions::config,
+                    evaluation_config_versions::recorded_by,
+                    evaluation_config_versions::recorded_at,
+                ))
+                .load(c)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (version, config, recorded_by, recorded_at) in rows {
+                let config: EvaluationConfig = serde_json::from_value(config).map_err(|e| {
+                    CommonError::internal(anyhow::anyhow!("stored settings version {version}: {e}"))
+                })?;
+                out.push(EvaluationConfigVersion {
+                    version,
+                    config,
+                    recorded_by,
+                    recorded_at,
+                });
+            }
+            Ok::<_, ScoringError>(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+type ReviewerVersionRow = (
+    i32,
+    String,
+    String,
+    Option<String>,
+    serde_json::Value,
+    String,
+    chrono::DateTime<chrono::Utc>,
+);
+
+/// Every registration of a reviewer's profile, oldest first (ministry staff).
+pub async fn reviewer_history(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "read a reviewer's history")?;
+    let reviewer = path.into_inner();
+    let out = state
+        .db(move |c, _| {
+            let rows: Vec<ReviewerVersionRow> = reviewer_versions::table
+                .filter(reviewer_versions::reviewer_id.eq(&reviewer))
+                .order(reviewer_versions::version.asc())
+                .select((
+                    reviewer_versions::version,
+                    reviewer_versions::name,
+                    reviewer_versions::organisation,
+                    reviewer_versions::brn,
+                    reviewer_versions::expertise,
+                    reviewer_versions::recorded_by,
+                    reviewer_versions::recorded_at,
+                ))
+                .load(c)?;
+            if rows.is_empty() {
+                return Err(ScoringError::ReviewerNotFound(reviewer));
+            }
+            Ok::<_, ScoringError>(
+                rows.into_iter()
+                    .map(
+                        |(
+                            version,
+                            name,
+                            organisation,
+                            brn,
+                            expertise,
+                            recorded_by,
+                            recorded_at,
+                        )| {
+                            ReviewerVersion {
+                                version,
+                                name,
+                                organisation,
+                                business_registration_number: brn,
+                                expertise: serde_json::from_value(expertise).unwrap_or_default(),
+                                recorded_by,
+                                recorded_at,
+                            }
+                        },
+                    )
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+type SheetVersionRow = (
+    i32,
+    serde_json::Value,
+    serde_json::Value,
+    i32,
+    String,
+    chrono::DateTime<chrono::Utc>,
+);
+
+/// Every submission of an assignment's score sheet, oldest first: ministry staff, and the
+/// reviewer it is assigned to while it counts.
+pub async fn sheet_versions(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(
+        &[Role::Admin, Role::Officer, Role::Reviewer],
+        "read a score sheet's history",
+    )?;
+    let id = path.into_inner();
+    let reviewer = (caller.role() == Role::Reviewer).then(|| caller.0.sub.clone());
+    let out = state
+        .db(move |c, _| {
+            let (owner, voided): (String, bool) = assignments::table
+                .find(id)
+                .select((
+                    assignments::reviewer_id,
+                    assignments::voided_at.is_not_null(),
+                ))
+                .first(c)
+                .optional()?
+                .ok_or(ScoringError::AssignmentNotFound(id))?;
+            if reviewer.is_some_and(|r| r != owner || voided) {
+                return Err(ScoringError::AssignmentNotFound(id));
+            }
+            let rows: Vec<SheetVersionRow> = score_sheet_versions::table
+                .filter(score_sheet_versions::assignment_id.eq(id))
+                .order(score_sheet_versions::version.asc())
+                .select((
+                    score_sheet_versions::version,
+                    score_sheet_versions::scores,
+                    score_sheet_versions::comments,
+                    score_sheet_versions::total,
+                    score_sheet_versions::recorded_by,
+                    score_sheet_versions::recorded_at,
+                ))
+                .load(c)?;
+            Ok::<_, ScoringError>(
+                rows.into_iter()
+                    .map(
+                        |(version, scores, comments, total, recorded_by, recorded_at)| {
+                            ScoreSheetVersion {
+                                version,
+                                scores: serde_json::from_value(scores).unwrap_or_default(),
+                                comments: serde_json::from_value(comments).unwrap_or_default(),
+                                total: i64::from(total),
+                                recorded_by,
+                                recorded_at,
+                            }
+                        },
+                    )
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
 }

@@ -38,6 +38,16 @@ pub fn distribution(criterion: &str, mut values: Vec<i64>) -> Distribution {
     }
 }
 
+/// Why a stage's anonymised distribution is withheld, if it is: with fewer than `min`
+/// proposals, min, median and max are too close to naming a competitor's score.
+pub fn withheld(group: usize, min: u32) -> Option<String> {
+    (group < min as usize).then(|| {
+        format!(
+            "withheld: {group} proposal(s) in this stage, fewer than the {min} needed to keep the distribution anonymous"
+        )
+    })
+}
+
 fn own_case(
     c: &mut PgConnection,
     call_id: Uuid,
@@ -90,8 +100,10 @@ pub async fn feedback(
             let mut stages = Vec::new();
             for (stage, _, position, total, per, advanced) in rows.iter().filter(|r| r.1 == case.id)
             {
+                let group = rows.iter().filter(|r| r.0 == *stage).count();
+                let withheld = withheld(group, cfg.anonymity_min_group);
                 let mut distribution_rows = Vec::new();
-                for crit in &cfg.criteria {
+                for crit in cfg.criteria.iter().filter(|_| withheld.is_none()) {
                     let values: Vec<i64> = rows
                         .iter()
                         .filter(|r| r.0 == *stage)
@@ -99,8 +111,11 @@ pub async fn feedback(
                         .collect();
                     distribution_rows.push(distribution(&crit.key, values));
                 }
-                let totals: Vec<i64> = rows.iter().filter(|r| r.0 == *stage).map(|r| r.3).collect();
-                distribution_rows.push(distribution("total", totals));
+                if withheld.is_none() {
+                    let totals: Vec<i64> =
+                        rows.iter().filter(|r| r.0 == *stage).map(|r| r.3).collect();
+                    distribution_rows.push(distribution("total", totals));
+                }
                 stages.push(StageFeedback {
                     stage: *stage,
                     stage_name: cfg
@@ -116,6 +131,7 @@ pub async fn feedback(
                     .unwrap_or_default(),
                     advanced: *advanced,
                     distribution: distribution_rows,
+                    distribution_withheld: withheld,
                 });
             }
             stages.sort_by_key(|s| s.stage);
@@ -375,5 +391,14 @@ mod tests {
         );
         let d = distribution("total", vec![]);
         assert_eq!(d.count, 0);
+    }
+
+    #[test]
+    fn small_groups_get_no_distribution() {
+        assert!(withheld(2, 5).unwrap().contains("2 proposal(s)"));
+        assert!(withheld(4, 5).is_some());
+        assert_eq!(withheld(5, 5), None);
+        assert_eq!(withheld(15, 5), None);
+        assert_eq!(withheld(3, 3), None);
     }
 }

@@ -23,7 +23,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/calls/{id}/evaluation",
             web::get().to(evaluation::get_config),
         )
+        .route(
+            "/calls/{id}/evaluation/versions",
+            web::get().to(evaluation::config_versions),
+        )
         .route("/reviewers", web::post().to(evaluation::register_reviewer))
+        .route(
+            "/reviewers/{id}/versions",
+            web::get().to(evaluation::reviewer_history),
+        )
+        .route(
+            "/assignments/{id}/sheets",
+            web::get().to(evaluation::sheet_versions),
+        )
         .route("/reviewers", web::get().to(evaluation::list_reviewers))
         .route(
             "/reviewers/{id}/conflicts",
@@ -32,6 +44,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/calls/{id}/stages/{stage}/assignments",
             web::post().to(evaluation::assign),
+        )
+        .route(
+            "/calls/{id}/shortfalls",
+            web::get().to(evaluation::shortfalls),
         )
         .route("/assignments", web::get().to(evaluation::list_assignments))
         .route("/assignments/{id}/scores", web::put().to(evaluation::score))

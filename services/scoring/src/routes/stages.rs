@@ -63,6 +63,8 @@ pub async fn close(
                         .left_join(score_sheets::table)
                         .filter(assignments::call_id.eq(call_id))
                         .filter(assignments::stage.eq(stage))
+                        // Sheets a late conflict of interest voided are kept, not counted.
+                        .filter(assignments::voided_at.is_null())
                         .select((
                             assignments::case_id,
                             assignments::reviewer_id,
@@ -84,6 +86,17 @@ pub async fn close(
                 if let Some(k) = cases.iter().find(|k| !sheets.iter().any(|s| s.0 == k.id)) {
                     return Err(ScoringError::StageIncomplete(format!(
                         "proposal {} has no reviewers assigned in stage {stage}",
+                        k.proposal_id
+                    )));
+                }
+                let need = cfg.reviewers_per_proposal as usize;
+                if let Some((k, n)) = cases
+                    .iter()
+                    .map(|k| (k, sheets.iter().filter(|s| s.0 == k.id).count()))
+                    .find(|(_, n)| *n < need)
+                {
+                    return Err(ScoringError::StageIncomplete(format!(
+                        "proposal {} has {n} of the {need} reviewers it needs in stage {stage} (a conflict of interest voided the others): register another reviewer and assign stage {stage} again",
                         k.proposal_id
                     )));
                 }

@@ -1,0 +1,23 @@
+-- Stops recording; the trail recorded so far stays.
+DROP TRIGGER IF EXISTS kaip_audit ON evaluation_cases;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON evaluation_cases;
+DROP TRIGGER IF EXISTS kaip_audit ON calls;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON calls;
+DROP TRIGGER IF EXISTS kaip_audit ON reviewers;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON reviewers;
+DROP TRIGGER IF EXISTS kaip_audit ON conflicts;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON conflicts;
+DROP TRIGGER IF EXISTS kaip_audit ON assignments;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON assignments;
+DROP TRIGGER IF EXISTS kaip_audit ON blocked_assignments;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON blocked_assignments;
+DROP TRIGGER IF EXISTS kaip_audit ON score_sheets;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON score_sheets;
+DROP TRIGGER IF EXISTS kaip_audit ON stage_closures;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON stage_closures;
+DROP TRIGGER IF EXISTS kaip_audit ON stage_results;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON stage_results;
+DROP TRIGGER IF EXISTS kaip_audit ON decisions;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON decisions;
+DROP TRIGGER IF EXISTS kaip_audit ON appeals;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON appeals;

@@ -1,0 +1,10 @@
+DROP FUNCTION IF EXISTS kaip_audit_table(regclass, text[]);
+DROP TABLE IF EXISTS audit_changes;
+DROP TABLE IF EXISTS audit_operations;
+DROP TABLE IF EXISTS kaip_audit_settings;
+DROP FUNCTION IF EXISTS kaip_audit_row();
+DROP FUNCTION IF EXISTS kaip_audit_export();
+DROP FUNCTION IF EXISTS kaip_audit_operation();
+DROP FUNCTION IF EXISTS kaip_audit_refuse();
+DROP FUNCTION IF EXISTS kaip_audit_digest(text, text);
+DROP FUNCTION IF EXISTS kaip_uuid_v7();

@@ -1,0 +1,642 @@
+//! The audit trail: recorded by each service's database in the same transaction as the
+//! change, append-only, queryable across services through the gateway, and exported as
+//! `AuditRecorded` on each service's audit topic, all against real PostgreSQL and Kafka.
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use kaip_contracts::{ConsortiumId, Role};
+use kaip_e2e::{draft, error_code, eventually, open_call, register, OrgType, Platform, SUBMIT};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(QueryableByName)]
+struct JsonRow {
+    #[diesel(sql_type = Text)]
+    j: String,
+}
+
+/// Runs `sql` (a SELECT) and returns its rows as a JSON array.
+fn rows(conn: &mut PgConnection, sql: &str) -> Vec<Value> {
+    let row: JsonRow = diesel::sql_query(format!(
+        "SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]'::jsonb)::text AS j FROM ({sql}) x"
+    ))
+    .get_result(conn)
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    match serde_json::from_str(&row.j).expect("json") {
+        Value::Array(items) => items,
+        other => panic!("not an array: {other}"),
+    }
+}
+
+/// The operations recorded in a service's database (oldest first), each with its changes.
+fn operations(conn: &mut PgConnection, filter: &str) -> Vec<Value> {
+    rows(
+        conn,
+        &format!(
+            "SELECT o.*, (SELECT coalesce(jsonb_agg(to_jsonb(c) ORDER BY c.seq), '[]'::jsonb) \
+                          FROM audit_changes c WHERE c.operation_id = o.id) AS changes \
+             FROM audit_operations o WHERE {filter} ORDER BY o.at, o.id"
+        ),
+    )
+}
+
+fn count_operations(conn: &mut PgConnection) -> usize {
+    rows(conn, "SELECT id FROM audit_operations").len()
+}
+
+const TRAIL: &str = "query($entity: String, $actor: String, $from: DateTime, $to: DateTime, $first: Int, $after: ID) { auditTrail(entity: $entity, actor: $actor, from: $from, to: $to, first: $first, after: $after) { items { id service at actorSubject actorRole traceId operation input changeCount changes { table key action before after } } nextCursor } }";
+
+async fn trail(p: &Platform, token: &str, vars: Value) -> Value {
+    p.graphql(Some(token), TRAIL, vars).await
+}
+
+fn items(body: &Value) -> Vec<Value> {
+    assert!(body["errors"].is_null(), "auditTrail failed: {body}");
+    body["data"]["auditTrail"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A consortium registered and a proposal drafted; returns (consortium, proposal, lead's bearer).
+async fn drafted(p: &Platform, call: &str, lead: &str) -> (ConsortiumId, String, String) {
+    let consortium = ConsortiumId::new();
+    register(p, consortium, OrgType::LargeEnterprise).await;
+    let proposal = draft(p, consortium, call, "Audited foundation model").await;
+    let bearer = p.ctx.bearer_for(lead, Role::Consortium, Some(consortium));
+    (consortium, proposal, bearer)
+}
+
+async fn submit(p: &Platform, bearer: &str, proposal: &str, trace_id: &str) {
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let (body, _) = p
+        .graphql_with(
+            Some(bearer),
+            &[("traceparent", &traceparent)],
+            SUBMIT,
+            json!({ "id": proposal, "key": format!("audit-{proposal}") }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "submit failed: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_and_the_event_it_causes_are_recorded_with_actor_trace_input_and_rows() {
+    let p = Platform::start().await;
+    let call = open_call(&p, 2).await;
+    let (_, proposal, lead) = drafted(&p, &call, "lead-audit").await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4737";
+    submit(&p, &lead, &proposal, trace_id).await;
+
+    // Intake: one operation for the submission, with who, trace, input and the row's
+    // before and after.
+    let mut intake = p.intake.conn();
+    let ops = operations(&mut intake, "o.operation = 'POST /proposals/{id}/submit'");
+    assert_eq!(ops.len(), 1, "{ops:#?}");
+    let op = &ops[0];
+    assert_eq!(op["service"], "intake");
+    assert_eq!(op["actor_sub"], "lead-audit");
+    assert_eq!(op["actor_role"], "consortium");
+    assert_eq!(op["trace_id"], trace_id);
+    assert_eq!(op["input"]["path"], format!("/proposals/{proposal}/submit"));
+    assert_eq!(
+        op["input"]["body"]["idempotency_key"],
+        format!("audit-{proposal}")
+    );
+    let change = op["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["table_name"] == "proposals")
+        .unwrap_or_else(|| panic!("no change of proposals: {op:#}"));
+    assert_eq!(change["action"], "update");
+    assert_eq!(change["row_key"], json!({ "id": proposal }));
+    assert_eq!(change["before"]["status"], "draft");
+    assert_eq!(change["after"]["status"], "submitted");
+    assert!(change["before"]["submitted_at"].is_null());
+    assert!(change["after"]["submitted_at"].is_string());
+
+    // The same transaction: the proposal row's current version was written by the very
+    // transaction that wrote the operation.
+    let xmin = rows(
+        &mut intake,
+        &format!("SELECT xmin::text::bigint AS tx FROM proposals WHERE id = '{proposal}'"),
+    );
+    assert_eq!(
+        xmin[0]["tx"].as_i64().expect("xmin"),
+        op["txid"].as_i64().expect("txid") % (1i64 << 32),
+        "the trail row and the change were committed by different transactions"
+    );
+
+    // Scoring: the consumed ProposalSubmitted is recorded with the event's actor, the
+    // request's trace, the event data as input, and the case it opened.
+    let event_op = eventually(WAIT, || {
+        let pool = p.scoring.pool.clone();
+        let proposal = proposal.clone();
+        async move {
+            let mut c = pool.get().ok()?;
+            operations(&mut c, "o.operation = 'event:ProposalSubmitted'")
+                .into_iter()
+                .find(|o| o["input"]["data"]["proposal_id"] == proposal.as_str())
+        }
+    })
+    .await
+    .expect("scoring recorded the event it consumed");
+    assert_eq!(event_op["service"], "scoring");
+    assert_eq!(event_op["actor_sub"], "lead-audit");
+    assert_eq!(event_op["actor_role"], "consortium");
+    assert_eq!(event_op["trace_id"], trace_id);
+    assert_eq!(event_op["input"]["producer"], "intake");
+    assert_eq!(event_op["input"]["type"], "ProposalSubmitted");
+    let case = event_op["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["table_name"] == "evaluation_cases")
+        .unwrap_or_else(|| panic!("no case opened: {event_op:#}"));
+    assert_eq!(case["action"], "insert");
+    assert!(case["before"].is_null());
+    assert_eq!(case["after"]["proposal_id"], proposal.as_str());
+
+    // A refused request leaves no trail: editing a submitted proposal.
+    let before = count_operations(&mut intake);
+    let body = p
+        .graphql(
+            Some(&lead),
+            "mutation($id: UUID!) { updateProposal(id: $id, input: { title: \"Changed\", summary: \"After submission\" }) { id } }",
+            json!({ "id": proposal }),
+        )
+        .await;
+    assert!(body["errors"].is_array(), "the edit was refused: {body}");
+    assert_eq!(count_operations(&mut intake), before);
+    let title = rows(
+        &mut intake,
+        &format!("SELECT title FROM proposals WHERE id = '{proposal}'"),
+    );
+    assert_eq!(title[0]["title"], "Audited foundation model");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trail_is_queried_across_services_by_entity_actor_and_time_in_pages() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer_for("officer-audit", Role::Officer, None);
+    let call = open_call(&p, 2).await;
+    let (consortium, proposal, lead) = drafted(&p, &call, "lead-trail").await;
+    submit(&p, &lead, &proposal, "5bf92f3577b34da6a3ce929d0e0e4738").await;
+
+    // Everything about the proposal, in both services: drafted and submitted in intake, its
+    // case opened in scoring.
+    let about = eventually(WAIT, || {
+        let vars = json!({ "entity": proposal });
+        let (p, officer) = (&p, &officer);
+        async move {
+            let found = items(&trail(p, officer, vars).await);
+            found
+                .iter()
+                .any(|e| e["service"] == "scoring")
+                .then_some(found)
+        }
+    })
+    .await
+    .expect("the consumed event's entry appears");
+    let ops: Vec<(&str, &str)> = about
+        .iter()
+        .map(|e| {
+            (
+                e["service"].as_str().unwrap_or(""),
+                e["operation"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            ("intake", "POST /proposals"),
+            ("intake", "POST /proposals/{id}/submit"),
+            ("scoring", "event:ProposalSubmitted"),
+        ],
+        "{about:#?}"
+    );
+    for e in &about {
+        assert!(
+            e["changes"]
+                .as_array()
+                .expect("changes")
+                .iter()
+                .any(|c| c.to_string().contains(&proposal)),
+            "{e:#}"
+        );
+    }
+    let ats: Vec<&str> = about
+        .iter()
+        .map(|e| e["at"].as_str().unwrap_or(""))
+        .collect();
+    let mut sorted = ats.clone();
+    sorted.sort();
+    assert_eq!(ats, sorted, "oldest first");
+
+    // `<table>:<key>`: only the proposal row itself (not the case in scoring).
+    let exact = items(
+        &trail(
+            &p,
+            &officer,
+            json!({ "entity": format!("proposals:{proposal}") }),
+        )
+        .await,
+    );
+    assert_eq!(exact.len(), 2, "{exact:#?}");
+    assert!(exact.iter().all(|e| e["service"] == "intake"));
+    // A table name: every proposal written (only this one here).
+    let table = items(&trail(&p, &officer, json!({ "entity": "consortium_members" })).await);
+    assert_eq!(table.len(), 1, "{table:#?}");
+    assert_eq!(table[0]["operation"], "PUT /consortia/{id}");
+    assert!(table[0]["changes"]
+        .to_string()
+        .contains(&consortium.to_string()));
+
+    // By actor: the lead submitted (intake), and scoring acted on the lead's event.
+    let by_lead = items(&trail(&p, &officer, json!({ "actor": "lead-trail" })).await);
+    assert_eq!(by_lead.len(), 2, "{by_lead:#?}");
+    assert!(by_lead.iter().all(|e| e["actorSubject"] == "lead-trail"));
+    assert_eq!(by_lead[0]["operation"], "POST /proposals/{id}/submit");
+    assert_eq!(by_lead[0]["traceId"], "5bf92f3577b34da6a3ce929d0e0e4738");
+    assert_eq!(by_lead[1]["service"], "scoring");
+    let by_nobody = items(&trail(&p, &officer, json!({ "actor": "nobody" })).await);
+    assert!(by_nobody.is_empty());
+
+    // By time: from is inclusive, to exclusive.
+    let submitted_at = about[1]["at"].as_str().expect("at");
+    let from = items(
+        &trail(
+            &p,
+            &officer,
+            json!({ "entity": proposal, "from": submitted_at }),
+        )
+        .await,
+    );
+    assert_eq!(from.len(), 2, "{from:#?}");
+    assert_eq!(from[0]["operation"], "POST /proposals/{id}/submit");
+    let to = items(
+        &trail(
+            &p,
+            &officer,
+            json!({ "entity": proposal, "to": submitted_at }),
+        )
+        .await,
+    );
+    assert_eq!(to.len(), 1, "{to:#?}");
+    assert_eq!(to[0]["operation"], "POST /proposals");
+
+    // Pages of one entry walk the whole merged trail exactly once, in the same order.
+    let all = items(&trail(&p, &officer, json!({ "first": 100 })).await);
+    assert!(all.len() >= 5, "{all:#?}");
+    let mut walked: Vec<Value> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let body = trail(&p, &officer, json!({ "first": 1, "after": after })).await;
+        let page = items(&body);
+        assert!(page.len() <= 1);
+        walked.extend(page);
+        match body["data"]["auditTrail"]["nextCursor"].as_str() {
+            Some(c) => after = Some(c.to_owned()),
+            None => break,
+        }
+        assert!(walked.len() <= all.len(), "paging does not end");
+    }
+    let ids = |v: &[Value]| -> Vec<String> {
+        v.iter()
+            .map(|e| format!("{}/{}", e["service"], e["id"]))
+            .collect()
+    };
+    assert_eq!(ids(&walked), ids(&all));
+
+    // Other roles are refused with a code, before any entry is read.
+    let integration = p.ctx.integration_bearer(
+        "archive",
+        &["events:audit", "read:proposals", "read:consortia"],
+    );
+    for token in [
+        lead.clone(),
+        p.ctx.bearer(Role::Reviewer, None),
+        integration,
+    ] {
+        let body = trail(&p, &token, json!({})).await;
+        assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+        assert!(body["data"].is_null() || body["data"]["auditTrail"].is_null());
+    }
+    // Each service refuses them too, called directly.
+    let res = reqwest::Client::new()
+        .get(p.intake.url("/audit"))
+        .header("authorization", &lead)
+        .send()
+        .await
+        .expect("intake answers");
+    assert_eq!(res.status(), 403);
+    for (query, field) in [
+        ("from=%ZZ", "from"),
+        ("limit=5&limit=6", "limit"),
+        ("since=2026-01-01T00:00:00Z", "since"),
+    ] {
+        let res = reqwest::Client::new()
+            .get(p.scoring.url(&format!("/audit?{query}")))
+            .header("authorization", &officer)
+            .send()
+            .await
+            .expect("scoring answers");
+        assert_eq!(res.status(), 422, "{query}");
+        let body: Value = res.json().await.expect("a coded error");
+        assert_eq!(body["code"], "VALIDATION_FAILED", "{body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").starts_with(field),
+            "{body}"
+        );
+    }
+    // Bad arguments are refused by name.
+    for (vars, field) in [
+        (json!({ "first": 0 }), "first"),
+        (json!({ "first": 101 }), "first"),
+        (json!({ "after": "not-a-cursor" }), "after"),
+    ] {
+        let body = trail(&p, &officer, vars).await;
+        assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
+        assert!(body.to_string().contains(field), "{body}");
+    }
+    let body = trail(
+        &p,
+        &officer,
+        json!({ "from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trail_is_exported_on_each_services_audit_topic_and_no_consumer_sees_it() {
+    let p = Platform::start().await;
+    let archive = p.ctx.integration_bearer("archive", &["events:audit"]);
+    let mut feed = p
+        .subscribe(
+            &archive,
+            r#"subscription { events(types: ["AuditRecorded"]) { type producer aggregateId data traceId } }"#,
+        )
+        .await;
+    let call = open_call(&p, 2).await;
+    let (_, proposal, lead) = drafted(&p, &call, "lead-export").await;
+    let trace_id = "6bf92f3577b34da6a3ce929d0e0e4739";
+    submit(&p, &lead, &proposal, trace_id).await;
+
+    let validator = {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/contracts/schemas/AuditRecorded.v1.json"
+        ))
+        .expect("published schema");
+        let schema: Value = serde_json::from_str(&text).expect("json");
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft7)
+            .should_validate_formats(true)
+            .with_format("uuid", |s| uuid::Uuid::try_parse(s).is_ok())
+            .build(&schema)
+            .expect("valid schema")
+    };
+    let topic = p.ctx.topic("kaip.intake.audit");
+    let submitted = eventually(WAIT, || {
+        let (ctx, topic) = (&p.ctx, topic.clone());
+        async move {
+            ctx.read_topic(&topic).await.into_iter().find(|m| {
+                m.json()
+                    .is_some_and(|v| v["data"]["operation"] == "POST /proposals/{id}/submit")
+            })
+        }
+    })
+    .await
+    .expect("the submission's AuditRecorded is on intake's audit topic");
+    let event = submitted.json().expect("json");
+    let errors: Vec<String> = validator
+        .iter_errors(&event)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{event:#}");
+    let envelope: kaip_contracts::EventEnvelope =
+        serde_json::from_value(event.clone()).expect("an envelope");
+    let data: kaip_contracts::audit::AuditRecorded = envelope.decode().expect("AuditRecorded");
+    assert_eq!(envelope.producer, "intake");
+    assert_eq!(envelope.actor.subject, "lead-export");
+    assert_eq!(envelope.actor.role, Role::Consortium);
+    assert_eq!(data.trace_id.as_deref(), Some(trace_id));
+    assert!(!data.changes_truncated);
+    assert!(data
+        .changes
+        .iter()
+        .any(|c| c.table == "proposals"
+            && c.after.as_ref().is_some_and(|a| a["status"] == "submitted")));
+    assert_eq!(
+        submitted.key.as_deref(),
+        Some(data.operation_id.to_string().as_bytes()),
+        "keyed by operation id"
+    );
+    assert!(submitted
+        .headers
+        .get("traceparent")
+        .is_some_and(|tp| tp.contains(trace_id)));
+    // It matches the recorded operation.
+    let recorded = operations(
+        &mut p.intake.conn(),
+        &format!("o.id = '{}'", data.operation_id),
+    );
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["operation"], "POST /proposals/{id}/submit");
+
+    // Scoring exports what it did with the event on its own audit topic.
+    let scoring_topic = p.ctx.topic("kaip.scoring.audit");
+    eventually(WAIT, || {
+        let (ctx, topic) = (&p.ctx, scoring_topic.clone());
+        async move {
+            ctx.read_topic(&topic).await.into_iter().find(|m| {
+                m.json()
+                    .is_some_and(|v| v["data"]["operation"] == "event:ProposalSubmitted")
+            })
+        }
+    })
+    .await
+    .expect("scoring's AuditRecorded is on its audit topic");
+
+    // Never on the events topics, and no service's consumer received one.
+    let events = p.ctx.read_topic(&p.ctx.topic("kaip.intake.events")).await;
+    assert!(!events.is_empty());
+    assert!(events
+        .iter()
+        .all(|m| m.json().is_some_and(|v| v["type"] != "AuditRecorded")));
+    for service in [&p.scoring, &p.intake] {
+        let seen = rows(
+            &mut service.conn(),
+            "SELECT event_id FROM kaip_inbox WHERE event_type = 'AuditRecorded'",
+        );
+        assert!(seen.is_empty(), "{} consumed the trail", service.name);
+    }
+
+    // An integration holding `events:audit` receives the trail in its subscription.
+    let pushed = tokio::time::timeout(WAIT, feed.next_event())
+        .await
+        .expect("an AuditRecorded pushed");
+    assert_eq!(pushed["type"], "AuditRecorded", "{pushed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_own_connection_cannot_update_delete_or_truncate_the_trail() {
+    let ctx = kaip_testkit::TestContext::new();
+    let intake = ctx
+        .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+        .await;
+    let mut conn = intake.conn();
+    // A change made outside the platform is recorded too, as `unknown`.
+    diesel::sql_query(
+        "INSERT INTO programmes (id, name, fiscal_year, description, created_by) \
+         VALUES (gen_random_uuid(), 'Made in psql', 2026, '', 'dba')",
+    )
+    .execute(&mut conn)
+    .expect("insert");
+    let ops = operations(&mut conn, "true");
+    assert_eq!(ops.len(), 1, "{ops:#?}");
+    assert_eq!(ops[0]["actor_sub"], "db:postgres");
+    assert_eq!(ops[0]["actor_role"], "unknown");
+    assert_eq!(ops[0]["operation"], "sql");
+    assert_eq!(ops[0]["changes"][0]["after"]["name"], "Made in psql");
+
+    for sql in [
+        "UPDATE audit_operations SET actor_sub = 'someone else'",
+        "DELETE FROM audit_operations",
+        "UPDATE audit_changes SET after = NULL",
+        "DELETE FROM audit_changes",
+        "TRUNCATE audit_changes",
+        "TRUNCATE audit_operations CASCADE",
+    ] {
+        let err = diesel::sql_query(sql).execute(&mut conn).expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let after = operations(&mut conn, "true");
+    assert_eq!(after, ops, "the trail is unchanged");
+
+    // In production the login role neither owns the trail nor is a superuser (README):
+    // with the documented grants it cannot change a record or disable the triggers.
+    let suffix = &ctx.id;
+    let (owner, login) = (format!("{suffix}_audit_owner"), format!("{suffix}_login"));
+    for sql in [
+        format!("CREATE ROLE {owner} NOLOGIN"),
+        format!("CREATE ROLE {login} NOLOGIN"),
+        format!("ALTER TABLE audit_operations OWNER TO {owner}"),
+        format!("ALTER TABLE audit_changes OWNER TO {owner}"),
+        format!("GRANT SELECT, INSERT ON audit_operations, audit_changes TO {login}"),
+        format!("GRANT USAGE ON SEQUENCE audit_changes_seq_seq TO {login}"),
+        format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {login}"),
+        format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {login}"),
+        format!("REVOKE UPDATE, DELETE, TRUNCATE ON audit_operations, audit_changes FROM {login}"),
+    ] {
+        diesel::sql_query(&sql).execute(&mut conn).expect(&sql);
+    }
+    diesel::sql_query(format!("SET ROLE {login}"))
+        .execute(&mut conn)
+        .expect("set role");
+    let results: Vec<(String, Result<usize, diesel::result::Error>)> = [
+        "UPDATE audit_operations SET actor_sub = 'x'",
+        "DELETE FROM audit_changes",
+        "TRUNCATE audit_operations CASCADE",
+        "ALTER TABLE audit_operations DISABLE TRIGGER audit_operations_append_only",
+        "DROP TABLE audit_changes",
+    ]
+    .into_iter()
+    .map(|sql| (sql.to_owned(), diesel::sql_query(sql).execute(&mut conn)))
+    .collect();
+    let recorded = diesel::sql_query(
+        "INSERT INTO programmes (id, name, fiscal_year, description, created_by) \
+         VALUES (gen_random_uuid(), 'As the login role', 2026, '', 'svc')",
+    )
+    .execute(&mut conn);
+    for sql in [
+        "RESET ROLE".to_owned(),
+        "ALTER TABLE audit_operations OWNER TO CURRENT_USER".to_owned(),
+        "ALTER TABLE audit_changes OWNER TO CURRENT_USER".to_owned(),
+        format!("REASSIGN OWNED BY {owner}, {login} TO CURRENT_USER"),
+        format!("DROP OWNED BY {owner}, {login}"),
+        format!("DROP ROLE {owner}"),
+        format!("DROP ROLE {login}"),
+    ] {
+        diesel::sql_query(&sql).execute(&mut conn).expect(&sql);
+    }
+    for (sql, result) in results {
+        let err = result.expect_err(&sql);
+        assert!(
+            err.to_string().contains("permission denied")
+                || err.to_string().contains("must be owner"),
+            "{sql}: {err}"
+        );
+    }
+    // ... while the triggers still record its changes.
+    recorded.expect("the login role writes domain rows, and the trail records them");
+    let ops = operations(&mut conn, "true");
+    assert_eq!(ops.len(), 2, "{ops:#?}");
+    assert_eq!(ops[1]["changes"][0]["after"]["name"], "As the login role");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_requests_actor_never_leaks_into_another_on_a_pool_of_one() {
+    let ctx = kaip_testkit::TestContext::new();
+    let mut settings = ctx.settings(kaip_intake::DEFAULTS);
+    settings.database.pool_size = 1;
+    let intake = ctx.spawn_with(kaip_intake::definition(), settings).await;
+    let http = reqwest::Client::new();
+    let create = |subject: &str, name: &str| {
+        http.post(intake.url("/programmes"))
+            .header(
+                "authorization",
+                ctx.bearer_for(subject, Role::Officer, None),
+            )
+            .json(&json!({ "name": name, "fiscal_year": 2026, "description": "" }))
+            .send()
+    };
+    // Concurrent requests of two officers through the one connection.
+    let mut pending = Vec::new();
+    for i in 0..4 {
+        pending.push(create("officer-a", &format!("A{i}")));
+        pending.push(create("officer-b", &format!("B{i}")));
+    }
+    for res in futures::future::join_all(pending).await {
+        let res = res.expect("intake answers");
+        assert!(res.status().is_success(), "{}", res.status());
+    }
+    // A request refused by the database (a programme's name and year are unique), then a
+    // write outside any request, on the same connection: neither is officer-c's.
+    let refused = create("officer-c", "A0").await.expect("answers");
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let mut conn = intake.conn();
+    diesel::sql_query(
+        "INSERT INTO programmes (id, name, fiscal_year, description, created_by) \
+         VALUES (gen_random_uuid(), 'Z', 2026, '', 'dba')",
+    )
+    .execute(&mut conn)
+    .expect("insert");
+
+    let ops = operations(&mut conn, "true");
+    assert_eq!(ops.len(), 9, "{ops:#?}");
+    for op in &ops {
+        let name = op["changes"][0]["after"]["name"].as_str().expect("a name");
+        let expected = match name.chars().next() {
+            Some('A') => "officer-a",
+            Some('B') => "officer-b",
+            _ => "db:postgres",
+        };
+        assert_eq!(op["actor_sub"], expected, "{op:#}");
+        if expected == "db:postgres" {
+            assert_eq!(op["actor_role"], "unknown");
+            assert_eq!(op["operation"], "sql");
+        } else {
+            assert_eq!(op["actor_role"], "officer");
+            assert_eq!(op["operation"], "POST /programmes");
+            assert_eq!(op["input"]["body"]["name"], name);
+        }
+    }
+    drop(conn);
+    intake.shutdown().await;
+}
