@@ -154,6 +154,7 @@ fn probe_definition(handler: Arc<Probe>) -> ServiceDefinition {
         routes: |_| {},
         consumes: vec![topics::INTAKE],
         handler: Some(handler),
+        background: Vec::new(),
     }
 }
 

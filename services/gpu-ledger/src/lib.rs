@@ -1,12 +1,30 @@
-//! The GPU grant ledger: a national pool of GPUs by model, grants released in tranches, never over-allocated; reallocated when a stage gate eliminates a team.
+//! The GPU grant ledger: the national pool of GPUs by model and period as a double-entry
+//! ledger (TigerBeetle's model on PostgreSQL) that can never be over-allocated.
 //!
-//! This service starts, creates and migrates its database, creates its topics, joins its
-//! consumer group and reports health now; its domain arrives in its own issue. Until then
-//! it records the events it consumes in its inbox (see `ServiceDefinition::recording`).
+//! - `domain`: the rules as plain functions ([`domain::ledger::apply`] decides a batch).
+//! - `store`: locks the accounts a batch touches (in id order, so batches never deadlock),
+//!   runs the domain, writes the transfers, the new totals and their history, and the
+//!   batch's event, in one transaction.
+//! - `routes`: the HTTP API the gateway calls, with the caller's token checked again here.
+//! - `sweeper`: records the expiry of pending transfers past their timeout, safely from
+//!   several replicas at once.
+//!
+//! It consumes scoring's and milestones' topics into its inbox (offers from
+//! `SelectionPublished` and reallocation on elimination build on that; see the README).
+
+pub mod consumer;
+pub mod domain;
+pub mod error;
+pub mod grants;
+pub mod routes;
+pub mod schema;
+pub mod store;
+pub mod sweeper;
 
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use kaip_contracts::topics;
 use kaip_service::{Defaults, ServiceDefinition};
+use std::sync::Arc;
 
 pub const NAME: &str = "gpu-ledger";
 pub const DEFAULTS: Defaults = Defaults {
@@ -16,5 +34,12 @@ pub const DEFAULTS: Defaults = Defaults {
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub fn definition() -> ServiceDefinition {
-    ServiceDefinition::recording(NAME, MIGRATIONS, vec![topics::SCORING, topics::MILESTONES])
+    ServiceDefinition {
+        name: NAME,
+        migrations: MIGRATIONS,
+        routes: routes::configure,
+        consumes: vec![topics::SCORING, topics::MILESTONES],
+        handler: Some(Arc::new(consumer::LedgerEvents)),
+        background: vec![sweeper::task()],
+    }
 }

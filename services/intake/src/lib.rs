@@ -29,5 +29,6 @@ pub fn definition() -> ServiceDefinition {
         routes: routes::configure,
         consumes: vec![kaip_contracts::topics::SCORING],
         handler: Some(std::sync::Arc::new(consumer::ScoringEvents)),
+        background: Vec::new(),
     }
 }

@@ -30,5 +30,6 @@ pub fn definition() -> ServiceDefinition {
         routes: routes::configure,
         consumes: vec![topics::INTAKE],
         handler: Some(Arc::new(consumer::IntakeEvents)),
+        background: Vec::new(),
     }
 }

@@ -18,6 +18,8 @@ pub const READ_PROPOSALS: &str = "read:proposals";
 pub const READ_DOCUMENTS: &str = "read:documents";
 /// Calls' evaluation settings (rubric, stages, portfolio constraints).
 pub const READ_EVALUATION: &str = "read:evaluation";
+/// Report GPU-hours used per team (GPU operators), to the GPU ledger.
+pub const WRITE_GPU_USAGE: &str = "write:gpu-usage";
 
 /// Every service's audit trail (`AuditRecorded`), in subscriptions: for an archive outside
 /// the platform. Not implied by `events:<service>`.
@@ -49,6 +51,10 @@ pub fn all() -> Vec<(String, String)> {
             "the contents of proposal documents".into(),
         ),
         (READ_EVALUATION.into(), "calls' evaluation settings".into()),
+        (
+            WRITE_GPU_USAGE.into(),
+            "report GPU-hours used per team to the GPU ledger (GPU operators)".into(),
+        ),
     ];
     for p in EVENT_PRODUCERS {
         out.push((

@@ -9,7 +9,9 @@
 use crate::audit::AuditRecorded;
 use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, WithdrawalRefused,
+    GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
+    GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
+    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -113,6 +115,17 @@ pub fn events() -> Vec<EventSpec> {
             ANY_SERVICE,
             "An audited operation: who, when, the trace, the operation and its input, and every row it wrote before and after (each service, on its own audit topic).",
         ),
+        spec::<GpuAccountOpened>(topics::GPU_LEDGER, "gpu-ledger", "A ledger account was opened: a source of GPUs, a pool, a team's grant or usage."),
+        spec::<GpuTransfersRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A batch of GPU transfers was recorded, all in one transaction, in order."),
+        spec::<GpuSupplierRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A consortium started or stopped supplying GPUs; while it supplies it receives no grant."),
+        spec::<GpuModelFactorSet>(topics::GPU_LEDGER, "gpu-ledger", "A GPU model was added or its H100-equivalence factor changed."),
+        spec::<GpuOfferMade>(topics::GPU_LEDGER, "gpu-ledger", "An officer offered a selected team GPUs, in one or more forms of equal H100-eq, reserved until it expires."),
+        spec::<GpuGranted>(topics::GPU_LEDGER, "gpu-ledger", "A team accepted an offer's option: due tranches granted, later ones reserved, the other options released."),
+        spec::<GpuTrancheReleased>(topics::GPU_LEDGER, "gpu-ledger", "A reserved tranche was released to its team, on its date or at the gate it waited for."),
+        spec::<GpuGrantClosed>(topics::GPU_LEDGER, "gpu-ledger", "An eliminated team's grants were closed and its future capacity reallocated, in one linked chain."),
+        spec::<GpuUsageRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A GPU operator reported GPU-hours a team used; overruns of the granted hours are flagged."),
+        spec::<GateDecided>(topics::MILESTONES, "milestones", "A stage gate's decision: who passed and who was eliminated."),
+        spec::<TeamEliminated>(topics::MILESTONES, "milestones", "A team was eliminated at a gate, with the reason and the reallocation plan for its GPUs."),
     ]
 }
 

@@ -20,6 +20,9 @@ pub struct PageQuery {
     pub after: Option<String>,
 }
 
+/// The GPU ledger's bodies (in `dto/gpu.rs`).
+pub mod gpu;
+
 pub mod intake {
     use super::*;
     use crate::ids::Krw;

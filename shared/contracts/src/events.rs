@@ -15,6 +15,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The GPU ledger's events (in `events/gpu.rs`).
+pub mod gpu;
+pub use gpu::*;
+/// Milestones' events other services react to (in `events/milestones.rs`).
+pub mod milestones;
+pub use milestones::*;
+
 /// Kafka header names. Trace context travels as W3C `traceparent`/`tracestate`.
 pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";

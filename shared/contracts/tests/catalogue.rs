@@ -139,7 +139,7 @@ fn real_events() -> Vec<serde_json::Value> {
     let json = |env: Result<EventEnvelope, serde_json::Error>| {
         serde_json::to_value(env.expect("wrap")).expect("json")
     };
-    vec![
+    let mut out = vec![
         json(EventEnvelope::wrap(
             "intake",
             officer.clone(),
@@ -297,13 +297,219 @@ fn real_events() -> Vec<serde_json::Value> {
         )),
         json(EventEnvelope::wrap(
             "scoring",
-            officer,
+            officer.clone(),
             &AppealAnswered {
                 appeal_id: appeal,
                 call_id: call,
                 proposal_id: proposal,
                 consortium_id: consortium,
                 answered_at: now,
+            },
+        )),
+    ];
+    out.extend(gpu_events(officer, consortium, now));
+    out
+}
+
+/// The GPU ledger's events, as its outbox builds them.
+fn gpu_events(
+    officer: kaip_contracts::Actor,
+    consortium: kaip_contracts::ConsortiumId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<serde_json::Value> {
+    use kaip_contracts::dto::gpu::{AccountKind, TransferKind};
+    use kaip_contracts::events::{
+        AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
+        GpuModelFactorSet, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
+        GpuTransfersRecorded, GpuUsageRecorded, MovedCapacity, Reallocation, RecordedTransfer,
+        TeamEliminated,
+    };
+    let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
+        model: model.into(),
+        period: "2026H2".into(),
+        count,
+        release_at: gate.is_none().then_some(now),
+        release_gate: gate.map(str::to_owned),
+    };
+    let moved = |count: i64| MovedCapacity {
+        consortium_id: consortium,
+        model: "B200".into(),
+        period: "2026H2".into(),
+        count,
+    };
+    let gate = uuid::Uuid::now_v7();
+    use kaip_contracts::EventEnvelope;
+    let json = |env: Result<EventEnvelope, serde_json::Error>| {
+        serde_json::to_value(env.expect("wrap")).expect("json")
+    };
+    let (pool, grant, offer) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    vec![
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuAccountOpened {
+                account_id: grant,
+                model: "B200".into(),
+                period: "2026H1".into(),
+                kind: AccountKind::Grant,
+                consortium_id: Some(consortium),
+                name: "K-Team B200 2026H1".into(),
+                reason: "selected in the 2026 call".into(),
+                opened_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuTransfersRecorded {
+                batch_id: uuid::Uuid::now_v7(),
+                transfers: vec![
+                    RecordedTransfer {
+                        id: offer,
+                        kind: TransferKind::Pending,
+                        debit_account: pool,
+                        credit_account: grant,
+                        amount: 256,
+                        model: "B200".into(),
+                        period: "2026H1".into(),
+                        pending_id: None,
+                        code: "offer".into(),
+                    },
+                    RecordedTransfer {
+                        id: uuid::Uuid::now_v7(),
+                        kind: TransferKind::Post,
+                        debit_account: pool,
+                        credit_account: grant,
+                        amount: 256,
+                        model: "B200".into(),
+                        period: "2026H1".into(),
+                        pending_id: Some(offer),
+                        code: "grant".into(),
+                    },
+                ],
+                recorded_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuSupplierRecorded {
+                consortium_id: consortium,
+                supplying: true,
+                reason: "leases 128 H100 to the programme".into(),
+                recorded_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuOfferMade {
+                offer_id: offer,
+                consortium_id: consortium,
+                call_id: kaip_contracts::CallId::new(),
+                h100_eq: 1024,
+                options: vec![
+                    vec![tranche("B200", 512, None)],
+                    vec![tranche("H100", 1024, Some("gate-1"))],
+                ],
+                expires_at: now,
+                reason: "selected in the 2026 call".into(),
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuGranted {
+                offer_id: offer,
+                consortium_id: consortium,
+                option: 0,
+                released: vec![tranche("B200", 448, None)],
+                reserved: vec![tranche("B200", 64, Some("gate-1"))],
+                accepted_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            kaip_contracts::Actor::system("gpu-ledger"),
+            &GpuTrancheReleased {
+                offer_id: offer,
+                consortium_id: consortium,
+                tranche: tranche("B200", 64, Some("gate-1")),
+                trigger: "gate:gate-1".into(),
+                released_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            kaip_contracts::Actor::system("gpu-ledger"),
+            &GpuGrantClosed {
+                consortium_id: consortium,
+                gate_id: gate,
+                voided: vec![moved(64)],
+                returned: vec![moved(128)],
+                reallocated: vec![moved(192)],
+                closed_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            kaip_contracts::Actor {
+                subject: "operator-kisti".into(),
+                role: kaip_contracts::Role::Integration,
+            },
+            &GpuUsageRecorded {
+                report_id: uuid::Uuid::now_v7(),
+                consortium_id: consortium,
+                model: "B200".into(),
+                period: "2026H2".into(),
+                gpu_hours: 12_000,
+                used_hours: 1_200_000,
+                granted_hours: 1_130_496,
+                overrun: true,
+                reported_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "milestones",
+            officer.clone(),
+            &GateDecided {
+                gate_id: gate,
+                gate: "gate-1".into(),
+                passed: vec![kaip_contracts::ConsortiumId::new()],
+                eliminated: vec![consortium],
+                decided_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "milestones",
+            officer.clone(),
+            &TeamEliminated {
+                gate_id: gate,
+                gate: "gate-1".into(),
+                consortium_id: consortium,
+                reason: "ineligible: not built from scratch".into(),
+                reallocation: vec![Reallocation {
+                    consortium_id: kaip_contracts::ConsortiumId::new(),
+                    model: "B200".into(),
+                    period: "2026H2".into(),
+                    count: 192,
+                }],
+                decided_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer,
+            &GpuModelFactorSet {
+                model: "B200".into(),
+                name: "NVIDIA B200".into(),
+                h100_factor: 2,
+                reason: "programme rule".into(),
+                recorded_at: now,
             },
         )),
     ]

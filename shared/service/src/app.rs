@@ -43,7 +43,17 @@ pub struct ServiceDefinition {
     /// Topics consumed (unprefixed) and the reaction to them.
     pub consumes: Vec<&'static str>,
     pub handler: Option<Arc<dyn EventHandler>>,
+    /// The service's own background work (a scheduled sweep, say), started with the server
+    /// and stopped before the relay's last pass, so the events it commits leave with it.
+    /// Several replicas run it at once: each task must be safe for that.
+    pub background: Vec<BackgroundTask>,
 }
+
+/// A background task: given the service's state (pool and outbox), runs until the token is
+/// cancelled.
+pub type BackgroundTask = Arc<
+    dyn Fn(AppState, CancellationToken) -> futures::future::BoxFuture<'static, ()> + Send + Sync,
+>;
 
 impl ServiceDefinition {
     /// A service whose domain is not built yet: it owns and migrates its database, creates
@@ -61,6 +71,7 @@ impl ServiceDefinition {
             routes: |_| {},
             consumes,
             handler: Some(Arc::new(kaip_bus::RecordOnly)),
+            background: Vec::new(),
         }
     }
 }
@@ -295,6 +306,8 @@ pub struct Application {
     shutdown: CancellationToken,
     status: Option<ConsumerStatus>,
     pool: PgPool,
+    state: AppState,
+    background: Vec<BackgroundTask>,
 }
 
 /// Stops a running [`Application`] from elsewhere (tests, an embedding process).
@@ -381,11 +394,12 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
 
-        let state = web::Data::new(AppState {
+        let plain_state = AppState {
             service: def.name,
             pool: pool.clone(),
             outbox,
-        });
+        };
+        let state = web::Data::new(plain_state.clone());
         let broker = Arc::new(BrokerWatch::default());
         let outbox_watch = Arc::new(OutboxWatch::default());
         let health = web::Data::new(Health {
@@ -478,6 +492,8 @@ impl Application {
             shutdown: CancellationToken::new(),
             status,
             pool,
+            state: plain_state,
+            background: def.background,
         })
     }
 
@@ -513,6 +529,8 @@ impl Application {
             producer,
             own_topic,
             pool,
+            state,
+            background,
             ..
         } = self;
         let server_handle = server.handle();
@@ -524,6 +542,10 @@ impl Application {
         let relay_task: JoinHandle<()> = tokio::spawn(relay.run(relay_stop.clone()));
         let consumer_task: Option<JoinHandle<()>> =
             consumer.map(|c| tokio::spawn(c.run(consumer_stop.clone())));
+        let background_tasks: Vec<JoinHandle<()>> = background
+            .iter()
+            .map(|task| tokio::spawn(task(state.clone(), consumer_stop.clone())))
+            .collect();
         let broker_task = tokio::spawn(broker.run(producer, own_topic, relay_stop.clone()));
         let outbox_task =
             tokio::spawn(outbox_watch.run(pool, stuck_after_attempts, relay_stop.clone()));
@@ -552,6 +574,14 @@ impl Application {
                     service = name,
                     "the consumer did not stop in time; its last offsets may be redelivered"
                 );
+            }
+        }
+        for task in background_tasks {
+            if tokio::time::timeout(CONSUMER_STOP_TIMEOUT, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(service = name, "a background task did not stop in time");
             }
         }
         relay_stop.cancel();

@@ -11,7 +11,7 @@ pub mod pagination;
 pub mod settings;
 pub mod valid;
 
-pub use app::{AppState, Application, ServiceDefinition, StopHandle};
+pub use app::{AppState, Application, BackgroundTask, ServiceDefinition, StopHandle};
 pub use caller::Caller;
 pub use error::CommonError;
 pub use settings::{Defaults, Settings};

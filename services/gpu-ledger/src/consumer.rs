@@ -1,0 +1,60 @@
+//! The ledger's reactions: scoring's `SelectionPublished` (the teams that may be offered
+//! GPUs), milestones' `GateDecided` (tranches waiting for the gate are released to the
+//! teams that passed) and `TeamEliminated` (the team's grants closed and reallocated in one
+//! chain). Everything else is recorded in the inbox and ignored.
+
+use crate::error::LedgerError;
+use crate::grants;
+use diesel::PgConnection;
+use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
+use kaip_contracts::events::{GateDecided, SelectionPublished, TeamEliminated};
+use kaip_contracts::{DomainEvent, EventEnvelope};
+
+pub struct LedgerEvents;
+
+/// Database failures keep their classification (an outage waits, a deadlock retries);
+/// a refused chain or an invalid plan cannot succeed on a retry: dead-letter it, with the
+/// code and message as the reason.
+fn handler_error(e: LedgerError) -> HandlerError {
+    if let LedgerError::Common(kaip_service::CommonError::Internal(inner)) = e {
+        return match inner.downcast::<diesel::result::Error>() {
+            Ok(d) => HandlerError::from(d),
+            Err(other) => HandlerError::Transient(format!("{other:#}")),
+        };
+    }
+    HandlerError::Permanent(format!("{}: {e}", e.code()))
+}
+
+impl EventHandler for LedgerEvents {
+    fn handle(
+        &self,
+        conn: &mut PgConnection,
+        outbox: &mut OutboxTx<'_>,
+        event: &EventEnvelope,
+    ) -> Result<Handled, HandlerError> {
+        let applied = |b: bool| {
+            if b {
+                Handled::Applied
+            } else {
+                Handled::Ignored
+            }
+        };
+        match event.event_type.as_str() {
+            t if t == SelectionPublished::TYPE => {
+                let n = grants::record_selection(conn, &event.decode()?)?;
+                Ok(applied(n > 0))
+            }
+            t if t == GateDecided::TYPE => {
+                let n =
+                    grants::gate_decided(conn, outbox, &event.decode()?).map_err(handler_error)?;
+                Ok(applied(n > 0))
+            }
+            t if t == TeamEliminated::TYPE => {
+                let done =
+                    grants::eliminate(conn, outbox, &event.decode()?).map_err(handler_error)?;
+                Ok(applied(done))
+            }
+            _ => Ok(Handled::Ignored),
+        }
+    }
+}

@@ -1,0 +1,899 @@
+//! Offers, tranches and reallocation on top of the ledger: each operation builds its chain
+//! with the plain functions of [`crate::domain::offers`], applies it with
+//! [`store::apply_batch`] (all or nothing), and keeps its records and events in the same
+//! transaction. A refused chain is a coded error and rolls everything back.
+
+use crate::domain::catalogue::h100_eq;
+use crate::domain::ledger::{Kind, TransferError, TransferRequest};
+use crate::domain::offers::{self, OpenReservation, PlannedGrant, Reservation, TeamGrant};
+use crate::error::LedgerError;
+use crate::schema::{
+    gpu_eliminations, gpu_offer_acceptances, gpu_offer_reservations, gpu_offers, gpu_teams,
+    gpu_tranches, ledger_accounts, ledger_transfers,
+};
+use crate::store::{self, AccountRow, TransferRow};
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use kaip_bus::OutboxTx;
+use kaip_contracts::dto::gpu::{self as dto, MakeOffer, OfferOption};
+use kaip_contracts::events::{
+    AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuOfferMade,
+    GpuTrancheReleased, MovedCapacity, SelectionPublished, TeamEliminated,
+};
+use kaip_contracts::{Actor, CallId, ConsortiumId, H100Eq};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Applies a chain that must apply whole; the first real refusal (not "another link
+/// failed") becomes the error, its field prefixed by `field_of(index)`.
+pub fn apply_all(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    chain: &[TransferRequest],
+    actor: &Actor,
+    field_of: impl Fn(usize) -> String,
+) -> Result<(), LedgerError> {
+    if chain.is_empty() {
+        return Ok(());
+    }
+    let applied = store::apply_batch(conn, tx, chain, actor)?;
+    let refusal = applied
+        .results
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| match r {
+            Err(TransferError::LinkedEventFailed | TransferError::LinkedEventChainOpen) | Ok(_) => {
+                None
+            }
+            Err(e) => Some((i, e.clone())),
+        });
+    match refusal {
+        None => Ok(()),
+        Some((i, e)) => Err(LedgerError::Transfer {
+            code: e.code(),
+            message: format!("{}: {e}", field_of(i)),
+        }),
+    }
+}
+
+pub fn pool_of(conn: &mut PgConnection, model: &str, period: &str) -> QueryResult<Option<Uuid>> {
+    ledger_accounts::table
+        .filter(ledger_accounts::kind.eq("pool"))
+        .filter(ledger_accounts::model.eq(model))
+        .filter(ledger_accounts::period.eq(period))
+        .select(ledger_accounts::id)
+        .first(conn)
+        .optional()
+}
+
+/// The team's grant account for a model and period, opened (and announced) if missing.
+pub fn grant_account(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    team: Uuid,
+    model: &str,
+    period: &str,
+    actor: &Actor,
+) -> Result<Uuid, LedgerError> {
+    let find = |c: &mut PgConnection| {
+        ledger_accounts::table
+            .filter(ledger_accounts::kind.eq("grant"))
+            .filter(ledger_accounts::consortium_id.eq(team))
+            .filter(ledger_accounts::model.eq(model))
+            .filter(ledger_accounts::period.eq(period))
+            .select(ledger_accounts::id)
+            .first::<Uuid>(c)
+            .optional()
+    };
+    if let Some(id) = find(conn)? {
+        return Ok(id);
+    }
+    let id = Uuid::now_v7();
+    let now = Utc::now().trunc_subsecs(6);
+    let name = format!("grant {model} {period} of {team}");
+    let reason = "opened for the team's first grant of this model and period";
+    let inserted = diesel::insert_into(ledger_accounts::table)
+        .values((
+            ledger_accounts::id.eq(id),
+            ledger_accounts::model.eq(model),
+            ledger_accounts::period.eq(period),
+            ledger_accounts::kind.eq("grant"),
+            ledger_accounts::consortium_id.eq(team),
+            ledger_accounts::name.eq(&name),
+            ledger_accounts::debits_must_not_exceed_credits.eq(true),
+            ledger_accounts::credits_must_not_exceed_debits.eq(false),
+            ledger_accounts::created_by.eq(&actor.subject),
+            ledger_accounts::created_at.eq(now),
+            ledger_accounts::reason.eq(reason),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    if inserted == 0 {
+        // A concurrent writer opened it.
+        return find(conn)?.ok_or_else(|| {
+            LedgerError::AccountConflict("kind: the team's grant account vanished".into())
+        });
+    }
+    tx.publish(
+        conn,
+        actor.clone(),
+        &GpuAccountOpened {
+            account_id: id,
+            model: model.to_owned(),
+            period: period.to_owned(),
+            kind: dto::AccountKind::Grant,
+            consortium_id: Some(ConsortiumId(team)),
+            name,
+            reason: reason.to_owned(),
+            opened_at: now,
+        },
+    )?;
+    Ok(id)
+}
+
+/// Learns the selected teams and what they asked for. A second delivery changes nothing.
+pub fn record_selection(conn: &mut PgConnection, ev: &SelectionPublished) -> QueryResult<usize> {
+    let mut n = 0;
+    for t in &ev.selected {
+        n += diesel::insert_into(gpu_teams::table)
+            .values((
+                gpu_teams::call_id.eq(ev.call_id.0),
+                gpu_teams::consortium_id.eq(t.consortium_id.0),
+                gpu_teams::proposal_id.eq(t.proposal_id.0),
+                gpu_teams::consortium_name.eq(&t.consortium_name),
+                gpu_teams::title.eq(&t.title),
+                gpu_teams::requested
+                    .eq(serde_json::to_value(&t.resources.gpus).unwrap_or_default()),
+                gpu_teams::selected_at.eq(ev.published_at),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+    }
+    Ok(n)
+}
+
+type TeamRow = (Uuid, Uuid, String, String, serde_json::Value, DateTime<Utc>);
+
+pub fn teams(
+    conn: &mut PgConnection,
+    only: Option<Uuid>,
+) -> Result<Vec<dto::SelectedTeam>, LedgerError> {
+    let mut q = gpu_teams::table
+        .select((
+            gpu_teams::call_id,
+            gpu_teams::consortium_id,
+            gpu_teams::consortium_name,
+            gpu_teams::title,
+            gpu_teams::requested,
+            gpu_teams::selected_at,
+        ))
+        .order((gpu_teams::selected_at, gpu_teams::consortium_id))
+        .into_boxed();
+    if let Some(t) = only {
+        q = q.filter(gpu_teams::consortium_id.eq(t));
+    }
+    let rows: Vec<TeamRow> = q.load(conn)?;
+    let factors = store::factors(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(call, team, name, title, requested, at)| {
+            let requested: Vec<kaip_contracts::dto::intake::GpuRequest> =
+                serde_json::from_value(requested).unwrap_or_default();
+            // H100-eq of the request, when every model is known.
+            let eq = requested.iter().try_fold(0i64, |acc, g| {
+                let f = factors.get(&g.model)?;
+                acc.checked_add(h100_eq(g.count, *f)?.0)
+            });
+            dto::SelectedTeam {
+                call_id: CallId(call),
+                consortium_id: ConsortiumId(team),
+                consortium_name: name,
+                title,
+                requested,
+                requested_h100_eq: eq.map(H100Eq),
+                selected_at: at,
+            }
+        })
+        .collect())
+}
+
+/// Makes an offer: every tranche of every option reserved (pending until `expires_at`) in
+/// one chain. A repeat with the same fields answers the offer.
+pub fn make_offer(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    req: &MakeOffer,
+    actor: &Actor,
+) -> Result<dto::Offer, LedgerError> {
+    let now = Utc::now().trunc_subsecs(6);
+    let expires_at = req.expires_at.trunc_subsecs(6);
+    if let Some(existing) = gpu_offers::table
+        .find(req.id)
+        .select((
+            gpu_offers::consortium_id,
+            gpu_offers::call_id,
+            gpu_offers::expires_at,
+            gpu_offers::options,
+            gpu_offers::reason,
+        ))
+        .first::<(Uuid, Uuid, DateTime<Utc>, serde_json::Value, String)>(conn)
+        .optional()?
+    {
+        let same = existing.0 == req.consortium_id.0
+            && existing.1 == req.call_id.0
+            && existing.2 == expires_at
+            && serde_json::from_value::<Vec<OfferOption>>(existing.3)
+                .ok()
+                .as_ref()
+                == Some(&req.options)
+            && existing.4 == req.reason.trim();
+        return if same {
+            offer_view(conn, req.id)
+        } else {
+            Err(LedgerError::OfferExistsWithDifferentFields)
+        };
+    }
+    let factors = store::factors(conn)?;
+    let worth = offers::validate(&req.options, &factors, expires_at, &req.reason, now)?;
+    let selected: i64 = gpu_teams::table
+        .filter(gpu_teams::call_id.eq(req.call_id.0))
+        .filter(gpu_teams::consortium_id.eq(req.consortium_id.0))
+        .count()
+        .get_result(conn)?;
+    if selected == 0 {
+        return Err(LedgerError::TeamNotSelected(
+            req.consortium_id.0,
+            req.call_id.0,
+        ));
+    }
+    let mut chain = Vec::new();
+    let mut fields = Vec::new();
+    let mut rows = Vec::new();
+    for (i, o) in req.options.iter().enumerate() {
+        for (j, t) in o.tranches.iter().enumerate() {
+            let field = format!("options[{i}].tranches[{j}]");
+            let pool =
+                pool_of(conn, &o.model, &t.period)?.ok_or_else(|| LedgerError::PoolNotFound {
+                    field: field.clone(),
+                    model: o.model.clone(),
+                    period: t.period.clone(),
+                })?;
+            let grant = grant_account(conn, tx, req.consortium_id.0, &o.model, &t.period, actor)?;
+            let id = offers::derived_id(req.id, "offer", (i * offers::MAX_TRANCHES + j) as u64);
+            chain.push(TransferRequest {
+                id,
+                debit_account: pool,
+                credit_account: grant,
+                amount: t.count,
+                kind: Kind::Pending,
+                pending_id: None,
+                timeout_at: Some(expires_at),
+                linked: true,
+                code: "offer".into(),
+                reason: req.reason.trim().to_owned(),
+            });
+            fields.push(field);
+            rows.push((
+                gpu_offer_reservations::offer_id.eq(req.id),
+                gpu_offer_reservations::option_index.eq(i as i32),
+                gpu_offer_reservations::tranche_index.eq(j as i32),
+                gpu_offer_reservations::model.eq(o.model.clone()),
+                gpu_offer_reservations::period.eq(t.period.clone()),
+                gpu_offer_reservations::count.eq(t.count),
+                gpu_offer_reservations::release_at.eq(t.release_at.map(|d| d.trunc_subsecs(6))),
+                gpu_offer_reservations::release_gate.eq(t.release_gate.clone()),
+                gpu_offer_reservations::transfer_id.eq(id),
+            ));
+        }
+    }
+    if let Some(last) = chain.last_mut() {
+        last.linked = false;
+    }
+    apply_all(conn, tx, &chain, actor, |i| fields[i].clone())?;
+    diesel::insert_into(gpu_offers::table)
+        .values((
+            gpu_offers::id.eq(req.id),
+            gpu_offers::consortium_id.eq(req.consortium_id.0),
+            gpu_offers::call_id.eq(req.call_id.0),
+            gpu_offers::expires_at.eq(expires_at),
+            gpu_offers::h100_eq.eq(worth),
+            gpu_offers::options.eq(serde_json::to_value(&req.options).unwrap_or_default()),
+            gpu_offers::made_by.eq(&actor.subject),
+            gpu_offers::made_at.eq(now),
+            gpu_offers::reason.eq(req.reason.trim()),
+        ))
+        .execute(conn)?;
+    diesel::insert_into(gpu_offer_reservations::table)
+        .values(&rows)
+        .execute(conn)?;
+    tx.publish(
+        conn,
+        actor.clone(),
+        &GpuOfferMade {
+            offer_id: req.id,
+            consortium_id: req.consortium_id,
+            call_id: req.call_id,
+            h100_eq: worth,
+            options: req
+                .options
+                .iter()
+                .map(|o| {
+                    o.tranches
+                        .iter()
+                        .map(|t| AnnouncedTranche {
+                            model: o.model.clone(),
+                            period: t.period.clone(),
+                            count: t.count,
+                            release_at: t.release_at,
+                            release_gate: t.release_gate.clone(),
+                        })
+                        .collect()
+                })
+                .collect(),
+            expires_at,
+            reason: req.reason.trim().to_owned(),
+        },
+    )?;
+    offer_view(conn, req.id)
+}
+
+type ReservationRow = (
+    i32,
+    i32,
+    String,
+    String,
+    i64,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Uuid,
+);
+
+fn announced(
+    model: &str,
+    period: &str,
+    count: i64,
+    at: Option<DateTime<Utc>>,
+    gate: Option<String>,
+) -> AnnouncedTranche {
+    AnnouncedTranche {
+        model: model.to_owned(),
+        period: period.to_owned(),
+        count,
+        release_at: at,
+        release_gate: gate,
+    }
+}
+
+/// The team accepts one option (see [`offers::accept`]). Only once, and only before the
+/// offer expires; a consortium user only for its own team.
+pub fn accept_offer(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    offer_id: Uuid,
+    option: usize,
+    reason: &str,
+    actor: &Actor,
+    only_team: Option<Uuid>,
+) -> Result<dto::Offer, LedgerError> {
+    let now = Utc::now().trunc_subsecs(6);
+    // Lock the offer row: two acceptances of one offer are serialised here.
+    let (team, expires_at): (Uuid, DateTime<Utc>) = gpu_offers::table
+        .find(offer_id)
+        .select((gpu_offers::consortium_id, gpu_offers::expires_at))
+        .for_update()
+        .first(conn)
+        .optional()?
+        .ok_or(LedgerError::OfferNotFound(offer_id))?;
+    if only_team.is_some_and(|t| t != team) {
+        return Err(LedgerError::OfferNotFound(offer_id));
+    }
+    if let Some(chosen) = gpu_offer_acceptances::table
+        .find(offer_id)
+        .select(gpu_offer_acceptances::option_index)
+        .first::<i32>(conn)
+        .optional()?
+    {
+        return Err(LedgerError::OfferAlreadyAccepted(offer_id, chosen));
+    }
+    if expires_at <= now {
+        return Err(LedgerError::OfferExpired(offer_id, expires_at));
+    }
+    let rows: Vec<ReservationRow> = gpu_offer_reservations::table
+        .filter(gpu_offer_reservations::offer_id.eq(offer_id))
+        .order((
+            gpu_offer_reservations::option_index,
+            gpu_offer_reservations::tranche_index,
+        ))
+        .select((
+            gpu_offer_reservations::option_index,
+            gpu_offer_reservations::tranche_index,
+            gpu_offer_reservations::model,
+            gpu_offer_reservations::period,
+            gpu_offer_reservations::count,
+            gpu_offer_reservations::release_at,
+            gpu_offer_reservations::release_gate,
+            gpu_offer_reservations::transfer_id,
+        ))
+        .load(conn)?;
+    let options = rows.iter().map(|r| r.0).max().map_or(0, |m| m as usize + 1);
+    if option >= options {
+        return Err(LedgerError::validation(
+            "option",
+            format!("the offer has options 0 to {}", options.saturating_sub(1)),
+        ));
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.7).collect();
+    let transfers: HashMap<Uuid, (Uuid, Uuid)> = ledger_transfers::table
+        .filter(ledger_transfers::id.eq_any(&ids))
+        .select((
+            ledger_transfers::id,
+            ledger_transfers::debit_account_id,
+            ledger_transfers::credit_account_id,
+        ))
+        .load::<(Uuid, Uuid, Uuid)>(conn)?
+        .into_iter()
+        .map(|(id, d, c)| (id, (d, c)))
+        .collect();
+    let reservations: Vec<Reservation> = rows
+        .iter()
+        .filter_map(|r| {
+            let (pool, grant) = transfers.get(&r.7)?;
+            Some(Reservation {
+                option: r.0 as usize,
+                tranche: r.1 as usize,
+                transfer_id: r.7,
+                pool: *pool,
+                grant: *grant,
+                count: r.4,
+                release_at: r.5,
+                release_gate: r.6.clone(),
+            })
+        })
+        .collect();
+    let reason = if reason.trim().is_empty() {
+        format!("offer {offer_id} accepted (option {option})")
+    } else {
+        reason.trim().to_owned()
+    };
+    let (chain, held) = offers::accept(&reservations, option, offer_id, &reason, now);
+    apply_all(conn, tx, &chain, actor, |i| {
+        format!("option {option}, step {i}")
+    })?;
+    diesel::insert_into(gpu_offer_acceptances::table)
+        .values((
+            gpu_offer_acceptances::offer_id.eq(offer_id),
+            gpu_offer_acceptances::option_index.eq(option as i32),
+            gpu_offer_acceptances::accepted_by.eq(&actor.subject),
+            gpu_offer_acceptances::accepted_role.eq(actor.role.as_str()),
+            gpu_offer_acceptances::accepted_at.eq(now),
+            gpu_offer_acceptances::reason.eq(&reason),
+        ))
+        .execute(conn)?;
+    let mut released = Vec::new();
+    let mut reserved = Vec::new();
+    for (tranche, transfer, was_released) in &held {
+        let Some(r) = rows
+            .iter()
+            .find(|r| r.0 as usize == option && r.1 as usize == *tranche)
+        else {
+            continue;
+        };
+        diesel::insert_into(gpu_tranches::table)
+            .values((
+                gpu_tranches::offer_id.eq(offer_id),
+                gpu_tranches::tranche_index.eq(r.1),
+                gpu_tranches::consortium_id.eq(team),
+                gpu_tranches::model.eq(&r.2),
+                gpu_tranches::period.eq(&r.3),
+                gpu_tranches::count.eq(r.4),
+                gpu_tranches::release_at.eq(r.5),
+                gpu_tranches::release_gate.eq(&r.6),
+                gpu_tranches::transfer_id.eq(transfer),
+            ))
+            .execute(conn)?;
+        let a = announced(&r.2, &r.3, r.4, r.5, r.6.clone());
+        if *was_released {
+            released.push(a);
+        } else {
+            reserved.push(a);
+        }
+    }
+    tx.publish(
+        conn,
+        actor.clone(),
+        &GpuGranted {
+            offer_id,
+            consortium_id: ConsortiumId(team),
+            option: option as u32,
+            released,
+            reserved,
+            accepted_at: now,
+        },
+    )?;
+    offer_view(conn, offer_id)
+}
+
+type TrancheRow = (
+    Uuid,
+    i32,
+    Uuid,
+    String,
+    String,
+    i64,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Uuid,
+);
+
+fn tranche_rows<'a>(
+    q: crate::schema::gpu_tranches::BoxedQuery<'a, diesel::pg::Pg>,
+    conn: &mut PgConnection,
+) -> QueryResult<Vec<TrancheRow>> {
+    q.select((
+        gpu_tranches::offer_id,
+        gpu_tranches::tranche_index,
+        gpu_tranches::consortium_id,
+        gpu_tranches::model,
+        gpu_tranches::period,
+        gpu_tranches::count,
+        gpu_tranches::release_at,
+        gpu_tranches::release_gate,
+        gpu_tranches::transfer_id,
+    ))
+    .load(conn)
+}
+
+/// How each transfer was resolved, if it was.
+fn resolutions(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<HashMap<Uuid, Kind>> {
+    Ok(ledger_transfers::table
+        .filter(ledger_transfers::pending_id.eq_any(ids))
+        .select((ledger_transfers::pending_id, ledger_transfers::kind))
+        .load::<(Option<Uuid>, String)>(conn)?
+        .into_iter()
+        .filter_map(|(p, k)| Some((p?, Kind::parse(&k)?)))
+        .collect())
+}
+
+/// Releases tranches whose reservation is still open, announcing each; `trigger` says why.
+fn release(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    rows: Vec<TrancheRow>,
+    trigger: &str,
+) -> Result<usize, LedgerError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.8).collect();
+    let resolved = resolutions(conn, &ids)?;
+    let open: Vec<TrancheRow> = rows
+        .into_iter()
+        .filter(|r| !resolved.contains_key(&r.8))
+        .collect();
+    if open.is_empty() {
+        return Ok(0);
+    }
+    let chain: Vec<TransferRequest> = open.iter().map(|r| offers::release(r.8, trigger)).collect();
+    let actor = Actor::system(crate::NAME);
+    let applied = store::apply_batch(conn, tx, &chain, &actor)?;
+    let now = Utc::now().trunc_subsecs(6);
+    let mut n = 0;
+    for (r, result) in open.iter().zip(&applied.results) {
+        match result {
+            Ok(crate::domain::ledger::Outcome::Created) => {
+                n += 1;
+                tx.publish(
+                    conn,
+                    actor.clone(),
+                    &GpuTrancheReleased {
+                        offer_id: r.0,
+                        consortium_id: ConsortiumId(r.2),
+                        tranche: announced(&r.3, &r.4, r.5, r.6, r.7.clone()),
+                        trigger: trigger.to_owned(),
+                        released_at: now,
+                    },
+                )?;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(offer = %r.0, tranche = r.1, code = e.code(), "tranche not released")
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Releases the tranches whose date has come (the sweeper calls this).
+pub fn release_due(conn: &mut PgConnection, tx: &mut OutboxTx<'_>) -> Result<usize, LedgerError> {
+    let now = Utc::now();
+    let rows = tranche_rows(
+        gpu_tranches::table
+            .filter(gpu_tranches::release_at.le(now))
+            .filter(gpu_tranches::release_gate.is_null())
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                ledger_transfers::table
+                    .filter(ledger_transfers::pending_id.eq(gpu_tranches::transfer_id.nullable())),
+            )))
+            .order(gpu_tranches::release_at)
+            .limit(1000)
+            .into_boxed(),
+        conn,
+    )?;
+    release(conn, tx, rows, "date")
+}
+
+/// A gate decided: the tranches waiting for it are released to the teams that passed.
+pub fn gate_decided(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    ev: &GateDecided,
+) -> Result<usize, LedgerError> {
+    let passed: Vec<Uuid> = ev.passed.iter().map(|c| c.0).collect();
+    let rows = tranche_rows(
+        gpu_tranches::table
+            .filter(gpu_tranches::release_gate.eq(&ev.gate))
+            .filter(gpu_tranches::consortium_id.eq_any(&passed))
+            .into_boxed(),
+        conn,
+    )?;
+    release(conn, tx, rows, &format!("gate:{}", ev.gate))
+}
+
+/// Closes an eliminated team's grants and reallocates, in one chain (see
+/// [`offers::eliminate`]). Applied once per gate and team; a plan the pools cannot honour
+/// is refused whole (the event is dead-lettered with the reason, nothing moved).
+pub fn eliminate(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    ev: &TeamEliminated,
+) -> Result<bool, LedgerError> {
+    let team = ev.consortium_id.0;
+    let done: i64 = gpu_eliminations::table
+        .find((ev.gate_id, team))
+        .count()
+        .get_result(conn)?;
+    if done > 0 {
+        return Ok(false);
+    }
+    let actor = Actor::system(crate::NAME);
+    // Resolve (and open where missing) every account first, then lock them all in id order:
+    // what the plan reads below cannot change under it.
+    let mut plan = Vec::new();
+    for (i, r) in ev.reallocation.iter().enumerate() {
+        let field = format!("reallocation[{i}]");
+        if r.consortium_id == ev.consortium_id {
+            return Err(LedgerError::validation(
+                field,
+                "the eliminated team cannot receive its own GPUs",
+            ));
+        }
+        if !(1..=offers::MAX_COUNT).contains(&r.count) {
+            return Err(LedgerError::validation(
+                format!("{field}.count"),
+                "a whole number of GPUs from 1 to 1000000",
+            ));
+        }
+        let pool =
+            pool_of(conn, &r.model, &r.period)?.ok_or_else(|| LedgerError::PoolNotFound {
+                field: field.clone(),
+                model: r.model.clone(),
+                period: r.period.clone(),
+            })?;
+        let grant = grant_account(conn, tx, r.consortium_id.0, &r.model, &r.period, &actor)?;
+        plan.push(PlannedGrant {
+            pool,
+            grant,
+            count: r.count,
+        });
+    }
+    let team_accounts: Vec<AccountRow> = ledger_accounts::table
+        .filter(ledger_accounts::consortium_id.eq(team))
+        .filter(ledger_accounts::kind.eq("grant"))
+        .select(AccountRow::as_select())
+        .load(conn)?;
+    let mut pools = HashMap::new();
+    for a in &team_accounts {
+        if let Some(p) = pool_of(conn, &a.model, &a.period)? {
+            pools.insert(a.id, p);
+        }
+    }
+    let mut lock: Vec<Uuid> = team_accounts.iter().map(|a| a.id).collect();
+    lock.extend(pools.values().copied());
+    lock.extend(plan.iter().flat_map(|p| [p.pool, p.grant]));
+    lock.sort();
+    lock.dedup();
+    let locked: Vec<AccountRow> = ledger_accounts::table
+        .filter(ledger_accounts::id.eq_any(&lock))
+        .order(ledger_accounts::id.asc())
+        .for_update()
+        .select(AccountRow::as_select())
+        .load(conn)?;
+    let grant_ids: Vec<Uuid> = team_accounts.iter().map(|a| a.id).collect();
+    let pending: Vec<TransferRow> = ledger_transfers::table
+        .filter(ledger_transfers::kind.eq("pending"))
+        .filter(ledger_transfers::credit_account_id.eq_any(&grant_ids))
+        .select(TransferRow::as_select())
+        .load(conn)?;
+    let pending_ids: Vec<Uuid> = pending.iter().map(|t| t.id).collect();
+    let resolved = resolutions(conn, &pending_ids)?;
+    let open: Vec<OpenReservation> = pending
+        .iter()
+        .filter(|t| !resolved.contains_key(&t.id))
+        .map(|t| OpenReservation {
+            transfer_id: t.id,
+            timeout_at: t.timeout_at,
+        })
+        .collect();
+    let grants: Vec<TeamGrant> = locked
+        .iter()
+        .filter(|a| grant_ids.contains(&a.id))
+        .map(|a| TeamGrant {
+            account: a.id,
+            pool: pools.get(&a.id).copied(),
+            period: a.period.clone(),
+            available: a.credits_posted - a.debits_posted - a.debits_pending,
+        })
+        .collect();
+    let now = Utc::now().trunc_subsecs(6);
+    let reason = format!("eliminated at {} ({}): {}", ev.gate, ev.gate_id, ev.reason);
+    let key = offers::derived_id(ev.gate_id, &team.to_string(), 0);
+    let chain = offers::eliminate(&open, &grants, &plan, key, &reason, ev.decided_at, now);
+    apply_all(conn, tx, &chain, &actor, |i| {
+        format!("elimination step {i}")
+    })?;
+    let by_id: HashMap<Uuid, &AccountRow> = locked.iter().map(|a| (a.id, a)).collect();
+    let moved = |account: Uuid, count: i64| {
+        let a = by_id.get(&account);
+        MovedCapacity {
+            consortium_id: ConsortiumId(a.and_then(|a| a.consortium_id).unwrap_or(team)),
+            model: a.map(|a| a.model.clone()).unwrap_or_default(),
+            period: a.map(|a| a.period.clone()).unwrap_or_default(),
+            count,
+        }
+    };
+    let amounts: HashMap<Uuid, (Uuid, i64)> = pending
+        .iter()
+        .map(|t| (t.id, (t.credit_account_id, t.amount)))
+        .collect();
+    let mut voided = Vec::new();
+    let mut returned = Vec::new();
+    let mut reallocated = Vec::new();
+    for t in &chain {
+        match (t.kind, t.code.as_str()) {
+            (Kind::Void | Kind::Expire, _) => {
+                if let Some((acct, amount)) = t.pending_id.and_then(|p| amounts.get(&p)) {
+                    voided.push(moved(*acct, *amount));
+                }
+            }
+            (Kind::Single, "reclaim") => returned.push(moved(t.debit_account, t.amount)),
+            (Kind::Single, _) => reallocated.push(moved(t.credit_account, t.amount)),
+            _ => {}
+        }
+    }
+    diesel::insert_into(gpu_eliminations::table)
+        .values((
+            gpu_eliminations::gate_id.eq(ev.gate_id),
+            gpu_eliminations::consortium_id.eq(team),
+            gpu_eliminations::gate.eq(&ev.gate),
+            gpu_eliminations::reason.eq(&ev.reason),
+            gpu_eliminations::plan.eq(serde_json::to_value(&ev.reallocation).unwrap_or_default()),
+            gpu_eliminations::applied_at.eq(now),
+        ))
+        .execute(conn)?;
+    tx.publish(
+        conn,
+        actor,
+        &GpuGrantClosed {
+            consortium_id: ev.consortium_id,
+            gate_id: ev.gate_id,
+            voided,
+            returned,
+            reallocated,
+            closed_at: now,
+        },
+    )?;
+    Ok(true)
+}
+
+type OfferRow = (
+    Uuid,
+    Uuid,
+    Uuid,
+    DateTime<Utc>,
+    i64,
+    serde_json::Value,
+    String,
+    DateTime<Utc>,
+    String,
+);
+
+/// An offer as its team and the ministry see it, its state derived from the ledger.
+pub fn offer_view(conn: &mut PgConnection, id: Uuid) -> Result<dto::Offer, LedgerError> {
+    let (id, team, call, expires_at, worth, options, made_by, made_at, reason): OfferRow =
+        gpu_offers::table
+            .find(id)
+            .select((
+                gpu_offers::id,
+                gpu_offers::consortium_id,
+                gpu_offers::call_id,
+                gpu_offers::expires_at,
+                gpu_offers::h100_eq,
+                gpu_offers::options,
+                gpu_offers::made_by,
+                gpu_offers::made_at,
+                gpu_offers::reason,
+            ))
+            .first(conn)
+            .optional()?
+            .ok_or(LedgerError::OfferNotFound(id))?;
+    let acceptance: Option<(i32, String, DateTime<Utc>)> = gpu_offer_acceptances::table
+        .find(id)
+        .select((
+            gpu_offer_acceptances::option_index,
+            gpu_offer_acceptances::accepted_by,
+            gpu_offer_acceptances::accepted_at,
+        ))
+        .first(conn)
+        .optional()?;
+    let rows = tranche_rows(
+        gpu_tranches::table
+            .filter(gpu_tranches::offer_id.eq(id))
+            .order(gpu_tranches::tranche_index)
+            .into_boxed(),
+        conn,
+    )?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.8).collect();
+    let resolved = resolutions(conn, &ids)?;
+    let factors = store::factors(conn)?;
+    let tranches = rows
+        .iter()
+        .map(|r| dto::Tranche {
+            index: r.1,
+            model: r.3.clone(),
+            period: r.4.clone(),
+            count: r.5,
+            h100_eq: h100_eq(r.5, factors.get(&r.3).copied().unwrap_or(1))
+                .unwrap_or(H100Eq(i64::MAX)),
+            release_at: r.6,
+            release_gate: r.7.clone(),
+            transfer_id: r.8,
+            status: match resolved.get(&r.8) {
+                None => "reserved",
+                Some(Kind::Post) => "released",
+                Some(_) => "closed",
+            }
+            .to_owned(),
+        })
+        .collect();
+    let status = match (&acceptance, expires_at <= Utc::now()) {
+        (Some(_), _) => "accepted",
+        (None, true) => "expired",
+        (None, false) => "open",
+    };
+    Ok(dto::Offer {
+        id,
+        consortium_id: ConsortiumId(team),
+        call_id: CallId(call),
+        expires_at,
+        h100_eq: H100Eq(worth),
+        options: serde_json::from_value(options).unwrap_or_default(),
+        status: status.to_owned(),
+        accepted_option: acceptance.as_ref().map(|a| a.0 as usize),
+        accepted_by: acceptance.as_ref().map(|a| a.1.clone()),
+        accepted_at: acceptance.as_ref().map(|a| a.2),
+        tranches,
+        made_by,
+        made_at,
+        reason,
+    })
+}
+
+/// Offers, newest first; only `team`'s when given.
+pub fn offer_ids(conn: &mut PgConnection, team: Option<Uuid>) -> QueryResult<Vec<Uuid>> {
+    let mut q = gpu_offers::table
+        .select(gpu_offers::id)
+        .order(gpu_offers::made_at.desc())
+        .limit(100)
+        .into_boxed();
+    if let Some(t) = team {
+        q = q.filter(gpu_offers::consortium_id.eq(t));
+    }
+    q.load(conn)
+}

@@ -1,0 +1,266 @@
+use super::STAFF;
+use crate::domain::catalogue::{check_factor, check_model_code, check_period, h100_eq};
+use crate::error::LedgerError;
+use crate::schema::{gpu_model_factors, gpu_models, gpu_supplier_records, ledger_accounts};
+use crate::store;
+use actix_web::{web, HttpResponse};
+use chrono::{SubsecRound, Utc};
+use diesel::prelude::*;
+use kaip_contracts::dto::gpu::{PoolLine, RecordSupplier, SetGpuModel, SupplierRecord};
+use kaip_contracts::events::{GpuModelFactorSet, GpuSupplierRecorded};
+use kaip_contracts::{ConsortiumId, H100Eq, Role};
+use kaip_service::{AppState, Caller, ValidJson};
+use uuid::Uuid;
+
+pub async fn list_models(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, LedgerError> {
+    caller.require(
+        &[
+            Role::Admin,
+            Role::Officer,
+            Role::Consortium,
+            Role::Integration,
+        ],
+        "read the GPU catalogue",
+    )?;
+    let models = state
+        .db(|c, _| Ok::<_, LedgerError>(store::models(c)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(models))
+}
+
+/// Adds a model or records a new factor for it: a new version, the old one kept.
+pub async fn set_model(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: ValidJson<SetGpuModel>,
+) -> Result<HttpResponse, LedgerError> {
+    caller.require(STAFF, "change the GPU catalogue")?;
+    let code = path.into_inner();
+    let req = body.into_inner();
+    check_model_code(&code)?;
+    check_factor(req.h100_factor)?;
+    let name = req.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(LedgerError::validation("name", "1-100 characters"));
+    }
+    if req.reason.trim().is_empty() {
+        return Err(LedgerError::validation(
+            "reason",
+            "say why the factor is set",
+        ));
+    }
+    let actor = caller.actor();
+    let models = state
+        .db(move |c, outbox| {
+            outbox.transaction(c, |c, tx| {
+                let now = Utc::now().trunc_subsecs(6);
+                diesel::insert_into(gpu_models::table)
+                    .values((gpu_models::code.eq(&code), gpu_models::name.eq(&name)))
+                    .on_conflict(gpu_models::code)
+                    .do_nothing()
+                    .execute(c)?;
+                diesel::insert_into(gpu_model_factors::table)
+                    .values((
+                        gpu_model_factors::model.eq(&code),
+                        gpu_model_factors::h100_factor.eq(req.h100_factor),
+                        gpu_model_factors::recorded_by.eq(&actor.subject),
+                        gpu_model_factors::recorded_at.eq(now),
+                        gpu_model_factors::reason.eq(req.reason.trim()),
+                    ))
+                    .execute(c)?;
+                tx.publish(
+                    c,
+                    actor.clone(),
+                    &GpuModelFactorSet {
+                        model: code.clone(),
+                        name: name.clone(),
+                        h100_factor: req.h100_factor,
+                        reason: req.reason.trim().to_owned(),
+                        recorded_at: now,
+                    },
+                )?;
+                Ok::<_, LedgerError>(store::models(c)?)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(models))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolQuery {
+    period: Option<String>,
+    model: Option<String>,
+}
+
+/// The pools by model and period: held, granted, reserved, available, in units and H100-eq.
+pub async fn pools(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<PoolQuery>,
+) -> Result<HttpResponse, LedgerError> {
+    caller.require(
+        &[Role::Admin, Role::Officer, Role::Consortium],
+        "read the GPU pools",
+    )?;
+    let PoolQuery { period, model } = query.into_inner();
+    if let Some(p) = &period {
+        check_period(p)?;
+    }
+    if let Some(m) = &model {
+        check_model_code(m)?;
+    }
+    let lines = state
+        .db(move |c, _| {
+            let factors = store::factors(c)?;
+            let mut q = ledger_accounts::table
+                .filter(ledger_accounts::kind.eq("pool"))
+                .select(store::AccountRow::as_select())
+                .order((ledger_accounts::period, ledger_accounts::model))
+                .into_boxed();
+            if let Some(p) = period {
+                q = q.filter(ledger_accounts::period.eq(p));
+            }
+            if let Some(m) = model {
+                q = q.filter(ledger_accounts::model.eq(m));
+            }
+            let rows = q.load(c)?;
+            let lines: Vec<PoolLine> = rows
+                .into_iter()
+                .map(|a| {
+                    let factor = factors.get(&a.model).copied().unwrap_or(1);
+                    let held = a.credits_posted;
+                    let available = a.credits_posted - a.debits_posted - a.debits_pending;
+                    PoolLine {
+                        model: a.model.clone(),
+                        period: a.period.clone(),
+                        pool_account: a.id,
+                        phase: a.phase.clone(),
+                        h100_factor: factor,
+                        held,
+                        granted: a.debits_posted,
+                        reserved: a.debits_pending,
+                        available,
+                        held_h100_eq: h100_eq(held, factor).unwrap_or(H100Eq(i64::MAX)),
+                        available_h100_eq: h100_eq(available, factor).unwrap_or(H100Eq(i64::MAX)),
+                    }
+                })
+                .collect();
+            Ok::<_, LedgerError>(lines)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(lines))
+}
+
+fn supplier_dto(
+    (seq, consortium_id, supplying, recorded_by, recorded_at, reason): (
+        i64,
+        Uuid,
+        bool,
+        String,
+        chrono::DateTime<Utc>,
+        String,
+    ),
+) -> SupplierRecord {
+    SupplierRecord {
+        seq,
+        consortium_id: ConsortiumId(consortium_id),
+        supplying,
+        recorded_by,
+        recorded_at,
+        reason,
+    }
+}
+
+/// Records that a consortium starts or stops supplying GPUs. Taken under the consortium's
+/// exclusive supplier lock: a grant in flight finishes first, a grant after sees it.
+pub async fn record_supplier(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: ValidJson<RecordSupplier>,
+) -> Result<HttpResponse, LedgerError> {
+    caller.require(STAFF, "record a GPU supplier")?;
+    let req = body.into_inner();
+    if req.reason.trim().is_empty() {
+        return Err(LedgerError::validation(
+            "reason",
+            "say why (the contract, the end of it)",
+        ));
+    }
+    let actor = caller.actor();
+    let record = state
+        .db(move |c, outbox| {
+            outbox.transaction(c, |c, tx| {
+                store::lock_supplier_status(c, req.consortium_id.0, true)?;
+                let now = Utc::now().trunc_subsecs(6);
+                let row = diesel::insert_into(gpu_supplier_records::table)
+                    .values((
+                        gpu_supplier_records::consortium_id.eq(req.consortium_id.0),
+                        gpu_supplier_records::supplying.eq(req.supplying),
+                        gpu_supplier_records::recorded_by.eq(&actor.subject),
+                        gpu_supplier_records::recorded_at.eq(now),
+                        gpu_supplier_records::reason.eq(req.reason.trim()),
+                    ))
+                    .returning((
+                        gpu_supplier_records::seq,
+                        gpu_supplier_records::consortium_id,
+                        gpu_supplier_records::supplying,
+                        gpu_supplier_records::recorded_by,
+                        gpu_supplier_records::recorded_at,
+                        gpu_supplier_records::reason,
+                    ))
+                    .get_result(c)?;
+                tx.publish(
+                    c,
+                    actor.clone(),
+                    &GpuSupplierRecorded {
+                        consortium_id: req.consortium_id,
+                        supplying: req.supplying,
+                        reason: req.reason.trim().to_owned(),
+                        recorded_at: now,
+                    },
+                )?;
+                Ok::<_, LedgerError>(supplier_dto(row))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(record))
+}
+
+/// A consortium's supplier records, newest first (staff, or the consortium itself).
+pub async fn supplier_history(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, LedgerError> {
+    caller.require(
+        &[Role::Admin, Role::Officer, Role::Consortium],
+        "read supplier records",
+    )?;
+    let consortium = path.into_inner();
+    caller.require_consortium(ConsortiumId(consortium), "read supplier records")?;
+    let rows = state
+        .db(move |c, _| {
+            Ok::<_, LedgerError>(
+                gpu_supplier_records::table
+                    .filter(gpu_supplier_records::consortium_id.eq(consortium))
+                    .order(gpu_supplier_records::seq.desc())
+                    .select((
+                        gpu_supplier_records::seq,
+                        gpu_supplier_records::consortium_id,
+                        gpu_supplier_records::supplying,
+                        gpu_supplier_records::recorded_by,
+                        gpu_supplier_records::recorded_at,
+                        gpu_supplier_records::reason,
+                    ))
+                    .load(c)?,
+            )
+        })
+        .await?;
+    let out: Vec<SupplierRecord> = rows.into_iter().map(supplier_dto).collect();
+    Ok(HttpResponse::Ok().json(out))
+}

@@ -1,0 +1,559 @@
+//! The ledger's rows, and the one way transfers are written: [`apply_batch`].
+//!
+//! Concurrency: a batch locks every account it touches (`SELECT ... ORDER BY id FOR
+//! UPDATE`, so two batches always lock in the same order and never deadlock), then reads
+//! what the decision depends on (existing ids, whether a pending transfer is resolved,
+//! supplier status) *after* the locks, lets [`ledger::apply`] decide, and writes the new
+//! transfers, totals and history before committing. Two batches drawing on one pool are
+//! therefore serialised on the pool's row; the CHECK constraints on `ledger_accounts`
+//! repeat the limits, so even a bug in the domain could not commit an over-allocation.
+
+use crate::domain::ledger::{self, Account, AccountKind, Applied, Balance, Book, Kind, Ledger};
+use crate::error::LedgerError;
+use crate::schema::{
+    gpu_model_factors, gpu_models, gpu_supplier_records, ledger_accounts, ledger_balance_history,
+    ledger_transfers,
+};
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer};
+use kaip_bus::OutboxTx;
+use kaip_contracts::dto::gpu as dto;
+use kaip_contracts::events::{GpuTransfersRecorded, RecordedTransfer};
+use kaip_contracts::{Actor, ConsortiumId};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use uuid::Uuid;
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = ledger_accounts)]
+pub struct AccountRow {
+    pub id: Uuid,
+    pub model: String,
+    pub period: String,
+    pub kind: String,
+    pub consortium_id: Option<Uuid>,
+    pub source_type: Option<String>,
+    pub phase: Option<String>,
+    pub name: String,
+    pub debits_must_not_exceed_credits: bool,
+    pub credits_must_not_exceed_debits: bool,
+    pub debits_pending: i64,
+    pub debits_posted: i64,
+    pub credits_pending: i64,
+    pub credits_posted: i64,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+pub fn account_kind_dto(k: AccountKind) -> dto::AccountKind {
+    match k {
+        AccountKind::Source => dto::AccountKind::Source,
+        AccountKind::Pool => dto::AccountKind::Pool,
+        AccountKind::Grant => dto::AccountKind::Grant,
+        AccountKind::Usage => dto::AccountKind::Usage,
+    }
+}
+
+pub fn account_kind_domain(k: dto::AccountKind) -> AccountKind {
+    match k {
+        dto::AccountKind::Source => AccountKind::Source,
+        dto::AccountKind::Pool => AccountKind::Pool,
+        dto::AccountKind::Grant => AccountKind::Grant,
+        dto::AccountKind::Usage => AccountKind::Usage,
+    }
+}
+
+pub fn kind_dto(k: Kind) -> dto::TransferKind {
+    match k {
+        Kind::Single => dto::TransferKind::Single,
+        Kind::Pending => dto::TransferKind::Pending,
+        Kind::Post => dto::TransferKind::Post,
+        Kind::Void => dto::TransferKind::Void,
+        Kind::Expire => dto::TransferKind::Expire,
+    }
+}
+
+pub fn kind_domain(k: dto::TransferKind) -> Kind {
+    match k {
+        dto::TransferKind::Single => Kind::Single,
+        dto::TransferKind::Pending => Kind::Pending,
+        dto::TransferKind::Post => Kind::Post,
+        dto::TransferKind::Void => Kind::Void,
+        dto::TransferKind::Expire => Kind::Expire,
+    }
+}
+
+pub fn source_type_str(s: dto::SourceType) -> &'static str {
+    match s {
+        dto::SourceType::Leased => "leased",
+        dto::SourceType::Government => "government",
+    }
+}
+
+fn source_type_dto(s: &str) -> Option<dto::SourceType> {
+    match s {
+        "leased" => Some(dto::SourceType::Leased),
+        "government" => Some(dto::SourceType::Government),
+        _ => None,
+    }
+}
+
+impl AccountRow {
+    /// The row's kind; the table's CHECK constraint admits no other.
+    pub fn kind(&self) -> AccountKind {
+        AccountKind::parse(&self.kind).unwrap_or(AccountKind::Usage)
+    }
+
+    pub fn balance(&self) -> Balance {
+        Balance {
+            debits_pending: self.debits_pending,
+            debits_posted: self.debits_posted,
+            credits_pending: self.credits_pending,
+            credits_posted: self.credits_posted,
+        }
+    }
+
+    pub fn domain(&self) -> Account {
+        Account {
+            id: self.id,
+            ledger: Ledger {
+                model: self.model.clone(),
+                period: self.period.clone(),
+            },
+            kind: self.kind(),
+            consortium: self.consortium_id,
+            debits_must_not_exceed_credits: self.debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits: self.credits_must_not_exceed_debits,
+            balance: self.balance(),
+        }
+    }
+
+    pub fn dto(&self) -> dto::Account {
+        dto::Account {
+            id: self.id,
+            model: self.model.clone(),
+            period: self.period.clone(),
+            kind: account_kind_dto(self.kind()),
+            consortium_id: self.consortium_id.map(ConsortiumId),
+            source_type: self.source_type.as_deref().and_then(source_type_dto),
+            phase: self.phase.clone(),
+            name: self.name.clone(),
+            debits_must_not_exceed_credits: self.debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits: self.credits_must_not_exceed_debits,
+            balance: balance_dto(self.balance()),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+pub fn balance_dto(b: Balance) -> dto::Balance {
+    dto::Balance {
+        debits_pending: b.debits_pending,
+        debits_posted: b.debits_posted,
+        credits_pending: b.credits_pending,
+        credits_posted: b.credits_posted,
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = ledger_transfers)]
+pub struct TransferRow {
+    pub seq: i64,
+    pub id: Uuid,
+    pub debit_account_id: Uuid,
+    pub credit_account_id: Uuid,
+    pub amount: i64,
+    pub kind: String,
+    pub pending_id: Option<Uuid>,
+    pub timeout_at: Option<DateTime<Utc>>,
+    pub linked: bool,
+    pub code: String,
+    pub reason: String,
+    pub created_by: String,
+    pub created_role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TransferRow {
+    pub fn kind(&self) -> Kind {
+        Kind::parse(&self.kind).unwrap_or(Kind::Single)
+    }
+
+    pub fn domain(&self) -> ledger::Transfer {
+        ledger::Transfer {
+            id: self.id,
+            debit_account: self.debit_account_id,
+            credit_account: self.credit_account_id,
+            amount: self.amount,
+            kind: self.kind(),
+            pending_id: self.pending_id,
+            timeout_at: self.timeout_at,
+            linked: self.linked,
+            code: self.code.clone(),
+            reason: self.reason.clone(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+        }
+    }
+
+    pub fn dto(&self) -> dto::Transfer {
+        dto::Transfer {
+            seq: self.seq,
+            id: self.id,
+            debit_account: self.debit_account_id,
+            credit_account: self.credit_account_id,
+            amount: self.amount,
+            kind: kind_dto(self.kind()),
+            pending_id: self.pending_id,
+            timeout_at: self.timeout_at,
+            linked: self.linked,
+            code: self.code.clone(),
+            reason: self.reason.clone(),
+            created_by: self.created_by.clone(),
+            created_role: self.created_role.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = ledger_transfers)]
+struct NewTransferRow<'a> {
+    id: Uuid,
+    debit_account_id: Uuid,
+    credit_account_id: Uuid,
+    amount: i64,
+    kind: &'a str,
+    pending_id: Option<Uuid>,
+    timeout_at: Option<DateTime<Utc>>,
+    linked: bool,
+    code: &'a str,
+    reason: &'a str,
+    created_by: &'a str,
+    created_role: &'a str,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = ledger_balance_history)]
+struct HistoryRow {
+    account_id: Uuid,
+    transfer_seq: i64,
+    at: DateTime<Utc>,
+    debits_pending: i64,
+    debits_posted: i64,
+    credits_pending: i64,
+    credits_posted: i64,
+}
+
+/// Rows per INSERT statement: PostgreSQL allows 65,535 bind parameters per statement.
+const INSERT_CHUNK: usize = 4000;
+
+/// The advisory-lock class of "a consortium's supplier status": grants take it shared,
+/// recording a status change takes it exclusively, so a grant never slips past a supplier
+/// record committed beside it.
+const SUPPLIER_LOCK_CLASS: i32 = 0x6770_7531;
+
+/// A 32-bit key for a consortium's supplier lock (collisions only serialise more).
+pub fn supplier_lock_key(consortium: Uuid) -> i32 {
+    let v = consortium.as_u128();
+    ((v as u32) ^ ((v >> 32) as u32) ^ ((v >> 64) as u32) ^ ((v >> 96) as u32)) as i32
+}
+
+pub fn lock_supplier_status(
+    conn: &mut PgConnection,
+    consortium: Uuid,
+    exclusive: bool,
+) -> QueryResult<()> {
+    let sql = if exclusive {
+        "SELECT pg_advisory_xact_lock($1, $2)"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1, $2)"
+    };
+    diesel::sql_query(sql)
+        .bind::<Integer, _>(SUPPLIER_LOCK_CLASS)
+        .bind::<Integer, _>(supplier_lock_key(consortium))
+        .execute(conn)
+        .map(drop)
+}
+
+/// The consortia among `candidates` whose latest supplier record says they supply.
+pub fn current_suppliers(
+    conn: &mut PgConnection,
+    candidates: &[Uuid],
+) -> QueryResult<HashSet<Uuid>> {
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<(Uuid, bool)> = gpu_supplier_records::table
+        .filter(gpu_supplier_records::consortium_id.eq_any(candidates))
+        .order((
+            gpu_supplier_records::consortium_id,
+            gpu_supplier_records::seq.desc(),
+        ))
+        .distinct_on(gpu_supplier_records::consortium_id)
+        .select((
+            gpu_supplier_records::consortium_id,
+            gpu_supplier_records::supplying,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, s)| *s)
+        .map(|(c, _)| c)
+        .collect())
+}
+
+/// Applies a batch inside the caller's transaction (see the module's notes on locking) and
+/// announces what it created with one `GpuTransfersRecorded`. Refused transfers change
+/// nothing and are only reported in the result.
+pub fn apply_batch(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    requests: &[ledger::TransferRequest],
+    actor: &Actor,
+) -> Result<Applied, LedgerError> {
+    // PostgreSQL keeps microseconds: a repeat must compare equal to what was stored.
+    let requests: Vec<ledger::TransferRequest> = requests
+        .iter()
+        .map(|r| ledger::TransferRequest {
+            timeout_at: r.timeout_at.map(|t| t.trunc_subsecs(6)),
+            ..r.clone()
+        })
+        .collect();
+    let mut book = Book::default();
+    // 1. The pending transfers named (immutable rows: safe to read before the locks).
+    let pending_ids: Vec<Uuid> = requests.iter().filter_map(|r| r.pending_id).collect();
+    let pendings: Vec<TransferRow> = if pending_ids.is_empty() {
+        Vec::new()
+    } else {
+        ledger_transfers::table
+            .filter(ledger_transfers::id.eq_any(&pending_ids))
+            .select(TransferRow::as_select())
+            .load(conn)?
+    };
+    // 2. Lock every account involved, in id order.
+    let mut account_ids: BTreeSet<Uuid> = BTreeSet::new();
+    for r in &requests {
+        for id in [r.debit_account, r.credit_account] {
+            if !id.is_nil() {
+                account_ids.insert(id);
+            }
+        }
+    }
+    for p in &pendings {
+        account_ids.insert(p.debit_account_id);
+        account_ids.insert(p.credit_account_id);
+    }
+    let ids: Vec<Uuid> = account_ids.into_iter().collect();
+    let accounts: Vec<AccountRow> = ledger_accounts::table
+        .filter(ledger_accounts::id.eq_any(&ids))
+        .order(ledger_accounts::id.asc())
+        .for_update()
+        .select(AccountRow::as_select())
+        .load(conn)?;
+    let grant_teams: Vec<Uuid> = accounts
+        .iter()
+        .filter(|a| a.kind() == AccountKind::Grant)
+        .filter_map(|a| a.consortium_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for team in &grant_teams {
+        lock_supplier_status(conn, *team, false)?;
+    }
+    // 3. Under the locks: what exists, what is resolved, who supplies.
+    let batch_ids: Vec<Uuid> = requests.iter().map(|r| r.id).collect();
+    let existing: Vec<TransferRow> = ledger_transfers::table
+        .filter(ledger_transfers::id.eq_any(&batch_ids))
+        .select(TransferRow::as_select())
+        .load(conn)?;
+    let resolved: Vec<(Option<Uuid>, String)> = if pending_ids.is_empty() {
+        Vec::new()
+    } else {
+        ledger_transfers::table
+            .filter(ledger_transfers::pending_id.eq_any(&pending_ids))
+            .select((ledger_transfers::pending_id, ledger_transfers::kind))
+            .load(conn)?
+    };
+    book.suppliers = current_suppliers(conn, &grant_teams)?;
+    for a in &accounts {
+        book.accounts.insert(a.id, a.domain());
+    }
+    for t in pendings.iter().chain(existing.iter()) {
+        book.transfers.insert(t.id, t.domain());
+    }
+    for (p, k) in resolved {
+        if let (Some(p), Some(k)) = (p, Kind::parse(&k)) {
+            book.resolved.insert(p, k);
+        }
+    }
+    let models: HashMap<Uuid, (String, String)> = accounts
+        .iter()
+        .map(|a| (a.id, (a.model.clone(), a.period.clone())))
+        .collect();
+
+    // 4. Decide.
+    let now = Utc::now().trunc_subsecs(6);
+    let applied = ledger::apply(&mut book, &requests, now, &actor.subject);
+    if applied.created.is_empty() {
+        return Ok(applied);
+    }
+
+    // 5. Write: transfers, totals, history, the event.
+    let role = actor.role.as_str();
+    let mut last_seq = 0i64;
+    for chunk in applied.created.chunks(INSERT_CHUNK) {
+        let rows: Vec<NewTransferRow<'_>> = chunk
+            .iter()
+            .map(|t| NewTransferRow {
+                id: t.id,
+                debit_account_id: t.debit_account,
+                credit_account_id: t.credit_account,
+                amount: t.amount,
+                kind: t.kind.as_str(),
+                pending_id: t.pending_id,
+                timeout_at: t.timeout_at,
+                linked: t.linked,
+                code: &t.code,
+                reason: &t.reason,
+                created_by: &t.created_by,
+                created_role: role,
+                created_at: t.created_at,
+            })
+            .collect();
+        let seqs: Vec<i64> = diesel::insert_into(ledger_transfers::table)
+            .values(&rows)
+            .returning(ledger_transfers::seq)
+            .get_results(conn)?;
+        last_seq = last_seq.max(seqs.into_iter().max().unwrap_or(0));
+    }
+    let touched: Vec<&Account> = applied
+        .touched
+        .iter()
+        .filter_map(|id| book.accounts.get(id))
+        .collect();
+    let col = |f: fn(&Balance) -> i64| touched.iter().map(|a| f(&a.balance)).collect::<Vec<i64>>();
+    diesel::sql_query(
+        "UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, \
+         credits_pending = v.cp, credits_posted = v.cpo \
+         FROM unnest($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) AS v(id, dp, dpo, cp, cpo) \
+         WHERE a.id = v.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(touched.iter().map(|a| a.id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(col(|b| b.debits_pending))
+    .bind::<Array<BigInt>, _>(col(|b| b.debits_posted))
+    .bind::<Array<BigInt>, _>(col(|b| b.credits_pending))
+    .bind::<Array<BigInt>, _>(col(|b| b.credits_posted))
+    .execute(conn)?;
+    let history: Vec<HistoryRow> = touched
+        .iter()
+        .map(|a| HistoryRow {
+            account_id: a.id,
+            transfer_seq: last_seq,
+            at: now,
+            debits_pending: a.balance.debits_pending,
+            debits_posted: a.balance.debits_posted,
+            credits_pending: a.balance.credits_pending,
+            credits_posted: a.balance.credits_posted,
+        })
+        .collect();
+    for chunk in history.chunks(INSERT_CHUNK) {
+        diesel::insert_into(ledger_balance_history::table)
+            .values(chunk)
+            .execute(conn)?;
+    }
+    let event = GpuTransfersRecorded {
+        batch_id: Uuid::now_v7(),
+        transfers: applied
+            .created
+            .iter()
+            .map(|t| {
+                let (model, period) = models.get(&t.debit_account).cloned().unwrap_or_default();
+                RecordedTransfer {
+                    id: t.id,
+                    kind: kind_dto(t.kind),
+                    debit_account: t.debit_account,
+                    credit_account: t.credit_account,
+                    amount: t.amount,
+                    model,
+                    period,
+                    pending_id: t.pending_id,
+                    code: t.code.clone(),
+                }
+            })
+            .collect(),
+        recorded_at: now,
+    };
+    tx.publish(conn, actor.clone(), &event)?;
+    Ok(applied)
+}
+
+/// Is this a unique violation (two writers racing on an id)? The batch is then retried: the
+/// second attempt sees the winner's row and answers `exists` or a coded refusal.
+pub fn is_unique_violation(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::Common(kaip_service::CommonError::Internal(inner))
+            if inner.downcast_ref::<diesel::result::Error>().is_some_and(|d| matches!(
+                d,
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                )
+            ))
+    )
+}
+
+pub fn find_account(conn: &mut PgConnection, id: Uuid) -> Result<AccountRow, LedgerError> {
+    ledger_accounts::table
+        .find(id)
+        .select(AccountRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(LedgerError::AccountNotFound(id))
+}
+
+/// The current H100-equivalence factor of every model.
+pub fn factors(conn: &mut PgConnection) -> QueryResult<HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> = gpu_model_factors::table
+        .order((gpu_model_factors::model, gpu_model_factors::seq.desc()))
+        .distinct_on(gpu_model_factors::model)
+        .select((gpu_model_factors::model, gpu_model_factors::h100_factor))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Every model with its current factor and the record that set it.
+pub fn models(conn: &mut PgConnection) -> QueryResult<Vec<dto::GpuModel>> {
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(String, String, i64, String, DateTime<Utc>, String)> = gpu_models::table
+        .inner_join(gpu_model_factors::table)
+        .order((gpu_models::code, gpu_model_factors::seq.desc()))
+        .distinct_on(gpu_models::code)
+        .select((
+            gpu_models::code,
+            gpu_models::name,
+            gpu_model_factors::h100_factor,
+            gpu_model_factors::recorded_by,
+            gpu_model_factors::recorded_at,
+            gpu_model_factors::reason,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(code, name, h100_factor, recorded_by, recorded_at, reason)| dto::GpuModel {
+                code,
+                name,
+                h100_factor,
+                recorded_by,
+                recorded_at,
+                reason,
+            },
+        )
+        .collect())
+}

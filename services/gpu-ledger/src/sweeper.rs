@@ -1,0 +1,139 @@
+//! Records the expiry of pending transfers past their timeout (an unaccepted offer's
+//! reservation goes back to the pool). Runs in every replica: each pass takes a
+//! transaction-scoped advisory lock and skips if another replica holds it, and each expiry
+//! has an id derived from its pending transfer, so even two passes that raced would record
+//! one expiry (the second answers `exists`). The same pass releases tranches whose date
+//! has come.
+
+use crate::domain::ledger::{Kind, TransferRequest};
+use crate::error::LedgerError;
+use crate::store;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
+use kaip_bus::Outbox;
+use kaip_contracts::Actor;
+use kaip_service::{AppState, BackgroundTask};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How often a replica looks for expired reservations.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+/// Expiries recorded per pass (one batch, one transaction).
+pub const BATCH: i64 = 1000;
+const LOCK_KEY: i64 = 0x6770_755f_7377_6565; // "gpu_swee"
+
+/// The id of the expiry of `pending`: fixed, so replicas agree on it.
+pub fn expiry_id(pending: Uuid) -> Uuid {
+    Uuid::from_u128(pending.as_u128() ^ 0x5eed_0000_0000_4000_8000_0000_0000_e4e1)
+}
+
+pub fn task() -> BackgroundTask {
+    Arc::new(|state: AppState, stop: CancellationToken| {
+        Box::pin(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(INTERVAL) => {}
+                }
+                let pool = state.pool.clone();
+                let outbox = state.outbox.clone();
+                let pass = tokio::task::spawn_blocking(move || {
+                    let mut conn = pool.get().map_err(|e| e.to_string())?;
+                    sweep(&mut conn, &outbox).map_err(|e| format!("{e:?}"))
+                })
+                .await;
+                match pass {
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(transfers = n, "expiries and releases recorded")
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "expiry sweep failed; retried next pass")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "expiry sweep task failed"),
+                }
+            }
+        })
+    })
+}
+
+#[derive(QueryableByName)]
+struct Due {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    timeout_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+/// One pass: records up to [`BATCH`] expiries and releases due tranches. Returns how many
+/// transfers it created.
+pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerError> {
+    outbox.transaction(conn, |c, tx| {
+        let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+            .bind::<BigInt, _>(LOCK_KEY)
+            .get_result(c)?;
+        if !got.locked {
+            return Ok(0);
+        }
+        let due: Vec<Due> = diesel::sql_query(
+            "SELECT t.id, t.timeout_at FROM ledger_transfers t \
+             WHERE t.kind = 'pending' AND t.timeout_at <= now() \
+             AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) \
+             ORDER BY t.timeout_at LIMIT $1",
+        )
+        .bind::<BigInt, _>(BATCH)
+        .load(c)?;
+        let released = crate::grants::release_due(c, tx)?;
+        if due.is_empty() {
+            return Ok(released);
+        }
+        let requests: Vec<TransferRequest> = due
+            .iter()
+            .map(|d| TransferRequest {
+                id: expiry_id(d.id),
+                debit_account: Uuid::nil(),
+                credit_account: Uuid::nil(),
+                amount: 0,
+                kind: Kind::Expire,
+                pending_id: Some(d.id),
+                timeout_at: None,
+                linked: false,
+                code: "expiry".into(),
+                reason: format!("timed out at {}", d.timeout_at.to_rfc3339()),
+            })
+            .collect();
+        let applied = store::apply_batch(c, tx, &requests, &Actor::system(crate::NAME))?;
+        for (r, d) in applied.results.iter().zip(&due) {
+            if let Err(e) = r {
+                tracing::warn!(pending = %d.id, code = e.code(), "expiry not recorded");
+            }
+        }
+        Ok(applied.created.len() + released)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_ids_are_fixed_distinct_and_never_the_pending_id() {
+        let p = Uuid::now_v7();
+        assert_eq!(expiry_id(p), expiry_id(p));
+        assert_ne!(expiry_id(p), p);
+        assert_ne!(expiry_id(p), expiry_id(Uuid::now_v7()));
+        assert_eq!(
+            expiry_id(expiry_id(p)),
+            p,
+            "a bijection: no two pendings share one"
+        );
+    }
+}

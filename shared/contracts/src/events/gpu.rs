@@ -1,0 +1,281 @@
+//! Events of the GPU ledger (`kaip.gpu-ledger.events`). Amounts are whole GPUs of the
+//! named model; H100-equivalents are derived by the model's factor.
+
+use super::DomainEvent;
+use crate::dto::gpu::{AccountKind, TransferKind};
+use crate::ids::ConsortiumId;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An account was opened: a source of capacity, a pool, a team's grant or usage account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuAccountOpened {
+    pub account_id: Uuid,
+    pub model: String,
+    pub period: String,
+    pub kind: AccountKind,
+    pub consortium_id: Option<ConsortiumId>,
+    pub name: String,
+    pub reason: String,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuAccountOpened {
+    const TYPE: &'static str = "GpuAccountOpened";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_account";
+    fn aggregate_id(&self) -> Uuid {
+        self.account_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        self.consortium_id
+    }
+}
+
+/// One transfer as announced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedTransfer {
+    pub id: Uuid,
+    pub kind: TransferKind,
+    pub debit_account: Uuid,
+    pub credit_account: Uuid,
+    pub amount: i64,
+    pub model: String,
+    pub period: String,
+    pub pending_id: Option<Uuid>,
+    pub code: String,
+}
+
+/// A batch of transfers was recorded (in one database transaction): everything it created,
+/// in order. Refused transfers are not announced: they changed nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuTransfersRecorded {
+    pub batch_id: Uuid,
+    pub transfers: Vec<RecordedTransfer>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuTransfersRecorded {
+    const TYPE: &'static str = "GpuTransfersRecorded";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_transfer_batch";
+    fn aggregate_id(&self) -> Uuid {
+        self.batch_id
+    }
+}
+
+/// An officer recorded that a consortium started or stopped supplying GPUs to the
+/// programme. While it supplies it can receive no grant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSupplierRecorded {
+    pub consortium_id: ConsortiumId,
+    pub supplying: bool,
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuSupplierRecorded {
+    const TYPE: &'static str = "GpuSupplierRecorded";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// A GPU model was added or its H100-equivalence factor changed (a new version).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuModelFactorSet {
+    pub model: String,
+    pub name: String,
+    pub h100_factor: i64,
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuModelFactorSet {
+    const TYPE: &'static str = "GpuModelFactorSet";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_model";
+    /// Keyed by a name-based UUID of the model code, so a model's versions stay in order.
+    fn aggregate_id(&self) -> Uuid {
+        model_key(&self.model)
+    }
+}
+
+/// A stable UUID for a model code (FNV-1a, 128 bits): the Kafka key of its events.
+pub fn model_key(code: &str) -> Uuid {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    let mut h = OFFSET;
+    for b in "kaip:gpu-model:".bytes().chain(code.bytes()) {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(PRIME);
+    }
+    Uuid::from_u128(h)
+}
+
+/// One tranche as announced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnouncedTranche {
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+    pub release_at: Option<DateTime<Utc>>,
+    pub release_gate: Option<String>,
+}
+
+/// An officer offered a selected team GPUs: one offer of `h100_eq` H100-equivalents in
+/// one or more forms (options), reserved in the pools until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuOfferMade {
+    pub offer_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub call_id: crate::ids::CallId,
+    pub h100_eq: i64,
+    /// Per option, its tranches.
+    pub options: Vec<Vec<AnnouncedTranche>>,
+    pub expires_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+impl DomainEvent for GpuOfferMade {
+    const TYPE: &'static str = "GpuOfferMade";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_offer";
+    fn aggregate_id(&self) -> Uuid {
+        self.offer_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// The team accepted an option: its due tranches are granted (posted), the later ones
+/// stay reserved for it, the other options went back to the pools.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuGranted {
+    pub offer_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub option: u32,
+    pub released: Vec<AnnouncedTranche>,
+    pub reserved: Vec<AnnouncedTranche>,
+    pub accepted_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuGranted {
+    const TYPE: &'static str = "GpuGranted";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_offer";
+    fn aggregate_id(&self) -> Uuid {
+        self.offer_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// A reserved tranche was released to its team: on its date, or because the team passed
+/// the gate it waited for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuTrancheReleased {
+    pub offer_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub tranche: AnnouncedTranche,
+    /// `date` or `gate:<key>`.
+    pub trigger: String,
+    pub released_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuTrancheReleased {
+    const TYPE: &'static str = "GpuTrancheReleased";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_offer";
+    fn aggregate_id(&self) -> Uuid {
+        self.offer_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// Capacity moved by a reallocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MovedCapacity {
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+}
+
+/// An eliminated team's grants were closed in one linked chain: its reservations voided,
+/// its capacity for future periods returned to the pools, and the plan's grants made to
+/// the survivors. What it already used stays with it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuGrantClosed {
+    pub consortium_id: ConsortiumId,
+    pub gate_id: Uuid,
+    /// Reservations voided (future tranches, open offers).
+    pub voided: Vec<MovedCapacity>,
+    /// Posted capacity for future periods returned to the pools.
+    pub returned: Vec<MovedCapacity>,
+    /// Grants to survivors, as the plan said.
+    pub reallocated: Vec<MovedCapacity>,
+    pub closed_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuGrantClosed {
+    const TYPE: &'static str = "GpuGrantClosed";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// A GPU operator reported GPU-hours a team used. `overrun` is true when the team has now
+/// used more than it was granted for the period.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuUsageRecorded {
+    pub report_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub gpu_hours: i64,
+    pub used_hours: i64,
+    pub granted_hours: i64,
+    pub overrun: bool,
+    pub reported_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuUsageRecorded {
+    const TYPE: &'static str = "GpuUsageRecorded";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
