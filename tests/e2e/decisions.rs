@@ -81,6 +81,8 @@ async fn configure(p: &Platform, call_id: &str, reviewers: &[&str], edit: impl F
             .graphql(Some(&officer), "mutation($i: ReviewerInput!) { registerReviewer(input: $i) { id } }", json!({ "i": { "id": r, "name": r, "organisation": format!("Institute {r}"), "expertise": ["LLM"] } }))
             .await);
     }
+    // Evaluation starts at the deadline (rules.rs): move it into the past.
+    kaip_e2e::pass_deadline(p, call_id).await;
     let body = p
         .graphql(
             Some(&officer),
@@ -874,6 +876,7 @@ async fn the_seeded_demo_is_a_varied_field_whose_printed_ranking_is_the_services
     })
     .await
     .expect("15 cases");
+    kaip_e2e::pass_deadline(&p, &call_id).await;
     let body = p
         .graphql(Some(&officer), "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned blocked { reviewerId } } }", json!({ "c": call_id }))
         .await;

@@ -183,7 +183,7 @@ async fn evaluation_starts_at_the_deadline_and_a_delayed_submission_is_still_rev
     let p = Platform::start().await;
     let officer = p.ctx.bearer(Role::Officer, None);
     let config = settings(&p, 2).await;
-    let (call_id, _) = call_with(&p, 2, &config).await;
+    let (call_id, in_time) = call_with(&p, 2, &config).await;
     reviewers(&p, &["r1", "r2", "r3"]).await;
 
     // Before the deadline: refused, naming the rule; nobody is assigned.
@@ -213,7 +213,17 @@ async fn evaluation_starts_at_the_deadline_and_a_delayed_submission_is_still_rev
     })
     .await
     .expect("the delayed case got its two reviewers");
-    score_all(&p, &call_id, |_| 70).await;
+    // Distinct totals: a tie on everything would wait for an officer's order (decisions.rs).
+    score_all(&p, &call_id, |proposal| {
+        if proposal == late {
+            70
+        } else if proposal == in_time[0].1.as_str() {
+            80
+        } else {
+            60
+        }
+    })
+    .await;
     let body = p
         .graphql(Some(&officer), CLOSE, json!({ "c": call_id }))
         .await;

@@ -1,0 +1,25 @@
+-- Stops recording these tables; the trail recorded so far stays.
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_eliminations;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_eliminations;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_model_factors;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_model_factors;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_models;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_models;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_offer_acceptances;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_offer_acceptances;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_offer_reservations;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_offer_reservations;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_offers;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_offers;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_supplier_records;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_supplier_records;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_teams;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_teams;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_tranches;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_tranches;
+DROP TRIGGER IF EXISTS kaip_audit ON gpu_usage_reports;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON gpu_usage_reports;
+DROP TRIGGER IF EXISTS kaip_audit ON ledger_accounts;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON ledger_accounts;
+DROP TRIGGER IF EXISTS kaip_audit ON ledger_transfers;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON ledger_transfers;

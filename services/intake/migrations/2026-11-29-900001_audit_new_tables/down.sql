@@ -1,0 +1,3 @@
+-- Stops recording these tables; the trail recorded so far stays.
+DROP TRIGGER IF EXISTS kaip_audit ON consortium_versions;
+DROP TRIGGER IF EXISTS kaip_audit_truncate ON consortium_versions;
