@@ -1022,3 +1022,90 @@ async fn a_tie_that_starts_to_matter_after_a_withdrawal_blocks_the_selection_unt
     let (code, report) = verify(&p, &call_id);
     assert_eq!(code, 0, "{report}");
 }
+
+/// A withdrawal that lands between the proposal and its publication: publishing the stale
+/// proposal would announce a portfolio short of a team (and maybe breaking its constraints),
+/// so it is refused until the officer proposes again with the field as it now is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_proposed_before_a_withdrawal_cannot_be_published_until_proposed_again() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let call_id = kaip_e2e::open_call(&p, 2).await;
+    let (consortia, ids) = field(&p, &call_id, &[OrgType::LargeEnterprise; 3]).await;
+    let sheets: [(i64, i64, i64); 3] = [(32, 24, 24), (30, 23, 22), (28, 21, 20)];
+    let reviewers = ["pw-1"];
+    configure(&p, &call_id, &reviewers, |c| {
+        c["teams"] = json!(2);
+        c["constraints"] = json!([]);
+    })
+    .await;
+    score(&p, &call_id, &reviewers, &ids, |_, i| sheets[i]).await;
+    ok(&p
+        .graphql(Some(&officer), CLOSE, json!({ "c": call_id }))
+        .await);
+    let propose = "mutation($c: UUID!) { proposeSelection(callId: $c) { version selected } }";
+    let body = p
+        .graphql(Some(&officer), propose, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"]["selected"],
+        json!([ids[0], ids[1]])
+    );
+
+    // #1, selected in the proposal, withdraws before publication.
+    let lead = p.ctx.bearer(Role::Consortium, Some(consortia[1]));
+    ok(&p
+        .graphql(Some(&lead), "mutation($p: UUID!) { withdrawProposal(proposalId: $p, reason: \"merged with another consortium\") { status } }", json!({ "p": ids[1] }))
+        .await);
+    eventually(Duration::from_secs(30), || async {
+        let body = p
+            .graphql(
+                Some(&officer),
+                "query($p: UUID!) { evaluationCase(proposalId: $p) { status } }",
+                json!({ "p": ids[1] }),
+            )
+            .await;
+        (body["data"]["evaluationCase"]["status"] == "withdrawn").then_some(())
+    })
+    .await
+    .expect("scoring applied the withdrawal");
+
+    let publish = "mutation($c: UUID!) { publishSelection(callId: $c) { version selected } }";
+    let body = p
+        .graphql(Some(&officer), publish, json!({ "c": call_id }))
+        .await;
+    assert_eq!(error_code(&body), Some("STATE_CONFLICT"), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&ids[1]) && message.contains("propose the selection again"),
+        "{body}"
+    );
+    // Nothing was published: no publication version, and the withdrawn case is not selected.
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($c: UUID!) { selectionHistory(callId: $c) { kind } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    assert_eq!(
+        ok(&body)["selectionHistory"],
+        json!([{ "kind": "proposed" }])
+    );
+
+    // Proposed again, the portfolio is the two remaining finalists, and it publishes.
+    let body = p
+        .graphql(Some(&officer), propose, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"]["selected"],
+        json!([ids[0], ids[2]])
+    );
+    let body = p
+        .graphql(Some(&officer), publish, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["publishSelection"]["selected"],
+        json!([ids[0], ids[2]])
+    );
+}

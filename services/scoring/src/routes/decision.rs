@@ -325,6 +325,20 @@ pub async fn publish(
                 );
                 let selected: Vec<ProposalId> =
                     serde_json::from_value(proposed.selected.clone()).unwrap_or_default();
+                // A proposal withdrawn (or otherwise gone from the finalists) since this
+                // selection was proposed cannot be published as selected: the portfolio
+                // would be short of a team and might break its constraints. The officer
+                // proposes again, with the field as it is now.
+                if let Some(gone) = selected
+                    .iter()
+                    .find(|p| !finalists.iter().any(|(k, _, _)| k.proposal_id == p.0))
+                {
+                    return Err(ScoringError::Conflict(format!(
+                        "proposal {} of version {} is no longer a finalist (withdrawn since the \
+                         selection was proposed): propose the selection again before publishing",
+                        gone.0, proposed.version
+                    )));
+                }
                 let mut teams = Vec::new();
                 for (k, f, _) in &finalists {
                     let chosen = selected.iter().any(|p| p.0 == k.proposal_id);
