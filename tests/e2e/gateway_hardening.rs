@@ -87,6 +87,15 @@ async fn calls_during<F: std::future::Future<Output = Value>>(g: &Gateway, f: F)
 
 const PROPOSALS: usize = 30;
 
+/// Threads of this process named `name` (each test runs in a process of its own).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == name)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_item_fields_are_batched_and_wide_operations_refused_before_any_call() {
     let p = Platform::start().await;
@@ -107,6 +116,14 @@ async fn per_item_fields_are_batched_and_wide_operations_refused_before_any_call
     assert_eq!(
         calls, 3,
         "service calls for one list with two per-item fields"
+    );
+    // The batches were sent without waiting on a timer: async-graphql's default 1 ms
+    // batching delay (a timer thread of async-io's, since its tokio timer is not enabled)
+    // added 1-2 ms and two thread hand-offs to every such request.
+    assert_eq!(
+        threads_named("async-io"),
+        0,
+        "a loader waited on async-io's timer thread"
     );
 
     // Ten aliases: each list is a call; the per-item fields stay batched and cached.
