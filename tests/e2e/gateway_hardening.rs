@@ -347,3 +347,44 @@ async fn sixty_four_officers_at_once_all_get_every_proposal_with_its_case() {
     );
     assert_eq!(report.latencies.len(), 64 * 5);
 }
+
+/// Sends `GET /health/live` on `conn` and returns the status line, or `None` if the
+/// service closed the connection.
+async fn live_on(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"GET /health/live HTTP/1.1\r\nhost: kaip\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("the service answers or closes within 10 s")
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines()
+        .next()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_keeps_an_idle_connection_longer_than_the_gateway_pools_it() {
+    // The gateway drops pooled connections idle for half the services' keep-alive; a
+    // service that closed them sooner (actix's default 5 s) raced the gateway's reuse and
+    // failed that request with SERVICE_UNAVAILABLE.
+    let ctx = kaip_testkit::TestContext::new();
+    let intake = ctx
+        .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+        .await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", intake.port))
+        .await
+        .expect("connects");
+    assert_eq!(live_on(&mut conn).await.as_deref(), Some("HTTP/1.1 200 OK"));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        live_on(&mut conn).await.as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "the connection, idle for 7 s, was closed by the service"
+    );
+    intake.shutdown().await;
+}
