@@ -16,15 +16,6 @@ pub use error::CommonError;
 pub use settings::{Defaults, Settings};
 pub use valid::ValidJson;
 
-/// The allocator of every process that links this crate: the six services, the gateway,
-/// and the tests and benches that run them in-process. Under load a request allocates
-/// thousands of small, short-lived buffers on several threads (HTTP, JSON, GraphQL, diesel
-/// rows); with glibc's malloc that was about a fifth of the platform's CPU
-/// (`_int_malloc`, `malloc_consolidate`, `unlink_chunk` at the top of a profile of
-/// `make bench`). mimalloc's per-thread free lists make it a small fraction.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Runs a service binary: telemetry, settings, build, serve. `main.rs` is one call to this.
 pub fn main_for(defaults: Defaults, definition: fn() -> ServiceDefinition) -> anyhow::Result<()> {
     let def = definition();
