@@ -215,3 +215,159 @@ fn check(body: &Value, expected: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// CPU time (user + system, all threads, including those that ended) that process `pid`
+/// has used, from `/proc/<pid>/stat`. Linux only; `None` elsewhere or if the process is gone.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing paren.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(
+        ticks * 1_000_000_000 / clock_ticks_per_second(),
+    ))
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on (the kernel's USER_HZ).
+fn clock_ticks_per_second() -> u64 {
+    100
+}
+
+/// Context switches (voluntary and involuntary) of the live threads of process `pid`: a
+/// measure of the thread hand-offs work costs, independent of how busy the machine is.
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(status) = std::fs::read_to_string(task.ok()?.path().join("status")) else {
+            continue; // the thread ended meanwhile
+        };
+        total += status
+            .lines()
+            .filter(|l| {
+                l.starts_with("voluntary_ctxt_switches")
+                    || l.starts_with("nonvoluntary_ctxt_switches")
+            })
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(total)
+}
+
+/// CPU time and context switches of a set of processes, summed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub switches: u64,
+}
+
+impl Usage {
+    pub fn of(pids: &[u32]) -> Self {
+        pids.iter().fold(Self::default(), |acc, &pid| Self {
+            cpu: acc.cpu + cpu_time(pid).unwrap_or_default(),
+            switches: acc.switches + context_switches(pid).unwrap_or_default(),
+        })
+    }
+
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            switches: self.switches.saturating_sub(before.switches),
+        }
+    }
+}
+
+/// What [`run_load_in_child`] is told, through the environment variable [`LOAD_CHILD_ENV`].
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct LoadSpec {
+    pub url: String,
+    pub officer: String,
+    pub call_id: String,
+    pub clients: usize,
+    pub rounds: usize,
+    pub expected: usize,
+}
+
+/// Set in the environment of a load-generator child process: its [`LoadSpec`] as JSON.
+pub const LOAD_CHILD_ENV: &str = "KAIP_BENCH_LOAD_CHILD";
+
+/// What a load-generator child reports on its standard output (one JSON line).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChildReport {
+    latencies_us: Vec<u64>,
+    failures: usize,
+    reasons: Vec<String>,
+    elapsed_us: u64,
+    /// The child's own CPU time and context switches, taken when its load was done.
+    cpu_us: u64,
+    switches: u64,
+}
+
+/// The child's side: runs the load of `spec` on one thread and prints its report.
+pub fn load_child_main(spec: &str) -> anyhow::Result<()> {
+    let spec: LoadSpec = serde_json::from_str(spec)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run_load(
+        &spec.url,
+        &spec.officer,
+        &spec.call_id,
+        spec.clients,
+        spec.rounds,
+        spec.expected,
+    ));
+    let usage = Usage::of(&[std::process::id()]);
+    let out = ChildReport {
+        latencies_us: report
+            .latencies
+            .iter()
+            .map(|d| d.as_micros() as u64)
+            .collect(),
+        failures: report.failures,
+        reasons: report.reasons,
+        elapsed_us: report.elapsed.as_micros() as u64,
+        cpu_us: usage.cpu.as_micros() as u64,
+        switches: usage.switches,
+    };
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
+}
+
+/// Runs the load of `spec` in a separate process (this executable, re-run with
+/// [`LOAD_CHILD_ENV`] set), as a real measurement does: the load generator's own work is
+/// then not counted as the platform's, and is measured apart. Returns the report and the
+/// child's own usage, which it measures when its load is done.
+pub fn run_load_in_child(spec: &LoadSpec) -> anyhow::Result<(LoadReport, Usage)> {
+    use anyhow::Context as _;
+    let exe = std::env::current_exe()?;
+    let output = std::process::Command::new(exe)
+        .env(LOAD_CHILD_ENV, serde_json::to_string(spec)?)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the load generator")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the load generator failed: {}",
+        output.status
+    );
+    let report: ChildReport =
+        serde_json::from_slice(&output.stdout).context("the load generator's report")?;
+    Ok((
+        LoadReport {
+            latencies: report
+                .latencies_us
+                .into_iter()
+                .map(Duration::from_micros)
+                .collect(),
+            failures: report.failures,
+            reasons: report.reasons,
+            elapsed: Duration::from_micros(report.elapsed_us),
+        },
+        Usage {
+            cpu: Duration::from_micros(report.cpu_us),
+            switches: report.switches,
+        },
+    ))
+}

@@ -277,6 +277,9 @@ fn http_client(timeout: Duration, max_in_flight: usize) -> anyhow::Result<reqwes
         .tcp_nodelay(true)
         // Keep as many idle connections as may be in flight, so that a burst reuses them.
         .pool_max_idle_per_host(max_in_flight.max(1))
+        // Idle connections are dropped well before the service would close them, so a
+        // request is never sent on a connection the service is closing.
+        .pool_idle_timeout(kaip_service::app::KEEP_ALIVE / 2)
         .build()?)
 }
 

@@ -87,6 +87,15 @@ async fn calls_during<F: std::future::Future<Output = Value>>(g: &Gateway, f: F)
 
 const PROPOSALS: usize = 30;
 
+/// Threads of this process named `name` (each test runs in a process of its own).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == name)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_item_fields_are_batched_and_wide_operations_refused_before_any_call() {
     let p = Platform::start().await;
@@ -107,6 +116,14 @@ async fn per_item_fields_are_batched_and_wide_operations_refused_before_any_call
     assert_eq!(
         calls, 3,
         "service calls for one list with two per-item fields"
+    );
+    // The batches were sent without waiting on a timer: async-graphql's default 1 ms
+    // batching delay (a timer thread of async-io's, since its tokio timer is not enabled)
+    // added 1-2 ms and two thread hand-offs to every such request.
+    assert_eq!(
+        threads_named("async-io"),
+        0,
+        "a loader waited on async-io's timer thread"
     );
 
     // Ten aliases: each list is a call; the per-item fields stay batched and cached.
@@ -329,4 +346,45 @@ async fn sixty_four_officers_at_once_all_get_every_proposal_with_its_case() {
         report.reasons
     );
     assert_eq!(report.latencies.len(), 64 * 5);
+}
+
+/// Sends `GET /health/live` on `conn` and returns the status line, or `None` if the
+/// service closed the connection.
+async fn live_on(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"GET /health/live HTTP/1.1\r\nhost: kaip\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("the service answers or closes within 10 s")
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines()
+        .next()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_keeps_an_idle_connection_longer_than_the_gateway_pools_it() {
+    // The gateway drops pooled connections idle for half the services' keep-alive; a
+    // service that closed them sooner (actix's default 5 s) raced the gateway's reuse and
+    // failed that request with SERVICE_UNAVAILABLE.
+    let ctx = kaip_testkit::TestContext::new();
+    let intake = ctx
+        .spawn(kaip_intake::definition(), kaip_intake::DEFAULTS)
+        .await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", intake.port))
+        .await
+        .expect("connects");
+    assert_eq!(live_on(&mut conn).await.as_deref(), Some("HTTP/1.1 200 OK"));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        live_on(&mut conn).await.as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "the connection, idle for 7 s, was closed by the service"
+    );
+    intake.shutdown().await;
 }

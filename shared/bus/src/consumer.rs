@@ -322,7 +322,35 @@ impl ClientContext for AssignmentTracker {
         }
         self.lag
             .store(if known { total } else { -1 }, Ordering::SeqCst);
+        // A broker outage is otherwise cleared only when a message arrives: on a quiet topic
+        // readiness would go on reporting an outage that ended. The statistics say when
+        // librdkafka is connected again; if fetching still fails, the next error sets it.
+        if brokers_back(&stats) {
+            if let Ok(mut s) = self.state.lock() {
+                if s.outage.map(|o| o.kind) == Some(OutageKind::Broker) {
+                    s.outage = None;
+                }
+            }
+        }
     }
+}
+
+/// Whether the statistics show the consumer connected: at least one cluster broker up, and
+/// every broker leading a partition the consumer knows of up.
+fn brokers_back(stats: &Statistics) -> bool {
+    let up: BTreeSet<i32> = stats
+        .brokers
+        .values()
+        .filter(|b| b.nodeid >= 0 && b.state == "UP")
+        .map(|b| b.nodeid)
+        .collect();
+    !up.is_empty()
+        && stats
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|(id, _)| **id >= 0)
+            .all(|(_, p)| p.leader < 0 || up.contains(&p.leader))
 }
 
 impl ConsumerContext for AssignmentTracker {
@@ -1011,6 +1039,60 @@ impl EventHandler for RecordOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stats_with(brokers: &[(i32, &str)], leaders: &[i32]) -> Statistics {
+        let mut stats = Statistics::default();
+        for (id, state) in brokers {
+            stats.brokers.insert(
+                format!("b{id}"),
+                rdkafka::statistics::Broker {
+                    nodeid: *id,
+                    state: (*state).into(),
+                    ..Default::default()
+                },
+            );
+        }
+        let mut topic = rdkafka::statistics::Topic::default();
+        for (i, leader) in leaders.iter().enumerate() {
+            topic.partitions.insert(
+                i as i32,
+                rdkafka::statistics::Partition {
+                    partition: i as i32,
+                    leader: *leader,
+                    ..Default::default()
+                },
+            );
+        }
+        stats.topics.insert("t".into(), topic);
+        stats
+    }
+
+    #[test]
+    fn a_broker_outage_ends_when_the_statistics_show_the_brokers_up_without_a_message() {
+        let status = ConsumerStatus::default();
+        let tracker = AssignmentTracker {
+            assigned: status.assigned.clone(),
+            lag: status.lag.clone(),
+            state: status.state.clone(),
+        };
+        status.set_outage(OutageKind::Broker);
+        // Still down, or only the bootstrap entry (-1) up, or a partition's leader down.
+        for stats in [
+            stats_with(&[(1, "DOWN")], &[1]),
+            stats_with(&[(-1, "UP"), (1, "CONNECT")], &[1]),
+            stats_with(&[(1, "UP"), (2, "DOWN")], &[1, 2]),
+        ] {
+            tracker.stats(stats);
+            assert_eq!(status.outage().map(|o| o.kind), Some(OutageKind::Broker));
+        }
+        tracker.stats(stats_with(&[(-1, "UP"), (1, "UP"), (2, "UP")], &[1, 2]));
+        assert_eq!(status.outage(), None, "the broker is back");
+
+        // A database outage is not the broker's to clear.
+        status.set_outage(OutageKind::Database);
+        tracker.stats(stats_with(&[(1, "UP")], &[1]));
+        assert_eq!(status.outage().map(|o| o.kind), Some(OutageKind::Database));
+    }
 
     struct Info(&'static str);
 

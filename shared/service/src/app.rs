@@ -30,6 +30,13 @@ use tracing::Instrument;
 /// How long shutdown waits for the consumer to finish its message, commit and leave.
 const CONSUMER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a service keeps an idle HTTP connection open. Its only caller is the gateway,
+/// which keeps its connections to the services for less than this (half of it): a pooled
+/// connection that the service closes just as the gateway reuses it fails that request
+/// with `SERVICE_UNAVAILABLE`. With actix's default of 5 s, a gateway idle for 5 s met
+/// exactly that race (seen in `make bench` when its one-officer phase outlasted 5 s).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
 /// Largest JSON body a service accepts (documents travel base64-encoded inside).
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
@@ -471,6 +478,7 @@ impl Application {
                 .route("/audit", web::get().to(crate::audit::list))
                 .configure(routes)
         })
+        .keep_alive(KEEP_ALIVE)
         .listen(listener)?
         .workers(settings.server.workers)
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
