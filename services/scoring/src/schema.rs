@@ -14,6 +14,9 @@ diesel::table! {
         resources -> Jsonb,
         stage -> Int4,
         submitted_at -> Timestamptz,
+        late_resolution -> Nullable<Text>,
+        late_resolved_by -> Nullable<Text>,
+        late_resolved_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -59,6 +62,9 @@ diesel::table! {
         voided_at -> Nullable<Timestamptz>,
         voided_by -> Nullable<Text>,
         void_reason -> Nullable<Text>,
+        conflict_note -> Nullable<Text>,
+        conflict_noted_at -> Nullable<Timestamptz>,
+        conflict_noted_by -> Nullable<Text>,
     }
 }
 
