@@ -10,5 +10,6 @@ mod gateway_hardening;
 mod inputs_hardening;
 mod relay_hardening;
 mod rules;
+mod rules_fixes;
 mod slice;
 mod validation;

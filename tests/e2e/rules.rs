@@ -15,28 +15,29 @@ use kaip_e2e::{
 use serde_json::{json, Value};
 use std::time::Duration;
 
-const CONFIGURE: &str = "mutation($c: UUID!, $i: EvaluationConfigInput!) { configureEvaluation(callId: $c, input: $i) { teams anonymityMinGroup } }";
-const ASSIGN: &str = "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned blocked { reviewerId proposalId reason } } }";
-const REVIEWER: &str = "mutation($i: ReviewerInput!) { registerReviewer(input: $i) { id name businessRegistrationNumber } }";
-const ASSIGNMENTS: &str = "query($c: UUID!) { assignments(callId: $c, first: 100) { items { id reviewerId proposalId scored voidReason } } }";
-const SCORE: &str = "mutation($a: UUID!, $s: [CriterionScoreInput!]!) { scoreProposal(assignmentId: $a, scores: $s) { total } }";
-const CLOSE: &str =
+pub(super) const CONFIGURE: &str = "mutation($c: UUID!, $i: EvaluationConfigInput!) { configureEvaluation(callId: $c, input: $i) { teams anonymityMinGroup } }";
+pub(super) const ASSIGN: &str = "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned blocked { reviewerId proposalId reason } } }";
+pub(super) const REVIEWER: &str = "mutation($i: ReviewerInput!) { registerReviewer(input: $i) { id name businessRegistrationNumber } }";
+pub(super) const ASSIGNMENTS: &str = "query($c: UUID!) { assignments(callId: $c, first: 100) { items { id reviewerId proposalId scored voidReason } } }";
+pub(super) const SCORE: &str = "mutation($a: UUID!, $s: [CriterionScoreInput!]!) { scoreProposal(assignmentId: $a, scores: $s) { total } }";
+pub(super) const CLOSE: &str =
     "mutation($c: UUID!) { closeStage(callId: $c, stage: 0) { proposalId position advanced } }";
-const CASE: &str = "query($p: UUID!) { evaluationCase(proposalId: $p) { status stage } }";
-const SHORTFALLS: &str =
+pub(super) const CASE: &str =
+    "query($p: UUID!) { evaluationCase(proposalId: $p) { status stage } }";
+pub(super) const SHORTFALLS: &str =
     "query($c: UUID!) { reviewerShortfalls(callId: $c) { code proposalId stage assigned needed } }";
 
-fn ok(body: &Value) -> &Value {
+pub(super) fn ok(body: &Value) -> &Value {
     assert!(body["errors"].is_null(), "{body}");
     &body["data"]
 }
 
-fn message(body: &Value) -> &str {
+pub(super) fn message(body: &Value) -> &str {
     body["errors"][0]["message"].as_str().unwrap_or_default()
 }
 
 /// A sheet worth `points` in all (40/30/30 rubric).
-fn sheet(points: i64) -> Value {
+pub(super) fn sheet(points: i64) -> Value {
     let tech = points * 4 / 10;
     let strategy = points * 3 / 10;
     json!([
@@ -47,11 +48,11 @@ fn sheet(points: i64) -> Value {
 }
 
 /// The seeded settings cut down to one stage, `per` reviewers per proposal and one team.
-async fn settings(p: &Platform, per: u32) -> Value {
+pub(super) async fn settings(p: &Platform, per: u32) -> Value {
     let officer = p.ctx.bearer(Role::Officer, None);
     let body = p.graphql(Some(&officer), "{ defaultEvaluationConfig { criteria { key name maxPoints minPoints } minTotal stages { name keepTop minTotal } reviewersPerProposal maxAssignmentsPerReviewer normalise tieBreak teams constraints { category atLeast atMost } anonymityMinGroup } }", json!({})).await;
     let mut config = ok(&body)["defaultEvaluationConfig"].clone();
-    assert_eq!(config["anonymityMinGroup"], 5, "the default");
+    assert_eq!(config["anonymityMinGroup"], 6, "the default");
     config["normalise"] = json!(false);
     config["stages"] = json!([{ "name": "written review", "keepTop": null, "minTotal": null }]);
     config["reviewersPerProposal"] = json!(per);
@@ -62,7 +63,7 @@ async fn settings(p: &Platform, per: u32) -> Value {
 
 /// A call with `n` submitted proposals (consortium, proposal id), their cases open in
 /// scoring and `config` set.
-async fn call_with(
+pub(super) async fn call_with(
     p: &Platform,
     n: usize,
     config: &Value,
@@ -95,7 +96,7 @@ async fn call_with(
     (call_id, proposals)
 }
 
-async fn wait_cases(p: &Platform, call_id: &str, n: usize) {
+pub(super) async fn wait_cases(p: &Platform, call_id: &str, n: usize) {
     let officer = p.ctx.bearer(Role::Officer, None);
     eventually(Duration::from_secs(60), || async {
         let body = p
@@ -115,7 +116,7 @@ async fn wait_cases(p: &Platform, call_id: &str, n: usize) {
     .unwrap_or_else(|| panic!("scoring opened {n} cases"));
 }
 
-async fn reviewers(p: &Platform, ids: &[&str]) {
+pub(super) async fn reviewers(p: &Platform, ids: &[&str]) {
     let officer = p.ctx.bearer(Role::Officer, None);
     for r in ids {
         ok(&p
@@ -129,7 +130,7 @@ async fn reviewers(p: &Platform, ids: &[&str]) {
 }
 
 /// The call's assignments as `token` sees them.
-async fn assignments(p: &Platform, token: &str, call_id: &str) -> Vec<Value> {
+pub(super) async fn assignments(p: &Platform, token: &str, call_id: &str) -> Vec<Value> {
     let body = p
         .graphql(Some(token), ASSIGNMENTS, json!({ "c": call_id }))
         .await;
@@ -140,7 +141,7 @@ async fn assignments(p: &Platform, token: &str, call_id: &str) -> Vec<Value> {
 }
 
 /// Every counting assignment of the call is scored by its reviewer, `points(proposal)`.
-async fn score_all(p: &Platform, call_id: &str, points: impl Fn(&str) -> i64) {
+pub(super) async fn score_all(p: &Platform, call_id: &str, points: impl Fn(&str) -> i64) {
     let officer = p.ctx.bearer(Role::Officer, None);
     for a in assignments(p, &officer, call_id).await {
         if !a["voidReason"].is_null() || a["scored"] == true {
@@ -243,6 +244,65 @@ async fn evaluation_starts_at_the_deadline_and_a_delayed_submission_is_still_rev
     .await
     .expect("the case opened");
     assert_eq!(status, "late");
+
+    // Staff resolve it: rejected as late, once, with a reason its consortium reads at once
+    // (it is no competition result to hold back until publication).
+    let reject = "mutation($p: UUID!, $why: String!) { rejectLateCase(proposalId: $p, reason: $why) { status stage lateResolution } }";
+    let body = p
+        .graphql(Some(&officer), reject, json!({ "p": later, "why": "  " }))
+        .await;
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
+    assert!(message(&body).starts_with("reason:"), "{body}");
+    let body = p
+        .graphql(Some(&officer), reject, json!({ "p": late, "why": "late" }))
+        .await;
+    assert_eq!(
+        error_code(&body),
+        Some("STATE_CONFLICT"),
+        "a ranked case: {body}"
+    );
+    let why = "reached evaluation after the written review had closed";
+    let body = p
+        .graphql(Some(&officer), reject, json!({ "p": later, "why": why }))
+        .await;
+    assert_eq!(
+        ok(&body)["rejectLateCase"],
+        json!({ "status": "rejected_late", "stage": 0, "lateResolution": why })
+    );
+    let body = p
+        .graphql(
+            Some(&officer),
+            reject,
+            json!({ "p": later, "why": "again" }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        Some("STATE_CONFLICT"),
+        "resolved once: {body}"
+    );
+    let consortium: uuid::Uuid = {
+        use kaip_scoring::schema::evaluation_cases;
+        evaluation_cases::table
+            .filter(evaluation_cases::proposal_id.eq(uuid::Uuid::parse_str(&later).expect("uuid")))
+            .select(evaluation_cases::consortium_id)
+            .first(&mut p.scoring.conn())
+            .expect("the case")
+    };
+    let theirs = p
+        .ctx
+        .bearer(Role::Consortium, Some(ConsortiumId(consortium)));
+    let body = p
+        .graphql(
+            Some(&theirs),
+            "query($p: UUID!) { evaluationCase(proposalId: $p) { status stage lateResolution } }",
+            json!({ "p": later }),
+        )
+        .await;
+    assert_eq!(
+        ok(&body)["evaluationCase"],
+        json!({ "status": "rejected_late", "stage": 0, "lateResolution": why })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +341,7 @@ async fn a_late_conflict_voids_the_sheets_keeps_them_and_brings_in_a_replacement
         assert_eq!(ok(&body)["scoreProposal"]["total"], total);
     }
     let versions =
-        "query($a: UUID!) { scoreSheetVersions(assignmentId: $a) { version total recordedBy } }";
+        "query($a: UUID!) { scoreSheetVersions(assignmentId: $a) { version total recordedBy scores { criterion points } } }";
     let body = p
         .graphql(Some(&officer), versions, json!({ "a": assignment }))
         .await;
@@ -289,13 +349,21 @@ async fn a_late_conflict_voids_the_sheets_keeps_them_and_brings_in_a_replacement
     assert_eq!(
         history,
         json!([
-            { "version": 1, "total": 70, "recordedBy": x },
-            { "version": 2, "total": 80, "recordedBy": x },
+            { "version": 1, "total": 70, "recordedBy": x, "scores": [
+                { "criterion": "ecosystem", "points": 21 },
+                { "criterion": "strategy", "points": 21 },
+                { "criterion": "technology", "points": 28 },
+            ] },
+            { "version": 2, "total": 80, "recordedBy": x, "scores": [
+                { "criterion": "ecosystem", "points": 24 },
+                { "criterion": "strategy", "points": 24 },
+                { "criterion": "technology", "points": 32 },
+            ] },
         ])
     );
 
     // Then x declares a conflict with the proposal's consortium.
-    let declare = "mutation($r: String!, $k: UUID!, $why: String!) { declareConflict(reviewerId: $r, consortiumId: $k, reason: $why) }";
+    let declare = "mutation($r: String!, $k: UUID!, $why: String!) { declareConflict(reviewerId: $r, consortiumId: $k, reason: $why) { voided { assignmentId proposalId stage hadSheet } replacements { reviewerId proposalId stage } shortfalls { proposalId assigned needed } noted { assignmentId } } }";
     let body = p
         .graphql(
             Some(&x_token),
@@ -303,7 +371,21 @@ async fn a_late_conflict_voids_the_sheets_keeps_them_and_brings_in_a_replacement
             json!({ "r": x, "k": consortium, "why": "advised the lead last year" }),
         )
         .await;
-    assert_eq!(ok(&body)["declareConflict"], true);
+    // The answer says what changed: x's scored assignment void, one replacement, no gap.
+    let report = ok(&body)["declareConflict"].clone();
+    assert_eq!(
+        report["voided"],
+        json!([{ "assignmentId": assignment, "proposalId": proposal, "stage": 0, "hadSheet": true }])
+    );
+    assert_eq!(
+        report["replacements"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["replacements"][0]["proposalId"], proposal.as_str());
+    assert_ne!(report["replacements"][0]["reviewerId"], x.as_str());
+    assert_eq!(report["shortfalls"], json!([]));
+    assert_eq!(report["noted"], json!([]));
 
     // x can no longer see, read or score the case.
     assert!(
@@ -391,7 +473,13 @@ async fn a_late_conflict_voids_the_sheets_keeps_them_and_brings_in_a_replacement
             json!({ "r": y, "k": consortium, "why": "co-author of the lead's paper" }),
         )
         .await;
-    assert_eq!(ok(&body)["declareConflict"], true);
+    let report = ok(&body)["declareConflict"].clone();
+    assert_eq!(report["voided"][0]["hadSheet"], false, "{report}");
+    assert_eq!(report["replacements"], json!([]));
+    assert_eq!(
+        report["shortfalls"],
+        json!([{ "proposalId": proposal, "assigned": 1, "needed": 2 }])
+    );
     let body = p
         .graphql(Some(&officer), SHORTFALLS, json!({ "c": call_id }))
         .await;
@@ -486,6 +574,21 @@ async fn registration_numbers_are_one_organisation_however_typed() {
     assert_eq!(versions[1]["name"], "Kim Min-ji");
     assert!(versions.iter().all(|v| v["recordedBy"].is_string()));
     reviewers(&p, &["rev-other"]).await;
+    // A profile stored before numbers were normalised keeps its number as typed: assignment
+    // must still see it is the lead (the registration path cannot have normalised it).
+    {
+        use kaip_scoring::schema::reviewers;
+        diesel::insert_into(reviewers::table)
+            .values((
+                reviewers::id.eq("rev-legacy"),
+                reviewers::name.eq("Lee"),
+                reviewers::organisation.eq("Registered long ago"),
+                reviewers::brn.eq("3148200017"),
+                reviewers::expertise.eq(json!([])),
+            ))
+            .execute(&mut p.scoring.conn())
+            .expect("a legacy profile");
+    }
 
     pass_deadline(&p, &call_id).await;
     let body = p
@@ -493,16 +596,17 @@ async fn registration_numbers_are_one_organisation_however_typed() {
         .await;
     let report = &ok(&body)["assignReviewers"];
     assert_eq!(report["assigned"], 2);
-    let blocked = report["blocked"].as_array().expect("blocked");
-    assert_eq!(blocked.len(), 1, "{blocked:?}");
-    assert_eq!(blocked[0]["reviewerId"], "rev-typed");
-    assert_eq!(blocked[0]["proposalId"], id);
-    assert!(
-        blocked[0]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("is lead")),
-        "{blocked:?}"
-    );
+    let mut blocked = report["blocked"].as_array().expect("blocked").clone();
+    blocked.sort_by_key(|b| b["reviewerId"].as_str().map(str::to_owned));
+    assert_eq!(blocked.len(), 2, "{blocked:?}");
+    for (b, reviewer) in blocked.iter().zip(["rev-legacy", "rev-typed"]) {
+        assert_eq!(b["reviewerId"], reviewer);
+        assert_eq!(b["proposalId"], id);
+        assert!(
+            b["reason"].as_str().is_some_and(|r| r.contains("is lead")),
+            "{blocked:?}"
+        );
+    }
 }
 
 /// Runs a one-stage call of three proposals to a proposed selection (proposal i scores
@@ -556,7 +660,9 @@ async fn consortia_learn_results_at_publication_and_small_groups_stay_anonymous(
     let config = settings(&p, 1).await;
     let (call_id, _) = call_with(&p, 0, &config).await;
     let mut small = config.clone();
-    small["anonymityMinGroup"] = json!(2);
+    // Five is one short: a consortium whose total is not shown would learn the other hidden
+    // one from the mean.
+    small["anonymityMinGroup"] = json!(5);
     let body = p
         .graphql(
             Some(&officer),
@@ -582,7 +688,7 @@ async fn consortia_learn_results_at_publication_and_small_groups_stay_anonymous(
     assert_eq!(versions.as_array().map(Vec::len), Some(2), "{versions}");
     assert_eq!(versions[0]["config"]["teams"], 1);
     assert_eq!(versions[1]["config"]["teams"], 2);
-    assert_eq!(versions[1]["config"]["anonymityMinGroup"], 5);
+    assert_eq!(versions[1]["config"]["anonymityMinGroup"], 6);
 
     let (call_id, proposals) = decided_call(&p, 2).await;
     let status_for = |consortium: ConsortiumId, proposal: String| {
@@ -630,7 +736,7 @@ async fn consortia_learn_results_at_publication_and_small_groups_stay_anonymous(
         "eliminated"
     );
 
-    // Three proposals are fewer than the default five: no distribution, and why.
+    // Three proposals are fewer than the default six: no distribution, and why.
     let token = p.ctx.bearer(Role::Consortium, Some(proposals[0].0));
     let body = p
         .graphql(Some(&token), "query($c: UUID!) { feedback(callId: $c) { stages { totalCenti distribution { criterion } distributionWithheld } } }", json!({ "c": call_id }))
@@ -704,6 +810,41 @@ async fn a_withdrawal_that_reaches_scoring_after_publication_is_refused_and_expl
         restored["withdrawal"]["reason"], "merging with another team",
         "the withdrawal stays on record"
     );
+
+    // A second withdrawal (intake still unaware of the publication) is refused by name and
+    // changes nothing: the first stays on record, and the history holds it alone.
+    let body = p
+        .graphql(
+            Some(&lead),
+            "mutation($p: UUID!) { withdrawProposal(proposalId: $p, reason: \"trying again\") { status } }",
+            json!({ "p": proposal }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        Some("WITHDRAWAL_ALREADY_REFUSED"),
+        "{body}"
+    );
+    assert!(message(&body).contains("refused"), "{body}");
+    let body = p.graphql(Some(&lead), seen, json!({ "p": proposal })).await;
+    assert_eq!(ok(&body)["proposal"]["status"], "submitted");
+    assert_eq!(
+        ok(&body)["proposal"]["withdrawal"]["reason"],
+        "merging with another team"
+    );
+    {
+        use kaip_intake::schema::proposal_withdrawals;
+        let rows: Vec<String> = proposal_withdrawals::table
+            .filter(
+                proposal_withdrawals::proposal_id
+                    .eq(uuid::Uuid::parse_str(&proposal).expect("uuid")),
+            )
+            .order(proposal_withdrawals::id.asc())
+            .select(proposal_withdrawals::reason)
+            .load(&mut p.intake.conn())
+            .expect("history");
+        assert_eq!(rows, vec!["merging with another team".to_owned()]);
+    }
     let body = p
         .graphql(Some(&officer), CASE, json!({ "p": proposal }))
         .await;

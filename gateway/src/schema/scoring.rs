@@ -34,9 +34,15 @@ impl EvaluationCase {
     async fn title(&self) -> &str {
         &self.0.title
     }
-    /// `open`, `withdrawn`, `eliminated`, `finalist`, `selected` or `not_selected`.
+    /// `open`, `withdrawn`, `eliminated`, `finalist`, `selected`, `not_selected`, `late`
+    /// (its submission reached evaluation after stage 0 closed: staff decide) or
+    /// `rejected_late`.
     async fn status(&self) -> &str {
         &self.0.status
+    }
+    /// Why staff rejected a late case.
+    async fn late_resolution(&self) -> Option<&str> {
+        self.0.late_resolution.as_deref()
     }
     /// The stage the case is in (0-based).
     async fn stage(&self) -> i32 {
@@ -268,11 +274,19 @@ pub struct ReviewerVersion {
 #[derive(SimpleObject)]
 pub struct ScoreSheetVersion {
     pub version: i32,
-    pub scores: Vec<CriterionScore>,
+    /// What the reviewer gave, in whole points (a sheet is never in hundredths).
+    pub scores: Vec<CriterionPoints>,
     pub comments: Vec<CriterionComment>,
     pub total: i64,
     pub recorded_by: String,
     pub recorded_at: DateTime<Utc>,
+}
+
+/// A criterion's score on a reviewer's sheet, in whole points.
+#[derive(SimpleObject)]
+pub struct CriterionPoints {
+    pub criterion: String,
+    pub points: i64,
 }
 
 #[derive(SimpleObject)]
@@ -290,6 +304,73 @@ pub struct ReviewerShortfall {
     pub stage: i32,
     pub assigned: i64,
     pub needed: i64,
+}
+
+impl From<dto::ReviewerShortfall> for ReviewerShortfall {
+    fn from(r: dto::ReviewerShortfall) -> Self {
+        Self {
+            code: r.code,
+            proposal_id: r.proposal_id.0,
+            stage: r.stage,
+            assigned: r.assigned,
+            needed: r.needed,
+        }
+    }
+}
+
+/// What a declared conflict of interest changed.
+#[derive(SimpleObject)]
+pub struct ConflictReport {
+    /// The reviewer's assignments to the consortium's proposals in stages still open, now
+    /// void (their sheets kept, no longer counted).
+    pub voided: Vec<ConflictedAssignment>,
+    /// Reviewers assigned in their place.
+    pub replacements: Vec<Replacement>,
+    /// Proposals left short of reviewers: nobody eligible remained.
+    pub shortfalls: Vec<ReviewerShortfall>,
+    /// Assignments in stages already closed, marked with the conflict (their result stands).
+    pub noted: Vec<ConflictedAssignment>,
+}
+
+#[derive(SimpleObject)]
+pub struct ConflictedAssignment {
+    pub assignment_id: Uuid,
+    pub proposal_id: Uuid,
+    pub stage: i32,
+    /// Whether the reviewer had scored it when the conflict was recorded.
+    pub had_sheet: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct Replacement {
+    pub reviewer_id: String,
+    pub proposal_id: Uuid,
+    pub stage: i32,
+}
+
+impl From<dto::ConflictReport> for ConflictReport {
+    fn from(r: dto::ConflictReport) -> Self {
+        let assignment = |v: dto::VoidedAssignment| ConflictedAssignment {
+            assignment_id: v.assignment_id,
+            proposal_id: v.proposal_id.0,
+            stage: v.stage,
+            had_sheet: v.had_sheet,
+        };
+        Self {
+            voided: r.voided.into_iter().map(assignment).collect(),
+            replacements: r
+                .replacements
+                .into_iter()
+                .map(|x| Replacement {
+                    reviewer_id: x.reviewer_id,
+                    proposal_id: x.proposal_id.0,
+                    stage: x.stage,
+                })
+                .collect(),
+            shortfalls: r.shortfalls.into_iter().map(Into::into).collect(),
+            noted: r.noted.into_iter().map(assignment).collect(),
+        }
+    }
 }
 
 #[derive(SimpleObject)]
@@ -865,7 +946,11 @@ impl ScoringQuery {
             .into_iter()
             .map(|v| ScoreSheetVersion {
                 version: v.version,
-                scores: criterion_scores(v.scores),
+                scores: v
+                    .scores
+                    .into_iter()
+                    .map(|(criterion, points)| CriterionPoints { criterion, points })
+                    .collect(),
                 comments: v
                     .comments
                     .into_iter()
@@ -892,16 +977,7 @@ impl ScoringQuery {
             .get(&format!("/calls/{call_id}/shortfalls"), Some(&authed.token))
             .await
             .map_err(upstream)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ReviewerShortfall {
-                code: r.code,
-                proposal_id: r.proposal_id.0,
-                stage: r.stage,
-                assigned: r.assigned,
-                needed: r.needed,
-            })
-            .collect())
+        Ok(rows.into_iter().map(ReviewerShortfall::from).collect())
     }
 
     async fn appeals(
@@ -981,26 +1057,29 @@ impl ScoringMutation {
         Ok(r.into())
     }
 
-    /// Records a conflict of interest between a reviewer and a consortium (by the reviewer, or staff).
+    /// Records a conflict of interest between a reviewer and a consortium (by the reviewer, or
+    /// staff), and answers what it changed: assignments voided or marked, replacements,
+    /// shortfalls.
     async fn declare_conflict(
         &self,
         ctx: &Context<'_>,
         reviewer_id: String,
         consortium_id: Uuid,
         reason: String,
-    ) -> async_graphql::Result<bool> {
+    ) -> async_graphql::Result<ConflictReport> {
         let authed = caller(ctx)?;
         let body = dto::DeclareConflict {
             consortium_id: ConsortiumId(consortium_id),
             reason,
         };
         let path = format!("/reviewers/{}/conflicts", path_segment(&reviewer_id));
-        ctx.data::<Services>()?
+        let report: dto::ConflictReport = ctx
+            .data::<Services>()?
             .scoring
-            .post_empty(&path, &body, Some(&authed.token))
+            .post(&path, &body, Some(&authed.token))
             .await
             .map_err(upstream)?;
-        Ok(true)
+        Ok(report.into())
     }
 
     /// Assigns reviewers to every open proposal of a stage, keeping conflicted reviewers off.
@@ -1198,6 +1277,29 @@ impl ScoringMutation {
             .await
             .map_err(upstream)?;
         Ok(a.into())
+    }
+
+    /// Rejects a case marked `late` (its submission reached evaluation after stage 0 had
+    /// closed, so it cannot be ranked with its peers) with the reason its consortium reads
+    /// (ministry staff).
+    async fn reject_late_case(
+        &self,
+        ctx: &Context<'_>,
+        proposal_id: Uuid,
+        reason: String,
+    ) -> async_graphql::Result<EvaluationCase> {
+        let authed = caller_with(ctx, STAFF, "resolve a late case")?;
+        let k: dto::EvaluationCase = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/proposals/{proposal_id}/case/late-resolution"),
+                &dto::ResolveLate { reason },
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(EvaluationCase(k))
     }
 
     async fn answer_appeal(

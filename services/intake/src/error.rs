@@ -34,6 +34,8 @@ pub enum IntakeError {
     NotADraft { id: ProposalId, status: String },
     #[error("proposal {id} is {status}: only a submitted proposal can be withdrawn")]
     NotSubmitted { id: ProposalId, status: String },
+    #[error("proposal {0}'s withdrawal was refused: the call's decision was published before it reached evaluation, so the proposal keeps its result and cannot be withdrawn again")]
+    WithdrawalRefused(ProposalId),
     #[error("the proposal is not eligible: {}", .0.join("; "))]
     NotEligible(Vec<String>),
     #[error("no `{0}` document on this proposal")]
@@ -56,6 +58,7 @@ impl IntakeError {
             IntakeError::AlreadySubmitted(_) => "PROPOSAL_ALREADY_SUBMITTED",
             IntakeError::NotADraft { .. } => "PROPOSAL_NOT_A_DRAFT",
             IntakeError::NotSubmitted { .. } => "PROPOSAL_NOT_SUBMITTED",
+            IntakeError::WithdrawalRefused(_) => "WITHDRAWAL_ALREADY_REFUSED",
             IntakeError::NotEligible(_) => "PROPOSAL_NOT_ELIGIBLE",
             IntakeError::DocumentNotFound(_) => "DOCUMENT_NOT_FOUND",
         }

@@ -106,12 +106,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    proposal_withdrawals (id) {
+        id -> Int8,
+        proposal_id -> Uuid,
+        reason -> Text,
+        withdrawn_by -> Text,
+        withdrawn_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(proposals -> calls (call_id));
 diesel::joinable!(calls -> programmes (programme_id));
 diesel::joinable!(consortium_members -> consortia (consortium_id));
 diesel::joinable!(consortium_versions -> consortia (consortium_id));
 diesel::joinable!(proposal_versions -> proposals (proposal_id));
 diesel::joinable!(proposal_documents -> proposals (proposal_id));
+diesel::joinable!(proposal_withdrawals -> proposals (proposal_id));
 diesel::allow_tables_to_appear_in_same_query!(
     programmes,
     calls,
@@ -120,5 +131,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     consortium_members,
     consortium_versions,
     proposal_versions,
-    proposal_documents
+    proposal_documents,
+    proposal_withdrawals
 );

@@ -15,6 +15,9 @@ diesel::table! {
         stage -> Int4,
         submitted_at -> Timestamptz,
         portfolio -> Nullable<Jsonb>,
+        late_resolution -> Nullable<Text>,
+        late_resolved_by -> Nullable<Text>,
+        late_resolved_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -60,6 +63,9 @@ diesel::table! {
         voided_at -> Nullable<Timestamptz>,
         voided_by -> Nullable<Text>,
         void_reason -> Nullable<Text>,
+        conflict_note -> Nullable<Text>,
+        conflict_noted_at -> Nullable<Timestamptz>,
+        conflict_noted_by -> Nullable<Text>,
     }
 }
 

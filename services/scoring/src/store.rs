@@ -26,6 +26,7 @@ pub struct CaseRow {
     pub stage: i32,
     pub submitted_at: DateTime<Utc>,
     pub portfolio: Option<serde_json::Value>,
+    pub late_resolution: Option<String>,
 }
 
 impl CaseRow {
@@ -62,6 +63,7 @@ impl CaseRow {
             status: self.status.clone(),
             stage: self.stage,
             opened_at: self.opened_at,
+            late_resolution: self.late_resolution.clone(),
         }
     }
 }
@@ -84,6 +86,23 @@ pub fn find_call(c: &mut PgConnection, id: Uuid, lock: bool) -> Result<CallRow, 
         q.first(c).optional()?
     };
     row.ok_or(ScoringError::CallNotFound(id))
+}
+
+/// Locks the rows of `ids` (FOR UPDATE) in id order, the one order every handler that
+/// locks several calls takes, so two of them never wait on each other. A call's row is the
+/// lock that orders assignment, conflicts, scoring and closing its stages: whoever holds it
+/// sees the others' work whole or not at all.
+pub fn lock_calls(c: &mut PgConnection, ids: &[Uuid]) -> QueryResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    calls::table
+        .filter(calls::id.eq_any(ids))
+        .order(calls::id.asc())
+        .select(calls::id)
+        .for_update()
+        .load::<Uuid>(c)?;
+    Ok(())
 }
 
 /// The call and its evaluation settings (which must exist).
@@ -140,9 +159,14 @@ pub fn plan_assignments(
             members: k.members(),
         })
         .collect();
+    // FOR SHARE: a conflict being declared (or a profile being changed) holds its reviewer's
+    // row until it commits, so the conflicts and organisations read below are the ones it
+    // wrote; and once this has the rows, the declaration waits and then sees this plan's
+    // assignments. Callers hold the call's row first (the order declarations take too).
     let pool: Vec<assign::ReviewerInfo> = reviewers::table
         .order(reviewers::id.asc())
         .select((reviewers::id, reviewers::organisation, reviewers::brn))
+        .for_share()
         .load::<(String, String, Option<String>)>(c)?
         .into_iter()
         .map(|(id, organisation, brn)| assign::ReviewerInfo {

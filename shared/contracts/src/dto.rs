@@ -547,11 +547,22 @@ pub mod scoring {
         pub call_id: CallId,
         pub consortium_id: ConsortiumId,
         pub title: String,
-        /// `open`, `withdrawn`, `eliminated`, `finalist`, `selected` or `not_selected`.
+        /// `open`, `withdrawn`, `eliminated`, `finalist`, `selected`, `not_selected`, `late`
+        /// (its submission reached evaluation after stage 0 closed) or `rejected_late`.
         pub status: String,
         /// The stage the case is in (0-based index into the call's stages).
         pub stage: i32,
         pub opened_at: DateTime<Utc>,
+        /// Why staff rejected a `late` case (its consortium reads it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub late_resolution: Option<String>,
+    }
+
+    /// `POST /proposals/{id}/case/late-resolution`: staff reject a `late` case.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ResolveLate {
+        pub reason: String,
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -610,7 +621,7 @@ pub mod scoring {
         #[serde(default)]
         pub constraints: Vec<SlotConstraint>,
         /// Below this many proposals in a stage, consortia's feedback withholds the
-        /// anonymised score distribution: with two or three, it would reveal competitors'
+        /// anonymised score distribution: with five or fewer, it would reveal competitors'
         /// scores.
         #[serde(default = "default_anonymity_min_group")]
         pub anonymity_min_group: u32,
@@ -618,7 +629,7 @@ pub mod scoring {
 
     /// The smallest group whose anonymised distribution consortia see, unless a call says
     /// otherwise.
-    pub const DEFAULT_ANONYMITY_MIN_GROUP: u32 = 5;
+    pub const DEFAULT_ANONYMITY_MIN_GROUP: u32 = 6;
 
     fn default_anonymity_min_group() -> u32 {
         DEFAULT_ANONYMITY_MIN_GROUP
@@ -743,6 +754,10 @@ pub mod scoring {
         pub voided: Vec<VoidedAssignment>,
         pub replacements: Vec<Replacement>,
         pub shortfalls: Vec<ReviewerShortfall>,
+        /// The reviewer's assignments in stages already closed, marked with the conflict
+        /// (not voided: a closed stage's result stands, and the record shows the conflict).
+        #[serde(default)]
+        pub noted: Vec<VoidedAssignment>,
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1069,6 +1084,12 @@ pub mod scoring {
     impl CheckText for FileAppeal {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "grounds", &self.grounds, Lines::Multi)
+        }
+    }
+
+    impl CheckText for ResolveLate {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "reason", &self.reason, Lines::Multi)
         }
     }
 

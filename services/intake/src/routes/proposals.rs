@@ -1,6 +1,6 @@
 use crate::domain::{self, Window};
 use crate::error::IntakeError;
-use crate::schema::{proposal_documents, proposal_versions, proposals};
+use crate::schema::{proposal_documents, proposal_versions, proposal_withdrawals, proposals};
 use crate::store::{
     documents, documents_of, find_call, find_consortium, find_proposal, CallRow, ProposalRow,
 };
@@ -516,7 +516,21 @@ pub async fn withdraw(
                         status: row.status,
                     });
                 }
+                // Scoring refused an earlier withdrawal (the decision was published first):
+                // the decision stands, and a second try would only be refused again while
+                // overwriting the first.
+                if row.withdrawal_refused_at.is_some() {
+                    return Err(IntakeError::WithdrawalRefused(id));
+                }
                 let now = Utc::now().trunc_subsecs(6);
+                diesel::insert_into(proposal_withdrawals::table)
+                    .values((
+                        proposal_withdrawals::proposal_id.eq(id.0),
+                        proposal_withdrawals::reason.eq(&reason),
+                        proposal_withdrawals::withdrawn_by.eq(&actor.subject),
+                        proposal_withdrawals::withdrawn_at.eq(now),
+                    ))
+                    .execute(c)?;
                 diesel::update(proposals::table.find(id.0))
                     .set((
                         proposals::status.eq("withdrawn"),

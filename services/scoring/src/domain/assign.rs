@@ -335,29 +335,42 @@ mod tests {
 
     #[test]
     fn registration_numbers_are_one_organisation_however_typed() {
-        let c = case(
-            1,
-            vec![m(
-                "Upstage",
-                "314-82-00017",
-                OrgType::Startup,
-                MemberRole::Lead,
-            )],
-        );
+        // (member's number as stored, reviewer's as stored, the same organisation?). Numbers
+        // stored before the rule keep their typing, so every pair differs as a string: a
+        // comparison as typed fails the first three; one that ignores the check digit (or
+        // compares digits loosely) fails the last two.
+        let pairs = [
+            ("314-82-00017", "3148200017", true),
+            ("3148200017", "314-82-00017", true),
+            ("3148200017", " 314-82-00017 ", true),
+            ("314-82-00017", "3148200018", false),
+            ("314-82-00017", "314820001", false),
+        ];
         let none = BTreeMap::new();
-        let reason = conflict(
-            &reviewer("r", "Another name", Some("3148200017")),
-            &c,
-            &none,
-        );
-        assert!(reason.unwrap().contains("is lead"));
-        assert_eq!(
-            conflict(
-                &reviewer("r", "Another name", Some("3148200018")),
+        for (member, reviewer_brn, same) in pairs {
+            let c = case(
+                1,
+                vec![m("Upstage", member, OrgType::Startup, MemberRole::Lead)],
+            );
+            let reason = conflict(
+                &reviewer("r", "Another name", Some(reviewer_brn)),
                 &c,
-                &none
-            ),
-            None
+                &none,
+            );
+            assert_eq!(
+                reason.is_some(),
+                same,
+                "member {member:?}, reviewer {reviewer_brn:?}: {reason:?}"
+            );
+            if same {
+                assert!(reason.unwrap_or_default().contains("is lead"));
+            }
+        }
+        assert_eq!(brn_key("3148200017"), "314-82-00017");
+        assert_eq!(
+            brn_key(" 31482-00018 "),
+            "31482-00018",
+            "invalid: as typed, trimmed"
         );
     }
 

@@ -1,5 +1,5 @@
 use crate::error::ScoringError;
-use crate::schema::{assignments, calls, evaluation_cases};
+use crate::schema::{assignments, calls, conflicts, evaluation_cases};
 use crate::store::CaseRow;
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
@@ -74,10 +74,20 @@ pub async fn list_cases(
             }
             if let Some(reviewer) = reviewer {
                 let mine = assignments::table
-                    .filter(assignments::reviewer_id.eq(reviewer))
+                    .filter(assignments::reviewer_id.eq(reviewer.clone()))
                     .filter(assignments::voided_at.is_null())
+                    .filter(assignments::conflict_noted_at.is_null())
                     .select(assignments::case_id);
-                q = q.filter(evaluation_cases::id.eq_any(mine));
+                // A conflict with the consortium hides its cases whatever assignment
+                // remains (one in a closed stage is kept, not voided).
+                let conflicted = conflicts::table
+                    .filter(conflicts::reviewer_id.eq(reviewer))
+                    .select(conflicts::consortium_id);
+                q = q
+                    .filter(evaluation_cases::id.eq_any(mine))
+                    .filter(diesel::dsl::not(
+                        evaluation_cases::consortium_id.eq_any(conflicted),
+                    ));
             }
             let rows: Vec<CaseRow> = q.load(c)?;
             let mut items: Vec<EvaluationCase> = rows.iter().map(CaseRow::dto).collect();
@@ -143,11 +153,19 @@ async fn find_case(
                 .ok_or(ScoringError::CaseNotFound(missing))?;
             let assigned: i64 = assignments::table
                 .filter(assignments::case_id.eq(case.id))
-                .filter(assignments::reviewer_id.eq(reviewer))
+                .filter(assignments::reviewer_id.eq(&reviewer))
                 .filter(assignments::voided_at.is_null())
+                .filter(assignments::conflict_noted_at.is_null())
                 .count()
                 .get_result(c)?;
-            Ok::<_, ScoringError>((case, assigned > 0))
+            // A declared conflict with the consortium closes the case to the reviewer, even
+            // through an assignment in a closed stage (kept, since that result stands).
+            let conflicted: i64 = conflicts::table
+                .filter(conflicts::reviewer_id.eq(&reviewer))
+                .filter(conflicts::consortium_id.eq(case.consortium_id))
+                .count()
+                .get_result(c)?;
+            Ok::<_, ScoringError>((case, assigned > 0 && conflicted == 0))
         })
         .await?;
     // A case the caller may not see is reported as absent: its existence is not theirs to
@@ -172,7 +190,8 @@ async fn find_case(
 /// What a case looks like to a consortium before its call's decision is published: results
 /// reach consortia at publication, together, so until then every case still in the
 /// competition reads `under_review` at stage 0, whichever stages have closed (staff see
-/// everything). `withdrawn` is the consortium's own act and stays.
+/// everything). `withdrawn` is the consortium's own act and stays, but at stage 0 too: the
+/// stage it left from would tell it how far it had got.
 pub const NEUTRAL_STATUS: &str = "under_review";
 
 fn as_consortium_sees(
@@ -186,10 +205,77 @@ fn as_consortium_sees(
         .select(calls::id)
         .load(c)?;
     for k in &mut cases {
-        if !published.contains(&k.call_id.0) && k.status != "withdrawn" {
-            k.status = NEUTRAL_STATUS.to_owned();
+        if !published.contains(&k.call_id.0) {
+            // Withdrawal and a late case's rejection are not competition results: they
+            // stand as they are (a rejection with its reason).
+            if k.status != "withdrawn" && k.status != "rejected_late" {
+                k.status = NEUTRAL_STATUS.to_owned();
+            }
             k.stage = 0;
         }
     }
     Ok(cases)
+}
+
+/// Staff reject a case marked `late` (its submission reached evaluation after stage 0 had
+/// closed, so it cannot be ranked with its peers), with the reason its consortium reads. A
+/// late case is resolved once; any other case is refused by name.
+pub async fn resolve_late(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: kaip_service::ValidJson<kaip_contracts::dto::scoring::ResolveLate>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(super::STAFF, "resolve a late case")?;
+    let proposal = path.into_inner();
+    let reason = body.into_inner().reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(kaip_service::CommonError::validation(
+            "reason",
+            "must be 1 to 2000 characters",
+        )
+        .into());
+    }
+    let by = caller.0.sub.clone();
+    let case = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let call: Uuid = evaluation_cases::table
+                    .filter(evaluation_cases::proposal_id.eq(proposal))
+                    .select(evaluation_cases::call_id)
+                    .first(c)
+                    .optional()?
+                    .ok_or_else(|| ScoringError::CaseNotFound(format!("proposal {proposal}")))?;
+                // The call's row first (the order every writer takes), then the case's.
+                crate::store::lock_calls(c, &[call])?;
+                let case: CaseRow = evaluation_cases::table
+                    .filter(evaluation_cases::proposal_id.eq(proposal))
+                    .select(CaseRow::as_select())
+                    .for_update()
+                    .first(c)?;
+                if case.status != "late" {
+                    return Err(ScoringError::Conflict(format!(
+                        "the case of proposal {proposal} is {}: only a `late` case can be rejected as late",
+                        case.status
+                    )));
+                }
+                diesel::update(evaluation_cases::table.find(case.id))
+                    .set((
+                        evaluation_cases::status.eq("rejected_late"),
+                        evaluation_cases::late_resolution.eq(&reason),
+                        evaluation_cases::late_resolved_by.eq(&by),
+                        evaluation_cases::late_resolved_at.eq(chrono::Utc::now()),
+                    ))
+                    .execute(c)?;
+                Ok::<_, ScoringError>(
+                    evaluation_cases::table
+                        .find(case.id)
+                        .select(CaseRow::as_select())
+                        .first(c)?,
+                )
+            })
+        })
+        .await?;
+    tracing::info!(proposal_id = %proposal, "late case rejected");
+    Ok(HttpResponse::Ok().json(case.dto()))
 }

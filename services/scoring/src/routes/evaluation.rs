@@ -6,7 +6,7 @@ use crate::schema::{
     reviewers, score_sheet_versions, score_sheets, stage_closures,
 };
 use crate::store::{
-    apply_plan, configured_call, find_call, plan_assignments, stage_closed, CaseRow,
+    apply_plan, configured_call, find_call, lock_calls, plan_assignments, stage_closed, CaseRow,
 };
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
@@ -23,7 +23,14 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// The smallest `anonymity_min_group` a call may set.
-pub const MIN_ANONYMITY_GROUP: u32 = 3;
+///
+/// Six. A consortium sees min, median (an actual value), max and mean (so the sum) of a
+/// stage's totals, and knows its own. Of the n totals, min, median, max and its own are
+/// known; the sum pins the rest down when one is left: n - 4 <= 1. With five, a consortium
+/// whose total is not shown learns the other hidden one exactly (sum minus the four); with
+/// three or four every total is learnt. From six up, at least two totals stay hidden behind
+/// one equation.
+pub const MIN_ANONYMITY_GROUP: u32 = 6;
 
 /// Sets a call's evaluation settings; allowed until its first assignment.
 pub async fn configure(
@@ -134,9 +141,17 @@ pub async fn register_reviewer(
     };
     let saved = r.clone();
     let by = caller.0.sub.clone();
-    state
+    let report = state
         .db(move |c, _| {
             c.transaction(|c| {
+                // Lock order as in `declare_conflict`: the calls the reviewer is assigned in,
+                // then (by the upsert) the reviewer's row.
+                let locked: Vec<Uuid> = assignments::table
+                    .filter(assignments::reviewer_id.eq(&r.id))
+                    .select(assignments::call_id)
+                    .distinct()
+                    .load(c)?;
+                lock_calls(c, &locked)?;
                 diesel::insert_into(reviewers::table)
                     .values((
                         reviewers::id.eq(&r.id),
@@ -173,10 +188,56 @@ pub async fn register_reviewer(
                         reviewer_versions::recorded_by.eq(&by),
                     ))
                     .execute(c)?;
-                Ok::<_, ScoringError>(())
+                // A new organisation or number can make the reviewer a member of a
+                // consortium they are assigned to: the same void-and-refill as a declared
+                // conflict. With the reviewer's row held, no plan adds assignments of theirs
+                // now; one committed while the upsert waited is in a call not locked above,
+                // taken here (a rare wait PostgreSQL resolves by aborting one side).
+                let now_in: Vec<Uuid> = assignments::table
+                    .filter(assignments::reviewer_id.eq(&r.id))
+                    .select(assignments::call_id)
+                    .distinct()
+                    .load(c)?;
+                let extra: Vec<Uuid> = now_in.into_iter().filter(|k| !locked.contains(k)).collect();
+                lock_calls(c, &extra)?;
+                let info = assign::ReviewerInfo {
+                    id: r.id.clone(),
+                    organisation: r.organisation.trim().to_owned(),
+                    brn: r.business_registration_number.clone(),
+                };
+                let held: Vec<(Uuid, CaseRow)> = assignments::table
+                    .inner_join(evaluation_cases::table)
+                    .filter(assignments::reviewer_id.eq(&r.id))
+                    .filter(assignments::voided_at.is_null())
+                    .filter(assignments::conflict_noted_at.is_null())
+                    .order(assignments::id.asc())
+                    .select((assignments::id, CaseRow::as_select()))
+                    .load(c)?;
+                let none = BTreeMap::new();
+                let targets: Vec<(Uuid, String)> = held
+                    .into_iter()
+                    .filter_map(|(id, k)| {
+                        let case = assign::CaseInfo {
+                            case_id: k.id,
+                            proposal_id: k.proposal_id,
+                            consortium_id: k.consortium_id,
+                            members: k.members(),
+                        };
+                        assign::conflict(&info, &case, &none).map(|why| {
+                            (
+                                id,
+                                format!("conflict of interest on re-registration: {why}"),
+                            )
+                        })
+                    })
+                    .collect();
+                void_and_refill(c, &targets, &by)
             })
         })
         .await?;
+    if !(report.voided.is_empty() && report.noted.is_empty()) {
+        tracing::warn!(reviewer = %saved.id, voided = report.voided.len(), noted = report.noted.len(), "re-registration made the reviewer conflicted: assignments taken off");
+    }
     Ok(HttpResponse::Ok().json(Reviewer {
         id: saved.id,
         name: saved.name,
@@ -242,7 +303,9 @@ pub async fn list_reviewers(
 /// stage still open (their sheets are kept, with the reason, who and when: they no longer
 /// count, and the reviewer can no longer read or score the case), and assigns replacements so
 /// each proposal keeps its `reviewers_per_proposal`; where nobody eligible remains, the
-/// answer names the shortfall (and closing the stage refuses until it is filled).
+/// answer names the shortfall (and closing the stage refuses until it is filled). In a stage
+/// already closed the assignment is marked with the conflict, not voided: the result stands,
+/// and the record shows it.
 pub async fn declare_conflict(
     caller: Caller,
     state: web::Data<AppState>,
@@ -265,10 +328,25 @@ pub async fn declare_conflict(
     let report = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let exists: i64 = reviewers::table.find(&reviewer).count().get_result(c)?;
-                if exists == 0 {
-                    return Err(ScoringError::ReviewerNotFound(reviewer.clone()));
-                }
+                // Lock order (as `assign`, `close`, `score` and a new case's stage 0): the
+                // calls first, then the reviewer. Holding every call the consortium has a
+                // case in, nothing assigns, scores or closes there until the conflict is
+                // recorded and its voids and replacements are written; holding the
+                // reviewer's row, a plan for a call whose case this cannot see yet (still
+                // being opened) waits for this and then reads the conflict.
+                let calls_of: Vec<Uuid> = evaluation_cases::table
+                    .filter(evaluation_cases::consortium_id.eq(req.consortium_id.0))
+                    .select(evaluation_cases::call_id)
+                    .distinct()
+                    .load(c)?;
+                lock_calls(c, &calls_of)?;
+                reviewers::table
+                    .find(&reviewer)
+                    .select(reviewers::id)
+                    .for_update()
+                    .first::<String>(c)
+                    .optional()?
+                    .ok_or_else(|| ScoringError::ReviewerNotFound(reviewer.clone()))?;
                 diesel::insert_into(conflicts::table)
                     .values((
                         conflicts::reviewer_id.eq(&reviewer),
@@ -278,69 +356,95 @@ pub async fn declare_conflict(
                     ))
                     .on_conflict_do_nothing()
                     .execute(c)?;
-                void_for_conflict(c, &reviewer, req.consortium_id.0, req.reason.trim(), &by)
+                let targets: Vec<(Uuid, String)> = assignments::table
+                    .inner_join(evaluation_cases::table)
+                    .filter(assignments::reviewer_id.eq(&reviewer))
+                    .filter(evaluation_cases::consortium_id.eq(req.consortium_id.0))
+                    .filter(assignments::voided_at.is_null())
+                    .select(assignments::id)
+                    .order(assignments::id.asc())
+                    .load::<Uuid>(c)?
+                    .into_iter()
+                    .map(|id| {
+                        (
+                            id,
+                            format!("conflict of interest declared: {}", req.reason.trim()),
+                        )
+                    })
+                    .collect();
+                void_and_refill(c, &targets, &by)
             })
         })
         .await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// Voids `reviewer`'s counting assignments to `consortium`'s cases in stages not yet closed
-/// and refills those cases (see [`declare_conflict`]). A closed stage's results stand: its
-/// sheets were the record when it closed.
-fn void_for_conflict(
+/// Takes the counting assignments `targets` (id, why) off their cases: in a stage not yet
+/// closed each is voided and its case refilled (see [`declare_conflict`]); in a closed stage
+/// it is marked with the reason instead, since that stage's sheets were the record when it
+/// closed and its result stands. The caller holds the rows of every call concerned (and so
+/// reads `had_sheet` and the closures as they are).
+pub(crate) fn void_and_refill(
     c: &mut PgConnection,
-    reviewer: &str,
-    consortium: Uuid,
-    reason: &str,
+    targets: &[(Uuid, String)],
     by: &str,
 ) -> Result<ConflictReport, ScoringError> {
-    let affected: Vec<(Uuid, Uuid, Uuid, i32, Option<Uuid>)> = assignments::table
-        .inner_join(evaluation_cases::table)
-        .left_join(score_sheets::table)
-        .filter(assignments::reviewer_id.eq(reviewer))
-        .filter(evaluation_cases::consortium_id.eq(consortium))
-        .filter(assignments::voided_at.is_null())
-        .select((
-            assignments::id,
-            assignments::case_id,
-            assignments::call_id,
-            assignments::stage,
-            score_sheets::assignment_id.nullable(),
-        ))
-        .order(assignments::id.asc())
-        .load(c)?;
     let mut report = ConflictReport::default();
     let mut refill: BTreeMap<(Uuid, i32), Vec<Uuid>> = BTreeMap::new();
     let now = chrono::Utc::now();
-    for (id, case, call, stage, sheet) in affected {
+    for (id, reason) in targets {
+        let (case, call, stage, proposal, sheet): (Uuid, Uuid, i32, Uuid, Option<Uuid>) =
+            assignments::table
+                .inner_join(evaluation_cases::table)
+                .left_join(score_sheets::table)
+                .filter(assignments::id.eq(id))
+                .filter(assignments::voided_at.is_null())
+                .select((
+                    assignments::case_id,
+                    assignments::call_id,
+                    assignments::stage,
+                    evaluation_cases::proposal_id,
+                    score_sheets::assignment_id.nullable(),
+                ))
+                .first(c)?;
+        let entry = VoidedAssignment {
+            assignment_id: *id,
+            proposal_id: proposal.into(),
+            stage,
+            had_sheet: sheet.is_some(),
+        };
         if stage_closed(c, call, stage)? {
+            let marked = diesel::update(assignments::table.find(id))
+                .filter(assignments::conflict_noted_at.is_null())
+                .set((
+                    assignments::conflict_note.eq(reason),
+                    assignments::conflict_noted_at.eq(now),
+                    assignments::conflict_noted_by.eq(by),
+                ))
+                .execute(c)?;
+            if marked > 0 {
+                report.noted.push(entry);
+            }
             continue;
         }
         diesel::update(assignments::table.find(id))
             .set((
                 assignments::voided_at.eq(now),
                 assignments::voided_by.eq(by),
-                assignments::void_reason.eq(format!("conflict of interest declared: {reason}")),
+                assignments::void_reason.eq(reason),
             ))
             .execute(c)?;
-        let proposal: Uuid = evaluation_cases::table
-            .find(case)
-            .select(evaluation_cases::proposal_id)
-            .first(c)?;
-        report.voided.push(VoidedAssignment {
-            assignment_id: id,
-            proposal_id: proposal.into(),
-            stage,
-            had_sheet: sheet.is_some(),
-        });
+        report.voided.push(entry);
         refill.entry((call, stage)).or_default().push(case);
     }
     for ((call, stage), case_ids) in refill {
         let (_, cfg) = configured_call(c, call, true)?;
+        // Only cases still in this stage: one that has moved on (or left) is not refilled
+        // here, and nothing is ever assigned into a stage that has closed.
         let cases: Vec<CaseRow> = evaluation_cases::table
             .filter(evaluation_cases::id.eq_any(&case_ids))
             .filter(evaluation_cases::status.eq("open"))
+            .filter(evaluation_cases::stage.eq(stage))
             .order(evaluation_cases::id.asc())
             .select(CaseRow::as_select())
             .load(c)?;
@@ -538,7 +642,8 @@ pub async fn list_assignments(
                 // A voided assignment is no longer the reviewer's to see or score.
                 q = q
                     .filter(assignments::reviewer_id.eq(r))
-                    .filter(assignments::voided_at.is_null());
+                    .filter(assignments::voided_at.is_null())
+                    .filter(assignments::conflict_noted_at.is_null());
             }
             if let Some(call) = call_id {
                 q = q.filter(assignments::call_id.eq(call));
@@ -583,6 +688,21 @@ pub async fn score(
     let total = state
         .db(move |c, _| {
             c.transaction(|c| {
+                // The call's row first, shared (as `close` takes it, exclusively, before it
+                // reads the sheets; and `declare_conflict` before it voids): a sheet is
+                // saved wholly before the stage closes or refused after, and never written
+                // to an assignment a conflict is voiding.
+                let call_of: Uuid = assignments::table
+                    .find(id)
+                    .select(assignments::call_id)
+                    .first(c)
+                    .optional()?
+                    .ok_or(ScoringError::AssignmentNotFound(id))?;
+                calls::table
+                    .find(call_of)
+                    .select(calls::id)
+                    .for_share()
+                    .first::<Uuid>(c)?;
                 let (call_id, stage, owner, voided): (Uuid, i32, String, bool) = assignments::table
                     .find(id)
                     .select((
@@ -798,7 +918,9 @@ pub async fn sheet_versions(
                 .find(id)
                 .select((
                     assignments::reviewer_id,
-                    assignments::voided_at.is_not_null(),
+                    assignments::voided_at
+                        .is_not_null()
+                        .or(assignments::conflict_noted_at.is_not_null()),
                 ))
                 .first(c)
                 .optional()?

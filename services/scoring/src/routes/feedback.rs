@@ -15,14 +15,16 @@ use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// Min, median, max and mean of values in hundredths of a point.
+/// Min, median (an actual value: the lower middle one for an even count), max and mean of
+/// values in hundredths of a point.
 pub fn distribution(criterion: &str, mut values: Vec<i64>) -> Distribution {
     values.sort_unstable();
     let n = values.len();
     let median = match n {
         0 => 0,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2,
+        // The lower middle value for an even count, never the mean of the two middle ones:
+        // that mean would tell a consortium in the middle pair its partner's total.
+        _ => values[(n - 1) / 2],
     };
     Distribution {
         criterion: criterion.to_owned(),
@@ -101,7 +103,12 @@ pub async fn feedback(
             for (stage, _, position, total, per, advanced) in rows.iter().filter(|r| r.1 == case.id)
             {
                 let group = rows.iter().filter(|r| r.0 == *stage).count();
-                let withheld = withheld(group, cfg.anonymity_min_group);
+                // A setting saved under an older, lower floor is held to the current one.
+                let withheld = withheld(
+                    group,
+                    cfg.anonymity_min_group
+                        .max(super::evaluation::MIN_ANONYMITY_GROUP),
+                );
                 let mut distribution_rows = Vec::new();
                 for crit in cfg.criteria.iter().filter(|_| withheld.is_none()) {
                     let values: Vec<i64> = rows
@@ -387,7 +394,7 @@ mod tests {
                 d.max_centi,
                 d.mean_centi
             ),
-            (4, 1000, 2500, 4000, 2500)
+            (4, 1000, 2000, 4000, 2500)
         );
         let d = distribution("total", vec![]);
         assert_eq!(d.count, 0);

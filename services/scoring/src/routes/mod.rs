@@ -16,6 +16,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(cases::case_of_proposal),
         )
         .route(
+            "/proposals/{proposal_id}/case/late-resolution",
+            web::post().to(cases::resolve_late),
+        )
+        .route(
             "/calls/{id}/evaluation",
             web::put().to(evaluation::configure),
         )
