@@ -709,6 +709,6 @@ async fn every_domain_table_of_every_service_is_in_the_trail() {
             checked += usize::from(!exempt);
         }
     }
-    // intake 8, scoring 17, the ledger 12 when this was written: growth is fine, a drop is not.
-    assert!(checked >= 37, "only {checked} domain tables checked");
+    // intake 9, scoring 17, the ledger 12 when this was written: growth is fine, a drop is not.
+    assert!(checked >= 38, "only {checked} domain tables checked");
 }

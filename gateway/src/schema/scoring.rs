@@ -100,8 +100,8 @@ pub struct EvaluationConfig {
     pub teams: u32,
     pub constraints: Vec<SlotConstraint>,
     /// Below this many proposals in a stage, consortia's feedback withholds the anonymised
-    /// distribution (at least 3).
-    #[graphql(default = 5)]
+    /// distribution (at least 6; see the README's competition rules).
+    #[graphql(default_with = "dto::DEFAULT_ANONYMITY_MIN_GROUP")]
     pub anonymity_min_group: u32,
 }
 
