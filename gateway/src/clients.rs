@@ -2,6 +2,7 @@
 //! check it again) and the current trace context (so the trace continues in the service).
 
 use async_graphql::ErrorExtensions;
+use kaip_contracts::dto::gpu;
 use kaip_contracts::dto::intake::{
     Call, Consortium, CreateProgramme, DraftProposal, OpenCall, Programme, Proposal,
     ProposalVersion, ProposalVersions, Receipt, RegisterConsortium, Submit, UpdateDraft,
@@ -295,6 +296,7 @@ fn join_ids(ids: &[ProposalId]) -> String {
 pub struct Services {
     pub intake: ServiceClient,
     pub scoring: ServiceClient,
+    pub gpu_ledger: ServiceClient,
     pub all: Vec<ServiceClient>,
     calls: Arc<AtomicU64>,
 }
@@ -323,6 +325,7 @@ impl Services {
         Ok(Self {
             intake: all[0].clone(),
             scoring: all[1].clone(),
+            gpu_ledger: all[2].clone(),
             all,
             calls,
         })
@@ -345,6 +348,7 @@ impl Services {
         Ok(Self {
             intake: with(&self.intake),
             scoring: with(&self.scoring),
+            gpu_ledger: with(&self.gpu_ledger),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         })
@@ -359,6 +363,7 @@ impl Services {
         Self {
             intake: with(&self.intake),
             scoring: with(&self.scoring),
+            gpu_ledger: with(&self.gpu_ledger),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         }
@@ -616,9 +621,219 @@ impl Services {
     }
 }
 
+/// A query string from `(key, value)` pairs, each value percent-encoded (everything but
+/// RFC 3986's unreserved characters), so no client string can add or change a parameter.
+pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
+    let encoded: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut out = String::with_capacity(v.len());
+            for b in v.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            format!("{k}={out}")
+        })
+        .collect();
+    if encoded.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", encoded.join("&"))
+    }
+}
+
+/// The GPU ledger (`services/gpu-ledger`); the service checks the caller again and keeps a
+/// consortium user to its own team.
+impl Services {
+    pub async fn gpu_models(&self, token: &str) -> Result<Vec<gpu::GpuModel>, UpstreamError> {
+        self.gpu_ledger.get("/models", Some(token)).await
+    }
+
+    pub async fn gpu_pools(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<gpu::PoolLine>, UpstreamError> {
+        self.gpu_ledger
+            .get(&format!("/pools{}", query_string(filter)), Some(token))
+            .await
+    }
+
+    pub async fn gpu_teams(&self, token: &str) -> Result<Vec<gpu::SelectedTeam>, UpstreamError> {
+        self.gpu_ledger.get("/teams", Some(token)).await
+    }
+
+    pub async fn gpu_offers(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<gpu::Offer>, UpstreamError> {
+        self.gpu_ledger
+            .get(&format!("/offers{}", query_string(filter)), Some(token))
+            .await
+    }
+
+    pub async fn gpu_offer(
+        &self,
+        token: &str,
+        id: uuid::Uuid,
+    ) -> Result<gpu::Offer, UpstreamError> {
+        self.gpu_ledger
+            .get(&format!("/offers/{id}"), Some(token))
+            .await
+    }
+
+    pub async fn gpu_accounts(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Page<gpu::Account>, UpstreamError> {
+        self.gpu_ledger
+            .get(&format!("/accounts{}", query_string(filter)), Some(token))
+            .await
+    }
+
+    pub async fn gpu_account(
+        &self,
+        token: &str,
+        id: uuid::Uuid,
+    ) -> Result<gpu::Account, UpstreamError> {
+        self.gpu_ledger
+            .get(&format!("/accounts/{id}"), Some(token))
+            .await
+    }
+
+    pub async fn gpu_balance(
+        &self,
+        token: &str,
+        id: uuid::Uuid,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<gpu::BalanceAsOf, UpstreamError> {
+        let q = query_string(&[("as_of", as_of.to_rfc3339())]);
+        self.gpu_ledger
+            .get(&format!("/accounts/{id}/balance{q}"), Some(token))
+            .await
+    }
+
+    pub async fn gpu_transfers(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Page<gpu::Transfer>, UpstreamError> {
+        self.gpu_ledger
+            .get(&format!("/transfers{}", query_string(filter)), Some(token))
+            .await
+    }
+
+    pub async fn gpu_utilisation(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<gpu::Utilisation>, UpstreamError> {
+        self.gpu_ledger
+            .get(
+                &format!("/utilisation{}", query_string(filter)),
+                Some(token),
+            )
+            .await
+    }
+
+    pub async fn gpu_supplier_history(
+        &self,
+        token: &str,
+        consortium: ConsortiumId,
+    ) -> Result<Vec<gpu::SupplierRecord>, UpstreamError> {
+        self.gpu_ledger
+            .get(&format!("/suppliers/{consortium}"), Some(token))
+            .await
+    }
+
+    pub async fn make_gpu_offer(
+        &self,
+        token: &str,
+        body: &gpu::MakeOffer,
+    ) -> Result<gpu::Offer, UpstreamError> {
+        self.gpu_ledger.post("/offers", body, Some(token)).await
+    }
+
+    pub async fn accept_gpu_offer(
+        &self,
+        token: &str,
+        id: uuid::Uuid,
+        body: &gpu::AcceptOffer,
+    ) -> Result<gpu::Offer, UpstreamError> {
+        self.gpu_ledger
+            .post(&format!("/offers/{id}/accept"), body, Some(token))
+            .await
+    }
+
+    pub async fn record_gpu_supplier(
+        &self,
+        token: &str,
+        body: &gpu::RecordSupplier,
+    ) -> Result<gpu::SupplierRecord, UpstreamError> {
+        self.gpu_ledger.post("/suppliers", body, Some(token)).await
+    }
+
+    pub async fn report_gpu_usage(
+        &self,
+        token: &str,
+        body: &gpu::ReportUsage,
+    ) -> Result<gpu::UsageReport, UpstreamError> {
+        self.gpu_ledger.post("/usage", body, Some(token)).await
+    }
+
+    pub async fn open_gpu_account(
+        &self,
+        token: &str,
+        body: &gpu::OpenAccount,
+    ) -> Result<gpu::Account, UpstreamError> {
+        self.gpu_ledger.post("/accounts", body, Some(token)).await
+    }
+
+    pub async fn create_gpu_transfers(
+        &self,
+        token: &str,
+        body: &gpu::CreateTransfers,
+    ) -> Result<gpu::TransfersResult, UpstreamError> {
+        self.gpu_ledger.post("/transfers", body, Some(token)).await
+    }
+
+    pub async fn set_gpu_model(
+        &self,
+        token: &str,
+        code: &str,
+        body: &gpu::SetGpuModel,
+    ) -> Result<gpu::GpuModel, UpstreamError> {
+        let code: String = code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        self.gpu_ledger
+            .put(&format!("/models/{code}"), body, Some(token))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(query_string(&[]), "");
+        assert_eq!(
+            query_string(&[("code", "a&b=c d".into()), ("period", "2026H1".into())]),
+            "?code=a%26b%3Dc%20d&period=2026H1"
+        );
+        assert_eq!(
+            query_string(&[("as_of", "2026-01-01T00:00:00+09:00".into())]),
+            "?as_of=2026-01-01T00%3A00%3A00%2B09%3A00"
+        );
+    }
 
     #[test]
     fn page_queries_are_built_and_cursors_sanitised() {

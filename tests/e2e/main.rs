@@ -7,6 +7,7 @@ mod competition;
 mod consumer_hardening;
 mod decisions;
 mod gateway_hardening;
+mod gpu_gateway;
 mod inputs_hardening;
 mod relay_hardening;
 mod rules;

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod events;
+pub mod gpu;
 pub mod intake;
 pub mod money;
 pub mod scoring;
@@ -19,10 +20,15 @@ pub struct QueryRoot(
     scoring::ScoringQuery,
     system::SystemQuery,
     audit::AuditQuery,
+    gpu::GpuQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(intake::IntakeMutation, scoring::ScoringMutation);
+pub struct MutationRoot(
+    intake::IntakeMutation,
+    scoring::ScoringMutation,
+    gpu::GpuMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct SubscriptionRoot(events::EventSubscription);
