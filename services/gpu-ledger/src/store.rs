@@ -308,7 +308,7 @@ pub fn current_suppliers(
 }
 
 /// Applies a batch inside the caller's transaction (see the module's notes on locking) and
-/// announces what it created with one `GpuTransfersRecorded`. Refused transfers change
+/// announces what it created in `GpuTransfersRecorded` events (see [`announcements`]). Refused transfers change
 /// nothing and are only reported in the result.
 pub fn apply_batch(
     conn: &mut PgConnection,
@@ -466,30 +466,87 @@ pub fn apply_batch(
             .values(chunk)
             .execute(conn)?;
     }
-    let event = GpuTransfersRecorded {
-        batch_id: Uuid::now_v7(),
-        transfers: applied
-            .created
-            .iter()
-            .map(|t| {
-                let (model, period) = models.get(&t.debit_account).cloned().unwrap_or_default();
-                RecordedTransfer {
-                    id: t.id,
-                    kind: kind_dto(t.kind),
-                    debit_account: t.debit_account,
-                    credit_account: t.credit_account,
-                    amount: t.amount,
-                    model,
-                    period,
-                    pending_id: t.pending_id,
-                    code: t.code.clone(),
-                }
-            })
-            .collect(),
-        recorded_at: now,
-    };
-    tx.publish(conn, actor.clone(), &event)?;
+    let recorded: Vec<RecordedTransfer> = applied
+        .created
+        .iter()
+        .map(|t| {
+            let (model, period) = models.get(&t.debit_account).cloned().unwrap_or_default();
+            RecordedTransfer {
+                id: t.id,
+                kind: kind_dto(t.kind),
+                debit_account: t.debit_account,
+                credit_account: t.credit_account,
+                amount: t.amount,
+                model,
+                period,
+                pending_id: t.pending_id,
+                code: t.code.clone(),
+            }
+        })
+        .collect();
+    let events = announcements(Uuid::now_v7(), recorded, now, EVENT_TRANSFER_BYTES)?;
+    for event in &events {
+        tx.publish(conn, actor.clone(), event)?;
+    }
     Ok(applied)
+}
+
+/// The most bytes of transfers (as JSON) one `GpuTransfersRecorded` carries: a quarter of
+/// Kafka's default 1,000,000-byte message limit, leaving room for the envelope and headers.
+pub const EVENT_TRANSFER_BYTES: usize = 250_000;
+
+/// Splits what a batch created into its announcements: grouped by ledger (model, period),
+/// each group in creation order, cut into events of at most `max_bytes` of transfers (one
+/// transfer larger than that still gets an event of its own). Keyed by the ledger, so order
+/// per ledger, and so per account, is kept on the broker.
+pub fn announcements(
+    batch_id: Uuid,
+    transfers: Vec<RecordedTransfer>,
+    recorded_at: chrono::DateTime<Utc>,
+    max_bytes: usize,
+) -> Result<Vec<GpuTransfersRecorded>, LedgerError> {
+    // Ledgers in order of their first transfer; transfers in order within each.
+    let mut ledgers: Vec<(Uuid, Vec<RecordedTransfer>)> = Vec::new();
+    for t in transfers {
+        let key = kaip_contracts::events::ledger_key(&t.model, &t.period);
+        match ledgers.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, ts)) => ts.push(t),
+            None => ledgers.push((key, vec![t])),
+        }
+    }
+    let mut chunks: Vec<(Uuid, Vec<RecordedTransfer>)> = Vec::new();
+    for (key, ts) in ledgers {
+        let mut current: Vec<RecordedTransfer> = Vec::new();
+        let mut bytes = 0usize;
+        for t in ts {
+            let size = serde_json::to_vec(&t)
+                .map_err(|e| LedgerError::Common(kaip_service::CommonError::Internal(e.into())))?
+                .len()
+                + 1;
+            if !current.is_empty() && bytes + size > max_bytes {
+                chunks.push((key, std::mem::take(&mut current)));
+                bytes = 0;
+            }
+            bytes += size;
+            current.push(t);
+        }
+        if !current.is_empty() {
+            chunks.push((key, current));
+        }
+    }
+    let parts = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+    Ok(chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ledger_key, transfers))| GpuTransfersRecorded {
+            batch_id,
+            ledger_key,
+            part: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            parts,
+            transfers,
+            recorded_at,
+        })
+        .collect())
 }
 
 /// Is this a unique violation (two writers racing on an id)? The batch is then retried: the
@@ -556,4 +613,75 @@ pub fn models(conn: &mut PgConnection) -> QueryResult<Vec<dto::GpuModel>> {
             },
         )
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kaip_contracts::dto::gpu::TransferKind;
+
+    fn recorded(model: &str, period: &str, pending_id: Option<Uuid>) -> RecordedTransfer {
+        RecordedTransfer {
+            id: Uuid::now_v7(),
+            kind: TransferKind::Pending,
+            debit_account: Uuid::now_v7(),
+            credit_account: Uuid::now_v7(),
+            amount: i64::MAX,
+            model: model.into(),
+            period: period.into(),
+            pending_id,
+            code: "c".repeat(64),
+        }
+    }
+
+    #[test]
+    fn a_full_batch_is_announced_in_events_under_the_broker_limit_keyed_by_ledger() {
+        let now = Utc::now();
+        let batch = Uuid::now_v7();
+        let mut ts: Vec<RecordedTransfer> = (0..8_190)
+            .map(|i| {
+                if i % 3 == 0 {
+                    recorded("B200", "2026H2", Some(Uuid::now_v7()))
+                } else {
+                    recorded("H100", "2026H1", Some(Uuid::now_v7()))
+                }
+            })
+            .collect();
+        ts[0].pending_id = None;
+        let events = announcements(batch, ts.clone(), now, EVENT_TRANSFER_BYTES).unwrap();
+        assert!(events.len() > 2, "{} events", events.len());
+        let parts = events.len() as u32;
+        for (i, e) in events.iter().enumerate() {
+            let env =
+                kaip_contracts::EventEnvelope::wrap("gpu-ledger", Actor::system("gpu-ledger"), e)
+                    .unwrap();
+            let bytes = serde_json::to_vec(&env).unwrap().len();
+            assert!(bytes < 500_000, "event {i} is {bytes} bytes");
+            assert_eq!((e.part, e.parts, e.batch_id), (i as u32 + 1, parts, batch));
+            assert!(e
+                .transfers
+                .iter()
+                .all(|t| kaip_contracts::events::ledger_key(&t.model, &t.period) == e.ledger_key));
+            assert_eq!(env.aggregate_id, e.ledger_key);
+        }
+        // Every transfer once, and each ledger's transfers in their order.
+        for (model, period) in [("B200", "2026H2"), ("H100", "2026H1")] {
+            let want: Vec<Uuid> = ts
+                .iter()
+                .filter(|t| t.model == model && t.period == period)
+                .map(|t| t.id)
+                .collect();
+            let got: Vec<Uuid> = events
+                .iter()
+                .flat_map(|e| e.transfers.iter())
+                .filter(|t| t.model == model && t.period == period)
+                .map(|t| t.id)
+                .collect();
+            assert_eq!(got, want, "{model} {period}");
+        }
+        assert_ne!(
+            kaip_contracts::events::ledger_key("H100", "2026H1"),
+            kaip_contracts::events::ledger_key("H1002", "026H1")
+        );
+    }
 }

@@ -1553,3 +1553,61 @@ async fn concurrent_acceptances_of_one_offer_grant_it_once() {
     assert_eq!(reserved, 0, "the other form went back");
     assert_eq!(l.invariants().await["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_announced_in_ordered_parts_under_the_broker_message_limit() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let n = kaip_contracts::dto::gpu::MAX_BATCH;
+    let pool = l.pool(n as i64).await;
+    let grant = l.open("grant", Some(Uuid::now_v7())).await;
+    // Half pending, each pending posted right after it in the same batch.
+    let mut ts = Vec::with_capacity(n);
+    while ts.len() < n {
+        let p = Uuid::now_v7();
+        ts.push(
+            json!({"id": p, "debit_account": pool, "credit_account": grant,
+            "amount": 1, "kind": "pending", "code": "grant", "reason": "test"}),
+        );
+        ts.push(
+            json!({"id": Uuid::now_v7(), "debit_account": pool, "credit_account": grant,
+            "amount": 1, "kind": "post", "pending_id": p, "code": "grant", "reason": "test"}),
+        );
+    }
+    let r = l.transfers(ts.clone()).await;
+    assert_eq!(r.created as usize, n, "{:?}", &r.results[..2]);
+    let topic = ctx.topic(kaip_contracts::topics::GPU_LEDGER);
+    let want_key = kaip_contracts::events::ledger_key(MODEL, PERIOD).to_string();
+    let parts = eventually(Duration::from_secs(60), || async {
+        let msgs = ctx.read_topic(&topic).await;
+        let parts: Vec<(usize, Option<Vec<u8>>, Value)> = msgs
+            .iter()
+            .filter_map(|m| {
+                let e = m.json()?;
+                (e["type"] == "GpuTransfersRecorded"
+                    && e["data"]["transfers"].as_array()?.len() > 1)
+                    .then(|| (m.payload.as_ref().map_or(0, Vec::len), m.key.clone(), e))
+            })
+            .collect();
+        let total: usize = parts
+            .iter()
+            .map(|(_, _, e)| e["data"]["transfers"].as_array().map_or(0, Vec::len))
+            .sum();
+        (total >= n).then_some(parts)
+    })
+    .await
+    .expect("every transfer of the batch reached the topic");
+    assert!(parts.len() > 1, "one event for {n} transfers");
+    let mut seen: Vec<Value> = Vec::new();
+    for (i, (bytes, key, e)) in parts.iter().enumerate() {
+        assert!(*bytes < 1_000_000, "part {i} is {bytes} bytes");
+        assert_eq!(key.as_deref(), Some(want_key.as_bytes()), "part {i} key");
+        assert_eq!(e["data"]["part"], json!(i + 1));
+        assert_eq!(e["data"]["parts"], json!(parts.len()));
+        seen.extend(e["data"]["transfers"].as_array().unwrap().iter().cloned());
+    }
+    // In order: every post after its pending, every transfer once.
+    let ids: Vec<&Value> = seen.iter().map(|t| &t["id"]).collect();
+    let sent: Vec<&Value> = ts.iter().map(|t| &t["id"]).collect();
+    assert_eq!(ids, sent);
+}
