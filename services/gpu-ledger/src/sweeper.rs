@@ -91,6 +91,7 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
         )
         .bind::<BigInt, _>(BATCH)
         .load(c)?;
+        audit(c, "sweeper:release")?;
         let released = crate::grants::release_due(c, tx)?;
         if due.is_empty() {
             return Ok(released);
@@ -110,6 +111,7 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
                 reason: format!("timed out at {}", d.timeout_at.to_rfc3339()),
             })
             .collect();
+        audit(c, "sweeper:expire")?;
         let applied = store::apply_batch(c, tx, &requests, &Actor::system(crate::NAME))?;
         for (r, d) in applied.results.iter().zip(&due) {
             if let Err(e) = r {
@@ -118,6 +120,24 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
         }
         Ok(applied.created.len() + released)
     })
+}
+
+/// Sets the audit trail's context for the rest of the pass's transaction (a connection from
+/// the pool carries none: without this the sweeper's changes were recorded as `unknown`).
+fn audit(conn: &mut PgConnection, operation: &str) -> Result<(), LedgerError> {
+    let ctx = kaip_bus::audit::AuditContext {
+        actor_sub: format!("service:{}", crate::NAME),
+        actor_role: kaip_contracts::Role::System.to_string(),
+        trace_id: None,
+        operation: operation.to_owned(),
+        input: serde_json::json!({}),
+        traceparent: None,
+    };
+    kaip_bus::audit::set_context(conn, &ctx, true)?;
+    // The trail caches its operation row per transaction (`kaip.audit_op`): forget it, so
+    // the pass's releases and expiries are two operations, each with its own name.
+    diesel::sql_query("SELECT set_config('kaip.audit_op', '', true)").execute(conn)?;
+    Ok(())
 }
 
 #[cfg(test)]

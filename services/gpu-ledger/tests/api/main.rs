@@ -1611,3 +1611,104 @@ async fn a_full_batch_is_announced_in_ordered_parts_under_the_broker_message_lim
     let sent: Vec<&Value> = ts.iter().map(|t| &t["id"]).collect();
     assert_eq!(ids, sent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_records_refuse_truncate_and_delete() {
+    use diesel::RunQueryDsl;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let mut conn = l.svc.conn();
+    for table in [
+        "gpu_offers",
+        "gpu_offer_reservations",
+        "gpu_offer_acceptances",
+        "gpu_tranches",
+        "gpu_eliminations",
+        "gpu_model_factors",
+        "gpu_supplier_records",
+        "gpu_usage_reports",
+    ] {
+        let count = |conn: &mut diesel::PgConnection| -> i64 {
+            diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+                .get_result::<Count>(conn)
+                .expect("count")
+                .n
+        };
+        let before = count(&mut conn);
+        // With CASCADE the trigger is what refuses it (without, a referenced table's foreign
+        // keys refuse it first; a table no one references reaches the trigger).
+        let sql = format!("TRUNCATE {table} CASCADE");
+        let err = diesel::sql_query(&sql).execute(&mut conn).expect_err(&sql);
+        assert!(
+            err.to_string()
+                .contains(&format!("TRUNCATE on {table} refused")),
+            "{sql}: {err}"
+        );
+        let sql = format!("TRUNCATE {table}");
+        diesel::sql_query(&sql).execute(&mut conn).expect_err(&sql);
+        if before > 0 {
+            let sql = format!("DELETE FROM {table}");
+            let err = diesel::sql_query(&sql).execute(&mut conn).expect_err(&sql);
+            assert!(
+                err.to_string()
+                    .contains(&format!("DELETE on {table} refused")),
+                "{sql}: {err}"
+            );
+        }
+        assert_eq!(count(&mut conn), before, "{table} changed");
+    }
+    let mut conn = l.svc.conn();
+    assert!(
+        diesel::sql_query("SELECT count(*) AS n FROM gpu_model_factors")
+            .get_result::<Count>(&mut conn)
+            .expect("count")
+            .n
+            > 0,
+        "the seeded factors are there to refuse a DELETE of"
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweepers_expiries_are_audited_as_the_service_and_its_operation() {
+    use diesel::RunQueryDsl;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(4).await;
+    let team = l.open("grant", Some(Uuid::now_v7())).await;
+    let mut t = transfer(pool, team, 2, "pending");
+    t["timeout_at"] = json!(chrono::Utc::now() + chrono::Duration::milliseconds(500));
+    assert_eq!(l.transfers(vec![t.clone()]).await.created, 1);
+    eventually(Duration::from_secs(20), || async {
+        (l.account(pool).await.balance.debits_pending == 0).then_some(())
+    })
+    .await
+    .expect("the sweeper expired the reservation");
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Op {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        actor_sub: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        actor_role: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        operation: String,
+    }
+    let mut conn = l.svc.conn();
+    let ops: Vec<Op> = diesel::sql_query(format!(
+        "SELECT DISTINCT o.actor_sub, o.actor_role, o.operation FROM audit_changes c \
+         JOIN audit_operations o ON o.id = c.operation_id \
+         WHERE c.table_name = 'ledger_transfers' AND c.after->>'pending_id' = '{}'",
+        t["id"].as_str().unwrap()
+    ))
+    .load(&mut conn)
+    .expect("audit");
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0].actor_sub, "service:gpu-ledger", "{ops:?}");
+    assert_eq!(ops[0].actor_role, "system", "{ops:?}");
+    assert_eq!(ops[0].operation, "sweeper:expire", "{ops:?}");
+}
