@@ -73,14 +73,22 @@ struct Locked {
     locked: bool,
 }
 
-/// One pass: records up to [`BATCH`] expiries and releases due tranches. Returns how many
+/// One pass: releases due tranches, then records up to [`BATCH`] expiries. Returns how many
 /// transfers it created.
+///
+/// Two transactions, each applying one batch: a batch locks its accounts in id order, but
+/// two batches in one transaction would lock two sets one after the other, an order another
+/// transaction could cross (a deadlock).
 pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerError> {
-    outbox.transaction(conn, |c, tx| {
-        let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
-            .bind::<BigInt, _>(LOCK_KEY)
-            .get_result(c)?;
-        if !got.locked {
+    let released = outbox.transaction(conn, |c, tx| -> Result<usize, LedgerError> {
+        if !try_lock(c)? {
+            return Ok(0);
+        }
+        audit(c, "sweeper:release")?;
+        crate::grants::release_due(c, tx)
+    })?;
+    let expired = outbox.transaction(conn, |c, tx| -> Result<usize, LedgerError> {
+        if !try_lock(c)? {
             return Ok(0);
         }
         let due: Vec<Due> = diesel::sql_query(
@@ -91,10 +99,8 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
         )
         .bind::<BigInt, _>(BATCH)
         .load(c)?;
-        audit(c, "sweeper:release")?;
-        let released = crate::grants::release_due(c, tx)?;
         if due.is_empty() {
-            return Ok(released);
+            return Ok(0);
         }
         let requests: Vec<TransferRequest> = due
             .iter()
@@ -118,8 +124,17 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
                 tracing::warn!(pending = %d.id, code = e.code(), "expiry not recorded");
             }
         }
-        Ok(applied.created.len() + released)
-    })
+        Ok(applied.created.len())
+    })?;
+    Ok(released + expired)
+}
+
+/// One sweeping replica at a time: a transaction-scoped advisory lock, skipped if held.
+fn try_lock(conn: &mut PgConnection) -> Result<bool, LedgerError> {
+    let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+        .bind::<BigInt, _>(LOCK_KEY)
+        .get_result(conn)?;
+    Ok(got.locked)
 }
 
 /// Sets the audit trail's context for the rest of the pass's transaction (a connection from
@@ -134,9 +149,6 @@ fn audit(conn: &mut PgConnection, operation: &str) -> Result<(), LedgerError> {
         traceparent: None,
     };
     kaip_bus::audit::set_context(conn, &ctx, true)?;
-    // The trail caches its operation row per transaction (`kaip.audit_op`): forget it, so
-    // the pass's releases and expiries are two operations, each with its own name.
-    diesel::sql_query("SELECT set_config('kaip.audit_op', '', true)").execute(conn)?;
     Ok(())
 }
 
