@@ -1712,3 +1712,105 @@ async fn the_sweepers_expiries_are_audited_as_the_service_and_its_operation() {
     assert_eq!(ops[0].actor_role, "system", "{ops:?}");
     assert_eq!(ops[0].operation, "sweeper:expire", "{ops:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_passed_before_acceptance_or_while_supplying_still_releases_its_tranche() {
+    use kaip_contracts::events::GateDecided;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (late, supplier) = (ConsortiumId::new(), ConsortiumId::new());
+    let call = select(&ctx, &l, &[late, supplier]).await;
+    pool_of(&l, "B200", "2027H1", 1000).await;
+    pool_of(&l, "B200", "2027H2", 1000).await;
+    let options = || {
+        json!([{"model": "B200", "tranches": [
+            {"period": "2027H1", "count": 16},
+            {"period": "2027H2", "count": 8, "release_gate": "gate-7"}
+        ]}])
+    };
+    // The supplier accepts before the gate, then starts supplying GPUs.
+    let (s, o) = l
+        .post("/offers", offer_body(supplier, call, 3600, options()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let supplier_offer = o["id"].as_str().expect("id").to_owned();
+    let (s, a) = l
+        .post(
+            &format!("/offers/{supplier_offer}/accept"),
+            json!({"option": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let (s, b) = l
+        .post(
+            "/suppliers",
+            json!({"consortium_id": supplier, "supplying": true, "reason": "leases 64 H100"}),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    // The late team's offer is made, and the gate passes, before it accepts.
+    let (s, o) = l
+        .post("/offers", offer_body(late, call, 3600, options()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let late_offer = o["id"].as_str().expect("id").to_owned();
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &GateDecided {
+            gate_id: Uuid::now_v7(),
+            gate: "gate-7".into(),
+            passed: vec![late, supplier],
+            eliminated: vec![],
+            decided_at: chrono::Utc::now(),
+        },
+    )
+    .await;
+    let mut conn = l.svc.conn();
+    eventually(Duration::from_secs(60), || {
+        use diesel::RunQueryDsl;
+        let n = diesel::sql_query("SELECT count(*) AS n FROM gpu_gate_passes")
+            .get_result::<Count>(&mut conn)
+            .map(|c| c.n)
+            .unwrap_or(0);
+        async move { (n == 2).then_some(()) }
+    })
+    .await
+    .expect("the gate's outcome was stored");
+    let (s, a) = l
+        .post(
+            &format!("/offers/{late_offer}/accept"),
+            json!({"option": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let status = |id: String| {
+        let l = &l;
+        async move {
+            let (_, o) = l.get(&format!("/offers/{id}")).await;
+            o["tranches"][1]["status"].as_str().unwrap_or("").to_owned()
+        }
+    };
+    eventually(Duration::from_secs(20), || async {
+        (status(late_offer.clone()).await == "released").then_some(())
+    })
+    .await
+    .expect("a tranche accepted after its gate passed is released");
+    // The supplier's tranche waits, visibly reserved, until it stops supplying.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(status(supplier_offer.clone()).await, "reserved");
+    let (s, b) = l
+        .post(
+            "/suppliers",
+            json!({"consortium_id": supplier, "supplying": false, "reason": "lease ended"}),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    eventually(Duration::from_secs(20), || async {
+        (status(supplier_offer.clone()).await == "released").then_some(())
+    })
+    .await
+    .expect("the refused release is retried once supplying ends");
+    assert_eq!(l.invariants().await["ok"], true);
+}
