@@ -188,6 +188,7 @@ diesel::table! {
         reported_by -> Text,
         reported_role -> Text,
         reported_at -> Timestamptz,
+        seq -> Int8,
     }
 }
 

@@ -142,7 +142,9 @@ pub async fn report(
                     .filter(gpu_usage_reports::model.eq(&req.model))
                     .filter(gpu_usage_reports::period.eq(&req.period))
                     .select(gpu_usage_reports::used_before + gpu_usage_reports::gpu_hours)
-                    .order(gpu_usage_reports::reported_at.desc())
+                    // The last recorded (a sequence, under the team's lock above), never
+                    // the latest by a replica's clock.
+                    .order(gpu_usage_reports::seq.desc())
                     .first(c)
                     .optional()?;
                 let before = before.unwrap_or(0);

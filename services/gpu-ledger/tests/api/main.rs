@@ -1814,3 +1814,35 @@ async fn a_gate_passed_before_acceptance_or_while_supplying_still_releases_its_t
     .expect("the refused release is retried once supplying ends");
     assert_eq!(l.invariants().await["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_totals_follow_recording_order_not_a_replicas_clock() {
+    use diesel::RunQueryDsl;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let team = ConsortiumId::new();
+    // A report recorded by a replica whose clock ran an hour ahead.
+    let mut conn = l.svc.conn();
+    diesel::sql_query(format!(
+        "INSERT INTO gpu_usage_reports (id, consortium_id, model, period, gpu_hours, used_before, \
+         granted_hours, overrun, note, reported_by, reported_role, reported_at) VALUES \
+         ('{}', '{}', '{MODEL}', '{PERIOD}', 10, 0, 0, true, 'skewed', 'operator', 'integration', \
+         now() + interval '1 hour')",
+        Uuid::now_v7(),
+        team.0
+    ))
+    .execute(&mut conn)
+    .expect("the skewed replica's report");
+    let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
+    let mut used = Vec::new();
+    for hours in [5, 7] {
+        let body = json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL,
+            "period": PERIOD, "gpu_hours": hours, "note": "April"});
+        let (s, r) = l
+            .call(reqwest::Method::POST, "/usage", &operator, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+        used.push(r["used_hours"].as_i64());
+    }
+    assert_eq!(used, [Some(15), Some(22)], "no hours dropped");
+}
