@@ -199,6 +199,16 @@ pub fn teams(
 
 /// Makes an offer: every tranche of every option reserved (pending until `expires_at`) in
 /// one chain. A repeat with the same fields answers the offer.
+/// The gate at which `team` was eliminated, if it was (an elimination is lasting).
+fn eliminated_at(conn: &mut PgConnection, team: Uuid) -> QueryResult<Option<String>> {
+    gpu_eliminations::table
+        .filter(gpu_eliminations::consortium_id.eq(team))
+        .select(gpu_eliminations::gate)
+        .order(gpu_eliminations::applied_at)
+        .first(conn)
+        .optional()
+}
+
 pub fn make_offer(
     conn: &mut PgConnection,
     tx: &mut OutboxTx<'_>,
@@ -235,6 +245,10 @@ pub fn make_offer(
     }
     let factors = store::factors(conn)?;
     let worth = offers::validate(&req.options, &factors, expires_at, &req.reason, now)?;
+    store::lock_team(conn, req.consortium_id.0)?;
+    if let Some(gate) = eliminated_at(conn, req.consortium_id.0)? {
+        return Err(LedgerError::TeamEliminated(req.consortium_id.0, gate));
+    }
     let selected: i64 = gpu_teams::table
         .filter(gpu_teams::call_id.eq(req.call_id.0))
         .filter(gpu_teams::consortium_id.eq(req.consortium_id.0))
@@ -376,6 +390,17 @@ pub fn accept_offer(
     only_team: Option<Uuid>,
 ) -> Result<dto::Offer, LedgerError> {
     let now = Utc::now().trunc_subsecs(6);
+    // The team (never changes) first, to take its lock before any row lock.
+    let team: Uuid = gpu_offers::table
+        .find(offer_id)
+        .select(gpu_offers::consortium_id)
+        .first(conn)
+        .optional()?
+        .ok_or(LedgerError::OfferNotFound(offer_id))?;
+    if only_team.is_some_and(|t| t != team) {
+        return Err(LedgerError::OfferNotFound(offer_id));
+    }
+    store::lock_team(conn, team)?;
     // Lock the offer row: two acceptances of one offer are serialised here.
     let (team, expires_at): (Uuid, DateTime<Utc>) = gpu_offers::table
         .find(offer_id)
@@ -394,6 +419,9 @@ pub fn accept_offer(
         .optional()?
     {
         return Err(LedgerError::OfferAlreadyAccepted(offer_id, chosen));
+    }
+    if let Some(gate) = eliminated_at(conn, team)? {
+        return Err(LedgerError::TeamEliminated(team, gate));
     }
     if expires_at <= now {
         return Err(LedgerError::OfferExpired(offer_id, expires_at));
@@ -679,6 +707,9 @@ pub fn eliminate(
     ev: &TeamEliminated,
 ) -> Result<bool, LedgerError> {
     let team = ev.consortium_id.0;
+    // Before anything is read: no offer, acceptance or grant account of the team can
+    // commit between what is read below and this chain.
+    store::lock_team(conn, team)?;
     let done: i64 = gpu_eliminations::table
         .find((ev.gate_id, team))
         .count()
@@ -896,10 +927,21 @@ pub fn offer_view(conn: &mut PgConnection, id: Uuid) -> Result<dto::Offer, Ledge
             .to_owned(),
         })
         .collect();
-    let status = match (&acceptance, expires_at <= Utc::now()) {
-        (Some(_), _) => "accepted",
-        (None, true) => "expired",
-        (None, false) => "open",
+    // An unaccepted offer whose reservations were voided (by the team's elimination) is
+    // voided, not open.
+    let reserved: Vec<Uuid> = gpu_offer_reservations::table
+        .filter(gpu_offer_reservations::offer_id.eq(id))
+        .select(gpu_offer_reservations::transfer_id)
+        .load(conn)?;
+    let voided = acceptance.is_none()
+        && resolutions(conn, &reserved)?
+            .values()
+            .any(|k| *k == Kind::Void);
+    let status = match (&acceptance, voided, expires_at <= Utc::now()) {
+        (Some(_), _, _) => "accepted",
+        (None, true, _) => "voided",
+        (None, false, true) => "expired",
+        (None, false, false) => "open",
     };
     Ok(dto::Offer {
         id,

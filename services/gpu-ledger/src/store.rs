@@ -263,6 +263,18 @@ const INSERT_CHUNK: usize = 4000;
 /// recording a status change takes it exclusively, so a grant never slips past a supplier
 /// record committed beside it.
 const SUPPLIER_LOCK_CLASS: i32 = 0x6770_7531;
+const TEAM_LOCK_CLASS: i32 = 0x6770_7533;
+
+/// Serialises a team's offers, acceptances and elimination (a transaction-scoped lock, taken
+/// before any row lock): an offer or acceptance sees an elimination that committed before it,
+/// and an elimination sees every offer and grant account committed before it.
+pub fn lock_team(conn: &mut PgConnection, team: Uuid) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind::<Integer, _>(TEAM_LOCK_CLASS)
+        .bind::<Integer, _>(supplier_lock_key(team))
+        .execute(conn)
+        .map(drop)
+}
 
 /// A 32-bit key for a consortium's supplier lock (collisions only serialise more).
 pub fn supplier_lock_key(consortium: Uuid) -> i32 {

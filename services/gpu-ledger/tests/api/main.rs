@@ -1846,3 +1846,60 @@ async fn usage_totals_follow_recording_order_not_a_replicas_clock() {
     }
     assert_eq!(used, [Some(15), Some(22)], "no hours dropped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eliminated_team_gets_no_offer_nor_acceptance_and_its_open_offer_shows_voided() {
+    use kaip_contracts::events::TeamEliminated;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", "2027H1", 1000).await;
+    let options = || json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 16}]}]);
+    let (s, o) = l
+        .post("/offers", offer_body(team, call, 3600, options()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let open = o["id"].as_str().expect("id").to_owned();
+    l.svc.wait_assigned().await;
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &TeamEliminated {
+            gate_id: Uuid::now_v7(),
+            gate: "gate-2".into(),
+            consortium_id: team,
+            reason: "lowest gate score".into(),
+            reallocation: vec![],
+            decided_at: chrono::Utc::now(),
+        },
+    )
+    .await;
+    let status = eventually(Duration::from_secs(60), || async {
+        let (_, o) = l.get(&format!("/offers/{open}")).await;
+        (o["status"] != "open").then_some(o["status"].clone())
+    })
+    .await
+    .expect("the elimination voided the open offer");
+    assert_eq!(status, "voided");
+    let (s, b) = l
+        .post("/offers", offer_body(team, call, 3600, options()))
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("TEAM_ELIMINATED")),
+        "{b}"
+    );
+    let (s, b) = l
+        .post(&format!("/offers/{open}/accept"), json!({"option": 0}))
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("TEAM_ELIMINATED")),
+        "{b}"
+    );
+    let reserved: i64 = pools(&l).await.iter().map(|p| p.reserved).sum();
+    assert_eq!(reserved, 0, "nothing reserved for an eliminated team");
+    assert_eq!(l.invariants().await["ok"], true);
+}
