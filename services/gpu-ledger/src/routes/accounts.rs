@@ -116,7 +116,9 @@ pub async fn open(
     let actor = caller.actor();
     let (row, created) = state
         .db(move |c, outbox| {
-            outbox.transaction(c, |c, tx| {
+            // A concurrent twin (same id) that wins the insert: the rerun finds it and
+            // answers as a repeat.
+            store::retrying(true, || outbox.transaction(c, |c, tx| {
                 if let Some(existing) = ledger_accounts::table
                     .find(req.id)
                     .select(AccountRow::as_select())
@@ -193,7 +195,7 @@ pub async fn open(
                     },
                 )?;
                 Ok((row, true))
-            })
+            }))
         })
         .await
         .map_err(|e| {

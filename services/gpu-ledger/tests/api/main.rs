@@ -1903,3 +1903,67 @@ async fn an_eliminated_team_gets_no_offer_nor_acceptance_and_its_open_offer_show
     assert_eq!(reserved, 0, "nothing reserved for an eliminated team");
     assert_eq!(l.invariants().await["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_repeats_get_the_original_or_a_coded_refusal_never_a_500() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", "2027H1", 1000).await;
+    // One offer, sent 8 times at once.
+    let offer = offer_body(
+        team,
+        call,
+        3600,
+        json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 8}]}]),
+    );
+    let answers = futures::future::join_all((0..8).map(|_| l.post("/offers", offer.clone()))).await;
+    for (s, b) in &answers {
+        assert!(
+            *s == StatusCode::CREATED || *s == StatusCode::OK,
+            "{s}: {b}"
+        );
+        assert_eq!(b["id"], offer["id"], "{b}");
+    }
+    let reserved: i64 = pools(&l).await.iter().map(|p| p.reserved).sum();
+    assert_eq!(reserved, 8, "reserved once");
+    // One account, sent 8 times at once.
+    let id = Uuid::now_v7();
+    let account = json!({"id": id, "model": MODEL, "period": PERIOD, "kind": "grant",
+        "consortium_id": Uuid::now_v7(), "name": "twin", "reason": "test"});
+    let answers =
+        futures::future::join_all((0..8).map(|_| l.post("/accounts", account.clone()))).await;
+    for (s, b) in &answers {
+        assert!(
+            *s == StatusCode::CREATED || *s == StatusCode::OK,
+            "{s}: {b}"
+        );
+        assert_eq!(b["id"], json!(id), "{b}");
+    }
+    // One usage report id, sent for 8 different teams at once: one recorded, the rest refused.
+    let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
+    let rid = Uuid::now_v7();
+    let answers = futures::future::join_all((0..8).map(|_| {
+        let body = json!({"id": rid, "consortium_id": ConsortiumId::new(), "model": MODEL,
+            "period": PERIOD, "gpu_hours": 3, "note": "retry"});
+        let operator = operator.clone();
+        let l = &l;
+        async move {
+            l.call(reqwest::Method::POST, "/usage", &operator, Some(body))
+                .await
+        }
+    }))
+    .await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    for (s, b) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(
+            b["code"], "USAGE_REPORT_EXISTS_WITH_DIFFERENT_FIELDS",
+            "{s}: {b}"
+        );
+    }
+}
