@@ -30,6 +30,8 @@ pub enum LedgerError {
     OfferExpired(Uuid, chrono::DateTime<chrono::Utc>),
     #[error("offer {0} was already accepted (option {1})")]
     OfferAlreadyAccepted(Uuid, i32),
+    #[error("consortium_id: consortium {0} was eliminated at {1}: an eliminated team receives no GPU offer or grant")]
+    TeamEliminated(Uuid, String),
     #[error(
         "id: an offer with this id exists with different fields; choose a new id for a new offer"
     )]
@@ -61,6 +63,7 @@ impl LedgerError {
             LedgerError::OfferNotFound(_) => "OFFER_NOT_FOUND",
             LedgerError::OfferExpired(..) => "OFFER_EXPIRED",
             LedgerError::OfferAlreadyAccepted(..) => "OFFER_ALREADY_ACCEPTED",
+            LedgerError::TeamEliminated(..) => "TEAM_ELIMINATED",
             LedgerError::OfferExistsWithDifferentFields => "OFFER_EXISTS_WITH_DIFFERENT_FIELDS",
             LedgerError::PoolNotFound { .. } => "POOL_NOT_FOUND",
             LedgerError::Transfer { code, .. } => code,

@@ -8,8 +8,8 @@ use crate::domain::ledger::{Kind, TransferError, TransferRequest};
 use crate::domain::offers::{self, OpenReservation, PlannedGrant, Reservation, TeamGrant};
 use crate::error::LedgerError;
 use crate::schema::{
-    gpu_eliminations, gpu_offer_acceptances, gpu_offer_reservations, gpu_offers, gpu_teams,
-    gpu_tranches, ledger_accounts, ledger_transfers,
+    gpu_eliminations, gpu_gate_passes, gpu_offer_acceptances, gpu_offer_reservations, gpu_offers,
+    gpu_teams, gpu_tranches, ledger_accounts, ledger_transfers,
 };
 use crate::store::{self, AccountRow, TransferRow};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -199,6 +199,16 @@ pub fn teams(
 
 /// Makes an offer: every tranche of every option reserved (pending until `expires_at`) in
 /// one chain. A repeat with the same fields answers the offer.
+/// The gate at which `team` was eliminated, if it was (an elimination is lasting).
+fn eliminated_at(conn: &mut PgConnection, team: Uuid) -> QueryResult<Option<String>> {
+    gpu_eliminations::table
+        .filter(gpu_eliminations::consortium_id.eq(team))
+        .select(gpu_eliminations::gate)
+        .order(gpu_eliminations::applied_at)
+        .first(conn)
+        .optional()
+}
+
 pub fn make_offer(
     conn: &mut PgConnection,
     tx: &mut OutboxTx<'_>,
@@ -235,6 +245,10 @@ pub fn make_offer(
     }
     let factors = store::factors(conn)?;
     let worth = offers::validate(&req.options, &factors, expires_at, &req.reason, now)?;
+    store::lock_team(conn, req.consortium_id.0)?;
+    if let Some(gate) = eliminated_at(conn, req.consortium_id.0)? {
+        return Err(LedgerError::TeamEliminated(req.consortium_id.0, gate));
+    }
     let selected: i64 = gpu_teams::table
         .filter(gpu_teams::call_id.eq(req.call_id.0))
         .filter(gpu_teams::consortium_id.eq(req.consortium_id.0))
@@ -376,6 +390,17 @@ pub fn accept_offer(
     only_team: Option<Uuid>,
 ) -> Result<dto::Offer, LedgerError> {
     let now = Utc::now().trunc_subsecs(6);
+    // The team (never changes) first, to take its lock before any row lock.
+    let team: Uuid = gpu_offers::table
+        .find(offer_id)
+        .select(gpu_offers::consortium_id)
+        .first(conn)
+        .optional()?
+        .ok_or(LedgerError::OfferNotFound(offer_id))?;
+    if only_team.is_some_and(|t| t != team) {
+        return Err(LedgerError::OfferNotFound(offer_id));
+    }
+    store::lock_team(conn, team)?;
     // Lock the offer row: two acceptances of one offer are serialised here.
     let (team, expires_at): (Uuid, DateTime<Utc>) = gpu_offers::table
         .find(offer_id)
@@ -394,6 +419,9 @@ pub fn accept_offer(
         .optional()?
     {
         return Err(LedgerError::OfferAlreadyAccepted(offer_id, chosen));
+    }
+    if let Some(gate) = eliminated_at(conn, team)? {
+        return Err(LedgerError::TeamEliminated(team, gate));
     }
     if expires_at <= now {
         return Err(LedgerError::OfferExpired(offer_id, expires_at));
@@ -559,8 +587,11 @@ fn release(
     conn: &mut PgConnection,
     tx: &mut OutboxTx<'_>,
     rows: Vec<TrancheRow>,
-    trigger: &str,
 ) -> Result<usize, LedgerError> {
+    let trigger = |r: &TrancheRow| {
+        r.7.as_ref()
+            .map_or_else(|| "date".to_owned(), |g| format!("gate:{g}"))
+    };
     let ids: Vec<Uuid> = rows.iter().map(|r| r.8).collect();
     let resolved = resolutions(conn, &ids)?;
     let open: Vec<TrancheRow> = rows
@@ -570,7 +601,10 @@ fn release(
     if open.is_empty() {
         return Ok(0);
     }
-    let chain: Vec<TransferRequest> = open.iter().map(|r| offers::release(r.8, trigger)).collect();
+    let chain: Vec<TransferRequest> = open
+        .iter()
+        .map(|r| offers::release(r.8, &trigger(r)))
+        .collect();
     let actor = Actor::system(crate::NAME);
     let applied = store::apply_batch(conn, tx, &chain, &actor)?;
     let now = Utc::now().trunc_subsecs(6);
@@ -586,46 +620,74 @@ fn release(
                         offer_id: r.0,
                         consortium_id: ConsortiumId(r.2),
                         tranche: announced(&r.3, &r.4, r.5, r.6, r.7.clone()),
-                        trigger: trigger.to_owned(),
+                        trigger: trigger(r),
                         released_at: now,
                     },
                 )?;
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(offer = %r.0, tranche = r.1, code = e.code(), "tranche not released")
+                tracing::warn!(offer = %r.0, tranche = r.1, code = e.code(), "tranche not released now; the sweeper retries it once the team may receive it")
             }
         }
     }
     Ok(n)
 }
 
-/// Releases the tranches whose date has come (the sweeper calls this).
+/// Releases the tranches that are due (the sweeper calls this): those whose date has come,
+/// and those at a gate their team has passed (stored by [`gate_decided`]: so a tranche
+/// accepted after its gate, or refused while the team supplied GPUs, is still released).
+/// Tranches of a team that currently supplies GPUs are left out (they would be refused):
+/// they neither fill the batch nor starve the others, and are released once supplying ends.
 pub fn release_due(conn: &mut PgConnection, tx: &mut OutboxTx<'_>) -> Result<usize, LedgerError> {
-    let now = Utc::now();
+    use diesel::dsl::sql;
+    use diesel::sql_types::Bool;
     let rows = tranche_rows(
         gpu_tranches::table
-            .filter(gpu_tranches::release_at.le(now))
-            .filter(gpu_tranches::release_gate.is_null())
+            .filter(sql::<Bool>(
+                "((gpu_tranches.release_gate IS NULL AND gpu_tranches.release_at <= now()) \
+                 OR (gpu_tranches.release_gate IS NOT NULL AND EXISTS (SELECT 1 FROM gpu_gate_passes g \
+                     WHERE g.gate = gpu_tranches.release_gate AND g.consortium_id = gpu_tranches.consortium_id)))",
+            ))
+            .filter(sql::<Bool>(
+                "NOT COALESCE((SELECT s.supplying FROM gpu_supplier_records s \
+                 WHERE s.consortium_id = gpu_tranches.consortium_id ORDER BY s.seq DESC LIMIT 1), false)",
+            ))
             .filter(diesel::dsl::not(diesel::dsl::exists(
                 ledger_transfers::table
                     .filter(ledger_transfers::pending_id.eq(gpu_tranches::transfer_id.nullable())),
             )))
-            .order(gpu_tranches::release_at)
+            .order((gpu_tranches::release_at.asc().nulls_first(), gpu_tranches::offer_id))
             .limit(1000)
             .into_boxed(),
         conn,
     )?;
-    release(conn, tx, rows, "date")
+    release(conn, tx, rows)
 }
 
-/// A gate decided: the tranches waiting for it are released to the teams that passed.
+/// A gate decided: the teams that passed are recorded (for tranches accepted later, and
+/// releases refused now), and the tranches waiting for it are released to them.
 pub fn gate_decided(
     conn: &mut PgConnection,
     tx: &mut OutboxTx<'_>,
     ev: &GateDecided,
 ) -> Result<usize, LedgerError> {
     let passed: Vec<Uuid> = ev.passed.iter().map(|c| c.0).collect();
+    let rows: Vec<_> = passed
+        .iter()
+        .map(|c| {
+            (
+                gpu_gate_passes::gate_id.eq(ev.gate_id),
+                gpu_gate_passes::gate.eq(&ev.gate),
+                gpu_gate_passes::consortium_id.eq(*c),
+                gpu_gate_passes::decided_at.eq(ev.decided_at),
+            )
+        })
+        .collect();
+    diesel::insert_into(gpu_gate_passes::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
     let rows = tranche_rows(
         gpu_tranches::table
             .filter(gpu_tranches::release_gate.eq(&ev.gate))
@@ -633,7 +695,7 @@ pub fn gate_decided(
             .into_boxed(),
         conn,
     )?;
-    release(conn, tx, rows, &format!("gate:{}", ev.gate))
+    release(conn, tx, rows)
 }
 
 /// Closes an eliminated team's grants and reallocates, in one chain (see
@@ -645,6 +707,9 @@ pub fn eliminate(
     ev: &TeamEliminated,
 ) -> Result<bool, LedgerError> {
     let team = ev.consortium_id.0;
+    // Before anything is read: no offer, acceptance or grant account of the team can
+    // commit between what is read below and this chain.
+    store::lock_team(conn, team)?;
     let done: i64 = gpu_eliminations::table
         .find((ev.gate_id, team))
         .count()
@@ -862,10 +927,21 @@ pub fn offer_view(conn: &mut PgConnection, id: Uuid) -> Result<dto::Offer, Ledge
             .to_owned(),
         })
         .collect();
-    let status = match (&acceptance, expires_at <= Utc::now()) {
-        (Some(_), _) => "accepted",
-        (None, true) => "expired",
-        (None, false) => "open",
+    // An unaccepted offer whose reservations were voided (by the team's elimination) is
+    // voided, not open.
+    let reserved: Vec<Uuid> = gpu_offer_reservations::table
+        .filter(gpu_offer_reservations::offer_id.eq(id))
+        .select(gpu_offer_reservations::transfer_id)
+        .load(conn)?;
+    let voided = acceptance.is_none()
+        && resolutions(conn, &reserved)?
+            .values()
+            .any(|k| *k == Kind::Void);
+    let status = match (&acceptance, voided, expires_at <= Utc::now()) {
+        (Some(_), _, _) => "accepted",
+        (None, true, _) => "voided",
+        (None, false, true) => "expired",
+        (None, false, false) => "open",
     };
     Ok(dto::Offer {
         id,

@@ -2,7 +2,8 @@
 //! ledger (TigerBeetle's model on PostgreSQL) that can never be over-allocated.
 //!
 //! - `domain`: the rules as plain functions ([`domain::ledger::apply`] decides a batch).
-//! - `store`: locks the accounts a batch touches (in id order, so batches never deadlock),
+//! - `store`: locks the accounts a batch touches (in id order; a transaction that
+//!   still deadlocks is retried, see [`store::retrying`]),
 //!   runs the domain, writes the transfers, the new totals and their history, and the
 //!   batch's event, in one transaction.
 //! - `routes`: the HTTP API the gateway calls, with the caller's token checked again here.

@@ -154,6 +154,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    gpu_gate_passes (gate_id, consortium_id) {
+        gate_id -> Uuid,
+        gate -> Text,
+        consortium_id -> Uuid,
+        decided_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     gpu_eliminations (gate_id, consortium_id) {
         gate_id -> Uuid,
         consortium_id -> Uuid,
@@ -178,6 +188,7 @@ diesel::table! {
         reported_by -> Text,
         reported_role -> Text,
         reported_at -> Timestamptz,
+        seq -> Int8,
     }
 }
 
@@ -193,6 +204,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     gpu_offer_reservations,
     gpu_offer_acceptances,
     gpu_tranches,
+    gpu_gate_passes,
     gpu_eliminations,
     gpu_usage_reports,
 );

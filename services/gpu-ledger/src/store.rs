@@ -1,12 +1,19 @@
 //! The ledger's rows, and the one way transfers are written: [`apply_batch`].
 //!
 //! Concurrency: a batch locks every account it touches (`SELECT ... ORDER BY id FOR
-//! UPDATE`, so two batches always lock in the same order and never deadlock), then reads
+//! UPDATE`, so two lone batches lock in the same order), then reads
 //! what the decision depends on (existing ids, whether a pending transfer is resolved,
 //! supplier status) *after* the locks, lets [`ledger::apply`] decide, and writes the new
 //! transfers, totals and history before committing. Two batches drawing on one pool are
 //! therefore serialised on the pool's row; the CHECK constraints on `ledger_accounts`
 //! repeat the limits, so even a bug in the domain could not commit an over-allocation.
+//!
+//! A transaction that takes locks more than once (an elimination, which locks its set and
+//! then applies a batch that may lock more; two offers opening one team's grant accounts)
+//! can still deadlock with another: PostgreSQL aborts one of them (40P01). The request
+//! paths therefore run their transaction through [`retrying`], which repeats it a bounded
+//! number of times on a deadlock or a serialization failure (and, where the caller says so,
+//! on a unique violation: a racing writer of the same id); the consumer retries them too.
 
 use crate::domain::ledger::{self, Account, AccountKind, Applied, Balance, Book, Kind, Ledger};
 use crate::error::LedgerError;
@@ -256,6 +263,18 @@ const INSERT_CHUNK: usize = 4000;
 /// recording a status change takes it exclusively, so a grant never slips past a supplier
 /// record committed beside it.
 const SUPPLIER_LOCK_CLASS: i32 = 0x6770_7531;
+const TEAM_LOCK_CLASS: i32 = 0x6770_7533;
+
+/// Serialises a team's offers, acceptances and elimination (a transaction-scoped lock, taken
+/// before any row lock): an offer or acceptance sees an elimination that committed before it,
+/// and an elimination sees every offer and grant account committed before it.
+pub fn lock_team(conn: &mut PgConnection, team: Uuid) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind::<Integer, _>(TEAM_LOCK_CLASS)
+        .bind::<Integer, _>(supplier_lock_key(team))
+        .execute(conn)
+        .map(drop)
+}
 
 /// A 32-bit key for a consortium's supplier lock (collisions only serialise more).
 pub fn supplier_lock_key(consortium: Uuid) -> i32 {
@@ -308,7 +327,7 @@ pub fn current_suppliers(
 }
 
 /// Applies a batch inside the caller's transaction (see the module's notes on locking) and
-/// announces what it created with one `GpuTransfersRecorded`. Refused transfers change
+/// announces what it created in `GpuTransfersRecorded` events (see [`announcements`]). Refused transfers change
 /// nothing and are only reported in the result.
 pub fn apply_batch(
     conn: &mut PgConnection,
@@ -466,30 +485,129 @@ pub fn apply_batch(
             .values(chunk)
             .execute(conn)?;
     }
-    let event = GpuTransfersRecorded {
-        batch_id: Uuid::now_v7(),
-        transfers: applied
-            .created
-            .iter()
-            .map(|t| {
-                let (model, period) = models.get(&t.debit_account).cloned().unwrap_or_default();
-                RecordedTransfer {
-                    id: t.id,
-                    kind: kind_dto(t.kind),
-                    debit_account: t.debit_account,
-                    credit_account: t.credit_account,
-                    amount: t.amount,
-                    model,
-                    period,
-                    pending_id: t.pending_id,
-                    code: t.code.clone(),
-                }
-            })
-            .collect(),
-        recorded_at: now,
-    };
-    tx.publish(conn, actor.clone(), &event)?;
+    let recorded: Vec<RecordedTransfer> = applied
+        .created
+        .iter()
+        .map(|t| {
+            let (model, period) = models.get(&t.debit_account).cloned().unwrap_or_default();
+            RecordedTransfer {
+                id: t.id,
+                kind: kind_dto(t.kind),
+                debit_account: t.debit_account,
+                credit_account: t.credit_account,
+                amount: t.amount,
+                model,
+                period,
+                pending_id: t.pending_id,
+                code: t.code.clone(),
+            }
+        })
+        .collect();
+    let events = announcements(Uuid::now_v7(), recorded, now, EVENT_TRANSFER_BYTES)?;
+    for event in &events {
+        tx.publish(conn, actor.clone(), event)?;
+    }
     Ok(applied)
+}
+
+/// The most bytes of transfers (as JSON) one `GpuTransfersRecorded` carries: a quarter of
+/// Kafka's default 1,000,000-byte message limit, leaving room for the envelope and headers.
+pub const EVENT_TRANSFER_BYTES: usize = 250_000;
+
+/// Splits what a batch created into its announcements: grouped by ledger (model, period),
+/// each group in creation order, cut into events of at most `max_bytes` of transfers (one
+/// transfer larger than that still gets an event of its own). Keyed by the ledger, so order
+/// per ledger, and so per account, is kept on the broker.
+pub fn announcements(
+    batch_id: Uuid,
+    transfers: Vec<RecordedTransfer>,
+    recorded_at: chrono::DateTime<Utc>,
+    max_bytes: usize,
+) -> Result<Vec<GpuTransfersRecorded>, LedgerError> {
+    // Ledgers in order of their first transfer; transfers in order within each.
+    let mut ledgers: Vec<(Uuid, Vec<RecordedTransfer>)> = Vec::new();
+    for t in transfers {
+        let key = kaip_contracts::events::ledger_key(&t.model, &t.period);
+        match ledgers.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, ts)) => ts.push(t),
+            None => ledgers.push((key, vec![t])),
+        }
+    }
+    let mut chunks: Vec<(Uuid, Vec<RecordedTransfer>)> = Vec::new();
+    for (key, ts) in ledgers {
+        let mut current: Vec<RecordedTransfer> = Vec::new();
+        let mut bytes = 0usize;
+        for t in ts {
+            let size = serde_json::to_vec(&t)
+                .map_err(|e| LedgerError::Common(kaip_service::CommonError::Internal(e.into())))?
+                .len()
+                + 1;
+            if !current.is_empty() && bytes + size > max_bytes {
+                chunks.push((key, std::mem::take(&mut current)));
+                bytes = 0;
+            }
+            bytes += size;
+            current.push(t);
+        }
+        if !current.is_empty() {
+            chunks.push((key, current));
+        }
+    }
+    let parts = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+    Ok(chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ledger_key, transfers))| GpuTransfersRecorded {
+            batch_id,
+            ledger_key,
+            part: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            parts,
+            transfers,
+            recorded_at,
+        })
+        .collect())
+}
+
+/// Is this a deadlock (40P01, which diesel reports as `Unknown`) or a serialization failure
+/// (40001)? The transaction rolled back whole and may simply be run again.
+pub fn is_transient(e: &LedgerError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        e,
+        LedgerError::Common(kaip_service::CommonError::Internal(inner))
+            if inner.downcast_ref::<Error>().is_some_and(|d| match d {
+                Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+                Error::DatabaseError(DatabaseErrorKind::Unknown, info) =>
+                    info.message().contains("deadlock detected"),
+                _ => false,
+            })
+    )
+}
+
+/// How many times a request's transaction is run at most.
+pub const ATTEMPTS: usize = 4;
+
+/// Runs `f` (one whole transaction) again while it fails with a deadlock or serialization
+/// failure, or a unique violation when `on_unique` (the repeat then sees the winner's row),
+/// at most [`ATTEMPTS`] times in all.
+pub fn retrying<T>(
+    on_unique: bool,
+    mut f: impl FnMut() -> Result<T, LedgerError>,
+) -> Result<T, LedgerError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match f() {
+            Err(e)
+                if attempt < ATTEMPTS
+                    && (is_transient(&e) || (on_unique && is_unique_violation(&e))) =>
+            {
+                tracing::info!(attempt, error = ?e, "transaction retried");
+                std::thread::sleep(std::time::Duration::from_millis(5 * attempt as u64));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Is this a unique violation (two writers racing on an id)? The batch is then retried: the
@@ -556,4 +674,129 @@ pub fn models(conn: &mut PgConnection) -> QueryResult<Vec<dto::GpuModel>> {
             },
         )
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kaip_contracts::dto::gpu::TransferKind;
+
+    fn recorded(model: &str, period: &str, pending_id: Option<Uuid>) -> RecordedTransfer {
+        RecordedTransfer {
+            id: Uuid::now_v7(),
+            kind: TransferKind::Pending,
+            debit_account: Uuid::now_v7(),
+            credit_account: Uuid::now_v7(),
+            amount: i64::MAX,
+            model: model.into(),
+            period: period.into(),
+            pending_id,
+            code: "c".repeat(64),
+        }
+    }
+
+    fn db_error(kind: diesel::result::DatabaseErrorKind, message: &str) -> LedgerError {
+        LedgerError::from(diesel::result::Error::DatabaseError(
+            kind,
+            Box::new(message.to_owned()),
+        ))
+    }
+
+    #[test]
+    fn deadlocks_and_serialization_failures_are_retried_a_bounded_number_of_times() {
+        use diesel::result::DatabaseErrorKind as K;
+        let deadlock = || db_error(K::Unknown, "deadlock detected");
+        // Two deadlocks, then success: the third run's result.
+        let mut runs = 0;
+        let r = retrying(false, || {
+            runs += 1;
+            if runs < 3 {
+                Err(deadlock())
+            } else {
+                Ok(runs)
+            }
+        });
+        assert_eq!(r.ok(), Some(3));
+        // Always failing: given up after ATTEMPTS runs, with the error.
+        let mut runs = 0;
+        let r: Result<(), _> = retrying(false, || {
+            runs += 1;
+            Err(db_error(
+                K::SerializationFailure,
+                "could not serialize access",
+            ))
+        });
+        assert!(r.as_ref().is_err_and(is_transient), "{r:?}");
+        assert_eq!(runs, ATTEMPTS);
+        // A unique violation only when asked; anything else at once.
+        for (on_unique, want) in [(false, 1), (true, ATTEMPTS)] {
+            let mut runs = 0;
+            let _ = retrying::<()>(on_unique, || {
+                runs += 1;
+                Err(db_error(K::UniqueViolation, "duplicate key"))
+            });
+            assert_eq!(runs, want, "on_unique {on_unique}");
+        }
+        let mut runs = 0;
+        let _ = retrying::<()>(true, || {
+            runs += 1;
+            Err(db_error(
+                K::CheckViolation,
+                "debits_must_not_exceed_credits",
+            ))
+        });
+        assert_eq!(runs, 1);
+        assert!(!is_transient(&db_error(K::Unknown, "some other failure")));
+    }
+
+    #[test]
+    fn a_full_batch_is_announced_in_events_under_the_broker_limit_keyed_by_ledger() {
+        let now = Utc::now();
+        let batch = Uuid::now_v7();
+        let mut ts: Vec<RecordedTransfer> = (0..8_190)
+            .map(|i| {
+                if i % 3 == 0 {
+                    recorded("B200", "2026H2", Some(Uuid::now_v7()))
+                } else {
+                    recorded("H100", "2026H1", Some(Uuid::now_v7()))
+                }
+            })
+            .collect();
+        ts[0].pending_id = None;
+        let events = announcements(batch, ts.clone(), now, EVENT_TRANSFER_BYTES).unwrap();
+        assert!(events.len() > 2, "{} events", events.len());
+        let parts = events.len() as u32;
+        for (i, e) in events.iter().enumerate() {
+            let env =
+                kaip_contracts::EventEnvelope::wrap("gpu-ledger", Actor::system("gpu-ledger"), e)
+                    .unwrap();
+            let bytes = serde_json::to_vec(&env).unwrap().len();
+            assert!(bytes < 500_000, "event {i} is {bytes} bytes");
+            assert_eq!((e.part, e.parts, e.batch_id), (i as u32 + 1, parts, batch));
+            assert!(e
+                .transfers
+                .iter()
+                .all(|t| kaip_contracts::events::ledger_key(&t.model, &t.period) == e.ledger_key));
+            assert_eq!(env.aggregate_id, e.ledger_key);
+        }
+        // Every transfer once, and each ledger's transfers in their order.
+        for (model, period) in [("B200", "2026H2"), ("H100", "2026H1")] {
+            let want: Vec<Uuid> = ts
+                .iter()
+                .filter(|t| t.model == model && t.period == period)
+                .map(|t| t.id)
+                .collect();
+            let got: Vec<Uuid> = events
+                .iter()
+                .flat_map(|e| e.transfers.iter())
+                .filter(|t| t.model == model && t.period == period)
+                .map(|t| t.id)
+                .collect();
+            assert_eq!(got, want, "{model} {period}");
+        }
+        assert_ne!(
+            kaip_contracts::events::ledger_key("H100", "2026H1"),
+            kaip_contracts::events::ledger_key("H1002", "026H1")
+        );
+    }
 }

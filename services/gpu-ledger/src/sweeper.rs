@@ -73,14 +73,22 @@ struct Locked {
     locked: bool,
 }
 
-/// One pass: records up to [`BATCH`] expiries and releases due tranches. Returns how many
+/// One pass: releases due tranches, then records up to [`BATCH`] expiries. Returns how many
 /// transfers it created.
+///
+/// Two transactions, each applying one batch: a batch locks its accounts in id order, but
+/// two batches in one transaction would lock two sets one after the other, an order another
+/// transaction could cross (a deadlock).
 pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerError> {
-    outbox.transaction(conn, |c, tx| {
-        let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
-            .bind::<BigInt, _>(LOCK_KEY)
-            .get_result(c)?;
-        if !got.locked {
+    let released = outbox.transaction(conn, |c, tx| -> Result<usize, LedgerError> {
+        if !try_lock(c)? {
+            return Ok(0);
+        }
+        audit(c, "sweeper:release")?;
+        crate::grants::release_due(c, tx)
+    })?;
+    let expired = outbox.transaction(conn, |c, tx| -> Result<usize, LedgerError> {
+        if !try_lock(c)? {
             return Ok(0);
         }
         let due: Vec<Due> = diesel::sql_query(
@@ -91,9 +99,8 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
         )
         .bind::<BigInt, _>(BATCH)
         .load(c)?;
-        let released = crate::grants::release_due(c, tx)?;
         if due.is_empty() {
-            return Ok(released);
+            return Ok(0);
         }
         let requests: Vec<TransferRequest> = due
             .iter()
@@ -110,14 +117,39 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
                 reason: format!("timed out at {}", d.timeout_at.to_rfc3339()),
             })
             .collect();
+        audit(c, "sweeper:expire")?;
         let applied = store::apply_batch(c, tx, &requests, &Actor::system(crate::NAME))?;
         for (r, d) in applied.results.iter().zip(&due) {
             if let Err(e) = r {
                 tracing::warn!(pending = %d.id, code = e.code(), "expiry not recorded");
             }
         }
-        Ok(applied.created.len() + released)
-    })
+        Ok(applied.created.len())
+    })?;
+    Ok(released + expired)
+}
+
+/// One sweeping replica at a time: a transaction-scoped advisory lock, skipped if held.
+fn try_lock(conn: &mut PgConnection) -> Result<bool, LedgerError> {
+    let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+        .bind::<BigInt, _>(LOCK_KEY)
+        .get_result(conn)?;
+    Ok(got.locked)
+}
+
+/// Sets the audit trail's context for the rest of the pass's transaction (a connection from
+/// the pool carries none: without this the sweeper's changes were recorded as `unknown`).
+fn audit(conn: &mut PgConnection, operation: &str) -> Result<(), LedgerError> {
+    let ctx = kaip_bus::audit::AuditContext {
+        actor_sub: format!("service:{}", crate::NAME),
+        actor_role: kaip_contracts::Role::System.to_string(),
+        trace_id: None,
+        operation: operation.to_owned(),
+        input: serde_json::json!({}),
+        traceparent: None,
+    };
+    kaip_bus::audit::set_context(conn, &ctx, true)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ pub fn events() -> Vec<EventSpec> {
             "An audited operation: who, when, the trace, the operation and its input, and every row it wrote before and after (each service, on its own audit topic).",
         ),
         spec::<GpuAccountOpened>(topics::GPU_LEDGER, "gpu-ledger", "A ledger account was opened: a source of GPUs, a pool, a team's grant or usage."),
-        spec::<GpuTransfersRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A batch of GPU transfers was recorded, all in one transaction, in order."),
+        spec::<GpuTransfersRecorded>(topics::GPU_LEDGER, "gpu-ledger", "Part of a batch of GPU transfers recorded in one transaction: one ledger's (model, period) transfers, in order, keyed by the ledger."),
         spec::<GpuSupplierRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A consortium started or stopped supplying GPUs; while it supplies it receives no grant."),
         spec::<GpuModelFactorSet>(topics::GPU_LEDGER, "gpu-ledger", "A GPU model was added or its H100-equivalence factor changed."),
         spec::<GpuOfferMade>(topics::GPU_LEDGER, "gpu-ledger", "An officer offered a selected team GPUs, in one or more forms of equal H100-eq, reserved until it expires."),

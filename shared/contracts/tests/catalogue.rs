@@ -367,6 +367,9 @@ fn gpu_events(
             officer.clone(),
             &GpuTransfersRecorded {
                 batch_id: uuid::Uuid::now_v7(),
+                ledger_key: kaip_contracts::events::ledger_key("B200", "2026H1"),
+                part: 1,
+                parts: 1,
                 transfers: vec![
                     RecordedTransfer {
                         id: offer,

@@ -116,7 +116,9 @@ pub async fn open(
     let actor = caller.actor();
     let (row, created) = state
         .db(move |c, outbox| {
-            outbox.transaction(c, |c, tx| {
+            // A concurrent twin (same id) that wins the insert: the rerun finds it and
+            // answers as a repeat.
+            store::retrying(true, || outbox.transaction(c, |c, tx| {
                 if let Some(existing) = ledger_accounts::table
                     .find(req.id)
                     .select(AccountRow::as_select())
@@ -147,6 +149,18 @@ pub async fn open(
                         q = q.filter(ledger_accounts::consortium_id.eq(team.0));
                     }
                     if let Some(other) = q.first::<Uuid>(c).optional()? {
+                        if other == req.id {
+                            // A twin with this id committed after the read above: answer
+                            // as a repeat.
+                            let existing = ledger_accounts::table
+                                .find(req.id)
+                                .select(AccountRow::as_select())
+                                .first(c)?;
+                            return match differing_field(&existing, &req) {
+                                None => Ok((existing, false)),
+                                Some(f) => Err(LedgerError::AccountExistsWithDifferentFields(f)),
+                            };
+                        }
                         return Err(LedgerError::AccountConflict(format!(
                             "kind: a {} account for {} {}{} exists already: {other}",
                             kind.as_str(),
@@ -193,7 +207,7 @@ pub async fn open(
                     },
                 )?;
                 Ok((row, true))
-            })
+            }))
         })
         .await
         .map_err(|e| {

@@ -42,7 +42,11 @@ pub async fn make(
     let req = body.into_inner();
     let actor = caller.actor();
     let offer = state
-        .db(move |c, outbox| outbox.transaction(c, |c, tx| grants::make_offer(c, tx, &req, &actor)))
+        .db(move |c, outbox| {
+            crate::store::retrying(true, || {
+                outbox.transaction(c, |c, tx| grants::make_offer(c, tx, &req, &actor))
+            })
+        })
         .await?;
     Ok(HttpResponse::Created().json(offer))
 }
@@ -63,8 +67,10 @@ pub async fn accept(
     let only = own_team(&caller);
     let offer = state
         .db(move |c, outbox| {
-            outbox.transaction(c, |c, tx| {
-                grants::accept_offer(c, tx, id, req.option, &req.reason, &actor, only)
+            crate::store::retrying(true, || {
+                outbox.transaction(c, |c, tx| {
+                    grants::accept_offer(c, tx, id, req.option, &req.reason, &actor, only)
+                })
             })
         })
         .await?;

@@ -15,9 +15,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// How many times a batch is retried when it raced another writer on an id.
-const ATTEMPTS: usize = 3;
-
 pub fn request(t: &NewTransfer) -> TransferRequest {
     TransferRequest {
         id: t.id,
@@ -53,16 +50,9 @@ pub async fn create(
     let actor = caller.actor();
     let applied = state
         .db(move |c, outbox| {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let result =
-                    outbox.transaction(c, |c, tx| store::apply_batch(c, tx, &requests, &actor));
-                match result {
-                    Err(e) if attempt < ATTEMPTS && store::is_unique_violation(&e) => continue,
-                    other => return other,
-                }
-            }
+            store::retrying(true, || {
+                outbox.transaction(c, |c, tx| store::apply_batch(c, tx, &requests, &actor))
+            })
         })
         .await?;
     let results: Vec<TransferResult> = batch

@@ -113,7 +113,9 @@ pub async fn report(
     let actor = caller.actor();
     let (report, created) = state
         .db(move |c, outbox| {
-            outbox.transaction(c, |c, tx| {
+            // Two reports with one id for different teams hold different locks: the loser's
+            // rerun finds the winner's row and gets the coded refusal, not a 500.
+            crate::store::retrying(true, || outbox.transaction(c, |c, tx| {
                 diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
                     .bind::<Integer, _>(USAGE_LOCK_CLASS)
                     .bind::<Integer, _>(crate::store::supplier_lock_key(req.consortium_id.0))
@@ -142,7 +144,9 @@ pub async fn report(
                     .filter(gpu_usage_reports::model.eq(&req.model))
                     .filter(gpu_usage_reports::period.eq(&req.period))
                     .select(gpu_usage_reports::used_before + gpu_usage_reports::gpu_hours)
-                    .order(gpu_usage_reports::reported_at.desc())
+                    // The last recorded (a sequence, under the team's lock above), never
+                    // the latest by a replica's clock.
+                    .order(gpu_usage_reports::seq.desc())
                     .first(c)
                     .optional()?;
                 let before = before.unwrap_or(0);
@@ -190,7 +194,7 @@ pub async fn report(
                 let row = find_report(c, req.id)?
                     .ok_or_else(|| LedgerError::Transfer { code: "INTERNAL", message: "report vanished".into() })?;
                 Ok((report_dto(row), true))
-            })
+            }))
         })
         .await?;
     Ok(if created {

@@ -1553,3 +1553,417 @@ async fn concurrent_acceptances_of_one_offer_grant_it_once() {
     assert_eq!(reserved, 0, "the other form went back");
     assert_eq!(l.invariants().await["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_announced_in_ordered_parts_under_the_broker_message_limit() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let n = kaip_contracts::dto::gpu::MAX_BATCH;
+    let pool = l.pool(n as i64).await;
+    let grant = l.open("grant", Some(Uuid::now_v7())).await;
+    // Half pending, each pending posted right after it in the same batch.
+    let mut ts = Vec::with_capacity(n);
+    while ts.len() < n {
+        let p = Uuid::now_v7();
+        ts.push(
+            json!({"id": p, "debit_account": pool, "credit_account": grant,
+            "amount": 1, "kind": "pending", "code": "grant", "reason": "test"}),
+        );
+        ts.push(
+            json!({"id": Uuid::now_v7(), "debit_account": pool, "credit_account": grant,
+            "amount": 1, "kind": "post", "pending_id": p, "code": "grant", "reason": "test"}),
+        );
+    }
+    let r = l.transfers(ts.clone()).await;
+    assert_eq!(r.created as usize, n, "{:?}", &r.results[..2]);
+    let topic = ctx.topic(kaip_contracts::topics::GPU_LEDGER);
+    let want_key = kaip_contracts::events::ledger_key(MODEL, PERIOD).to_string();
+    let parts = eventually(Duration::from_secs(60), || async {
+        let msgs = ctx.read_topic(&topic).await;
+        let parts: Vec<(usize, Option<Vec<u8>>, Value)> = msgs
+            .iter()
+            .filter_map(|m| {
+                let e = m.json()?;
+                (e["type"] == "GpuTransfersRecorded"
+                    && e["data"]["transfers"].as_array()?.len() > 1)
+                    .then(|| (m.payload.as_ref().map_or(0, Vec::len), m.key.clone(), e))
+            })
+            .collect();
+        let total: usize = parts
+            .iter()
+            .map(|(_, _, e)| e["data"]["transfers"].as_array().map_or(0, Vec::len))
+            .sum();
+        (total >= n).then_some(parts)
+    })
+    .await
+    .expect("every transfer of the batch reached the topic");
+    assert!(parts.len() > 1, "one event for {n} transfers");
+    let mut seen: Vec<Value> = Vec::new();
+    for (i, (bytes, key, e)) in parts.iter().enumerate() {
+        assert!(*bytes < 1_000_000, "part {i} is {bytes} bytes");
+        assert_eq!(key.as_deref(), Some(want_key.as_bytes()), "part {i} key");
+        assert_eq!(e["data"]["part"], json!(i + 1));
+        assert_eq!(e["data"]["parts"], json!(parts.len()));
+        seen.extend(e["data"]["transfers"].as_array().unwrap().iter().cloned());
+    }
+    // In order: every post after its pending, every transfer once.
+    let ids: Vec<&Value> = seen.iter().map(|t| &t["id"]).collect();
+    let sent: Vec<&Value> = ts.iter().map(|t| &t["id"]).collect();
+    assert_eq!(ids, sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_records_refuse_truncate_and_delete() {
+    use diesel::RunQueryDsl;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let mut conn = l.svc.conn();
+    for table in [
+        "gpu_offers",
+        "gpu_offer_reservations",
+        "gpu_offer_acceptances",
+        "gpu_tranches",
+        "gpu_eliminations",
+        "gpu_model_factors",
+        "gpu_supplier_records",
+        "gpu_usage_reports",
+    ] {
+        let count = |conn: &mut diesel::PgConnection| -> i64 {
+            diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+                .get_result::<Count>(conn)
+                .expect("count")
+                .n
+        };
+        let before = count(&mut conn);
+        // With CASCADE the trigger is what refuses it (without, a referenced table's foreign
+        // keys refuse it first; a table no one references reaches the trigger).
+        let sql = format!("TRUNCATE {table} CASCADE");
+        let err = diesel::sql_query(&sql).execute(&mut conn).expect_err(&sql);
+        assert!(
+            err.to_string()
+                .contains(&format!("TRUNCATE on {table} refused")),
+            "{sql}: {err}"
+        );
+        let sql = format!("TRUNCATE {table}");
+        diesel::sql_query(&sql).execute(&mut conn).expect_err(&sql);
+        if before > 0 {
+            let sql = format!("DELETE FROM {table}");
+            let err = diesel::sql_query(&sql).execute(&mut conn).expect_err(&sql);
+            assert!(
+                err.to_string()
+                    .contains(&format!("DELETE on {table} refused")),
+                "{sql}: {err}"
+            );
+        }
+        assert_eq!(count(&mut conn), before, "{table} changed");
+    }
+    let mut conn = l.svc.conn();
+    assert!(
+        diesel::sql_query("SELECT count(*) AS n FROM gpu_model_factors")
+            .get_result::<Count>(&mut conn)
+            .expect("count")
+            .n
+            > 0,
+        "the seeded factors are there to refuse a DELETE of"
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweepers_expiries_are_audited_as_the_service_and_its_operation() {
+    use diesel::RunQueryDsl;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(4).await;
+    let team = l.open("grant", Some(Uuid::now_v7())).await;
+    let mut t = transfer(pool, team, 2, "pending");
+    t["timeout_at"] = json!(chrono::Utc::now() + chrono::Duration::milliseconds(500));
+    assert_eq!(l.transfers(vec![t.clone()]).await.created, 1);
+    eventually(Duration::from_secs(20), || async {
+        (l.account(pool).await.balance.debits_pending == 0).then_some(())
+    })
+    .await
+    .expect("the sweeper expired the reservation");
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Op {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        actor_sub: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        actor_role: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        operation: String,
+    }
+    let mut conn = l.svc.conn();
+    let ops: Vec<Op> = diesel::sql_query(format!(
+        "SELECT DISTINCT o.actor_sub, o.actor_role, o.operation FROM audit_changes c \
+         JOIN audit_operations o ON o.id = c.operation_id \
+         WHERE c.table_name = 'ledger_transfers' AND c.after->>'pending_id' = '{}'",
+        t["id"].as_str().unwrap()
+    ))
+    .load(&mut conn)
+    .expect("audit");
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0].actor_sub, "service:gpu-ledger", "{ops:?}");
+    assert_eq!(ops[0].actor_role, "system", "{ops:?}");
+    assert_eq!(ops[0].operation, "sweeper:expire", "{ops:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_passed_before_acceptance_or_while_supplying_still_releases_its_tranche() {
+    use kaip_contracts::events::GateDecided;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (late, supplier) = (ConsortiumId::new(), ConsortiumId::new());
+    let call = select(&ctx, &l, &[late, supplier]).await;
+    pool_of(&l, "B200", "2027H1", 1000).await;
+    pool_of(&l, "B200", "2027H2", 1000).await;
+    let options = || {
+        json!([{"model": "B200", "tranches": [
+            {"period": "2027H1", "count": 16},
+            {"period": "2027H2", "count": 8, "release_gate": "gate-7"}
+        ]}])
+    };
+    // The supplier accepts before the gate, then starts supplying GPUs.
+    let (s, o) = l
+        .post("/offers", offer_body(supplier, call, 3600, options()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let supplier_offer = o["id"].as_str().expect("id").to_owned();
+    let (s, a) = l
+        .post(
+            &format!("/offers/{supplier_offer}/accept"),
+            json!({"option": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let (s, b) = l
+        .post(
+            "/suppliers",
+            json!({"consortium_id": supplier, "supplying": true, "reason": "leases 64 H100"}),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    // The late team's offer is made, and the gate passes, before it accepts.
+    let (s, o) = l
+        .post("/offers", offer_body(late, call, 3600, options()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let late_offer = o["id"].as_str().expect("id").to_owned();
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &GateDecided {
+            gate_id: Uuid::now_v7(),
+            gate: "gate-7".into(),
+            passed: vec![late, supplier],
+            eliminated: vec![],
+            decided_at: chrono::Utc::now(),
+        },
+    )
+    .await;
+    let mut conn = l.svc.conn();
+    eventually(Duration::from_secs(60), || {
+        use diesel::RunQueryDsl;
+        let n = diesel::sql_query("SELECT count(*) AS n FROM gpu_gate_passes")
+            .get_result::<Count>(&mut conn)
+            .map(|c| c.n)
+            .unwrap_or(0);
+        async move { (n == 2).then_some(()) }
+    })
+    .await
+    .expect("the gate's outcome was stored");
+    let (s, a) = l
+        .post(
+            &format!("/offers/{late_offer}/accept"),
+            json!({"option": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let status = |id: String| {
+        let l = &l;
+        async move {
+            let (_, o) = l.get(&format!("/offers/{id}")).await;
+            o["tranches"][1]["status"].as_str().unwrap_or("").to_owned()
+        }
+    };
+    eventually(Duration::from_secs(20), || async {
+        (status(late_offer.clone()).await == "released").then_some(())
+    })
+    .await
+    .expect("a tranche accepted after its gate passed is released");
+    // The supplier's tranche waits, visibly reserved, until it stops supplying.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(status(supplier_offer.clone()).await, "reserved");
+    let (s, b) = l
+        .post(
+            "/suppliers",
+            json!({"consortium_id": supplier, "supplying": false, "reason": "lease ended"}),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    eventually(Duration::from_secs(20), || async {
+        (status(supplier_offer.clone()).await == "released").then_some(())
+    })
+    .await
+    .expect("the refused release is retried once supplying ends");
+    assert_eq!(l.invariants().await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_totals_follow_recording_order_not_a_replicas_clock() {
+    use diesel::RunQueryDsl;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let team = ConsortiumId::new();
+    // A report recorded by a replica whose clock ran an hour ahead.
+    let mut conn = l.svc.conn();
+    diesel::sql_query(format!(
+        "INSERT INTO gpu_usage_reports (id, consortium_id, model, period, gpu_hours, used_before, \
+         granted_hours, overrun, note, reported_by, reported_role, reported_at) VALUES \
+         ('{}', '{}', '{MODEL}', '{PERIOD}', 10, 0, 0, true, 'skewed', 'operator', 'integration', \
+         now() + interval '1 hour')",
+        Uuid::now_v7(),
+        team.0
+    ))
+    .execute(&mut conn)
+    .expect("the skewed replica's report");
+    let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
+    let mut used = Vec::new();
+    for hours in [5, 7] {
+        let body = json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL,
+            "period": PERIOD, "gpu_hours": hours, "note": "April"});
+        let (s, r) = l
+            .call(reqwest::Method::POST, "/usage", &operator, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+        used.push(r["used_hours"].as_i64());
+    }
+    assert_eq!(used, [Some(15), Some(22)], "no hours dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eliminated_team_gets_no_offer_nor_acceptance_and_its_open_offer_shows_voided() {
+    use kaip_contracts::events::TeamEliminated;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", "2027H1", 1000).await;
+    let options = || json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 16}]}]);
+    let (s, o) = l
+        .post("/offers", offer_body(team, call, 3600, options()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let open = o["id"].as_str().expect("id").to_owned();
+    l.svc.wait_assigned().await;
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &TeamEliminated {
+            gate_id: Uuid::now_v7(),
+            gate: "gate-2".into(),
+            consortium_id: team,
+            reason: "lowest gate score".into(),
+            reallocation: vec![],
+            decided_at: chrono::Utc::now(),
+        },
+    )
+    .await;
+    let status = eventually(Duration::from_secs(60), || async {
+        let (_, o) = l.get(&format!("/offers/{open}")).await;
+        (o["status"] != "open").then_some(o["status"].clone())
+    })
+    .await
+    .expect("the elimination voided the open offer");
+    assert_eq!(status, "voided");
+    let (s, b) = l
+        .post("/offers", offer_body(team, call, 3600, options()))
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("TEAM_ELIMINATED")),
+        "{b}"
+    );
+    let (s, b) = l
+        .post(&format!("/offers/{open}/accept"), json!({"option": 0}))
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("TEAM_ELIMINATED")),
+        "{b}"
+    );
+    let reserved: i64 = pools(&l).await.iter().map(|p| p.reserved).sum();
+    assert_eq!(reserved, 0, "nothing reserved for an eliminated team");
+    assert_eq!(l.invariants().await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_repeats_get_the_original_or_a_coded_refusal_never_a_500() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", "2027H1", 1000).await;
+    // One offer, sent 8 times at once.
+    let offer = offer_body(
+        team,
+        call,
+        3600,
+        json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 8}]}]),
+    );
+    let answers = futures::future::join_all((0..8).map(|_| l.post("/offers", offer.clone()))).await;
+    for (s, b) in &answers {
+        assert!(
+            *s == StatusCode::CREATED || *s == StatusCode::OK,
+            "{s}: {b}"
+        );
+        assert_eq!(b["id"], offer["id"], "{b}");
+    }
+    let reserved: i64 = pools(&l).await.iter().map(|p| p.reserved).sum();
+    assert_eq!(reserved, 8, "reserved once");
+    // One account, sent 8 times at once.
+    let id = Uuid::now_v7();
+    let account = json!({"id": id, "model": MODEL, "period": PERIOD, "kind": "grant",
+        "consortium_id": Uuid::now_v7(), "name": "twin", "reason": "test"});
+    let answers =
+        futures::future::join_all((0..8).map(|_| l.post("/accounts", account.clone()))).await;
+    for (s, b) in &answers {
+        assert!(
+            *s == StatusCode::CREATED || *s == StatusCode::OK,
+            "{s}: {b}"
+        );
+        assert_eq!(b["id"], json!(id), "{b}");
+    }
+    // One usage report id, sent for 8 different teams at once: one recorded, the rest refused.
+    let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
+    let rid = Uuid::now_v7();
+    let answers = futures::future::join_all((0..8).map(|_| {
+        let body = json!({"id": rid, "consortium_id": ConsortiumId::new(), "model": MODEL,
+            "period": PERIOD, "gpu_hours": 3, "note": "retry"});
+        let operator = operator.clone();
+        let l = &l;
+        async move {
+            l.call(reqwest::Method::POST, "/usage", &operator, Some(body))
+                .await
+        }
+    }))
+    .await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    for (s, b) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(
+            b["code"], "USAGE_REPORT_EXISTS_WITH_DIFFERENT_FIELDS",
+            "{s}: {b}"
+        );
+    }
+}

@@ -348,7 +348,8 @@ pub struct Offer {
     pub expires_at: DateTime<Utc>,
     pub h100_eq: H100Eq,
     pub options: Vec<OfferOption>,
-    /// `open`, `accepted` or `expired`.
+    /// `open`, `accepted`, `expired` or `voided` (its reservations were voided before it was
+    /// accepted: the team was eliminated).
     pub status: String,
     pub accepted_option: Option<usize>,
     pub accepted_by: Option<String>,

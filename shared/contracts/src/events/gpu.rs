@@ -50,12 +50,26 @@ pub struct RecordedTransfer {
     pub code: String,
 }
 
-/// A batch of transfers was recorded (in one database transaction): everything it created,
-/// in order. Refused transfers are not announced: they changed nothing.
+/// Part of a batch of transfers recorded in one database transaction: the transfers it
+/// created in one ledger (one model and period), in order. Refused transfers are not
+/// announced: they changed nothing.
+///
+/// A batch is announced in `parts` events (`part` = 1..=`parts`, all with its `batch_id`):
+/// one or more per ledger it touched, each kept well under the broker's message size limit.
+/// The Kafka key is `ledger_key`, a fixed id of the (model, period) ledger, so every event of
+/// one ledger is on one partition, in commit order: a consumer always sees a pending transfer
+/// before the post or void that resolves it, and an account's transfers in order (a transfer
+/// never crosses ledgers). There is no order between different ledgers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuTransfersRecorded {
     pub batch_id: Uuid,
+    /// The (model, period) ledger's fixed id: [`ledger_key`].
+    pub ledger_key: Uuid,
+    /// This event's place among the batch's events, from 1.
+    pub part: u32,
+    /// How many events announce the batch.
+    pub parts: u32,
     pub transfers: Vec<RecordedTransfer>,
     pub recorded_at: DateTime<Utc>,
 }
@@ -63,10 +77,23 @@ pub struct GpuTransfersRecorded {
 impl DomainEvent for GpuTransfersRecorded {
     const TYPE: &'static str = "GpuTransfersRecorded";
     const VERSION: u16 = 1;
-    const AGGREGATE_TYPE: &'static str = "gpu_transfer_batch";
+    const AGGREGATE_TYPE: &'static str = "gpu_ledger";
     fn aggregate_id(&self) -> Uuid {
-        self.batch_id
+        self.ledger_key
     }
+}
+
+/// The fixed id of the ledger of one GPU model and period (a 128-bit FNV-1a hash of both):
+/// the same on every replica and every release, so it can key the ledger's events.
+pub fn ledger_key(model: &str, period: &str) -> Uuid {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    let mut h = OFFSET;
+    for b in model.bytes().chain([0u8]).chain(period.bytes()) {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(PRIME);
+    }
+    Uuid::from_u128(h)
 }
 
 /// An officer recorded that a consortium started or stopped supplying GPUs to the

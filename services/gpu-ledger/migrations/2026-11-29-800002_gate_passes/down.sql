@@ -1,0 +1,1 @@
+DROP TABLE gpu_gate_passes;
