@@ -120,6 +120,21 @@ pub fn configured_call(
     Ok((call, config))
 }
 
+/// The call locked for a decision (proposing, publishing, ordering a tie), with its
+/// settings: refused once the decision is published, which is final.
+pub fn undecided_call(
+    c: &mut PgConnection,
+    id: Uuid,
+) -> Result<(CallRow, EvaluationConfig), ScoringError> {
+    let (call, config) = configured_call(c, id, true)?;
+    if call.published_at.is_some() {
+        return Err(ScoringError::Conflict(
+            "the decision is published and final".into(),
+        ));
+    }
+    Ok((call, config))
+}
+
 pub fn cases_of_call(c: &mut PgConnection, call: Uuid) -> QueryResult<Vec<CaseRow>> {
     evaluation_cases::table
         .filter(evaluation_cases::call_id.eq(call))

@@ -7,7 +7,7 @@ use crate::domain::{config, selection, Centi};
 use crate::error::ScoringError;
 use crate::records;
 use crate::schema::{calls, decision_versions, evaluation_cases, stage_closures, tie_decisions};
-use crate::store::configured_call;
+use crate::store::{configured_call, undecided_call};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
@@ -101,12 +101,7 @@ pub async fn propose(
     let decision = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let (call, cfg) = configured_call(c, call_id, true)?;
-                if call.published_at.is_some() {
-                    return Err(ScoringError::Conflict(
-                        "the decision is published and final".into(),
-                    ));
-                }
+                let (_, cfg) = undecided_call(c, call_id)?;
                 let last = cfg.stages.len() as i32 - 1;
                 let closed: i64 = stage_closures::table
                     .find((call_id, last))
@@ -304,12 +299,7 @@ pub async fn publish(
     let decision = state
         .db(move |c, outbox| {
             outbox.transaction(c, |c, tx| {
-                let (call, cfg) = configured_call(c, call_id, true)?;
-                if call.published_at.is_some() {
-                    return Err(ScoringError::Conflict(
-                        "the decision is already published".into(),
-                    ));
-                }
+                let (_, cfg) = undecided_call(c, call_id)?;
                 let proposed = current(c, call_id)?
                     .ok_or_else(|| ScoringError::Conflict("propose a selection first".into()))?;
                 let now = Utc::now().trunc_subsecs(6);
@@ -425,12 +415,7 @@ pub async fn decide_tie(
     let out = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let (call, cfg) = configured_call(c, call_id, true)?;
-                if call.published_at.is_some() {
-                    return Err(ScoringError::Conflict(
-                        "the decision is published and final".into(),
-                    ));
-                }
+                let (_, cfg) = undecided_call(c, call_id)?;
                 let stages = cfg.stages.len() as i32;
                 if !(0..stages).contains(&req.stage) {
                     return Err(CommonError::validation(
