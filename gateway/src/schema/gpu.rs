@@ -450,7 +450,7 @@ pub struct GpuOffer {
     pub expires_at: DateTime<Utc>,
     pub h100_eq: Int64,
     pub options: Vec<OfferOption>,
-    /// `open`, `accepted` or `expired`.
+    /// `open`, `accepted`, `expired` or `voided` (the team was eliminated before accepting).
     pub status: String,
     /// Index into `options`.
     pub accepted_option: Option<i32>,
