@@ -820,6 +820,7 @@ fn kill_test_child_consumer() {
         name: text("database"),
         create_if_missing: false,
         pool_size: 4,
+        migration_url: None,
     };
     let pool = db::build_pool(&database).expect("pool");
     let hang_on = config["hang_on"].as_str().map(|s| s.parse().expect("uuid"));

@@ -1,6 +1,7 @@
 //! End-to-end tests: the platform in-process against real PostgreSQL and Kafka.
 
 mod audit;
+mod audit_hardening;
 mod auth_hardening;
 mod backbone;
 mod competition;

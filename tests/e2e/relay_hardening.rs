@@ -1074,7 +1074,7 @@ async fn a_missing_database_without_create_if_missing_is_reported_as_missing() {
     settings.database.create_if_missing = false;
     let database = settings.database.clone();
     let result = tokio::task::spawn_blocking(move || {
-        db::prepare(&database, kaip_scoring::MIGRATIONS).map(drop)
+        db::prepare(&database, kaip_scoring::MIGRATIONS, |_| Ok(())).map(drop)
     })
     .await
     .expect("task");

@@ -1,9 +1,11 @@
 //! The audit trail across every service (`auditTrail`), for admins and officers.
 //!
-//! Each service serves its own trail (`GET /audit`, oldest first by `(at, id)`); the gateway
-//! asks all six with the same filter and merges their pages by `(at, service, id)`. The
-//! cursor names the last entry returned; from it each service is asked for exactly the
-//! entries that come after it in the merged order, so pages neither skip nor repeat.
+//! Each service serves its own trail (`GET /audit`) in its commit order (`sequence`: an entry
+//! can never appear behind a cursor already handed out, even if its transaction began
+//! earlier); the gateway asks all six with the same filter and merges their pages by time,
+//! each service's entries staying in their order. The cursor holds, per service, the
+//! sequence of the last entry returned from it; each service is asked for exactly what
+//! follows that, so pages neither skip nor repeat.
 //! A service that cannot answer fails the whole query (with its code and the service's
 //! name): an auditor must never be handed a trail with a silent gap.
 
@@ -14,7 +16,6 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kaip_contracts::audit as dto;
 use kaip_contracts::Role;
-use uuid::Uuid;
 
 /// One row an audited operation wrote.
 #[derive(SimpleObject, Clone, Debug)]
@@ -36,6 +37,8 @@ pub struct AuditChange {
 pub struct AuditEntry {
     pub id: ID,
     pub service: String,
+    /// Its place in its service's commit order (pages follow it).
+    pub sequence: super::gpu::Int64,
     pub at: DateTime<Utc>,
     /// The token subject; `service:<name>` for the platform itself; `db:<user>` for a change
     /// made directly in the database.
@@ -65,6 +68,7 @@ impl From<(dto::AuditEntry, &'static str)> for AuditEntry {
         AuditEntry {
             id: ID(e.id.to_string()),
             service: service.to_owned(),
+            sequence: super::gpu::Int64(e.sequence),
             at: e.at,
             actor_subject: e.actor_subject,
             actor_role: e.actor_role,
@@ -87,12 +91,11 @@ impl From<(dto::AuditEntry, &'static str)> for AuditEntry {
     }
 }
 
-/// Where a page ended in the merged order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a page ended: per service, the sequence of the last entry returned from it
+/// (services not named have returned nothing yet).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Position {
-    at: DateTime<Utc>,
-    service: String,
-    id: Uuid,
+    after: std::collections::BTreeMap<String, i64>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -101,8 +104,15 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 impl Position {
     fn encode(&self) -> ID {
-        let raw = format!("{}|{}|{}", rfc3339(self.at), self.service, self.id);
-        ID(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+        let raw: Vec<String> = self
+            .after
+            .iter()
+            .map(|(service, sequence)| format!("{service}={sequence}"))
+            .collect();
+        ID(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!("v2|{}", raw.join(";"))),
+        )
     }
 
     fn decode(cursor: &str) -> Option<Self> {
@@ -110,29 +120,51 @@ impl Position {
             .decode(cursor)
             .ok()?;
         let raw = String::from_utf8(raw).ok()?;
-        let mut parts = raw.splitn(3, '|');
-        let at = DateTime::parse_from_rfc3339(parts.next()?).ok()?;
-        let service = parts.next()?.to_owned();
-        let id = Uuid::parse_str(parts.next()?).ok()?;
-        Some(Self {
-            at: at.with_timezone(&Utc),
-            service,
-            id,
-        })
+        let body = raw.strip_prefix("v2|")?;
+        let mut after = std::collections::BTreeMap::new();
+        for part in body.split(';').filter(|p| !p.is_empty()) {
+            let (service, sequence) = part.split_once('=')?;
+            let sequence: i64 = sequence.parse().ok().filter(|s| *s >= 0)?;
+            if service.is_empty() || after.insert(service.to_owned(), sequence).is_some() {
+                return None;
+            }
+        }
+        Some(Self { after })
     }
 
-    /// The service-level cursor that selects, in `service`, exactly the entries after this
-    /// position in the merged `(at, service, id)` order.
-    fn after_in(&self, service: &str) -> String {
-        let id = match service.cmp(self.service.as_str()) {
-            std::cmp::Ordering::Equal => self.id,
-            // Earlier services: only strictly later times.
-            std::cmp::Ordering::Less => Uuid::max(),
-            // Later services: the same time too.
-            std::cmp::Ordering::Greater => Uuid::nil(),
-        };
-        format!("{},{id}", rfc3339(self.at))
+    /// The service-level cursor: what follows the last entry returned from `service`.
+    fn after_in(&self, service: &str) -> Option<String> {
+        self.after.get(service).map(i64::to_string)
     }
+}
+
+/// Merges the services' pages (each in its commit order) by time, keeping each service's
+/// order, up to `limit` entries; advances `position` past what it returns. True if any
+/// service has entries left over.
+fn merge(
+    pages: Vec<(&'static str, Vec<dto::AuditEntry>)>,
+    limit: usize,
+    position: &mut Position,
+) -> (Vec<(dto::AuditEntry, &'static str)>, bool) {
+    let mut streams: Vec<(&'static str, std::collections::VecDeque<dto::AuditEntry>)> = pages
+        .into_iter()
+        .map(|(service, items)| (service, items.into()))
+        .collect();
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let next = streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (service, items))| items.front().map(|e| ((e.at, *service), i)))
+            .min();
+        let Some((_, i)) = next else { break };
+        let (service, items) = &mut streams[i];
+        let entry = items.pop_front().expect("a head was found");
+        position.after.insert((*service).to_owned(), entry.sequence);
+        out.push((entry, *service));
+    }
+    let left = streams.iter().any(|(_, items)| !items.is_empty());
+    (out, left)
 }
 
 /// Percent-encodes a query value.
@@ -202,8 +234,8 @@ impl AuditQuery {
         let services = ctx.data::<Services>()?;
         let calls = services.all.iter().map(|client| {
             let mut query = common.clone();
-            if let Some(p) = &position {
-                query.push(format!("after={}", encode(&p.after_in(client.name()))));
+            if let Some(after) = position.as_ref().and_then(|p| p.after_in(client.name())) {
+                query.push(format!("after={after}"));
             }
             let path = format!("/audit?{}", query.join("&"));
             async move {
@@ -212,7 +244,7 @@ impl AuditQuery {
                 (client.name(), page)
             }
         });
-        let mut entries: Vec<(dto::AuditEntry, &'static str)> = Vec::new();
+        let mut pages = Vec::new();
         let mut more = false;
         for (service, page) in futures::future::join_all(calls).await {
             let page = page.map_err(|e| {
@@ -226,24 +258,11 @@ impl AuditQuery {
                 })
             })?;
             more |= page.next_cursor.is_some();
-            entries.extend(page.items.into_iter().map(|e| (e, service)));
+            pages.push((service, page.items));
         }
-        entries.sort_by(|(a, sa), (b, sb)| (a.at, *sa, a.id).cmp(&(b.at, *sb, b.id)));
-        let limit = limit as usize;
-        more |= entries.len() > limit;
-        entries.truncate(limit);
-        let next_cursor = if more {
-            entries.last().map(|(e, service)| {
-                Position {
-                    at: e.at,
-                    service: (*service).to_owned(),
-                    id: e.id,
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
+        let mut position = position.unwrap_or_default();
+        let (entries, left) = merge(pages, limit as usize, &mut position);
+        let next_cursor = (more || left).then(|| position.encode());
         Ok(AuditTrailPage {
             items: entries.into_iter().map(AuditEntry::from).collect(),
             next_cursor,
@@ -254,33 +273,70 @@ impl AuditQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
+
+    fn entry(sequence: i64, at: &str) -> dto::AuditEntry {
+        dto::AuditEntry {
+            id: Uuid::now_v7(),
+            sequence,
+            service: String::new(),
+            at: DateTime::parse_from_rfc3339(at)
+                .expect("time")
+                .with_timezone(&Utc),
+            actor_subject: "a".into(),
+            actor_role: "officer".into(),
+            trace_id: None,
+            operation: "op".into(),
+            input: serde_json::Value::Null,
+            changes: Vec::new(),
+            change_count: 0,
+        }
+    }
 
     #[test]
     fn a_cursor_round_trips_and_selects_what_follows_in_each_service() {
-        let at = DateTime::parse_from_rfc3339("2026-11-29T01:02:03.456789Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let id = Uuid::now_v7();
-        let p = Position {
-            at,
-            service: "intake".into(),
-            id,
-        };
+        let mut p = Position::default();
+        p.after.insert("intake".into(), 12);
+        p.after.insert("scoring".into(), 0);
         assert_eq!(Position::decode(p.encode().as_str()), Some(p.clone()));
+        assert_eq!(
+            Position::decode(Position::default().encode().as_str()),
+            Some(Position::default())
+        );
         assert_eq!(Position::decode("not a cursor"), None);
-        assert_eq!(
-            p.after_in("intake"),
-            format!("2026-11-29T01:02:03.456789Z,{id}")
+        for bad in [
+            "v2|intake=x",
+            "v2|intake=-1",
+            "v2|intake=1;intake=2",
+            "v1|intake=1",
+        ] {
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bad);
+            assert_eq!(Position::decode(&encoded), None, "{bad}");
+        }
+        assert_eq!(p.after_in("intake").as_deref(), Some("12"));
+        assert_eq!(p.after_in("gpu-ledger"), None);
+    }
+
+    #[test]
+    fn the_merge_keeps_each_services_commit_order_and_advances_only_past_what_it_returns() {
+        // Intake's second commit began (its `at`) before its first: commit order wins.
+        let intake = vec![
+            entry(5, "2026-11-29T01:00:02Z"),
+            entry(7, "2026-11-29T01:00:01Z"),
+            entry(9, "2026-11-29T01:00:05Z"),
+        ];
+        let scoring = vec![entry(3, "2026-11-29T01:00:03Z")];
+        let mut position = Position::default();
+        let (page, left) = merge(
+            vec![("intake", intake), ("scoring", scoring)],
+            3,
+            &mut position,
         );
-        // "gpu-ledger" < "intake" < "scoring".
-        assert_eq!(
-            p.after_in("gpu-ledger"),
-            "2026-11-29T01:02:03.456789Z,ffffffff-ffff-ffff-ffff-ffffffffffff"
-        );
-        assert_eq!(
-            p.after_in("scoring"),
-            "2026-11-29T01:02:03.456789Z,00000000-0000-0000-0000-000000000000"
-        );
+        let got: Vec<(&str, i64)> = page.iter().map(|(e, s)| (*s, e.sequence)).collect();
+        assert_eq!(got, vec![("intake", 5), ("intake", 7), ("scoring", 3)]);
+        assert!(left, "intake's 9 is left for the next page");
+        assert_eq!(position.after_in("intake").as_deref(), Some("7"));
+        assert_eq!(position.after_in("scoring").as_deref(), Some("3"));
         assert_eq!(encode("proposals:a b&c+d"), "proposals%3Aa%20b%26c%2Bd");
     }
 }

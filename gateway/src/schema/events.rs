@@ -155,6 +155,9 @@ mod tests {
             input: serde_json::json!({}),
             changes: Vec::new(),
             changes_truncated: false,
+            sequence: Some(1),
+            part: 1,
+            parts: 1,
         };
         let mut envelope = EventEnvelope::wrap(
             "intake",

@@ -94,6 +94,15 @@ pub fn configure(conn: &mut PgConnection, service: &str, topic: &str) -> QueryRe
     .map(drop)
 }
 
+/// Leaves every role but the trail's owner read-only on the trail (migration
+/// `audit_hardening`): run by the owner at each start, after the migrations, so that a grant
+/// made since (default privileges on new tables, a DBA's `GRANT ALL`) does not stay.
+pub fn lockdown(conn: &mut PgConnection) -> QueryResult<()> {
+    diesel::sql_query("SELECT kaip_audit_lockdown()")
+        .execute(conn)
+        .map(drop)
+}
+
 /// Strings longer than this are recorded as their digest.
 pub const MAX_RECORDED_STRING_BYTES: usize = 16 * 1024;
 

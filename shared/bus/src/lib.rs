@@ -17,6 +17,7 @@ pub mod dlq;
 pub mod feed;
 pub mod kafka;
 pub mod outbox;
+pub mod pool;
 pub mod relay;
 pub mod schema;
 pub mod settings;
@@ -30,13 +31,9 @@ pub use outbox::{Outbox, OutboxTx};
 pub use relay::Relay;
 pub use settings::{KafkaSettings, OutboxSettings};
 
-use diesel::r2d2::{ConnectionManager, Pool};
-use diesel::PgConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
-/// The connection pool every service uses. Diesel is synchronous: run queries on the
-/// blocking pool (`web::block` / `spawn_blocking`), never on a runtime worker.
-pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+pub use pool::{checkout, AuditedManager, CheckoutError, PgPool, PgPooled};
 
 /// The outbox and inbox tables and the audit trail; every service runs these before its own
 /// migrations.

@@ -35,6 +35,9 @@ pub struct AuditChange {
 pub struct AuditEntry {
     /// UUIDv7 of the operation.
     pub id: Uuid,
+    /// Its place in the service's commit order: increasing, with gaps (a transaction that
+    /// failed at commit leaves one). Pages follow it.
+    pub sequence: i64,
     pub service: String,
     /// When its first change was written (the database's clock).
     pub at: DateTime<Utc>,
@@ -54,7 +57,7 @@ pub struct AuditEntry {
 /// Changes listed per entry in `GET /audit`; an entry with more says so in `change_count`.
 pub const MAX_CHANGES_PER_ENTRY: i64 = 200;
 
-/// A page of the trail, oldest first. `next_cursor` is `<at RFC 3339>,<id>`.
+/// A page of the trail, in commit order. `next_cursor` is the last entry's `sequence`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditPage {
     pub items: Vec<AuditEntry>,
@@ -77,9 +80,25 @@ pub struct AuditRecorded {
     /// The request body or event data, secrets and large values replaced by their digest.
     pub input: serde_json::Value,
     pub changes: Vec<AuditChange>,
-    /// True when the record was too large for one message: `changes` then carry their
-    /// table, key and action only, `input` is empty, and the full record is in `auditTrail`.
+    /// True when part of the record was too large for a message: a change over ~350 kB
+    /// carries its table, key and action only, an input over ~350 kB is empty. The full
+    /// record is in `auditTrail`.
     pub changes_truncated: bool,
+    /// The operation's place in its service's commit order (as `auditTrail` pages it).
+    #[serde(default)]
+    pub sequence: Option<i64>,
+    /// An operation too large for one message is exported as several events (same
+    /// operation id and key, consecutive on its partition), each with some of its changes
+    /// in order: this is part `part` (1-based) of `parts`.
+    #[serde(default = "one")]
+    pub part: i32,
+    /// How many events the operation was exported as (1 for nearly all).
+    #[serde(default = "one")]
+    pub parts: i32,
+}
+
+fn one() -> i32 {
+    1
 }
 
 impl DomainEvent for AuditRecorded {

@@ -271,6 +271,9 @@ fn real_events() -> Vec<serde_json::Value> {
                     after: Some(serde_json::json!({ "id": appeal, "answer": "upheld" })),
                 }],
                 changes_truncated: false,
+                sequence: Some(41),
+                part: 1,
+                parts: 1,
             },
         )),
         json(EventEnvelope::wrap(
@@ -293,6 +296,9 @@ fn real_events() -> Vec<serde_json::Value> {
                     after: None,
                 }],
                 changes_truncated: true,
+                sequence: Some(42),
+                part: 2,
+                parts: 3,
             },
         )),
         json(EventEnvelope::wrap(

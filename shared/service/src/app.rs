@@ -112,10 +112,10 @@ pub struct AppState {
 impl AppState {
     /// Runs blocking database work off the async workers.
     ///
-    /// For a state-changing request, the audit trail's context (actor, trace, operation,
-    /// input: see [`crate::audit`]) is set on the connection for the duration of `f` and
-    /// cleared afterwards, so whatever `f` writes to an audited table is recorded with it
-    /// and a pooled connection never carries it into another request.
+    /// The audit trail's context (actor, trace, operation, input: see [`crate::audit`]) is
+    /// on the connection for the duration of `f`, so whatever `f` writes to an audited table
+    /// is recorded with it (a read that writes included), and a pooled connection never
+    /// carries it into another request: the next check-out replaces or clears it.
     pub async fn db<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut diesel::PgConnection, &Outbox) -> Result<T, E> + Send + 'static,
@@ -125,20 +125,15 @@ impl AppState {
         let pool = self.pool.clone();
         let outbox = self.outbox.clone();
         let span = tracing::Span::current();
-        let audit = crate::audit::context_for_db(self.service);
+        let (audit, mutating) = crate::audit::context_for_db(self.service);
         web::block(move || {
             let _entered = span.enter();
-            let mut conn = pool.get().map_err(|e| E::from(CommonError::from(e)))?;
-            let Some(audit) = audit else {
-                return f(&mut conn, &outbox);
-            };
-            kaip_bus::audit::set_context(&mut conn, &audit, false)
+            // The context goes onto the connection with the check-out's liveness test (one
+            // round trip); the next check-out replaces or clears it.
+            let mut conn = kaip_bus::checkout(&pool, audit.as_ref())
                 .map_err(|e| E::from(CommonError::from(e)))?;
-            // Cleared when the guard drops: after `f`, and also if `f` panics.
-            let mut guard = AuditedConnection(conn);
-            let result = f(&mut guard.0, &outbox);
-            drop(guard);
-            if result.is_ok() {
+            let result = f(&mut conn, &outbox);
+            if result.is_ok() && mutating {
                 // Anything audited left an `AuditRecorded` export in the outbox (written by
                 // the database): publish it now rather than at the relay's next poll.
                 outbox.wake_handle().notify_one();
@@ -147,20 +142,6 @@ impl AppState {
         })
         .await
         .map_err(|e| E::from(CommonError::from(e)))?
-    }
-}
-
-/// A pooled connection carrying a request's audit context, cleared when it goes back.
-struct AuditedConnection(
-    diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<diesel::PgConnection>>,
-);
-
-impl Drop for AuditedConnection {
-    fn drop(&mut self) {
-        if let Err(e) = kaip_bus::audit::clear_context(&mut self.0) {
-            // Only a broken connection fails here, and the pool's check-out test discards it.
-            tracing::error!(error = %e, "could not clear the audit context of a connection");
-        }
     }
 }
 
@@ -337,23 +318,19 @@ impl Application {
         let created = def.topics_created();
         let db_settings = settings.database.clone();
         let migrations = def.migrations;
-        let pool =
-            tokio::task::spawn_blocking(move || db::prepare(&db_settings, migrations)).await??;
-
         let kafka = settings.kafka.clone();
         let own_topic = topics::events_topic_of(def.name);
-        {
-            // Where the database exports this service's audit trail (the prefixed topic).
-            let pool = pool.clone();
-            let (service, topic) = (def.name, kafka.prefixed(&topics::audit_topic_of(def.name)));
-            tokio::task::spawn_blocking(move || {
-                let mut conn = pool.get()?;
-                kaip_bus::audit::configure(&mut conn, service, &topic)?;
-                anyhow::Ok(())
+        // Where the database exports this service's audit trail (the prefixed topic), set by
+        // the migrating role, which also leaves the login role read-only on the trail.
+        let (service, audit_topic) = (def.name, kafka.prefixed(&topics::audit_topic_of(def.name)));
+        let pool = tokio::task::spawn_blocking(move || {
+            db::prepare(&db_settings, migrations, |conn| {
+                kaip_bus::audit::configure(conn, service, &audit_topic)?;
+                kaip_bus::audit::lockdown(conn)
             })
-            .await?
-            .context("configuring the audit trail's export")?;
-        }
+        })
+        .await?
+        .context("preparing the database")?;
         let needed: Vec<String> = created.iter().map(|t| kafka.prefixed(t)).collect();
         kaip_bus::kafka::ensure_topics(&kafka, &needed)
             .await

@@ -15,7 +15,7 @@ use crate::error::CommonError;
 use crate::AppState;
 use actix_web::dev::ServiceRequest;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
 use kaip_bus::audit::AuditContext;
@@ -31,7 +31,8 @@ use uuid::Uuid;
 pub(crate) struct RequestAudit {
     operation: String,
     path: String,
-    /// GET, HEAD and OPTIONS change nothing: no context is set for them.
+    /// GET, HEAD and OPTIONS are not expected to change anything (the outbox is not woken
+    /// after them); their context is set all the same.
     mutating: bool,
     actor: Option<(String, String)>,
     body: Option<Value>,
@@ -84,34 +85,39 @@ pub(crate) fn note_body(body: Value) {
     with_request(|r| r.body = Some(kaip_bus::audit::redact(body)));
 }
 
-/// The context to set for database work done now: the request's, for a state-changing
-/// request; `None` for a read; the service itself for work outside any request.
-pub(crate) fn context_for_db(service: &str) -> Option<AuditContext> {
+/// The context to set for database work done now, and whether the work may change state:
+/// the request's (a read's too, so that a write made while serving a read is still
+/// attributed to its caller), or the service itself for work outside any request.
+pub(crate) fn context_for_db(service: &str) -> (Option<AuditContext>, bool) {
     let trace_id = kaip_telemetry::trace_id_of(&tracing::Span::current());
     let request = REQUEST.try_with(|cell| cell.lock().map(|r| r.clone()).ok());
     match request {
-        Ok(Some(r)) if r.mutating => {
+        Ok(Some(r)) => {
             let (actor_sub, actor_role) = r
                 .actor
                 .unwrap_or_else(|| ("anonymous".to_owned(), "anonymous".to_owned()));
-            Some(AuditContext {
+            let context = AuditContext {
                 actor_sub,
                 actor_role,
                 trace_id,
                 operation: r.operation,
                 input: serde_json::json!({ "path": r.path, "body": r.body }),
                 traceparent: kaip_bus::audit::current_traceparent(),
-            })
+            };
+            (Some(context), r.mutating)
         }
-        Ok(_) => None,
-        Err(_) => Some(AuditContext {
-            actor_sub: format!("service:{service}"),
-            actor_role: Role::System.to_string(),
-            trace_id,
-            operation: "background".to_owned(),
-            input: Value::Object(Default::default()),
-            traceparent: kaip_bus::audit::current_traceparent(),
-        }),
+        Ok(None) => (None, true),
+        Err(_) => (
+            Some(AuditContext {
+                actor_sub: format!("service:{service}"),
+                actor_role: Role::System.to_string(),
+                trace_id,
+                operation: "background".to_owned(),
+                input: Value::Object(Default::default()),
+                traceparent: kaip_bus::audit::current_traceparent(),
+            }),
+            true,
+        ),
     }
 }
 
@@ -126,7 +132,8 @@ pub struct AuditFilter {
     pub from: Option<DateTime<Utc>>,
     /// Exclusive.
     pub to: Option<DateTime<Utc>>,
-    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// The `sequence` of the last entry of the previous page.
+    pub after: Option<i64>,
     pub limit: i64,
 }
 
@@ -154,9 +161,9 @@ fn time_param(field: &str, value: &str) -> Result<DateTime<Utc>, CommonError> {
         .map_err(|_| CommonError::validation(field, "must be an RFC 3339 date-time"))
 }
 
-/// A page cursor: `<at RFC 3339>,<operation id>`.
-pub fn cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    format!("{},{id}", at.to_rfc3339_opts(SecondsFormat::Micros, true))
+/// A page cursor: the `sequence` of the page's last entry.
+pub fn cursor(sequence: i64) -> String {
+    sequence.to_string()
 }
 
 impl AuditFilter {
@@ -184,12 +191,18 @@ impl AuditFilter {
                     filter.limit = crate::pagination::PageRequest::parse(Some(limit), None)?.limit;
                 }
                 "after" => {
-                    let bad =
-                        || CommonError::validation("after", "is not a cursor from a previous page");
-                    let (at, id) = value.split_once(',').ok_or_else(bad)?;
-                    let at = time_param("after", at).map_err(|_| bad())?;
-                    let id = Uuid::parse_str(id).map_err(|_| bad())?;
-                    filter.after = Some((at, id));
+                    let sequence =
+                        value
+                            .parse::<i64>()
+                            .ok()
+                            .filter(|s| *s >= 0)
+                            .ok_or_else(|| {
+                                CommonError::validation(
+                                    "after",
+                                    "is not a cursor from a previous page",
+                                )
+                            })?;
+                    filter.after = Some(sequence);
                 }
                 other => return Err(CommonError::validation(
                     other,
@@ -244,6 +257,8 @@ struct OperationRow {
     #[diesel(sql_type = Jsonb)]
     input: Value,
     #[diesel(sql_type = BigInt)]
+    sequence: i64,
+    #[diesel(sql_type = BigInt)]
     change_count: i64,
 }
 
@@ -263,31 +278,54 @@ struct ChangeRow {
     after: Option<Value>,
 }
 
-/// Reads one page of the trail, oldest first (by `at`, then id).
+#[derive(QueryableByName)]
+struct Settled {
+    #[diesel(sql_type = BigInt)]
+    settled: i64,
+}
+
+/// Reads one page of the trail in commit order (by `sequence`).
+///
+/// Only operations up to the highest sequence whose transaction has finished are read, so
+/// an operation still committing can never appear later behind a cursor already handed out.
 pub fn read_page(conn: &mut PgConnection, filter: &AuditFilter) -> QueryResult<AuditPage> {
+    // A statement of its own, outside any transaction: the commit-order lock it takes for
+    // an instant is gone when it returns, before the reads below (each of which then sees
+    // every commit up to the horizon).
+    let settled: Settled =
+        diesel::sql_query("SELECT kaip_audit_settled() AS settled").get_result(conn)?;
+    read_settled(conn, filter, settled.settled)
+}
+
+fn read_settled(
+    conn: &mut PgConnection,
+    filter: &AuditFilter,
+    settled: i64,
+) -> QueryResult<AuditPage> {
     let (table, key) = filter.table_and_key();
     let ops: Vec<OperationRow> = diesel::sql_query(
         "SELECT o.id, o.service, o.at, o.actor_sub, o.actor_role, o.trace_id, o.operation, \
-                o.input, \
+                o.input, k.sequence, \
                 (SELECT count(*) FROM audit_changes c WHERE c.operation_id = o.id) AS change_count \
-         FROM audit_operations o \
-         WHERE ($1::text IS NULL OR o.actor_sub = $1) \
-           AND ($2::timestamptz IS NULL OR o.at >= $2) \
-           AND ($3::timestamptz IS NULL OR o.at < $3) \
-           AND ($4::timestamptz IS NULL OR (o.at, o.id) > ($4, $5::uuid)) \
+         FROM audit_commits k JOIN audit_operations o ON o.id = k.operation_id \
+         WHERE k.sequence <= $1 \
+           AND ($2::bigint IS NULL OR k.sequence > $2) \
+           AND ($3::text IS NULL OR o.actor_sub = $3) \
+           AND ($4::timestamptz IS NULL OR o.at >= $4) \
+           AND ($5::timestamptz IS NULL OR o.at < $5) \
            AND ($6::text IS NULL OR o.id IN ( \
                  SELECT c.operation_id FROM audit_changes c \
                  WHERE c.table_name = $6 OR c.entity_ids @> ARRAY[$6] \
                     OR (c.table_name = $7 AND EXISTS ( \
                           SELECT 1 FROM jsonb_each_text(c.row_key) k WHERE k.value = $8)))) \
-         ORDER BY o.at, o.id \
+         ORDER BY k.sequence \
          LIMIT $9",
     )
+    .bind::<BigInt, _>(settled)
+    .bind::<Nullable<BigInt>, _>(filter.after)
     .bind::<Nullable<Text>, _>(&filter.actor)
     .bind::<Nullable<Timestamptz>, _>(filter.from)
     .bind::<Nullable<Timestamptz>, _>(filter.to)
-    .bind::<Nullable<Timestamptz>, _>(filter.after.map(|a| a.0))
-    .bind::<Nullable<diesel::sql_types::Uuid>, _>(filter.after.map(|a| a.1))
     .bind::<Nullable<Text>, _>(&filter.entity)
     .bind::<Nullable<Text>, _>(table)
     .bind::<Nullable<Text>, _>(key)
@@ -310,7 +348,7 @@ pub fn read_page(conn: &mut PgConnection, filter: &AuditFilter) -> QueryResult<A
         .load(conn)?
     };
     let next_cursor = more
-        .then(|| ops.last().map(|o| cursor(o.at, o.id)))
+        .then(|| ops.last().map(|o| cursor(o.sequence)))
         .flatten();
     let items = ops
         .into_iter()
@@ -327,6 +365,7 @@ pub fn read_page(conn: &mut PgConnection, filter: &AuditFilter) -> QueryResult<A
                 })
                 .collect(),
             id: o.id,
+            sequence: o.sequence,
             service: o.service,
             at: o.at,
             actor_subject: o.actor_sub,
@@ -385,21 +424,18 @@ mod tests {
 
     #[test]
     fn filters_are_parsed_and_bad_ones_refused_by_name() {
-        let id = Uuid::now_v7();
-        // The database's precision: microseconds.
-        let at = time_param("at", "2026-11-29T02:30:53.555850Z").expect("time");
         let long = "x".repeat(201);
         let f = AuditFilter::parse(pairs(&[
             ("entity", "proposals:abc"),
             ("actor", "officer-1"),
             ("from", "2026-01-01T00:00:00Z"),
             ("to", "2026-01-02T00:00:00+09:00"),
-            ("after", &cursor(at, id)),
+            ("after", &cursor(42)),
             ("limit", "100"),
         ]))
         .expect("valid");
         assert_eq!(f.limit, 100);
-        assert_eq!(f.after, Some((at, id)));
+        assert_eq!(f.after, Some(42));
         assert_eq!(
             f.table_and_key(),
             (Some("proposals".into()), Some("abc".into()))
@@ -420,7 +456,14 @@ mod tests {
             (vec![("limit", "x")], "limit"),
             (vec![("from", "yesterday")], "from"),
             (vec![("after", "nope")], "after"),
-            (vec![("after", "2026-01-01T00:00:00Z,not-a-uuid")], "after"),
+            (
+                vec![(
+                    "after",
+                    "2026-01-01T00:00:00Z,01a225b2-bb60-7f57-a4a3-139ee7403470",
+                )],
+                "after",
+            ),
+            (vec![("after", "-1")], "after"),
             (vec![("entity", "")], "entity"),
             (vec![("actor", "a\u{0}b")], "actor"),
             (vec![("entity", long.as_str())], "entity"),

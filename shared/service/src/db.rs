@@ -2,7 +2,7 @@
 
 use crate::settings::DatabaseSettings;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::r2d2::Pool;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use kaip_bus::PgPool;
@@ -44,10 +44,17 @@ pub const MIGRATION_LOCK_WAIT_SECS: u64 = 120;
 /// take turns instead of racing on `CREATE DATABASE` and on the migrations table (which
 /// made the loser crash and restart). The lock dies with its session, so a replica that
 /// crashes mid-migration does not block the next one.
+///
+/// All of that runs as the migrating role (`database.migration_url`, or `url` when unset),
+/// and so does `setup` (the audit trail's settings and lockdown), after the migrations; the
+/// returned pool connects as the login role (`url`).
 pub fn prepare(
     settings: &DatabaseSettings,
     migrations: EmbeddedMigrations,
+    setup: impl FnOnce(&mut PgConnection) -> QueryResult<()>,
 ) -> Result<PgPool, DbError> {
+    let runtime = settings;
+    let settings = &settings.as_migrator();
     // The database may not exist yet: lock in the maintenance database then. Advisory locks
     // are per database, so every replica must take it in the same one. Without creation the
     // lock is taken in the service's database, so check first that it exists: connecting to
@@ -73,9 +80,14 @@ pub fn prepare(
         .execute(&mut lock_conn)
         .map_err(lock_err)?;
     let result = ensure_database(settings).and_then(|()| {
-        let pool = build_pool(settings)?;
-        migrate(&pool, migrations)?;
-        Ok(pool)
+        let owner = build_pool(settings)?;
+        migrate(&owner, migrations)?;
+        let mut conn = owner.get().map_err(|e| DbError::Pool(e.to_string()))?;
+        setup(&mut conn)
+            .map_err(|e| DbError::Migrate(format!("setting up the audit trail: {e}")))?;
+        drop(conn);
+        drop(owner);
+        build_pool(runtime)
     });
     // Closing the session would release it too; unlock explicitly to hand over at once.
     let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
@@ -151,9 +163,7 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
     Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(Duration::from_secs(10))
-        .build(ConnectionManager::<PgConnection>::new(
-            settings.service_url(),
-        ))
+        .build(kaip_bus::AuditedManager::new(settings.service_url()))
         .map_err(|e| DbError::Pool(e.to_string()))
 }
 

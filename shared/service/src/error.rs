@@ -89,6 +89,12 @@ impl From<diesel::r2d2::PoolError> for CommonError {
     }
 }
 
+impl From<kaip_bus::CheckoutError> for CommonError {
+    fn from(e: kaip_bus::CheckoutError) -> Self {
+        CommonError::internal(e)
+    }
+}
+
 impl From<actix_web::error::BlockingError> for CommonError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         CommonError::internal(anyhow::anyhow!("blocking task failed: {e}"))

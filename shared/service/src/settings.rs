@@ -44,6 +44,11 @@ pub struct DatabaseSettings {
     /// where a DBA provisions databases.
     pub create_if_missing: bool,
     pub pool_size: u32,
+    /// The server as the role that migrates the database and owns its tables, when that is
+    /// not the login role of `url` (production: see README "The audit trail"). Migrations,
+    /// creation and the audit trail's setup run over it; requests never do. Unset: `url`.
+    #[serde(default)]
+    pub migration_url: Option<SecretString>,
 }
 
 impl DatabaseSettings {
@@ -58,6 +63,19 @@ impl DatabaseSettings {
 
     pub fn service_url(&self) -> String {
         self.url_for(&self.name)
+    }
+
+    /// These settings as the migrating role sees them (`migration_url`, one connection).
+    pub fn as_migrator(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: self
+                .migration_url
+                .clone()
+                .unwrap_or_else(|| self.url.clone()),
+            migration_url: None,
+            pool_size: 1,
+            ..self.clone()
+        }
     }
 }
 
@@ -119,6 +137,23 @@ impl Settings {
             return Err(ConfigError(
                 "database.url: must start with postgres:// or postgresql://".into(),
             ));
+        }
+        if let Some(url) = &self.database.migration_url {
+            if !url.expose_secret().starts_with("postgres") {
+                return Err(ConfigError(
+                    "database.migration_url: must start with postgres:// or postgresql://".into(),
+                ));
+            }
+            if self.database.create_if_missing {
+                // The login role's rights on the owner's tables come from the DBA's default
+                // privileges, which are set per database: a database the service created
+                // would leave the login role with none.
+                return Err(ConfigError(
+                    "database.create_if_missing: must be false with database.migration_url (a DBA \
+                     creates the database and grants the login role its rights; see README)"
+                        .into(),
+                ));
+            }
         }
         self.kafka.validate().map_err(ConfigError)?;
         self.outbox.validate().map_err(ConfigError)?;
@@ -332,6 +367,16 @@ mod tests {
                 "0",
                 "database.pool_size: must be between",
             ),
+            (
+                "KAIP_DATABASE__MIGRATION_URL",
+                "mysql://owner@db",
+                "database.migration_url: must start with postgres",
+            ),
+            (
+                "KAIP_DATABASE__MIGRATION_URL",
+                "postgres://owner@db",
+                "database.create_if_missing: must be false with database.migration_url",
+            ),
         ] {
             let err = Settings::load_from(D, &env(&[(var, value)]))
                 .expect_err(&format!("{var}={value} is refused"));
@@ -339,6 +384,31 @@ mod tests {
         }
         // The defaults themselves pass.
         Settings::load_from(D, &env(&[])).expect("defaults are valid");
+    }
+
+    #[test]
+    fn the_migrating_role_is_the_login_role_unless_configured() {
+        let s = Settings::load_from(D, &env(&[])).unwrap();
+        assert_eq!(
+            s.database.as_migrator().url.expose_secret(),
+            s.database.url.expose_secret()
+        );
+        let s = Settings::load_from(
+            D,
+            &env(&[
+                ("KAIP_DATABASE__MIGRATION_URL", "postgres://owner@db:5432"),
+                ("KAIP_DATABASE__CREATE_IF_MISSING", "false"),
+            ]),
+        )
+        .unwrap();
+        let m = s.database.as_migrator();
+        assert_eq!(m.service_url(), "postgres://owner@db:5432/kaip_intake");
+        assert_eq!(m.pool_size, 1);
+        assert!(m.migration_url.is_none());
+        assert!(
+            !format!("{:?}", s.database).contains("owner@"),
+            "a secret never prints"
+        );
     }
 
     #[test]

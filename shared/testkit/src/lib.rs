@@ -94,6 +94,7 @@ impl TestContext {
                 name,
                 create_if_missing: true,
                 pool_size: 4,
+                migration_url: None,
             },
             kafka: self.kafka.clone(),
             outbox: OutboxSettings::default(),
@@ -355,9 +356,7 @@ impl TestService {
     }
 
     /// A connection to this service's own database, for assertions.
-    pub fn conn(
-        &self,
-    ) -> diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<PgConnection>> {
+    pub fn conn(&self) -> kaip_bus::PgPooled {
         self.pool
             .get()
             .unwrap_or_else(|e| panic!("{} database: {e}", self.name))
