@@ -1153,7 +1153,11 @@ async fn an_input_recorded_after_the_proposal_refuses_its_publication_until_prop
     let (call_id, consortia, ids) = a_tie_that_matters_after_a_withdrawal(&p, "ra-1").await;
     let call = uuid::Uuid::parse_str(&call_id).expect("call id");
     ok(&p
-        .graphql(Some(&officer), DECIDE_TIE, json!({ "c": call_id, "o": [ids[3], ids[2]], "r": "stronger presentation Q&A" }))
+        .graphql(
+            Some(&officer),
+            DECIDE_TIE,
+            json!({ "c": call_id, "o": [ids[3], ids[2]], "r": "stronger presentation Q&A" }),
+        )
         .await);
     let body = p
         .graphql(Some(&officer), PROPOSE, json!({ "c": call_id }))

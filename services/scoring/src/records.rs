@@ -284,12 +284,10 @@ pub fn inputs_recorded_after(
             tie_decisions::decided_by,
         ))
         .load(c)?;
-    found.extend(ties.into_iter().map(|(seq, id, s, by)| {
-        (
-            seq,
-            format!("tie decision {id} at stage {s} by {by}"),
-        )
-    }));
+    found.extend(
+        ties.into_iter()
+            .map(|(seq, id, s, by)| (seq, format!("tie decision {id} at stage {s} by {by}"))),
+    );
     found.retain(|(seq, _)| until.is_none_or(|u| *seq < u));
     found.sort();
     Ok(found.into_iter().map(|(_, what)| what).collect())

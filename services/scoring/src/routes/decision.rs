@@ -309,7 +309,8 @@ pub async fn publish(
                 // after it (in the database's order: the call's row, held here and by every
                 // writer of those inputs, orders them) would not be reflected. Nothing is
                 // written; the officer proposes again.
-                let later = records::inputs_recorded_after(c, call_id, proposed.recorded_seq, None)?;
+                let later =
+                    records::inputs_recorded_after(c, call_id, proposed.recorded_seq, None)?;
                 if !later.is_empty() {
                     return Err(ScoringError::ProposalOutdated {
                         version: proposed.version,
