@@ -931,21 +931,26 @@ async fn the_seeded_demo_is_a_varied_field_whose_printed_ranking_is_the_services
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tie_that_starts_to_matter_after_a_withdrawal_blocks_the_selection_until_decided() {
-    let p = Platform::start().await;
+/// A call of four with totals 80, 75, 70, 70, #2 and #3 tied on everything below the two
+/// places, closed with the tie recorded as changing nothing; then #1 withdraws, and one of
+/// #2 and #3 takes its place, which only an officer may say. Returns the call, the
+/// consortia and the proposal ids.
+async fn a_tie_that_matters_after_a_withdrawal(
+    p: &Platform,
+    reviewer: &str,
+) -> (String, Vec<ConsortiumId>, Vec<String>) {
     let officer = p.ctx.bearer(Role::Officer, None);
-    let call_id = kaip_e2e::open_call(&p, 2).await;
+    let call_id = kaip_e2e::open_call(p, 2).await;
     // Totals 80, 75, 70, 70: #2 and #3 tie on everything, below the two places.
-    let (consortia, ids) = field(&p, &call_id, &[OrgType::LargeEnterprise; 4]).await;
+    let (consortia, ids) = field(p, &call_id, &[OrgType::LargeEnterprise; 4]).await;
     let sheets: [(i64, i64, i64); 4] = [(32, 24, 24), (30, 23, 22), (28, 21, 21), (28, 21, 21)];
-    let reviewers = ["wd-1"];
-    configure(&p, &call_id, &reviewers, |c| {
+    let reviewers = [reviewer];
+    configure(p, &call_id, &reviewers, |c| {
         c["teams"] = json!(2);
         c["constraints"] = json!([]);
     })
     .await;
-    score(&p, &call_id, &reviewers, &ids, |_, i| sheets[i]).await;
+    score(p, &call_id, &reviewers, &ids, |_, i| sheets[i]).await;
     // The tie changes nothing yet (both out): the stage closes, the tie recorded as such.
     let body = p
         .graphql(Some(&officer), CLOSE, json!({ "c": call_id }))
@@ -976,6 +981,14 @@ async fn a_tie_that_starts_to_matter_after_a_withdrawal_blocks_the_selection_unt
     })
     .await
     .expect("scoring applied the withdrawal");
+    (call_id, consortia, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tie_that_starts_to_matter_after_a_withdrawal_blocks_the_selection_until_decided() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let (call_id, _, ids) = a_tie_that_matters_after_a_withdrawal(&p, "wd-1").await;
     let propose = "mutation($c: UUID!) { proposeSelection(callId: $c) { version selected } }";
     let body = p
         .graphql(Some(&officer), propose, json!({ "c": call_id }))
@@ -1108,4 +1121,271 @@ async fn a_selection_proposed_before_a_withdrawal_cannot_be_published_until_prop
         ok(&body)["publishSelection"]["selected"],
         json!([ids[0], ids[2]])
     );
+}
+
+const PROPOSE: &str = "mutation($c: UUID!) { proposeSelection(callId: $c) { version selected } }";
+const PUBLISH: &str =
+    "mutation($c: UUID!) { publishSelection(callId: $c) { version selected publishesVersion } }";
+const DECIDE_TIE: &str = "mutation($c: UUID!, $o: [UUID!]!, $r: String!) { decideTie(callId: $c, stage: 0, order: $o, reason: $r) { id } }";
+
+/// The kinds of a call's decision versions, oldest first.
+async fn kinds(p: &Platform, call_id: &str) -> Value {
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($c: UUID!) { selectionHistory(callId: $c) { kind } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    ok(&body)["selectionHistory"].clone()
+}
+
+/// A publication rests on every input on record: a tie decided (or a conflict declared)
+/// after the proposal refuses its publication, with a code that names the rule and the
+/// record, and writes nothing; proposed again, it publishes and is reproduced. A stale
+/// publication written past the check (as the service wrote one before) is reported by
+/// the verifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_recorded_after_the_proposal_refuses_its_publication_until_proposed_again() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let (call_id, consortia, ids) = a_tie_that_matters_after_a_withdrawal(&p, "ra-1").await;
+    let call = uuid::Uuid::parse_str(&call_id).expect("call id");
+    ok(&p
+        .graphql(
+            Some(&officer),
+            DECIDE_TIE,
+            json!({ "c": call_id, "o": [ids[3], ids[2]], "r": "stronger presentation Q&A" }),
+        )
+        .await);
+    let body = p
+        .graphql(Some(&officer), PROPOSE, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"]["selected"],
+        json!([ids[0], ids[3]])
+    );
+
+    // The panel reconsiders: the tie now goes the other way, after the proposal.
+    let body = p
+        .graphql(Some(&officer), DECIDE_TIE, json!({ "c": call_id, "o": [ids[2], ids[3]], "r": "the panel reconsidered the Q&A record" }))
+        .await;
+    let tie = ok(&body)["decideTie"]["id"]
+        .as_str()
+        .expect("tie id")
+        .to_owned();
+    let body = p
+        .graphql(Some(&officer), PUBLISH, json!({ "c": call_id }))
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_OUTDATED"), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!("tie decision {tie}"))
+            && message.contains("version 1 cannot be published")
+            && message.contains("propose the selection again"),
+        "{message}"
+    );
+    // Nothing was written: no publication, and the finalists are still finalists.
+    assert_eq!(kinds(&p, &call_id).await, json!([{ "kind": "proposed" }]));
+    for i in [0, 2, 3] {
+        let body = p
+            .graphql(
+                Some(&officer),
+                "query($p: UUID!) { evaluationCase(proposalId: $p) { status } }",
+                json!({ "p": ids[i] }),
+            )
+            .await;
+        assert_eq!(ok(&body)["evaluationCase"]["status"], "finalist", "{i}");
+    }
+
+    // Had it been published anyway (as before this rule, past the service), the verifier
+    // says so: the publication does not reflect a tie decided before it.
+    let mut conn = p.scoring.pool.get().expect("connection");
+    let report = conn.test_transaction(|c| {
+        let n = diesel::sql_query(
+            "INSERT INTO decision_versions (call_id, version, kind, selected, total_centi, departure, override_reason, waivers, explanation, decided_by, publishes_version) \
+             SELECT call_id, 2, 'published', selected, total_centi, departure, override_reason, waivers, explanation, 'a publisher past the check', 1 \
+             FROM decision_versions WHERE call_id = $1 AND version = 1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(call)
+        .execute(c)
+        .expect("a stale publication");
+        assert_eq!(n, 1);
+        // Rolled back afterwards: the record keeps only what the service wrote.
+        kaip_scoring::verify::verify(c, call)
+    });
+    assert!(
+        report.differences.iter().any(|d| d.starts_with(&format!(
+            "publication (version 2): version 1 was proposed before tie decision {tie} at stage 0"
+        ))),
+        "{report:?}"
+    );
+    assert_eq!(kinds(&p, &call_id).await, json!([{ "kind": "proposed" }]));
+
+    // Proposed again, with the tie as it now stands.
+    let body = p
+        .graphql(Some(&officer), PROPOSE, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"],
+        json!({ "version": 2, "selected": [ids[0], ids[2]] })
+    );
+    // A conflict of interest declared now (the stage is closed: the reviewer's sheet is
+    // marked, the result stands) is an input too.
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($r: String!, $k: UUID!, $why: String!) { declareConflict(reviewerId: $r, consortiumId: $k, reason: $why) { noted { proposalId } } }",
+            json!({ "r": "ra-1", "k": consortia[0], "why": "advised the lead organisation last year" }),
+        )
+        .await;
+    assert_eq!(
+        ok(&body)["declareConflict"]["noted"],
+        json!([{ "proposalId": ids[0] }])
+    );
+    let body = p
+        .graphql(Some(&officer), PUBLISH, json!({ "c": call_id }))
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_OUTDATED"), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("version 2 cannot be published")
+            && message.contains(&format!(
+                "the conflict of interest of reviewer ra-1 with consortium {}",
+                consortia[0]
+            ))
+            && message.contains(&format!(
+                "the assignment of reviewer ra-1 to proposal {} at stage 0 (marked with a conflict of interest)",
+                ids[0]
+            ))
+            && !message.contains("tie decision"),
+        "{message}"
+    );
+    let body = p
+        .graphql(Some(&officer), PROPOSE, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"],
+        json!({ "version": 3, "selected": [ids[0], ids[2]] })
+    );
+    let body = p
+        .graphql(Some(&officer), PUBLISH, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["publishSelection"],
+        json!({ "version": 4, "selected": [ids[0], ids[2]], "publishesVersion": 3 })
+    );
+    // Reproduced: the latest tie decision, and the sheet the late conflict marked still
+    // counts (the conflict came after the stage closed).
+    let (code, report) = verify(&p, &call_id);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("portfolio: version 3 (proposed) published as version 4"),
+        "{report}"
+    );
+}
+
+/// Writes a tie decision for stage 0 directly, as a replica whose clock is `skew` off would
+/// (and trying to place it in the order of records itself); returns its id.
+fn skewed_tie(p: &Platform, call: uuid::Uuid, order: [&str; 2], skew: &str) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    let order: Vec<uuid::Uuid> = order
+        .iter()
+        .map(|p| uuid::Uuid::parse_str(p).expect("id"))
+        .collect();
+    let mut conn = p.scoring.pool.get().expect("connection");
+    let n = diesel::sql_query(
+        "INSERT INTO tie_decisions (id, call_id, stage, proposals, reason, decided_by, decided_at, recorded_seq) \
+         VALUES ($1, $2, 0, $3, 'panel vote', 'officer-on-a-skewed-clock', now() + $4::interval, 0)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Uuid, _>(call)
+    .bind::<diesel::sql_types::Jsonb, _>(json!(order))
+    .bind::<diesel::sql_types::Text, _>(skew)
+    .execute(&mut conn)
+    .expect("a tie decision");
+    assert_eq!(n, 1);
+    id
+}
+
+/// "Recorded before" is the database's order, never a writer's clock: a tie decision whose
+/// clock runs hours ahead still counts for the proposal that read it, one whose clock is
+/// behind still comes after the proposal it followed, the latest recorded prevails, and the
+/// verifier reads them the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_ordered_by_the_database_not_by_the_writers_clocks() {
+    let p = Platform::start().await;
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let (call_id, _, ids) = a_tie_that_matters_after_a_withdrawal(&p, "ro-1").await;
+    let call = uuid::Uuid::parse_str(&call_id).expect("call id");
+
+    // A: #3 before #2, written by a replica two hours ahead; the proposal reads it.
+    skewed_tie(&p, call, [&ids[3], &ids[2]], "2 hours");
+    let body = p
+        .graphql(Some(&officer), PROPOSE, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"],
+        json!({ "version": 1, "selected": [ids[0], ids[3]] })
+    );
+    // After the proposal: B (an order of a pair that is no tie, which changes nothing) by a
+    // replica an hour behind, so its clock puts it before the proposal; and C, #2 before
+    // #3, an hour ahead: later than the proposal, earlier than A, by the clocks.
+    let b = skewed_tie(&p, call, [&ids[0], &ids[2]], "-1 hour");
+    let c = skewed_tie(&p, call, [&ids[2], &ids[3]], "1 hour");
+    let body = p
+        .graphql(Some(&officer), PUBLISH, json!({ "c": call_id }))
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_OUTDATED"), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!(
+            "tie decision {b} at stage 0 by officer-on-a-skewed-clock; tie decision {c} at stage 0"
+        )),
+        "both, in the order recorded: {message}"
+    );
+    assert_eq!(kinds(&p, &call_id).await, json!([{ "kind": "proposed" }]));
+
+    // Proposed again: C is the latest decision naming the tied pair (A is, by the clocks).
+    let body = p
+        .graphql(Some(&officer), PROPOSE, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"],
+        json!({ "version": 2, "selected": [ids[0], ids[2]] })
+    );
+    let body = p
+        .graphql(Some(&officer), PUBLISH, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["publishSelection"],
+        json!({ "version": 3, "selected": [ids[0], ids[2]], "publishesVersion": 2 })
+    );
+    // The verifier reproduces it: A and C count though their clocks put them after the
+    // proposal, and C prevails.
+    let (code, report) = verify(&p, &call_id);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("portfolio: version 2 (proposed) published as version 3"),
+        "{report}"
+    );
+    // No writer placed a record: the database numbered every one, in the order written.
+    let mut conn = p.scoring.pool.get().expect("connection");
+    #[derive(QueryableByName)]
+    struct Seq {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        ordered: bool,
+    }
+    let seq: Seq = diesel::sql_query(
+        "SELECT (SELECT recorded_seq FROM tie_decisions WHERE id = $1) > (SELECT recorded_seq FROM decision_versions WHERE call_id = $3 AND version = 1) \
+            AND (SELECT recorded_seq FROM tie_decisions WHERE id = $2) > (SELECT recorded_seq FROM tie_decisions WHERE id = $1) \
+            AND (SELECT min(recorded_seq) FROM tie_decisions WHERE call_id = $3) > 0 AS ordered",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(b)
+    .bind::<diesel::sql_types::Uuid, _>(c)
+    .bind::<diesel::sql_types::Uuid, _>(call)
+    .get_result(&mut conn)
+    .expect("the order of records");
+    assert!(seq.ordered);
 }

@@ -1204,9 +1204,10 @@ impl ScoringMutation {
     }
 
     /// Records the order of proposals the declared tie-break leaves tied at a stage, best
-    /// first, with the reason (a new record; a later one for the same group prevails).
-    /// Closing a stage or proposing the selection is refused (`TIE_UNRESOLVED`) while an
-    /// unresolved tie decides who advances or is selected.
+    /// first, with the reason (a new record; the one recorded last for the same group
+    /// prevails). Closing a stage or proposing the selection is refused (`TIE_UNRESOLVED`)
+    /// while an unresolved tie decides who advances or is selected. A decision recorded
+    /// after the current proposal means proposing again before publishing.
     async fn decide_tie(
         &self,
         ctx: &Context<'_>,
@@ -1234,7 +1235,10 @@ impl ScoringMutation {
         Ok(t.into())
     }
 
-    /// Publishes the decision: final, and announced to the grant services.
+    /// Publishes the decision: final, and announced to the grant services. Refused
+    /// (`PROPOSAL_OUTDATED`, naming the records) when any input of the decision (a tie
+    /// decision, a score sheet, a void or conflict of interest, the settings) was recorded
+    /// after the proposal: propose the selection again.
     async fn publish_selection(
         &self,
         ctx: &Context<'_>,

@@ -41,6 +41,9 @@ pub enum ScoringError {
     /// An override breaks a rule of the call without waiving it: `{field}: {rule}`.
     #[error("override.waivers: {rule}; to decide so anyway, waive `{waiver}` explicitly")]
     OverrideBreaksRules { waiver: String, rule: String },
+    /// Publishing a proposal some input of the decision was recorded after.
+    #[error("version {version} cannot be published: a publication rests on every input on record, and after version {version} was proposed the record gained {}; propose the selection again", .later.join("; "))]
+    ProposalOutdated { version: i32, later: Vec<String> },
 }
 
 impl ScoringError {
@@ -60,6 +63,7 @@ impl ScoringError {
             ScoringError::SubmissionsOpen { .. } => "SUBMISSIONS_STILL_OPEN",
             ScoringError::TieUnresolved(_) => "TIE_UNRESOLVED",
             ScoringError::OverrideBreaksRules { .. } => "OVERRIDE_BREAKS_RULES",
+            ScoringError::ProposalOutdated { .. } => "PROPOSAL_OUTDATED",
         }
     }
 }

@@ -4,7 +4,10 @@
 use crate::domain::decision::Finalist;
 use crate::domain::ranking::{Sheet, TieDecision};
 use crate::domain::{stage::Entry, Centi};
-use crate::schema::{assignments, evaluation_cases, score_sheets, stage_results, tie_decisions};
+use crate::schema::{
+    assignments, blocked_assignments, conflicts, evaluation_cases, evaluation_config_versions,
+    score_sheet_versions, score_sheets, stage_results, tie_decisions,
+};
 use crate::store::CaseRow;
 use diesel::prelude::*;
 use kaip_contracts::dto::scoring as dto;
@@ -85,18 +88,28 @@ type TieRow = (
     String,
     String,
     chrono::DateTime<chrono::Utc>,
+    i64,
 );
 
-/// The officers' tie decisions for a stage, oldest first.
-pub fn tie_decisions_of(
+/// An officer's tie decision with its place in the order of records (`recorded_seq`,
+/// assigned by the database): what decides whether it came before a stage's close or a
+/// proposal, never the writer's clock (`decided_at`).
+#[derive(Clone, Debug)]
+pub struct TieRecord {
+    pub seq: i64,
+    pub tie: dto::TieDecision,
+}
+
+/// The officers' tie decisions for a stage, in the order the database recorded them.
+pub fn tie_records_of(
     c: &mut PgConnection,
     call_id: Uuid,
     stage: i32,
-) -> QueryResult<Vec<dto::TieDecision>> {
+) -> QueryResult<Vec<TieRecord>> {
     let rows: Vec<TieRow> = tie_decisions::table
         .filter(tie_decisions::call_id.eq(call_id))
         .filter(tie_decisions::stage.eq(stage))
-        .order((tie_decisions::decided_at.asc(), tie_decisions::id.asc()))
+        .order(tie_decisions::recorded_seq.asc())
         .select((
             tie_decisions::id,
             tie_decisions::call_id,
@@ -105,12 +118,14 @@ pub fn tie_decisions_of(
             tie_decisions::reason,
             tie_decisions::decided_by,
             tie_decisions::decided_at,
+            tie_decisions::recorded_seq,
         ))
         .load(c)?;
     Ok(rows
         .into_iter()
-        .map(
-            |(id, call, stage, order, reason, by, at)| dto::TieDecision {
+        .map(|(id, call, stage, order, reason, by, at, seq)| TieRecord {
+            seq,
+            tie: dto::TieDecision {
                 id,
                 call_id: call.into(),
                 stage,
@@ -119,8 +134,173 @@ pub fn tie_decisions_of(
                 decided_by: by,
                 decided_at: at,
             },
-        )
+        })
         .collect())
+}
+
+/// The officers' tie decisions for a stage, oldest first (in the database's order).
+pub fn tie_decisions_of(
+    c: &mut PgConnection,
+    call_id: Uuid,
+    stage: i32,
+) -> QueryResult<Vec<dto::TieDecision>> {
+    Ok(tie_records_of(c, call_id, stage)?
+        .into_iter()
+        .map(|r| r.tie)
+        .collect())
+}
+
+/// The tie decisions recorded before the record numbered `boundary` (a stage's close, a
+/// proposal): the ones it could have read.
+pub fn ties_before(ties: &[TieRecord], boundary: i64) -> Vec<dto::TieDecision> {
+    ties.iter()
+        .filter(|t| t.seq < boundary)
+        .map(|t| t.tie.clone())
+        .collect()
+}
+
+/// Every input of a call's decision recorded after the record numbered `after` (a
+/// proposal) and, if given, before the one numbered `until` (its publication): evaluation
+/// settings, score sheets, assignments assigned, voided or marked with a conflict, blocked
+/// pairs, declared conflicts against its consortia and tie decisions, each described for
+/// the officer, in the order they were recorded. What matters is the database's order: a
+/// row whose clock says otherwise is still after.
+pub fn inputs_recorded_after(
+    c: &mut PgConnection,
+    call_id: Uuid,
+    after: i64,
+    until: Option<i64>,
+) -> QueryResult<Vec<String>> {
+    let mut found: Vec<(i64, String)> = Vec::new();
+    let settings: Vec<(i64, i32)> = evaluation_config_versions::table
+        .filter(evaluation_config_versions::call_id.eq(call_id))
+        .filter(evaluation_config_versions::recorded_seq.gt(after))
+        .select((
+            evaluation_config_versions::recorded_seq,
+            evaluation_config_versions::version,
+        ))
+        .load(c)?;
+    found.extend(
+        settings
+            .into_iter()
+            .map(|(seq, v)| (seq, format!("evaluation settings version {v}"))),
+    );
+    let assigned: Vec<(Uuid, i64, String, i32, Uuid, bool, bool)> = assignments::table
+        .inner_join(evaluation_cases::table)
+        .filter(assignments::call_id.eq(call_id))
+        .select((
+            assignments::id,
+            assignments::recorded_seq,
+            assignments::reviewer_id,
+            assignments::stage,
+            evaluation_cases::proposal_id,
+            assignments::voided_at.is_not_null(),
+            assignments::conflict_noted_at.is_not_null(),
+        ))
+        .load(c)?;
+    let of: BTreeMap<Uuid, (&str, i32, Uuid)> = assigned
+        .iter()
+        .map(|(id, _, r, s, p, _, _)| (*id, (r.as_str(), *s, *p)))
+        .collect();
+    for (_, seq, reviewer, stage, proposal, voided, noted) in &assigned {
+        if *seq > after {
+            let what = if *voided {
+                "voided"
+            } else if *noted {
+                "marked with a conflict of interest"
+            } else {
+                "assigned"
+            };
+            found.push((
+                *seq,
+                format!("the assignment of reviewer {reviewer} to proposal {proposal} at stage {stage} ({what})"),
+            ));
+        }
+    }
+    let ids: Vec<Uuid> = of.keys().copied().collect();
+    let sheets: Vec<(i64, Uuid, i32)> = score_sheet_versions::table
+        .filter(score_sheet_versions::assignment_id.eq_any(&ids))
+        .filter(score_sheet_versions::recorded_seq.gt(after))
+        .select((
+            score_sheet_versions::recorded_seq,
+            score_sheet_versions::assignment_id,
+            score_sheet_versions::version,
+        ))
+        .load(c)?;
+    for (seq, a, v) in sheets {
+        if let Some((reviewer, stage, proposal)) = of.get(&a) {
+            found.push((
+                seq,
+                format!("score sheet version {v} of reviewer {reviewer} on proposal {proposal} at stage {stage}"),
+            ));
+        }
+    }
+    let blocked: Vec<(i64, String, i32, Uuid)> = blocked_assignments::table
+        .inner_join(
+            evaluation_cases::table.on(evaluation_cases::id.eq(blocked_assignments::case_id)),
+        )
+        .filter(blocked_assignments::call_id.eq(call_id))
+        .filter(blocked_assignments::recorded_seq.gt(after))
+        .select((
+            blocked_assignments::recorded_seq,
+            blocked_assignments::reviewer_id,
+            blocked_assignments::stage,
+            evaluation_cases::proposal_id,
+        ))
+        .load(c)?;
+    found.extend(blocked.into_iter().map(|(seq, r, s, p)| {
+        (
+            seq,
+            format!("the blocked pair of reviewer {r} and proposal {p} at stage {s}"),
+        )
+    }));
+    let consortia: Vec<Uuid> = evaluation_cases::table
+        .filter(evaluation_cases::call_id.eq(call_id))
+        .select(evaluation_cases::consortium_id)
+        .distinct()
+        .load(c)?;
+    let declared: Vec<(i64, String, Uuid)> = conflicts::table
+        .filter(conflicts::consortium_id.eq_any(&consortia))
+        .filter(conflicts::recorded_seq.gt(after))
+        .select((
+            conflicts::recorded_seq,
+            conflicts::reviewer_id,
+            conflicts::consortium_id,
+        ))
+        .load(c)?;
+    found.extend(declared.into_iter().map(|(seq, r, k)| {
+        (
+            seq,
+            format!("the conflict of interest of reviewer {r} with consortium {k}"),
+        )
+    }));
+    let ties: Vec<(i64, Uuid, i32, String)> = tie_decisions::table
+        .filter(tie_decisions::call_id.eq(call_id))
+        .filter(tie_decisions::recorded_seq.gt(after))
+        .select((
+            tie_decisions::recorded_seq,
+            tie_decisions::id,
+            tie_decisions::stage,
+            tie_decisions::decided_by,
+        ))
+        .load(c)?;
+    found.extend(
+        ties.into_iter()
+            .map(|(seq, id, s, by)| (seq, format!("tie decision {id} at stage {s} by {by}"))),
+    );
+    found.retain(|(seq, _)| until.is_none_or(|u| *seq < u));
+    found.sort();
+    Ok(found.into_iter().map(|(_, what)| what).collect())
+}
+
+/// At most `keep` of `items`, and how many more there are.
+pub fn summarise(mut items: Vec<String>, keep: usize) -> Vec<String> {
+    if items.len() > keep {
+        let more = items.len() - keep;
+        items.truncate(keep);
+        items.push(format!("{more} more"));
+    }
+    items
 }
 
 pub fn domain_ties(ties: &[dto::TieDecision]) -> Vec<TieDecision> {

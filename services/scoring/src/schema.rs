@@ -49,6 +49,7 @@ diesel::table! {
         reason -> Text,
         declared_by -> Text,
         recorded_at -> Timestamptz,
+        recorded_seq -> Int8,
     }
 }
 
@@ -66,6 +67,7 @@ diesel::table! {
         conflict_note -> Nullable<Text>,
         conflict_noted_at -> Nullable<Timestamptz>,
         conflict_noted_by -> Nullable<Text>,
+        recorded_seq -> Int8,
     }
 }
 
@@ -77,6 +79,7 @@ diesel::table! {
         case_id -> Uuid,
         reason -> Text,
         recorded_at -> Timestamptz,
+        recorded_seq -> Int8,
     }
 }
 
@@ -96,6 +99,7 @@ diesel::table! {
         stage -> Int4,
         closed_by -> Text,
         closed_at -> Timestamptz,
+        recorded_seq -> Int8,
     }
 }
 
@@ -143,6 +147,7 @@ diesel::table! {
         decided_at -> Timestamptz,
         publishes_version -> Nullable<Int4>,
         inputs_sha256 -> Nullable<Text>,
+        recorded_seq -> Int8,
     }
 }
 
@@ -155,6 +160,7 @@ diesel::table! {
         reason -> Text,
         decided_by -> Text,
         decided_at -> Timestamptz,
+        recorded_seq -> Int8,
     }
 }
 
@@ -190,6 +196,7 @@ diesel::table! {
         config -> Jsonb,
         recorded_by -> Text,
         recorded_at -> Timestamptz,
+        recorded_seq -> Int8,
     }
 }
 
@@ -215,6 +222,7 @@ diesel::table! {
         total -> Int4,
         recorded_by -> Text,
         recorded_at -> Timestamptz,
+        recorded_seq -> Int8,
     }
 }
 

@@ -14,9 +14,8 @@ use crate::schema::{
     blocked_assignments, conflicts, evaluation_cases, stage_closures, stage_results,
 };
 use crate::store::{configured_call, CaseRow};
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use kaip_contracts::dto::scoring::{Departure, EvaluationConfig, TieDecision};
+use kaip_contracts::dto::scoring::{Departure, EvaluationConfig};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -199,13 +198,6 @@ fn compare_stage(
     }
 }
 
-fn before(ties: &[TieDecision], at: DateTime<Utc>) -> Vec<TieDecision> {
-    ties.iter()
-        .filter(|t| t.decided_at <= at)
-        .cloned()
-        .collect()
-}
-
 /// Recomputes the published decision of `call_id` and compares.
 pub fn verify(c: &mut PgConnection, call_id: Uuid) -> Result<Report, ScoringError> {
     let (_, cfg) = configured_call(c, call_id, false)?;
@@ -232,25 +224,27 @@ pub fn verify(c: &mut PgConnection, call_id: Uuid) -> Result<Report, ScoringErro
     let mut last_cases = Vec::new();
     for s in 0..stages {
         let name = &cfg.stages[s as usize].name;
-        let closed_at: Option<DateTime<Utc>> = stage_closures::table
+        // Where the close stands in the database's order of records: what it could read
+        // was recorded before it, whatever the writers' clocks say.
+        let closed: Option<i64> = stage_closures::table
             .find((call_id, s))
-            .select(stage_closures::closed_at)
+            .select(stage_closures::recorded_seq)
             .first(c)
             .optional()?;
-        let Some(closed_at) = closed_at else {
+        let Some(closed) = closed else {
             d.push(format!("stage {s} ({name}) was never closed"));
             continue;
         };
         let cases = stage_cases(c, call_id, s)?;
         let ids: Vec<Uuid> = cases.iter().map(|k| k.id).collect();
         let sheets = records::stage_sheets(c, call_id, s, &ids)?;
-        let ties = records::tie_decisions_of(c, call_id, s)?;
+        let ties = records::tie_records_of(c, call_id, s)?;
         let outcomes = stage::evaluate(
             &cfg,
             s as usize,
             &records::entries(&cases),
             &records::domain_sheets(&sheets, &cases),
-            &records::domain_ties(&before(&ties, closed_at)),
+            &records::domain_ties(&records::ties_before(&ties, closed)),
         );
         let stored: Vec<StoredResult> = stage_results::table
             .filter(stage_results::call_id.eq(call_id))
@@ -268,13 +262,15 @@ pub fn verify(c: &mut PgConnection, call_id: Uuid) -> Result<Report, ScoringErro
             .load(c)?;
         let before_count = d.len();
         compare_stage(s, name, &cases, &outcomes, &stored, d);
-        // No sheet of a conflicted reviewer may count.
+        // No sheet of a conflicted reviewer may count: a conflict on record when the stage
+        // closed (one declared later marks the assignment and leaves the result standing).
         for sheet in sheets.iter().filter(|r| r.total.is_some()) {
             let Some(k) = cases.iter().find(|k| k.id == sheet.case_id) else {
                 continue;
             };
             let declared: Option<String> = conflicts::table
                 .find((&sheet.reviewer, k.consortium_id))
+                .filter(conflicts::recorded_seq.lt(closed))
                 .select(conflicts::reason)
                 .first(c)
                 .optional()?;
@@ -322,10 +318,10 @@ pub fn verify(c: &mut PgConnection, call_id: Uuid) -> Result<Report, ScoringErro
         .collect();
     finalists.sort_by_key(|(p, _)| *p);
     let finalists: Vec<Finalist> = finalists.into_iter().map(|(_, f)| f).collect();
-    let ties = records::tie_decisions_of(c, call_id, stages - 1)?;
+    let ties = records::tie_records_of(c, call_id, stages - 1)?;
     let (candidates, groups) = rules::candidates(
         &finalists,
-        &records::domain_ties(&before(&ties, made_final.decided_at)),
+        &records::domain_ties(&records::ties_before(&ties, made_final.recorded_seq)),
     );
     let recorded_finalists: Vec<Uuid> = records::finalists(c, call_id, stages - 1)?
         .into_iter()
@@ -466,6 +462,23 @@ pub fn verify(c: &mut PgConnection, call_id: Uuid) -> Result<Report, ScoringErro
         d.push(format!(
             "publication (version {}): differs from version {}",
             published.version, made_final.version
+        ));
+    }
+    // The version made final rests on every input recorded before its publication: one
+    // recorded between the proposal and the publication is not reflected in it (the
+    // publication of a stale proposal, which publishing refuses).
+    let stale = records::inputs_recorded_after(
+        c,
+        call_id,
+        made_final.recorded_seq,
+        Some(published.recorded_seq),
+    )?;
+    if !stale.is_empty() {
+        d.push(format!(
+            "publication (version {}): version {} was proposed before {}, recorded before the publication and not reflected in it",
+            published.version,
+            made_final.version,
+            records::summarise(stale, 10).join("; ")
         ));
     }
     if d.len() == before_count {

@@ -33,6 +33,8 @@ pub struct VersionRow {
     pub decided_at: DateTime<Utc>,
     pub publishes_version: Option<i32>,
     pub inputs_sha256: Option<String>,
+    /// The version's place in the order of records, assigned by the database.
+    pub recorded_seq: i64,
 }
 
 impl VersionRow {
@@ -302,6 +304,19 @@ pub async fn publish(
                 let (_, cfg) = undecided_call(c, call_id)?;
                 let proposed = current(c, call_id)?
                     .ok_or_else(|| ScoringError::Conflict("propose a selection first".into()))?;
+                // The proposal must rest on every input on record: a tie decided, a sheet
+                // or a setting saved, an assignment voided or marked, a conflict declared
+                // after it (in the database's order: the call's row, held here and by every
+                // writer of those inputs, orders them) would not be reflected. Nothing is
+                // written; the officer proposes again.
+                let later =
+                    records::inputs_recorded_after(c, call_id, proposed.recorded_seq, None)?;
+                if !later.is_empty() {
+                    return Err(ScoringError::ProposalOutdated {
+                        version: proposed.version,
+                        later: records::summarise(later, 10),
+                    });
+                }
                 let now = Utc::now().trunc_subsecs(6);
                 let last = cfg.stages.len() as i32 - 1;
                 let finalists = records::finalists(c, call_id, last)?;

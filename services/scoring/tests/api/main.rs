@@ -1,6 +1,8 @@
 //! Scoring as a real process: killed with SIGKILL mid-stream and restarted, it resumes
 //! where it stopped, and every submission ends up with exactly one evaluation case.
 
+mod record_order;
+
 use diesel::prelude::*;
 use kaip_testkit::{eventually, TestContext, TestService};
 use std::process::{Child, Command, Stdio};
