@@ -197,8 +197,9 @@ impl Committed {
     pub fn of(&self, c: Category) -> i64 {
         self.0.get(&c).copied().unwrap_or(0)
     }
+    /// Saturates: a request of `i64::MAX` must be refused, not overflow.
     pub fn total(&self) -> i64 {
-        self.0.values().sum()
+        self.0.values().fold(0i64, |a, v| a.saturating_add(*v))
     }
 }
 
