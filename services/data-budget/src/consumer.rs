@@ -49,7 +49,9 @@ impl EventHandler for BudgetEvents {
             t if t == TeamEliminated::TYPE => {
                 Ok(applied(store::team_eliminated(conn, &event.decode()?)?))
             }
-            t if t == GateDecided::TYPE => Ok(applied(store::gate_decided(conn, &event.decode()?)?)),
+            t if t == GateDecided::TYPE => {
+                Ok(applied(store::gate_decided(conn, &event.decode()?)?))
+            }
             _ => Ok(Handled::Ignored),
         }
     }

@@ -108,8 +108,7 @@ pub fn validate_programme(p: &ProgrammeSettings) -> Result<(), Invalid> {
             ));
         }
     }
-    if !(2000..=2200).contains(&p.first_year) || p.last_year < p.first_year || p.last_year > 2200
-    {
+    if !(2000..=2200).contains(&p.first_year) || p.last_year < p.first_year || p.last_year > 2200 {
         return Err(Invalid::new(
             "VALIDATION_FAILED",
             "settings.last_year",
@@ -140,7 +139,11 @@ impl Cap {
 /// maximum), never above the maximum; each sub-limit the programme's, never above the cap.
 pub fn opening_cap(requested: i64, p: &ProgrammeSettings) -> Cap {
     let max = p.max_cap_krw.0;
-    let total = if requested > 0 { requested.min(max) } else { max };
+    let total = if requested > 0 {
+        requested.min(max)
+    } else {
+        max
+    };
     Cap {
         total,
         joint_purchase: p.joint_purchase_limit_krw.0.min(total),
@@ -234,7 +237,10 @@ pub fn rooms(years: &[Year], carry_over: bool) -> BTreeMap<i32, Room> {
     let mut prev: Option<(i32, Room)> = None;
     for y in years {
         let mut room = Room::default();
-        if let Some((_, pr)) = prev.as_ref().filter(|(py, _)| carry_over && *py + 1 == y.year) {
+        if let Some((_, pr)) = prev
+            .as_ref()
+            .filter(|(py, _)| carry_over && *py + 1 == y.year)
+        {
             room.carried_total = pr.total.max(0);
             for c in Category::ALL {
                 // What the category left unspent, net of the total's limit.
@@ -396,7 +402,10 @@ impl SplitRule {
 
 /// Decides every share of a joint purchase: `shares` must already be in the stated order
 /// (by consortium id). Returns the rule and, per share, its weight and amount.
-pub fn plan_shares(total: i64, shares: &[ShareSpec]) -> Result<(SplitRule, Vec<(i64, i64)>), Invalid> {
+pub fn plan_shares(
+    total: i64,
+    shares: &[ShareSpec],
+) -> Result<(SplitRule, Vec<(i64, i64)>), Invalid> {
     positive_amount("total_krw", total)?;
     if shares.len() < 2 {
         return Err(Invalid::new(
@@ -406,7 +415,10 @@ pub fn plan_shares(total: i64, shares: &[ShareSpec]) -> Result<(SplitRule, Vec<(
         ));
     }
     for (i, s) in shares.iter().enumerate() {
-        if shares[..i].iter().any(|p| p.consortium_id == s.consortium_id) {
+        if shares[..i]
+            .iter()
+            .any(|p| p.consortium_id == s.consortium_id)
+        {
             return Err(Invalid::new(
                 "SHARE_DUPLICATE_TEAM",
                 format!("shares[{i}].consortium_id"),
@@ -416,7 +428,10 @@ pub fn plan_shares(total: i64, shares: &[ShareSpec]) -> Result<(SplitRule, Vec<(
     }
     let weighted = shares.iter().filter(|s| s.weight.is_some()).count();
     let explicit = shares.iter().filter(|s| s.amount_krw.is_some()).count();
-    if weighted > 0 && explicit > 0 || (weighted > 0 && weighted < shares.len()) || (explicit > 0 && explicit < shares.len()) {
+    if weighted > 0 && explicit > 0
+        || (weighted > 0 && weighted < shares.len())
+        || (explicit > 0 && explicit < shares.len())
+    {
         return Err(Invalid::new(
             "SHARES_MIXED",
             "shares",
@@ -430,7 +445,11 @@ pub fn plan_shares(total: i64, shares: &[ShareSpec]) -> Result<(SplitRule, Vec<(
             let a = s.amount_krw.map(|k| k.0).unwrap_or(0);
             positive_amount(&format!("shares[{i}].amount_krw"), a)?;
             sum = sum.checked_add(a).ok_or_else(|| {
-                Invalid::new("SHARES_DO_NOT_SUM", "shares", "the shares' amounts overflow")
+                Invalid::new(
+                    "SHARES_DO_NOT_SUM",
+                    "shares",
+                    "the shares' amounts overflow",
+                )
             })?;
             out.push((1, a));
         }

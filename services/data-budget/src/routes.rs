@@ -77,7 +77,9 @@ async fn get_programme(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, BudgetError> {
     caller.require(READERS, "read the data budget programme")?;
-    let p = state.db(|c, _| Ok::<_, BudgetError>(store::programme(c)?)).await?;
+    let p = state
+        .db(|c, _| Ok::<_, BudgetError>(store::programme(c)?))
+        .await?;
     Ok(HttpResponse::Ok().json(p))
 }
 
@@ -112,7 +114,9 @@ async fn list_budgets(
     caller.require(READERS, "read data budgets")?;
     let team = scoped(&caller, query.consortium_id)?;
     let year = query.fiscal_year;
-    let b = state.db(move |c, _| store::budget_views(c, team, year)).await?;
+    let b = state
+        .db(move |c, _| store::budget_views(c, team, year))
+        .await?;
     Ok(HttpResponse::Ok().json(b))
 }
 
@@ -129,7 +133,11 @@ async fn get_budget(
             store::budget_views(c, Some(team), Some(year))?
                 .into_iter()
                 .next()
-                .ok_or(BudgetError::BudgetNotFound("fiscal_year".into(), team, year))
+                .ok_or(BudgetError::BudgetNotFound(
+                    "fiscal_year".into(),
+                    team,
+                    year,
+                ))
         })
         .await?;
     Ok(HttpResponse::Ok().json(b))
@@ -148,7 +156,9 @@ async fn adjust_cap(
     let b = state
         .db(move |c, outbox| {
             store::retrying(|| {
-                outbox.transaction(c, |c, tx| spend::adjust_cap(c, tx, team, year, &req, &actor))
+                outbox.transaction(c, |c, tx| {
+                    spend::adjust_cap(c, tx, team, year, &req, &actor)
+                })
             })
         })
         .await?;
@@ -404,6 +414,8 @@ async fn total(
 ) -> Result<HttpResponse, BudgetError> {
     caller.require(STAFF, "read the programme's data budget total")?;
     let year = query.fiscal_year;
-    let t = state.db(move |c, _| store::programme_total(c, year)).await?;
+    let t = state
+        .db(move |c, _| store::programme_total(c, year))
+        .await?;
     Ok(HttpResponse::Ok().json(t))
 }

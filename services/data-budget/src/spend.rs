@@ -7,8 +7,8 @@
 use crate::domain::{self, Cap, Invalid};
 use crate::error::BudgetError;
 use crate::schema::{
-    budget_cancellations, budget_caps, budget_commitments, budget_invoices,
-    budget_joint_purchases, budget_payments, budget_teams, datasets,
+    budget_cancellations, budget_caps, budget_commitments, budget_invoices, budget_joint_purchases,
+    budget_payments, budget_teams, datasets,
 };
 use crate::store::{self, CommitmentRow};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -27,7 +27,10 @@ fn commitment(conn: &mut PgConnection, id: Uuid) -> Result<CommitmentRow, Budget
         .into_iter()
         .next()
         .ok_or_else(|| {
-            BudgetError::not_found("COMMITMENT_NOT_FOUND", format!("commitment {id} does not exist"))
+            BudgetError::not_found(
+                "COMMITMENT_NOT_FOUND",
+                format!("commitment {id} does not exist"),
+            )
         })
 }
 
@@ -245,9 +248,7 @@ pub fn make_joint_purchase(
             Category::JointPurchase,
             *amount,
         )
-        .map_err(|s| {
-            BudgetError::insufficient(format!("shares[{}]", order[k]), *team, &s)
-        })?;
+        .map_err(|s| BudgetError::insufficient(format!("shares[{}]", order[k]), *team, &s))?;
     }
     let at = store::now();
     diesel::insert_into(budget_joint_purchases::table)
@@ -451,7 +452,9 @@ pub fn record_invoice(
     actor: &Actor,
 ) -> Result<dto::Invoice, BudgetError> {
     if let Some(r) = invoice_row(conn, req.id)? {
-        return if r.1 == req.commitment_id && r.2 == req.amount_krw.0 && r.3 == req.invoice_no.trim()
+        return if r.1 == req.commitment_id
+            && r.2 == req.amount_krw.0
+            && r.3 == req.invoice_no.trim()
         {
             invoice_view(conn, req.id)
         } else {
@@ -518,10 +521,7 @@ pub fn record_invoice(
 
 type PaymentRow = (String, Uuid, i64, DateTime<Utc>, String, DateTime<Utc>);
 
-fn payment_view(
-    conn: &mut PgConnection,
-    r: PaymentRow,
-) -> Result<dto::Payment, BudgetError> {
+fn payment_view(conn: &mut PgConnection, r: PaymentRow) -> Result<dto::Payment, BudgetError> {
     let inv = invoice_view(conn, r.1)?;
     Ok(dto::Payment {
         external_key: r.0,
@@ -693,7 +693,11 @@ pub fn adjust_cap(
     store::budget_views(conn, Some(team), Some(year))?
         .into_iter()
         .next()
-        .ok_or(BudgetError::BudgetNotFound("fiscal_year".into(), team, year))
+        .ok_or(BudgetError::BudgetNotFound(
+            "fiscal_year".into(),
+            team,
+            year,
+        ))
 }
 
 type DatasetRow = (Uuid, String, String, String, String, DateTime<Utc>);

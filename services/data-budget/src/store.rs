@@ -68,7 +68,18 @@ pub fn now() -> DateTime<Utc> {
 // The programme's configuration
 // ---------------------------------------------------------------------------------------
 
-type ProgrammeRow = (i64, i64, i64, i64, bool, i32, i32, String, DateTime<Utc>, String);
+type ProgrammeRow = (
+    i64,
+    i64,
+    i64,
+    i64,
+    bool,
+    i32,
+    i32,
+    String,
+    DateTime<Utc>,
+    String,
+);
 
 pub fn programme(conn: &mut PgConnection) -> QueryResult<dto::Programme> {
     let r: ProgrammeRow = budget_programme_settings::table
@@ -179,7 +190,10 @@ pub fn record_selection(
                 year,
                 cap,
                 actor,
-                &format!("opened from the published selection of call {}", ev.call_id.0),
+                &format!(
+                    "opened from the published selection of call {}",
+                    ev.call_id.0
+                ),
                 at,
             )?;
             tx.publish(
@@ -421,7 +435,11 @@ fn budget_rows(
 ) -> QueryResult<Vec<(Uuid, i32, Uuid, Cap)>> {
     let mut q = budgets::table
         .order((budgets::consortium_id, budgets::fiscal_year))
-        .select((budgets::consortium_id, budgets::fiscal_year, budgets::call_id))
+        .select((
+            budgets::consortium_id,
+            budgets::fiscal_year,
+            budgets::call_id,
+        ))
         .into_boxed();
     if let Some(t) = team {
         q = q.filter(budgets::consortium_id.eq(t));
@@ -485,7 +503,10 @@ fn years_from(rows: &[(Uuid, i32, Uuid, Cap)], cs: &[CommitmentRow], team: Uuid)
         .filter(|r| r.0 == team)
         .map(|(_, y, _, cap)| {
             let mut committed = Committed::default();
-            for c in cs.iter().filter(|c| c.consortium_id == team && c.fiscal_year == *y) {
+            for c in cs
+                .iter()
+                .filter(|c| c.consortium_id == team && c.fiscal_year == *y)
+            {
                 *committed.0.entry(c.category()).or_insert(0) += c.committed();
             }
             Year {
@@ -535,21 +556,27 @@ pub fn budget_views(
             ))
             .load(conn)?;
         for r in recs {
-            cap_history.entry((r.1, r.2)).or_default().push(dto::CapRecord {
-                seq: r.0,
-                cap_krw: Krw(r.3),
-                joint_purchase_limit_krw: Krw(r.4),
-                building_processing_limit_krw: Krw(r.5),
-                set_by: r.6,
-                set_at: r.7,
-                reason: r.8,
-            });
+            cap_history
+                .entry((r.1, r.2))
+                .or_default()
+                .push(dto::CapRecord {
+                    seq: r.0,
+                    cap_krw: Krw(r.3),
+                    joint_purchase_limit_krw: Krw(r.4),
+                    building_processing_limit_krw: Krw(r.5),
+                    set_by: r.6,
+                    set_at: r.7,
+                    reason: r.8,
+                });
         }
     }
     let mut eliminated: BTreeMap<Uuid, String> = BTreeMap::new();
     for (t, g) in budget_eliminations::table
         .order(budget_eliminations::applied_at.desc())
-        .select((budget_eliminations::consortium_id, budget_eliminations::gate))
+        .select((
+            budget_eliminations::consortium_id,
+            budget_eliminations::gate,
+        ))
         .load::<(Uuid, String)>(conn)?
     {
         eliminated.insert(t, g);
@@ -570,7 +597,9 @@ pub fn budget_views(
                 .filter(|c| c.consortium_id == t && c.fiscal_year == *y)
                 .collect();
             let figures = |cat: Option<Category>, limit: i64, available: i64| {
-                let sel = mine.iter().filter(|c| cat.is_none_or(|k| c.category() == k));
+                let sel = mine
+                    .iter()
+                    .filter(|c| cat.is_none_or(|k| c.category() == k));
                 let (mut committed, mut invoiced, mut paid) = (0i64, 0i64, 0i64);
                 for c in sel {
                     committed += c.committed();

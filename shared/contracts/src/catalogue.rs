@@ -8,11 +8,13 @@
 
 use crate::audit::AuditRecorded;
 use crate::events::{
-    AppealAnswered, AppealFiled, DataBudgetCapAdjusted, DataBudgetOpened, DataCommitmentCancelled,
-    DataCommitmentMade, DataInvoiceRecorded, DataPaymentConfirmed, DatasetRegistered, JointPurchaseSplit, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
-    GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
+    AppealAnswered, AppealFiled, CallOpened, DataBudgetCapAdjusted, DataBudgetOpened,
+    DataCommitmentCancelled, DataCommitmentMade, DataInvoiceRecorded, DataPaymentConfirmed,
+    DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope, GateDecided,
+    GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
     GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated, WithdrawalRefused,
+    JointPurchaseSplit, ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated,
+    WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;

@@ -36,7 +36,14 @@ fn a_billion_and_one_splits_three_ways_by_the_largest_remainder() {
     assert_eq!(split(10, &[1, 1, 1]).unwrap(), vec![4, 3, 3]);
     assert_eq!(split(10, &[1, 2]).unwrap(), vec![3, 7]);
     assert_eq!(split(100, &[1, 1, 1, 3]).unwrap(), vec![17, 17, 16, 50]);
-    assert_eq!(split(i64::MAX, &[i64::MAX, 1]).unwrap().iter().map(|p| *p as i128).sum::<i128>(), i64::MAX as i128);
+    assert_eq!(
+        split(i64::MAX, &[i64::MAX, 1])
+            .unwrap()
+            .iter()
+            .map(|p| *p as i128)
+            .sum::<i128>(),
+        i64::MAX as i128
+    );
 }
 
 #[test]
@@ -44,7 +51,10 @@ fn a_split_refuses_a_non_positive_total_or_weight_naming_the_field() {
     assert_eq!(split(0, &[1, 1]).unwrap_err().code, "AMOUNT_NOT_POSITIVE");
     assert_eq!(split(-5, &[1, 1]).unwrap_err().field, "total_krw");
     let e = split(10, &[1, 0]).unwrap_err();
-    assert_eq!((e.code, e.field.as_str()), ("WEIGHT_NOT_POSITIVE", "shares[1].weight"));
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("WEIGHT_NOT_POSITIVE", "shares[1].weight")
+    );
     assert_eq!(split(10, &[]).unwrap_err().code, "SHARES_EMPTY");
 }
 
@@ -58,9 +68,16 @@ fn share(w: Option<i64>, a: Option<i64>) -> ShareSpec {
 
 #[test]
 fn shares_are_equal_weighted_or_explicit_and_explicit_ones_must_sum_to_the_whole() {
-    let (rule, parts) = plan_shares(1_000_000_001, &[share(None, None), share(None, None), share(None, None)]).unwrap();
+    let (rule, parts) = plan_shares(
+        1_000_000_001,
+        &[share(None, None), share(None, None), share(None, None)],
+    )
+    .unwrap();
     assert_eq!(rule, SplitRule::Equal);
-    assert_eq!(parts.iter().map(|p| p.1).collect::<Vec<_>>(), vec![333_333_334, 333_333_334, 333_333_333]);
+    assert_eq!(
+        parts.iter().map(|p| p.1).collect::<Vec<_>>(),
+        vec![333_333_334, 333_333_334, 333_333_333]
+    );
     let (rule, parts) = plan_shares(100, &[share(Some(1), None), share(Some(3), None)]).unwrap();
     assert_eq!((rule, parts), (SplitRule::Weighted, vec![(1, 25), (3, 75)]));
     let (rule, _) = plan_shares(100, &[share(None, Some(40)), share(None, Some(60))]).unwrap();
@@ -68,30 +85,68 @@ fn shares_are_equal_weighted_or_explicit_and_explicit_ones_must_sum_to_the_whole
     let e = plan_shares(100, &[share(None, Some(40)), share(None, Some(59))]).unwrap_err();
     assert_eq!((e.code, e.field.as_str()), ("SHARES_DO_NOT_SUM", "shares"));
     assert!(e.rule.contains("99"), "{e}");
-    assert_eq!(plan_shares(100, &[share(Some(1), None), share(None, None)]).unwrap_err().code, "SHARES_MIXED");
-    assert_eq!(plan_shares(100, &[share(None, None)]).unwrap_err().code, "SHARES_TOO_FEW");
-    assert_eq!(plan_shares(2, &[share(None, None), share(None, None), share(None, None)]).unwrap_err().code, "SHARE_ZERO");
-    let e = plan_shares(i64::MAX, &[share(None, Some(i64::MAX)), share(None, Some(1))]).unwrap_err();
+    assert_eq!(
+        plan_shares(100, &[share(Some(1), None), share(None, None)])
+            .unwrap_err()
+            .code,
+        "SHARES_MIXED"
+    );
+    assert_eq!(
+        plan_shares(100, &[share(None, None)]).unwrap_err().code,
+        "SHARES_TOO_FEW"
+    );
+    assert_eq!(
+        plan_shares(
+            2,
+            &[share(None, None), share(None, None), share(None, None)]
+        )
+        .unwrap_err()
+        .code,
+        "SHARE_ZERO"
+    );
+    let e = plan_shares(
+        i64::MAX,
+        &[share(None, Some(i64::MAX)), share(None, Some(1))],
+    )
+    .unwrap_err();
     assert_eq!(e.code, "SHARES_DO_NOT_SUM");
     let twin = share(None, None);
-    assert_eq!(plan_shares(10, &[twin.clone(), twin]).unwrap_err().code, "SHARE_DUPLICATE_TEAM");
+    assert_eq!(
+        plan_shares(10, &[twin.clone(), twin]).unwrap_err().code,
+        "SHARE_DUPLICATE_TEAM"
+    );
 }
 
 #[test]
 fn amounts_and_years_are_checked_with_codes() {
-    assert_eq!(positive_amount("amount_krw", 0).unwrap_err().code, "AMOUNT_NOT_POSITIVE");
-    assert_eq!(positive_amount("amount_krw", -1).unwrap_err().field, "amount_krw");
+    assert_eq!(
+        positive_amount("amount_krw", 0).unwrap_err().code,
+        "AMOUNT_NOT_POSITIVE"
+    );
+    assert_eq!(
+        positive_amount("amount_krw", -1).unwrap_err().field,
+        "amount_krw"
+    );
     assert!(positive_amount("amount_krw", i64::MAX).is_ok());
     let p = programme();
     assert!(year_in_programme("fiscal_year", 2026, &p).is_ok());
     assert!(year_in_programme("fiscal_year", 2028, &p).is_ok());
     let e = year_in_programme("fiscal_year", 2029, &p).unwrap_err();
-    assert_eq!((e.code, e.field.as_str()), ("YEAR_OUTSIDE_PROGRAMME", "fiscal_year"));
-    assert_eq!(year_in_programme("fiscal_year", 2025, &p).unwrap_err().code, "YEAR_OUTSIDE_PROGRAMME");
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("YEAR_OUTSIDE_PROGRAMME", "fiscal_year")
+    );
+    assert_eq!(
+        year_in_programme("fiscal_year", 2025, &p).unwrap_err().code,
+        "YEAR_OUTSIDE_PROGRAMME"
+    );
     assert!(validate_programme(&p).is_ok());
     let mut bad = programme();
     bad.joint_purchase_limit_krw = Krw(16_000_000_000);
-    assert_eq!(validate_programme(&bad).unwrap_err().code, "LIMIT_ABOVE_CAP");
+    assert_eq!(
+        validate_programme(&bad).unwrap_err().code,
+        "LIMIT_ABOVE_CAP"
+    );
     assert_eq!(reason("reason", "  ").unwrap_err().code, "REASON_REQUIRED");
 }
 
@@ -101,13 +156,20 @@ fn the_opening_cap_is_the_request_within_the_programme_maximum() {
     assert_eq!(opening_cap(0, &p).total, 15_000_000_000);
     assert_eq!(opening_cap(20_000_000_000, &p).total, 15_000_000_000);
     let c = opening_cap(8_000_000_000, &p);
-    assert_eq!((c.total, c.joint_purchase, c.building_processing), (8_000_000_000, 8_000_000_000, 5_000_000_000));
+    assert_eq!(
+        (c.total, c.joint_purchase, c.building_processing),
+        (8_000_000_000, 8_000_000_000, 5_000_000_000)
+    );
 }
 
 fn year(y: i32, total: i64, jp: i64, bp: i64, committed: &[(Category, i64)]) -> Year {
     Year {
         year: y,
-        cap: Cap { total, joint_purchase: jp, building_processing: bp },
+        cap: Cap {
+            total,
+            joint_purchase: jp,
+            building_processing: bp,
+        },
         committed: Committed(committed.iter().copied().collect()),
     }
 }
@@ -115,11 +177,20 @@ fn year(y: i32, total: i64, jp: i64, bp: i64, committed: &[(Category, i64)]) -> 
 #[test]
 fn a_commitment_fits_the_cap_and_its_category_or_names_the_shortfall() {
     use Category::*;
-    let ys = [year(2026, 100, 75, 40, &[(JointPurchase, 70), (BuildingProcessing, 20)])];
+    let ys = [year(
+        2026,
+        100,
+        75,
+        40,
+        &[(JointPurchase, 70), (BuildingProcessing, 20)],
+    )];
     assert!(fits(&ys, false, 2026, JointPurchase, 5).is_ok());
     // Category: 75 - 70 = 5 left, though the total has 10.
     let s = fits(&ys, false, 2026, JointPurchase, 6).unwrap_err();
-    assert_eq!((s.category, s.available, s.shortfall), (Some(JointPurchase), 5, 1));
+    assert_eq!(
+        (s.category, s.available, s.shortfall),
+        (Some(JointPurchase), 5, 1)
+    );
     // Total: 100 - 90 = 10 left though the category has 20.
     let s = fits(&ys, false, 2026, BuildingProcessing, 15).unwrap_err();
     assert_eq!((s.category, s.available, s.shortfall), (None, 10, 5));
@@ -154,13 +225,35 @@ fn unspent_money_carries_over_only_when_the_programme_says_so() {
 fn an_adjustment_stays_within_the_maximum_and_above_what_is_committed() {
     use Category::*;
     let c = Committed([(JointPurchase, 50)].into_iter().collect());
-    let cap = |t, j, b| Cap { total: t, joint_purchase: j, building_processing: b };
+    let cap = |t, j, b| Cap {
+        total: t,
+        joint_purchase: j,
+        building_processing: b,
+    };
     assert!(validate_adjustment(cap(100, 60, 40), 200, &c).is_ok());
-    assert_eq!(validate_adjustment(cap(300, 60, 40), 200, &c).unwrap_err().code, "CAP_ABOVE_PROGRAMME_MAXIMUM");
-    assert_eq!(validate_adjustment(cap(100, 110, 40), 200, &c).unwrap_err().code, "LIMIT_ABOVE_CAP");
+    assert_eq!(
+        validate_adjustment(cap(300, 60, 40), 200, &c)
+            .unwrap_err()
+            .code,
+        "CAP_ABOVE_PROGRAMME_MAXIMUM"
+    );
+    assert_eq!(
+        validate_adjustment(cap(100, 110, 40), 200, &c)
+            .unwrap_err()
+            .code,
+        "LIMIT_ABOVE_CAP"
+    );
     let e = validate_adjustment(cap(100, 40, 40), 200, &c).unwrap_err();
-    assert_eq!((e.code, e.field.as_str()), ("CAP_BELOW_COMMITTED", "joint_purchase_limit_krw"));
-    assert_eq!(validate_adjustment(cap(0, 60, 40), 200, &c).unwrap_err().code, "AMOUNT_NOT_POSITIVE");
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("CAP_BELOW_COMMITTED", "joint_purchase_limit_krw")
+    );
+    assert_eq!(
+        validate_adjustment(cap(0, 60, 40), 200, &c)
+            .unwrap_err()
+            .code,
+        "AMOUNT_NOT_POSITIVE"
+    );
 }
 
 proptest! {
