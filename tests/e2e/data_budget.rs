@@ -932,3 +932,159 @@ async fn every_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
     }
     assert_eq!(b.snapshot(), before, "nothing was written");
 }
+
+// ---------------------------------------------------------------------------------------
+// Through the gateway
+// ---------------------------------------------------------------------------------------
+
+fn gql<'a>(body: &'a Value, field: &str) -> &'a Value {
+    assert!(body["errors"].is_null(), "{field}: {body}");
+    &body["data"][field]
+}
+
+const BUDGETS: &str = "query($c: UUID, $y: Int) { dataBudgets(consortiumId: $c, fiscalYear: $y) { consortiumId fiscalYear total { limitKrw committedKrw availableKrw } categories { category figures { limitKrw committedKrw } } } }";
+const JOINT: &str = "mutation($input: JointDataPurchaseInput!) { makeJointDataPurchase(input: $input) { id splitRule totalKrw shares { consortiumId amountKrw } } }";
+const COMMIT: &str = "mutation($input: CommitDataBudgetInput!) { commitDataBudget(input: $input) { id amountKrw category status } }";
+const DATASET: &str =
+    "mutation($input: RegisterDatasetInput!) { registerDataset(input: $input) { id name } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_the_gateway_officers_see_all_teams_and_a_consortium_only_its_own() {
+    let p = kaip_e2e::Platform::start().await;
+    let data = &p.others[1];
+    assert_eq!(data.name, "data-budget");
+    let officer = p.ctx.bearer(Role::Officer, None);
+    let t = teams(3);
+    let ev = selection(&[(t[0], 0), (t[1], 0), (t[2], 0)]);
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "scoring",
+        kaip_contracts::Actor::system("scoring"),
+        &ev,
+    )
+    .expect("wrap");
+    data.wait_assigned().await;
+    p.ctx
+        .produce_raw(
+            &p.ctx.topic(topics::SCORING),
+            &env.aggregate_id.to_string(),
+            &serde_json::to_vec(&env).expect("json"),
+            &[("kaip-event-type", SelectionPublished::TYPE)],
+        )
+        .await;
+    let year = this_year();
+    eventually(Duration::from_secs(60), || async {
+        let body = p
+            .graphql(Some(&officer), BUDGETS, json!({"c": null, "y": year}))
+            .await;
+        (gql(&body, "dataBudgets").as_array().map(Vec::len) == Some(3)).then_some(())
+    })
+    .await
+    .expect("the budget learned the selection");
+
+    // An officer registers a dataset and buys it jointly: KRW as digit strings, exact split.
+    let dataset = Uuid::now_v7();
+    let body = p
+        .graphql(
+            Some(&officer),
+            DATASET,
+            json!({"input": {"id": dataset, "name": "Korean web corpus", "provider": "NIA",
+                             "licenceTerms": "research use"}}),
+        )
+        .await;
+    gql(&body, "registerDataset");
+    let body = p
+        .graphql(
+            Some(&officer),
+            JOINT,
+            json!({"input": {"id": Uuid::now_v7(), "datasetId": dataset, "fiscalYear": year,
+                   "totalKrw": "1000000001", "reason": "shared corpus",
+                   "shares": [{"consortiumId": t[0]}, {"consortiumId": t[1]}, {"consortiumId": t[2]}]}}),
+        )
+        .await;
+    let j = gql(&body, "makeJointDataPurchase");
+    assert_eq!(j["totalKrw"], "1000000001");
+    let amounts: Vec<&str> = j["shares"]
+        .as_array()
+        .expect("shares")
+        .iter()
+        .map(|s| s["amountKrw"].as_str().expect("Krw string"))
+        .collect();
+    assert_eq!(amounts, vec!["333333334", "333333334", "333333333"]);
+
+    // A consortium user sees only its own team; naming another is refused.
+    let own = p.ctx.bearer(Role::Consortium, Some(t[0]));
+    let body = p
+        .graphql(Some(&own), BUDGETS, json!({"c": null, "y": year}))
+        .await;
+    let mine = gql(&body, "dataBudgets").as_array().expect("list").clone();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["consortiumId"], t[0].to_string());
+    assert_eq!(mine[0]["total"]["committedKrw"], "333333334");
+    let body = p
+        .graphql(Some(&own), BUDGETS, json!({"c": t[1], "y": year}))
+        .await;
+    assert_eq!(kaip_e2e::error_code(&body), Some("FORBIDDEN"), "{body}");
+    let body = p
+        .graphql(
+            Some(&own),
+            COMMIT,
+            json!({"input": {"id": Uuid::now_v7(), "consortiumId": t[1], "fiscalYear": year,
+                   "category": "BUILDING_PROCESSING", "amountKrw": "1000", "reason": "po"}}),
+        )
+        .await;
+    assert_eq!(kaip_e2e::error_code(&body), Some("FORBIDDEN"), "{body}");
+    // Its own commitment goes through; a joint purchase and the total are for staff.
+    let body = p
+        .graphql(
+            Some(&own),
+            COMMIT,
+            json!({"input": {"id": Uuid::now_v7(), "consortiumId": t[0], "fiscalYear": year,
+                   "category": "BUILDING_PROCESSING", "amountKrw": "1000", "reason": "po"}}),
+        )
+        .await;
+    assert_eq!(gql(&body, "commitDataBudget")["amountKrw"], "1000");
+    let body = p
+        .graphql(
+            Some(&own),
+            "query($y: Int!) { dataBudgetTotal(fiscalYear: $y) { teams } }",
+            json!({"y": year}),
+        )
+        .await;
+    assert_eq!(kaip_e2e::error_code(&body), Some("FORBIDDEN"), "{body}");
+    // A refusal keeps the service's code; a number instead of a digit string is refused.
+    let body = p
+        .graphql(
+            Some(&officer),
+            COMMIT,
+            json!({"input": {"id": Uuid::now_v7(), "consortiumId": t[1], "fiscalYear": year,
+                   "category": "BUILDING_PROCESSING", "amountKrw": "0", "reason": "po"}}),
+        )
+        .await;
+    assert_eq!(
+        kaip_e2e::error_code(&body),
+        Some("AMOUNT_NOT_POSITIVE"),
+        "{body}"
+    );
+    let body = p
+        .graphql(
+            Some(&officer),
+            COMMIT,
+            json!({"input": {"id": Uuid::now_v7(), "consortiumId": t[1], "fiscalYear": year,
+                   "category": "BUILDING_PROCESSING", "amountKrw": 1000, "reason": "po"}}),
+        )
+        .await;
+    assert!(
+        body["errors"].is_array() && body["data"].is_null(),
+        "{body}"
+    );
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($y: Int!) { dataBudgetTotal(fiscalYear: $y) { teams total { committedKrw } } }",
+            json!({"y": year}),
+        )
+        .await;
+    let total = gql(&body, "dataBudgetTotal");
+    assert_eq!(total["teams"], 3);
+    assert_eq!(total["total"]["committedKrw"], "1000001001");
+}
