@@ -141,7 +141,10 @@ pub fn make_commitment(
     req: &dto::MakeCommitment,
     actor: &Actor,
 ) -> Result<dto::Commitment, BudgetError> {
-    if let Ok(existing) = commitment(conn, req.id) {
+    let existing = store::commitments(conn, None, None, Some(req.id), None)?
+        .into_iter()
+        .next();
+    if let Some(existing) = existing {
         let same = existing.consortium_id == req.consortium_id.0
             && existing.fiscal_year == req.fiscal_year
             && existing.category() == req.category

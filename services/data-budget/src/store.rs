@@ -642,12 +642,17 @@ pub fn programme_total(
     year: i32,
 ) -> Result<dto::ProgrammeTotal, BudgetError> {
     let budgets = budget_views(conn, None, Some(year))?;
+    // Saturating: a programme configured with absurd caps must not panic a report.
     let add = |a: &mut dto::Figures, b: &dto::Figures| {
-        a.limit_krw.0 += b.limit_krw.0;
-        a.committed_krw.0 += b.committed_krw.0;
-        a.invoiced_krw.0 += b.invoiced_krw.0;
-        a.paid_krw.0 += b.paid_krw.0;
-        a.available_krw.0 += b.available_krw.0;
+        for (x, y) in [
+            (&mut a.limit_krw, b.limit_krw),
+            (&mut a.committed_krw, b.committed_krw),
+            (&mut a.invoiced_krw, b.invoiced_krw),
+            (&mut a.paid_krw, b.paid_krw),
+            (&mut a.available_krw, b.available_krw),
+        ] {
+            x.0 = x.0.saturating_add(y.0);
+        }
     };
     let mut total = dto::Figures::default();
     let mut cats: Vec<dto::CategoryFigures> = Category::ALL
