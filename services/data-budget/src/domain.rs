@@ -428,9 +428,10 @@ pub fn plan_shares(
     }
     let weighted = shares.iter().filter(|s| s.weight.is_some()).count();
     let explicit = shares.iter().filter(|s| s.amount_krw.is_some()).count();
-    if weighted > 0 && explicit > 0
-        || (weighted > 0 && weighted < shares.len())
-        || (explicit > 0 && explicit < shares.len())
+    let n = shares.len();
+    if !matches!((weighted, explicit), (0, 0))
+        && (weighted, explicit) != (n, 0)
+        && (weighted, explicit) != (0, n)
     {
         return Err(Invalid::new(
             "SHARES_MIXED",
