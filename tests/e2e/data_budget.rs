@@ -1088,3 +1088,99 @@ async fn through_the_gateway_officers_see_all_teams_and_a_consortium_only_its_ow
     assert_eq!(total["teams"], 3);
     assert_eq!(total["total"]["committedKrw"], "1000001001");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_are_immutable_gate_decisions_eliminate_once_and_carry_over_follows_the_programme()
+{
+    let b = Budget::start().await;
+    let t = teams(2);
+    b.select(&[(t[0], 0), (t[1], 0)]).await;
+    let year = this_year();
+    // Nothing is updated or deleted, not even by the service's own connection.
+    {
+        let mut conn = b.svc.conn();
+        for sql in [
+            "UPDATE budget_caps SET cap_krw = 1",
+            "DELETE FROM budgets",
+            "TRUNCATE budget_programme_settings",
+        ] {
+            let e = diesel::sql_query(sql).execute(&mut conn).expect_err(sql);
+            assert!(e.to_string().contains("immutable"), "{sql}: {e}");
+        }
+    }
+    // A gate's decision eliminates; the same decision again and its TeamEliminated add nothing.
+    let gate_id = Uuid::now_v7();
+    let decided = kaip_contracts::events::GateDecided {
+        gate_id,
+        gate: "gate-1".into(),
+        passed: vec![t[0]],
+        eliminated: vec![t[1]],
+        decided_at: chrono::Utc::now(),
+    };
+    b.publish("milestones", topics::MILESTONES, &decided).await;
+    b.publish("milestones", topics::MILESTONES, &decided).await;
+    b.publish(
+        "milestones",
+        topics::MILESTONES,
+        &TeamEliminated {
+            gate_id,
+            gate: "gate-1".into(),
+            consortium_id: t[1],
+            reason: "rank".into(),
+            reallocation: Vec::new(),
+            decided_at: chrono::Utc::now(),
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(60), || async {
+        (b.budget(t[1]).await["eliminated_at_gate"] == "gate-1").then_some(())
+    })
+    .await
+    .expect("eliminated by the gate");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.snapshot()["budget_eliminations"], json!(1));
+    assert!(b.budget(t[0]).await["eliminated_at_gate"].is_null());
+
+    // Without carry-over, next year's room is its own cap; with it, this year's unspent adds.
+    if year + 1 > 2030 {
+        return;
+    }
+    let (s, _) = b
+        .post(
+            "/commitments",
+            commitment(t[0], "joint_purchase", 9_000_000_000),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let next = |amount: i64| {
+        json!({"id": Uuid::now_v7(), "consortium_id": t[0], "fiscal_year": year + 1,
+               "category": "building_processing", "amount_krw": amount, "reason": "po"})
+    };
+    let (s, e) = b.post("/commitments", next(5_000_000_001)).await;
+    assert_eq!(e["code"], "INSUFFICIENT_BUDGET", "{s} {e}");
+    let (s, p) = b
+        .call(
+            reqwest::Method::PUT,
+            "/programme",
+            &b.officer,
+            Some(json!({"settings": {"max_cap_krw": 15_000_000_000i64,
+                "joint_purchase_limit_krw": 10_000_000_000i64,
+                "building_processing_limit_krw": 5_000_000_000i64, "carry_over": true,
+                "first_year": 2026, "last_year": 2030}, "reason": "ministry notice: carry over"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["version"], 2);
+    // This year left 6bn in total, 5bn of it in building and processing.
+    let (_, nb) = b.get(&format!("/budgets/{}/{}", t[0].0, year + 1)).await;
+    assert_eq!(krw(&nb["carried_over_krw"]), 6_000_000_000, "{nb}");
+    let (s, c) = b.post("/commitments", next(10_000_000_000)).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let (s, e) = b.post("/commitments", next(1)).await;
+    assert_eq!(e["code"], "INSUFFICIENT_BUDGET", "{s} {e}");
+    // Nor may this year now spend what next year already counted on.
+    let (s, e) = b
+        .post("/commitments", commitment(t[0], "building_processing", 1))
+        .await;
+    assert_eq!(e["code"], "INSUFFICIENT_BUDGET", "{s} {e}");
+}
