@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: run test bench lint fmt snapshots seed seed-scores seed-ranking verify-decision token build mutants help
+.PHONY: run test bench lint fmt snapshots seed seed-data seed-scores seed-ranking verify-decision token build mutants help
 
 run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
 	@bash infra/local/run.sh
@@ -28,6 +28,9 @@ snapshots: ## Accept the current published contracts: GraphQL SDL, event JSON Sc
 
 seed: ## With `make run` up: the seeded programme (a call, a varied field of 15 consortia applied, 6 reviewers)
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- programme
+
+seed-data: ## With `make run` up and a selection published: a dataset bought jointly by the selected teams
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- data
 
 seed-scores: ## With `make run` up: the seeded reviewers score a stage (CALL=<id> STAGE=<n>)
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- scores --call $(CALL) --stage $(or $(STAGE),0)

@@ -2,6 +2,7 @@
 //! check it again) and the current trace context (so the trace continues in the service).
 
 use async_graphql::ErrorExtensions;
+use kaip_contracts::dto::budget;
 use kaip_contracts::dto::gpu;
 use kaip_contracts::dto::intake::{
     Call, Consortium, CreateProgramme, DraftProposal, OpenCall, Programme, Proposal,
@@ -297,6 +298,7 @@ pub struct Services {
     pub intake: ServiceClient,
     pub scoring: ServiceClient,
     pub gpu_ledger: ServiceClient,
+    pub data_budget: ServiceClient,
     pub all: Vec<ServiceClient>,
     calls: Arc<AtomicU64>,
 }
@@ -326,6 +328,7 @@ impl Services {
             intake: all[0].clone(),
             scoring: all[1].clone(),
             gpu_ledger: all[2].clone(),
+            data_budget: all[3].clone(),
             all,
             calls,
         })
@@ -349,6 +352,7 @@ impl Services {
             intake: with(&self.intake),
             scoring: with(&self.scoring),
             gpu_ledger: with(&self.gpu_ledger),
+            data_budget: with(&self.data_budget),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         })
@@ -364,6 +368,7 @@ impl Services {
             intake: with(&self.intake),
             scoring: with(&self.scoring),
             gpu_ledger: with(&self.gpu_ledger),
+            data_budget: with(&self.data_budget),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         }
@@ -642,6 +647,118 @@ pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
         String::new()
     } else {
         format!("?{}", encoded.join("&"))
+    }
+}
+
+/// The data budget (`services/data-budget`); the service checks the caller again and keeps
+/// a consortium user to its own team.
+impl Services {
+    pub async fn data_budgets(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<budget::Budget>, UpstreamError> {
+        self.data_budget
+            .get(&format!("/budgets{}", query_string(filter)), Some(token))
+            .await
+    }
+
+    pub async fn data_commitments(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<budget::Commitment>, UpstreamError> {
+        self.data_budget
+            .get(
+                &format!("/commitments{}", query_string(filter)),
+                Some(token),
+            )
+            .await
+    }
+
+    pub async fn data_burn(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<budget::MonthlyBurn>, UpstreamError> {
+        self.data_budget
+            .get(&format!("/burn{}", query_string(filter)), Some(token))
+            .await
+    }
+
+    pub async fn data_total(
+        &self,
+        token: &str,
+        year: i32,
+    ) -> Result<budget::ProgrammeTotal, UpstreamError> {
+        self.data_budget
+            .get(&format!("/total?fiscal_year={year}"), Some(token))
+            .await
+    }
+
+    pub async fn datasets(&self, token: &str) -> Result<Vec<budget::Dataset>, UpstreamError> {
+        self.data_budget.get("/datasets", Some(token)).await
+    }
+
+    pub async fn data_licences(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<budget::Licence>, UpstreamError> {
+        self.data_budget
+            .get(&format!("/licences{}", query_string(filter)), Some(token))
+            .await
+    }
+
+    pub async fn commit_data(
+        &self,
+        token: &str,
+        body: &budget::MakeCommitment,
+    ) -> Result<budget::Commitment, UpstreamError> {
+        self.data_budget
+            .post("/commitments", body, Some(token))
+            .await
+    }
+
+    pub async fn cancel_data_commitment(
+        &self,
+        token: &str,
+        id: uuid::Uuid,
+        body: &budget::CancelCommitment,
+    ) -> Result<budget::Commitment, UpstreamError> {
+        self.data_budget
+            .post(&format!("/commitments/{id}/cancel"), body, Some(token))
+            .await
+    }
+
+    pub async fn joint_data_purchase(
+        &self,
+        token: &str,
+        body: &budget::MakeJointPurchase,
+    ) -> Result<budget::JointPurchase, UpstreamError> {
+        self.data_budget
+            .post("/joint-purchases", body, Some(token))
+            .await
+    }
+
+    pub async fn adjust_data_cap(
+        &self,
+        token: &str,
+        team: uuid::Uuid,
+        year: i32,
+        body: &budget::AdjustCap,
+    ) -> Result<budget::Budget, UpstreamError> {
+        self.data_budget
+            .post(&format!("/budgets/{team}/{year}/cap"), body, Some(token))
+            .await
+    }
+
+    pub async fn register_dataset(
+        &self,
+        token: &str,
+        body: &budget::RegisterDataset,
+    ) -> Result<budget::Dataset, UpstreamError> {
+        self.data_budget.post("/datasets", body, Some(token)).await
     }
 }
 

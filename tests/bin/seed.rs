@@ -284,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
     };
     match args.first().map(String::as_str) {
         Some("programme") => programme(&gw).await,
+        Some("data") => joint_purchase(&gw).await,
         Some("scores" | "ranking") => {
             let get = |flag: &str| {
                 args.iter()
@@ -302,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
                 scores(&gw, &call, stage).await
             }
         }
-        _ => bail!("usage: kaip-seed programme | kaip-seed scores --call <id> --stage <n> | kaip-seed ranking --call <id> --stage <n>"),
+        _ => bail!("usage: kaip-seed programme | kaip-seed data | kaip-seed scores --call <id> --stage <n> | kaip-seed ranking --call <id> --stage <n>"),
     }
 }
 
@@ -508,6 +509,59 @@ async fn ranking(gw: &Gateway, call: &str, stage: i32) -> anyhow::Result<()> {
         for s in r["shortfalls"].as_array().cloned().unwrap_or_default() {
             println!("       ineligible: {}", s.as_str().unwrap_or("?"));
         }
+    }
+    Ok(())
+}
+
+/// After a call's selection is published: a dataset in the catalogue, bought jointly by
+/// every selected team in equal shares (split exact to the won), and their budgets after.
+async fn joint_purchase(gw: &Gateway) -> anyhow::Result<()> {
+    let officer = gw.token("dev-officer", Role::Officer, None);
+    let year = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).context("KST")?)
+        .format("%Y")
+        .to_string()
+        .parse::<i32>()?;
+    let budgets = gw
+        .gql(
+            &officer,
+            "query($y: Int) { dataBudgets(fiscalYear: $y) { consortiumId consortiumName } }",
+            json!({ "y": year }),
+        )
+        .await?;
+    let teams: Vec<Value> = budgets["dataBudgets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if teams.len() < 2 {
+        bail!("{} team(s) have a data budget for {year}: publish a call's selection first (the console's `publishSelection`)", teams.len());
+    }
+    let dataset = uuid::Uuid::now_v7();
+    gw.gql(&officer, "mutation($i: RegisterDatasetInput!) { registerDataset(input: $i) { id } }", json!({ "i": { "id": dataset, "name": "Korean public web corpus 2026", "provider": "National Information Society Agency", "licenceTerms": "training and evaluation by the licensee teams; no redistribution" } }))
+        .await?;
+    let shares: Vec<Value> = teams
+        .iter()
+        .map(|t| json!({ "consortiumId": t["consortiumId"] }))
+        .collect();
+    let bought = gw
+        .gql(&officer, "mutation($i: JointDataPurchaseInput!) { makeJointDataPurchase(input: $i) { id totalKrw shares { consortiumId amountKrw } } }", json!({ "i": { "id": uuid::Uuid::now_v7(), "datasetId": dataset, "fiscalYear": year, "totalKrw": "9000000001", "reason": "the programme's shared Korean corpus", "shares": shares } }))
+        .await?;
+    let j = &bought["makeJointDataPurchase"];
+    println!(
+        "joint purchase {} of KRW {} split equally:",
+        j["id"].as_str().unwrap_or("?"),
+        j["totalKrw"].as_str().unwrap_or("?")
+    );
+    for s in j["shares"].as_array().cloned().unwrap_or_default() {
+        let name = teams
+            .iter()
+            .find(|t| t["consortiumId"] == s["consortiumId"])
+            .and_then(|t| t["consortiumName"].as_str())
+            .unwrap_or("?");
+        println!(
+            "  {name:<32} KRW {}",
+            s["amountKrw"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod auth_hardening;
 mod backbone;
 mod competition;
 mod consumer_hardening;
+mod data_budget;
 mod decisions;
 mod gateway_hardening;
 mod gpu_gateway;

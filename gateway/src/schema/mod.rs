@@ -1,6 +1,7 @@
 //! The GraphQL schema: one module per domain, merged into one graph.
 
 pub mod audit;
+pub mod budget;
 pub mod events;
 pub mod gpu;
 pub mod intake;
@@ -21,6 +22,7 @@ pub struct QueryRoot(
     system::SystemQuery,
     audit::AuditQuery,
     gpu::GpuQuery,
+    budget::BudgetQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -28,6 +30,7 @@ pub struct MutationRoot(
     intake::IntakeMutation,
     scoring::ScoringMutation,
     gpu::GpuMutation,
+    budget::BudgetMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -20,6 +20,9 @@ pub const READ_DOCUMENTS: &str = "read:documents";
 pub const READ_EVALUATION: &str = "read:evaluation";
 /// Report GPU-hours used per team (GPU operators), to the GPU ledger.
 pub const WRITE_GPU_USAGE: &str = "write:gpu-usage";
+/// Record invoices and confirm payments of data purchases (finance systems), to the data
+/// budget.
+pub const WRITE_DATA_FINANCE: &str = "write:data-finance";
 
 /// Every service's audit trail (`AuditRecorded`), in subscriptions: for an archive outside
 /// the platform. Not implied by `events:<service>`.
@@ -54,6 +57,10 @@ pub fn all() -> Vec<(String, String)> {
         (
             WRITE_GPU_USAGE.into(),
             "report GPU-hours used per team to the GPU ledger (GPU operators)".into(),
+        ),
+        (
+            WRITE_DATA_FINANCE.into(),
+            "record invoices and confirm payments of data purchases to the data budget (finance systems)".into(),
         ),
     ];
     for p in EVENT_PRODUCERS {

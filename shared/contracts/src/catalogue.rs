@@ -8,10 +8,13 @@
 
 use crate::audit::AuditRecorded;
 use crate::events::{
-    AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
-    GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
+    AppealAnswered, AppealFiled, CallOpened, DataBudgetCapAdjusted, DataBudgetOpened,
+    DataCommitmentCancelled, DataCommitmentMade, DataInvoiceRecorded, DataPaymentConfirmed,
+    DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope, GateDecided,
+    GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
     GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated, WithdrawalRefused,
+    JointPurchaseSplit, ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated,
+    WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -124,6 +127,14 @@ pub fn events() -> Vec<EventSpec> {
         spec::<GpuTrancheReleased>(topics::GPU_LEDGER, "gpu-ledger", "A reserved tranche was released to its team, on its date or at the gate it waited for."),
         spec::<GpuGrantClosed>(topics::GPU_LEDGER, "gpu-ledger", "An eliminated team's grants were closed and its future capacity reallocated, in one linked chain."),
         spec::<GpuUsageRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A GPU operator reported GPU-hours a team used; overruns of the granted hours are flagged."),
+        spec::<DataBudgetOpened>(topics::DATA_BUDGET, "data-budget", "A selected team's data budget for a fiscal year was opened with its cap and category sub-limits."),
+        spec::<DataBudgetCapAdjusted>(topics::DATA_BUDGET, "data-budget", "An officer adjusted a team-year's cap within the programme's maximum, with a reason (a new record)."),
+        spec::<DataCommitmentMade>(topics::DATA_BUDGET, "data-budget", "A commitment (purchase order) reserved data budget."),
+        spec::<DataCommitmentCancelled>(topics::DATA_BUDGET, "data-budget", "The part of a commitment not invoiced was cancelled and released."),
+        spec::<DataInvoiceRecorded>(topics::DATA_BUDGET, "data-budget", "An invoice consumed (part of) a commitment."),
+        spec::<DataPaymentConfirmed>(topics::DATA_BUDGET, "data-budget", "The finance system confirmed a payment of an invoice (idempotent by its external key)."),
+        spec::<JointPurchaseSplit>(topics::DATA_BUDGET, "data-budget", "A dataset bought jointly was committed for every sharing team, split exact to the won."),
+        spec::<DatasetRegistered>(topics::DATA_BUDGET, "data-budget", "A dataset entered the data catalogue with its licence terms."),
         spec::<GateDecided>(topics::MILESTONES, "milestones", "A stage gate's decision: who passed and who was eliminated."),
         spec::<TeamEliminated>(topics::MILESTONES, "milestones", "A team was eliminated at a gate, with the reason and the reallocation plan for its GPUs."),
     ]

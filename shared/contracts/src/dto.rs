@@ -23,6 +23,9 @@ pub struct PageQuery {
 /// The GPU ledger's bodies (in `dto/gpu.rs`).
 pub mod gpu;
 
+/// The data budget's bodies (in `dto/budget.rs`).
+pub mod budget;
+
 pub mod intake {
     use super::*;
     use crate::ids::Krw;

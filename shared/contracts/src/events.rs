@@ -18,6 +18,9 @@ use uuid::Uuid;
 /// The GPU ledger's events (in `events/gpu.rs`).
 pub mod gpu;
 pub use gpu::*;
+/// The data budget's events (in `events/budget.rs`).
+pub mod budget;
+pub use budget::*;
 /// Milestones' events other services react to (in `events/milestones.rs`).
 pub mod milestones;
 pub use milestones::*;

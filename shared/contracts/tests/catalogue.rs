@@ -313,8 +313,146 @@ fn real_events() -> Vec<serde_json::Value> {
             },
         )),
     ];
-    out.extend(gpu_events(officer, consortium, now));
+    out.extend(gpu_events(officer.clone(), consortium, now));
+    out.extend(budget_events(officer, consortium, now));
     out
+}
+
+/// The data budget's events, as its outbox builds them.
+fn budget_events(
+    officer: kaip_contracts::Actor,
+    consortium: kaip_contracts::ConsortiumId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<serde_json::Value> {
+    use kaip_contracts::dto::budget::Category;
+    use kaip_contracts::events::{
+        DataBudgetCapAdjusted, DataBudgetOpened, DataCommitmentCancelled, DataCommitmentMade,
+        DataInvoiceRecorded, DataPaymentConfirmed, DatasetRegistered, JointPurchaseSplit,
+        SplitShare,
+    };
+    use kaip_contracts::{Actor, CallId, EventEnvelope, Krw, Role};
+    let json = |env: Result<EventEnvelope, serde_json::Error>| {
+        serde_json::to_value(env.expect("wrap")).expect("json")
+    };
+    let system = Actor::system("data-budget");
+    let finance = Actor {
+        subject: "finance-1".into(),
+        role: Role::Integration,
+    };
+    let (commitment, invoice, dataset, joint) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    vec![
+        json(EventEnvelope::wrap(
+            "data-budget",
+            system,
+            &DataBudgetOpened {
+                consortium_id: consortium,
+                call_id: CallId::new(),
+                fiscal_year: 2026,
+                cap_krw: Krw(15_000_000_000),
+                joint_purchase_limit_krw: Krw(10_000_000_000),
+                building_processing_limit_krw: Krw(5_000_000_000),
+                opened_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "data-budget",
+            officer.clone(),
+            &DataBudgetCapAdjusted {
+                consortium_id: consortium,
+                fiscal_year: 2026,
+                seq: 7,
+                cap_krw: Krw(12_000_000_000),
+                joint_purchase_limit_krw: Krw(9_000_000_000),
+                building_processing_limit_krw: Krw(3_000_000_000),
+                reason: "scope reduced at gate 1".into(),
+                adjusted_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "data-budget",
+            officer.clone(),
+            &DatasetRegistered {
+                dataset_id: dataset,
+                name: "Korean web corpus".into(),
+                provider: "NIA".into(),
+                licence_terms: "research use by licensee teams".into(),
+                registered_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "data-budget",
+            officer.clone(),
+            &DataCommitmentMade {
+                commitment_id: commitment,
+                consortium_id: consortium,
+                fiscal_year: 2026,
+                category: Category::JointPurchase,
+                amount_krw: Krw(333_333_334),
+                dataset_id: Some(dataset),
+                joint_purchase_id: Some(joint),
+                made_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "data-budget",
+            officer.clone(),
+            &JointPurchaseSplit {
+                joint_purchase_id: joint,
+                dataset_id: dataset,
+                fiscal_year: 2026,
+                total_krw: Krw(1_000_000_001),
+                split_rule: "equal".into(),
+                shares: vec![SplitShare {
+                    consortium_id: consortium,
+                    weight: 1,
+                    amount_krw: Krw(333_333_334),
+                    commitment_id: commitment,
+                }],
+                made_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "data-budget",
+            officer.clone(),
+            &DataCommitmentCancelled {
+                commitment_id: commitment,
+                consortium_id: consortium,
+                fiscal_year: 2026,
+                released_krw: Krw(33_333_334),
+                reason: "supplier discount".into(),
+                cancelled_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "data-budget",
+            finance.clone(),
+            &DataInvoiceRecorded {
+                invoice_id: invoice,
+                commitment_id: commitment,
+                consortium_id: consortium,
+                fiscal_year: 2026,
+                amount_krw: Krw(300_000_000),
+                invoice_no: "INV-2026-001".into(),
+                recorded_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "data-budget",
+            finance,
+            &DataPaymentConfirmed {
+                external_key: "FIN-2026-77".into(),
+                invoice_id: invoice,
+                consortium_id: consortium,
+                amount_krw: Krw(300_000_000),
+                paid_at: now,
+            },
+        )),
+    ]
 }
 
 /// The GPU ledger's events, as its outbox builds them.
