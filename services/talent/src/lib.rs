@@ -4,6 +4,8 @@
 //! consumer group and reports health now; its domain arrives in its own issue. Until then
 //! it records the events it consumes in its inbox (see `ServiceDefinition::recording`).
 
+pub mod domain;
+
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use kaip_contracts::topics;
 use kaip_service::{Defaults, ServiceDefinition};
