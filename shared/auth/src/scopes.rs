@@ -20,6 +20,9 @@ pub const READ_DOCUMENTS: &str = "read:documents";
 pub const READ_EVALUATION: &str = "read:evaluation";
 /// Report GPU-hours used per team (GPU operators), to the GPU ledger.
 pub const WRITE_GPU_USAGE: &str = "write:gpu-usage";
+/// Register overseas researchers' profiles with the talent service, and read the open
+/// positions they may apply to (recruiting agencies).
+pub const WRITE_RESEARCHERS: &str = "write:researchers";
 
 /// Every service's audit trail (`AuditRecorded`), in subscriptions: for an archive outside
 /// the platform. Not implied by `events:<service>`.
@@ -54,6 +57,10 @@ pub fn all() -> Vec<(String, String)> {
         (
             WRITE_GPU_USAGE.into(),
             "report GPU-hours used per team to the GPU ledger (GPU operators)".into(),
+        ),
+        (
+            WRITE_RESEARCHERS.into(),
+            "register overseas researchers with the talent service (recruiting agencies)".into(),
         ),
     ];
     for p in EVENT_PRODUCERS {

@@ -11,7 +11,9 @@ use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DomainEvent, EvaluationCaseOpened, EventEnvelope,
     GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
     GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated, WithdrawalRefused,
+    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TalentFundingStopped,
+    TalentFundsClaimed, TalentFundsPaid, TalentHired, TalentMatchDeclined, TalentMatchProposed,
+    TalentPositionOpened, TalentResearcherErased, TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -124,6 +126,14 @@ pub fn events() -> Vec<EventSpec> {
         spec::<GpuTrancheReleased>(topics::GPU_LEDGER, "gpu-ledger", "A reserved tranche was released to its team, on its date or at the gate it waited for."),
         spec::<GpuGrantClosed>(topics::GPU_LEDGER, "gpu-ledger", "An eliminated team's grants were closed and its future capacity reallocated, in one linked chain."),
         spec::<GpuUsageRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A GPU operator reported GPU-hours a team used; overruns of the granted hours are flagged."),
+        spec::<TalentPositionOpened>(topics::TALENT, "talent", "A team opened a position for overseas researchers (without its salary band)."),
+        spec::<TalentMatchProposed>(topics::TALENT, "talent", "A matching round proposed a researcher (pseudonymous id) for a position, with the fit components and each side's rank of the other."),
+        spec::<TalentMatchDeclined>(topics::TALENT, "talent", "A team declined a proposed match, with its reason."),
+        spec::<TalentHired>(topics::TALENT, "talent", "A team hired a researcher (pseudonymous id): dates and the match ratio, never the salary."),
+        spec::<TalentFundsClaimed>(topics::TALENT, "talent", "A team claimed the government's share of one month of a hire, pro-rated by days."),
+        spec::<TalentFundsPaid>(topics::TALENT, "talent", "A claim was paid, up to the team's annual cap; the reason when it was clipped."),
+        spec::<TalentFundingStopped>(topics::TALENT, "talent", "An eliminated team's talent funding stops after the elimination's month."),
+        spec::<TalentResearcherErased>(topics::TALENT, "talent", "A researcher's profile was erased on request; funding records keep the pseudonymous id and the amounts."),
         spec::<GateDecided>(topics::MILESTONES, "milestones", "A stage gate's decision: who passed and who was eliminated."),
         spec::<TeamEliminated>(topics::MILESTONES, "milestones", "A team was eliminated at a gate, with the reason and the reallocation plan for its GPUs."),
     ]

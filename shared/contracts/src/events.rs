@@ -21,6 +21,9 @@ pub use gpu::*;
 /// Milestones' events other services react to (in `events/milestones.rs`).
 pub mod milestones;
 pub use milestones::*;
+/// The talent service's events (in `events/talent.rs`).
+pub mod talent;
+pub use talent::*;
 
 /// Kafka header names. Trace context travels as W3C `traceparent`/`tracestate`.
 pub mod headers {
