@@ -13,4 +13,5 @@ mod relay_hardening;
 mod rules;
 mod rules_fixes;
 mod slice;
+mod talent;
 mod validation;
