@@ -297,6 +297,7 @@ pub struct Services {
     pub intake: ServiceClient,
     pub scoring: ServiceClient,
     pub gpu_ledger: ServiceClient,
+    pub talent: ServiceClient,
     pub all: Vec<ServiceClient>,
     calls: Arc<AtomicU64>,
 }
@@ -326,6 +327,7 @@ impl Services {
             intake: all[0].clone(),
             scoring: all[1].clone(),
             gpu_ledger: all[2].clone(),
+            talent: all[4].clone(),
             all,
             calls,
         })
@@ -349,6 +351,7 @@ impl Services {
             intake: with(&self.intake),
             scoring: with(&self.scoring),
             gpu_ledger: with(&self.gpu_ledger),
+            talent: with(&self.talent),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         })
@@ -364,6 +367,7 @@ impl Services {
             intake: with(&self.intake),
             scoring: with(&self.scoring),
             gpu_ledger: with(&self.gpu_ledger),
+            talent: with(&self.talent),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         }

@@ -700,7 +700,7 @@ pub struct GpuTransferInput {
 }
 
 /// A consortium user may name only its own team; staff any.
-fn own_team_only(
+pub(super) fn own_team_only(
     ctx: &Context<'_>,
     consortium_id: Option<Uuid>,
     action: &str,

@@ -7,6 +7,7 @@ pub mod intake;
 pub mod money;
 pub mod scoring;
 pub mod system;
+pub mod talent;
 
 use async_graphql::{Context, ErrorExtensions, MergedObject, MergedSubscription, Schema};
 use kaip_auth::{AuthError, Claims};
@@ -21,6 +22,7 @@ pub struct QueryRoot(
     system::SystemQuery,
     audit::AuditQuery,
     gpu::GpuQuery,
+    talent::TalentQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -28,6 +30,7 @@ pub struct MutationRoot(
     intake::IntakeMutation,
     scoring::ScoringMutation,
     gpu::GpuMutation,
+    talent::TalentMutation,
 );
 
 #[derive(MergedSubscription, Default)]
