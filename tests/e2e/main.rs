@@ -14,4 +14,5 @@ mod rules;
 mod rules_fixes;
 mod slice;
 mod talent;
+mod talent_gateway;
 mod validation;
