@@ -111,6 +111,8 @@ impl Talent {
         id_of(&b)
     }
 
+    /// A direct hire by `team`, terms spelled out (a test helper, hence the arguments).
+    #[allow(clippy::too_many_arguments)]
     async fn hire(
         &self,
         team: &Team,
