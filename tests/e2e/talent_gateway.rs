@@ -204,4 +204,38 @@ async fn a_team_hires_through_the_gateway_and_another_teams_token_is_refused() {
         data(&body, "talentReport"),
         &json!({"paidKrw": "3870967", "remainingKrw": "1996129033", "capKrw": "2000000000", "placesFilled": 1})
     );
+    // `make seed-talent` (the seed binary against this gateway): a round hiring two
+    // researchers for the first selected team.
+    let before = data(
+        &p.graphql(Some(&officer), "{ talentHires { id } }", json!({}))
+            .await,
+        "talentHires",
+    )
+    .as_array()
+    .map_or(0, Vec::len);
+    let url = p.gateway_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kaip-seed"))
+            .arg("talent")
+            .env("KAIP_SEED_GATEWAY", url)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("the seed runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("hired 2 researchers"), "{stdout}");
+    let after = data(
+        &p.graphql(Some(&officer), "{ talentHires { id } }", json!({}))
+            .await,
+        "talentHires",
+    )
+    .as_array()
+    .map_or(0, Vec::len);
+    assert_eq!(after, before + 2);
 }
