@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: run test bench lint fmt snapshots seed seed-data seed-scores seed-ranking verify-decision token build mutants help
+.PHONY: run test bench lint fmt snapshots seed seed-data seed-scores seed-ranking seed-talent verify-decision token build mutants help
 
 run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
 	@bash infra/local/run.sh
@@ -37,6 +37,9 @@ seed-scores: ## With `make run` up: the seeded reviewers score a stage (CALL=<id
 
 seed-ranking: ## With `make run` up: a closed stage's ranking as scoring recorded it (CALL=<id> STAGE=<n>)
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- ranking --call $(CALL) --stage $(or $(STAGE),0)
+
+seed-talent: ## With `make run` up and a selection published: a round that hires two researchers for the first selected team
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- talent
 
 verify-decision: ## Recompute a published selection from its recorded inputs and report agreement or every difference (CALL=<id>; exit 1 when they differ)
 	@test -n "$(CALL)" || { echo "usage: make verify-decision CALL=<call id>"; exit 2; }

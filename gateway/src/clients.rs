@@ -299,6 +299,7 @@ pub struct Services {
     pub scoring: ServiceClient,
     pub gpu_ledger: ServiceClient,
     pub data_budget: ServiceClient,
+    pub talent: ServiceClient,
     pub all: Vec<ServiceClient>,
     calls: Arc<AtomicU64>,
 }
@@ -329,6 +330,7 @@ impl Services {
             scoring: all[1].clone(),
             gpu_ledger: all[2].clone(),
             data_budget: all[3].clone(),
+            talent: all[4].clone(),
             all,
             calls,
         })
@@ -353,6 +355,7 @@ impl Services {
             scoring: with(&self.scoring),
             gpu_ledger: with(&self.gpu_ledger),
             data_budget: with(&self.data_budget),
+            talent: with(&self.talent),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         })
@@ -369,6 +372,7 @@ impl Services {
             scoring: with(&self.scoring),
             gpu_ledger: with(&self.gpu_ledger),
             data_budget: with(&self.data_budget),
+            talent: with(&self.talent),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         }

@@ -10,3 +10,4 @@ use_test_broker
 export KAIP_AUTH__DEV_MODE=true
 cargo bench -p kaip-e2e --bench backbone
 cargo bench -p kaip-e2e --bench gateway
+cargo bench -p kaip-e2e --bench talent

@@ -303,7 +303,8 @@ async fn main() -> anyhow::Result<()> {
                 scores(&gw, &call, stage).await
             }
         }
-        _ => bail!("usage: kaip-seed programme | kaip-seed data | kaip-seed scores --call <id> --stage <n> | kaip-seed ranking --call <id> --stage <n>"),
+        Some("talent") => talent(&gw).await,
+        _ => bail!("usage: kaip-seed programme | kaip-seed data | kaip-seed talent | kaip-seed scores --call <id> --stage <n> | kaip-seed ranking --call <id> --stage <n>"),
     }
 }
 
@@ -563,5 +564,96 @@ async fn joint_purchase(gw: &Gateway) -> anyhow::Result<()> {
             s["amountKrw"].as_str().unwrap_or("?")
         );
     }
+    Ok(())
+}
+
+/// After a selection was published: the first selected team opens a position of two places,
+/// an agency registers two researchers who apply to it, the officer runs a round, and the
+/// team accepts both matches (hired from tomorrow, KST, or its selection if later, for a year).
+async fn talent(gw: &Gateway) -> anyhow::Result<()> {
+    let officer = gw.token("dev-officer", Role::Officer, None);
+    let teams = gw
+        .gql(
+            &officer,
+            "{ talentTeams { consortiumId consortiumName ratioBp selectedAt } }",
+            json!({}),
+        )
+        .await?;
+    let team = teams["talentTeams"]
+        .as_array()
+        .and_then(|t| t.first())
+        .cloned()
+        .ok_or_else(|| {
+            anyhow!("no selected team yet: publish a selection first (examples 14-15)")
+        })?;
+    let id: ConsortiumId = serde_json::from_value(team["consortiumId"].clone())?;
+    if team["ratioBp"].is_null() {
+        gw.gql(
+            &officer,
+            "mutation($c: UUID!) { setTalentTeamTerms(consortiumId: $c, companySize: \"small\", openness: \"open_weights\", reason: \"seeded: the proposal did not state them\") { ratioBp } }",
+            json!({ "c": id }),
+        )
+        .await?;
+    }
+    let lead = gw.token("seed-team-lead", Role::Consortium, Some(id));
+    let p = gw
+        .gql(
+            &lead,
+            "mutation($i: OpenTalentPositionInput!) { openTalentPosition(input: $i) { id } }",
+            json!({ "i": { "consortiumId": id, "title": "Research scientist, pre-training", "field": "nlp",
+                "requiredSkills": ["pytorch", "cuda"], "seniority": "senior", "count": 2,
+                "salaryBandMinMonthlyKrw": "12000000", "salaryBandMaxMonthlyKrw": "20000000" } }),
+        )
+        .await?;
+    let position = p["openTalentPosition"]["id"].clone();
+    let agency = gw.minter.mint_integration(
+        "seed-agency",
+        &[kaip_auth::scopes::WRITE_RESEARCHERS],
+        7 * 24 * 3600,
+    );
+    for (name, skills) in [
+        ("Dr. Seed Researcher A", json!(["pytorch", "cuda"])),
+        ("Dr. Seed Researcher B", json!(["pytorch"])),
+    ] {
+        gw.gql(
+            &agency,
+            "mutation($i: RegisterResearcherInput!) { registerResearcher(input: $i) { id } }",
+            json!({ "i": { "skills": skills, "field": "nlp", "seniority": "senior", "availableFrom": "2026-01-01",
+                "preferences": [position], "name": name, "contact": "seed@example.org", "country": "US" } }),
+        )
+        .await?;
+    }
+    let round = gw
+        .gql(&officer, "mutation { runTalentRound(note: \"seeded round\") { id proposals { id researcherId consortiumId fit { total } } } }", json!({}))
+        .await?;
+    // From tomorrow (KST), and never before the team's selection.
+    let selected: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(team["selectedAt"].clone())?;
+    let start = (kaip_talent::domain::funds::kst_date(chrono::Utc::now())
+        + chrono::Duration::days(1))
+    .max(kaip_talent::domain::funds::kst_date(selected));
+    let end = start + chrono::Duration::days(364);
+    let mut hired = 0;
+    for m in round["runTalentRound"]["proposals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if m["consortiumId"] != team["consortiumId"] {
+            continue;
+        }
+        gw.gql(
+            &lead,
+            "mutation($id: UUID!, $t: TalentHireTermsInput!) { acceptTalentMatch(matchId: $id, terms: $t) { id } }",
+            json!({ "id": m["id"], "t": { "startDate": start.to_string(), "endDate": end.to_string(),
+                "monthlySalaryKrw": "15000000", "monthlyLivingAllowanceKrw": "3000000" } }),
+        )
+        .await?;
+        hired += 1;
+    }
+    println!(
+        "talent: {} hired {hired} researchers from round {}",
+        team["consortiumName"], round["runTalentRound"]["id"]
+    );
     Ok(())
 }

@@ -605,6 +605,17 @@ const NOT_AUDITED: &[(&str, &str)] = &[
     ("audit_changes", "the trail itself"),
     ("audit_commits", "the trail itself (its commit order)"),
     (
+        "talent_researcher_personal",
+        "personal data (PIPA: researchers' names, contacts, countries): the trail records ids, \
+         not names; every write to it goes with an audited talent_researchers write in the \
+         same transaction, so who changed which researcher, when, is still recorded",
+    ),
+    (
+        "talent_hire_pay",
+        "personal data (PIPA: salaries and living allowances): the trail records ids, not \
+         salaries; it is written only with its audited talent_hires row",
+    ),
+    (
         "ledger_balance_history",
         "derived: every row follows from an audited ledger_transfers row (replay recomputes it)",
     ),

@@ -15,4 +15,6 @@ mod relay_hardening;
 mod rules;
 mod rules_fixes;
 mod slice;
+mod talent;
+mod talent_gateway;
 mod validation;

@@ -8,6 +8,7 @@ pub mod intake;
 pub mod money;
 pub mod scoring;
 pub mod system;
+pub mod talent;
 
 use async_graphql::{Context, ErrorExtensions, MergedObject, MergedSubscription, Schema};
 use kaip_auth::{AuthError, Claims};
@@ -23,6 +24,7 @@ pub struct QueryRoot(
     audit::AuditQuery,
     gpu::GpuQuery,
     budget::BudgetQuery,
+    talent::TalentQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -31,6 +33,7 @@ pub struct MutationRoot(
     scoring::ScoringMutation,
     gpu::GpuMutation,
     budget::BudgetMutation,
+    talent::TalentMutation,
 );
 
 #[derive(MergedSubscription, Default)]

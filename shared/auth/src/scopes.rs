@@ -23,6 +23,9 @@ pub const WRITE_GPU_USAGE: &str = "write:gpu-usage";
 /// Record invoices and confirm payments of data purchases (finance systems), to the data
 /// budget.
 pub const WRITE_DATA_FINANCE: &str = "write:data-finance";
+/// Register overseas researchers' profiles with the talent service, and read the open
+/// positions they may apply to (recruiting agencies).
+pub const WRITE_RESEARCHERS: &str = "write:researchers";
 
 /// Every service's audit trail (`AuditRecorded`), in subscriptions: for an archive outside
 /// the platform. Not implied by `events:<service>`.
@@ -61,6 +64,10 @@ pub fn all() -> Vec<(String, String)> {
         (
             WRITE_DATA_FINANCE.into(),
             "record invoices and confirm payments of data purchases to the data budget (finance systems)".into(),
+        ),
+        (
+            WRITE_RESEARCHERS.into(),
+            "register overseas researchers with the talent service (recruiting agencies)".into(),
         ),
     ];
     for p in EVENT_PRODUCERS {

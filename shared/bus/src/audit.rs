@@ -117,7 +117,13 @@ const SECRET_KEYS: [&str; 7] = [
     "api_key",
 ];
 
-/// The input as recorded: credentials replaced by `"[redacted]"`, and long strings (document
+/// Keys whose values are personal data (a researcher's name and contact, a hire's pay: see
+/// `kaip_contracts::dto::talent`): the trail records ids, not names or salaries, so the
+/// whole value is replaced by `"[personal data]"`.
+const PERSONAL_KEYS: [&str; 1] = ["personal"];
+
+/// The input as recorded: credentials replaced by `"[redacted]"`, personal data by
+/// `"[personal data]"`, and long strings (document
 /// bytes travel base64-encoded) by `{"redacted": true, "sha256": <hex>, "bytes": <n>}`.
 /// For a `*_base64` field the digest and size are those of the decoded bytes, so they match
 /// what the service stores (e.g. a document's `sha256`).
@@ -133,6 +139,8 @@ fn redact_at(key: Option<&str>, value: Value) -> Value {
                     let lower = k.to_ascii_lowercase();
                     let v = if SECRET_KEYS.contains(&lower.as_str()) {
                         Value::String("[redacted]".into())
+                    } else if PERSONAL_KEYS.contains(&lower.as_str()) {
+                        Value::String("[personal data]".into())
                     } else {
                         redact_at(Some(&lower), v)
                     };
@@ -159,6 +167,18 @@ fn redact_at(key: Option<&str>, value: Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn personal_data_is_never_recorded() {
+        let out = redact(json!({
+            "researcher_id": "r-1",
+            "personal": { "name": "Dr Example", "contact": "x@example.org" },
+            "nested": [{ "Personal": { "monthly_salary_krw": "9100000" } }],
+        }));
+        assert_eq!(out["researcher_id"], "r-1");
+        assert_eq!(out["personal"], "[personal data]");
+        assert_eq!(out["nested"][0]["Personal"], "[personal data]");
+    }
 
     #[test]
     fn credentials_and_long_values_are_replaced_by_their_digest() {

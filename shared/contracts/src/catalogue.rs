@@ -13,7 +13,9 @@ use crate::events::{
     DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope, GateDecided,
     GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
     GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
-    JointPurchaseSplit, ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TeamEliminated,
+    JointPurchaseSplit, ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
+    TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHired, TalentMatchDeclined,
+    TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
     WithdrawalRefused,
 };
 use crate::topics;
@@ -135,6 +137,14 @@ pub fn events() -> Vec<EventSpec> {
         spec::<DataPaymentConfirmed>(topics::DATA_BUDGET, "data-budget", "The finance system confirmed a payment of an invoice (idempotent by its external key)."),
         spec::<JointPurchaseSplit>(topics::DATA_BUDGET, "data-budget", "A dataset bought jointly was committed for every sharing team, split exact to the won."),
         spec::<DatasetRegistered>(topics::DATA_BUDGET, "data-budget", "A dataset entered the data catalogue with its licence terms."),
+        spec::<TalentPositionOpened>(topics::TALENT, "talent", "A team opened a position for overseas researchers (without its salary band)."),
+        spec::<TalentMatchProposed>(topics::TALENT, "talent", "A matching round proposed a researcher (pseudonymous id) for a position, with the fit components and each side's rank of the other."),
+        spec::<TalentMatchDeclined>(topics::TALENT, "talent", "A team declined a proposed match, with its reason."),
+        spec::<TalentHired>(topics::TALENT, "talent", "A team hired a researcher (pseudonymous id): dates and the match ratio, never the salary."),
+        spec::<TalentFundsClaimed>(topics::TALENT, "talent", "A team claimed the government's share of one month of a hire, pro-rated by days."),
+        spec::<TalentFundsPaid>(topics::TALENT, "talent", "A claim was paid, up to the team's annual cap; the reason when it was clipped."),
+        spec::<TalentFundingStopped>(topics::TALENT, "talent", "An eliminated team's talent funding stops after the elimination's month."),
+        spec::<TalentResearcherErased>(topics::TALENT, "talent", "A researcher's profile was erased on request; funding records keep the pseudonymous id and the amounts."),
         spec::<GateDecided>(topics::MILESTONES, "milestones", "A stage gate's decision: who passed and who was eliminated."),
         spec::<TeamEliminated>(topics::MILESTONES, "milestones", "A team was eliminated at a gate, with the reason and the reallocation plan for its GPUs."),
     ]

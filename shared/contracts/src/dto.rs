@@ -22,6 +22,8 @@ pub struct PageQuery {
 
 /// The GPU ledger's bodies (in `dto/gpu.rs`).
 pub mod gpu;
+/// The talent service's bodies (in `dto/talent.rs`).
+pub mod talent;
 
 /// The data budget's bodies (in `dto/budget.rs`).
 pub mod budget;

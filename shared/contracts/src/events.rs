@@ -24,6 +24,9 @@ pub use budget::*;
 /// Milestones' events other services react to (in `events/milestones.rs`).
 pub mod milestones;
 pub use milestones::*;
+/// The talent service's events (in `events/talent.rs`).
+pub mod talent;
+pub use talent::*;
 
 /// Kafka header names. Trace context travels as W3C `traceparent`/`tracestate`.
 pub mod headers {

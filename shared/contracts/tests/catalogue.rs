@@ -314,7 +314,8 @@ fn real_events() -> Vec<serde_json::Value> {
         )),
     ];
     out.extend(gpu_events(officer.clone(), consortium, now));
-    out.extend(budget_events(officer, consortium, now));
+    out.extend(budget_events(officer.clone(), consortium, now));
+    out.extend(talent_events(officer, consortium, now));
     out
 }
 
@@ -450,6 +451,140 @@ fn budget_events(
                 consortium_id: consortium,
                 amount_krw: Krw(300_000_000),
                 paid_at: now,
+            },
+        )),
+    ]
+}
+
+/// The talent service's events, as its outbox builds them.
+fn talent_events(
+    officer: kaip_contracts::Actor,
+    consortium: kaip_contracts::ConsortiumId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<serde_json::Value> {
+    use kaip_contracts::events::{
+        TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHired,
+        TalentMatchDeclined, TalentMatchProposed, TalentPositionOpened, TalentResearcherErased,
+    };
+    use kaip_contracts::{EventEnvelope, Krw};
+    let json = |env: Result<EventEnvelope, serde_json::Error>| {
+        serde_json::to_value(env.expect("wrap")).expect("json")
+    };
+    let id = uuid::Uuid::now_v7;
+    let (position, researcher, hire, claim, m) = (id(), id(), id(), id(), id());
+    let date = |m: u32, d: u32| chrono::NaiveDate::from_ymd_opt(2027, m, d).expect("date");
+    let team = kaip_contracts::Actor {
+        subject: "team-lead".into(),
+        role: kaip_contracts::Role::Consortium,
+    };
+    vec![
+        json(EventEnvelope::wrap(
+            "talent",
+            team.clone(),
+            &TalentPositionOpened {
+                position_id: position,
+                consortium_id: consortium,
+                title: "Research scientist, pre-training".into(),
+                field: "nlp".into(),
+                required_skills: vec!["pytorch".into(), "cuda".into()],
+                seniority: "senior".into(),
+                count: 2,
+                opened_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "talent",
+            officer.clone(),
+            &TalentMatchProposed {
+                match_id: m,
+                round_id: id(),
+                researcher_id: researcher,
+                position_id: position,
+                consortium_id: consortium,
+                fit_skills: 20,
+                fit_field: 20,
+                fit_seniority: 15,
+                fit_total: 55,
+                researcher_rank: 1,
+                position_rank: 2,
+                proposed_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "talent",
+            team.clone(),
+            &TalentMatchDeclined {
+                match_id: id(),
+                consortium_id: consortium,
+                reason: "the position was filled internally".into(),
+                declined_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "talent",
+            team.clone(),
+            &TalentHired {
+                hire_id: hire,
+                researcher_id: researcher,
+                position_id: position,
+                consortium_id: consortium,
+                match_id: Some(m),
+                start_date: date(7, 16),
+                end_date: date(12, 31),
+                ratio_bp: 5_000,
+                hired_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "talent",
+            team.clone(),
+            &TalentFundsClaimed {
+                claim_id: claim,
+                hire_id: hire,
+                researcher_id: researcher,
+                consortium_id: consortium,
+                month: "2027-07".into(),
+                fiscal_year: 2027,
+                days_covered: 16,
+                days_in_month: 31,
+                ratio_bp: 5_000,
+                claimed_krw: Krw(3_870_967),
+                claimed_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "talent",
+            team,
+            &TalentFundsPaid {
+                claim_id: claim,
+                hire_id: hire,
+                consortium_id: consortium,
+                fiscal_year: 2027,
+                claimed_krw: Krw(3_870_967),
+                paid_krw: Krw(3_870_967),
+                cap_reason: None,
+                year_paid_krw: Krw(3_870_967),
+                year_cap_krw: Krw(2_000_000_000),
+                paid_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "talent",
+            kaip_contracts::Actor::system("talent"),
+            &TalentFundingStopped {
+                consortium_id: consortium,
+                gate: "gate-1".into(),
+                eliminated_at: now,
+                last_funded_month: "2027-06".into(),
+                stopped_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "talent",
+            officer,
+            &TalentResearcherErased {
+                researcher_id: researcher,
+                erased_at: now,
             },
         )),
     ]

@@ -1,0 +1,152 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use kaip_auth::AuthError;
+use kaip_service::error::error_response;
+use kaip_service::CommonError;
+use uuid::Uuid;
+
+/// Everything the talent service refuses, each with a stable code; messages start with the
+/// field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TalentError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    #[error("consortium_id: consortium {0} is not a selected team: the talent service learns selections from SelectionPublished")]
+    TeamNotSelected(Uuid),
+    #[error("position_id: position {0} does not exist")]
+    PositionNotFound(Uuid),
+    #[error("researcher_id: researcher {0} does not exist")]
+    ResearcherNotFound(Uuid),
+    #[error("match {0} does not exist")]
+    MatchNotFound(Uuid),
+    #[error("hire_id: hire {0} does not exist")]
+    HireNotFound(Uuid),
+    #[error("round {0} does not exist")]
+    RoundNotFound(Uuid),
+    #[error("match {0} was already answered ({1})")]
+    MatchAlreadyAnswered(Uuid, &'static str),
+    #[error("researcher_id: researcher {0} already holds an active hire ({1}): a researcher holds at most one")]
+    ResearcherAlreadyHired(Uuid, Uuid),
+    #[error("position_id: position {0} is filled ({1} of {1} places)")]
+    PositionFilled(Uuid, i32),
+    #[error("start_date: the hire starts on {0}, before the team was selected on {1} (KST)")]
+    HireBeforeSelection(chrono::NaiveDate, chrono::NaiveDate),
+    #[error("month: {0} is outside the hire ({1} to {2})")]
+    MonthOutsideHire(String, chrono::NaiveDate, chrono::NaiveDate),
+    #[error("month: {0} was already claimed for this hire (claim {1})")]
+    MonthAlreadyClaimed(String, Uuid),
+    #[error("month: the team was eliminated at {0} on {1} (KST): no funding after {2}")]
+    FundingStopped(String, chrono::NaiveDate, String),
+    #[error("consortium_id: the team's company size and openness are not known; an officer records them (PUT /teams/{0}/terms)")]
+    TeamTermsUnknown(Uuid),
+    #[error("researcher_id: researcher {0} was erased")]
+    ResearcherErased(Uuid),
+    #[error("researcher_id: researcher {0} did not apply to position {1}")]
+    NotAnApplicant(Uuid, Uuid),
+}
+
+impl TalentError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            TalentError::Common(e) => e.code(),
+            TalentError::TeamNotSelected(_) => "TEAM_NOT_SELECTED",
+            TalentError::PositionNotFound(_) => "POSITION_NOT_FOUND",
+            TalentError::ResearcherNotFound(_) => "RESEARCHER_NOT_FOUND",
+            TalentError::MatchNotFound(_) => "MATCH_NOT_FOUND",
+            TalentError::HireNotFound(_) => "HIRE_NOT_FOUND",
+            TalentError::RoundNotFound(_) => "ROUND_NOT_FOUND",
+            TalentError::MatchAlreadyAnswered(..) => "MATCH_ALREADY_ANSWERED",
+            TalentError::ResearcherAlreadyHired(..) => "RESEARCHER_ALREADY_HIRED",
+            TalentError::PositionFilled(..) => "POSITION_FILLED",
+            TalentError::HireBeforeSelection(..) => "HIRE_BEFORE_SELECTION",
+            TalentError::MonthOutsideHire(..) => "MONTH_OUTSIDE_HIRE",
+            TalentError::MonthAlreadyClaimed(..) => "MONTH_ALREADY_CLAIMED",
+            TalentError::FundingStopped(..) => "FUNDING_STOPPED",
+            TalentError::TeamTermsUnknown(_) => "TEAM_TERMS_UNKNOWN",
+            TalentError::ResearcherErased(_) => "RESEARCHER_ERASED",
+            TalentError::NotAnApplicant(..) => "NOT_AN_APPLICANT",
+        }
+    }
+
+    pub fn validation(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        TalentError::Common(CommonError::validation(field, rule))
+    }
+}
+
+impl From<AuthError> for TalentError {
+    fn from(e: AuthError) -> Self {
+        TalentError::Common(e.into())
+    }
+}
+
+impl From<diesel::result::Error> for TalentError {
+    fn from(e: diesel::result::Error) -> Self {
+        TalentError::Common(e.into())
+    }
+}
+
+impl From<crate::domain::funds::Invalid> for TalentError {
+    fn from(v: crate::domain::funds::Invalid) -> Self {
+        TalentError::validation(v.field, v.rule)
+    }
+}
+
+impl ResponseError for TalentError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            TalentError::Common(e) => e.status(),
+            TalentError::TeamNotSelected(_)
+            | TalentError::PositionNotFound(_)
+            | TalentError::ResearcherNotFound(_)
+            | TalentError::MatchNotFound(_)
+            | TalentError::HireNotFound(_)
+            | TalentError::RoundNotFound(_) => StatusCode::NOT_FOUND,
+            TalentError::HireBeforeSelection(..)
+            | TalentError::MonthOutsideHire(..)
+            | TalentError::NotAnApplicant(..)
+            | TalentError::TeamTermsUnknown(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::CONFLICT,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            TalentError::Common(e) => e.error_response(),
+            _ => error_response(self.status_code(), self.code(), self.to_string()),
+        }
+    }
+}
+
+/// Retries a transaction on a deadlock (40P01), a serialization failure (40001) or, when
+/// `on_unique`, a unique violation (a racing writer: the rerun sees the winner's row and
+/// answers with the coded refusal). Bounded; like the GPU ledger's.
+pub fn retrying<T>(
+    on_unique: bool,
+    mut f: impl FnMut() -> Result<T, TalentError>,
+) -> Result<T, TalentError> {
+    const ATTEMPTS: u32 = 8;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match f() {
+            Err(e) if attempt < ATTEMPTS && retryable(&e, on_unique) => {
+                tracing::info!(attempt, error = ?e, "transaction retried");
+                std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn retryable(e: &TalentError, on_unique: bool) -> bool {
+    use diesel::result::{DatabaseErrorKind as K, Error as D};
+    let TalentError::Common(CommonError::Internal(inner)) = e else {
+        return false;
+    };
+    match inner.downcast_ref::<D>() {
+        Some(D::DatabaseError(K::SerializationFailure, _)) => true,
+        Some(D::DatabaseError(K::UniqueViolation, _)) => on_unique,
+        Some(D::DatabaseError(K::Unknown, info)) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
