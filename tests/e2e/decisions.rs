@@ -1036,16 +1036,18 @@ async fn a_tie_that_starts_to_matter_after_a_withdrawal_blocks_the_selection_unt
     assert_eq!(code, 0, "{report}");
 }
 
-/// A withdrawal that lands between the proposal and its publication: publishing the stale
-/// proposal would announce a portfolio short of a team (and maybe breaking its constraints),
-/// so it is refused until the officer proposes again with the field as it now is.
+/// A finalist's withdrawal is an input of the decision: a withdrawal that lands between
+/// the proposal and its publication refuses the publication until the officer proposes
+/// again with the field as it now is, whether the finalist was selected (the portfolio
+/// would be short of a team, maybe breaking its constraints) or not (a departure or an
+/// explanation may name it, and the verifier no longer counts it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_selection_proposed_before_a_withdrawal_cannot_be_published_until_proposed_again() {
     let p = Platform::start().await;
     let officer = p.ctx.bearer(Role::Officer, None);
     let call_id = kaip_e2e::open_call(&p, 2).await;
-    let (consortia, ids) = field(&p, &call_id, &[OrgType::LargeEnterprise; 3]).await;
-    let sheets: [(i64, i64, i64); 3] = [(32, 24, 24), (30, 23, 22), (28, 21, 20)];
+    let (consortia, ids) = field(&p, &call_id, &[OrgType::LargeEnterprise; 4]).await;
+    let sheets: [(i64, i64, i64); 4] = [(32, 24, 24), (30, 23, 22), (28, 21, 20), (28, 20, 20)];
     let reviewers = ["pw-1"];
     configure(&p, &call_id, &reviewers, |c| {
         c["teams"] = json!(2);
@@ -1057,6 +1059,30 @@ async fn a_selection_proposed_before_a_withdrawal_cannot_be_published_until_prop
         .graphql(Some(&officer), CLOSE, json!({ "c": call_id }))
         .await);
     let propose = "mutation($c: UUID!) { proposeSelection(callId: $c) { version selected } }";
+    let publish = "mutation($c: UUID!) { publishSelection(callId: $c) { version selected } }";
+    let withdraw = |i: usize| {
+        let p = &p;
+        let lead = p.ctx.bearer(Role::Consortium, Some(consortia[i]));
+        let proposal = ids[i].clone();
+        let officer = officer.clone();
+        async move {
+            ok(&p
+                .graphql(Some(&lead), "mutation($p: UUID!) { withdrawProposal(proposalId: $p, reason: \"merged with another consortium\") { status } }", json!({ "p": proposal }))
+                .await);
+            eventually(Duration::from_secs(30), || async {
+                let body = p
+                    .graphql(
+                        Some(&officer),
+                        "query($p: UUID!) { evaluationCase(proposalId: $p) { status } }",
+                        json!({ "p": proposal }),
+                    )
+                    .await;
+                (body["data"]["evaluationCase"]["status"] == "withdrawn").then_some(())
+            })
+            .await
+            .expect("scoring applied the withdrawal");
+        }
+    };
     let body = p
         .graphql(Some(&officer), propose, json!({ "c": call_id }))
         .await;
@@ -1065,45 +1091,45 @@ async fn a_selection_proposed_before_a_withdrawal_cannot_be_published_until_prop
         json!([ids[0], ids[1]])
     );
 
-    // #1, selected in the proposal, withdraws before publication.
-    let lead = p.ctx.bearer(Role::Consortium, Some(consortia[1]));
-    ok(&p
-        .graphql(Some(&lead), "mutation($p: UUID!) { withdrawProposal(proposalId: $p, reason: \"merged with another consortium\") { status } }", json!({ "p": ids[1] }))
-        .await);
-    eventually(Duration::from_secs(30), || async {
-        let body = p
-            .graphql(
-                Some(&officer),
-                "query($p: UUID!) { evaluationCase(proposalId: $p) { status } }",
-                json!({ "p": ids[1] }),
-            )
-            .await;
-        (body["data"]["evaluationCase"]["status"] == "withdrawn").then_some(())
-    })
-    .await
-    .expect("scoring applied the withdrawal");
-
-    let publish = "mutation($c: UUID!) { publishSelection(callId: $c) { version selected } }";
+    // #3, a finalist not selected, withdraws before publication.
+    withdraw(3).await;
     let body = p
         .graphql(Some(&officer), publish, json!({ "c": call_id }))
         .await;
-    assert_eq!(error_code(&body), Some("STATE_CONFLICT"), "{body}");
+    assert_eq!(error_code(&body), Some("PROPOSAL_OUTDATED"), "{body}");
     let message = body["errors"][0]["message"].as_str().unwrap_or("");
     assert!(
-        message.contains(&ids[1]) && message.contains("propose the selection again"),
+        message.contains(&format!("finalist proposal {} became withdrawn", ids[3]))
+            && message.contains("version 1 cannot be published")
+            && message.contains("propose the selection again"),
+        "{body}"
+    );
+    assert_eq!(kinds(&p, &call_id).await, json!([{ "kind": "proposed" }]));
+    let body = p
+        .graphql(Some(&officer), propose, json!({ "c": call_id }))
+        .await;
+    assert_eq!(
+        ok(&body)["proposeSelection"],
+        json!({ "version": 2, "selected": [ids[0], ids[1]] })
+    );
+
+    // #1, selected in the proposal, withdraws before publication.
+    withdraw(1).await;
+    let body = p
+        .graphql(Some(&officer), publish, json!({ "c": call_id }))
+        .await;
+    assert_eq!(error_code(&body), Some("PROPOSAL_OUTDATED"), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!("finalist proposal {} became withdrawn", ids[1]))
+            && message.contains("version 2 cannot be published")
+            && !message.contains(&ids[3]),
         "{body}"
     );
     // Nothing was published: no publication version, and the withdrawn case is not selected.
-    let body = p
-        .graphql(
-            Some(&officer),
-            "query($c: UUID!) { selectionHistory(callId: $c) { kind } }",
-            json!({ "c": call_id }),
-        )
-        .await;
     assert_eq!(
-        ok(&body)["selectionHistory"],
-        json!([{ "kind": "proposed" }])
+        kinds(&p, &call_id).await,
+        json!([{ "kind": "proposed" }, { "kind": "proposed" }])
     );
 
     // Proposed again, the portfolio is the two remaining finalists, and it publishes.
@@ -1121,6 +1147,8 @@ async fn a_selection_proposed_before_a_withdrawal_cannot_be_published_until_prop
         ok(&body)["publishSelection"]["selected"],
         json!([ids[0], ids[2]])
     );
+    let (code, report) = verify(&p, &call_id);
+    assert_eq!(code, 0, "{report}");
 }
 
 const PROPOSE: &str = "mutation($c: UUID!) { proposeSelection(callId: $c) { version selected } }";
@@ -1221,6 +1249,40 @@ async fn an_input_recorded_after_the_proposal_refuses_its_publication_until_prop
         ))),
         "{report:?}"
     );
+    // The same publication recorded before the database numbered records itself (as if
+    // the migration ran after it): the rows around it were numbered from the writers'
+    // clocks, so the verifier says it cannot check the window, not that it differs.
+    let report = conn.test_transaction(|c| {
+        diesel::sql_query(
+            "INSERT INTO decision_versions (call_id, version, kind, selected, total_centi, departure, override_reason, waivers, explanation, decided_by, publishes_version) \
+             SELECT call_id, 2, 'published', selected, total_centi, departure, override_reason, waivers, explanation, 'a publisher before the migration', 1 \
+             FROM decision_versions WHERE call_id = $1 AND version = 1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(call)
+        .execute(c)
+        .expect("an old publication");
+        diesel::sql_query(
+            "DO $$ BEGIN EXECUTE format('CREATE OR REPLACE FUNCTION scoring_numbered_since() RETURNS bigint LANGUAGE sql IMMUTABLE AS %L', \
+             'SELECT ' || (SELECT max(recorded_seq) + 1 FROM decision_versions)::text || '::bigint'); END $$",
+        )
+        .execute(c)
+        .expect("the migration after it");
+        kaip_scoring::verify::verify(c, call)
+    });
+    assert!(
+        !report
+            .differences
+            .iter()
+            .any(|d| d.contains("was proposed before")),
+        "{report:?}"
+    );
+    assert!(
+        report.unchecked.iter().any(|u| u.starts_with(
+            "publication (version 2): whether an input was recorded between version 1"
+        )),
+        "{report:?}"
+    );
+    drop(conn);
     assert_eq!(kinds(&p, &call_id).await, json!([{ "kind": "proposed" }]));
 
     // Proposed again, with the tie as it now stands.
@@ -1232,7 +1294,8 @@ async fn an_input_recorded_after_the_proposal_refuses_its_publication_until_prop
         json!({ "version": 2, "selected": [ids[0], ids[2]] })
     );
     // A conflict of interest declared now (the stage is closed: the reviewer's sheet is
-    // marked, the result stands) is an input too.
+    // marked, the result stands) cannot change the decision, so it does not hold up the
+    // publication (nor can a reviewer declaring their own conflicts).
     let body = p
         .graphql(
             Some(&officer),
@@ -1247,41 +1310,16 @@ async fn an_input_recorded_after_the_proposal_refuses_its_publication_until_prop
     let body = p
         .graphql(Some(&officer), PUBLISH, json!({ "c": call_id }))
         .await;
-    assert_eq!(error_code(&body), Some("PROPOSAL_OUTDATED"), "{body}");
-    let message = body["errors"][0]["message"].as_str().unwrap_or("");
-    assert!(
-        message.contains("version 2 cannot be published")
-            && message.contains(&format!(
-                "the conflict of interest of reviewer ra-1 with consortium {}",
-                consortia[0]
-            ))
-            && message.contains(&format!(
-                "the assignment of reviewer ra-1 to proposal {} at stage 0 (marked with a conflict of interest)",
-                ids[0]
-            ))
-            && !message.contains("tie decision"),
-        "{message}"
-    );
-    let body = p
-        .graphql(Some(&officer), PROPOSE, json!({ "c": call_id }))
-        .await;
-    assert_eq!(
-        ok(&body)["proposeSelection"],
-        json!({ "version": 3, "selected": [ids[0], ids[2]] })
-    );
-    let body = p
-        .graphql(Some(&officer), PUBLISH, json!({ "c": call_id }))
-        .await;
     assert_eq!(
         ok(&body)["publishSelection"],
-        json!({ "version": 4, "selected": [ids[0], ids[2]], "publishesVersion": 3 })
+        json!({ "version": 3, "selected": [ids[0], ids[2]], "publishesVersion": 2 })
     );
     // Reproduced: the latest tie decision, and the sheet the late conflict marked still
     // counts (the conflict came after the stage closed).
     let (code, report) = verify(&p, &call_id);
     assert_eq!(code, 0, "{report}");
     assert!(
-        report.contains("portfolio: version 3 (proposed) published as version 4"),
+        report.contains("portfolio: version 2 (proposed) published as version 3"),
         "{report}"
     );
 }
@@ -1388,4 +1426,56 @@ async fn records_are_ordered_by_the_database_not_by_the_writers_clocks() {
     .get_result(&mut conn)
     .expect("the order of records");
     assert!(seq.ordered);
+
+    // A number once given stands: an UPDATE that sets one is refused on every numbered
+    // table, and a no-op UPDATE of an assignment or a case moves nothing; an assignment is
+    // numbered again only when it is actually voided or marked (a case, when its status
+    // changes).
+    #[derive(QueryableByName)]
+    struct Numbers {
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::BigInt>)]
+        seqs: Vec<i64>,
+    }
+    let numbers = |conn: &mut PgConnection| -> Vec<i64> {
+        diesel::sql_query(
+            "SELECT array(SELECT recorded_seq FROM assignments WHERE call_id = $1 ORDER BY id) \
+               || array(SELECT recorded_seq FROM evaluation_cases WHERE call_id = $1 ORDER BY id) AS seqs",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(call)
+        .get_result::<Numbers>(conn)
+        .expect("numbers")
+        .seqs
+    };
+    for refused in [
+        "UPDATE assignments SET recorded_seq = 1 WHERE call_id = $1",
+        "UPDATE evaluation_cases SET recorded_seq = 1 WHERE call_id = $1",
+        "UPDATE score_sheet_versions SET recorded_seq = 1 WHERE assignment_id IN (SELECT id FROM assignments WHERE call_id = $1)",
+        "UPDATE evaluation_config_versions SET recorded_seq = 1 WHERE call_id = $1",
+        "UPDATE evaluation_config_versions SET recorded_by = recorded_by WHERE call_id = $1",
+        "UPDATE decision_versions SET recorded_seq = 1 WHERE call_id = $1",
+    ] {
+        let e = diesel::sql_query(refused)
+            .bind::<diesel::sql_types::Uuid, _>(call)
+            .execute(&mut conn)
+            .expect_err(refused);
+        assert!(
+            e.to_string().contains("recorded_seq") || e.to_string().contains("append-only"),
+            "{refused}: {e}"
+        );
+    }
+    let before = numbers(&mut conn);
+    assert!(!before.is_empty());
+    diesel::sql_query(
+        "UPDATE assignments SET voided_at = voided_at, conflict_noted_at = conflict_noted_at, reviewer_id = reviewer_id WHERE call_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(call)
+    .execute(&mut conn)
+    .expect("a no-op update");
+    diesel::sql_query(
+        "UPDATE evaluation_cases SET status = status, title = title WHERE call_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(call)
+    .execute(&mut conn)
+    .expect("a no-op update");
+    assert_eq!(numbers(&mut conn), before);
 }

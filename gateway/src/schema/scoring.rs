@@ -1236,9 +1236,9 @@ impl ScoringMutation {
     }
 
     /// Publishes the decision: final, and announced to the grant services. Refused
-    /// (`PROPOSAL_OUTDATED`, naming the records) when any input of the decision (a tie
-    /// decision, a score sheet, a void or conflict of interest, the settings) was recorded
-    /// after the proposal: propose the selection again.
+    /// (`PROPOSAL_OUTDATED`, naming the records) when an input that can still change the
+    /// decision (a tie decision or score sheet of the last stage, a finalist's withdrawal,
+    /// the settings) was recorded after the proposal: propose the selection again.
     async fn publish_selection(
         &self,
         ctx: &Context<'_>,

@@ -42,7 +42,7 @@ pub enum ScoringError {
     #[error("override.waivers: {rule}; to decide so anyway, waive `{waiver}` explicitly")]
     OverrideBreaksRules { waiver: String, rule: String },
     /// Publishing a proposal some input of the decision was recorded after.
-    #[error("version {version} cannot be published: a publication rests on every input on record, and after version {version} was proposed the record gained {}; propose the selection again", .later.join("; "))]
+    #[error("version {version} cannot be published: a publication rests on every input that can still change it, and after version {version} was proposed the record gained {}; propose the selection again", .later.join("; "))]
     ProposalOutdated { version: i32, later: Vec<String> },
 }
 

@@ -5,8 +5,8 @@ use crate::domain::decision::Finalist;
 use crate::domain::ranking::{Sheet, TieDecision};
 use crate::domain::{stage::Entry, Centi};
 use crate::schema::{
-    assignments, blocked_assignments, conflicts, evaluation_cases, evaluation_config_versions,
-    score_sheet_versions, score_sheets, stage_results, tie_decisions,
+    assignments, evaluation_cases, evaluation_config_versions, score_sheet_versions, score_sheets,
+    stage_results, tie_decisions,
 };
 use crate::store::CaseRow;
 use diesel::prelude::*;
@@ -159,22 +159,33 @@ pub fn ties_before(ties: &[TieRecord], boundary: i64) -> Vec<dto::TieDecision> {
         .collect()
 }
 
-/// Every input of a call's decision recorded after the record numbered `after` (a
-/// proposal) and, if given, before the one numbered `until` (its publication): evaluation
-/// settings, score sheets, assignments assigned, voided or marked with a conflict, blocked
-/// pairs, declared conflicts against its consortia and tie decisions, each described for
-/// the officer, in the order they were recorded. What matters is the database's order: a
-/// row whose clock says otherwise is still after.
+/// Every input that can still change a call's decision once its last stage (`last_stage`)
+/// has closed, recorded after the record numbered `after` (a proposal) and, if given,
+/// before the one numbered `until` (its publication), each described for the officer, in
+/// the order they were recorded: evaluation settings, score sheets of the last stage, tie
+/// decisions of the last stage (they order the finalists), and a finalist's change of
+/// status (a withdrawal: who can be selected, and whom a departure or explanation may
+/// name). What matters is the database's order: a row whose clock says otherwise is still
+/// after.
+///
+/// Conflicts of interest, blocked pairs and assignments (voided, marked) are not inputs at
+/// this point: a closed stage's result stands whatever is declared afterwards (the verifier
+/// counts only those on record at the close), so one declared later cannot make a
+/// proposal stale, and a reviewer declaring their own conflicts cannot hold up a
+/// publication.
 pub fn inputs_recorded_after(
     c: &mut PgConnection,
     call_id: Uuid,
+    last_stage: i32,
     after: i64,
     until: Option<i64>,
 ) -> QueryResult<Vec<String>> {
+    let until = until.unwrap_or(i64::MAX);
     let mut found: Vec<(i64, String)> = Vec::new();
     let settings: Vec<(i64, i32)> = evaluation_config_versions::table
         .filter(evaluation_config_versions::call_id.eq(call_id))
         .filter(evaluation_config_versions::recorded_seq.gt(after))
+        .filter(evaluation_config_versions::recorded_seq.lt(until))
         .select((
             evaluation_config_versions::recorded_seq,
             evaluation_config_versions::version,
@@ -185,110 +196,64 @@ pub fn inputs_recorded_after(
             .into_iter()
             .map(|(seq, v)| (seq, format!("evaluation settings version {v}"))),
     );
-    let assigned: Vec<(Uuid, i64, String, i32, Uuid, bool, bool)> = assignments::table
-        .inner_join(evaluation_cases::table)
+    let sheets: Vec<(i64, i32, String, Uuid)> = score_sheet_versions::table
+        .inner_join(assignments::table.on(assignments::id.eq(score_sheet_versions::assignment_id)))
+        .inner_join(evaluation_cases::table.on(evaluation_cases::id.eq(assignments::case_id)))
         .filter(assignments::call_id.eq(call_id))
-        .select((
-            assignments::id,
-            assignments::recorded_seq,
-            assignments::reviewer_id,
-            assignments::stage,
-            evaluation_cases::proposal_id,
-            assignments::voided_at.is_not_null(),
-            assignments::conflict_noted_at.is_not_null(),
-        ))
-        .load(c)?;
-    let of: BTreeMap<Uuid, (&str, i32, Uuid)> = assigned
-        .iter()
-        .map(|(id, _, r, s, p, _, _)| (*id, (r.as_str(), *s, *p)))
-        .collect();
-    for (_, seq, reviewer, stage, proposal, voided, noted) in &assigned {
-        if *seq > after {
-            let what = if *voided {
-                "voided"
-            } else if *noted {
-                "marked with a conflict of interest"
-            } else {
-                "assigned"
-            };
-            found.push((
-                *seq,
-                format!("the assignment of reviewer {reviewer} to proposal {proposal} at stage {stage} ({what})"),
-            ));
-        }
-    }
-    let ids: Vec<Uuid> = of.keys().copied().collect();
-    let sheets: Vec<(i64, Uuid, i32)> = score_sheet_versions::table
-        .filter(score_sheet_versions::assignment_id.eq_any(&ids))
+        .filter(assignments::stage.eq(last_stage))
         .filter(score_sheet_versions::recorded_seq.gt(after))
+        .filter(score_sheet_versions::recorded_seq.lt(until))
         .select((
             score_sheet_versions::recorded_seq,
-            score_sheet_versions::assignment_id,
             score_sheet_versions::version,
-        ))
-        .load(c)?;
-    for (seq, a, v) in sheets {
-        if let Some((reviewer, stage, proposal)) = of.get(&a) {
-            found.push((
-                seq,
-                format!("score sheet version {v} of reviewer {reviewer} on proposal {proposal} at stage {stage}"),
-            ));
-        }
-    }
-    let blocked: Vec<(i64, String, i32, Uuid)> = blocked_assignments::table
-        .inner_join(
-            evaluation_cases::table.on(evaluation_cases::id.eq(blocked_assignments::case_id)),
-        )
-        .filter(blocked_assignments::call_id.eq(call_id))
-        .filter(blocked_assignments::recorded_seq.gt(after))
-        .select((
-            blocked_assignments::recorded_seq,
-            blocked_assignments::reviewer_id,
-            blocked_assignments::stage,
+            assignments::reviewer_id,
             evaluation_cases::proposal_id,
         ))
         .load(c)?;
-    found.extend(blocked.into_iter().map(|(seq, r, s, p)| {
+    found.extend(sheets.into_iter().map(|(seq, v, reviewer, proposal)| {
         (
             seq,
-            format!("the blocked pair of reviewer {r} and proposal {p} at stage {s}"),
+            format!("score sheet version {v} of reviewer {reviewer} on proposal {proposal} at stage {last_stage}"),
         )
     }));
-    let consortia: Vec<Uuid> = evaluation_cases::table
-        .filter(evaluation_cases::call_id.eq(call_id))
-        .select(evaluation_cases::consortium_id)
-        .distinct()
-        .load(c)?;
-    let declared: Vec<(i64, String, Uuid)> = conflicts::table
-        .filter(conflicts::consortium_id.eq_any(&consortia))
-        .filter(conflicts::recorded_seq.gt(after))
-        .select((
-            conflicts::recorded_seq,
-            conflicts::reviewer_id,
-            conflicts::consortium_id,
-        ))
-        .load(c)?;
-    found.extend(declared.into_iter().map(|(seq, r, k)| {
-        (
-            seq,
-            format!("the conflict of interest of reviewer {r} with consortium {k}"),
-        )
-    }));
-    let ties: Vec<(i64, Uuid, i32, String)> = tie_decisions::table
+    let ties: Vec<(i64, Uuid, String)> = tie_decisions::table
         .filter(tie_decisions::call_id.eq(call_id))
+        .filter(tie_decisions::stage.eq(last_stage))
         .filter(tie_decisions::recorded_seq.gt(after))
+        .filter(tie_decisions::recorded_seq.lt(until))
         .select((
             tie_decisions::recorded_seq,
             tie_decisions::id,
-            tie_decisions::stage,
             tie_decisions::decided_by,
         ))
         .load(c)?;
+    found.extend(ties.into_iter().map(|(seq, id, by)| {
+        (
+            seq,
+            format!("tie decision {id} at stage {last_stage} by {by}"),
+        )
+    }));
+    // A finalist's status changes after the close only by a withdrawal (or, at the
+    // publication itself, to selected / not selected, which is no input).
+    let changed: Vec<(i64, Uuid, String)> = evaluation_cases::table
+        .inner_join(stage_results::table)
+        .filter(evaluation_cases::call_id.eq(call_id))
+        .filter(stage_results::stage.eq(last_stage))
+        .filter(stage_results::advanced.eq(true))
+        .filter(evaluation_cases::status.ne_all(["finalist", "selected", "not_selected"]))
+        .filter(evaluation_cases::recorded_seq.gt(after))
+        .filter(evaluation_cases::recorded_seq.lt(until))
+        .select((
+            evaluation_cases::recorded_seq,
+            evaluation_cases::proposal_id,
+            evaluation_cases::status,
+        ))
+        .load(c)?;
     found.extend(
-        ties.into_iter()
-            .map(|(seq, id, s, by)| (seq, format!("tie decision {id} at stage {s} by {by}"))),
+        changed
+            .into_iter()
+            .map(|(seq, p, status)| (seq, format!("finalist proposal {p} became {status}"))),
     );
-    found.retain(|(seq, _)| until.is_none_or(|u| *seq < u));
     found.sort();
     Ok(found.into_iter().map(|(_, what)| what).collect())
 }

@@ -18,6 +18,7 @@ diesel::table! {
         late_resolution -> Nullable<Text>,
         late_resolved_by -> Nullable<Text>,
         late_resolved_at -> Nullable<Timestamptz>,
+        recorded_seq -> Int8,
     }
 }
 

@@ -304,13 +304,18 @@ pub async fn publish(
                 let (_, cfg) = undecided_call(c, call_id)?;
                 let proposed = current(c, call_id)?
                     .ok_or_else(|| ScoringError::Conflict("propose a selection first".into()))?;
-                // The proposal must rest on every input on record: a tie decided, a sheet
-                // or a setting saved, an assignment voided or marked, a conflict declared
-                // after it (in the database's order: the call's row, held here and by every
-                // writer of those inputs, orders them) would not be reflected. Nothing is
-                // written; the officer proposes again.
-                let later =
-                    records::inputs_recorded_after(c, call_id, proposed.recorded_seq, None)?;
+                // The proposal must rest on every input that can still change the decision
+                // (settings, the last stage's sheets and tie decisions, a finalist's
+                // withdrawal): one recorded after it (in the database's order: the call's
+                // row, held here and by every writer of those inputs, orders them) would
+                // not be reflected. Nothing is written; the officer proposes again.
+                let later = records::inputs_recorded_after(
+                    c,
+                    call_id,
+                    cfg.stages.len() as i32 - 1,
+                    proposed.recorded_seq,
+                    None,
+                )?;
                 if !later.is_empty() {
                     return Err(ScoringError::ProposalOutdated {
                         version: proposed.version,
