@@ -76,13 +76,28 @@ impl Talent {
         seniority: &str,
         count: i32,
     ) -> Uuid {
+        self.position_band(team, field, skills, seniority, count, 9_000_000, 15_000_000)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn position_band(
+        &self,
+        team: &Team,
+        field: &str,
+        skills: &[&str],
+        seniority: &str,
+        count: i32,
+        min: i64,
+        max: i64,
+    ) -> Uuid {
         let (s, b) = self
             .post(
                 "/positions",
                 &team.token,
                 json!({"consortium_id": team.id, "title": format!("{field} researcher"), "field": field,
                        "required_skills": skills, "seniority": seniority, "count": count,
-                       "salary_band": {"min_monthly_krw": 9_000_000, "max_monthly_krw": 15_000_000}}),
+                       "salary_band": {"min_monthly_krw": min, "max_monthly_krw": max}}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -103,7 +118,7 @@ impl Talent {
                 "/researchers",
                 bearer,
                 json!({"skills": skills, "field": field, "seniority": seniority,
-                       "available_from": "2027-01-01", "preferences": prefs,
+                       "available_from": "2025-01-01", "preferences": prefs,
                        "personal": {"name": name, "contact": format!("{}@example.org", name.len()), "country": "US"}}),
             )
             .await;
@@ -282,7 +297,7 @@ async fn talent_round_proposes_stable_matches_with_explanations_and_teams_accept
             (OrgType::Startup, vec![]),
             (OrgType::MidSize, vec![Artefact::Weights]),
         ],
-        at("2026-12-01T00:00:00Z"),
+        at("2024-12-01T00:00:00Z"),
         2_000_000_000,
     )
     .await;
@@ -367,7 +382,7 @@ async fn talent_round_proposes_stable_matches_with_explanations_and_teams_accept
     assert_eq!(mine["proposals"][0]["researcher_id"], json!(r2));
     // B cannot answer A's match (it is not found for B).
     let m2id = id_of(&m2);
-    let accept = json!({"start_date": "2027-03-01", "end_date": "2027-12-31",
+    let accept = json!({"start_date": "2025-03-01", "end_date": "2025-12-31",
                         "personal": {"monthly_salary_krw": 10_000_000, "monthly_living_allowance_krw": 2_000_000}});
     let (s, body) = t
         .post(&format!("/matches/{m2id}/accept"), &b.token, accept.clone())
@@ -448,7 +463,7 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
         &ctx,
         &t,
         &[(OrgType::Sme, vec![]), (OrgType::LargeEnterprise, vec![])],
-        at("2027-01-05T00:00:00Z"),
+        at("2025-01-05T00:00:00Z"),
         2_000_000_000,
     )
     .await;
@@ -459,12 +474,12 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
         .researcher(&a.token, "Mid July", "nlp", &["rust"], "mid", &[pa, pb])
         .await;
     let (s, hire) = t
-        .hire(a, r, pa, "2027-07-16", "2028-07-15", 12_000_000, 3_000_000)
+        .hire(a, r, pa, "2025-07-16", "2026-07-15", 12_000_000, 3_000_000)
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hire}");
     let hire_id = id_of(&hire);
     // 15,000,000 a month x 16/31 days x 50 %, rounded down once: 3,870,967.
-    let (s, c) = t.claim(a, hire_id, "2027-07").await;
+    let (s, c) = t.claim(a, hire_id, "2025-07").await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     assert_eq!(
         (c["days_covered"].as_i64(), c["days_in_month"].as_i64()),
@@ -473,14 +488,14 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
     assert_eq!(c["claimed_krw"], 3_870_967);
     assert_eq!(c["paid_krw"], 3_870_967);
     assert!(c["cap_reason"].is_null());
-    let (s, c) = t.claim(a, hire_id, "2027-08").await;
+    let (s, c) = t.claim(a, hire_id, "2025-08").await;
     assert_eq!(
         (s, c["paid_krw"].as_i64()),
         (StatusCode::CREATED, Some(7_500_000)),
         "{c}"
     );
     // The same month twice is refused.
-    let (s, body) = t.claim(a, hire_id, "2027-07").await;
+    let (s, body) = t.claim(a, hire_id, "2025-07").await;
     assert_eq!(
         (s, body["code"].as_str()),
         (StatusCode::CONFLICT, Some("MONTH_ALREADY_CLAIMED")),
@@ -488,7 +503,7 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
     );
     // The report is exact.
     let (_, rep) = t
-        .get(&format!("/teams/{}/report/2027", a.id), &a.token)
+        .get(&format!("/teams/{}/report/2025", a.id), &a.token)
         .await;
     assert_eq!(rep["paid_krw"], 3_870_967 + 7_500_000, "{rep}");
     assert_eq!(
@@ -506,7 +521,7 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
     // B hiring the same researcher: a second active hire.
     let before = t.footprint();
     let (s, body) = t
-        .hire(b, r, pb, "2027-08-01", "2027-12-31", 9_000_000, 1_000_000)
+        .hire(b, r, pb, "2025-08-01", "2025-12-31", 9_000_000, 1_000_000)
         .await;
     assert_eq!(
         (s, body["code"].as_str()),
@@ -525,7 +540,7 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
     let mut conn = t.svc.conn();
     let dup = diesel::sql_query(format!(
         "INSERT INTO talent_hires (id, researcher_id, position_id, consortium_id, start_date, end_date, ratio_bp, hired_by, hired_role, hired_at) \
-         VALUES ('{}', '{r}', '{pb}', '{}', '2027-08-01', '2027-12-31', 3000, 'psql', 'unknown', now())",
+         VALUES ('{}', '{r}', '{pb}', '{}', '2025-08-01', '2025-12-31', 3000, 'psql', 'unknown', now())",
         Uuid::now_v7(), b.id
     ))
     .execute(&mut conn);
@@ -543,24 +558,26 @@ async fn the_2bn_cap_holds_under_concurrent_claims_and_the_clipping_is_explained
         &ctx,
         &t,
         &[(OrgType::Startup, vec![])],
-        at("2026-12-01T00:00:00Z"),
+        at("2024-12-01T00:00:00Z"),
         5_000_000_000,
     )
     .await;
     let a = &teams[0];
-    let p = t.position(a, "nlp", &[], "senior", 1).await;
+    let p = t
+        .position_band(a, "nlp", &[], "senior", 1, 0, 1_400_000_000)
+        .await;
     let r = t
         .researcher(&a.token, "Expensive Expert", "nlp", &[], "senior", &[p])
         .await;
     // 1.4bn a month at 50 %: 700m a full month; twelve months claimed at once.
     let (s, hire) = t
-        .hire(a, r, p, "2027-01-01", "2027-12-31", 1_400_000_000, 0)
+        .hire(a, r, p, "2025-01-01", "2025-12-31", 1_400_000_000, 0)
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hire}");
     let hire_id = id_of(&hire);
     let claims = (1..=12).map(|m| {
         let t = &t;
-        async move { t.claim(a, hire_id, &format!("2027-{m:02}")).await }
+        async move { t.claim(a, hire_id, &format!("2025-{m:02}")).await }
     });
     let results = futures::future::join_all(claims).await;
     let mut paid = 0i64;
@@ -579,7 +596,7 @@ async fn the_2bn_cap_holds_under_concurrent_claims_and_the_clipping_is_explained
         if p < 700_000_000 {
             let reason = c["cap_reason"].as_str().unwrap_or("");
             assert!(
-                reason.contains("annual cap") && reason.contains("2027"),
+                reason.contains("annual cap") && reason.contains("2025"),
                 "{c}"
             );
         }
@@ -596,7 +613,7 @@ async fn the_2bn_cap_holds_under_concurrent_claims_and_the_clipping_is_explained
         2_000_000_000
     );
     let (_, rep) = t
-        .get(&format!("/teams/{}/report/2027", a.id), &t.officer)
+        .get(&format!("/teams/{}/report/2025", a.id), &t.officer)
         .await;
     assert_eq!(
         (
@@ -617,7 +634,7 @@ async fn funding_stops_the_month_after_elimination_and_replays_change_nothing() 
         &ctx,
         &t,
         &[(OrgType::University, vec![Artefact::Weights])],
-        at("2026-12-01T00:00:00Z"),
+        at("2024-12-01T00:00:00Z"),
         2_000_000_000,
     )
     .await;
@@ -627,19 +644,19 @@ async fn funding_stops_the_month_after_elimination_and_replays_change_nothing() 
         .researcher(&a.token, "Gate Case", "nlp", &[], "senior", &[p])
         .await;
     let (s, hire) = t
-        .hire(a, r, p, "2027-01-01", "2027-12-31", 10_000_000, 0)
+        .hire(a, r, p, "2025-01-01", "2025-12-31", 10_000_000, 0)
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hire}");
     assert_eq!(hire["ratio_bp"], 7_000, "academic lead with open weights");
     let hire_id = id_of(&hire);
-    // Eliminated on 31 May 2027 at 16:00 UTC = 1 June 01:00 KST: June is the last month.
+    // Eliminated on 31 May 2025 at 16:00 UTC = 1 June 01:00 KST: June is the last month.
     let elim = TeamEliminated {
         gate_id: Uuid::now_v7(),
         gate: "gate-1".into(),
         consortium_id: a.id,
         reason: "rank: lowest gate score".into(),
         reallocation: vec![],
-        decided_at: at("2027-05-31T16:00:00Z"),
+        decided_at: at("2025-05-31T16:00:00Z"),
     };
     let env = kaip_contracts::EventEnvelope::wrap(
         "milestones",
@@ -676,7 +693,7 @@ async fn funding_stops_the_month_after_elimination_and_replays_change_nothing() 
     let (_, teams_now) = t.get("/teams", &a.token).await;
     assert!(teams_now[0]["eliminated_at"].is_string(), "{teams_now}");
     // Earlier months are still paid, the elimination's month too (June in KST) ...
-    for m in ["2027-03", "2027-06"] {
+    for m in ["2025-03", "2025-06"] {
         let (s, c) = t.claim(a, hire_id, m).await;
         assert_eq!(
             (s, c["paid_krw"].as_i64()),
@@ -686,7 +703,7 @@ async fn funding_stops_the_month_after_elimination_and_replays_change_nothing() 
     }
     // ... and nothing after it.
     let before = t.footprint();
-    let (s, body) = t.claim(a, hire_id, "2027-07").await;
+    let (s, body) = t.claim(a, hire_id, "2025-07").await;
     assert_eq!(
         (s, body["code"].as_str()),
         (StatusCode::CONFLICT, Some("FUNDING_STOPPED")),
@@ -714,7 +731,7 @@ async fn each_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
         &ctx,
         &t,
         &[(OrgType::Sme, vec![]), (OrgType::Sme, vec![])],
-        at("2027-03-02T00:00:00Z"),
+        at("2025-03-02T00:00:00Z"),
         2_000_000_000,
     )
     .await;
@@ -725,24 +742,28 @@ async fn each_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
         .researcher(&a.token, "Bad Input", "nlp", &[], "mid", &[pa, pb])
         .await;
     let (s, hire) = t
-        .hire(a, r, pa, "2027-04-01", "2027-06-30", 9_000_000, 1_000_000)
+        .hire(a, r, pa, "2025-04-01", "2025-06-30", 9_000_000, 1_000_000)
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hire}");
     let hire_id = id_of(&hire);
     let before = t.footprint();
     let cases: Vec<(&str, (StatusCode, Value), &str, &str)> = vec![
-        ("a claim for a month outside the hire", t.claim(a, hire_id, "2027-07").await, "MONTH_OUTSIDE_HIRE", "month:"),
-        ("a hire that starts before the team was selected (2 March 2027 09:00 KST)",
-         t.hire(b, r, pb, "2027-03-01", "2027-06-30", 1, 1).await, "HIRE_BEFORE_SELECTION", "start_date:"),
-        ("a second active hire", t.hire(b, r, pb, "2027-04-01", "2027-06-30", 1, 1).await, "RESEARCHER_ALREADY_HIRED", "researcher_id:"),
-        ("a negative salary", t.hire(b, r, pb, "2027-04-01", "2027-06-30", -1, 0).await, "VALIDATION_FAILED", "personal.monthly_salary_krw:"),
-        ("a negative living allowance", t.hire(b, r, pb, "2027-04-01", "2027-06-30", 0, -5).await, "VALIDATION_FAILED", "personal.monthly_living_allowance_krw:"),
-        ("a salary and allowance beyond i64", t.hire(b, r, pb, "2027-04-01", "2027-06-30", i64::MAX, 1).await, "VALIDATION_FAILED", "personal:"),
+        ("a claim for a month outside the hire", t.claim(a, hire_id, "2025-07").await, "MONTH_OUTSIDE_HIRE", "month:"),
+        ("a hire that starts before the team was selected (2 March 2025 09:00 KST)",
+         t.hire(b, r, pb, "2025-03-01", "2025-06-30", 9_000_000, 1).await, "HIRE_BEFORE_SELECTION", "start_date:"),
+        ("a second active hire", t.hire(b, r, pb, "2025-04-01", "2025-06-30", 9_000_000, 1).await, "RESEARCHER_ALREADY_HIRED", "researcher_id:"),
+        ("a negative salary", t.hire(b, r, pb, "2025-04-01", "2025-06-30", -1, 0).await, "VALIDATION_FAILED", "personal.monthly_salary_krw:"),
+        ("a negative living allowance", t.hire(b, r, pb, "2025-04-01", "2025-06-30", 0, -5).await, "VALIDATION_FAILED", "personal.monthly_living_allowance_krw:"),
+        ("a salary and allowance beyond i64", t.hire(b, r, pb, "2025-04-01", "2025-06-30", i64::MAX, 1).await, "VALIDATION_FAILED", "personal:"),
         ("a position with count 0",
          t.post("/positions", &a.token, json!({"consortium_id": a.id, "title": "t", "field": "nlp", "required_skills": [], "seniority": "mid", "count": 0, "salary_band": {"min_monthly_krw": 0, "max_monthly_krw": 1}})).await,
          "VALIDATION_FAILED", "count:"),
-        ("a claim month that is not a month", t.claim(a, hire_id, "2027-13").await, "VALIDATION_FAILED", "month:"),
-        ("a hire ending before it starts", t.hire(a, r, pa, "2027-05-01", "2027-04-30", 1, 1).await, "VALIDATION_FAILED", "end_date:"),
+        ("a claim for a month that has not started in KST", t.claim(a, hire_id, "2099-01").await, "VALIDATION_FAILED", "month:"),
+        ("a salary above the position's band", t.hire(b, r, pb, "2025-04-01", "2025-06-30", 15_000_001, 0).await, "VALIDATION_FAILED", "personal.monthly_salary_krw:"),
+        ("a salary below the position's band", t.hire(b, r, pb, "2025-04-01", "2025-06-30", 8_999_999, 0).await, "VALIDATION_FAILED", "personal.monthly_salary_krw:"),
+        ("a salary of i64::MAX", t.hire(b, r, pb, "2025-04-01", "2025-06-30", i64::MAX, 0).await, "VALIDATION_FAILED", "personal.monthly_salary_krw:"),
+        ("a claim month that is not a month", t.claim(a, hire_id, "2025-13").await, "VALIDATION_FAILED", "month:"),
+        ("a hire ending before it starts", t.hire(a, r, pa, "2025-05-01", "2025-04-30", 1, 1).await, "VALIDATION_FAILED", "end_date:"),
         ("a position for another team",
          t.post("/positions", &a.token, json!({"consortium_id": b.id, "title": "t", "field": "nlp", "required_skills": [], "seniority": "mid", "count": 1, "salary_band": {"min_monthly_krw": 0, "max_monthly_krw": 1}})).await,
          "FORBIDDEN", ""),
@@ -770,7 +791,7 @@ async fn a_team_sees_only_its_researchers_and_no_other_teams_salaries_and_erasur
         &ctx,
         &t,
         &[(OrgType::Sme, vec![]), (OrgType::Sme, vec![])],
-        at("2026-12-01T00:00:00Z"),
+        at("2024-12-01T00:00:00Z"),
         2_000_000_000,
     )
     .await;
@@ -786,7 +807,7 @@ async fn a_team_sees_only_its_researchers_and_no_other_teams_salaries_and_erasur
         .await;
     // An integration without the scope may not register.
     let (s, body) = t.post("/researchers", &ctx.integration_bearer("gpu-op", &[kaip_auth::scopes::WRITE_GPU_USAGE]),
-        json!({"skills": [], "field": "nlp", "seniority": "mid", "available_from": "2027-01-01", "preferences": [],
+        json!({"skills": [], "field": "nlp", "seniority": "mid", "available_from": "2025-01-01", "preferences": [],
                "personal": {"name": "X", "contact": "x", "country": "US"}})).await;
     assert_eq!(
         (s, body["code"].as_str()),
@@ -815,10 +836,10 @@ async fn a_team_sees_only_its_researchers_and_no_other_teams_salaries_and_erasur
     );
     // Salaries: the team and officers only.
     let (_, ha) = t
-        .hire(a, ra, pa, "2027-01-01", "2027-12-31", 12_345_671, 1_234_561)
+        .hire(a, ra, pa, "2025-01-01", "2025-12-31", 12_345_671, 1_234_561)
         .await;
     let (_, hb) = t
-        .hire(b, rb, pb, "2027-01-01", "2027-12-31", 8_765_431, 0)
+        .hire(b, rb, pb, "2025-01-01", "2025-12-31", 9_765_431, 0)
         .await;
     let (ha, hb) = (id_of(&ha), id_of(&hb));
     let (s, body) = t.get(&format!("/hires/{hb}"), &a.token).await;
@@ -853,7 +874,7 @@ async fn a_team_sees_only_its_researchers_and_no_other_teams_salaries_and_erasur
         "a team's filter cannot reach another's claims"
     );
     // Erasure: the profile goes, the books stay.
-    let (s, c) = t.claim(a, ha, "2027-02").await;
+    let (s, c) = t.claim(a, ha, "2025-02").await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let paid = c["paid_krw"].as_i64().expect("paid");
     let (s, body) = t
@@ -896,7 +917,7 @@ async fn a_team_sees_only_its_researchers_and_no_other_teams_salaries_and_erasur
         (json!(ra), Some(paid))
     );
     let (_, rep) = t
-        .get(&format!("/teams/{}/report/2027", a.id), &t.officer)
+        .get(&format!("/teams/{}/report/2025", a.id), &t.officer)
         .await;
     assert_eq!(rep["paid_krw"].as_i64(), Some(paid));
     // The audit trail and the events hold ids, never the names or the salaries.
@@ -904,13 +925,69 @@ async fn a_team_sees_only_its_researchers_and_no_other_teams_salaries_and_erasur
         "SELECT count(*) FROM (SELECT input::text AS t FROM audit_operations \
          UNION ALL SELECT coalesce(before::text, '') || coalesce(after::text, '') FROM audit_changes \
          UNION ALL SELECT payload::text FROM kaip_outbox) x \
-         WHERE t LIKE '%Quintessa%' OR t LIKE '%Only-Bee%' OR t LIKE '%12345671%' OR t LIKE '%8765431%' OR t LIKE '%1234561%'",
+         WHERE t LIKE '%Quintessa%' OR t LIKE '%Only-Bee%' OR t LIKE '%12345671%' OR t LIKE '%9765431%' OR t LIKE '%1234561%'",
     );
     assert_eq!(leaks, 0, "personal data in the trail or the outbox");
     // ... while the trail does record the hire and the erasure, by id.
     assert!(t.count(&format!("SELECT count(*) FROM audit_changes WHERE table_name = 'talent_hires' AND '{ha}' = ANY(entity_ids)")) >= 1);
     assert!(t.count(&format!("SELECT count(*) FROM audit_changes WHERE table_name = 'talent_researchers' AND action = 'update' AND '{ra}' = ANY(entity_ids)")) >= 1);
     // An erased researcher cannot be hired again.
-    let (s, body) = t.hire(b, ra, pb, "2027-01-01", "2027-01-31", 1, 0).await;
+    let (s, body) = t
+        .hire(b, ra, pb, "2025-01-01", "2025-01-31", 9_000_000, 0)
+        .await;
     assert!(s.is_client_error(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_racing_an_elimination_sees_it_once_the_elimination_commits() {
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    let teams = select(
+        &ctx,
+        &t,
+        &[(OrgType::University, vec![Artefact::Weights])],
+        at("2024-12-01T00:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let a = &teams[0];
+    let p = t.position(a, "nlp", &[], "senior", 1).await;
+    let r = t
+        .researcher(&a.token, "Race Case", "nlp", &[], "senior", &[p])
+        .await;
+    let (s, hire) = t
+        .hire(a, r, p, "2025-01-01", "2025-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{hire}");
+    let hire_id = id_of(&hire);
+    let (s, c) = t.claim(a, hire_id, "2025-03").await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    // An elimination in flight: the team's row taken as `eliminate` takes it, and the
+    // elimination written but not yet committed while the claim for July arrives.
+    let mut conn = t.svc.conn();
+    for q in [
+        "BEGIN".to_owned(),
+        format!("SELECT 1 FROM talent_teams WHERE consortium_id = '{}' FOR UPDATE", a.id),
+        format!("INSERT INTO talent_eliminations (consortium_id, gate, reason, decided_at, recorded_at) VALUES ('{}', 'gate-1', 'race', '2025-05-31T16:00:00Z', now())", a.id),
+    ] {
+        diesel::sql_query(q).execute(&mut conn).expect("elimination in flight");
+    }
+    let ((s, body), ()) = tokio::join!(t.claim(a, hire_id, "2025-07"), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        diesel::sql_query("COMMIT")
+            .execute(&mut conn)
+            .expect("commit");
+    });
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("FUNDING_STOPPED")),
+        "{body}"
+    );
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM talent_claims WHERE hire_id = '{hire_id}'"
+        )),
+        1,
+        "only March was claimed"
+    );
 }

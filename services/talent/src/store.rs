@@ -7,7 +7,9 @@
 //!   active hire; the partial unique index `talent_hires_one_active` holds the rule even so;
 //! - a claim locks its team-year row (created if missing) for the rest of its transaction,
 //!   so two claims of one team and year are paid one after the other and each sees what
-//!   the other paid; the row's CHECK holds the cap even against a bug;
+//!   the other paid; the row's CHECK holds the cap even against a bug; it then takes the
+//!   team's row `FOR SHARE` and re-reads the elimination, while an elimination takes the
+//!   team's row `FOR UPDATE`, so a claim racing an elimination is refused or commits first;
 //! - a round takes a transaction-level advisory lock, so two rounds run one at a time.
 //!
 //! Requests retry on a deadlock or serialization failure ([`crate::error::retrying`]).
@@ -146,6 +148,15 @@ pub fn eliminate(
     decided_at: DateTime<Utc>,
     actor: &Actor,
 ) -> QueryResult<bool> {
+    // The team's row, held until commit: a claim of this team takes it `FOR SHARE` and
+    // re-reads the elimination under it, so a claim racing this elimination either commits
+    // before it or sees it.
+    talent_teams::table
+        .find(team.0)
+        .select(talent_teams::consortium_id)
+        .for_update()
+        .first::<Uuid>(c)
+        .optional()?;
     let at = now();
     let n = diesel::insert_into(talent_eliminations::table)
         .values((
@@ -1244,10 +1255,16 @@ pub struct HireRequest {
 }
 
 /// Locks a position's row (it serialises hires on it), or says it does not exist.
-fn lock_position(c: &mut PgConnection, id: Uuid) -> Result<(Uuid, i32), TalentError> {
+/// Returns its team, count and salary band (min, max).
+fn lock_position(c: &mut PgConnection, id: Uuid) -> Result<(Uuid, i32, i64, i64), TalentError> {
     talent_positions::table
         .find(id)
-        .select((talent_positions::consortium_id, talent_positions::count))
+        .select((
+            talent_positions::consortium_id,
+            talent_positions::count,
+            talent_positions::band_min_krw,
+            talent_positions::band_max_krw,
+        ))
         .for_update()
         .first(c)
         .optional()?
@@ -1297,9 +1314,18 @@ pub fn create_hire(
     team_only: Option<Uuid>,
 ) -> Result<dto::Hire, TalentError> {
     check_hire_fields(req.start_date, req.end_date, &req.pay)?;
-    let (team_id, count) = lock_position(c, req.position_id)?;
+    let (team_id, count, band_min, band_max) = lock_position(c, req.position_id)?;
     if team_only.is_some_and(|t| t != team_id) {
         return Err(TalentError::PositionNotFound(req.position_id));
+    }
+    let salary = req.pay.monthly_salary_krw.0;
+    if salary < band_min || salary > band_max {
+        return Err(TalentError::validation(
+            "personal.monthly_salary_krw",
+            format!(
+                "must be within the position's salary band (KRW {band_min} to {band_max} a month)"
+            ),
+        ));
     }
     let erased: Option<Option<DateTime<Utc>>> = talent_researchers::table
         .find(req.researcher_id)
@@ -1510,6 +1536,15 @@ pub fn claim(
 ) -> Result<dto::Claim, TalentError> {
     let month = Month::parse(&req.month)
         .ok_or_else(|| TalentError::validation("month", "a calendar month as YYYY-MM"))?;
+    let today = funds::kst_date(now());
+    if !funds::month_started(month, today) {
+        return Err(TalentError::validation(
+            "month",
+            format!(
+                "must have started in KST (today is {today}); a month is claimed once it has begun"
+            ),
+        ));
+    }
     let h = hire(c, req.hire_id, team_only)?;
     if funds::covered_days(month, h.start_date, h.end_date) == 0 {
         return Err(TalentError::MonthOutsideHire(
@@ -1545,6 +1580,28 @@ pub fn claim(
         .select((talent_team_years::cap_krw, talent_team_years::paid_krw))
         .for_update()
         .first(c)?;
+    // Then the team's row `FOR SHARE` (an elimination takes it `FOR UPDATE`), and the
+    // elimination read again under it: one recorded meanwhile is seen here, one recorded
+    // later waits for this claim to commit.
+    talent_teams::table
+        .find(h.consortium_id.0)
+        .select(talent_teams::consortium_id)
+        .for_share()
+        .first::<Uuid>(c)?;
+    let elim: Option<(String, DateTime<Utc>)> = talent_eliminations::table
+        .find(h.consortium_id.0)
+        .select((talent_eliminations::gate, talent_eliminations::decided_at))
+        .first(c)
+        .optional()?;
+    let eliminated_on = elim.as_ref().map(|e| funds::kst_date(e.1));
+    if !funds::funded_after_elimination(month, eliminated_on) {
+        let on = eliminated_on.unwrap_or_default();
+        return Err(TalentError::FundingStopped(
+            elim.map(|e| e.0).unwrap_or_default(),
+            on,
+            Month::of(on).to_string(),
+        ));
+    }
     let existing: Option<Uuid> = talent_claims::table
         .filter(talent_claims::hire_id.eq(h.id))
         .filter(talent_claims::month.eq(month.to_string()))

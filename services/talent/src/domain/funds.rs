@@ -252,6 +252,12 @@ impl std::fmt::Display for Month {
     }
 }
 
+/// Whether `month` has begun on `today` (a KST date): a month is claimed once it has
+/// started, never ahead, so an elimination can still stop the months after it.
+pub fn month_started(month: Month, today: NaiveDate) -> bool {
+    month <= Month::of(today)
+}
+
 /// Korea Standard Time: fiscal years and months are KST calendar ones.
 pub fn kst() -> FixedOffset {
     FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC"))

@@ -261,3 +261,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_month_is_claimable_once_it_has_started_in_kst() {
+    let m = Month::parse("2027-01").unwrap();
+    let d = |y, mo, da| NaiveDate::from_ymd_opt(y, mo, da).unwrap();
+    assert!(!month_started(m, d(2026, 12, 31)));
+    assert!(month_started(m, d(2027, 1, 1)));
+    assert!(month_started(m, d(2027, 6, 15)));
+    assert!(!month_started(
+        Month::parse("2027-12").unwrap(),
+        d(2027, 1, 1)
+    ));
+    // 2026-12-31 15:00 UTC is already 2027-01-01 in KST.
+    let at = Utc.with_ymd_and_hms(2026, 12, 31, 15, 0, 0).unwrap();
+    assert!(month_started(m, kst_date(at)));
+    let before = Utc.with_ymd_and_hms(2026, 12, 31, 14, 59, 59).unwrap();
+    assert!(!month_started(m, kst_date(before)));
+}
