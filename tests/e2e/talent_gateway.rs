@@ -21,7 +21,7 @@ const REGISTER: &str =
 const ROUND: &str = "mutation { runTalentRound(note: \"gateway round\") { id proposals { id researcherId fit { skills field seniority total } researcherRank positionRank status } } }";
 const ACCEPT: &str = "mutation($id: UUID!, $terms: TalentHireTermsInput!) { acceptTalentMatch(matchId: $id, terms: $terms) { id ratioBp pay { monthlySalaryKrw monthlyLivingAllowanceKrw } } }";
 const CLAIM: &str = "mutation($hire: UUID!, $month: String!) { claimTalentFunds(hireId: $hire, month: $month) { daysCovered daysInMonth claimedKrw paidKrw capReason } }";
-const REPORT: &str = "query($c: UUID!) { talentReport(consortiumId: $c, fiscalYear: 2027) { paidKrw remainingKrw capKrw placesFilled } }";
+const REPORT: &str = "query($c: UUID!) { talentReport(consortiumId: $c, fiscalYear: 2025) { paidKrw remainingKrw capKrw placesFilled } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_team_hires_through_the_gateway_and_another_teams_token_is_refused() {
@@ -56,7 +56,7 @@ async fn a_team_hires_through_the_gateway_and_another_teams_token_is_refused() {
             selected,
             departure: None,
             override_reason: None,
-            published_at: "2026-12-01T00:00:00Z".parse().expect("time"),
+            published_at: "2024-12-01T00:00:00Z".parse().expect("time"),
         },
     )
     .expect("wrap");
@@ -127,7 +127,7 @@ async fn a_team_hires_through_the_gateway_and_another_teams_token_is_refused() {
         .integration_bearer("agency-1", &[kaip_auth::scopes::WRITE_RESEARCHERS]);
     let body = p
         .graphql(Some(&agency), REGISTER, json!({"input": {"skills": ["cuda"], "field": "nlp", "seniority": "senior",
-            "availableFrom": "2027-07-01", "preferences": [position], "name": "Dr. Gateway Example", "contact": "g@example.org", "country": "CA"}}))
+            "availableFrom": "2025-07-01", "preferences": [position], "name": "Dr. Gateway Example", "contact": "g@example.org", "country": "CA"}}))
         .await;
     let researcher = data(&body, "registerResearcher")["id"]
         .as_str()
@@ -155,7 +155,7 @@ async fn a_team_hires_through_the_gateway_and_another_teams_token_is_refused() {
         (Some(1), Some(1))
     );
     let m = proposals[0]["id"].as_str().expect("id").to_owned();
-    let terms = json!({"startDate": "2027-07-16", "endDate": "2028-07-15", "monthlySalaryKrw": "12000000", "monthlyLivingAllowanceKrw": "3000000"});
+    let terms = json!({"startDate": "2025-07-16", "endDate": "2026-07-15", "monthlySalaryKrw": "12000000", "monthlyLivingAllowanceKrw": "3000000"});
     // B's token cannot accept A's match, nor see the researcher.
     let body = p
         .graphql(Some(&tb), ACCEPT, json!({"id": m, "terms": terms}))
@@ -177,7 +177,7 @@ async fn a_team_hires_through_the_gateway_and_another_teams_token_is_refused() {
         .graphql(
             Some(&ta),
             CLAIM,
-            json!({"hire": hire["id"], "month": "2027-07"}),
+            json!({"hire": hire["id"], "month": "2025-07"}),
         )
         .await;
     assert_eq!(
