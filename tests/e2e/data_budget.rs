@@ -810,6 +810,22 @@ async fn every_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
         ),
         (
             "/commitments",
+            with(base.clone(), "fiscal_year", json!(year + 1)),
+            "FISCAL_YEAR_NOT_CURRENT",
+            "fiscal_year",
+        ),
+        (
+            "/joint-purchases",
+            joint(
+                json!([{"consortium_id": t[0]}, {"consortium_id": t[1]}]),
+                1_000,
+                year + 1,
+            ),
+            "FISCAL_YEAR_NOT_CURRENT",
+            "fiscal_year",
+        ),
+        (
+            "/commitments",
             with(base.clone(), "dataset_id", json!(Uuid::new_v4())),
             "DATASET_UNKNOWN",
             "dataset_id",
@@ -1156,8 +1172,10 @@ async fn records_are_immutable_gate_decisions_eliminate_once_and_carry_over_foll
         json!({"id": Uuid::now_v7(), "consortium_id": t[0], "fiscal_year": year + 1,
                "category": "building_processing", "amount_krw": amount, "reason": "po"})
     };
-    let (s, e) = b.post("/commitments", next(5_000_000_001)).await;
-    assert_eq!(e["code"], "INSUFFICIENT_BUDGET", "{s} {e}");
+    let (s, e) = b.post("/commitments", next(1)).await;
+    assert_eq!(e["code"], "FISCAL_YEAR_NOT_CURRENT", "{s} {e}");
+    let (_, nb) = b.get(&format!("/budgets/{}/{}", t[0].0, year + 1)).await;
+    assert_eq!(krw(&nb["carried_over_krw"]), 0, "{nb}");
     let (s, p) = b
         .call(
             reqwest::Method::PUT,
@@ -1174,13 +1192,135 @@ async fn records_are_immutable_gate_decisions_eliminate_once_and_carry_over_foll
     // This year left 6bn in total, 5bn of it in building and processing.
     let (_, nb) = b.get(&format!("/budgets/{}/{}", t[0].0, year + 1)).await;
     assert_eq!(krw(&nb["carried_over_krw"]), 6_000_000_000, "{nb}");
-    let (s, c) = b.post("/commitments", next(10_000_000_000)).await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
-    let (s, e) = b.post("/commitments", next(1)).await;
-    assert_eq!(e["code"], "INSUFFICIENT_BUDGET", "{s} {e}");
-    // Nor may this year now spend what next year already counted on.
-    let (s, e) = b
-        .post("/commitments", commitment(t[0], "building_processing", 1))
+}
+
+async fn team_with_invoice(b: &Budget, finance: &str) -> (Vec<ConsortiumId>, Value, Uuid) {
+    let t = teams(2);
+    b.select(&[(t[0], 0), (t[1], 0)]).await;
+    let (s, c) = b
+        .post("/commitments", commitment(t[0], "joint_purchase", 1_000))
         .await;
-    assert_eq!(e["code"], "INSUFFICIENT_BUDGET", "{s} {e}");
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let invoice = Uuid::now_v7();
+    let (s, i) = b
+        .post_as(
+            finance,
+            "/invoices",
+            json!({"id": invoice, "commitment_id": c["id"], "amount_krw": 400, "invoice_no": "SUP-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    (t, c, invoice)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn retries_racing_their_original_get_its_answer_not_a_refusal() {
+    let b = Budget::start().await;
+    let finance = b
+        .ctx
+        .integration_bearer("finance-1", &[kaip_auth::scopes::WRITE_DATA_FINANCE]);
+    let (t, c, invoice) = team_with_invoice(&b, &finance).await;
+    let team = t[0];
+    // Ten copies of one payment for the whole invoice, at once: all answer the one payment.
+    let pay = json!({"external_key": "FIN-RACE", "invoice_id": invoice, "amount_krw": 400,
+                     "paid_at": chrono::Utc::now()});
+    let answers =
+        futures::future::join_all((0..10).map(|_| b.post_as(&finance, "/payments", pay.clone())))
+            .await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    for (s, p) in &answers {
+        assert!(s.is_success(), "{s} {p}");
+        assert_eq!(p["external_key"], "FIN-RACE", "{p}");
+        assert_eq!(p["amount_krw"], answers[0].1["amount_krw"]);
+    }
+    // Ten copies of one invoice for all the commitment leaves open.
+    let inv = json!({"id": Uuid::now_v7(), "commitment_id": c["id"], "amount_krw": 600,
+                     "invoice_no": "SUP-2"});
+    let answers =
+        futures::future::join_all((0..10).map(|_| b.post_as(&finance, "/invoices", inv.clone())))
+            .await;
+    for (s, i) in &answers {
+        assert!(s.is_success(), "{s} {i}");
+        assert_eq!(i["id"], inv["id"], "{i}");
+    }
+    // Ten copies of one commitment.
+    let mut com = commitment(team, "joint_purchase", 1_000_000);
+    com["reason"] = json!("race");
+    let answers =
+        futures::future::join_all((0..10).map(|_| b.post("/commitments", com.clone()))).await;
+    for (s, x) in &answers {
+        assert!(s.is_success(), "{s} {x}");
+        assert_eq!(x["id"], com["id"], "{x}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_supplier_invoice_is_recorded_once_and_a_joint_share_is_not_cancelled_alone() {
+    let b = Budget::start().await;
+    let finance = b
+        .ctx
+        .integration_bearer("finance-1", &[kaip_auth::scopes::WRITE_DATA_FINANCE]);
+    let (t, c, _) = team_with_invoice(&b, &finance).await;
+    let (team, other) = (t[0], t[1]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = b.snapshot();
+    let (s, e) = b
+        .post_as(
+            &finance,
+            "/invoices",
+            json!({"id": Uuid::now_v7(), "commitment_id": c["id"], "amount_krw": 100, "invoice_no": " SUP-1 "}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("INVOICE_ALREADY_RECORDED")
+        ),
+        "{e}"
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("invoice_no: "),
+        "{e}"
+    );
+    assert_eq!(b.snapshot(), before, "nothing was written");
+
+    // A share of a joint purchase cannot be cancelled alone.
+    let dataset = b.dataset("Shared corpus").await;
+    let (s, j) = b
+        .post(
+            "/joint-purchases",
+            json!({"id": Uuid::now_v7(), "dataset_id": dataset, "fiscal_year": this_year(),
+                   "total_krw": 1_000, "reason": "r",
+                   "shares": [{"consortium_id": team}, {"consortium_id": other}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{j}");
+    let share = j["shares"][0]["commitment_id"]
+        .as_str()
+        .expect("share")
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = b.snapshot();
+    let own = b.ctx.bearer(Role::Consortium, Some(team));
+    let (s, e) = b
+        .post_as(
+            &own,
+            &format!("/commitments/{share}/cancel"),
+            json!({"reason": "we changed our mind"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("JOINT_PURCHASE_SHARE")),
+        "{e}"
+    );
+    assert_eq!(b.snapshot(), before, "nothing was written");
 }

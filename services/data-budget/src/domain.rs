@@ -16,6 +16,20 @@ pub fn fiscal_year(at: DateTime<Utc>) -> i32 {
     at.with_timezone(&kst()).year()
 }
 
+/// New spending is for the current KST fiscal year only: not last year's unspent money
+/// (that is what carry-over decides) and not a reservation of years to come.
+pub fn current_year(field: &str, year: i32, now: DateTime<Utc>) -> Result<(), Invalid> {
+    let current = fiscal_year(now);
+    if year != current {
+        return Err(Invalid::new(
+            "FISCAL_YEAR_NOT_CURRENT",
+            field,
+            format!("new spending is for the current fiscal year {current} only, not {year}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The month (`YYYY-MM`, KST) of an instant, for the monthly burn.
 pub fn kst_month(at: DateTime<Utc>) -> String {
     let k = at.with_timezone(&kst());

@@ -133,6 +133,31 @@ fn insert_commitment(
     Ok(())
 }
 
+/// The stored answer to a repeat of `req` (same id), or the conflict if it differs.
+fn commitment_replay(
+    conn: &mut PgConnection,
+    req: &dto::MakeCommitment,
+) -> Result<Option<dto::Commitment>, BudgetError> {
+    let existing = store::commitments(conn, None, None, Some(req.id), None)?
+        .into_iter()
+        .next();
+    let Some(existing) = existing else {
+        return Ok(None);
+    };
+    let same = existing.consortium_id == req.consortium_id.0
+        && existing.fiscal_year == req.fiscal_year
+        && existing.category() == req.category
+        && existing.amount_krw == req.amount_krw.0
+        && existing.dataset_id == req.dataset_id
+        && existing.joint_purchase_id.is_none()
+        && existing.reason == req.reason.trim();
+    if same {
+        Ok(Some(existing.dto()))
+    } else {
+        Err(BudgetError::ExistsWithDifferentFields("id"))
+    }
+}
+
 /// A commitment reserves budget in one category of one team-year, if it fits the cap and
 /// the sub-limit (every year from it on, with carry-over). A repeat answers the original.
 pub fn make_commitment(
@@ -141,32 +166,23 @@ pub fn make_commitment(
     req: &dto::MakeCommitment,
     actor: &Actor,
 ) -> Result<dto::Commitment, BudgetError> {
-    let existing = store::commitments(conn, None, None, Some(req.id), None)?
-        .into_iter()
-        .next();
-    if let Some(existing) = existing {
-        let same = existing.consortium_id == req.consortium_id.0
-            && existing.fiscal_year == req.fiscal_year
-            && existing.category() == req.category
-            && existing.amount_krw == req.amount_krw.0
-            && existing.dataset_id == req.dataset_id
-            && existing.joint_purchase_id.is_none()
-            && existing.reason == req.reason.trim();
-        return if same {
-            Ok(existing.dto())
-        } else {
-            Err(BudgetError::ExistsWithDifferentFields("id"))
-        };
+    if let Some(done) = commitment_replay(conn, req)? {
+        return Ok(done);
     }
     domain::positive_amount("amount_krw", req.amount_krw.0)?;
     domain::reason("reason", &req.reason)?;
     let p = store::programme(conn)?.settings;
     domain::year_in_programme("fiscal_year", req.fiscal_year, &p)?;
+    domain::current_year("fiscal_year", req.fiscal_year, store::now())?;
     if let Some(d) = req.dataset_id {
         dataset_exists(conn, "dataset_id", d)?;
     }
     let team = req.consortium_id.0;
     store::lock_budgets(conn, &[team])?;
+    // A retry that waited on the lock behind its original answers what the original did.
+    if let Some(done) = commitment_replay(conn, req)? {
+        return Ok(done);
+    }
     let years = committable_years(conn, "consortium_id", team, req.fiscal_year)?;
     domain::fits(
         &years,
@@ -217,22 +233,14 @@ pub fn make_joint_purchase(
     actor: &Actor,
 ) -> Result<dto::JointPurchase, BudgetError> {
     let request = serde_json::to_value(req).unwrap_or_default();
-    let existing: Option<serde_json::Value> = budget_joint_purchases::table
-        .find(req.id)
-        .select(budget_joint_purchases::request)
-        .first(conn)
-        .optional()?;
-    if let Some(existing) = existing {
-        return if existing == request {
-            joint_view(conn, req.id)
-        } else {
-            Err(BudgetError::ExistsWithDifferentFields("id"))
-        };
+    if let Some(done) = joint_replay(conn, req.id, &request)? {
+        return Ok(done);
     }
     domain::positive_amount("total_krw", req.total_krw.0)?;
     domain::reason("reason", &req.reason)?;
     let p = store::programme(conn)?.settings;
     domain::year_in_programme("fiscal_year", req.fiscal_year, &p)?;
+    domain::current_year("fiscal_year", req.fiscal_year, store::now())?;
     let mut order: Vec<usize> = (0..req.shares.len()).collect();
     order.sort_by_key(|i| req.shares[*i].consortium_id);
     let sorted: Vec<dto::ShareSpec> = order.iter().map(|i| req.shares[*i].clone()).collect();
@@ -241,6 +249,9 @@ pub fn make_joint_purchase(
     dataset_exists(conn, "dataset_id", req.dataset_id)?;
     let teams: Vec<Uuid> = sorted.iter().map(|s| s.consortium_id.0).collect();
     store::lock_budgets(conn, &teams)?;
+    if let Some(done) = joint_replay(conn, req.id, &request)? {
+        return Ok(done);
+    }
     for (k, (team, (_, amount))) in teams.iter().zip(&parts).enumerate() {
         let field = format!("shares[{}].consortium_id", order[k]);
         let years = committable_years(conn, &field, *team, req.fiscal_year)?;
@@ -309,6 +320,24 @@ pub fn make_joint_purchase(
     joint_view(conn, req.id)
 }
 
+/// The stored answer to a repeat of a joint purchase (same id), or the conflict.
+fn joint_replay(
+    conn: &mut PgConnection,
+    id: Uuid,
+    request: &serde_json::Value,
+) -> Result<Option<dto::JointPurchase>, BudgetError> {
+    let existing: Option<serde_json::Value> = budget_joint_purchases::table
+        .find(id)
+        .select(budget_joint_purchases::request)
+        .first(conn)
+        .optional()?;
+    match existing {
+        None => Ok(None),
+        Some(e) if &e == request => joint_view(conn, id).map(Some),
+        Some(_) => Err(BudgetError::ExistsWithDifferentFields("id")),
+    }
+}
+
 pub fn joint_view(conn: &mut PgConnection, id: Uuid) -> Result<dto::JointPurchase, BudgetError> {
     #[allow(clippy::type_complexity)]
     let row: (Uuid, i32, i64, String, String, DateTime<Utc>, String) =
@@ -366,6 +395,12 @@ pub fn cancel(
     domain::reason("reason", &req.reason)?;
     store::lock_budgets(conn, &[c.consortium_id.0])?;
     let c = commitment(conn, id)?;
+    if let Some(joint) = c.joint_purchase_id {
+        return Err(BudgetError::refused(
+            "JOINT_PURCHASE_SHARE",
+            format!("id: commitment {id} is one share of joint purchase {joint}: a joint purchase is all or nothing, so one share cannot be cancelled alone"),
+        ));
+    }
     if c.released > 0 {
         return Err(BudgetError::refused(
             "COMMITMENT_ALREADY_CANCELLED",
@@ -447,6 +482,24 @@ fn paid_of(conn: &mut PgConnection, invoice: Uuid) -> QueryResult<i64> {
     Ok(amounts.iter().sum())
 }
 
+/// The stored answer to a repeat of an invoice (same id), or the conflict.
+fn invoice_replay(
+    conn: &mut PgConnection,
+    req: &dto::RecordInvoice,
+) -> Result<Option<dto::Invoice>, BudgetError> {
+    match invoice_row(conn, req.id)? {
+        None => Ok(None),
+        Some(r)
+            if r.1 == req.commitment_id
+                && r.2 == req.amount_krw.0
+                && r.3 == req.invoice_no.trim() =>
+        {
+            invoice_view(conn, req.id).map(Some)
+        }
+        Some(_) => Err(BudgetError::ExistsWithDifferentFields("id")),
+    }
+}
+
 /// An invoice consumes (part of) a commitment: never more than it has open.
 pub fn record_invoice(
     conn: &mut PgConnection,
@@ -454,15 +507,8 @@ pub fn record_invoice(
     req: &dto::RecordInvoice,
     actor: &Actor,
 ) -> Result<dto::Invoice, BudgetError> {
-    if let Some(r) = invoice_row(conn, req.id)? {
-        return if r.1 == req.commitment_id
-            && r.2 == req.amount_krw.0
-            && r.3 == req.invoice_no.trim()
-        {
-            invoice_view(conn, req.id)
-        } else {
-            Err(BudgetError::ExistsWithDifferentFields("id"))
-        };
+    if let Some(done) = invoice_replay(conn, req)? {
+        return Ok(done);
     }
     domain::positive_amount("amount_krw", req.amount_krw.0)?;
     if req.invoice_no.trim().is_empty() {
@@ -480,6 +526,9 @@ pub fn record_invoice(
         )
     })?;
     store::lock_budgets(conn, &[c.consortium_id])?;
+    if let Some(done) = invoice_replay(conn, req)? {
+        return Ok(done);
+    }
     let c = commitment(conn, req.commitment_id)?;
     if c.released > 0 {
         return Err(BudgetError::refused(
@@ -505,7 +554,23 @@ pub fn record_invoice(
             budget_invoices::recorded_by.eq(&actor.subject),
             budget_invoices::recorded_at.eq(at),
         ))
-        .execute(conn)?;
+        .execute(conn)
+        .map_err(|e| match e {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                ref info,
+            ) if info.constraint_name() == Some("budget_invoices_commitment_invoice_no") => {
+                BudgetError::invalid(
+                    "INVOICE_ALREADY_RECORDED",
+                    "invoice_no",
+                    format!(
+                        "the supplier's invoice {} is already recorded against this commitment",
+                        req.invoice_no.trim()
+                    ),
+                )
+            }
+            e => e.into(),
+        })?;
     tx.publish(
         conn,
         actor.clone(),
@@ -561,12 +626,17 @@ pub fn confirm_payment(
             .first::<PaymentRow>(c)
             .optional()
     };
-    if let Some(r) = find(conn)? {
-        return if r.1 == req.invoice_id && r.2 == req.amount_krw.0 && r.3 == paid_at {
-            Ok((payment_view(conn, r)?, false))
-        } else {
-            Err(BudgetError::ExistsWithDifferentFields("external_key"))
-        };
+    let replay = |c: &mut PgConnection| -> Result<Option<(dto::Payment, bool)>, BudgetError> {
+        match find(c)? {
+            None => Ok(None),
+            Some(r) if r.1 == req.invoice_id && r.2 == req.amount_krw.0 && r.3 == paid_at => {
+                Ok(Some((payment_view(c, r)?, false)))
+            }
+            Some(_) => Err(BudgetError::ExistsWithDifferentFields("external_key")),
+        }
+    };
+    if let Some(done) = replay(conn)? {
+        return Ok(done);
     }
     if key.is_empty() {
         return Err(BudgetError::invalid(
@@ -585,6 +655,10 @@ pub fn confirm_payment(
     })?;
     let c = commitment(conn, inv.1)?;
     store::lock_budgets(conn, &[c.consortium_id])?;
+    // A retry that waited on the lock behind its original answers what the original did.
+    if let Some(done) = replay(conn)? {
+        return Ok(done);
+    }
     let unpaid = inv.2 - paid_of(conn, inv.0)?;
     if req.amount_krw.0 > unpaid {
         return Err(BudgetError::invalid(

@@ -1,0 +1,1 @@
+ALTER TABLE budget_invoices DROP CONSTRAINT budget_invoices_commitment_invoice_no;
