@@ -124,3 +124,12 @@ impl ResponseError for BudgetError {
         }
     }
 }
+
+impl kaip_service::retry::DatabaseFailure for BudgetError {
+    fn database_error(&self) -> Option<&diesel::result::Error> {
+        match self {
+            BudgetError::Common(e) => kaip_service::retry::DatabaseFailure::database_error(e),
+            _ => None,
+        }
+    }
+}

@@ -9,6 +9,7 @@ use actix_web::{web, HttpResponse};
 use kaip_auth::AuthError;
 use kaip_contracts::dto::budget as dto;
 use kaip_contracts::Role;
+use kaip_service::retry::retrying;
 use kaip_service::{AppState, Caller, ValidJson};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -93,7 +94,9 @@ async fn set_programme(
     let actor = caller.actor();
     let p = state
         .db(move |c, outbox| {
-            store::retrying(|| outbox.transaction(c, |c, _| store::set_programme(c, &req, &actor)))
+            retrying(true, || {
+                outbox.transaction(c, |c, _| store::set_programme(c, &req, &actor))
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(p))
@@ -155,7 +158,7 @@ async fn adjust_cap(
     let actor = caller.actor();
     let b = state
         .db(move |c, outbox| {
-            store::retrying(|| {
+            retrying(true, || {
                 outbox.transaction(c, |c, tx| {
                     spend::adjust_cap(c, tx, team, year, &req, &actor)
                 })
@@ -176,7 +179,7 @@ async fn commit(
     let actor = caller.actor();
     let c = state
         .db(move |c, outbox| {
-            store::retrying(|| {
+            retrying(true, || {
                 outbox.transaction(c, |c, tx| spend::make_commitment(c, tx, &req, &actor))
             })
         })
@@ -239,7 +242,7 @@ async fn cancel(
     let actor = caller.actor();
     let c = state
         .db(move |c, outbox| {
-            store::retrying(|| {
+            retrying(true, || {
                 outbox.transaction(c, |c, tx| spend::cancel(c, tx, id, &req, &actor, only))
             })
         })
@@ -257,7 +260,7 @@ async fn joint_purchase(
     let actor = caller.actor();
     let j = state
         .db(move |c, outbox| {
-            store::retrying(|| {
+            retrying(true, || {
                 outbox.transaction(c, |c, tx| spend::make_joint_purchase(c, tx, &req, &actor))
             })
         })
@@ -293,7 +296,7 @@ async fn invoice(
     let actor = caller.actor();
     let i = state
         .db(move |c, outbox| {
-            store::retrying(|| {
+            retrying(true, || {
                 outbox.transaction(c, |c, tx| spend::record_invoice(c, tx, &req, &actor))
             })
         })
@@ -329,7 +332,7 @@ async fn payment(
     let actor = caller.actor();
     let (p, new) = state
         .db(move |c, outbox| {
-            store::retrying(|| {
+            retrying(true, || {
                 outbox.transaction(c, |c, tx| spend::confirm_payment(c, tx, &req, &actor))
             })
         })
@@ -351,7 +354,7 @@ async fn register_dataset(
     let actor = caller.actor();
     let d = state
         .db(move |c, outbox| {
-            store::retrying(|| {
+            retrying(true, || {
                 outbox.transaction(c, |c, tx| spend::register_dataset(c, tx, &req, &actor))
             })
         })

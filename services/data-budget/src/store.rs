@@ -24,42 +24,6 @@ use kaip_contracts::{Actor, CallId, ConsortiumId, Krw};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// How many times a request's transaction is run at most.
-pub const ATTEMPTS: usize = 4;
-
-/// Is this a deadlock (40P01) or a serialization failure (40001)?
-pub fn is_transient(e: &BudgetError) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    matches!(
-        e,
-        BudgetError::Common(kaip_service::CommonError::Internal(inner))
-            if inner.downcast_ref::<Error>().is_some_and(|d| match d {
-                Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-                Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => true,
-                Error::DatabaseError(DatabaseErrorKind::Unknown, info) =>
-                    info.message().contains("deadlock detected"),
-                _ => false,
-            })
-    )
-}
-
-/// Runs `f` (one whole transaction) again while it fails with a deadlock, a serialization
-/// failure or a unique violation (two writers of one client-chosen id: the repeat sees the
-/// winner's row and answers it or a coded refusal), at most [`ATTEMPTS`] times.
-pub fn retrying<T>(mut f: impl FnMut() -> Result<T, BudgetError>) -> Result<T, BudgetError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match f() {
-            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                tracing::info!(attempt, error = ?e, "transaction retried");
-                std::thread::sleep(std::time::Duration::from_millis(5 * attempt as u64));
-            }
-            other => return other,
-        }
-    }
-}
-
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }

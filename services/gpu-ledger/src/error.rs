@@ -121,3 +121,12 @@ impl ResponseError for LedgerError {
         }
     }
 }
+
+impl kaip_service::retry::DatabaseFailure for LedgerError {
+    fn database_error(&self) -> Option<&diesel::result::Error> {
+        match self {
+            LedgerError::Common(e) => kaip_service::retry::DatabaseFailure::database_error(e),
+            _ => None,
+        }
+    }
+}

@@ -568,63 +568,7 @@ pub fn announcements(
         .collect())
 }
 
-/// Is this a deadlock (40P01, which diesel reports as `Unknown`) or a serialization failure
-/// (40001)? The transaction rolled back whole and may simply be run again.
-pub fn is_transient(e: &LedgerError) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    matches!(
-        e,
-        LedgerError::Common(kaip_service::CommonError::Internal(inner))
-            if inner.downcast_ref::<Error>().is_some_and(|d| match d {
-                Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-                Error::DatabaseError(DatabaseErrorKind::Unknown, info) =>
-                    info.message().contains("deadlock detected"),
-                _ => false,
-            })
-    )
-}
-
-/// How many times a request's transaction is run at most.
-pub const ATTEMPTS: usize = 4;
-
-/// Runs `f` (one whole transaction) again while it fails with a deadlock or serialization
-/// failure, or a unique violation when `on_unique` (the repeat then sees the winner's row),
-/// at most [`ATTEMPTS`] times in all.
-pub fn retrying<T>(
-    on_unique: bool,
-    mut f: impl FnMut() -> Result<T, LedgerError>,
-) -> Result<T, LedgerError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match f() {
-            Err(e)
-                if attempt < ATTEMPTS
-                    && (is_transient(&e) || (on_unique && is_unique_violation(&e))) =>
-            {
-                tracing::info!(attempt, error = ?e, "transaction retried");
-                std::thread::sleep(std::time::Duration::from_millis(5 * attempt as u64));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Is this a unique violation (two writers racing on an id)? The batch is then retried: the
-/// second attempt sees the winner's row and answers `exists` or a coded refusal.
-pub fn is_unique_violation(e: &LedgerError) -> bool {
-    matches!(
-        e,
-        LedgerError::Common(kaip_service::CommonError::Internal(inner))
-            if inner.downcast_ref::<diesel::result::Error>().is_some_and(|d| matches!(
-                d,
-                diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _
-                )
-            ))
-    )
-}
+pub use kaip_service::retry::{is_unique_violation, retrying};
 
 pub fn find_account(conn: &mut PgConnection, id: Uuid) -> Result<AccountRow, LedgerError> {
     ledger_accounts::table
@@ -693,60 +637,6 @@ mod tests {
             pending_id,
             code: "c".repeat(64),
         }
-    }
-
-    fn db_error(kind: diesel::result::DatabaseErrorKind, message: &str) -> LedgerError {
-        LedgerError::from(diesel::result::Error::DatabaseError(
-            kind,
-            Box::new(message.to_owned()),
-        ))
-    }
-
-    #[test]
-    fn deadlocks_and_serialization_failures_are_retried_a_bounded_number_of_times() {
-        use diesel::result::DatabaseErrorKind as K;
-        let deadlock = || db_error(K::Unknown, "deadlock detected");
-        // Two deadlocks, then success: the third run's result.
-        let mut runs = 0;
-        let r = retrying(false, || {
-            runs += 1;
-            if runs < 3 {
-                Err(deadlock())
-            } else {
-                Ok(runs)
-            }
-        });
-        assert_eq!(r.ok(), Some(3));
-        // Always failing: given up after ATTEMPTS runs, with the error.
-        let mut runs = 0;
-        let r: Result<(), _> = retrying(false, || {
-            runs += 1;
-            Err(db_error(
-                K::SerializationFailure,
-                "could not serialize access",
-            ))
-        });
-        assert!(r.as_ref().is_err_and(is_transient), "{r:?}");
-        assert_eq!(runs, ATTEMPTS);
-        // A unique violation only when asked; anything else at once.
-        for (on_unique, want) in [(false, 1), (true, ATTEMPTS)] {
-            let mut runs = 0;
-            let _ = retrying::<()>(on_unique, || {
-                runs += 1;
-                Err(db_error(K::UniqueViolation, "duplicate key"))
-            });
-            assert_eq!(runs, want, "on_unique {on_unique}");
-        }
-        let mut runs = 0;
-        let _ = retrying::<()>(true, || {
-            runs += 1;
-            Err(db_error(
-                K::CheckViolation,
-                "debits_must_not_exceed_credits",
-            ))
-        });
-        assert_eq!(runs, 1);
-        assert!(!is_transient(&db_error(K::Unknown, "some other failure")));
     }
 
     #[test]

@@ -117,36 +117,11 @@ impl ResponseError for TalentError {
     }
 }
 
-/// Retries a transaction on a deadlock (40P01), a serialization failure (40001) or, when
-/// `on_unique`, a unique violation (a racing writer: the rerun sees the winner's row and
-/// answers with the coded refusal). Bounded; like the GPU ledger's.
-pub fn retrying<T>(
-    on_unique: bool,
-    mut f: impl FnMut() -> Result<T, TalentError>,
-) -> Result<T, TalentError> {
-    const ATTEMPTS: u32 = 8;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match f() {
-            Err(e) if attempt < ATTEMPTS && retryable(&e, on_unique) => {
-                tracing::info!(attempt, error = ?e, "transaction retried");
-                std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
-            }
-            other => return other,
+impl kaip_service::retry::DatabaseFailure for TalentError {
+    fn database_error(&self) -> Option<&diesel::result::Error> {
+        match self {
+            TalentError::Common(e) => kaip_service::retry::DatabaseFailure::database_error(e),
+            _ => None,
         }
-    }
-}
-
-fn retryable(e: &TalentError, on_unique: bool) -> bool {
-    use diesel::result::{DatabaseErrorKind as K, Error as D};
-    let TalentError::Common(CommonError::Internal(inner)) = e else {
-        return false;
-    };
-    match inner.downcast_ref::<D>() {
-        Some(D::DatabaseError(K::SerializationFailure, _)) => true,
-        Some(D::DatabaseError(K::UniqueViolation, _)) => on_unique,
-        Some(D::DatabaseError(K::Unknown, info)) => info.message().contains("deadlock detected"),
-        _ => false,
     }
 }

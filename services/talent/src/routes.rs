@@ -5,12 +5,13 @@
 
 use crate::domain::funds::FundTerms;
 use crate::domain::matching::FitWeights;
-use crate::error::{retrying, TalentError};
+use crate::error::TalentError;
 use crate::store::{self, HireRequest};
 use actix_web::{web, HttpResponse};
 use kaip_contracts::dto::talent as dto;
 use kaip_contracts::text::{field, CheckText, Lines, TextViolation};
 use kaip_contracts::{ConsortiumId, Role};
+use kaip_service::retry::retrying;
 use kaip_service::{AppState, Caller, ValidJson};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

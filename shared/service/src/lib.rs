@@ -8,6 +8,7 @@ pub mod caller;
 pub mod db;
 pub mod error;
 pub mod pagination;
+pub mod retry;
 pub mod settings;
 pub mod valid;
 
