@@ -11,3 +11,4 @@ export KAIP_AUTH__DEV_MODE=true
 cargo bench -p kaip-e2e --bench backbone
 cargo bench -p kaip-e2e --bench gateway
 cargo bench -p kaip-e2e --bench talent
+cargo bench -p kaip-e2e --bench ledger
