@@ -16,6 +16,7 @@ use kaip_contracts::{topics, Actor, EventEnvelope, EventId, Role};
 use kaip_e2e::eventually;
 use kaip_service::settings::DatabaseSettings;
 use kaip_service::{db, Defaults, ServiceDefinition};
+use kaip_testkit::proxy::TcpProxy;
 use kaip_testkit::TestContext;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -327,76 +328,6 @@ async fn shutdown_during_a_retry_never_commits_past_the_unapplied_message() {
     );
 }
 
-/// A TCP proxy in front of PostgreSQL that can drop every live connection and refuse new
-/// ones, then come back.
-struct PgProxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    live: Arc<Mutex<CancellationToken>>,
-    accept: JoinHandle<()>,
-}
-
-impl PgProxy {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("proxy binds");
-        let port = listener.local_addr().expect("addr").port();
-        let up = Arc::new(AtomicBool::new(true));
-        let live = Arc::new(Mutex::new(CancellationToken::new()));
-        let accept = {
-            let (up, live) = (up.clone(), live.clone());
-            tokio::spawn(async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    if !up.load(Ordering::SeqCst) {
-                        drop(client); // refused: the client sees the connection close at once
-                        continue;
-                    }
-                    let cut = live.lock().expect("lock").clone();
-                    tokio::spawn(async move {
-                        let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await
-                        else {
-                            return;
-                        };
-                        tokio::select! {
-                            _ = cut.cancelled() => {}
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        }
-                    });
-                }
-            })
-        };
-        Self {
-            port,
-            up,
-            live,
-            accept,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}", self.port)
-    }
-
-    /// Drops every live connection and refuses new ones.
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        let old = std::mem::take(&mut *self.live.lock().expect("lock"));
-        old.cancel();
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for PgProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.live.lock().map(|t| t.cancel()).unwrap_or(());
-    }
-}
-
 /// The outage test: the consuming service's PostgreSQL connection is cut for 30 s in
 /// the middle of a stream of events. Before the fix, the event in hand (and the ones after
 /// it) were dead-lettered after `max_attempts` and never applied.
@@ -406,11 +337,12 @@ async fn a_database_outage_mid_stream_dead_letters_nothing_and_keeps_each_aggreg
     // Two attempts: the old code gives up well within the outage.
     ctx.kafka.max_attempts = 2;
     ctx.kafka.retry_backoff_max_ms = 2_000;
-    let proxy = PgProxy::start().await;
+    let proxy = TcpProxy::start("127.0.0.1:5432", true).await;
     let (pool, _) = probe_database(&ctx);
     let probe = Arc::new(Probe::default());
     let mut settings = ctx.settings(PROBE_DEFAULTS);
-    settings.database.url = secrecy::SecretString::from(proxy.url());
+    settings.database.url =
+        secrecy::SecretString::from(format!("postgres://postgres@{}", proxy.address()));
     let service = ctx
         .spawn_with(probe_definition(probe.clone()), settings)
         .await;

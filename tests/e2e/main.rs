@@ -4,6 +4,7 @@ mod audit;
 mod audit_hardening;
 mod auth_hardening;
 mod backbone;
+mod broker_at_start;
 mod competition;
 mod consumer_hardening;
 mod data_budget;

@@ -292,6 +292,33 @@ pub enum TopicError {
     Kafka(#[from] KafkaError),
     #[error("{0}")]
     Refused(String),
+    /// The broker did not answer in time for one of the topics.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl TopicError {
+    /// The broker is away or did not answer (down, unreachable, timed out): worth trying
+    /// again later, unlike a refusal (a bad topics file, an authorization failure on a
+    /// topic that does not exist).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, TopicError::Kafka(_) | TopicError::Unavailable(_))
+    }
+}
+
+/// Per-topic answers that mean "the broker is not there (yet)", not "no".
+fn is_unavailable_code(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::NotController
+            | RDKafkaErrorCode::LeaderNotAvailable
+    )
 }
 
 /// Creates `topics` (already prefixed) if they do not exist, configured from
@@ -317,10 +344,19 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
             )
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // Bounded: without a request timeout an absent broker holds the caller for librdkafka's
+    // socket timeout (a minute).
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     let results = admin.create_topics(&new_topics, &opts).await?;
     for result in results {
         if let Err((topic, code)) = result {
+            if is_unavailable_code(code) {
+                return Err(TopicError::Unavailable(format!(
+                    "could not create topic {topic}: the broker did not answer ({code:?})"
+                )));
+            }
             let checker = settings.clone();
             let name = topic.clone();
             let verdict = tokio::task::spawn_blocking(move || {

@@ -152,6 +152,60 @@ struct Health {
     /// The outbox's backlog as the background task last counted it.
     outbox: Arc<OutboxWatch>,
     consumer: Option<ConsumerStatus>,
+    /// Why the service's topics are not created yet (the broker was away at start).
+    topics: Arc<TopicWatch>,
+}
+
+/// Whether the service's topics are known to exist: `Some(why not)` while the broker that
+/// was away at start has not answered the creation yet.
+#[derive(Default)]
+struct TopicWatch {
+    pending: std::sync::Mutex<Option<String>>,
+}
+
+impl TopicWatch {
+    fn get(&self) -> Option<String> {
+        self.pending.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    fn set(&self, why: Option<String>) {
+        if let Ok(mut g) = self.pending.lock() {
+            *g = why;
+        }
+    }
+
+    /// Creates the topics once the broker answers, backing off up to 30 s, until `stop`.
+    /// A refusal (not an absence) is logged and kept for readiness: it needs an operator.
+    async fn run(
+        self: Arc<Self>,
+        kafka: kaip_bus::KafkaSettings,
+        topics: Vec<String>,
+        stop: CancellationToken,
+    ) {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            match kaip_bus::kafka::ensure_topics(&kafka, &topics).await {
+                Ok(()) => {
+                    tracing::info!("the broker answered: topics created");
+                    self.set(None);
+                    return;
+                }
+                Err(e) if e.is_unavailable() => {
+                    self.set(Some(e.to_string()));
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the service's topics cannot be created");
+                    self.set(Some(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// How often the background task counts the outbox's backlog. Probes and scrapes read the
@@ -296,6 +350,9 @@ pub struct Application {
     pool: PgPool,
     state: AppState,
     background: Vec<BackgroundTask>,
+    topic_watch: Arc<TopicWatch>,
+    /// The topics still to create (and with which settings) when the broker was away.
+    pending_topics: Option<(kaip_bus::KafkaSettings, Vec<String>)>,
 }
 
 /// Stops a running [`Application`] from elsewhere (tests, an embedding process).
@@ -332,9 +389,29 @@ impl Application {
         .await?
         .context("preparing the database")?;
         let needed: Vec<String> = created.iter().map(|t| kafka.prefixed(t)).collect();
-        kaip_bus::kafka::ensure_topics(&kafka, &needed)
-            .await
-            .with_context(|| format!("creating topics on kafka.brokers = {}", kafka.brokers))?;
+        // A broker that is away at start is an outage like any later one: the service
+        // serves, its outbox buffers, and the topics are created when the broker answers
+        // (a replica restarted during an outage would otherwise crash-loop). A refusal
+        // (a bad topics file, no right to create a missing topic) still stops the start.
+        let topic_watch = Arc::new(TopicWatch::default());
+        let pending_topics = match kaip_bus::kafka::ensure_topics(&kafka, &needed).await {
+            Ok(()) => None,
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(
+                    error = %e,
+                    brokers = %kafka.brokers,
+                    "the broker is away at start; serving, buffering events in the outbox, \
+                     and creating the topics when it answers"
+                );
+                topic_watch.set(Some(e.to_string()));
+                Some((kafka.clone(), needed))
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("creating topics on kafka.brokers = {}", kafka.brokers)
+                })
+            }
+        };
         let producer = kaip_bus::kafka::producer(&kafka).context("creating the Kafka producer")?;
 
         let outbox = Outbox::new(def.name, kafka.prefixed(&own_topic));
@@ -391,6 +468,7 @@ impl Application {
             broker: broker.clone(),
             outbox: outbox_watch.clone(),
             consumer: status.clone(),
+            topics: topic_watch.clone(),
         });
         let verifier = web::Data::new(verifier);
         let replayer = web::Data::new(replayer);
@@ -479,6 +557,8 @@ impl Application {
             pool,
             state: plain_state,
             background: def.background,
+            topic_watch,
+            pending_topics,
         })
     }
 
@@ -516,6 +596,8 @@ impl Application {
             pool,
             state,
             background,
+            topic_watch,
+            pending_topics,
             ..
         } = self;
         let server_handle = server.handle();
@@ -532,6 +614,9 @@ impl Application {
             .map(|task| tokio::spawn(task(state.clone(), consumer_stop.clone())))
             .collect();
         let broker_task = tokio::spawn(broker.run(producer, own_topic, relay_stop.clone()));
+        let topics_task = pending_topics.map(|(kafka, topics)| {
+            tokio::spawn(topic_watch.run(kafka, topics, relay_stop.clone()))
+        });
         let outbox_task =
             tokio::spawn(outbox_watch.run(pool, stuck_after_attempts, relay_stop.clone()));
 
@@ -572,6 +657,9 @@ impl Application {
         relay_stop.cancel();
         let _ = relay_task.await;
         let _ = broker_task.await;
+        if let Some(task) = topics_task {
+            let _ = task.await;
+        }
         let _ = outbox_task.await;
         tracing::info!(service = name, "stopped");
         match server_result {
@@ -619,6 +707,9 @@ async fn ready(health: web::Data<Health>, caller: Option<Caller>) -> HttpRespons
     }
     if let Some((Err(e), _)) = &broker {
         details.insert("broker".to_owned(), e.clone());
+    }
+    if let Some(why) = health.topics.get() {
+        details.insert("topics".to_owned(), why);
     }
     let is_admin = caller.is_some_and(|c| c.0.has_any_role(&[Role::Admin]));
     let body = Readiness {
@@ -688,6 +779,11 @@ async fn metrics(health: web::Data<Health>) -> HttpResponse {
         "kaip_broker_up",
         "1 if the last background broker check succeeded.",
         i64::from(broker_up),
+    );
+    gauge(
+        "kaip_topics_ready",
+        "0 while the service's topics wait for a broker that was away at start.",
+        i64::from(health.topics.get().is_none()),
     );
     // The background task's last count (absent before the first, or when it failed).
     if let Some(s) = stats {

@@ -14,6 +14,7 @@
 pub mod fixtures;
 pub mod idp;
 pub mod intake;
+pub mod proxy;
 
 use anyhow::Context as _;
 use diesel::{Connection, PgConnection};
