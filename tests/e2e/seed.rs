@@ -24,7 +24,9 @@ fn int(v: &Value) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purchase_and_two_hires() {
+    let test_start = Instant::now();
     let p = Platform::start().await;
+    eprintln!("the platform started in {:?}", test_start.elapsed());
     let gw = Gateway::new(&p.gateway_url, kaip_auth::dev::SECRET).expect("dev key");
     let opts = Options {
         // Long enough that the field is never late; the test moves the deadline instead.
@@ -120,6 +122,22 @@ async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purcha
         sel.teams
     );
 
+    // The steps run on their own (`make seed-gpu CALL=...`) read the same selection back.
+    let again = seed::Selection::of_call(&gw, &prog.call)
+        .await
+        .expect("the published selection");
+    assert_eq!(
+        again
+            .teams
+            .iter()
+            .map(|t| (t.consortium, t.proposal.as_str()))
+            .collect::<Vec<_>>(),
+        sel.teams
+            .iter()
+            .map(|t| (t.consortium, t.proposal.as_str()))
+            .collect::<Vec<_>>()
+    );
+
     // 4. Each team accepted an offer of what it asked for, doubled at gate 1: the first
     // tranche is in its grant account, the second reserved for the gate.
     assert_eq!(out.offers.len(), 5);
@@ -158,7 +176,7 @@ async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purcha
         let body = p
             .graphql(
                 Some(&team),
-                "{ gpuAccounts(kind: GRANT) { items { model period balance { creditsPosted } } } }",
+                "{ gpuAccounts(kind: GRANT) { items { consortiumId model period balance { creditsPosted } } } }",
                 json!({}),
             )
             .await;
@@ -166,6 +184,12 @@ async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purcha
             .as_array()
             .expect("grants")
             .clone();
+        assert!(
+            grants
+                .iter()
+                .all(|g| g["consortiumId"] == o.team.consortium.to_string()),
+            "a team sees its own grants only: {grants:?}"
+        );
         let posted: i64 = grants
             .iter()
             .map(|g| int(&g["balance"]["creditsPosted"]))
@@ -263,5 +287,9 @@ async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purcha
         (position["count"].as_i64(), position["filled"].as_i64()),
         (Some(2), Some(2)),
         "{position}"
+    );
+    eprintln!(
+        "the test's own work ended {:?} after it began (the platform's shutdown follows)",
+        test_start.elapsed()
     );
 }
