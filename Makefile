@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: run test bench lint fmt snapshots seed seed-data seed-scores seed-ranking seed-talent verify-decision token build mutants help
+.PHONY: run test bench lint fmt snapshots seed seed-programme seed-scores seed-ranking seed-gpu seed-data seed-talent verify-decision token build mutants help
 
 run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
 	@bash infra/local/run.sh
@@ -26,11 +26,11 @@ snapshots: ## Accept the current published contracts: GraphQL SDL, event JSON Sc
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-gateway --test api the_published_schema_matches_the_checked_in_snapshot
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-contracts --test catalogue
 
-seed: ## With `make run` up: the seeded programme (a call, a varied field of 15 consortia applied, 6 reviewers)
-	@cargo run -q -p kaip-e2e --bin kaip-seed -- programme
+seed: ## With `make run` up: the whole seeded programme through the gateway (15 consortia apply, both review stages, 5 selected and published, GPU offers accepted, a joint data purchase, a talent round hiring two), printing each step
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- run
 
-seed-data: ## With `make run` up and a selection published: a dataset bought jointly by the selected teams
-	@cargo run -q -p kaip-e2e --bin kaip-seed -- data
+seed-programme: ## With `make run` up: only the programme, call, 15 applications and 6 reviewers, to run the review by hand in the console
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- programme
 
 seed-scores: ## With `make run` up: the seeded reviewers score a stage (CALL=<id> STAGE=<n>)
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- scores --call $(CALL) --stage $(or $(STAGE),0)
@@ -38,8 +38,15 @@ seed-scores: ## With `make run` up: the seeded reviewers score a stage (CALL=<id
 seed-ranking: ## With `make run` up: a closed stage's ranking as scoring recorded it (CALL=<id> STAGE=<n>)
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- ranking --call $(CALL) --stage $(or $(STAGE),0)
 
-seed-talent: ## With `make run` up and a selection published: a round that hires two researchers for the first selected team
-	@cargo run -q -p kaip-e2e --bin kaip-seed -- talent
+seed-gpu: ## With `make run` up and CALL's selection published by hand: GPU offers to its teams, accepted (CALL=<id>)
+	@test -n "$(CALL)" || { echo "usage: make seed-gpu CALL=<call id>"; exit 2; }
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- gpu --call $(CALL)
+
+seed-data: ## With `make run` up and a selection published by hand: a dataset bought jointly by CALL's teams (CALL=<id>; without it, every team with a budget this year)
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- data $(if $(CALL),--call $(CALL))
+
+seed-talent: ## With `make run` up and a selection published by hand: a round that hires two researchers for CALL's first team (CALL=<id>; without it, the first selected team)
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- talent $(if $(CALL),--call $(CALL))
 
 verify-decision: ## Recompute a published selection from its recorded inputs and report agreement or every difference (CALL=<id>; exit 1 when they differ)
 	@test -n "$(CALL)" || { echo "usage: make verify-decision CALL=<call id>"; exit 2; }

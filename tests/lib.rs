@@ -3,6 +3,7 @@
 //! real PostgreSQL and the real broker.
 
 pub mod load;
+pub mod seed;
 
 use futures::{SinkExt, StreamExt};
 pub use kaip_contracts::dto::intake::{MemberRole, OrgType};

@@ -15,6 +15,7 @@ mod inputs_hardening;
 mod relay_hardening;
 mod rules;
 mod rules_fixes;
+mod seed;
 mod slice;
 mod talent;
 mod talent_gateway;

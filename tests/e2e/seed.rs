@@ -1,0 +1,295 @@
+//! `make seed` end to end: the same steps `kaip-seed` runs against `make run`, here against
+//! a platform spawned in-process, with each step's outcome checked against what the
+//! services record (read back through the gateway, not taken from the seed's own answers).
+//! The deadline is moved instead of waited for (`pass_deadline`); everything else is the
+//! seed as a person would run it.
+
+use kaip_contracts::Role;
+use kaip_e2e::seed::{self, Gateway, Options, Programme, FIELD, JOINT_PURCHASE_KRW};
+use kaip_e2e::Platform;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn ok(body: &Value) -> &Value {
+    assert!(body["errors"].is_null(), "{body}");
+    &body["data"]
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("an Int64 or Krw: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purchase_and_two_hires() {
+    let test_start = Instant::now();
+    let p = Platform::start().await;
+    eprintln!("the platform started in {:?}", test_start.elapsed());
+    let gw = Gateway::new(&p.gateway_url, kaip_auth::dev::SECRET).expect("dev key");
+    let opts = Options {
+        // Long enough that the field is never late; the test moves the deadline instead.
+        call_window: Duration::from_secs(3600),
+        timeout: Duration::from_secs(60),
+    };
+    let started = Instant::now();
+    let out = seed::run(&gw, &opts, async |prog: &Programme| {
+        kaip_e2e::pass_deadline(&p, &prog.call).await;
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the seed failed: {e:#}"));
+    eprintln!("the seed ran in {:?}", started.elapsed());
+    let officer = p.ctx.bearer(Role::Officer, None);
+
+    // 1. Fifteen consortia applied, each once.
+    let prog = &out.programme;
+    assert_eq!(prog.applied.len(), 15);
+    let body = p
+        .graphql(Some(&officer), "query($c: UUID!) { proposals(callId: $c, first: 100) { items { id consortiumId status } } }", json!({ "c": prog.call }))
+        .await;
+    let proposals = ok(&body)["proposals"]["items"]
+        .as_array()
+        .expect("list")
+        .clone();
+    assert_eq!(proposals.len(), 15, "{proposals:?}");
+    assert!(
+        proposals.iter().all(|p| p["status"] != "draft"),
+        "{proposals:?}"
+    );
+
+    // 2. Both stages: three reviewers a proposal, rev-6 kept off consortium 4 (its
+    // partner's employer), every sheet in, 15 -> 10 -> 10 ranked.
+    assert_eq!(out.stages.len(), 2);
+    let (written, presented) = (&out.stages[0], &out.stages[1]);
+    assert_eq!(written.assigned, 45);
+    assert_eq!(written.scored, 45);
+    assert_eq!(written.blocked.len(), 1, "{:?}", written.blocked);
+    assert_eq!(written.blocked[0]["reviewerId"], "rev-6");
+    assert_eq!(
+        written.blocked[0]["proposalId"],
+        prog.applied[3].proposal.as_str()
+    );
+    assert_eq!(written.results.len(), 15);
+    let finalists: Vec<&Value> = written
+        .results
+        .iter()
+        .filter(|r| r["advanced"] == true)
+        .collect();
+    assert_eq!(finalists.len(), 10);
+    assert_eq!(presented.assigned, 30);
+    assert_eq!(presented.scored, 30);
+    assert_eq!(presented.results.len(), 10);
+
+    // 3. Five selected and published, among them an industry-specialised team (the
+    // constraint the seed declares), every one a finalist; scoring's record agrees.
+    let sel = &out.selection;
+    assert_eq!(sel.teams.len(), 5, "{}", sel.decision);
+    assert_eq!(sel.decision["kind"], "published");
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($c: UUID!) { selection(callId: $c) { selected publishedAt } }",
+            json!({ "c": prog.call }),
+        )
+        .await;
+    let record = &ok(&body)["selection"];
+    assert!(record["publishedAt"].is_string(), "{record}");
+    let selected: Vec<&str> = sel.teams.iter().map(|t| t.proposal.as_str()).collect();
+    assert_eq!(record["selected"], json!(selected));
+    for t in &sel.teams {
+        assert!(
+            presented
+                .results
+                .iter()
+                .any(|r| r["proposalId"] == t.proposal.as_str() && r["eligible"] == true),
+            "{} was an eligible finalist",
+            t.name
+        );
+    }
+    assert!(
+        sel.teams.iter().any(|t| {
+            let i = prog
+                .applied
+                .iter()
+                .find(|a| a.proposal == t.proposal)
+                .expect("applied")
+                .index;
+            FIELD[i].industry.is_some()
+        }),
+        "an industry-specialised team is selected: {:?}",
+        sel.teams
+    );
+
+    // The steps run on their own (`make seed-gpu CALL=...`) read the same selection back.
+    let again = seed::Selection::of_call(&gw, &prog.call)
+        .await
+        .expect("the published selection");
+    assert_eq!(
+        again
+            .teams
+            .iter()
+            .map(|t| (t.consortium, t.proposal.as_str()))
+            .collect::<Vec<_>>(),
+        sel.teams
+            .iter()
+            .map(|t| (t.consortium, t.proposal.as_str()))
+            .collect::<Vec<_>>()
+    );
+
+    // 4. Each team accepted an offer of what it asked for, doubled at gate 1: the first
+    // tranche is in its grant account, the second reserved for the gate.
+    assert_eq!(out.offers.len(), 5);
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query { gpuOffers { id consortiumId callId status acceptedOption h100Eq } }",
+            json!({}),
+        )
+        .await;
+    let offers = ok(&body)["gpuOffers"].as_array().expect("offers").clone();
+    for o in &out.offers {
+        let asked = FIELD[prog
+            .applied
+            .iter()
+            .find(|a| a.consortium == o.team.consortium)
+            .expect("applied")
+            .index]
+            .name;
+        assert_eq!(asked, o.team.name);
+        let recorded = offers
+            .iter()
+            .find(|r| r["id"] == o.offer.as_str())
+            .expect("the ledger has the offer");
+        assert_eq!(recorded["consortiumId"], o.team.consortium.to_string());
+        assert_eq!(recorded["callId"], prog.call.as_str());
+        assert_eq!(recorded["status"], "accepted", "{recorded}");
+        assert_eq!(recorded["acceptedOption"], 0);
+        assert_eq!(int(&recorded["h100Eq"]), 2 * o.requested_h100, "{recorded}");
+        let tranches = o.accepted["tranches"].as_array().expect("tranches");
+        assert_eq!(tranches.len(), 2, "{tranches:?}");
+        assert_eq!(tranches[0]["status"], "released", "{tranches:?}");
+        assert_eq!(tranches[1]["status"], "reserved", "{tranches:?}");
+        assert_eq!(tranches[1]["releaseGate"], seed::GATE);
+        let team = p.ctx.bearer(Role::Consortium, Some(o.team.consortium));
+        let body = p
+            .graphql(
+                Some(&team),
+                "{ gpuAccounts(kind: GRANT) { items { consortiumId model period balance { creditsPosted } } } }",
+                json!({}),
+            )
+            .await;
+        let grants = ok(&body)["gpuAccounts"]["items"]
+            .as_array()
+            .expect("grants")
+            .clone();
+        assert!(
+            grants
+                .iter()
+                .all(|g| g["consortiumId"] == o.team.consortium.to_string()),
+            "a team sees its own grants only: {grants:?}"
+        );
+        let posted: i64 = grants
+            .iter()
+            .map(|g| int(&g["balance"]["creditsPosted"]))
+            .sum();
+        assert_eq!(posted, o.requested_h100, "{}: {grants:?}", o.team.name);
+    }
+
+    // 5. The joint purchase: five shares summing exactly to the invoice, none more than a
+    // won apart, and each team's budget committed by its share.
+    let buy = &out.purchase;
+    assert_eq!(buy.total_krw, JOINT_PURCHASE_KRW);
+    assert_eq!(buy.shares.len(), 5);
+    assert_eq!(
+        buy.shares.iter().map(|(_, a)| a).sum::<i64>(),
+        JOINT_PURCHASE_KRW
+    );
+    let floor = JOINT_PURCHASE_KRW / 5;
+    assert!(
+        buy.shares
+            .iter()
+            .all(|(_, a)| *a == floor || *a == floor + 1),
+        "{:?}",
+        buy.shares
+    );
+    assert_eq!(
+        buy.shares.iter().filter(|(_, a)| *a == floor + 1).count(),
+        1,
+        "one won left over"
+    );
+    let teams: HashSet<String> = sel.teams.iter().map(|t| t.consortium.to_string()).collect();
+    assert_eq!(
+        buy.shares
+            .iter()
+            .map(|(t, _)| t.consortium.to_string())
+            .collect::<HashSet<_>>(),
+        teams
+    );
+    let body = p
+        .graphql(Some(&officer), "query($y: Int) { dataBudgets(fiscalYear: $y) { consortiumId callId total { committedKrw } } }", json!({ "y": buy.fiscal_year }))
+        .await;
+    for (team, amount) in &buy.shares {
+        let b = ok(&body)["dataBudgets"]
+            .as_array()
+            .expect("budgets")
+            .iter()
+            .find(|b| b["consortiumId"] == team.consortium.to_string())
+            .unwrap_or_else(|| panic!("{} has a budget", team.name))
+            .clone();
+        assert_eq!(b["callId"], prog.call.as_str());
+        assert_eq!(int(&b["total"]["committedKrw"]), *amount, "{b}");
+    }
+
+    // 6. Two researchers hired by the first selected team, in one round, for its position.
+    let hires = &out.hires;
+    assert_eq!(hires.team.consortium, sel.teams[0].consortium);
+    assert_eq!(hires.hires.len(), 2);
+    let researchers: HashSet<&str> = hires
+        .hires
+        .iter()
+        .map(|h| h["researcherId"].as_str().expect("id"))
+        .collect();
+    assert_eq!(researchers.len(), 2, "two different researchers");
+    let body = p
+        .graphql(
+            Some(&officer),
+            "{ talentHires { id consortiumId positionId } }",
+            json!({}),
+        )
+        .await;
+    let recorded: Vec<&Value> = ok(&body)["talentHires"]
+        .as_array()
+        .expect("hires")
+        .iter()
+        .filter(|h| h["positionId"] == hires.position.as_str())
+        .collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert!(recorded
+        .iter()
+        .all(|h| h["consortiumId"] == hires.team.consortium.to_string()));
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($c: UUID!) { talentPositions(consortiumId: $c) { id count filled } }",
+            json!({ "c": hires.team.consortium }),
+        )
+        .await;
+    let position = ok(&body)["talentPositions"]
+        .as_array()
+        .expect("positions")
+        .iter()
+        .find(|v| v["id"] == hires.position.as_str())
+        .expect("the position")
+        .clone();
+    assert_eq!(
+        (position["count"].as_i64(), position["filled"].as_i64()),
+        (Some(2), Some(2)),
+        "{position}"
+    );
+    eprintln!(
+        "the test's own work ended {:?} after it began (the platform's shutdown follows)",
+        test_start.elapsed()
+    );
+}
