@@ -5,7 +5,7 @@
 //! - `domain`: the rules as plain functions (fiscal years, the largest-remainder split,
 //!   room under the cap and sub-limits with optional carry-over, validation).
 //! - `store`: the programme's configuration, budgets and their figures, the locks
-//!   (every budget row of a team, in (consortium, year) order) and [`store::retrying`].
+//!   (every budget row of a team, in (consortium, year) order) and [`kaip_service::retry::retrying`].
 //! - `spend`: commitments, joint purchases (all or nothing), cancellations, invoices,
 //!   payments (idempotent by finance's key), cap adjustments, the data catalogue.
 //! - `routes`: the HTTP API the gateway and finance integrations call, with the caller's

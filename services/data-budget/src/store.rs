@@ -7,7 +7,7 @@
 //! so it sees what the previous holder committed), lets [`crate::domain`] decide and
 //! writes. A joint purchase locks the budgets of all its teams in one statement, in that
 //! same order, so two joint purchases never wait on each other in a cycle; a transaction
-//! that still fails with a deadlock or serialization failure is run again by [`retrying`].
+//! that still fails with a deadlock or serialization failure is run again by [`kaip_service::retry::retrying`].
 
 use crate::domain::{self, Cap, Committed, Year};
 use crate::error::BudgetError;

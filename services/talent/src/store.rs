@@ -12,7 +12,7 @@
 //!   team's row `FOR UPDATE`, so a claim racing an elimination is refused or commits first;
 //! - a round takes a transaction-level advisory lock, so two rounds run one at a time.
 //!
-//! Requests retry on a deadlock or serialization failure ([`crate::error::retrying`]).
+//! Requests retry on a deadlock or serialization failure ([`kaip_service::retry::retrying`]).
 
 use crate::domain::funds::{self, CompanySize, FundTerms, Month, OpennessLevel};
 use crate::domain::matching::{self, FitWeights};

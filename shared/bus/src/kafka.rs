@@ -21,8 +21,14 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] =
 /// answer a parked fetch when data arrives (Tansu) holds every fetch that long, so the
 /// librdkafka default of 500 ms put about 250 ms on every hop. A real Kafka broker answers
 /// at once, and production may raise it (see the README) to spare idle fetches.
+/// `topic.metadata.refresh.interval.ms` (librdkafka: 5 minutes) bounds how long a
+/// subscription to a topic that does not exist yet (a service started while the broker was
+/// away creates its topics later) waits before it is noticed.
 /// `kafka.client` overrides any of them.
-pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.wait.max.ms", "5")];
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.wait.max.ms", "5"),
+    ("topic.metadata.refresh.interval.ms", "10000"),
+];
 
 /// `bootstrap.servers`, then `defaults`, then the deployment's `kafka.client` properties.
 fn config_with(settings: &KafkaSettings, defaults: &[(&str, &str)]) -> ClientConfig {
@@ -248,25 +254,31 @@ fn judge_creation(
     topic: &str,
     code: RDKafkaErrorCode,
     exists: impl FnOnce() -> Result<bool, KafkaError>,
-) -> Result<(), String> {
+) -> Result<(), TopicError> {
     match code {
         RDKafkaErrorCode::TopicAlreadyExists => Ok(()),
+        code if is_unavailable_code(code) => Err(TopicError::Unavailable(format!(
+            "could not create topic {topic}: the cluster is not (fully) there ({code:?})"
+        ))),
         RDKafkaErrorCode::TopicAuthorizationFailed
         | RDKafkaErrorCode::ClusterAuthorizationFailed => match exists() {
             Ok(true) => {
                 tracing::info!(%topic, ?code, "may not create topics; the topic exists");
                 Ok(())
             }
-            Ok(false) => Err(format!(
+            Ok(false) => Err(TopicError::Refused(format!(
                 "topic {topic} does not exist and this client may not create it ({code:?}): \
                  create it from infra/topics.yaml"
-            )),
-            Err(e) => Err(format!(
+            ))),
+            // The metadata question went unanswered: an outage, not a "no".
+            Err(e) => Err(TopicError::Unavailable(format!(
                 "topic {topic}: may not create it ({code:?}) and could not check that it \
                  exists: {e}"
-            )),
+            ))),
         },
-        other => Err(format!("could not create topic {topic}: {other:?}")),
+        other => Err(TopicError::Refused(format!(
+            "could not create topic {topic}: {other:?}"
+        ))),
     }
 }
 
@@ -302,7 +314,11 @@ impl TopicError {
     /// again later, unlike a refusal (a bad topics file, an authorization failure on a
     /// topic that does not exist).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, TopicError::Kafka(_) | TopicError::Unavailable(_))
+        match self {
+            TopicError::Unavailable(_) => true,
+            TopicError::Kafka(KafkaError::AdminOp(code)) => is_unavailable_code(*code),
+            _ => false,
+        }
     }
 }
 
@@ -318,6 +334,8 @@ fn is_unavailable_code(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::NetworkException
             | RDKafkaErrorCode::NotController
             | RDKafkaErrorCode::LeaderNotAvailable
+            // A cluster coming back broker by broker has too few brokers for the factor yet.
+            | RDKafkaErrorCode::InvalidReplicationFactor
     )
 }
 
@@ -352,11 +370,6 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
     let results = admin.create_topics(&new_topics, &opts).await?;
     for result in results {
         if let Err((topic, code)) = result {
-            if is_unavailable_code(code) {
-                return Err(TopicError::Unavailable(format!(
-                    "could not create topic {topic}: the broker did not answer ({code:?})"
-                )));
-            }
             let checker = settings.clone();
             let name = topic.clone();
             let verdict = tokio::task::spawn_blocking(move || {
@@ -373,7 +386,7 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
             .map_err(|e| TopicError::Refused(format!("topic check task: {e}")))?;
             if let Err(e) = verdict {
                 tracing::error!(%topic, ?code, "{e}");
-                return Err(TopicError::Refused(e));
+                return Err(e);
             }
         }
     }
@@ -453,15 +466,28 @@ mod tests {
         assert!(judge_creation("t", TopicAuthorizationFailed, || Ok(true)).is_ok());
         assert!(judge_creation("t", ClusterAuthorizationFailed, || Ok(true)).is_ok());
         let err = judge_creation("t", TopicAuthorizationFailed, || Ok(false)).unwrap_err();
+        assert!(!err.is_unavailable(), "{err}");
+        let err = err.to_string();
         assert!(
             err.contains("does not exist") && err.contains("infra/topics.yaml"),
             "{err}"
         );
+        // An unanswered check, or a cluster still coming back, is an outage to wait out.
         let err = judge_creation("t", TopicAuthorizationFailed, || {
             Err(KafkaError::MetadataFetch(BrokerTransportFailure))
         })
         .unwrap_err();
-        assert!(err.contains("could not check"), "{err}");
-        assert!(judge_creation("t", InvalidReplicationFactor, || Ok(true)).is_err());
+        assert!(
+            err.is_unavailable() && err.to_string().contains("could not check"),
+            "{err}"
+        );
+        let err = judge_creation("t", InvalidReplicationFactor, || unreachable!()).unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        let err = judge_creation("t", InvalidConfig, || unreachable!()).unwrap_err();
+        assert!(!err.is_unavailable(), "{err}");
+        // A client-side failure (a bad setting) is not an outage; a timeout is.
+        assert!(!TopicError::Kafka(KafkaError::AdminOpCreation("bad".into())).is_unavailable());
+        assert!(!TopicError::Kafka(KafkaError::AdminOp(UnsupportedFeature)).is_unavailable());
+        assert!(TopicError::Kafka(KafkaError::AdminOp(OperationTimedOut)).is_unavailable());
     }
 }

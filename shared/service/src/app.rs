@@ -174,34 +174,43 @@ impl TopicWatch {
         }
     }
 
-    /// Creates the topics once the broker answers, backing off up to 30 s, until `stop`.
-    /// A refusal (not an absence) is logged and kept for readiness: it needs an operator.
+    /// Creates the topics once the broker answers, backing off up to 30 s, until `stop`,
+    /// then opens `ready`. A refusal (not an absence: the cluster answered "no") is logged
+    /// as an error, shown in readiness and `/metrics`, and tried again at the longest
+    /// interval: it needs an operator, and the service keeps serving meanwhile.
     async fn run(
         self: Arc<Self>,
         kafka: kaip_bus::KafkaSettings,
         topics: Vec<String>,
+        ready: tokio::sync::watch::Sender<bool>,
         stop: CancellationToken,
     ) {
+        const LONGEST: Duration = Duration::from_secs(30);
         let mut delay = Duration::from_secs(1);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            match kaip_bus::kafka::ensure_topics(&kafka, &topics).await {
+            let attempt = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = kaip_bus::kafka::ensure_topics(&kafka, &topics) => r,
+            };
+            match attempt {
                 Ok(()) => {
                     tracing::info!("the broker answered: topics created");
                     self.set(None);
+                    let _ = ready.send(true);
                     return;
                 }
                 Err(e) if e.is_unavailable() => {
                     self.set(Some(e.to_string()));
-                    delay = (delay * 2).min(Duration::from_secs(30));
+                    delay = (delay * 2).min(LONGEST);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "the service's topics cannot be created");
                     self.set(Some(e.to_string()));
-                    return;
+                    delay = LONGEST;
                 }
             }
         }
@@ -606,16 +615,49 @@ impl Application {
         // consumer, then the relay (which publishes what both committed).
         let consumer_stop = CancellationToken::new();
         let relay_stop = CancellationToken::new();
-        let relay_task: JoinHandle<()> = tokio::spawn(relay.run(relay_stop.clone()));
+        // Until the topics exist (the broker was away at start), nothing asks the broker
+        // about them: a producer's request for an unknown topic makes a broker with
+        // auto-creation create it with its own defaults (one partition, a week's retention).
+        // The relay and the broker check wait; the outbox buffers meanwhile.
+        let (topics_ready, topics_ready_rx) = tokio::sync::watch::channel(pending_topics.is_none());
+        let after_topics = |stop: CancellationToken| {
+            let mut ready = topics_ready_rx.clone();
+            async move {
+                tokio::select! {
+                    r = ready.wait_for(|ready| *ready) => r.is_ok(),
+                    _ = stop.cancelled() => false,
+                }
+            }
+        };
+        let relay_task: JoinHandle<()> = tokio::spawn({
+            let (stop, ready) = (relay_stop.clone(), after_topics(relay_stop.clone()));
+            async move {
+                if ready.await {
+                    relay.run(stop).await;
+                }
+            }
+        });
         let consumer_task: Option<JoinHandle<()>> =
             consumer.map(|c| tokio::spawn(c.run(consumer_stop.clone())));
         let background_tasks: Vec<JoinHandle<()>> = background
             .iter()
             .map(|task| tokio::spawn(task(state.clone(), consumer_stop.clone())))
             .collect();
-        let broker_task = tokio::spawn(broker.run(producer, own_topic, relay_stop.clone()));
+        if pending_topics.is_some() {
+            broker.set(Err(
+                "the broker was away at start; its topics are not created yet".into(),
+            ));
+        }
+        let broker_task = tokio::spawn({
+            let (stop, ready) = (relay_stop.clone(), after_topics(relay_stop.clone()));
+            async move {
+                if ready.await {
+                    broker.run(producer, own_topic, stop).await;
+                }
+            }
+        });
         let topics_task = pending_topics.map(|(kafka, topics)| {
-            tokio::spawn(topic_watch.run(kafka, topics, relay_stop.clone()))
+            tokio::spawn(topic_watch.run(kafka, topics, topics_ready, relay_stop.clone()))
         });
         let outbox_task =
             tokio::spawn(outbox_watch.run(pool, stuck_after_attempts, relay_stop.clone()));
@@ -658,7 +700,8 @@ impl Application {
         let _ = relay_task.await;
         let _ = broker_task.await;
         if let Some(task) = topics_task {
-            let _ = task.await;
+            // It stops at once: its waits and its creation attempt both watch the token.
+            let _ = tokio::time::timeout(CONSUMER_STOP_TIMEOUT, task).await;
         }
         let _ = outbox_task.await;
         tracing::info!(service = name, "stopped");

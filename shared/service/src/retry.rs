@@ -10,7 +10,7 @@ use crate::CommonError;
 use diesel::result::{DatabaseErrorKind, Error};
 
 /// How many times a request's transaction is run at most.
-pub const ATTEMPTS: usize = 4;
+pub const ATTEMPTS: usize = 8;
 
 /// An error that may carry the database's own error.
 pub trait DatabaseFailure: std::fmt::Debug {

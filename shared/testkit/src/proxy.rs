@@ -1,6 +1,9 @@
-//! A TCP proxy for outage tests: in front of PostgreSQL or the broker, it can drop every
-//! live connection and refuse new ones, then come back, so a test can take a dependency
-//! away from one service without touching the shared server.
+//! A TCP proxy for outage tests: it can drop every live connection and refuse new ones,
+//! then come back, so a test can take a dependency away from one service without touching
+//! the shared server. In front of PostgreSQL it cuts everything. In front of a Kafka broker
+//! it only governs the bootstrap connection: clients then connect to the address the
+//! broker advertises, so it can keep a broker away from a client's start, not cut a live
+//! client off.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
