@@ -791,6 +791,12 @@ async fn every_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
         (
             "/commitments",
             with(base.clone(), "amount_krw", json!(i64::MAX)),
+            "AMOUNT_TOO_LARGE",
+            "amount_krw",
+        ),
+        (
+            "/commitments",
+            with(base.clone(), "amount_krw", json!(1_000_000_000_000_000i64)),
             "INSUFFICIENT_BUDGET",
             "amount_krw",
         ),
@@ -903,6 +909,16 @@ async fn every_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
                 i64::MAX,
                 year,
             ),
+            "AMOUNT_TOO_LARGE",
+            "total_krw",
+        ),
+        (
+            "/joint-purchases",
+            joint(
+                json!([{"consortium_id": t[0], "amount_krw": 1_000_000_000_000_000i64}, {"consortium_id": t[1], "amount_krw": 1}]),
+                1_000_000_000_000_000,
+                year,
+            ),
             "SHARES_DO_NOT_SUM",
             "shares",
         ),
@@ -939,6 +955,12 @@ async fn every_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
         (
             &cap_path[..],
             json!({"cap_krw": i64::MAX, "joint_purchase_limit_krw": 1, "building_processing_limit_krw": 1, "reason": "r"}),
+            "AMOUNT_TOO_LARGE",
+            "cap_krw",
+        ),
+        (
+            &cap_path[..],
+            json!({"cap_krw": 1_000_000_000_000_000i64, "joint_purchase_limit_krw": 1, "building_processing_limit_krw": 1, "reason": "r"}),
             "CAP_ABOVE_PROGRAMME_MAXIMUM",
             "cap_krw",
         ),
