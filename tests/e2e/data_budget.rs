@@ -1370,8 +1370,8 @@ async fn wait_budget_of(b: &Budget, team: ConsortiumId) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_cap_comes_from_the_calls_maximum_within_the_programme_and_older_events_keep_the_request()
-{
+async fn the_cap_comes_from_the_calls_maximum_within_the_programme_and_older_events_keep_the_request(
+) {
     let b = Budget::start().await;
     b.svc.wait_assigned().await;
     let t = teams(5);
@@ -1384,7 +1384,11 @@ async fn the_cap_comes_from_the_calls_maximum_within_the_programme_and_older_eve
     .await;
     for team in &t[..2] {
         let budget = wait_budget_of(&b, *team).await;
-        assert_eq!(krw(&budget["total"]["limit_krw"]), 7_000_000_000, "{budget}");
+        assert_eq!(
+            krw(&budget["total"]["limit_krw"]),
+            7_000_000_000,
+            "{budget}"
+        );
         assert_eq!(
             krw(&category(&budget, "joint_purchase")["limit_krw"]),
             7_000_000_000
@@ -1406,8 +1410,12 @@ async fn the_cap_comes_from_the_calls_maximum_within_the_programme_and_older_eve
     let budget = wait_budget_of(&b, t[2]).await;
     assert_eq!(krw(&budget["total"]["limit_krw"]), 15_000_000_000);
     // A call granting no data budget opens none.
-    b.publish("scoring", topics::SCORING, &from_call(&[(t[3], 5_000)], Some(0)))
-        .await;
+    b.publish(
+        "scoring",
+        topics::SCORING,
+        &from_call(&[(t[3], 5_000)], Some(0)),
+    )
+    .await;
     // A v1 event from before calls announced maxima (no `team_maxima` key at all) still
     // decodes, and the team's request is its cap, as before.
     let env = kaip_contracts::EventEnvelope::wrap(
@@ -1425,7 +1433,11 @@ async fn the_cap_comes_from_the_calls_maximum_within_the_programme_and_older_eve
     let v1: kaip_contracts::EventEnvelope = serde_json::from_value(raw).expect("envelope");
     b.publish_envelope(topics::SCORING, &v1).await;
     let budget = wait_budget_of(&b, t[4]).await;
-    assert_eq!(krw(&budget["total"]["limit_krw"]), 4_000_000_000, "{budget}");
+    assert_eq!(
+        krw(&budget["total"]["limit_krw"]),
+        4_000_000_000,
+        "{budget}"
+    );
     // The team of the call granting no data budget is known, with no budget.
     #[derive(QueryableByName)]
     struct N {
@@ -1434,17 +1446,19 @@ async fn the_cap_comes_from_the_calls_maximum_within_the_programme_and_older_eve
     }
     let known = eventually(Duration::from_secs(60), || async {
         let mut c = b.svc.conn();
-        let r: N = diesel::sql_query("SELECT count(*) AS n FROM budget_teams WHERE consortium_id = $1")
-            .bind::<diesel::sql_types::Uuid, _>(t[3].0)
-            .get_result(&mut c)
-            .expect("teams");
+        let r: N =
+            diesel::sql_query("SELECT count(*) AS n FROM budget_teams WHERE consortium_id = $1")
+                .bind::<diesel::sql_types::Uuid, _>(t[3].0)
+                .get_result(&mut c)
+                .expect("teams");
         (r.n == 1).then_some(())
     })
     .await;
-    assert!(known.is_some(), "the selection of the zero-maximum call was applied");
-    let (s, e) = b
-        .get(&format!("/budgets/{}/{}", t[3].0, this_year()))
-        .await;
+    assert!(
+        known.is_some(),
+        "the selection of the zero-maximum call was applied"
+    );
+    let (s, e) = b.get(&format!("/budgets/{}/{}", t[3].0, this_year())).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
     let (s, e) = b
         .post("/commitments", commitment(t[3], "joint_purchase", 1))
@@ -1484,44 +1498,87 @@ async fn the_programme_is_set_by_staff_with_a_reason_and_never_leaves_a_team_ove
         .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{role:?}: {e}");
     }
-    let (s, e) = put(b.officer.clone(), programme_body(12_000_000_000, false, 2030, " ")).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("REASON_REQUIRED")), "{e}");
+    let (s, e) = put(
+        b.officer.clone(),
+        programme_body(12_000_000_000, false, 2030, " "),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("REASON_REQUIRED")),
+        "{e}"
+    );
     // Figures at the edge of the type are refused by name, not a 500.
     for max in [i64::MAX, 1_000_000_000_000_001] {
         let (s, e) = put(b.officer.clone(), programme_body(max, false, 2030, "edge")).await;
         assert_eq!(e["code"], "AMOUNT_TOO_LARGE", "{s} {e}");
-        assert!(e["message"].as_str().unwrap_or("").starts_with("settings.max_cap_krw"), "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("settings.max_cap_krw"),
+            "{e}"
+        );
     }
     // The years cannot drop one in which budgets are open.
-    let (s, e) = put(b.officer.clone(), programme_body(15_000_000_000, false, 2029, "shorter")).await;
+    let (s, e) = put(
+        b.officer.clone(),
+        programme_body(15_000_000_000, false, 2029, "shorter"),
+    )
+    .await;
     assert_eq!(e["code"], "PROGRAMME_YEARS_IN_USE", "{s} {e}");
     assert_eq!(b.snapshot(), before, "nothing written by a refusal");
 
     // Team 0 commits 11bn: a maximum of 10bn would leave it 1bn over. Refused, by name.
     let (s, c) = b
-        .post("/commitments", commitment(t[0], "joint_purchase", 10_000_000_000))
+        .post(
+            "/commitments",
+            commitment(t[0], "joint_purchase", 10_000_000_000),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let (s, c) = b
-        .post("/commitments", commitment(t[0], "building_processing", 1_000_000_000))
+        .post(
+            "/commitments",
+            commitment(t[0], "building_processing", 1_000_000_000),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let before = b.snapshot();
-    let (s, e) = put(b.officer.clone(), programme_body(10_000_000_000, false, 2030, "cut")).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::CONFLICT, Some("PROGRAMME_BELOW_COMMITTED")), "{e}");
+    let (s, e) = put(
+        b.officer.clone(),
+        programme_body(10_000_000_000, false, 2030, "cut"),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("PROGRAMME_BELOW_COMMITTED")),
+        "{e}"
+    );
     let msg = e["message"].as_str().expect("message");
     assert!(msg.contains(&t[0].0.to_string()), "names the team: {msg}");
-    assert!(msg.contains("KRW 1000000000 over its cap"), "names the shortfall: {msg}");
+    assert!(
+        msg.contains("KRW 1000000000 over its cap"),
+        "names the shortfall: {msg}"
+    );
     assert_eq!(b.snapshot(), before, "nothing written by a refusal");
 
     // 12bn fits: every cap above it is lowered (a new record with the reason), and the
     // change is announced with who and why. An admin may do it too.
     let admin = b.ctx.bearer(Role::Admin, None);
-    let (s, p) = put(admin, programme_body(12_000_000_000, false, 2031, "the 2027 budget law")).await;
+    let (s, p) = put(
+        admin,
+        programme_body(12_000_000_000, false, 2031, "the 2027 budget law"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     for team in &t {
         let budget = b.budget(*team).await;
-        assert_eq!(krw(&budget["total"]["limit_krw"]), 12_000_000_000, "{budget}");
+        assert_eq!(
+            krw(&budget["total"]["limit_krw"]),
+            12_000_000_000,
+            "{budget}"
+        );
         let caps = budget["caps"].as_array().expect("caps");
         assert_eq!(caps.len(), 2, "the opening cap is kept: {budget}");
         assert_eq!(caps[1]["reason"], "the 2027 budget law");
@@ -1534,12 +1591,16 @@ async fn the_programme_is_set_by_staff_with_a_reason_and_never_leaves_a_team_ove
     let data = &configured[0]["data"];
     assert_eq!(data["reason"], "the 2027 budget law");
     assert_eq!(data["settings"]["max_cap_krw"], json!(12_000_000_000i64));
-    assert!(data["set_by"].as_str().is_some_and(|s| !s.is_empty()), "{data}");
+    assert!(
+        data["set_by"].as_str().is_some_and(|s| !s.is_empty()),
+        "{data}"
+    );
     assert_eq!(configured[0]["actor"]["role"], "admin", "{}", configured[0]);
     // This year and the later ones of the three teams were lowered.
     let years = (this_year()..=2030).count() as i64;
     assert_eq!(data["caps_lowered"], json!(3 * years), "{data}");
-    b.published("DataBudgetCapAdjusted", 3 * years as usize).await;
+    b.published("DataBudgetCapAdjusted", 3 * years as usize)
+        .await;
 
     // Concurrency: commitments racing a programme change. Whatever the order, no team ends
     // over its cap, and no cap above the programme's maximum.
@@ -1548,15 +1609,19 @@ async fn the_programme_is_set_by_staff_with_a_reason_and_never_leaves_a_team_ove
     let mut commits: Vec<_> = (0..24)
         .map(|i| {
             let team = t[1 + i % 2];
-            let cat = if (i / 2) % 3 == 2 { "building_processing" } else { "joint_purchase" };
+            let cat = if (i / 2) % 3 == 2 {
+                "building_processing"
+            } else {
+                "joint_purchase"
+            };
             b.post("/commitments", commitment(team, cat, 1_000_000_000))
         })
         .collect();
-    let lower = put(b.officer.clone(), programme_body(11_000_000_000, false, 2031, "race"));
-    let (commits, (ls, lb)) = tokio::join!(
-        futures::future::join_all(commits.drain(..)),
-        lower
+    let lower = put(
+        b.officer.clone(),
+        programme_body(11_000_000_000, false, 2031, "race"),
     );
+    let (commits, (ls, lb)) = tokio::join!(futures::future::join_all(commits.drain(..)), lower);
     assert!(
         ls == StatusCode::OK || lb["code"] == "PROGRAMME_BELOW_COMMITTED",
         "{ls} {lb}"
@@ -1574,9 +1639,15 @@ async fn the_programme_is_set_by_staff_with_a_reason_and_never_leaves_a_team_ove
         let cap = krw(&budget["total"]["limit_krw"]);
         assert!(cap <= max, "cap {cap} above the maximum {max}: {budget}");
         let committed = krw(&budget["total"]["committed_krw"]);
-        assert!(committed <= cap, "committed {committed} over the cap {cap}: {budget}");
+        assert!(
+            committed <= cap,
+            "committed {committed} over the cap {cap}: {budget}"
+        );
         let jp = category(&budget, "joint_purchase");
-        assert!(krw(&jp["committed_krw"]) <= krw(&jp["limit_krw"]), "{budget}");
+        assert!(
+            krw(&jp["committed_krw"]) <= krw(&jp["limit_krw"]),
+            "{budget}"
+        );
     }
 }
 
@@ -1586,7 +1657,10 @@ async fn a_report_reads_one_snapshot_so_its_figures_agree() {
     let t = teams(1);
     b.select(&[(t[0], 0)]).await;
     let (s, c) = b
-        .post("/commitments", commitment(t[0], "joint_purchase", 2_000_000_000))
+        .post(
+            "/commitments",
+            commitment(t[0], "joint_purchase", 2_000_000_000),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let year = this_year();
@@ -1653,8 +1727,16 @@ async fn a_report_reads_one_snapshot_so_its_figures_agree() {
     // Before both: cap 15bn with 2bn committed (not 15bn with 9bn: 6bn "available" that
     // never existed together with that cap).
     assert_eq!(krw(&seen["total"]["limit_krw"]), 15_000_000_000, "{seen}");
-    assert_eq!(krw(&seen["total"]["committed_krw"]), 2_000_000_000, "{seen}");
-    assert_eq!(krw(&seen["total"]["available_krw"]), 13_000_000_000, "{seen}");
+    assert_eq!(
+        krw(&seen["total"]["committed_krw"]),
+        2_000_000_000,
+        "{seen}"
+    );
+    assert_eq!(
+        krw(&seen["total"]["available_krw"]),
+        13_000_000_000,
+        "{seen}"
+    );
     assert_eq!(seen["caps"].as_array().map(Vec::len), Some(1), "{seen}");
     // The next report sees both.
     let now = b.budget(t[0]).await;
@@ -1673,8 +1755,18 @@ async fn amounts_are_bounded_and_a_programme_total_beyond_i64_is_a_coded_refusal
         let (s, e) = b
             .post("/commitments", commitment(t[0], "joint_purchase", amount))
             .await;
-        assert_eq!((s, e["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("AMOUNT_TOO_LARGE")), "{e}");
-        assert!(e["message"].as_str().unwrap_or("").starts_with("amount_krw"), "{e}");
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("AMOUNT_TOO_LARGE")),
+            "{e}"
+        );
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("amount_krw"),
+            "{e}"
+        );
         let (s, e) = b
             .post(
                 &format!("/budgets/{}/{}/cap", t[0].0, this_year()),
@@ -1705,7 +1797,13 @@ async fn amounts_are_bounded_and_a_programme_total_beyond_i64_is_a_coded_refusal
     let (s, e) = b.get(&format!("/total?fiscal_year={year}")).await;
     assert!(s.is_client_error(), "{s} {e}");
     assert_eq!(e["code"], "TOTAL_OUT_OF_RANGE", "{e}");
-    assert!(e["message"].as_str().unwrap_or("").starts_with("total.limit_krw"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("total.limit_krw"),
+        "{e}"
+    );
     // Each team's own figures still read.
     let one = b.budget(t[0]).await;
     assert_eq!(krw(&one["total"]["limit_krw"]), i64::MAX - 1);
@@ -1715,7 +1813,8 @@ async fn amounts_are_bounded_and_a_programme_total_beyond_i64_is_a_coded_refusal
 async fn a_sharing_team_sees_its_own_share_of_a_joint_purchase_and_no_other() {
     let b = Budget::start().await;
     let t = teams(4);
-    b.select(&[(t[0], 0), (t[1], 0), (t[2], 0), (t[3], 0)]).await;
+    b.select(&[(t[0], 0), (t[1], 0), (t[2], 0), (t[3], 0)])
+        .await;
     let dataset = b.dataset("Legal corpus").await;
     let id = Uuid::now_v7();
     let (s, j) = b
@@ -1740,14 +1839,21 @@ async fn a_sharing_team_sees_its_own_share_of_a_joint_purchase_and_no_other() {
     assert_eq!(krw(&mine["share"]["amount_krw"]), 333_333_334);
     let text = mine.to_string();
     for other in [t[0], t[2]] {
-        assert!(!text.contains(&other.0.to_string()), "another team leaks: {text}");
+        assert!(
+            !text.contains(&other.0.to_string()),
+            "another team leaks: {text}"
+        );
     }
     assert!(!text.contains("1000000001"), "the total leaks: {text}");
     assert!(!text.contains("333333333"), "another amount leaks: {text}");
     // Another consortium, not sharing it, is told it does not exist.
     let stranger = b.ctx.bearer(Role::Consortium, Some(t[3]));
     let (s, e) = b.get_as(&stranger, &path).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::NOT_FOUND, Some("JOINT_PURCHASE_NOT_FOUND")), "{e}");
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("JOINT_PURCHASE_NOT_FOUND")),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1771,8 +1877,15 @@ async fn a_payment_date_is_neither_in_the_future_nor_before_its_invoice() {
                        "amount_krw": 100, "paid_at": paid_at}),
             )
             .await;
-        assert_eq!((s, e["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{e}");
-        assert!(e["message"].as_str().unwrap_or("").starts_with("paid_at"), "{e}");
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+            "{e}"
+        );
+        assert!(
+            e["message"].as_str().unwrap_or("").starts_with("paid_at"),
+            "{e}"
+        );
     }
     assert_eq!(b.snapshot(), before, "nothing written");
     // A few seconds ahead of our clock is within the skew.

@@ -172,7 +172,11 @@ pub fn make_commitment(
     domain::positive_amount("amount_krw", req.amount_krw.0)?;
     domain::reason("reason", &req.reason)?;
     // Checked early for the clearer refusal; checked again under the locks below.
-    domain::year_in_programme("fiscal_year", req.fiscal_year, &store::programme(conn)?.settings)?;
+    domain::year_in_programme(
+        "fiscal_year",
+        req.fiscal_year,
+        &store::programme(conn)?.settings,
+    )?;
     domain::current_year("fiscal_year", req.fiscal_year, store::now())?;
     if let Some(d) = req.dataset_id {
         dataset_exists(conn, "dataset_id", d)?;
@@ -243,7 +247,11 @@ pub fn make_joint_purchase(
     domain::positive_amount("total_krw", req.total_krw.0)?;
     domain::reason("reason", &req.reason)?;
     // Checked early for the clearer refusal; checked again under the locks below.
-    domain::year_in_programme("fiscal_year", req.fiscal_year, &store::programme(conn)?.settings)?;
+    domain::year_in_programme(
+        "fiscal_year",
+        req.fiscal_year,
+        &store::programme(conn)?.settings,
+    )?;
     domain::current_year("fiscal_year", req.fiscal_year, store::now())?;
     let mut order: Vec<usize> = (0..req.shares.len()).collect();
     order.sort_by_key(|i| req.shares[*i].consortium_id);

@@ -338,7 +338,16 @@ pub fn record_selection(
             requested_krw: t.resources.data_budget_krw.0,
             call_max_krw: call_max,
         };
-        opened += open_budgets(conn, tx, &team, first..=p.last_year, cap, actor, &reason, at)?;
+        opened += open_budgets(
+            conn,
+            tx,
+            &team,
+            first..=p.last_year,
+            cap,
+            actor,
+            &reason,
+            at,
+        )?;
     }
     Ok(opened)
 }
@@ -800,7 +809,9 @@ pub fn programme_total(
             category: c,
             figures: sum(
                 &format!("categories.{}", c.as_str()),
-                budgets.iter().filter_map(move |b| b.categories.get(i).map(|c| &c.figures)),
+                budgets
+                    .iter()
+                    .filter_map(move |b| b.categories.get(i).map(|c| &c.figures)),
             )?,
         });
     }
@@ -819,7 +830,10 @@ pub fn report<T>(
     conn: &mut PgConnection,
     f: impl FnOnce(&mut PgConnection) -> Result<T, BudgetError>,
 ) -> Result<T, BudgetError> {
-    conn.build_transaction().repeatable_read().read_only().run(f)
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(f)
 }
 
 #[derive(QueryableByName)]

@@ -104,18 +104,17 @@ fn shares_are_equal_weighted_or_explicit_and_explicit_ones_must_sum_to_the_whole
         .code,
         "SHARE_ZERO"
     );
-    let e = plan_shares(
-        MAX_KRW,
-        &[share(None, Some(MAX_KRW)), share(None, Some(1))],
-    )
-    .unwrap_err();
+    let e = plan_shares(MAX_KRW, &[share(None, Some(MAX_KRW)), share(None, Some(1))]).unwrap_err();
     assert_eq!(e.code, "SHARES_DO_NOT_SUM");
     let e = plan_shares(
         i64::MAX,
         &[share(None, Some(i64::MAX)), share(None, Some(1))],
     )
     .unwrap_err();
-    assert_eq!((e.code, e.field.as_str()), ("AMOUNT_TOO_LARGE", "total_krw"));
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("AMOUNT_TOO_LARGE", "total_krw")
+    );
     let e = plan_shares(
         MAX_KRW,
         &[share(None, Some(MAX_KRW + 1)), share(None, Some(1))],
@@ -192,14 +191,21 @@ fn with_a_call_maximum_the_opening_cap_is_the_calls_within_the_programme_maximum
     );
     let c = opening_cap(0, Some(20_000_000_000), &p).expect("a cap");
     assert_eq!(c.total, 15_000_000_000, "bounded by the programme");
-    assert_eq!(opening_cap(5, Some(0), &p), None, "a call granting no data budget");
+    assert_eq!(
+        opening_cap(5, Some(0), &p),
+        None,
+        "a call granting no data budget"
+    );
 }
 
 #[test]
 fn amounts_are_bounded_and_totals_beyond_i64_are_coded() {
     assert!(positive_amount("amount_krw", MAX_KRW).is_ok());
     let e = positive_amount("amount_krw", MAX_KRW + 1).unwrap_err();
-    assert_eq!((e.code, e.field.as_str()), ("AMOUNT_TOO_LARGE", "amount_krw"));
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("AMOUNT_TOO_LARGE", "amount_krw")
+    );
     assert_eq!(
         positive_amount("amount_krw", i64::MAX).unwrap_err().code,
         "AMOUNT_TOO_LARGE"
@@ -230,7 +236,10 @@ fn a_payment_is_not_in_the_future_nor_before_its_invoice() {
     let e = validate_paid_at(skew + chrono::Duration::seconds(1), invoiced, now).unwrap_err();
     assert_eq!((e.code, e.field.as_str()), ("PAID_AT_IN_FUTURE", "paid_at"));
     let e = validate_paid_at(invoiced - chrono::Duration::seconds(1), invoiced, now).unwrap_err();
-    assert_eq!((e.code, e.field.as_str()), ("PAID_AT_BEFORE_INVOICE", "paid_at"));
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("PAID_AT_BEFORE_INVOICE", "paid_at")
+    );
 }
 
 #[test]
@@ -239,8 +248,20 @@ fn a_lowered_programme_maximum_lowers_caps_from_the_current_year_unless_committe
     p.max_cap_krw = Krw(12_000_000_000);
     let years = [
         // Last year (closed): its cap stands whatever it was.
-        year(2026, 15_000_000_000, 10_000_000_000, 5_000_000_000, &[(Category::JointPurchase, 14_000_000_000)]),
-        year(2027, 15_000_000_000, 13_000_000_000, 5_000_000_000, &[(Category::JointPurchase, 11_000_000_000)]),
+        year(
+            2026,
+            15_000_000_000,
+            10_000_000_000,
+            5_000_000_000,
+            &[(Category::JointPurchase, 14_000_000_000)],
+        ),
+        year(
+            2027,
+            15_000_000_000,
+            13_000_000_000,
+            5_000_000_000,
+            &[(Category::JointPurchase, 11_000_000_000)],
+        ),
         year(2028, 10_000_000_000, 8_000_000_000, 5_000_000_000, &[]),
     ];
     let changed = caps_under(&years, &p, 2027).expect("fits");
@@ -264,7 +285,13 @@ fn a_lowered_programme_maximum_lowers_caps_from_the_current_year_unless_committe
     carried.carry_over = true;
     let years = [
         year(2026, 10_000_000_000, 10_000_000_000, 5_000_000_000, &[]),
-        year(2027, 10_000_000_000, 10_000_000_000, 5_000_000_000, &[(Category::JointPurchase, 12_000_000_000)]),
+        year(
+            2027,
+            10_000_000_000,
+            10_000_000_000,
+            5_000_000_000,
+            &[(Category::JointPurchase, 12_000_000_000)],
+        ),
     ];
     assert!(caps_under(&years, &carried, 2027).is_ok());
     carried.carry_over = false;
