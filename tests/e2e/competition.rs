@@ -439,6 +439,13 @@ async fn the_seeded_programme_selects_five_of_fifteen_and_explains_the_slot_cons
         .await;
     assert!(ok(&body)["publishSelection"]["publishedAt"].is_string());
     let published = events.next_event().await;
+    // The call's per-team maxima (its eligibility rules, defaults here), announced by intake
+    // in CallOpened and forwarded by scoring: the grant services open allowances from them.
+    assert_eq!(
+        published["data"]["team_maxima"],
+        json!({ "data_budget_krw": 15_000_000_000i64, "talent_funding_krw": 2_000_000_000 }),
+        "{published}"
+    );
     let teams = published["data"]["selected"].as_array().expect("teams");
     let published: Vec<&str> = teams
         .iter()

@@ -6,7 +6,7 @@
 
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::ResourceRequest;
-use kaip_contracts::events::{SelectedTeam, SelectionPublished, TeamEliminated};
+use kaip_contracts::events::{CallMaxima, SelectedTeam, SelectionPublished, TeamEliminated};
 use kaip_contracts::{topics, CallId, ConsortiumId, DomainEvent, Krw, ProposalId, Role};
 use kaip_testkit::{eventually, TestContext, TestService};
 use reqwest::StatusCode;
@@ -215,7 +215,17 @@ impl Budget {
 }
 
 fn selection(teams: &[(ConsortiumId, i64)]) -> SelectionPublished {
+    from_call(teams, None)
+}
+
+/// A selection from a call that announced its per-team data maximum (`None`: a selection
+/// from before calls announced it).
+fn from_call(teams: &[(ConsortiumId, i64)], data_max: Option<i64>) -> SelectionPublished {
     SelectionPublished {
+        team_maxima: data_max.map(|d| CallMaxima {
+            data_budget_krw: Krw(d),
+            talent_funding_krw: Krw(2_000_000_000),
+        }),
         call_id: CallId::new(),
         selected: teams
             .iter()
@@ -781,6 +791,12 @@ async fn every_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
         (
             "/commitments",
             with(base.clone(), "amount_krw", json!(i64::MAX)),
+            "AMOUNT_TOO_LARGE",
+            "amount_krw",
+        ),
+        (
+            "/commitments",
+            with(base.clone(), "amount_krw", json!(1_000_000_000_000_000i64)),
             "INSUFFICIENT_BUDGET",
             "amount_krw",
         ),
@@ -893,6 +909,16 @@ async fn every_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
                 i64::MAX,
                 year,
             ),
+            "AMOUNT_TOO_LARGE",
+            "total_krw",
+        ),
+        (
+            "/joint-purchases",
+            joint(
+                json!([{"consortium_id": t[0], "amount_krw": 1_000_000_000_000_000i64}, {"consortium_id": t[1], "amount_krw": 1}]),
+                1_000_000_000_000_000,
+                year,
+            ),
             "SHARES_DO_NOT_SUM",
             "shares",
         ),
@@ -929,6 +955,12 @@ async fn every_bad_input_gets_its_code_naming_the_field_and_writes_nothing() {
         (
             &cap_path[..],
             json!({"cap_krw": i64::MAX, "joint_purchase_limit_krw": 1, "building_processing_limit_krw": 1, "reason": "r"}),
+            "AMOUNT_TOO_LARGE",
+            "cap_krw",
+        ),
+        (
+            &cap_path[..],
+            json!({"cap_krw": 1_000_000_000_000_000i64, "joint_purchase_limit_krw": 1, "building_processing_limit_krw": 1, "reason": "r"}),
             "CAP_ABOVE_PROGRAMME_MAXIMUM",
             "cap_krw",
         ),
@@ -1323,4 +1355,547 @@ async fn a_supplier_invoice_is_recorded_once_and_a_joint_share_is_not_cancelled_
         "{e}"
     );
     assert_eq!(b.snapshot(), before, "nothing was written");
+}
+
+/// Waits until `team` has its budget for this year (or, with `none`, until a later marker
+/// selection is applied and `team` still has none).
+async fn wait_budget_of(b: &Budget, team: ConsortiumId) -> Value {
+    let path = format!("/budgets/{}/{}", team.0, this_year());
+    eventually(Duration::from_secs(60), || async {
+        let (s, body) = b.get(&path).await;
+        (s == StatusCode::OK).then_some(body)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no budget for {}", team.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cap_comes_from_the_calls_maximum_within_the_programme_and_older_events_keep_the_request(
+) {
+    let b = Budget::start().await;
+    b.svc.wait_assigned().await;
+    let t = teams(5);
+    // A call granting KRW 7bn per team: the cap is 7bn whatever each team asked for.
+    b.publish(
+        "scoring",
+        topics::SCORING,
+        &from_call(&[(t[0], 3_000_000_000), (t[1], 0)], Some(7_000_000_000)),
+    )
+    .await;
+    for team in &t[..2] {
+        let budget = wait_budget_of(&b, *team).await;
+        assert_eq!(
+            krw(&budget["total"]["limit_krw"]),
+            7_000_000_000,
+            "{budget}"
+        );
+        assert_eq!(
+            krw(&category(&budget, "joint_purchase")["limit_krw"]),
+            7_000_000_000
+        );
+        assert_eq!(
+            krw(&category(&budget, "building_processing")["limit_krw"]),
+            5_000_000_000
+        );
+        let why = budget["caps"][0]["reason"].as_str().expect("reason");
+        assert!(why.contains("maximum is KRW 7000000000"), "{why}");
+    }
+    // A call granting more than the programme allows: bounded by the programme's 15bn.
+    b.publish(
+        "scoring",
+        topics::SCORING,
+        &from_call(&[(t[2], 1_000)], Some(20_000_000_000)),
+    )
+    .await;
+    let budget = wait_budget_of(&b, t[2]).await;
+    assert_eq!(krw(&budget["total"]["limit_krw"]), 15_000_000_000);
+    // A call granting no data budget opens none.
+    b.publish(
+        "scoring",
+        topics::SCORING,
+        &from_call(&[(t[3], 5_000)], Some(0)),
+    )
+    .await;
+    // A v1 event from before calls announced maxima (no `team_maxima` key at all) still
+    // decodes, and the team's request is its cap, as before.
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "scoring",
+        kaip_contracts::Actor::system("scoring"),
+        &selection(&[(t[4], 4_000_000_000)]),
+    )
+    .expect("wrap");
+    let mut raw = serde_json::to_value(&env).expect("json");
+    raw["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("team_maxima")
+        .expect("the field is there to remove");
+    let v1: kaip_contracts::EventEnvelope = serde_json::from_value(raw).expect("envelope");
+    b.publish_envelope(topics::SCORING, &v1).await;
+    let budget = wait_budget_of(&b, t[4]).await;
+    assert_eq!(
+        krw(&budget["total"]["limit_krw"]),
+        4_000_000_000,
+        "{budget}"
+    );
+    // The team of the call granting no data budget is known, with no budget.
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let known = eventually(Duration::from_secs(60), || async {
+        let mut c = b.svc.conn();
+        let r: N =
+            diesel::sql_query("SELECT count(*) AS n FROM budget_teams WHERE consortium_id = $1")
+                .bind::<diesel::sql_types::Uuid, _>(t[3].0)
+                .get_result(&mut c)
+                .expect("teams");
+        (r.n == 1).then_some(())
+    })
+    .await;
+    assert!(
+        known.is_some(),
+        "the selection of the zero-maximum call was applied"
+    );
+    let (s, e) = b.get(&format!("/budgets/{}/{}", t[3].0, this_year())).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+    let (s, e) = b
+        .post("/commitments", commitment(t[3], "joint_purchase", 1))
+        .await;
+    assert_eq!(e["code"], "BUDGET_NOT_FOUND", "{s} {e}");
+}
+
+fn programme_body(max: i64, carry_over: bool, last_year: i32, reason: &str) -> Value {
+    json!({"settings": {"max_cap_krw": max, "joint_purchase_limit_krw": 10_000_000_000i64.min(max),
+        "building_processing_limit_krw": 5_000_000_000i64.min(max), "carry_over": carry_over,
+        "first_year": 2026, "last_year": last_year}, "reason": reason})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn the_programme_is_set_by_staff_with_a_reason_and_never_leaves_a_team_over_its_cap() {
+    let b = Budget::start().await;
+    let t = teams(3);
+    b.select(&[(t[0], 0), (t[1], 0), (t[2], 0)]).await;
+    let put = |bearer: String, body: Value| {
+        let b = &b;
+        async move {
+            b.call(reqwest::Method::PUT, "/programme", &bearer, Some(body))
+                .await
+        }
+    };
+    let before = b.snapshot();
+    // Only ministry staff configure the programme.
+    for (role, team) in [
+        (Role::Consortium, Some(t[0])),
+        (Role::Reviewer, None),
+        (Role::Integration, None),
+    ] {
+        let (s, e) = put(
+            b.ctx.bearer(role, team),
+            programme_body(12_000_000_000, false, 2030, "not mine to set"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{role:?}: {e}");
+    }
+    let (s, e) = put(
+        b.officer.clone(),
+        programme_body(12_000_000_000, false, 2030, " "),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("REASON_REQUIRED")),
+        "{e}"
+    );
+    // Figures at the edge of the type are refused by name, not a 500.
+    for max in [i64::MAX, 1_000_000_000_000_001] {
+        let (s, e) = put(b.officer.clone(), programme_body(max, false, 2030, "edge")).await;
+        assert_eq!(e["code"], "AMOUNT_TOO_LARGE", "{s} {e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("settings.max_cap_krw"),
+            "{e}"
+        );
+    }
+    // The years cannot drop one in which budgets are open.
+    let (s, e) = put(
+        b.officer.clone(),
+        programme_body(15_000_000_000, false, 2029, "shorter"),
+    )
+    .await;
+    assert_eq!(e["code"], "PROGRAMME_YEARS_IN_USE", "{s} {e}");
+    assert_eq!(b.snapshot(), before, "nothing written by a refusal");
+
+    // Team 0 commits 11bn: a maximum of 10bn would leave it 1bn over. Refused, by name.
+    let (s, c) = b
+        .post(
+            "/commitments",
+            commitment(t[0], "joint_purchase", 10_000_000_000),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let (s, c) = b
+        .post(
+            "/commitments",
+            commitment(t[0], "building_processing", 1_000_000_000),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let before = b.snapshot();
+    let (s, e) = put(
+        b.officer.clone(),
+        programme_body(10_000_000_000, false, 2030, "cut"),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("PROGRAMME_BELOW_COMMITTED")),
+        "{e}"
+    );
+    let msg = e["message"].as_str().expect("message");
+    assert!(msg.contains(&t[0].0.to_string()), "names the team: {msg}");
+    assert!(
+        msg.contains("KRW 1000000000 over its cap"),
+        "names the shortfall: {msg}"
+    );
+    assert_eq!(b.snapshot(), before, "nothing written by a refusal");
+
+    // 12bn fits: every cap above it is lowered (a new record with the reason), and the
+    // change is announced with who and why. An admin may do it too.
+    let admin = b.ctx.bearer(Role::Admin, None);
+    let (s, p) = put(
+        admin,
+        programme_body(12_000_000_000, false, 2031, "the 2027 budget law"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    for team in &t {
+        let budget = b.budget(*team).await;
+        assert_eq!(
+            krw(&budget["total"]["limit_krw"]),
+            12_000_000_000,
+            "{budget}"
+        );
+        let caps = budget["caps"].as_array().expect("caps");
+        assert_eq!(caps.len(), 2, "the opening cap is kept: {budget}");
+        assert_eq!(caps[1]["reason"], "the 2027 budget law");
+        // The year added at the end is opened for every team, within the new maximum.
+        let (s, added) = b.get(&format!("/budgets/{}/2031", team.0)).await;
+        assert_eq!(s, StatusCode::OK, "{added}");
+        assert_eq!(krw(&added["total"]["limit_krw"]), 12_000_000_000, "{added}");
+    }
+    let configured = b.published("DataProgrammeConfigured", 1).await;
+    let data = &configured[0]["data"];
+    assert_eq!(data["reason"], "the 2027 budget law");
+    assert_eq!(data["settings"]["max_cap_krw"], json!(12_000_000_000i64));
+    assert!(
+        data["set_by"].as_str().is_some_and(|s| !s.is_empty()),
+        "{data}"
+    );
+    assert_eq!(configured[0]["actor"]["role"], "admin", "{}", configured[0]);
+    // This year and the later ones of the three teams were lowered.
+    let years = (this_year()..=2030).count() as i64;
+    assert_eq!(data["caps_lowered"], json!(3 * years), "{data}");
+    b.published("DataBudgetCapAdjusted", 3 * years as usize)
+        .await;
+
+    // Concurrency: commitments racing a programme change. Whatever the order, no team ends
+    // over its cap, and no cap above the programme's maximum.
+    // Teams 1 and 2 each try 8bn of joint purchases and 4bn of building: 12bn, their cap;
+    // the new maximum is 11bn (team 0 has exactly 11bn committed).
+    let mut commits: Vec<_> = (0..24)
+        .map(|i| {
+            let team = t[1 + i % 2];
+            let cat = if (i / 2) % 3 == 2 {
+                "building_processing"
+            } else {
+                "joint_purchase"
+            };
+            b.post("/commitments", commitment(team, cat, 1_000_000_000))
+        })
+        .collect();
+    let lower = put(
+        b.officer.clone(),
+        programme_body(11_000_000_000, false, 2031, "race"),
+    );
+    let (commits, (ls, lb)) = tokio::join!(futures::future::join_all(commits.drain(..)), lower);
+    assert!(
+        ls == StatusCode::OK || lb["code"] == "PROGRAMME_BELOW_COMMITTED",
+        "{ls} {lb}"
+    );
+    for (s, c) in &commits {
+        assert!(
+            *s == StatusCode::CREATED || c["code"] == "INSUFFICIENT_BUDGET",
+            "{s} {c}"
+        );
+    }
+    let (_, p) = b.get("/programme").await;
+    let max = krw(&p["max_cap_krw"]);
+    for team in &t {
+        let budget = b.budget(*team).await;
+        let cap = krw(&budget["total"]["limit_krw"]);
+        assert!(cap <= max, "cap {cap} above the maximum {max}: {budget}");
+        let committed = krw(&budget["total"]["committed_krw"]);
+        assert!(
+            committed <= cap,
+            "committed {committed} over the cap {cap}: {budget}"
+        );
+        let jp = category(&budget, "joint_purchase");
+        assert!(
+            krw(&jp["committed_krw"]) <= krw(&jp["limit_krw"]),
+            "{budget}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_reads_one_snapshot_so_its_figures_agree() {
+    let b = Budget::start().await;
+    let t = teams(1);
+    b.select(&[(t[0], 0)]).await;
+    let (s, c) = b
+        .post(
+            "/commitments",
+            commitment(t[0], "joint_purchase", 2_000_000_000),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let year = this_year();
+    // Hold the report up half-way: it reads the programme, budgets and caps, then waits
+    // on the invoices (read with the commitments) while another transaction raises the cap
+    // and commits more. A report on one snapshot shows the state before both.
+    let mut lock = b.svc.conn();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut *lock,
+        "BEGIN; LOCK TABLE budget_invoices IN ACCESS EXCLUSIVE MODE",
+    )
+    .expect("lock");
+    let path = format!("/budgets/{}/{year}", t[0].0);
+    let report = {
+        let http = b.http.clone();
+        let url = b.svc.url(&path);
+        let officer = b.officer.clone();
+        tokio::spawn(async move {
+            let res = http
+                .get(url)
+                .header("Authorization", officer)
+                .send()
+                .await
+                .expect("report");
+            res.json::<Value>().await.expect("json")
+        })
+    };
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let waiting = eventually(Duration::from_secs(30), || async {
+        let mut c = b.svc.conn();
+        let r: N = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_locks l JOIN pg_class r ON r.oid = l.relation \
+             WHERE r.relname = 'budget_invoices' AND NOT l.granted",
+        )
+        .get_result(&mut c)
+        .expect("locks");
+        (r.n > 0).then_some(())
+    })
+    .await;
+    assert!(waiting.is_some(), "the report waits on the invoices");
+    {
+        let mut c = b.svc.conn();
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut *c,
+            &format!(
+                "INSERT INTO budget_caps (consortium_id, fiscal_year, cap_krw, joint_purchase_limit_krw, \
+                   building_processing_limit_krw, set_by, set_role, set_at, reason) \
+                 VALUES ('{t}', {year}, 14000000000, 9000000000, 5000000000, 'officer-1', 'officer', now(), 'raised'); \
+                 INSERT INTO budget_commitments (id, consortium_id, fiscal_year, category, amount_krw, made_by, \
+                   made_role, made_at, reason) \
+                 VALUES ('{id}', '{t}', {year}, 'joint_purchase', 7000000000, 'officer-1', 'officer', now(), 'more')",
+                t = t[0].0,
+                id = Uuid::now_v7()
+            ),
+        )
+        .expect("the other transaction");
+    }
+    diesel::connection::SimpleConnection::batch_execute(&mut *lock, "COMMIT").expect("unlock");
+    let seen = report.await.expect("report task");
+    // Before both: cap 15bn with 2bn committed (not 15bn with 9bn: 6bn "available" that
+    // never existed together with that cap).
+    assert_eq!(krw(&seen["total"]["limit_krw"]), 15_000_000_000, "{seen}");
+    assert_eq!(
+        krw(&seen["total"]["committed_krw"]),
+        2_000_000_000,
+        "{seen}"
+    );
+    assert_eq!(
+        krw(&seen["total"]["available_krw"]),
+        13_000_000_000,
+        "{seen}"
+    );
+    assert_eq!(seen["caps"].as_array().map(Vec::len), Some(1), "{seen}");
+    // The next report sees both.
+    let now = b.budget(t[0]).await;
+    assert_eq!(krw(&now["total"]["limit_krw"]), 14_000_000_000, "{now}");
+    assert_eq!(krw(&now["total"]["committed_krw"]), 9_000_000_000, "{now}");
+    assert_eq!(krw(&now["total"]["available_krw"]), 5_000_000_000, "{now}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn amounts_are_bounded_and_a_programme_total_beyond_i64_is_a_coded_refusal() {
+    let b = Budget::start().await;
+    let t = teams(2);
+    b.select(&[(t[0], 0), (t[1], 0)]).await;
+    let before = b.snapshot();
+    for amount in [i64::MAX, 1_000_000_000_000_001] {
+        let (s, e) = b
+            .post("/commitments", commitment(t[0], "joint_purchase", amount))
+            .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("AMOUNT_TOO_LARGE")),
+            "{e}"
+        );
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("amount_krw"),
+            "{e}"
+        );
+        let (s, e) = b
+            .post(
+                &format!("/budgets/{}/{}/cap", t[0].0, this_year()),
+                json!({"cap_krw": amount, "joint_purchase_limit_krw": 1, "building_processing_limit_krw": 1,
+                       "reason": "edge"}),
+            )
+            .await;
+        assert_eq!(e["code"], "AMOUNT_TOO_LARGE", "{s} {e}");
+    }
+    assert_eq!(b.snapshot(), before, "nothing written");
+    // Caps recorded before the bound existed (written here directly): each near the top of
+    // an i64, together beyond it. The total is exact or refused by name, never a 500.
+    let year = this_year();
+    let mut c = b.svc.conn();
+    for team in &t {
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut *c,
+            &format!(
+                "INSERT INTO budget_caps (consortium_id, fiscal_year, cap_krw, joint_purchase_limit_krw, \
+                   building_processing_limit_krw, set_by, set_role, set_at, reason) \
+                 VALUES ('{}', {year}, {}, 10000000000, 5000000000, 'legacy', 'officer', now(), 'legacy')",
+                team.0,
+                i64::MAX - 1
+            ),
+        )
+        .expect("legacy cap");
+    }
+    let (s, e) = b.get(&format!("/total?fiscal_year={year}")).await;
+    assert!(s.is_client_error(), "{s} {e}");
+    assert_eq!(e["code"], "TOTAL_OUT_OF_RANGE", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("total.limit_krw"),
+        "{e}"
+    );
+    // Each team's own figures still read.
+    let one = b.budget(t[0]).await;
+    assert_eq!(krw(&one["total"]["limit_krw"]), i64::MAX - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sharing_team_sees_its_own_share_of_a_joint_purchase_and_no_other() {
+    let b = Budget::start().await;
+    let t = teams(4);
+    b.select(&[(t[0], 0), (t[1], 0), (t[2], 0), (t[3], 0)])
+        .await;
+    let dataset = b.dataset("Legal corpus").await;
+    let id = Uuid::now_v7();
+    let (s, j) = b
+        .post(
+            "/joint-purchases",
+            json!({"id": id, "dataset_id": dataset, "fiscal_year": this_year(),
+                   "total_krw": 1_000_000_001i64, "reason": "shared legal data",
+                   "shares": [{"consortium_id": t[0]}, {"consortium_id": t[1]}, {"consortium_id": t[2]}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{j}");
+    let path = format!("/joint-purchases/{id}");
+    // Staff see every share.
+    let (_, all) = b.get(&path).await;
+    assert_eq!(all["shares"].as_array().map(Vec::len), Some(3), "{all}");
+    // A sharing team sees its own share and the dataset: no other team, amount or total.
+    let own = b.ctx.bearer(Role::Consortium, Some(t[1]));
+    let (s, mine) = b.get_as(&own, &path).await;
+    assert_eq!(s, StatusCode::OK, "{mine}");
+    assert_eq!(mine["dataset_id"], json!(dataset));
+    assert_eq!(mine["share"]["consortium_id"], json!(t[1]));
+    assert_eq!(krw(&mine["share"]["amount_krw"]), 333_333_334);
+    let text = mine.to_string();
+    for other in [t[0], t[2]] {
+        assert!(
+            !text.contains(&other.0.to_string()),
+            "another team leaks: {text}"
+        );
+    }
+    assert!(!text.contains("1000000001"), "the total leaks: {text}");
+    assert!(!text.contains("333333333"), "another amount leaks: {text}");
+    // Another consortium, not sharing it, is told it does not exist.
+    let stranger = b.ctx.bearer(Role::Consortium, Some(t[3]));
+    let (s, e) = b.get_as(&stranger, &path).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("JOINT_PURCHASE_NOT_FOUND")),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_date_is_neither_in_the_future_nor_before_its_invoice() {
+    let b = Budget::start().await;
+    let finance = b
+        .ctx
+        .integration_bearer("finance-1", &[kaip_auth::scopes::WRITE_DATA_FINANCE]);
+    let (_, _, invoice) = team_with_invoice(&b, &finance).await;
+    let before = b.snapshot();
+    let now = chrono::Utc::now();
+    for (paid_at, code) in [
+        (now + chrono::Duration::hours(1), "PAID_AT_IN_FUTURE"),
+        (now - chrono::Duration::days(30), "PAID_AT_BEFORE_INVOICE"),
+    ] {
+        let (s, e) = b
+            .post_as(
+                &finance,
+                "/payments",
+                json!({"external_key": format!("FIN-{code}"), "invoice_id": invoice,
+                       "amount_krw": 100, "paid_at": paid_at}),
+            )
+            .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+            "{e}"
+        );
+        assert!(
+            e["message"].as_str().unwrap_or("").starts_with("paid_at"),
+            "{e}"
+        );
+    }
+    assert_eq!(b.snapshot(), before, "nothing written");
+    // A few seconds ahead of our clock is within the skew.
+    let (s, p) = b
+        .post_as(
+            &finance,
+            "/payments",
+            json!({"external_key": "FIN-SKEW", "invoice_id": invoice, "amount_krw": 100,
+                   "paid_at": now + chrono::Duration::seconds(30)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
 }

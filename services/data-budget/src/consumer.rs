@@ -1,5 +1,5 @@
 //! The budget's reactions: scoring's `SelectionPublished` opens each selected team's
-//! budgets; milestones' `TeamEliminated` and `GateDecided` (its `eliminated` list) record
+//! budgets (capped by the call's `team_maxima` when the event carries it); milestones' `TeamEliminated` and `GateDecided` (its `eliminated` list) record
 //! the elimination, after which the team commits nothing new. Each is idempotent (the
 //! inbox, and `ON CONFLICT DO NOTHING` on the records), so a replay changes nothing.
 //! Everything else is recorded in the inbox and ignored.

@@ -60,13 +60,70 @@ impl std::fmt::Display for Invalid {
     }
 }
 
-/// Money must be a whole, positive number of won.
+/// The most any one figure may be: KRW 1,000,000,000,000,000 (a thousand trillion won,
+/// some 60,000 times the programme's yearly cap per team). Every amount, cap and programme
+/// figure is refused above it, so sums over a team's records stay far inside an `i64`;
+/// programme-wide sums are taken in `i128` anyway (see [`krw_total`]).
+pub const MAX_KRW: i64 = 1_000_000_000_000_000;
+
+/// Money must be a whole, positive number of won, at most [`MAX_KRW`].
 pub fn positive_amount(field: &str, amount: i64) -> Result<(), Invalid> {
     if amount <= 0 {
         return Err(Invalid::new(
             "AMOUNT_NOT_POSITIVE",
             field,
             format!("must be a positive whole number of KRW (got {amount})"),
+        ));
+    }
+    if amount > MAX_KRW {
+        return Err(Invalid::new(
+            "AMOUNT_TOO_LARGE",
+            field,
+            format!("must be at most KRW {MAX_KRW} (got {amount})"),
+        ));
+    }
+    Ok(())
+}
+
+/// An exact sum (taken in `i128`) as a KRW figure, or the figure that does not fit.
+pub fn krw_total(field: &str, total: i128) -> Result<i64, Invalid> {
+    i64::try_from(total).map_err(|_| {
+        Invalid::new(
+            "TOTAL_OUT_OF_RANGE",
+            field,
+            format!(
+                "the exact total is KRW {total}, beyond the largest KRW figure ({})",
+                i64::MAX
+            ),
+        )
+    })
+}
+
+/// How far a payment's `paid_at` may be ahead of the service's clock (clock skew between
+/// the finance system and us), in seconds.
+pub const PAID_AT_SKEW_SECS: i64 = 300;
+
+/// A payment was made no later than now (plus [`PAID_AT_SKEW_SECS`]) and not before the
+/// invoice it pays was recorded.
+pub fn validate_paid_at(
+    paid_at: DateTime<Utc>,
+    invoice_recorded_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), Invalid> {
+    if paid_at > now + chrono::Duration::seconds(PAID_AT_SKEW_SECS) {
+        return Err(Invalid::new(
+            "PAID_AT_IN_FUTURE",
+            "paid_at",
+            format!(
+                "{paid_at} is in the future (more than {PAID_AT_SKEW_SECS} s after now, {now})"
+            ),
+        ));
+    }
+    if paid_at < invoice_recorded_at {
+        return Err(Invalid::new(
+            "PAID_AT_BEFORE_INVOICE",
+            "paid_at",
+            format!("{paid_at} is before the invoice was recorded ({invoice_recorded_at})"),
         ));
     }
     Ok(())
@@ -149,20 +206,80 @@ impl Cap {
     }
 }
 
-/// The cap a selected team opens with: what it asked for (none asked: the programme's
-/// maximum), never above the maximum; each sub-limit the programme's, never above the cap.
-pub fn opening_cap(requested: i64, p: &ProgrammeSettings) -> Cap {
+/// The cap a selected team opens with; each sub-limit the programme's, never above the cap.
+///
+/// - The call announced its per-team maximum (`call_max`, from `SelectionPublished`): the
+///   cap is that maximum, never above the programme's. A call maximum of 0 grants no data
+///   budget: `None`, no budget is opened.
+/// - It did not (a selection published before calls announced it): the earlier rule, what
+///   the team asked for (none asked: the programme's maximum), never above the maximum.
+pub fn opening_cap(requested: i64, call_max: Option<i64>, p: &ProgrammeSettings) -> Option<Cap> {
     let max = p.max_cap_krw.0;
-    let total = if requested > 0 {
-        requested.min(max)
-    } else {
-        max
+    let total = match call_max {
+        Some(m) if m <= 0 => return None,
+        Some(m) => m.min(max),
+        None if requested > 0 => requested.min(max),
+        None => max,
     };
-    Cap {
+    Some(Cap {
         total,
         joint_purchase: p.joint_purchase_limit_krw.0.min(total),
         building_processing: p.building_processing_limit_krw.0.min(total),
+    })
+}
+
+/// A cap under a new programme maximum: lowered to it if above, each sub-limit never above
+/// the cap. (The programme's sub-limits are the opening ones; an officer may have set a
+/// team's otherwise, so they do not lower existing caps.)
+pub fn cap_within(cap: Cap, max: i64) -> Cap {
+    let total = cap.total.min(max);
+    Cap {
+        total,
+        joint_purchase: cap.joint_purchase.min(total),
+        building_processing: cap.building_processing.min(total),
     }
+}
+
+/// A new programme configuration applied to one team's years: every year from `from` on
+/// gets its cap within the new maximum ([`cap_within`]); with the new carry-over rule every
+/// such year must still cover what it has committed. Returns the years whose cap changes,
+/// with the new cap, or the first year that would be over its cap or a sub-limit.
+pub fn caps_under(
+    years: &[Year],
+    p: &ProgrammeSettings,
+    from: i32,
+) -> Result<Vec<(i32, Cap)>, Shortfall> {
+    let mut after = years.to_vec();
+    let mut changed = Vec::new();
+    for y in after.iter_mut().filter(|y| y.year >= from) {
+        let cap = cap_within(y.cap, p.max_cap_krw.0);
+        if cap != y.cap {
+            changed.push((y.year, cap));
+            y.cap = cap;
+        }
+    }
+    let rooms = rooms(&after, p.carry_over);
+    for (y, room) in rooms.range(from..) {
+        if room.total < 0 {
+            return Err(Shortfall {
+                year: *y,
+                category: None,
+                available: 0,
+                shortfall: room.total.saturating_neg(),
+            });
+        }
+        for c in Category::ALL {
+            if room.of(c) < 0 {
+                return Err(Shortfall {
+                    year: *y,
+                    category: Some(c),
+                    available: 0,
+                    shortfall: room.of(c).saturating_neg(),
+                });
+            }
+        }
+    }
+    Ok(changed)
 }
 
 /// An officer's adjustment: positive, within the programme's maximum, sub-limits within the
@@ -360,7 +477,15 @@ pub fn fits(
 /// consortium id, so ties go to the lower id). The parts always sum to `total`; equal
 /// weights get parts that differ by at most one won.
 pub fn split(total: i64, weights: &[i64]) -> Result<Vec<i64>, Invalid> {
-    positive_amount("total_krw", total)?;
+    // Any positive i64 splits exactly (the arithmetic is i128); the request's bound
+    // ([`MAX_KRW`]) is checked where the request is read.
+    if total <= 0 {
+        return Err(Invalid::new(
+            "AMOUNT_NOT_POSITIVE",
+            "total_krw",
+            format!("must be a positive whole number of KRW (got {total})"),
+        ));
+    }
     if weights.is_empty() {
         return Err(Invalid::new(
             "SHARES_EMPTY",

@@ -30,6 +30,14 @@ pub enum BudgetError {
         available: i64,
         shortfall: i64,
     },
+    /// A programme configuration that would leave a team over its cap or a sub-limit.
+    #[error("settings: consortium {team} would be KRW {shortfall} over {limit} in fiscal year {year} (what it has committed stands: a new maximum or carry-over rule must cover it)")]
+    ProgrammeBelowCommitted {
+        team: Uuid,
+        year: i32,
+        limit: String,
+        shortfall: i64,
+    },
     /// Something named does not exist (`COMMITMENT_NOT_FOUND`, ...).
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -49,6 +57,7 @@ impl BudgetError {
             BudgetError::BudgetNotFound(..) => "BUDGET_NOT_FOUND",
             BudgetError::TeamEliminated(..) => "TEAM_ELIMINATED",
             BudgetError::InsufficientBudget { .. } => "INSUFFICIENT_BUDGET",
+            BudgetError::ProgrammeBelowCommitted { .. } => "PROGRAMME_BELOW_COMMITTED",
             BudgetError::NotFound { code, .. } | BudgetError::Refused { code, .. } => code,
             BudgetError::ExistsWithDifferentFields(_) => "EXISTS_WITH_DIFFERENT_FIELDS",
         }

@@ -1,7 +1,8 @@
 //! The budget's HTTP API (called by the gateway and by finance integrations, with the
 //! caller's token checked again here). Consortium users see and commit for their own team
 //! only; officers and admins run the budget; finance integrations need the
-//! `write:data-finance` scope to record invoices and confirm payments.
+//! `write:data-finance` scope to record invoices and confirm payments. Every read is one
+//! REPEATABLE READ READ ONLY transaction ([`store::report`]).
 
 use crate::error::BudgetError;
 use crate::{spend, store};
@@ -79,7 +80,7 @@ async fn get_programme(
 ) -> Result<HttpResponse, BudgetError> {
     caller.require(READERS, "read the data budget programme")?;
     let p = state
-        .db(|c, _| Ok::<_, BudgetError>(store::programme(c)?))
+        .db(|c, _| store::report(c, |c| Ok(store::programme(c)?)))
         .await?;
     Ok(HttpResponse::Ok().json(p))
 }
@@ -89,13 +90,15 @@ async fn set_programme(
     state: web::Data<AppState>,
     body: ValidJson<dto::SetProgramme>,
 ) -> Result<HttpResponse, BudgetError> {
+    // Programme configuration belongs to ministry staff, as everywhere else (intake's
+    // programmes and calls, the ledger's catalogue, talent's terms).
     caller.require(STAFF, "configure the data budget programme")?;
     let req = body.into_inner();
     let actor = caller.actor();
     let p = state
         .db(move |c, outbox| {
             retrying(true, || {
-                outbox.transaction(c, |c, _| store::set_programme(c, &req, &actor))
+                outbox.transaction(c, |c, tx| store::set_programme(c, tx, &req, &actor))
             })
         })
         .await?;
@@ -118,7 +121,7 @@ async fn list_budgets(
     let team = scoped(&caller, query.consortium_id)?;
     let year = query.fiscal_year;
     let b = state
-        .db(move |c, _| store::budget_views(c, team, year))
+        .db(move |c, _| store::report(c, |c| store::budget_views(c, team, year)))
         .await?;
     Ok(HttpResponse::Ok().json(b))
 }
@@ -133,14 +136,16 @@ async fn get_budget(
     let team = scoped(&caller, Some(team))?.unwrap_or(team);
     let b = state
         .db(move |c, _| {
-            store::budget_views(c, Some(team), Some(year))?
-                .into_iter()
-                .next()
-                .ok_or(BudgetError::BudgetNotFound(
-                    "fiscal_year".into(),
-                    team,
-                    year,
-                ))
+            store::report(c, |c| {
+                store::budget_views(c, Some(team), Some(year))?
+                    .into_iter()
+                    .next()
+                    .ok_or(BudgetError::BudgetNotFound(
+                        "fiscal_year".into(),
+                        team,
+                        year,
+                    ))
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(b))
@@ -204,12 +209,12 @@ async fn list_commitments(
     let year = query.fiscal_year;
     let cs = state
         .db(move |c, _| {
-            Ok::<_, BudgetError>(
-                store::commitments(c, team, year, None, None)?
+            store::report(c, |c| {
+                Ok(store::commitments(c, team, year, None, None)?
                     .iter()
                     .map(store::CommitmentRow::dto)
-                    .collect::<Vec<_>>(),
-            )
+                    .collect::<Vec<_>>())
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(cs))
@@ -224,7 +229,7 @@ async fn get_commitment(
     let id = path.into_inner();
     let only = own_team(&caller);
     let c = state
-        .db(move |c, _| spend::commitment_view(c, id, only))
+        .db(move |c, _| store::report(c, |c| spend::commitment_view(c, id, only)))
         .await?;
     Ok(HttpResponse::Ok().json(c))
 }
@@ -275,14 +280,17 @@ async fn get_joint_purchase(
 ) -> Result<HttpResponse, BudgetError> {
     caller.require(READERS, "read joint data purchases")?;
     let id = path.into_inner();
-    let only = own_team(&caller);
-    let j = state.db(move |c, _| spend::joint_view(c, id)).await?;
-    if only.is_some_and(|t| !j.shares.iter().any(|s| s.consortium_id.0 == t)) {
-        return Err(BudgetError::not_found(
-            "JOINT_PURCHASE_NOT_FOUND",
-            format!("joint purchase {id} does not exist"),
-        ));
+    // A sharing team sees the dataset and its own share, never the others' (nor the total,
+    // from which they would follow).
+    if let Some(team) = own_team(&caller) {
+        let j = state
+            .db(move |c, _| store::report(c, |c| spend::own_joint_share(c, id, team)))
+            .await?;
+        return Ok(HttpResponse::Ok().json(j));
     }
+    let j = state
+        .db(move |c, _| store::report(c, |c| spend::joint_view(c, id)))
+        .await?;
     Ok(HttpResponse::Ok().json(j))
 }
 
@@ -311,7 +319,9 @@ async fn get_invoice(
 ) -> Result<HttpResponse, BudgetError> {
     caller.require(READERS, "read data invoices")?;
     let id = path.into_inner();
-    let i = state.db(move |c, _| spend::invoice_view(c, id)).await?;
+    let i = state
+        .db(move |c, _| store::report(c, |c| spend::invoice_view(c, id)))
+        .await?;
     if own_team(&caller).is_some_and(|t| t != i.consortium_id.0) {
         return Err(BudgetError::not_found(
             "INVOICE_NOT_FOUND",
@@ -368,7 +378,7 @@ async fn list_datasets(
 ) -> Result<HttpResponse, BudgetError> {
     caller.require(READERS, "read the data catalogue")?;
     let d = state
-        .db(|c, _| Ok::<_, BudgetError>(spend::list_datasets(c)?))
+        .db(|c, _| store::report(c, |c| Ok(spend::list_datasets(c)?)))
         .await?;
     Ok(HttpResponse::Ok().json(d))
 }
@@ -386,7 +396,9 @@ async fn licences(
 ) -> Result<HttpResponse, BudgetError> {
     caller.require(READERS, "read data licences")?;
     let team = scoped(&caller, query.consortium_id)?;
-    let l = state.db(move |c, _| spend::licences(c, team)).await?;
+    let l = state
+        .db(move |c, _| store::report(c, |c| spend::licences(c, team)))
+        .await?;
     Ok(HttpResponse::Ok().json(l))
 }
 
@@ -399,7 +411,7 @@ async fn burn(
     let team = scoped(&caller, query.consortium_id)?;
     let year = query.fiscal_year;
     let b = state
-        .db(move |c, _| Ok::<_, BudgetError>(store::monthly_burn(c, team, year)?))
+        .db(move |c, _| store::report(c, |c| store::monthly_burn(c, team, year)))
         .await?;
     Ok(HttpResponse::Ok().json(b))
 }
@@ -418,7 +430,7 @@ async fn total(
     caller.require(STAFF, "read the programme's data budget total")?;
     let year = query.fiscal_year;
     let t = state
-        .db(move |c, _| store::programme_total(c, year))
+        .db(move |c, _| store::report(c, |c| store::programme_total(c, year)))
         .await?;
     Ok(HttpResponse::Ok().json(t))
 }

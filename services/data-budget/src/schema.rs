@@ -23,6 +23,7 @@ diesel::table! {
         consortium_name -> Text,
         requested_krw -> Int8,
         selected_at -> Timestamptz,
+        call_max_krw -> Nullable<Int8>,
     }
 }
 

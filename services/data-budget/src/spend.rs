@@ -171,8 +171,12 @@ pub fn make_commitment(
     }
     domain::positive_amount("amount_krw", req.amount_krw.0)?;
     domain::reason("reason", &req.reason)?;
-    let p = store::programme(conn)?.settings;
-    domain::year_in_programme("fiscal_year", req.fiscal_year, &p)?;
+    // Checked early for the clearer refusal; checked again under the locks below.
+    domain::year_in_programme(
+        "fiscal_year",
+        req.fiscal_year,
+        &store::programme(conn)?.settings,
+    )?;
     domain::current_year("fiscal_year", req.fiscal_year, store::now())?;
     if let Some(d) = req.dataset_id {
         dataset_exists(conn, "dataset_id", d)?;
@@ -183,6 +187,10 @@ pub fn make_commitment(
     if let Some(done) = commitment_replay(conn, req)? {
         return Ok(done);
     }
+    // The programme is read under the team's locks: a programme change holds every budget
+    // lock, so it is wholly before this commitment (and seen here) or waits for it.
+    let p = store::programme(conn)?.settings;
+    domain::year_in_programme("fiscal_year", req.fiscal_year, &p)?;
     let years = committable_years(conn, "consortium_id", team, req.fiscal_year)?;
     domain::fits(
         &years,
@@ -238,8 +246,12 @@ pub fn make_joint_purchase(
     }
     domain::positive_amount("total_krw", req.total_krw.0)?;
     domain::reason("reason", &req.reason)?;
-    let p = store::programme(conn)?.settings;
-    domain::year_in_programme("fiscal_year", req.fiscal_year, &p)?;
+    // Checked early for the clearer refusal; checked again under the locks below.
+    domain::year_in_programme(
+        "fiscal_year",
+        req.fiscal_year,
+        &store::programme(conn)?.settings,
+    )?;
     domain::current_year("fiscal_year", req.fiscal_year, store::now())?;
     let mut order: Vec<usize> = (0..req.shares.len()).collect();
     order.sort_by_key(|i| req.shares[*i].consortium_id);
@@ -252,6 +264,9 @@ pub fn make_joint_purchase(
     if let Some(done) = joint_replay(conn, req.id, &request)? {
         return Ok(done);
     }
+    // Under the teams' locks, as in `make_commitment`.
+    let p = store::programme(conn)?.settings;
+    domain::year_in_programme("fiscal_year", req.fiscal_year, &p)?;
     for (k, (team, (_, amount))) in teams.iter().zip(&parts).enumerate() {
         let field = format!("shares[{}].consortium_id", order[k]);
         let years = committable_years(conn, &field, *team, req.fiscal_year)?;
@@ -379,6 +394,34 @@ pub fn joint_view(conn: &mut PgConnection, id: Uuid) -> Result<dto::JointPurchas
         made_by: row.4,
         made_at: row.5,
         reason: row.6,
+    })
+}
+
+/// A joint purchase as a sharing team sees it: the dataset and its own share only; a team
+/// without a share in it is told it does not exist.
+pub fn own_joint_share(
+    conn: &mut PgConnection,
+    id: Uuid,
+    team: Uuid,
+) -> Result<dto::OwnJointShare, BudgetError> {
+    let j = joint_view(conn, id)?;
+    let share = j
+        .shares
+        .into_iter()
+        .find(|s| s.consortium_id.0 == team)
+        .ok_or_else(|| {
+            BudgetError::not_found(
+                "JOINT_PURCHASE_NOT_FOUND",
+                format!("joint purchase {id} does not exist"),
+            )
+        })?;
+    Ok(dto::OwnJointShare {
+        joint_purchase_id: j.id,
+        dataset_id: j.dataset_id,
+        fiscal_year: j.fiscal_year,
+        split_rule: j.split_rule,
+        share,
+        made_at: j.made_at,
     })
 }
 
@@ -659,6 +702,7 @@ pub fn confirm_payment(
     if let Some(done) = replay(conn)? {
         return Ok(done);
     }
+    domain::validate_paid_at(paid_at, inv.5, store::now())?;
     let unpaid = inv.2 - paid_of(conn, inv.0)?;
     if req.amount_krw.0 > unpaid {
         return Err(BudgetError::invalid(
@@ -704,9 +748,11 @@ pub fn adjust_cap(
     actor: &Actor,
 ) -> Result<dto::Budget, BudgetError> {
     domain::reason("reason", &req.reason)?;
+    store::lock_budgets(conn, &[team])?;
+    // Under the team's locks: a programme change in flight is wholly before (and its new
+    // maximum applies here) or waits.
     let p = store::programme(conn)?.settings;
     domain::year_in_programme("fiscal_year", year, &p)?;
-    store::lock_budgets(conn, &[team])?;
     let known: i64 = budget_teams::table.find(team).count().get_result(conn)?;
     if known == 0 {
         return Err(BudgetError::UnknownTeam("consortium_id".into(), team));

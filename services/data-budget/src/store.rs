@@ -19,7 +19,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use kaip_bus::OutboxTx;
 use kaip_contracts::dto::budget::{self as dto, Category, ProgrammeSettings};
-use kaip_contracts::events::{DataBudgetOpened, GateDecided, SelectionPublished, TeamEliminated};
+use kaip_contracts::events::{
+    DataBudgetCapAdjusted, DataBudgetOpened, DataProgrammeConfigured, GateDecided,
+    SelectionPublished, TeamEliminated,
+};
 use kaip_contracts::{Actor, CallId, ConsortiumId, Krw};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -77,18 +80,93 @@ pub fn programme(conn: &mut PgConnection) -> QueryResult<dto::Programme> {
     })
 }
 
-/// A new version of the programme's configuration (the previous ones are kept).
+/// A new version of the programme's configuration (the previous ones are kept), applied
+/// to the budgets already open, all or nothing:
+///
+/// - Serialised against everything that reads it: it takes the settings table in SHARE ROW
+///   EXCLUSIVE mode (one writer; a selection being opened holds SHARE and finishes first),
+///   then every budget row FOR UPDATE in (consortium, year) order, the locks commitments,
+///   joint purchases, cap adjustments and eliminations take, which read the settings only
+///   after their own locks: so each of them runs wholly before this or sees the new version.
+/// - From the current fiscal year on, every cap above a lowered maximum is lowered to it (a
+///   new cap record with this reason and a `DataBudgetCapAdjusted`); closed years keep theirs.
+/// - Refused with `PROGRAMME_BELOW_COMMITTED` if any team would then be over its cap or a
+///   sub-limit (a lower maximum, or carry-over turned off): the message names the team, the
+///   year and the shortfall.
+/// - The years may grow but not drop a year in which budgets are open
+///   (`PROGRAMME_YEARS_IN_USE`); each team still in the programme gets budgets for the
+///   years added after its last, opened by the rule it was selected under.
 pub fn set_programme(
     conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
     req: &dto::SetProgramme,
     actor: &Actor,
 ) -> Result<dto::Programme, BudgetError> {
     domain::validate_programme(&req.settings)?;
     domain::reason("reason", &req.reason)?;
-    // One writer at a time: commitments read the settings after locking their budgets.
     diesel::sql_query("LOCK TABLE budget_programme_settings IN SHARE ROW EXCLUSIVE MODE")
         .execute(conn)?;
+    let all: Vec<Uuid> = budget_teams::table
+        .select(budget_teams::consortium_id)
+        .load(conn)?;
+    lock_budgets(conn, &all)?;
     let s = &req.settings;
+    let (lo, hi): (Option<i32>, Option<i32>) = budgets::table
+        .select((
+            diesel::dsl::min(budgets::fiscal_year),
+            diesel::dsl::max(budgets::fiscal_year),
+        ))
+        .first(conn)?;
+    if let Some(lo) = lo.filter(|lo| s.first_year > *lo) {
+        return Err(BudgetError::invalid(
+            "PROGRAMME_YEARS_IN_USE",
+            "settings.first_year",
+            format!("budgets are open for fiscal year {lo}: the programme's years cannot drop it"),
+        ));
+    }
+    if let Some(hi) = hi.filter(|hi| s.last_year < *hi) {
+        return Err(BudgetError::invalid(
+            "PROGRAMME_YEARS_IN_USE",
+            "settings.last_year",
+            format!("budgets are open for fiscal year {hi}: the programme's years cannot drop it"),
+        ));
+    }
+    let at = now();
+    let reason = req.reason.trim();
+    let current = domain::fiscal_year(at);
+    let mut lowered = 0i64;
+    for team in &all {
+        let years = years_of(conn, *team)?;
+        let changed = domain::caps_under(&years, s, current).map_err(|short| {
+            BudgetError::ProgrammeBelowCommitted {
+                team: *team,
+                year: short.year,
+                limit: match short.category {
+                    None => "its cap".to_owned(),
+                    Some(c) => format!("its {} sub-limit", c.as_str()),
+                },
+                shortfall: short.shortfall,
+            }
+        })?;
+        for (year, cap) in changed {
+            let seq = insert_cap(conn, *team, year, cap, actor, reason, at)?;
+            tx.publish(
+                conn,
+                actor.clone(),
+                &DataBudgetCapAdjusted {
+                    consortium_id: ConsortiumId(*team),
+                    fiscal_year: year,
+                    seq,
+                    cap_krw: Krw(cap.total),
+                    joint_purchase_limit_krw: Krw(cap.joint_purchase),
+                    building_processing_limit_krw: Krw(cap.building_processing),
+                    reason: reason.to_owned(),
+                    adjusted_at: at,
+                },
+            )?;
+            lowered += 1;
+        }
+    }
     diesel::insert_into(budget_programme_settings::table)
         .values((
             budget_programme_settings::max_cap_krw.eq(s.max_cap_krw.0),
@@ -99,11 +177,108 @@ pub fn set_programme(
             budget_programme_settings::first_year.eq(s.first_year),
             budget_programme_settings::last_year.eq(s.last_year),
             budget_programme_settings::set_by.eq(&actor.subject),
-            budget_programme_settings::set_at.eq(now()),
-            budget_programme_settings::reason.eq(req.reason.trim()),
+            budget_programme_settings::set_at.eq(at),
+            budget_programme_settings::reason.eq(reason),
         ))
         .execute(conn)?;
-    Ok(programme(conn)?)
+    // Years added at the end: every team still in the programme gets them.
+    if let Some(hi) = hi.filter(|hi| s.last_year > *hi) {
+        let teams: Vec<TeamRow> = budget_teams::table
+            .select(TeamRow::as_select())
+            .load(conn)?;
+        for t in teams {
+            let has_budget: i64 = budgets::table
+                .filter(budgets::consortium_id.eq(t.consortium_id))
+                .count()
+                .get_result(conn)?;
+            if has_budget == 0 || eliminated_at(conn, t.consortium_id)?.is_some() {
+                continue;
+            }
+            let Some(cap) = domain::opening_cap(t.requested_krw, t.call_max_krw, s) else {
+                continue;
+            };
+            let last: Option<i32> = budgets::table
+                .filter(budgets::consortium_id.eq(t.consortium_id))
+                .select(diesel::dsl::max(budgets::fiscal_year))
+                .first(conn)?;
+            let from = last.map_or(hi, |l| l.max(hi)) + 1;
+            open_budgets(
+                conn,
+                tx,
+                &t,
+                from..=s.last_year,
+                cap,
+                actor,
+                &format!("opened when the programme's years were extended: {reason}"),
+                at,
+            )?;
+        }
+    }
+    let p = programme(conn)?;
+    tx.publish(
+        conn,
+        actor.clone(),
+        &DataProgrammeConfigured {
+            version: p.version,
+            settings: p.settings.clone(),
+            set_by: p.set_by.clone(),
+            reason: p.reason.clone(),
+            caps_lowered: lowered,
+            set_at: p.set_at,
+        },
+    )?;
+    Ok(p)
+}
+
+/// A selected team as the budget keeps it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = budget_teams)]
+pub struct TeamRow {
+    pub consortium_id: Uuid,
+    pub call_id: Uuid,
+    pub requested_krw: i64,
+    pub call_max_krw: Option<i64>,
+}
+
+/// Opens `years` of one team's budget with `cap`, each with its cap record and event.
+#[allow(clippy::too_many_arguments)]
+fn open_budgets(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    t: &TeamRow,
+    years: std::ops::RangeInclusive<i32>,
+    cap: Cap,
+    actor: &Actor,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<usize, BudgetError> {
+    let mut opened = 0;
+    for year in years {
+        diesel::insert_into(budgets::table)
+            .values((
+                budgets::consortium_id.eq(t.consortium_id),
+                budgets::fiscal_year.eq(year),
+                budgets::call_id.eq(t.call_id),
+                budgets::opened_at.eq(at),
+            ))
+            .execute(conn)?;
+        insert_cap(conn, t.consortium_id, year, cap, actor, reason, at)?;
+        tx.publish(
+            conn,
+            actor.clone(),
+            &DataBudgetOpened {
+                consortium_id: ConsortiumId(t.consortium_id),
+                call_id: CallId(t.call_id),
+                fiscal_year: year,
+                cap_krw: Krw(cap.total),
+                joint_purchase_limit_krw: Krw(cap.joint_purchase),
+                building_processing_limit_krw: Krw(cap.building_processing),
+                opened_at: at,
+            },
+        )?;
+        opened += 1;
+    }
+    Ok(opened)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -111,15 +286,19 @@ pub fn set_programme(
 // ---------------------------------------------------------------------------------------
 
 /// Opens a budget for every fiscal year of the programme from the selection's year on, for
-/// each selected team, with its opening cap. A second delivery changes nothing.
+/// each selected team, with its opening cap ([`domain::opening_cap`]: the call's maximum
+/// when the event carries it). A second delivery changes nothing. Holds the settings table
+/// in SHARE mode, so a programme change waits for it (and then applies to these budgets).
 pub fn record_selection(
     conn: &mut PgConnection,
     tx: &mut OutboxTx<'_>,
     ev: &SelectionPublished,
     actor: &Actor,
 ) -> Result<usize, BudgetError> {
+    diesel::sql_query("LOCK TABLE budget_programme_settings IN SHARE MODE").execute(conn)?;
     let p = programme(conn)?.settings;
     let first = domain::fiscal_year(ev.published_at).max(p.first_year);
+    let call_max = ev.team_maxima.map(|m| m.data_budget_krw.0);
     let at = now();
     let mut opened = 0;
     for t in &ev.selected {
@@ -131,6 +310,7 @@ pub fn record_selection(
                 budget_teams::consortium_name.eq(&t.consortium_name),
                 budget_teams::requested_krw.eq(t.resources.data_budget_krw.0),
                 budget_teams::selected_at.eq(ev.published_at),
+                budget_teams::call_max_krw.eq(call_max),
             ))
             .on_conflict_do_nothing()
             .execute(conn)?;
@@ -138,43 +318,36 @@ pub fn record_selection(
             // Selected before (a replay, or by an earlier call): its budgets stand.
             continue;
         }
-        let cap = domain::opening_cap(t.resources.data_budget_krw.0, &p);
-        for year in first..=p.last_year {
-            diesel::insert_into(budgets::table)
-                .values((
-                    budgets::consortium_id.eq(t.consortium_id.0),
-                    budgets::fiscal_year.eq(year),
-                    budgets::call_id.eq(ev.call_id.0),
-                    budgets::opened_at.eq(at),
-                ))
-                .execute(conn)?;
-            insert_cap(
-                conn,
-                t.consortium_id.0,
-                year,
-                cap,
-                actor,
-                &format!(
-                    "opened from the published selection of call {}",
-                    ev.call_id.0
-                ),
-                at,
-            )?;
-            tx.publish(
-                conn,
-                actor.clone(),
-                &DataBudgetOpened {
-                    consortium_id: t.consortium_id,
-                    call_id: ev.call_id,
-                    fiscal_year: year,
-                    cap_krw: Krw(cap.total),
-                    joint_purchase_limit_krw: Krw(cap.joint_purchase),
-                    building_processing_limit_krw: Krw(cap.building_processing),
-                    opened_at: at,
-                },
-            )?;
-            opened += 1;
-        }
+        let Some(cap) = domain::opening_cap(t.resources.data_budget_krw.0, call_max, &p) else {
+            // The call grants no data budget.
+            continue;
+        };
+        let reason = match call_max {
+            Some(m) => format!(
+                "opened from the published selection of call {}, whose per-team maximum is KRW {m}",
+                ev.call_id.0
+            ),
+            None => format!(
+                "opened from the published selection of call {} (no call maximum: the team's request)",
+                ev.call_id.0
+            ),
+        };
+        let team = TeamRow {
+            consortium_id: t.consortium_id.0,
+            call_id: ev.call_id.0,
+            requested_krw: t.resources.data_budget_krw.0,
+            call_max_krw: call_max,
+        };
+        opened += open_budgets(
+            conn,
+            tx,
+            &team,
+            first..=p.last_year,
+            cap,
+            actor,
+            &reason,
+            at,
+        )?;
     }
     Ok(opened)
 }
@@ -560,38 +733,43 @@ pub fn budget_views(
                 .iter()
                 .filter(|c| c.consortium_id == t && c.fiscal_year == *y)
                 .collect();
-            let figures = |cat: Option<Category>, limit: i64, available: i64| {
+            // Exact sums (i128): a figure beyond an i64 is a coded refusal, not a panic.
+            let figures = |cat: Option<Category>,
+                           limit: i64,
+                           available: i64|
+             -> Result<dto::Figures, BudgetError> {
                 let sel = mine
                     .iter()
                     .filter(|c| cat.is_none_or(|k| c.category() == k));
-                let (mut committed, mut invoiced, mut paid) = (0i64, 0i64, 0i64);
+                let (mut committed, mut invoiced, mut paid) = (0i128, 0i128, 0i128);
                 for c in sel {
-                    committed += c.committed();
-                    invoiced += c.invoiced;
-                    paid += c.paid;
+                    committed += i128::from(c.amount_krw) - i128::from(c.released);
+                    invoiced += i128::from(c.invoiced);
+                    paid += i128::from(c.paid);
                 }
-                dto::Figures {
+                Ok(dto::Figures {
                     limit_krw: Krw(limit),
-                    committed_krw: Krw(committed),
-                    invoiced_krw: Krw(invoiced),
-                    paid_krw: Krw(paid),
+                    committed_krw: Krw(domain::krw_total("committed_krw", committed)?),
+                    invoiced_krw: Krw(domain::krw_total("invoiced_krw", invoiced)?),
+                    paid_krw: Krw(domain::krw_total("paid_krw", paid)?),
                     available_krw: Krw(available.max(0)),
-                }
+                })
             };
+            let mut categories = Vec::new();
+            for c in Category::ALL {
+                categories.push(dto::CategoryFigures {
+                    category: c,
+                    figures: figures(Some(c), cap.limit(c), room.of(c))?,
+                });
+            }
             out.push(dto::Budget {
                 consortium_id: ConsortiumId(t),
                 consortium_name: names.get(&t).cloned().unwrap_or_default(),
                 call_id: CallId(*call),
                 fiscal_year: *y,
                 carried_over_krw: Krw(room.carried_total),
-                total: figures(None, cap.total, room.total),
-                categories: Category::ALL
-                    .into_iter()
-                    .map(|c| dto::CategoryFigures {
-                        category: c,
-                        figures: figures(Some(c), cap.limit(c), room.of(c)),
-                    })
-                    .collect(),
+                total: figures(None, cap.total, room.total)?,
+                categories,
                 caps: cap_history.remove(&(t, *y)).unwrap_or_default(),
                 eliminated_at_gate: eliminated.get(&t).cloned(),
             });
@@ -600,37 +778,42 @@ pub fn budget_views(
     Ok(out)
 }
 
-/// Sums budgets' figures (the programme's total across teams).
+/// Sums budgets' figures (the programme's total across teams), exactly: in `i128`, and a
+/// total beyond an `i64` is refused with `TOTAL_OUT_OF_RANGE` naming the figure (it cannot
+/// be shown as a KRW figure; no silent saturation, no panic).
 pub fn programme_total(
     conn: &mut PgConnection,
     year: i32,
 ) -> Result<dto::ProgrammeTotal, BudgetError> {
     let budgets = budget_views(conn, None, Some(year))?;
-    // Saturating: a programme configured with absurd caps must not panic a report.
-    let add = |a: &mut dto::Figures, b: &dto::Figures| {
-        for (x, y) in [
-            (&mut a.limit_krw, b.limit_krw),
-            (&mut a.committed_krw, b.committed_krw),
-            (&mut a.invoiced_krw, b.invoiced_krw),
-            (&mut a.paid_krw, b.paid_krw),
-            (&mut a.available_krw, b.available_krw),
-        ] {
-            x.0 = x.0.saturating_add(y.0);
-        }
-    };
-    let mut total = dto::Figures::default();
-    let mut cats: Vec<dto::CategoryFigures> = Category::ALL
-        .into_iter()
-        .map(|c| dto::CategoryFigures {
-            category: c,
-            figures: dto::Figures::default(),
+    fn sum<'a>(
+        name: &str,
+        figures: impl Iterator<Item = &'a dto::Figures> + Clone,
+    ) -> Result<dto::Figures, BudgetError> {
+        let total = |what: &str, get: fn(&dto::Figures) -> i64| {
+            let exact: i128 = figures.clone().map(|f| i128::from(get(f))).sum();
+            domain::krw_total(&format!("{name}.{what}"), exact).map(Krw)
+        };
+        Ok(dto::Figures {
+            limit_krw: total("limit_krw", |f| f.limit_krw.0)?,
+            committed_krw: total("committed_krw", |f| f.committed_krw.0)?,
+            invoiced_krw: total("invoiced_krw", |f| f.invoiced_krw.0)?,
+            paid_krw: total("paid_krw", |f| f.paid_krw.0)?,
+            available_krw: total("available_krw", |f| f.available_krw.0)?,
         })
-        .collect();
-    for b in &budgets {
-        add(&mut total, &b.total);
-        for (acc, c) in cats.iter_mut().zip(&b.categories) {
-            add(&mut acc.figures, &c.figures);
-        }
+    }
+    let total = sum("total", budgets.iter().map(|b| &b.total))?;
+    let mut cats = Vec::new();
+    for (i, c) in Category::ALL.into_iter().enumerate() {
+        cats.push(dto::CategoryFigures {
+            category: c,
+            figures: sum(
+                &format!("categories.{}", c.as_str()),
+                budgets
+                    .iter()
+                    .filter_map(move |b| b.categories.get(i).map(|c| &c.figures)),
+            )?,
+        });
     }
     Ok(dto::ProgrammeTotal {
         fiscal_year: year,
@@ -638,6 +821,19 @@ pub fn programme_total(
         total,
         categories: cats,
     })
+}
+
+/// Runs a report in one REPEATABLE READ READ ONLY transaction: every query of it reads the
+/// same snapshot, so its figures agree with each other (a commitment or a cap adjustment
+/// committed while it runs is in none of them or, on the next read, in all of them).
+pub fn report<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> Result<T, BudgetError>,
+) -> Result<T, BudgetError> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(f)
 }
 
 #[derive(QueryableByName)]
@@ -655,7 +851,7 @@ pub fn monthly_burn(
     conn: &mut PgConnection,
     team: Option<Uuid>,
     year: Option<i32>,
-) -> QueryResult<Vec<dto::MonthlyBurn>> {
+) -> Result<Vec<dto::MonthlyBurn>, BudgetError> {
     let rows: Vec<Dated> = diesel::sql_query(
         "SELECT i.recorded_at AS at, i.amount_krw AS amount, 0 AS kind \
          FROM budget_invoices i JOIN budget_commitments c ON c.id = i.commitment_id \
@@ -668,21 +864,22 @@ pub fn monthly_burn(
     .bind::<Nullable<SqlUuid>, _>(team)
     .bind::<Nullable<Integer>, _>(year)
     .load(conn)?;
-    let mut months: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut months: BTreeMap<String, (i128, i128)> = BTreeMap::new();
     for r in rows {
         let m = months.entry(domain::kst_month(r.at)).or_default();
         if r.kind == 0 {
-            m.0 += r.amount;
+            m.0 += i128::from(r.amount);
         } else {
-            m.1 += r.amount;
+            m.1 += i128::from(r.amount);
         }
     }
-    Ok(months
-        .into_iter()
-        .map(|(month, (i, p))| dto::MonthlyBurn {
+    let mut out = Vec::new();
+    for (month, (i, p)) in months {
+        out.push(dto::MonthlyBurn {
+            invoiced_krw: Krw(domain::krw_total(&format!("{month}.invoiced_krw"), i)?),
+            paid_krw: Krw(domain::krw_total(&format!("{month}.paid_krw"), p)?),
             month,
-            invoiced_krw: Krw(i),
-            paid_krw: Krw(p),
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }

@@ -28,13 +28,16 @@ impl EventHandler for IntakeEvents {
     }
 }
 
-/// Scoring keeps the calls it will evaluate (to validate settings and stages against).
+/// Scoring keeps the calls it will evaluate (to validate settings and stages against), with
+/// the per-team maxima it forwards in `SelectionPublished`.
 fn record_call(conn: &mut PgConnection, opened: &CallOpened) -> Result<Handled, HandlerError> {
     diesel::insert_into(calls::table)
         .values((
             calls::id.eq(opened.call_id.0),
             calls::title.eq(&opened.title),
             calls::closes_at.eq(opened.closes_at),
+            calls::max_data_budget_krw.eq(opened.team_maxima.map(|m| m.data_budget_krw.0)),
+            calls::max_talent_funding_krw.eq(opened.team_maxima.map(|m| m.talent_funding_krw.0)),
         ))
         .on_conflict_do_nothing()
         .execute(conn)?;

@@ -29,6 +29,8 @@ diesel::table! {
         closes_at -> Timestamptz,
         config -> Nullable<Jsonb>,
         published_at -> Nullable<Timestamptz>,
+        max_data_budget_krw -> Nullable<Int8>,
+        max_talent_funding_krw -> Nullable<Int8>,
     }
 }
 

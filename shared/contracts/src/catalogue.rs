@@ -10,8 +10,8 @@ use crate::audit::AuditRecorded;
 use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DataBudgetCapAdjusted, DataBudgetOpened,
     DataCommitmentCancelled, DataCommitmentMade, DataInvoiceRecorded, DataPaymentConfirmed,
-    DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope, GateDecided,
-    GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
+    DataProgrammeConfigured, DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope,
+    GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
     GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
     JointPurchaseSplit, ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
     TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHired, TalentMatchDeclined,
@@ -129,6 +129,7 @@ pub fn events() -> Vec<EventSpec> {
         spec::<GpuTrancheReleased>(topics::GPU_LEDGER, "gpu-ledger", "A reserved tranche was released to its team, on its date or at the gate it waited for."),
         spec::<GpuGrantClosed>(topics::GPU_LEDGER, "gpu-ledger", "An eliminated team's grants were closed and its future capacity reallocated, in one linked chain."),
         spec::<GpuUsageRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A GPU operator reported GPU-hours a team used; overruns of the granted hours are flagged."),
+        spec::<DataProgrammeConfigured>(topics::DATA_BUDGET, "data-budget", "An admin or officer set a new version of the data budget programme's configuration, with a reason; caps above a lowered maximum were lowered with it."),
         spec::<DataBudgetOpened>(topics::DATA_BUDGET, "data-budget", "A selected team's data budget for a fiscal year was opened with its cap and category sub-limits."),
         spec::<DataBudgetCapAdjusted>(topics::DATA_BUDGET, "data-budget", "An officer adjusted a team-year's cap within the programme's maximum, with a reason (a new record)."),
         spec::<DataCommitmentMade>(topics::DATA_BUDGET, "data-budget", "A commitment (purchase order) reserved data budget."),

@@ -7,7 +7,7 @@
 //! both while consumers move over.
 
 use crate::dto::intake::{Member, Portfolio, ResourceRequest};
-use crate::ids::{CallId, ConsortiumId, EvaluationCaseId, EventId, ProposalId};
+use crate::ids::{CallId, ConsortiumId, EvaluationCaseId, EventId, Krw, ProposalId};
 use crate::role::Role;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -168,6 +168,22 @@ pub struct CallOpened {
     pub title: String,
     pub opens_at: DateTime<Utc>,
     pub closes_at: DateTime<Utc>,
+    /// The most the call grants one team per fiscal year (its eligibility rules). Absent
+    /// in events from before it was announced; scoring forwards it in `SelectionPublished`.
+    #[serde(default)]
+    pub team_maxima: Option<CallMaxima>,
+}
+
+/// What a call grants each selected team at most per fiscal year: the grant services
+/// (data budget, talent) open a team's allowance from it, bounded by their programme's
+/// own maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallMaxima {
+    /// The call's `eligibility.max_data_budget_krw`.
+    pub data_budget_krw: Krw,
+    /// The call's `eligibility.max_talent_funding_krw`.
+    pub talent_funding_krw: Krw,
 }
 
 impl DomainEvent for CallOpened {
@@ -289,6 +305,11 @@ pub struct SelectionPublished {
     pub departure: Option<crate::dto::scoring::Departure>,
     pub override_reason: Option<String>,
     pub published_at: DateTime<Utc>,
+    /// The call's per-team maxima, as intake announced them in `CallOpened`. Optional: a v1
+    /// event without it still decodes (`None`), and a call opened before intake announced
+    /// them has none; each grant service then keeps its earlier rule (see its README).
+    #[serde(default)]
+    pub team_maxima: Option<CallMaxima>,
 }
 
 impl DomainEvent for SelectionPublished {

@@ -148,6 +148,10 @@ fn real_events() -> Vec<serde_json::Value> {
                 title: "Sovereign AI Foundation Model 2026".into(),
                 opens_at: now,
                 closes_at: now + chrono::Duration::days(30),
+                team_maxima: Some(kaip_contracts::events::CallMaxima {
+                    data_budget_krw: kaip_contracts::Krw(15_000_000_000),
+                    talent_funding_krw: kaip_contracts::Krw(2_000_000_000),
+                }),
             },
         )),
         json(EventEnvelope::wrap(
@@ -215,6 +219,10 @@ fn real_events() -> Vec<serde_json::Value> {
                 }),
                 override_reason: Some("the panel's recommendation".into()),
                 published_at: now,
+                team_maxima: Some(kaip_contracts::events::CallMaxima {
+                    data_budget_krw: kaip_contracts::Krw(15_000_000_000),
+                    talent_funding_krw: kaip_contracts::Krw(2_000_000_000),
+                }),
             },
         )),
         json(EventEnvelope::wrap(
@@ -226,6 +234,7 @@ fn real_events() -> Vec<serde_json::Value> {
                 departure: None,
                 override_reason: None,
                 published_at: now,
+                team_maxima: None,
             },
         )),
         json(EventEnvelope::wrap(
@@ -328,8 +337,8 @@ fn budget_events(
     use kaip_contracts::dto::budget::Category;
     use kaip_contracts::events::{
         DataBudgetCapAdjusted, DataBudgetOpened, DataCommitmentCancelled, DataCommitmentMade,
-        DataInvoiceRecorded, DataPaymentConfirmed, DatasetRegistered, JointPurchaseSplit,
-        SplitShare,
+        DataInvoiceRecorded, DataPaymentConfirmed, DataProgrammeConfigured, DatasetRegistered,
+        JointPurchaseSplit, SplitShare,
     };
     use kaip_contracts::{Actor, CallId, EventEnvelope, Krw, Role};
     let json = |env: Result<EventEnvelope, serde_json::Error>| {
@@ -347,6 +356,25 @@ fn budget_events(
         uuid::Uuid::now_v7(),
     );
     vec![
+        json(EventEnvelope::wrap(
+            "data-budget",
+            officer.clone(),
+            &DataProgrammeConfigured {
+                version: 2,
+                settings: kaip_contracts::dto::budget::ProgrammeSettings {
+                    max_cap_krw: Krw(12_000_000_000),
+                    joint_purchase_limit_krw: Krw(8_000_000_000),
+                    building_processing_limit_krw: Krw(4_000_000_000),
+                    carry_over: false,
+                    first_year: 2026,
+                    last_year: 2030,
+                },
+                set_by: "officer-1".into(),
+                reason: "the ministry's 2027 budget law".into(),
+                caps_lowered: 5,
+                set_at: now,
+            },
+        )),
         json(EventEnvelope::wrap(
             "data-budget",
             system,

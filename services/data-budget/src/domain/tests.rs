@@ -104,12 +104,26 @@ fn shares_are_equal_weighted_or_explicit_and_explicit_ones_must_sum_to_the_whole
         .code,
         "SHARE_ZERO"
     );
+    let e = plan_shares(MAX_KRW, &[share(None, Some(MAX_KRW)), share(None, Some(1))]).unwrap_err();
+    assert_eq!(e.code, "SHARES_DO_NOT_SUM");
     let e = plan_shares(
         i64::MAX,
         &[share(None, Some(i64::MAX)), share(None, Some(1))],
     )
     .unwrap_err();
-    assert_eq!(e.code, "SHARES_DO_NOT_SUM");
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("AMOUNT_TOO_LARGE", "total_krw")
+    );
+    let e = plan_shares(
+        MAX_KRW,
+        &[share(None, Some(MAX_KRW + 1)), share(None, Some(1))],
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("AMOUNT_TOO_LARGE", "shares[0].amount_krw")
+    );
     let twin = share(None, None);
     assert_eq!(
         plan_shares(10, &[twin.clone(), twin]).unwrap_err().code,
@@ -127,7 +141,10 @@ fn amounts_and_years_are_checked_with_codes() {
         positive_amount("amount_krw", -1).unwrap_err().field,
         "amount_krw"
     );
-    assert!(positive_amount("amount_krw", i64::MAX).is_ok());
+    assert_eq!(
+        positive_amount("amount_krw", i64::MAX).unwrap_err().code,
+        "AMOUNT_TOO_LARGE"
+    );
     let p = programme();
     assert!(year_in_programme("fiscal_year", 2026, &p).is_ok());
     assert!(year_in_programme("fiscal_year", 2028, &p).is_ok());
@@ -151,15 +168,135 @@ fn amounts_and_years_are_checked_with_codes() {
 }
 
 #[test]
-fn the_opening_cap_is_the_request_within_the_programme_maximum() {
+fn without_a_call_maximum_the_opening_cap_is_the_request_within_the_programme_maximum() {
     let p = programme();
-    assert_eq!(opening_cap(0, &p).total, 15_000_000_000);
-    assert_eq!(opening_cap(20_000_000_000, &p).total, 15_000_000_000);
-    let c = opening_cap(8_000_000_000, &p);
+    let cap = |requested| opening_cap(requested, None, &p).expect("a cap");
+    assert_eq!(cap(0).total, 15_000_000_000);
+    assert_eq!(cap(20_000_000_000).total, 15_000_000_000);
+    let c = cap(8_000_000_000);
     assert_eq!(
         (c.total, c.joint_purchase, c.building_processing),
         (8_000_000_000, 8_000_000_000, 5_000_000_000)
     );
+}
+
+#[test]
+fn with_a_call_maximum_the_opening_cap_is_the_calls_within_the_programme_maximum() {
+    let p = programme();
+    // The request does not matter once the call says what it grants.
+    let c = opening_cap(3_000_000_000, Some(7_000_000_000), &p).expect("a cap");
+    assert_eq!(
+        (c.total, c.joint_purchase, c.building_processing),
+        (7_000_000_000, 7_000_000_000, 5_000_000_000)
+    );
+    let c = opening_cap(0, Some(20_000_000_000), &p).expect("a cap");
+    assert_eq!(c.total, 15_000_000_000, "bounded by the programme");
+    assert_eq!(
+        opening_cap(5, Some(0), &p),
+        None,
+        "a call granting no data budget"
+    );
+}
+
+#[test]
+fn amounts_are_bounded_and_totals_beyond_i64_are_coded() {
+    assert!(positive_amount("amount_krw", MAX_KRW).is_ok());
+    let e = positive_amount("amount_krw", MAX_KRW + 1).unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("AMOUNT_TOO_LARGE", "amount_krw")
+    );
+    assert_eq!(
+        positive_amount("amount_krw", i64::MAX).unwrap_err().code,
+        "AMOUNT_TOO_LARGE"
+    );
+    let mut p = programme();
+    p.max_cap_krw = Krw(i64::MAX);
+    let e = validate_programme(&p).unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("AMOUNT_TOO_LARGE", "settings.max_cap_krw")
+    );
+    assert_eq!(krw_total("total", i128::from(i64::MAX)), Ok(i64::MAX));
+    let e = krw_total("total.limit_krw", i128::from(i64::MAX) + 1).unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("TOTAL_OUT_OF_RANGE", "total.limit_krw")
+    );
+}
+
+#[test]
+fn a_payment_is_not_in_the_future_nor_before_its_invoice() {
+    let now = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
+    let invoiced = now - chrono::Duration::days(3);
+    assert!(validate_paid_at(now, invoiced, now).is_ok());
+    assert!(validate_paid_at(invoiced, invoiced, now).is_ok());
+    let skew = now + chrono::Duration::seconds(PAID_AT_SKEW_SECS);
+    assert!(validate_paid_at(skew, invoiced, now).is_ok());
+    let e = validate_paid_at(skew + chrono::Duration::seconds(1), invoiced, now).unwrap_err();
+    assert_eq!((e.code, e.field.as_str()), ("PAID_AT_IN_FUTURE", "paid_at"));
+    let e = validate_paid_at(invoiced - chrono::Duration::seconds(1), invoiced, now).unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_str()),
+        ("PAID_AT_BEFORE_INVOICE", "paid_at")
+    );
+}
+
+#[test]
+fn a_lowered_programme_maximum_lowers_caps_from_the_current_year_unless_committed_above_it() {
+    let mut p = programme();
+    p.max_cap_krw = Krw(12_000_000_000);
+    let years = [
+        // Last year (closed): its cap stands whatever it was.
+        year(
+            2026,
+            15_000_000_000,
+            10_000_000_000,
+            5_000_000_000,
+            &[(Category::JointPurchase, 14_000_000_000)],
+        ),
+        year(
+            2027,
+            15_000_000_000,
+            13_000_000_000,
+            5_000_000_000,
+            &[(Category::JointPurchase, 11_000_000_000)],
+        ),
+        year(2028, 10_000_000_000, 8_000_000_000, 5_000_000_000, &[]),
+    ];
+    let changed = caps_under(&years, &p, 2027).expect("fits");
+    assert_eq!(
+        changed,
+        vec![(
+            2027,
+            Cap {
+                total: 12_000_000_000,
+                joint_purchase: 12_000_000_000,
+                building_processing: 5_000_000_000
+            }
+        )]
+    );
+    // Below what 2027 has committed: refused, naming the year and the shortfall.
+    p.max_cap_krw = Krw(10_500_000_000);
+    let s = caps_under(&years, &p, 2027).unwrap_err();
+    assert_eq!((s.year, s.category, s.shortfall), (2027, None, 500_000_000));
+    // Turning carry-over off is refused while a year spends what it carried in.
+    let mut carried = programme();
+    carried.carry_over = true;
+    let years = [
+        year(2026, 10_000_000_000, 10_000_000_000, 5_000_000_000, &[]),
+        year(
+            2027,
+            10_000_000_000,
+            10_000_000_000,
+            5_000_000_000,
+            &[(Category::JointPurchase, 12_000_000_000)],
+        ),
+    ];
+    assert!(caps_under(&years, &carried, 2027).is_ok());
+    carried.carry_over = false;
+    let s = caps_under(&years, &carried, 2027).unwrap_err();
+    assert_eq!((s.year, s.shortfall), (2027, 2_000_000_000));
 }
 
 fn year(y: i32, total: i64, jp: i64, bp: i64, committed: &[(Category, i64)]) -> Year {

@@ -887,6 +887,7 @@ async fn select(ctx: &TestContext, l: &Ledger, teams: &[ConsortiumId]) -> kaip_c
             departure: None,
             override_reason: None,
             published_at: chrono::Utc::now(),
+            team_maxima: None,
         },
     )
     .await;

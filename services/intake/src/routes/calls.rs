@@ -7,7 +7,7 @@ use chrono::Utc;
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::{Call, CreateProgramme, OpenCall, Programme};
 use kaip_contracts::dto::PageQuery;
-use kaip_contracts::events::CallOpened;
+use kaip_contracts::events::{CallMaxima, CallOpened};
 use kaip_contracts::{CallId, Role};
 use kaip_service::pagination::PageRequest;
 use kaip_service::{AppState, Caller, ValidJson};
@@ -52,6 +52,11 @@ pub async fn open_call(
                     title: row.title.clone(),
                     opens_at: row.opens_at,
                     closes_at: row.closes_at,
+                    // What the grant services open each selected team's allowance from.
+                    team_maxima: Some(CallMaxima {
+                        data_budget_krw: req.eligibility.max_data_budget_krw,
+                        talent_funding_krw: req.eligibility.max_talent_funding_krw,
+                    }),
                 };
                 tx.publish(c, actor.clone(), &event)?;
                 Ok::<_, IntakeError>(row.into_dto())

@@ -12,8 +12,8 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::scoring::{DecideTie, Decision, Departure, ProposeSelection};
-use kaip_contracts::events::{SelectedTeam, SelectionPublished};
-use kaip_contracts::{CallId, ProposalId};
+use kaip_contracts::events::{CallMaxima, SelectedTeam, SelectionPublished};
+use kaip_contracts::{CallId, Krw, ProposalId};
 use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use uuid::Uuid;
 
@@ -404,8 +404,19 @@ pub async fn publish(
                 let published = current(c, call_id)?
                     .ok_or(ScoringError::Conflict("decision vanished".into()))?
                     .dto();
+                let maxima: (Option<i64>, Option<i64>) = calls::table
+                    .find(call_id)
+                    .select((calls::max_data_budget_krw, calls::max_talent_funding_krw))
+                    .first(c)?;
                 let event = SelectionPublished {
                     call_id: CallId(call_id),
+                    team_maxima: match maxima {
+                        (Some(d), Some(t)) => Some(CallMaxima {
+                            data_budget_krw: Krw(d),
+                            talent_funding_krw: Krw(t),
+                        }),
+                        _ => None,
+                    },
                     selected: teams,
                     departure: published.departure.clone(),
                     override_reason: published.override_reason.clone(),

@@ -276,6 +276,20 @@ pub struct JointPurchase {
     pub reason: String,
 }
 
+/// `GET /joint-purchases/{id}` as a consortium user sees it: the dataset and its own share
+/// only. Neither the other teams' shares nor the total (from which, less its own share, the
+/// others' amounts would follow) are shown to a sharing team.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OwnJointShare {
+    pub joint_purchase_id: Uuid,
+    pub dataset_id: Uuid,
+    pub fiscal_year: i32,
+    /// `equal`, `weighted` or `explicit`.
+    pub split_rule: String,
+    pub share: Share,
+    pub made_at: DateTime<Utc>,
+}
+
 /// `POST /datasets`: a dataset in the catalogue with its licence terms.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -2,7 +2,7 @@
 //! gateway. Money is whole KRW; fiscal years are Korean calendar years.
 
 use super::DomainEvent;
-use crate::dto::budget::Category;
+use crate::dto::budget::{Category, ProgrammeSettings};
 use crate::ids::{CallId, ConsortiumId, Krw};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -208,5 +208,33 @@ impl DomainEvent for DatasetRegistered {
     const AGGREGATE_TYPE: &'static str = "dataset";
     fn aggregate_id(&self) -> Uuid {
         self.dataset_id
+    }
+}
+
+/// A new version of the data budget programme's configuration (`PUT /programme`), with who
+/// set it and why. Existing team-year caps above a lowered maximum or sub-limit were lowered
+/// in the same transaction, each announced by a `DataBudgetCapAdjusted`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataProgrammeConfigured {
+    /// The configuration's version (1 is the programme's defaults).
+    pub version: i64,
+    pub settings: ProgrammeSettings,
+    /// The subject of the admin or officer who set it.
+    pub set_by: String,
+    pub reason: String,
+    /// How many team-year caps were lowered to fit the new figures.
+    pub caps_lowered: i64,
+    pub set_at: DateTime<Utc>,
+}
+
+impl DomainEvent for DataProgrammeConfigured {
+    const TYPE: &'static str = "DataProgrammeConfigured";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "data_programme";
+    /// The programme's configuration is one aggregate (one key, so its versions stay in
+    /// order on the topic).
+    fn aggregate_id(&self) -> Uuid {
+        Uuid::nil()
     }
 }

@@ -1,0 +1,1 @@
+ALTER TABLE budget_teams DROP COLUMN call_max_krw;
