@@ -600,8 +600,8 @@ fn gpu_events(
     use kaip_contracts::events::{
         AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
         GpuModelFactorSet, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
-        GpuTransfersRecorded, GpuUsageRecorded, MovedCapacity, Reallocation, RecordedTransfer,
-        MilestoneOverdue, TeamEliminated,
+        GpuTransfersRecorded, GpuUsageRecorded, MilestoneOverdue, MovedCapacity, Reallocation,
+        RecordedTransfer, TeamEliminated,
     };
     let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
         model: model.into(),

@@ -179,15 +179,25 @@ CREATE TABLE ms_decisions (
     decided_at   timestamptz NOT NULL
 );
 
-SELECT kaip_audit_table('ms_teams');
-SELECT kaip_audit_table('ms_deliverables');
-SELECT kaip_audit_table('ms_evidence');
-SELECT kaip_audit_table('ms_verdicts');
-SELECT kaip_audit_table('ms_overdue');
-SELECT kaip_audit_table('ms_gates');
-SELECT kaip_audit_table('ms_gate_components');
-SELECT kaip_audit_table('ms_gate_inputs');
-SELECT kaip_audit_table('ms_eligibility');
-SELECT kaip_audit_table('ms_proposals');
-SELECT kaip_audit_table('ms_votes');
-SELECT kaip_audit_table('ms_decisions');
+-- Every row is a record: nothing is updated or deleted (the triggers refuse it, even to a
+-- bug or a hand-written statement), and every table is in the audit trail.
+CREATE FUNCTION ms_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'milestones records are immutable: % on % refused (record a new version instead)',
+        TG_OP, TG_TABLE_NAME USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['ms_teams', 'ms_deliverables', 'ms_evidence', 'ms_verdicts',
+        'ms_overdue', 'ms_gates', 'ms_gate_components', 'ms_gate_inputs', 'ms_eligibility',
+        'ms_proposals', 'ms_votes', 'ms_decisions']
+    LOOP
+        EXECUTE format('CREATE TRIGGER immutable BEFORE UPDATE OR DELETE ON %I
+            FOR EACH ROW EXECUTE FUNCTION ms_refuse_change()', t);
+        EXECUTE format('CREATE TRIGGER immutable_truncate BEFORE TRUNCATE ON %I
+            FOR EACH STATEMENT EXECUTE FUNCTION ms_refuse_change()', t);
+        PERFORM kaip_audit_table(t);
+    END LOOP;
+END $$;
