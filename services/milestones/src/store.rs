@@ -1026,7 +1026,8 @@ pub fn add_input(
 
 /// The value of an approved benchmark evidence of `team`, in units of 10^-4.
 fn evidence_value(c: &mut PgConnection, id: Uuid, team: Uuid) -> Result<i64, E> {
-    let r: Option<(Uuid, i32, String, Option<i64>, Option<i32>)> = ms_evidence::table
+    type Row = (Uuid, i32, String, Option<i64>, Option<i32>);
+    let r: Option<Row> = ms_evidence::table
         .find(id)
         .select((
             ms_evidence::deliverable_id,
