@@ -1273,3 +1273,125 @@ async fn a_decision_published_through_milestones_closes_and_reallocates_in_the_l
     assert_eq!(eliminated_in_talent, 2, "{tt}");
     assert_eq!(count(&ledger, "SELECT count(*) FROM gpu_gate_passes"), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_votes_count_once_and_concurrent_publications_publish_once() {
+    let ctx = TestContext::new();
+    let m = Ms::start(&ctx).await;
+    let teams = select(&ctx, &m, 5).await;
+    let g = define_gate_1(&ctx, &m, &teams).await;
+    for team in &teams {
+        eligibility(&m, *team, true, "training logs reviewed").await;
+    }
+    let (s, p) = m
+        .post("/gates/gate-1/proposals", &m.officer, json!(null))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let pid = id_of(&p);
+    let path = format!("/proposals/{pid}/votes");
+    // One member's vote sent eight times at once: one recorded, the others ALREADY_VOTED.
+    let a = ctx.bearer_for(&g.members[0], Role::Officer, None);
+    let results = futures::future::join_all(
+        (0..8).map(|_| m.post(&path, &a, json!({"approve": true, "reason": "verified"}))),
+    )
+    .await;
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter(|(s, _)| *s != StatusCode::CREATED)
+        .all(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "ALREADY_VOTED"));
+    let b = ctx.bearer_for(&g.members[1], Role::Officer, None);
+    let (s, _) = m
+        .post(&path, &b, json!({"approve": true, "reason": "verified"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Six publications at once: one decision, the others GATE_PUBLISHED; one GateDecided.
+    let body = json!({"proposal_id": pid, "reason": "majority"});
+    let results = futures::future::join_all(
+        (0..6).map(|_| m.post("/gates/gate-1/publish", &m.officer, body.clone())),
+    )
+    .await;
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter(|(s, _)| *s != StatusCode::CREATED)
+        .all(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "GATE_PUBLISHED"));
+    assert_eq!(m.count("SELECT count(*) FROM ms_decisions"), 1);
+    assert_eq!(
+        m.count("SELECT count(*) FROM kaip_outbox WHERE event_type = 'GateDecided'"),
+        1
+    );
+    assert_eq!(
+        m.count("SELECT count(*) FROM kaip_outbox WHERE event_type = 'TeamEliminated'"),
+        1,
+        "planned 1, all eligible: one elimination"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_roles_and_other_consortia_are_refused_everywhere() {
+    let ctx = TestContext::new();
+    let m = Ms::start(&ctx).await;
+    let t = select(&ctx, &m, 2).await;
+    let d = m.deliverable(t[0], "2030-06-30").await;
+    let reviewer = ctx.bearer(Role::Reviewer, None);
+    let integration = ctx.integration_bearer("gpu-operator", &[]);
+    let other = team_bearer(&ctx, t[1]);
+    for bearer in [&reviewer, &integration] {
+        for path in [
+            "/teams".to_owned(),
+            "/deliverables".to_owned(),
+            format!("/deliverables/{d}"),
+            "/gates".to_owned(),
+        ] {
+            let (s, b) = m.get(&path, bearer).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {b}");
+        }
+        m.refused(
+            "/gates",
+            bearer,
+            json!({"key": "gate-9", "phase": 1, "gate_date": "2026-06-30", "planned_eliminations": 0,
+                   "eligibility_rules": [], "committee": ["x"], "reason": "r"}),
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        )
+        .await;
+    }
+    // Another consortium: its own team list only, nothing of team A's.
+    let (_, mine) = m.get("/teams", &other).await;
+    assert_eq!(mine.as_array().map(Vec::len), Some(1));
+    assert_eq!(mine[0]["consortium_id"], json!(t[1]));
+    for (path, body) in [
+        (
+            "/gates",
+            json!({"key": "gate-9", "phase": 1, "gate_date": "2026-06-30", "planned_eliminations": 0,
+                          "eligibility_rules": [], "committee": ["x"], "reason": "r"}),
+        ),
+        (
+            "/deliverables",
+            json!({"consortium_id": t[1], "phase": 1, "title": "x", "acceptance_criteria": "y", "due_date": "2030-01-01"}),
+        ),
+        (
+            &format!("/deliverables/{d}/verdicts"),
+            json!({"verdict": "rejected", "reason": "r"}),
+        ),
+    ] {
+        m.refused(path, &other, body, StatusCode::FORBIDDEN, "FORBIDDEN")
+            .await;
+    }
+    for (s, _) in [
+        m.get("/gate-templates/first", &other).await,
+        m.get(&format!("/gates/gate-1/results/{}", t[0].0), &other)
+            .await,
+    ] {
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+}
