@@ -466,8 +466,16 @@ async fn overdue_deliverables_are_flagged_once_per_due_date_with_two_replicas_sw
     let late = m.deliverable(t[0], "2024-01-31").await;
     let delivered = m.deliverable(t[0], "2024-01-31").await;
     let future = m.deliverable(t[0], "2099-12-31").await;
-    // Evidence for `delivered` now is after its due date: still overdue. Evidence recorded
-    // as of the due date is simulated by a deliverable whose due date has not come.
+    // Evidence for `delivered` now comes after its due date: it is still flagged. A
+    // deliverable whose due date has not come is not.
+    let (s, _) = m
+        .post(
+            &format!("/deliverables/{delivered}/evidence"),
+            &a,
+            json!({"kind": "link", "url": "https://example.org/late"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
     let (s, _) = m
         .post(
             &format!("/deliverables/{future}/evidence"),
@@ -1283,6 +1291,29 @@ async fn concurrent_votes_count_once_and_concurrent_publications_publish_once() 
     for team in &teams {
         eligibility(&m, *team, true, "training logs reviewed").await;
     }
+    // A proposal whose inputs were corrected afterwards cannot be published: the committee
+    // would be approving numbers that are no longer the gate's.
+    let (s, p0) = m
+        .post("/gates/gate-1/proposals", &m.officer, json!(null))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p0}");
+    let (s, _) = m
+        .post(
+            "/gates/gate-1/inputs",
+            &m.officer,
+            json!({"consortium_id": teams[2], "component": "benchmark-team", "value": "51",
+                   "source": "entered", "reason": "rerun"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    m.refused(
+        "/gates/gate-1/publish",
+        &m.officer,
+        json!({"proposal_id": id_of(&p0), "reason": "majority"}),
+        StatusCode::CONFLICT,
+        "PROPOSAL_STALE",
+    )
+    .await;
     let (s, p) = m
         .post("/gates/gate-1/proposals", &m.officer, json!(null))
         .await;

@@ -53,6 +53,8 @@ pub enum MilestonesError {
     AlreadyVoted(String, Uuid),
     #[error("proposal_id: {0} of the committee's {1} approved proposal {2}; publishing needs more than half")]
     NoMajority(i32, i32, Uuid),
+    #[error("proposal_id: inputs or eligibility verdicts changed after proposal {0} was made: make a new proposal for the committee")]
+    ProposalStale(Uuid),
     #[error("gate {0} has no published result for team {1}")]
     ResultNotPublished(String, Uuid),
 }
@@ -83,6 +85,7 @@ impl MilestonesError {
             E::AlreadyVoted(..) => "ALREADY_VOTED",
             E::NoMajority(..) => "NO_MAJORITY",
             E::ResultNotPublished(..) => "RESULT_NOT_PUBLISHED",
+            E::ProposalStale(_) => "PROPOSAL_STALE",
         }
     }
 

@@ -1113,10 +1113,11 @@ pub fn record_eligibility(
     Ok(id)
 }
 
-/// Computes the gate's proposal from the latest inputs and eligibility verdicts, and
-/// records it with every input it used.
-pub fn propose(c: &mut PgConnection, key: &str, actor: &Actor) -> Result<dto::Proposal, E> {
-    let g = lock_open_gate(c, key, false)?;
+/// What a proposal of gate `g` is computed from now: each team's facts, the inputs used
+/// and the eligibility verdicts used (the latest of each).
+type Gathered = (Vec<TeamFacts>, Vec<dto::InputUsed>, Vec<Uuid>);
+
+fn gather(c: &mut PgConnection, g: &GateRow) -> Result<Gathered, E> {
     let teams = teams_at_gate(c)?;
     type InputRow = (Uuid, Uuid, String, i64, String, String);
     let inputs: Vec<InputRow> = ms_gate_inputs::table
@@ -1186,6 +1187,14 @@ pub fn propose(c: &mut PgConnection, key: &str, actor: &Actor) -> Result<dto::Pr
             failed_rules: failed,
         });
     }
+    Ok((facts, used, eligibility))
+}
+
+/// Computes the gate's proposal from the latest inputs and eligibility verdicts, and
+/// records it with every input it used.
+pub fn propose(c: &mut PgConnection, key: &str, actor: &Actor) -> Result<dto::Proposal, E> {
+    let g = lock_open_gate(c, key, false)?;
+    let (facts, used, eligibility) = gather(c, &g)?;
     let results = gate::propose(&g.components, &facts, g.planned)
         .map_err(|m| E::GateInputMissing(m.team.0, m.component))?;
     let outcome = dto::ProposalOutcome {
@@ -1353,6 +1362,19 @@ pub fn publish(
         return Err(E::ProposalNotFound(req.proposal_id));
     }
     require_current(c, g.id, p.id)?;
+    // The committee approved these inputs and verdicts: a later correction needs a new
+    // proposal (and a new vote).
+    let stale = match gather(c, &g) {
+        Ok((_, used, eligibility)) => {
+            let now_ids: BTreeSet<Uuid> = used.iter().map(|u| u.input_id).collect();
+            let then_ids: BTreeSet<Uuid> = p.outcome.inputs.iter().map(|u| u.input_id).collect();
+            now_ids != then_ids || eligibility != p.outcome.eligibility
+        }
+        Err(_) => true,
+    };
+    if stale {
+        return Err(E::ProposalStale(p.id));
+    }
     // More than half of the whole committee (not of those who voted).
     if i64::from(p.approvals) * 2 <= i64::from(p.committee_size) {
         return Err(E::NoMajority(p.approvals, p.committee_size, p.id));
