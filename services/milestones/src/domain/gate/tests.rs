@@ -217,3 +217,84 @@ fn extreme_values_do_not_overflow() {
     assert_eq!(points(c, max, 0, max), 10 * NANO);
     assert_eq!(points(c, 1, 0, max), 0);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn facts() -> impl Strategy<Value = Vec<TeamFacts>> {
+        prop::collection::vec(
+            (prop::array::uniform5(0i64..=1_000_000), any::<bool>()),
+            0..8,
+        )
+        .prop_map(|rows| {
+            let keys = [
+                "benchmark-national",
+                "benchmark-global",
+                "benchmark-team",
+                "expert-panel",
+                "user-evaluation",
+            ];
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, (vals, ok))| TeamFacts {
+                    team: ConsortiumId(Uuid::from_u128(i as u128 + 1)),
+                    values: keys
+                        .iter()
+                        .zip(vals)
+                        .map(|(k, v)| ((*k).to_owned(), v))
+                        .collect(),
+                    failed_rules: if ok {
+                        vec![]
+                    } else {
+                        vec!["rule: grounds".into()]
+                    },
+                })
+                .collect()
+        })
+    }
+
+    fn nano(s: &str) -> i128 {
+        let (i, f) = s.split_once('.').unwrap();
+        i.parse::<i128>().unwrap() * NANO + f.parse::<i128>().unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn eliminations_scores_and_order_hold_for_any_inputs(teams in facts(), planned in 0i32..6) {
+            let c = first();
+            let out = propose(&c, &teams, planned).unwrap();
+            prop_assert_eq!(out.len(), teams.len());
+            let ineligible = teams.iter().filter(|t| !t.failed_rules.is_empty()).count();
+            let eligible = teams.len() - ineligible;
+            let eliminated = out.iter().filter(|r| r.outcome == "eliminated").count();
+            // Every ineligible team, plus the planned number of eligible ones (fewer if fewer).
+            prop_assert_eq!(eliminated, ineligible + eligible.min(planned as usize));
+            for r in &out {
+                let total = nano(&r.score);
+                prop_assert!((0..=100 * NANO).contains(&total));
+                let sum: i128 = r.components.iter().map(|c| nano(&c.points)).sum();
+                prop_assert_eq!(sum, total, "the score is the exact sum of the points");
+                prop_assert_eq!(r.eligible, r.rank.is_some());
+                if !r.eligible {
+                    prop_assert!(r.reason.as_deref().unwrap().starts_with("ineligible: "));
+                }
+            }
+            // Ranks run 1..=eligible in non-increasing score order; eliminations by rank are
+            // the lowest.
+            let ranked: Vec<&dto::TeamResult> = out.iter().filter(|r| r.eligible).collect();
+            for (i, r) in ranked.iter().enumerate() {
+                prop_assert_eq!(r.rank, Some(i as i32 + 1));
+                if i > 0 {
+                    prop_assert!(nano(&ranked[i - 1].score) >= nano(&r.score));
+                }
+                let out_by_rank = i >= eligible - eligible.min(planned as usize);
+                prop_assert_eq!(r.outcome == "eliminated", out_by_rank);
+            }
+            // The order of the inputs does not matter.
+            let mut rev = teams.clone();
+            rev.reverse();
+            prop_assert_eq!(propose(&c, &rev, planned).unwrap(), out);
+        }
+    }
+}
