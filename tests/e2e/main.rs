@@ -12,6 +12,7 @@ mod decisions;
 mod gateway_hardening;
 mod gpu_gateway;
 mod inputs_hardening;
+mod milestones;
 mod relay_hardening;
 mod rules;
 mod rules_fixes;

@@ -1,12 +1,27 @@
-//! Milestones and stage gates: each team's deliverables per phase, evidence and approvals, overdue flags, and the gate scores that eliminate the weakest.
+//! Milestones and stage gates: each team's plan of deliverables per phase, the evidence
+//! its consortium submits (versioned, hashed), officers' verdicts, overdue flags, and the
+//! stage gates whose published decisions eliminate teams (`GateDecided`,
+//! `TeamEliminated`: the GPU ledger, data budget and talent react to them).
 //!
-//! This service starts, creates and migrates its database, creates its topics, joins its
-//! consumer group and reports health now; its domain arrives in its own issue. Until then
-//! it records the events it consumes in its inbox (see `ServiceDefinition::recording`).
+//! - `domain`: the rules as plain functions (exact decimals; the gate's weights,
+//!   normalisation, exact score, ranking, eliminations).
+//! - `store`: the rows and the transactions (locks; nothing updated, every decision a row).
+//! - `routes`: the HTTP API the gateway calls, with the caller's token checked again here.
+//! - `consumer`: what it learns from scoring (the selected teams).
+//! - `sweeper`: the background check that flags overdue deliverables (`MilestoneOverdue`).
+
+pub mod consumer;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod schema;
+pub mod store;
+pub mod sweeper;
 
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use kaip_contracts::topics;
 use kaip_service::{Defaults, ServiceDefinition};
+use std::sync::Arc;
 
 pub const NAME: &str = "milestones";
 pub const DEFAULTS: Defaults = Defaults {
@@ -16,5 +31,12 @@ pub const DEFAULTS: Defaults = Defaults {
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub fn definition() -> ServiceDefinition {
-    ServiceDefinition::recording(NAME, MIGRATIONS, vec![topics::SCORING, topics::GPU_LEDGER])
+    ServiceDefinition {
+        name: NAME,
+        migrations: MIGRATIONS,
+        routes: routes::configure,
+        consumes: vec![topics::SCORING],
+        handler: Some(Arc::new(consumer::MilestonesEvents)),
+        background: vec![sweeper::task()],
+    }
 }

@@ -13,7 +13,7 @@ use crate::events::{
     DataProgrammeConfigured, DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope,
     GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
     GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
-    JointPurchaseSplit, ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
+    JointPurchaseSplit, MilestoneOverdue, ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
     TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHired, TalentMatchDeclined,
     TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
     WithdrawalRefused,
@@ -148,6 +148,7 @@ pub fn events() -> Vec<EventSpec> {
         spec::<TalentResearcherErased>(topics::TALENT, "talent", "A researcher's profile was erased on request; funding records keep the pseudonymous id and the amounts."),
         spec::<GateDecided>(topics::MILESTONES, "milestones", "A stage gate's decision: who passed and who was eliminated."),
         spec::<TeamEliminated>(topics::MILESTONES, "milestones", "A team was eliminated at a gate, with the reason and the reallocation plan for its GPUs."),
+        spec::<MilestoneOverdue>(topics::MILESTONES, "milestones", "A deliverable passed its due date (end of the day, KST) without evidence; flagged once per deliverable and due date."),
     ]
 }
 

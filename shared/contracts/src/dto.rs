@@ -22,6 +22,8 @@ pub struct PageQuery {
 
 /// The GPU ledger's bodies (in `dto/gpu.rs`).
 pub mod gpu;
+/// The milestones service's bodies (in `dto/milestones.rs`).
+pub mod milestones;
 /// The talent service's bodies (in `dto/talent.rs`).
 pub mod talent;
 

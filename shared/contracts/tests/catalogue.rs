@@ -628,8 +628,8 @@ fn gpu_events(
     use kaip_contracts::events::{
         AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
         GpuModelFactorSet, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
-        GpuTransfersRecorded, GpuUsageRecorded, MovedCapacity, Reallocation, RecordedTransfer,
-        TeamEliminated,
+        GpuTransfersRecorded, GpuUsageRecorded, MilestoneOverdue, MovedCapacity, Reallocation,
+        RecordedTransfer, TeamEliminated,
     };
     let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
         model: model.into(),
@@ -809,6 +809,18 @@ fn gpu_events(
                     count: 192,
                 }],
                 decided_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "milestones",
+            kaip_contracts::Actor::system("milestones"),
+            &MilestoneOverdue {
+                deliverable_id: uuid::Uuid::now_v7(),
+                consortium_id: consortium,
+                phase: 1,
+                title: "Pre-training report".into(),
+                due_date: chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
+                flagged_at: now,
             },
         )),
         json(EventEnvelope::wrap(

@@ -1,10 +1,10 @@
-//! Events of the milestones service (`kaip.milestones.events`) that other services react
-//! to. The milestones service is still a skeleton: these are the contracts it will
-//! produce, defined here so the GPU ledger (and data budget, talent) can consume them.
+//! Events of the milestones service (`kaip.milestones.events`): a gate's published decision
+//! and its eliminations (the GPU ledger, data budget and talent react to them), and the
+//! overdue flag of a deliverable.
 
 use super::DomainEvent;
 use crate::ids::ConsortiumId;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -61,6 +61,31 @@ impl DomainEvent for TeamEliminated {
     const AGGREGATE_TYPE: &'static str = "consortium";
     fn aggregate_id(&self) -> Uuid {
         self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// A deliverable passed its due date (the end of that day in KST) without evidence: flagged
+/// once per deliverable and due date (a revision's new due date can be flagged again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MilestoneOverdue {
+    pub deliverable_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub phase: i32,
+    pub title: String,
+    pub due_date: NaiveDate,
+    pub flagged_at: DateTime<Utc>,
+}
+
+impl DomainEvent for MilestoneOverdue {
+    const TYPE: &'static str = "MilestoneOverdue";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "deliverable";
+    fn aggregate_id(&self) -> Uuid {
+        self.deliverable_id
     }
     fn consortium_id(&self) -> Option<ConsortiumId> {
         Some(self.consortium_id)
