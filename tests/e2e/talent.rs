@@ -119,7 +119,7 @@ impl Talent {
                 bearer,
                 json!({"skills": skills, "field": field, "seniority": seniority,
                        "available_from": "2025-01-01", "preferences": prefs,
-                       "personal": {"name": name, "contact": format!("{}@example.org", name.len()), "country": "US"}}),
+                       "personal": {"name": name, "contact": format!("{}@example.org", name.len())}}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -808,7 +808,7 @@ async fn a_team_sees_only_its_researchers_and_no_other_teams_salaries_and_erasur
     // An integration without the scope may not register.
     let (s, body) = t.post("/researchers", &ctx.integration_bearer("gpu-op", &[kaip_auth::scopes::WRITE_GPU_USAGE]),
         json!({"skills": [], "field": "nlp", "seniority": "mid", "available_from": "2025-01-01", "preferences": [],
-               "personal": {"name": "X", "contact": "x", "country": "US"}})).await;
+               "personal": {"name": "X", "contact": "x"}})).await;
     assert_eq!(
         (s, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("FORBIDDEN")),
