@@ -474,7 +474,7 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
         .researcher(&a.token, "Mid July", "nlp", &["rust"], "mid", &[pa, pb])
         .await;
     let (s, hire) = t
-        .hire(a, r, pa, "2025-07-16", "2026-07-15", 12_000_000, 3_000_000)
+        .hire(a, r, pa, "2025-07-16", "2027-07-15", 12_000_000, 3_000_000)
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hire}");
     let hire_id = id_of(&hire);
