@@ -119,7 +119,7 @@ impl Talent {
                 bearer,
                 json!({"skills": skills, "field": field, "seniority": seniority,
                        "available_from": "2025-01-01", "preferences": prefs,
-                       "personal": {"name": name, "contact": format!("{}@example.org", name.len()), "country": "US"}}),
+                       "personal": {"name": name, "contact": format!("{}@example.org", name.len())}}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -475,7 +475,7 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
         .researcher(&a.token, "Mid July", "nlp", &["rust"], "mid", &[pa, pb])
         .await;
     let (s, hire) = t
-        .hire(a, r, pa, "2025-07-16", "2026-07-15", 12_000_000, 3_000_000)
+        .hire(a, r, pa, "2025-07-16", "2027-07-15", 12_000_000, 3_000_000)
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hire}");
     let hire_id = id_of(&hire);
@@ -507,9 +507,12 @@ async fn july_mid_month_hire_is_prorated_by_days_and_a_second_active_hire_is_ref
         .get(&format!("/teams/{}/report/2025", a.id), &a.token)
         .await;
     assert_eq!(rep["paid_krw"], 3_870_967 + 7_500_000, "{rep}");
+    // Selected on 5 January 2025 (KST): 361 of 365 days, so the year's cap is
+    // 2,000,000,000 x 361 / 365 = 1,978,082,191.78... -> 1,978,082,191.
+    assert_eq!(rep["cap_krw"], 1_978_082_191i64, "{rep}");
     assert_eq!(
         rep["remaining_krw"],
-        2_000_000_000i64 - 3_870_967 - 7_500_000
+        1_978_082_191i64 - 3_870_967 - 7_500_000
     );
     assert_eq!(
         (
@@ -809,7 +812,7 @@ async fn a_team_sees_only_its_researchers_and_no_other_teams_salaries_and_erasur
     // An integration without the scope may not register.
     let (s, body) = t.post("/researchers", &ctx.integration_bearer("gpu-op", &[kaip_auth::scopes::WRITE_GPU_USAGE]),
         json!({"skills": [], "field": "nlp", "seniority": "mid", "available_from": "2025-01-01", "preferences": [],
-               "personal": {"name": "X", "contact": "x", "country": "US"}})).await;
+               "personal": {"name": "X", "contact": "x"}})).await;
     assert_eq!(
         (s, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("FORBIDDEN")),
@@ -991,4 +994,625 @@ async fn a_claim_racing_an_elimination_sees_it_once_the_elimination_commits() {
         1,
         "only March was claimed"
     );
+}
+
+/// Every text of the audit trail and of the outbox (where `AuditRecorded` waits for the
+/// broker): what must never hold personal data.
+fn trail_texts(t: &Talent) -> Vec<String> {
+    let mut c = t.svc.conn();
+    #[derive(QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        t: String,
+    }
+    diesel::sql_query(
+        "SELECT input::text AS t FROM audit_operations \
+         UNION ALL SELECT coalesce(before::text, '') || ' ' || coalesce(after::text, '') FROM audit_changes \
+         UNION ALL SELECT payload::text FROM kaip_outbox",
+    )
+    .load::<Text>(&mut c)
+    .expect("trail")
+    .into_iter()
+    .map(|r| r.t)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_and_its_export_record_ids_not_names_skills_reasons_or_salaries() {
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    let teams = select(
+        &ctx,
+        &t,
+        &[(OrgType::Sme, vec![])],
+        at("2024-12-01T00:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let a = &teams[0];
+    let p = t.position(a, "nlp", &["quokkaskill-rust"], "mid", 1).await;
+    let agency = researcher_token(&ctx);
+    let (s, b) = t
+        .post(
+            "/researchers",
+            &agency,
+            json!({"skills": ["quokkaskill-rust", "wombatskill-jax"], "field": "nlp", "seniority": "mid",
+                   "available_from": "2025-01-01", "preferences": [p],
+                   "personal": {"name": "Zebulon Quintavius", "contact": "zq-contact@example.org"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let r = id_of(&b);
+    let (s, hire) = t
+        .hire(a, r, p, "2025-01-01", "2025-12-31", 12_345_677, 1_234_567)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{hire}");
+    let h = id_of(&hire);
+    let (s, c) = t.claim(a, h, "2025-02").await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let (s, ended) = t
+        .post(
+            &format!("/hires/{h}/end"),
+            &a.token,
+            json!({"ended_on": "2025-03-15", "reason": "resigned: Zebulon's family moved"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ended}");
+    let (s, erased) = t
+        .post(
+            &format!("/researchers/{r}/erase"),
+            &t.officer,
+            json!({"reason": "Quintavius asked on 3 March"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{erased}");
+    // Wait for the export of the last operation (the trail's own commit trigger).
+    eventually(Duration::from_secs(30), || async {
+        (t.count("SELECT count(*) FROM kaip_outbox WHERE event_type = 'AuditRecorded'") >= 6)
+            .then_some(())
+    })
+    .await
+    .expect("the trail was exported");
+    let texts = trail_texts(&t);
+    assert!(texts.len() > 10, "{} rows", texts.len());
+    // Names, contacts, the researcher's skills, the erasure's and the end's reasons, the
+    // salary, the allowance and their sum (the eligible monthly cost).
+    for needle in [
+        "Zebulon",
+        "Quintavius",
+        "zq-contact",
+        "wombatskill",
+        "family moved",
+        "asked on 3 March",
+        "12345677",
+        "1234567",
+        "13580244",
+    ] {
+        let hits: Vec<&String> = texts.iter().filter(|x| x.contains(needle)).collect();
+        assert!(
+            hits.is_empty(),
+            "`{needle}` in the trail or the outbox: {hits:?}"
+        );
+    }
+    // The position's own skill is not personal data: the check above can find what is there.
+    assert!(texts.iter().any(|x| x.contains("quokkaskill-rust")));
+    // The trail still says who changed which researcher and hire, when, by id.
+    let rows = |table: &str, id: Uuid| {
+        t.count(&format!(
+            "SELECT count(*) FROM audit_changes WHERE table_name = '{table}' AND '{id}' = ANY(entity_ids)"
+        ))
+    };
+    assert!(rows("talent_researchers", r) >= 2, "registered and erased");
+    assert_eq!(rows("talent_hire_ends", h), 1);
+    assert!(rows("talent_claims", h) >= 1);
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM audit_changes WHERE table_name = 'talent_researchers' AND '{r}' = ANY(entity_ids) \
+             AND action = 'insert' AND after->>'skills' = '[personal data]' AND after->>'field' = '[personal data]' \
+             AND after->>'id' = '{r}'"
+        )),
+        1,
+        "the profile's columns are marked, the id kept"
+    );
+    // The books' amounts stay: the government's share is the programme's money.
+    let paid = c["paid_krw"].as_i64().expect("paid");
+    assert!(texts.iter().any(|x| x.contains(&paid.to_string())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hires_end_by_the_team_an_officer_their_end_date_or_elimination_and_free_the_researcher() {
+    use kaip_contracts::events::TeamEliminated;
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    let teams = select(
+        &ctx,
+        &t,
+        &[
+            (OrgType::Sme, vec![]),
+            (OrgType::Sme, vec![]),
+            (OrgType::Sme, vec![]),
+        ],
+        at("2024-12-01T00:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let (a, b, e) = (&teams[0], &teams[1], &teams[2]);
+    let pa = t.position(a, "nlp", &[], "mid", 3).await;
+    let pb = t.position(b, "nlp", &[], "mid", 3).await;
+    let pe = t.position(e, "nlp", &[], "mid", 1).await;
+    let agency = researcher_token(&ctx);
+    let r1 = t
+        .researcher(&agency, "End One", "nlp", &[], "mid", &[pa, pb])
+        .await;
+    let (s, h1) = t
+        .hire(a, r1, pa, "2025-01-01", "2025-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h1}");
+    let h1 = id_of(&h1);
+    let (s, c) = t.claim(a, h1, "2025-03").await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let end = |on: &str| json!({"ended_on": on, "reason": "contract ended early by agreement"});
+    // Refusals, each changing nothing: another team's hire, a day already claimed, after
+    // the agreed end, before the start, no reason.
+    let before = t.footprint();
+    let (s, body) = t
+        .post(&format!("/hires/{h1}/end"), &b.token, end("2025-04-30"))
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("HIRE_NOT_FOUND")),
+        "{body}"
+    );
+    for (on, what) in [
+        ("2025-03-20", "already claimed"),
+        ("2025-12-31", "agreed end_date"),
+        ("2024-12-31", "start_date"),
+    ] {
+        let (s, body) = t.post(&format!("/hires/{h1}/end"), &a.token, end(on)).await;
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+            "{on}: {body}"
+        );
+        let msg = body["message"].as_str().unwrap_or("");
+        assert!(
+            msg.contains("ended_on") && msg.contains(what),
+            "{on}: {body}"
+        );
+    }
+    let (s, body) = t
+        .post(
+            &format!("/hires/{h1}/end"),
+            &a.token,
+            json!({"ended_on": "2025-04-30", "reason": " "}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(t.footprint(), before, "refused ends write nothing");
+    // The team ends it on 30 April.
+    let (s, ended) = t
+        .post(&format!("/hires/{h1}/end"), &a.token, end("2025-04-30"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ended}");
+    assert_eq!(
+        (
+            ended["ended_on"].as_str(),
+            ended["end_cause"].as_str(),
+            ended["active"].as_bool(),
+            ended["end_date"].as_str()
+        ),
+        (
+            Some("2025-04-30"),
+            Some("team"),
+            Some(false),
+            Some("2025-12-31")
+        ),
+        "the agreed end date is kept, the end is a record of its own: {ended}"
+    );
+    assert_eq!(
+        t.count(&format!("SELECT count(*) FROM kaip_outbox WHERE event_type = 'TalentHireEnded' AND payload->'data'->>'hire_id' = '{h1}' AND payload->'data'->>'cause' = 'team'")),
+        1
+    );
+    let (s, body) = t
+        .post(&format!("/hires/{h1}/end"), &t.officer, end("2025-04-15"))
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("HIRE_ALREADY_ENDED")),
+        "{body}"
+    );
+    // April is still funded, May is outside the hire now.
+    let (s, c) = t.claim(a, h1, "2025-04").await;
+    assert_eq!(
+        (s, c["days_covered"].as_i64()),
+        (StatusCode::CREATED, Some(30)),
+        "{c}"
+    );
+    let (s, body) = t.claim(a, h1, "2025-05").await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("MONTH_OUTSIDE_HIRE")),
+        "{body}"
+    );
+    // The researcher is free for a hire after the last day, not before it.
+    let (s, body) = t
+        .hire(b, r1, pb, "2025-04-30", "2025-09-30", 10_000_000, 0)
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("RESEARCHER_ALREADY_HIRED")),
+        "{body}"
+    );
+    let (s, h2) = t
+        .hire(b, r1, pb, "2025-05-01", "2025-09-30", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h2}");
+    // An officer ends B's hire.
+    let (s, ended) = t
+        .post(
+            &format!("/hires/{}/end", id_of(&h2)),
+            &t.officer,
+            end("2025-06-30"),
+        )
+        .await;
+    assert_eq!(
+        (s, ended["end_cause"].as_str()),
+        (StatusCode::OK, Some("officer")),
+        "{ended}"
+    );
+    // A hire past its end date holds no one: hired to 30 June 2025 (past today), the
+    // researcher is free from 1 July without anyone ending it.
+    let r2 = t
+        .researcher(&agency, "End Two", "nlp", &[], "mid", &[pa, pb])
+        .await;
+    let (s, h) = t
+        .hire(a, r2, pa, "2025-01-01", "2025-06-30", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    assert_eq!(h["active"], false, "past its end date: {h}");
+    let (s, h) = t
+        .hire(b, r2, pb, "2025-07-01", "2027-06-30", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    assert_eq!(h["active"], true, "{h}");
+    // Elimination: E's hire running to 2027 ends on the last day of the elimination's
+    // month (KST), and its researcher is free after it.
+    let r3 = t
+        .researcher(&agency, "End Three", "nlp", &[], "mid", &[pe, pa])
+        .await;
+    let (s, he) = t
+        .hire(e, r3, pe, "2025-01-01", "2027-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{he}");
+    let he = id_of(&he);
+    let elim = TeamEliminated {
+        gate_id: Uuid::now_v7(),
+        gate: "gate-1".into(),
+        consortium_id: e.id,
+        reason: "rank".into(),
+        reallocation: vec![],
+        decided_at: at("2025-05-10T03:00:00Z"),
+    };
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &elim,
+    )
+    .await;
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &elim,
+    )
+    .await;
+    let (_, ended) = eventually(Duration::from_secs(60), || async {
+        let (s, h) = t.get(&format!("/hires/{he}"), &t.officer).await;
+        h["ended_on"].is_string().then_some((s, h))
+    })
+    .await
+    .expect("the elimination ended the hire");
+    assert_eq!(
+        (
+            ended["ended_on"].as_str(),
+            ended["end_cause"].as_str(),
+            ended["active"].as_bool()
+        ),
+        (Some("2025-05-31"), Some("elimination"), Some(false)),
+        "{ended}"
+    );
+    assert_eq!(
+        t.count(&format!("SELECT count(*) FROM kaip_outbox WHERE event_type = 'TalentHireEnded' AND payload->'data'->>'hire_id' = '{he}' AND payload->'data'->>'cause' = 'elimination'")),
+        1,
+        "ended once, however often the elimination is told"
+    );
+    let (s, h) = t
+        .hire(a, r3, pa, "2025-06-01", "2025-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_round_never_reproposes_a_declined_pair_and_unanswered_proposals_expire() {
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    let teams = select(
+        &ctx,
+        &t,
+        &[(OrgType::Sme, vec![]), (OrgType::Sme, vec![])],
+        at("2024-12-01T00:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let (a, b) = (&teams[0], &teams[1]);
+    let p1 = t.position(a, "nlp", &["rust"], "mid", 1).await;
+    let p2 = t.position(a, "vision", &["cuda"], "mid", 1).await;
+    let p3 = t.position(b, "nlp", &["rust"], "mid", 1).await;
+    let agency = researcher_token(&ctx);
+    let r1 = t
+        .researcher(&agency, "Round One", "nlp", &["rust"], "mid", &[p1, p3])
+        .await;
+    let r2 = t
+        .researcher(&agency, "Round Two", "vision", &["cuda"], "mid", &[p2])
+        .await;
+    let proposal = |round: &Value, r: Uuid| -> Option<(Uuid, Uuid)> {
+        round["proposals"]
+            .as_array()?
+            .iter()
+            .find(|m| m["researcher_id"] == json!(r))
+            .map(|m| {
+                (
+                    id_of(m),
+                    m["position_id"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .expect("position"),
+                )
+            })
+    };
+    let (s, round1) = t
+        .post("/rounds", &t.officer, json!({"note": "first"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round1}");
+    let (m1, at1) = proposal(&round1, r1).expect("r1 proposed");
+    let (m2, at2) = proposal(&round1, r2).expect("r2 proposed");
+    assert_eq!((at1, at2), (p1, p2));
+    let (s, body) = t
+        .post(
+            &format!("/matches/{m1}/decline"),
+            &a.token,
+            json!({"reason": "another profile"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Round 2: r1 goes to its next choice, never back to p1; r2 is proposed p2 afresh.
+    let (s, round2) = t
+        .post("/rounds", &t.officer, json!({"note": "second"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round2}");
+    assert_eq!(proposal(&round2, r1).map(|x| x.1), Some(p3), "{round2}");
+    let (m2b, at2b) = proposal(&round2, r2).expect("r2 proposed again");
+    assert_eq!(at2b, p2);
+    assert_ne!(m2b, m2);
+    let (_, all) = t.get("/matches", &t.officer).await;
+    let status = |id: Uuid| {
+        all.as_array()
+            .and_then(|a| a.iter().find(|m| m["id"] == json!(id)))
+            .map(|m| m["status"].clone())
+    };
+    assert_eq!(status(m1), Some(json!("declined")));
+    assert_eq!(status(m2), Some(json!("expired")));
+    assert_eq!(status(m2b), Some(json!("proposed")));
+    // The expired proposal can be neither accepted nor declined; nothing changes.
+    let before = t.footprint();
+    let terms = json!({"start_date": "2025-01-01", "end_date": "2025-12-31",
+                       "personal": {"monthly_salary_krw": 10_000_000, "monthly_living_allowance_krw": 0}});
+    let (s, body) = t
+        .post(&format!("/matches/{m2}/accept"), &a.token, terms.clone())
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("MATCH_EXPIRED")),
+        "{body}"
+    );
+    let (s, body) = t
+        .post(
+            &format!("/matches/{m2}/decline"),
+            &a.token,
+            json!({"reason": "late"}),
+        )
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("MATCH_EXPIRED")),
+        "{body}"
+    );
+    assert_eq!(t.footprint(), before);
+    let (s, body) = t
+        .post(&format!("/matches/{m2b}/accept"), &a.token, terms)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_selected_mid_year_gets_the_cap_pro_rated_by_days() {
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    // Selected at 00:00 KST on 16 July 2025: 169 of 2025's 365 days in the programme.
+    let teams = select(
+        &ctx,
+        &t,
+        &[(OrgType::Sme, vec![])],
+        at("2025-07-15T15:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let a = &teams[0];
+    // 2,000,000,000 x 169 / 365 = 926,027,397.26... -> KRW 926,027,397 (rounded down once).
+    let (_, rep) = t
+        .get(&format!("/teams/{}/report/2025", a.id), &a.token)
+        .await;
+    assert_eq!(rep["cap_krw"], 926_027_397i64, "{rep}");
+    let (_, rep26) = t
+        .get(&format!("/teams/{}/report/2026", a.id), &a.token)
+        .await;
+    assert_eq!(rep26["cap_krw"], 2_000_000_000i64, "a full year: {rep26}");
+    let p = t
+        .position_band(a, "nlp", &[], "lead", 1, 0, 3_000_000_000)
+        .await;
+    let r = t
+        .researcher(&a.token, "Cap Case", "nlp", &[], "lead", &[p])
+        .await;
+    let (s, h) = t
+        .hire(a, r, p, "2025-08-01", "2025-12-31", 1_900_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    let h = id_of(&h);
+    // August: 1,900,000,000 x 50 % = 950,000,000 claimed, paid up to the pro-rated cap.
+    let (s, c) = t.claim(a, h, "2025-08").await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    assert_eq!(
+        (c["claimed_krw"].as_i64(), c["paid_krw"].as_i64()),
+        (Some(950_000_000), Some(926_027_397)),
+        "{c}"
+    );
+    assert!(
+        c["cap_reason"].as_str().unwrap_or("").contains("926027397"),
+        "{c}"
+    );
+    let (_, rep) = t
+        .get(&format!("/teams/{}/report/2025", a.id), &a.token)
+        .await;
+    assert_eq!(
+        (rep["paid_krw"].as_i64(), rep["remaining_krw"].as_i64()),
+        (Some(926_027_397), Some(0)),
+        "{rep}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_total_beyond_i64_is_a_coded_refusal_at_the_edge() {
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    let teams = select(
+        &ctx,
+        &t,
+        &[(OrgType::Sme, vec![])],
+        at("2024-12-01T00:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let a = &teams[0];
+    let p = t.position_band(a, "nlp", &[], "mid", 1, 0, i64::MAX).await;
+    let r = t
+        .researcher(&a.token, "Edge Case", "nlp", &[], "mid", &[p])
+        .await;
+    // Salary and allowance at the edge: together exactly i64::MAX a month.
+    let (s, h) = t
+        .hire(a, r, p, "2025-01-01", "2025-12-31", i64::MAX - 1, 1)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    let h = id_of(&h);
+    // A full month at 50 %: floor(i64::MAX / 2) = 4,611,686,018,427,387,903 claimed.
+    let half = i64::MAX / 2;
+    for m in ["2025-01", "2025-02"] {
+        let (s, c) = t.claim(a, h, m).await;
+        assert_eq!(
+            (s, c["claimed_krw"].as_i64()),
+            (StatusCode::CREATED, Some(half)),
+            "{m}: {c}"
+        );
+    }
+    // The year's claimed total is now i64::MAX - 1; a third month would pass i64::MAX.
+    assert_eq!(
+        t.count(&format!(
+            "SELECT claimed_krw FROM talent_team_years WHERE consortium_id = '{}'",
+            a.id
+        )),
+        i64::MAX - 1
+    );
+    let before = t.footprint();
+    let (s, body) = t.claim(a, h, "2025-03").await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("CLAIM_TOTAL_OUT_OF_RANGE")
+        ),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap_or("").starts_with("month:"),
+        "{body}"
+    );
+    assert_eq!(t.footprint(), before, "nothing claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_researchers_preferences_show_a_team_only_its_own_positions() {
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    let teams = select(
+        &ctx,
+        &t,
+        &[
+            (OrgType::Sme, vec![]),
+            (OrgType::Sme, vec![]),
+            (OrgType::Sme, vec![]),
+        ],
+        at("2024-12-01T00:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let (a, b, c) = (&teams[0], &teams[1], &teams[2]);
+    let pa = t.position(a, "nlp", &[], "mid", 1).await;
+    let pb = t.position(b, "nlp", &[], "mid", 1).await;
+    let r = t
+        .researcher(
+            &researcher_token(&ctx),
+            "Pref Case",
+            "nlp",
+            &[],
+            "mid",
+            &[pb, pa],
+        )
+        .await;
+    let (_, seen_a) = t.get(&format!("/researchers/{r}"), &a.token).await;
+    assert_eq!(seen_a["preferences"], json!([pa]), "{seen_a}");
+    let (_, list_b) = t.get("/researchers", &b.token).await;
+    assert_eq!(list_b[0]["preferences"], json!([pb]), "{list_b}");
+    let (_, staff) = t.get(&format!("/researchers/{r}"), &t.officer).await;
+    assert_eq!(
+        staff["preferences"],
+        json!([pb, pa]),
+        "officers see the order"
+    );
+    // A third consortium, which the researcher did not apply to, sees nothing of them.
+    let (s, body) = t.get(&format!("/researchers/{r}"), &c.token).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("RESEARCHER_NOT_FOUND")),
+        "{body}"
+    );
+    let (_, list_c) = t.get("/researchers", &c.token).await;
+    assert_eq!(list_c, json!([]));
+    // B's hire: its pay is B's and the officers' only.
+    let (s, h) = t
+        .hire(b, r, pb, "2025-01-01", "2025-12-31", 11_111_111, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    let h = id_of(&h);
+    for other in [a, c] {
+        let (s, body) = t.get(&format!("/hires/{h}"), &other.token).await;
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("HIRE_NOT_FOUND")),
+            "{body}"
+        );
+        let (_, hires) = t.get("/hires", &other.token).await;
+        assert_eq!(hires, json!([]));
+    }
+    let (_, seen) = t.get(&format!("/hires/{h}"), &t.officer).await;
+    assert_eq!(seen["personal"]["monthly_salary_krw"], 11_111_111);
 }

@@ -156,7 +156,7 @@ async fn a_team_hires_through_the_gateway_and_another_teams_token_is_refused() {
         (Some(1), Some(1))
     );
     let m = proposals[0]["id"].as_str().expect("id").to_owned();
-    let terms = json!({"startDate": "2025-07-16", "endDate": "2026-07-15", "monthlySalaryKrw": "12000000", "monthlyLivingAllowanceKrw": "3000000"});
+    let terms = json!({"startDate": "2025-07-16", "endDate": "2027-07-15", "monthlySalaryKrw": "12000000", "monthlyLivingAllowanceKrw": "3000000"});
     // B's token cannot accept A's match, nor see the researcher.
     let body = p
         .graphql(Some(&tb), ACCEPT, json!({"id": m, "terms": terms}))

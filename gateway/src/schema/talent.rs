@@ -123,7 +123,6 @@ impl From<dto::Position> for TalentVacancy {
 pub struct ResearcherPersonal {
     pub name: String,
     pub contact: String,
-    pub country: String,
 }
 
 #[derive(SimpleObject)]
@@ -154,7 +153,6 @@ impl From<dto::Researcher> for TalentResearcher {
             personal: r.personal.map(|p| ResearcherPersonal {
                 name: p.name,
                 contact: p.contact,
-                country: p.country,
             }),
             registered_at: r.registered_at,
             erased_at: r.erased_at,
@@ -260,6 +258,14 @@ pub struct TalentHire {
     /// The team and officers only.
     pub pay: Option<TalentPay>,
     pub hired_at: DateTime<Utc>,
+    /// The last day, when ended before `endDate` (by the team, an officer or the team's
+    /// elimination); no month after it is funded.
+    pub ended_on: Option<NaiveDate>,
+    /// `team`, `officer` or `elimination`.
+    pub end_cause: Option<String>,
+    pub end_reason: Option<String>,
+    /// Not ended, and its last day not yet past (KST).
+    pub active: bool,
 }
 
 impl From<dto::Hire> for TalentHire {
@@ -278,6 +284,10 @@ impl From<dto::Hire> for TalentHire {
                 monthly_living_allowance_krw: p.monthly_living_allowance_krw.into(),
             }),
             hired_at: h.hired_at,
+            ended_on: h.ended_on,
+            end_cause: h.end_cause,
+            end_reason: h.end_reason,
+            active: h.active,
         }
     }
 }
@@ -375,8 +385,10 @@ pub struct RegisterResearcherInput {
     pub preferences: Vec<Uuid>,
     pub name: String,
     pub contact: String,
-    /// ISO 3166-1 alpha-2, e.g. `US`.
-    pub country: String,
+    /// No longer collected (matching and payment do not use it, PIPA): accepted for
+    /// existing clients and discarded unread; it will be removed.
+    #[graphql(deprecation = "not collected: discarded unread, to be removed")]
+    pub country: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -570,7 +582,6 @@ impl TalentMutation {
             personal: dto::ResearcherPersonal {
                 name: input.name,
                 contact: input.contact,
-                country: input.country,
             },
         };
         let r: dto::Researcher = ctx
@@ -652,6 +663,27 @@ impl TalentMutation {
         let h: dto::Hire = ctx
             .data::<Services>()?
             .talent_post(&a.token, "/hires", &body)
+            .await?;
+        Ok(h.into())
+    }
+
+    /// Ends a hire before its agreed end date (the team, its own hires, or an officer):
+    /// `endedOn` is its last day; the researcher is free for a hire starting after it.
+    async fn end_talent_hire(
+        &self,
+        ctx: &Context<'_>,
+        hire_id: Uuid,
+        ended_on: NaiveDate,
+        reason: String,
+    ) -> async_graphql::Result<TalentHire> {
+        let a = caller_with(ctx, STAFF_OR_TEAM, "end hires")?;
+        let h: dto::Hire = ctx
+            .data::<Services>()?
+            .talent_post(
+                &a.token,
+                &format!("/hires/{hire_id}/end"),
+                &dto::EndHire { ended_on, reason },
+            )
             .await?;
         Ok(h.into())
     }

@@ -43,6 +43,12 @@ pub enum TalentError {
     ResearcherErased(Uuid),
     #[error("researcher_id: researcher {0} did not apply to position {1}")]
     NotAnApplicant(Uuid, Uuid),
+    #[error("match {0} expired: it was never answered and round {1} has run since; a proposal can be answered only until the next round")]
+    MatchExpired(Uuid, Uuid),
+    #[error("hire_id: hire {0} was already ended on {1} ({2})")]
+    HireAlreadyEnded(Uuid, chrono::NaiveDate, String),
+    #[error("month: the claims of fiscal year {0} would total more than KRW {max} (the largest amount the books hold); nothing was claimed", max = i64::MAX)]
+    ClaimTotalOutOfRange(i32),
 }
 
 impl TalentError {
@@ -65,6 +71,9 @@ impl TalentError {
             TalentError::TeamTermsUnknown(_) => "TEAM_TERMS_UNKNOWN",
             TalentError::ResearcherErased(_) => "RESEARCHER_ERASED",
             TalentError::NotAnApplicant(..) => "NOT_AN_APPLICANT",
+            TalentError::MatchExpired(..) => "MATCH_EXPIRED",
+            TalentError::HireAlreadyEnded(..) => "HIRE_ALREADY_ENDED",
+            TalentError::ClaimTotalOutOfRange(_) => "CLAIM_TOTAL_OUT_OF_RANGE",
         }
     }
 
@@ -104,6 +113,7 @@ impl ResponseError for TalentError {
             TalentError::HireBeforeSelection(..)
             | TalentError::MonthOutsideHire(..)
             | TalentError::NotAnApplicant(..)
+            | TalentError::ClaimTotalOutOfRange(_)
             | TalentError::TeamTermsUnknown(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,
         }

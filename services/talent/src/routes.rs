@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/hires", web::post().to(create_hire))
         .route("/hires", web::get().to(hires))
         .route("/hires/{id}", web::get().to(hire))
+        .route("/hires/{id}/end", web::post().to(end_hire))
         .route("/claims", web::post().to(claim))
         .route("/claims", web::get().to(claims));
 }
@@ -278,6 +279,8 @@ async fn register(
         "register researchers",
     )?;
     caller.require_scope(kaip_auth::scopes::WRITE_RESEARCHERS, "register researchers")?;
+    // The profile describes one person: the trail records ids, not profiles.
+    kaip_service::audit::personal_fields(&["skills", "field", "seniority", "available_from"]);
     let req = body.into_inner();
     let actor = caller.actor();
     let team = own_team(&caller);
@@ -301,7 +304,7 @@ async fn researchers(
         .db(move |c, _| {
             store::researcher_ids(c, team)?
                 .into_iter()
-                .map(|id| store::researcher(c, id))
+                .map(|id| store::researcher(c, id, team))
                 .collect::<Result<Vec<_>, TalentError>>()
         })
         .await?;
@@ -324,7 +327,7 @@ async fn researcher(
                     return Err(TalentError::ResearcherNotFound(id));
                 }
             }
-            store::researcher(c, id)
+            store::researcher(c, id, team)
         })
         .await?;
     Ok(HttpResponse::Ok().json(r))
@@ -337,6 +340,8 @@ async fn erase(
     body: ValidJson<dto::EraseResearcher>,
 ) -> Result<HttpResponse, TalentError> {
     caller.require(STAFF, "erase researchers' profiles")?;
+    // Why a person asked to be erased is about that person.
+    kaip_service::audit::personal_fields(&["reason"]);
     let id = path.into_inner();
     let req = body.into_inner();
     let actor = caller.actor();
@@ -477,6 +482,30 @@ async fn hire(
     let id = path.into_inner();
     let team = own_team(&caller);
     Ok(HttpResponse::Ok().json(state.db(move |c, _| store::hire(c, id, team)).await?))
+}
+
+/// Ends a hire before its end date: the team (its own hires) or an officer.
+async fn end_hire(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: ValidJson<dto::EndHire>,
+) -> Result<HttpResponse, TalentError> {
+    caller.require(TEAMS, "end hires")?;
+    // Why a hire ended may be about the person (a resignation, health).
+    kaip_service::audit::personal_fields(&["reason"]);
+    let id = path.into_inner();
+    let req = body.into_inner();
+    let actor = caller.actor();
+    let team = own_team(&caller);
+    let h = state
+        .db(move |c, outbox| {
+            retrying(true, || {
+                outbox.transaction(c, |c, tx| store::end_hire(c, tx, id, &req, &actor, team))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(h))
 }
 
 async fn claim(

@@ -97,7 +97,6 @@ diesel::table! {
         researcher_id -> Uuid,
         name -> Text,
         contact -> Text,
-        country -> Text,
     }
 }
 
@@ -206,6 +205,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    talent_hire_ends (hire_id) {
+        hire_id -> Uuid,
+        ended_on -> Date,
+        cause -> Text,
+        reason -> Text,
+        ended_by -> Text,
+        ended_role -> Text,
+        ended_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(talent_applications -> talent_positions (position_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -223,6 +234,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     talent_match_answers,
     talent_hires,
     talent_hire_pay,
+    talent_hire_ends,
     talent_team_years,
     talent_claims,
 );

@@ -25,8 +25,8 @@ use kaip_bus::OutboxTx;
 use kaip_contracts::dto::talent as dto;
 use kaip_contracts::events::{
     ProposalSubmitted, SelectionPublished, TalentFundingStopped, TalentFundsClaimed,
-    TalentFundsPaid, TalentHired, TalentMatchDeclined, TalentMatchProposed, TalentPositionOpened,
-    TalentResearcherErased,
+    TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined, TalentMatchProposed,
+    TalentPositionOpened, TalentResearcherErased,
 };
 use kaip_contracts::{Actor, CallId, ConsortiumId, Krw, ProposalId};
 use std::collections::{BTreeSet, HashMap};
@@ -182,6 +182,40 @@ pub fn eliminate(
             stopped_at: at,
         },
     )?;
+    // The team's hires end with the last funded month: each one running past it (and not
+    // ended already) is ended on that month's last day, freeing its researcher. A hire
+    // that was to start later is ended before it starts: nothing of it is funded.
+    let last = Month::of(funds::kst_date(decided_at)).last_day();
+    let running: Vec<(Uuid, Uuid, Uuid)> = talent_hires::table
+        .filter(talent_hires::consortium_id.eq(team.0))
+        .filter(talent_hires::end_date.gt(last))
+        .order(talent_hires::id)
+        .select((
+            talent_hires::id,
+            talent_hires::researcher_id,
+            talent_hires::position_id,
+        ))
+        .for_update()
+        .load(c)?;
+    let reason = format!(
+        "the team was eliminated at {gate}: funding stops after {}",
+        Month::of(last)
+    );
+    for (id, researcher, position) in running {
+        if hire_end(c, id)?.is_some() {
+            continue; // ended before (by the team or an officer)
+        }
+        record_end(
+            c,
+            tx,
+            id,
+            (team.0, researcher, position),
+            last,
+            "elimination",
+            &reason,
+            actor,
+        )?;
+    }
     Ok(true)
 }
 
@@ -289,6 +323,17 @@ fn team_query() -> talent_teams::BoxedQuery<
             talent_teams::selected_at,
         ))
         .into_boxed()
+}
+
+/// A team's cap for fiscal year `fy`: the lesser of what it requested and the programme's
+/// annual cap, pro-rated by its days in the programme that year (funds::prorated_cap).
+pub fn year_cap(t: &TeamInfo, terms: &FundTerms, fy: i32) -> i64 {
+    funds::prorated_cap(
+        t.dto.annual_cap_krw.0.min(terms.annual_cap_krw),
+        fy,
+        funds::kst_date(t.dto.selected_at),
+        t.eliminated_on,
+    )
 }
 
 pub fn team(c: &mut PgConnection, team: Uuid) -> Result<TeamInfo, TalentError> {
@@ -426,10 +471,13 @@ fn position_cols() -> (
     )
 }
 
+/// The places of a position its active hires hold: not ended, and not past their end date
+/// (KST today).
 fn filled(c: &mut PgConnection, position: Uuid) -> QueryResult<i64> {
     talent_hires::table
         .filter(talent_hires::position_id.eq(position))
         .filter(talent_hires::active)
+        .filter(talent_hires::end_date.ge(funds::kst_date(now())))
         .count()
         .get_result(c)
 }
@@ -616,7 +664,14 @@ pub fn visible_to_team(c: &mut PgConnection, researcher: Uuid, team: Uuid) -> Qu
     Ok(registered > 0)
 }
 
-pub fn researcher(c: &mut PgConnection, id: Uuid) -> Result<dto::Researcher, TalentError> {
+/// A researcher's profile. `team`: a consortium user's team (`None` for staff and the
+/// registering integration): its preferences then list only that team's positions, so a
+/// team never learns which other teams' positions a researcher applied to.
+pub fn researcher(
+    c: &mut PgConnection,
+    id: Uuid,
+    team: Option<Uuid>,
+) -> Result<dto::Researcher, TalentError> {
     let r: ResearcherRow = talent_researchers::table
         .find(id)
         .select((
@@ -632,20 +687,24 @@ pub fn researcher(c: &mut PgConnection, id: Uuid) -> Result<dto::Researcher, Tal
         .first(c)
         .optional()?
         .ok_or(TalentError::ResearcherNotFound(id))?;
-    let personal: Option<(String, String, String)> = talent_researcher_personal::table
+    let personal: Option<(String, String)> = talent_researcher_personal::table
         .find(id)
         .select((
             talent_researcher_personal::name,
             talent_researcher_personal::contact,
-            talent_researcher_personal::country,
         ))
         .first(c)
         .optional()?;
-    let preferences: Vec<Uuid> = talent_applications::table
+    let mut q = talent_applications::table
+        .inner_join(talent_positions::table)
         .filter(talent_applications::researcher_id.eq(id))
         .order(talent_applications::rank)
         .select(talent_applications::position_id)
-        .load(c)?;
+        .into_boxed();
+    if let Some(t) = team {
+        q = q.filter(talent_positions::consortium_id.eq(t));
+    }
+    let preferences: Vec<Uuid> = q.load(c)?;
     Ok(dto::Researcher {
         id: r.0,
         skills: r.1,
@@ -653,11 +712,7 @@ pub fn researcher(c: &mut PgConnection, id: Uuid) -> Result<dto::Researcher, Tal
         seniority: r.3,
         available_from: r.4,
         preferences,
-        personal: personal.map(|(name, contact, country)| dto::ResearcherPersonal {
-            name,
-            contact,
-            country,
-        }),
+        personal: personal.map(|(name, contact)| dto::ResearcherPersonal { name, contact }),
         registered_by: r.5,
         registered_at: r.6,
         erased_at: r.7,
@@ -708,13 +763,6 @@ pub fn register_researcher(
     check_seniority(&req.seniority)?;
     check_short("personal.name", &req.personal.name)?;
     check_short("personal.contact", &req.personal.contact)?;
-    let country = req.personal.country.trim();
-    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(TalentError::validation(
-            "personal.country",
-            "an ISO 3166-1 alpha-2 code, e.g. US",
-        ));
-    }
     if req.preferences.len() > MAX_PREFERENCES {
         return Err(TalentError::validation(
             "preferences",
@@ -756,7 +804,6 @@ pub fn register_researcher(
             talent_researcher_personal::researcher_id.eq(id),
             talent_researcher_personal::name.eq(req.personal.name.trim()),
             talent_researcher_personal::contact.eq(req.personal.contact.trim()),
-            talent_researcher_personal::country.eq(country),
         ))
         .execute(c)?;
     for (i, p) in req.preferences.iter().enumerate() {
@@ -768,10 +815,10 @@ pub fn register_researcher(
             ))
             .execute(c)?;
     }
-    researcher(c, id)
+    researcher(c, id, registered_consortium)
 }
 
-/// Erases a profile on the researcher's request: name, contact and country deleted, the
+/// Erases a profile on the researcher's request: name and contact deleted, the
 /// profile blanked, applications kept (they are ids); hires, claims and payments keep the
 /// id and the amounts, so the books still balance.
 pub fn erase_researcher(
@@ -792,7 +839,7 @@ pub fn erase_researcher(
         .optional()?;
     match erased {
         None => return Err(TalentError::ResearcherNotFound(id)),
-        Some(Some(_)) => return researcher(c, id),
+        Some(Some(_)) => return researcher(c, id, None),
         Some(None) => {}
     }
     let at = now();
@@ -816,7 +863,7 @@ pub fn erase_researcher(
             erased_at: at,
         },
     )?;
-    researcher(c, id)
+    researcher(c, id, None)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -870,7 +917,17 @@ fn match_cols() -> (
 
 type AnswerRow = (Uuid, bool, String, Option<Uuid>, String, DateTime<Utc>);
 
+/// The round run last: only its unanswered proposals can still be answered.
+fn latest_round(c: &mut PgConnection) -> QueryResult<Option<Uuid>> {
+    talent_rounds::table
+        .order((talent_rounds::run_at.desc(), talent_rounds::id.desc()))
+        .select(talent_rounds::id)
+        .first(c)
+        .optional()
+}
+
 fn match_dtos(c: &mut PgConnection, rows: Vec<MatchRow>) -> QueryResult<Vec<dto::MatchProposal>> {
+    let latest = latest_round(c)?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
     let answers: HashMap<Uuid, AnswerRow> = talent_match_answers::table
         .filter(talent_match_answers::match_id.eq_any(&ids))
@@ -906,6 +963,7 @@ fn match_dtos(c: &mut PgConnection, rows: Vec<MatchRow>) -> QueryResult<Vec<dto:
                 position_rank: r.10,
                 applicants: r.11,
                 status: match a {
+                    None if latest.is_some_and(|l| l != r.1) => "expired",
                     None => "proposed",
                     Some(a) if a.1 => "accepted",
                     Some(_) => "declined",
@@ -921,7 +979,11 @@ fn match_dtos(c: &mut PgConnection, rows: Vec<MatchRow>) -> QueryResult<Vec<dto:
 }
 
 /// Runs a matching round: the open places of the teams still funded, and every researcher
-/// who is not erased and holds no active hire, with their applications in order.
+/// who is not erased and holds no active hire, with their applications in order, less the
+/// pairs a team declined. The proposals of earlier rounds that were never answered expire
+/// with it (they show `expired` and can no longer be answered): a round holds the rounds'
+/// advisory lock exclusively and an answer holds it shared, so an answer either commits
+/// before the round (and the round sees it) or sees the round.
 pub fn run_round(
     c: &mut PgConnection,
     tx: &mut OutboxTx<'_>,
@@ -949,8 +1011,20 @@ pub fn run_round(
         .load(c)?;
     let active: Vec<(Uuid, Uuid)> = talent_hires::table
         .filter(talent_hires::active)
+        .filter(talent_hires::end_date.ge(funds::kst_date(now())))
         .select((talent_hires::position_id, talent_hires::researcher_id))
         .load(c)?;
+    // A pair a team declined is never proposed again (the researcher may still be proposed
+    // to the team's other positions, and to other teams').
+    let declined: BTreeSet<(Uuid, Uuid)> = talent_matches::table
+        .inner_join(
+            talent_match_answers::table.on(talent_match_answers::match_id.eq(talent_matches::id)),
+        )
+        .filter(talent_match_answers::accepted.eq(false))
+        .select((talent_matches::researcher_id, talent_matches::position_id))
+        .load::<(Uuid, Uuid)>(c)?
+        .into_iter()
+        .collect();
     let mut taken: HashMap<Uuid, usize> = HashMap::new();
     for (p, _) in &active {
         *taken.entry(*p).or_default() += 1;
@@ -998,6 +1072,9 @@ pub fn run_round(
         .load(c)?;
     let mut prefs: HashMap<Uuid, Vec<usize>> = HashMap::new();
     for (r, p) in apps {
+        if declined.contains(&(r, p)) {
+            continue;
+        }
         if let Some(&i) = index.get(&p) {
             prefs.entry(r).or_default().push(i);
         }
@@ -1144,6 +1221,19 @@ fn find_match(c: &mut PgConnection, id: Uuid, team: Option<Uuid>) -> Result<Matc
     Ok(r)
 }
 
+/// Refuses an answer to a proposal of a round that is no longer the latest (it expired when
+/// the next round ran). Takes the rounds' advisory lock shared until commit, so no round
+/// starts between this check and the answer's commit.
+fn check_not_expired(c: &mut PgConnection, id: Uuid, round: Uuid) -> Result<(), TalentError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, 0)")
+        .bind::<Integer, _>(ROUND_LOCK_CLASS)
+        .execute(c)?;
+    match latest_round(c)? {
+        Some(l) if l != round => Err(TalentError::MatchExpired(id, l)),
+        _ => Ok(()),
+    }
+}
+
 fn answered(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<bool>> {
     talent_match_answers::table
         .find(id)
@@ -1169,6 +1259,7 @@ pub fn accept_match(
             if a { "accepted" } else { "declined" },
         ));
     }
+    check_not_expired(c, id, m.1)?;
     let hire = create_hire(
         c,
         tx,
@@ -1216,6 +1307,7 @@ pub fn decline_match(
             if a { "accepted" } else { "declined" },
         ));
     }
+    check_not_expired(c, id, m.1)?;
     let at = now();
     diesel::insert_into(talent_match_answers::table)
         .values((
@@ -1367,14 +1459,34 @@ pub fn create_hire(
             ));
         }
     }
-    let active: Option<Uuid> = talent_hires::table
+    // A hire past its end date no longer holds its researcher (the researcher's row is
+    // locked above, so this is the only writer of the researcher's hires now).
+    let today = funds::kst_date(now());
+    diesel::update(
+        talent_hires::table
+            .filter(talent_hires::researcher_id.eq(req.researcher_id))
+            .filter(talent_hires::active)
+            .filter(talent_hires::end_date.lt(today)),
+    )
+    .set(talent_hires::active.eq(false))
+    .execute(c)?;
+    // One hire at a time: refused while another is active, or if the new one would start on
+    // or before the last day of an ended one (no day is funded twice).
+    let others: Vec<(Uuid, bool, NaiveDate, Option<NaiveDate>)> = talent_hires::table
+        .left_join(talent_hire_ends::table.on(talent_hire_ends::hire_id.eq(talent_hires::id)))
         .filter(talent_hires::researcher_id.eq(req.researcher_id))
-        .filter(talent_hires::active)
-        .select(talent_hires::id)
-        .first(c)
-        .optional()?;
-    if let Some(h) = active {
-        return Err(TalentError::ResearcherAlreadyHired(req.researcher_id, h));
+        .select((
+            talent_hires::id,
+            talent_hires::active,
+            talent_hires::end_date,
+            talent_hire_ends::ended_on.nullable(),
+        ))
+        .load(c)?;
+    for (h, active, end, ended_on) in others {
+        let last = ended_on.map_or(end, |e| e.min(end));
+        if active || last >= req.start_date {
+            return Err(TalentError::ResearcherAlreadyHired(req.researcher_id, h));
+        }
     }
     if filled(c, req.position_id)? >= i64::from(count) {
         return Err(TalentError::PositionFilled(req.position_id, count));
@@ -1466,7 +1578,23 @@ fn hire_cols() -> (
     )
 }
 
+/// A hire's end before its end date, if it was ended: (last day, cause, reason).
+fn hire_end(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<(NaiveDate, String, String)>> {
+    talent_hire_ends::table
+        .find(id)
+        .select((
+            talent_hire_ends::ended_on,
+            talent_hire_ends::cause,
+            talent_hire_ends::reason,
+        ))
+        .first(c)
+        .optional()
+}
+
 fn hire_dto(c: &mut PgConnection, r: HireRow) -> QueryResult<dto::Hire> {
+    let end = hire_end(c, r.0)?;
+    let last_day = end.as_ref().map_or(r.6, |e| e.0.min(r.6));
+    let active = end.is_none() && last_day >= funds::kst_date(now());
     let pay: Option<(i64, i64)> = talent_hire_pay::table
         .find(r.0)
         .select((
@@ -1490,7 +1618,134 @@ fn hire_dto(c: &mut PgConnection, r: HireRow) -> QueryResult<dto::Hire> {
         }),
         hired_by: r.8,
         hired_at: r.9,
+        ended_on: end.as_ref().map(|e| e.0),
+        end_cause: end.as_ref().map(|e| e.1.clone()),
+        end_reason: end.map(|e| e.2),
+        active,
     })
+}
+
+/// Ends a hire before its agreed end date: by the team (`team_only`, its own hires only)
+/// or by an officer. The hire's row is locked (a claim takes it `FOR SHARE`), so a claim
+/// either commits first (and the end may not come before what it covered) or sees the end.
+pub fn end_hire(
+    c: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    id: Uuid,
+    req: &dto::EndHire,
+    actor: &Actor,
+    team_only: Option<Uuid>,
+) -> Result<dto::Hire, TalentError> {
+    if req.reason.trim().is_empty() {
+        return Err(TalentError::validation("reason", "must not be empty"));
+    }
+    let h: Option<(Uuid, Uuid, Uuid, NaiveDate, NaiveDate)> = talent_hires::table
+        .find(id)
+        .select((
+            talent_hires::consortium_id,
+            talent_hires::researcher_id,
+            talent_hires::position_id,
+            talent_hires::start_date,
+            talent_hires::end_date,
+        ))
+        .for_update()
+        .first(c)
+        .optional()?;
+    let (team, researcher, position, start, end) = h.ok_or(TalentError::HireNotFound(id))?;
+    if team_only.is_some_and(|t| t != team) {
+        return Err(TalentError::HireNotFound(id));
+    }
+    if let Some((on, cause, _)) = hire_end(c, id)? {
+        return Err(TalentError::HireAlreadyEnded(id, on, cause));
+    }
+    if req.ended_on < start {
+        return Err(TalentError::validation(
+            "ended_on",
+            format!("must not be before the hire's start_date ({start})"),
+        ));
+    }
+    if req.ended_on >= end {
+        return Err(TalentError::validation(
+            "ended_on",
+            format!(
+                "must be before the hire's agreed end_date ({end}); the hire ends by itself then"
+            ),
+        ));
+    }
+    let claimed: Option<String> = talent_claims::table
+        .filter(talent_claims::hire_id.eq(id))
+        .select(diesel::dsl::max(talent_claims::month))
+        .first(c)?;
+    if let Some(m) = claimed.as_deref().and_then(Month::parse) {
+        let covered_to = m.last_day().min(end);
+        if req.ended_on < covered_to {
+            return Err(TalentError::validation(
+                "ended_on",
+                format!(
+                    "must not be before {covered_to}: {m} was already claimed through that day"
+                ),
+            ));
+        }
+    }
+    let cause = if actor.role == kaip_contracts::Role::Consortium {
+        "team"
+    } else {
+        "officer"
+    };
+    record_end(
+        c,
+        tx,
+        id,
+        (team, researcher, position),
+        req.ended_on,
+        cause,
+        req.reason.trim(),
+        actor,
+    )?;
+    hire(c, id, None)
+}
+
+/// Writes a hire's end, frees its researcher and place, and announces it.
+#[allow(clippy::too_many_arguments)]
+fn record_end(
+    c: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    id: Uuid,
+    (team, researcher, position): (Uuid, Uuid, Uuid),
+    ended_on: NaiveDate,
+    cause: &str,
+    reason: &str,
+    actor: &Actor,
+) -> QueryResult<()> {
+    let at = now();
+    diesel::insert_into(talent_hire_ends::table)
+        .values((
+            talent_hire_ends::hire_id.eq(id),
+            talent_hire_ends::ended_on.eq(ended_on),
+            talent_hire_ends::cause.eq(cause),
+            talent_hire_ends::reason.eq(reason),
+            talent_hire_ends::ended_by.eq(&actor.subject),
+            talent_hire_ends::ended_role.eq(actor.role.as_str()),
+            talent_hire_ends::ended_at.eq(at),
+        ))
+        .execute(c)?;
+    diesel::update(talent_hires::table.find(id))
+        .set(talent_hires::active.eq(false))
+        .execute(c)?;
+    tx.publish(
+        c,
+        actor.clone(),
+        &TalentHireEnded {
+            hire_id: id,
+            researcher_id: researcher,
+            position_id: position,
+            consortium_id: ConsortiumId(team),
+            ended_on,
+            cause: cause.to_owned(),
+            ended_at: at,
+        },
+    )?;
+    Ok(())
 }
 
 /// A hire: a team sees only its own (another's is "not found"), with the pay.
@@ -1564,7 +1819,7 @@ pub fn claim(
     }
     let fy = month.year;
     let (terms, _) = terms(c)?;
-    let cap = t.dto.annual_cap_krw.0.min(terms.annual_cap_krw).max(0);
+    let cap = year_cap(&t, &terms, fy);
     // The team-year row, created at the cap in force, then locked until commit: every claim
     // of this team and year waits here for the one before it.
     diesel::insert_into(talent_team_years::table)
@@ -1575,9 +1830,13 @@ pub fn claim(
         ))
         .on_conflict_do_nothing()
         .execute(c)?;
-    let (year_cap, paid_before): (i64, i64) = talent_team_years::table
+    let (row_cap, paid_before, claimed_before): (i64, i64, i64) = talent_team_years::table
         .find((h.consortium_id.0, fy))
-        .select((talent_team_years::cap_krw, talent_team_years::paid_krw))
+        .select((
+            talent_team_years::cap_krw,
+            talent_team_years::paid_krw,
+            talent_team_years::claimed_krw,
+        ))
         .for_update()
         .first(c)?;
     // Then the team's row `FOR SHARE` (an elimination takes it `FOR UPDATE`), and the
@@ -1602,6 +1861,36 @@ pub fn claim(
             Month::of(on).to_string(),
         ));
     }
+    // The year's cap, pro-rated with the elimination read under the lock (an elimination
+    // since the row was made shortens the year). What was already paid is never taken
+    // back: the cap is never set below it.
+    let year_cap = funds::prorated_cap(
+        t.dto.annual_cap_krw.0.min(terms.annual_cap_krw),
+        fy,
+        funds::kst_date(t.dto.selected_at),
+        eliminated_on,
+    )
+    .max(paid_before);
+    if year_cap != row_cap {
+        diesel::update(talent_team_years::table.find((h.consortium_id.0, fy)))
+            .set(talent_team_years::cap_krw.eq(year_cap))
+            .execute(c)?;
+    }
+    // Then the hire's row `FOR SHARE` (ending a hire takes it `FOR UPDATE`), and its end
+    // read under it: a month after the hire's last day is outside the hire.
+    talent_hires::table
+        .find(h.id)
+        .select(talent_hires::id)
+        .for_share()
+        .first::<Uuid>(c)?;
+    let last_day = hire_end(c, h.id)?.map_or(h.end_date, |e| e.0.min(h.end_date));
+    if funds::covered_days(month, h.start_date, last_day) == 0 {
+        return Err(TalentError::MonthOutsideHire(
+            req.month.clone(),
+            h.start_date,
+            last_day,
+        ));
+    }
     let existing: Option<Uuid> = talent_claims::table
         .filter(talent_claims::hire_id.eq(h.id))
         .filter(talent_claims::month.eq(month.to_string()))
@@ -1615,7 +1904,7 @@ pub fn claim(
     let share = funds::month_share(
         month,
         h.start_date,
-        h.end_date,
+        last_day,
         pay.monthly_salary_krw.0,
         pay.monthly_living_allowance_krw.0,
         h.ratio_bp,
@@ -1626,6 +1915,10 @@ pub fn claim(
             "the month's share does not fit in a signed 64-bit KRW amount",
         )
     })?;
+    // The year's claimed total must fit the books (i64): refused with a code, not a 500.
+    let claimed_total = claimed_before
+        .checked_add(share.share_krw)
+        .ok_or(TalentError::ClaimTotalOutOfRange(fy))?;
     let payment = funds::pay_within_cap(share.share_krw, paid_before, year_cap, fy);
     let id = Uuid::now_v7();
     let at = now();
@@ -1652,7 +1945,7 @@ pub fn claim(
     diesel::update(talent_team_years::table.find((h.consortium_id.0, fy)))
         .set((
             talent_team_years::paid_krw.eq(year_paid),
-            talent_team_years::claimed_krw.eq(talent_team_years::claimed_krw + share.share_krw),
+            talent_team_years::claimed_krw.eq(claimed_total),
         ))
         .execute(c)?;
     tx.publish(
@@ -1815,11 +2108,10 @@ pub fn report(
         ))
         .first(c)
         .optional()?;
-    let (cap, claimed, paid) = year.unwrap_or((
-        t.dto.annual_cap_krw.0.min(terms.annual_cap_krw).max(0),
-        0,
-        0,
-    ));
+    // The cap as a claim now would set it (pro-rated for a partial year, never below
+    // what was paid).
+    let (_, claimed, paid) = year.unwrap_or((0, 0, 0));
+    let cap = year_cap(&t, &terms, fy).max(paid);
     Ok(dto::TeamYearReport {
         consortium_id: ConsortiumId(team_id),
         fiscal_year: fy,

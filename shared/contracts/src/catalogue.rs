@@ -14,9 +14,9 @@ use crate::events::{
     GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
     GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
     JointPurchaseSplit, MilestoneOverdue, ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
-    TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHired, TalentMatchDeclined,
-    TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
-    WithdrawalRefused,
+    TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHireEnded, TalentHired,
+    TalentMatchDeclined, TalentMatchProposed, TalentPositionOpened, TalentResearcherErased,
+    TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -145,6 +145,7 @@ pub fn events() -> Vec<EventSpec> {
         spec::<TalentFundsClaimed>(topics::TALENT, "talent", "A team claimed the government's share of one month of a hire, pro-rated by days."),
         spec::<TalentFundsPaid>(topics::TALENT, "talent", "A claim was paid, up to the team's annual cap; the reason when it was clipped."),
         spec::<TalentFundingStopped>(topics::TALENT, "talent", "An eliminated team's talent funding stops after the elimination's month."),
+        spec::<TalentHireEnded>(topics::TALENT, "talent", "A hire ended before its agreed end date (by the team, an officer, or the team's elimination at the end of that month, KST): the researcher is free for a hire starting after it, and no later month is funded."),
         spec::<TalentResearcherErased>(topics::TALENT, "talent", "A researcher's profile was erased on request; funding records keep the pseudonymous id and the amounts."),
         spec::<GateDecided>(topics::MILESTONES, "milestones", "A stage gate's decision: who passed and who was eliminated."),
         spec::<TeamEliminated>(topics::MILESTONES, "milestones", "A team was eliminated at a gate, with the reason and the reallocation plan for its GPUs."),

@@ -491,7 +491,7 @@ fn talent_events(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<serde_json::Value> {
     use kaip_contracts::events::{
-        TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHired,
+        TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHireEnded, TalentHired,
         TalentMatchDeclined, TalentMatchProposed, TalentPositionOpened, TalentResearcherErased,
     };
     use kaip_contracts::{EventEnvelope, Krw};
@@ -605,6 +605,19 @@ fn talent_events(
                 eliminated_at: now,
                 last_funded_month: "2027-06".into(),
                 stopped_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "talent",
+            officer.clone(),
+            &TalentHireEnded {
+                hire_id: hire,
+                researcher_id: researcher,
+                position_id: position,
+                consortium_id: consortium,
+                ended_on: date(6, 30),
+                cause: "elimination".into(),
+                ended_at: now,
             },
         )),
         json(EventEnvelope::wrap(

@@ -85,6 +85,25 @@ pub(crate) fn note_body(body: Value) {
     with_request(|r| r.body = Some(kaip_bus::audit::redact(body)));
 }
 
+/// Marks top-level fields of the current request's recorded body as personal data: the trail
+/// records them as `"[personal data]"` (on top of [`kaip_bus::audit::redact`], which does
+/// so for every `personal` key). For a handler whose body carries personal data under
+/// other names (a researcher's skills, the reason for an erasure). Call it before the
+/// request's database work; outside a request it does nothing.
+pub fn personal_fields(fields: &[&str]) {
+    with_request(|r| {
+        if let Some(Value::Object(body)) = r.body.as_mut() {
+            for f in fields {
+                if let Some(v) = body.get_mut(*f) {
+                    if !v.is_null() {
+                        *v = Value::String("[personal data]".into());
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// The context to set for database work done now, and whether the work may change state:
 /// the request's (a read's too, so that a write made while serving a read is still
 /// attributed to its caller), or the service itself for work outside any request.

@@ -349,6 +349,38 @@ pub fn pay_within_cap(
     }
 }
 
+/// A team's cap for fiscal year `fy` (a KST calendar year), pro-rated for a partial year:
+/// `floor(annual_cap × days_in_programme / days_in_year)`, rounded down to the whole won
+/// once (the state never pays more than the rule gives). The team is in the programme from
+/// its selection's KST date (inclusive) to the last day of its elimination's KST month
+/// (inclusive, the last funded month), clipped to the year; 0 days outside it. A full year
+/// gives the whole cap (the product is `i128`, so any `i64` cap is exact).
+pub fn prorated_cap(
+    annual_cap_krw: i64,
+    fy: i32,
+    selected_on: NaiveDate,
+    eliminated_on: Option<NaiveDate>,
+) -> i64 {
+    let (Some(first), Some(last)) = (
+        NaiveDate::from_ymd_opt(fy, 1, 1),
+        NaiveDate::from_ymd_opt(fy, 12, 31),
+    ) else {
+        return 0;
+    };
+    let from = selected_on.max(first);
+    let to = eliminated_on
+        .map(|d| Month::of(d).last_day())
+        .unwrap_or(last)
+        .min(last);
+    if to < from {
+        return 0;
+    }
+    let days = i128::from((to - from).num_days() + 1);
+    let year_days = i128::from((last - first).num_days() + 1);
+    let cap = i128::from(annual_cap_krw.max(0)) * days / year_days;
+    i64::try_from(cap).unwrap_or(0)
+}
+
 /// May a month be funded for a team eliminated on `eliminated_on` (a KST date)? Months up to
 /// and including the elimination's month are; later ones are not.
 pub fn funded_after_elimination(month: Month, eliminated_on: Option<NaiveDate>) -> bool {

@@ -62,8 +62,6 @@ pub struct ResearcherPersonal {
     pub name: String,
     /// An e-mail address or telephone number, as the agency or team gives it.
     pub contact: String,
-    /// ISO 3166-1 alpha-2, e.g. `US` (not used by matching).
-    pub country: String,
 }
 
 /// `POST /researchers`: a team or a recruiting agency (integration) registers a profile.
@@ -134,7 +132,8 @@ pub struct MatchProposal {
     /// Where the position ranked the researcher among its applicants (1 = best fit).
     pub position_rank: i32,
     pub applicants: i32,
-    /// `proposed`, `accepted` or `declined`.
+    /// `proposed`, `accepted`, `declined`, or `expired` (never answered, and a later round
+    /// has run: it can no longer be accepted or declined).
     pub status: String,
     pub answered_by: Option<String>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -204,6 +203,25 @@ pub struct Hire {
     pub personal: Option<HirePay>,
     pub hired_by: String,
     pub hired_at: DateTime<Utc>,
+    /// Set when the hire was ended before `end_date` (by the team, an officer or the
+    /// team's elimination): its last day. No month after it is funded.
+    pub ended_on: Option<NaiveDate>,
+    /// `team`, `officer` or `elimination`, with `ended_on`.
+    pub end_cause: Option<String>,
+    /// Why it was ended (the team and officers only, like the pay).
+    pub end_reason: Option<String>,
+    /// Whether the hire still holds its researcher and its place: not ended, and its last
+    /// day (`ended_on`, else `end_date`) not yet past in KST.
+    pub active: bool,
+}
+
+/// `POST /hires/{id}/end` (the team or an officer): the hire's last day, on or after its
+/// start and before its agreed end date, and not before a day already claimed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndHire {
+    pub ended_on: NaiveDate,
+    pub reason: String,
 }
 
 /// `POST /claims`: a team claims one month of a hire.
@@ -300,12 +318,6 @@ impl CheckText for RegisterResearcher {
             "personal.contact",
             &self.personal.contact,
             Lines::Single,
-        )?;
-        field(
-            at,
-            "personal.country",
-            &self.personal.country,
-            Lines::Single,
         )
     }
 }
@@ -337,6 +349,12 @@ impl CheckText for DeclineMatch {
 impl CheckText for CreateHire {
     fn check_text_at(&self, _: &str) -> Result<(), TextViolation> {
         Ok(())
+    }
+}
+
+impl CheckText for EndHire {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        field(at, "reason", &self.reason, Lines::Multi)
     }
 }
 

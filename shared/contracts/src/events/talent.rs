@@ -219,3 +219,34 @@ impl DomainEvent for TalentResearcherErased {
         self.researcher_id
     }
 }
+
+/// A hire ended before its agreed end date: ended by the team or an officer (from
+/// `ended_on`), or by the team's elimination (at the end of the elimination month, KST).
+/// The researcher is free for another hire starting after `ended_on`; no month after it is
+/// funded. (The reason stays in the talent service: it may be about the person.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TalentHireEnded {
+    pub hire_id: Uuid,
+    pub researcher_id: Uuid,
+    pub position_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    /// The last day of the hire.
+    pub ended_on: NaiveDate,
+    /// `team`, `officer` or `elimination`.
+    pub cause: String,
+    pub ended_at: DateTime<Utc>,
+}
+
+impl DomainEvent for TalentHireEnded {
+    const TYPE: &'static str = "TalentHireEnded";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "talent_hire";
+    /// Keyed by the hire, after its claims and payments.
+    fn aggregate_id(&self) -> Uuid {
+        self.hire_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}

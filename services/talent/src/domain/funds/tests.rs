@@ -279,3 +279,40 @@ fn a_month_is_claimable_once_it_has_started_in_kst() {
     let before = Utc.with_ymd_and_hms(2026, 12, 31, 14, 59, 59).unwrap();
     assert!(!month_started(m, kst_date(before)));
 }
+
+#[test]
+fn the_cap_is_pro_rated_by_days_in_the_programme_for_partial_years() {
+    let cap = 2_000_000_000;
+    // Selected on 16 July 2025 (KST): 16 + 31 + 30 + 31 + 30 + 31 = 169 of 365 days.
+    //   2,000,000,000 x 169 / 365 = 926,027,397.26... -> 926,027,397 (rounded down once).
+    assert_eq!(prorated_cap(cap, 2025, d(2025, 7, 16), None), 926_027_397);
+    // Selected before the year and never eliminated: the whole cap.
+    assert_eq!(prorated_cap(cap, 2025, d(2024, 12, 1), None), cap);
+    // Eliminated on 10 March 2025: funded to the end of March, 31 + 28 + 31 = 90 days.
+    //   2,000,000,000 x 90 / 365 = 493,150,684.93... -> 493,150,684.
+    assert_eq!(
+        prorated_cap(cap, 2025, d(2024, 12, 1), Some(d(2025, 3, 10))),
+        493_150_684
+    );
+    // Both: 16 July to 30 September 2025 = 16 + 31 + 30 + 31 ... = 77 days.
+    //   2,000,000,000 x 77 / 365 = 421,917,808.21... -> 421,917,808.
+    assert_eq!(
+        prorated_cap(cap, 2025, d(2025, 7, 16), Some(d(2025, 9, 2))),
+        421_917_808
+    );
+    // A leap year has 366 days: from 1 March 2028, 306 days.
+    //   2,000,000,000 x 306 / 366 = 1,672,131,147.54... -> 1,672,131,147.
+    assert_eq!(prorated_cap(cap, 2028, d(2028, 3, 1), None), 1_672_131_147);
+    // Years outside the programme: nothing.
+    assert_eq!(prorated_cap(cap, 2024, d(2025, 7, 16), None), 0);
+    assert_eq!(
+        prorated_cap(cap, 2026, d(2024, 12, 1), Some(d(2025, 3, 10))),
+        0
+    );
+    // Edge of the type: exact, no overflow.
+    assert_eq!(prorated_cap(i64::MAX, 2025, d(2024, 1, 1), None), i64::MAX);
+    assert_eq!(
+        prorated_cap(i64::MAX, 2025, d(2025, 7, 16), None),
+        (i128::from(i64::MAX) * 169 / 365) as i64
+    );
+}
