@@ -599,9 +599,9 @@ fn gpu_events(
     use kaip_contracts::dto::gpu::{AccountKind, TransferKind};
     use kaip_contracts::events::{
         AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
-        GpuModelFactorSet, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
+        GpuModelFactorSet, GpuOfferExpired, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
         GpuTransfersRecorded, GpuUsageRecorded, MovedCapacity, Reallocation, RecordedTransfer,
-        TeamEliminated,
+        ReturnedReservation, TeamEliminated,
     };
     let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
         model: model.into(),
@@ -700,6 +700,36 @@ fn gpu_events(
                 ],
                 expires_at: now,
                 reason: "selected in the 2026 call".into(),
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            kaip_contracts::Actor::system("gpu-ledger"),
+            &GpuOfferExpired {
+                offer_id: offer,
+                consortium_id: consortium,
+                call_id: kaip_contracts::CallId::new(),
+                h100_eq: 1024,
+                returned: vec![
+                    ReturnedReservation {
+                        option: 0,
+                        tranche: 0,
+                        model: "B200".into(),
+                        period: "2026H2".into(),
+                        count: 512,
+                        transfer_id: uuid::Uuid::now_v7(),
+                    },
+                    ReturnedReservation {
+                        option: 1,
+                        tranche: 0,
+                        model: "H100".into(),
+                        period: "2026H2".into(),
+                        count: 1024,
+                        transfer_id: uuid::Uuid::now_v7(),
+                    },
+                ],
+                expires_at: now,
+                expired_at: now,
             },
         )),
         json(EventEnvelope::wrap(

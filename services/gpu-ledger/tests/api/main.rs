@@ -1156,6 +1156,93 @@ async fn offers_that_cannot_be_made_or_accepted_are_refused_with_their_code() {
     assert_eq!(l.invariants().await["ok"], true);
 }
 
+/// The `type`s and `data` of every event the ledger published so far.
+async fn ledger_events(ctx: &TestContext) -> Vec<(String, Value)> {
+    let topic = ctx.topic(kaip_contracts::topics::GPU_LEDGER);
+    ctx.read_topic(&topic)
+        .await
+        .iter()
+        .filter_map(|m| m.json())
+        .filter_map(|e| Some((e["type"].as_str()?.to_owned(), e["data"].clone())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unaccepted_offer_expires_announced_once_with_two_replicas_sweeping() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let replica = spawn(&ctx, Some(&l.svc.database)).await;
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "H100", "2027H1", 100).await;
+    pool_of(&l, "B200", "2027H1", 50).await;
+    let forms = json!([
+        {"model": "H100", "tranches": [{"period": "2027H1", "count": 40}]},
+        {"model": "B200", "tranches": [{"period": "2027H1", "count": 20}]},
+    ]);
+    // One offer lapses; another, accepted in time, must not be announced as expired.
+    let (s, lapsed) = l
+        .post("/offers", offer_body(team, call, 2, forms.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{lapsed}");
+    let (s, taken) = l.post("/offers", offer_body(team, call, 3, forms)).await;
+    assert_eq!(s, StatusCode::CREATED, "{taken}");
+    let taken_id = taken["id"].as_str().expect("id").to_owned();
+    let (s, b) = l
+        .post(&format!("/offers/{taken_id}/accept"), json!({"option": 1}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let lapsed_id = lapsed["id"].as_str().expect("id").to_owned();
+    let expired = eventually(Duration::from_secs(30), || async {
+        let events = ledger_events(&ctx).await;
+        events
+            .into_iter()
+            .find(|(t, _)| t == "GpuOfferExpired")
+            .map(|(_, d)| d)
+    })
+    .await
+    .expect("GpuOfferExpired published");
+    assert_eq!(expired["offer_id"], lapsed_id.as_str(), "{expired:#}");
+    assert_eq!(expired["consortium_id"], json!(team), "{expired:#}");
+    assert_eq!(expired["h100_eq"], 40);
+    let returned = expired["returned"].as_array().expect("returned");
+    let mut back: Vec<(String, i64)> = returned
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap_or("").to_owned(),
+                r["count"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    back.sort();
+    assert_eq!(back, [("B200".to_owned(), 20), ("H100".to_owned(), 40)]);
+    let at =
+        |k: &str| chrono::DateTime::parse_from_rfc3339(expired[k].as_str().unwrap_or("")).expect(k);
+    assert!(at("expired_at") >= at("expires_at"), "{expired:#}");
+    // Both replicas swept several more times: still one announcement, for that offer only.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let events = ledger_events(&ctx).await;
+    let all: Vec<&Value> = events
+        .iter()
+        .filter(|(t, _)| t == "GpuOfferExpired")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let (_, o) = l.get(&format!("/offers/{lapsed_id}")).await;
+    assert_eq!(o["status"], "expired");
+    // The pools hold what the accepted offer did not take.
+    let by_model: Vec<(String, i64)> = pools(&l)
+        .await
+        .into_iter()
+        .map(|p| (p.model, p.available))
+        .collect();
+    assert!(by_model.contains(&("H100".to_owned(), 100)), "{by_model:?}");
+    assert!(by_model.contains(&("B200".to_owned(), 30)), "{by_model:?}");
+    assert_eq!(l.invariants().await["ok"], true);
+    drop(replica);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_one_chain() {
     use kaip_contracts::events::{GateDecided, Reallocation, TeamEliminated};

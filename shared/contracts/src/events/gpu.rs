@@ -306,3 +306,46 @@ impl DomainEvent for GpuUsageRecorded {
         Some(self.consortium_id)
     }
 }
+
+/// One reservation of an expired offer, as it went back to its pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnedReservation {
+    pub option: u32,
+    pub tranche: u32,
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+    /// The pending transfer that reserved it; the sweeper's expiry names it.
+    pub transfer_id: Uuid,
+}
+
+/// An offer its team did not accept before `expires_at` lapsed: the sweeper recorded the
+/// expiry of every reservation it still held, and these GPUs went back to their pools.
+/// Announced once per offer, in the transaction that expired its last reservation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuOfferExpired {
+    pub offer_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub call_id: crate::ids::CallId,
+    /// What the offer was worth (every option is worth the same).
+    pub h100_eq: i64,
+    /// Every reservation of every option, returned to its pool.
+    pub returned: Vec<ReturnedReservation>,
+    pub expires_at: DateTime<Utc>,
+    /// When the sweeper recorded the expiry (at or after `expires_at`).
+    pub expired_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuOfferExpired {
+    const TYPE: &'static str = "GpuOfferExpired";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_offer";
+    fn aggregate_id(&self) -> Uuid {
+        self.offer_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
