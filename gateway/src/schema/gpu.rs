@@ -573,6 +573,8 @@ pub struct GpuSupplierRecord {
     pub seq: Int64,
     pub consortium_id: Uuid,
     pub supplying: bool,
+    /// When supplying ends, for a stop recorded with a date (null: when it was recorded).
+    pub ends_at: Option<DateTime<Utc>>,
     pub recorded_by: String,
     pub recorded_at: DateTime<Utc>,
     pub reason: String,
@@ -584,6 +586,7 @@ impl From<dto::SupplierRecord> for GpuSupplierRecord {
             seq: Int64(r.seq),
             consortium_id: r.consortium_id.0,
             supplying: r.supplying,
+            ends_at: r.ends_at,
             recorded_by: r.recorded_by,
             recorded_at: r.recorded_at,
             reason: r.reason,
@@ -1037,18 +1040,22 @@ impl GpuMutation {
     }
 
     /// Records that a consortium starts (`supplying: true`) or stops supplying GPUs to the
-    /// programme (staff). While it supplies it cannot receive a grant.
+    /// programme (staff). While it supplies it cannot receive a grant. A stop may say when
+    /// supplying ends (`endsAt`, possibly in the future): grants are refused until then and
+    /// possible from then. A corrected date is a new record; the latest is in force.
     async fn record_gpu_supplier(
         &self,
         ctx: &Context<'_>,
         consortium_id: Uuid,
         supplying: bool,
+        ends_at: Option<DateTime<Utc>>,
         reason: String,
     ) -> async_graphql::Result<GpuSupplierRecord> {
         let authed = caller_with(ctx, STAFF, "record a GPU supplier")?;
         let body = dto::RecordSupplier {
             consortium_id: ConsortiumId(consortium_id),
             supplying,
+            ends_at,
             reason,
         };
         let r = ctx

@@ -639,7 +639,8 @@ fn release(
 /// and those at a gate their team has passed (stored by [`gate_decided`]: so a tranche
 /// accepted after its gate, or refused while the team supplied GPUs, is still released).
 /// Tranches of a team that currently supplies GPUs are left out (they would be refused):
-/// they neither fill the batch nor starve the others, and are released once supplying ends.
+/// they neither fill the batch nor starve the others, and are released once supplying ends
+/// (at the recorded end date, when the record carries one).
 pub fn release_due(conn: &mut PgConnection, tx: &mut OutboxTx<'_>) -> Result<usize, LedgerError> {
     use diesel::dsl::sql;
     use diesel::sql_types::Bool;
@@ -651,7 +652,7 @@ pub fn release_due(conn: &mut PgConnection, tx: &mut OutboxTx<'_>) -> Result<usi
                      WHERE g.gate = gpu_tranches.release_gate AND g.consortium_id = gpu_tranches.consortium_id)))",
             ))
             .filter(sql::<Bool>(
-                "NOT COALESCE((SELECT s.supplying FROM gpu_supplier_records s \
+                "NOT COALESCE((SELECT s.supplying OR s.ends_at > now() FROM gpu_supplier_records s \
                  WHERE s.consortium_id = gpu_tranches.consortium_id ORDER BY s.seq DESC LIMIT 1), false)",
             ))
             .filter(diesel::dsl::not(diesel::dsl::exists(

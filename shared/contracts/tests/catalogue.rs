@@ -599,9 +599,9 @@ fn gpu_events(
     use kaip_contracts::dto::gpu::{AccountKind, TransferKind};
     use kaip_contracts::events::{
         AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
-        GpuModelFactorSet, GpuOfferExpired, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
-        GpuTransfersRecorded, GpuUsageRecorded, MovedCapacity, Reallocation, RecordedTransfer,
-        ReturnedReservation, TeamEliminated,
+        GpuModelFactorSet, GpuOfferExpired, GpuOfferMade, GpuSupplierRecorded,
+        GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
+        MovedCapacity, Reallocation, RecordedTransfer, ReturnedReservation, TeamEliminated,
     };
     let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
         model: model.into(),
@@ -683,6 +683,16 @@ fn gpu_events(
                 consortium_id: consortium,
                 supplying: true,
                 reason: "leases 128 H100 to the programme".into(),
+                recorded_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
+            &GpuSupplyEndRecorded {
+                consortium_id: consortium,
+                ends_at: now + chrono::Duration::days(90),
+                reason: "the lease of 128 H100 ends with the quarter".into(),
                 recorded_at: now,
             },
         )),

@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{SubsecRound, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::gpu::{PoolLine, RecordSupplier, SetGpuModel, SupplierRecord};
-use kaip_contracts::events::{GpuModelFactorSet, GpuSupplierRecorded};
+use kaip_contracts::events::{GpuModelFactorSet, GpuSupplierRecorded, GpuSupplyEndRecorded};
 use kaip_contracts::{ConsortiumId, H100Eq, Role};
 use kaip_service::{AppState, Caller, ValidJson};
 use uuid::Uuid;
@@ -156,28 +156,37 @@ pub async fn pools(
     Ok(HttpResponse::Ok().json(lines))
 }
 
+type SupplierRow = (
+    i64,
+    Uuid,
+    bool,
+    Option<chrono::DateTime<Utc>>,
+    String,
+    chrono::DateTime<Utc>,
+    String,
+);
+
 fn supplier_dto(
-    (seq, consortium_id, supplying, recorded_by, recorded_at, reason): (
-        i64,
-        Uuid,
-        bool,
-        String,
-        chrono::DateTime<Utc>,
-        String,
-    ),
+    (seq, consortium_id, supplying, ends_at, recorded_by, recorded_at, reason): SupplierRow,
 ) -> SupplierRecord {
     SupplierRecord {
         seq,
         consortium_id: ConsortiumId(consortium_id),
         supplying,
+        ends_at,
         recorded_by,
         recorded_at,
         reason,
     }
 }
 
-/// Records that a consortium starts or stops supplying GPUs. Taken under the consortium's
-/// exclusive supplier lock: a grant in flight finishes first, a grant after sees it.
+/// How far from now an end of supplying may be dated: a contract's end, not a typo's.
+const SUPPLY_END_WINDOW_DAYS: i64 = 366 * 20;
+
+/// Records that a consortium starts or stops supplying GPUs, a stop possibly with the time
+/// supplying ends (a correction of that time is a new record). Taken under the consortium's
+/// exclusive supplier lock: a grant in flight finishes first, a grant after sees it, and
+/// compares the end with its own time.
 pub async fn record_supplier(
     caller: Caller,
     state: web::Data<AppState>,
@@ -191,6 +200,23 @@ pub async fn record_supplier(
             "say why (the contract, the end of it)",
         ));
     }
+    let ends_at = req.ends_at.map(|t| t.trunc_subsecs(6));
+    if let Some(end) = ends_at {
+        if req.supplying {
+            return Err(LedgerError::validation(
+                "ends_at",
+                "only the end of supplying carries a date: record it with `supplying: false`",
+            ));
+        }
+        let window = chrono::Duration::days(SUPPLY_END_WINDOW_DAYS);
+        let now = Utc::now();
+        if end < now - window || end > now + window {
+            return Err(LedgerError::validation(
+                "ends_at",
+                format!("within {SUPPLY_END_WINDOW_DAYS} days of now"),
+            ));
+        }
+    }
     let actor = caller.actor();
     let record = state
         .db(move |c, outbox| {
@@ -201,35 +227,65 @@ pub async fn record_supplier(
                     .values((
                         gpu_supplier_records::consortium_id.eq(req.consortium_id.0),
                         gpu_supplier_records::supplying.eq(req.supplying),
+                        gpu_supplier_records::ends_at.eq(ends_at),
                         gpu_supplier_records::recorded_by.eq(&actor.subject),
                         gpu_supplier_records::recorded_at.eq(now),
                         gpu_supplier_records::reason.eq(req.reason.trim()),
                     ))
-                    .returning((
-                        gpu_supplier_records::seq,
-                        gpu_supplier_records::consortium_id,
-                        gpu_supplier_records::supplying,
-                        gpu_supplier_records::recorded_by,
-                        gpu_supplier_records::recorded_at,
-                        gpu_supplier_records::reason,
-                    ))
+                    .returning(SUPPLIER_COLUMNS)
                     .get_result(c)?;
-                tx.publish(
-                    c,
-                    actor.clone(),
-                    &GpuSupplierRecorded {
-                        consortium_id: req.consortium_id,
-                        supplying: req.supplying,
-                        reason: req.reason.trim().to_owned(),
-                        recorded_at: now,
-                    },
-                )?;
+                match ends_at {
+                    // A dated end has its own event: `GpuSupplierRecorded` keeps its shape
+                    // and its meaning (a stop without a date ends now).
+                    Some(end) => tx
+                        .publish(
+                            c,
+                            actor.clone(),
+                            &GpuSupplyEndRecorded {
+                                consortium_id: req.consortium_id,
+                                ends_at: end,
+                                reason: req.reason.trim().to_owned(),
+                                recorded_at: now,
+                            },
+                        )
+                        .map(drop)?,
+                    None => tx
+                        .publish(
+                            c,
+                            actor.clone(),
+                            &GpuSupplierRecorded {
+                                consortium_id: req.consortium_id,
+                                supplying: req.supplying,
+                                reason: req.reason.trim().to_owned(),
+                                recorded_at: now,
+                            },
+                        )
+                        .map(drop)?,
+                }
                 Ok::<_, LedgerError>(supplier_dto(row))
             })
         })
         .await?;
     Ok(HttpResponse::Created().json(record))
 }
+
+const SUPPLIER_COLUMNS: (
+    gpu_supplier_records::seq,
+    gpu_supplier_records::consortium_id,
+    gpu_supplier_records::supplying,
+    gpu_supplier_records::ends_at,
+    gpu_supplier_records::recorded_by,
+    gpu_supplier_records::recorded_at,
+    gpu_supplier_records::reason,
+) = (
+    gpu_supplier_records::seq,
+    gpu_supplier_records::consortium_id,
+    gpu_supplier_records::supplying,
+    gpu_supplier_records::ends_at,
+    gpu_supplier_records::recorded_by,
+    gpu_supplier_records::recorded_at,
+    gpu_supplier_records::reason,
+);
 
 /// A consortium's supplier records, newest first (staff, or the consortium itself).
 pub async fn supplier_history(
@@ -249,14 +305,7 @@ pub async fn supplier_history(
                 gpu_supplier_records::table
                     .filter(gpu_supplier_records::consortium_id.eq(consortium))
                     .order(gpu_supplier_records::seq.desc())
-                    .select((
-                        gpu_supplier_records::seq,
-                        gpu_supplier_records::consortium_id,
-                        gpu_supplier_records::supplying,
-                        gpu_supplier_records::recorded_by,
-                        gpu_supplier_records::recorded_at,
-                        gpu_supplier_records::reason,
-                    ))
+                    .select(SUPPLIER_COLUMNS)
                     .load(c)?,
             )
         })

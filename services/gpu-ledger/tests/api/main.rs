@@ -4,6 +4,7 @@
 //! scoping, coded refusals, and a seeded randomised concurrent workload after which the
 //! invariants hold.
 
+use chrono::SubsecRound;
 use kaip_contracts::dto::gpu::{Account, BalanceAsOf, PoolLine, TransfersResult};
 use kaip_contracts::{ConsortiumId, Role};
 use kaip_testkit::{eventually, TestContext, TestService};
@@ -476,6 +477,112 @@ async fn a_supplier_receives_no_grant_until_it_stops_supplying() {
         (s, b["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dated_end_of_supplying_refuses_grants_before_it_names_it_and_admits_them_from_then() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(10).await;
+    let consortium = Uuid::now_v7();
+    let team = l.open("grant", Some(consortium)).await;
+    let record = |body: Value| l.post("/suppliers", body);
+    let (s, _) = record(json!({"consortium_id": consortium, "supplying": true, "reason": "leases 64 H100 to the programme"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // A start carries no end date; an end date must be sane. Neither is recorded.
+    let far = chrono::Utc::now() + chrono::Duration::days(366 * 30);
+    for (body, rule) in [
+        (
+            json!({"consortium_id": consortium, "supplying": true, "ends_at": far, "reason": "x"}),
+            "supplying: false",
+        ),
+        (
+            json!({"consortium_id": consortium, "supplying": false, "ends_at": far, "reason": "x"}),
+            "days of now",
+        ),
+    ] {
+        let (s, b) = record(body).await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+            "{b}"
+        );
+        let m = b["message"].as_str().unwrap_or("");
+        assert!(m.starts_with("ends_at") && m.contains(rule), "{m}");
+    }
+    // The lease ends in a year: refused now, naming the rule and the date.
+    let year = (chrono::Utc::now() + chrono::Duration::days(365)).trunc_subsecs(0);
+    let (s, b) = record(json!({"consortium_id": consortium, "supplying": false, "ends_at": year, "reason": "the lease ends in a year"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let year_text = year.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let r = l.transfers(vec![transfer(pool, team, 1, "single")]).await;
+    assert_eq!(
+        status_of(&r, 0),
+        ("refused", Some("SUPPLIER_CANNOT_RECEIVE_GRANT"))
+    );
+    let m = r.results[0].message.as_deref().unwrap_or("");
+    assert!(
+        m.contains("supplier-no-grant") && m.contains(&year_text),
+        "{m}"
+    );
+    // Corrected (a new record): it ends in three seconds. Refused until then, naming the
+    // corrected date; from then the grant goes through.
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let (s, b) = record(json!({"consortium_id": consortium, "supplying": false, "ends_at": soon, "reason": "lease ended early by agreement"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        b["ends_at"]
+            .as_str()
+            .map(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok()),
+        Some(Some(soon.trunc_subsecs(6)))
+    );
+    let r = l.transfers(vec![transfer(pool, team, 1, "single")]).await;
+    assert_eq!(
+        status_of(&r, 0),
+        ("refused", Some("SUPPLIER_CANNOT_RECEIVE_GRANT"))
+    );
+    let m = r.results[0].message.as_deref().unwrap_or("");
+    assert!(!m.contains(&year_text), "the correction is in force: {m}");
+    tokio::time::sleep(
+        (soon - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200),
+    )
+    .await;
+    assert_eq!(
+        l.transfers(vec![transfer(pool, team, 1, "single")])
+            .await
+            .created,
+        1
+    );
+    // Every record kept, newest first, the dates with them.
+    let (_, history) = l.get(&format!("/suppliers/{consortium}")).await;
+    let h = history.as_array().expect("records");
+    assert_eq!(h.len(), 3, "{history:#}");
+    assert!(
+        h[1]["ends_at"].is_string() && h[2]["ends_at"].is_null(),
+        "{history:#}"
+    );
+    // Announced as a dated end, not as "stopped now".
+    let types = eventually(Duration::from_secs(30), || async {
+        let types: Vec<String> = ledger_events(&ctx)
+            .await
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        (types
+            .iter()
+            .filter(|t| *t == "GpuSupplyEndRecorded")
+            .count()
+            == 2)
+            .then_some(types)
+    })
+    .await
+    .expect("two GpuSupplyEndRecorded");
+    assert_eq!(
+        types.iter().filter(|t| *t == "GpuSupplierRecorded").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(l.invariants().await["ok"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

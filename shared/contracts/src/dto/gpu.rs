@@ -199,11 +199,16 @@ pub struct SetGpuModel {
 }
 
 /// `POST /suppliers`: a consortium starts (or stops) supplying GPUs to the programme.
+/// A stop may say when supplying ends (`ends_at`, possibly in the future): until then the
+/// consortium still receives no grant. Without it, supplying ends when recorded. A start
+/// carries no end date. A corrected date is a new record; the latest is in force.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordSupplier {
     pub consortium_id: ConsortiumId,
     pub supplying: bool,
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
     pub reason: String,
 }
 
@@ -212,6 +217,9 @@ pub struct SupplierRecord {
     pub seq: i64,
     pub consortium_id: ConsortiumId,
     pub supplying: bool,
+    /// When supplying ends, for a stop recorded with a date (absent: when recorded).
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
     pub recorded_by: String,
     pub recorded_at: DateTime<Utc>,
     pub reason: String,

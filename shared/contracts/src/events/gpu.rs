@@ -119,6 +119,31 @@ impl DomainEvent for GpuSupplierRecorded {
     }
 }
 
+/// An officer recorded WHEN a consortium's supplying of GPUs ends (possibly in the future,
+/// or a correction of an earlier date: the latest record is in force). Until `ends_at` it
+/// still receives no grant; from then it may. (A stop without a date is announced as
+/// [`GpuSupplierRecorded`] with `supplying: false`, as before.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSupplyEndRecorded {
+    pub consortium_id: ConsortiumId,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuSupplyEndRecorded {
+    const TYPE: &'static str = "GpuSupplyEndRecorded";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
 /// A GPU model was added or its H100-equivalence factor changed (a new version).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
