@@ -1,12 +1,16 @@
 use super::STAFF;
-use crate::domain::catalogue::{check_factor, check_model_code, check_period, h100_eq};
+use crate::domain::catalogue::{
+    check_factor, check_model_code, check_period, h100_eq, source_totals, SourceBalance,
+};
 use crate::error::LedgerError;
 use crate::schema::{gpu_model_factors, gpu_models, gpu_supplier_records, ledger_accounts};
 use crate::store;
 use actix_web::{web, HttpResponse};
 use chrono::{SubsecRound, Utc};
 use diesel::prelude::*;
-use kaip_contracts::dto::gpu::{PoolLine, RecordSupplier, SetGpuModel, SupplierRecord};
+use kaip_contracts::dto::gpu::{
+    PoolBySource, PoolLine, PoolSourceLine, RecordSupplier, SetGpuModel, SourceType, SupplierRecord,
+};
 use kaip_contracts::events::{GpuModelFactorSet, GpuSupplierRecorded, GpuSupplyEndRecorded};
 use kaip_contracts::{ConsortiumId, H100Eq, Role};
 use kaip_service::{AppState, Caller, ValidJson};
@@ -146,6 +150,112 @@ pub async fn pools(
                         reserved: a.debits_pending,
                         available,
                         held_h100_eq: h100_eq(held, factor).unwrap_or(H100Eq(i64::MAX)),
+                        available_h100_eq: h100_eq(available, factor).unwrap_or(H100Eq(i64::MAX)),
+                    }
+                })
+                .collect();
+            Ok::<_, LedgerError>(lines)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(lines))
+}
+
+/// The pools broken down by source: what each lease and each government-owned source
+/// supplied to each (model, period), the totals by source type, in units and H100-eq.
+/// Staff, and consortium users (the pools carry no team's grants), who do not see the
+/// sources' names.
+pub async fn pools_by_source(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<PoolQuery>,
+) -> Result<HttpResponse, LedgerError> {
+    caller.require(
+        &[Role::Admin, Role::Officer, Role::Consortium],
+        "read the GPU pools by source",
+    )?;
+    let names = caller.role() != Role::Consortium;
+    let PoolQuery { period, model } = query.into_inner();
+    if let Some(p) = &period {
+        check_period(p)?;
+    }
+    if let Some(m) = &model {
+        check_model_code(m)?;
+    }
+    let lines = state
+        .db(move |c, _| {
+            let factors = store::factors(c)?;
+            let mut q = ledger_accounts::table
+                .filter(ledger_accounts::kind.eq_any(["pool", "source"]))
+                .select(store::AccountRow::as_select())
+                .order((
+                    ledger_accounts::period,
+                    ledger_accounts::model,
+                    ledger_accounts::created_at,
+                    ledger_accounts::id,
+                ))
+                .into_boxed();
+            if let Some(p) = period {
+                q = q.filter(ledger_accounts::period.eq(p));
+            }
+            if let Some(m) = model {
+                q = q.filter(ledger_accounts::model.eq(m));
+            }
+            let rows = q.load(c)?;
+            let lines: Vec<PoolBySource> = rows
+                .iter()
+                .filter(|a| a.kind == "pool")
+                .map(|pool| {
+                    let factor = factors.get(&pool.model).copied().unwrap_or(1);
+                    let sources: Vec<&store::AccountRow> = rows
+                        .iter()
+                        .filter(|a| {
+                            a.kind == "source" && a.model == pool.model && a.period == pool.period
+                        })
+                        .collect();
+                    let balances: Vec<SourceBalance> = sources
+                        .iter()
+                        .map(|a| SourceBalance {
+                            id: a.id,
+                            name: a.name.clone(),
+                            leased: a.source_type.as_deref() == Some("leased"),
+                            phase: a.phase.clone(),
+                            debits_posted: a.debits_posted,
+                            credits_posted: a.credits_posted,
+                            debits_pending: a.debits_pending,
+                        })
+                        .collect();
+                    let t = source_totals(&balances, factor);
+                    let available = pool.credits_posted - pool.debits_posted - pool.debits_pending;
+                    PoolBySource {
+                        model: pool.model.clone(),
+                        period: pool.period.clone(),
+                        pool_account: pool.id,
+                        phase: pool.phase.clone(),
+                        h100_factor: factor,
+                        sources: balances
+                            .iter()
+                            .zip(&t.per_source)
+                            .map(|(b, (units, eq))| PoolSourceLine {
+                                source_account: b.id,
+                                name: names.then(|| b.name.clone()),
+                                source_type: if b.leased {
+                                    SourceType::Leased
+                                } else {
+                                    SourceType::Government
+                                },
+                                phase: b.phase.clone(),
+                                supplied: *units,
+                                supplied_h100_eq: *eq,
+                                pending: b.debits_pending,
+                            })
+                            .collect(),
+                        supplied: t.supplied.0,
+                        supplied_h100_eq: t.supplied.1,
+                        leased: t.leased.0,
+                        leased_h100_eq: t.leased.1,
+                        government: t.government.0,
+                        government_h100_eq: t.government.1,
+                        available,
                         available_h100_eq: h100_eq(available, factor).unwrap_or(H100Eq(i64::MAX)),
                     }
                 })

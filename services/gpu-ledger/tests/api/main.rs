@@ -586,6 +586,108 @@ async fn a_dated_end_of_supplying_refuses_grants_before_it_names_it_and_admits_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_are_reported_by_source_in_units_and_h100_eq() {
+    use kaip_contracts::dto::gpu::PoolBySource;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let account = |model: &str, kind: &str, source_type: Option<&str>| {
+        let id = Uuid::now_v7();
+        let mut body = json!({"id": id, "model": model, "period": "2027H1", "kind": kind,
+            "name": format!("{kind} {model} {}", source_type.unwrap_or("")), "reason": "capacity"});
+        if let Some(t) = source_type {
+            body["source_type"] = json!(t);
+        }
+        (id, body)
+    };
+    let mut ids = Vec::new();
+    for (model, kind, t) in [
+        ("H100", "pool", None),
+        ("H100", "source", Some("leased")),
+        ("H100", "source", Some("government")),
+        ("B200", "pool", None),
+        ("B200", "source", Some("leased")),
+    ] {
+        let (id, body) = account(model, kind, t);
+        let (s, b) = l.post("/accounts", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        ids.push(id);
+    }
+    let capacity = |from: Uuid, to: Uuid, n: i64| {
+        json!({"id": Uuid::now_v7(), "debit_account": from, "credit_account": to,
+            "amount": n, "kind": "single", "code": "capacity", "reason": "installed"})
+    };
+    let mut coming = capacity(ids[4], ids[3], 16);
+    coming["kind"] = json!("pending");
+    let r = l
+        .transfers(vec![
+            capacity(ids[1], ids[0], 300),
+            capacity(ids[2], ids[0], 200),
+            capacity(ids[0], ids[1], 44), // part of the lease handed back
+            capacity(ids[4], ids[3], 100),
+            coming,
+        ])
+        .await;
+    assert_eq!(r.created, 5, "{r:?}");
+    let (s, b) = l.get("/pools/sources?period=2027H1").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let report: Vec<PoolBySource> = serde_json::from_value(b).expect("report");
+    let h100 = report.iter().find(|p| p.model == "H100").expect("H100");
+    assert_eq!(h100.pool_account, ids[0]);
+    assert_eq!(
+        (h100.supplied, h100.leased, h100.government, h100.available),
+        (456, 256, 200, 456)
+    );
+    assert_eq!(h100.supplied_h100_eq.0, 456);
+    let by: Vec<(Uuid, i64)> = h100
+        .sources
+        .iter()
+        .map(|s| (s.source_account, s.supplied))
+        .collect();
+    assert_eq!(by, [(ids[1], 256), (ids[2], 200)]);
+    assert!(
+        h100.sources.iter().all(|s| s.name.is_some()),
+        "staff see the names"
+    );
+    let b200 = report.iter().find(|p| p.model == "B200").expect("B200");
+    assert_eq!(
+        (
+            b200.supplied,
+            b200.supplied_h100_eq.0,
+            b200.leased_h100_eq.0
+        ),
+        (100, 200, 200)
+    );
+    assert_eq!((b200.government, b200.sources[0].pending), (0, 16));
+    // A consortium user sees the pools' figures, not the sources' names; an integration
+    // nothing; a bad filter is named.
+    let team = ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
+    let (s, b) = l
+        .call(reqwest::Method::GET, "/pools/sources", &team, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let seen: Vec<PoolBySource> = serde_json::from_value(b).expect("report");
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter()
+            .flat_map(|p| &p.sources)
+            .all(|s| s.name.is_none()),
+        "{seen:?}"
+    );
+    assert_eq!(seen.iter().map(|p| p.supplied_h100_eq.0).sum::<i64>(), 656);
+    let ops = ctx.bearer(Role::Integration, None);
+    let (s, _) = l
+        .call(reqwest::Method::GET, "/pools/sources", &ops, None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = l.get("/pools/sources?period=2027H3").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+        "{b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_consortia_see_and_do_only_what_they_may() {
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;

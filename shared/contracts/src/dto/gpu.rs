@@ -246,6 +246,44 @@ pub struct PoolLine {
     pub available_h100_eq: H100Eq,
 }
 
+/// One source of capacity of a pool: a lease or government-owned hardware, for the pool's
+/// model and period (the period it is available in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSourceLine {
+    pub source_account: Uuid,
+    /// The source account's name (staff only: a lease's name may be commercial).
+    pub name: Option<String>,
+    pub source_type: SourceType,
+    pub phase: Option<String>,
+    /// What it supplied, posted: its debits less what was returned to it.
+    pub supplied: i64,
+    pub supplied_h100_eq: H100Eq,
+    /// Capacity on its way (pending transfers from it, not yet posted).
+    pub pending: i64,
+}
+
+/// `GET /pools/sources`: one pool (a model in a period) broken down by its sources, with
+/// the totals per source type, in the model's units and in H100-eq (integers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolBySource {
+    pub model: String,
+    pub period: String,
+    pub pool_account: Uuid,
+    pub phase: Option<String>,
+    pub h100_factor: i64,
+    pub sources: Vec<PoolSourceLine>,
+    /// Everything the sources supplied (posted).
+    pub supplied: i64,
+    pub supplied_h100_eq: H100Eq,
+    pub leased: i64,
+    pub leased_h100_eq: H100Eq,
+    pub government: i64,
+    pub government_h100_eq: H100Eq,
+    /// What the pool can still promise (as in the pool report).
+    pub available: i64,
+    pub available_h100_eq: H100Eq,
+}
+
 impl CheckText for NewTransfer {
     fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
         field(at, "code", &self.code, Lines::Single)?;
