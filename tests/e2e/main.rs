@@ -11,6 +11,7 @@ mod decisions;
 mod gateway_hardening;
 mod gpu_gateway;
 mod inputs_hardening;
+mod operators_usage;
 mod relay_hardening;
 mod rules;
 mod rules_fixes;

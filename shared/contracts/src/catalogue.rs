@@ -13,10 +13,10 @@ use crate::events::{
     DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope, GateDecided,
     GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired, GpuOfferMade,
     GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded,
-    GpuUsageRecorded, JointPurchaseSplit, ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
-    TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHired, TalentMatchDeclined,
-    TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
-    WithdrawalRefused,
+    GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, ProposalSubmitted, ProposalWithdrawn,
+    SelectionPublished, TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHired,
+    TalentMatchDeclined, TalentMatchProposed, TalentPositionOpened, TalentResearcherErased,
+    TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -131,6 +131,7 @@ pub fn events() -> Vec<EventSpec> {
         spec::<GpuTrancheReleased>(topics::GPU_LEDGER, "gpu-ledger", "A reserved tranche was released to its team, on its date or at the gate it waited for."),
         spec::<GpuGrantClosed>(topics::GPU_LEDGER, "gpu-ledger", "An eliminated team's grants were closed and its future capacity reallocated, in one linked chain."),
         spec::<GpuUsageRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A GPU operator reported GPU-hours a team used; overruns of the granted hours are flagged."),
+        spec::<GpuUsageReported>(topics::OPERATORS, topics::OPERATORS_PRODUCER, "A GPU operator reported GPU-hours a team used, on the operators' own topic; the ledger records it as through its API, idempotent by report_id."),
         spec::<DataBudgetOpened>(topics::DATA_BUDGET, "data-budget", "A selected team's data budget for a fiscal year was opened with its cap and category sub-limits."),
         spec::<DataBudgetCapAdjusted>(topics::DATA_BUDGET, "data-budget", "An officer adjusted a team-year's cap within the programme's maximum, with a reason (a new record)."),
         spec::<DataCommitmentMade>(topics::DATA_BUDGET, "data-budget", "A commitment (purchase order) reserved data budget."),
@@ -185,7 +186,11 @@ pub fn asyncapi() -> Value {
         );
         id
     };
-    for topic in topics::ALL_EVENT_TOPICS {
+    for topic in topics::ALL_EVENT_TOPICS
+        .into_iter()
+        .chain(topics::INBOUND_TOPICS)
+    {
+        let inbound = topics::INBOUND_TOPICS.contains(&topic);
         let in_topic: Vec<&EventSpec> = specs.iter().filter(|s| s.topic == topic).collect();
         let producer = topic
             .trim_start_matches("kaip.")
@@ -202,7 +207,11 @@ pub fn asyncapi() -> Value {
             producer.to_owned(),
             json!({
                 "address": topic,
-                "description": format!("Events produced by the {producer} service, keyed by aggregate id (a deployment may prefix the name)."),
+                "description": if inbound {
+                    format!("Events produced by integrations outside the platform ({producer}), keyed by aggregate id (a deployment may prefix the name); consumed by the services, which dead-letter what they cannot take.")
+                } else {
+                    format!("Events produced by the {producer} service, keyed by aggregate id (a deployment may prefix the name).")
+                },
                 "messages": refs,
             }),
         );
@@ -211,7 +220,11 @@ pub fn asyncapi() -> Value {
             json!({
                 "action": "send",
                 "channel": { "$ref": format!("#/channels/{producer}") },
-                "summary": format!("{producer} publishes through its transactional outbox (at least once; consumers deduplicate by envelope id)."),
+                "summary": if inbound {
+                    format!("{producer} publish with envelope producer `{producer}` (at least once; the consumer deduplicates by envelope id and by the report's own id).")
+                } else {
+                    format!("{producer} publishes through its transactional outbox (at least once; consumers deduplicate by envelope id).")
+                },
             }),
         );
     }

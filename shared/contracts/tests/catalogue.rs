@@ -601,7 +601,8 @@ fn gpu_events(
         AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
         GpuModelFactorSet, GpuOfferExpired, GpuOfferMade, GpuSupplierRecorded,
         GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
-        MovedCapacity, Reallocation, RecordedTransfer, ReturnedReservation, TeamEliminated,
+        GpuUsageReported, MovedCapacity, Reallocation, RecordedTransfer, ReturnedReservation,
+        TeamEliminated,
     };
     let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
         model: model.into(),
@@ -793,6 +794,21 @@ fn gpu_events(
                 granted_hours: 1_130_496,
                 overrun: true,
                 reported_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            kaip_contracts::topics::OPERATORS_PRODUCER,
+            kaip_contracts::Actor {
+                subject: "operator-kisti".into(),
+                role: kaip_contracts::Role::Integration,
+            },
+            &GpuUsageReported {
+                report_id: uuid::Uuid::now_v7(),
+                consortium_id: consortium,
+                model: "B200".into(),
+                period: "2026H2".into(),
+                gpu_hours: 12_000,
+                note: "nurion-2 partition b, week 31".into(),
             },
         )),
         json(EventEnvelope::wrap(

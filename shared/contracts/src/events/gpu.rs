@@ -374,3 +374,33 @@ impl DomainEvent for GpuOfferExpired {
         Some(self.consortium_id)
     }
 }
+
+/// A GPU operator's report of GPU-hours a team used, produced by the operator on its own
+/// topic ([`crate::topics::OPERATORS`]). The ledger records it exactly as `POST /usage`:
+/// idempotent by `report_id` (a repeat with the same fields changes nothing; with different
+/// fields it is dead-lettered with `USAGE_REPORT_EXISTS_WITH_DIFFERENT_FIELDS`), and
+/// answered by the ledger's `GpuUsageRecorded`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuUsageReported {
+    /// Chosen by the operator: the report's idempotency key (also across the API).
+    pub report_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub gpu_hours: i64,
+    #[serde(default)]
+    pub note: String,
+}
+
+impl DomainEvent for GpuUsageReported {
+    const TYPE: &'static str = "GpuUsageReported";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
