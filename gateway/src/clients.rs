@@ -783,6 +783,19 @@ impl Services {
             .await
     }
 
+    pub async fn gpu_pool_sources(
+        &self,
+        token: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<gpu::PoolBySource>, UpstreamError> {
+        self.gpu_ledger
+            .get(
+                &format!("/pools/sources{}", query_string(filter)),
+                Some(token),
+            )
+            .await
+    }
+
     pub async fn gpu_teams(&self, token: &str) -> Result<Vec<gpu::SelectedTeam>, UpstreamError> {
         self.gpu_ledger.get("/teams", Some(token)).await
     }

@@ -18,6 +18,7 @@ const OFFERS: &str = "query($c: UUID) { gpuOffers(consortiumId: $c) { id consort
 const GRANTS: &str = "query($c: UUID) { gpuAccounts(kind: GRANT, consortiumId: $c) { items { id consortiumId model period balance { creditsPosted } } } }";
 const BALANCE: &str =
     "query($id: UUID!) { gpuBalance(accountId: $id) { netPosted netPostedH100Eq h100Factor } }";
+const POOL_SOURCES: &str = "query { gpuPoolSources(period: \"2027H1\", model: \"B200\") { supplied suppliedH100Eq leased government governmentH100Eq sources { name sourceType supplied } } }";
 const POOLS: &str = "query { gpuPools(period: \"2027H1\", model: \"B200\") { model period held granted reserved available availableH100Eq } }";
 const USAGE: &str = "mutation($input: ReportGpuUsageInput!) { reportGpuUsage(input: $input) { usedHours grantedHours overrun } }";
 const UTILISATION: &str = "query($c: UUID) { gpuUtilisation(consortiumId: $c, period: \"2027H1\") { consortiumId usedHours grantedGpus overrun } }";
@@ -170,6 +171,36 @@ async fn a_selected_team_is_offered_gpus_accepts_and_sees_its_grant_and_no_one_e
     // ... and changed nothing.
     let pools = p.graphql(Some(&officer), POOLS, json!({})).await;
     assert_eq!(data(&pools, "gpuPools")[0]["available"], "88");
+
+    // The pool by source: the government-owned cluster supplied all 600 B200 (1,200
+    // H100-eq). A consortium user sees the figures but not the source's name; an
+    // integration token nothing.
+    let pp = &p;
+    let by_source =
+        |token: String| async move { pp.graphql(Some(&token), POOL_SOURCES, json!({})).await };
+    let body = by_source(officer.clone()).await;
+    let pool = &data(&body, "gpuPoolSources")[0];
+    assert_eq!(
+        (
+            &pool["supplied"],
+            &pool["government"],
+            &pool["governmentH100Eq"],
+            &pool["leased"]
+        ),
+        (&json!("600"), &json!("600"), &json!("1200"), &json!("0")),
+        "{body}"
+    );
+    assert_eq!(pool["sources"][0]["sourceType"], "GOVERNMENT");
+    assert_eq!(pool["sources"][0]["name"], "SOURCE B200 2027H1");
+    let body = by_source(other_token.clone()).await;
+    let pool = &data(&body, "gpuPoolSources")[0];
+    assert_eq!(
+        (&pool["suppliedH100Eq"], &pool["sources"][0]["name"]),
+        (&json!("1200"), &Value::Null),
+        "{body}"
+    );
+    let body = by_source(p.ctx.bearer(Role::Integration, None)).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
 
     // Another consortium can neither see nor accept the offer.
     let body = p

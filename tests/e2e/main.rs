@@ -13,6 +13,7 @@ mod gateway_hardening;
 mod gpu_gateway;
 mod inputs_hardening;
 mod milestones;
+mod operators_usage;
 mod relay_hardening;
 mod rules;
 mod rules_fixes;

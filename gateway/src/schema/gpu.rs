@@ -245,6 +245,75 @@ impl From<dto::PoolLine> for GpuPool {
     }
 }
 
+/// One source of a pool: a lease or government-owned hardware for the pool's model and
+/// period (the period it is available in).
+#[derive(SimpleObject)]
+pub struct GpuPoolSource {
+    pub source_account: Uuid,
+    /// The source's name (staff only; null for consortium users).
+    pub name: Option<String>,
+    pub source_type: SourceType,
+    pub phase: Option<String>,
+    /// What it supplied, posted (less what was returned to it).
+    pub supplied: Int64,
+    pub supplied_h100_eq: Int64,
+    /// Capacity on its way (pending, not yet posted).
+    pub pending: Int64,
+}
+
+/// One pool (a model in a period) broken down by source, with the totals per source type
+/// in the model's units and in H100-eq.
+#[derive(SimpleObject)]
+pub struct GpuPoolBySource {
+    pub model: String,
+    pub period: String,
+    pub pool_account: Uuid,
+    pub phase: Option<String>,
+    pub h100_factor: Int64,
+    pub sources: Vec<GpuPoolSource>,
+    pub supplied: Int64,
+    pub supplied_h100_eq: Int64,
+    pub leased: Int64,
+    pub leased_h100_eq: Int64,
+    pub government: Int64,
+    pub government_h100_eq: Int64,
+    pub available: Int64,
+    pub available_h100_eq: Int64,
+}
+
+impl From<dto::PoolBySource> for GpuPoolBySource {
+    fn from(p: dto::PoolBySource) -> Self {
+        Self {
+            model: p.model,
+            period: p.period,
+            pool_account: p.pool_account,
+            phase: p.phase,
+            h100_factor: Int64(p.h100_factor),
+            sources: p
+                .sources
+                .into_iter()
+                .map(|s| GpuPoolSource {
+                    source_account: s.source_account,
+                    name: s.name,
+                    source_type: s.source_type.into(),
+                    phase: s.phase,
+                    supplied: Int64(s.supplied),
+                    supplied_h100_eq: Int64(s.supplied_h100_eq.0),
+                    pending: Int64(s.pending),
+                })
+                .collect(),
+            supplied: Int64(p.supplied),
+            supplied_h100_eq: Int64(p.supplied_h100_eq.0),
+            leased: Int64(p.leased),
+            leased_h100_eq: Int64(p.leased_h100_eq.0),
+            government: Int64(p.government),
+            government_h100_eq: Int64(p.government_h100_eq.0),
+            available: Int64(p.available),
+            available_h100_eq: Int64(p.available_h100_eq.0),
+        }
+    }
+}
+
 /// An account's four running totals, in whole GPUs.
 #[derive(SimpleObject)]
 pub struct GpuBalance {
@@ -573,6 +642,8 @@ pub struct GpuSupplierRecord {
     pub seq: Int64,
     pub consortium_id: Uuid,
     pub supplying: bool,
+    /// When supplying ends, for a stop recorded with a date (null: when it was recorded).
+    pub ends_at: Option<DateTime<Utc>>,
     pub recorded_by: String,
     pub recorded_at: DateTime<Utc>,
     pub reason: String,
@@ -584,6 +655,7 @@ impl From<dto::SupplierRecord> for GpuSupplierRecord {
             seq: Int64(r.seq),
             consortium_id: r.consortium_id.0,
             supplying: r.supplying,
+            ends_at: r.ends_at,
             recorded_by: r.recorded_by,
             recorded_at: r.recorded_at,
             reason: r.reason,
@@ -767,6 +839,31 @@ impl GpuQuery {
         let rows = ctx
             .data::<Services>()?
             .gpu_pools(&authed.token, &q)
+            .await
+            .map_err(upstream)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// The pool by model, source and period: what each lease and each government-owned
+    /// source supplied to each pool, and the totals by source type, in units and H100-eq.
+    /// Staff and consortium users (who see no source names and no team's grants).
+    async fn gpu_pool_sources(
+        &self,
+        ctx: &Context<'_>,
+        period: Option<String>,
+        model: Option<String>,
+    ) -> async_graphql::Result<Vec<GpuPoolBySource>> {
+        let authed = caller_with(ctx, STAFF_OR_TEAM, "read the GPU pools by source")?;
+        let mut q = Vec::new();
+        if let Some(p) = period {
+            q.push(("period", p));
+        }
+        if let Some(m) = model {
+            q.push(("model", m));
+        }
+        let rows = ctx
+            .data::<Services>()?
+            .gpu_pool_sources(&authed.token, &q)
             .await
             .map_err(upstream)?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -1037,18 +1134,22 @@ impl GpuMutation {
     }
 
     /// Records that a consortium starts (`supplying: true`) or stops supplying GPUs to the
-    /// programme (staff). While it supplies it cannot receive a grant.
+    /// programme (staff). While it supplies it cannot receive a grant. A stop may say when
+    /// supplying ends (`endsAt`, possibly in the future): grants are refused until then and
+    /// possible from then. A corrected date is a new record; the latest is in force.
     async fn record_gpu_supplier(
         &self,
         ctx: &Context<'_>,
         consortium_id: Uuid,
         supplying: bool,
+        ends_at: Option<DateTime<Utc>>,
         reason: String,
     ) -> async_graphql::Result<GpuSupplierRecord> {
         let authed = caller_with(ctx, STAFF, "record a GPU supplier")?;
         let body = dto::RecordSupplier {
             consortium_id: ConsortiumId(consortium_id),
             supplying,
+            ends_at,
             reason,
         };
         let r = ctx

@@ -1,13 +1,18 @@
 //! The ledger's reactions: scoring's `SelectionPublished` (the teams that may be offered
 //! GPUs), milestones' `GateDecided` (tranches waiting for the gate are released to the
 //! teams that passed) and `TeamEliminated` (the team's grants closed and reallocated in one
-//! chain). Everything else is recorded in the inbox and ignored.
+//! chain); and the GPU operators' `GpuUsageReported` (recorded by the same code as
+//! `POST /usage`: a repeat of a report with the same fields is `Ignored`, with different
+//! fields, or by anyone but an integration, it is dead-lettered with the coded reason).
+//! Everything else is recorded in the inbox and ignored.
 
 use crate::error::LedgerError;
 use crate::grants;
 use diesel::PgConnection;
 use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
-use kaip_contracts::events::{GateDecided, SelectionPublished, TeamEliminated};
+use kaip_contracts::dto::gpu::ReportUsage;
+use kaip_contracts::events::{GateDecided, GpuUsageReported, SelectionPublished, TeamEliminated};
+use kaip_contracts::Role;
 use kaip_contracts::{DomainEvent, EventEnvelope};
 
 pub struct LedgerEvents;
@@ -53,6 +58,31 @@ impl EventHandler for LedgerEvents {
                 let done =
                     grants::eliminate(conn, outbox, &event.decode()?).map_err(handler_error)?;
                 Ok(applied(done))
+            }
+            t if t == GpuUsageReported::TYPE => {
+                let r: GpuUsageReported = event.decode()?;
+                // The API asks an operator's token; on the topic the envelope's actor says
+                // who reports, and only an integration (an operator) does.
+                if event.actor.role != Role::Integration {
+                    return Err(HandlerError::Permanent(format!(
+                        "actor.role: a usage report on the operators' topic is made by an integration, not `{}`",
+                        event.actor.role
+                    )));
+                }
+                let req = ReportUsage {
+                    id: r.report_id,
+                    consortium_id: r.consortium_id,
+                    model: r.model,
+                    period: r.period,
+                    gpu_hours: r.gpu_hours,
+                    note: r.note,
+                };
+                // The text rules `POST /usage` applies to its body (ValidJson), here too.
+                kaip_contracts::text::CheckText::check_text(&req)
+                    .map_err(|v| HandlerError::Permanent(format!("VALIDATION_FAILED: data.{v}")))?;
+                let (_, created) = crate::routes::usage::record(conn, outbox, &req, &event.actor)
+                    .map_err(handler_error)?;
+                Ok(applied(created))
             }
             _ => Ok(Handled::Ignored),
         }

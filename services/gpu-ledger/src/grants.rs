@@ -17,8 +17,9 @@ use diesel::prelude::*;
 use kaip_bus::OutboxTx;
 use kaip_contracts::dto::gpu::{self as dto, MakeOffer, OfferOption};
 use kaip_contracts::events::{
-    AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuOfferMade,
-    GpuTrancheReleased, MovedCapacity, SelectionPublished, TeamEliminated,
+    AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuOfferExpired,
+    GpuOfferMade, GpuTrancheReleased, MovedCapacity, ReturnedReservation, SelectionPublished,
+    TeamEliminated,
 };
 use kaip_contracts::{Actor, CallId, ConsortiumId, H100Eq};
 use std::collections::HashMap;
@@ -638,7 +639,8 @@ fn release(
 /// and those at a gate their team has passed (stored by [`gate_decided`]: so a tranche
 /// accepted after its gate, or refused while the team supplied GPUs, is still released).
 /// Tranches of a team that currently supplies GPUs are left out (they would be refused):
-/// they neither fill the batch nor starve the others, and are released once supplying ends.
+/// they neither fill the batch nor starve the others, and are released once supplying ends
+/// (at the recorded end date, when the record carries one).
 pub fn release_due(conn: &mut PgConnection, tx: &mut OutboxTx<'_>) -> Result<usize, LedgerError> {
     use diesel::dsl::sql;
     use diesel::sql_types::Bool;
@@ -650,7 +652,7 @@ pub fn release_due(conn: &mut PgConnection, tx: &mut OutboxTx<'_>) -> Result<usi
                      WHERE g.gate = gpu_tranches.release_gate AND g.consortium_id = gpu_tranches.consortium_id)))",
             ))
             .filter(sql::<Bool>(
-                "NOT COALESCE((SELECT s.supplying FROM gpu_supplier_records s \
+                "NOT COALESCE((SELECT s.supplying OR s.ends_at > now() FROM gpu_supplier_records s \
                  WHERE s.consortium_id = gpu_tranches.consortium_id ORDER BY s.seq DESC LIMIT 1), false)",
             ))
             .filter(diesel::dsl::not(diesel::dsl::exists(
@@ -972,4 +974,122 @@ pub fn offer_ids(conn: &mut PgConnection, team: Option<Uuid>) -> QueryResult<Vec
         q = q.filter(gpu_offers::consortium_id.eq(t));
     }
     q.load(conn)
+}
+
+/// The offers holding any of `pendings` as a reservation, locked (`FOR UPDATE`, in id
+/// order). The sweeper takes these locks before its batch locks the pools, in the same order
+/// as an acceptance (offer row, then accounts), so an expiry and an acceptance of one offer
+/// are serialised without a deadlock; taken again by [`announce_expired_offers`] it is a
+/// no-op.
+pub fn lock_offers_reserving(conn: &mut PgConnection, pendings: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    if pendings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let offers: Vec<Uuid> = gpu_offer_reservations::table
+        .filter(gpu_offer_reservations::transfer_id.eq_any(pendings))
+        .select(gpu_offer_reservations::offer_id)
+        .distinct()
+        .load(conn)?;
+    if offers.is_empty() {
+        return Ok(offers);
+    }
+    gpu_offers::table
+        .filter(gpu_offers::id.eq_any(&offers))
+        .order(gpu_offers::id.asc())
+        .for_update()
+        .select(gpu_offers::id)
+        .load(conn)
+}
+
+type ExpiredOfferRow = (Uuid, Uuid, Uuid, i64, DateTime<Utc>);
+
+/// Announces `GpuOfferExpired` for each unaccepted offer whose last open reservation is
+/// among the expiries `created` in this transaction: once per offer, since exactly one
+/// transaction records that last expiry (a pending transfer is resolved at most once) and,
+/// with the offer's row locked, exactly that one finds every reservation resolved.
+pub fn announce_expired_offers(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    created: &[crate::domain::ledger::Transfer],
+) -> Result<usize, LedgerError> {
+    let expired: Vec<Uuid> = created
+        .iter()
+        .filter(|t| t.kind == Kind::Expire)
+        .filter_map(|t| t.pending_id)
+        .collect();
+    let offers = lock_offers_reserving(conn, &expired)?;
+    let mut n = 0;
+    for offer in offers {
+        let accepted: i64 = gpu_offer_acceptances::table
+            .find(offer)
+            .count()
+            .get_result(conn)?;
+        if accepted > 0 {
+            continue;
+        }
+        let rows: Vec<ReservationRow> = gpu_offer_reservations::table
+            .filter(gpu_offer_reservations::offer_id.eq(offer))
+            .order((
+                gpu_offer_reservations::option_index,
+                gpu_offer_reservations::tranche_index,
+            ))
+            .select((
+                gpu_offer_reservations::option_index,
+                gpu_offer_reservations::tranche_index,
+                gpu_offer_reservations::model,
+                gpu_offer_reservations::period,
+                gpu_offer_reservations::count,
+                gpu_offer_reservations::release_at,
+                gpu_offer_reservations::release_gate,
+                gpu_offer_reservations::transfer_id,
+            ))
+            .load(conn)?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.7).collect();
+        let resolved = resolutions(conn, &ids)?;
+        if ids.iter().any(|id| !resolved.contains_key(id)) {
+            // Reservations still open: the pass that expires the last one announces it.
+            continue;
+        }
+        let returned: Vec<ReturnedReservation> = rows
+            .iter()
+            .filter(|r| resolved.get(&r.7) == Some(&Kind::Expire))
+            .map(|r| ReturnedReservation {
+                option: u32::try_from(r.0).unwrap_or(0),
+                tranche: u32::try_from(r.1).unwrap_or(0),
+                model: r.2.clone(),
+                period: r.3.clone(),
+                count: r.4,
+                transfer_id: r.7,
+            })
+            .collect();
+        let (id, team, call, worth, expires_at): ExpiredOfferRow = gpu_offers::table
+            .find(offer)
+            .select((
+                gpu_offers::id,
+                gpu_offers::consortium_id,
+                gpu_offers::call_id,
+                gpu_offers::h100_eq,
+                gpu_offers::expires_at,
+            ))
+            .first(conn)?;
+        let expired_at = created
+            .iter()
+            .find(|t| t.kind == Kind::Expire && t.pending_id.is_some_and(|p| ids.contains(&p)))
+            .map_or_else(|| Utc::now().trunc_subsecs(6), |t| t.created_at);
+        tx.publish(
+            conn,
+            Actor::system(crate::NAME),
+            &GpuOfferExpired {
+                offer_id: id,
+                consortium_id: ConsortiumId(team),
+                call_id: CallId(call),
+                h100_eq: worth,
+                returned,
+                expires_at,
+                expired_at,
+            },
+        )?;
+        n += 1;
+    }
+    Ok(n)
 }

@@ -11,7 +11,8 @@
 //!   several replicas at once.
 //!
 //! It consumes scoring's and milestones' topics into its inbox (offers from
-//! `SelectionPublished` and reallocation on elimination build on that; see the README).
+//! `SelectionPublished` and reallocation on elimination build on that; see the README), and
+//! the GPU operators' own topic (usage reports, recorded as `POST /usage` records them).
 
 pub mod consumer;
 pub mod domain;
@@ -39,7 +40,7 @@ pub fn definition() -> ServiceDefinition {
         name: NAME,
         migrations: MIGRATIONS,
         routes: routes::configure,
-        consumes: vec![topics::SCORING, topics::MILESTONES],
+        consumes: vec![topics::SCORING, topics::MILESTONES, topics::OPERATORS],
         handler: Some(Arc::new(consumer::LedgerEvents)),
         background: vec![sweeper::task()],
     }

@@ -81,6 +81,7 @@ diesel::table! {
         recorded_by -> Text,
         recorded_at -> Timestamptz,
         reason -> Text,
+        ends_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -28,7 +28,7 @@ use kaip_bus::OutboxTx;
 use kaip_contracts::dto::gpu as dto;
 use kaip_contracts::events::{GpuTransfersRecorded, RecordedTransfer};
 use kaip_contracts::{Actor, ConsortiumId};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
@@ -299,15 +299,18 @@ pub fn lock_supplier_status(
         .map(drop)
 }
 
-/// The consortia among `candidates` whose latest supplier record says they supply.
+/// The supplier status of the consortia among `candidates` whose latest record (by `seq`:
+/// a correction is a later record) says they supply, or that their supplying ends at a
+/// recorded time. The caller compares it with the time of its grant (see
+/// [`ledger::Supply::refuses_grant_at`]), under the consortia's supplier locks.
 pub fn current_suppliers(
     conn: &mut PgConnection,
     candidates: &[Uuid],
-) -> QueryResult<HashSet<Uuid>> {
+) -> QueryResult<HashMap<Uuid, ledger::Supply>> {
     if candidates.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, bool)> = gpu_supplier_records::table
+    let rows: Vec<(Uuid, bool, Option<DateTime<Utc>>)> = gpu_supplier_records::table
         .filter(gpu_supplier_records::consortium_id.eq_any(candidates))
         .order((
             gpu_supplier_records::consortium_id,
@@ -317,12 +320,17 @@ pub fn current_suppliers(
         .select((
             gpu_supplier_records::consortium_id,
             gpu_supplier_records::supplying,
+            gpu_supplier_records::ends_at,
         ))
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .filter(|(_, s)| *s)
-        .map(|(c, _)| c)
+        .filter_map(|(c, supplying, ends_at)| match (supplying, ends_at) {
+            (true, _) => Some((c, ledger::Supply::Ongoing)),
+            (false, Some(end)) => Some((c, ledger::Supply::EndsAt(end))),
+            // Ended when recorded (a record without a date, as before dates existed).
+            (false, None) => None,
+        })
         .collect())
 }
 

@@ -2,8 +2,9 @@
 //! reservation goes back to the pool). Runs in every replica: each pass takes a
 //! transaction-scoped advisory lock and skips if another replica holds it, and each expiry
 //! has an id derived from its pending transfer, so even two passes that raced would record
-//! one expiry (the second answers `exists`). The same pass releases tranches whose date
-//! has come.
+//! one expiry (the second answers `exists`). An offer whose last reservation expires is
+//! announced (`GpuOfferExpired`) in the same transaction, once. The same pass releases
+//! tranches whose date has come.
 
 use crate::domain::ledger::{Kind, TransferRequest};
 use crate::error::LedgerError;
@@ -118,7 +119,11 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
             })
             .collect();
         audit(c, "sweeper:expire")?;
+        // Offers before pools, as an acceptance locks them: see `lock_offers_reserving`.
+        let pendings: Vec<Uuid> = due.iter().map(|d| d.id).collect();
+        crate::grants::lock_offers_reserving(c, &pendings)?;
         let applied = store::apply_batch(c, tx, &requests, &Actor::system(crate::NAME))?;
+        crate::grants::announce_expired_offers(c, tx, &applied.created)?;
         for (r, d) in applied.results.iter().zip(&due) {
             if let Err(e) = r {
                 tracing::warn!(pending = %d.id, code = e.code(), "expiry not recorded");

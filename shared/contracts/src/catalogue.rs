@@ -11,12 +11,13 @@ use crate::events::{
     AppealAnswered, AppealFiled, CallOpened, DataBudgetCapAdjusted, DataBudgetOpened,
     DataCommitmentCancelled, DataCommitmentMade, DataInvoiceRecorded, DataPaymentConfirmed,
     DataProgrammeConfigured, DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope,
-    GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferMade,
-    GpuSupplierRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
-    JointPurchaseSplit, MilestoneOverdue, ProposalSubmitted, ProposalWithdrawn, SelectionPublished,
-    TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHireEnded, TalentHired,
-    TalentMatchDeclined, TalentMatchProposed, TalentPositionOpened, TalentResearcherErased,
-    TeamEliminated, WithdrawalRefused,
+    GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired,
+    GpuOfferMade, GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased,
+    GpuTransfersRecorded, GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, MilestoneOverdue,
+    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TalentFundingStopped,
+    TalentFundsClaimed, TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined,
+    TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
+    WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -123,13 +124,16 @@ pub fn events() -> Vec<EventSpec> {
         spec::<GpuAccountOpened>(topics::GPU_LEDGER, "gpu-ledger", "A ledger account was opened: a source of GPUs, a pool, a team's grant or usage."),
         spec::<GpuTransfersRecorded>(topics::GPU_LEDGER, "gpu-ledger", "Part of a batch of GPU transfers recorded in one transaction: one ledger's (model, period) transfers, in order, keyed by the ledger."),
         spec::<GpuSupplierRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A consortium started or stopped supplying GPUs; while it supplies it receives no grant."),
+        spec::<GpuSupplyEndRecorded>(topics::GPU_LEDGER, "gpu-ledger", "An officer recorded when a consortium's supplying of GPUs ends (possibly in the future; a later record corrects it): grants are possible from then."),
         spec::<GpuModelFactorSet>(topics::GPU_LEDGER, "gpu-ledger", "A GPU model was added or its H100-equivalence factor changed."),
         spec::<GpuOfferMade>(topics::GPU_LEDGER, "gpu-ledger", "An officer offered a selected team GPUs, in one or more forms of equal H100-eq, reserved until it expires."),
+        spec::<GpuOfferExpired>(topics::GPU_LEDGER, "gpu-ledger", "An offer lapsed unaccepted: the sweeper expired its reservations and every option's GPUs went back to the pools (once per offer)."),
         spec::<GpuGranted>(topics::GPU_LEDGER, "gpu-ledger", "A team accepted an offer's option: due tranches granted, later ones reserved, the other options released."),
         spec::<GpuTrancheReleased>(topics::GPU_LEDGER, "gpu-ledger", "A reserved tranche was released to its team, on its date or at the gate it waited for."),
         spec::<GpuGrantClosed>(topics::GPU_LEDGER, "gpu-ledger", "An eliminated team's grants were closed and its future capacity reallocated, in one linked chain."),
         spec::<GpuUsageRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A GPU operator reported GPU-hours a team used; overruns of the granted hours are flagged."),
         spec::<DataProgrammeConfigured>(topics::DATA_BUDGET, "data-budget", "An admin or officer set a new version of the data budget programme's configuration, with a reason; caps above a lowered maximum were lowered with it."),
+        spec::<GpuUsageReported>(topics::OPERATORS, topics::OPERATORS_PRODUCER, "A GPU operator reported GPU-hours a team used, on the operators' own topic; the ledger records it as through its API, idempotent by report_id."),
         spec::<DataBudgetOpened>(topics::DATA_BUDGET, "data-budget", "A selected team's data budget for a fiscal year was opened with its cap and category sub-limits."),
         spec::<DataBudgetCapAdjusted>(topics::DATA_BUDGET, "data-budget", "An officer adjusted a team-year's cap within the programme's maximum, with a reason (a new record)."),
         spec::<DataCommitmentMade>(topics::DATA_BUDGET, "data-budget", "A commitment (purchase order) reserved data budget."),
@@ -186,7 +190,11 @@ pub fn asyncapi() -> Value {
         );
         id
     };
-    for topic in topics::ALL_EVENT_TOPICS {
+    for topic in topics::ALL_EVENT_TOPICS
+        .into_iter()
+        .chain(topics::INBOUND_TOPICS)
+    {
+        let inbound = topics::INBOUND_TOPICS.contains(&topic);
         let in_topic: Vec<&EventSpec> = specs.iter().filter(|s| s.topic == topic).collect();
         let producer = topic
             .trim_start_matches("kaip.")
@@ -203,7 +211,11 @@ pub fn asyncapi() -> Value {
             producer.to_owned(),
             json!({
                 "address": topic,
-                "description": format!("Events produced by the {producer} service, keyed by aggregate id (a deployment may prefix the name)."),
+                "description": if inbound {
+                    format!("Events produced by integrations outside the platform ({producer}), keyed by aggregate id (a deployment may prefix the name); consumed by the services, which dead-letter what they cannot take.")
+                } else {
+                    format!("Events produced by the {producer} service, keyed by aggregate id (a deployment may prefix the name).")
+                },
                 "messages": refs,
             }),
         );
@@ -212,7 +224,11 @@ pub fn asyncapi() -> Value {
             json!({
                 "action": "send",
                 "channel": { "$ref": format!("#/channels/{producer}") },
-                "summary": format!("{producer} publishes through its transactional outbox (at least once; consumers deduplicate by envelope id)."),
+                "summary": if inbound {
+                    format!("{producer} publish with envelope producer `{producer}` (at least once; the consumer deduplicates by envelope id and by the report's own id).")
+                } else {
+                    format!("{producer} publishes through its transactional outbox (at least once; consumers deduplicate by envelope id).")
+                },
             }),
         );
     }

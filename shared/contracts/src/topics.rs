@@ -9,6 +9,19 @@ pub const DATA_BUDGET: &str = "kaip.data-budget.events";
 pub const TALENT: &str = "kaip.talent.events";
 pub const MILESTONES: &str = "kaip.milestones.events";
 
+/// GPU operators' own topic: the usage reports they produce (`GpuUsageReported`, envelope
+/// producer [`OPERATORS_PRODUCER`]), which the ledger consumes as it takes `POST /usage`.
+/// No service publishes to it. It is named like a service's topic (`kaip.<producer>.events`)
+/// so that the consumers' producer check holds for it unchanged: an envelope on it claiming
+/// another producer, or one claiming `operators` on another topic, is dead-lettered.
+pub const OPERATORS: &str = "kaip.operators.events";
+/// The `producer` of the envelopes on [`OPERATORS`].
+pub const OPERATORS_PRODUCER: &str = "operators";
+
+/// Topics that integrations outside the platform produce to (not in [`ALL_EVENT_TOPICS`]:
+/// no service publishes to them, and they have no audit topic).
+pub const INBOUND_TOPICS: [&str; 1] = [OPERATORS];
+
 /// Every service's event topic, in the order services are listed in the design.
 pub const ALL_EVENT_TOPICS: [&str; 6] =
     [INTAKE, SCORING, GPU_LEDGER, DATA_BUDGET, TALENT, MILESTONES];
@@ -54,6 +67,8 @@ mod tests {
         assert_eq!(dead_letter_topic_of("scoring"), "kaip.scoring.dlq");
         assert_eq!(prefixed("t1.", INTAKE), "t1.kaip.intake.events");
         assert_eq!(prefixed("", INTAKE), INTAKE);
+        assert_eq!(events_topic_of(OPERATORS_PRODUCER), OPERATORS);
+        assert!(!ALL_EVENT_TOPICS.contains(&OPERATORS));
         for (topic, events) in ALL_AUDIT_TOPICS.iter().zip(ALL_EVENT_TOPICS) {
             let service = events
                 .trim_start_matches("kaip.")

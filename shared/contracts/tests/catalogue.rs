@@ -640,9 +640,10 @@ fn gpu_events(
     use kaip_contracts::dto::gpu::{AccountKind, TransferKind};
     use kaip_contracts::events::{
         AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
-        GpuModelFactorSet, GpuOfferMade, GpuSupplierRecorded, GpuTrancheReleased,
-        GpuTransfersRecorded, GpuUsageRecorded, MilestoneOverdue, MovedCapacity, Reallocation,
-        RecordedTransfer, TeamEliminated,
+        GpuModelFactorSet, GpuOfferExpired, GpuOfferMade, GpuSupplierRecorded,
+        GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
+        GpuUsageReported, MilestoneOverdue, MovedCapacity, Reallocation, RecordedTransfer,
+        ReturnedReservation, TeamEliminated,
     };
     let tranche = |model: &str, count: i64, gate: Option<&str>| AnnouncedTranche {
         model: model.into(),
@@ -730,6 +731,16 @@ fn gpu_events(
         json(EventEnvelope::wrap(
             "gpu-ledger",
             officer.clone(),
+            &GpuSupplyEndRecorded {
+                consortium_id: consortium,
+                ends_at: now + chrono::Duration::days(90),
+                reason: "the lease of 128 H100 ends with the quarter".into(),
+                recorded_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            officer.clone(),
             &GpuOfferMade {
                 offer_id: offer,
                 consortium_id: consortium,
@@ -741,6 +752,36 @@ fn gpu_events(
                 ],
                 expires_at: now,
                 reason: "selected in the 2026 call".into(),
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "gpu-ledger",
+            kaip_contracts::Actor::system("gpu-ledger"),
+            &GpuOfferExpired {
+                offer_id: offer,
+                consortium_id: consortium,
+                call_id: kaip_contracts::CallId::new(),
+                h100_eq: 1024,
+                returned: vec![
+                    ReturnedReservation {
+                        option: 0,
+                        tranche: 0,
+                        model: "B200".into(),
+                        period: "2026H2".into(),
+                        count: 512,
+                        transfer_id: uuid::Uuid::now_v7(),
+                    },
+                    ReturnedReservation {
+                        option: 1,
+                        tranche: 0,
+                        model: "H100".into(),
+                        period: "2026H2".into(),
+                        count: 1024,
+                        transfer_id: uuid::Uuid::now_v7(),
+                    },
+                ],
+                expires_at: now,
+                expired_at: now,
             },
         )),
         json(EventEnvelope::wrap(
@@ -794,6 +835,21 @@ fn gpu_events(
                 granted_hours: 1_130_496,
                 overrun: true,
                 reported_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            kaip_contracts::topics::OPERATORS_PRODUCER,
+            kaip_contracts::Actor {
+                subject: "operator-kisti".into(),
+                role: kaip_contracts::Role::Integration,
+            },
+            &GpuUsageReported {
+                report_id: uuid::Uuid::now_v7(),
+                consortium_id: consortium,
+                model: "B200".into(),
+                period: "2026H2".into(),
+                gpu_hours: 12_000,
+                note: "nurion-2 partition b, week 31".into(),
             },
         )),
         json(EventEnvelope::wrap(

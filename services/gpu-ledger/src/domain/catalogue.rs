@@ -124,6 +124,61 @@ pub fn units_for(target: H100Eq, factor: i64) -> Option<i64> {
     (factor > 0 && target.0 >= 0 && target.0 % factor == 0).then(|| target.0 / factor)
 }
 
+/// A source of a pool as the ledger holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceBalance {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub leased: bool,
+    pub phase: Option<String>,
+    pub debits_posted: i64,
+    pub credits_posted: i64,
+    pub debits_pending: i64,
+}
+
+/// What one pool's sources supplied: per source (posted debits less what came back to it),
+/// and the totals, leased and government-owned, in units and in H100-eq. Sums are taken in
+/// i128 and saturate at the edge of i64 (no real programme comes near; a saturated figure
+/// is still an integer, never a wrapped one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceTotals {
+    /// (units supplied, H100-eq) per source, in the order given.
+    pub per_source: Vec<(i64, H100Eq)>,
+    pub supplied: (i64, H100Eq),
+    pub leased: (i64, H100Eq),
+    pub government: (i64, H100Eq),
+}
+
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn pair(units: i128, factor: i64) -> (i64, H100Eq) {
+    (
+        saturate(units),
+        H100Eq(saturate(units * i128::from(factor))),
+    )
+}
+
+pub fn source_totals(sources: &[SourceBalance], factor: i64) -> SourceTotals {
+    let mut out = SourceTotals::default();
+    let (mut all, mut leased, mut government) = (0i128, 0i128, 0i128);
+    for s in sources {
+        let net = i128::from(s.debits_posted) - i128::from(s.credits_posted);
+        out.per_source.push(pair(net, factor));
+        all += net;
+        if s.leased {
+            leased += net;
+        } else {
+            government += net;
+        }
+    }
+    out.supplied = pair(all, factor);
+    out.leased = pair(leased, factor);
+    out.government = pair(government, factor);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +267,33 @@ mod tests {
         assert_eq!(units_for(H100Eq(1025), 2), None, "half a B200 is not a GPU");
         assert_eq!(units_for(H100Eq(-2), 2), None);
         assert_eq!(units_for(H100Eq(4), 0), None);
+    }
+
+    #[test]
+    fn sources_are_totalled_by_type_in_units_and_h100_eq_without_wrapping() {
+        let src = |leased: bool, d: i64, c: i64| SourceBalance {
+            id: uuid::Uuid::now_v7(),
+            name: "s".into(),
+            leased,
+            phase: None,
+            debits_posted: d,
+            credits_posted: c,
+            debits_pending: 0,
+        };
+        let t = source_totals(
+            &[src(true, 300, 44), src(false, 200, 0), src(true, 10, 0)],
+            2,
+        );
+        assert_eq!(
+            t.per_source,
+            vec![(256, H100Eq(512)), (200, H100Eq(400)), (10, H100Eq(20))]
+        );
+        assert_eq!(t.leased, (266, H100Eq(532)));
+        assert_eq!(t.government, (200, H100Eq(400)));
+        assert_eq!(t.supplied, (466, H100Eq(932)));
+        let huge = source_totals(&[src(true, i64::MAX, 0), src(true, i64::MAX, 0)], 64);
+        assert_eq!(huge.supplied, (i64::MAX, H100Eq(i64::MAX)));
+        assert_eq!(huge.per_source[0], (i64::MAX, H100Eq(i64::MAX)));
+        assert_eq!(source_totals(&[], 2), SourceTotals::default());
     }
 }

@@ -21,7 +21,7 @@
 //! recomputes balances from transfers alone.
 
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use uuid::Uuid;
 
@@ -239,7 +239,8 @@ pub enum TransferError {
     DebitAccountNotFound,
     CreditAccountNotFound,
     AccountsMustHaveTheSameLedger,
-    SupplierCannotReceiveGrant,
+    /// The end of supplying when one is recorded (a grant is possible from then).
+    SupplierCannotReceiveGrant(Option<DateTime<Utc>>),
     ExceedsCredits,
     ExceedsDebits,
     Overflow,
@@ -275,7 +276,7 @@ impl TransferError {
             DebitAccountNotFound => "DEBIT_ACCOUNT_NOT_FOUND",
             CreditAccountNotFound => "CREDIT_ACCOUNT_NOT_FOUND",
             AccountsMustHaveTheSameLedger => "ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER",
-            SupplierCannotReceiveGrant => "SUPPLIER_CANNOT_RECEIVE_GRANT",
+            SupplierCannotReceiveGrant(_) => "SUPPLIER_CANNOT_RECEIVE_GRANT",
             ExceedsCredits => "EXCEEDS_CREDITS",
             ExceedsDebits => "EXCEEDS_DEBITS",
             Overflow => "OVERFLOW",
@@ -323,7 +324,8 @@ impl fmt::Display for TransferError {
             DebitAccountNotFound => "debit_account: no such account".to_owned(),
             CreditAccountNotFound => "credit_account: no such account".to_owned(),
             AccountsMustHaveTheSameLedger => "credit_account: must be of the same GPU model and period as debit_account".to_owned(),
-            SupplierCannotReceiveGrant => "credit_account: the consortium is recorded as a GPU supplier to the programme and cannot receive a GPU grant while it supplies (rule: supplier-no-grant)".to_owned(),
+            SupplierCannotReceiveGrant(None) => "credit_account: the consortium is recorded as a GPU supplier to the programme and cannot receive a GPU grant while it supplies (rule: supplier-no-grant; no end of supplying is recorded)".to_owned(),
+            SupplierCannotReceiveGrant(Some(end)) => format!("credit_account: the consortium is recorded as a GPU supplier to the programme and cannot receive a GPU grant while it supplies (rule: supplier-no-grant; supplying ends at {}, grants are possible from then)", end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             ExceedsCredits => "amount: the debit account cannot give more GPUs than it holds (rule: debits must not exceed credits, pending reservations included)".to_owned(),
             ExceedsDebits => "amount: the credit account cannot take more GPUs than it gave (rule: credits must not exceed debits)".to_owned(),
             Overflow => "amount: the account's totals would overflow".to_owned(),
@@ -355,7 +357,31 @@ pub struct Book {
     pub accounts: HashMap<Uuid, Account>,
     pub transfers: HashMap<Uuid, Transfer>,
     pub resolved: HashMap<Uuid, Kind>,
-    pub suppliers: HashSet<Uuid>,
+    pub suppliers: HashMap<Uuid, Supply>,
+}
+
+/// A consortium's supplier status as its latest record states it (consortia with no record,
+/// or whose latest record ended supplying without a date, are not in [`Book::suppliers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Supply {
+    /// Supplying, no end recorded.
+    Ongoing,
+    /// Supplying until this time (recorded by the officer, possibly in the future).
+    EndsAt(DateTime<Utc>),
+}
+
+impl Supply {
+    /// Whether the consortium supplies at `at`: a grant at `at` is refused while it does,
+    /// naming the end when one is recorded.
+    pub fn refuses_grant_at(self, at: DateTime<Utc>) -> Option<TransferError> {
+        match self {
+            Supply::Ongoing => Some(TransferError::SupplierCannotReceiveGrant(None)),
+            Supply::EndsAt(end) if at < end => {
+                Some(TransferError::SupplierCannotReceiveGrant(Some(end)))
+            }
+            Supply::EndsAt(_) => None,
+        }
+    }
 }
 
 /// What a batch did.
@@ -561,7 +587,7 @@ fn apply_one(
             if debit.ledger != credit.ledger {
                 return Err(E::AccountsMustHaveTheSameLedger);
             }
-            check_supplier(book, credit)?;
+            check_supplier(book, credit, now)?;
             let (mut d, mut c) = (debit.balance, credit.balance);
             let add = |v: i64| v.checked_add(r.amount).ok_or(E::Overflow);
             if r.kind == Kind::Single {
@@ -645,7 +671,7 @@ fn apply_one(
                 .get(&credit_id)
                 .ok_or(E::CreditAccountNotFound)?;
             if r.kind == Kind::Post {
-                check_supplier(book, credit)?;
+                check_supplier(book, credit, now)?;
             }
             let (mut d, mut c) = (debit.balance, credit.balance);
             d.debits_pending -= pending_amount;
@@ -681,11 +707,14 @@ fn apply_one(
     Ok(Outcome::Created)
 }
 
-fn check_supplier(book: &Book, credit: &Account) -> Result<(), TransferError> {
+/// The supplier rule, compared against `now`: the time of the grant (the batch's time,
+/// taken under the supplier locks).
+fn check_supplier(book: &Book, credit: &Account, now: DateTime<Utc>) -> Result<(), TransferError> {
     match (credit.kind, credit.consortium) {
-        (AccountKind::Grant, Some(c)) if book.suppliers.contains(&c) => {
-            Err(TransferError::SupplierCannotReceiveGrant)
-        }
+        (AccountKind::Grant, Some(c)) => match book.suppliers.get(&c) {
+            Some(s) => s.refuses_grant_at(now).map_or(Ok(()), Err),
+            None => Ok(()),
+        },
         _ => Ok(()),
     }
 }

@@ -4,7 +4,7 @@ mod accounts;
 mod catalogue;
 mod offers;
 mod transfers;
-mod usage;
+pub mod usage;
 
 use actix_web::web;
 use kaip_contracts::Role;
@@ -13,6 +13,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/models", web::get().to(catalogue::list_models))
         .route("/models/{code}", web::put().to(catalogue::set_model))
         .route("/pools", web::get().to(catalogue::pools))
+        .route("/pools/sources", web::get().to(catalogue::pools_by_source))
         .route("/suppliers", web::post().to(catalogue::record_supplier))
         .route(
             "/suppliers/{consortium_id}",

@@ -51,7 +51,13 @@ pub async fn create(
     let applied = state
         .db(move |c, outbox| {
             store::retrying(true, || {
-                outbox.transaction(c, |c, tx| store::apply_batch(c, tx, &requests, &actor))
+                outbox.transaction(c, |c, tx| {
+                    let applied = store::apply_batch(c, tx, &requests, &actor)?;
+                    // Staff may expire an offer's reservation by hand: announced as the
+                    // sweeper's would be.
+                    crate::grants::announce_expired_offers(c, tx, &applied.created)?;
+                    Ok::<_, LedgerError>(applied)
+                })
             })
         })
         .await?;

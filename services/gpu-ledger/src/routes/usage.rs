@@ -7,9 +7,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use diesel::dsl::max;
 use diesel::prelude::*;
 use diesel::sql_types::Integer;
+use kaip_bus::OutboxTx;
 use kaip_contracts::dto::gpu::{ReportUsage, UsageReport, Utilisation};
 use kaip_contracts::events::GpuUsageRecorded;
-use kaip_contracts::{ConsortiumId, Role};
+use kaip_contracts::{Actor, ConsortiumId, Role};
 use kaip_service::{AppState, Caller, ValidJson};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -97,104 +98,15 @@ pub async fn report(
     )?;
     caller.require_scope(kaip_auth::scopes::WRITE_GPU_USAGE, "report GPU usage")?;
     let req = body.into_inner();
-    if req.id.is_nil() {
-        return Err(LedgerError::validation("id", "must not be the nil UUID"));
-    }
-    check_model_code(&req.model)?;
-    check_period(&req.period)?;
-    let hours = period_hours(&req.period)
-        .ok_or_else(|| LedgerError::validation("period", "has no length"))?;
-    if req.gpu_hours <= 0 {
-        return Err(LedgerError::validation(
-            "gpu_hours",
-            "a positive whole number of GPU-hours",
-        ));
-    }
+    check_report(&req)?;
     let actor = caller.actor();
     let (report, created) = state
         .db(move |c, outbox| {
             // Two reports with one id for different teams hold different locks: the loser's
             // rerun finds the winner's row and gets the coded refusal, not a 500.
-            crate::store::retrying(true, || outbox.transaction(c, |c, tx| {
-                diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-                    .bind::<Integer, _>(USAGE_LOCK_CLASS)
-                    .bind::<Integer, _>(crate::store::supplier_lock_key(req.consortium_id.0))
-                    .execute(c)?;
-                if let Some(existing) = find_report(c, req.id)? {
-                    let same = existing.1 == req.consortium_id.0
-                        && existing.2 == req.model
-                        && existing.3 == req.period
-                        && existing.4 == req.gpu_hours
-                        && existing.8 == req.note.trim();
-                    return if same {
-                        Ok((report_dto(existing), false))
-                    } else {
-                        Err(LedgerError::Transfer {
-                            code: "USAGE_REPORT_EXISTS_WITH_DIFFERENT_FIELDS",
-                            message: "id: a usage report with this id exists with different fields; a retry must carry the same fields".into(),
-                        })
-                    };
-                }
-                let known: i64 = gpu_models::table.find(&req.model).count().get_result(c)?;
-                if known == 0 {
-                    return Err(LedgerError::ModelNotFound(req.model.clone()));
-                }
-                let before: Option<i64> = gpu_usage_reports::table
-                    .filter(gpu_usage_reports::consortium_id.eq(req.consortium_id.0))
-                    .filter(gpu_usage_reports::model.eq(&req.model))
-                    .filter(gpu_usage_reports::period.eq(&req.period))
-                    .select(gpu_usage_reports::used_before + gpu_usage_reports::gpu_hours)
-                    // The last recorded (a sequence, under the team's lock above), never
-                    // the latest by a replica's clock.
-                    .order(gpu_usage_reports::seq.desc())
-                    .first(c)
-                    .optional()?;
-                let before = before.unwrap_or(0);
-                let used = usage::add(before, req.gpu_hours)
-                    .ok_or_else(|| LedgerError::validation("gpu_hours", "the total would overflow"))?;
-                let gpus = granted_gpus(c, req.consortium_id.0, &req.model, &req.period)?;
-                let a = usage::assess(used, gpus, hours)
-                    .ok_or_else(|| LedgerError::validation("gpu_hours", "the total would overflow"))?;
-                let now = Utc::now().trunc_subsecs(6);
-                diesel::insert_into(gpu_usage_reports::table)
-                    .values((
-                        gpu_usage_reports::id.eq(req.id),
-                        gpu_usage_reports::consortium_id.eq(req.consortium_id.0),
-                        gpu_usage_reports::model.eq(&req.model),
-                        gpu_usage_reports::period.eq(&req.period),
-                        gpu_usage_reports::gpu_hours.eq(req.gpu_hours),
-                        gpu_usage_reports::used_before.eq(before),
-                        gpu_usage_reports::granted_hours.eq(a.granted_hours),
-                        gpu_usage_reports::overrun.eq(a.overrun),
-                        gpu_usage_reports::note.eq(req.note.trim()),
-                        gpu_usage_reports::reported_by.eq(&actor.subject),
-                        gpu_usage_reports::reported_role.eq(actor.role.as_str()),
-                        gpu_usage_reports::reported_at.eq(now),
-                    ))
-                    .execute(c)?;
-                if a.overrun {
-                    tracing::warn!(consortium = %req.consortium_id, model = %req.model, period = %req.period,
-                        used = a.used_hours, granted = a.granted_hours, "GPU usage overrun");
-                }
-                tx.publish(
-                    c,
-                    actor.clone(),
-                    &GpuUsageRecorded {
-                        report_id: req.id,
-                        consortium_id: req.consortium_id,
-                        model: req.model.clone(),
-                        period: req.period.clone(),
-                        gpu_hours: req.gpu_hours,
-                        used_hours: a.used_hours,
-                        granted_hours: a.granted_hours,
-                        overrun: a.overrun,
-                        reported_at: now,
-                    },
-                )?;
-                let row = find_report(c, req.id)?
-                    .ok_or_else(|| LedgerError::Transfer { code: "INTERNAL", message: "report vanished".into() })?;
-                Ok((report_dto(row), true))
-            }))
+            crate::store::retrying(true, || {
+                outbox.transaction(c, |c, tx| record(c, tx, &req, &actor))
+            })
         })
         .await?;
     Ok(if created {
@@ -202,6 +114,124 @@ pub async fn report(
     } else {
         HttpResponse::Ok().json(report)
     })
+}
+
+/// The report's own rules, before any I/O.
+pub fn check_report(req: &ReportUsage) -> Result<(), LedgerError> {
+    if req.id.is_nil() {
+        return Err(LedgerError::validation("id", "must not be the nil UUID"));
+    }
+    check_model_code(&req.model)?;
+    check_period(&req.period)?;
+    if period_hours(&req.period).is_none() {
+        return Err(LedgerError::validation("period", "has no length"));
+    }
+    if req.gpu_hours <= 0 {
+        return Err(LedgerError::validation(
+            "gpu_hours",
+            "a positive whole number of GPU-hours",
+        ));
+    }
+    Ok(())
+}
+
+/// Records a usage report in the caller's transaction: the one path for `POST /usage` and
+/// for the operators' topic (`GpuUsageReported`, see [`crate::consumer`]). Returns the
+/// report and whether this call recorded it (false: a repeat with the same fields, which
+/// answers the original). A repeat with different fields is refused
+/// (`USAGE_REPORT_EXISTS_WITH_DIFFERENT_FIELDS`).
+pub fn record(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    req: &ReportUsage,
+    actor: &Actor,
+) -> Result<(UsageReport, bool), LedgerError> {
+    check_report(req)?;
+    let hours = period_hours(&req.period)
+        .ok_or_else(|| LedgerError::validation("period", "has no length"))?;
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind::<Integer, _>(USAGE_LOCK_CLASS)
+        .bind::<Integer, _>(crate::store::supplier_lock_key(req.consortium_id.0))
+        .execute(conn)?;
+    if let Some(existing) = find_report(conn, req.id)? {
+        let same = existing.1 == req.consortium_id.0
+            && existing.2 == req.model
+            && existing.3 == req.period
+            && existing.4 == req.gpu_hours
+            && existing.8 == req.note.trim();
+        return if same {
+            Ok((report_dto(existing), false))
+        } else {
+            Err(LedgerError::Transfer {
+                code: "USAGE_REPORT_EXISTS_WITH_DIFFERENT_FIELDS",
+                message: "id: a usage report with this id exists with different fields; a retry must carry the same fields".into(),
+            })
+        };
+    }
+    let known: i64 = gpu_models::table
+        .find(&req.model)
+        .count()
+        .get_result(conn)?;
+    if known == 0 {
+        return Err(LedgerError::ModelNotFound(req.model.clone()));
+    }
+    let before: Option<i64> = gpu_usage_reports::table
+        .filter(gpu_usage_reports::consortium_id.eq(req.consortium_id.0))
+        .filter(gpu_usage_reports::model.eq(&req.model))
+        .filter(gpu_usage_reports::period.eq(&req.period))
+        .select(gpu_usage_reports::used_before + gpu_usage_reports::gpu_hours)
+        // The last recorded (a sequence, under the team's lock above), never
+        // the latest by a replica's clock.
+        .order(gpu_usage_reports::seq.desc())
+        .first(conn)
+        .optional()?;
+    let before = before.unwrap_or(0);
+    let used = usage::add(before, req.gpu_hours)
+        .ok_or_else(|| LedgerError::validation("gpu_hours", "the total would overflow"))?;
+    let gpus = granted_gpus(conn, req.consortium_id.0, &req.model, &req.period)?;
+    let a = usage::assess(used, gpus, hours)
+        .ok_or_else(|| LedgerError::validation("gpu_hours", "the total would overflow"))?;
+    let now = Utc::now().trunc_subsecs(6);
+    diesel::insert_into(gpu_usage_reports::table)
+        .values((
+            gpu_usage_reports::id.eq(req.id),
+            gpu_usage_reports::consortium_id.eq(req.consortium_id.0),
+            gpu_usage_reports::model.eq(&req.model),
+            gpu_usage_reports::period.eq(&req.period),
+            gpu_usage_reports::gpu_hours.eq(req.gpu_hours),
+            gpu_usage_reports::used_before.eq(before),
+            gpu_usage_reports::granted_hours.eq(a.granted_hours),
+            gpu_usage_reports::overrun.eq(a.overrun),
+            gpu_usage_reports::note.eq(req.note.trim()),
+            gpu_usage_reports::reported_by.eq(&actor.subject),
+            gpu_usage_reports::reported_role.eq(actor.role.as_str()),
+            gpu_usage_reports::reported_at.eq(now),
+        ))
+        .execute(conn)?;
+    if a.overrun {
+        tracing::warn!(consortium = %req.consortium_id, model = %req.model, period = %req.period,
+            used = a.used_hours, granted = a.granted_hours, "GPU usage overrun");
+    }
+    tx.publish(
+        conn,
+        actor.clone(),
+        &GpuUsageRecorded {
+            report_id: req.id,
+            consortium_id: req.consortium_id,
+            model: req.model.clone(),
+            period: req.period.clone(),
+            gpu_hours: req.gpu_hours,
+            used_hours: a.used_hours,
+            granted_hours: a.granted_hours,
+            overrun: a.overrun,
+            reported_at: now,
+        },
+    )?;
+    let row = find_report(conn, req.id)?.ok_or_else(|| LedgerError::Transfer {
+        code: "INTERNAL",
+        message: "report vanished".into(),
+    })?;
+    Ok((report_dto(row), true))
 }
 
 #[derive(serde::Deserialize)]

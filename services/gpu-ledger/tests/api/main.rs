@@ -4,6 +4,7 @@
 //! scoping, coded refusals, and a seeded randomised concurrent workload after which the
 //! invariants hold.
 
+use chrono::SubsecRound;
 use kaip_contracts::dto::gpu::{Account, BalanceAsOf, PoolLine, TransfersResult};
 use kaip_contracts::{ConsortiumId, Role};
 use kaip_testkit::{eventually, TestContext, TestService};
@@ -475,6 +476,214 @@ async fn a_supplier_receives_no_grant_until_it_stops_supplying() {
     assert_eq!(
         (s, b["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dated_end_of_supplying_refuses_grants_before_it_names_it_and_admits_them_from_then() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(10).await;
+    let consortium = Uuid::now_v7();
+    let team = l.open("grant", Some(consortium)).await;
+    let record = |body: Value| l.post("/suppliers", body);
+    let (s, _) = record(json!({"consortium_id": consortium, "supplying": true, "reason": "leases 64 H100 to the programme"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // A start carries no end date; an end date must be sane. Neither is recorded.
+    let far = chrono::Utc::now() + chrono::Duration::days(366 * 30);
+    for (body, rule) in [
+        (
+            json!({"consortium_id": consortium, "supplying": true, "ends_at": far, "reason": "x"}),
+            "supplying: false",
+        ),
+        (
+            json!({"consortium_id": consortium, "supplying": false, "ends_at": far, "reason": "x"}),
+            "days of now",
+        ),
+    ] {
+        let (s, b) = record(body).await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+            "{b}"
+        );
+        let m = b["message"].as_str().unwrap_or("");
+        assert!(m.starts_with("ends_at") && m.contains(rule), "{m}");
+    }
+    // The lease ends in a year: refused now, naming the rule and the date.
+    let year = (chrono::Utc::now() + chrono::Duration::days(365)).trunc_subsecs(0);
+    let (s, b) = record(json!({"consortium_id": consortium, "supplying": false, "ends_at": year, "reason": "the lease ends in a year"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let year_text = year.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let r = l.transfers(vec![transfer(pool, team, 1, "single")]).await;
+    assert_eq!(
+        status_of(&r, 0),
+        ("refused", Some("SUPPLIER_CANNOT_RECEIVE_GRANT"))
+    );
+    let m = r.results[0].message.as_deref().unwrap_or("");
+    assert!(
+        m.contains("supplier-no-grant") && m.contains(&year_text),
+        "{m}"
+    );
+    // Corrected (a new record): it ends in three seconds. Refused until then, naming the
+    // corrected date; from then the grant goes through.
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let (s, b) = record(json!({"consortium_id": consortium, "supplying": false, "ends_at": soon, "reason": "lease ended early by agreement"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        b["ends_at"]
+            .as_str()
+            .map(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok()),
+        Some(Some(soon.trunc_subsecs(6)))
+    );
+    let r = l.transfers(vec![transfer(pool, team, 1, "single")]).await;
+    assert_eq!(
+        status_of(&r, 0),
+        ("refused", Some("SUPPLIER_CANNOT_RECEIVE_GRANT"))
+    );
+    let m = r.results[0].message.as_deref().unwrap_or("");
+    assert!(!m.contains(&year_text), "the correction is in force: {m}");
+    tokio::time::sleep(
+        (soon - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200),
+    )
+    .await;
+    assert_eq!(
+        l.transfers(vec![transfer(pool, team, 1, "single")])
+            .await
+            .created,
+        1
+    );
+    // Every record kept, newest first, the dates with them.
+    let (_, history) = l.get(&format!("/suppliers/{consortium}")).await;
+    let h = history.as_array().expect("records");
+    assert_eq!(h.len(), 3, "{history:#}");
+    assert!(
+        h[1]["ends_at"].is_string() && h[2]["ends_at"].is_null(),
+        "{history:#}"
+    );
+    // Announced as a dated end, not as "stopped now".
+    let types = eventually(Duration::from_secs(30), || async {
+        let types: Vec<String> = ledger_events(&ctx)
+            .await
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        (types
+            .iter()
+            .filter(|t| *t == "GpuSupplyEndRecorded")
+            .count()
+            == 2)
+            .then_some(types)
+    })
+    .await
+    .expect("two GpuSupplyEndRecorded");
+    assert_eq!(
+        types.iter().filter(|t| *t == "GpuSupplierRecorded").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(l.invariants().await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_are_reported_by_source_in_units_and_h100_eq() {
+    use kaip_contracts::dto::gpu::PoolBySource;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let account = |model: &str, kind: &str, source_type: Option<&str>| {
+        let id = Uuid::now_v7();
+        let mut body = json!({"id": id, "model": model, "period": "2027H1", "kind": kind,
+            "name": format!("{kind} {model} {}", source_type.unwrap_or("")), "reason": "capacity"});
+        if let Some(t) = source_type {
+            body["source_type"] = json!(t);
+        }
+        (id, body)
+    };
+    let mut ids = Vec::new();
+    for (model, kind, t) in [
+        ("H100", "pool", None),
+        ("H100", "source", Some("leased")),
+        ("H100", "source", Some("government")),
+        ("B200", "pool", None),
+        ("B200", "source", Some("leased")),
+    ] {
+        let (id, body) = account(model, kind, t);
+        let (s, b) = l.post("/accounts", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        ids.push(id);
+    }
+    let capacity = |from: Uuid, to: Uuid, n: i64| {
+        json!({"id": Uuid::now_v7(), "debit_account": from, "credit_account": to,
+            "amount": n, "kind": "single", "code": "capacity", "reason": "installed"})
+    };
+    let mut coming = capacity(ids[4], ids[3], 16);
+    coming["kind"] = json!("pending");
+    let r = l
+        .transfers(vec![
+            capacity(ids[1], ids[0], 300),
+            capacity(ids[2], ids[0], 200),
+            capacity(ids[0], ids[1], 44), // part of the lease handed back
+            capacity(ids[4], ids[3], 100),
+            coming,
+        ])
+        .await;
+    assert_eq!(r.created, 5, "{r:?}");
+    let (s, b) = l.get("/pools/sources?period=2027H1").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let report: Vec<PoolBySource> = serde_json::from_value(b).expect("report");
+    let h100 = report.iter().find(|p| p.model == "H100").expect("H100");
+    assert_eq!(h100.pool_account, ids[0]);
+    assert_eq!(
+        (h100.supplied, h100.leased, h100.government, h100.available),
+        (456, 256, 200, 456)
+    );
+    assert_eq!(h100.supplied_h100_eq.0, 456);
+    let by: Vec<(Uuid, i64)> = h100
+        .sources
+        .iter()
+        .map(|s| (s.source_account, s.supplied))
+        .collect();
+    assert_eq!(by, [(ids[1], 256), (ids[2], 200)]);
+    assert!(
+        h100.sources.iter().all(|s| s.name.is_some()),
+        "staff see the names"
+    );
+    let b200 = report.iter().find(|p| p.model == "B200").expect("B200");
+    assert_eq!(
+        (
+            b200.supplied,
+            b200.supplied_h100_eq.0,
+            b200.leased_h100_eq.0
+        ),
+        (100, 200, 200)
+    );
+    assert_eq!((b200.government, b200.sources[0].pending), (0, 16));
+    // A consortium user sees the pools' figures, not the sources' names; an integration
+    // nothing; a bad filter is named.
+    let team = ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
+    let (s, b) = l
+        .call(reqwest::Method::GET, "/pools/sources", &team, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let seen: Vec<PoolBySource> = serde_json::from_value(b).expect("report");
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter()
+            .flat_map(|p| &p.sources)
+            .all(|s| s.name.is_none()),
+        "{seen:?}"
+    );
+    assert_eq!(seen.iter().map(|p| p.supplied_h100_eq.0).sum::<i64>(), 656);
+    let ops = ctx.bearer(Role::Integration, None);
+    let (s, _) = l
+        .call(reqwest::Method::GET, "/pools/sources", &ops, None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = l.get("/pools/sources?period=2027H3").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+        "{b}"
     );
 }
 
@@ -1155,6 +1364,93 @@ async fn offers_that_cannot_be_made_or_accepted_are_refused_with_their_code() {
     let (_, o) = l.get(&format!("/offers/{id}")).await;
     assert_eq!(o["status"], "expired");
     assert_eq!(l.invariants().await["ok"], true);
+}
+
+/// The `type`s and `data` of every event the ledger published so far.
+async fn ledger_events(ctx: &TestContext) -> Vec<(String, Value)> {
+    let topic = ctx.topic(kaip_contracts::topics::GPU_LEDGER);
+    ctx.read_topic(&topic)
+        .await
+        .iter()
+        .filter_map(|m| m.json())
+        .filter_map(|e| Some((e["type"].as_str()?.to_owned(), e["data"].clone())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unaccepted_offer_expires_announced_once_with_two_replicas_sweeping() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let replica = spawn(&ctx, Some(&l.svc.database)).await;
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "H100", "2027H1", 100).await;
+    pool_of(&l, "B200", "2027H1", 50).await;
+    let forms = json!([
+        {"model": "H100", "tranches": [{"period": "2027H1", "count": 40}]},
+        {"model": "B200", "tranches": [{"period": "2027H1", "count": 20}]},
+    ]);
+    // One offer lapses; another, accepted in time, must not be announced as expired.
+    let (s, lapsed) = l
+        .post("/offers", offer_body(team, call, 2, forms.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{lapsed}");
+    let (s, taken) = l.post("/offers", offer_body(team, call, 3, forms)).await;
+    assert_eq!(s, StatusCode::CREATED, "{taken}");
+    let taken_id = taken["id"].as_str().expect("id").to_owned();
+    let (s, b) = l
+        .post(&format!("/offers/{taken_id}/accept"), json!({"option": 1}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let lapsed_id = lapsed["id"].as_str().expect("id").to_owned();
+    let expired = eventually(Duration::from_secs(30), || async {
+        let events = ledger_events(&ctx).await;
+        events
+            .into_iter()
+            .find(|(t, _)| t == "GpuOfferExpired")
+            .map(|(_, d)| d)
+    })
+    .await
+    .expect("GpuOfferExpired published");
+    assert_eq!(expired["offer_id"], lapsed_id.as_str(), "{expired:#}");
+    assert_eq!(expired["consortium_id"], json!(team), "{expired:#}");
+    assert_eq!(expired["h100_eq"], 40);
+    let returned = expired["returned"].as_array().expect("returned");
+    let mut back: Vec<(String, i64)> = returned
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap_or("").to_owned(),
+                r["count"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    back.sort();
+    assert_eq!(back, [("B200".to_owned(), 20), ("H100".to_owned(), 40)]);
+    let at =
+        |k: &str| chrono::DateTime::parse_from_rfc3339(expired[k].as_str().unwrap_or("")).expect(k);
+    assert!(at("expired_at") >= at("expires_at"), "{expired:#}");
+    // Both replicas swept several more times: still one announcement, for that offer only.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let events = ledger_events(&ctx).await;
+    let all: Vec<&Value> = events
+        .iter()
+        .filter(|(t, _)| t == "GpuOfferExpired")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let (_, o) = l.get(&format!("/offers/{lapsed_id}")).await;
+    assert_eq!(o["status"], "expired");
+    // The pools hold what the accepted offer did not take.
+    let by_model: Vec<(String, i64)> = pools(&l)
+        .await
+        .into_iter()
+        .map(|p| (p.model, p.available))
+        .collect();
+    assert!(by_model.contains(&("H100".to_owned(), 100)), "{by_model:?}");
+    assert!(by_model.contains(&("B200".to_owned(), 30)), "{by_model:?}");
+    assert_eq!(l.invariants().await["ok"], true);
+    drop(replica);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,11 +199,16 @@ pub struct SetGpuModel {
 }
 
 /// `POST /suppliers`: a consortium starts (or stops) supplying GPUs to the programme.
+/// A stop may say when supplying ends (`ends_at`, possibly in the future): until then the
+/// consortium still receives no grant. Without it, supplying ends when recorded. A start
+/// carries no end date. A corrected date is a new record; the latest is in force.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordSupplier {
     pub consortium_id: ConsortiumId,
     pub supplying: bool,
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
     pub reason: String,
 }
 
@@ -212,6 +217,9 @@ pub struct SupplierRecord {
     pub seq: i64,
     pub consortium_id: ConsortiumId,
     pub supplying: bool,
+    /// When supplying ends, for a stop recorded with a date (absent: when recorded).
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
     pub recorded_by: String,
     pub recorded_at: DateTime<Utc>,
     pub reason: String,
@@ -235,6 +243,44 @@ pub struct PoolLine {
     /// What can still be promised: held - granted - reserved.
     pub available: i64,
     pub held_h100_eq: H100Eq,
+    pub available_h100_eq: H100Eq,
+}
+
+/// One source of capacity of a pool: a lease or government-owned hardware, for the pool's
+/// model and period (the period it is available in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSourceLine {
+    pub source_account: Uuid,
+    /// The source account's name (staff only: a lease's name may be commercial).
+    pub name: Option<String>,
+    pub source_type: SourceType,
+    pub phase: Option<String>,
+    /// What it supplied, posted: its debits less what was returned to it.
+    pub supplied: i64,
+    pub supplied_h100_eq: H100Eq,
+    /// Capacity on its way (pending transfers from it, not yet posted).
+    pub pending: i64,
+}
+
+/// `GET /pools/sources`: one pool (a model in a period) broken down by its sources, with
+/// the totals per source type, in the model's units and in H100-eq (integers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolBySource {
+    pub model: String,
+    pub period: String,
+    pub pool_account: Uuid,
+    pub phase: Option<String>,
+    pub h100_factor: i64,
+    pub sources: Vec<PoolSourceLine>,
+    /// Everything the sources supplied (posted).
+    pub supplied: i64,
+    pub supplied_h100_eq: H100Eq,
+    pub leased: i64,
+    pub leased_h100_eq: H100Eq,
+    pub government: i64,
+    pub government_h100_eq: H100Eq,
+    /// What the pool can still promise (as in the pool report).
+    pub available: i64,
     pub available_h100_eq: H100Eq,
 }
 

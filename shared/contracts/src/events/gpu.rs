@@ -119,6 +119,31 @@ impl DomainEvent for GpuSupplierRecorded {
     }
 }
 
+/// An officer recorded WHEN a consortium's supplying of GPUs ends (possibly in the future,
+/// or a correction of an earlier date: the latest record is in force). Until `ends_at` it
+/// still receives no grant; from then it may. (A stop without a date is announced as
+/// [`GpuSupplierRecorded`] with `supplying: false`, as before.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSupplyEndRecorded {
+    pub consortium_id: ConsortiumId,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuSupplyEndRecorded {
+    const TYPE: &'static str = "GpuSupplyEndRecorded";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
 /// A GPU model was added or its H100-equivalence factor changed (a new version).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -297,6 +322,79 @@ pub struct GpuUsageRecorded {
 
 impl DomainEvent for GpuUsageRecorded {
     const TYPE: &'static str = "GpuUsageRecorded";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "consortium";
+    fn aggregate_id(&self) -> Uuid {
+        self.consortium_id.0
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// One reservation of an expired offer, as it went back to its pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnedReservation {
+    pub option: u32,
+    pub tranche: u32,
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+    /// The pending transfer that reserved it; the sweeper's expiry names it.
+    pub transfer_id: Uuid,
+}
+
+/// An offer its team did not accept before `expires_at` lapsed: the sweeper recorded the
+/// expiry of every reservation it still held, and these GPUs went back to their pools.
+/// Announced once per offer, in the transaction that expired its last reservation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuOfferExpired {
+    pub offer_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub call_id: crate::ids::CallId,
+    /// What the offer was worth (every option is worth the same).
+    pub h100_eq: i64,
+    /// Every reservation of every option, returned to its pool.
+    pub returned: Vec<ReturnedReservation>,
+    pub expires_at: DateTime<Utc>,
+    /// When the sweeper recorded the expiry (at or after `expires_at`).
+    pub expired_at: DateTime<Utc>,
+}
+
+impl DomainEvent for GpuOfferExpired {
+    const TYPE: &'static str = "GpuOfferExpired";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gpu_offer";
+    fn aggregate_id(&self) -> Uuid {
+        self.offer_id
+    }
+    fn consortium_id(&self) -> Option<ConsortiumId> {
+        Some(self.consortium_id)
+    }
+}
+
+/// A GPU operator's report of GPU-hours a team used, produced by the operator on its own
+/// topic ([`crate::topics::OPERATORS`]). The ledger records it exactly as `POST /usage`:
+/// idempotent by `report_id` (a repeat with the same fields changes nothing; with different
+/// fields it is dead-lettered with `USAGE_REPORT_EXISTS_WITH_DIFFERENT_FIELDS`), and
+/// answered by the ledger's `GpuUsageRecorded`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuUsageReported {
+    /// Chosen by the operator: the report's idempotency key (also across the API).
+    pub report_id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub gpu_hours: i64,
+    #[serde(default)]
+    pub note: String,
+}
+
+impl DomainEvent for GpuUsageReported {
+    const TYPE: &'static str = "GpuUsageReported";
     const VERSION: u16 = 1;
     const AGGREGATE_TYPE: &'static str = "consortium";
     fn aggregate_id(&self) -> Uuid {

@@ -734,8 +734,8 @@ fn a_supplier_cannot_receive_a_grant_while_it_supplies() {
     let mut b = book();
     one(&mut b, pending(10, POOL, TEAM_A, 2, None)).unwrap();
     one(&mut b, pending(11, POOL, TEAM_A, 2, None)).unwrap();
-    b.suppliers.insert(id(CONSORTIUM_A));
-    let e = TransferError::SupplierCannotReceiveGrant;
+    b.suppliers.insert(id(CONSORTIUM_A), Supply::Ongoing);
+    let e = TransferError::SupplierCannotReceiveGrant(None);
     assert_eq!(one(&mut b, single(20, POOL, TEAM_A, 1)), Err(e.clone()));
     assert_eq!(
         one(&mut b, pending(21, POOL, TEAM_A, 1, None)),
@@ -762,7 +762,7 @@ fn a_supplier_cannot_receive_a_grant_while_it_supplies() {
     // Capacity it gives back (grant to pool) is not a grant it receives.
     b.suppliers.clear();
     one(&mut b, single(25, POOL, TEAM_A, 1)).unwrap();
-    b.suppliers.insert(id(CONSORTIUM_A));
+    b.suppliers.insert(id(CONSORTIUM_A), Supply::Ongoing);
     assert_eq!(
         one(&mut b, single(26, TEAM_A, POOL, 1)),
         Ok(Outcome::Created)
@@ -772,6 +772,44 @@ fn a_supplier_cannot_receive_a_grant_while_it_supplies() {
     assert_eq!(
         one(&mut b, resolve(22, Kind::Post, 10, 0)),
         Ok(Outcome::Created)
+    );
+    check(&b);
+}
+
+#[test]
+fn a_supplier_whose_end_is_recorded_receives_grants_from_that_time_not_before() {
+    let mut b = book();
+    let end = now() + Duration::hours(6);
+    b.suppliers.insert(id(CONSORTIUM_A), Supply::EndsAt(end));
+    let before = end - Duration::microseconds(1);
+    let refused = one_at(&mut b, single(30, POOL, TEAM_A, 1), before);
+    assert_eq!(
+        refused,
+        Err(TransferError::SupplierCannotReceiveGrant(Some(end)))
+    );
+    let text = refused.unwrap_err().to_string();
+    assert!(text.contains("supplier-no-grant"), "names the rule: {text}");
+    assert!(
+        text.contains(&end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        "names the end: {text}"
+    );
+    // From the recorded end on (the time of the grant decides, not of the record).
+    assert_eq!(
+        one_at(&mut b, single(31, POOL, TEAM_A, 1), end),
+        Ok(Outcome::Created)
+    );
+    // An end already past when recorded refuses nothing; an ongoing supply names no end.
+    b.suppliers
+        .insert(id(CONSORTIUM_A), Supply::EndsAt(now() - Duration::days(1)));
+    assert_eq!(
+        one(&mut b, single(32, POOL, TEAM_A, 1)),
+        Ok(Outcome::Created)
+    );
+    b.suppliers.insert(id(CONSORTIUM_A), Supply::Ongoing);
+    let e = one(&mut b, single(33, POOL, TEAM_A, 1)).unwrap_err();
+    assert!(
+        e.to_string().contains("no end of supplying is recorded"),
+        "{e}"
     );
     check(&b);
 }
@@ -864,7 +902,7 @@ fn codes_are_stable_distinct_and_shouted() {
         DebitAccountNotFound,
         CreditAccountNotFound,
         AccountsMustHaveTheSameLedger,
-        SupplierCannotReceiveGrant,
+        SupplierCannotReceiveGrant(None),
         ExceedsCredits,
         ExceedsDebits,
         Overflow,
@@ -881,7 +919,7 @@ fn codes_are_stable_distinct_and_shouted() {
         LinkedEventFailed,
         LinkedEventChainOpen,
     ];
-    let codes: HashSet<&str> = all.iter().map(TransferError::code).collect();
+    let codes: std::collections::HashSet<&str> = all.iter().map(TransferError::code).collect();
     assert_eq!(codes.len(), all.len());
     for e in &all {
         assert!(e.code().chars().all(|c| c.is_ascii_uppercase() || c == '_'));
@@ -1034,7 +1072,7 @@ proptest! {
                     }
                     Op::Supplier { team, on } => {
                         let c = id([CONSORTIUM_A, CONSORTIUM_B][team]);
-                        if on { b.suppliers.insert(c); } else { b.suppliers.remove(&c); }
+                        if on { b.suppliers.insert(c, Supply::Ongoing); } else { b.suppliers.remove(&c); }
                         continue;
                     }
                     Op::Tick { seconds } => { clock += Duration::seconds(seconds); continue; }
