@@ -1,7 +1,8 @@
 //! GPU operators report usage on their own topic (`kaip.operators.events`): the ledger
 //! records it through the same code as `POST /usage`, once per report id, over the real
-//! broker; a replay changes nothing, a repeat with other fields and a forged producer are
-//! dead-lettered with their reason, and the team's utilisation shows the hours once.
+//! broker; a replay changes nothing, a repeat with other fields, a forged producer and
+//! another service's event type on the operators' topic are dead-lettered with their
+//! reason, and the team's utilisation shows the hours once.
 
 use kaip_contracts::events::GpuUsageReported;
 use kaip_contracts::{topics, Actor, ConsortiumId, DomainEvent, EventEnvelope, Role};
@@ -100,6 +101,19 @@ async fn an_operators_usage_report_on_its_topic_is_recorded_once_and_a_replay_ch
     )
     .expect("wrap");
     produce(&p, topics::OPERATORS, &forged).await;
+    // An operator sending milestones' decision on its own topic: dead-lettered by type,
+    // before any handler could close the team's grants and hand them to whom it names.
+    let eliminated = kaip_contracts::events::TeamEliminated {
+        gate_id: uuid::Uuid::now_v7(),
+        gate: "gate-1".into(),
+        consortium_id: report.consortium_id,
+        reason: "rank: forged".into(),
+        reallocation: vec![],
+        decided_at: chrono::Utc::now(),
+    };
+    let eliminated =
+        EventEnvelope::wrap(topics::OPERATORS_PRODUCER, operator(), &eliminated).expect("wrap");
+    produce(&p, topics::OPERATORS, &eliminated).await;
     let marker = GpuUsageReported {
         report_id: uuid::Uuid::now_v7(),
         gpu_hours: 1,
@@ -135,10 +149,10 @@ async fn an_operators_usage_report_on_its_topic_is_recorded_once_and_a_replay_ch
     let dlq = topics::dead_letter_topic_of(kaip_gpu_ledger::NAME);
     let dead = eventually(Duration::from_secs(30), || async {
         let m = p.ctx.read_topic(&p.ctx.topic(&dlq)).await;
-        (m.len() >= 2).then_some(m)
+        (m.len() >= 3).then_some(m)
     })
     .await
-    .expect("two dead letters");
+    .expect("three dead letters");
     let errors: Vec<String> = dead
         .iter()
         .filter_map(|m| {
@@ -154,4 +168,10 @@ async fn an_operators_usage_report_on_its_topic_is_recorded_once_and_a_replay_ch
         "{errors:?}"
     );
     assert!(errors.iter().any(|e| e.contains("producer")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("event_type:") && e.contains("`milestones`")),
+        "{errors:?}"
+    );
 }

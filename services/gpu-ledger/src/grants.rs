@@ -1011,6 +1011,7 @@ pub fn announce_expired_offers(
     conn: &mut PgConnection,
     tx: &mut OutboxTx<'_>,
     created: &[crate::domain::ledger::Transfer],
+    actor: &Actor,
 ) -> Result<usize, LedgerError> {
     let expired: Vec<Uuid> = created
         .iter()
@@ -1078,7 +1079,7 @@ pub fn announce_expired_offers(
             .map_or_else(|| Utc::now().trunc_subsecs(6), |t| t.created_at);
         tx.publish(
             conn,
-            Actor::system(crate::NAME),
+            actor.clone(),
             &GpuOfferExpired {
                 offer_id: id,
                 consortium_id: ConsortiumId(team),

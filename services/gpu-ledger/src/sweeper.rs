@@ -122,8 +122,9 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
         // Offers before pools, as an acceptance locks them: see `lock_offers_reserving`.
         let pendings: Vec<Uuid> = due.iter().map(|d| d.id).collect();
         crate::grants::lock_offers_reserving(c, &pendings)?;
-        let applied = store::apply_batch(c, tx, &requests, &Actor::system(crate::NAME))?;
-        crate::grants::announce_expired_offers(c, tx, &applied.created)?;
+        let system = Actor::system(crate::NAME);
+        let applied = store::apply_batch(c, tx, &requests, &system)?;
+        crate::grants::announce_expired_offers(c, tx, &applied.created, &system)?;
         for (r, d) in applied.results.iter().zip(&due) {
             if let Err(e) = r {
                 tracing::warn!(pending = %d.id, code = e.code(), "expiry not recorded");

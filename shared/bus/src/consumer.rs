@@ -228,15 +228,27 @@ pub fn database_answers(pool: &PgPool) -> bool {
 }
 
 /// Checks that an event was produced by the service whose topic it came on: `kaip.<producer>.events`
-/// after the deployment prefix. A mismatch is a forgery or a misrouted event, never a
-/// reason to act on it.
-pub fn check_producer(prefix: &str, topic: &str, producer: &str) -> Result<(), String> {
+/// after the deployment prefix, and that this producer is the one the catalogue names for
+/// its type. A mismatch is a forgery or a misrouted event, never a reason to act on it:
+/// whoever may write to one topic (an operator integration on its own topic, say) must not
+/// be able to send another service's decisions (a `TeamEliminated`) on it.
+pub fn check_producer(
+    prefix: &str,
+    topic: &str,
+    producer: &str,
+    event_type: &str,
+) -> Result<(), String> {
     let owner = topic
         .strip_prefix(prefix)
         .and_then(|t| t.strip_prefix("kaip."))
         .and_then(|t| t.strip_suffix(".events"));
     match owner {
-        Some(owner) if owner == producer => Ok(()),
+        Some(owner) if owner == producer => match catalogued_producer(event_type) {
+            Some(only) if only != producer => Err(format!(
+                "event_type: `{event_type}` is produced by `{only}` only, not by `{producer}`"
+            )),
+            _ => Ok(()),
+        },
         Some(owner) => Err(format!(
             "producer: event claims producer `{producer}` but came on topic `{topic}`, which only `{owner}` produces to"
         )),
@@ -244,6 +256,23 @@ pub fn check_producer(prefix: &str, topic: &str, producer: &str) -> Result<(), S
             "producer: topic `{topic}` is not an event topic (`{prefix}kaip.<producer>.events`)"
         )),
     }
+}
+
+/// The producer the event catalogue names for `event_type`; `None` for a type it does not
+/// list (a newer producer's, left to the handler to ignore) or one any service produces.
+fn catalogued_producer(event_type: &str) -> Option<&'static str> {
+    static PRODUCERS: std::sync::OnceLock<HashMap<&'static str, &'static str>> =
+        std::sync::OnceLock::new();
+    PRODUCERS
+        .get_or_init(|| {
+            kaip_contracts::catalogue::events()
+                .into_iter()
+                .filter(|spec| spec.producer != kaip_contracts::catalogue::ANY_SERVICE)
+                .map(|spec| (spec.event_type, spec.producer))
+                .collect()
+        })
+        .get(event_type)
+        .copied()
 }
 
 /// Deletes inbox rows processed before `older_than`, in batches so that no transaction
@@ -727,8 +756,12 @@ impl EventConsumer {
             let span = tracing::Span::current();
             span.record("event_type", envelope.event_type.as_str());
             span.record("event_id", envelope.id.to_string().as_str());
-            if let Err(error) = check_producer(&self.topic_prefix, msg.topic(), &envelope.producer)
-            {
+            if let Err(error) = check_producer(
+                &self.topic_prefix,
+                msg.topic(),
+                &envelope.producer,
+                &envelope.event_type,
+            ) {
                 return self.dead_letter(msg, &error, 1, shutdown, held).await;
             }
 
@@ -1173,22 +1206,41 @@ mod tests {
     #[test]
     fn an_event_must_come_on_its_producers_topic() {
         assert_eq!(
-            check_producer("t1.", "t1.kaip.intake.events", "intake"),
+            check_producer("t1.", "t1.kaip.intake.events", "intake", "CallOpened"),
             Ok(())
         );
         assert_eq!(
-            check_producer("", "kaip.gpu-ledger.events", "gpu-ledger"),
+            check_producer("", "kaip.gpu-ledger.events", "gpu-ledger", "GpuGranted"),
             Ok(())
         );
-        let err = check_producer("t1.", "t1.kaip.intake.events", "scoring").unwrap_err();
+        let err =
+            check_producer("t1.", "t1.kaip.intake.events", "scoring", "CallOpened").unwrap_err();
         assert!(err.starts_with("producer:"), "{err}");
         assert!(
             err.contains("`scoring`") && err.contains("`intake`"),
             "{err}"
         );
         // Another deployment's topic, or not an event topic at all.
-        assert!(check_producer("t1.", "t2.kaip.intake.events", "intake").is_err());
-        assert!(check_producer("", "kaip.intake.dlq", "intake").is_err());
+        assert!(check_producer("t1.", "t2.kaip.intake.events", "intake", "CallOpened").is_err());
+        assert!(check_producer("", "kaip.intake.dlq", "intake", "CallOpened").is_err());
+    }
+
+    #[test]
+    fn a_producer_may_send_only_the_event_types_the_catalogue_gives_it() {
+        // An operator integration may write to its own topic, but not milestones' decisions.
+        let err =
+            check_producer("", "kaip.operators.events", "operators", "TeamEliminated").unwrap_err();
+        assert!(
+            err.starts_with("event_type:") && err.contains("`milestones`"),
+            "{err}"
+        );
+        assert!(
+            check_producer("", "kaip.operators.events", "operators", "GpuUsageReported").is_ok()
+        );
+        assert!(check_producer("", "kaip.intake.events", "intake", "SelectionPublished").is_err());
+        assert!(check_producer("", "kaip.scoring.events", "scoring", "SelectionPublished").is_ok());
+        // A type the catalogue does not list is left to the handler (which ignores it).
+        assert!(check_producer("", "kaip.intake.events", "intake", "SomethingNewer").is_ok());
     }
 
     #[test]

@@ -282,7 +282,12 @@ impl DlqReplayer {
             .original_topic
             .clone()
             .ok_or("the dead letter has no original topic header")?;
-        check_producer(&self.settings.topic_prefix, &topic, &envelope.producer)?;
+        check_producer(
+            &self.settings.topic_prefix,
+            &topic,
+            &envelope.producer,
+            &envelope.event_type,
+        )?;
         let delivery = Delivery {
             topic,
             partition: letter.original_partition.unwrap_or(-1),

@@ -54,8 +54,10 @@ pub async fn create(
                 outbox.transaction(c, |c, tx| {
                     let applied = store::apply_batch(c, tx, &requests, &actor)?;
                     // Staff may expire an offer's reservation by hand: announced as the
-                    // sweeper's would be.
-                    crate::grants::announce_expired_offers(c, tx, &applied.created)?;
+                    // sweeper's would be, as the staff member's decision. (The offer rows
+                    // are locked after the pools here, the other way round from the
+                    // sweeper: a collision is a deadlock that `retrying` runs again.)
+                    crate::grants::announce_expired_offers(c, tx, &applied.created, &actor)?;
                     Ok::<_, LedgerError>(applied)
                 })
             })
