@@ -1857,7 +1857,7 @@ async fn a_sharing_team_sees_its_own_share_of_a_joint_purchase_and_no_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_payment_date_is_neither_in_the_future_nor_before_its_invoice() {
+async fn a_payment_date_is_neither_in_the_future_nor_before_its_commitment() {
     let b = Budget::start().await;
     let finance = b
         .ctx
@@ -1867,7 +1867,10 @@ async fn a_payment_date_is_neither_in_the_future_nor_before_its_invoice() {
     let now = chrono::Utc::now();
     for (paid_at, code) in [
         (now + chrono::Duration::hours(1), "PAID_AT_IN_FUTURE"),
-        (now - chrono::Duration::days(30), "PAID_AT_BEFORE_INVOICE"),
+        (
+            now - chrono::Duration::days(30),
+            "PAID_AT_BEFORE_COMMITMENT",
+        ),
     ] {
         let (s, e) = b
             .post_as(

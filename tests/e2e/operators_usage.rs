@@ -114,8 +114,9 @@ async fn an_operators_usage_report_on_its_topic_is_recorded_once_and_a_replay_ch
     let eliminated =
         EventEnvelope::wrap(topics::OPERATORS_PRODUCER, operator(), &eliminated).expect("wrap");
     produce(&p, topics::OPERATORS, &eliminated).await;
+    let marker_id = uuid::Uuid::now_v7();
     let marker = GpuUsageReported {
-        report_id: uuid::Uuid::now_v7(),
+        report_id: marker_id,
         gpu_hours: 1,
         note: "marker".into(),
         ..report.clone()
@@ -134,8 +135,16 @@ async fn an_operators_usage_report_on_its_topic_is_recorded_once_and_a_replay_ch
         used().await
     );
 
-    // Announced once per recorded report (the original and the marker).
-    let recorded = on_topic(&p, topics::GPU_LEDGER, "GpuUsageRecorded").await;
+    // Announced once per recorded report (the original and the marker). The relay sends
+    // after the commit: wait until the marker's announcement is there, then count.
+    let recorded = eventually(Duration::from_secs(30), || async {
+        let r = on_topic(&p, topics::GPU_LEDGER, "GpuUsageRecorded").await;
+        r.iter()
+            .any(|d| d["report_id"] == json!(marker_id))
+            .then_some(r)
+    })
+    .await
+    .expect("the marker's GpuUsageRecorded was published");
     let ids: Vec<&Value> = recorded.iter().map(|d| &d["report_id"]).collect();
     assert_eq!(
         ids.iter()

@@ -103,11 +103,13 @@ pub fn krw_total(field: &str, total: i128) -> Result<i64, Invalid> {
 /// the finance system and us), in seconds.
 pub const PAID_AT_SKEW_SECS: i64 = 300;
 
-/// A payment was made no later than now (plus [`PAID_AT_SKEW_SECS`]) and not before the
-/// invoice it pays was recorded.
+/// A payment was made no later than now and not before the purchase order (the commitment)
+/// it pays for, each with [`PAID_AT_SKEW_SECS`] of tolerance for the finance system's clock.
+/// Not "before the invoice was recorded": invoices are often entered here days after
+/// finance received (and paid) them, and no supplier invoice date is held.
 pub fn validate_paid_at(
     paid_at: DateTime<Utc>,
-    invoice_recorded_at: DateTime<Utc>,
+    committed_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), Invalid> {
     if paid_at > now + chrono::Duration::seconds(PAID_AT_SKEW_SECS) {
@@ -119,11 +121,11 @@ pub fn validate_paid_at(
             ),
         ));
     }
-    if paid_at < invoice_recorded_at {
+    if paid_at < committed_at - chrono::Duration::seconds(PAID_AT_SKEW_SECS) {
         return Err(Invalid::new(
-            "PAID_AT_BEFORE_INVOICE",
+            "PAID_AT_BEFORE_COMMITMENT",
             "paid_at",
-            format!("{paid_at} is before the invoice was recorded ({invoice_recorded_at})"),
+            format!("{paid_at} is before the commitment it pays was made ({committed_at})"),
         ));
     }
     Ok(())

@@ -702,7 +702,7 @@ pub fn confirm_payment(
     if let Some(done) = replay(conn)? {
         return Ok(done);
     }
-    domain::validate_paid_at(paid_at, inv.5, store::now())?;
+    domain::validate_paid_at(paid_at, c.made_at, store::now())?;
     let unpaid = inv.2 - paid_of(conn, inv.0)?;
     if req.amount_krw.0 > unpaid {
         return Err(BudgetError::invalid(

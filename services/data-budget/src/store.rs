@@ -298,7 +298,9 @@ pub fn record_selection(
     diesel::sql_query("LOCK TABLE budget_programme_settings IN SHARE MODE").execute(conn)?;
     let p = programme(conn)?.settings;
     let first = domain::fiscal_year(ev.published_at).max(p.first_year);
-    let call_max = ev.team_maxima.map(|m| m.data_budget_krw.0);
+    // A negative maximum (intake refuses one; a forged or broken event) grants nothing,
+    // like a zero, rather than failing the whole selection on the column's CHECK.
+    let call_max = ev.team_maxima.map(|m| m.data_budget_krw.0.max(0));
     let at = now();
     let mut opened = 0;
     for t in &ev.selected {

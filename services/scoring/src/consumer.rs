@@ -41,6 +41,21 @@ fn record_call(conn: &mut PgConnection, opened: &CallOpened) -> Result<Handled, 
         ))
         .on_conflict_do_nothing()
         .execute(conn)?;
+    // A call recorded before its maxima were carried (an older intake, or before this
+    // column existed) learns them from a redelivered `CallOpened`; a recorded maximum is
+    // never changed.
+    if let Some(m) = opened.team_maxima {
+        diesel::update(
+            calls::table
+                .filter(calls::id.eq(opened.call_id.0))
+                .filter(calls::max_data_budget_krw.is_null()),
+        )
+        .set((
+            calls::max_data_budget_krw.eq(m.data_budget_krw.0),
+            calls::max_talent_funding_krw.eq(m.talent_funding_krw.0),
+        ))
+        .execute(conn)?;
+    }
     Ok(Handled::Applied)
 }
 

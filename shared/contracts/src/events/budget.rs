@@ -212,8 +212,9 @@ impl DomainEvent for DatasetRegistered {
 }
 
 /// A new version of the data budget programme's configuration (`PUT /programme`), with who
-/// set it and why. Existing team-year caps above a lowered maximum or sub-limit were lowered
-/// in the same transaction, each announced by a `DataBudgetCapAdjusted`.
+/// set it and why. Existing team-year caps above a lowered maximum were lowered in the same
+/// transaction, each announced by a `DataBudgetCapAdjusted` (the programme's sub-limits are
+/// the opening ones and do not lower existing caps).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataProgrammeConfigured {
