@@ -186,21 +186,21 @@ async fn the_trail_is_queried_across_services_by_entity_actor_and_time_in_pages(
     let (consortium, proposal, lead) = drafted(&p, &call, "lead-trail").await;
     submit(&p, &lead, &proposal, "5bf92f3577b34da6a3ce929d0e0e4738").await;
 
-    // Everything about the proposal, in both services: drafted and submitted in intake, its
-    // case opened in scoring.
+    // Everything about the proposal, in every service: drafted and submitted in intake, its
+    // case opened in scoring, the lead's terms noted by talent (both consumers of the
+    // submission; which of the two commits first varies).
     let about = eventually(WAIT, || {
         let vars = json!({ "entity": proposal });
         let (p, officer) = (&p, &officer);
         async move {
             let found = items(&trail(p, officer, vars).await);
-            found
-                .iter()
-                .any(|e| e["service"] == "scoring")
-                .then_some(found)
+            (found.iter().any(|e| e["service"] == "scoring")
+                && found.iter().any(|e| e["service"] == "talent"))
+            .then_some(found)
         }
     })
     .await
-    .expect("the consumed event's entry appears");
+    .expect("the consumed event's entries appear");
     let ops: Vec<(&str, &str)> = about
         .iter()
         .map(|e| {
@@ -211,11 +211,20 @@ async fn the_trail_is_queried_across_services_by_entity_actor_and_time_in_pages(
         })
         .collect();
     assert_eq!(
-        ops,
-        vec![
+        ops[..2],
+        [
             ("intake", "POST /proposals"),
             ("intake", "POST /proposals/{id}/submit"),
+        ],
+        "{about:#?}"
+    );
+    let mut consumers = ops[2..].to_vec();
+    consumers.sort();
+    assert_eq!(
+        consumers,
+        vec![
             ("scoring", "event:ProposalSubmitted"),
+            ("talent", "event:ProposalSubmitted"),
         ],
         "{about:#?}"
     );
@@ -258,11 +267,16 @@ async fn the_trail_is_queried_across_services_by_entity_actor_and_time_in_pages(
 
     // By actor: the lead submitted (intake), and scoring acted on the lead's event.
     let by_lead = items(&trail(&p, &officer, json!({ "actor": "lead-trail" })).await);
-    assert_eq!(by_lead.len(), 2, "{by_lead:#?}");
+    assert_eq!(by_lead.len(), 3, "{by_lead:#?}");
     assert!(by_lead.iter().all(|e| e["actorSubject"] == "lead-trail"));
     assert_eq!(by_lead[0]["operation"], "POST /proposals/{id}/submit");
     assert_eq!(by_lead[0]["traceId"], "5bf92f3577b34da6a3ce929d0e0e4738");
-    assert_eq!(by_lead[1]["service"], "scoring");
+    let mut acted: Vec<&str> = by_lead[1..]
+        .iter()
+        .map(|e| e["service"].as_str().unwrap_or(""))
+        .collect();
+    acted.sort();
+    assert_eq!(acted, ["scoring", "talent"], "{by_lead:#?}");
     let by_nobody = items(&trail(&p, &officer, json!({ "actor": "nobody" })).await);
     assert!(by_nobody.is_empty());
 
@@ -276,7 +290,7 @@ async fn the_trail_is_queried_across_services_by_entity_actor_and_time_in_pages(
         )
         .await,
     );
-    assert_eq!(from.len(), 2, "{from:#?}");
+    assert_eq!(from.len(), 3, "{from:#?}");
     assert_eq!(from[0]["operation"], "POST /proposals/{id}/submit");
     let to = items(
         &trail(
