@@ -1058,6 +1058,35 @@ async fn the_audit_trail_and_its_export_record_ids_not_names_skills_reasons_or_s
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{ended}");
+    // A team's decline of a proposed researcher: its reason is about that person.
+    let p2 = t.position(a, "vision", &[], "mid", 1).await;
+    let r2 = t
+        .researcher(&agency, "Yolanda Xerxes", "vision", &[], "mid", &[p2])
+        .await;
+    let (s, round) = t
+        .post("/rounds", &t.officer, json!({"note": "audit round"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round}");
+    let m = round["proposals"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|x| x["researcher_id"] == json!(r2) && x["position_id"] == json!(p2))
+        })
+        .map(id_of)
+        .unwrap_or_else(|| panic!("r2 proposed to p2: {round}"));
+    let (s, declined) = t
+        .post(
+            &format!("/matches/{m}/decline"),
+            &a.token,
+            json!({"reason": "Yolanda's visa lapsed"}),
+        )
+        .await;
+    assert_eq!(
+        (s, declined["answer_reason"].as_str()),
+        (StatusCode::OK, Some("Yolanda's visa lapsed")),
+        "the team still sees its own reason: {declined}"
+    );
     let (s, erased) = t
         .post(
             &format!("/researchers/{r}/erase"),
@@ -1068,7 +1097,7 @@ async fn the_audit_trail_and_its_export_record_ids_not_names_skills_reasons_or_s
     assert_eq!(s, StatusCode::OK, "{erased}");
     // Wait for the export of the last operation (the trail's own commit trigger).
     eventually(Duration::from_secs(30), || async {
-        (t.count("SELECT count(*) FROM kaip_outbox WHERE event_type = 'AuditRecorded'") >= 6)
+        (t.count("SELECT count(*) FROM kaip_outbox WHERE event_type = 'AuditRecorded'") >= 10)
             .then_some(())
     })
     .await
@@ -1084,6 +1113,7 @@ async fn the_audit_trail_and_its_export_record_ids_not_names_skills_reasons_or_s
         "wombatskill",
         "family moved",
         "asked on 3 March",
+        "visa lapsed",
         "12345677",
         "1234567",
         "13580244",
@@ -1105,6 +1135,22 @@ async fn the_audit_trail_and_its_export_record_ids_not_names_skills_reasons_or_s
     assert!(rows("talent_researchers", r) >= 2, "registered and erased");
     assert_eq!(rows("talent_hire_ends", h), 1);
     assert!(rows("talent_claims", h) >= 1);
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM audit_changes WHERE table_name = 'talent_match_answers' AND '{m}' = ANY(entity_ids) \
+             AND after->>'reason' = '[personal data]' AND after->>'answered_by' IS NOT NULL"
+        )),
+        1,
+        "the decline is in the trail, its reason marked"
+    );
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM kaip_outbox WHERE event_type = 'TalentMatchDeclined' \
+             AND payload->'data'->>'match_id' = '{m}' AND payload->'data'->>'reason' = ''"
+        )),
+        1,
+        "the event carries no reason"
+    );
     assert_eq!(
         t.count(&format!(
             "SELECT count(*) FROM audit_changes WHERE table_name = 'talent_researchers' AND '{r}' = ANY(entity_ids) \
@@ -1615,4 +1661,258 @@ async fn a_researchers_preferences_show_a_team_only_its_own_positions() {
     }
     let (_, seen) = t.get(&format!("/hires/{h}"), &t.officer).await;
     assert_eq!(seen["personal"]["monthly_salary_krw"], 11_111_111);
+}
+
+/// Issue #10: a place and a researcher are held over a hire's real period (start to the
+/// earlier of its end date and the day it was ended on) and until that day has passed; a
+/// new hire is refused when the position's hires overlapping its dates reach the count,
+/// whenever those dates are (a backdated hire included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_is_held_over_the_real_period_of_its_hires_and_never_filled_twice() {
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    let teams = select(
+        &ctx,
+        &t,
+        &[(OrgType::Sme, vec![])],
+        at("2024-12-01T00:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let a = &teams[0];
+    let p = t.position(a, "nlp", &[], "mid", 1).await;
+    let other = t.position(a, "nlp", &[], "mid", 3).await;
+    let agency = researcher_token(&ctx);
+    let r1 = t
+        .researcher(&agency, "Held One", "nlp", &[], "mid", &[p, other])
+        .await;
+    let r2 = t
+        .researcher(&agency, "Held Two", "nlp", &[], "mid", &[p, other])
+        .await;
+    // r1 holds p from 2025 to the end of 2099; the team ends it on a day still to come.
+    let (s, h1) = t
+        .hire(a, r1, p, "2025-01-01", "2099-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h1}");
+    let h1 = id_of(&h1);
+    let (s, ended) = t
+        .post(
+            &format!("/hires/{h1}/end"),
+            &a.token,
+            json!({"ended_on": "2099-06-30", "reason": "leaving for a chair abroad"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ended}");
+    assert_eq!(
+        (ended["ended_on"].as_str(), ended["active"].as_bool()),
+        (Some("2099-06-30"), Some(true)),
+        "ended on a day to come, the hire still holds its place and researcher: {ended}"
+    );
+    let (s, pos) = t.get(&format!("/positions/{p}"), &a.token).await;
+    assert_eq!(
+        (s, pos["filled"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{pos}"
+    );
+    // The place is taken: another researcher's hire overlapping r1's real period is
+    // refused, with its code, and writes nothing.
+    let before = t.footprint();
+    let (s, body) = t
+        .hire(a, r2, p, "2099-01-01", "2099-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("POSITION_FILLED")),
+        "{body}"
+    );
+    // A backdated hire sees the place filled on its past days too.
+    let (s, body) = t
+        .hire(a, r2, p, "2025-03-01", "2025-08-31", 10_000_000, 0)
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("POSITION_FILLED")),
+        "{body}"
+    );
+    // r1 is held until the real end has passed, even for a hire starting after it.
+    let (s, body) = t
+        .hire(a, r1, other, "2099-07-01", "2099-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("RESEARCHER_ALREADY_HIRED")),
+        "{body}"
+    );
+    assert_eq!(t.footprint(), before, "refused hires write nothing");
+    // A round proposes neither the held place nor the held researcher.
+    let (s, round) = t
+        .post("/rounds", &t.officer, json!({"note": "held places"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round}");
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM talent_matches WHERE position_id = '{p}' OR researcher_id = '{r1}'"
+        )),
+        0,
+        "{round}"
+    );
+    // After the real period, the place is free: a hire from 1 July 2099 is taken.
+    let (s, h) = t
+        .hire(a, r2, p, "2099-07-01", "2099-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    let (_, pos) = t.get(&format!("/positions/{p}"), &a.token).await;
+    assert_eq!(
+        pos["filled"].as_i64(),
+        Some(1),
+        "one place, held by r1 then r2, is filled once: {pos}"
+    );
+
+    // Backdated: a past hire holds its past days, a later one sharing them is refused.
+    let q = t.position(a, "nlp", &[], "mid", 1).await;
+    let r3 = t
+        .researcher(&agency, "Held Three", "nlp", &[], "mid", &[q])
+        .await;
+    let r4 = t
+        .researcher(&agency, "Held Four", "nlp", &[], "mid", &[q])
+        .await;
+    let (s, h) = t
+        .hire(a, r3, q, "2025-01-01", "2025-06-30", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    let (s, body) = t
+        .hire(a, r4, q, "2025-06-30", "2025-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("POSITION_FILLED")),
+        "30 June 2025 is r3's: {body}"
+    );
+    let (s, h) = t
+        .hire(a, r4, q, "2025-07-01", "2025-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM talent_hires WHERE position_id = '{q}'"
+        )),
+        2
+    );
+    // The year's report counts the real periods of 2025, not today's state: p held by r1,
+    // q by r3 then r4 (one place), `other` empty; three hires ran in 2025.
+    let (s, rep) = t
+        .get(&format!("/teams/{}/report/2025", a.id), &a.token)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rep}");
+    assert_eq!(
+        (
+            rep["places_filled"].as_i64(),
+            rep["places_open"].as_i64(),
+            rep["hires"].as_i64()
+        ),
+        (Some(2), Some(3), Some(3)),
+        "{rep}"
+    );
+    let (_, rep) = t
+        .get(&format!("/teams/{}/report/2099", a.id), &a.token)
+        .await;
+    assert_eq!(
+        (
+            rep["places_filled"].as_i64(),
+            rep["places_open"].as_i64(),
+            rep["hires"].as_i64()
+        ),
+        (Some(1), Some(4), Some(2)),
+        "2099: r1 to 30 June, r2 from 1 July, on p: {rep}"
+    );
+}
+
+/// Issue #10: a hire recorded after the team's elimination ends with the funding, and a
+/// hire ended earlier on a later day than the elimination month's last gets a second end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hire_after_or_ended_beyond_the_elimination_month_stops_with_the_funding() {
+    use kaip_contracts::events::TeamEliminated;
+    let ctx = TestContext::new();
+    let t = Talent::start(&ctx, 1, 3).await;
+    let teams = select(
+        &ctx,
+        &t,
+        &[(OrgType::Sme, vec![])],
+        at("2024-12-01T00:00:00Z"),
+        2_000_000_000,
+    )
+    .await;
+    let e = &teams[0];
+    let p = t.position(e, "nlp", &[], "mid", 3).await;
+    let agency = researcher_token(&ctx);
+    let r1 = t
+        .researcher(&agency, "Stop One", "nlp", &[], "mid", &[p])
+        .await;
+    let r2 = t
+        .researcher(&agency, "Stop Two", "nlp", &[], "mid", &[p])
+        .await;
+    // r1's hire, ended by the team on 31 August 2025, before anyone knew of the
+    // elimination of 10 May 2025.
+    let (s, h1) = t
+        .hire(e, r1, p, "2025-01-01", "2027-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h1}");
+    let h1 = id_of(&h1);
+    let (s, ended) = t
+        .post(
+            &format!("/hires/{h1}/end"),
+            &e.token,
+            json!({"ended_on": "2025-08-31", "reason": "moving on"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ended}");
+    let elim = TeamEliminated {
+        gate_id: Uuid::now_v7(),
+        gate: "gate-1".into(),
+        consortium_id: e.id,
+        reason: "rank".into(),
+        reallocation: vec![],
+        decided_at: at("2025-05-10T03:00:00Z"),
+    };
+    publish(
+        &ctx,
+        "milestones",
+        kaip_contracts::topics::MILESTONES,
+        &elim,
+    )
+    .await;
+    let ended = eventually(Duration::from_secs(60), || async {
+        let (_, h) = t.get(&format!("/hires/{h1}"), &t.officer).await;
+        (h["end_cause"] == "elimination").then_some(h)
+    })
+    .await
+    .expect("the elimination ended the hire at the month's end");
+    assert_eq!(ended["ended_on"].as_str(), Some("2025-05-31"), "{ended}");
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM talent_hire_ends WHERE hire_id = '{h1}'"
+        )),
+        2,
+        "the team's end is kept, the elimination's is a record of its own"
+    );
+    // A hire recorded now may start in the elimination month, not run past it.
+    let before = t.footprint();
+    let (s, body) = t
+        .hire(e, r2, p, "2025-05-01", "2025-12-31", 10_000_000, 0)
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("end_date") && msg.contains("2025-05-31"),
+        "{body}"
+    );
+    assert_eq!(t.footprint(), before, "the refusal writes nothing");
+    let (s, h) = t
+        .hire(e, r2, p, "2025-05-01", "2025-05-31", 10_000_000, 0)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{h}");
 }

@@ -423,6 +423,8 @@ async fn decline(
     body: ValidJson<dto::DeclineMatch>,
 ) -> Result<HttpResponse, TalentError> {
     caller.require(TEAMS, "decline proposed matches")?;
+    // Why a team declined a person is about that person.
+    kaip_service::audit::personal_fields(&["reason"]);
     let id = path.into_inner();
     let req = body.into_inner();
     let actor = caller.actor();

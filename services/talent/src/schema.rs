@@ -206,7 +206,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    talent_hire_ends (hire_id) {
+    talent_hire_ends (hire_id, cause) {
         hire_id -> Uuid,
         ended_on -> Date,
         cause -> Text,

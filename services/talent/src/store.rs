@@ -183,8 +183,10 @@ pub fn eliminate(
         },
     )?;
     // The team's hires end with the last funded month: each one running past it (and not
-    // ended already) is ended on that month's last day, freeing its researcher. A hire
-    // that was to start later is ended before it starts: nothing of it is funded.
+    // ended already on or before that day) is ended on that month's last day, freeing its
+    // researcher after it. A hire that was to start later is ended before it starts:
+    // nothing of it is funded. A hire ended earlier on a later day keeps that record and
+    // gets a second one, by the elimination (the earliest end counts).
     let last = Month::of(funds::kst_date(decided_at)).last_day();
     let running: Vec<(Uuid, Uuid, Uuid)> = talent_hires::table
         .filter(talent_hires::consortium_id.eq(team.0))
@@ -202,8 +204,8 @@ pub fn eliminate(
         Month::of(last)
     );
     for (id, researcher, position) in running {
-        if hire_end(c, id)?.is_some() {
-            continue; // ended before (by the team or an officer)
+        if hire_end(c, id)?.is_some_and(|e| e.0 <= last) {
+            continue; // ended before (by the team or an officer), within the funded months
         }
         record_end(
             c,
@@ -471,15 +473,86 @@ fn position_cols() -> (
     )
 }
 
-/// The places of a position its active hires hold: not ended, and not past their end date
-/// (KST today).
+/// A hire's real period: (hire, researcher, position, start, last day), the last day being
+/// the earlier of its agreed end date and the day it was ended on (the earliest recorded
+/// end, if several). A hire holds its place and its researcher over this whole period, and
+/// until its last day has passed: ending a hire with a later `ended_on` frees nothing today.
+type Period = (Uuid, Uuid, Uuid, NaiveDate, NaiveDate);
+
+/// The real periods of the hires of one position and/or one researcher (`None`: any).
+fn periods(
+    c: &mut PgConnection,
+    position: Option<Uuid>,
+    researcher: Option<Uuid>,
+) -> QueryResult<Vec<Period>> {
+    let mut q = talent_hires::table
+        .left_join(talent_hire_ends::table.on(talent_hire_ends::hire_id.eq(talent_hires::id)))
+        .select((
+            talent_hires::id,
+            talent_hires::researcher_id,
+            talent_hires::position_id,
+            talent_hires::start_date,
+            talent_hires::end_date,
+            talent_hire_ends::ended_on.nullable(),
+        ))
+        .order(talent_hires::id)
+        .into_boxed();
+    if let Some(p) = position {
+        q = q.filter(talent_hires::position_id.eq(p));
+    }
+    if let Some(r) = researcher {
+        q = q.filter(talent_hires::researcher_id.eq(r));
+    }
+    let rows: Vec<(Uuid, Uuid, Uuid, NaiveDate, NaiveDate, Option<NaiveDate>)> = q.load(c)?;
+    let mut out: Vec<Period> = Vec::new();
+    for (id, r, p, start, end, ended_on) in rows {
+        let last = ended_on.map_or(end, |e| e.min(end));
+        match out.last_mut() {
+            Some(prev) if prev.0 == id => prev.4 = prev.4.min(last),
+            _ => out.push((id, r, p, start, last)),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether two date ranges (inclusive) share a day.
+fn overlaps(a: (NaiveDate, NaiveDate), b: (NaiveDate, NaiveDate)) -> bool {
+    a.0 <= b.1 && b.0 <= a.1
+}
+
+/// The most of `periods` holding a place on one day of `from ..= to`.
+fn peak<'a>(periods: impl IntoIterator<Item = &'a Period>, from: NaiveDate, to: NaiveDate) -> i64 {
+    let mut days: Vec<(NaiveDate, i64)> = Vec::new();
+    for p in periods {
+        let (a, b) = (p.3.max(from), p.4.min(to));
+        if a > b {
+            continue;
+        }
+        days.push((a, 1));
+        if let Some(after) = b.succ_opt() {
+            days.push((after, -1));
+        }
+    }
+    // On one day a period ending the day before (-1) sorts before one starting (+1).
+    days.sort();
+    let (mut held, mut most) = (0i64, 0i64);
+    for (_, d) in days {
+        held += d;
+        most = most.max(held);
+    }
+    most
+}
+
+/// The places of a position its hires hold from today (KST) on: the most of them holding it
+/// on one day from today, so a hire starting later counts, and one following another on the
+/// same place does not count twice.
 fn filled(c: &mut PgConnection, position: Uuid) -> QueryResult<i64> {
-    talent_hires::table
-        .filter(talent_hires::position_id.eq(position))
-        .filter(talent_hires::active)
-        .filter(talent_hires::end_date.ge(funds::kst_date(now())))
-        .count()
-        .get_result(c)
+    let today = funds::kst_date(now());
+    Ok(peak(
+        &periods(c, Some(position), None)?,
+        today,
+        NaiveDate::MAX,
+    ))
 }
 
 /// `viewer`: `None` for staff; a team sees another team's position without its band.
@@ -1009,11 +1082,12 @@ pub fn run_round(
             talent_positions::count,
         ))
         .load(c)?;
-    let active: Vec<(Uuid, Uuid)> = talent_hires::table
-        .filter(talent_hires::active)
-        .filter(talent_hires::end_date.ge(funds::kst_date(now())))
-        .select((talent_hires::position_id, talent_hires::researcher_id))
-        .load(c)?;
+    // A hire holds its place and its researcher until its real last day has passed.
+    let today = funds::kst_date(now());
+    let held: Vec<Period> = periods(c, None, None)?
+        .into_iter()
+        .filter(|p| p.4 >= today)
+        .collect();
     // A pair a team declined is never proposed again (the researcher may still be proposed
     // to the team's other positions, and to other teams').
     let declined: BTreeSet<(Uuid, Uuid)> = talent_matches::table
@@ -1025,11 +1099,20 @@ pub fn run_round(
         .load::<(Uuid, Uuid)>(c)?
         .into_iter()
         .collect();
-    let mut taken: HashMap<Uuid, usize> = HashMap::new();
-    for (p, _) in &active {
-        *taken.entry(*p).or_default() += 1;
+    let mut by_position: HashMap<Uuid, Vec<Period>> = HashMap::new();
+    for p in &held {
+        by_position.entry(p.2).or_default().push(*p);
     }
-    let hired: BTreeSet<Uuid> = active.iter().map(|(_, r)| *r).collect();
+    let taken: HashMap<Uuid, usize> = by_position
+        .iter()
+        .map(|(p, ps)| {
+            (
+                *p,
+                usize::try_from(peak(ps, today, NaiveDate::MAX)).unwrap_or(0),
+            )
+        })
+        .collect();
+    let hired: BTreeSet<Uuid> = held.iter().map(|p| p.1).collect();
     let mut positions = Vec::new();
     let mut owner = Vec::new();
     let mut index: HashMap<Uuid, usize> = HashMap::new();
@@ -1224,14 +1307,23 @@ fn find_match(c: &mut PgConnection, id: Uuid, team: Option<Uuid>) -> Result<Matc
 /// Refuses an answer to a proposal of a round that is no longer the latest (it expired when
 /// the next round ran). Takes the rounds' advisory lock shared until commit, so no round
 /// starts between this check and the answer's commit.
+///
+/// The caller must hold the lock already ([`hold_rounds_shared`]), taken before the
+/// position's row: a round holds the advisory lock and then needs the position's row (its
+/// matches' foreign key), so an answer taking them the other way round could deadlock.
 fn check_not_expired(c: &mut PgConnection, id: Uuid, round: Uuid) -> Result<(), TalentError> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, 0)")
-        .bind::<Integer, _>(ROUND_LOCK_CLASS)
-        .execute(c)?;
     match latest_round(c)? {
         Some(l) if l != round => Err(TalentError::MatchExpired(id, l)),
         _ => Ok(()),
     }
+}
+
+/// Takes the rounds' advisory lock shared until commit (an answer takes it before any row).
+fn hold_rounds_shared(c: &mut PgConnection) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, 0)")
+        .bind::<Integer, _>(ROUND_LOCK_CLASS)
+        .execute(c)?;
+    Ok(())
 }
 
 fn answered(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<bool>> {
@@ -1250,6 +1342,8 @@ pub fn accept_match(
     actor: &Actor,
     team: Option<Uuid>,
 ) -> Result<dto::Hire, TalentError> {
+    // The rounds' lock first, then the position's row (a round takes them in this order).
+    hold_rounds_shared(c)?;
     let m = find_match(c, id, team)?;
     // The position's row serialises answers to its matches (and hires on it).
     lock_position(c, m.3)?;
@@ -1299,6 +1393,8 @@ pub fn decline_match(
     if reason.trim().is_empty() {
         return Err(TalentError::validation("reason", "must not be empty"));
     }
+    // The rounds' lock first, then the position's row (a round takes them in this order).
+    hold_rounds_shared(c)?;
     let m = find_match(c, id, team)?;
     lock_position(c, m.3)?;
     if let Some(a) = answered(c, id)? {
@@ -1325,7 +1421,8 @@ pub fn decline_match(
         &TalentMatchDeclined {
             match_id: id,
             consortium_id: ConsortiumId(m.4),
-            reason: reason.trim().to_owned(),
+            // The reason is personal: kept in talent_match_answers, never published.
+            reason: String::new(),
             declined_at: at,
         },
     )?;
@@ -1458,37 +1555,43 @@ pub fn create_hire(
                 Month::of(on).to_string(),
             ));
         }
-    }
-    // A hire past its end date no longer holds its researcher (the researcher's row is
-    // locked above, so this is the only writer of the researcher's hires now).
-    let today = funds::kst_date(now());
-    diesel::update(
-        talent_hires::table
-            .filter(talent_hires::researcher_id.eq(req.researcher_id))
-            .filter(talent_hires::active)
-            .filter(talent_hires::end_date.lt(today)),
-    )
-    .set(talent_hires::active.eq(false))
-    .execute(c)?;
-    // One hire at a time: refused while another is active, or if the new one would start on
-    // or before the last day of an ended one (no day is funded twice).
-    let others: Vec<(Uuid, bool, NaiveDate, Option<NaiveDate>)> = talent_hires::table
-        .left_join(talent_hire_ends::table.on(talent_hire_ends::hire_id.eq(talent_hires::id)))
-        .filter(talent_hires::researcher_id.eq(req.researcher_id))
-        .select((
-            talent_hires::id,
-            talent_hires::active,
-            talent_hires::end_date,
-            talent_hire_ends::ended_on.nullable(),
-        ))
-        .load(c)?;
-    for (h, active, end, ended_on) in others {
-        let last = ended_on.map_or(end, |e| e.min(end));
-        if active || last >= req.start_date {
-            return Err(TalentError::ResearcherAlreadyHired(req.researcher_id, h));
+        // A hire recorded after the elimination stops with the funding too.
+        let last = Month::of(on).last_day();
+        if req.end_date > last {
+            return Err(TalentError::validation(
+                "end_date",
+                format!(
+                    "must not be after {last}: the team was eliminated at {gate} on {on} and \
+                     its funding stops after {}",
+                    Month::of(on)
+                ),
+            ));
         }
     }
-    if filled(c, req.position_id)? >= i64::from(count) {
+    // A hire whose real last day has passed no longer holds its researcher: its `active`
+    // flag (which the unique index `talent_hires_one_active` reads) is cleared now (the
+    // researcher's row is locked above, so this is the only writer of their hires).
+    let today = funds::kst_date(now());
+    let mine = periods(c, None, Some(req.researcher_id))?;
+    let past: Vec<Uuid> = mine.iter().filter(|p| p.4 < today).map(|p| p.0).collect();
+    diesel::update(talent_hires::table.filter(talent_hires::id.eq_any(&past)))
+        .set(talent_hires::active.eq(false))
+        .execute(c)?;
+    // One hire at a time: refused while another still holds the researcher (its real last
+    // day has not passed), or if the new one would start on or before the last day of an
+    // earlier one (no day is funded twice).
+    for (h, _, _, _, last) in &mine {
+        if *last >= today || *last >= req.start_date {
+            return Err(TalentError::ResearcherAlreadyHired(req.researcher_id, *h));
+        }
+    }
+    // The places: the position's hires whose real periods share a day with the new one's
+    // dates, whenever that is (a backdated hire counts the hires of its past days too).
+    let taken = periods(c, Some(req.position_id), None)?
+        .iter()
+        .filter(|p| overlaps((p.3, p.4), (req.start_date, req.end_date)))
+        .count();
+    if i64::try_from(taken).unwrap_or(i64::MAX) >= i64::from(count) {
         return Err(TalentError::PositionFilled(req.position_id, count));
     }
     let (terms, _) = terms(c)?;
@@ -1508,6 +1611,7 @@ pub fn create_hire(
             talent_hires::match_id.eq(req.match_id),
             talent_hires::start_date.eq(req.start_date),
             talent_hires::end_date.eq(req.end_date),
+            talent_hires::active.eq(req.end_date >= today),
             talent_hires::ratio_bp.eq(ratio),
             talent_hires::hired_by.eq(&actor.subject),
             talent_hires::hired_role.eq(actor.role.as_str()),
@@ -1578,10 +1682,13 @@ fn hire_cols() -> (
     )
 }
 
-/// A hire's end before its end date, if it was ended: (last day, cause, reason).
+/// A hire's end before its end date, if it was ended: (last day, cause, reason). The
+/// earliest counts when there are two (ended by the team or an officer on a day after its
+/// team's elimination month, then by the elimination at that month's last day).
 fn hire_end(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<(NaiveDate, String, String)>> {
     talent_hire_ends::table
-        .find(id)
+        .filter(talent_hire_ends::hire_id.eq(id))
+        .order((talent_hire_ends::ended_on, talent_hire_ends::ended_at))
         .select((
             talent_hire_ends::ended_on,
             talent_hire_ends::cause,
@@ -1594,7 +1701,8 @@ fn hire_end(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<(NaiveDate, St
 fn hire_dto(c: &mut PgConnection, r: HireRow) -> QueryResult<dto::Hire> {
     let end = hire_end(c, r.0)?;
     let last_day = end.as_ref().map_or(r.6, |e| e.0.min(r.6));
-    let active = end.is_none() && last_day >= funds::kst_date(now());
+    // Held until its real last day has passed, even when ended with a later `ended_on`.
+    let active = last_day >= funds::kst_date(now());
     let pay: Option<(i64, i64)> = talent_hire_pay::table
         .find(r.0)
         .select((
@@ -1729,9 +1837,14 @@ fn record_end(
             talent_hire_ends::ended_at.eq(at),
         ))
         .execute(c)?;
-    diesel::update(talent_hires::table.find(id))
-        .set(talent_hires::active.eq(false))
-        .execute(c)?;
+    // The researcher and the place stay held until the real last day has passed: the
+    // `active` flag is cleared only when that day is already past (else by the
+    // researcher's next hire, once it has passed).
+    if ended_on < funds::kst_date(at) {
+        diesel::update(talent_hires::table.find(id))
+            .set(talent_hires::active.eq(false))
+            .execute(c)?;
+    }
     tx.publish(
         c,
         actor.clone(),
@@ -2082,23 +2195,27 @@ pub fn report(
         .filter(talent_positions::consortium_id.eq(team_id))
         .select((talent_positions::id, talent_positions::count))
         .load(c)?;
-    let mut places_open = 0i64;
-    let mut places_filled = 0i64;
-    for (p, count) in &positions {
-        let f = filled(c, *p)?;
-        places_filled += f;
-        places_open += (i64::from(*count) - f).max(0);
-    }
     let first = NaiveDate::from_ymd_opt(fy, 1, 1)
         .ok_or_else(|| TalentError::validation("year", "a calendar year"))?;
     let last = NaiveDate::from_ymd_opt(fy, 12, 31)
         .ok_or_else(|| TalentError::validation("year", "a calendar year"))?;
-    let hires: i64 = talent_hires::table
-        .filter(talent_hires::consortium_id.eq(team_id))
-        .filter(talent_hires::start_date.le(last))
-        .filter(talent_hires::end_date.ge(first))
-        .count()
-        .get_result(c)?;
+    // Over the fiscal year, from the hires' real periods (not today's state): a hire counts
+    // if its real period shares a day with the year (a hire ended before it started has
+    // none); a position's places filled are the most of its hires holding it on one day
+    // of the year.
+    let mut places_open = 0i64;
+    let mut places_filled = 0i64;
+    let mut hires = 0i64;
+    for (p, count) in &positions {
+        let ps = periods(c, Some(*p), None)?;
+        hires += ps
+            .iter()
+            .filter(|h| overlaps((h.3, h.4), (first, last)))
+            .count() as i64;
+        let f = peak(&ps, first, last);
+        places_filled += f;
+        places_open += (i64::from(*count) - f).max(0);
+    }
     let year: Option<(i64, i64, i64)> = talent_team_years::table
         .find((team_id, fy))
         .select((

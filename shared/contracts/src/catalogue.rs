@@ -144,7 +144,7 @@ pub fn events() -> Vec<EventSpec> {
         spec::<DatasetRegistered>(topics::DATA_BUDGET, "data-budget", "A dataset entered the data catalogue with its licence terms."),
         spec::<TalentPositionOpened>(topics::TALENT, "talent", "A team opened a position for overseas researchers (without its salary band)."),
         spec::<TalentMatchProposed>(topics::TALENT, "talent", "A matching round proposed a researcher (pseudonymous id) for a position, with the fit components and each side's rank of the other."),
-        spec::<TalentMatchDeclined>(topics::TALENT, "talent", "A team declined a proposed match, with its reason."),
+        spec::<TalentMatchDeclined>(topics::TALENT, "talent", "A team declined a proposed match (the reason, personal, is not published: always empty)."),
         spec::<TalentHired>(topics::TALENT, "talent", "A team hired a researcher (pseudonymous id): dates and the match ratio, never the salary."),
         spec::<TalentFundsClaimed>(topics::TALENT, "talent", "A team claimed the government's share of one month of a hire, pro-rated by days."),
         spec::<TalentFundsPaid>(topics::TALENT, "talent", "A claim was paid, up to the team's annual cap; the reason when it was clipped."),

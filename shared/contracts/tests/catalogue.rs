@@ -544,7 +544,7 @@ fn talent_events(
             &TalentMatchDeclined {
                 match_id: id(),
                 consortium_id: consortium,
-                reason: "the position was filled internally".into(),
+                reason: String::new(),
                 declined_at: now,
             },
         )),

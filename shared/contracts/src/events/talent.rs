@@ -76,6 +76,9 @@ impl DomainEvent for TalentMatchProposed {
 pub struct TalentMatchDeclined {
     pub match_id: Uuid,
     pub consortium_id: ConsortiumId,
+    /// Always empty: why a team declined a person is personal free text, kept only in the
+    /// talent service (and recorded as "[personal data]" in the audit trail). Events never
+    /// carry a reason; the field stays for schema compatibility.
     pub reason: String,
     pub declined_at: DateTime<Utc>,
 }
