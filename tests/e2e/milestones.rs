@@ -353,7 +353,7 @@ async fn a_team_submits_versioned_evidence_for_its_plan_and_officers_verdicts_ar
     m.refused(
         &format!("/deliverables/{d}/verdicts"),
         &m.officer,
-        json!({"verdict": "approved", "reason": "fine"}),
+        json!({"verdict": "approved", "reason": "fine", "evidence_version": 2}),
         StatusCode::CONFLICT,
         "EVIDENCE_REQUIRED",
     )
@@ -367,11 +367,42 @@ async fn a_team_submits_versioned_evidence_for_its_plan_and_officers_verdicts_ar
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let officer2 = ctx.bearer_for("officer-kim", Role::Officer, None);
+    // An approval names the version the officer reviewed, and only the latest can be
+    // approved: version 2 was reviewed before version 3 arrived.
+    let e = m
+        .refused(
+            &format!("/deliverables/{d}/verdicts"),
+            &officer2,
+            json!({"verdict": "approved", "reason": "criteria met"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("evidence_version"),
+        "{e}"
+    );
+    let e = m
+        .refused(
+            &format!("/deliverables/{d}/verdicts"),
+            &officer2,
+            json!({"verdict": "approved", "reason": "criteria met", "evidence_version": 2}),
+            StatusCode::CONFLICT,
+            "EVIDENCE_NOT_LATEST",
+        )
+        .await;
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("version 3"),
+        "{e}"
+    );
     let (s, r) = m
         .post(
             &format!("/deliverables/{d}/verdicts"),
             &officer2,
-            json!({"verdict": "approved", "reason": "criteria met"}),
+            json!({"verdict": "approved", "reason": "criteria met", "evidence_version": 3}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
@@ -636,6 +667,20 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
     let m = Ms::start(&ctx).await;
     let teams = select(&ctx, &m, 5).await;
 
+    // A committee of fewer than three distinct members: one officer (or two) could decide
+    // the gate alone. Refused, nothing written.
+    for committee in [json!(["officer-a"]), json!(["officer-a", "officer-b"])] {
+        m.refused(
+            "/gates",
+            &m.officer,
+            json!({"key": "gate-1", "phase": 1, "gate_date": "2026-06-30", "planned_eliminations": 1,
+                   "eligibility_rules": [RULE], "committee": committee, "reason": "small"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "COMMITTEE_TOO_SMALL",
+        )
+        .await;
+    }
+
     // Weights that do not sum to 100: refused, nothing written.
     let mut comps: Vec<Value> = {
         let (s, t) = m.get("/gate-templates/first", &m.officer).await;
@@ -648,7 +693,7 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
             "/gates",
             &m.officer,
             json!({"key": "gate-1", "phase": 1, "gate_date": "2026-06-30", "planned_eliminations": 1,
-                   "eligibility_rules": [RULE], "committee": ["officer-a"], "components": comps,
+                   "eligibility_rules": [RULE], "committee": ["officer-a", "officer-b", "officer-c"], "components": comps,
                    "reason": "typo"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "GATE_WEIGHTS",
@@ -666,7 +711,7 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
         "/gates",
         &m.officer,
         json!({"key": "gate-1", "phase": 1, "gate_date": "2026-06-30", "planned_eliminations": 1,
-               "eligibility_rules": [RULE], "committee": ["officer-a"], "reason": "again"}),
+               "eligibility_rules": [RULE], "committee": ["officer-a", "officer-b", "officer-c"], "reason": "again"}),
         StatusCode::CONFLICT,
         "GATE_EXISTS",
     )
@@ -779,9 +824,10 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
     let first = result(&p1, t[0]);
     assert_eq!(first["rank"], 1);
     assert_eq!(first["outcome"], "continues");
-    // Team 3: national (70-60)/25×10 = 4, global (60-50)/25×20 = 8, team (50-40)/25×10 = 4,
-    // panel 35×0.7 = 24.5, users 25×0.7 = 17.5.
-    assert_eq!(result(&p1, t[2])["score"], "58.000000000");
+    // Team 3: min-max ranges are the eligible teams' (60-80: the ineligible team's 85 does
+    // not stretch them): national (70-60)/20×10 = 5, global (60-50)/20×20 = 10, team
+    // (50-40)/20×10 = 5, panel 35×0.7 = 24.5, users 25×0.7 = 17.5.
+    assert_eq!(result(&p1, t[2])["score"], "62.000000000");
     assert_eq!(
         p1["inputs"].as_array().map(Vec::len),
         Some(25),
@@ -909,6 +955,31 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
         "VALIDATION_FAILED",
     )
     .await;
+    // A plan the ledger would refuse (its model-code and period rules, or a period that has
+    // already started: the ledger reallocates only future periods) is refused here, naming
+    // the grant's field, before anything is published.
+    for (model, period, field) in [
+        ("b200", "2027H1", "reallocations[0].reallocation[0].model"),
+        ("B200", "2027H3", "reallocations[0].reallocation[0].period"),
+        ("B200", "2026H1", "reallocations[0].reallocation[0].period"),
+    ] {
+        let mut bad = publish_body(p2_id);
+        bad["reallocations"] = json!([{"consortium_id": t[1], "reallocation": [
+            {"consortium_id": t[0], "model": model, "period": period, "count": 8}]}]);
+        let b = m
+            .refused(
+                "/gates/gate-1/publish",
+                &m.officer,
+                bad,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_FAILED",
+            )
+            .await;
+        assert!(
+            b["message"].as_str().is_some_and(|msg| msg.contains(field)),
+            "{b}"
+        );
+    }
 
     let mut body = publish_body(p2_id);
     body["reallocations"] = json!([{"consortium_id": t[1], "reallocation": [
@@ -921,11 +992,25 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
     assert_eq!(d["committee_size"], 3);
     assert_eq!(d["passed"].as_array().map(Vec::len), Some(3), "5 → 3");
     assert_eq!(d["eliminated"].as_array().map(Vec::len), Some(2));
-    // Published once: again, or anything more on the gate, is refused.
+    // Published once: the same request again (a retry) gets the decision back and
+    // publishes nothing; the same proposal with another plan, or anything more on the
+    // gate, is refused.
+    let before = m.footprint();
+    let (s, again) = m
+        .post("/gates/gate-1/publish", &m.officer, body.clone())
+        .await;
+    assert_eq!(
+        (s, &again),
+        (StatusCode::OK, &d),
+        "a retry returns the decision"
+    );
+    assert_eq!(m.footprint(), before, "a retry writes nothing");
+    let mut changed = body;
+    changed["reallocations"][0]["reallocation"][0]["count"] = json!(64);
     m.refused(
         "/gates/gate-1/publish",
         &m.officer,
-        body,
+        changed,
         StatusCode::CONFLICT,
         "GATE_PUBLISHED",
     )
@@ -1024,7 +1109,7 @@ async fn benchmark_inputs_come_only_from_the_teams_own_approved_evidence() {
             "/gates",
             &m.officer,
             json!({"key": "gate-1", "phase": 1, "gate_date": "2026-06-30", "planned_eliminations": 0,
-                   "eligibility_rules": [], "committee": ["officer-a"], "reason": "gate"}),
+                   "eligibility_rules": [], "committee": ["officer-a", "officer-b", "officer-c"], "reason": "gate"}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{g}");
@@ -1045,7 +1130,7 @@ async fn benchmark_inputs_come_only_from_the_teams_own_approved_evidence() {
         .post(
             &format!("/deliverables/{d}/verdicts"),
             &m.officer,
-            json!({"verdict": "approved", "reason": "verified run"}),
+            json!({"verdict": "approved", "reason": "verified run", "evidence_version": 1}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
@@ -1341,21 +1426,38 @@ async fn concurrent_votes_count_once_and_concurrent_publications_publish_once() 
         .post(&path, &b, json!({"approve": true, "reason": "verified"}))
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    // Six publications at once: one decision, the others GATE_PUBLISHED; one GateDecided.
+    // Six identical publications at once (a client retrying): one decision, published
+    // once (201); the others get that decision back (200); one GateDecided.
     let body = json!({"proposal_id": pid, "reason": "majority"});
     let results = futures::future::join_all(
         (0..6).map(|_| m.post("/gates/gate-1/publish", &m.officer, body.clone())),
     )
     .await;
-    let created = results
+    let created: Vec<&Value> = results
         .iter()
         .filter(|(s, _)| *s == StatusCode::CREATED)
-        .count();
-    assert_eq!(created, 1, "{results:?}");
-    assert!(results
-        .iter()
-        .filter(|(s, _)| *s != StatusCode::CREATED)
-        .all(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "GATE_PUBLISHED"));
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|(s, _)| *s != StatusCode::CREATED)
+            .all(|(s, b)| *s == StatusCode::OK && b == created[0]),
+        "{results:?}"
+    );
+    // Six different publications at once after that: all GATE_PUBLISHED.
+    let other = json!({"proposal_id": pid, "reason": "majority, restated"});
+    let results = futures::future::join_all(
+        (0..6).map(|_| m.post("/gates/gate-1/publish", &m.officer, other.clone())),
+    )
+    .await;
+    assert!(
+        results
+            .iter()
+            .all(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "GATE_PUBLISHED"),
+        "{results:?}"
+    );
     assert_eq!(m.count("SELECT count(*) FROM ms_decisions"), 1);
     assert_eq!(
         m.count("SELECT count(*) FROM kaip_outbox WHERE event_type = 'GateDecided'"),

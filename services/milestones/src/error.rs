@@ -55,6 +55,10 @@ pub enum MilestonesError {
     NoMajority(i32, i32, Uuid),
     #[error("proposal_id: inputs or eligibility verdicts changed after proposal {0} was made: make a new proposal for the committee")]
     ProposalStale(Uuid),
+    #[error("committee: {0} distinct member(s); a gate's committee has at least {1}, so that no officer can decide a gate alone")]
+    CommitteeTooSmall(usize, usize),
+    #[error("evidence_version: version {1} is not deliverable {0}'s latest evidence (version {2}): review the latest version before deciding on it")]
+    EvidenceNotLatest(Uuid, i32, i32),
     #[error("gate {0} has no published result for team {1}")]
     ResultNotPublished(String, Uuid),
 }
@@ -86,6 +90,8 @@ impl MilestonesError {
             E::NoMajority(..) => "NO_MAJORITY",
             E::ResultNotPublished(..) => "RESULT_NOT_PUBLISHED",
             E::ProposalStale(_) => "PROPOSAL_STALE",
+            E::CommitteeTooSmall(..) => "COMMITTEE_TOO_SMALL",
+            E::EvidenceNotLatest(..) => "EVIDENCE_NOT_LATEST",
         }
     }
 
@@ -124,9 +130,10 @@ impl ResponseError for MilestonesError {
             | E::ProposalNotFound(_)
             | E::ResultNotPublished(..) => StatusCode::NOT_FOUND,
             E::NotYourPlan(_) | E::NotOnCommittee(..) => StatusCode::FORBIDDEN,
-            E::VerdictReasonRequired | E::GroundsRequired | E::GateWeights(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            E::VerdictReasonRequired
+            | E::GroundsRequired
+            | E::GateWeights(_)
+            | E::CommitteeTooSmall(..) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,
         }
     }

@@ -327,14 +327,19 @@ async fn publish(
     let key = path.into_inner();
     let req = body.into_inner();
     let actor = caller.actor();
-    let d = state
+    let (d, published) = state
         .db(move |c, outbox| {
             retrying(false, || {
                 outbox.transaction(c, |c, tx| store::publish(c, tx, &key, &req, &actor))
             })
         })
         .await?;
-    Ok(HttpResponse::Created().json(d))
+    // A retry of the publishing request: the decision, 200 instead of 201.
+    Ok(if published {
+        HttpResponse::Created().json(d)
+    } else {
+        HttpResponse::Ok().json(d)
+    })
 }
 
 async fn decision(

@@ -23,6 +23,7 @@ use diesel::prelude::*;
 use kaip_bus::OutboxTx;
 use kaip_contracts::dto::milestones as dto;
 use kaip_contracts::events::{GateDecided, Reallocation, SelectionPublished, TeamEliminated};
+use kaip_contracts::gpu_rules::{check_model_code, check_period, period_start};
 use kaip_contracts::{Actor, ConsortiumId};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -631,6 +632,12 @@ pub fn record_verdict(
         }
         _ => {}
     }
+    if req.verdict == "approved" && req.evidence_version.is_none() {
+        return Err(E::validation(
+            "evidence_version",
+            "required to approve: the evidence version the approval is about",
+        ));
+    }
     lock_deliverable(c, id)?;
     let d = deliverable(c, id)?;
     if d.status == "approved" || d.status == "rejected" {
@@ -639,12 +646,20 @@ pub fn record_verdict(
     if req.verdict == "approved" && d.status != "submitted" {
         return Err(E::EvidenceRequired(id));
     }
+    // Under the deliverable's lock: no new version can arrive between this check and the
+    // verdict.
+    let latest = d.evidence.iter().map(|e| e.version).max();
+    if let Some(named) = req.evidence_version {
+        if Some(named) != latest {
+            return Err(E::EvidenceNotLatest(id, named, latest.unwrap_or(0)));
+        }
+    }
     diesel::insert_into(ms_verdicts::table)
         .values((
             ms_verdicts::id.eq(Uuid::now_v7()),
             ms_verdicts::deliverable_id.eq(id),
             ms_verdicts::verdict.eq(&req.verdict),
-            ms_verdicts::evidence_version.eq(d.evidence.iter().map(|e| e.version).max()),
+            ms_verdicts::evidence_version.eq(latest),
             ms_verdicts::reason.eq(req.reason.trim()),
             ms_verdicts::comments.eq(req.comments.trim()),
             ms_verdicts::new_due_date.eq(req.new_due_date),
@@ -685,6 +700,8 @@ type GateCols = (
 
 pub const MAX_RULES: usize = 20;
 pub const MAX_COMMITTEE: usize = 25;
+/// The smallest committee: a majority of it is at least two people.
+pub const MIN_COMMITTEE: usize = 3;
 
 pub fn create_gate(
     c: &mut PgConnection,
@@ -743,6 +760,11 @@ pub fn create_gate(
                 "an officer's subject, 1 to 200 bytes without surrounding spaces, each once",
             ));
         }
+    }
+    // Publishing needs more than half of the committee: with three or more distinct members
+    // that is at least two people, so no officer eliminates a team alone.
+    if seen.len() < MIN_COMMITTEE {
+        return Err(E::CommitteeTooSmall(seen.len(), MIN_COMMITTEE));
     }
     text("reason", &req.reason, MAX_TEXT)?;
     let defs = req.components.clone().unwrap_or_else(gate::first_gate);
@@ -1168,9 +1190,13 @@ fn gather(c: &mut PgConnection, g: &GateRow) -> Result<Gathered, E> {
         }
         let mut values = BTreeMap::new();
         for comp in &g.components {
-            let r = latest
-                .get(&(*t, comp.key.clone()))
-                .ok_or_else(|| E::GateInputMissing(*t, comp.key.clone()))?;
+            // An ineligible team is out whatever its score: it need not have every input.
+            let Some(r) = latest.get(&(*t, comp.key.clone())) else {
+                if failed.is_empty() {
+                    return Err(E::GateInputMissing(*t, comp.key.clone()));
+                }
+                continue;
+            };
             values.insert(comp.key.clone(), r.3);
             used.push(dto::InputUsed {
                 input_id: r.0,
@@ -1340,14 +1366,16 @@ pub const MAX_GPUS: i64 = 1_000_000;
 
 /// Publishes the gate's current proposal once a majority of the committee approved it:
 /// the decision (with the reallocation plan and the next phase's targets), `GateDecided`
-/// and one `TeamEliminated` per eliminated team, in one transaction.
+/// and one `TeamEliminated` per eliminated team, in one transaction. The second value is
+/// `true` when this call published; a retry of the request that published (same proposal,
+/// reason, plan and targets) gets the decision back with `false` and publishes nothing.
 pub fn publish(
     c: &mut PgConnection,
     tx: &mut OutboxTx<'_>,
     key: &str,
     req: &dto::PublishGate,
     actor: &Actor,
-) -> Result<dto::Decision, E> {
+) -> Result<(dto::Decision, bool), E> {
     text("reason", &req.reason, MAX_TEXT)?;
     if req.next_targets.len() > 50 {
         return Err(E::validation("next_targets", "at most 50 targets"));
@@ -1356,7 +1384,19 @@ pub fn publish(
         text(&format!("next_targets[{i}].benchmark"), &t.benchmark, 200)?;
         text(&format!("next_targets[{i}].target"), &t.target, 2000)?;
     }
-    let g = lock_open_gate(c, key, true)?;
+    let g = match lock_open_gate(c, key, true) {
+        Ok(g) => g,
+        Err(E::GatePublished(gate, at)) => {
+            // The gate row is locked: the decision read here is the only one there will be.
+            if let Some(d) = decision(c, key)? {
+                if same_publication(&d, req) {
+                    return Ok((d, false));
+                }
+            }
+            return Err(E::GatePublished(gate, at));
+        }
+        Err(e) => return Err(e),
+    };
     let p = proposal(c, req.proposal_id)?;
     if p.gate_id != g.id {
         return Err(E::ProposalNotFound(req.proposal_id));
@@ -1370,7 +1410,10 @@ pub fn publish(
             let then_ids: BTreeSet<Uuid> = p.outcome.inputs.iter().map(|u| u.input_id).collect();
             now_ids != then_ids || eligibility != p.outcome.eligibility
         }
-        Err(_) => true,
+        // The gate's facts no longer make a proposal: stale. Anything else (the database
+        // failing) is reported as what it is, not as a stale proposal.
+        Err(E::GateInputMissing(..) | E::EligibilityMissing(..)) => true,
+        Err(e) => return Err(e),
     };
     if stale {
         return Err(E::ProposalStale(p.id));
@@ -1393,6 +1436,7 @@ pub fn publish(
         .filter(|t| t.outcome == "eliminated")
         .map(|t| (t.consortium_id, t.reason.clone().unwrap_or_default()))
         .collect();
+    let decided_at = now();
     let mut plans: BTreeMap<Uuid, Vec<Reallocation>> = BTreeMap::new();
     for (i, plan) in req.reallocations.iter().enumerate() {
         let at = format!("reallocations[{i}]");
@@ -1422,8 +1466,21 @@ pub fn publish(
                     "a team that continues (only survivors receive GPUs)",
                 ));
             }
-            text(&format!("{at}.model"), &r.model, 100)?;
-            text(&format!("{at}.period"), &r.period, 100)?;
+            // The ledger's own rules: a plan it would refuse when it applies it would leave
+            // the eliminated team's grants open, so it is refused here, before anything is
+            // published.
+            check_model_code(&r.model).map_err(|e| E::validation(format!("{at}.model"), e.rule))?;
+            check_period(&r.period).map_err(|e| E::validation(format!("{at}.period"), e.rule))?;
+            // The ledger reclaims and regrants only periods that have not started.
+            if period_start(&r.period).is_some_and(|start| start <= decided_at) {
+                return Err(E::validation(
+                    format!("{at}.period"),
+                    format!(
+                        "a period that starts after the decision (`{}` has already started; the ledger reallocates only future periods)",
+                        r.period
+                    ),
+                ));
+            }
             if !(1..=MAX_GPUS).contains(&r.count) {
                 return Err(E::validation(
                     format!("{at}.count"),
@@ -1441,7 +1498,7 @@ pub fn publish(
             reallocation: plans.get(&t.0).cloned().unwrap_or_default(),
         })
         .collect();
-    let at = now();
+    let at = decided_at;
     diesel::insert_into(ms_decisions::table)
         .values((
             ms_decisions::gate_id.eq(g.id),
@@ -1482,7 +1539,33 @@ pub fn publish(
             },
         )?;
     }
-    decision(c, key)?.ok_or_else(|| E::GateNotFound(key.to_owned()))
+    let d = decision(c, key)?.ok_or_else(|| E::GateNotFound(key.to_owned()))?;
+    Ok((d, true))
+}
+
+/// Whether `req` is the request that published `d`: the same proposal, reason, targets and
+/// reallocation plan (a repeat with anything different is refused, not silently accepted).
+fn same_publication(d: &dto::Decision, req: &dto::PublishGate) -> bool {
+    let planned: BTreeMap<Uuid, &Vec<Reallocation>> = req
+        .reallocations
+        .iter()
+        .map(|p| (p.consortium_id.0, &p.reallocation))
+        .collect();
+    let published: BTreeMap<Uuid, &Vec<Reallocation>> = d
+        .eliminated
+        .iter()
+        .filter(|e| !e.reallocation.is_empty())
+        .map(|e| (e.consortium_id.0, &e.reallocation))
+        .collect();
+    d.proposal_id == req.proposal_id
+        && d.reason == req.reason.trim()
+        && d.next_targets == req.next_targets
+        && planned.len() == req.reallocations.len()
+        && planned
+            .into_iter()
+            .filter(|(_, r)| !r.is_empty())
+            .collect::<BTreeMap<_, _>>()
+            == published
 }
 
 pub fn decision(c: &mut PgConnection, key: &str) -> Result<Option<dto::Decision>, E> {

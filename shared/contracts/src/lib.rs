@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod dto;
 pub mod error;
 pub mod events;
+pub mod gpu_rules;
 pub mod ids;
 pub mod role;
 pub mod text;

@@ -4,15 +4,25 @@
 //! teams up to the planned number).
 //!
 //! Exactness: inputs are integers of ten-thousandths ([`INPUT_SCALE`]); a component's
-//! points are `weight × normalised value`, computed in i128 and rounded **down** to a
-//! nano-point ([`POINT_SCALE`]) once per component; the gate score is the exact sum of
-//! those. Nothing is a float, so a decision recomputed from its recorded inputs gives the
-//! same numbers on any machine.
+//! points are `weight × normalised value`, an exact fraction. Ranking and tie detection
+//! compare the **exact** scores (each team's score as one integer over the common
+//! denominator of all components, in an arbitrary-precision integer): 20 × 2/3 + 10 × 1/3
+//! is 10, not 9.999999999. The figures shown are rounded **down** to a nano-point
+//! ([`POINT_SCALE`]): each component's points, and the score (the exact total rounded down,
+//! so it may exceed the sum of the shown points by a few nano-points). Display figures
+//! never decide anything. Nothing is a float, so a decision recomputed from its recorded
+//! inputs gives the same numbers on any machine.
+//!
+//! Min-max ranges are taken over the **eligible** teams only: an ineligible team is out
+//! whatever its score, so its values must not decide which eligible team goes. An
+//! ineligible team's value is clamped into the eligible range for its (informational)
+//! points; when no team is eligible, nobody is ranked and the range is the teams' own.
 
 use super::decimal;
 use super::Invalid;
 use kaip_contracts::dto::milestones as dto;
 use kaip_contracts::ConsortiumId;
+use num_bigint::BigInt;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -192,20 +202,30 @@ pub fn check_weights(components: &[Component]) -> Result<(), String> {
     ))
 }
 
-/// The points a value earns on a component (nano-points, rounded down), given the lowest
-/// and highest value among the teams at the gate.
-pub fn points(c: &Component, v: i64, min: i64, max: i64) -> i128 {
-    let w = i128::from(c.weight) * NANO;
+/// The normalised value of `v` on a component as an exact fraction `(numerator,
+/// denominator)` in `[0, 1]`, given the lowest and highest value of the range (the
+/// eligible teams'). A value outside a min-max range is clamped into it; all equal: 1.
+pub fn fraction(c: &Component, v: i64, min: i64, max: i64) -> (i128, i128) {
     match c.normalisation {
         Normalisation::MinMax => {
-            if max == min {
-                w
+            if max <= min {
+                (1, 1)
             } else {
-                (w * i128::from(v - min)).div_euclid(i128::from(max - min))
+                (
+                    i128::from(v.clamp(min, max)) - i128::from(min),
+                    i128::from(max) - i128::from(min),
+                )
             }
         }
-        Normalisation::OfMax(m) => (w * i128::from(v.min(m))).div_euclid(i128::from(m)),
+        Normalisation::OfMax(m) => (i128::from(v.clamp(0, m)), i128::from(m.max(1))),
     }
+}
+
+/// The points a value earns on a component as shown (nano-points, rounded down), given
+/// the lowest and highest value of the range.
+pub fn points(c: &Component, v: i64, min: i64, max: i64) -> i128 {
+    let (n, d) = fraction(c, v, min, max);
+    (i128::from(c.weight) * NANO * n).div_euclid(d)
 }
 
 /// What the gate knows of one team.
@@ -226,18 +246,26 @@ pub struct Missing {
 
 struct Scored {
     team: ConsortiumId,
+    /// Each component's normalised numerator (its denominator is the component's, the same
+    /// for every team): compares the components' exact points for the tie rule.
+    numerators: Vec<i128>,
+    /// The exact score × the common denominator of all components.
+    exact: BigInt,
+    /// Shown: each component's points and the exact score, rounded down to nano-points.
     points: Vec<i128>,
     total: i128,
-    values: Vec<i64>,
+    /// `None`: an ineligible team's missing input.
+    values: Vec<Option<i64>>,
     failed: Vec<String>,
 }
 
-/// Tie rule: higher score first; equal scores are ordered by the components' points in the
-/// gate's order (the first component that differs decides), then by consortium id.
+/// Tie rule: higher exact score first; equal exact scores are ordered by the components'
+/// exact points in the gate's order (the first component that differs decides), then by
+/// consortium id.
 fn order(a: &Scored, b: &Scored) -> Ordering {
-    b.total
-        .cmp(&a.total)
-        .then_with(|| b.points.cmp(&a.points))
+    b.exact
+        .cmp(&a.exact)
+        .then_with(|| b.numerators.cmp(&a.numerators))
         .then_with(|| a.team.0.cmp(&b.team.0))
 }
 
@@ -251,30 +279,64 @@ pub fn propose(
 ) -> Result<Vec<dto::TeamResult>, Missing> {
     let mut scored = Vec::with_capacity(teams.len());
     for t in teams {
+        let eligible = t.failed_rules.is_empty();
         let mut values = Vec::with_capacity(components.len());
         for c in components {
-            let v = t.values.get(&c.key).copied().ok_or_else(|| Missing {
-                team: t.team,
-                component: c.key.clone(),
-            })?;
+            // An eligible team needs every input; an ineligible team's missing input earns
+            // nothing and is not shown.
+            let v = t.values.get(&c.key).copied();
+            if v.is_none() && eligible {
+                return Err(Missing {
+                    team: t.team,
+                    component: c.key.clone(),
+                });
+            }
             values.push(v);
         }
         scored.push(Scored {
             team: t.team,
+            numerators: Vec::new(),
+            exact: BigInt::from(0),
             points: Vec::new(),
             total: 0,
             values,
             failed: t.failed_rules.clone(),
         });
     }
+    let any_eligible = scored.iter().any(|s| s.failed.is_empty());
+    let mut denominators = Vec::with_capacity(components.len());
     for (i, c) in components.iter().enumerate() {
-        let min = scored.iter().map(|s| s.values[i]).min().unwrap_or(0);
-        let max = scored.iter().map(|s| s.values[i]).max().unwrap_or(0);
+        // The range is the eligible teams' (all teams' when none is eligible).
+        let in_range = scored
+            .iter()
+            .filter(|s| !any_eligible || s.failed.is_empty())
+            .filter_map(|s| s.values[i]);
+        let min = in_range.clone().min().unwrap_or(0);
+        let max = in_range.max().unwrap_or(0);
+        let mut den = 1;
         for s in &mut scored {
-            let p = points(c, s.values[i], min, max);
+            let (n, d) = fraction(c, s.values[i].unwrap_or(0), min, max);
+            den = d;
+            let (n, p) = match s.values[i] {
+                Some(v) => (n, points(c, v, min, max)),
+                None => (0, 0),
+            };
+            s.numerators.push(n);
             s.points.push(p);
-            s.total += p;
         }
+        denominators.push(den);
+    }
+    // Score × D, D the product of the components' denominators: Σ wᵢ·nᵢ·(D / dᵢ).
+    let common: BigInt = denominators.iter().map(|d| BigInt::from(*d)).product();
+    for s in &mut scored {
+        let mut exact = BigInt::from(0);
+        for ((c, n), d) in components.iter().zip(&s.numerators).zip(&denominators) {
+            exact += BigInt::from(i128::from(c.weight) * n) * (&common / BigInt::from(*d));
+        }
+        let shown = (&exact * BigInt::from(NANO)) / &common;
+        // At most 100 points: it fits; saturate rather than panic all the same.
+        s.total = i128::try_from(&shown).unwrap_or(i128::MAX);
+        s.exact = exact;
     }
     let (mut eligible, mut ineligible): (Vec<Scored>, Vec<Scored>) =
         scored.into_iter().partition(|s| s.failed.is_empty());
@@ -288,10 +350,12 @@ pub fn propose(
             components: components
                 .iter()
                 .zip(s.values.iter().zip(&s.points))
-                .map(|(c, (v, p))| dto::ComponentScore {
-                    key: c.key.clone(),
-                    value: decimal::format((*v).into(), INPUT_SCALE),
-                    points: decimal::format(*p, POINT_SCALE),
+                .filter_map(|(c, (v, p))| {
+                    v.map(|v| dto::ComponentScore {
+                        key: c.key.clone(),
+                        value: decimal::format(v.into(), INPUT_SCALE),
+                        points: decimal::format(*p, POINT_SCALE),
+                    })
                 })
                 .collect(),
             score: decimal::format(s.total, POINT_SCALE),
@@ -311,9 +375,9 @@ pub fn propose(
     for (r, s) in eligible.iter().enumerate() {
         let tied = eligible
             .iter()
-            .any(|o| o.team != s.team && o.total == s.total);
+            .any(|o| o.team != s.team && o.exact == s.exact);
         let tie = tied.then(|| {
-            "the score equals another eligible team's: ordered by the components' points in the gate's order, then by consortium id".to_owned()
+            "the exact score equals another eligible team's: ordered by the components' exact points in the gate's order, then by consortium id".to_owned()
         });
         let reason = (r >= cut).then(|| {
             format!(

@@ -61,7 +61,9 @@ pub struct SubmitEvidence {
 }
 
 /// `POST /deliverables/{id}/verdicts`: `approved`, `revision` (with `new_due_date`) or
-/// `rejected`, always with a reason.
+/// `rejected`, always with a reason. An approval names the evidence version the officer
+/// reviewed (`evidence_version`), which must still be the latest: an approval never covers
+/// evidence submitted after the officer looked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordVerdict {
@@ -71,6 +73,10 @@ pub struct RecordVerdict {
     pub comments: String,
     #[serde(default)]
     pub new_due_date: Option<NaiveDate>,
+    /// The evidence version the verdict is about: required to approve; when given with
+    /// another verdict, it must also be the latest.
+    #[serde(default)]
+    pub evidence_version: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,8 +241,12 @@ pub struct ComponentScore {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TeamResult {
     pub consortium_id: ConsortiumId,
+    /// Each component's input and points, in the gate's order (an ineligible team's missing
+    /// input is absent and earns nothing).
     pub components: Vec<ComponentScore>,
-    /// The gate score: the sum of the points, 9 decimal places.
+    /// The gate score: the exact sum of the components' points rounded down to 9 decimal
+    /// places (ranks compare the exact scores; the shown points are each rounded down, so
+    /// they may add up to a few billionths less).
     pub score: String,
     pub eligible: bool,
     /// 1 = best among the eligible teams; none for an ineligible team.
