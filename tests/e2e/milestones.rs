@@ -981,6 +981,10 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
         );
     }
 
+    // Deliverables due long after the decision, for a team that continues and for one
+    // that will be eliminated: only the survivor's can become overdue.
+    let survivor_due = m.deliverable(t[0], "2099-12-30").await;
+    let eliminated_due = m.deliverable(t[1], "2099-12-30").await;
     let mut body = publish_body(p2_id);
     body["reallocations"] = json!([{"consortium_id": t[1], "reallocation": [
         {"consortium_id": t[0], "model": "B200", "period": "2027H1", "count": 128}]}]);
@@ -1031,6 +1035,40 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
         "GATE_PUBLISHED",
     )
     .await;
+
+    // A sweep after both due dates flags the survivor's deliverable and not the eliminated
+    // team's: it owes nothing after the decision.
+    // (The service's own sweeper may hold the pass's lock for a moment: a pass that finds
+    // it taken flags nothing, so try again.)
+    let mut flagged = 0;
+    {
+        let mut c = m.svc.conn();
+        let outbox = kaip_bus::Outbox::new(
+            kaip_milestones::NAME,
+            ctx.topic(kaip_contracts::topics::MILESTONES),
+        );
+        let at = "2100-01-02T00:00:00Z".parse().expect("instant");
+        for _ in 0..50 {
+            flagged = kaip_milestones::sweeper::sweep_at(&mut c, &outbox, at).expect("sweep");
+            if flagged > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(flagged, 1, "only the survivor's deliverable");
+    assert_eq!(
+        m.count(&format!(
+            "SELECT count(*) FROM ms_overdue WHERE deliverable_id = '{survivor_due}'"
+        )),
+        1
+    );
+    assert_eq!(
+        m.count(&format!(
+            "SELECT count(*) FROM ms_overdue WHERE deliverable_id = '{eliminated_due}'"
+        )),
+        0
+    );
 
     // The events: one GateDecided, one TeamEliminated per eliminated team, with the plan.
     let topic = ctx.topic(kaip_contracts::topics::MILESTONES);

@@ -1,7 +1,8 @@
 //! Flags overdue deliverables: a deliverable whose current due date (the latest revision's
 //! new date, or the planned one) has ended in KST, that is not approved or rejected, and
 //! that got no evidence by the end of that day since the last verdict. Each flag emits
-//! `MilestoneOverdue` once per deliverable and due date.
+//! `MilestoneOverdue` once per deliverable and due date. A team a published gate
+//! eliminated owes nothing more: its deliverables are never flagged after the decision.
 //!
 //! Runs in every replica: each pass takes a transaction-scoped advisory lock and skips if
 //! another replica holds it, and the flag's primary key (deliverable, due date) with
@@ -104,6 +105,9 @@ WHERE ((cur.due_date + 1)::timestamp AT TIME ZONE 'Asia/Seoul') <= $1
         AND e.submitted_at < ((cur.due_date + 1)::timestamp AT TIME ZONE 'Asia/Seoul'))
   AND NOT EXISTS (
       SELECT 1 FROM ms_overdue o WHERE o.deliverable_id = cur.id AND o.due_date = cur.due_date)
+  AND NOT EXISTS (
+      SELECT 1 FROM ms_decisions dd, jsonb_array_elements(dd.eliminated) el
+      WHERE el->>'consortium_id' = cur.consortium_id::text)
 ORDER BY cur.due_date, cur.id
 LIMIT $2";
 
