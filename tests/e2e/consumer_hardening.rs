@@ -582,6 +582,59 @@ async fn the_inbox_turns_redeliveries_into_no_ops_for_a_handler_that_is_not_idem
     service.shutdown().await;
 }
 
+/// An event id names one event. A redelivery (the same content under the same id) is a
+/// no-op, but another event sent under an id already applied is not dropped in silence: it
+/// is dead-lettered as `EVENT_ID_REUSED` and the handler never sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_event_under_an_applied_id_is_dead_lettered_not_silently_dropped() {
+    let mut ctx = TestContext::new();
+    ctx.kafka.partitions = Some(1);
+    let (pool, _) = probe_database(&ctx);
+    let probe = Arc::new(Probe::default());
+    let service = ctx
+        .spawn_with(
+            probe_definition(probe.clone()),
+            ctx.settings(PROBE_DEFAULTS),
+        )
+        .await;
+    service.wait_assigned().await;
+    let first = probe_event("Probe", Uuid::new_v4(), 1);
+    // The same envelope sent again a moment later: a redelivery, whatever its time says.
+    let mut redelivered = first.clone();
+    redelivered.occurred_at = chrono::Utc::now();
+    // Another event under the same id: other data.
+    let mut reused = first.clone();
+    reused.data = serde_json::json!({ "seq": 2 });
+    let sentinel = probe_event("Probe", Uuid::new_v4(), 3);
+    for e in [&first, &redelivered, &reused, &sentinel] {
+        produce(&ctx, e, &[]).await;
+    }
+    eventually(Duration::from_secs(60), || async {
+        (probe.calls(sentinel.id) == 1).then_some(())
+    })
+    .await
+    .expect("the sentinel is consumed");
+    assert_eq!(probe.calls(first.id), 1, "the handler saw the id once");
+    let seqs: Vec<i64> = applied(&pool).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(seqs, vec![1, 3], "the reused id changed nothing");
+    let dlq = ctx.topic(&topics::dead_letter_topic_of(PROBE));
+    let dead = eventually(Duration::from_secs(60), || async {
+        let msgs = ctx.read_topic(&dlq).await;
+        (!msgs.is_empty()).then_some(msgs)
+    })
+    .await
+    .expect("the reused id is dead-lettered");
+    assert_eq!(dead.len(), 1, "only the reused id, not the redelivery");
+    let letter = dead[0].json().expect("envelope");
+    assert_eq!(letter["data"]["seq"], 2);
+    assert!(
+        dead[0].headers[headers::DLQ_ERROR].starts_with("EVENT_ID_REUSED: event_id: "),
+        "{:?}",
+        dead[0].headers
+    );
+    service.shutdown().await;
+}
+
 /// A dead letter whose handler failed deterministically is replayed after the fix: a dry
 /// run moves nothing, the replay applies it once, a second replay is a recorded duplicate,
 /// and only an admin may ask.

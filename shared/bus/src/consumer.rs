@@ -182,6 +182,7 @@ pub fn process_event(
         .get()
         .map_err(|e| HandlerError::Unavailable(format!("database pool: {e}")))?;
     let audit = crate::audit::AuditContext::for_event(event, delivery.trace_id.clone());
+    let digest = content_digest(event);
     let outcome = outbox.transaction(&mut conn, |c, tx| {
         // What the audit trail records about the effects below (transaction-local: gone
         // at commit or rollback, so it never outlives this event).
@@ -195,11 +196,26 @@ pub fn process_event(
                 kaip_inbox::kafka_offset.eq(delivery.offset),
                 kaip_inbox::trace_id.eq(&delivery.trace_id),
                 kaip_inbox::outcome.eq("applied"),
+                kaip_inbox::payload_sha256.eq(&digest),
             ))
             .on_conflict_do_nothing()
             .execute(c)?;
         if inserted == 0 {
-            return Ok(Outcome::Duplicate);
+            // A redelivery says exactly what the first delivery said. Another event under
+            // an id already used (a producer or integration reusing ids) is not a
+            // duplicate to drop in silence: it is refused, and so dead-lettered, by name.
+            let first: Option<Vec<u8>> = kaip_inbox::table
+                .find(event.id.0)
+                .select(kaip_inbox::payload_sha256)
+                .first(c)?;
+            return match first {
+                Some(first) if first != digest => Err(HandlerError::Permanent(format!(
+                    "EVENT_ID_REUSED: event_id: {} was already applied to another event \
+                     (this one is a `{}` whose content differs); an id names one event only",
+                    event.id, event.event_type
+                ))),
+                _ => Ok(Outcome::Duplicate),
+            };
         }
         match handler.handle(c, tx, event)? {
             Handled::Applied => Ok(Outcome::Applied),
@@ -217,6 +233,23 @@ pub fn process_event(
         outbox.wake_handle().notify_one();
     }
     outcome
+}
+
+/// SHA-256 over what an event says: its type, version, producer, aggregate and data
+/// (`serde_json` maps are sorted, so the same event always gives the same digest). The
+/// envelope's time and actor are left out: they describe the sending, not the event.
+pub fn content_digest(event: &EventEnvelope) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::json!([
+        event.event_type,
+        event.version,
+        event.producer,
+        event.aggregate_type,
+        event.aggregate_id,
+        event.consortium_id,
+        event.data,
+    ]);
+    Sha256::digest(canonical.to_string().as_bytes()).to_vec()
 }
 
 /// Whether the database answers right now (a fresh check, not the pool's cached view).

@@ -28,5 +28,6 @@ diesel::table! {
         trace_id -> Nullable<Text>,
         outcome -> Text,
         processed_at -> Timestamptz,
+        payload_sha256 -> Nullable<Bytea>,
     }
 }

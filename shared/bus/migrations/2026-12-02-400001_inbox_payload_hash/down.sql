@@ -1,0 +1,1 @@
+ALTER TABLE kaip_inbox DROP COLUMN payload_sha256;
