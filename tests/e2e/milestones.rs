@@ -76,25 +76,7 @@ impl Ms {
     /// Every milestones table's row count, the outbox and the audit trail: what "changes
     /// nothing" compares.
     fn footprint(&self) -> Vec<i64> {
-        [
-            "ms_teams",
-            "ms_deliverables",
-            "ms_evidence",
-            "ms_verdicts",
-            "ms_overdue",
-            "ms_gates",
-            "ms_gate_components",
-            "ms_gate_inputs",
-            "ms_eligibility",
-            "ms_proposals",
-            "ms_votes",
-            "ms_decisions",
-            "kaip_outbox",
-            "audit_changes",
-        ]
-        .iter()
-        .map(|t| self.count(&format!("SELECT count(*) FROM {t}")))
-        .collect()
+        kaip_e2e::row_counts(&self.svc, &kaip_e2e::MILESTONES_TABLES)
     }
 
     /// Refused with `status` and `code`, and nothing written.
