@@ -17,7 +17,7 @@
 use super::gpu::{own_team_only, Int64};
 use super::{caller_with, upstream};
 use crate::clients::Services;
-use async_graphql::{Context, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ErrorExtensions, InputObject, Object, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 use kaip_contracts::dto::milestones as dto;
 use kaip_contracts::events::Reallocation;
@@ -54,17 +54,22 @@ impl Services {
     }
 }
 
-/// A gate key as a path segment (keys are checked by the service; this keeps a `/` or `?`
-/// from addressing another route).
-fn seg(key: &str) -> String {
-    key.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// A gate key as a path segment. Keys are `a-z`, `0-9` and `-` (the service's rule when a
+/// gate is defined), so anything else names no gate: answered `GATE_NOT_FOUND` here rather
+/// than sent, so that no `/`, `?` or `..` can address another route.
+fn seg(key: &str) -> async_graphql::Result<&str> {
+    let ok = !key.is_empty()
+        && key.len() <= 63
+        && !key.starts_with('-')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(key)
+    } else {
+        Err(async_graphql::Error::new(format!("no gate {key:?}"))
+            .extend_with(|_, e| e.set("code", "GATE_NOT_FOUND")))
+    }
 }
 
 // ---- objects ----
@@ -762,7 +767,7 @@ impl MilestonesQuery {
         let a = caller_with(ctx, STAFF_OR_TEAM, "read gates")?;
         let g: dto::Gate = ctx
             .data::<Services>()?
-            .ms_get(&a.token, &format!("/gates/{}", seg(&key)))
+            .ms_get(&a.token, &format!("/gates/{}", seg(&key)?))
             .await?;
         Ok(g.into())
     }
@@ -776,7 +781,7 @@ impl MilestonesQuery {
         let a = caller_with(ctx, STAFF, "read gate inputs")?;
         let v: Vec<dto::RecordedInput> = ctx
             .data::<Services>()?
-            .ms_get(&a.token, &format!("/gates/{}/inputs", seg(&gate)))
+            .ms_get(&a.token, &format!("/gates/{}/inputs", seg(&gate)?))
             .await?;
         Ok(v.into_iter().map(Into::into).collect())
     }
@@ -790,7 +795,7 @@ impl MilestonesQuery {
         let a = caller_with(ctx, STAFF, "read eligibility verdicts")?;
         let v: Vec<dto::RecordedEligibility> = ctx
             .data::<Services>()?
-            .ms_get(&a.token, &format!("/gates/{}/eligibility", seg(&gate)))
+            .ms_get(&a.token, &format!("/gates/{}/eligibility", seg(&gate)?))
             .await?;
         Ok(v.into_iter().map(Into::into).collect())
     }
@@ -804,7 +809,7 @@ impl MilestonesQuery {
         let a = caller_with(ctx, STAFF, "read a gate's proposals")?;
         let v: Vec<dto::Proposal> = ctx
             .data::<Services>()?
-            .ms_get(&a.token, &format!("/gates/{}/proposals", seg(&gate)))
+            .ms_get(&a.token, &format!("/gates/{}/proposals", seg(&gate)?))
             .await?;
         Ok(v.into_iter().map(Into::into).collect())
     }
@@ -831,7 +836,7 @@ impl MilestonesQuery {
         let a = caller_with(ctx, STAFF, "read a gate's decision")?;
         let d: Option<dto::Decision> = ctx
             .data::<Services>()?
-            .ms_get(&a.token, &format!("/gates/{}/decision", seg(&gate)))
+            .ms_get(&a.token, &format!("/gates/{}/decision", seg(&gate)?))
             .await?;
         Ok(d.map(Into::into))
     }
@@ -850,7 +855,7 @@ impl MilestonesQuery {
             .data::<Services>()?
             .ms_get(
                 &a.token,
-                &format!("/gates/{}/results/{consortium_id}", seg(&gate)),
+                &format!("/gates/{}/results/{consortium_id}", seg(&gate)?),
             )
             .await?;
         Ok(GateResult {
@@ -1038,7 +1043,7 @@ impl MilestonesMutation {
         };
         let i: dto::InputUsed = ctx
             .data::<Services>()?
-            .ms_post(&a.token, &format!("/gates/{}/inputs", seg(&gate)), &body)
+            .ms_post(&a.token, &format!("/gates/{}/inputs", seg(&gate)?), &body)
             .await?;
         Ok(i.into())
     }
@@ -1066,7 +1071,7 @@ impl MilestonesMutation {
             .data::<Services>()?
             .ms_post(
                 &a.token,
-                &format!("/gates/{}/eligibility", seg(&gate)),
+                &format!("/gates/{}/eligibility", seg(&gate)?),
                 &body,
             )
             .await?;
@@ -1083,7 +1088,7 @@ impl MilestonesMutation {
         let a = caller_with(ctx, STAFF, "propose a gate's outcome")?;
         let p: dto::Proposal = ctx
             .data::<Services>()?
-            .ms_post(&a.token, &format!("/gates/{}/proposals", seg(&gate)), &())
+            .ms_post(&a.token, &format!("/gates/{}/proposals", seg(&gate)?), &())
             .await?;
         Ok(p.into())
     }
@@ -1150,8 +1155,30 @@ impl MilestonesMutation {
         };
         let d: dto::Decision = ctx
             .data::<Services>()?
-            .ms_post(&a.token, &format!("/gates/{}/publish", seg(&gate)), &body)
+            .ms_post(&a.token, &format!("/gates/{}/publish", seg(&gate)?), &body)
             .await?;
         Ok(d.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seg;
+
+    #[test]
+    fn only_a_well_formed_gate_key_reaches_a_path() {
+        assert_eq!(seg("gate-1").ok(), Some("gate-1"));
+        for bad in [
+            "",
+            "..",
+            "gate-1/publish",
+            "gate-1?x=1",
+            "Gate-1",
+            "-gate",
+            "게이트",
+        ] {
+            assert!(seg(bad).is_err(), "{bad:?}");
+        }
+        assert!(seg(&"g".repeat(64)).is_err());
     }
 }
