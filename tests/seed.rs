@@ -1514,7 +1514,7 @@ pub async fn gate(
         )
         .await?;
     if existing.is_ok() {
-        println!("{GATE} is already defined on this platform (an earlier seed): gates are programme-wide, so this step stops here; restart `make run` for a fresh programme");
+        println!("{GATE} is already defined on this platform (an earlier seed): gate keys are programme-wide and decisions are never overwritten, so this step stops here. For another gate 1, stop `make run`, drop its databases (kaip_intake, kaip_scoring, kaip_gpu_ledger, kaip_data_budget, kaip_talent, kaip_milestones) and start it again");
         return Ok(None);
     }
     let call = sel.call.as_str();
