@@ -412,3 +412,38 @@ pub async fn pass_deadline(p: &Platform, call_id: &str) {
     .await
     .expect("scoring knows the call");
 }
+
+/// The milestones service's tables, its outbox and its audit trail: what "changes nothing"
+/// compares for a refused milestones request.
+pub const MILESTONES_TABLES: [&str; 14] = [
+    "ms_teams",
+    "ms_deliverables",
+    "ms_evidence",
+    "ms_verdicts",
+    "ms_overdue",
+    "ms_gates",
+    "ms_gate_components",
+    "ms_gate_inputs",
+    "ms_eligibility",
+    "ms_proposals",
+    "ms_votes",
+    "ms_decisions",
+    "kaip_outbox",
+    "audit_changes",
+];
+
+/// The row count of each of `tables` in `svc`'s database.
+pub fn row_counts(svc: &TestService, tables: &[&str]) -> Vec<i64> {
+    use diesel::prelude::*;
+    let mut c = svc.conn();
+    tables
+        .iter()
+        .map(|t| {
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+                "(SELECT count(*) FROM {t})"
+            )))
+            .get_result(&mut c)
+            .unwrap_or_else(|e| panic!("count {t}: {e}"))
+        })
+        .collect()
+}

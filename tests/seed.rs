@@ -10,7 +10,10 @@
 //! learns the selected teams and the officer offers each what it asked for (now, and as much
 //! again at gate 1), which each team accepts; the data budget opens their budgets and they
 //! buy a corpus jointly, split to the won; talent learns the teams and the first one hires
-//! two overseas researchers in a round. Every step prints what happened, and every wait for
+//! two overseas researchers in a round; then milestones: a plan per team, evidence and
+//! verdicts, gate 1 (the first template, inputs, one team ruled ineligible, the committee's
+//! votes) and its publication with a reallocation plan, and the ledger, data budget and
+//! talent reacting ([`gate`]). Every step prints what happened, and every wait for
 //! an event to cross the broker polls with a deadline and fails naming what it waited for.
 //!
 //! The field is varied (large enterprises, mid-size firms, startups, an SME, universities
@@ -1458,6 +1461,433 @@ pub async fn talent(gw: &Gateway, opts: &Options, sel: &Selection) -> anyhow::Re
     })
 }
 
+/// The gate's committee: the seed's officers (token subjects). `dev-officer` is the officer
+/// every other step acts as.
+pub const COMMITTEE: [&str; 3] = ["dev-officer", "officer-park", "officer-lee"];
+
+/// The eligibility rule gate 1 checks.
+pub const RULE: &str = "built-from-scratch";
+
+/// What gate 1 decided and what the other services did about it.
+#[derive(Debug, Clone)]
+pub struct GateOutcome {
+    /// The published decision (`passed`, `eliminated` with reasons and reallocations).
+    pub decision: Value,
+    /// The teams that continue, and those eliminated, in the selection's order.
+    pub passed: Vec<Team>,
+    pub eliminated: Vec<Team>,
+}
+
+/// Step 7: milestones and gate 1. Once milestones knows the selected teams: a plan of two
+/// deliverables per team; each team submits a report and a benchmark result; the officer
+/// approves the results and gives the reports a verdict each (approved, revision with a new
+/// due date, rejected in turn); gate 1 with the first template, the committee of
+/// [`COMMITTEE`] and one planned elimination; inputs per team and component (the team-chosen
+/// benchmark from the approved evidence); eligibility verdicts, the first team (the one that hired) ruled not
+/// built from scratch; a proposal, the committee's votes (two of three approve), and
+/// publication with a reallocation plan: each eliminated team's first-half-year H100 grant
+/// to the best surviving team. Then it waits for the ledger (the survivors' gate tranches
+/// released, the eliminated teams' closed), the data budget and talent to react.
+///
+/// Gate keys are programme-wide: on a platform where `gate-1` is already published (an
+/// earlier `make seed`), the step says so and stops without writing anything.
+pub async fn gate(
+    gw: &Gateway,
+    opts: &Options,
+    sel: &Selection,
+    offers: &[Offer],
+) -> anyhow::Result<Option<GateOutcome>> {
+    let officer = gw.officer();
+    println!("\n== 7. Milestones and {GATE}");
+    if sel.teams.len() < 3 {
+        bail!(
+            "gate 1 needs at least three teams; call {} selected {}",
+            sel.call,
+            sel.teams.len()
+        );
+    }
+    let existing = gw
+        .try_gql(
+            &officer,
+            "query($g: String!) { gate(key: $g) { key } }",
+            json!({ "g": GATE }),
+        )
+        .await?;
+    if existing.is_ok() {
+        println!("{GATE} is already defined on this platform (an earlier seed): gate keys are programme-wide and decisions are never overwritten, so this step stops here. For another gate 1, stop `make run`, drop its databases (kaip_intake, kaip_scoring, kaip_gpu_ledger, kaip_data_budget, kaip_talent, kaip_milestones) and start it again");
+        return Ok(None);
+    }
+    let call = sel.call.as_str();
+    let want = sel.teams.len();
+    wait_for(
+        &format!("milestones to learn the {want} teams selected in call {call}"),
+        opts.timeout,
+        || async {
+            let d = gw
+                .gql(&officer, "{ milestoneTeams { callId } }", json!({}))
+                .await?;
+            let n = d["milestoneTeams"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["callId"] == call)
+                .count();
+            Ok((n == want).then_some(()))
+        },
+    )
+    .await?;
+
+    // Plans, evidence and verdicts.
+    let year = kst_year(Utc::now());
+    let items = json!([
+        {"title": "Pre-training report", "description": "the first pre-training run, with its data card",
+         "acceptanceCriteria": "loss curve, data card and evaluation on the national benchmark",
+         "dueDate": format!("{}-03-31", year + 1)},
+        {"title": "Team-chosen benchmark", "acceptanceCriteria": "a reproducible result on the benchmark the team chose",
+         "dueDate": format!("{}-05-31", year + 1)},
+    ]);
+    let mut bench_evidence = Vec::new();
+    for (i, team) in sel.teams.iter().enumerate() {
+        let plan = gw
+            .gql(&officer, "mutation($c: UUID!, $items: [PlanDeliverableInput!]!) { createPlan(consortiumId: $c, phase: 1, deliverables: $items) { id title dueDate } }",
+                json!({ "c": team.consortium, "items": items }))
+            .await?["createPlan"]
+            .clone();
+        let ids: Vec<String> = plan
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| text(&d["id"]).to_owned())
+            .collect();
+        let [report, bench] = ids.as_slice() else {
+            bail!(
+                "the plan of {} has {} deliverables, not 2",
+                team.name,
+                ids.len()
+            );
+        };
+        let lead = gw.token("seed-team-lead", Role::Consortium, Some(team.consortium));
+        let submit = "mutation($d: UUID!, $i: SubmitEvidenceInput!) { submitEvidence(deliverableId: $d, input: $i) { id version contentSha256 } }";
+        gw.gql(&lead, submit, json!({ "d": report, "i": { "kind": "document", "note": "the report",
+            "document": { "name": "pretraining-report.pdf", "sha256": format!("{:064x}", 0xc0ffee + i), "sizeBytes": "2097152" } } }))
+            .await?;
+        let value = format!("{}.{}", 88usize.saturating_sub(6 * i), (7 * i) % 10);
+        let e = gw
+            .gql(
+                &lead,
+                submit,
+                json!({ "d": bench, "i": { "kind": "benchmark", "note": "seeded result",
+                "benchmark": { "name": "KoBench-Reasoning", "value": value } } }),
+            )
+            .await?["submitEvidence"]
+            .clone();
+        let verdict = "mutation($d: UUID!, $i: RecordVerdictInput!) { recordVerdict(deliverableId: $d, input: $i) { status currentDueDate } }";
+        gw.gql(&officer, verdict, json!({ "d": bench, "i": { "verdict": "approved", "reason": "reproduced by the ministry's evaluators", "evidenceVersion": 1 } }))
+            .await?;
+        let (v, body) = match i % 3 {
+            0 => (
+                "approved",
+                json!({ "verdict": "approved", "reason": "meets the acceptance criteria", "evidenceVersion": 1 }),
+            ),
+            1 => (
+                "revision",
+                json!({ "verdict": "revision", "reason": "the data card is missing", "comments": "add the data card",
+                    "newDueDate": format!("{}-04-30", year + 1), "evidenceVersion": 1 }),
+            ),
+            _ => (
+                "rejected",
+                json!({ "verdict": "rejected", "reason": "the report describes another run than the plan's" }),
+            ),
+        };
+        let r = gw
+            .gql(&officer, verdict, json!({ "d": report, "i": body }))
+            .await?["recordVerdict"]
+            .clone();
+        println!(
+            "  {:<32} plan of 2; report {v} (due {}), benchmark {value} approved (evidence v{})",
+            team.name,
+            text(&r["currentDueDate"]),
+            e["version"]
+        );
+        bench_evidence.push(text(&e["id"]).to_owned());
+    }
+
+    // The gate, its inputs and eligibility.
+    let g = gw
+        .gql(&officer, "mutation($i: CreateGateInput!) { createGate(input: $i) { key components { key weight } } }",
+            json!({ "i": { "key": GATE, "phase": 1, "gateDate": format!("{}-06-30", year + 1), "plannedEliminations": 1,
+                "eligibilityRules": [RULE], "committee": COMMITTEE, "reason": "the first stage gate as announced in the call" } }))
+        .await?["createGate"]
+        .clone();
+    let comps: Vec<String> = g["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| format!("{} {}", text(&c["key"]), c["weight"]))
+        .collect();
+    println!(
+        "{GATE}: {}; committee {}",
+        comps.join(", "),
+        COMMITTEE.join(", ")
+    );
+    let input = "mutation($g: String!, $i: GateInputInput!) { recordGateInput(gate: $g, input: $i) { value } }";
+    for (i, team) in sel.teams.iter().enumerate() {
+        let i64_ = (i as i64).min(12);
+        for (k, v, source, source_ref) in [
+            (
+                "benchmark-national",
+                format!("{}", 84 - 5 * i64_),
+                "entered",
+                "",
+            ),
+            (
+                "benchmark-global",
+                format!("{}", 72 - 4 * i64_),
+                "entered",
+                "",
+            ),
+            (
+                "expert-panel",
+                format!("{}.5", 90 - 4 * i64_),
+                "expert_panel",
+                "panel-gate-1",
+            ),
+            (
+                "user-evaluation",
+                format!("{}", 86 - 3 * i64_),
+                "imported",
+                "user-evaluation-gate-1.csv",
+            ),
+        ] {
+            gw.gql(&officer, input, json!({ "g": GATE, "i": { "consortiumId": team.consortium, "component": k, "value": v,
+                "source": source, "sourceRef": source_ref, "reason": "gate-1 results" } }))
+                .await?;
+        }
+        gw.gql(&officer, input, json!({ "g": GATE, "i": { "consortiumId": team.consortium, "component": "benchmark-team",
+            "evidenceId": bench_evidence[i], "source": "evidence", "reason": "the team's approved result" } }))
+            .await?;
+    }
+    let ineligible = 0;
+    for (i, team) in sel.teams.iter().enumerate() {
+        let (eligible, grounds) = if i == ineligible {
+            (
+                false,
+                "the training logs show a foreign base model's weights: not built from scratch",
+            )
+        } else {
+            (true, "architecture, tokenizer and training logs reviewed")
+        };
+        gw.gql(&officer, "mutation($g: String!, $i: GateEligibilityInput!) { recordGateEligibility(gate: $g, input: $i) }",
+            json!({ "g": GATE, "i": { "consortiumId": team.consortium, "rule": RULE, "eligible": eligible, "grounds": grounds } }))
+            .await?;
+    }
+    println!("inputs: 5 components for each team (team-chosen benchmark from its approved evidence); {} ruled ineligible", sel.teams[ineligible].name);
+
+    // Proposal, votes, publication.
+    let p = gw
+        .gql(&officer, "mutation($g: String!) { proposeGateOutcome(gate: $g) { id teams { consortiumId score rank outcome reason } } }", json!({ "g": GATE }))
+        .await?["proposeGateOutcome"]
+        .clone();
+    let name_of = |id: &Value| -> String {
+        sel.teams
+            .iter()
+            .find(|t| t.consortium.to_string() == id.as_str().unwrap_or(""))
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| text(id).to_owned())
+    };
+    for r in p["teams"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<32} score {:>14}  rank {:<4} {}{}",
+            name_of(&r["consortiumId"]),
+            text(&r["score"]),
+            r["rank"]
+                .as_i64()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            text(&r["outcome"]),
+            r["reason"]
+                .as_str()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        );
+    }
+    let pid = text(&p["id"]).to_owned();
+    for (member, approve, reason) in [
+        (COMMITTEE[0], true, "inputs and eligibility verified"),
+        (COMMITTEE[1], true, "the eligibility grounds are documented"),
+        (
+            COMMITTEE[2],
+            false,
+            "the panel's score for the lowest team is contested",
+        ),
+    ] {
+        gw.gql(&gw.token(member, Role::Officer, None), "mutation($p: UUID!, $a: Boolean!, $r: String!) { voteOnGateProposal(proposalId: $p, approve: $a, reason: $r) { approvals } }",
+            json!({ "p": pid, "a": approve, "r": reason }))
+            .await?;
+        println!(
+            "  vote: {member} {}",
+            if approve { "approves" } else { "rejects" }
+        );
+    }
+    let out: Vec<Value> = p["teams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["outcome"] == "eliminated")
+        .cloned()
+        .collect();
+    let best = p["teams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["rank"] == 1)
+        .ok_or_else(|| anyhow!("no eligible team ranked first: {p}"))?;
+    let (first, _) = next_halves(Utc::now());
+    // Each eliminated team's first-half-year H100 (what its accepted offer granted at once)
+    // to the best survivor; a team whose offer this run did not make keeps no plan.
+    let reallocations: Vec<Value> = out
+        .iter()
+        .filter_map(|r| {
+            let ask = offers
+                .iter()
+                .find(|o| o.team.consortium.to_string() == r["consortiumId"].as_str().unwrap_or(""))?
+                .requested_h100;
+            Some(json!({ "consortiumId": r["consortiumId"], "reallocation": [
+                { "consortiumId": best["consortiumId"], "model": "H100", "period": first, "count": ask.to_string() }] }))
+        })
+        .collect();
+    let d = gw
+        .gql(&officer, "mutation($g: String!, $i: PublishGateInput!) { publishGate(gate: $g, input: $i) { passed approvals committeeSize eliminated { consortiumId reason reallocation { consortiumId model period count } } } }",
+            json!({ "g": GATE, "i": { "proposalId": pid, "reason": "approved by the committee's majority",
+                "reallocations": reallocations,
+                "nextTargets": [{ "benchmark": "benchmark-global", "target": ">= 95% of the best recent global models" }] } }))
+        .await?["publishGate"]
+        .clone();
+    println!(
+        "published: {} of {} approved; {} continue, {} eliminated",
+        d["approvals"],
+        d["committeeSize"],
+        d["passed"].as_array().map(Vec::len).unwrap_or(0),
+        d["eliminated"].as_array().map(Vec::len).unwrap_or(0)
+    );
+    for e in d["eliminated"].as_array().into_iter().flatten() {
+        let plan: Vec<String> = e["reallocation"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                format!(
+                    "{} {} {} to {}",
+                    text(&r["count"]),
+                    text(&r["model"]),
+                    text(&r["period"]),
+                    name_of(&r["consortiumId"])
+                )
+            })
+            .collect();
+        println!(
+            "  eliminated {}: {}; its GPUs: {}",
+            name_of(&e["consortiumId"]),
+            text(&e["reason"]),
+            plan.join(", ")
+        );
+    }
+    let is_out = |t: &Team| {
+        d["eliminated"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["consortiumId"] == t.consortium.to_string())
+    };
+    let (eliminated, passed): (Vec<Team>, Vec<Team>) = sel.teams.iter().cloned().partition(is_out);
+
+    // The reactions, read from each service.
+    let n_out = eliminated.len();
+    wait_for(
+        &format!("the GPU ledger to close the {n_out} eliminated teams' {GATE} tranches and release the survivors'"),
+        opts.timeout,
+        || async {
+            for t in &sel.teams {
+                let o = gw
+                    .gql(&officer, "query($c: UUID) { gpuOffers(consortiumId: $c) { tranches { releaseGate status } } }", json!({ "c": t.consortium }))
+                    .await?;
+                let gated = o["gpuOffers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|x| x["tranches"].as_array().cloned().unwrap_or_default())
+                    .find(|x| x["releaseGate"] == GATE);
+                let want = if is_out(t) { "closed" } else { "released" };
+                if gated.is_none_or(|g| g["status"] != want) {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    println!("ledger: the survivors' {GATE} tranches released; the eliminated teams' grants closed and reallocated");
+    wait_for(
+        &format!("the data budget to record the {n_out} eliminations"),
+        opts.timeout,
+        || async {
+            let b = gw
+                .gql(&officer, "query($y: Int) { dataBudgets(fiscalYear: $y) { consortiumId eliminatedAtGate } }", json!({ "y": year }))
+                .await?;
+            let n = b["dataBudgets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|x| x["eliminatedAtGate"] == GATE && eliminated.iter().any(|t| x["consortiumId"] == t.consortium.to_string()))
+                .count();
+            Ok((n == n_out).then_some(()))
+        },
+    )
+    .await?;
+    println!("data budget: the eliminated teams commit nothing new (their licences and open commitments stay)");
+    let talent_out = wait_for(
+        &format!("talent to stop the {n_out} eliminated teams' funding"),
+        opts.timeout,
+        || async {
+            let t = gw.gql(&officer, "{ talentTeams { consortiumId eliminatedAt } talentHires { consortiumId endedOn endCause } }", json!({})).await?;
+            let n = t["talentTeams"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|x| !x["eliminatedAt"].is_null() && eliminated.iter().any(|e| x["consortiumId"] == e.consortium.to_string()))
+                .count();
+            Ok((n == n_out).then_some(t))
+        },
+    )
+    .await?;
+    let ended: Vec<String> = talent_out["talentHires"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["endCause"] == "elimination")
+        .map(|h| {
+            format!(
+                "{} (last day {})",
+                name_of(&h["consortiumId"]),
+                text(&h["endedOn"])
+            )
+        })
+        .collect();
+    println!(
+        "talent: funding stopped after this month for the eliminated teams; hires ended: {}",
+        if ended.is_empty() {
+            "none".to_owned()
+        } else {
+            ended.join(", ")
+        }
+    );
+    Ok(Some(GateOutcome {
+        decision: d,
+        passed,
+        eliminated,
+    }))
+}
+
 /// What [`run`] did, step by step.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -1467,6 +1897,8 @@ pub struct Outcome {
     pub offers: Vec<Offer>,
     pub purchase: JointPurchase,
     pub hires: Hires,
+    /// Gate 1's decision and its effects; `None` when the platform already had a gate 1.
+    pub gate: Option<GateOutcome>,
 }
 
 /// The whole chain, from the call to the hires. `before_review` runs once the field has
@@ -1495,6 +1927,9 @@ where
     let hires = talent(gw, opts, &selection)
         .await
         .context("step 6, talent round")?;
+    let gate = gate(gw, opts, &selection, &offers)
+        .await
+        .context("step 7, milestones and gate 1")?;
     println!(
         "\nDone: call {} selected {} teams; {} GPU offers accepted; a joint purchase of KRW {} in {} shares; {} hires for {}.",
         programme.call,
@@ -1505,6 +1940,21 @@ where
         hires.hires.len(),
         hires.team.name
     );
+    if let Some(g) = &gate {
+        let names = |ts: &[Team]| {
+            ts.iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{GATE}: {} continue ({}); {} eliminated ({}).",
+            g.passed.len(),
+            names(&g.passed),
+            g.eliminated.len(),
+            names(&g.eliminated)
+        );
+    }
     Ok(Outcome {
         programme,
         stages,
@@ -1512,5 +1962,6 @@ where
         offers,
         purchase,
         hires,
+        gate,
     })
 }

@@ -300,6 +300,7 @@ pub struct Services {
     pub gpu_ledger: ServiceClient,
     pub data_budget: ServiceClient,
     pub talent: ServiceClient,
+    pub milestones: ServiceClient,
     pub all: Vec<ServiceClient>,
     calls: Arc<AtomicU64>,
 }
@@ -331,6 +332,7 @@ impl Services {
             gpu_ledger: all[2].clone(),
             data_budget: all[3].clone(),
             talent: all[4].clone(),
+            milestones: all[5].clone(),
             all,
             calls,
         })
@@ -356,6 +358,7 @@ impl Services {
             gpu_ledger: with(&self.gpu_ledger),
             data_budget: with(&self.data_budget),
             talent: with(&self.talent),
+            milestones: with(&self.milestones),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         })
@@ -373,6 +376,7 @@ impl Services {
             gpu_ledger: with(&self.gpu_ledger),
             data_budget: with(&self.data_budget),
             talent: with(&self.talent),
+            milestones: with(&self.milestones),
             all: self.all.iter().map(with).collect(),
             calls: self.calls.clone(),
         }

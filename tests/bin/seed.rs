@@ -13,6 +13,9 @@
 //!                                          #     (without a call: every team with a budget)
 //! kaip-seed talent [--call <id>]           # ... a round that hires two for the first team
 //!                                          #     (without a call: the first team talent knows)
+//! kaip-seed gate --call <id>               # ... plans, evidence, verdicts and gate 1 through
+//!                                          #     its publication (no reallocation plan: the
+//!                                          #     offers were not made by this run)
 //! ```
 //! Talks to the gateway (`KAIP_SEED_GATEWAY`, default http://127.0.0.1:8080) with
 //! development tokens (the dev key, or `KAIP_AUTH__KEY`). `KAIP_SEED_CALL_SECONDS` (default
@@ -23,7 +26,7 @@ use anyhow::{anyhow, bail, Context};
 use kaip_e2e::seed::{self, Gateway, Options, Selection};
 use std::time::Duration;
 
-const USAGE: &str = "usage: kaip-seed [run] | programme | scores --call <id> --stage <n> | ranking --call <id> --stage <n> | gpu --call <id> | data [--call <id>] | talent [--call <id>]";
+const USAGE: &str = "usage: kaip-seed [run] | programme | scores --call <id> --stage <n> | ranking --call <id> --stage <n> | gpu --call <id> | data [--call <id>] | talent [--call <id>] | gate --call <id>";
 
 fn seconds(var: &str, default: u64) -> anyhow::Result<Duration> {
     match std::env::var(var) {
@@ -99,6 +102,10 @@ async fn main() -> anyhow::Result<()> {
                 None => seed::first_talent_team(&gw).await?,
             };
             seed::talent(&gw, &opts, &sel).await?;
+        }
+        Some("gate") => {
+            let sel = Selection::of_call(&gw, &call()?).await?;
+            seed::gate(&gw, &opts, &sel, &[]).await?;
         }
         Some(other) => bail!("unknown step `{other}`\n{USAGE}"),
     }

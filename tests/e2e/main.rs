@@ -14,6 +14,7 @@ mod gpu_gateway;
 mod inputs_hardening;
 mod milestones;
 mod operators_usage;
+mod phase;
 mod relay_hardening;
 mod rules;
 mod rules_fixes;

@@ -76,25 +76,7 @@ impl Ms {
     /// Every milestones table's row count, the outbox and the audit trail: what "changes
     /// nothing" compares.
     fn footprint(&self) -> Vec<i64> {
-        [
-            "ms_teams",
-            "ms_deliverables",
-            "ms_evidence",
-            "ms_verdicts",
-            "ms_overdue",
-            "ms_gates",
-            "ms_gate_components",
-            "ms_gate_inputs",
-            "ms_eligibility",
-            "ms_proposals",
-            "ms_votes",
-            "ms_decisions",
-            "kaip_outbox",
-            "audit_changes",
-        ]
-        .iter()
-        .map(|t| self.count(&format!("SELECT count(*) FROM {t}")))
-        .collect()
+        kaip_e2e::row_counts(&self.svc, &kaip_e2e::MILESTONES_TABLES)
     }
 
     /// Refused with `status` and `code`, and nothing written.
@@ -1555,6 +1537,11 @@ async fn other_roles_and_other_consortia_are_refused_everywhere() {
             &format!("/deliverables/{d}/verdicts"),
             json!({"verdict": "rejected", "reason": "r"}),
         ),
+        (
+            "/plans",
+            json!({"consortium_id": t[1], "phase": 1, "deliverables": [
+                {"title": "x", "acceptance_criteria": "y", "due_date": "2030-01-01"}]}),
+        ),
     ] {
         m.refused(path, &other, body, StatusCode::FORBIDDEN, "FORBIDDEN")
             .await;
@@ -1563,7 +1550,73 @@ async fn other_roles_and_other_consortia_are_refused_everywhere() {
         m.get("/gate-templates/first", &other).await,
         m.get(&format!("/gates/gate-1/results/{}", t[0].0), &other)
             .await,
+        // A gate's inputs and eligibility verdicts are the committee's papers.
+        m.get("/gates/gate-1/inputs", &other).await,
+        m.get("/gates/gate-1/eligibility", &other).await,
     ] {
         assert_eq!(s, StatusCode::FORBIDDEN);
     }
+}
+
+/// `POST /plans`: a team's deliverables for a phase in one transaction; a bad item is
+/// named by its index and leaves none of the others written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_is_written_whole_or_not_at_all() {
+    let ctx = TestContext::new();
+    let m = Ms::start(&ctx).await;
+    let t = select(&ctx, &m, 1).await;
+    let item = |title: &str, due: &str| json!({"title": title, "acceptance_criteria": "reviewed by the ministry", "due_date": due});
+    for (items, field) in [
+        (
+            json!([item("Report", "2030-01-31"), item(" ", "2030-02-28")]),
+            "deliverables[1].title",
+        ),
+        (
+            json!([item("Report", "2030-01-31"), item("Late", "2200-01-01")]),
+            "deliverables[1].due_date",
+        ),
+        (json!([]), "deliverables"),
+    ] {
+        let b = m
+            .refused(
+                "/plans",
+                &m.officer,
+                json!({"consortium_id": t[0], "phase": 1, "deliverables": items}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_FAILED",
+            )
+            .await;
+        assert!(
+            b["message"]
+                .as_str()
+                .is_some_and(|msg| msg.starts_with(field)),
+            "{field}: {b}"
+        );
+    }
+    let (s, b) = m
+        .post(
+            "/plans",
+            &m.officer,
+            json!({"consortium_id": t[0], "phase": 2, "deliverables": [
+                item("Report", "2030-01-31"), item("Benchmarks", "2030-03-31")]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b.as_array().map(Vec::len), Some(2));
+    let (_, plan) = m
+        .get(
+            &format!("/deliverables?consortium_id={}&phase=2", t[0].0),
+            &m.officer,
+        )
+        .await;
+    assert_eq!(plan.as_array().map(Vec::len), Some(2), "{plan}");
+    // Not a selected team: refused, nothing written.
+    m.refused(
+        "/plans",
+        &m.officer,
+        json!({"consortium_id": ConsortiumId::new(), "phase": 1, "deliverables": [item("Report", "2030-01-31")]}),
+        StatusCode::NOT_FOUND,
+        "TEAM_NOT_SELECTED",
+    )
+    .await;
 }

@@ -23,7 +23,7 @@ fn int(v: &Value) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purchase_and_two_hires() {
+async fn make_seed_runs_the_programme_from_the_call_through_offers_data_and_hires_to_gate_1() {
     let test_start = Instant::now();
     let p = Platform::start().await;
     eprintln!("the platform started in {:?}", test_start.elapsed());
@@ -138,8 +138,63 @@ async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purcha
             .collect::<Vec<_>>()
     );
 
+    // 7 (read first: the steps below see its effects). Gate 1 published: the first team
+    // ruled ineligible, the lowest eligible one out by rank, 5 -> 3; the best survivor
+    // received both eliminated teams' first-half-year H100.
+    let gate = out
+        .gate
+        .as_ref()
+        .expect("a fresh platform has no gate 1 yet");
+    assert_eq!(gate.passed.len(), 3, "{}", gate.decision);
+    assert_eq!(gate.eliminated.len(), 2, "{}", gate.decision);
+    let ids = |ts: &[seed::Team]| ts.iter().map(|t| t.consortium).collect::<HashSet<_>>();
+    assert_eq!(
+        ids(&gate.eliminated),
+        [sel.teams[0].consortium, sel.teams[4].consortium]
+            .into_iter()
+            .collect::<HashSet<_>>()
+    );
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($g: String!) { gateDecision(gate: $g) { passed approvals committeeSize eliminated { consortiumId reason reallocation { consortiumId count } } } }",
+            json!({ "g": seed::GATE }),
+        )
+        .await;
+    let decision = &ok(&body)["gateDecision"];
+    assert_eq!(decision["approvals"], 2);
+    assert_eq!(decision["committeeSize"], 3);
+    let first_out = decision["eliminated"]
+        .as_array()
+        .and_then(|e| {
+            e.iter()
+                .find(|x| x["consortiumId"] == sel.teams[0].consortium.to_string())
+        })
+        .expect("the first team is out")
+        .clone();
+    assert!(
+        first_out["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("ineligible: built-from-scratch")),
+        "{first_out}"
+    );
+    assert_eq!(
+        first_out["reallocation"][0]["consortiumId"],
+        sel.teams[1].consortium.to_string(),
+        "to the best survivor"
+    );
+    let ask = |i: usize| out.offers[i].requested_h100;
+    // Net grants per team once the ledger has applied the decision: a survivor holds both
+    // tranches (the second released by the gate), the best one also the eliminated teams'
+    // first half-year; an eliminated team holds nothing of periods not yet started.
+    let expected_net = |i: usize| match i {
+        0 | 4 => 0,
+        1 => 2 * ask(1) + ask(0) + ask(4),
+        _ => 2 * ask(i),
+    };
+
     // 4. Each team accepted an offer of what it asked for, doubled at gate 1: the first
-    // tranche is in its grant account, the second reserved for the gate.
+    // tranche was granted at once, the second reserved for the gate.
     assert_eq!(out.offers.len(), 5);
     let body = p
         .graphql(
@@ -173,28 +228,40 @@ async fn make_seed_runs_the_programme_from_the_call_to_gpu_offers_a_joint_purcha
         assert_eq!(tranches[1]["status"], "reserved", "{tranches:?}");
         assert_eq!(tranches[1]["releaseGate"], seed::GATE);
         let team = p.ctx.bearer(Role::Consortium, Some(o.team.consortium));
-        let body = p
-            .graphql(
-                Some(&team),
-                "{ gpuAccounts(kind: GRANT) { items { consortiumId model period balance { creditsPosted } } } }",
-                json!({}),
-            )
-            .await;
-        let grants = ok(&body)["gpuAccounts"]["items"]
-            .as_array()
-            .expect("grants")
-            .clone();
+        let i = sel
+            .teams
+            .iter()
+            .position(|t| t.consortium == o.team.consortium)
+            .expect("selected");
+        let grants = kaip_e2e::eventually(Duration::from_secs(60), || async {
+            let body = p
+                .graphql(
+                    Some(&team),
+                    "{ gpuAccounts(kind: GRANT) { items { consortiumId model period balance { creditsPosted debitsPosted } } } }",
+                    json!({}),
+                )
+                .await;
+            let grants = ok(&body)["gpuAccounts"]["items"].as_array()?.clone();
+            let net: i64 = grants
+                .iter()
+                .map(|g| int(&g["balance"]["creditsPosted"]) - int(&g["balance"]["debitsPosted"]))
+                .sum();
+            (net == expected_net(i)).then_some(grants)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{}: the ledger applied gate 1", o.team.name));
         assert!(
             grants
                 .iter()
                 .all(|g| g["consortiumId"] == o.team.consortium.to_string()),
             "a team sees its own grants only: {grants:?}"
         );
+        // What the acceptance posted at once stays on record, eliminated or not.
         let posted: i64 = grants
             .iter()
             .map(|g| int(&g["balance"]["creditsPosted"]))
             .sum();
-        assert_eq!(posted, o.requested_h100, "{}: {grants:?}", o.team.name);
+        assert!(posted >= o.requested_h100, "{}: {grants:?}", o.team.name);
     }
 
     // 5. The joint purchase: five shares summing exactly to the invoice, none more than a

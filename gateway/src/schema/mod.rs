@@ -5,6 +5,7 @@ pub mod budget;
 pub mod events;
 pub mod gpu;
 pub mod intake;
+pub mod milestones;
 pub mod money;
 pub mod scoring;
 pub mod system;
@@ -25,6 +26,7 @@ pub struct QueryRoot(
     gpu::GpuQuery,
     budget::BudgetQuery,
     talent::TalentQuery,
+    milestones::MilestonesQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -34,6 +36,7 @@ pub struct MutationRoot(
     gpu::GpuMutation,
     budget::BudgetMutation,
     talent::TalentMutation,
+    milestones::MilestonesMutation,
 );
 
 #[derive(MergedSubscription, Default)]

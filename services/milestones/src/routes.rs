@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/teams", web::get().to(teams))
         .route("/deliverables", web::post().to(create_deliverable))
         .route("/deliverables", web::get().to(deliverables))
+        .route("/plans", web::post().to(create_plan))
         .route("/deliverables/{id}", web::get().to(deliverable))
         .route(
             "/deliverables/{id}/evidence",
@@ -31,10 +32,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/gates", web::get().to(gates))
         .route("/gates/{key}", web::get().to(gate))
         .route("/gates/{key}/inputs", web::post().to(add_input))
+        .route("/gates/{key}/inputs", web::get().to(inputs))
         .route(
             "/gates/{key}/eligibility",
             web::post().to(record_eligibility),
         )
+        .route("/gates/{key}/eligibility", web::get().to(eligibility))
         .route("/gates/{key}/proposals", web::post().to(propose))
         .route("/gates/{key}/proposals", web::get().to(proposals))
         .route("/gates/{key}/publish", web::post().to(publish))
@@ -80,6 +83,46 @@ async fn create_deliverable(
         })
         .await?;
     Ok(HttpResponse::Created().json(d))
+}
+
+/// Several deliverables of one plan in one transaction: a bad item (its error names
+/// `deliverables[i]`) writes none of them.
+async fn create_plan(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: ValidJson<dto::NewPlan>,
+) -> Result<HttpResponse, E> {
+    caller.require(STAFF, "set a team's plan")?;
+    let req = body.into_inner();
+    if req.deliverables.is_empty() || req.deliverables.len() > 100 {
+        return Err(E::validation("deliverables", "from 1 to 100 deliverables"));
+    }
+    let items = req.items();
+    let actor = caller.actor();
+    let ds = state
+        .db(move |c, outbox| {
+            retrying(false, || {
+                outbox.transaction(c, |c, _| {
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| {
+                            store::create_deliverable(c, d, &actor).map_err(|e| match e {
+                                E::Common(kaip_service::CommonError::Validation {
+                                    field,
+                                    rule,
+                                }) if field != "phase" => {
+                                    E::validation(format!("deliverables[{i}].{field}"), rule)
+                                }
+                                e => e,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, E>>()
+                })
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(ds))
 }
 
 #[derive(Deserialize)]
@@ -257,6 +300,27 @@ async fn record_eligibility(
         })
         .await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "id": id })))
+}
+
+/// Inputs and eligibility verdicts are the committee's working papers: staff only.
+async fn inputs(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, E> {
+    caller.require(STAFF, "read gate inputs")?;
+    let key = path.into_inner();
+    Ok(HttpResponse::Ok().json(state.db(move |c, _| store::inputs(c, &key)).await?))
+}
+
+async fn eligibility(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, E> {
+    caller.require(STAFF, "read eligibility verdicts")?;
+    let key = path.into_inner();
+    Ok(HttpResponse::Ok().json(state.db(move |c, _| store::eligibility(c, &key)).await?))
 }
 
 async fn propose(

@@ -1135,6 +1135,82 @@ pub fn record_eligibility(
     Ok(id)
 }
 
+/// Every input recorded for gate `key`, oldest first (corrections included).
+pub fn inputs(c: &mut PgConnection, key: &str) -> Result<Vec<dto::RecordedInput>, E> {
+    let g = gate_by_key(c, key)?;
+    type Row = (
+        Uuid,
+        Uuid,
+        String,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+    );
+    let rows: Vec<Row> = ms_gate_inputs::table
+        .filter(ms_gate_inputs::gate_id.eq(g.id))
+        .order(ms_gate_inputs::seq)
+        .select((
+            ms_gate_inputs::id,
+            ms_gate_inputs::consortium_id,
+            ms_gate_inputs::component,
+            ms_gate_inputs::value_e4,
+            ms_gate_inputs::source,
+            ms_gate_inputs::source_ref,
+            ms_gate_inputs::reason,
+            ms_gate_inputs::entered_by,
+            ms_gate_inputs::entered_at,
+        ))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| dto::RecordedInput {
+            id: r.0,
+            consortium_id: ConsortiumId(r.1),
+            component: r.2,
+            value: decimal::format(r.3.into(), INPUT_SCALE),
+            source: r.4,
+            source_ref: r.5,
+            reason: r.6,
+            entered_by: r.7,
+            entered_at: r.8,
+        })
+        .collect())
+}
+
+/// Every eligibility verdict recorded for gate `key`, oldest first.
+pub fn eligibility(c: &mut PgConnection, key: &str) -> Result<Vec<dto::RecordedEligibility>, E> {
+    let g = gate_by_key(c, key)?;
+    type Row = (Uuid, Uuid, String, bool, String, String, DateTime<Utc>);
+    let rows: Vec<Row> = ms_eligibility::table
+        .filter(ms_eligibility::gate_id.eq(g.id))
+        .order(ms_eligibility::seq)
+        .select((
+            ms_eligibility::id,
+            ms_eligibility::consortium_id,
+            ms_eligibility::rule,
+            ms_eligibility::eligible,
+            ms_eligibility::grounds,
+            ms_eligibility::decided_by,
+            ms_eligibility::decided_at,
+        ))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| dto::RecordedEligibility {
+            id: r.0,
+            consortium_id: ConsortiumId(r.1),
+            rule: r.2,
+            eligible: r.3,
+            grounds: r.4,
+            decided_by: r.5,
+            decided_at: r.6,
+        })
+        .collect())
+}
+
 /// What a proposal of gate `g` is computed from now: each team's facts, the inputs used
 /// and the eligibility verdicts used (the latest of each).
 type Gathered = (Vec<TeamFacts>, Vec<dto::InputUsed>, Vec<Uuid>);

@@ -25,6 +25,44 @@ pub struct NewDeliverable {
     pub due_date: NaiveDate,
 }
 
+/// One deliverable of a [`NewPlan`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanItem {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub acceptance_criteria: String,
+    pub due_date: NaiveDate,
+}
+
+/// `POST /plans`: several deliverables of one team's plan for a phase, all or none (a bad
+/// item, named `deliverables[i].<field>`, writes nothing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPlan {
+    pub consortium_id: ConsortiumId,
+    pub phase: i32,
+    pub deliverables: Vec<PlanItem>,
+}
+
+impl NewPlan {
+    /// The plan's items as single deliverables.
+    pub fn items(&self) -> Vec<NewDeliverable> {
+        self.deliverables
+            .iter()
+            .map(|d| NewDeliverable {
+                consortium_id: self.consortium_id,
+                phase: self.phase,
+                title: d.title.clone(),
+                description: d.description.clone(),
+                acceptance_criteria: d.acceptance_criteria.clone(),
+                due_date: d.due_date,
+            })
+            .collect()
+    }
+}
+
 /// A document of the evidence: its name, SHA-256 (lowercase hex) and size, as for
 /// proposal documents; the bytes live in the document store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +216,35 @@ pub struct GateInput {
     #[serde(default)]
     pub source_ref: String,
     pub reason: String,
+}
+
+/// `GET /gates/{key}/inputs`: every input recorded for a gate, oldest first (a correction is
+/// a later row for the same team and component; the latest counts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedInput {
+    pub id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub component: String,
+    /// A decimal string (at most 4 places).
+    pub value: String,
+    pub source: String,
+    pub source_ref: String,
+    pub reason: String,
+    pub entered_by: String,
+    pub entered_at: DateTime<Utc>,
+}
+
+/// `GET /gates/{key}/eligibility`: every eligibility verdict recorded for a gate, oldest
+/// first (the latest per team and rule counts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedEligibility {
+    pub id: Uuid,
+    pub consortium_id: ConsortiumId,
+    pub rule: String,
+    pub eligible: bool,
+    pub grounds: String,
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
 }
 
 /// `POST /gates/{id}/eligibility`: an officer's verdict on one rule for one team.
@@ -348,6 +415,25 @@ impl CheckText for NewDeliverable {
             &self.acceptance_criteria,
             Lines::Multi,
         )
+    }
+}
+
+impl CheckText for PlanItem {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        field(at, "title", &self.title, Lines::Single)?;
+        field(at, "description", &self.description, Lines::Multi)?;
+        field(
+            at,
+            "acceptance_criteria",
+            &self.acceptance_criteria,
+            Lines::Multi,
+        )
+    }
+}
+
+impl CheckText for NewPlan {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        nested(at, "deliverables", &self.deliverables)
     }
 }
 
