@@ -26,6 +26,8 @@ pub mod gpu;
 pub mod milestones;
 /// The talent service's bodies (in `dto/talent.rs`).
 pub mod talent;
+/// Scoring's expert panels for stage gates (in `dto/panels.rs`).
+pub mod panels;
 
 /// The data budget's bodies (in `dto/budget.rs`).
 pub mod budget;
