@@ -119,7 +119,11 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     let officer = p.ctx.bearer_for("officer-1", Role::Officer, None);
     // A real selection: three proposals, two reviewers, the top two selected.
     let call_id = kaip_e2e::open_call(&p, 2).await;
-    let leads = [OrgType::LargeEnterprise, OrgType::Sme, OrgType::LargeEnterprise];
+    let leads = [
+        OrgType::LargeEnterprise,
+        OrgType::Sme,
+        OrgType::LargeEnterprise,
+    ];
     let (consortia, ids) = crate::decisions::field(&p, &call_id, &leads).await;
     let stage_reviewers = ["gi-1", "gi-2"];
     crate::decisions::configure(&p, &call_id, &stage_reviewers, |c| {
@@ -136,9 +140,7 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
         let call_id = call_id.clone();
         let p = &p;
         async move {
-            let body = p
-                .graphql(Some(&officer), q, json!({ "c": call_id }))
-                .await;
+            let body = p.graphql(Some(&officer), q, json!({ "c": call_id })).await;
             assert!(body["errors"].is_null(), "{q}: {body}");
         }
     };
@@ -162,7 +164,10 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
         .expect("the template's expert panel is the panel component")
         .clone();
     assert_eq!(
-        (panel_component["key"].as_str(), panel_component["weight"].as_i64()),
+        (
+            panel_component["key"].as_str(),
+            panel_component["weight"].as_i64()
+        ),
         (Some("expert-panel"), Some(35))
     );
 
@@ -209,7 +214,13 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
         (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
         "{b}"
     );
-    assert!(b["message"].as_str().unwrap_or("").starts_with("consortium_ids[1]"), "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("consortium_ids[1]"),
+        "{b}"
+    );
     let team0 = p.ctx.bearer(Role::Consortium, Some(c0));
     let (s, _) = post(&p.scoring, "/panels", &team0, panel_body(Value::Null)).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -217,7 +228,13 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     bad["criteria"][1]["key"] = json!("progress");
     let (s, b) = post(&p.scoring, "/panels", &officer, bad).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(b["message"].as_str().unwrap_or("").starts_with("criteria[1].key"), "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("criteria[1].key"),
+        "{b}"
+    );
     assert_eq!(count(&p.scoring, "SELECT count(*) FROM gate_panels"), 0);
     // Without consortium_ids: every selected team.
     let (s, panel) = post(&p.scoring, "/panels", &officer, panel_body(Value::Null)).await;
@@ -229,7 +246,10 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     assert_eq!(teams, expected);
     let panel_id = panel["id"].as_str().expect("id").to_owned();
     let (s, b) = post(&p.scoring, "/panels", &officer, panel_body(Value::Null)).await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::CONFLICT, Some("PANEL_EXISTS")));
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("PANEL_EXISTS"))
+    );
 
     // Assignment: conflicted pairs reported and never assigned.
     let (s, report) = post(
@@ -252,8 +272,14 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
             )
         })
         .collect();
-    assert!(blocked.contains(&("pr-4".into(), c0.0.to_string())), "{report}");
-    assert!(blocked.contains(&("pr-3".into(), c1.0.to_string())), "{report}");
+    assert!(
+        blocked.contains(&("pr-4".into(), c0.0.to_string())),
+        "{report}"
+    );
+    assert!(
+        blocked.contains(&("pr-3".into(), c1.0.to_string())),
+        "{report}"
+    );
     let (s, all) = get(
         &p.scoring,
         &format!("/panel-assignments?panel_id={panel_id}"),
@@ -322,7 +348,10 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
             let path = format!("/panel-assignments/{assignment}/scores");
             // The stage sheet's checks: a criterion's range, every criterion, only them.
             for (body, field) in [
-                (json!({"scores": {"progress": 21, "plan": 1}}), "scores.progress"),
+                (
+                    json!({"scores": {"progress": 21, "plan": 1}}),
+                    "scores.progress",
+                ),
                 (json!({"scores": {"progress": 1}}), "scores.plan"),
                 (
                     json!({"scores": {"progress": 1, "plan": 1, "vibes": 2}}),
@@ -355,12 +384,18 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
                 .expect("another's");
             let (s, b) = put(
                 &p.scoring,
-                &format!("/panel-assignments/{}/scores", other["id"].as_str().expect("id")),
+                &format!(
+                    "/panel-assignments/{}/scores",
+                    other["id"].as_str().expect("id")
+                ),
                 &token,
                 json!({"scores": {"progress": 1, "plan": 1}}),
             )
             .await;
-            assert_eq!((s, b["code"].as_str()), (StatusCode::NOT_FOUND, Some("ASSIGNMENT_NOT_FOUND")));
+            assert_eq!(
+                (s, b["code"].as_str()),
+                (StatusCode::NOT_FOUND, Some("ASSIGNMENT_NOT_FOUND"))
+            );
             let (pr, pl) = sheets[team][i];
             let (s, b) = put(
                 &p.scoring,
@@ -389,7 +424,35 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
             }
         }
     }
-    assert_eq!(count(&p.scoring, "SELECT count(*) FROM gate_panel_closures"), 0);
+    assert_eq!(
+        count(&p.scoring, "SELECT count(*) FROM gate_panel_closures"),
+        0
+    );
+
+    // A reviewer of no assignment of this panel (a stage reviewer, or nobody's) neither
+    // sees nor scores its assignments.
+    let any = all[0]["id"].as_str().expect("id");
+    for outsider in ["rev-outsider", "gi-9"] {
+        let token = p.ctx.bearer_for(outsider, Role::Reviewer, None);
+        let (s, b) = put(
+            &p.scoring,
+            &format!("/panel-assignments/{any}/scores"),
+            &token,
+            json!({"scores": {"progress": 1, "plan": 1}}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("ASSIGNMENT_NOT_FOUND"))
+        );
+        let (_, mine) = get(
+            &p.scoring,
+            &format!("/panel-assignments?panel_id={panel_id}"),
+            &token,
+        )
+        .await;
+        assert_eq!(mine, json!([]), "{outsider}");
+    }
 
     // Close: exact scores, one event per team, in the closing transaction.
     let (s, closed) = post(
@@ -406,7 +469,13 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
             .expect("results")
             .iter()
             .find(|r| r["consortium_id"] == team.0.to_string())
-            .map(|r| (r["score"].clone(), r["total_centi"].clone(), r["reviewers"].clone()))
+            .map(|r| {
+                (
+                    r["score"].clone(),
+                    r["total_centi"].clone(),
+                    r["reviewers"].clone(),
+                )
+            })
     };
     assert_eq!(
         score_of(&closed, c0),
@@ -438,15 +507,23 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
         json!({"scores": {"progress": 1, "plan": 1}}),
     )
     .await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::CONFLICT, Some("PANEL_CLOSED")));
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("PANEL_CLOSED"))
+    );
 
     // Through the gateway: the officer reads the closed panel; a consortium is refused, and
     // a reviewer sees only their own assignments.
     let q = "query($id: UUID!) { gatePanel(id: $id) { gate closedBy results { consortiumId score reviewers perCriterion { criterion centi } } } }";
-    let body = p.graphql(Some(&officer), q, json!({ "id": panel_id })).await;
+    let body = p
+        .graphql(Some(&officer), q, json!({ "id": panel_id }))
+        .await;
     assert!(body["errors"].is_null(), "{body}");
     let gp = &body["data"]["gatePanel"];
-    assert_eq!((gp["gate"].as_str(), gp["closedBy"].as_str()), (Some("gate-1"), Some("officer-1")));
+    assert_eq!(
+        (gp["gate"].as_str(), gp["closedBy"].as_str()),
+        (Some("gate-1"), Some("officer-1"))
+    );
     let mut shown: Vec<&str> = gp["results"]
         .as_array()
         .expect("results")
@@ -466,7 +543,10 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
         )
         .await;
     assert!(body["errors"].is_null(), "{body}");
-    let mine = body["data"]["panelAssignments"].as_array().expect("list").clone();
+    let mine = body["data"]["panelAssignments"]
+        .as_array()
+        .expect("list")
+        .clone();
     assert!(mine.iter().all(|a| a["reviewerId"] == "pr-1"), "{mine:?}");
     assert_eq!(
         mine.len(),
@@ -537,9 +617,16 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     produce(&p.ctx, topics::SCORING, &unknown_team).await;
     let errors = dead_letters(&p.ctx, 3).await;
     for code in ["GATE_INPUT_CONFLICT", "GATE_NOT_FOUND", "TEAM_NOT_SELECTED"] {
-        assert!(errors.iter().any(|e| e.starts_with(code)), "{code}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with(code)),
+            "{code}: {errors:?}"
+        );
     }
-    assert_eq!(panel_inputs(ms, &panel_id).len(), 2, "nothing recorded twice");
+    assert_eq!(
+        panel_inputs(ms, &panel_id).len(),
+        2,
+        "nothing recorded twice"
+    );
     assert_eq!(count(ms, "SELECT count(*) FROM ms_gate_inputs"), 2);
 }
 
@@ -575,8 +662,8 @@ async fn benchmark_results_from_an_integration_are_gate_inputs_and_bad_ones_are_
     ms.wait_assigned().await;
     let officer = ctx.bearer_for("officer-1", Role::Officer, None);
     let teams = [ConsortiumId::new(), ConsortiumId::new()];
-    let sel = EventEnvelope::wrap("scoring", Actor::system("scoring"), &selection(&teams))
-        .expect("wrap");
+    let sel =
+        EventEnvelope::wrap("scoring", Actor::system("scoring"), &selection(&teams)).expect("wrap");
     produce(&ctx, topics::SCORING, &sel).await;
     eventually(Duration::from_secs(60), || async {
         (count(&ms, "SELECT count(*) FROM ms_teams") == 2).then_some(())
@@ -608,7 +695,13 @@ async fn benchmark_results_from_an_integration_are_gate_inputs_and_bad_ones_are_
     ]);
     let (s, b) = post(&ms, "/gates", &officer, two).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(b["message"].as_str().unwrap_or("").starts_with("components[1].kind"), "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("components[1].kind"),
+        "{b}"
+    );
 
     let runner = Actor {
         subject: "bench-runner".into(),
@@ -647,7 +740,12 @@ async fn benchmark_results_from_an_integration_are_gate_inputs_and_bad_ones_are_
     .expect("the result was recorded");
     assert_eq!(
         first,
-        vec![(teams[0].0, "benchmark-national".to_string(), 712_500, "run-0001".to_string())]
+        vec![(
+            teams[0].0,
+            "benchmark-national".to_string(),
+            712_500,
+            "run-0001".to_string()
+        )]
     );
 
     // Replays (the same envelope; the same run in a new envelope) and bad reports.
@@ -669,20 +767,36 @@ async fn benchmark_results_from_an_integration_are_gate_inputs_and_bad_ones_are_
             runner.clone(),
             "GATE_INPUT_CONFLICT",
         ),
-        (bad(&|r| r.component = "expert-panel".into()), runner.clone(), "not a benchmark one"),
+        (
+            bad(&|r| r.component = "expert-panel".into()),
+            runner.clone(),
+            "not a benchmark one",
+        ),
         (
             bad(&|r| r.component = "benchmark-moon".into()),
             runner.clone(),
             "component: one of the gate's components",
         ),
-        (bad(&|r| r.value = "100.5".into()), runner.clone(), "at most 100"),
+        (
+            bad(&|r| r.value = "100.5".into()),
+            runner.clone(),
+            "at most 100",
+        ),
         (
             bad(&|r| r.value = "1.23456".into()),
             runner.clone(),
             "at most 4 decimal places",
         ),
-        (bad(&|r| r.gate = "gate-7".into()), runner.clone(), "GATE_NOT_FOUND"),
-        (bad(&|r| r.consortium_id = ConsortiumId::new()), runner.clone(), "TEAM_NOT_SELECTED"),
+        (
+            bad(&|r| r.gate = "gate-7".into()),
+            runner.clone(),
+            "GATE_NOT_FOUND",
+        ),
+        (
+            bad(&|r| r.consortium_id = ConsortiumId::new()),
+            runner.clone(),
+            "TEAM_NOT_SELECTED",
+        ),
         (
             bad(&|_| {}),
             Actor {
@@ -716,10 +830,16 @@ async fn benchmark_results_from_an_integration_are_gate_inputs_and_bad_ones_are_
     let refs: Vec<&str> = all.iter().map(|x| x.3.as_str()).collect();
     assert_eq!(all.len(), 3, "{refs:?}");
     let second = all.iter().find(|x| x.3.starts_with("run-0")).map(|x| x.2);
-    assert!(all.iter().any(|x| x.2 == 720_000), "the valid second run: {all:?}");
+    assert!(
+        all.iter().any(|x| x.2 == 720_000),
+        "the valid second run: {all:?}"
+    );
     assert_eq!(second, Some(712_500));
     for (_, _, code) in cases.iter().skip(1) {
-        assert!(errors.iter().any(|e| e.contains(code)), "{code}: {errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.contains(code)),
+            "{code}: {errors:#?}"
+        );
     }
     assert_eq!(
         count(&ms, "SELECT count(*) FROM ms_gate_inputs"),

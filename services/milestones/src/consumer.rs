@@ -63,9 +63,9 @@ impl EventHandler for MilestonesEvents {
         event: &EventEnvelope,
     ) -> Result<Handled, HandlerError> {
         match event.event_type.as_str() {
-            t if t == SelectionPublished::TYPE => {
-                Ok(applied(store::record_selection(conn, &event.decode()?)? > 0))
-            }
+            t if t == SelectionPublished::TYPE => Ok(applied(
+                store::record_selection(conn, &event.decode()?)? > 0,
+            )),
             t if t == GatePanelScored::TYPE => {
                 let e: GatePanelScored = event.decode()?;
                 let panel = e.panel_id.to_string();
@@ -82,8 +82,8 @@ impl EventHandler for MilestonesEvents {
                         e.reviewers, e.scored_at
                     ),
                 };
-                let recorded = store::add_event_input(conn, &input, &event.actor)
-                    .map_err(handler_error)?;
+                let recorded =
+                    store::add_event_input(conn, &input, &event.actor).map_err(handler_error)?;
                 Ok(applied(recorded.is_some()))
             }
             t if t == BenchmarkResultReported::TYPE => {
@@ -119,8 +119,8 @@ impl EventHandler for MilestonesEvents {
                         e.measured_at
                     ),
                 };
-                let recorded = store::add_event_input(conn, &input, &event.actor)
-                    .map_err(handler_error)?;
+                let recorded =
+                    store::add_event_input(conn, &input, &event.actor).map_err(handler_error)?;
                 Ok(applied(recorded.is_some()))
             }
             _ => Ok(Handled::Ignored),

@@ -816,7 +816,15 @@ pub fn create_gate(
 }
 
 fn gate_from(c: &mut PgConnection, r: GateCols) -> Result<GateRow, E> {
-    type ComponentCols = (String, String, String, i32, String, Option<i64>, Option<String>);
+    type ComponentCols = (
+        String,
+        String,
+        String,
+        i32,
+        String,
+        Option<i64>,
+        Option<String>,
+    );
     let rows: Vec<ComponentCols> = ms_gate_components::table
         .filter(ms_gate_components::gate_id.eq(r.0))
         .order(ms_gate_components::ord)

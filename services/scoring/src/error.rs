@@ -33,7 +33,9 @@ pub enum ScoringError {
     PanelNotFound(uuid::Uuid),
     #[error("gate {0} already has an expert panel")]
     PanelExists(String),
-    #[error("the expert panel of {0} closed at {1}: its assignments and scores can no longer change")]
+    #[error(
+        "the expert panel of {0} closed at {1}: its assignments and scores can no longer change"
+    )]
     PanelClosed(String, chrono::DateTime<chrono::Utc>),
     #[error("appeal {0} does not exist")]
     AppealNotFound(uuid::Uuid),

@@ -8,16 +8,16 @@
 
 use crate::audit::AuditRecorded;
 use crate::events::{
-    AppealAnswered, AppealFiled, CallOpened, DataBudgetCapAdjusted, DataBudgetOpened,
-    DataCommitmentCancelled, DataCommitmentMade, DataInvoiceRecorded, DataPaymentConfirmed,
-    DataProgrammeConfigured, DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope,
-    BenchmarkResultReported, GateDecided, GatePanelScored, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired,
-    GpuOfferMade, GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased,
-    GpuTransfersRecorded, GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, MilestoneOverdue,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TalentFundingStopped,
-    TalentFundsClaimed, TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined,
-    TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
-    WithdrawalRefused,
+    AppealAnswered, AppealFiled, BenchmarkResultReported, CallOpened, DataBudgetCapAdjusted,
+    DataBudgetOpened, DataCommitmentCancelled, DataCommitmentMade, DataInvoiceRecorded,
+    DataPaymentConfirmed, DataProgrammeConfigured, DatasetRegistered, DomainEvent,
+    EvaluationCaseOpened, EventEnvelope, GateDecided, GatePanelScored, GpuAccountOpened,
+    GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired, GpuOfferMade,
+    GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded,
+    GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, MilestoneOverdue, ProposalSubmitted,
+    ProposalWithdrawn, SelectionPublished, TalentFundingStopped, TalentFundsClaimed,
+    TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined, TalentMatchProposed,
+    TalentPositionOpened, TalentResearcherErased, TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;

@@ -24,10 +24,10 @@ pub struct PageQuery {
 pub mod gpu;
 /// The milestones service's bodies (in `dto/milestones.rs`).
 pub mod milestones;
-/// The talent service's bodies (in `dto/talent.rs`).
-pub mod talent;
 /// Scoring's expert panels for stage gates (in `dto/panels.rs`).
 pub mod panels;
+/// The talent service's bodies (in `dto/talent.rs`).
+pub mod talent;
 
 /// The data budget's bodies (in `dto/budget.rs`).
 pub mod budget;

@@ -220,9 +220,8 @@ pub fn components(list: &[dto::GateComponent]) -> Result<Vec<Component>, Invalid
         };
         let kind = match c.kind.as_deref() {
             None => ComponentKind::implied(&c.key, &c.group),
-            Some(k) => ComponentKind::parse(k).ok_or_else(|| {
-                Invalid::new(at("kind"), "one of benchmark, expert_panel, other")
-            })?,
+            Some(k) => ComponentKind::parse(k)
+                .ok_or_else(|| Invalid::new(at("kind"), "one of benchmark, expert_panel, other"))?,
         };
         if kind == ComponentKind::ExpertPanel {
             if out.iter().any(|o| o.kind == ComponentKind::ExpertPanel) {

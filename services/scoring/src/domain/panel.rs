@@ -55,10 +55,7 @@ pub fn score_e4(totals: &[i64], max_total: i64) -> Option<i64> {
     }
     let sum: i128 = totals.iter().map(|&t| i128::from(t)).sum();
     let den = totals.len() as i128 * i128::from(max_total);
-    Some(ranking::round_div(
-        sum * 100 * i128::from(SCORE_SCALE),
-        den,
-    ))
+    Some(ranking::round_div(sum * 100 * i128::from(SCORE_SCALE), den))
 }
 
 /// Each team's consensus from the counting sheets (`Sheet::proposal` is the team's

@@ -85,10 +85,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/panels", web::post().to(panels::create))
         .route("/panels/{id}", web::get().to(panels::get))
-        .route(
-            "/panels/{id}/assignments",
-            web::post().to(panels::assign),
-        )
+        .route("/panels/{id}/assignments", web::post().to(panels::assign))
         .route("/panels/{id}/close", web::post().to(panels::close))
         .route(
             "/panel-assignments",

@@ -35,8 +35,8 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::panels::{
-    GatePanel, NewGatePanel, PanelAssignment, PanelAssignmentReport, PanelBlocked,
-    PanelCriterion, PanelTeamResult,
+    GatePanel, NewGatePanel, PanelAssignment, PanelAssignmentReport, PanelBlocked, PanelCriterion,
+    PanelTeamResult,
 };
 use kaip_contracts::dto::scoring::ScoreSheet;
 use kaip_contracts::events::GatePanelScored;
@@ -135,7 +135,10 @@ fn find_panel(c: &mut PgConnection, id: Uuid, lock: Lock) -> Result<PanelRow, Sc
 fn closure(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<(String, DateTime<Utc>)>> {
     gate_panel_closures::table
         .find(id)
-        .select((gate_panel_closures::closed_by, gate_panel_closures::closed_at))
+        .select((
+            gate_panel_closures::closed_by,
+            gate_panel_closures::closed_at,
+        ))
         .first(c)
         .optional()
 }
@@ -230,12 +233,7 @@ fn reviewer_pool(c: &mut PgConnection) -> QueryResult<Pool> {
 }
 
 /// Why `reviewer` may not score `team` now, if they may not (the stages' rule).
-fn conflict_now(
-    pool: &Pool,
-    cases: &[CaseRow],
-    reviewer: &str,
-    team: Uuid,
-) -> Option<String> {
+fn conflict_now(pool: &Pool, cases: &[CaseRow], reviewer: &str, team: Uuid) -> Option<String> {
     let info = pool.0.iter().find(|r| r.id == reviewer)?;
     let case = cases.iter().find(|k| k.consortium_id == team)?;
     assign::conflict(info, &case_info(case), &pool.1)
@@ -317,7 +315,10 @@ pub async fn create(
                             if !selected.contains(&t.0) {
                                 return Err(CommonError::validation(
                                     format!("consortium_ids[{i}]"),
-                                    format!("{} is not a team call {} selected", t.0, req.call_id.0),
+                                    format!(
+                                        "{} is not a team call {} selected",
+                                        t.0, req.call_id.0
+                                    ),
                                 )
                                 .into());
                             }

@@ -418,7 +418,10 @@ fn component_kinds_default_to_the_templates_conventions_and_one_panel_out_of_100
     d[0].kind = Some("other".into());
     d[4].kind = Some("benchmark".into());
     let c = components(&d).unwrap();
-    assert_eq!((c[0].kind, c[4].kind), (ComponentKind::Other, ComponentKind::Benchmark));
+    assert_eq!(
+        (c[0].kind, c[4].kind),
+        (ComponentKind::Other, ComponentKind::Benchmark)
+    );
     d[1].kind = Some("panel".into());
     let e = components(&d).unwrap_err();
     assert_eq!(e.field, "components[1].kind");
@@ -436,7 +439,10 @@ fn component_kinds_default_to_the_templates_conventions_and_one_panel_out_of_100
     let mut d = first_gate();
     d[3].max = Some("35".into());
     let e = components(&d).unwrap_err();
-    assert_eq!((e.field.as_str(), e.rule.contains("100")), ("components[3].max", true));
+    assert_eq!(
+        (e.field.as_str(), e.rule.contains("100")),
+        ("components[3].max", true)
+    );
     d[3].normalisation = "min_max".into();
     d[3].max = None;
     assert!(components(&d).is_ok(), "a min-max panel component is fine");
