@@ -18,7 +18,11 @@ fn ok(body: &Value) -> &Value {
 
 /// Registers, drafts and submits one proposal per lead type, in order; returns the
 /// consortia and the proposal ids.
-async fn field(p: &Platform, call_id: &str, leads: &[OrgType]) -> (Vec<ConsortiumId>, Vec<String>) {
+pub(crate) async fn field(
+    p: &Platform,
+    call_id: &str,
+    leads: &[OrgType],
+) -> (Vec<ConsortiumId>, Vec<String>) {
     let mut ids = Vec::new();
     let mut consortia = Vec::new();
     for (i, lead) in leads.iter().enumerate() {
@@ -55,7 +59,12 @@ async fn field(p: &Platform, call_id: &str, leads: &[OrgType]) -> (Vec<Consortiu
 
 /// Configures one stage with `edit` applied to the seeded settings, registers `reviewers`
 /// and assigns them.
-async fn configure(p: &Platform, call_id: &str, reviewers: &[&str], edit: impl Fn(&mut Value)) {
+pub(crate) async fn configure(
+    p: &Platform,
+    call_id: &str,
+    reviewers: &[&str],
+    edit: impl Fn(&mut Value),
+) {
     let officer = p.ctx.bearer(Role::Officer, None);
     let body = p.graphql(Some(&officer), "{ defaultEvaluationConfig { criteria { key name maxPoints minPoints } minTotal stages { name keepTop minTotal } reviewersPerProposal maxAssignmentsPerReviewer normalise tieBreak teams constraints { category atLeast atMost } } }", json!({})).await;
     let mut config = ok(&body)["defaultEvaluationConfig"].clone();
@@ -95,7 +104,7 @@ async fn configure(p: &Platform, call_id: &str, reviewers: &[&str], edit: impl F
 
 /// Every reviewer scores each of their assignments with `sheet(reviewer, proposal index)`
 /// = (technology, strategy, ecosystem).
-async fn score(
+pub(crate) async fn score(
     p: &Platform,
     call_id: &str,
     reviewers: &[&str],

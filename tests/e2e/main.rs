@@ -9,6 +9,7 @@ mod competition;
 mod consumer_hardening;
 mod data_budget;
 mod decisions;
+mod gate_inputs;
 mod gateway_hardening;
 mod gpu_gateway;
 mod inputs_hardening;

@@ -5,6 +5,7 @@ use super::{caller, caller_with, upstream};
 use crate::clients::Services;
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
+use kaip_contracts::dto::panels;
 use kaip_contracts::dto::scoring as dto;
 use kaip_contracts::dto::Page;
 use kaip_contracts::{CallId, ConsortiumId, ProposalId, Role};
@@ -610,6 +611,137 @@ pub struct AppealPage {
     pub next_cursor: Option<ID>,
 }
 
+/// A criterion of a gate panel's score sheet.
+#[derive(InputObject, SimpleObject, Clone)]
+#[graphql(input_name = "PanelCriterionInput")]
+pub struct PanelCriterion {
+    pub key: String,
+    pub name: String,
+    /// Whole points, at least 1.
+    pub max_points: i64,
+}
+
+#[derive(InputObject)]
+pub struct GatePanelInput {
+    /// The gate's key in milestones (`gate-1`).
+    pub gate: String,
+    pub call_id: Uuid,
+    /// Teams the call selected; absent: all of them.
+    pub consortium_ids: Option<Vec<Uuid>>,
+    pub criteria: Vec<PanelCriterion>,
+    pub reviewers_per_team: u32,
+    pub reason: String,
+}
+
+/// One team's result of a closed gate panel.
+#[derive(SimpleObject)]
+pub struct PanelTeamResult {
+    pub consortium_id: Uuid,
+    /// Out of 100, an exact decimal string with at most 4 places (rounded half up).
+    pub score: String,
+    /// The consensus total in hundredths of a point.
+    pub total_centi: i64,
+    pub per_criterion: Vec<CriterionScore>,
+    pub reviewers: u32,
+}
+
+/// A gate's expert panel (scoring), whose results milestones takes as the gate's
+/// expert-panel input.
+#[derive(SimpleObject)]
+pub struct GatePanel {
+    pub id: Uuid,
+    pub gate: String,
+    pub call_id: Uuid,
+    pub teams: Vec<Uuid>,
+    pub criteria: Vec<PanelCriterion>,
+    pub reviewers_per_team: u32,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub closed_by: Option<String>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub results: Vec<PanelTeamResult>,
+}
+
+impl From<panels::GatePanel> for GatePanel {
+    fn from(p: panels::GatePanel) -> Self {
+        Self {
+            id: p.id,
+            gate: p.gate,
+            call_id: p.call_id.0,
+            teams: p.teams.into_iter().map(|t| t.0).collect(),
+            criteria: p
+                .criteria
+                .into_iter()
+                .map(|c| PanelCriterion {
+                    key: c.key,
+                    name: c.name,
+                    max_points: c.max_points,
+                })
+                .collect(),
+            reviewers_per_team: p.reviewers_per_team,
+            reason: p.reason,
+            created_by: p.created_by,
+            created_at: p.created_at,
+            closed_by: p.closed_by,
+            closed_at: p.closed_at,
+            results: p
+                .results
+                .into_iter()
+                .map(|r| PanelTeamResult {
+                    consortium_id: r.consortium_id.0,
+                    score: r.score,
+                    total_centi: r.total_centi,
+                    per_criterion: criterion_scores(r.per_criterion),
+                    reviewers: r.reviewers,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A reviewer-team pair a conflict of interest kept apart, with the reason.
+#[derive(SimpleObject)]
+pub struct PanelBlocked {
+    pub reviewer_id: String,
+    pub consortium_id: Uuid,
+    pub reason: String,
+}
+
+#[derive(SimpleObject)]
+pub struct PanelAssignmentReport {
+    pub assigned: i64,
+    pub blocked: Vec<PanelBlocked>,
+}
+
+/// A reviewer's assignment to score one team of a gate panel.
+#[derive(SimpleObject)]
+pub struct PanelAssignment {
+    pub id: Uuid,
+    pub panel_id: Uuid,
+    pub gate: String,
+    pub reviewer_id: String,
+    pub consortium_id: Uuid,
+    pub consortium_name: String,
+    pub scored: bool,
+    pub assigned_at: DateTime<Utc>,
+}
+
+impl From<panels::PanelAssignment> for PanelAssignment {
+    fn from(a: panels::PanelAssignment) -> Self {
+        Self {
+            id: a.id,
+            panel_id: a.panel_id,
+            gate: a.gate,
+            reviewer_id: a.reviewer_id,
+            consortium_id: a.consortium_id.0,
+            consortium_name: a.consortium_name,
+            scored: a.scored,
+            assigned_at: a.assigned_at,
+        }
+    }
+}
+
 fn paging(first: Option<i32>, after: Option<&ID>, extra: &[(&str, String)]) -> String {
     crate::clients::page_query(first, after.map(|a| a.as_str()), extra)
 }
@@ -1006,6 +1138,34 @@ impl ScoringQuery {
             next_cursor: page.next_cursor.map(ID),
         })
     }
+    /// A gate's expert panel with its teams' results once closed (staff).
+    async fn gate_panel(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<GatePanel> {
+        let authed = caller_with(ctx, STAFF, "read a gate's expert panel")?;
+        let p: panels::GatePanel = ctx
+            .data::<Services>()?
+            .scoring
+            .get(&format!("/panels/{id}"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(p.into())
+    }
+
+    /// Gate panel assignments: a reviewer's own; staff see everyone's (of one panel).
+    async fn panel_assignments(
+        &self,
+        ctx: &Context<'_>,
+        panel_id: Option<Uuid>,
+    ) -> async_graphql::Result<Vec<PanelAssignment>> {
+        let authed = caller(ctx)?;
+        let q = panel_id.map_or(String::new(), |p| format!("?panel_id={p}"));
+        let list: Vec<panels::PanelAssignment> = ctx
+            .data::<Services>()?
+            .scoring
+            .get(&format!("/panel-assignments{q}"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(list.into_iter().map(PanelAssignment::from).collect())
+    }
 }
 
 #[derive(Default)]
@@ -1324,5 +1484,130 @@ impl ScoringMutation {
             .await
             .map_err(upstream)?;
         Ok(a.into())
+    }
+    /// Defines a gate's expert panel (one per gate): the call's selected teams (all, or
+    /// those named), the score sheet's criteria, reviewers per team.
+    async fn define_gate_panel(
+        &self,
+        ctx: &Context<'_>,
+        input: GatePanelInput,
+    ) -> async_graphql::Result<GatePanel> {
+        let authed = caller_with(ctx, STAFF, "define a gate's expert panel")?;
+        let body = panels::NewGatePanel {
+            gate: input.gate,
+            call_id: CallId(input.call_id),
+            consortium_ids: input
+                .consortium_ids
+                .map(|v| v.into_iter().map(ConsortiumId).collect()),
+            criteria: input
+                .criteria
+                .into_iter()
+                .map(|c| panels::PanelCriterion {
+                    key: c.key,
+                    name: c.name,
+                    max_points: c.max_points,
+                })
+                .collect(),
+            reviewers_per_team: input.reviewers_per_team,
+            reason: input.reason,
+        };
+        let p: panels::GatePanel = ctx
+            .data::<Services>()?
+            .scoring
+            .post("/panels", &body, Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(p.into())
+    }
+
+    /// Assigns registered reviewers to a panel's teams, never a conflicted pair (reported).
+    async fn assign_panel_reviewers(
+        &self,
+        ctx: &Context<'_>,
+        panel_id: Uuid,
+    ) -> async_graphql::Result<PanelAssignmentReport> {
+        let authed = caller_with(ctx, STAFF, "assign a panel's reviewers")?;
+        let r: panels::PanelAssignmentReport = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/panels/{panel_id}/assignments"),
+                &serde_json::json!({}),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(PanelAssignmentReport {
+            assigned: r.assigned,
+            blocked: r
+                .blocked
+                .into_iter()
+                .map(|b| PanelBlocked {
+                    reviewer_id: b.reviewer_id,
+                    consortium_id: b.consortium_id.0,
+                    reason: b.reason,
+                })
+                .collect(),
+        })
+    }
+
+    /// A reviewer scores one of their panel assignments (the stage sheet's rules).
+    async fn score_panel_team(
+        &self,
+        ctx: &Context<'_>,
+        assignment_id: Uuid,
+        scores: Vec<CriterionScoreInput>,
+    ) -> async_graphql::Result<ScoreResult> {
+        let authed = caller_with(ctx, &[Role::Reviewer], "score a gate panel's team")?;
+        let mut sheet = dto::ScoreSheet {
+            scores: BTreeMap::new(),
+            comments: BTreeMap::new(),
+        };
+        for s in scores {
+            if !s.comment.is_empty() {
+                sheet.comments.insert(s.criterion.clone(), s.comment);
+            }
+            sheet.scores.insert(s.criterion, s.points);
+        }
+        #[derive(serde::Deserialize)]
+        struct Out {
+            assignment_id: Uuid,
+            total: i64,
+        }
+        let o: Out = ctx
+            .data::<Services>()?
+            .scoring
+            .put(
+                &format!("/panel-assignments/{assignment_id}/scores"),
+                &sheet,
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(ScoreResult {
+            assignment_id: o.assignment_id,
+            total: o.total,
+        })
+    }
+
+    /// Closes a gate's panel: each team's consensus out of 100, announced to milestones
+    /// (`GatePanelScored`). Closing again changes and publishes nothing.
+    async fn close_gate_panel(
+        &self,
+        ctx: &Context<'_>,
+        panel_id: Uuid,
+    ) -> async_graphql::Result<GatePanel> {
+        let authed = caller_with(ctx, STAFF, "close a gate's expert panel")?;
+        let p: panels::GatePanel = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/panels/{panel_id}/close"),
+                &serde_json::json!({}),
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(p.into())
     }
 }

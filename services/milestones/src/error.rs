@@ -61,6 +61,9 @@ pub enum MilestonesError {
     EvidenceNotLatest(Uuid, i32, i32),
     #[error("gate {0} has no published result for team {1}")]
     ResultNotPublished(String, Uuid),
+    /// An event delivered a value for an input its source already recorded otherwise.
+    #[error("{0}")]
+    GateInputConflict(String),
 }
 
 impl MilestonesError {
@@ -78,6 +81,7 @@ impl MilestonesError {
             E::EvidenceNotUsable(..) => "EVIDENCE_NOT_USABLE",
             E::GateNotFound(_) => "GATE_NOT_FOUND",
             E::GateExists(_) => "GATE_EXISTS",
+            E::GateInputConflict(_) => "GATE_INPUT_CONFLICT",
             E::GateWeights(_) => "GATE_WEIGHTS",
             E::GatePublished(..) => "GATE_PUBLISHED",
             E::GateInputMissing(..) => "GATE_INPUT_MISSING",

@@ -7,7 +7,8 @@
 //!   normalisation, exact score, ranking, eliminations).
 //! - `store`: the rows and the transactions (locks; nothing updated, every decision a row).
 //! - `routes`: the HTTP API the gateway calls, with the caller's token checked again here.
-//! - `consumer`: what it learns from scoring (the selected teams).
+//! - `consumer`: what it learns from scoring (the selected teams, the gates' expert panels)
+//!   and from benchmark integrations (results for gates' benchmark components).
 //! - `sweeper`: the background check that flags overdue deliverables (`MilestoneOverdue`).
 
 pub mod consumer;
@@ -35,7 +36,7 @@ pub fn definition() -> ServiceDefinition {
         name: NAME,
         migrations: MIGRATIONS,
         routes: routes::configure,
-        consumes: vec![topics::SCORING],
+        consumes: vec![topics::SCORING, topics::BENCHMARKS],
         handler: Some(Arc::new(consumer::MilestonesEvents)),
         background: vec![sweeper::task()],
     }

@@ -96,6 +96,7 @@ diesel::table! {
         normalisation -> Text,
         max_units -> Nullable<Int8>,
         ord -> Int4,
+        kind -> Nullable<Text>,
     }
 }
 

@@ -14,7 +14,7 @@
 //! - a vote is one row per proposal and member (primary key): two concurrent votes by one
 //!   member record one and refuse the other.
 
-use crate::domain::gate::{self, Component, Normalisation, TeamFacts, INPUT_SCALE};
+use crate::domain::gate::{self, Component, ComponentKind, Normalisation, TeamFacts, INPUT_SCALE};
 use crate::domain::{decimal, Invalid};
 use crate::error::MilestonesError as E;
 use crate::schema::*;
@@ -808,6 +808,7 @@ pub fn create_gate(
                 ms_gate_components::normalisation.eq(norm),
                 ms_gate_components::max_units.eq(max),
                 ms_gate_components::ord.eq(i as i32),
+                ms_gate_components::kind.eq(comp.kind.as_str()),
             ))
             .execute(c)?;
     }
@@ -815,7 +816,16 @@ pub fn create_gate(
 }
 
 fn gate_from(c: &mut PgConnection, r: GateCols) -> Result<GateRow, E> {
-    let rows: Vec<(String, String, String, i32, String, Option<i64>)> = ms_gate_components::table
+    type ComponentCols = (
+        String,
+        String,
+        String,
+        i32,
+        String,
+        Option<i64>,
+        Option<String>,
+    );
+    let rows: Vec<ComponentCols> = ms_gate_components::table
         .filter(ms_gate_components::gate_id.eq(r.0))
         .order(ms_gate_components::ord)
         .select((
@@ -825,11 +835,16 @@ fn gate_from(c: &mut PgConnection, r: GateCols) -> Result<GateRow, E> {
             ms_gate_components::weight,
             ms_gate_components::normalisation,
             ms_gate_components::max_units,
+            ms_gate_components::kind,
         ))
         .load(c)?;
     let components: Vec<Component> = rows
         .into_iter()
-        .map(|(key, group, label, weight, norm, max)| Component {
+        .map(|(key, group, label, weight, norm, max, kind)| Component {
+            kind: kind
+                .as_deref()
+                .and_then(ComponentKind::parse)
+                .unwrap_or_else(|| ComponentKind::implied(&key, &group)),
             key,
             group,
             label,
@@ -1008,6 +1023,34 @@ pub fn add_input(
             ))
         }
     };
+    insert_input(
+        c,
+        &g,
+        &comp,
+        req.consortium_id,
+        value,
+        &req.source,
+        &source_ref,
+        req.reason.trim(),
+        actor,
+    )
+}
+
+/// The last step of every input, by REST or by event: the value within the component's
+/// `max` (`of_max`), then the row. The caller holds the open gate's row and has checked
+/// the team and the component.
+#[allow(clippy::too_many_arguments)]
+fn insert_input(
+    c: &mut PgConnection,
+    g: &GateRow,
+    comp: &Component,
+    team: ConsortiumId,
+    value: i64,
+    source: &str,
+    source_ref: &str,
+    reason: &str,
+    actor: &Actor,
+) -> Result<dto::InputUsed, E> {
     if let Normalisation::OfMax(m) = comp.normalisation {
         if value > m {
             return Err(E::validation(
@@ -1025,12 +1068,12 @@ pub fn add_input(
         .values((
             ms_gate_inputs::id.eq(id),
             ms_gate_inputs::gate_id.eq(g.id),
-            ms_gate_inputs::consortium_id.eq(req.consortium_id.0),
+            ms_gate_inputs::consortium_id.eq(team.0),
             ms_gate_inputs::component.eq(&comp.key),
             ms_gate_inputs::value_e4.eq(value),
-            ms_gate_inputs::source.eq(&req.source),
-            ms_gate_inputs::source_ref.eq(&source_ref),
-            ms_gate_inputs::reason.eq(req.reason.trim()),
+            ms_gate_inputs::source.eq(source),
+            ms_gate_inputs::source_ref.eq(source_ref),
+            ms_gate_inputs::reason.eq(reason),
             ms_gate_inputs::entered_by.eq(&actor.subject),
             ms_gate_inputs::entered_role.eq(actor.role.as_str()),
             ms_gate_inputs::entered_at.eq(now()),
@@ -1038,12 +1081,121 @@ pub fn add_input(
         .execute(c)?;
     Ok(dto::InputUsed {
         input_id: id,
-        consortium_id: req.consortium_id,
-        component: comp.key,
+        consortium_id: team,
+        component: comp.key.clone(),
         value: decimal::format(value.into(), INPUT_SCALE),
-        source: req.source.clone(),
-        source_ref,
+        source: source.to_owned(),
+        source_ref: source_ref.to_owned(),
     })
+}
+
+/// A gate input delivered by an event (scoring's expert panel, a benchmark integration).
+pub struct EventInput<'a> {
+    pub gate: &'a str,
+    pub team: ConsortiumId,
+    /// The component: `None` for the gate's expert-panel component.
+    pub component: Option<&'a str>,
+    /// Where the value is read from in the event (`score`, `value`), for error messages.
+    pub value_field: &'a str,
+    pub value: &'a str,
+    pub source: &'a str,
+    pub source_ref: &'a str,
+    pub reason: String,
+}
+
+/// Records an input delivered by an event with the checks of `POST /gates/{key}/inputs`:
+/// the gate open, the team assessed at it, the component (the gate's `expert_panel` one,
+/// or the named one, which must be a `benchmark` component), the value within its `max`.
+/// The same delivery again (same source, `source_ref`, team and component, e.g. a
+/// runner's retry in a new envelope) with the same value records nothing (`Ok(None)`);
+/// with another value it is refused (`GATE_INPUT_CONFLICT`): the first record stands.
+/// Every input is a new row, so the proposal-staleness rule applies as to any input.
+pub fn add_event_input(
+    c: &mut PgConnection,
+    ev: &EventInput<'_>,
+    actor: &Actor,
+) -> Result<Option<dto::InputUsed>, E> {
+    let g = lock_open_gate(c, ev.gate, false)?;
+    let comp = match ev.component {
+        None => g
+            .components
+            .iter()
+            .find(|x| x.kind == ComponentKind::ExpertPanel)
+            .ok_or_else(|| {
+                E::validation(
+                    "gate",
+                    format!("gate {} has no expert_panel component", g.key),
+                )
+            })?,
+        Some(key) => {
+            let comp = g.components.iter().find(|x| x.key == key).ok_or_else(|| {
+                let keys: Vec<&str> = g.components.iter().map(|x| x.key.as_str()).collect();
+                E::validation(
+                    "component",
+                    format!("one of the gate's components: {}", keys.join(", ")),
+                )
+            })?;
+            if comp.kind != ComponentKind::Benchmark {
+                let keys: Vec<&str> = g
+                    .components
+                    .iter()
+                    .filter(|x| x.kind == ComponentKind::Benchmark)
+                    .map(|x| x.key.as_str())
+                    .collect();
+                return Err(E::validation(
+                    "component",
+                    format!(
+                        "{} is a {} component, not a benchmark one (benchmark components: {})",
+                        comp.key,
+                        comp.kind.as_str(),
+                        keys.join(", ")
+                    ),
+                ));
+            }
+            comp
+        }
+    }
+    .clone();
+    require_team_at_gate(c, ev.team.0)?;
+    let value = decimal::parse(ev.value_field, ev.value, INPUT_SCALE)?;
+    let earlier: Option<i64> = ms_gate_inputs::table
+        .filter(ms_gate_inputs::gate_id.eq(g.id))
+        .filter(ms_gate_inputs::consortium_id.eq(ev.team.0))
+        .filter(ms_gate_inputs::component.eq(&comp.key))
+        .filter(ms_gate_inputs::source.eq(ev.source))
+        .filter(ms_gate_inputs::source_ref.eq(ev.source_ref))
+        .order(ms_gate_inputs::seq.desc())
+        .select(ms_gate_inputs::value_e4)
+        .first(c)
+        .optional()?;
+    match earlier {
+        Some(v) if v == value => return Ok(None),
+        Some(v) => {
+            return Err(E::GateInputConflict(format!(
+                "{}: {} {} already recorded {} for team {} on {}; this delivery says {}",
+                ev.value_field,
+                ev.source,
+                ev.source_ref,
+                decimal::format(v.into(), INPUT_SCALE),
+                ev.team.0,
+                comp.key,
+                ev.value
+            )))
+        }
+        None => {}
+    }
+    insert_input(
+        c,
+        &g,
+        &comp,
+        ev.team,
+        value,
+        ev.source,
+        ev.source_ref,
+        &ev.reason,
+        actor,
+    )
+    .map(Some)
 }
 
 /// The value of an approved benchmark evidence of `team`, in units of 10^-4.

@@ -29,6 +29,14 @@ pub enum ScoringError {
     Selection(String),
     #[error("call {0} has no published decision yet")]
     NotPublished(uuid::Uuid),
+    #[error("gate panel {0} does not exist")]
+    PanelNotFound(uuid::Uuid),
+    #[error("gate {0} already has an expert panel")]
+    PanelExists(String),
+    #[error(
+        "the expert panel of {0} closed at {1}: its assignments and scores can no longer change"
+    )]
+    PanelClosed(String, chrono::DateTime<chrono::Utc>),
     #[error("appeal {0} does not exist")]
     AppealNotFound(uuid::Uuid),
     #[error("call {call} takes submissions until {closes_at}: evaluation (stage 0) starts after the deadline, when every proposal is in")]
@@ -60,6 +68,9 @@ impl ScoringError {
             ScoringError::Selection(_) => "SELECTION_INFEASIBLE",
             ScoringError::NotPublished(_) => "DECISION_NOT_PUBLISHED",
             ScoringError::AppealNotFound(_) => "APPEAL_NOT_FOUND",
+            ScoringError::PanelNotFound(_) => "PANEL_NOT_FOUND",
+            ScoringError::PanelExists(_) => "PANEL_EXISTS",
+            ScoringError::PanelClosed(..) => "PANEL_CLOSED",
             ScoringError::SubmissionsOpen { .. } => "SUBMISSIONS_STILL_OPEN",
             ScoringError::TieUnresolved(_) => "TIE_UNRESOLVED",
             ScoringError::OverrideBreaksRules { .. } => "OVERRIDE_BREAKS_RULES",
@@ -94,7 +105,8 @@ impl ResponseError for ScoringError {
             | ScoringError::CallNotFound(_)
             | ScoringError::ReviewerNotFound(_)
             | ScoringError::AssignmentNotFound(_)
-            | ScoringError::AppealNotFound(_) => StatusCode::NOT_FOUND,
+            | ScoringError::AppealNotFound(_)
+            | ScoringError::PanelNotFound(_) => StatusCode::NOT_FOUND,
             ScoringError::Selection(_) | ScoringError::OverrideBreaksRules { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

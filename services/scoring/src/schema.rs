@@ -229,11 +229,79 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    gate_panels (id) {
+        id -> Uuid,
+        gate -> Text,
+        call_id -> Uuid,
+        teams -> Array<Uuid>,
+        criteria -> Jsonb,
+        reviewers_per_team -> Int4,
+        reason -> Text,
+        created_by -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gate_panel_assignments (id) {
+        id -> Uuid,
+        panel_id -> Uuid,
+        reviewer_id -> Text,
+        consortium_id -> Uuid,
+        assigned_by -> Text,
+        assigned_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gate_panel_blocked (panel_id, reviewer_id, consortium_id) {
+        panel_id -> Uuid,
+        reviewer_id -> Text,
+        consortium_id -> Uuid,
+        reason -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gate_panel_sheets (assignment_id, version) {
+        assignment_id -> Uuid,
+        version -> Int4,
+        scores -> Jsonb,
+        comments -> Jsonb,
+        total -> Int4,
+        recorded_by -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gate_panel_closures (panel_id) {
+        panel_id -> Uuid,
+        closed_by -> Text,
+        closed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gate_panel_results (panel_id, consortium_id) {
+        panel_id -> Uuid,
+        consortium_id -> Uuid,
+        score_e4 -> Int8,
+        total_centi -> Int8,
+        per_criterion -> Jsonb,
+        reviewers -> Int4,
+    }
+}
+
 diesel::joinable!(assignments -> evaluation_cases (case_id));
 diesel::joinable!(assignments -> reviewers (reviewer_id));
 diesel::joinable!(score_sheets -> assignments (assignment_id));
 diesel::joinable!(stage_results -> evaluation_cases (case_id));
 diesel::joinable!(appeals -> evaluation_cases (case_id));
+diesel::joinable!(gate_panel_assignments -> gate_panels (panel_id));
+diesel::joinable!(gate_panel_sheets -> gate_panel_assignments (assignment_id));
 diesel::allow_tables_to_appear_in_same_query!(
     evaluation_cases,
     calls,
@@ -252,4 +320,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     evaluation_config_versions,
     reviewer_versions,
     score_sheet_versions,
+    gate_panels,
+    gate_panel_assignments,
+    gate_panel_blocked,
+    gate_panel_sheets,
+    gate_panel_closures,
+    gate_panel_results,
 );

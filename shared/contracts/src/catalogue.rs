@@ -8,16 +8,16 @@
 
 use crate::audit::AuditRecorded;
 use crate::events::{
-    AppealAnswered, AppealFiled, CallOpened, DataBudgetCapAdjusted, DataBudgetOpened,
-    DataCommitmentCancelled, DataCommitmentMade, DataInvoiceRecorded, DataPaymentConfirmed,
-    DataProgrammeConfigured, DatasetRegistered, DomainEvent, EvaluationCaseOpened, EventEnvelope,
-    GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired,
-    GpuOfferMade, GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased,
-    GpuTransfersRecorded, GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, MilestoneOverdue,
-    ProposalSubmitted, ProposalWithdrawn, SelectionPublished, TalentFundingStopped,
-    TalentFundsClaimed, TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined,
-    TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
-    WithdrawalRefused,
+    AppealAnswered, AppealFiled, BenchmarkResultReported, CallOpened, DataBudgetCapAdjusted,
+    DataBudgetOpened, DataCommitmentCancelled, DataCommitmentMade, DataInvoiceRecorded,
+    DataPaymentConfirmed, DataProgrammeConfigured, DatasetRegistered, DomainEvent,
+    EvaluationCaseOpened, EventEnvelope, GateDecided, GatePanelScored, GpuAccountOpened,
+    GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired, GpuOfferMade,
+    GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded,
+    GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, MilestoneOverdue, ProposalSubmitted,
+    ProposalWithdrawn, SelectionPublished, TalentFundingStopped, TalentFundsClaimed,
+    TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined, TalentMatchProposed,
+    TalentPositionOpened, TalentResearcherErased, TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -116,6 +116,7 @@ pub fn events() -> Vec<EventSpec> {
             "scoring",
             "Scoring refused a withdrawal that reached it after the decision was published; the proposal keeps its result.",
         ),
+        spec::<GatePanelScored>(topics::SCORING, "scoring", "A gate's expert panel closed: one team's consensus out of 100 (at most 4 places); milestones records it as the gate's expert-panel input, source_ref = panel_id."),
         spec::<AuditRecorded>(
             AUDIT_CHANNEL_ADDRESS,
             ANY_SERVICE,
@@ -134,6 +135,7 @@ pub fn events() -> Vec<EventSpec> {
         spec::<GpuUsageRecorded>(topics::GPU_LEDGER, "gpu-ledger", "A GPU operator reported GPU-hours a team used; overruns of the granted hours are flagged."),
         spec::<DataProgrammeConfigured>(topics::DATA_BUDGET, "data-budget", "An admin or officer set a new version of the data budget programme's configuration, with a reason; caps above a lowered maximum were lowered with it."),
         spec::<GpuUsageReported>(topics::OPERATORS, topics::OPERATORS_PRODUCER, "A GPU operator reported GPU-hours a team used, on the operators' own topic; the ledger records it as through its API, idempotent by report_id."),
+        spec::<BenchmarkResultReported>(topics::BENCHMARKS, topics::BENCHMARKS_PRODUCER, "A benchmark runner reported a team's result for a benchmark component of a gate, on the benchmarks' own topic; milestones records it as an `integration` input (source_ref = run_id), or dead-letters it with the code."),
         spec::<DataBudgetOpened>(topics::DATA_BUDGET, "data-budget", "A selected team's data budget for a fiscal year was opened with its cap and category sub-limits."),
         spec::<DataBudgetCapAdjusted>(topics::DATA_BUDGET, "data-budget", "An officer adjusted a team-year's cap within the programme's maximum, with a reason (a new record)."),
         spec::<DataCommitmentMade>(topics::DATA_BUDGET, "data-budget", "A commitment (purchase order) reserved data budget."),

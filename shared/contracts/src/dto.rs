@@ -24,6 +24,8 @@ pub struct PageQuery {
 pub mod gpu;
 /// The milestones service's bodies (in `dto/milestones.rs`).
 pub mod milestones;
+/// Scoring's expert panels for stage gates (in `dto/panels.rs`).
+pub mod panels;
 /// The talent service's bodies (in `dto/talent.rs`).
 pub mod talent;
 

@@ -27,6 +27,10 @@ pub use milestones::*;
 /// The talent service's events (in `events/talent.rs`).
 pub mod talent;
 pub use talent::*;
+/// Gate inputs delivered by events: scoring's expert panel and benchmark integrations (in
+/// `events/gates.rs`).
+pub mod gates;
+pub use gates::*;
 
 /// Kafka header names. Trace context travels as W3C `traceparent`/`tracestate`.
 pub mod headers {

@@ -18,9 +18,17 @@ pub const OPERATORS: &str = "kaip.operators.events";
 /// The `producer` of the envelopes on [`OPERATORS`].
 pub const OPERATORS_PRODUCER: &str = "operators";
 
+/// Benchmark runners' own topic: the results they report for a gate's benchmark components
+/// (`BenchmarkResultReported`, envelope producer [`BENCHMARKS_PRODUCER`]), which milestones
+/// consumes as gate inputs with source `integration`. Named like a service's topic for the
+/// same producer check as [`OPERATORS`].
+pub const BENCHMARKS: &str = "kaip.benchmarks.events";
+/// The `producer` of the envelopes on [`BENCHMARKS`].
+pub const BENCHMARKS_PRODUCER: &str = "benchmarks";
+
 /// Topics that integrations outside the platform produce to (not in [`ALL_EVENT_TOPICS`]:
 /// no service publishes to them, and they have no audit topic).
-pub const INBOUND_TOPICS: [&str; 1] = [OPERATORS];
+pub const INBOUND_TOPICS: [&str; 2] = [OPERATORS, BENCHMARKS];
 
 /// Every service's event topic, in the order services are listed in the design.
 pub const ALL_EVENT_TOPICS: [&str; 6] =
@@ -69,6 +77,8 @@ mod tests {
         assert_eq!(prefixed("", INTAKE), INTAKE);
         assert_eq!(events_topic_of(OPERATORS_PRODUCER), OPERATORS);
         assert!(!ALL_EVENT_TOPICS.contains(&OPERATORS));
+        assert_eq!(events_topic_of(BENCHMARKS_PRODUCER), BENCHMARKS);
+        assert!(!ALL_EVENT_TOPICS.contains(&BENCHMARKS));
         for (topic, events) in ALL_AUDIT_TOPICS.iter().zip(ALL_EVENT_TOPICS) {
             let service = events
                 .trim_start_matches("kaip.")

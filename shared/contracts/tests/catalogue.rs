@@ -853,6 +853,35 @@ fn gpu_events(
             },
         )),
         json(EventEnvelope::wrap(
+            "scoring",
+            officer.clone(),
+            &kaip_contracts::events::GatePanelScored {
+                gate: "gate-1".into(),
+                consortium_id: consortium,
+                panel_id: uuid::Uuid::now_v7(),
+                score: "83.3333".into(),
+                reviewers: 3,
+                scored_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            kaip_contracts::topics::BENCHMARKS_PRODUCER,
+            kaip_contracts::Actor {
+                subject: "bench-runner".into(),
+                role: kaip_contracts::Role::Integration,
+            },
+            &kaip_contracts::events::BenchmarkResultReported {
+                gate: "gate-1".into(),
+                consortium_id: consortium,
+                component: "benchmark-global".into(),
+                value: "71.25".into(),
+                run_id: "run-2027-0042".into(),
+                benchmark: "KMMLU 5-shot".into(),
+                details: "harness 0.4.2".into(),
+                measured_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
             "milestones",
             officer.clone(),
             &GateDecided {

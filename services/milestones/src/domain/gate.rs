@@ -43,6 +43,47 @@ pub enum Normalisation {
     OfMax(i64),
 }
 
+/// Which inputs may arrive for a component by event (issue #11): an integration's
+/// benchmark results, or scoring's expert panel. Every component takes inputs by REST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentKind {
+    Benchmark,
+    ExpertPanel,
+    Other,
+}
+
+impl ComponentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentKind::Benchmark => "benchmark",
+            ComponentKind::ExpertPanel => "expert_panel",
+            ComponentKind::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "benchmark" => Some(ComponentKind::Benchmark),
+            "expert_panel" => Some(ComponentKind::ExpertPanel),
+            "other" => Some(ComponentKind::Other),
+            _ => None,
+        }
+    }
+
+    /// The kind of a component that names none (and of components stored before kinds
+    /// existed): the template's conventions, `benchmark` in the group `benchmarks`,
+    /// `expert_panel` for the key `expert-panel`.
+    pub fn implied(key: &str, group: &str) -> Self {
+        if group == "benchmarks" {
+            ComponentKind::Benchmark
+        } else if key == "expert-panel" {
+            ComponentKind::ExpertPanel
+        } else {
+            ComponentKind::Other
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Component {
     pub key: String,
@@ -50,6 +91,7 @@ pub struct Component {
     pub label: String,
     pub weight: i32,
     pub normalisation: Normalisation,
+    pub kind: ComponentKind,
 }
 
 impl Component {
@@ -65,6 +107,7 @@ impl Component {
             weight: self.weight,
             normalisation: normalisation.to_owned(),
             max,
+            kind: Some(self.kind.as_str().to_owned()),
         }
     }
 }
@@ -88,6 +131,7 @@ pub fn first_gate() -> Vec<dto::GateComponent> {
             weight,
             normalisation: if max.is_some() { "of_max" } else { "min_max" }.into(),
             max: max.map(str::to_owned),
+            kind: Some(ComponentKind::implied(key, group).as_str().to_owned()),
         };
     vec![
         c(
@@ -174,12 +218,34 @@ pub fn components(list: &[dto::GateComponent]) -> Result<Vec<Component>, Invalid
             }
             _ => return Err(Invalid::new(at("normalisation"), "one of min_max, of_max")),
         };
+        let kind = match c.kind.as_deref() {
+            None => ComponentKind::implied(&c.key, &c.group),
+            Some(k) => ComponentKind::parse(k)
+                .ok_or_else(|| Invalid::new(at("kind"), "one of benchmark, expert_panel, other"))?,
+        };
+        if kind == ComponentKind::ExpertPanel {
+            if out.iter().any(|o| o.kind == ComponentKind::ExpertPanel) {
+                return Err(Invalid::new(
+                    at("kind"),
+                    "at most one expert_panel component per gate (the panel's scores land on it)",
+                ));
+            }
+            if let Normalisation::OfMax(m) = normalisation {
+                if m != 100 * 10i64.pow(INPUT_SCALE) {
+                    return Err(Invalid::new(
+                        at("max"),
+                        "100 for an expert_panel component scored of_max (the panel scores out of 100)",
+                    ));
+                }
+            }
+        }
         out.push(Component {
             key: c.key.clone(),
             group: c.group.clone(),
             label: c.label.trim().to_owned(),
             weight: c.weight,
             normalisation,
+            kind,
         });
     }
     Ok(out)

@@ -8,6 +8,7 @@
 pub mod assign;
 pub mod config;
 pub mod decision;
+pub mod panel;
 pub mod ranking;
 pub mod rubric;
 pub mod selection;

@@ -15,7 +15,8 @@ pub struct ReviewerTotal {
     pub total: i64,
 }
 
-fn round_div(num: i128, den: i128) -> i64 {
+/// `num / den` rounded half away from zero; `den > 0`.
+pub(crate) fn round_div(num: i128, den: i128) -> i64 {
     // Half away from zero; den > 0.
     let q = if num >= 0 {
         (num + den / 2) / den

@@ -124,6 +124,20 @@ impl Rubric {
         Ok(total)
     }
 
+    /// Checks a sheet's comments: each on a criterion of this rubric (a comment is
+    /// optional). The stage and gate-panel sheets both call it.
+    pub fn check_comments(&self, comments: &BTreeMap<String, String>) -> Result<(), Violation> {
+        for key in comments.keys() {
+            if self.criterion(key).is_none() {
+                return Err(violation(
+                    format!("comments.{key}"),
+                    "is not a criterion of this rubric",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Why a proposal with these consensus scores is ineligible, if it is.
     pub fn shortfalls(&self, per_criterion: &BTreeMap<String, Centi>, total: Centi) -> Vec<String> {
         let mut out = Vec::new();

@@ -730,16 +730,9 @@ pub async fn score(
                     )));
                 }
                 let (_, cfg) = configured_call(c, call_id, false)?;
-                let total = config::rubric(&cfg).check_sheet(&sheet.scores)?;
-                for key in sheet.comments.keys() {
-                    if !sheet.scores.contains_key(key) {
-                        return Err(CommonError::validation(
-                            format!("comments.{key}"),
-                            "is not a criterion of this rubric",
-                        )
-                        .into());
-                    }
-                }
+                let rubric = config::rubric(&cfg);
+                let total = rubric.check_sheet(&sheet.scores)?;
+                rubric.check_comments(&sheet.comments)?;
                 let scores = serde_json::to_value(&sheet.scores).unwrap_or_default();
                 let comments = serde_json::to_value(&sheet.comments).unwrap_or_default();
                 // The assignment's row is locked: a resubmission is the next version.

@@ -4,6 +4,7 @@ mod cases;
 pub mod decision;
 mod evaluation;
 mod feedback;
+pub mod panels;
 pub mod stages;
 
 use actix_web::web;
@@ -81,6 +82,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/appeals/{id}/answer",
             web::post().to(feedback::answer_appeal),
+        )
+        .route("/panels", web::post().to(panels::create))
+        .route("/panels/{id}", web::get().to(panels::get))
+        .route("/panels/{id}/assignments", web::post().to(panels::assign))
+        .route("/panels/{id}/close", web::post().to(panels::close))
+        .route(
+            "/panel-assignments",
+            web::get().to(panels::list_assignments),
+        )
+        .route(
+            "/panel-assignments/{id}/scores",
+            web::put().to(panels::score),
         );
 }
 

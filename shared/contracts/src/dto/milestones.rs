@@ -170,6 +170,11 @@ pub struct Deliverable {
 
 /// A gate's weighted component. `normalisation`: `min_max` (the best team gets the whole
 /// weight, the lowest none) or `of_max` (value / `max` × weight; `max` a decimal string).
+/// `kind` says which inputs arrive by event: `benchmark` (an integration's
+/// `BenchmarkResultReported` may name it), `expert_panel` (scoring's `GatePanelScored`
+/// lands on it; at most one per gate) or `other`. Absent on a new gate: `benchmark` in the
+/// group `benchmarks`, `expert_panel` for the key `expert-panel`, `other` otherwise; always
+/// present in answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateComponent {
@@ -180,6 +185,8 @@ pub struct GateComponent {
     pub normalisation: String,
     #[serde(default)]
     pub max: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 /// `POST /gates`: a gate. Without `components`, the first gate's template (benchmarks 40 =
@@ -484,6 +491,9 @@ impl CheckText for GateComponent {
         field(at, "normalisation", &self.normalisation, Lines::Single)?;
         if let Some(m) = &self.max {
             field(at, "max", m, Lines::Single)?;
+        }
+        if let Some(k) = &self.kind {
+            field(at, "kind", k, Lines::Single)?;
         }
         Ok(())
     }

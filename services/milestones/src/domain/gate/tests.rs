@@ -395,3 +395,60 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn component_kinds_default_to_the_templates_conventions_and_one_panel_out_of_100() {
+    let kinds: Vec<ComponentKind> = components(&first_gate())
+        .unwrap()
+        .iter()
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ComponentKind::Benchmark,
+            ComponentKind::Benchmark,
+            ComponentKind::Benchmark,
+            ComponentKind::ExpertPanel,
+            ComponentKind::Other
+        ]
+    );
+    // Named kinds win over the conventions; an unknown one is refused.
+    let mut d = first_gate();
+    d[0].kind = Some("other".into());
+    d[4].kind = Some("benchmark".into());
+    let c = components(&d).unwrap();
+    assert_eq!(
+        (c[0].kind, c[4].kind),
+        (ComponentKind::Other, ComponentKind::Benchmark)
+    );
+    d[1].kind = Some("panel".into());
+    let e = components(&d).unwrap_err();
+    assert_eq!(e.field, "components[1].kind");
+    // Without a kind (a gate stored before kinds): the conventions.
+    let mut d = first_gate();
+    for c in &mut d {
+        c.kind = None;
+    }
+    assert_eq!(components(&d).unwrap()[3].kind, ComponentKind::ExpertPanel);
+    // A second expert panel, or a panel scored of_max out of anything but 100: refused.
+    let mut d = first_gate();
+    d[4].kind = Some("expert_panel".into());
+    let e = components(&d).unwrap_err();
+    assert_eq!(e.field, "components[4].kind");
+    let mut d = first_gate();
+    d[3].max = Some("35".into());
+    let e = components(&d).unwrap_err();
+    assert_eq!(
+        (e.field.as_str(), e.rule.contains("100")),
+        ("components[3].max", true)
+    );
+    d[3].normalisation = "min_max".into();
+    d[3].max = None;
+    assert!(components(&d).is_ok(), "a min-max panel component is fine");
+    assert_eq!(
+        first_gate()[3].kind.as_deref(),
+        Some("expert_panel"),
+        "the template names its panel"
+    );
+}

@@ -1,0 +1,777 @@
+//! Expert panels for stage gates (issue #11): the reviewers, conflicts of interest and score
+//! sheets of the proposal stages, applied to the teams a call selected.
+//!
+//! - `POST /panels` (staff): the panel of a gate (one per gate key), its teams (the call's
+//!   selected consortia, all or some), its score sheet and reviewers per team.
+//! - `POST /panels/{id}/assignments` (staff): assigns registered reviewers with
+//!   [`assign::plan`], the stages' planner: a reviewer of a consortium member's organisation
+//!   (name or registration number) or with a declared conflict is never assigned to that
+//!   team, and the pair is reported. Run again, it tops up teams that lost a reviewer to a
+//!   conflict declared since.
+//! - `GET /panel-assignments` (a reviewer: their own; staff: everyone's) and
+//!   `PUT /panel-assignments/{id}/scores` (the reviewer it is assigned to): the stage score
+//!   sheet and its checks (whole points per criterion, every criterion once, comments on
+//!   criteria); each submission is a new version.
+//! - `POST /panels/{id}/close` (staff): each team's consensus out of 100
+//!   ([`panel::consensus`]) and one `GatePanelScored` per team through the outbox, in the
+//!   closing transaction. Closing a closed panel answers the panel and publishes nothing.
+//!
+//! Consortia see nothing of panels. Locks: the panel's row (`FOR UPDATE` to assign and
+//! close, `FOR SHARE` to score), so a sheet is saved wholly before the close or refused
+//! after it. A conflict declared after an assignment takes the pair out: its sheet is
+//! refused and does not count at the close (assigning again refills the team).
+
+use super::STAFF;
+use crate::domain::assign::{self, CaseInfo, ReviewerInfo};
+use crate::domain::panel;
+use crate::domain::ranking::Sheet;
+use crate::error::ScoringError;
+use crate::schema::{
+    conflicts, evaluation_cases, gate_panel_assignments, gate_panel_blocked, gate_panel_closures,
+    gate_panel_results, gate_panel_sheets, gate_panels, reviewers,
+};
+use crate::store::{find_call, CaseRow};
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use kaip_contracts::dto::panels::{
+    GatePanel, NewGatePanel, PanelAssignment, PanelAssignmentReport, PanelBlocked, PanelCriterion,
+    PanelTeamResult,
+};
+use kaip_contracts::dto::scoring::ScoreSheet;
+use kaip_contracts::events::GatePanelScored;
+use kaip_contracts::{CallId, ConsortiumId, Role};
+use kaip_service::{AppState, Caller, CommonError, ValidJson};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// The most reviewers a panel asks per team.
+pub const MAX_REVIEWERS_PER_TEAM: u32 = 20;
+
+type PanelCols = (
+    Uuid,
+    String,
+    Uuid,
+    Vec<Uuid>,
+    serde_json::Value,
+    i32,
+    String,
+    String,
+    DateTime<Utc>,
+);
+
+struct PanelRow {
+    id: Uuid,
+    gate: String,
+    call_id: Uuid,
+    teams: Vec<Uuid>,
+    criteria: Vec<PanelCriterion>,
+    reviewers_per_team: i32,
+    reason: String,
+    created_by: String,
+    created_at: DateTime<Utc>,
+}
+
+impl PanelRow {
+    fn from_cols(r: PanelCols) -> Result<Self, ScoringError> {
+        let criteria = serde_json::from_value(r.4).map_err(|e| {
+            CommonError::internal(anyhow::anyhow!("stored criteria of panel {}: {e}", r.0))
+        })?;
+        Ok(Self {
+            id: r.0,
+            gate: r.1,
+            call_id: r.2,
+            teams: r.3,
+            criteria,
+            reviewers_per_team: r.5,
+            reason: r.6,
+            created_by: r.7,
+            created_at: r.8,
+        })
+    }
+}
+
+fn panel_cols() -> (
+    gate_panels::id,
+    gate_panels::gate,
+    gate_panels::call_id,
+    gate_panels::teams,
+    gate_panels::criteria,
+    gate_panels::reviewers_per_team,
+    gate_panels::reason,
+    gate_panels::created_by,
+    gate_panels::created_at,
+) {
+    (
+        gate_panels::id,
+        gate_panels::gate,
+        gate_panels::call_id,
+        gate_panels::teams,
+        gate_panels::criteria,
+        gate_panels::reviewers_per_team,
+        gate_panels::reason,
+        gate_panels::created_by,
+        gate_panels::created_at,
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    None,
+    Share,
+    Update,
+}
+
+fn find_panel(c: &mut PgConnection, id: Uuid, lock: Lock) -> Result<PanelRow, ScoringError> {
+    let q = gate_panels::table.find(id).select(panel_cols());
+    let row: Option<PanelCols> = match lock {
+        Lock::None => q.first(c).optional()?,
+        Lock::Share => q.for_share().first(c).optional()?,
+        Lock::Update => q.for_update().first(c).optional()?,
+    };
+    PanelRow::from_cols(row.ok_or(ScoringError::PanelNotFound(id))?)
+}
+
+fn closure(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<(String, DateTime<Utc>)>> {
+    gate_panel_closures::table
+        .find(id)
+        .select((
+            gate_panel_closures::closed_by,
+            gate_panel_closures::closed_at,
+        ))
+        .first(c)
+        .optional()
+}
+
+fn panel_dto(c: &mut PgConnection, p: PanelRow) -> Result<GatePanel, ScoringError> {
+    let closed = closure(c, p.id)?;
+    let rows: Vec<(Uuid, i64, i64, serde_json::Value, i32)> = gate_panel_results::table
+        .filter(gate_panel_results::panel_id.eq(p.id))
+        .order(gate_panel_results::consortium_id.asc())
+        .select((
+            gate_panel_results::consortium_id,
+            gate_panel_results::score_e4,
+            gate_panel_results::total_centi,
+            gate_panel_results::per_criterion,
+            gate_panel_results::reviewers,
+        ))
+        .load(c)?;
+    Ok(GatePanel {
+        id: p.id,
+        gate: p.gate,
+        call_id: CallId(p.call_id),
+        teams: p.teams.into_iter().map(ConsortiumId).collect(),
+        criteria: p.criteria,
+        reviewers_per_team: p.reviewers_per_team.max(0) as u32,
+        reason: p.reason,
+        created_by: p.created_by,
+        created_at: p.created_at,
+        closed_by: closed.as_ref().map(|(by, _)| by.clone()),
+        closed_at: closed.map(|(_, at)| at),
+        results: rows
+            .into_iter()
+            .map(|(team, e4, centi, per, n)| PanelTeamResult {
+                consortium_id: ConsortiumId(team),
+                score: panel::format_e4(e4),
+                total_centi: centi,
+                per_criterion: serde_json::from_value(per).unwrap_or_default(),
+                reviewers: n.max(0) as u32,
+            })
+            .collect(),
+    })
+}
+
+/// The selected cases of the panel's teams in its call: each team's members, for the
+/// conflict rules. The case id stands for the team in [`assign::plan`].
+fn team_cases(c: &mut PgConnection, p: &PanelRow) -> QueryResult<Vec<CaseRow>> {
+    evaluation_cases::table
+        .filter(evaluation_cases::call_id.eq(p.call_id))
+        .filter(evaluation_cases::consortium_id.eq_any(&p.teams))
+        .filter(evaluation_cases::status.eq("selected"))
+        .order(evaluation_cases::id.asc())
+        .select(CaseRow::as_select())
+        .load(c)
+}
+
+fn case_info(k: &CaseRow) -> CaseInfo {
+    CaseInfo {
+        case_id: k.id,
+        proposal_id: k.proposal_id,
+        consortium_id: k.consortium_id,
+        members: k.members(),
+    }
+}
+
+/// Every registered reviewer (read `FOR SHARE`, as the stages' planner does, so a conflict
+/// or a profile being changed commits first) and the declared conflicts.
+type Pool = (Vec<ReviewerInfo>, BTreeMap<(String, Uuid), String>);
+
+fn reviewer_pool(c: &mut PgConnection) -> QueryResult<Pool> {
+    let pool = reviewers::table
+        .order(reviewers::id.asc())
+        .select((reviewers::id, reviewers::organisation, reviewers::brn))
+        .for_share()
+        .load::<(String, String, Option<String>)>(c)?
+        .into_iter()
+        .map(|(id, organisation, brn)| ReviewerInfo {
+            id,
+            organisation,
+            brn,
+        })
+        .collect();
+    let declared = conflicts::table
+        .select((
+            conflicts::reviewer_id,
+            conflicts::consortium_id,
+            conflicts::reason,
+        ))
+        .load::<(String, Uuid, String)>(c)?
+        .into_iter()
+        .map(|(r, k, reason)| ((r, k), reason))
+        .collect();
+    Ok((pool, declared))
+}
+
+/// Why `reviewer` may not score `team` now, if they may not (the stages' rule).
+fn conflict_now(pool: &Pool, cases: &[CaseRow], reviewer: &str, team: Uuid) -> Option<String> {
+    let info = pool.0.iter().find(|r| r.id == reviewer)?;
+    let case = cases.iter().find(|k| k.consortium_id == team)?;
+    assign::conflict(info, &case_info(case), &pool.1)
+}
+
+fn is_gate_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `POST /panels`: an officer defines a gate's expert panel.
+pub async fn create(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: ValidJson<NewGatePanel>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "define a gate's expert panel")?;
+    let req = body.into_inner();
+    if !is_gate_key(&req.gate) {
+        return Err(CommonError::validation(
+            "gate",
+            "the gate's key in milestones: 1 to 63 of a-z, 0-9 and '-', e.g. gate-1",
+        )
+        .into());
+    }
+    if !(1..=MAX_REVIEWERS_PER_TEAM).contains(&req.reviewers_per_team) {
+        return Err(CommonError::validation(
+            "reviewers_per_team",
+            format!("a whole number from 1 to {MAX_REVIEWERS_PER_TEAM}"),
+        )
+        .into());
+    }
+    if req.reason.trim().is_empty() || req.reason.len() > 10_000 {
+        return Err(CommonError::validation("reason", "1 to 10000 bytes, not blank").into());
+    }
+    if req.criteria.len() > 20 {
+        return Err(CommonError::validation("criteria", "at most 20 criteria").into());
+    }
+    for (i, c) in req.criteria.iter().enumerate() {
+        if c.name.trim().is_empty() || c.name.len() > 200 {
+            return Err(CommonError::validation(
+                format!("criteria[{i}].name"),
+                "1 to 200 bytes, not blank",
+            )
+            .into());
+        }
+        if c.max_points > 1000 {
+            return Err(CommonError::validation(
+                format!("criteria[{i}].max_points"),
+                "at most 1000",
+            )
+            .into());
+        }
+    }
+    panel::rubric(&req.criteria).validate()?;
+    let by = caller.0.sub.clone();
+    let out = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let call = find_call(c, req.call_id.0, false)?;
+                if call.published_at.is_none() {
+                    return Err(ScoringError::NotPublished(req.call_id.0));
+                }
+                let selected: BTreeSet<Uuid> = evaluation_cases::table
+                    .filter(evaluation_cases::call_id.eq(req.call_id.0))
+                    .filter(evaluation_cases::status.eq("selected"))
+                    .select(evaluation_cases::consortium_id)
+                    .load::<Uuid>(c)?
+                    .into_iter()
+                    .collect();
+                let teams: Vec<Uuid> = match &req.consortium_ids {
+                    None => selected.iter().copied().collect(),
+                    Some(ids) => {
+                        let mut seen = BTreeSet::new();
+                        for (i, t) in ids.iter().enumerate() {
+                            if !selected.contains(&t.0) {
+                                return Err(CommonError::validation(
+                                    format!("consortium_ids[{i}]"),
+                                    format!(
+                                        "{} is not a team call {} selected",
+                                        t.0, req.call_id.0
+                                    ),
+                                )
+                                .into());
+                            }
+                            if !seen.insert(t.0) {
+                                return Err(CommonError::validation(
+                                    format!("consortium_ids[{i}]"),
+                                    "appears twice",
+                                )
+                                .into());
+                            }
+                        }
+                        ids.iter().map(|t| t.0).collect()
+                    }
+                };
+                if teams.is_empty() {
+                    return Err(CommonError::validation(
+                        "consortium_ids",
+                        "a panel scores at least one selected team",
+                    )
+                    .into());
+                }
+                let id = Uuid::now_v7();
+                let inserted = diesel::insert_into(gate_panels::table)
+                    .values((
+                        gate_panels::id.eq(id),
+                        gate_panels::gate.eq(&req.gate),
+                        gate_panels::call_id.eq(req.call_id.0),
+                        gate_panels::teams.eq(&teams),
+                        gate_panels::criteria
+                            .eq(serde_json::to_value(&req.criteria).unwrap_or_default()),
+                        gate_panels::reviewers_per_team.eq(req.reviewers_per_team as i32),
+                        gate_panels::reason.eq(req.reason.trim()),
+                        gate_panels::created_by.eq(&by),
+                        gate_panels::created_at.eq(Utc::now().trunc_subsecs(6)),
+                    ))
+                    .on_conflict(gate_panels::gate)
+                    .do_nothing()
+                    .execute(c)?;
+                if inserted == 0 {
+                    return Err(ScoringError::PanelExists(req.gate.clone()));
+                }
+                let p = find_panel(c, id, Lock::None)?;
+                panel_dto(c, p)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(out))
+}
+
+/// `GET /panels/{id}` (staff).
+pub async fn get(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "read a gate's expert panel")?;
+    let id = path.into_inner();
+    let out = state
+        .db(move |c, _| {
+            let p = find_panel(c, id, Lock::None)?;
+            panel_dto(c, p)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// `POST /panels/{id}/assignments` (staff): assigns reviewers to every team until it has
+/// the panel's `reviewers_per_team` that count, never a conflicted pair (reported).
+pub async fn assign(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "assign a panel's reviewers")?;
+    let id = path.into_inner();
+    let by = caller.0.sub.clone();
+    let report = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let p = find_panel(c, id, Lock::Update)?;
+                if let Some((_, at)) = closure(c, id)? {
+                    return Err(ScoringError::PanelClosed(p.gate, at));
+                }
+                let cases = team_cases(c, &p)?;
+                let pool = reviewer_pool(c)?;
+                let team_of: BTreeMap<Uuid, Uuid> =
+                    cases.iter().map(|k| (k.id, k.consortium_id)).collect();
+                let case_of: BTreeMap<Uuid, Uuid> =
+                    cases.iter().map(|k| (k.consortium_id, k.id)).collect();
+                // What the panel has: each reviewer's load, the reviewers already on a team
+                // (never put on it twice) and how many of them still count (no conflict).
+                let rows: Vec<(String, Uuid)> = gate_panel_assignments::table
+                    .filter(gate_panel_assignments::panel_id.eq(id))
+                    .select((
+                        gate_panel_assignments::reviewer_id,
+                        gate_panel_assignments::consortium_id,
+                    ))
+                    .load(c)?;
+                let mut existing = assign::Existing::default();
+                for (reviewer, team) in rows {
+                    let Some(&case) = case_of.get(&team) else {
+                        continue;
+                    };
+                    if conflict_now(&pool, &cases, &reviewer, team).is_none() {
+                        *existing.load.entry(reviewer.clone()).or_default() += 1;
+                        *existing.active.entry(case).or_default() += 1;
+                    }
+                    existing.on_case.entry(case).or_default().insert(reviewer);
+                }
+                let infos: Vec<CaseInfo> = cases.iter().map(case_info).collect();
+                let plan = assign::plan(
+                    &infos,
+                    &pool.0,
+                    &pool.1,
+                    &existing,
+                    p.reviewers_per_team as usize,
+                    usize::MAX,
+                );
+                if let Some(&(case, got, needed)) = plan.shortfalls.first() {
+                    return Err(ScoringError::Conflict(format!(
+                        "team {} can get only {got} of the {needed} reviewers it needs (conflicts of interest): register more reviewers",
+                        team_of[&case]
+                    )));
+                }
+                let now = Utc::now().trunc_subsecs(6);
+                for (reviewer, case) in &plan.assign {
+                    diesel::insert_into(gate_panel_assignments::table)
+                        .values((
+                            gate_panel_assignments::id.eq(Uuid::now_v7()),
+                            gate_panel_assignments::panel_id.eq(id),
+                            gate_panel_assignments::reviewer_id.eq(reviewer),
+                            gate_panel_assignments::consortium_id.eq(team_of[case]),
+                            gate_panel_assignments::assigned_by.eq(&by),
+                            gate_panel_assignments::assigned_at.eq(now),
+                        ))
+                        .execute(c)?;
+                }
+                let mut blocked = Vec::new();
+                for (reviewer, case, reason) in plan.blocked {
+                    diesel::insert_into(gate_panel_blocked::table)
+                        .values((
+                            gate_panel_blocked::panel_id.eq(id),
+                            gate_panel_blocked::reviewer_id.eq(&reviewer),
+                            gate_panel_blocked::consortium_id.eq(team_of[&case]),
+                            gate_panel_blocked::reason.eq(&reason),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(c)?;
+                    blocked.push(PanelBlocked {
+                        reviewer_id: reviewer,
+                        consortium_id: ConsortiumId(team_of[&case]),
+                        reason,
+                    });
+                }
+                Ok::<_, ScoringError>(PanelAssignmentReport {
+                    assigned: plan.assign.len() as i64,
+                    blocked,
+                })
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentQuery {
+    panel_id: Option<Uuid>,
+}
+
+type AssignmentRow = (Uuid, Uuid, String, String, Uuid, DateTime<Utc>);
+
+/// `GET /panel-assignments`: a reviewer's own assignments (those a conflict has not taken
+/// them off); staff see everyone's.
+pub async fn list_assignments(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<AssignmentQuery>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(
+        &[Role::Admin, Role::Officer, Role::Reviewer],
+        "list panel assignments",
+    )?;
+    let mine = (caller.role() == Role::Reviewer).then(|| caller.0.sub.clone());
+    let panel_id = query.panel_id;
+    let out = state
+        .db(move |c, _| {
+            let mut q = gate_panel_assignments::table
+                .inner_join(gate_panels::table)
+                .select((
+                    gate_panel_assignments::id,
+                    gate_panel_assignments::panel_id,
+                    gate_panels::gate,
+                    gate_panel_assignments::reviewer_id,
+                    gate_panel_assignments::consortium_id,
+                    gate_panel_assignments::assigned_at,
+                ))
+                .order(gate_panel_assignments::id.asc())
+                .into_boxed();
+            if let Some(r) = &mine {
+                q = q.filter(gate_panel_assignments::reviewer_id.eq(r.clone()));
+            }
+            if let Some(p) = panel_id {
+                q = q.filter(gate_panel_assignments::panel_id.eq(p));
+            }
+            let rows: Vec<AssignmentRow> = q.limit(1000).load(c)?;
+            let pool = if mine.is_some() {
+                Some(reviewer_pool_unlocked(c)?)
+            } else {
+                None
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, panel_id, gate, reviewer, team, at) in rows {
+                let case: Option<CaseRow> = {
+                    let p = find_panel(c, panel_id, Lock::None)?;
+                    team_cases(c, &p)?
+                        .into_iter()
+                        .find(|k| k.consortium_id == team)
+                };
+                if let (Some(pool), Some(k)) = (&pool, &case) {
+                    if conflict_now(pool, std::slice::from_ref(k), &reviewer, team).is_some() {
+                        continue;
+                    }
+                }
+                let scored: i64 = gate_panel_sheets::table
+                    .filter(gate_panel_sheets::assignment_id.eq(id))
+                    .count()
+                    .get_result(c)?;
+                out.push(PanelAssignment {
+                    id,
+                    panel_id,
+                    gate,
+                    reviewer_id: reviewer,
+                    consortium_id: ConsortiumId(team),
+                    consortium_name: case.map(|k| k.consortium_name).unwrap_or_default(),
+                    scored: scored > 0,
+                    assigned_at: at,
+                });
+            }
+            Ok::<_, ScoringError>(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// The pool without row locks (a read-only listing).
+fn reviewer_pool_unlocked(c: &mut PgConnection) -> QueryResult<Pool> {
+    let pool = reviewers::table
+        .select((reviewers::id, reviewers::organisation, reviewers::brn))
+        .load::<(String, String, Option<String>)>(c)?
+        .into_iter()
+        .map(|(id, organisation, brn)| ReviewerInfo {
+            id,
+            organisation,
+            brn,
+        })
+        .collect();
+    let declared = conflicts::table
+        .select((
+            conflicts::reviewer_id,
+            conflicts::consortium_id,
+            conflicts::reason,
+        ))
+        .load::<(String, Uuid, String)>(c)?
+        .into_iter()
+        .map(|(r, k, reason)| ((r, k), reason))
+        .collect();
+    Ok((pool, declared))
+}
+
+/// `PUT /panel-assignments/{id}/scores`: the reviewer scores one of their own assignments
+/// (again, until the panel closes), checked as a stage's sheet is.
+pub async fn score(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: ValidJson<ScoreSheet>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(&[Role::Reviewer], "score a gate panel's team")?;
+    let id = path.into_inner();
+    let sheet = body.into_inner();
+    let reviewer = caller.0.sub.clone();
+    let out = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let (panel_id, owner, team): (Uuid, String, Uuid) = gate_panel_assignments::table
+                    .find(id)
+                    .select((
+                        gate_panel_assignments::panel_id,
+                        gate_panel_assignments::reviewer_id,
+                        gate_panel_assignments::consortium_id,
+                    ))
+                    .first(c)
+                    .optional()?
+                    .ok_or(ScoringError::AssignmentNotFound(id))?;
+                // Someone else's assignment does not exist, as far as this reviewer knows.
+                if owner != reviewer {
+                    return Err(ScoringError::AssignmentNotFound(id));
+                }
+                // The panel's row, shared: the close (exclusive) waits for this sheet or
+                // this waits for the close and is refused.
+                let p = find_panel(c, panel_id, Lock::Share)?;
+                if let Some((_, at)) = closure(c, panel_id)? {
+                    return Err(ScoringError::PanelClosed(p.gate, at));
+                }
+                let cases = team_cases(c, &p)?;
+                let pool = reviewer_pool(c)?;
+                if let Some(why) = conflict_now(&pool, &cases, &reviewer, team) {
+                    return Err(ScoringError::Conflict(format!(
+                        "you can no longer score this team: {why}"
+                    )));
+                }
+                let rubric = panel::rubric(&p.criteria);
+                let total = rubric.check_sheet(&sheet.scores)?;
+                rubric.check_comments(&sheet.comments)?;
+                // The assignment's row, locked: a resubmission is the next version.
+                gate_panel_assignments::table
+                    .find(id)
+                    .select(gate_panel_assignments::id)
+                    .for_update()
+                    .first::<Uuid>(c)?;
+                let last: Option<i32> = gate_panel_sheets::table
+                    .filter(gate_panel_sheets::assignment_id.eq(id))
+                    .select(diesel::dsl::max(gate_panel_sheets::version))
+                    .first(c)?;
+                let version = last.unwrap_or(0) + 1;
+                diesel::insert_into(gate_panel_sheets::table)
+                    .values((
+                        gate_panel_sheets::assignment_id.eq(id),
+                        gate_panel_sheets::version.eq(version),
+                        gate_panel_sheets::scores
+                            .eq(serde_json::to_value(&sheet.scores).unwrap_or_default()),
+                        gate_panel_sheets::comments
+                            .eq(serde_json::to_value(&sheet.comments).unwrap_or_default()),
+                        gate_panel_sheets::total.eq(total as i32),
+                        gate_panel_sheets::recorded_by.eq(&reviewer),
+                    ))
+                    .execute(c)?;
+                Ok::<_, ScoringError>(serde_json::json!({
+                    "assignment_id": id,
+                    "version": version,
+                    "total": total,
+                }))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// `POST /panels/{id}/close` (staff): every team's consensus, recorded with the closure,
+/// and one `GatePanelScored` per team in the same transaction. Every counting assignment
+/// must be scored and every team must have `reviewers_per_team` counting sheets
+/// (`STAGE_INCOMPLETE` otherwise, naming the team). A closed panel is answered as it is,
+/// and nothing is published again.
+pub async fn close(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "close a gate's expert panel")?;
+    let id = path.into_inner();
+    let actor = caller.actor();
+    let by = caller.0.sub.clone();
+    let out = state
+        .db(move |c, outbox| {
+            outbox.transaction(c, |c, tx| {
+                let p = find_panel(c, id, Lock::Update)?;
+                if closure(c, id)?.is_some() {
+                    return panel_dto(c, p);
+                }
+                let cases = team_cases(c, &p)?;
+                let pool = reviewer_pool(c)?;
+                let rows: Vec<(Uuid, String, Uuid)> = gate_panel_assignments::table
+                    .filter(gate_panel_assignments::panel_id.eq(id))
+                    .order(gate_panel_assignments::id.asc())
+                    .select((
+                        gate_panel_assignments::id,
+                        gate_panel_assignments::reviewer_id,
+                        gate_panel_assignments::consortium_id,
+                    ))
+                    .load(c)?;
+                let mut sheets = Vec::new();
+                for (assignment, reviewer, team) in rows {
+                    if conflict_now(&pool, &cases, &reviewer, team).is_some() {
+                        continue;
+                    }
+                    let latest: Option<serde_json::Value> = gate_panel_sheets::table
+                        .filter(gate_panel_sheets::assignment_id.eq(assignment))
+                        .order(gate_panel_sheets::version.desc())
+                        .select(gate_panel_sheets::scores)
+                        .first(c)
+                        .optional()?;
+                    let Some(scores) = latest else {
+                        return Err(ScoringError::StageIncomplete(format!(
+                            "team {team}: reviewer {reviewer} has not scored it yet"
+                        )));
+                    };
+                    sheets.push(Sheet {
+                        reviewer,
+                        proposal: team,
+                        scores: serde_json::from_value(scores).unwrap_or_default(),
+                    });
+                }
+                let rubric = panel::rubric(&p.criteria);
+                let results = panel::consensus(&rubric, &sheets);
+                let needed = p.reviewers_per_team.max(1) as u32;
+                for team in &p.teams {
+                    let got = results.get(team).map_or(0, |r| r.reviewers);
+                    if got < needed {
+                        return Err(ScoringError::StageIncomplete(format!(
+                            "team {team} has {got} of the {needed} scored sheets the panel needs: assign and score first"
+                        )));
+                    }
+                }
+                let now = Utc::now().trunc_subsecs(6);
+                diesel::insert_into(gate_panel_closures::table)
+                    .values((
+                        gate_panel_closures::panel_id.eq(id),
+                        gate_panel_closures::closed_by.eq(&by),
+                        gate_panel_closures::closed_at.eq(now),
+                    ))
+                    .execute(c)?;
+                for team in &p.teams {
+                    let r = &results[team];
+                    let per: BTreeMap<&String, i64> =
+                        r.per_criterion.iter().map(|(k, v)| (k, v.0)).collect();
+                    diesel::insert_into(gate_panel_results::table)
+                        .values((
+                            gate_panel_results::panel_id.eq(id),
+                            gate_panel_results::consortium_id.eq(team),
+                            gate_panel_results::score_e4.eq(r.score_e4),
+                            gate_panel_results::total_centi.eq(r.total.0),
+                            gate_panel_results::per_criterion
+                                .eq(serde_json::to_value(per).unwrap_or_default()),
+                            gate_panel_results::reviewers.eq(r.reviewers as i32),
+                        ))
+                        .execute(c)?;
+                    tx.publish(
+                        c,
+                        actor.clone(),
+                        &GatePanelScored {
+                            gate: p.gate.clone(),
+                            consortium_id: ConsortiumId(*team),
+                            panel_id: id,
+                            score: panel::format_e4(r.score_e4),
+                            reviewers: r.reviewers,
+                            scored_at: now,
+                        },
+                    )?;
+                }
+                panel_dto(c, p)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
