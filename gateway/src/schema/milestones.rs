@@ -232,6 +232,10 @@ pub struct GateComponent {
     pub normalisation: String,
     /// For `of_max`: the value that earns the whole weight (a decimal string).
     pub max: Option<String>,
+    /// What feeds it by event: `benchmark` (integration results), `expert_panel` (scoring's
+    /// panel; at most one per gate) or `other`. Absent: group `benchmarks` is `benchmark`,
+    /// key `expert-panel` is `expert_panel`.
+    pub kind: Option<String>,
 }
 
 impl From<dto::GateComponent> for GateComponent {
@@ -243,6 +247,7 @@ impl From<dto::GateComponent> for GateComponent {
             weight: c.weight,
             normalisation: c.normalisation,
             max: c.max,
+            kind: c.kind,
         }
     }
 }
@@ -629,6 +634,9 @@ pub struct GateComponentInput {
     /// `min_max` or `of_max` (with `max`).
     pub normalisation: String,
     pub max: Option<String>,
+    /// `benchmark`, `expert_panel` (at most one; `of_max` only with `max` 100) or `other`;
+    /// absent: decided by the template's naming (see `GateComponent.kind`).
+    pub kind: Option<String>,
 }
 
 /// A gate. Without `components`, the first gate's template (see `firstGateTemplate`).
@@ -1011,6 +1019,7 @@ impl MilestonesMutation {
                         weight: c.weight,
                         normalisation: c.normalisation,
                         max: c.max,
+                        kind: c.kind,
                     })
                     .collect()
             }),
