@@ -15,6 +15,7 @@ mod inputs_hardening;
 mod milestones;
 mod operators_usage;
 mod relay_hardening;
+mod replacement;
 mod rules;
 mod rules_fixes;
 mod seed;

@@ -6,6 +6,7 @@ pub mod events;
 pub mod gpu;
 pub mod intake;
 pub mod money;
+pub mod replacement;
 pub mod scoring;
 pub mod system;
 pub mod talent;
@@ -25,6 +26,7 @@ pub struct QueryRoot(
     gpu::GpuQuery,
     budget::BudgetQuery,
     talent::TalentQuery,
+    replacement::ReplacementQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -34,6 +36,7 @@ pub struct MutationRoot(
     gpu::GpuMutation,
     budget::BudgetMutation,
     talent::TalentMutation,
+    replacement::ReplacementMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -153,6 +153,59 @@ pub fn record_selection(conn: &mut PgConnection, ev: &SelectionPublished) -> Que
     Ok(n)
 }
 
+/// How long a replacement call's winner has to accept its award, from the publication.
+pub const REPLACEMENT_OFFER_DAYS: i64 = 30;
+
+/// Offers each winner of a replacement call with a GPU award that award: one option, one
+/// tranche released at acceptance, through [`make_offer`] (so every rule of an officer's
+/// offer holds: the pool, the team not eliminated, the pool never over-allocated). The
+/// offer's id is derived from the call and the team, so a republished event answers the
+/// same offer. Returns how many offers it made. A call that is not a replacement, has no
+/// award or selected nobody makes none.
+pub fn offer_replacement_award(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    ev: &SelectionPublished,
+) -> Result<usize, LedgerError> {
+    let Some(r) = &ev.replaces else {
+        return Ok(0);
+    };
+    let Some(award) = &r.award else {
+        return Ok(0);
+    };
+    let actor = Actor::system(crate::NAME);
+    let mut n = 0;
+    for t in &ev.selected {
+        let req = MakeOffer {
+            id: offers::derived_id(
+                ev.call_id.0,
+                &format!("replacement-award:{}", t.consortium_id.0),
+                0,
+            ),
+            consortium_id: t.consortium_id,
+            call_id: ev.call_id,
+            expires_at: ev.published_at.trunc_subsecs(6)
+                + chrono::Duration::days(REPLACEMENT_OFFER_DAYS),
+            options: vec![OfferOption {
+                model: award.model.clone(),
+                tranches: vec![kaip_contracts::dto::gpu::TrancheSpec {
+                    period: award.period.clone(),
+                    count: award.count,
+                    release_at: None,
+                    release_gate: None,
+                }],
+            }],
+            reason: format!(
+                "replacement call for the places freed at gate `{}`: selected (rank {})",
+                r.gate, t.rank
+            ),
+        };
+        make_offer(conn, tx, &req, &actor)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 type TeamRow = (Uuid, Uuid, String, String, serde_json::Value, DateTime<Utc>);
 
 pub fn teams(

@@ -95,6 +95,7 @@ fn open_call(opens: i64, closes: i64, now: DateTime<Utc>) -> OpenCall {
         closes_at: now + Duration::seconds(closes),
         eligibility: EligibilityRules::default(),
         required_documents: vec!["proposal".into(), "budget_2026".into()],
+        replaces: None,
     }
 }
 

@@ -1096,6 +1096,7 @@ async fn select(ctx: &TestContext, l: &Ledger, teams: &[ConsortiumId]) -> kaip_c
             departure: None,
             override_reason: None,
             published_at: chrono::Utc::now(),
+            replaces: None,
             team_maxima: None,
         },
     )
