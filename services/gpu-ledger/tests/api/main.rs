@@ -2265,3 +2265,113 @@ async fn concurrent_repeats_get_the_original_or_a_coded_refusal_never_a_500() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_award_the_pool_cannot_honour_is_dead_lettered_and_offered_once_replayed() {
+    use kaip_contracts::events::{GpuAward, Replacement, SelectedTeam, SelectionPublished};
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    l.svc.wait_assigned().await;
+    let (winner, call) = (ConsortiumId::new(), kaip_contracts::CallId::new());
+    let pool = pool_of(&l, "B200", "2027H1", 500).await;
+    let ev = SelectionPublished {
+        call_id: call,
+        selected: vec![SelectedTeam {
+            proposal_id: kaip_contracts::ProposalId::new(),
+            consortium_id: winner,
+            consortium_name: "Gaon".into(),
+            title: "Gaon LM".into(),
+            rank: 1,
+            score_centi: 7_800,
+            resources: Default::default(),
+        }],
+        departure: None,
+        override_reason: None,
+        published_at: chrono::Utc::now(),
+        team_maxima: None,
+        replaces: Some(Replacement {
+            gate: "gate-1".into(),
+            places: 1,
+            committee: vec!["a".into(), "b".into(), "c".into()],
+            award: Some(GpuAward {
+                model: "B200".into(),
+                count: 768,
+                period: "2027H1".into(),
+            }),
+        }),
+    };
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "scoring",
+        kaip_contracts::Actor::system("scoring"),
+        &ev,
+    )
+    .expect("wrap");
+    ctx.produce_raw(
+        &ctx.topic(kaip_contracts::topics::SCORING),
+        &env.aggregate_id.to_string(),
+        &serde_json::to_vec(&env).expect("json"),
+        &[("kaip-event-type", "SelectionPublished")],
+    )
+    .await;
+    // 500 in the pool, 768 awarded: nothing recorded, the event dead-lettered with the code.
+    let dlq = ctx.topic(&kaip_contracts::topics::dead_letter_topic_of("gpu-ledger"));
+    let letter = eventually(Duration::from_secs(60), || async {
+        ctx.read_topic(&dlq).await.into_iter().next()
+    })
+    .await
+    .expect("dead-lettered");
+    let error = letter
+        .headers
+        .get("kaip-dlq-error")
+        .cloned()
+        .unwrap_or_default();
+    assert!(error.contains("EXCEEDS_CREDITS"), "{error}");
+    assert_eq!(
+        l.get("/teams").await.1,
+        json!([]),
+        "the selection is not half-recorded"
+    );
+    assert_eq!(l.get("/offers").await.1, json!([]));
+
+    // The operator brings in 300 more and replays the letter: the winner is offered 768.
+    let (_, src) = l
+        .post(
+            "/accounts",
+            json!({"id": Uuid::now_v7(), "model": "B200", "period": "2027H1", "kind": "source",
+                   "source_type": "government", "name": "more B200", "reason": "capacity"}),
+        )
+        .await;
+    let src: Uuid = src["id"].as_str().expect("id").parse().expect("uuid");
+    let r = l
+        .transfers(vec![json!({"id": Uuid::now_v7(), "debit_account": src, "credit_account": pool, "amount": 300, "kind": "single", "code": "capacity", "reason": "installed"})])
+        .await;
+    assert_eq!(r.created, 1);
+    let (s, body) = l
+        .call(
+            reqwest::Method::POST,
+            "/admin/dlq/replay",
+            &ctx.bearer(Role::Admin, None),
+            Some(json!({ "event_ids": [env.id] })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["items"][0]["result"], "applied", "{body}");
+    let (_, offers) = l.get("/offers").await;
+    let offers = offers.as_array().expect("list");
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0]["consortium_id"], json!(winner));
+    assert_eq!(offers[0]["options"][0]["tranches"][0]["count"], 768);
+    assert_eq!(offers[0]["made_by"], "service:gpu-ledger");
+    // The team accepts through the normal flow.
+    let (s, a) = l
+        .call(
+            reqwest::Method::POST,
+            &format!("/offers/{}/accept", offers[0]["id"].as_str().expect("id")),
+            &ctx.bearer(Role::Consortium, Some(winner)),
+            Some(json!({"option": 0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["tranches"][0]["status"], "released", "{a}");
+    assert_eq!(l.invariants().await["ok"], true);
+}
