@@ -134,7 +134,7 @@ pub async fn vote(
                 // a publication or is refused after it.
                 let call = find_call(c, call_id, true)?;
                 let r = replacement_of(&call)?;
-                if !r.committee.iter().any(|m| *m == voter) {
+                if !r.committee.contains(&voter) {
                     return Err(ScoringError::NotOnCommittee(voter));
                 }
                 if call.published_at.is_some() {
