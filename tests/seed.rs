@@ -1658,7 +1658,12 @@ pub async fn replacement(
     let a = gw
         .gql(&officer, "query($c: UUID!) { assignments(callId: $c, stage: 0, first: 100) { items { id proposalId reviewerId } } }", json!({ "c": call }))
         .await?;
-    for (ri, item) in a["assignments"]["items"].as_array().into_iter().flatten().enumerate() {
+    for (ri, item) in a["assignments"]["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let token = gw.token(text(&item["reviewerId"]), Role::Reviewer, None);
         let first = item["proposalId"] == applicants[0].proposal.as_str();
         let q: i64 = if first { 78 } else { 71 } + (ri % 3) as i64;
