@@ -1719,7 +1719,7 @@ pub async fn replacement(
     ] {
         let token = gw.token(member, Role::Officer, None);
         let t = gw
-            .gql(&token, "mutation($c: UUID!, $a: Boolean!, $r: String!) { voteOnSelection(callId: $c, approve: $a, reason: $r) { approvals needed } }", json!({ "c": call, "a": approve, "r": why }))
+            .gql(&token, "mutation($c: UUID!, $v: Int!, $a: Boolean!, $r: String!) { voteOnSelection(callId: $c, version: $v, approve: $a, reason: $r) { approvals needed } }", json!({ "c": call, "v": proposed["proposeSelection"]["version"], "a": approve, "r": why }))
             .await?;
         println!(
             "  {member} {}: {why} ({} of {} needed)",

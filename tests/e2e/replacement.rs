@@ -299,13 +299,13 @@ async fn review(p: &Platform, call_id: &str, tag: &str) -> Vec<(String, Consorti
     applicants
 }
 
-async fn vote(p: &Platform, call_id: &str, member: &str, approve: bool) -> Value {
+async fn vote(p: &Platform, call_id: &str, version: i64, member: &str, approve: bool) -> Value {
     let token = p.ctx.bearer_for(member, Role::Officer, None);
     let (s, b) = post(
         &p.scoring,
         &format!("/calls/{call_id}/selection/votes"),
         &token,
-        json!({"approve": approve, "reason": format!("{member}: read the reviews")}),
+        json!({"version": version, "approve": approve, "reason": format!("{member}: read the reviews")}),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -448,6 +448,39 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         ok(&body)["proposeSelection"]["selected"],
         json!([applicants[0].0])
     );
+    let read = ok(&body)["proposeSelection"]["version"]
+        .as_i64()
+        .expect("version");
+    // The officer proposes again while a member reads version `read`: the member's vote
+    // names what they read, so it cannot count for the new version they never saw.
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!) { proposeSelection(callId: $c) { version selected } }",
+            json!({ "c": call_id }),
+        )
+        .await;
+    let v = ok(&body)["proposeSelection"]["version"]
+        .as_i64()
+        .expect("version");
+    assert!(v > read, "{body}");
+    let b = refused(
+        &p.scoring,
+        SCORING_TABLES,
+        &format!("/calls/{call_id}/selection/votes"),
+        &p.ctx.bearer_for(COMMITTEE[0], Role::Officer, None),
+        json!({"version": read, "approve": true, "reason": "read version one"}),
+        StatusCode::CONFLICT,
+        "VOTE_VERSION_STALE",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .expect("message")
+            .contains(&format!("current proposal is version {v}")),
+        "{b}"
+    );
 
     // The committee: nobody has voted, so no majority; a non-member may not vote.
     let publish = format!("/calls/{call_id}/selection/publish");
@@ -467,7 +500,7 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         SCORING_TABLES,
         &votes,
         &p.ctx.bearer_for("officer-choi", Role::Officer, None),
-        json!({"approve": true, "reason": "looks good"}),
+        json!({"version": v, "approve": true, "reason": "looks good"}),
         StatusCode::FORBIDDEN,
         "NOT_ON_COMMITTEE",
     )
@@ -478,23 +511,23 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         SCORING_TABLES,
         &votes,
         &kim,
-        json!({"approve": true, "reason": "  "}),
+        json!({"version": v, "approve": true, "reason": "  "}),
         StatusCode::UNPROCESSABLE_ENTITY,
         "VALIDATION_FAILED",
     )
     .await;
-    vote(&p, &call_id, COMMITTEE[0], true).await;
+    vote(&p, &call_id, v, COMMITTEE[0], true).await;
     refused(
         &p.scoring,
         SCORING_TABLES,
         &votes,
         &kim,
-        json!({"approve": false, "reason": "changed my mind"}),
+        json!({"version": v, "approve": false, "reason": "changed my mind"}),
         StatusCode::CONFLICT,
         "ALREADY_VOTED",
     )
     .await;
-    vote(&p, &call_id, COMMITTEE[1], false).await;
+    vote(&p, &call_id, v, COMMITTEE[1], false).await;
     let b = refused(
         &p.scoring,
         SCORING_TABLES,
@@ -512,13 +545,19 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
             .contains("1 approvals of a committee of 3"),
         "{b}"
     );
-    let tally = vote(&p, &call_id, COMMITTEE[2], true).await;
+    let tally = vote(&p, &call_id, v, COMMITTEE[2], true).await;
     assert_eq!(
         (tally["approvals"].as_i64(), tally["needed"].as_i64()),
         (Some(2), Some(2)),
         "{tally}"
     );
     assert_eq!(tally["votes"].as_array().map(Vec::len), Some(3));
+    assert_eq!(tally["current_version"], v, "{tally}");
+    assert_eq!(
+        tally["current_selected"],
+        json!([applicants[0].0]),
+        "the tally shows what the counted version selects"
+    );
     let (s, published) = post(&p.scoring, &publish, &officer, json!(null)).await;
     assert_eq!(s, StatusCode::OK, "{published}");
     assert_eq!(published["kind"], "published");
@@ -608,13 +647,16 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
     let body = p
         .graphql(
             Some(&officer),
-            "mutation($c: UUID!, $o: SelectionOverrideInput) { proposeSelection(callId: $c, overrideWith: $o) { selected } }",
+            "mutation($c: UUID!, $o: SelectionOverrideInput) { proposeSelection(callId: $c, overrideWith: $o) { version selected } }",
             json!({ "c": second, "o": { "selected": [], "reason": "neither meets the bar the gate set", "waivers": ["teams"] } }),
         )
         .await;
     assert_eq!(ok(&body)["proposeSelection"]["selected"], json!([]));
-    vote(&p, &second, COMMITTEE[0], true).await;
-    vote(&p, &second, COMMITTEE[2], true).await;
+    let v = ok(&body)["proposeSelection"]["version"]
+        .as_i64()
+        .expect("version");
+    vote(&p, &second, v, COMMITTEE[0], true).await;
+    vote(&p, &second, v, COMMITTEE[2], true).await;
     let (s, published) = post(
         &p.scoring,
         &format!("/calls/{second}/selection/publish"),

@@ -105,6 +105,8 @@ pub struct CommitteeTally {
     /// Approvals publishing needs: a majority of the whole committee.
     pub needed: i32,
     pub current_version: Option<i32>,
+    /// What the current version selects (proposal ids, rank order).
+    pub current_selected: Vec<Uuid>,
     /// Approvals of the current version.
     pub approvals: i32,
     pub votes: Vec<CommitteeVote>,
@@ -118,6 +120,7 @@ impl From<dto::CommitteeTally> for CommitteeTally {
             committee: t.committee,
             needed: t.needed,
             current_version: t.current_version,
+            current_selected: t.current_selected.into_iter().map(|p| p.0).collect(),
             approvals: t.approvals,
             votes: t
                 .votes
@@ -168,11 +171,13 @@ pub struct ReplacementMutation;
 impl ReplacementMutation {
     /// A committee member approves or rejects the current proposed selection of a
     /// replacement call, with the reason: once per member and version (`ALREADY_VOTED`);
-    /// anyone not on the committee `NOT_ON_COMMITTEE`.
+    /// anyone not on the committee `NOT_ON_COMMITTEE`. `version` is the version the member
+    /// read; unless it is still the current proposal, `VOTE_VERSION_STALE`.
     async fn vote_on_selection(
         &self,
         ctx: &Context<'_>,
         call_id: Uuid,
+        version: i32,
         approve: bool,
         reason: String,
     ) -> async_graphql::Result<CommitteeTally> {
@@ -182,7 +187,11 @@ impl ReplacementMutation {
             .scoring
             .post(
                 &format!("/calls/{call_id}/selection/votes"),
-                &dto::CastVote { approve, reason },
+                &dto::CastVote {
+                    version,
+                    approve,
+                    reason,
+                },
                 Some(&authed.token),
             )
             .await

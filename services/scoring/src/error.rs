@@ -53,6 +53,8 @@ pub enum ScoringError {
         committee: usize,
         needed: usize,
     },
+    #[error("version.{voted}: the current proposal is version {current}; read it and vote on that version")]
+    VoteVersionStale { voted: i32, current: i32 },
     #[error("`{voter}` has already voted on version {version}")]
     AlreadyVoted { voter: String, version: i32 },
     #[error("call {0} is not a replacement call: its selection has no committee vote")]
@@ -80,6 +82,7 @@ impl ScoringError {
             ScoringError::NotOnCommittee(_) => "NOT_ON_COMMITTEE",
             ScoringError::NoMajority { .. } => "NO_MAJORITY",
             ScoringError::AlreadyVoted { .. } => "ALREADY_VOTED",
+            ScoringError::VoteVersionStale { .. } => "VOTE_VERSION_STALE",
             ScoringError::NotReplacementCall(_) => "NOT_A_REPLACEMENT_CALL",
         }
     }

@@ -936,6 +936,10 @@ pub mod scoring {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct CastVote {
+        /// The decision version the member read and votes on; refused
+        /// (`VOTE_VERSION_STALE`) unless it is still the current proposal, so a vote never
+        /// counts for a selection its member did not see.
+        pub version: i32,
         pub approve: bool,
         pub reason: String,
     }
@@ -964,6 +968,8 @@ pub mod scoring {
         pub needed: i32,
         /// The current proposal's version (none yet proposed: `None`).
         pub current_version: Option<i32>,
+        /// What the current version selects, in rank order (empty when none is proposed).
+        pub current_selected: Vec<ProposalId>,
         /// Approvals of the current version.
         pub approvals: i32,
         /// Every vote on every version, oldest first.

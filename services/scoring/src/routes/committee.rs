@@ -72,13 +72,17 @@ pub fn require_majority(
 fn tally(c: &mut PgConnection, call: &CallRow) -> Result<CommitteeTally, ScoringError> {
     let r = replacement_of(call)?;
     // The version votes count for: the current proposal, or the one a publication made final.
-    let version = current(c, call.id)?.and_then(|v| {
+    let cur = current(c, call.id)?;
+    let version = cur.as_ref().and_then(|v| {
         if v.kind == "published" {
             v.publishes_version
         } else {
             Some(v.version)
         }
     });
+    // A publication records the selection it made final, so the current row says what
+    // the counted version selects either way.
+    let current_selected = cur.map(|v| v.dto().selected).unwrap_or_default();
     let approvals = match version {
         Some(v) => approvals(c, call.id, v)?,
         None => 0,
@@ -102,6 +106,7 @@ fn tally(c: &mut PgConnection, call: &CallRow) -> Result<CommitteeTally, Scoring
         needed: majority(r.committee.len()) as i32,
         committee: r.committee,
         current_version: version,
+        current_selected,
         approvals: approvals as i32,
         votes: votes.into_iter().map(vote_dto).collect(),
     })
@@ -147,6 +152,12 @@ pub async fn vote(
                         "propose a selection first: there is nothing to vote on".into(),
                     )
                 })?;
+                if req.version != proposed.version {
+                    return Err(ScoringError::VoteVersionStale {
+                        voted: req.version,
+                        current: proposed.version,
+                    });
+                }
                 let n = diesel::insert_into(committee_votes::table)
                     .values((
                         committee_votes::id.eq(Uuid::now_v7()),
