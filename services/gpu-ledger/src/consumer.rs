@@ -49,8 +49,8 @@ impl EventHandler for LedgerEvents {
                 let ev: SelectionPublished = event.decode()?;
                 let n = grants::record_selection(conn, &ev)?;
                 // A replacement call's winners are offered its award in the same
-                // transaction: if the pool cannot honour it, nothing is recorded and the
-                // event is dead-lettered with the code, for an operator to fix and replay.
+                // transaction; an award the pool cannot honour is logged and left to an
+                // officer, never a reason to lose the selection.
                 let offers =
                     grants::offer_replacement_award(conn, outbox, &ev).map_err(handler_error)?;
                 Ok(applied(n > 0 || offers > 0))

@@ -2267,13 +2267,14 @@ async fn concurrent_repeats_get_the_original_or_a_coded_refusal_never_a_500() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replacement_award_the_pool_cannot_honour_is_dead_lettered_and_offered_once_replayed() {
+async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_for_an_officer_to_offer(
+) {
     use kaip_contracts::events::{GpuAward, Replacement, SelectedTeam, SelectionPublished};
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
     l.svc.wait_assigned().await;
     let (winner, call) = (ConsortiumId::new(), kaip_contracts::CallId::new());
-    let pool = pool_of(&l, "B200", "2027H1", 500).await;
+    pool_of(&l, "B200", "2027H1", 500).await;
     let ev = SelectionPublished {
         call_id: call,
         selected: vec![SelectedTeam {
@@ -2313,55 +2314,39 @@ async fn a_replacement_award_the_pool_cannot_honour_is_dead_lettered_and_offered
         &[("kaip-event-type", "SelectionPublished")],
     )
     .await;
-    // 500 in the pool, 768 awarded: nothing recorded, the event dead-lettered with the code.
-    let dlq = ctx.topic(&kaip_contracts::topics::dead_letter_topic_of("gpu-ledger"));
-    let letter = eventually(Duration::from_secs(60), || async {
-        ctx.read_topic(&dlq).await.into_iter().next()
+    // 500 in the pool, 768 awarded: the award is not offered, but the selection is
+    // recorded (nothing dead-lettered), so the winner is a selected team.
+    eventually(Duration::from_secs(60), || async {
+        let (_, b) = l.get("/teams").await;
+        b.as_array()?
+            .iter()
+            .any(|t| t["consortium_id"] == json!(winner))
+            .then_some(())
     })
     .await
-    .expect("dead-lettered");
-    let error = letter
-        .headers
-        .get("kaip-dlq-error")
-        .cloned()
-        .unwrap_or_default();
-    assert!(error.contains("EXCEEDS_CREDITS"), "{error}");
-    assert_eq!(
-        l.get("/teams").await.1,
-        json!([]),
-        "the selection is not half-recorded"
-    );
+    .expect("the winner is recorded as selected");
     assert_eq!(l.get("/offers").await.1, json!([]));
+    let dlq = ctx.topic(&kaip_contracts::topics::dead_letter_topic_of("gpu-ledger"));
+    assert!(
+        ctx.read_topic(&dlq).await.is_empty(),
+        "an award the pool cannot honour does not dead-letter the selection"
+    );
 
-    // The operator brings in 300 more and replays the letter: the winner is offered 768.
-    let (_, src) = l
-        .post(
-            "/accounts",
-            json!({"id": Uuid::now_v7(), "model": "B200", "period": "2027H1", "kind": "source",
-                   "source_type": "government", "name": "more B200", "reason": "capacity"}),
-        )
-        .await;
-    let src: Uuid = src["id"].as_str().expect("id").parse().expect("uuid");
-    let r = l
-        .transfers(vec![json!({"id": Uuid::now_v7(), "debit_account": src, "credit_account": pool, "amount": 300, "kind": "single", "code": "capacity", "reason": "installed"})])
-        .await;
-    assert_eq!(r.created, 1);
-    let (s, body) = l
-        .call(
-            reqwest::Method::POST,
-            "/admin/dlq/replay",
-            &ctx.bearer(Role::Admin, None),
-            Some(json!({ "event_ids": [env.id] })),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    assert_eq!(body["items"][0]["result"], "applied", "{body}");
+    // The officer offers what the pool holds: the winner is selected, so the offer is
+    // allowed (before, TEAM_NOT_SELECTED).
+    let body = offer_body(
+        winner,
+        call,
+        3600,
+        json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 500}]}]),
+    );
+    let (s, offer) = l.post("/offers", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{offer}");
     let (_, offers) = l.get("/offers").await;
     let offers = offers.as_array().expect("list");
     assert_eq!(offers.len(), 1, "{offers:?}");
     assert_eq!(offers[0]["consortium_id"], json!(winner));
-    assert_eq!(offers[0]["options"][0]["tranches"][0]["count"], 768);
-    assert_eq!(offers[0]["made_by"], "service:gpu-ledger");
+    assert_eq!(offers[0]["options"][0]["tranches"][0]["count"], 500);
     // The team accepts through the normal flow.
     let (s, a) = l
         .call(
