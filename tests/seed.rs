@@ -1965,3 +1965,292 @@ where
         gate,
     })
 }
+
+/// What the replacement call for a gate's freed place came to.
+#[derive(Debug, Clone)]
+pub struct ReplacementOutcome {
+    pub call: String,
+    /// The winner, if the committee selected one.
+    pub winner: Option<Team>,
+    /// The ledger's offer of the award, as the winner accepted it.
+    pub accepted: Option<Value>,
+}
+
+/// The committee of the seeded replacement call (officers' token subjects).
+pub const REPLACEMENT_COMMITTEE: [&str; 3] = ["officer-kim", "officer-lee", "officer-park"];
+
+/// A gate's aftermath (issue #11): once intake has seen `gate_key` decided (milestones'
+/// `GateDecided`), a replacement call for one freed place, with 768 B200 for the next
+/// half-year as its award; two consortia apply; one stage of review by three reviewers;
+/// the committee votes (two approve, one rejects) and the selection is published; the
+/// ledger offers the winner the award, and the winner accepts. Prints each step. Not part
+/// of [`run`] yet (it needs the gate decided first).
+pub async fn replacement(
+    gw: &Gateway,
+    opts: &Options,
+    gate_key: &str,
+) -> anyhow::Result<ReplacementOutcome> {
+    let officer = gw.officer();
+    println!("\n== Replacement call for {gate_key}");
+    let (period, _) = next_halves(Utc::now());
+    let now = Utc::now();
+    let window = chrono::Duration::from_std(opts.call_window).context("call window")?;
+    let input = json!({ "i": {
+        "title": format!("Replacement call: the place freed at {gate_key}"),
+        "opensAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+        "closesAt": (now + window).to_rfc3339(),
+        "replaces": { "gate": gate_key, "places": 1, "committee": REPLACEMENT_COMMITTEE,
+                      "award": { "model": "B200", "count": "768", "period": period } },
+    } });
+    let opened = wait_for(
+        &format!("intake to learn that {gate_key} was decided"),
+        opts.timeout,
+        || async {
+            match gw
+                .try_gql(&officer, "mutation($i: OpenCallInput!) { openCall(input: $i) { id closesAtKst replaces { gate places committee award { model count period } } } }", input.clone())
+                .await?
+            {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if e.code.as_deref() == Some("GATE_NOT_DECIDED") => Ok(None),
+                Err(e) => bail!("openCall: {e}"),
+            }
+        },
+    )
+    .await?;
+    let call = text(&opened["openCall"]["id"]).to_owned();
+    println!(
+        "call {call}: 1 place, closes {}, committee {}, award 768 B200 for {period}",
+        text(&opened["openCall"]["closesAtKst"]),
+        REPLACEMENT_COMMITTEE.join(", ")
+    );
+
+    let mut applicants: Vec<Team> = Vec::new();
+    for (n, (name, lead, university)) in [
+        ("Gaon Language Model", "Gaon Systems", "Ulsan University"),
+        ("Haneul Open LLM", "Haneul Startup", "Jeonbuk University"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let consortium = ConsortiumId::new();
+        let token = gw.token(&format!("rep-lead-{n}"), Role::Consortium, Some(consortium));
+        let members = json!([
+            { "name": lead, "orgType": "STARTUP", "businessRegistrationNumber": brn(9000 + n as u32 * 10), "role": "LEAD" },
+            { "name": university, "orgType": "UNIVERSITY", "businessRegistrationNumber": brn(9001 + n as u32 * 10), "role": "PARTNER" },
+        ]);
+        gw.gql(&token, "mutation($id: UUID!, $i: RegisterConsortiumInput!) { registerConsortium(id: $id, input: $i) { id } }", json!({ "id": consortium, "i": { "name": name, "members": members } }))
+            .await?;
+        let portfolio = json!({ "track": { "kind": "GENERAL" }, "openness": { "releases": ["WEIGHTS"], "licence": "Apache-2.0" }, "independence": { "fromScratch": true, "buildsOn": [] } });
+        let d = gw
+            .gql(&token, "mutation($i: ProposalInput!) { createProposal(input: $i) { id } }", json!({ "i": { "callId": call, "title": name, "summary": "A model for the freed place", "resources": { "gpus": [{ "model": "B200", "count": 768 }] }, "portfolio": portfolio } }))
+            .await?;
+        let id = text(&d["createProposal"]["id"]).to_owned();
+        gw.gql(&token, "mutation($id: UUID!, $k: String!) { submitProposal(proposalId: $id, idempotencyKey: $k) { contentHash } }", json!({ "id": id, "k": format!("rep-{n}") }))
+            .await?;
+        println!("  applicant {}: {name}", n + 1);
+        applicants.push(Team {
+            consortium,
+            name: name.to_owned(),
+            proposal: id,
+        });
+    }
+
+    wait_for(
+        "scoring to open 2 evaluation cases",
+        opts.timeout,
+        || async {
+            let d = gw
+                .gql(
+                    &officer,
+                    "query($c: UUID!) { evaluationCases(callId: $c, first: 10) { items { id } } }",
+                    json!({ "c": call }),
+                )
+                .await?;
+            Ok((d["evaluationCases"]["items"].as_array().map_or(0, Vec::len) == 2).then_some(()))
+        },
+    )
+    .await?;
+    let mut config =
+        gw.gql(&officer, DEFAULT_CONFIG, json!({})).await?["defaultEvaluationConfig"].clone();
+    config["stages"] = json!([{ "name": "presentation", "keepTop": null, "minTotal": null }]);
+    config["teams"] = json!(1);
+    config["constraints"] = json!([]);
+    config["reviewersPerProposal"] = json!(3);
+    gw.gql(&officer, "mutation($c: UUID!, $i: EvaluationConfigInput!) { configureEvaluation(callId: $c, input: $i) { teams } }", json!({ "c": call, "i": config }))
+        .await?;
+    let suffix = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let reviewers: Vec<String> = (1..=3).map(|i| format!("rep-rev-{i}-{suffix}")).collect();
+    for r in &reviewers {
+        gw.gql(&officer, "mutation($i: ReviewerInput!) { registerReviewer(input: $i) { id } }", json!({ "i": { "id": r, "name": r, "organisation": format!("Replacement panel {r}"), "expertise": ["LLM"] } }))
+            .await?;
+    }
+    println!("one stage, 1 team, 3 reviewers; waiting for the deadline");
+    let assigned = wait_for(
+        &format!("call {call} to close for submissions"),
+        opts.call_window + opts.timeout,
+        || async {
+            match gw
+                .try_gql(
+                    &officer,
+                    "mutation($c: UUID!) { assignReviewers(callId: $c, stage: 0) { assigned } }",
+                    json!({ "c": call }),
+                )
+                .await?
+            {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if e.code.as_deref() == Some("SUBMISSIONS_STILL_OPEN") => Ok(None),
+                Err(e) => bail!("assignReviewers: {e}"),
+            }
+        },
+    )
+    .await?;
+    println!("{} assignments", assigned["assignReviewers"]["assigned"]);
+    // Reviewers of earlier calls may be assigned too: each scores what is assigned to them.
+    let a = gw
+        .gql(&officer, "query($c: UUID!) { assignments(callId: $c, stage: 0, first: 100) { items { id proposalId reviewerId } } }", json!({ "c": call }))
+        .await?;
+    for (ri, item) in a["assignments"]["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let token = gw.token(text(&item["reviewerId"]), Role::Reviewer, None);
+        let first = item["proposalId"] == applicants[0].proposal.as_str();
+        let q: i64 = if first { 78 } else { 71 } + (ri % 3) as i64;
+        let sheet = json!([
+            { "criterion": "technology", "points": q * 4 / 10 },
+            { "criterion": "strategy", "points": q * 3 / 10 },
+            { "criterion": "ecosystem", "points": q - q * 4 / 10 - q * 3 / 10 },
+        ]);
+        gw.gql(&token, "mutation($a: UUID!, $s: [CriterionScoreInput!]!) { scoreProposal(assignmentId: $a, scores: $s) { total } }", json!({ "a": item["id"], "s": sheet }))
+            .await?;
+    }
+    let closed = gw
+        .gql(&officer, "mutation($c: UUID!) { closeStage(callId: $c, stage: 0) { proposalId position totalCenti } }", json!({ "c": call }))
+        .await?;
+    for r in closed["closeStage"].as_array().into_iter().flatten() {
+        let name = applicants
+            .iter()
+            .find(|a| r["proposalId"] == a.proposal.as_str())
+            .map_or("?", |a| a.name.as_str());
+        println!(
+            "  {}. {name:<24} {}",
+            r["position"],
+            points(r["totalCenti"].as_i64().unwrap_or_default())
+        );
+    }
+    let proposed = gw
+        .gql(
+            &officer,
+            "mutation($c: UUID!) { proposeSelection(callId: $c) { version selected } }",
+            json!({ "c": call }),
+        )
+        .await?;
+    println!(
+        "proposed version {}",
+        proposed["proposeSelection"]["version"]
+    );
+    for (member, approve, why) in [
+        (
+            REPLACEMENT_COMMITTEE[0],
+            true,
+            "the strongest plan of the two",
+        ),
+        (
+            REPLACEMENT_COMMITTEE[1],
+            false,
+            "neither reaches the survivors' level yet",
+        ),
+        (
+            REPLACEMENT_COMMITTEE[2],
+            true,
+            "meets the bar; the data plan convinces",
+        ),
+    ] {
+        let token = gw.token(member, Role::Officer, None);
+        let t = gw
+            .gql(&token, "mutation($c: UUID!, $v: Int!, $a: Boolean!, $r: String!) { voteOnSelection(callId: $c, version: $v, approve: $a, reason: $r) { approvals needed } }", json!({ "c": call, "v": proposed["proposeSelection"]["version"], "a": approve, "r": why }))
+            .await?;
+        println!(
+            "  {member} {}: {why} ({} of {} needed)",
+            if approve { "approves" } else { "rejects" },
+            t["voteOnSelection"]["approvals"],
+            t["voteOnSelection"]["needed"]
+        );
+    }
+    ensure_pool(gw, "B200", &period, 768).await?;
+    let published = gw
+        .gql(
+            &officer,
+            "mutation($c: UUID!) { publishSelection(callId: $c) { selected } }",
+            json!({ "c": call }),
+        )
+        .await?;
+    let winner = published["publishSelection"]["selected"]
+        .as_array()
+        .and_then(|s| s.first())
+        .and_then(|p| applicants.iter().find(|a| *p == a.proposal.as_str()))
+        .cloned();
+    let Some(winner) = winner else {
+        println!("published: nobody selected, so no offer");
+        return Ok(ReplacementOutcome {
+            call,
+            winner: None,
+            accepted: None,
+        });
+    };
+    println!("published: {} selected", winner.name);
+    let token = gw.token("rep-team-lead", Role::Consortium, Some(winner.consortium));
+    let offer = wait_for(
+        &format!("the GPU ledger to offer {} the award", winner.name),
+        opts.timeout,
+        || async {
+            let d = gw
+                .gql(
+                    &token,
+                    "{ gpuOffers { id callId h100Eq reason } }",
+                    json!({}),
+                )
+                .await?;
+            Ok(d["gpuOffers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| o["callId"] == call.as_str())
+                .cloned())
+        },
+    )
+    .await?;
+    println!(
+        "the ledger offered {} H100-eq: {}",
+        text(&offer["h100Eq"]),
+        text(&offer["reason"])
+    );
+    let accepted = gw
+        .gql(&token, "mutation($id: UUID!) { acceptGpuOffer(offerId: $id, option: 0, reason: \"accepted\") { id status tranches { model period count status } } }", json!({ "id": offer["id"] }))
+        .await?["acceptGpuOffer"]
+        .clone();
+    println!(
+        "{} accepted: {}",
+        winner.name,
+        accepted["tranches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| format!(
+                "{} {} {} {}",
+                text(&t["count"]),
+                text(&t["model"]),
+                text(&t["period"]),
+                text(&t["status"])
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok(ReplacementOutcome {
+        call,
+        winner: Some(winner),
+        accepted: Some(accepted),
+    })
+}

@@ -454,6 +454,7 @@ async fn an_event_whose_producer_does_not_own_the_topic_is_dead_lettered() {
             departure: None,
             override_reason: None,
             published_at: chrono::Utc::now(),
+            replaces: None,
             team_maxima: None,
         },
     )

@@ -222,6 +222,7 @@ fn selection(teams: &[(ConsortiumId, i64)]) -> SelectionPublished {
 /// from before calls announced it).
 fn from_call(teams: &[(ConsortiumId, i64)], data_max: Option<i64>) -> SelectionPublished {
     SelectionPublished {
+        replaces: None,
         team_maxima: data_max.map(|d| CallMaxima {
             data_budget_krw: Krw(d),
             talent_funding_krw: Krw(2_000_000_000),

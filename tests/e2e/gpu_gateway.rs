@@ -55,6 +55,7 @@ async fn publish_selection(p: &Platform, officer: &str, team: ConsortiumId) -> U
         departure: None,
         override_reason: None,
         published_at: chrono::Utc::now(),
+        replaces: None,
         team_maxima: None,
     };
     let env = kaip_contracts::EventEnvelope::wrap(

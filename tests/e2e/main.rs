@@ -17,6 +17,7 @@ mod milestones;
 mod operators_usage;
 mod phase;
 mod relay_hardening;
+mod replacement;
 mod rules;
 mod rules_fixes;
 mod seed;

@@ -153,6 +153,7 @@ fn selection(teams: &[ConsortiumId]) -> SelectionPublished {
         departure: None,
         override_reason: None,
         published_at: chrono::Utc::now(),
+        replaces: None,
         team_maxima: None,
     }
 }

@@ -265,6 +265,7 @@ async fn select(
         departure: None,
         override_reason: None,
         published_at: selected_at,
+        replaces: None,
         team_maxima: None,
     };
     publish(ctx, "scoring", kaip_contracts::topics::SCORING, &ev).await;

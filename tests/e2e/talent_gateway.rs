@@ -57,6 +57,7 @@ async fn a_team_hires_through_the_gateway_and_another_teams_token_is_refused() {
             departure: None,
             override_reason: None,
             published_at: "2024-12-01T00:00:00Z".parse().expect("time"),
+            replaces: None,
             team_maxima: None,
         },
     )

@@ -357,6 +357,10 @@ impl Call {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// Set for a replacement call: the gate whose freed places it fills.
+    async fn replaces(&self) -> Option<super::replacement::CallReplacement> {
+        self.0.replaces.clone().map(Into::into)
+    }
 }
 
 #[derive(SimpleObject, Clone, Debug)]
@@ -599,6 +603,8 @@ pub struct OpenCallInput {
     /// Document kinds every submission must carry, e.g. ["proposal", "budget"].
     #[graphql(default)]
     pub required_documents: Vec<String>,
+    /// Makes the call a replacement call for places a decided gate freed.
+    pub replaces: Option<super::replacement::ReplacementInput>,
 }
 
 #[derive(InputObject)]
@@ -820,6 +826,7 @@ impl IntakeMutation {
             closes_at: input.closes_at,
             eligibility: input.eligibility.map(Into::into).unwrap_or_default(),
             required_documents: input.required_documents,
+            replaces: input.replaces.map(Into::into),
         };
         ctx.data::<Services>()?
             .open_call(&authed.token, &body)

@@ -7,6 +7,7 @@ pub mod gpu;
 pub mod intake;
 pub mod milestones;
 pub mod money;
+pub mod replacement;
 pub mod scoring;
 pub mod system;
 pub mod talent;
@@ -27,6 +28,7 @@ pub struct QueryRoot(
     budget::BudgetQuery,
     talent::TalentQuery,
     milestones::MilestonesQuery,
+    replacement::ReplacementQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -37,6 +39,7 @@ pub struct MutationRoot(
     budget::BudgetMutation,
     talent::TalentMutation,
     milestones::MilestonesMutation,
+    replacement::ReplacementMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -1,5 +1,5 @@
 //! The ledger's reactions: scoring's `SelectionPublished` (the teams that may be offered
-//! GPUs), milestones' `GateDecided` (tranches waiting for the gate are released to the
+//! GPUs; a replacement call's winners are offered its award at once), milestones' `GateDecided` (tranches waiting for the gate are released to the
 //! teams that passed) and `TeamEliminated` (the team's grants closed and reallocated in one
 //! chain); and the GPU operators' `GpuUsageReported` (recorded by the same code as
 //! `POST /usage`: a repeat of a report with the same fields is `Ignored`, with different
@@ -46,8 +46,14 @@ impl EventHandler for LedgerEvents {
         };
         match event.event_type.as_str() {
             t if t == SelectionPublished::TYPE => {
-                let n = grants::record_selection(conn, &event.decode()?)?;
-                Ok(applied(n > 0))
+                let ev: SelectionPublished = event.decode()?;
+                let n = grants::record_selection(conn, &ev)?;
+                // A replacement call's winners are offered its award in the same
+                // transaction; an award the pool cannot honour is logged and left to an
+                // officer, never a reason to lose the selection.
+                let offers =
+                    grants::offer_replacement_award(conn, outbox, &ev).map_err(handler_error)?;
+                Ok(applied(n > 0 || offers > 0))
             }
             t if t == GateDecided::TYPE => {
                 let n =

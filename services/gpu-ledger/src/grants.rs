@@ -153,6 +153,87 @@ pub fn record_selection(conn: &mut PgConnection, ev: &SelectionPublished) -> Que
     Ok(n)
 }
 
+/// How long a replacement call's winner has to accept its award, from when the ledger
+/// makes the offer (not from the publication: a late delivery still gets the full time).
+pub const REPLACEMENT_OFFER_DAYS: i64 = 30;
+
+/// Offers each winner of a replacement call with a GPU award that award: one option, one
+/// tranche released at acceptance, through [`make_offer`] (so every rule of an officer's
+/// offer holds: the pool, the team not eliminated, the pool never over-allocated). The
+/// offer's id is derived from the call and the team, so a republished event answers the
+/// same offer. Returns how many offers it made. A call that is not a replacement, has no
+/// award or selected nobody makes none.
+///
+/// Each offer is made in its own savepoint: an award the ledger cannot honour (the pool
+/// short, most likely, after the eliminated team's GPUs went to the survivors) is logged
+/// with its code and leaves the winner recorded as selected, so an officer can make the
+/// offer by hand (`POST /offers`, possibly smaller) instead of the whole selection being
+/// dead-lettered.
+pub fn offer_replacement_award(
+    conn: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    ev: &SelectionPublished,
+) -> Result<usize, LedgerError> {
+    let Some(r) = &ev.replaces else {
+        return Ok(0);
+    };
+    let Some(award) = &r.award else {
+        return Ok(0);
+    };
+    let actor = Actor::system(crate::NAME);
+    let mut n = 0;
+    for t in &ev.selected {
+        let id = offers::derived_id(
+            ev.call_id.0,
+            &format!("replacement-award:{}", t.consortium_id.0),
+            0,
+        );
+        // Made already (a redelivery): its expiry was set then, leave it be.
+        if gpu_offers::table
+            .find(id)
+            .select(gpu_offers::id)
+            .first::<Uuid>(conn)
+            .optional()?
+            .is_some()
+        {
+            continue;
+        }
+        let req = MakeOffer {
+            id,
+            consortium_id: t.consortium_id,
+            call_id: ev.call_id,
+            expires_at: Utc::now().trunc_subsecs(6)
+                + chrono::Duration::days(REPLACEMENT_OFFER_DAYS),
+            options: vec![OfferOption {
+                model: award.model.clone(),
+                tranches: vec![kaip_contracts::dto::gpu::TrancheSpec {
+                    period: award.period.clone(),
+                    count: award.count,
+                    release_at: None,
+                    release_gate: None,
+                }],
+            }],
+            reason: format!(
+                "replacement call for the places freed at gate `{}`: selected (rank {})",
+                r.gate, t.rank
+            ),
+        };
+        match conn.transaction(|c| make_offer(c, tx, &req, &actor)) {
+            Ok(_) => n += 1,
+            // The database failing is not a refusal: the whole event is retried.
+            Err(e @ LedgerError::Common(kaip_service::CommonError::Internal(_))) => return Err(e),
+            Err(e) => tracing::warn!(
+                call = %ev.call_id.0,
+                consortium = %t.consortium_id.0,
+                code = e.code(),
+                error = %e,
+                "replacement award not offered: the team is selected; an officer makes the offer by hand"
+            ),
+        }
+    }
+    Ok(n)
+}
+
 type TeamRow = (Uuid, Uuid, String, String, serde_json::Value, DateTime<Utc>);
 
 pub fn teams(

@@ -1,10 +1,12 @@
 //! Intake's reaction to scoring's events: a published selection freezes the call's proposals;
 //! a withdrawal scoring refused (the decision was published first) is undone and explained.
+//! And to milestones' `GateDecided`: the gates a replacement call may name, with the teams
+//! they eliminated.
 
-use crate::schema::{calls, proposals};
+use crate::schema::{calls, decided_gates, proposals};
 use diesel::prelude::*;
 use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
-use kaip_contracts::events::{SelectionPublished, WithdrawalRefused};
+use kaip_contracts::events::{GateDecided, SelectionPublished, WithdrawalRefused};
 use kaip_contracts::{DomainEvent, EventEnvelope};
 
 pub struct ScoringEvents;
@@ -19,6 +21,7 @@ impl EventHandler for ScoringEvents {
         match event.event_type.as_str() {
             t if t == SelectionPublished::TYPE => decided(conn, &event.decode()?),
             t if t == WithdrawalRefused::TYPE => withdrawal_refused(conn, &event.decode()?),
+            t if t == GateDecided::TYPE => gate_decided(conn, &event.decode()?),
             _ => Ok(Handled::Ignored),
         }
     }
@@ -33,8 +36,30 @@ fn decided(
             .find(published.call_id.0)
             .filter(calls::decided_at.is_null()),
     )
-    .set(calls::decided_at.eq(published.published_at))
+    .set((
+        calls::decided_at.eq(published.published_at),
+        calls::filled.eq(published.selected.len() as i32),
+    ))
     .execute(conn)?;
+    Ok(if n > 0 {
+        Handled::Applied
+    } else {
+        Handled::Ignored
+    })
+}
+
+/// Records a gate's decision once (by gate id): the gate a replacement call may name.
+fn gate_decided(conn: &mut PgConnection, decided: &GateDecided) -> Result<Handled, HandlerError> {
+    let n = diesel::insert_into(decided_gates::table)
+        .values((
+            decided_gates::gate_id.eq(decided.gate_id),
+            decided_gates::gate.eq(&decided.gate),
+            decided_gates::eliminated.eq(serde_json::to_value(&decided.eliminated)
+                .map_err(|e| HandlerError::Permanent(e.to_string()))?),
+            decided_gates::decided_at.eq(decided.decided_at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
     Ok(if n > 0 {
         Handled::Applied
     } else {

@@ -5,6 +5,7 @@ use kaip_contracts::dto::intake::{
     Document, EligibilityRules, Member, MemberRole, OpenCall, OrgType, RegisterConsortium,
     ResourceRequest,
 };
+use kaip_contracts::events::Replacement;
 use kaip_contracts::text::Lines;
 use sha2::{Digest, Sha256};
 
@@ -96,7 +97,59 @@ pub fn validate_open_call(req: &OpenCall, now: DateTime<Utc>) -> Result<(), Viol
     for (i, kind) in req.required_documents.iter().enumerate() {
         check_document_kind(&format!("required_documents[{i}]"), kind)?;
     }
+    if let Some(r) = &req.replaces {
+        validate_replacement(r)?;
+    }
     Ok(())
+}
+
+/// The most GPUs one replacement award may name (a sanity bound far above any pool).
+pub const MAX_AWARD_GPUS: i64 = 1_000_000;
+
+/// A replacement call's shape: a gate key, at least one place, members named, an award of
+/// a positive count. Whether the gate was decided and freed that many places, and whether
+/// the committee is large enough, are checked against what intake knows (see
+/// [`committee_members`] and [`free_places`]).
+pub fn validate_replacement(r: &Replacement) -> Result<(), Violation> {
+    check_text("replaces.gate", &r.gate, MAX_TITLE)?;
+    if r.places < 1 {
+        return Err(violation("replaces.places", "must be at least 1"));
+    }
+    for (i, m) in r.committee.iter().enumerate() {
+        check_text(&format!("replaces.committee[{i}]"), m, MAX_TITLE)?;
+    }
+    if let Some(a) = &r.award {
+        check_text("replaces.award.model", &a.model, MAX_TITLE)?;
+        check_text("replaces.award.period", &a.period, MAX_TITLE)?;
+        if a.count < 1 || a.count > MAX_AWARD_GPUS {
+            return Err(violation(
+                "replaces.award.count",
+                format!("must be 1 to {MAX_AWARD_GPUS}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The committee's distinct members (trimmed), in the order first named.
+pub fn committee_members(committee: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in committee {
+        let m = m.trim();
+        if !m.is_empty() && !out.iter().any(|o| o == m) {
+            out.push(m.to_owned());
+        }
+    }
+    out
+}
+
+/// The least committee a replacement call may have.
+pub const MIN_COMMITTEE: usize = 3;
+
+/// Places a gate freed that are still to fill: its eliminations less the teams earlier
+/// replacement calls for it selected.
+pub fn free_places(eliminated: usize, filled: i64) -> i64 {
+    (eliminated as i64 - filled).max(0)
 }
 
 /// Most document kinds a call may require.
@@ -225,6 +278,7 @@ mod filename_tests {
             closes_at: now + chrono::Duration::hours(1),
             eligibility: Default::default(),
             required_documents: Vec::new(),
+            replaces: None,
         };
         many.required_documents = (0..=MAX_REQUIRED_DOCUMENTS)
             .map(|i| format!("doc_{i}"))
@@ -511,6 +565,7 @@ mod tests {
             closes_at: now + Duration::hours(hours),
             eligibility: EligibilityRules::default(),
             required_documents: vec!["proposal".into()],
+            replaces: None,
         }
     }
 

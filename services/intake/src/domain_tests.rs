@@ -95,6 +95,7 @@ fn open_call(opens: i64, closes: i64, now: DateTime<Utc>) -> OpenCall {
         closes_at: now + Duration::seconds(closes),
         eligibility: EligibilityRules::default(),
         required_documents: vec!["proposal".into(), "budget_2026".into()],
+        replaces: None,
     }
 }
 
@@ -461,4 +462,56 @@ fn eligibility_passes_at_each_cap_and_fails_just_past_it() {
             "the lead is a large_enterprise; this call allows sme, university leads".to_string(),
         ]
     );
+}
+
+mod replacement {
+    use crate::domain::{committee_members, free_places, validate_replacement, MAX_AWARD_GPUS};
+    use kaip_contracts::events::{GpuAward, Replacement};
+
+    fn call(places: i32, count: i64) -> Replacement {
+        Replacement {
+            gate: "gate-1".into(),
+            places,
+            committee: vec!["kim".into(), "lee".into(), "park".into()],
+            award: Some(GpuAward {
+                model: "B200".into(),
+                count,
+                period: "2027H1".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn places_and_the_award_are_positive_and_bounded() {
+        assert!(validate_replacement(&call(1, 768)).is_ok());
+        assert_eq!(
+            validate_replacement(&call(0, 768)).unwrap_err().field,
+            "replaces.places"
+        );
+        for count in [0, -1, MAX_AWARD_GPUS + 1] {
+            assert_eq!(
+                validate_replacement(&call(1, count)).unwrap_err().field,
+                "replaces.award.count"
+            );
+        }
+        let mut blank = call(1, 768);
+        blank.gate = "  ".into();
+        assert_eq!(
+            validate_replacement(&blank).unwrap_err().field,
+            "replaces.gate"
+        );
+    }
+
+    #[test]
+    fn a_committee_counts_distinct_trimmed_members() {
+        let names: Vec<String> = ["kim", " kim ", "", "lee"].map(String::from).to_vec();
+        assert_eq!(committee_members(&names), vec!["kim", "lee"]);
+    }
+
+    #[test]
+    fn free_places_are_the_eliminations_less_those_filled() {
+        assert_eq!(free_places(2, 0), 2);
+        assert_eq!(free_places(2, 1), 1);
+        assert_eq!(free_places(2, 3), 0);
+    }
 }

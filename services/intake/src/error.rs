@@ -40,6 +40,24 @@ pub enum IntakeError {
     NotEligible(Vec<String>),
     #[error("no `{0}` document on this proposal")]
     DocumentNotFound(String),
+    #[error("replaces.gate: intake has not seen gate `{0}` decided (milestones' `GateDecided`)")]
+    GateNotDecided(String),
+    #[error("replaces.places: {places} places asked, but gate `{gate}` freed {free} (eliminated {eliminated}, already filled by earlier replacement calls {filled})")]
+    PlacesExceedFreed {
+        gate: String,
+        places: i32,
+        eliminated: usize,
+        filled: i64,
+        free: i64,
+    },
+    #[error("replaces.committee: a replacement call's committee needs at least 3 distinct members, got {0}")]
+    CommitteeTooSmall(usize),
+    #[error("replaces.gate: gate `{0}` already has an open replacement call ({1})")]
+    ReplacementCallExists(String, String),
+    #[error(
+        "consortium {0} was eliminated at gate `{1}`: it may not apply to the call replacing it"
+    )]
+    EliminatedAtGate(ConsortiumId, String),
 }
 
 impl IntakeError {
@@ -61,6 +79,11 @@ impl IntakeError {
             IntakeError::WithdrawalRefused(_) => "WITHDRAWAL_ALREADY_REFUSED",
             IntakeError::NotEligible(_) => "PROPOSAL_NOT_ELIGIBLE",
             IntakeError::DocumentNotFound(_) => "DOCUMENT_NOT_FOUND",
+            IntakeError::GateNotDecided(_) => "GATE_NOT_DECIDED",
+            IntakeError::PlacesExceedFreed { .. } => "PLACES_EXCEED_FREED",
+            IntakeError::CommitteeTooSmall(_) => "COMMITTEE_TOO_SMALL",
+            IntakeError::ReplacementCallExists(..) => "REPLACEMENT_CALL_EXISTS",
+            IntakeError::EliminatedAtGate(..) => "ELIMINATED_AT_GATE",
         }
     }
 }
@@ -91,7 +114,10 @@ impl ResponseError for IntakeError {
             | IntakeError::ProposalNotFound(_)
             | IntakeError::ProgrammeNotFound(_)
             | IntakeError::DocumentNotFound(_) => StatusCode::NOT_FOUND,
-            IntakeError::NotEligible(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            IntakeError::NotEligible(_)
+            | IntakeError::CommitteeTooSmall(_)
+            | IntakeError::PlacesExceedFreed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            IntakeError::EliminatedAtGate(..) => StatusCode::FORBIDDEN,
             _ => StatusCode::CONFLICT,
         }
     }

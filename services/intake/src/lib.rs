@@ -21,13 +21,17 @@ pub const DEFAULTS: Defaults = Defaults {
 };
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// Intake produces the call and proposal events, and learns from scoring when a call is decided.
+/// Intake produces the call and proposal events, learns from scoring when a call is decided,
+/// and from milestones which gates were decided (for replacement calls).
 pub fn definition() -> ServiceDefinition {
     ServiceDefinition {
         name: NAME,
         migrations: MIGRATIONS,
         routes: routes::configure,
-        consumes: vec![kaip_contracts::topics::SCORING],
+        consumes: vec![
+            kaip_contracts::topics::SCORING,
+            kaip_contracts::topics::MILESTONES,
+        ],
         handler: Some(std::sync::Arc::new(consumer::ScoringEvents)),
         background: Vec::new(),
     }

@@ -12,6 +12,19 @@ diesel::table! {
         required_documents -> Jsonb,
         decided_at -> Nullable<Timestamptz>,
         programme_id -> Nullable<Uuid>,
+        replaces -> Nullable<Jsonb>,
+        replaces_gate -> Nullable<Text>,
+        filled -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
+    decided_gates (gate_id) {
+        gate_id -> Uuid,
+        gate -> Text,
+        eliminated -> Jsonb,
+        decided_at -> Timestamptz,
+        learned_at -> Timestamptz,
     }
 }
 
@@ -124,6 +137,7 @@ diesel::joinable!(proposal_versions -> proposals (proposal_id));
 diesel::joinable!(proposal_documents -> proposals (proposal_id));
 diesel::joinable!(proposal_withdrawals -> proposals (proposal_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    decided_gates,
     programmes,
     calls,
     proposals,

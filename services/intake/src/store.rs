@@ -23,9 +23,17 @@ pub struct CallRow {
     pub required_documents: serde_json::Value,
     pub decided_at: Option<DateTime<Utc>>,
     pub programme_id: Option<Uuid>,
+    pub replaces: Option<serde_json::Value>,
 }
 
 impl CallRow {
+    /// The call's link to a gate, if it is a replacement call.
+    pub fn replacement(&self) -> Option<kaip_contracts::events::Replacement> {
+        self.replaces
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+
     pub fn rules(&self) -> EligibilityRules {
         serde_json::from_value(self.eligibility.clone()).unwrap_or_default()
     }
@@ -36,6 +44,7 @@ impl CallRow {
 
     pub fn into_dto(self) -> Call {
         Call {
+            replaces: self.replacement(),
             eligibility: self.rules(),
             required_documents: self.required(),
             id: self.id.into(),

@@ -38,6 +38,10 @@ fn record_call(conn: &mut PgConnection, opened: &CallOpened) -> Result<Handled, 
             calls::closes_at.eq(opened.closes_at),
             calls::max_data_budget_krw.eq(opened.team_maxima.map(|m| m.data_budget_krw.0)),
             calls::max_talent_funding_krw.eq(opened.team_maxima.map(|m| m.talent_funding_krw.0)),
+            calls::replaces.eq(opened
+                .replaces
+                .as_ref()
+                .map(|r| serde_json::to_value(r).unwrap_or_default())),
         ))
         .on_conflict_do_nothing()
         .execute(conn)?;

@@ -52,6 +52,21 @@ pub enum ScoringError {
     /// Publishing a proposal some input of the decision was recorded after.
     #[error("version {version} cannot be published: a publication rests on every input that can still change it, and after version {version} was proposed the record gained {}; propose the selection again", .later.join("; "))]
     ProposalOutdated { version: i32, later: Vec<String> },
+    #[error("`{0}` is not on this replacement call's committee")]
+    NotOnCommittee(String),
+    #[error("version {version} has {approvals} approvals of a committee of {committee}: publishing a replacement call's selection needs a majority ({needed})")]
+    NoMajority {
+        version: i32,
+        approvals: i64,
+        committee: usize,
+        needed: usize,
+    },
+    #[error("version.{voted}: the current proposal is version {current}; read it and vote on that version")]
+    VoteVersionStale { voted: i32, current: i32 },
+    #[error("`{voter}` has already voted on version {version}")]
+    AlreadyVoted { voter: String, version: i32 },
+    #[error("call {0} is not a replacement call: its selection has no committee vote")]
+    NotReplacementCall(uuid::Uuid),
 }
 
 impl ScoringError {
@@ -75,6 +90,11 @@ impl ScoringError {
             ScoringError::TieUnresolved(_) => "TIE_UNRESOLVED",
             ScoringError::OverrideBreaksRules { .. } => "OVERRIDE_BREAKS_RULES",
             ScoringError::ProposalOutdated { .. } => "PROPOSAL_OUTDATED",
+            ScoringError::NotOnCommittee(_) => "NOT_ON_COMMITTEE",
+            ScoringError::NoMajority { .. } => "NO_MAJORITY",
+            ScoringError::AlreadyVoted { .. } => "ALREADY_VOTED",
+            ScoringError::VoteVersionStale { .. } => "VOTE_VERSION_STALE",
+            ScoringError::NotReplacementCall(_) => "NOT_A_REPLACEMENT_CALL",
         }
     }
 }
@@ -107,6 +127,7 @@ impl ResponseError for ScoringError {
             | ScoringError::AssignmentNotFound(_)
             | ScoringError::AppealNotFound(_)
             | ScoringError::PanelNotFound(_) => StatusCode::NOT_FOUND,
+            ScoringError::NotOnCommittee(_) => StatusCode::FORBIDDEN,
             ScoringError::Selection(_) | ScoringError::OverrideBreaksRules { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -31,6 +31,19 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
         max_data_budget_krw -> Nullable<Int8>,
         max_talent_funding_krw -> Nullable<Int8>,
+        replaces -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    committee_votes (id) {
+        id -> Uuid,
+        call_id -> Uuid,
+        version -> Int4,
+        voter -> Text,
+        approve -> Bool,
+        reason -> Text,
+        voted_at -> Timestamptz,
     }
 }
 
@@ -303,6 +316,7 @@ diesel::joinable!(appeals -> evaluation_cases (case_id));
 diesel::joinable!(gate_panel_assignments -> gate_panels (panel_id));
 diesel::joinable!(gate_panel_sheets -> gate_panel_assignments (assignment_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    committee_votes,
     evaluation_cases,
     calls,
     reviewers,

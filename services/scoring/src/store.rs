@@ -76,6 +76,16 @@ pub struct CallRow {
     pub closes_at: DateTime<Utc>,
     pub config: Option<serde_json::Value>,
     pub published_at: Option<DateTime<Utc>>,
+    pub replaces: Option<serde_json::Value>,
+}
+
+impl CallRow {
+    /// The call's link to a gate, if it is a replacement call.
+    pub fn replacement(&self) -> Option<kaip_contracts::events::Replacement> {
+        self.replaces
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
 }
 
 pub fn find_call(c: &mut PgConnection, id: Uuid, lock: bool) -> Result<CallRow, ScoringError> {

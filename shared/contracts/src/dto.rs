@@ -266,6 +266,9 @@ pub mod intake {
         /// Document kinds every submission must carry (e.g. `proposal`, `budget`).
         #[serde(default)]
         pub required_documents: Vec<String>,
+        /// Makes the call a replacement call for places a decided gate freed.
+        #[serde(default)]
+        pub replaces: Option<crate::events::Replacement>,
     }
 
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -279,6 +282,9 @@ pub mod intake {
         pub required_documents: Vec<String>,
         pub decided_at: Option<DateTime<Utc>>,
         pub created_at: DateTime<Utc>,
+        /// Set for a replacement call.
+        #[serde(default)]
+        pub replaces: Option<crate::events::Replacement>,
     }
 
     /// `POST /proposals`: a new draft, or (with `submit: true`) a draft submitted at once.
@@ -479,7 +485,18 @@ pub mod intake {
                 "required_documents",
                 &self.required_documents,
                 Lines::Single,
-            )
+            )?;
+            if let Some(r) = &self.replaces {
+                let at = crate::text::join(at, "replaces");
+                field(&at, "gate", &r.gate, Lines::Single)?;
+                list(&at, "committee", &r.committee, Lines::Single)?;
+                if let Some(a) = &r.award {
+                    let at = crate::text::join(&at, "award");
+                    field(&at, "model", &a.model, Lines::Single)?;
+                    field(&at, "period", &a.period, Lines::Single)?;
+                }
+            }
+            Ok(())
         }
     }
 
@@ -916,6 +933,51 @@ pub mod scoring {
         pub inputs_sha256: Option<String>,
     }
 
+    /// `POST /calls/{id}/selection/votes`: a committee member's vote on a replacement call's
+    /// current proposed selection, with the reason. Once per member and version.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CastVote {
+        /// The decision version the member read and votes on; refused
+        /// (`VOTE_VERSION_STALE`) unless it is still the current proposal, so a vote never
+        /// counts for a selection its member did not see.
+        pub version: i32,
+        pub approve: bool,
+        pub reason: String,
+    }
+
+    /// A committee member's vote, as recorded (never changed).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CommitteeVote {
+        pub id: Uuid,
+        pub call_id: CallId,
+        /// The decision version voted on.
+        pub version: i32,
+        pub voter: String,
+        pub approve: bool,
+        pub reason: String,
+        pub voted_at: DateTime<Utc>,
+    }
+
+    /// `GET /calls/{id}/selection/votes`: a replacement call's committee and every vote
+    /// recorded, with where the current proposal stands.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CommitteeTally {
+        pub call_id: CallId,
+        pub gate: String,
+        pub committee: Vec<String>,
+        /// Approvals a publication needs: a majority of the committee.
+        pub needed: i32,
+        /// The current proposal's version (none yet proposed: `None`).
+        pub current_version: Option<i32>,
+        /// What the current version selects, in rank order (empty when none is proposed).
+        pub current_selected: Vec<ProposalId>,
+        /// Approvals of the current version.
+        pub approvals: i32,
+        /// Every vote on every version, oldest first.
+        pub votes: Vec<CommitteeVote>,
+    }
+
     /// `POST /calls/{id}/ties`: the order of proposals the declared tie-break leaves tied,
     /// best first, with the reason. Recorded as a new row, never changed.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1072,6 +1134,12 @@ pub mod scoring {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "reason", &self.reason, Lines::Multi)?;
             list(at, "waivers", &self.waivers, Lines::Single)
+        }
+    }
+
+    impl CheckText for CastVote {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "reason", &self.reason, Lines::Multi)
         }
     }
 

@@ -176,6 +176,37 @@ pub struct CallOpened {
     /// in events from before it was announced; scoring forwards it in `SelectionPublished`.
     #[serde(default)]
     pub team_maxima: Option<CallMaxima>,
+    /// Set when the call is a replacement call for the places a stage gate freed. Absent
+    /// (`None`) for an ordinary call and in events from before replacement calls existed.
+    #[serde(default)]
+    pub replaces: Option<Replacement>,
+}
+
+/// A replacement call's link to the stage gate whose eliminations freed its places: how
+/// many places it fills, the committee whose majority must approve its selection, and the
+/// GPUs each winner is offered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Replacement {
+    /// The gate's key (as milestones announced it in `GateDecided`, e.g. `gate-1`).
+    pub gate: String,
+    /// The places the call fills: at least 1, at most the teams the gate eliminated.
+    pub places: i32,
+    /// The committee's members (token subjects of officers), at least 3, distinct.
+    pub committee: Vec<String>,
+    /// What the ledger offers each winner when the selection is published.
+    #[serde(default)]
+    pub award: Option<GpuAward>,
+}
+
+/// GPUs a replacement call awards each winner: `count` GPUs of `model` for `period`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuAward {
+    pub model: String,
+    pub count: i64,
+    /// A ledger period, e.g. `2027H1`.
+    pub period: String,
 }
 
 /// What a call grants each selected team at most per fiscal year: the grant services
@@ -314,6 +345,10 @@ pub struct SelectionPublished {
     /// them has none; each grant service then keeps its earlier rule (see its README).
     #[serde(default)]
     pub team_maxima: Option<CallMaxima>,
+    /// For a replacement call, its link to the gate, its committee and its award, as intake
+    /// announced them in `CallOpened` (optional like `team_maxima`).
+    #[serde(default)]
+    pub replaces: Option<Replacement>,
 }
 
 impl DomainEvent for SelectionPublished {

@@ -148,6 +148,7 @@ fn real_events() -> Vec<serde_json::Value> {
                 title: "Sovereign AI Foundation Model 2026".into(),
                 opens_at: now,
                 closes_at: now + chrono::Duration::days(30),
+                replaces: None,
                 team_maxima: Some(kaip_contracts::events::CallMaxima {
                     data_budget_krw: kaip_contracts::Krw(15_000_000_000),
                     talent_funding_krw: kaip_contracts::Krw(2_000_000_000),
@@ -219,6 +220,7 @@ fn real_events() -> Vec<serde_json::Value> {
                 }),
                 override_reason: Some("the panel's recommendation".into()),
                 published_at: now,
+                replaces: None,
                 team_maxima: Some(kaip_contracts::events::CallMaxima {
                     data_budget_krw: kaip_contracts::Krw(15_000_000_000),
                     talent_funding_krw: kaip_contracts::Krw(2_000_000_000),
@@ -234,6 +236,7 @@ fn real_events() -> Vec<serde_json::Value> {
                 departure: None,
                 override_reason: None,
                 published_at: now,
+                replaces: None,
                 team_maxima: None,
             },
         )),

@@ -1096,6 +1096,7 @@ async fn select(ctx: &TestContext, l: &Ledger, teams: &[ConsortiumId]) -> kaip_c
             departure: None,
             override_reason: None,
             published_at: chrono::Utc::now(),
+            replaces: None,
             team_maxima: None,
         },
     )
@@ -2263,4 +2264,99 @@ async fn concurrent_repeats_get_the_original_or_a_coded_refusal_never_a_500() {
             "{s}: {b}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_for_an_officer_to_offer(
+) {
+    use kaip_contracts::events::{GpuAward, Replacement, SelectedTeam, SelectionPublished};
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    l.svc.wait_assigned().await;
+    let (winner, call) = (ConsortiumId::new(), kaip_contracts::CallId::new());
+    pool_of(&l, "B200", "2027H1", 500).await;
+    let ev = SelectionPublished {
+        call_id: call,
+        selected: vec![SelectedTeam {
+            proposal_id: kaip_contracts::ProposalId::new(),
+            consortium_id: winner,
+            consortium_name: "Gaon".into(),
+            title: "Gaon LM".into(),
+            rank: 1,
+            score_centi: 7_800,
+            resources: Default::default(),
+        }],
+        departure: None,
+        override_reason: None,
+        published_at: chrono::Utc::now(),
+        team_maxima: None,
+        replaces: Some(Replacement {
+            gate: "gate-1".into(),
+            places: 1,
+            committee: vec!["a".into(), "b".into(), "c".into()],
+            award: Some(GpuAward {
+                model: "B200".into(),
+                count: 768,
+                period: "2027H1".into(),
+            }),
+        }),
+    };
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "scoring",
+        kaip_contracts::Actor::system("scoring"),
+        &ev,
+    )
+    .expect("wrap");
+    ctx.produce_raw(
+        &ctx.topic(kaip_contracts::topics::SCORING),
+        &env.aggregate_id.to_string(),
+        &serde_json::to_vec(&env).expect("json"),
+        &[("kaip-event-type", "SelectionPublished")],
+    )
+    .await;
+    // 500 in the pool, 768 awarded: the award is not offered, but the selection is
+    // recorded (nothing dead-lettered), so the winner is a selected team.
+    eventually(Duration::from_secs(60), || async {
+        let (_, b) = l.get("/teams").await;
+        b.as_array()?
+            .iter()
+            .any(|t| t["consortium_id"] == json!(winner))
+            .then_some(())
+    })
+    .await
+    .expect("the winner is recorded as selected");
+    assert_eq!(l.get("/offers").await.1, json!([]));
+    let dlq = ctx.topic(&kaip_contracts::topics::dead_letter_topic_of("gpu-ledger"));
+    assert!(
+        ctx.read_topic(&dlq).await.is_empty(),
+        "an award the pool cannot honour does not dead-letter the selection"
+    );
+
+    // The officer offers what the pool holds: the winner is selected, so the offer is
+    // allowed (before, TEAM_NOT_SELECTED).
+    let body = offer_body(
+        winner,
+        call,
+        3600,
+        json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 500}]}]),
+    );
+    let (s, offer) = l.post("/offers", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{offer}");
+    let (_, offers) = l.get("/offers").await;
+    let offers = offers.as_array().expect("list");
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0]["consortium_id"], json!(winner));
+    assert_eq!(offers[0]["options"][0]["tranches"][0]["count"], 500);
+    // The team accepts through the normal flow.
+    let (s, a) = l
+        .call(
+            reqwest::Method::POST,
+            &format!("/offers/{}/accept", offers[0]["id"].as_str().expect("id")),
+            &ctx.bearer(Role::Consortium, Some(winner)),
+            Some(json!({"option": 0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["tranches"][0]["status"], "released", "{a}");
+    assert_eq!(l.invariants().await["ok"], true);
 }

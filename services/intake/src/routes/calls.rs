@@ -1,14 +1,14 @@
 use crate::domain;
 use crate::error::IntakeError;
-use crate::schema::{calls, programmes};
+use crate::schema::{calls, decided_gates, programmes};
 use crate::store::{find_call, CallRow};
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::{Call, CreateProgramme, OpenCall, Programme};
 use kaip_contracts::dto::PageQuery;
-use kaip_contracts::events::{CallMaxima, CallOpened};
-use kaip_contracts::{CallId, Role};
+use kaip_contracts::events::{CallMaxima, CallOpened, Replacement};
+use kaip_contracts::{CallId, ConsortiumId, Role};
 use kaip_service::pagination::PageRequest;
 use kaip_service::{AppState, Caller, ValidJson};
 use uuid::Uuid;
@@ -19,8 +19,15 @@ pub async fn open_call(
     body: ValidJson<OpenCall>,
 ) -> Result<HttpResponse, IntakeError> {
     caller.require(&[Role::Admin, Role::Officer], "open a call")?;
-    let req = body.into_inner();
+    let mut req = body.into_inner();
     domain::validate_open_call(&req, Utc::now())?;
+    if let Some(r) = req.replaces.as_mut() {
+        r.gate = r.gate.trim().to_owned();
+        r.committee = domain::committee_members(&r.committee);
+        if r.committee.len() < domain::MIN_COMMITTEE {
+            return Err(IntakeError::CommitteeTooSmall(r.committee.len()));
+        }
+    }
     let actor = caller.actor();
     let call = state
         .db(move |c, outbox| {
@@ -30,6 +37,9 @@ pub async fn open_call(
                     if found == 0 {
                         return Err(IntakeError::ProgrammeNotFound(programme));
                     }
+                }
+                if let Some(r) = &req.replaces {
+                    check_gate_places(c, r)?;
                 }
                 let id = CallId::new();
                 let row: CallRow = diesel::insert_into(calls::table)
@@ -44,9 +54,27 @@ pub async fn open_call(
                             .eq(serde_json::to_value(&req.eligibility).unwrap_or_default()),
                         calls::required_documents
                             .eq(serde_json::to_value(&req.required_documents).unwrap_or_default()),
+                        calls::replaces.eq(req
+                            .replaces
+                            .as_ref()
+                            .map(|r| serde_json::to_value(r).unwrap_or_default())),
+                        calls::replaces_gate.eq(req.replaces.as_ref().map(|r| r.gate.clone())),
                     ))
                     .returning(CallRow::as_returning())
-                    .get_result(c)?;
+                    .get_result(c)
+                    .map_err(|e| match (e, &req.replaces) {
+                        (
+                            diesel::result::Error::DatabaseError(
+                                diesel::result::DatabaseErrorKind::UniqueViolation,
+                                _,
+                            ),
+                            Some(r),
+                        ) => IntakeError::ReplacementCallExists(
+                            r.gate.clone(),
+                            "opened concurrently".into(),
+                        ),
+                        (other, _) => other.into(),
+                    })?;
                 let event = CallOpened {
                     call_id: id,
                     title: row.title.clone(),
@@ -57,6 +85,7 @@ pub async fn open_call(
                         data_budget_krw: req.eligibility.max_data_budget_krw,
                         talent_funding_krw: req.eligibility.max_talent_funding_krw,
                     }),
+                    replaces: req.replaces.clone(),
                 };
                 tx.publish(c, actor.clone(), &event)?;
                 Ok::<_, IntakeError>(row.into_dto())
@@ -65,6 +94,50 @@ pub async fn open_call(
         .await?;
     tracing::info!(call_id = %call.id, "call opened");
     Ok(HttpResponse::Created().json(call))
+}
+
+/// A replacement call names a gate intake has seen decided (its latest decision), fills at
+/// most the places it freed that earlier replacement calls did not fill, and is the gate's
+/// only open replacement call (the partial unique index settles two at once).
+fn check_gate_places(c: &mut PgConnection, r: &Replacement) -> Result<(), IntakeError> {
+    let eliminated: Option<serde_json::Value> = decided_gates::table
+        .filter(decided_gates::gate.eq(&r.gate))
+        .order(decided_gates::decided_at.desc())
+        .select(decided_gates::eliminated)
+        .first(c)
+        .optional()?;
+    let Some(eliminated) = eliminated else {
+        return Err(IntakeError::GateNotDecided(r.gate.clone()));
+    };
+    let eliminated: Vec<ConsortiumId> = serde_json::from_value(eliminated).unwrap_or_default();
+    let open: Option<Uuid> = calls::table
+        .filter(calls::replaces_gate.eq(&r.gate))
+        .filter(calls::decided_at.is_null())
+        .select(calls::id)
+        .first(c)
+        .optional()?;
+    if let Some(open) = open {
+        return Err(IntakeError::ReplacementCallExists(
+            r.gate.clone(),
+            format!("call {open}"),
+        ));
+    }
+    let filled: Option<i64> = calls::table
+        .filter(calls::replaces_gate.eq(&r.gate))
+        .select(diesel::dsl::sum(calls::filled))
+        .first(c)?;
+    let filled = filled.unwrap_or(0);
+    let free = domain::free_places(eliminated.len(), filled);
+    if i64::from(r.places) > free {
+        return Err(IntakeError::PlacesExceedFreed {
+            gate: r.gate.clone(),
+            places: r.places,
+            eliminated: eliminated.len(),
+            filled,
+            free,
+        });
+    }
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]

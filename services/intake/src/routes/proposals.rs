@@ -44,6 +44,31 @@ fn require_open(call: &CallRow) -> Result<(), IntakeError> {
     }
 }
 
+/// A team the gate eliminated may not apply to the call that replaces it: the places are
+/// freed for others, and the gate's verdict would otherwise be undone by the back door.
+fn not_eliminated_at_gate(
+    c: &mut PgConnection,
+    call: &CallRow,
+    consortium: ConsortiumId,
+) -> Result<(), IntakeError> {
+    let Some(r) = call.replacement() else {
+        return Ok(());
+    };
+    let decisions: Vec<serde_json::Value> = crate::schema::decided_gates::table
+        .filter(crate::schema::decided_gates::gate.eq(&r.gate))
+        .select(crate::schema::decided_gates::eliminated)
+        .load(c)?;
+    let eliminated = decisions.into_iter().any(|v| {
+        serde_json::from_value::<Vec<ConsortiumId>>(v)
+            .unwrap_or_default()
+            .contains(&consortium)
+    });
+    if eliminated {
+        return Err(IntakeError::EliminatedAtGate(consortium, r.gate));
+    }
+    Ok(())
+}
+
 /// Whether `claims` may see a proposal of `consortium` in `status`: a consortium sees only
 /// its own, and staff and integrations do not see a consortium's drafts. Every read of a
 /// proposal or of anything in it (versions, documents) asks this one rule; what it refuses is
@@ -127,6 +152,7 @@ pub async fn create_draft(
             c.transaction(|c| {
                 let call = find_call(c, req.call_id)?;
                 require_open(&call)?;
+                not_eliminated_at_gate(c, &call, consortium)?;
                 let id = ProposalId::new();
                 let resources = serde_json::to_value(&req.resources).unwrap_or_default();
                 let portfolio = req
@@ -412,6 +438,7 @@ pub async fn submit(
                     };
                 }
                 let (row, call) = own_draft(c, id, consortium)?;
+                not_eliminated_at_gate(c, &call, consortium)?;
                 let members = find_consortium(c, consortium)?
                     .ok_or(IntakeError::ConsortiumNotRegistered(consortium))?;
                 let docs = documents(c, row.id)?;

@@ -468,3 +468,22 @@ mod tests {
         assert!(open.is_empty());
     }
 }
+
+/// Approvals a replacement call's committee of `members` must give before its selection is
+/// published: a strict majority of the whole committee (abstentions count against).
+pub fn majority(members: usize) -> usize {
+    members / 2 + 1
+}
+
+#[cfg(test)]
+mod majority_tests {
+    use super::majority;
+
+    #[test]
+    fn a_majority_is_more_than_half_of_the_whole_committee() {
+        assert_eq!(majority(3), 2);
+        assert_eq!(majority(4), 3);
+        assert_eq!(majority(5), 3);
+        assert_eq!(majority(6), 4);
+    }
+}

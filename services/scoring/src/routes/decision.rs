@@ -301,9 +301,12 @@ pub async fn publish(
     let decision = state
         .db(move |c, outbox| {
             outbox.transaction(c, |c, tx| {
-                let (_, cfg) = undecided_call(c, call_id)?;
+                let (call, cfg) = undecided_call(c, call_id)?;
                 let proposed = current(c, call_id)?
                     .ok_or_else(|| ScoringError::Conflict("propose a selection first".into()))?;
+                // A replacement call's selection is the committee's: a majority of it must
+                // have approved this very version.
+                super::committee::require_majority(c, &call, proposed.version)?;
                 // The proposal must rest on every input that can still change the decision
                 // (settings, the last stage's sheets and tie decisions, a finalist's
                 // withdrawal): one recorded after it (in the database's order: the call's
@@ -421,6 +424,7 @@ pub async fn publish(
                     departure: published.departure.clone(),
                     override_reason: published.override_reason.clone(),
                     published_at: now,
+                    replaces: call.replacement(),
                 };
                 tx.publish(c, actor.clone(), &event)?;
                 Ok(published)

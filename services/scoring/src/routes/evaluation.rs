@@ -55,7 +55,21 @@ pub async fn configure(
     state
         .db(move |c, _| {
             c.transaction(|c| {
-                find_call(c, call_id, true)?;
+                let call = find_call(c, call_id, true)?;
+                // A replacement call fills the places its gate freed, not the programme's
+                // number of teams.
+                if let Some(r) = call.replacement() {
+                    if i64::from(cfg.teams) != i64::from(r.places) {
+                        return Err(CommonError::validation(
+                            "teams",
+                            format!(
+                                "a replacement call for `{}` selects its {} place(s): teams must be {}",
+                                r.gate, r.places, r.places
+                            ),
+                        )
+                        .into());
+                    }
+                }
                 let started: i64 = assignments::table
                     .filter(assignments::call_id.eq(call_id))
                     .count()

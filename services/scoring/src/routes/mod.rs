@@ -1,6 +1,7 @@
 //! Scoring's HTTP API (called by the gateway, with the caller's token).
 
 mod cases;
+mod committee;
 pub mod decision;
 mod evaluation;
 mod feedback;
@@ -69,6 +70,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/calls/{id}/selection/publish",
             web::post().to(decision::publish),
+        )
+        .route(
+            "/calls/{id}/selection/votes",
+            web::post().to(committee::vote),
+        )
+        .route(
+            "/calls/{id}/selection/votes",
+            web::get().to(committee::votes),
         )
         .route(
             "/calls/{id}/selection/history",

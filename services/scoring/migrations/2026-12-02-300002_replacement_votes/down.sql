@@ -1,0 +1,2 @@
+DROP TABLE committee_votes;
+ALTER TABLE calls DROP COLUMN replaces;
