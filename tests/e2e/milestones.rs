@@ -1064,6 +1064,23 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["result"]["outcome"], "eliminated");
     assert_eq!(r["next_targets"][0]["benchmark"], "global-common");
+    // The team's text tells it nothing about the others (staff's says "4 of 4 eligible
+    // teams", so that one team was ruled ineligible); no tie-break detail either.
+    assert_eq!(
+        r["result"]["reason"],
+        "rank: below the cut; the gate eliminates its 1 lowest-ranked eligible team(s)"
+    );
+    assert!(r["result"]["tie_break"].is_null(), "{r}");
+    let (s, staff) = m
+        .get(&format!("/gates/gate-1/results/{}", t[4].0), &m.officer)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{staff}");
+    assert!(
+        staff["result"]["reason"]
+            .as_str()
+            .is_some_and(|x| x.starts_with("rank: 4 of 4 eligible teams")),
+        "{staff}"
+    );
     let (s, _) = m
         .get(&format!("/gates/gate-1/results/{}", t[0].0), &own)
         .await;

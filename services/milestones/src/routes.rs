@@ -428,8 +428,9 @@ async fn team_result(
     let (key, team) = path.into_inner();
     caller.require_consortium(ConsortiumId(team), "read the gate result")?;
     let k = key.clone();
+    let team_view = !STAFF.contains(&caller.role());
     let r = state
-        .db(move |c, _| store::team_result(c, &k, team))
+        .db(move |c, _| store::team_result(c, &k, team, team_view))
         .await?;
     match r {
         Some(r) => Ok(HttpResponse::Ok().json(r)),

@@ -1698,19 +1698,34 @@ pub struct TeamGateResult {
     pub next_targets: Vec<dto::NextTarget>,
 }
 
+///
+/// `team_view`: as the team itself may read it ([`gate::for_the_team`]: nothing about the
+/// other teams); staff read the full text.
 pub fn team_result(
     c: &mut PgConnection,
     key: &str,
     team: Uuid,
+    team_view: bool,
 ) -> Result<Option<TeamGateResult>, E> {
     let Some(d) = decision(c, key)? else {
         return Ok(None);
     };
     let p = proposal(c, d.proposal_id)?;
+    let planned: i32 = ms_gates::table
+        .find(p.gate_id)
+        .select(ms_gates::planned_eliminations)
+        .first(c)?;
     Ok(p.outcome
         .teams
         .into_iter()
         .find(|t| t.consortium_id.0 == team)
+        .map(|r| {
+            if team_view {
+                gate::for_the_team(r, planned)
+            } else {
+                r
+            }
+        })
         .map(|result| TeamGateResult {
             gate: d.gate,
             decided_at: d.decided_at,
