@@ -112,10 +112,10 @@ impl Phase<'_> {
     async fn plan(&self, c: ConsortiumId) -> Vec<Value> {
         self.ok(
             &self.officer,
-            &format!("query($c: UUID) {{ deliverables(consortiumId: $c, phase: 1) {{ {DELIVERABLE_FIELDS} }} }}"),
+            &format!("query($c: UUID) {{ deliverables(consortiumId: $c, phase: 1) {{ items {{ {DELIVERABLE_FIELDS} }} }} }}"),
             json!({ "c": c }),
         )
-        .await["deliverables"]
+        .await["deliverables"]["items"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -201,7 +201,14 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
         {"title": "Team-chosen benchmark", "acceptanceCriteria": "a reproducible result",
          "dueDate": format!("{next_year}-05-31")},
     ]);
-    let mut bad = items.clone();
+    let with_ids = || {
+        let mut v = items.clone();
+        for item in v.as_array_mut().expect("items") {
+            item["id"] = json!(uuid::Uuid::now_v7());
+        }
+        v
+    };
+    let mut bad = with_ids();
     bad[1]["title"] = json!("  ");
     let e = ph
         .refused(
@@ -215,36 +222,89 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
         e.errors.to_string().contains("deliverables[1].title"),
         "the bad item is named: {e}"
     );
+    // Each deliverable carries the client's id: a retry of the same call (after a gateway
+    // timeout, say) returns the same deliverables and writes nothing; the same id with
+    // other fields is refused, and writes nothing either.
     for c in &t {
+        let mine = with_ids();
         let d = ph
-            .ok(&ph.officer, CREATE_PLAN, json!({ "c": c, "items": items }))
+            .ok(&ph.officer, CREATE_PLAN, json!({ "c": c, "items": mine }))
             .await;
         assert_eq!(d["createPlan"].as_array().map(Vec::len), Some(2), "{d}");
+        assert_eq!(d["createPlan"][0]["id"], mine[0]["id"], "{d}");
+        if *c == t[0] {
+            let before = row_counts(ph.milestones(), &MILESTONES_TABLES);
+            let again = ph
+                .ok(&ph.officer, CREATE_PLAN, json!({ "c": c, "items": mine }))
+                .await;
+            assert_eq!(again, d, "a retry answers the same deliverables");
+            let mut changed = mine.clone();
+            changed[1]["dueDate"] = json!(format!("{next_year}-06-30"));
+            ph.refused(
+                &ph.officer,
+                CREATE_PLAN,
+                json!({ "c": c, "items": changed }),
+                "DELIVERABLE_ID_CONFLICT",
+            )
+            .await;
+            // The same ids for another team: not its deliverables.
+            ph.refused(
+                &ph.officer,
+                CREATE_PLAN,
+                json!({ "c": t[1], "items": mine }),
+                "DELIVERABLE_ID_CONFLICT",
+            )
+            .await;
+            assert_eq!(row_counts(ph.milestones(), &MILESTONES_TABLES), before);
+        }
     }
     // The lowest team also owed a data card last January: flagged overdue by the sweeper.
-    let late = ph
-        .ok(
-            &ph.officer,
-            "mutation($c: UUID!, $d: PlanDeliverableInput!) { addDeliverable(consortiumId: $c, phase: 1, deliverable: $d) { id overdue } }",
-            json!({ "c": t[4], "d": {"title": "Data card", "acceptanceCriteria": "sources and licences", "dueDate": "2026-01-31"} }),
-        )
-        .await;
+    const ADD: &str = "mutation($c: UUID!, $d: PlanDeliverableInput!) { addDeliverable(consortiumId: $c, phase: 1, deliverable: $d) { id overdue } }";
+    let card = json!({ "c": t[4], "d": {"id": uuid::Uuid::now_v7(), "title": "Data card",
+        "acceptanceCriteria": "sources and licences", "dueDate": "2026-01-31"} });
+    let late = ph.ok(&ph.officer, ADD, card.clone()).await;
     let late_id = id(&late["addDeliverable"]);
+    let again = ph.ok(&ph.officer, ADD, card).await;
+    assert_eq!(
+        id(&again["addDeliverable"]),
+        late_id,
+        "a retry adds nothing"
+    );
     let overdue = eventually(Duration::from_secs(30), || async {
         let d = ph
             .ok(
                 &ph.team(t[4]),
-                "{ deliverables(overdueOnly: true) { id overdue } }",
+                "{ deliverables(overdueOnly: true) { items { id overdue } } }",
                 json!({}),
             )
             .await;
-        let v = d["deliverables"].as_array()?.clone();
+        let v = d["deliverables"]["items"].as_array()?.clone();
         (!v.is_empty()).then_some(v)
     })
     .await
     .expect("the late deliverable was flagged");
     assert_eq!(overdue.len(), 1, "{overdue:?}");
     assert_eq!(overdue[0]["id"], late_id.as_str());
+    // Its three deliverables in pages of two: the cursor leads to the last one, then ends.
+    const PAGE: &str =
+        "query($a: ID) { deliverables(first: 2, after: $a) { items { id } nextCursor } }";
+    let p1 = ph.ok(&ph.team(t[4]), PAGE, json!({ "a": null })).await;
+    let p1 = &p1["deliverables"];
+    assert_eq!(p1["items"].as_array().map(Vec::len), Some(2), "{p1}");
+    assert!(p1["nextCursor"].is_string(), "{p1}");
+    let p2 = ph
+        .ok(&ph.team(t[4]), PAGE, json!({ "a": p1["nextCursor"] }))
+        .await;
+    let p2 = &p2["deliverables"];
+    assert_eq!(p2["items"].as_array().map(Vec::len), Some(1), "{p2}");
+    assert!(p2["nextCursor"].is_null(), "{p2}");
+    ph.refused(
+        &ph.team(t[4]),
+        "{ deliverables(first: 0) { items { id } } }",
+        json!({}),
+        "VALIDATION_FAILED",
+    )
+    .await;
 
     // ---- Evidence: each team its own; a report and a benchmark result.
     let plans: Vec<Vec<Value>> = {
@@ -287,12 +347,13 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
         assert_eq!(e["submitEvidence"]["version"], 1);
         bench_evidence.push(id(&e["submitEvidence"]));
     }
-    // Evidence for another team's plan: NOT_YOUR_PLAN, nothing written.
+    // Evidence for another team's plan: DELIVERABLE_NOT_FOUND (as for an id that does not
+    // exist: nothing revealed), nothing written.
     ph.refused(
         &ph.team(t[1]),
         EVIDENCE,
         json!({ "d": by_title(2, "Pre-training report"), "i": {"kind": "link", "url": "https://example.org/x"} }),
-        "NOT_YOUR_PLAN",
+        "DELIVERABLE_NOT_FOUND",
     )
     .await;
     // A consortium reads its own plan only: another team's is refused outright, a known
@@ -300,7 +361,7 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
     let e = ph
         .err(
             &ph.team(t[1]),
-            "query($c: UUID) { deliverables(consortiumId: $c) { id } }",
+            "query($c: UUID) { deliverables(consortiumId: $c) { items { id } } }",
             json!({ "c": t[2] }),
         )
         .await;
@@ -316,11 +377,11 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
     let own = ph
         .ok(
             &ph.team(t[1]),
-            "{ deliverables { consortiumId evidence { id } verdicts { verdict } } }",
+            "{ deliverables { items { consortiumId evidence { id } verdicts { verdict } } } }",
             json!({}),
         )
         .await;
-    let own = own["deliverables"].as_array().expect("list");
+    let own = own["deliverables"]["items"].as_array().expect("list");
     assert_eq!(own.len(), 2);
     assert!(own.iter().all(|d| d["consortiumId"] == t[1].to_string()));
 
@@ -342,7 +403,10 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
             "comments": "add the data card", "newDueDate": format!("{next_year}-04-30"), "evidenceVersion": 1} }))
         .await;
     assert_eq!(d["recordVerdict"]["status"], "revision");
-    assert_eq!(d["recordVerdict"]["currentDueDate"], format!("{next_year}-04-30"));
+    assert_eq!(
+        d["recordVerdict"]["currentDueDate"],
+        format!("{next_year}-04-30")
+    );
     let d = ph
         .ok(&ph.officer, VERDICT, json!({ "d": report(2), "i": {"verdict": "rejected", "reason": "not the run the plan names"} }))
         .await;
@@ -416,6 +480,26 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
         g["createGate"]["components"].as_array().map(Vec::len),
         Some(5)
     );
+    // A team reads the gate's definition but not who sits on its committee or defined it;
+    // staff do.
+    const GATES: &str = "query($g: String!) { gates { key committee createdBy } gate(key: $g) { key committee createdBy plannedEliminations } }";
+    let own = ph.ok(&ph.team(t[1]), GATES, json!({ "g": GATE })).await;
+    assert_eq!(own["gate"]["plannedEliminations"], 1, "{own}");
+    assert!(
+        own["gate"]["committee"].is_null() && own["gate"]["createdBy"].is_null(),
+        "{own}"
+    );
+    let listed = own["gates"].as_array().expect("gates");
+    assert!(!listed.is_empty(), "{own}");
+    assert!(
+        listed
+            .iter()
+            .all(|g| g["committee"].is_null() && g["createdBy"].is_null()),
+        "{own}"
+    );
+    let staff = ph.ok(&ph.officer, GATES, json!({ "g": GATE })).await;
+    assert_eq!(staff["gate"]["committee"], json!(COMMITTEE), "{staff}");
+    assert!(staff["gate"]["createdBy"].is_string(), "{staff}");
 
     // Inputs: national and global entered, the panel's consensus, the users' import, and
     // the team-chosen benchmark from each team's approved evidence.
@@ -612,15 +696,41 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
         v["voteOnGateProposal"]["votes"].as_array().map(Vec::len),
         Some(3)
     );
-    // Proposals and votes are staff's.
-    let e = ph
-        .err(
-            &ph.team(t[1]),
+    // Proposals, votes, inputs and eligibility verdicts are staff's; a team sees only
+    // itself among the teams.
+    for (q, v) in [
+        (
             "query($g: String!) { gateProposals(gate: $g) { id } }",
             json!({ "g": GATE }),
+        ),
+        (
+            "query($p: UUID!) { gateProposal(id: $p) { id } }",
+            json!({ "p": p2_id }),
+        ),
+        (
+            "query($g: String!) { gateInputs(gate: $g) { consortiumId } }",
+            json!({ "g": GATE }),
+        ),
+        (
+            "query($g: String!) { gateEligibility(gate: $g) { consortiumId } }",
+            json!({ "g": GATE }),
+        ),
+    ] {
+        let e = ph.err(&ph.team(t[1]), q, v).await;
+        assert_eq!(e.code.as_deref(), Some("FORBIDDEN"), "{q}: {e}");
+    }
+    let mine = ph
+        .ok(
+            &ph.team(t[1]),
+            "{ milestoneTeams { consortiumId } }",
+            json!({}),
         )
         .await;
-    assert_eq!(e.code.as_deref(), Some("FORBIDDEN"), "{e}");
+    assert_eq!(
+        mine["milestoneTeams"],
+        json!([{ "consortiumId": t[1].to_string() }]),
+        "{mine}"
+    );
 
     // ---- Publish: 2 of 3 is a majority. The KST days around it bound the elimination's
     // date, which decides the month the eliminated team's hires end with.
@@ -640,6 +750,15 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
     expected.sort();
     assert_eq!(passed, expected, "5 -> 3");
     assert_eq!(d["eliminated"].as_array().map(Vec::len), Some(2));
+    // GPU counts are Int64: strings on the wire.
+    for e in d["eliminated"].as_array().expect("eliminated") {
+        let c: ConsortiumId = serde_json::from_value(e["consortiumId"].clone()).expect("id");
+        assert_eq!(
+            e["reallocation"][0]["count"],
+            json!(ask(c).to_string()),
+            "{e}"
+        );
+    }
     // A client's retry returns the decision and publishes nothing.
     let before = row_counts(ph.milestones(), &MILESTONES_TABLES);
     let again = ph.ok(&ph.officer, PUBLISH, publish).await["publishGate"].clone();
@@ -650,13 +769,26 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
     let r = ph
         .ok(&ph.team(t[0]), RESULT, json!({ "g": GATE, "c": t[0] }))
         .await;
+    assert_eq!(r["gateResult"]["result"]["consortiumId"], t[0].to_string());
     assert_eq!(r["gateResult"]["result"]["outcome"], "eliminated");
     assert!(r["gateResult"]["result"]["reason"]
         .as_str()
         .is_some_and(|x| x.starts_with("ineligible: ")));
+    // The lowest-ranked team's reason, as it reads it, counts no one else (staff's says
+    // "rank: 4 of 4 eligible teams": one was ruled ineligible).
+    let r = ph
+        .ok(&ph.team(t[4]), RESULT, json!({ "g": GATE, "c": t[4] }))
+        .await;
+    assert_eq!(r["gateResult"]["result"]["consortiumId"], t[4].to_string());
+    assert_eq!(r["gateResult"]["result"]["rank"], 4);
+    assert_eq!(
+        r["gateResult"]["result"]["reason"],
+        "rank: below the cut; the gate eliminates its 1 lowest-ranked eligible team(s)"
+    );
     let r = ph
         .ok(&ph.team(t[1]), RESULT, json!({ "g": GATE, "c": t[1] }))
         .await;
+    assert_eq!(r["gateResult"]["result"]["consortiumId"], t[1].to_string());
     assert_eq!(r["gateResult"]["result"]["outcome"], "continues");
     assert_eq!(
         r["gateResult"]["nextTargets"][0]["benchmark"],
@@ -740,7 +872,9 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
             json!({}),
         )
         .await;
-    for pool in pools["gpuPools"].as_array().expect("pools") {
+    let pools = pools["gpuPools"].as_array().expect("pools");
+    assert!(!pools.is_empty(), "the selection's pools are listed");
+    for pool in pools {
         assert!(int(&pool["available"]) >= 0, "{pool}");
         assert!(
             int(&pool["granted"]) + int(&pool["reserved"]) <= int(&pool["held"]),

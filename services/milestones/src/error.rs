@@ -15,8 +15,6 @@ pub enum MilestonesError {
     TeamNotSelected(Uuid),
     #[error("deliverable {0} does not exist")]
     DeliverableNotFound(Uuid),
-    #[error("deliverable {0} belongs to another team's plan: a consortium submits evidence for its own team only")]
-    NotYourPlan(Uuid),
     #[error("deliverable {0} is closed ({1}): nothing more can be submitted or decided on it")]
     DeliverableClosed(Uuid, String),
     #[error("reason: a verdict needs a reason (why it is approved, sent back or rejected)")]
@@ -61,6 +59,8 @@ pub enum MilestonesError {
     EvidenceNotLatest(Uuid, i32, i32),
     #[error("gate {0} has no published result for team {1}")]
     ResultNotPublished(String, Uuid),
+    #[error("id: deliverable {0} exists with other fields (team, phase, title, description, acceptance criteria or due date): a retry sends the same fields, a new deliverable a new id")]
+    DeliverableIdConflict(Uuid),
 }
 
 impl MilestonesError {
@@ -70,7 +70,6 @@ impl MilestonesError {
             E::Common(e) => e.code(),
             E::TeamNotSelected(_) => "TEAM_NOT_SELECTED",
             E::DeliverableNotFound(_) => "DELIVERABLE_NOT_FOUND",
-            E::NotYourPlan(_) => "NOT_YOUR_PLAN",
             E::DeliverableClosed(..) => "DELIVERABLE_CLOSED",
             E::VerdictReasonRequired => "VERDICT_REASON_REQUIRED",
             E::EvidenceRequired(_) => "EVIDENCE_REQUIRED",
@@ -89,6 +88,7 @@ impl MilestonesError {
             E::AlreadyVoted(..) => "ALREADY_VOTED",
             E::NoMajority(..) => "NO_MAJORITY",
             E::ResultNotPublished(..) => "RESULT_NOT_PUBLISHED",
+            E::DeliverableIdConflict(_) => "DELIVERABLE_ID_CONFLICT",
             E::ProposalStale(_) => "PROPOSAL_STALE",
             E::CommitteeTooSmall(..) => "COMMITTEE_TOO_SMALL",
             E::EvidenceNotLatest(..) => "EVIDENCE_NOT_LATEST",
@@ -129,7 +129,7 @@ impl ResponseError for MilestonesError {
             | E::GateNotFound(_)
             | E::ProposalNotFound(_)
             | E::ResultNotPublished(..) => StatusCode::NOT_FOUND,
-            E::NotYourPlan(_) | E::NotOnCommittee(..) => StatusCode::FORBIDDEN,
+            E::NotOnCommittee(..) => StatusCode::FORBIDDEN,
             E::VerdictReasonRequired
             | E::GroundsRequired
             | E::GateWeights(_)

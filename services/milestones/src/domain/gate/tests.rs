@@ -404,7 +404,11 @@ fn the_teams_own_view_says_nothing_about_the_other_teams() {
         team(1, ["6", "4", "2", "60", "70"], &[]),
         team(2, ["6", "0", "0", "80", "80"], &[]),
         team(3, ["1", "6", "3", "60", "70"], &[]),
-        team(4, ["9", "9", "9", "90", "90"], &["no-data-card: nothing filed"]),
+        team(
+            4,
+            ["9", "9", "9", "90", "90"],
+            &["no-data-card: nothing filed"],
+        ),
     ];
     let out = propose(&first(), &teams, 2).unwrap();
     let by = |n: u128| {
@@ -414,7 +418,11 @@ fn the_teams_own_view_says_nothing_about_the_other_teams() {
             .unwrap()
     };
     // Staff's text: "rank: 2 of 3 eligible teams ..." and a tie-break for A and C.
-    assert!(by(3).reason.as_deref().unwrap().contains("of 3 eligible teams"));
+    assert!(by(3)
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("of 3 eligible teams"));
     assert!(by(3).tie_break.is_some());
     let c = for_the_team(by(3), 2);
     assert_eq!(
@@ -422,7 +430,10 @@ fn the_teams_own_view_says_nothing_about_the_other_teams() {
         Some("rank: below the cut; the gate eliminates its 2 lowest-ranked eligible team(s)")
     );
     assert_eq!(c.tie_break, None);
-    assert_eq!((c.rank, c.score.as_str()), (by(3).rank, by(3).score.as_str()));
+    assert_eq!(
+        (c.rank, c.score.as_str()),
+        (by(3).rank, by(3).score.as_str())
+    );
     let a = for_the_team(by(1), 2);
     assert_eq!((a.reason, a.tie_break), (None, None));
     let d = for_the_team(by(4), 2);
