@@ -1513,9 +1513,13 @@ pub async fn gate(
             json!({ "g": GATE }),
         )
         .await?;
-    if existing.is_ok() {
-        println!("{GATE} is already defined on this platform (an earlier seed): gate keys are programme-wide and decisions are never overwritten, so this step stops here. For another gate 1, stop `make run`, drop its databases (kaip_intake, kaip_scoring, kaip_gpu_ledger, kaip_data_budget, kaip_talent, kaip_milestones) and start it again");
-        return Ok(None);
+    match &existing {
+        Err(e) if e.code.as_deref() == Some("GATE_NOT_FOUND") => {}
+        Err(e) => bail!("could not tell whether {GATE} exists: {e}"),
+        Ok(_) => {
+            println!("{GATE} is already defined on this platform (an earlier seed): gate keys are programme-wide and decisions are never overwritten, so this step stops here. For another gate 1, stop `make run`, drop its databases (kaip_intake, kaip_scoring, kaip_gpu_ledger, kaip_data_budget, kaip_talent, kaip_milestones) and start it again");
+            return Ok(None);
+        }
     }
     let call = sel.call.as_str();
     let want = sel.teams.len();
@@ -1536,6 +1540,23 @@ pub async fn gate(
         },
     )
     .await?;
+    // A gate assesses every team milestones knows, but this step records inputs and
+    // eligibility for this call's teams only: with teams of another call (an earlier seed
+    // that stopped before its gate), the proposal would fail ELIGIBILITY_MISSING after the
+    // gate was defined. Stop before writing anything instead.
+    let known = gw
+        .gql(&officer, "{ milestoneTeams { callId } }", json!({}))
+        .await?;
+    let others = known["milestoneTeams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["callId"] != call)
+        .count();
+    if others > 0 {
+        println!("milestones knows {others} team(s) selected in other calls besides call {call}'s {want}: {GATE} would assess them too, and this step records inputs for call {call}'s teams only, so it stops here without writing anything. For a seeded gate 1, start from empty databases (see above)");
+        return Ok(None);
+    }
 
     // Plans, evidence and verdicts.
     let year = kst_year(Utc::now());
@@ -1548,6 +1569,11 @@ pub async fn gate(
     ]);
     let mut bench_evidence = Vec::new();
     for (i, team) in sel.teams.iter().enumerate() {
+        // Each deliverable gets its id here, so the call is safe to retry.
+        let mut items = items.clone();
+        for item in items.as_array_mut().into_iter().flatten() {
+            item["id"] = json!(uuid::Uuid::now_v7());
+        }
         let plan = gw
             .gql(&officer, "mutation($c: UUID!, $items: [PlanDeliverableInput!]!) { createPlan(consortiumId: $c, phase: 1, deliverables: $items) { id title dueDate } }",
                 json!({ "c": team.consortium, "items": items }))

@@ -209,15 +209,44 @@ async fn a_team_submits_versioned_evidence_for_its_plan_and_officers_verdicts_ar
     )
     .await;
 
-    // Another team's consortium may not submit evidence for this plan, nor see it.
+    // Another team's consortium may not submit evidence for this plan, nor see it: the
+    // refusal is the one a deliverable that does not exist gets, so it tells nothing.
     let doc = json!({"kind": "document", "note": "report",
                      "document": {"name": "report.pdf", "sha256": "ab".repeat(32), "size_bytes": 1024}});
+    let (s1, theirs) = m
+        .call(
+            reqwest::Method::POST,
+            &format!("/deliverables/{d}/evidence"),
+            &b,
+            Some(doc.clone()),
+        )
+        .await;
+    let missing = Uuid::now_v7();
+    let (s2, none) = m
+        .call(
+            reqwest::Method::POST,
+            &format!("/deliverables/{missing}/evidence"),
+            &b,
+            Some(doc.clone()),
+        )
+        .await;
+    assert_eq!((s1, s2), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    assert_eq!(theirs["code"], "DELIVERABLE_NOT_FOUND", "{theirs}");
+    assert_eq!(
+        theirs["message"]
+            .as_str()
+            .map(|x| x.replace(&d.to_string(), "ID")),
+        none["message"]
+            .as_str()
+            .map(|x| x.replace(&missing.to_string(), "ID")),
+        "{theirs} vs {none}"
+    );
     m.refused(
         &format!("/deliverables/{d}/evidence"),
         &b,
         doc.clone(),
-        StatusCode::FORBIDDEN,
-        "NOT_YOUR_PLAN",
+        StatusCode::NOT_FOUND,
+        "DELIVERABLE_NOT_FOUND",
     )
     .await;
     let (s, _) = m.get(&format!("/deliverables/{d}"), &b).await;
@@ -562,6 +591,36 @@ async fn overdue_deliverables_are_flagged_once_per_due_date_with_two_replicas_sw
     assert!(events
         .iter()
         .all(|e| e["data"]["consortium_id"] == json!(t[0])));
+
+    // `overdue_only` is decided in SQL on the current due date: `delivered`, sent back with
+    // a due date to come, is no longer listed; the list pages by id with `limit`/`after`.
+    let (s, r) = m
+        .post(
+            &format!("/deliverables/{delivered}/verdicts"),
+            &m.officer,
+            json!({"verdict": "revision", "reason": "late", "comments": "finish it", "new_due_date": "2099-06-30"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let ids =
+        |v: &Value| -> Vec<Uuid> { v.as_array().expect("a list").iter().map(id_of).collect() };
+    let (s, o) = m.get("/deliverables?overdue_only=true", &a).await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(ids(&o), [late]);
+    let mut all = [late, delivered, future];
+    all.sort();
+    let (_, p1) = m.get("/deliverables?limit=2", &a).await;
+    assert_eq!(ids(&p1), all[..2]);
+    let (_, p2) = m
+        .get(&format!("/deliverables?limit=2&after={}", all[1]), &a)
+        .await;
+    assert_eq!(ids(&p2), all[2..]);
+    let (s, e) = m.get("/deliverables?limit=0", &a).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+        "{e}"
+    );
     second.shutdown().await;
 }
 
@@ -1103,6 +1162,41 @@ async fn a_gate_scores_exactly_eliminates_the_ineligible_and_the_lowest_and_need
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["result"]["outcome"], "eliminated");
     assert_eq!(r["next_targets"][0]["benchmark"], "global-common");
+    // The team's text tells it nothing about the others (staff's says "4 of 4 eligible
+    // teams", so that one team was ruled ineligible); no tie-break detail either.
+    assert_eq!(
+        r["result"]["reason"],
+        "rank: below the cut; the gate eliminates its 1 lowest-ranked eligible team(s)"
+    );
+    assert!(r["result"]["tie_break"].is_null(), "{r}");
+    // The committee and the gate's author are staff's.
+    let (s, g) = m.get("/gates/gate-1", &own).await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(
+        (g["committee"].clone(), g["created_by"].clone()),
+        (json!([]), json!("")),
+        "{g}"
+    );
+    let (s, gs) = m.get("/gates", &own).await;
+    assert_eq!(s, StatusCode::OK, "{gs}");
+    assert!(
+        gs.as_array().is_some_and(|v| !v.is_empty()
+            && v.iter()
+                .all(|g| g["committee"] == json!([]) && g["created_by"] == "")),
+        "{gs}"
+    );
+    let (_, g) = m.get("/gates/gate-1", &m.officer).await;
+    assert_eq!(g["committee"].as_array().map(Vec::len), Some(3), "{g}");
+    let (s, staff) = m
+        .get(&format!("/gates/gate-1/results/{}", t[4].0), &m.officer)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{staff}");
+    assert!(
+        staff["result"]["reason"]
+            .as_str()
+            .is_some_and(|x| x.starts_with("rank: 4 of 4 eligible teams")),
+        "{staff}"
+    );
     let (s, _) = m
         .get(&format!("/gates/gate-1/results/{}", t[0].0), &own)
         .await;

@@ -15,9 +15,9 @@
 //! service keeps them as integers); GPU counts in a reallocation plan are `Int64`.
 
 use super::gpu::{own_team_only, Int64};
-use super::{caller_with, upstream};
+use super::{caller_with, upstream, Authed};
 use crate::clients::Services;
-use async_graphql::{Context, ErrorExtensions, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ErrorExtensions, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
 use kaip_contracts::dto::milestones as dto;
 use kaip_contracts::events::Reallocation;
@@ -252,6 +252,14 @@ impl From<dto::GateComponent> for GateComponent {
     }
 }
 
+/// A page of deliverables, by id.
+#[derive(SimpleObject)]
+pub struct DeliverablePage {
+    pub items: Vec<Deliverable>,
+    /// The `after` of the next page; null on the last one.
+    pub next_cursor: Option<ID>,
+}
+
 #[derive(SimpleObject)]
 pub struct Gate {
     pub id: Uuid,
@@ -261,12 +269,25 @@ pub struct Gate {
     pub gate_date: NaiveDate,
     pub planned_eliminations: i32,
     pub eligibility_rules: Vec<String>,
-    /// The committee: officers' token subjects.
-    pub committee: Vec<String>,
+    /// The committee: officers' token subjects (staff only: null for a consortium user).
+    pub committee: Option<Vec<String>>,
     pub components: Vec<GateComponent>,
     pub reason: String,
-    pub created_by: String,
+    /// Who defined the gate (staff only: null for a consortium user).
+    pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+impl Gate {
+    /// The gate as `a` may read it: committee and author are staff's.
+    fn for_caller(g: dto::Gate, a: &Authed) -> Self {
+        let mut g = Gate::from(g);
+        if !a.claims.has_any_role(STAFF) {
+            g.committee = None;
+            g.created_by = None;
+        }
+        g
+    }
 }
 
 impl From<dto::Gate> for Gate {
@@ -278,10 +299,10 @@ impl From<dto::Gate> for Gate {
             gate_date: g.gate_date,
             planned_eliminations: g.planned_eliminations,
             eligibility_rules: g.eligibility_rules,
-            committee: g.committee,
+            committee: Some(g.committee),
             components: g.components.into_iter().map(Into::into).collect(),
             reason: g.reason,
-            created_by: g.created_by,
+            created_by: Some(g.created_by),
             created_at: g.created_at,
         }
     }
@@ -580,6 +601,10 @@ struct TeamGateResult {
 
 #[derive(InputObject)]
 pub struct PlanDeliverableInput {
+    /// The client's id for the deliverable (a fresh UUID): a retry with the same id and
+    /// fields returns the existing deliverable and creates nothing; the same id with other
+    /// fields is `DELIVERABLE_ID_CONFLICT`.
+    pub id: Uuid,
     pub title: String,
     #[graphql(default)]
     pub description: String,
@@ -711,33 +736,53 @@ impl MilestonesQuery {
     }
 
     /// Plans: deliverables with their evidence, verdicts and overdue flag, filtered by team
-    /// and phase (`overdueOnly` keeps the flagged ones). A team sees its own plan only.
+    /// and phase (`overdueOnly` keeps the flagged ones, decided by the service before
+    /// paging). A team sees its own plan only. Pages by id: `first` (1 to 500, 100 by
+    /// default) and `after` (the previous page's `nextCursor`, null on the last page).
     async fn deliverables(
         &self,
         ctx: &Context<'_>,
         consortium_id: Option<Uuid>,
         phase: Option<i32>,
         #[graphql(default)] overdue_only: bool,
-    ) -> async_graphql::Result<Vec<Deliverable>> {
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<DeliverablePage> {
         let a = caller_with(ctx, STAFF_OR_TEAM, "read plans")?;
         let team = own_team_only(ctx, consortium_id, "read the plan")?;
-        let mut q = Vec::new();
+        let first = first.unwrap_or(100);
+        if !(1..=500).contains(&first) {
+            return Err(async_graphql::Error::new("first: from 1 to 500")
+                .extend_with(|_, e| e.set("code", "VALIDATION_FAILED")));
+        }
+        let mut q = vec![format!("limit={}", first + 1)];
         if let Some(t) = team {
             q.push(format!("consortium_id={t}"));
         }
         if let Some(p) = phase {
             q.push(format!("phase={p}"));
         }
-        let path = if q.is_empty() {
-            "/deliverables".to_owned()
-        } else {
-            format!("/deliverables?{}", q.join("&"))
-        };
-        let v: Vec<dto::Deliverable> = ctx.data::<Services>()?.ms_get(&a.token, &path).await?;
-        Ok(v.into_iter()
-            .filter(|d| !overdue_only || d.overdue)
-            .map(Into::into)
-            .collect())
+        if overdue_only {
+            q.push("overdue_only=true".to_owned());
+        }
+        if let Some(c) = after {
+            let c: Uuid = c.parse().map_err(|_| {
+                async_graphql::Error::new("after: a cursor from nextCursor")
+                    .extend_with(|_, e| e.set("code", "VALIDATION_FAILED"))
+            })?;
+            q.push(format!("after={c}"));
+        }
+        let path = format!("/deliverables?{}", q.join("&"));
+        let mut v: Vec<dto::Deliverable> = ctx.data::<Services>()?.ms_get(&a.token, &path).await?;
+        let more = v.len() > first as usize;
+        v.truncate(first as usize);
+        let next_cursor = more
+            .then(|| v.last().map(|d| ID(d.id.to_string())))
+            .flatten();
+        Ok(DeliverablePage {
+            items: v.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })
     }
 
     /// One deliverable (another team's reads as `DELIVERABLE_NOT_FOUND`).
@@ -768,7 +813,7 @@ impl MilestonesQuery {
     async fn gates(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Gate>> {
         let a = caller_with(ctx, STAFF_OR_TEAM, "read gates")?;
         let v: Vec<dto::Gate> = ctx.data::<Services>()?.ms_get(&a.token, "/gates").await?;
-        Ok(v.into_iter().map(Into::into).collect())
+        Ok(v.into_iter().map(|g| Gate::for_caller(g, a)).collect())
     }
 
     async fn gate(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Gate> {
@@ -777,7 +822,7 @@ impl MilestonesQuery {
             .data::<Services>()?
             .ms_get(&a.token, &format!("/gates/{}", seg(&key)?))
             .await?;
-        Ok(g.into())
+        Ok(Gate::for_caller(g, a))
     }
 
     /// Every input recorded for a gate, oldest first (officers).
@@ -898,6 +943,7 @@ impl MilestonesMutation {
             deliverables: deliverables
                 .into_iter()
                 .map(|d| dto::PlanItem {
+                    id: Some(d.id),
                     title: d.title,
                     description: d.description,
                     acceptance_criteria: d.acceptance_criteria,
@@ -922,6 +968,7 @@ impl MilestonesMutation {
     ) -> async_graphql::Result<Deliverable> {
         let a = caller_with(ctx, STAFF, "set a team's plan")?;
         let body = dto::NewDeliverable {
+            id: Some(deliverable.id),
             consortium_id: ConsortiumId(consortium_id),
             phase,
             title: deliverable.title,
@@ -937,7 +984,7 @@ impl MilestonesMutation {
     }
 
     /// A new version of a deliverable's evidence (the team's consortium users only; another
-    /// team's plan: `NOT_YOUR_PLAN`).
+    /// team's deliverable: `DELIVERABLE_NOT_FOUND`, as for one that does not exist).
     async fn submit_evidence(
         &self,
         ctx: &Context<'_>,

@@ -15,8 +15,6 @@ pub enum MilestonesError {
     TeamNotSelected(Uuid),
     #[error("deliverable {0} does not exist")]
     DeliverableNotFound(Uuid),
-    #[error("deliverable {0} belongs to another team's plan: a consortium submits evidence for its own team only")]
-    NotYourPlan(Uuid),
     #[error("deliverable {0} is closed ({1}): nothing more can be submitted or decided on it")]
     DeliverableClosed(Uuid, String),
     #[error("reason: a verdict needs a reason (why it is approved, sent back or rejected)")]
@@ -64,6 +62,8 @@ pub enum MilestonesError {
     /// An event delivered a value for an input its source already recorded otherwise.
     #[error("{0}")]
     GateInputConflict(String),
+    #[error("id: deliverable {0} exists with other fields (team, phase, title, description, acceptance criteria or due date): a retry sends the same fields, a new deliverable a new id")]
+    DeliverableIdConflict(Uuid),
 }
 
 impl MilestonesError {
@@ -73,7 +73,6 @@ impl MilestonesError {
             E::Common(e) => e.code(),
             E::TeamNotSelected(_) => "TEAM_NOT_SELECTED",
             E::DeliverableNotFound(_) => "DELIVERABLE_NOT_FOUND",
-            E::NotYourPlan(_) => "NOT_YOUR_PLAN",
             E::DeliverableClosed(..) => "DELIVERABLE_CLOSED",
             E::VerdictReasonRequired => "VERDICT_REASON_REQUIRED",
             E::EvidenceRequired(_) => "EVIDENCE_REQUIRED",
@@ -93,6 +92,7 @@ impl MilestonesError {
             E::AlreadyVoted(..) => "ALREADY_VOTED",
             E::NoMajority(..) => "NO_MAJORITY",
             E::ResultNotPublished(..) => "RESULT_NOT_PUBLISHED",
+            E::DeliverableIdConflict(_) => "DELIVERABLE_ID_CONFLICT",
             E::ProposalStale(_) => "PROPOSAL_STALE",
             E::CommitteeTooSmall(..) => "COMMITTEE_TOO_SMALL",
             E::EvidenceNotLatest(..) => "EVIDENCE_NOT_LATEST",
@@ -133,7 +133,7 @@ impl ResponseError for MilestonesError {
             | E::GateNotFound(_)
             | E::ProposalNotFound(_)
             | E::ResultNotPublished(..) => StatusCode::NOT_FOUND,
-            E::NotYourPlan(_) | E::NotOnCommittee(..) => StatusCode::FORBIDDEN,
+            E::NotOnCommittee(..) => StatusCode::FORBIDDEN,
             E::VerdictReasonRequired
             | E::GroundsRequired
             | E::GateWeights(_)

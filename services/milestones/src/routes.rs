@@ -130,6 +130,13 @@ async fn create_plan(
 struct PlanQuery {
     consortium_id: Option<Uuid>,
     phase: Option<i32>,
+    /// Only the deliverables flagged overdue on their current due date.
+    #[serde(default)]
+    overdue_only: bool,
+    /// At most this many (1 to 1000; 1000 without it), by id.
+    limit: Option<i64>,
+    /// Those after this id (the last one of the previous page).
+    after: Option<Uuid>,
 }
 
 async fn deliverables(
@@ -143,9 +150,20 @@ async fn deliverables(
         caller.require_consortium(ConsortiumId(t), "read the plan")?;
     }
     let team = own_team(&caller).or(q.consortium_id);
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(E::validation("limit", "from 1 to 1000"));
+    }
+    let filter = store::PlanFilter {
+        team,
+        phase: q.phase,
+        overdue_only: q.overdue_only,
+        after: q.after,
+        limit,
+    };
     Ok(HttpResponse::Ok().json(
         state
-            .db(move |c, _| store::deliverables(c, team, q.phase))
+            .db(move |c, _| store::deliverables(c, &filter))
             .await?,
     ))
 }
@@ -243,9 +261,21 @@ async fn create_gate(
 }
 
 /// Gate definitions are programme rules, not team data: every team may read them.
+/// A gate as `caller` may read it: the committee (officers' subjects) and who defined it
+/// are staff's; a consortium user gets them empty.
+fn gate_for(caller: &Caller, mut g: dto::Gate) -> dto::Gate {
+    if !STAFF.contains(&caller.role()) {
+        g.committee.clear();
+        g.created_by.clear();
+    }
+    g
+}
+
 async fn gates(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, E> {
     caller.require(TEAMS, "read gates")?;
-    Ok(HttpResponse::Ok().json(state.db(move |c, _| store::gates(c)).await?))
+    let gs = state.db(move |c, _| store::gates(c)).await?;
+    let gs: Vec<dto::Gate> = gs.into_iter().map(|g| gate_for(&caller, g)).collect();
+    Ok(HttpResponse::Ok().json(gs))
 }
 
 async fn gate(
@@ -255,11 +285,10 @@ async fn gate(
 ) -> Result<HttpResponse, E> {
     caller.require(TEAMS, "read gates")?;
     let key = path.into_inner();
-    Ok(HttpResponse::Ok().json(
-        state
-            .db(move |c, _| Ok::<_, E>(store::gate_by_key(c, &key)?.dto))
-            .await?,
-    ))
+    let g = state
+        .db(move |c, _| Ok::<_, E>(store::gate_by_key(c, &key)?.dto))
+        .await?;
+    Ok(HttpResponse::Ok().json(gate_for(&caller, g)))
 }
 
 async fn add_input(
@@ -428,8 +457,9 @@ async fn team_result(
     let (key, team) = path.into_inner();
     caller.require_consortium(ConsortiumId(team), "read the gate result")?;
     let k = key.clone();
+    let team_view = !STAFF.contains(&caller.role());
     let r = state
-        .db(move |c, _| store::team_result(c, &k, team))
+        .db(move |c, _| store::team_result(c, &k, team, team_view))
         .await?;
     match r {
         Some(r) => Ok(HttpResponse::Ok().json(r)),

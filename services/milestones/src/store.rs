@@ -175,8 +175,8 @@ pub fn create_deliverable(
     text("acceptance_criteria", &req.acceptance_criteria, MAX_TEXT)?;
     date_in_range("due_date", req.due_date)?;
     require_team(c, req.consortium_id.0)?;
-    let id = Uuid::now_v7();
-    diesel::insert_into(ms_deliverables::table)
+    let id = req.id.unwrap_or_else(Uuid::now_v7);
+    let n = diesel::insert_into(ms_deliverables::table)
         .values((
             ms_deliverables::id.eq(id),
             ms_deliverables::consortium_id.eq(req.consortium_id.0),
@@ -189,7 +189,36 @@ pub fn create_deliverable(
             ms_deliverables::created_role.eq(actor.role.as_str()),
             ms_deliverables::created_at.eq(now()),
         ))
+        .on_conflict(ms_deliverables::id)
+        .do_nothing()
         .execute(c)?;
+    if n == 0 {
+        // A retry (or a racing twin, committed before this insert returned): the same
+        // fields are the same deliverable; other fields under the same id are refused.
+        let same: (Uuid, i32, String, String, String, NaiveDate) = ms_deliverables::table
+            .find(id)
+            .select((
+                ms_deliverables::consortium_id,
+                ms_deliverables::phase,
+                ms_deliverables::title,
+                ms_deliverables::description,
+                ms_deliverables::acceptance_criteria,
+                ms_deliverables::due_date,
+            ))
+            .first(c)?;
+        if same
+            != (
+                req.consortium_id.0,
+                req.phase,
+                req.title.trim().to_owned(),
+                req.description.trim().to_owned(),
+                req.acceptance_criteria.trim().to_owned(),
+                req.due_date,
+            )
+        {
+            return Err(E::DeliverableIdConflict(id));
+        }
+    }
     deliverable(c, id)
 }
 
@@ -405,27 +434,43 @@ pub fn deliverable(c: &mut PgConnection, id: Uuid) -> Result<dto::Deliverable, E
 }
 
 /// A team's plan (or every team's, for staff), optionally of one phase.
-pub fn deliverables(
-    c: &mut PgConnection,
-    team: Option<Uuid>,
-    phase: Option<i32>,
-) -> Result<Vec<dto::Deliverable>, E> {
+/// Which deliverables [`deliverables`] lists: a page of them, by id.
+#[derive(Clone, Debug)]
+pub struct PlanFilter {
+    pub team: Option<Uuid>,
+    pub phase: Option<i32>,
+    /// Only those flagged overdue on their current due date (the latest verdict's new due
+    /// date, else the planned one), decided here in SQL so a page holds only them.
+    pub overdue_only: bool,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+pub fn deliverables(c: &mut PgConnection, f: &PlanFilter) -> Result<Vec<dto::Deliverable>, E> {
     let mut q = ms_deliverables::table
         .select(deliverable_cols())
-        .order((
-            ms_deliverables::consortium_id,
-            ms_deliverables::phase,
-            ms_deliverables::due_date,
-            ms_deliverables::id,
-        ))
+        .order(ms_deliverables::id)
         .into_boxed();
-    if let Some(t) = team {
+    if let Some(t) = f.team {
         q = q.filter(ms_deliverables::consortium_id.eq(t));
     }
-    if let Some(p) = phase {
+    if let Some(p) = f.phase {
         q = q.filter(ms_deliverables::phase.eq(p));
     }
-    let rows: Vec<DeliverableRow> = q.limit(1000).load(c)?;
+    if let Some(a) = f.after {
+        q = q.filter(ms_deliverables::id.gt(a));
+    }
+    if f.overdue_only {
+        // The same rule as `deliverable_dto`'s flag: a row in ms_overdue for the current
+        // due date.
+        q = q.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "EXISTS (SELECT 1 FROM ms_overdue o WHERE o.deliverable_id = ms_deliverables.id \
+             AND o.due_date = COALESCE((SELECT v.new_due_date FROM ms_verdicts v \
+             WHERE v.deliverable_id = ms_deliverables.id AND v.new_due_date IS NOT NULL \
+             ORDER BY v.seq DESC LIMIT 1), ms_deliverables.due_date))",
+        ));
+    }
+    let rows: Vec<DeliverableRow> = q.limit(f.limit).load(c)?;
     Ok(rows
         .into_iter()
         .map(|r| deliverable_dto(c, r))
@@ -548,7 +593,9 @@ pub fn submit_evidence(
     let (kind, doc, url, bench) = check_evidence(req)?;
     let owner = lock_deliverable(c, id)?;
     if team.is_some_and(|t| t != owner) {
-        return Err(E::NotYourPlan(id));
+        // The same answer as for a deliverable that does not exist (and as reading it):
+        // a team learns nothing of another team's plan, not even that an id is in use.
+        return Err(E::DeliverableNotFound(id));
     }
     let d = deliverable(c, id)?;
     if d.status == "approved" || d.status == "rejected" {
@@ -1850,19 +1897,34 @@ pub struct TeamGateResult {
     pub next_targets: Vec<dto::NextTarget>,
 }
 
+///
+/// `team_view`: as the team itself may read it ([`gate::for_the_team`]: nothing about the
+/// other teams); staff read the full text.
 pub fn team_result(
     c: &mut PgConnection,
     key: &str,
     team: Uuid,
+    team_view: bool,
 ) -> Result<Option<TeamGateResult>, E> {
     let Some(d) = decision(c, key)? else {
         return Ok(None);
     };
     let p = proposal(c, d.proposal_id)?;
+    let planned: i32 = ms_gates::table
+        .find(p.gate_id)
+        .select(ms_gates::planned_eliminations)
+        .first(c)?;
     Ok(p.outcome
         .teams
         .into_iter()
         .find(|t| t.consortium_id.0 == team)
+        .map(|r| {
+            if team_view {
+                gate::for_the_team(r, planned)
+            } else {
+                r
+            }
+        })
         .map(|result| TeamGateResult {
             gate: d.gate,
             decided_at: d.decided_at,

@@ -461,5 +461,19 @@ pub fn propose(
     Ok(out)
 }
 
+/// A team's own result as the team may read it: nothing that tells it about the other
+/// teams. The staff's text says how many teams were eligible (so, how many were not) and a
+/// tie-break says another team scored exactly the same; the team gets neither: a rank
+/// reason without counts, no tie-break. Its own ineligibility grounds are its own and stay.
+pub fn for_the_team(mut r: dto::TeamResult, planned: i32) -> dto::TeamResult {
+    if r.reason.as_deref().is_some_and(|x| x.starts_with("rank:")) {
+        r.reason = Some(format!(
+            "rank: below the cut; the gate eliminates its {planned} lowest-ranked eligible team(s)"
+        ));
+    }
+    r.tie_break = None;
+    r
+}
+
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,11 @@ use uuid::Uuid;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeliverable {
+    /// The client's id for the deliverable, so a retry creates nothing twice: the same id
+    /// with the same fields returns the existing deliverable, with other fields is
+    /// `DELIVERABLE_ID_CONFLICT`. Absent: a new id (a retry then duplicates).
+    #[serde(default)]
+    pub id: Option<Uuid>,
     pub consortium_id: ConsortiumId,
     pub phase: i32,
     pub title: String,
@@ -29,6 +34,9 @@ pub struct NewDeliverable {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanItem {
+    /// As [`NewDeliverable::id`].
+    #[serde(default)]
+    pub id: Option<Uuid>,
     pub title: String,
     #[serde(default)]
     pub description: String,
@@ -52,6 +60,7 @@ impl NewPlan {
         self.deliverables
             .iter()
             .map(|d| NewDeliverable {
+                id: d.id,
                 consortium_id: self.consortium_id,
                 phase: self.phase,
                 title: d.title.clone(),

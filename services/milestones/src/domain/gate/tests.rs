@@ -452,3 +452,48 @@ fn component_kinds_default_to_the_templates_conventions_and_one_panel_out_of_100
         "the template names its panel"
     );
 }
+
+/// A team reading its own result learns nothing of the others: no eligible count in the
+/// rank reason, no tie-break; its own ineligibility grounds stay.
+#[test]
+fn the_teams_own_view_says_nothing_about_the_other_teams() {
+    let teams = vec![
+        team(1, ["6", "4", "2", "60", "70"], &[]),
+        team(2, ["6", "0", "0", "80", "80"], &[]),
+        team(3, ["1", "6", "3", "60", "70"], &[]),
+        team(
+            4,
+            ["9", "9", "9", "90", "90"],
+            &["no-data-card: nothing filed"],
+        ),
+    ];
+    let out = propose(&first(), &teams, 2).unwrap();
+    let by = |n: u128| {
+        out.iter()
+            .find(|r| r.consortium_id.0.as_u128() == n)
+            .cloned()
+            .unwrap()
+    };
+    // Staff's text: "rank: 2 of 3 eligible teams ..." and a tie-break for A and C.
+    assert!(by(3)
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("of 3 eligible teams"));
+    assert!(by(3).tie_break.is_some());
+    let c = for_the_team(by(3), 2);
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("rank: below the cut; the gate eliminates its 2 lowest-ranked eligible team(s)")
+    );
+    assert_eq!(c.tie_break, None);
+    assert_eq!(
+        (c.rank, c.score.as_str()),
+        (by(3).rank, by(3).score.as_str())
+    );
+    let a = for_the_team(by(1), 2);
+    assert_eq!((a.reason, a.tie_break), (None, None));
+    let d = for_the_team(by(4), 2);
+    assert_eq!(d.reason, by(4).reason, "its own grounds");
+    assert!(d.reason.as_deref().unwrap().starts_with("ineligible: "));
+}
