@@ -64,6 +64,9 @@ pub enum MilestonesError {
     /// An event delivered a value for an input its source already recorded otherwise.
     #[error("{0}")]
     GateInputConflict(String),
+    /// A benchmark result measured before the latest one recorded for the same input.
+    #[error("{0}")]
+    GateInputStale(String),
 }
 
 impl MilestonesError {
@@ -82,6 +85,7 @@ impl MilestonesError {
             E::GateNotFound(_) => "GATE_NOT_FOUND",
             E::GateExists(_) => "GATE_EXISTS",
             E::GateInputConflict(_) => "GATE_INPUT_CONFLICT",
+            E::GateInputStale(_) => "GATE_INPUT_STALE",
             E::GateWeights(_) => "GATE_WEIGHTS",
             E::GatePublished(..) => "GATE_PUBLISHED",
             E::GateInputMissing(..) => "GATE_INPUT_MISSING",
