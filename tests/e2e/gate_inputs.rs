@@ -245,7 +245,17 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     expected.sort();
     assert_eq!(teams, expected);
     let panel_id = panel["id"].as_str().expect("id").to_owned();
+    // The same request again (a retry after a lost 201): the panel, 200. Another
+    // definition of the gate's panel: PANEL_EXISTS.
     let (s, b) = post(&p.scoring, "/panels", &officer, panel_body(Value::Null)).await;
+    assert_eq!(
+        (s, b["id"].as_str()),
+        (StatusCode::OK, Some(panel_id.as_str())),
+        "{b}"
+    );
+    let mut other = panel_body(Value::Null);
+    other["reason"] = json!("another gate 1 panel");
+    let (s, b) = post(&p.scoring, "/panels", &officer, other).await;
     assert_eq!(
         (s, b["code"].as_str()),
         (StatusCode::CONFLICT, Some("PANEL_EXISTS"))
@@ -314,6 +324,88 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     )
     .await;
     assert_eq!(again["assigned"], 0, "{again}");
+
+    // A reviewer who cannot score: staff void the assignment with a reason (recorded once;
+    // not by its reviewer). It leaves the listing, takes no sheet and does not count at the
+    // close; assigning again tops its team up with the team's third eligible reviewer.
+    let (gone_reviewer, gone) = by_team[&c0.0.to_string()][0].clone();
+    let void_path = format!("/panel-assignments/{gone}/void");
+    let (s, b) = post(&p.scoring, &void_path, &officer, json!({"reason": " "})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let gone_token = p.ctx.bearer_for(&gone_reviewer, Role::Reviewer, None);
+    let (s, _) = post(
+        &p.scoring,
+        &void_path,
+        &gone_token,
+        json!({"reason": "away"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = post(
+        &p.scoring,
+        &void_path,
+        &officer,
+        json!({"reason": "on leave until after the gate"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["voided_by"], "officer-1", "{v}");
+    let (s, v2) = post(&p.scoring, &void_path, &officer, json!({"reason": "other"})).await;
+    assert_eq!(s, StatusCode::OK, "{v2}");
+    assert_eq!(
+        v2["reason"], "on leave until after the gate",
+        "the first record stands"
+    );
+    let (s, b) = put(
+        &p.scoring,
+        &format!("/panel-assignments/{gone}/scores"),
+        &gone_token,
+        json!({"scores": {"progress": 1, "plan": 1}}),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "a voided assignment takes no sheet: {b}"
+    );
+    let (s, refill) = post(
+        &p.scoring,
+        &format!("/panels/{panel_id}/assignments"),
+        &officer,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (s, refill["assigned"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{refill}"
+    );
+    let (_, all) = get(
+        &p.scoring,
+        &format!("/panel-assignments?panel_id={panel_id}"),
+        &officer,
+    )
+    .await;
+    let all = all.as_array().expect("list").clone();
+    assert_eq!(all.len(), 4, "the voided one left the listing: {all:?}");
+    by_team.clear();
+    for a in &all {
+        assert_ne!(a["id"].as_str(), Some(gone.as_str()));
+        by_team
+            .entry(a["consortium_id"].as_str().expect("t").to_owned())
+            .or_default()
+            .push((
+                a["reviewer_id"].as_str().expect("r").to_owned(),
+                a["id"].as_str().expect("id").to_owned(),
+            ));
+    }
+    assert!(by_team.values().all(|v| v.len() == 2), "{by_team:?}");
+    assert!(
+        !by_team[&c0.0.to_string()]
+            .iter()
+            .any(|(r, _)| *r == gone_reviewer),
+        "the voided reviewer is not put back on the team: {by_team:?}"
+    );
 
     // Consortia see nothing of panels.
     for path in [
@@ -463,6 +555,24 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{closed}");
+    // The close records the sheets it counted (each assignment's latest version): four,
+    // not the voided assignment.
+    assert_eq!(
+        count(
+            &p.scoring,
+            &format!(
+                "SELECT count(*) FROM gate_panel_counted k WHERE k.panel_id = '{panel_id}' AND k.version = (SELECT max(version) FROM gate_panel_sheets s WHERE s.assignment_id = k.assignment_id)"
+            )
+        ),
+        4
+    );
+    assert_eq!(
+        count(
+            &p.scoring,
+            &format!("SELECT count(*) FROM gate_panel_counted WHERE assignment_id = '{gone}'")
+        ),
+        0
+    );
     let score_of = |v: &Value, team: ConsortiumId| {
         v["results"]
             .as_array()
@@ -788,6 +898,12 @@ async fn benchmark_results_from_an_integration_are_gate_inputs_and_bad_ones_are_
             "at most 4 decimal places",
         ),
         (
+            // A run measured before the latest recorded one (a dead letter replayed late).
+            bad(&|r| r.measured_at = report.measured_at - chrono::Duration::hours(1)),
+            runner.clone(),
+            "GATE_INPUT_STALE",
+        ),
+        (
             bad(&|r| r.gate = "gate-7".into()),
             runner.clone(),
             "GATE_NOT_FOUND",
@@ -829,7 +945,7 @@ async fn benchmark_results_from_an_integration_are_gate_inputs_and_bad_ones_are_
     .expect("the marker was recorded");
     let refs: Vec<&str> = all.iter().map(|x| x.3.as_str()).collect();
     assert_eq!(all.len(), 3, "{refs:?}");
-    let second = all.iter().find(|x| x.3.starts_with("run-0")).map(|x| x.2);
+    let second = all.iter().find(|x| x.3 == "run-0001").map(|x| x.2);
     assert!(
         all.iter().any(|x| x.2 == 720_000),
         "the valid second run: {all:?}"
@@ -846,4 +962,140 @@ async fn benchmark_results_from_an_integration_are_gate_inputs_and_bad_ones_are_
         3,
         "the bad reports changed nothing"
     );
+}
+
+/// Two deliveries of inputs for one gate, team and component (two replicas, a DLQ replay
+/// beside the live consumer) are checked one after the other: the second waits for the
+/// first and sees it (another value for the same run is a conflict, an older run is
+/// stale). A panel component stored before kinds, out of 35, refuses a panel's score.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_event_inputs_wait_and_see_each_other_and_a_panel_lands_only_out_of_100() {
+    use diesel::connection::SimpleConnection;
+    use kaip_milestones::store::{add_event_input, EventInput};
+    let ctx = TestContext::new();
+    let ms = ctx
+        .spawn(kaip_milestones::definition(), kaip_milestones::DEFAULTS)
+        .await;
+    ms.wait_assigned().await;
+    let officer = ctx.bearer_for("officer-1", Role::Officer, None);
+    let team = ConsortiumId::new();
+    let sel = EventEnvelope::wrap("scoring", Actor::system("scoring"), &selection(&[team]))
+        .expect("wrap");
+    produce(&ctx, topics::SCORING, &sel).await;
+    eventually(Duration::from_secs(60), || async {
+        (count(&ms, "SELECT count(*) FROM ms_teams") == 1).then_some(())
+    })
+    .await
+    .expect("milestones learnt the team");
+    let mut gate = committee_gate("gate-1");
+    gate["components"] = json!([
+        {"key": "benchmark-national", "group": "benchmarks", "label": "National", "weight": 65, "normalisation": "of_max", "max": "100"},
+        {"key": "expert-panel", "group": "expert-panel", "label": "Expert panel", "weight": 35, "normalisation": "of_max", "max": "100"},
+    ]);
+    let (s, g) = post(&ms, "/gates", &officer, gate).await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let runner = Actor {
+        subject: "bench-runner".into(),
+        role: Role::Integration,
+    };
+    let now = chrono::Utc::now();
+    // (value, run, measured_at)
+    let race =
+        |first: (&'static str, &'static str, chrono::DateTime<chrono::Utc>),
+         second: (&'static str, &'static str, chrono::DateTime<chrono::Utc>)| {
+            let ev = move |(value, run, at): (
+                &'static str,
+                &'static str,
+                chrono::DateTime<chrono::Utc>,
+            )| EventInput {
+                gate: "gate-1",
+                team,
+                component: Some("benchmark-national"),
+                value_field: "value",
+                value,
+                source: "integration",
+                source_ref: run,
+                reason: format!("run {run}"),
+                measured_at: Some(at),
+            };
+            let mut c1 = ms.conn();
+            diesel::sql_query("BEGIN").execute(&mut *c1).expect("begin");
+            add_event_input(&mut c1, &ev(first), &runner)
+                .expect("the first delivery")
+                .expect("recorded");
+            let mut c2 = ms.conn();
+            let actor = runner.clone();
+            let other = std::thread::spawn(move || {
+                c2.transaction(|c| add_event_input(c, &ev(second), &actor))
+                    .map(|r| r.map(|i| i.source_ref))
+                    .map_err(|e| e.code())
+            });
+            std::thread::sleep(Duration::from_millis(1500));
+            let waited = !other.is_finished();
+            diesel::sql_query("COMMIT")
+                .execute(&mut *c1)
+                .expect("commit");
+            (waited, other.join().expect("no panic"))
+        };
+    // Another value for the same run, at once: the second waits, then is a conflict.
+    let (waited, r) = race(("60", "run-a", now), ("70", "run-a", now));
+    assert!(waited, "the second delivery waited for the first");
+    assert_eq!(r, Err("GATE_INPUT_CONFLICT"));
+    // A newer run and an older one at once: the older is stale, whatever the order.
+    let (waited, r) = race(
+        ("75", "run-b", now + chrono::Duration::minutes(5)),
+        ("65", "run-c", now + chrono::Duration::minutes(1)),
+    );
+    assert!(waited, "the second delivery waited for the first");
+    assert_eq!(r, Err("GATE_INPUT_STALE"));
+    // A newer one than every recorded: kept.
+    let (_, r) = race(
+        ("80", "run-d", now + chrono::Duration::minutes(10)),
+        ("81", "run-e", now + chrono::Duration::minutes(11)),
+    );
+    assert_eq!(r, Ok(Some("run-e".to_string())));
+    assert_eq!(
+        count(
+            &ms,
+            "SELECT count(*) FROM ms_gate_inputs WHERE source = 'integration'"
+        ),
+        4,
+        "run-a, run-b, run-d, run-e; the conflict and the stale run recorded nothing"
+    );
+
+    // A gate stored before kinds: its `expert-panel` component (kind by convention) out of
+    // 35, which `POST /gates` refuses today. A panel's score out of 100 cannot land on it.
+    // (The records are immutable: the trigger is set aside to forge the old row.)
+    let mut c = ms.conn();
+    c.batch_execute(
+        "ALTER TABLE ms_gate_components DISABLE TRIGGER immutable; \
+         UPDATE ms_gate_components SET kind = NULL, max_units = 350000 WHERE key = 'expert-panel'",
+    )
+    .expect("an old gate");
+    let panel = uuid::Uuid::now_v7().to_string();
+    let scored = EventInput {
+        gate: "gate-1",
+        team,
+        component: None,
+        value_field: "score",
+        value: "30",
+        source: "expert_panel",
+        source_ref: &panel,
+        reason: "panel".into(),
+        measured_at: None,
+    };
+    let e = c
+        .transaction(|c| add_event_input(c, &scored, &Actor::system("scoring")))
+        .expect_err("refused");
+    assert_eq!(e.code(), "VALIDATION_FAILED");
+    assert!(e.to_string().contains("not 100"), "{e}");
+    c.batch_execute(
+        "UPDATE ms_gate_components SET max_units = 1000000 WHERE key = 'expert-panel'; \
+         ALTER TABLE ms_gate_components ENABLE TRIGGER immutable",
+    )
+    .expect("out of 100");
+    let ok = c
+        .transaction(|c| add_event_input(c, &scored, &Actor::system("scoring")))
+        .expect("out of 100: recorded");
+    assert!(ok.is_some());
 }

@@ -81,6 +81,7 @@ impl EventHandler for MilestonesEvents {
                         "expert panel {panel} in scoring: the consensus of {} reviewer(s), closed at {}",
                         e.reviewers, e.scored_at
                     ),
+                    measured_at: None,
                 };
                 let recorded =
                     store::add_event_input(conn, &input, &event.actor).map_err(handler_error)?;
@@ -118,6 +119,7 @@ impl EventHandler for MilestonesEvents {
                         event.actor.subject,
                         e.measured_at
                     ),
+                    measured_at: Some(e.measured_at),
                 };
                 let recorded =
                     store::add_event_input(conn, &input, &event.actor).map_err(handler_error)?;

@@ -64,6 +64,9 @@ pub enum MilestonesError {
     GateInputConflict(String),
     #[error("id: deliverable {0} exists with other fields (team, phase, title, description, acceptance criteria or due date): a retry sends the same fields, a new deliverable a new id")]
     DeliverableIdConflict(Uuid),
+    /// A benchmark result measured before the latest one recorded for the same input.
+    #[error("{0}")]
+    GateInputStale(String),
 }
 
 impl MilestonesError {
@@ -81,6 +84,7 @@ impl MilestonesError {
             E::GateNotFound(_) => "GATE_NOT_FOUND",
             E::GateExists(_) => "GATE_EXISTS",
             E::GateInputConflict(_) => "GATE_INPUT_CONFLICT",
+            E::GateInputStale(_) => "GATE_INPUT_STALE",
             E::GateWeights(_) => "GATE_WEIGHTS",
             E::GatePublished(..) => "GATE_PUBLISHED",
             E::GateInputMissing(..) => "GATE_INPUT_MISSING",

@@ -114,6 +114,7 @@ diesel::table! {
         entered_by -> Text,
         entered_role -> Text,
         entered_at -> Timestamptz,
+        measured_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -1079,6 +1079,7 @@ pub fn add_input(
         &req.source,
         &source_ref,
         req.reason.trim(),
+        None,
         actor,
     )
 }
@@ -1096,6 +1097,7 @@ fn insert_input(
     source: &str,
     source_ref: &str,
     reason: &str,
+    measured_at: Option<DateTime<Utc>>,
     actor: &Actor,
 ) -> Result<dto::InputUsed, E> {
     if let Normalisation::OfMax(m) = comp.normalisation {
@@ -1124,6 +1126,7 @@ fn insert_input(
             ms_gate_inputs::entered_by.eq(&actor.subject),
             ms_gate_inputs::entered_role.eq(actor.role.as_str()),
             ms_gate_inputs::entered_at.eq(now()),
+            ms_gate_inputs::measured_at.eq(measured_at),
         ))
         .execute(c)?;
     Ok(dto::InputUsed {
@@ -1148,6 +1151,27 @@ pub struct EventInput<'a> {
     pub source: &'a str,
     pub source_ref: &'a str,
     pub reason: String,
+    /// When the value was measured (a benchmark run): a report measured before the latest
+    /// one recorded for the same gate, team and component is refused (`GATE_INPUT_STALE`).
+    pub measured_at: Option<DateTime<Utc>>,
+}
+
+/// The advisory-lock class of "a gate input delivered by event" (one gate, team and
+/// component): two deliveries for it (two replicas, a DLQ replay beside the live
+/// consumer) are checked and recorded one after the other, so the second sees the first.
+const EVENT_INPUT_LOCK_CLASS: i32 = 0x6d73_6769;
+
+fn lock_event_input(
+    c: &mut PgConnection,
+    gate: Uuid,
+    team: Uuid,
+    component: &str,
+) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind::<diesel::sql_types::Integer, _>(EVENT_INPUT_LOCK_CLASS)
+        .bind::<diesel::sql_types::Text, _>(format!("{gate}/{team}/{component}"))
+        .execute(c)
+        .map(drop)
 }
 
 /// Records an input delivered by an event with the checks of `POST /gates/{key}/inputs`:
@@ -1156,6 +1180,10 @@ pub struct EventInput<'a> {
 /// The same delivery again (same source, `source_ref`, team and component, e.g. a
 /// runner's retry in a new envelope) with the same value records nothing (`Ok(None)`);
 /// with another value it is refused (`GATE_INPUT_CONFLICT`): the first record stands.
+/// A result measured before the latest one recorded for the same gate, team and component
+/// (a dead-lettered run replayed late) is refused (`GATE_INPUT_STALE`). A transaction-scoped
+/// lock on (gate, team, component) makes these checks hold under concurrent deliveries.
+/// A panel's score lands only on an expert-panel component out of 100 (or min-max).
 /// Every input is a new row, so the proposal-staleness rule applies as to any input.
 pub fn add_event_input(
     c: &mut PgConnection,
@@ -1203,8 +1231,26 @@ pub fn add_event_input(
         }
     }
     .clone();
+    if comp.kind == ComponentKind::ExpertPanel {
+        // A gate stored before kinds took its panel component by convention, without the
+        // "out of 100" check of `POST /gates`: a panel's score on another scale is refused.
+        if let Normalisation::OfMax(m) = comp.normalisation {
+            if m != 100 * 10i64.pow(INPUT_SCALE) {
+                return Err(E::validation(
+                    "gate",
+                    format!(
+                        "the expert_panel component {} of gate {} is of_max {}, not 100: a panel's score (out of 100) cannot land on it",
+                        comp.key,
+                        g.key,
+                        decimal::format(m.into(), INPUT_SCALE)
+                    ),
+                ));
+            }
+        }
+    }
     require_team_at_gate(c, ev.team.0)?;
     let value = decimal::parse(ev.value_field, ev.value, INPUT_SCALE)?;
+    lock_event_input(c, g.id, ev.team.0, &comp.key)?;
     let earlier: Option<i64> = ms_gate_inputs::table
         .filter(ms_gate_inputs::gate_id.eq(g.id))
         .filter(ms_gate_inputs::consortium_id.eq(ev.team.0))
@@ -1231,6 +1277,21 @@ pub fn add_event_input(
         }
         None => {}
     }
+    if let Some(at) = ev.measured_at {
+        let latest: Option<DateTime<Utc>> = ms_gate_inputs::table
+            .filter(ms_gate_inputs::gate_id.eq(g.id))
+            .filter(ms_gate_inputs::consortium_id.eq(ev.team.0))
+            .filter(ms_gate_inputs::component.eq(&comp.key))
+            .filter(ms_gate_inputs::source.eq(ev.source))
+            .select(diesel::dsl::max(ms_gate_inputs::measured_at))
+            .first(c)?;
+        if let Some(latest) = latest.filter(|l| *l > at) {
+            return Err(E::GateInputStale(format!(
+                "measured_at: {} {} was measured at {at}, before the latest {} result recorded for team {} on {} (measured at {latest}): the newer result stands",
+                ev.source, ev.source_ref, ev.source, ev.team.0, comp.key
+            )));
+        }
+    }
     insert_input(
         c,
         &g,
@@ -1240,6 +1301,7 @@ pub fn add_event_input(
         ev.source,
         ev.source_ref,
         &ev.reason,
+        ev.measured_at,
         actor,
     )
     .map(Some)

@@ -290,6 +290,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    gate_panel_assignment_voids (assignment_id) {
+        assignment_id -> Uuid,
+        reason -> Text,
+        voided_by -> Text,
+        voided_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gate_panel_counted (panel_id, assignment_id) {
+        panel_id -> Uuid,
+        assignment_id -> Uuid,
+        consortium_id -> Uuid,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
     gate_panel_closures (panel_id) {
         panel_id -> Uuid,
         closed_by -> Text,
@@ -340,4 +358,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     gate_panel_sheets,
     gate_panel_closures,
     gate_panel_results,
+    gate_panel_assignment_voids,
+    gate_panel_counted,
 );

@@ -101,6 +101,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(panels::list_assignments),
         )
         .route(
+            "/panel-assignments/{id}/void",
+            web::post().to(panels::void_assignment),
+        )
+        .route(
             "/panel-assignments/{id}/scores",
             web::put().to(panels::score),
         );

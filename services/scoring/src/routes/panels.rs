@@ -27,8 +27,9 @@ use crate::domain::panel;
 use crate::domain::ranking::Sheet;
 use crate::error::ScoringError;
 use crate::schema::{
-    conflicts, evaluation_cases, gate_panel_assignments, gate_panel_blocked, gate_panel_closures,
-    gate_panel_results, gate_panel_sheets, gate_panels, reviewers,
+    conflicts, evaluation_cases, gate_panel_assignment_voids, gate_panel_assignments,
+    gate_panel_blocked, gate_panel_closures, gate_panel_counted, gate_panel_results,
+    gate_panel_sheets, gate_panels, reviewers,
 };
 use crate::store::{find_call, CaseRow};
 use actix_web::{web, HttpResponse};
@@ -239,6 +240,20 @@ fn conflict_now(pool: &Pool, cases: &[CaseRow], reviewer: &str, team: Uuid) -> O
     assign::conflict(info, &case_info(case), &pool.1)
 }
 
+/// The panel's voided assignments (they neither count nor take sheets).
+fn voided(c: &mut PgConnection, panel: Uuid) -> QueryResult<BTreeSet<Uuid>> {
+    Ok(gate_panel_assignment_voids::table
+        .inner_join(
+            gate_panel_assignments::table
+                .on(gate_panel_assignments::id.eq(gate_panel_assignment_voids::assignment_id)),
+        )
+        .filter(gate_panel_assignments::panel_id.eq(panel))
+        .select(gate_panel_assignment_voids::assignment_id)
+        .load::<Uuid>(c)?
+        .into_iter()
+        .collect())
+}
+
 fn is_gate_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -247,7 +262,8 @@ fn is_gate_key(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// `POST /panels`: an officer defines a gate's expert panel.
+/// `POST /panels`: an officer defines a gate's expert panel. The same request again by
+/// the same officer (a retry after a lost answer) answers the panel with 200.
 pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
@@ -358,14 +374,35 @@ pub async fn create(
                     .do_nothing()
                     .execute(c)?;
                 if inserted == 0 {
-                    return Err(ScoringError::PanelExists(req.gate.clone()));
+                    // A retry of the request that made it (a lost 201) gets the panel; any
+                    // other definition of the gate's panel is refused.
+                    let existing: Uuid = gate_panels::table
+                        .filter(gate_panels::gate.eq(&req.gate))
+                        .select(gate_panels::id)
+                        .first(c)?;
+                    let p = find_panel(c, existing, Lock::None)?;
+                    let same = p.call_id == req.call_id.0
+                        && p.teams == teams
+                        && serde_json::to_value(&p.criteria).ok()
+                            == serde_json::to_value(&req.criteria).ok()
+                        && p.reviewers_per_team == req.reviewers_per_team as i32
+                        && p.reason == req.reason.trim()
+                        && p.created_by == by;
+                    if !same {
+                        return Err(ScoringError::PanelExists(req.gate.clone()));
+                    }
+                    return Ok((false, panel_dto(c, p)?));
                 }
                 let p = find_panel(c, id, Lock::None)?;
-                panel_dto(c, p)
+                Ok((true, panel_dto(c, p)?))
             })
         })
         .await?;
-    Ok(HttpResponse::Created().json(out))
+    Ok(if out.0 {
+        HttpResponse::Created().json(out.1)
+    } else {
+        HttpResponse::Ok().json(out.1)
+    })
 }
 
 /// `GET /panels/{id}` (staff).
@@ -410,19 +447,25 @@ pub async fn assign(
                     cases.iter().map(|k| (k.consortium_id, k.id)).collect();
                 // What the panel has: each reviewer's load, the reviewers already on a team
                 // (never put on it twice) and how many of them still count (no conflict).
-                let rows: Vec<(String, Uuid)> = gate_panel_assignments::table
+                // A voided assignment counts no more, and its reviewer is not put back on
+                // the team.
+                let gone = voided(c, id)?;
+                let rows: Vec<(Uuid, String, Uuid)> = gate_panel_assignments::table
                     .filter(gate_panel_assignments::panel_id.eq(id))
                     .select((
+                        gate_panel_assignments::id,
                         gate_panel_assignments::reviewer_id,
                         gate_panel_assignments::consortium_id,
                     ))
                     .load(c)?;
                 let mut existing = assign::Existing::default();
-                for (reviewer, team) in rows {
+                for (assignment, reviewer, team) in rows {
                     let Some(&case) = case_of.get(&team) else {
                         continue;
                     };
-                    if conflict_now(&pool, &cases, &reviewer, team).is_none() {
+                    if !gone.contains(&assignment)
+                        && conflict_now(&pool, &cases, &reviewer, team).is_none()
+                    {
                         *existing.load.entry(reviewer.clone()).or_default() += 1;
                         *existing.active.entry(case).or_default() += 1;
                     }
@@ -530,8 +573,20 @@ pub async fn list_assignments(
             } else {
                 None
             };
+            let gone: BTreeSet<Uuid> = gate_panel_assignment_voids::table
+                .filter(
+                    gate_panel_assignment_voids::assignment_id
+                        .eq_any(rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+                )
+                .select(gate_panel_assignment_voids::assignment_id)
+                .load::<Uuid>(c)?
+                .into_iter()
+                .collect();
             let mut out = Vec::with_capacity(rows.len());
             for (id, panel_id, gate, reviewer, team, at) in rows {
+                if gone.contains(&id) {
+                    continue;
+                }
                 let case: Option<CaseRow> = {
                     let p = find_panel(c, panel_id, Lock::None)?;
                     team_cases(c, &p)?
@@ -624,6 +679,11 @@ pub async fn score(
                 if let Some((_, at)) = closure(c, panel_id)? {
                     return Err(ScoringError::PanelClosed(p.gate, at));
                 }
+                if voided(c, panel_id)?.contains(&id) {
+                    return Err(ScoringError::Conflict(
+                        "this assignment was voided by staff: it takes no sheet".into(),
+                    ));
+                }
                 let cases = team_cases(c, &p)?;
                 let pool = reviewer_pool(c)?;
                 if let Some(why) = conflict_now(&pool, &cases, &reviewer, team) {
@@ -700,22 +760,27 @@ pub async fn close(
                         gate_panel_assignments::consortium_id,
                     ))
                     .load(c)?;
+                let gone = voided(c, id)?;
                 let mut sheets = Vec::new();
+                let mut counted = Vec::new();
                 for (assignment, reviewer, team) in rows {
-                    if conflict_now(&pool, &cases, &reviewer, team).is_some() {
+                    if gone.contains(&assignment)
+                        || conflict_now(&pool, &cases, &reviewer, team).is_some()
+                    {
                         continue;
                     }
-                    let latest: Option<serde_json::Value> = gate_panel_sheets::table
+                    let latest: Option<(i32, serde_json::Value)> = gate_panel_sheets::table
                         .filter(gate_panel_sheets::assignment_id.eq(assignment))
                         .order(gate_panel_sheets::version.desc())
-                        .select(gate_panel_sheets::scores)
+                        .select((gate_panel_sheets::version, gate_panel_sheets::scores))
                         .first(c)
                         .optional()?;
-                    let Some(scores) = latest else {
+                    let Some((version, scores)) = latest else {
                         return Err(ScoringError::StageIncomplete(format!(
                             "team {team}: reviewer {reviewer} has not scored it yet"
                         )));
                     };
+                    counted.push((assignment, team, version));
                     sheets.push(Sheet {
                         reviewer,
                         proposal: team,
@@ -741,6 +806,16 @@ pub async fn close(
                         gate_panel_closures::closed_at.eq(now),
                     ))
                     .execute(c)?;
+                for (assignment, team, version) in &counted {
+                    diesel::insert_into(gate_panel_counted::table)
+                        .values((
+                            gate_panel_counted::panel_id.eq(id),
+                            gate_panel_counted::assignment_id.eq(assignment),
+                            gate_panel_counted::consortium_id.eq(team),
+                            gate_panel_counted::version.eq(version),
+                        ))
+                        .execute(c)?;
+                }
                 for team in &p.teams {
                     let r = &results[team];
                     let per: BTreeMap<&String, i64> =
@@ -770,6 +845,85 @@ pub async fn close(
                     )?;
                 }
                 panel_dto(c, p)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoidAssignment {
+    reason: String,
+}
+
+impl kaip_contracts::text::CheckText for VoidAssignment {
+    fn check_text_at(&self, at: &str) -> Result<(), kaip_contracts::text::TextViolation> {
+        kaip_contracts::text::field(
+            at,
+            "reason",
+            &self.reason,
+            kaip_contracts::text::Lines::Multi,
+        )
+    }
+}
+
+/// `POST /panel-assignments/{id}/void` (staff): takes an assignment off its panel (a
+/// reviewer who cannot score), with the reason, recorded once. Its sheets no longer count
+/// and it takes no more; assigning again tops its team up with another reviewer. Refused
+/// once the panel is closed; voiding a voided assignment answers the first record.
+pub async fn void_assignment(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: ValidJson<VoidAssignment>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "void a panel assignment")?;
+    let id = path.into_inner();
+    let req = body.into_inner();
+    if req.reason.trim().is_empty() || req.reason.len() > 10_000 {
+        return Err(CommonError::validation("reason", "1 to 10000 bytes, not blank").into());
+    }
+    let by = caller.0.sub.clone();
+    let out = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let panel_id: Uuid = gate_panel_assignments::table
+                    .find(id)
+                    .select(gate_panel_assignments::panel_id)
+                    .first(c)
+                    .optional()?
+                    .ok_or(ScoringError::AssignmentNotFound(id))?;
+                // The panel's row, exclusive: as an assignment or the close.
+                let p = find_panel(c, panel_id, Lock::Update)?;
+                if let Some((_, at)) = closure(c, panel_id)? {
+                    return Err(ScoringError::PanelClosed(p.gate, at));
+                }
+                diesel::insert_into(gate_panel_assignment_voids::table)
+                    .values((
+                        gate_panel_assignment_voids::assignment_id.eq(id),
+                        gate_panel_assignment_voids::reason.eq(req.reason.trim()),
+                        gate_panel_assignment_voids::voided_by.eq(&by),
+                        gate_panel_assignment_voids::voided_at.eq(Utc::now().trunc_subsecs(6)),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+                let (reason, voided_by, voided_at): (String, String, DateTime<Utc>) =
+                    gate_panel_assignment_voids::table
+                        .find(id)
+                        .select((
+                            gate_panel_assignment_voids::reason,
+                            gate_panel_assignment_voids::voided_by,
+                            gate_panel_assignment_voids::voided_at,
+                        ))
+                        .first(c)?;
+                Ok::<_, ScoringError>(serde_json::json!({
+                    "assignment_id": id,
+                    "panel_id": panel_id,
+                    "reason": reason,
+                    "voided_by": voided_by,
+                    "voided_at": voided_at,
+                }))
             })
         })
         .await?;

@@ -1,0 +1,1 @@
+ALTER TABLE ms_gate_inputs DROP COLUMN measured_at;

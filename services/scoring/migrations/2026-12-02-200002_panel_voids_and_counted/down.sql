@@ -1,0 +1,2 @@
+DROP TABLE gate_panel_counted;
+DROP TABLE gate_panel_assignment_voids;
