@@ -760,6 +760,7 @@ fn selection(teams: &[ConsortiumId]) -> SelectionPublished {
         override_reason: None,
         published_at: chrono::Utc::now(),
         team_maxima: None,
+        replaces: None,
     }
 }
 
