@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: run test bench lint fmt snapshots seed seed-programme seed-scores seed-ranking seed-gpu seed-data seed-talent seed-gate verify-decision token build mutants help
+.PHONY: run test bench lint fmt snapshots seed seed-programme seed-scores seed-ranking seed-gpu seed-data seed-talent seed-gate seed-replacement verify-decision token build mutants help
 
 run: ## Build and start the whole platform on local defaults; prints the console URL and tokens (Ctrl-C stops it)
 	@bash infra/local/run.sh
@@ -26,7 +26,7 @@ snapshots: ## Accept the current published contracts: GraphQL SDL, event JSON Sc
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-gateway --test api the_published_schema_matches_the_checked_in_snapshot
 	UPDATE_SNAPSHOTS=1 cargo test -p kaip-contracts --test catalogue
 
-seed: ## With `make run` up: the whole seeded programme through the gateway (15 consortia apply, both review stages, 5 selected and published, GPU offers accepted, a joint data purchase, a talent round hiring two, plans, evidence and verdicts, gate 1 published with a reallocation), printing each step
+seed: ## With `make run` up: the whole seeded programme through the gateway (15 consortia apply, both review stages, 5 selected and published, GPU offers accepted, a joint data purchase, a talent round hiring two, plans, evidence and verdicts, gate 1 published with a reallocation, a replacement call for the freed place and its award), printing each step
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- run
 
 seed-programme: ## With `make run` up: only the programme, call, 15 applications and 6 reviewers, to run the review by hand in the console
@@ -51,6 +51,9 @@ seed-talent: ## With `make run` up and a selection published by hand: a round th
 seed-gate: ## With `make run` up and a selection published by hand: plans, evidence, verdicts and gate 1 through its publication for CALL's teams (CALL=<id>)
 	@test -n "$(CALL)" || { echo "usage: make seed-gate CALL=<call id>"; exit 2; }
 	@cargo run -q -p kaip-e2e --bin kaip-seed -- gate --call $(CALL)
+
+seed-replacement: ## With `make run` up and a gate published: a replacement call for one place it freed, two applicants, review, the committee's vote and the ledger's award accepted (GATE=<key>, default gate-1)
+	@cargo run -q -p kaip-e2e --bin kaip-seed -- replacement --gate $(or $(GATE),gate-1)
 
 verify-decision: ## Recompute a published selection from its recorded inputs and report agreement or every difference (CALL=<id>; exit 1 when they differ)
 	@test -n "$(CALL)" || { echo "usage: make verify-decision CALL=<call id>"; exit 2; }

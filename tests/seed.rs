@@ -1925,6 +1925,8 @@ pub struct Outcome {
     pub hires: Hires,
     /// Gate 1's decision and its effects; `None` when the platform already had a gate 1.
     pub gate: Option<GateOutcome>,
+    /// The replacement call for the place gate 1 freed; `None` when this run decided no gate.
+    pub replacement: Option<ReplacementOutcome>,
 }
 
 /// The whole chain, from the call to the hires. `before_review` runs once the field has
@@ -1932,12 +1934,12 @@ pub struct Outcome {
 /// the e2e test moves the deadline instead of waiting for it.
 pub async fn run<F>(gw: &Gateway, opts: &Options, before_review: F) -> anyhow::Result<Outcome>
 where
-    F: AsyncFnOnce(&Programme) -> anyhow::Result<()>,
+    F: AsyncFn(&str) -> anyhow::Result<()>,
 {
     let programme = programme(gw, opts)
         .await
         .context("step 1, programme and call")?;
-    before_review(&programme).await?;
+    before_review(&programme.call).await?;
     let stages = review(gw, opts, &programme)
         .await
         .context("step 2, review")?;
@@ -1956,6 +1958,15 @@ where
     let gate = gate(gw, opts, &selection, &offers)
         .await
         .context("step 7, milestones and gate 1")?;
+    // A gate this run did not decide (the platform had one) freed no place of this run's.
+    let replacement = match &gate {
+        Some(_) => Some(
+            replacement(gw, opts, GATE, &before_review)
+                .await
+                .context("step 8, the replacement call for the freed place")?,
+        ),
+        None => None,
+    };
     println!(
         "\nDone: call {} selected {} teams; {} GPU offers accepted; a joint purchase of KRW {} in {} shares; {} hires for {}.",
         programme.call,
@@ -1981,6 +1992,15 @@ where
             names(&g.eliminated)
         );
     }
+    if let Some(r) = &replacement {
+        match &r.winner {
+            Some(w) => println!(
+                "Replacement call {}: {} selected by the committee's majority and offered the award.",
+                r.call, w.name
+            ),
+            None => println!("Replacement call {}: nobody selected.", r.call),
+        }
+    }
     Ok(Outcome {
         programme,
         stages,
@@ -1989,6 +2009,7 @@ where
         purchase,
         hires,
         gate,
+        replacement,
     })
 }
 
@@ -2009,15 +2030,20 @@ pub const REPLACEMENT_COMMITTEE: [&str; 3] = ["officer-kim", "officer-lee", "off
 /// `GateDecided`), a replacement call for one freed place, with 768 B200 for the next
 /// half-year as its award; two consortia apply; one stage of review by three reviewers;
 /// the committee votes (two approve, one rejects) and the selection is published; the
-/// ledger offers the winner the award, and the winner accepts. Prints each step. Not part
-/// of [`run`] yet (it needs the gate decided first).
-pub async fn replacement(
+/// ledger offers the winner the award, and the winner accepts. Prints each step.
+/// `before_review` runs once both have applied, as in [`run`] (the e2e test moves the
+/// deadline instead of waiting for it). Step 8 of [`run`]; `make seed-replacement` alone.
+pub async fn replacement<F>(
     gw: &Gateway,
     opts: &Options,
     gate_key: &str,
-) -> anyhow::Result<ReplacementOutcome> {
+    before_review: &F,
+) -> anyhow::Result<ReplacementOutcome>
+where
+    F: AsyncFn(&str) -> anyhow::Result<()>,
+{
     let officer = gw.officer();
-    println!("\n== Replacement call for {gate_key}");
+    println!("\n== 8. Replacement call for {gate_key}");
     let (period, _) = next_halves(Utc::now());
     let now = Utc::now();
     let window = chrono::Duration::from_std(opts.call_window).context("call window")?;
@@ -2081,6 +2107,7 @@ pub async fn replacement(
         });
     }
 
+    before_review(&call).await?;
     wait_for(
         "scoring to open 2 evaluation cases",
         opts.timeout,

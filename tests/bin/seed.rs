@@ -16,6 +16,9 @@
 //! kaip-seed gate --call <id>               # ... plans, evidence, verdicts and gate 1 through
 //!                                          #     its publication (no reallocation plan: the
 //!                                          #     offers were not made by this run)
+//! kaip-seed replacement --gate <key>       # ... once that gate is published: a replacement
+//!                                          #     call for one freed place, two applicants,
+//!                                          #     review, the committee's vote, the award
 //! ```
 //! Talks to the gateway (`KAIP_SEED_GATEWAY`, default http://127.0.0.1:8080) with
 //! development tokens (the dev key, or `KAIP_AUTH__KEY`). `KAIP_SEED_CALL_SECONDS` (default
@@ -26,7 +29,7 @@ use anyhow::{anyhow, bail, Context};
 use kaip_e2e::seed::{self, Gateway, Options, Selection};
 use std::time::Duration;
 
-const USAGE: &str = "usage: kaip-seed [run] | programme | scores --call <id> --stage <n> | ranking --call <id> --stage <n> | gpu --call <id> | data [--call <id>] | talent [--call <id>] | gate --call <id>";
+const USAGE: &str = "usage: kaip-seed [run] | programme | scores --call <id> --stage <n> | ranking --call <id> --stage <n> | gpu --call <id> | data [--call <id>] | talent [--call <id>] | gate --call <id> | replacement --gate <key>";
 
 fn seconds(var: &str, default: u64) -> anyhow::Result<Duration> {
     match std::env::var(var) {
@@ -54,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     let call = || get("--call").ok_or_else(|| anyhow!("--call <call id> is required\n{USAGE}"));
     match args.first().map(String::as_str) {
         None | Some("run") => {
-            seed::run(&gw, &opts, async |_: &seed::Programme| Ok(())).await?;
+            seed::run(&gw, &opts, async |_: &str| Ok(())).await?;
         }
         Some("programme") => {
             let p = seed::programme(&gw, &opts).await?;
@@ -106,6 +109,11 @@ async fn main() -> anyhow::Result<()> {
         Some("gate") => {
             let sel = Selection::of_call(&gw, &call()?).await?;
             seed::gate(&gw, &opts, &sel, &[]).await?;
+        }
+        Some("replacement") => {
+            let gate =
+                get("--gate").ok_or_else(|| anyhow!("--gate <gate key> is required\n{USAGE}"))?;
+            seed::replacement(&gw, &opts, &gate, &async |_: &str| Ok(())).await?;
         }
         Some(other) => bail!("unknown step `{other}`\n{USAGE}"),
     }

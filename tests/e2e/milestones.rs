@@ -189,13 +189,13 @@ async fn a_team_submits_versioned_evidence_for_its_plan_and_officers_verdicts_ar
         "a redelivery added nothing"
     );
     let (a, b) = (team_bearer(&ctx, t[0]), team_bearer(&ctx, t[1]));
-    let d = m.deliverable(t[0], "2030-06-30").await;
+    let d = m.deliverable(t[0], "2090-06-30").await;
 
     // Only officers plan; a plan for a team not selected is refused.
     m.refused(
         "/deliverables",
         &a,
-        json!({"consortium_id": t[0], "phase": 1, "title": "x", "acceptance_criteria": "y", "due_date": "2030-01-01"}),
+        json!({"consortium_id": t[0], "phase": 1, "title": "x", "acceptance_criteria": "y", "due_date": "2090-01-01"}),
         StatusCode::FORBIDDEN,
         "FORBIDDEN",
     )
@@ -203,7 +203,7 @@ async fn a_team_submits_versioned_evidence_for_its_plan_and_officers_verdicts_ar
     m.refused(
         "/deliverables",
         &m.officer,
-        json!({"consortium_id": Uuid::now_v7(), "phase": 1, "title": "x", "acceptance_criteria": "y", "due_date": "2030-01-01"}),
+        json!({"consortium_id": Uuid::now_v7(), "phase": 1, "title": "x", "acceptance_criteria": "y", "due_date": "2090-01-01"}),
         StatusCode::NOT_FOUND,
         "TEAM_NOT_SELECTED",
     )
@@ -354,13 +354,13 @@ async fn a_team_submits_versioned_evidence_for_its_plan_and_officers_verdicts_ar
         .post(
             &format!("/deliverables/{d}/verdicts"),
             &m.officer,
-            json!({"verdict": "revision", "reason": "missing ablations", "comments": "add the tokenizer ablation", "new_due_date": "2030-08-31"}),
+            json!({"verdict": "revision", "reason": "missing ablations", "comments": "add the tokenizer ablation", "new_due_date": "2090-08-31"}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(r["status"], "revision");
-    assert_eq!(r["current_due_date"], "2030-08-31");
-    assert_eq!(r["due_date"], "2030-06-30", "the planned date is kept");
+    assert_eq!(r["current_due_date"], "2090-08-31");
+    assert_eq!(r["due_date"], "2090-06-30", "the planned date is kept");
     // Nothing new since the revision: nothing to approve.
     m.refused(
         &format!("/deliverables/{d}/verdicts"),
@@ -474,7 +474,7 @@ async fn concurrent_submissions_get_distinct_versions() {
     let m = Ms::start(&ctx).await;
     let t = select(&ctx, &m, 1).await;
     let a = team_bearer(&ctx, t[0]);
-    let d = m.deliverable(t[0], "2030-06-30").await;
+    let d = m.deliverable(t[0], "2090-06-30").await;
     let path = format!("/deliverables/{d}/evidence");
     let results = futures::future::join_all((0..8).map(|i| {
         m.post(
@@ -1211,7 +1211,7 @@ async fn benchmark_inputs_come_only_from_the_teams_own_approved_evidence() {
     let m = Ms::start(&ctx).await;
     let t = select(&ctx, &m, 2).await;
     let a = team_bearer(&ctx, t[0]);
-    let d = m.deliverable(t[0], "2030-06-30").await;
+    let d = m.deliverable(t[0], "2090-06-30").await;
     let (_, e1) = m
         .post(
             &format!("/deliverables/{d}/evidence"),
@@ -1590,7 +1590,7 @@ async fn other_roles_and_other_consortia_are_refused_everywhere() {
     let ctx = TestContext::new();
     let m = Ms::start(&ctx).await;
     let t = select(&ctx, &m, 2).await;
-    let d = m.deliverable(t[0], "2030-06-30").await;
+    let d = m.deliverable(t[0], "2090-06-30").await;
     let reviewer = ctx.bearer(Role::Reviewer, None);
     let integration = ctx.integration_bearer("gpu-operator", &[]);
     let other = team_bearer(&ctx, t[1]);
@@ -1626,7 +1626,7 @@ async fn other_roles_and_other_consortia_are_refused_everywhere() {
         ),
         (
             "/deliverables",
-            json!({"consortium_id": t[1], "phase": 1, "title": "x", "acceptance_criteria": "y", "due_date": "2030-01-01"}),
+            json!({"consortium_id": t[1], "phase": 1, "title": "x", "acceptance_criteria": "y", "due_date": "2090-01-01"}),
         ),
         (
             &format!("/deliverables/{d}/verdicts"),
@@ -1635,7 +1635,7 @@ async fn other_roles_and_other_consortia_are_refused_everywhere() {
         (
             "/plans",
             json!({"consortium_id": t[1], "phase": 1, "deliverables": [
-                {"title": "x", "acceptance_criteria": "y", "due_date": "2030-01-01"}]}),
+                {"title": "x", "acceptance_criteria": "y", "due_date": "2090-01-01"}]}),
         ),
     ] {
         m.refused(path, &other, body, StatusCode::FORBIDDEN, "FORBIDDEN")
@@ -1663,11 +1663,11 @@ async fn a_plan_is_written_whole_or_not_at_all() {
     let item = |title: &str, due: &str| json!({"title": title, "acceptance_criteria": "reviewed by the ministry", "due_date": due});
     for (items, field) in [
         (
-            json!([item("Report", "2030-01-31"), item(" ", "2030-02-28")]),
+            json!([item("Report", "2090-01-31"), item(" ", "2090-02-28")]),
             "deliverables[1].title",
         ),
         (
-            json!([item("Report", "2030-01-31"), item("Late", "2200-01-01")]),
+            json!([item("Report", "2090-01-31"), item("Late", "2200-01-01")]),
             "deliverables[1].due_date",
         ),
         (json!([]), "deliverables"),
@@ -1693,7 +1693,7 @@ async fn a_plan_is_written_whole_or_not_at_all() {
             "/plans",
             &m.officer,
             json!({"consortium_id": t[0], "phase": 2, "deliverables": [
-                item("Report", "2030-01-31"), item("Benchmarks", "2030-03-31")]}),
+                item("Report", "2090-01-31"), item("Benchmarks", "2090-03-31")]}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -1709,7 +1709,7 @@ async fn a_plan_is_written_whole_or_not_at_all() {
     m.refused(
         "/plans",
         &m.officer,
-        json!({"consortium_id": ConsortiumId::new(), "phase": 1, "deliverables": [item("Report", "2030-01-31")]}),
+        json!({"consortium_id": ConsortiumId::new(), "phase": 1, "deliverables": [item("Report", "2090-01-31")]}),
         StatusCode::NOT_FOUND,
         "TEAM_NOT_SELECTED",
     )

@@ -5,7 +5,7 @@
 //! seed as a person would run it.
 
 use kaip_contracts::Role;
-use kaip_e2e::seed::{self, Gateway, Options, Programme, FIELD, JOINT_PURCHASE_KRW};
+use kaip_e2e::seed::{self, Gateway, Options, FIELD, JOINT_PURCHASE_KRW};
 use kaip_e2e::Platform;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -34,8 +34,8 @@ async fn make_seed_runs_the_programme_from_the_call_through_offers_data_and_hire
         timeout: Duration::from_secs(60),
     };
     let started = Instant::now();
-    let out = seed::run(&gw, &opts, async |prog: &Programme| {
-        kaip_e2e::pass_deadline(&p, &prog.call).await;
+    let out = seed::run(&gw, &opts, async |call: &str| {
+        kaip_e2e::pass_deadline(&p, call).await;
         Ok(())
     })
     .await
@@ -355,6 +355,63 @@ async fn make_seed_runs_the_programme_from_the_call_through_offers_data_and_hire
         (Some(2), Some(2)),
         "{position}"
     );
+    // 8. The replacement call for gate 1's freed place: linked to the gate, the committee's
+    // majority selected the better of the two applicants, and the ledger's award (768 B200)
+    // was offered to it alone and accepted, its one tranche released at acceptance.
+    let rep = out
+        .replacement
+        .as_ref()
+        .expect("gate 1 was decided by this run");
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($c: UUID!) { call(id: $c) { replaces { gate places committee award { model count period } } } selection(callId: $c) { selected publishedAt } }",
+            json!({ "c": rep.call }),
+        )
+        .await;
+    let d = ok(&body);
+    assert_eq!(d["call"]["replaces"]["gate"], seed::GATE, "{d}");
+    assert_eq!(d["call"]["replaces"]["places"], 1, "{d}");
+    assert_eq!(
+        d["call"]["replaces"]["committee"],
+        json!(seed::REPLACEMENT_COMMITTEE),
+        "{d}"
+    );
+    let winner = rep.winner.as_ref().expect("the committee selected a team");
+    assert!(d["selection"]["publishedAt"].is_string(), "{d}");
+    assert_eq!(d["selection"]["selected"], json!([winner.proposal]), "{d}");
+    assert!(
+        !sel.teams.iter().any(|t| t.consortium == winner.consortium),
+        "the winner is a newcomer, not one of the five"
+    );
+    let accepted = rep
+        .accepted
+        .as_ref()
+        .expect("the winner accepted the award");
+    assert_eq!(accepted["status"], "accepted", "{accepted}");
+    let tranches = accepted["tranches"].as_array().expect("tranches");
+    assert_eq!(tranches.len(), 1, "{accepted}");
+    assert_eq!(
+        (
+            &tranches[0]["model"],
+            int(&tranches[0]["count"]),
+            &tranches[0]["status"]
+        ),
+        (&json!("B200"), 768, &json!("released")),
+        "{accepted}"
+    );
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($c: UUID!) { gpuOffers(consortiumId: $c) { callId status h100Eq } }",
+            json!({ "c": winner.consortium }),
+        )
+        .await;
+    let offers = ok(&body)["gpuOffers"].as_array().expect("offers").clone();
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0]["callId"], rep.call.as_str(), "{offers:?}");
+    assert_eq!(int(&offers[0]["h100Eq"]), 1536, "{offers:?}");
+
     eprintln!(
         "the test's own work ended {:?} after it began (the platform's shutdown follows)",
         test_start.elapsed()
