@@ -13,6 +13,7 @@ mod gate_inputs;
 mod gateway_hardening;
 mod gpu_gateway;
 mod inputs_hardening;
+mod kafka_acls;
 mod milestones;
 mod operators_usage;
 mod phase;

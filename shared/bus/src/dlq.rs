@@ -318,9 +318,13 @@ fn read_matching(
     for (k, v) in &settings.client {
         cfg.set(k, v);
     }
-    // Never joins the group (partitions are assigned, not subscribed) nor commits.
+    // Never joins the group (partitions are assigned, not subscribed) nor commits. Prefixed
+    // like every group, so infra/kafka-acls.yaml's `kaip-dlq-replay-` pattern covers it.
     let consumer: BaseConsumer = cfg
-        .set("group.id", format!("kaip-dlq-replay-{}", Uuid::new_v4()))
+        .set(
+            "group.id",
+            settings.prefixed(&format!("kaip-dlq-replay-{}", Uuid::new_v4())),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .create()

@@ -12,7 +12,11 @@ fn check(path: PathBuf, current: &serde_json::Value) {
     let text = serde_json::to_string_pretty(current).expect("json") + "\n";
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
-        std::fs::write(&path, &text).expect("write");
+        // Written beside it and renamed over it: the other tests of this binary read the
+        // published schemas at the same time, and must never see a half-written file.
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&tmp, &text).expect("write");
+        std::fs::rename(&tmp, &path).expect("rename");
     }
     let stored = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
