@@ -322,7 +322,7 @@ async fn make_seed_runs_the_programme_from_the_call_through_offers_data_and_hire
     let body = p
         .graphql(
             Some(&officer),
-            "{ talentHires { id consortiumId positionId } }",
+            "{ talentHires { id consortiumId positionId startDate endedOn endCause } }",
             json!({}),
         )
         .await;
@@ -350,10 +350,20 @@ async fn make_seed_runs_the_programme_from_the_call_through_offers_data_and_hire
         .find(|v| v["id"] == hires.position.as_str())
         .expect("the position")
         .clone();
+    // The hiring team was eliminated at gate 1 (step 7): its hires end with this month
+    // (KST). They hold their places from their start until then; hired on the month's last
+    // day (KST), they start the next day and so never hold one.
+    for h in &recorded {
+        assert_eq!(h["endCause"], "elimination", "{h}");
+    }
+    let holding = recorded
+        .iter()
+        .filter(|h| h["endedOn"].as_str() >= h["startDate"].as_str())
+        .count() as i64;
     assert_eq!(
         (position["count"].as_i64(), position["filled"].as_i64()),
-        (Some(2), Some(2)),
-        "{position}"
+        (Some(2), Some(holding)),
+        "{position} {recorded:?}"
     );
     // 8. The replacement call for gate 1's freed place: linked to the gate, the committee's
     // majority selected the better of the two applicants, and the ledger's award (768 B200)
