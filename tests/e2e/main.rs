@@ -14,6 +14,7 @@ mod gateway_hardening;
 mod gpu_gateway;
 mod inputs_hardening;
 mod milestones;
+mod panels;
 mod operators_usage;
 mod phase;
 mod relay_hardening;

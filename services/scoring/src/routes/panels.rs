@@ -1,8 +1,13 @@
 //! Expert panels for stage gates (issue #11): the reviewers, conflicts of interest and score
-//! sheets of the proposal stages, applied to the teams a call selected.
+//! sheets of the proposal stages, applied to the teams a call (and its replacement calls)
+//! selected.
 //!
-//! - `POST /panels` (staff): the panel of a gate (one per gate key), its teams (the call's
-//!   selected consortia, all or some), its score sheet and reviewers per team.
+//! - `POST /panels` (staff): the panel of a gate (one per gate key that is not voided; the
+//!   key must be one milestones announced with `GateDefined`), its teams (the selected
+//!   consortia of the call and of replacement calls, all or some, never one a gate
+//!   eliminated), its score sheet and reviewers per team.
+//! - `POST /panels/{id}/void` (staff): an open panel voided with a reason (a row of its own);
+//!   it then takes nothing and publishes nothing, and the gate may get a new panel.
 //! - `POST /panels/{id}/assignments` (staff): assigns registered reviewers with
 //!   [`assign::plan`], the stages' planner: a reviewer of a consortium member's organisation
 //!   (name or registration number) or with a declared conflict is never assigned to that
