@@ -172,7 +172,10 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     );
     // Scoring learns the gate from milestones' GateDefined before a panel may name it.
     eventually(Duration::from_secs(60), || async {
-        (count(&p.scoring, "SELECT count(*) FROM known_gates WHERE gate = 'gate-1'") == 1)
+        (count(
+            &p.scoring,
+            "SELECT count(*) FROM known_gates WHERE gate = 'gate-1'",
+        ) == 1)
             .then_some(())
     })
     .await

@@ -98,7 +98,11 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
 
     // A real selection: three proposals, the top two (c0, c1) selected.
     let call_id = kaip_e2e::open_call(&p, 2).await;
-    let leads = [OrgType::LargeEnterprise, OrgType::Sme, OrgType::LargeEnterprise];
+    let leads = [
+        OrgType::LargeEnterprise,
+        OrgType::Sme,
+        OrgType::LargeEnterprise,
+    ];
     let (consortia, ids) = crate::decisions::field(&p, &call_id, &leads).await;
     let stage_reviewers = ["gp-1", "gp-2"];
     crate::decisions::configure(&p, &call_id, &stage_reviewers, |c| {
@@ -226,7 +230,10 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
     .await;
     assert_eq!(s, StatusCode::CREATED, "{g}");
     eventually(Duration::from_secs(60), || async {
-        (count(&p.scoring, "SELECT count(*) FROM known_gates WHERE gate = 'gate-2'") == 1)
+        (count(
+            &p.scoring,
+            "SELECT count(*) FROM known_gates WHERE gate = 'gate-2'",
+        ) == 1)
             .then_some(())
     })
     .await
@@ -240,9 +247,15 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         panel_body("gate-2", json!([call_id]), Value::Null),
     )
     .await;
-    assert_eq!(code(s, &b), (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")));
+    assert_eq!(
+        code(s, &b),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
+    );
     assert!(
-        b["message"].as_str().unwrap_or("").starts_with("replacement_call_ids[0]"),
+        b["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("replacement_call_ids[0]"),
         "{b}"
     );
     let (s, b) = post(
@@ -252,7 +265,10 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         panel_body("gate-2", json!([rc_id]), json!([c0, c1])),
     )
     .await;
-    assert_eq!(code(s, &b), (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")));
+    assert_eq!(
+        code(s, &b),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
+    );
     let msg = b["message"].as_str().unwrap_or("");
     assert!(
         msg.starts_with("consortium_ids[1]") && msg.contains("eliminated at gate gate-1"),
@@ -271,7 +287,9 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
     let teams: BTreeSet<String> = serde_json::from_value(panel["teams"].clone()).expect("teams");
     assert_eq!(
         teams,
-        [c0.0.to_string(), winner.0.to_string()].into_iter().collect()
+        [c0.0.to_string(), winner.0.to_string()]
+            .into_iter()
+            .collect()
     );
     assert_eq!(panel["replacement_call_ids"], json!([rc_id]));
     let first = panel["id"].as_str().expect("id").to_owned();
@@ -295,7 +313,11 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         json!({}),
     )
     .await;
-    assert_eq!((s, r["assigned"].as_i64()), (StatusCode::OK, Some(4)), "{r}");
+    assert_eq!(
+        (s, r["assigned"].as_i64()),
+        (StatusCode::OK, Some(4)),
+        "{r}"
+    );
 
     // 4. A reviewer's own assignments carry the panel's criteria.
     let listed = assignments(&p, &officer, &first).await;
@@ -318,8 +340,14 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
     // 2. Void the open panel: a reason is required; recorded once with who and when.
     let void = format!("/panels/{first}/void");
     let (s, b) = post(&p.scoring, &void, &officer, json!({"reason": "  "})).await;
-    assert_eq!(code(s, &b), (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")));
-    assert_eq!(count(&p.scoring, "SELECT count(*) FROM gate_panel_voids"), 0);
+    assert_eq!(
+        code(s, &b),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
+    );
+    assert_eq!(
+        count(&p.scoring, "SELECT count(*) FROM gate_panel_voids"),
+        0
+    );
     let reviewer0 = p.ctx.bearer_for("pn-1", Role::Reviewer, None);
     let (s, _) = post(&p.scoring, &void, &reviewer0, json!({"reason": "no"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -338,7 +366,11 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
     let (s, again) = post(&p.scoring, &void, &officer, json!({"reason": "again"})).await;
     assert_eq!(
         (s, &again["voided_at"], again["void_reason"].as_str()),
-        (StatusCode::OK, &voided["voided_at"], Some("the panel left out a winner"))
+        (
+            StatusCode::OK,
+            &voided["voided_at"],
+            Some("the panel left out a winner")
+        )
     );
     // The voided panel takes no sheet, assignment or close, and leaves the listings.
     let (s, b) = put(
@@ -348,13 +380,21 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         sheet(11, 11),
     )
     .await;
-    assert_eq!(code(s, &b), (StatusCode::CONFLICT, Some("PANEL_VOIDED")), "{b}");
+    assert_eq!(
+        code(s, &b),
+        (StatusCode::CONFLICT, Some("PANEL_VOIDED")),
+        "{b}"
+    );
     for path in [
         format!("/panels/{first}/close"),
         format!("/panels/{first}/assignments"),
     ] {
         let (s, b) = post(&p.scoring, &path, &officer, json!({})).await;
-        assert_eq!(code(s, &b), (StatusCode::CONFLICT, Some("PANEL_VOIDED")), "{path}: {b}");
+        assert_eq!(
+            code(s, &b),
+            (StatusCode::CONFLICT, Some("PANEL_VOIDED")),
+            "{path}: {b}"
+        );
     }
     assert!(assignments(&p, &officer, &first).await.is_empty());
     let (_, mine) = get(&p.scoring, "/panel-assignments", &token0).await;
@@ -389,12 +429,22 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         json!({}),
     )
     .await;
-    assert_eq!((s, r["assigned"].as_i64()), (StatusCode::OK, Some(4)), "{r}");
+    assert_eq!(
+        (s, r["assigned"].as_i64()),
+        (StatusCode::OK, Some(4)),
+        "{r}"
+    );
 
     // 5. Staff list every assignment (no panel_id) in pages: one a page, by the cursor.
     let (s, b) = get(&p.scoring, "/panel-assignments?limit=0", &officer).await;
-    assert_eq!(code(s, &b), (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")));
-    assert!(b["message"].as_str().unwrap_or("").starts_with("limit"), "{b}");
+    assert_eq!(
+        code(s, &b),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
+    );
+    assert!(
+        b["message"].as_str().unwrap_or("").starts_with("limit"),
+        "{b}"
+    );
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -406,7 +456,11 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         assert_eq!(s, StatusCode::OK, "{page}");
         let items = page["items"].as_array().expect("items");
         assert!(items.len() <= 1, "{page}");
-        seen.extend(items.iter().map(|a| a["id"].as_str().expect("id").to_owned()));
+        seen.extend(
+            items
+                .iter()
+                .map(|a| a["id"].as_str().expect("id").to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => after = Some(c.to_owned()),
             None => break,
@@ -469,7 +523,11 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
     score_all(listed.clone()).await;
     let close = format!("/panels/{second}/close");
     let (s, b) = post(&p.scoring, &close, &officer, json!({})).await;
-    assert_eq!(code(s, &b), (StatusCode::CONFLICT, Some("STAGE_INCOMPLETE")), "{b}");
+    assert_eq!(
+        code(s, &b),
+        (StatusCode::CONFLICT, Some("STAGE_INCOMPLETE")),
+        "{b}"
+    );
     let (s, r) = post(
         &p.scoring,
         &format!("/panels/{second}/assignments"),
@@ -477,7 +535,11 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         json!({}),
     )
     .await;
-    assert_eq!((s, r["assigned"].as_i64()), (StatusCode::OK, Some(1)), "{r}");
+    assert_eq!(
+        (s, r["assigned"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{r}"
+    );
     let refill: Vec<_> = assignments(&p, &officer, &second)
         .await
         .into_iter()
@@ -518,6 +580,13 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         json!({"reason": "too late"}),
     )
     .await;
-    assert_eq!(code(s, &b), (StatusCode::CONFLICT, Some("PANEL_CLOSED")), "{b}");
-    assert_eq!(count(&p.scoring, "SELECT count(*) FROM gate_panel_voids"), 1);
+    assert_eq!(
+        code(s, &b),
+        (StatusCode::CONFLICT, Some("PANEL_CLOSED")),
+        "{b}"
+    );
+    assert_eq!(
+        count(&p.scoring, "SELECT count(*) FROM gate_panel_voids"),
+        1
+    );
 }

@@ -39,7 +39,12 @@ async fn rest(
     (s, res.json().await.unwrap_or(Value::Null))
 }
 
-pub(crate) async fn post(svc: &TestService, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    svc: &TestService,
+    path: &str,
+    bearer: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     rest(svc, reqwest::Method::POST, path, bearer, Some(body)).await
 }
 
@@ -299,7 +304,13 @@ pub(crate) async fn review(p: &Platform, call_id: &str, tag: &str) -> Vec<(Strin
     applicants
 }
 
-pub(crate) async fn vote(p: &Platform, call_id: &str, version: i64, member: &str, approve: bool) -> Value {
+pub(crate) async fn vote(
+    p: &Platform,
+    call_id: &str,
+    version: i64,
+    member: &str,
+    approve: bool,
+) -> Value {
     let token = p.ctx.bearer_for(member, Role::Officer, None);
     let (s, b) = post(
         &p.scoring,

@@ -136,9 +136,7 @@ impl ResponseError for ScoringError {
             ScoringError::NotOnCommittee(_) => StatusCode::FORBIDDEN,
             ScoringError::Selection(_)
             | ScoringError::OverrideBreaksRules { .. }
-            | ScoringError::GateUnknown(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            | ScoringError::GateUnknown(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,
         }
     }

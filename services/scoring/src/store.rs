@@ -222,9 +222,11 @@ pub fn plan_assignments(
 /// takes no lock.
 pub fn reviewer_pool(c: &mut PgConnection, lock: bool) -> QueryResult<assign::Pool> {
     use crate::schema::{conflicts, reviewers};
-    let q = reviewers::table
-        .order(reviewers::id.asc())
-        .select((reviewers::id, reviewers::organisation, reviewers::brn));
+    let q = reviewers::table.order(reviewers::id.asc()).select((
+        reviewers::id,
+        reviewers::organisation,
+        reviewers::brn,
+    ));
     let rows: Vec<(String, String, Option<String>)> = if lock {
         q.for_share().load(c)?
     } else {
