@@ -11,7 +11,7 @@
 
 use crate::replacement::{self, COMMITTEE};
 use kaip_contracts::events::TeamEliminated;
-use kaip_contracts::{ConsortiumId, DomainEvent, Role};
+use kaip_contracts::{DomainEvent, Role};
 use kaip_e2e::{eventually, OrgType, Platform};
 use kaip_testkit::TestService;
 use reqwest::StatusCode;
