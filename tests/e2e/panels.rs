@@ -498,7 +498,11 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         "{mine}"
     );
     let (s, b) = put(&p.scoring, &path, &late_token, sheet(19, 15)).await;
-    assert_eq!(code(s, &b), (StatusCode::CONFLICT, Some("CONFLICT")), "{b}");
+    assert_eq!(
+        code(s, &b),
+        (StatusCode::CONFLICT, Some("STATE_CONFLICT")),
+        "{b}"
+    );
     // Everyone else scores 10 + 5; the team is one sheet short until topped up.
     let score_all = |listed: Vec<(String, String, String)>| {
         let p = &p;
@@ -588,5 +592,84 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
     assert_eq!(
         count(&p.scoring, "SELECT count(*) FROM gate_panel_voids"),
         1
+    );
+    // 7. The same through GraphQL: refusals keep their codes; a third gate's panel is
+    // defined, assigned, listed with its criteria, an assignment and the panel voided.
+    let gql = |q: &'static str, vars: Value| {
+        let officer = officer.clone();
+        let p = &p;
+        async move { p.graphql(Some(&officer), q, vars).await }
+    };
+    let void_panel = "mutation($p: UUID!, $r: String!) { voidGatePanel(panelId: $p, reason: $r) { id voidedBy voidReason } }";
+    let void_assignment = "mutation($a: UUID!, $r: String!) { voidPanelAssignment(assignmentId: $a, reason: $r) { assignmentId panelId voidedBy reason } }";
+    let body = gql(void_panel, json!({"p": second, "r": "too late"})).await;
+    assert_eq!(kaip_e2e::error_code(&body), Some("PANEL_CLOSED"), "{body}");
+    let body = gql(void_assignment, json!({"a": a0, "r": "unavailable"})).await;
+    assert_eq!(kaip_e2e::error_code(&body), Some("PANEL_VOIDED"), "{body}");
+    let (s, g) = post(
+        ms,
+        "/gates",
+        &officer,
+        json!({"key": "gate-3", "phase": 3, "gate_date": "2028-06-30", "planned_eliminations": 0,
+               "eligibility_rules": [], "committee": ["officer-a", "officer-b", "officer-c"],
+               "reason": "third stage gate"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            &p.scoring,
+            "SELECT count(*) FROM known_gates WHERE gate = 'gate-3'",
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("scoring learnt gate-3");
+    let body = gql(
+        "mutation($i: GatePanelInput!) { defineGatePanel(input: $i) { id teams replacementCallIds } }",
+        json!({"i": {"gate": "gate-3", "callId": call_id, "replacementCallIds": [rc_id],
+                     "criteria": [{"key": "progress", "name": "Progress", "maxPoints": 10}],
+                     "reviewersPerTeam": 1, "reason": "gate 3 panel"}}),
+    )
+    .await;
+    let defined = &replacement::ok(&body)["defineGatePanel"];
+    let third = defined["id"].as_str().expect("id").to_owned();
+    assert_eq!(defined["teams"].as_array().map(Vec::len), Some(2), "{body}");
+    let body = gql(
+        "mutation($p: UUID!) { assignPanelReviewers(panelId: $p) { assigned } }",
+        json!({"p": third}),
+    )
+    .await;
+    assert_eq!(
+        replacement::ok(&body)["assignPanelReviewers"]["assigned"],
+        2
+    );
+    let body = gql(
+        "query($p: UUID!) { panelAssignments(panelId: $p, first: 1) { items { id criteria { key maxPoints } } nextCursor } }",
+        json!({"p": third}),
+    )
+    .await;
+    let page = &replacement::ok(&body)["panelAssignments"];
+    assert_eq!(
+        page["items"][0]["criteria"],
+        json!([{"key": "progress", "maxPoints": 10}]),
+        "{body}"
+    );
+    assert!(page["nextCursor"].is_string(), "a second page: {body}");
+    let one = page["items"][0]["id"].as_str().expect("id").to_owned();
+    let body = gql(void_assignment, json!({"a": one, "r": "unavailable"})).await;
+    assert_eq!(
+        replacement::ok(&body)["voidPanelAssignment"]["voidedBy"],
+        "officer-1"
+    );
+    let body = gql(void_panel, json!({"p": third, "r": "the gate was merged"})).await;
+    let voided = &replacement::ok(&body)["voidGatePanel"];
+    assert_eq!(
+        (voided["voidedBy"].as_str(), voided["voidReason"].as_str()),
+        (Some("officer-1"), Some("the gate was merged"))
+    );
+    assert_eq!(
+        count(&p.scoring, "SELECT count(*) FROM gate_panel_voids"),
+        2
     );
 }
