@@ -696,12 +696,14 @@ pub async fn list_assignments(
             let mut panels: BTreeMap<Uuid, (PanelRow, Vec<CaseRow>)> = BTreeMap::new();
             let mut out = Vec::with_capacity(rows.items.len());
             for (id, panel_id, gate, reviewer, team, at) in rows.items {
-                if !panels.contains_key(&panel_id) {
-                    let p = find_panel(c, panel_id, Lock::None)?;
-                    let cases = team_cases(c, &p)?;
-                    panels.insert(panel_id, (p, cases));
-                }
-                let (p, cases) = &panels[&panel_id];
+                let (p, cases) = match panels.entry(panel_id) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let p = find_panel(c, panel_id, Lock::None)?;
+                        let cases = team_cases(c, &p)?;
+                        e.insert((p, cases))
+                    }
+                };
                 let case = cases.iter().find(|k| k.consortium_id == team);
                 if let (Some(pool), Some(k)) = (&pool, case) {
                     if conflict_now(pool, std::slice::from_ref(k), &reviewer, team).is_some() {
