@@ -673,3 +673,76 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         2
     );
 }
+
+/// Milestones' announce (`POST /admin/announce`) republishes a gate's `GateDefined` and a
+/// decision's `TeamEliminated` as new events: scoring records each once, the repeats are
+/// no-ops, and a repeat with a different gate id for a known key changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoring_records_announced_gates_and_eliminations_once() {
+    let ctx = kaip_testkit::TestContext::new();
+    let scoring = ctx
+        .spawn(kaip_scoring::definition(), kaip_scoring::DEFAULTS)
+        .await;
+    scoring.wait_assigned().await;
+    let gate_id = Uuid::now_v7();
+    let defined = kaip_contracts::events::GateDefined {
+        gate_id,
+        gate: "gate-1".into(),
+        phase: 1,
+        gate_date: chrono::NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
+        defined_at: chrono::Utc::now(),
+    };
+    let eliminated = TeamEliminated {
+        gate_id,
+        gate: "gate-1".into(),
+        consortium_id: kaip_contracts::ConsortiumId::new(),
+        reason: "rank: last".into(),
+        reallocation: vec![],
+        decided_at: chrono::Utc::now(),
+    };
+    let other_id = kaip_contracts::events::GateDefined {
+        gate_id: Uuid::now_v7(),
+        ..defined.clone()
+    };
+    let topic = ctx.topic(kaip_contracts::topics::MILESTONES);
+    let actor = kaip_contracts::Actor::system("milestones");
+    let envs = [
+        kaip_contracts::EventEnvelope::wrap("milestones", actor.clone(), &defined),
+        kaip_contracts::EventEnvelope::wrap("milestones", actor.clone(), &eliminated),
+        // The announce, twice: new event ids, the same data (one with another gate id).
+        kaip_contracts::EventEnvelope::wrap("milestones", actor.clone(), &defined),
+        kaip_contracts::EventEnvelope::wrap("milestones", actor.clone(), &eliminated),
+        kaip_contracts::EventEnvelope::wrap("milestones", actor.clone(), &other_id),
+        kaip_contracts::EventEnvelope::wrap("milestones", actor, &eliminated),
+    ];
+    for env in envs {
+        let env = env.expect("wrap");
+        ctx.produce_raw(
+            &topic,
+            &env.aggregate_id.to_string(),
+            &serde_json::to_vec(&env).expect("json"),
+            &[("kaip-event-type", &env.event_type)],
+        )
+        .await;
+    }
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            &scoring,
+            "SELECT count(*) FROM kaip_inbox WHERE topic LIKE '%milestones%'",
+        ) == 6)
+            .then_some(())
+    })
+    .await
+    .expect("scoring processed all six");
+    assert_eq!(
+        count(
+            &scoring,
+            &format!(
+                "SELECT count(*) FROM known_gates WHERE gate = 'gate-1' AND gate_id = '{gate_id}'"
+            )
+        ),
+        1
+    );
+    assert_eq!(count(&scoring, "SELECT count(*) FROM known_gates"), 1);
+    assert_eq!(count(&scoring, "SELECT count(*) FROM eliminated_teams"), 1);
+}
