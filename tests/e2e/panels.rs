@@ -662,6 +662,68 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         replacement::ok(&body)["voidPanelAssignment"]["voidedBy"],
         "officer-1"
     );
+    // An elimination that arrives after the panel exists (gate 2 eliminates c0): the panel
+    // takes no more assignments and no close (its score would be dead-lettered), naming
+    // the team and the gate; nothing is written.
+    let late = TeamEliminated {
+        gate_id: Uuid::now_v7(),
+        gate: "gate-2".into(),
+        consortium_id: c0,
+        reason: "rank: last".into(),
+        reallocation: vec![],
+        decided_at: chrono::Utc::now(),
+    };
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "milestones",
+        kaip_contracts::Actor::system("milestones"),
+        &late,
+    )
+    .expect("wrap");
+    p.ctx
+        .produce_raw(
+            &p.ctx.topic(kaip_contracts::topics::MILESTONES),
+            &env.aggregate_id.to_string(),
+            &serde_json::to_vec(&env).expect("json"),
+            &[("kaip-event-type", TeamEliminated::TYPE)],
+        )
+        .await;
+    eventually(Duration::from_secs(60), || async {
+        (count(&p.scoring, "SELECT count(*) FROM eliminated_teams") == 2).then_some(())
+    })
+    .await
+    .expect("scoring learnt c0's elimination");
+    let before = (
+        count(&p.scoring, "SELECT count(*) FROM gate_panel_assignments"),
+        count(&p.scoring, "SELECT count(*) FROM gate_panel_closures"),
+        count(&p.scoring, "SELECT count(*) FROM kaip_outbox"),
+    );
+    for action in ["assignments", "close"] {
+        let (s, b) = post(
+            &p.scoring,
+            &format!("/panels/{third}/{action}"),
+            &officer,
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            code(s, &b),
+            (StatusCode::CONFLICT, Some("STATE_CONFLICT")),
+            "{action}: {b}"
+        );
+        let msg = b["message"].as_str().unwrap_or("");
+        assert!(
+            msg.contains(&c0.0.to_string()) && msg.contains("gate-2") && msg.contains("void"),
+            "{action}: {b}"
+        );
+    }
+    assert_eq!(
+        (
+            count(&p.scoring, "SELECT count(*) FROM gate_panel_assignments"),
+            count(&p.scoring, "SELECT count(*) FROM gate_panel_closures"),
+            count(&p.scoring, "SELECT count(*) FROM kaip_outbox"),
+        ),
+        before
+    );
     let body = gql(void_panel, json!({"p": third, "r": "the gate was merged"})).await;
     let voided = &replacement::ok(&body)["voidGatePanel"];
     assert_eq!(

@@ -259,6 +259,29 @@ fn conflict_now(pool: &Pool, cases: &[CaseRow], reviewer: &str, team: Uuid) -> O
     assign::conflict(info, &case_info(case), &pool.1)
 }
 
+/// A team of the panel eliminated at another gate since the panel was made (or whose
+/// `TeamEliminated` arrived after it): milestones would dead-letter its score, so the panel
+/// takes no assignment and no close until it is voided and made again without the team.
+fn ensure_none_eliminated(c: &mut PgConnection, p: &PanelRow) -> Result<(), ScoringError> {
+    let hit: Option<(Uuid, String)> = eliminated_teams::table
+        .filter(eliminated_teams::consortium_id.eq_any(&p.teams))
+        .filter(eliminated_teams::gate.ne(&p.gate))
+        .order((
+            eliminated_teams::decided_at.asc(),
+            eliminated_teams::consortium_id.asc(),
+        ))
+        .select((eliminated_teams::consortium_id, eliminated_teams::gate))
+        .first(c)
+        .optional()?;
+    match hit {
+        Some((team, gate)) => Err(ScoringError::Conflict(format!(
+            "teams: team {team} of panel {} was eliminated at gate {gate} after the panel was made; its score cannot be recorded: void this panel and create a new one (it leaves the team out)",
+            p.id
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The panel's voided assignments (they neither count nor take sheets).
 fn voided(c: &mut PgConnection, panel: Uuid) -> QueryResult<BTreeSet<Uuid>> {
     Ok(gate_panel_assignment_voids::table
@@ -530,6 +553,7 @@ pub async fn assign(
             c.transaction(|c| {
                 let p = find_panel(c, id, Lock::Update)?;
                 ensure_open(c, &p)?;
+                ensure_none_eliminated(c, &p)?;
                 let cases = team_cases(c, &p)?;
                 let pool = store::reviewer_pool(c, true)?;
                 let team_of: BTreeMap<Uuid, Uuid> =
@@ -893,6 +917,7 @@ pub async fn close(
                 }
                 // A voided panel publishes nothing, ever.
                 ensure_open(c, &p)?;
+                ensure_none_eliminated(c, &p)?;
                 let cases = team_cases(c, &p)?;
                 let pool = store::reviewer_pool(c, true)?;
                 let rows: Vec<(Uuid, String, Uuid)> = gate_panel_assignments::table
