@@ -625,6 +625,28 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
     })
     .await
     .expect("scoring learnt gate-3");
+    // c0, a survivor, also won the replacement call (intake does not refuse it): two
+    // selected cases, the newer one with a member from Panel Institute 1. The panel staffs
+    // c0 once, and never with pn-1 (conflicted through the newer proposal's member).
+    {
+        let mut conn = p.scoring.conn();
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!(
+                "INSERT INTO evaluation_cases (id, proposal_id, call_id, consortium_id, title,
+                     status, opened_at, consortium_name, members, resources, stage,
+                     submitted_at, portfolio, recorded_seq)
+                 SELECT gen_random_uuid(), gen_random_uuid(), '{rc_id}', consortium_id, title,
+                     'selected', now(), consortium_name,
+                     members || jsonb_build_array(jsonb_set(members->0, '{{name}}',
+                         '\"Panel Institute 1\"')),
+                     resources, stage, now(), portfolio, recorded_seq
+                 FROM evaluation_cases WHERE consortium_id = '{}' AND call_id = '{call_id}'",
+                c0.0
+            )),
+            &mut conn,
+        )
+        .expect("c0's replacement case");
+    }
     let body = gql(
         "mutation($i: GatePanelInput!) { defineGatePanel(input: $i) { id teams replacementCallIds } }",
         json!({"i": {"gate": "gate-3", "callId": call_id, "replacementCallIds": [rc_id],
@@ -643,6 +665,18 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
     assert_eq!(
         replacement::ok(&body)["assignPanelReviewers"]["assigned"],
         2
+    );
+    assert_eq!(
+        count(
+            &p.scoring,
+            &format!(
+                "SELECT count(*) FROM gate_panel_assignments WHERE panel_id = '{third}'
+                 AND consortium_id = '{}' AND reviewer_id = 'pn-1'",
+                c0.0
+            )
+        ),
+        0,
+        "pn-1's organisation is a member of c0's newer proposal"
     );
     let body = gql(
         "query($p: UUID!) { panelAssignments(panelId: $p, first: 1) { items { id criteria { key maxPoints } } nextCursor } }",

@@ -231,16 +231,43 @@ fn panel_dto(c: &mut PgConnection, p: PanelRow) -> Result<GatePanel, ScoringErro
     })
 }
 
-/// The selected cases of the panel's teams in its call: each team's members, for the
-/// conflict rules. The case id stands for the team in [`assign::plan`].
+/// The selected cases of the panel's teams in its calls, one per team: each team's members,
+/// for the conflict rules. The case id stands for the team in [`assign::plan`]. A team
+/// selected by two of the panel's calls (a survivor who also won a replacement call) is
+/// one case, the newest, whose members are every member of all its cases: it is staffed
+/// once, and a reviewer conflicted with a member of either proposal never scores it.
 fn team_cases(c: &mut PgConnection, p: &PanelRow) -> QueryResult<Vec<CaseRow>> {
-    evaluation_cases::table
+    let rows: Vec<CaseRow> = evaluation_cases::table
         .filter(evaluation_cases::call_id.eq_any(p.calls()))
         .filter(evaluation_cases::consortium_id.eq_any(&p.teams))
         .filter(evaluation_cases::status.eq("selected"))
-        .order(evaluation_cases::id.asc())
+        .order((
+            evaluation_cases::opened_at.asc(),
+            evaluation_cases::id.asc(),
+        ))
         .select(CaseRow::as_select())
-        .load(c)
+        .load(c)?;
+    let mut members: BTreeMap<Uuid, Vec<serde_json::Value>> = BTreeMap::new();
+    let mut newest: BTreeMap<Uuid, CaseRow> = BTreeMap::new();
+    for k in rows {
+        let all = members.entry(k.consortium_id).or_default();
+        for m in k.members.as_array().into_iter().flatten() {
+            if !all.contains(m) {
+                all.push(m.clone());
+            }
+        }
+        newest.insert(k.consortium_id, k);
+    }
+    let mut out: Vec<CaseRow> = newest
+        .into_values()
+        .map(|mut k| {
+            k.members =
+                serde_json::Value::Array(members.remove(&k.consortium_id).unwrap_or_default());
+            k
+        })
+        .collect();
+    out.sort_by_key(|k| k.id);
+    Ok(out)
 }
 
 fn case_info(k: &CaseRow) -> CaseInfo {
