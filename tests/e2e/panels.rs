@@ -134,6 +134,30 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
                "reason": "gate 2 panel"})
     };
 
+    // Lists past their caps are refused before anything is read, naming the field.
+    let many_calls: Vec<String> = (0..21).map(|_| Uuid::now_v7().to_string()).collect();
+    let many_teams: Vec<String> = (0..201).map(|_| Uuid::now_v7().to_string()).collect();
+    for (body, field) in [
+        (
+            panel_body("gate-2", json!(many_calls), Value::Null),
+            "replacement_call_ids",
+        ),
+        (
+            panel_body("gate-2", Value::Null, json!(many_teams)),
+            "consortium_ids",
+        ),
+    ] {
+        let (s, b) = post(&p.scoring, "/panels", &officer, body).await;
+        assert_eq!(
+            code(s, &b),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+            "{b}"
+        );
+        assert!(
+            b["message"].as_str().unwrap_or("").starts_with(field),
+            "{b}"
+        );
+    }
     // 3. A gate milestones has not announced: refused, naming the gate, nothing written.
     let (s, b) = post(
         &p.scoring,

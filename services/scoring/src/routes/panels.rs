@@ -323,6 +323,10 @@ fn voided(c: &mut PgConnection, panel: Uuid) -> QueryResult<BTreeSet<Uuid>> {
         .collect())
 }
 
+/// A panel's replacement calls and named teams, at most (the programme has five places).
+const MAX_REPLACEMENT_CALLS: usize = 20;
+const MAX_PANEL_TEAMS: usize = 200;
+
 fn is_gate_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -359,6 +363,29 @@ pub async fn create(
     }
     if req.criteria.len() > 20 {
         return Err(CommonError::validation("criteria", "at most 20 criteria").into());
+    }
+    // Each entry costs a query inside the create's transaction (under the gate's lock).
+    if req
+        .replacement_call_ids
+        .as_ref()
+        .is_some_and(|v| v.len() > MAX_REPLACEMENT_CALLS)
+    {
+        return Err(CommonError::validation(
+            "replacement_call_ids",
+            format!("at most {MAX_REPLACEMENT_CALLS} replacement calls"),
+        )
+        .into());
+    }
+    if req
+        .consortium_ids
+        .as_ref()
+        .is_some_and(|v| v.len() > MAX_PANEL_TEAMS)
+    {
+        return Err(CommonError::validation(
+            "consortium_ids",
+            format!("at most {MAX_PANEL_TEAMS} teams"),
+        )
+        .into());
     }
     for (i, c) in req.criteria.iter().enumerate() {
         if c.name.trim().is_empty() || c.name.len() > 200 {
