@@ -1787,6 +1787,16 @@ async fn an_admin_announce_republishes_every_gate_and_elimination_and_can_be_rep
             (1 + 2 * round, 1 + round)
         );
     }
+    // Whether each gate has an expert_panel component: gate-1's template has, gate-0 none.
+    assert_eq!(
+        m.count(
+            "SELECT count(DISTINCT (payload->'data'->>'gate') || (payload->'data'->>'expert_panel'))
+             FROM kaip_outbox WHERE event_type = 'GateDefined'
+               AND ((payload->'data'->>'gate' = 'gate-1' AND payload->'data'->>'expert_panel' = 'true')
+                 OR (payload->'data'->>'gate' = 'gate-0' AND payload->'data'->>'expert_panel' = 'false'))"
+        ),
+        2
+    );
     // The same data as the decision's own events: the gates' keys, and the elimination.
     assert_eq!(
         m.count(

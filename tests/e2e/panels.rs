@@ -792,6 +792,83 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         count(&p.scoring, "SELECT count(*) FROM gate_panel_voids"),
         2
     );
+
+    // 8. What milestones could never record is refused at create, naming the field: a gate
+    // with no expert_panel component (gate-9), a gate already decided (gate-2: its
+    // TeamEliminated above), and a replacement call for a place freed at a gate that is not
+    // before the panel's (gate-1, announced here with a later phase than gate-3's).
+    let produce = |env: kaip_contracts::EventEnvelope| {
+        let p = &p;
+        async move {
+            p.ctx
+                .produce_raw(
+                    &p.ctx.topic(kaip_contracts::topics::MILESTONES),
+                    &env.aggregate_id.to_string(),
+                    &serde_json::to_vec(&env).expect("json"),
+                    &[("kaip-event-type", &env.event_type)],
+                )
+                .await
+        }
+    };
+    for (key, phase, expert_panel) in [("gate-9", 9, false), ("gate-1", 5, true)] {
+        let ev = kaip_contracts::events::GateDefined {
+            gate_id: Uuid::now_v7(),
+            gate: key.into(),
+            phase,
+            gate_date: chrono::NaiveDate::from_ymd_opt(2029, 6, 30).expect("date"),
+            defined_at: chrono::Utc::now(),
+            expert_panel,
+        };
+        produce(
+            kaip_contracts::EventEnvelope::wrap(
+                "milestones",
+                kaip_contracts::Actor::system("milestones"),
+                &ev,
+            )
+            .expect("wrap"),
+        )
+        .await;
+    }
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            &p.scoring,
+            "SELECT count(*) FROM known_gates WHERE gate IN ('gate-1', 'gate-9')",
+        ) == 2)
+            .then_some(())
+    })
+    .await
+    .expect("scoring learnt gate-1 and gate-9");
+    let panels_before = count(&p.scoring, "SELECT count(*) FROM gate_panels");
+    for (body, field, says) in [
+        (
+            panel_body("gate-9", Value::Null, Value::Null),
+            "gate",
+            "no expert_panel component",
+        ),
+        (
+            panel_body("gate-2", Value::Null, Value::Null),
+            "gate",
+            "decision was published",
+        ),
+        (
+            panel_body("gate-3", json!([rc_id]), Value::Null),
+            "replacement_call_ids[0]",
+            "not a gate before gate-3",
+        ),
+    ] {
+        let (s, b) = post(&p.scoring, "/panels", &officer, body).await;
+        assert_eq!(
+            code(s, &b),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+            "{b}"
+        );
+        let msg = b["message"].as_str().unwrap_or("");
+        assert!(msg.starts_with(field) && msg.contains(says), "{b}");
+    }
+    assert_eq!(
+        count(&p.scoring, "SELECT count(*) FROM gate_panels"),
+        panels_before
+    );
 }
 
 /// Milestones' announce (`POST /admin/announce`) republishes a gate's `GateDefined` and a
@@ -811,6 +888,7 @@ async fn scoring_records_announced_gates_and_eliminations_once() {
         phase: 1,
         gate_date: chrono::NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
         defined_at: chrono::Utc::now(),
+        expert_panel: true,
     };
     let eliminated = TeamEliminated {
         gate_id,

@@ -266,17 +266,7 @@ async fn create_gate(
                 outbox.transaction(c, |c, tx| {
                     let g = store::create_gate(c, &req, &actor)?;
                     // Scoring learns the key, so a panel names only a gate that exists.
-                    tx.publish(
-                        c,
-                        actor.clone(),
-                        &kaip_contracts::events::GateDefined {
-                            gate_id: g.id,
-                            gate: g.key.clone(),
-                            phase: g.phase,
-                            gate_date: g.gate_date,
-                            defined_at: g.created_at,
-                        },
-                    )?;
+                    tx.publish(c, actor.clone(), &store::gate_defined(&g))?;
                     Ok(g)
                 })
             })

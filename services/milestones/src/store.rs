@@ -2013,28 +2013,9 @@ pub fn announce(
     tx: &mut OutboxTx<'_>,
     actor: &Actor,
 ) -> Result<Announced, E> {
-    let gates: Vec<(Uuid, String, i32, NaiveDate, DateTime<Utc>)> = ms_gates::table
-        .select((
-            ms_gates::id,
-            ms_gates::key,
-            ms_gates::phase,
-            ms_gates::gate_date,
-            ms_gates::created_at,
-        ))
-        .order((ms_gates::phase, ms_gates::key))
-        .load(c)?;
-    for (id, key, phase, gate_date, created_at) in &gates {
-        tx.publish(
-            c,
-            actor.clone(),
-            &kaip_contracts::events::GateDefined {
-                gate_id: *id,
-                gate: key.clone(),
-                phase: *phase,
-                gate_date: *gate_date,
-                defined_at: *created_at,
-            },
-        )?;
+    let gates = gates(c)?;
+    for g in &gates {
+        tx.publish(c, actor.clone(), &gate_defined(g))?;
     }
     let decided: Vec<(Uuid, String, serde_json::Value, DateTime<Utc>)> = ms_decisions::table
         .inner_join(ms_gates::table.on(ms_gates::id.eq(ms_decisions::gate_id)))
@@ -2069,4 +2050,19 @@ pub fn announce(
         gates: gates.len(),
         eliminations,
     })
+}
+
+/// The `GateDefined` of a gate (at its definition, and again at an announce).
+pub fn gate_defined(g: &dto::Gate) -> kaip_contracts::events::GateDefined {
+    kaip_contracts::events::GateDefined {
+        gate_id: g.id,
+        gate: g.key.clone(),
+        phase: g.phase,
+        gate_date: g.gate_date,
+        defined_at: g.created_at,
+        expert_panel: g
+            .components
+            .iter()
+            .any(|x| x.kind.as_deref() == Some(ComponentKind::ExpertPanel.as_str())),
+    }
 }

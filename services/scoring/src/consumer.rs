@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
 use kaip_contracts::dto::scoring::EvaluationConfig;
 use kaip_contracts::events::{
-    CallOpened, EvaluationCaseOpened, GateDefined, ProposalSubmitted, ProposalWithdrawn,
-    TeamEliminated, WithdrawalRefused,
+    CallOpened, EvaluationCaseOpened, GateDecided, GateDefined, ProposalSubmitted,
+    ProposalWithdrawn, TeamEliminated, WithdrawalRefused,
 };
 use kaip_contracts::{Actor, DomainEvent, EvaluationCaseId, EventEnvelope};
 
@@ -27,6 +27,10 @@ impl EventHandler for IntakeEvents {
             t if t == ProposalWithdrawn::TYPE => withdraw(conn, outbox, event, &event.decode()?),
             t if t == GateDefined::TYPE => record_gate(conn, &event.decode()?),
             t if t == TeamEliminated::TYPE => record_elimination(conn, &event.decode()?),
+            t if t == GateDecided::TYPE => {
+                let d: GateDecided = event.decode()?;
+                record_decided(conn, &d.gate, d.gate_id, d.decided_at)
+            }
             _ => Ok(Handled::Ignored),
         }
     }
@@ -43,9 +47,19 @@ fn record_gate(conn: &mut PgConnection, g: &GateDefined) -> Result<Handled, Hand
             known_gates::phase.eq(g.phase),
             known_gates::gate_date.eq(g.gate_date),
             known_gates::defined_at.eq(g.defined_at),
+            known_gates::expert_panel.eq(Some(g.expert_panel)),
         ))
         .on_conflict_do_nothing()
         .execute(conn)?;
+    // A key learnt before the event said whether the gate has a panel component (an
+    // announce repeats it): only that is filled in; nothing else changes.
+    let n = n + diesel::update(
+        known_gates::table
+            .filter(known_gates::gate.eq(&g.gate))
+            .filter(known_gates::expert_panel.is_null()),
+    )
+    .set(known_gates::expert_panel.eq(Some(g.expert_panel)))
+    .execute(conn)?;
     Ok(if n == 0 {
         Handled::Ignored
     } else {
@@ -66,6 +80,31 @@ fn record_elimination(
             eliminated_teams::gate_id.eq(e.gate_id),
             eliminated_teams::reason.eq(&e.reason),
             eliminated_teams::decided_at.eq(e.decided_at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    let decided = record_decided(conn, &e.gate, e.gate_id, e.decided_at)?;
+    Ok(if n == 0 && decided == Handled::Ignored {
+        Handled::Ignored
+    } else {
+        Handled::Applied
+    })
+}
+
+/// A gate whose decision milestones published (`GateDecided`, or any `TeamEliminated` of
+/// it): no panel is made for it any more. Once per gate.
+fn record_decided(
+    conn: &mut PgConnection,
+    gate: &str,
+    gate_id: uuid::Uuid,
+    decided_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Handled, HandlerError> {
+    use crate::schema::decided_known_gates as d;
+    let n = diesel::insert_into(d::table)
+        .values((
+            d::gate.eq(gate),
+            d::gate_id.eq(gate_id),
+            d::decided_at.eq(decided_at),
         ))
         .on_conflict_do_nothing()
         .execute(conn)?;

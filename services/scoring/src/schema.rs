@@ -273,6 +273,15 @@ diesel::table! {
         phase -> Int4,
         gate_date -> Date,
         defined_at -> Timestamptz,
+        expert_panel -> Nullable<Bool>,
+    }
+}
+
+diesel::table! {
+    decided_known_gates (gate) {
+        gate -> Text,
+        gate_id -> Uuid,
+        decided_at -> Timestamptz,
     }
 }
 
@@ -364,6 +373,7 @@ diesel::joinable!(appeals -> evaluation_cases (case_id));
 diesel::joinable!(gate_panel_assignments -> gate_panels (panel_id));
 diesel::joinable!(gate_panel_sheets -> gate_panel_assignments (assignment_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    decided_known_gates,
     gate_panel_voids,
     known_gates,
     eliminated_teams,

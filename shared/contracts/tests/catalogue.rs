@@ -904,6 +904,7 @@ fn gpu_events(
                 phase: 1,
                 gate_date: chrono::NaiveDate::from_ymd_opt(2027, 6, 30).expect("date"),
                 defined_at: now,
+                expert_panel: true,
             },
         )),
         json(EventEnvelope::wrap(

@@ -410,12 +410,34 @@ pub async fn create(
             c.transaction(|c| {
                 // Milestones announces every gate it defines: a key it never announced is
                 // refused here, not dead-lettered with every score at the close.
-                let known: i64 = known_gates::table
+                let Some((phase, has_panel)) = known_gates::table
                     .find(&req.gate)
-                    .count()
-                    .get_result(c)?;
-                if known == 0 {
+                    .select((known_gates::phase, known_gates::expert_panel))
+                    .first::<(i32, Option<bool>)>(c)
+                    .optional()?
+                else {
                     return Err(ScoringError::GateUnknown(req.gate.clone()));
+                };
+                // Milestones records a panel's scores only on a gate with an `expert_panel`
+                // component, and only before the gate's decision is published.
+                if has_panel == Some(false) {
+                    return Err(CommonError::validation(
+                        "gate",
+                        format!("gate {} has no expert_panel component in milestones: its panel's scores could not be recorded", req.gate),
+                    )
+                    .into());
+                }
+                if let Some(at) = crate::schema::decided_known_gates::table
+                    .find(&req.gate)
+                    .select(crate::schema::decided_known_gates::decided_at)
+                    .first::<DateTime<Utc>>(c)
+                    .optional()?
+                {
+                    return Err(CommonError::validation(
+                        "gate",
+                        format!("gate {}'s decision was published at {at}: a panel's scores can no longer be recorded", req.gate),
+                    )
+                    .into());
                 }
                 let call = find_call(c, req.call_id.0, false)?;
                 if call.published_at.is_none() {
@@ -446,6 +468,25 @@ pub async fn create(
                             format!("call {}'s selection is not published yet", rc.0),
                         )
                         .into());
+                    }
+                    // A replacement call fills a place an earlier gate freed: its gate is
+                    // not this panel's, nor (where scoring knows its phase) a later one.
+                    if let Some(from) = r.replacement() {
+                        let from_phase: Option<i32> = known_gates::table
+                            .find(&from.gate)
+                            .select(known_gates::phase)
+                            .first(c)
+                            .optional()?;
+                        if from.gate == req.gate || from_phase.is_some_and(|f| f >= phase) {
+                            return Err(CommonError::validation(
+                                at,
+                                format!(
+                                    "call {} replaces a place freed at gate {}, which is not a gate before {}",
+                                    rc.0, from.gate, req.gate
+                                ),
+                            )
+                            .into());
+                        }
                     }
                     if rc.0 == req.call_id.0 || extra.contains(&rc.0) {
                         return Err(CommonError::validation(at, "appears twice (or is call_id)").into());

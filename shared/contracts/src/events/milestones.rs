@@ -43,6 +43,9 @@ pub struct GateDefined {
     pub phase: i32,
     pub gate_date: NaiveDate,
     pub defined_at: DateTime<Utc>,
+    /// Whether the gate has an `expert_panel` component: only then can a panel's scores
+    /// (`GatePanelScored`) be recorded, so scoring refuses a panel for a gate without one.
+    pub expert_panel: bool,
 }
 
 impl DomainEvent for GateDefined {
