@@ -793,6 +793,35 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         2
     );
 
+    // Concurrent creates for one gate (its panel voided): the advisory lock on the key
+    // lets exactly one through; the others are PANEL_EXISTS.
+    let results = futures::future::join_all((0..4).map(|i| {
+        let mut body = panel_body("gate-3", json!([rc_id]), Value::Null);
+        body["reason"] = json!(format!("gate 3 panel, attempt {i}"));
+        post(&p.scoring, "/panels", &officer, body)
+    }))
+    .await;
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|(s, _)| *s != StatusCode::CREATED)
+            .all(|(s, b)| code(*s, b) == (StatusCode::CONFLICT, Some("PANEL_EXISTS"))),
+        "{results:?}"
+    );
+    assert_eq!(
+        count(
+            &p.scoring,
+            "SELECT count(*) FROM gate_panels g WHERE gate = 'gate-3'
+             AND NOT EXISTS (SELECT 1 FROM gate_panel_voids v WHERE v.panel_id = g.id)"
+        ),
+        1
+    );
+
     // 8. What milestones could never record is refused at create, naming the field: a gate
     // with no expert_panel component (gate-9), a gate already decided (gate-2: its
     // TeamEliminated above), and a replacement call for a place freed at a gate that is not
