@@ -600,6 +600,22 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
         ),
         2
     );
+    // Milestones recorded both scores as gate-2's expert-panel inputs, the replacement
+    // winner's too (nothing dead-lettered).
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            ms,
+            &format!(
+                "SELECT count(*) FROM ms_gate_inputs i JOIN ms_gates g ON g.id = i.gate_id
+                 WHERE g.key = 'gate-2' AND i.source = 'expert_panel'
+                   AND i.consortium_id IN ('{}', '{}')",
+                c0.0, winner.0
+            ),
+        ) == 2)
+            .then_some(())
+    })
+    .await
+    .expect("milestones recorded the panel's scores for c0 and the replacement winner");
     // A closed panel has published its scores: it cannot be voided.
     let (s, b) = post(
         &p.scoring,
