@@ -170,6 +170,16 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
         ),
         (Some("expert-panel"), Some(35))
     );
+    // Scoring learns the gate from milestones' GateDefined before a panel may name it.
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            &p.scoring,
+            "SELECT count(*) FROM known_gates WHERE gate = 'gate-1'",
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("scoring learnt gate-1");
 
     // Panel reviewers: pr-4 works at c0's lead (an organisation conflict), pr-3 declares a
     // conflict with c1.
@@ -297,7 +307,7 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{all}");
-    let all = all.as_array().expect("list").clone();
+    let all = all["items"].as_array().expect("list").clone();
     assert_eq!(all.len(), 4);
     let mut by_team: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for a in &all {
@@ -386,7 +396,7 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
         &officer,
     )
     .await;
-    let all = all.as_array().expect("list").clone();
+    let all = all["items"].as_array().expect("list").clone();
     assert_eq!(all.len(), 4, "the voided one left the listing: {all:?}");
     by_team.clear();
     for a in &all {
@@ -431,7 +441,7 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
             let token = p.ctx.bearer_for(reviewer, Role::Reviewer, None);
             // A reviewer sees only their own assignments.
             let (_, mine) = get(&p.scoring, "/panel-assignments", &token).await;
-            let mine = mine.as_array().expect("list").clone();
+            let mine = mine["items"].as_array().expect("list").clone();
             assert!(
                 mine.iter().all(|a| a["reviewer_id"] == reviewer.as_str()),
                 "{mine:?}"
@@ -543,7 +553,7 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
             &token,
         )
         .await;
-        assert_eq!(mine, json!([]), "{outsider}");
+        assert_eq!(mine["items"], json!([]), "{outsider}");
     }
 
     // Close: exact scores, one event per team, in the closing transaction.
@@ -648,12 +658,12 @@ async fn a_gate_panel_scored_in_scoring_becomes_the_gates_expert_panel_input_onc
     let body = p
         .graphql(
             Some(&pr1),
-            "{ panelAssignments { reviewerId consortiumId scored } }",
+            "{ panelAssignments { items { reviewerId consortiumId scored } } }",
             json!({}),
         )
         .await;
     assert!(body["errors"].is_null(), "{body}");
-    let mine = body["data"]["panelAssignments"]
+    let mine = body["data"]["panelAssignments"]["items"]
         .as_array()
         .expect("list")
         .clone();

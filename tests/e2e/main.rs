@@ -16,6 +16,7 @@ mod inputs_hardening;
 mod kafka_acls;
 mod milestones;
 mod operators_usage;
+mod panels;
 mod phase;
 mod relay_hardening;
 mod replacement;

@@ -1715,3 +1715,102 @@ async fn a_plan_is_written_whole_or_not_at_all() {
     )
     .await;
 }
+
+/// Gates and decisions from before a consumer existed (scoring's `known_gates` and
+/// `eliminated_teams` are new), or whose events left the topic's retention: an admin's
+/// `POST /admin/announce` republishes `GateDefined` per gate and `TeamEliminated` per
+/// eliminated team with the same data, and repeating it is safe (consumers record once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_announce_republishes_every_gate_and_elimination_and_can_be_repeated() {
+    let ctx = TestContext::new();
+    let m = Ms::start(&ctx).await;
+    let teams = select(&ctx, &m, 5).await;
+    let g = define_gate_1(&ctx, &m, &teams).await;
+    for team in &teams {
+        eligibility(&m, *team, true, "training logs reviewed").await;
+    }
+    let (s, p) = m
+        .post("/gates/gate-1/proposals", &m.officer, json!(null))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let path = format!("/proposals/{}/votes", id_of(&p));
+    for member in &g.members[..2] {
+        let b = ctx.bearer_for(member, Role::Officer, None);
+        let (s, v) = m
+            .post(&path, &b, json!({"approve": true, "reason": "verified"}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (s, d) = m
+        .post(
+            "/gates/gate-1/publish",
+            &m.officer,
+            json!({"proposal_id": id_of(&p), "reason": "majority"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    // A gate defined with no event (as before scoring consumed GateDefined).
+    {
+        let mut c = m.svc.conn();
+        diesel::sql_query(
+            "INSERT INTO ms_gates (id, key, phase, gate_date, planned_eliminations,
+                 eligibility_rules, committee, reason, created_by, created_role, created_at)
+             VALUES (gen_random_uuid(), 'gate-0', 1, '2026-01-31', 0, '{}', '{a,b,c}',
+                 'before deploy', 'officer', 'officer', now())",
+        )
+        .execute(&mut c)
+        .expect("insert a gate without its event");
+    }
+    let events = |t: &str| {
+        m.count(&format!(
+            "SELECT count(*) FROM kaip_outbox WHERE event_type = '{t}'"
+        ))
+    };
+    assert_eq!((events("GateDefined"), events("TeamEliminated")), (1, 1));
+
+    // Staff other than an admin: refused, nothing published.
+    m.refused(
+        "/admin/announce",
+        &m.officer,
+        json!(null),
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    )
+    .await;
+    let admin = ctx.bearer(Role::Admin, None);
+    for round in 1..=2 {
+        let (s, b) = m.post("/admin/announce", &admin, json!(null)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b, json!({"gates": 2, "eliminations": 1}), "round {round}");
+        assert_eq!(
+            (events("GateDefined"), events("TeamEliminated")),
+            (1 + 2 * round, 1 + round)
+        );
+    }
+    // Whether each gate has an expert_panel component: gate-1's template has, gate-0 none.
+    assert_eq!(
+        m.count(
+            "SELECT count(DISTINCT (payload->'data'->>'gate') || (payload->'data'->>'expert_panel'))
+             FROM kaip_outbox WHERE event_type = 'GateDefined'
+               AND ((payload->'data'->>'gate' = 'gate-1' AND payload->'data'->>'expert_panel' = 'true')
+                 OR (payload->'data'->>'gate' = 'gate-0' AND payload->'data'->>'expert_panel' = 'false'))"
+        ),
+        2
+    );
+    // The same data as the decision's own events: the gates' keys, and the elimination.
+    assert_eq!(
+        m.count(
+            "SELECT count(DISTINCT payload->'data'->>'gate') FROM kaip_outbox
+             WHERE event_type = 'GateDefined'"
+        ),
+        2
+    );
+    assert_eq!(
+        m.count(
+            "SELECT count(DISTINCT payload->'data') FROM kaip_outbox
+             WHERE event_type = 'TeamEliminated'"
+        ),
+        1,
+        "republished eliminations carry exactly the published one's data"
+    );
+}

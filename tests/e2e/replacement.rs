@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
-const COMMITTEE: [&str; 3] = ["officer-kim", "officer-lee", "officer-park"];
+pub(crate) const COMMITTEE: [&str; 3] = ["officer-kim", "officer-lee", "officer-park"];
 
 async fn rest(
     svc: &TestService,
@@ -39,7 +39,12 @@ async fn rest(
     (s, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn post(svc: &TestService, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    svc: &TestService,
+    path: &str,
+    bearer: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     rest(svc, reqwest::Method::POST, path, bearer, Some(body)).await
 }
 
@@ -47,7 +52,7 @@ async fn get(svc: &TestService, path: &str, bearer: &str) -> (StatusCode, Value)
     rest(svc, reqwest::Method::GET, path, bearer, None).await
 }
 
-fn count(svc: &TestService, sql: &str) -> i64 {
+pub(crate) fn count(svc: &TestService, sql: &str) -> i64 {
     let mut c = svc.conn();
     diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
         "({sql})"
@@ -90,12 +95,12 @@ async fn refused(
     b
 }
 
-fn ok(body: &Value) -> &Value {
+pub(crate) fn ok(body: &Value) -> &Value {
     assert!(body["errors"].is_null(), "{body}");
     &body["data"]
 }
 
-fn replacement_call(gate: &str, places: i32, committee: &[&str]) -> Value {
+pub(crate) fn replacement_call(gate: &str, places: i32, committee: &[&str]) -> Value {
     let now = chrono::Utc::now();
     json!({
         "title": format!("Replacement call for {gate}"),
@@ -116,7 +121,7 @@ fn milestones(p: &Platform) -> &TestService {
     &p.others[3]
 }
 
-async fn gate_decided(p: &Platform, eliminated: &[ConsortiumId]) {
+pub(crate) async fn gate_decided(p: &Platform, eliminated: &[ConsortiumId]) {
     let ev = GateDecided {
         gate_id: Uuid::now_v7(),
         gate: "gate-1".into(),
@@ -177,7 +182,7 @@ async fn open_pool(p: &Platform, amount: i64) {
 
 /// Two teams apply to `call_id`; one stage with three reviewers; the first scores 80, the
 /// second 70. Returns (proposal id, consortium) best first.
-async fn review(p: &Platform, call_id: &str, tag: &str) -> Vec<(String, ConsortiumId)> {
+pub(crate) async fn review(p: &Platform, call_id: &str, tag: &str) -> Vec<(String, ConsortiumId)> {
     let officer = p.ctx.bearer(Role::Officer, None);
     let mut applicants = Vec::new();
     for i in 0..2 {
@@ -299,7 +304,13 @@ async fn review(p: &Platform, call_id: &str, tag: &str) -> Vec<(String, Consorti
     applicants
 }
 
-async fn vote(p: &Platform, call_id: &str, version: i64, member: &str, approve: bool) -> Value {
+pub(crate) async fn vote(
+    p: &Platform,
+    call_id: &str,
+    version: i64,
+    member: &str,
+    approve: bool,
+) -> Value {
     let token = p.ctx.bearer_for(member, Role::Officer, None);
     let (s, b) = post(
         &p.scoring,

@@ -626,7 +626,10 @@ pub struct GatePanelInput {
     /// The gate's key in milestones (`gate-1`).
     pub gate: String,
     pub call_id: Uuid,
-    /// Teams the call selected; absent: all of them.
+    /// Replacement calls whose selected winners join the panel; absent: none.
+    pub replacement_call_ids: Option<Vec<Uuid>>,
+    /// Teams the calls selected and no gate eliminated; absent: all of them (an eliminated
+    /// team named is refused).
     pub consortium_ids: Option<Vec<Uuid>>,
     pub criteria: Vec<PanelCriterion>,
     pub reviewers_per_team: u32,
@@ -652,6 +655,7 @@ pub struct GatePanel {
     pub id: Uuid,
     pub gate: String,
     pub call_id: Uuid,
+    pub replacement_call_ids: Vec<Uuid>,
     pub teams: Vec<Uuid>,
     pub criteria: Vec<PanelCriterion>,
     pub reviewers_per_team: u32,
@@ -660,6 +664,10 @@ pub struct GatePanel {
     pub created_at: DateTime<Utc>,
     pub closed_by: Option<String>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// Once voided (an open panel only): who, when, why. It then publishes nothing.
+    pub voided_by: Option<String>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub void_reason: Option<String>,
     pub results: Vec<PanelTeamResult>,
 }
 
@@ -669,6 +677,7 @@ impl From<panels::GatePanel> for GatePanel {
             id: p.id,
             gate: p.gate,
             call_id: p.call_id.0,
+            replacement_call_ids: p.replacement_call_ids.into_iter().map(|c| c.0).collect(),
             teams: p.teams.into_iter().map(|t| t.0).collect(),
             criteria: p
                 .criteria
@@ -685,6 +694,9 @@ impl From<panels::GatePanel> for GatePanel {
             created_at: p.created_at,
             closed_by: p.closed_by,
             closed_at: p.closed_at,
+            voided_by: p.voided_by,
+            voided_at: p.voided_at,
+            void_reason: p.void_reason,
             results: p
                 .results
                 .into_iter()
@@ -725,6 +737,25 @@ pub struct PanelAssignment {
     pub consortium_name: String,
     pub scored: bool,
     pub assigned_at: DateTime<Utc>,
+    /// The panel's score sheet: what the reviewer scores.
+    pub criteria: Vec<PanelCriterion>,
+}
+
+/// A page of panel assignments.
+#[derive(SimpleObject)]
+pub struct PanelAssignmentPage {
+    pub items: Vec<PanelAssignment>,
+    pub next_cursor: Option<ID>,
+}
+
+/// A voided panel assignment: who, when, why.
+#[derive(SimpleObject)]
+pub struct PanelAssignmentVoid {
+    pub assignment_id: Uuid,
+    pub panel_id: Uuid,
+    pub reason: String,
+    pub voided_by: String,
+    pub voided_at: DateTime<Utc>,
 }
 
 impl From<panels::PanelAssignment> for PanelAssignment {
@@ -738,6 +769,15 @@ impl From<panels::PanelAssignment> for PanelAssignment {
             consortium_name: a.consortium_name,
             scored: a.scored,
             assigned_at: a.assigned_at,
+            criteria: a
+                .criteria
+                .into_iter()
+                .map(|c| PanelCriterion {
+                    key: c.key,
+                    name: c.name,
+                    max_points: c.max_points,
+                })
+                .collect(),
         }
     }
 }
@@ -1150,21 +1190,32 @@ impl ScoringQuery {
         Ok(p.into())
     }
 
-    /// Gate panel assignments: a reviewer's own; staff see everyone's (of one panel).
+    /// Gate panel assignments with their panel's criteria: a reviewer's own; staff see
+    /// everyone's (or one panel's). Paged: `first` (1..=100, default 100), `after` the
+    /// previous page's `nextCursor`.
     async fn panel_assignments(
         &self,
         ctx: &Context<'_>,
         panel_id: Option<Uuid>,
-    ) -> async_graphql::Result<Vec<PanelAssignment>> {
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> async_graphql::Result<PanelAssignmentPage> {
         let authed = caller(ctx)?;
-        let q = panel_id.map_or(String::new(), |p| format!("?panel_id={p}"));
-        let list: Vec<panels::PanelAssignment> = ctx
+        let extra: Vec<(&str, String)> = panel_id
+            .map(|p| ("panel_id", p.to_string()))
+            .into_iter()
+            .collect();
+        let q = paging(first, after.as_ref(), &extra);
+        let page: Page<panels::PanelAssignment> = ctx
             .data::<Services>()?
             .scoring
             .get(&format!("/panel-assignments{q}"), Some(&authed.token))
             .await
             .map_err(upstream)?;
-        Ok(list.into_iter().map(PanelAssignment::from).collect())
+        Ok(PanelAssignmentPage {
+            items: page.items.into_iter().map(PanelAssignment::from).collect(),
+            next_cursor: page.next_cursor.map(ID),
+        })
     }
 }
 
@@ -1496,6 +1547,9 @@ impl ScoringMutation {
         let body = panels::NewGatePanel {
             gate: input.gate,
             call_id: CallId(input.call_id),
+            replacement_call_ids: input
+                .replacement_call_ids
+                .map(|v| v.into_iter().map(CallId).collect()),
             consortium_ids: input
                 .consortium_ids
                 .map(|v| v.into_iter().map(ConsortiumId).collect()),
@@ -1609,5 +1663,64 @@ impl ScoringMutation {
             .await
             .map_err(upstream)?;
         Ok(p.into())
+    }
+
+    /// Voids an open gate panel with a reason (recorded with who and when): it takes no
+    /// more sheets and publishes nothing, and the gate may get a new panel. A closed panel
+    /// is refused (`PANEL_CLOSED`).
+    async fn void_gate_panel(
+        &self,
+        ctx: &Context<'_>,
+        panel_id: Uuid,
+        reason: String,
+    ) -> async_graphql::Result<GatePanel> {
+        let authed = caller_with(ctx, STAFF, "void a gate's expert panel")?;
+        let p: panels::GatePanel = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/panels/{panel_id}/void"),
+                &panels::VoidPanel { reason },
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(p.into())
+    }
+
+    /// Takes a reviewer's assignment off its panel with a reason (recorded once): its
+    /// sheets no longer count; assigning again tops its team up with another reviewer.
+    async fn void_panel_assignment(
+        &self,
+        ctx: &Context<'_>,
+        assignment_id: Uuid,
+        reason: String,
+    ) -> async_graphql::Result<PanelAssignmentVoid> {
+        let authed = caller_with(ctx, STAFF, "void a panel assignment")?;
+        #[derive(serde::Deserialize)]
+        struct Out {
+            assignment_id: Uuid,
+            panel_id: Uuid,
+            reason: String,
+            voided_by: String,
+            voided_at: DateTime<Utc>,
+        }
+        let o: Out = ctx
+            .data::<Services>()?
+            .scoring
+            .post(
+                &format!("/panel-assignments/{assignment_id}/void"),
+                &panels::VoidPanel { reason },
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(PanelAssignmentVoid {
+            assignment_id: o.assignment_id,
+            panel_id: o.panel_id,
+            reason: o.reason,
+            voided_by: o.voided_by,
+            voided_at: o.voided_at,
+        })
     }
 }

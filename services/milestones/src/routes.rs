@@ -44,7 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/gates/{key}/decision", web::get().to(decision))
         .route("/gates/{key}/results/{team}", web::get().to(team_result))
         .route("/proposals/{id}", web::get().to(proposal))
-        .route("/proposals/{id}/votes", web::post().to(vote));
+        .route("/proposals/{id}/votes", web::post().to(vote))
+        .route("/admin/announce", web::post().to(announce));
 }
 
 const STAFF: &[Role] = &[Role::Admin, Role::Officer];
@@ -235,6 +236,22 @@ async fn first_gate_template(caller: Caller) -> Result<HttpResponse, E> {
     Ok(HttpResponse::Ok().json(crate::domain::gate::first_gate()))
 }
 
+/// Republishes `GateDefined` for every gate and `TeamEliminated` for every published
+/// decision's eliminated teams ([`store::announce`]): how a consumer deployed after them, or
+/// one that lost them to the topic's retention, catches up. Admin only; safe to repeat.
+async fn announce(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, E> {
+    caller.require(&[Role::Admin], "announce gates and eliminations")?;
+    let actor = caller.actor();
+    let n = state
+        .db(move |c, outbox| {
+            retrying(false, || {
+                outbox.transaction(c, |c, tx| store::announce(c, tx, &actor))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(n))
+}
+
 async fn create_gate(
     caller: Caller,
     state: web::Data<AppState>,
@@ -246,7 +263,12 @@ async fn create_gate(
     let g = state
         .db(move |c, outbox| {
             retrying(false, || {
-                outbox.transaction(c, |c, _| store::create_gate(c, &req, &actor))
+                outbox.transaction(c, |c, tx| {
+                    let g = store::create_gate(c, &req, &actor)?;
+                    // Scoring learns the key, so a panel names only a gate that exists.
+                    tx.publish(c, actor.clone(), &store::gate_defined(&g))?;
+                    Ok(g)
+                })
             })
         })
         .await

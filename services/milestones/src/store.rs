@@ -1994,3 +1994,75 @@ pub fn team_result(
             next_targets: d.next_targets,
         }))
 }
+
+/// What `POST /admin/announce` republished.
+#[derive(serde::Serialize)]
+pub struct Announced {
+    pub gates: usize,
+    pub eliminations: usize,
+}
+
+/// Republishes what other services learn from milestones and may have missed (gates
+/// defined, or decisions published, before a consumer existed, or whose events left the
+/// topic's retention): one `GateDefined` per gate and one `TeamEliminated` per eliminated
+/// team of every published decision, from the rows (nothing is written but the outbox).
+/// Idempotent for every consumer: scoring inserts with `ON CONFLICT DO NOTHING`, and the
+/// ledger, data budget and talent record an elimination once per team and gate.
+pub fn announce(
+    c: &mut PgConnection,
+    tx: &mut OutboxTx<'_>,
+    actor: &Actor,
+) -> Result<Announced, E> {
+    let gates = gates(c)?;
+    for g in &gates {
+        tx.publish(c, actor.clone(), &gate_defined(g))?;
+    }
+    let decided: Vec<(Uuid, String, serde_json::Value, DateTime<Utc>)> = ms_decisions::table
+        .inner_join(ms_gates::table.on(ms_gates::id.eq(ms_decisions::gate_id)))
+        .select((
+            ms_gates::id,
+            ms_gates::key,
+            ms_decisions::eliminated,
+            ms_decisions::decided_at,
+        ))
+        .order((ms_gates::phase, ms_gates::key))
+        .load(c)?;
+    let mut eliminations = 0;
+    for (gate_id, key, eliminated, decided_at) in decided {
+        let eliminated: Vec<dto::EliminatedTeam> = from_json(eliminated)?;
+        for e in eliminated {
+            tx.publish(
+                c,
+                actor.clone(),
+                &TeamEliminated {
+                    gate_id,
+                    gate: key.clone(),
+                    consortium_id: e.consortium_id,
+                    reason: e.reason,
+                    reallocation: e.reallocation,
+                    decided_at,
+                },
+            )?;
+            eliminations += 1;
+        }
+    }
+    Ok(Announced {
+        gates: gates.len(),
+        eliminations,
+    })
+}
+
+/// The `GateDefined` of a gate (at its definition, and again at an announce).
+pub fn gate_defined(g: &dto::Gate) -> kaip_contracts::events::GateDefined {
+    kaip_contracts::events::GateDefined {
+        gate_id: g.id,
+        gate: g.key.clone(),
+        phase: g.phase,
+        gate_date: g.gate_date,
+        defined_at: g.created_at,
+        expert_panel: g
+            .components
+            .iter()
+            .any(|x| x.kind.as_deref() == Some(ComponentKind::ExpertPanel.as_str())),
+    }
+}

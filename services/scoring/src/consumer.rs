@@ -1,4 +1,5 @@
-//! Scoring's reaction to intake's events.
+//! Scoring's reaction to intake's events, and to milestones' `GateDefined` (the gate keys a
+//! panel may name) and `TeamEliminated` (teams a later gate's panel leaves out).
 
 use crate::schema::{calls, evaluation_cases, refused_withdrawals};
 use crate::store::{self, CallRow, CaseRow};
@@ -6,7 +7,8 @@ use diesel::prelude::*;
 use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
 use kaip_contracts::dto::scoring::EvaluationConfig;
 use kaip_contracts::events::{
-    CallOpened, EvaluationCaseOpened, ProposalSubmitted, ProposalWithdrawn, WithdrawalRefused,
+    CallOpened, EvaluationCaseOpened, GateDecided, GateDefined, ProposalSubmitted,
+    ProposalWithdrawn, TeamEliminated, WithdrawalRefused,
 };
 use kaip_contracts::{Actor, DomainEvent, EvaluationCaseId, EventEnvelope};
 
@@ -23,9 +25,94 @@ impl EventHandler for IntakeEvents {
             t if t == ProposalSubmitted::TYPE => open_case(conn, outbox, &event.decode()?),
             t if t == CallOpened::TYPE => record_call(conn, &event.decode()?),
             t if t == ProposalWithdrawn::TYPE => withdraw(conn, outbox, event, &event.decode()?),
+            t if t == GateDefined::TYPE => record_gate(conn, &event.decode()?),
+            t if t == TeamEliminated::TYPE => record_elimination(conn, &event.decode()?),
+            t if t == GateDecided::TYPE => {
+                let d: GateDecided = event.decode()?;
+                record_decided(conn, &d.gate, d.gate_id, d.decided_at)
+            }
             _ => Ok(Handled::Ignored),
         }
     }
+}
+
+/// A gate milestones defined: its key may now name a panel. Redelivered, it changes nothing
+/// (a key is defined once in milestones).
+fn record_gate(conn: &mut PgConnection, g: &GateDefined) -> Result<Handled, HandlerError> {
+    use crate::schema::known_gates;
+    let n = diesel::insert_into(known_gates::table)
+        .values((
+            known_gates::gate.eq(&g.gate),
+            known_gates::gate_id.eq(g.gate_id),
+            known_gates::phase.eq(g.phase),
+            known_gates::gate_date.eq(g.gate_date),
+            known_gates::defined_at.eq(g.defined_at),
+            known_gates::expert_panel.eq(Some(g.expert_panel)),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    // A key learnt before the event said whether the gate has a panel component (an
+    // announce repeats it): only that is filled in; nothing else changes.
+    let n = n + diesel::update(
+        known_gates::table
+            .filter(known_gates::gate.eq(&g.gate))
+            .filter(known_gates::expert_panel.is_null()),
+    )
+    .set(known_gates::expert_panel.eq(Some(g.expert_panel)))
+    .execute(conn)?;
+    Ok(if n == 0 {
+        Handled::Ignored
+    } else {
+        Handled::Applied
+    })
+}
+
+/// A team eliminated at a gate: a later gate's panel leaves it out. Once per team and gate.
+fn record_elimination(
+    conn: &mut PgConnection,
+    e: &TeamEliminated,
+) -> Result<Handled, HandlerError> {
+    use crate::schema::eliminated_teams;
+    let n = diesel::insert_into(eliminated_teams::table)
+        .values((
+            eliminated_teams::consortium_id.eq(e.consortium_id.0),
+            eliminated_teams::gate.eq(&e.gate),
+            eliminated_teams::gate_id.eq(e.gate_id),
+            eliminated_teams::reason.eq(&e.reason),
+            eliminated_teams::decided_at.eq(e.decided_at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    let decided = record_decided(conn, &e.gate, e.gate_id, e.decided_at)?;
+    Ok(if n == 0 && decided == Handled::Ignored {
+        Handled::Ignored
+    } else {
+        Handled::Applied
+    })
+}
+
+/// A gate whose decision milestones published (`GateDecided`, or any `TeamEliminated` of
+/// it): no panel is made for it any more. Once per gate.
+fn record_decided(
+    conn: &mut PgConnection,
+    gate: &str,
+    gate_id: uuid::Uuid,
+    decided_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Handled, HandlerError> {
+    use crate::schema::decided_known_gates as d;
+    let n = diesel::insert_into(d::table)
+        .values((
+            d::gate.eq(gate),
+            d::gate_id.eq(gate_id),
+            d::decided_at.eq(decided_at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(if n == 0 {
+        Handled::Ignored
+    } else {
+        Handled::Applied
+    })
 }
 
 /// Scoring keeps the calls it will evaluate (to validate settings and stages against), with

@@ -37,6 +37,10 @@ pub enum ScoringError {
         "the expert panel of {0} closed at {1}: its assignments and scores can no longer change"
     )]
     PanelClosed(String, chrono::DateTime<chrono::Utc>),
+    #[error("the expert panel {0} of {1} was voided at {2}: it takes no assignments, sheets or close; create a new panel for the gate")]
+    PanelVoided(uuid::Uuid, String, chrono::DateTime<chrono::Utc>),
+    #[error("gate: no gate `{0}` is known to scoring (gate_key): milestones announces each gate it defines (GateDefined); check the key, or, if the gate was defined a moment ago, its announcement may not have arrived yet: retry in a few seconds")]
+    GateUnknown(String),
     #[error("appeal {0} does not exist")]
     AppealNotFound(uuid::Uuid),
     #[error("call {call} takes submissions until {closes_at}: evaluation (stage 0) starts after the deadline, when every proposal is in")]
@@ -86,6 +90,8 @@ impl ScoringError {
             ScoringError::PanelNotFound(_) => "PANEL_NOT_FOUND",
             ScoringError::PanelExists(_) => "PANEL_EXISTS",
             ScoringError::PanelClosed(..) => "PANEL_CLOSED",
+            ScoringError::PanelVoided(..) => "PANEL_VOIDED",
+            ScoringError::GateUnknown(_) => "GATE_NOT_FOUND",
             ScoringError::SubmissionsOpen { .. } => "SUBMISSIONS_STILL_OPEN",
             ScoringError::TieUnresolved(_) => "TIE_UNRESOLVED",
             ScoringError::OverrideBreaksRules { .. } => "OVERRIDE_BREAKS_RULES",
@@ -128,9 +134,9 @@ impl ResponseError for ScoringError {
             | ScoringError::AppealNotFound(_)
             | ScoringError::PanelNotFound(_) => StatusCode::NOT_FOUND,
             ScoringError::NotOnCommittee(_) => StatusCode::FORBIDDEN,
-            ScoringError::Selection(_) | ScoringError::OverrideBreaksRules { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ScoringError::Selection(_)
+            | ScoringError::OverrideBreaksRules { .. }
+            | ScoringError::GateUnknown(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,
         }
     }

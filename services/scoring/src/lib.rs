@@ -28,7 +28,7 @@ pub fn definition() -> ServiceDefinition {
         name: NAME,
         migrations: MIGRATIONS,
         routes: routes::configure,
-        consumes: vec![topics::INTAKE],
+        consumes: vec![topics::INTAKE, topics::MILESTONES],
         handler: Some(Arc::new(consumer::IntakeEvents)),
         background: Vec::new(),
     }

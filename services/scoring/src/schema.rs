@@ -253,6 +253,45 @@ diesel::table! {
         reason -> Text,
         created_by -> Text,
         created_at -> Timestamptz,
+        replacement_calls -> Array<Uuid>,
+    }
+}
+
+diesel::table! {
+    gate_panel_voids (panel_id) {
+        panel_id -> Uuid,
+        reason -> Text,
+        voided_by -> Text,
+        voided_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    known_gates (gate) {
+        gate -> Text,
+        gate_id -> Uuid,
+        phase -> Int4,
+        gate_date -> Date,
+        defined_at -> Timestamptz,
+        expert_panel -> Nullable<Bool>,
+    }
+}
+
+diesel::table! {
+    decided_known_gates (gate) {
+        gate -> Text,
+        gate_id -> Uuid,
+        decided_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    eliminated_teams (consortium_id, gate_id) {
+        consortium_id -> Uuid,
+        gate -> Text,
+        gate_id -> Uuid,
+        reason -> Text,
+        decided_at -> Timestamptz,
     }
 }
 
@@ -334,6 +373,10 @@ diesel::joinable!(appeals -> evaluation_cases (case_id));
 diesel::joinable!(gate_panel_assignments -> gate_panels (panel_id));
 diesel::joinable!(gate_panel_sheets -> gate_panel_assignments (assignment_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    decided_known_gates,
+    gate_panel_voids,
+    known_gates,
+    eliminated_teams,
     committee_votes,
     evaluation_cases,
     calls,

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::{Member, Portfolio, ResourceRequest};
 use kaip_contracts::dto::scoring::{EvaluationCase, EvaluationConfig};
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 #[derive(Queryable, Selectable, Clone)]
@@ -174,7 +173,7 @@ pub fn plan_assignments(
     config: &EvaluationConfig,
     cases: &[CaseRow],
 ) -> QueryResult<assign::Plan> {
-    use crate::schema::{assignments, conflicts, reviewers};
+    use crate::schema::assignments;
     let infos: Vec<assign::CaseInfo> = cases
         .iter()
         .map(|k| assign::CaseInfo {
@@ -188,28 +187,7 @@ pub fn plan_assignments(
     // row until it commits, so the conflicts and organisations read below are the ones it
     // wrote; and once this has the rows, the declaration waits and then sees this plan's
     // assignments. Callers hold the call's row first (the order declarations take too).
-    let pool: Vec<assign::ReviewerInfo> = reviewers::table
-        .order(reviewers::id.asc())
-        .select((reviewers::id, reviewers::organisation, reviewers::brn))
-        .for_share()
-        .load::<(String, String, Option<String>)>(c)?
-        .into_iter()
-        .map(|(id, organisation, brn)| assign::ReviewerInfo {
-            id,
-            organisation,
-            brn,
-        })
-        .collect();
-    let declared: BTreeMap<(String, Uuid), String> = conflicts::table
-        .select((
-            conflicts::reviewer_id,
-            conflicts::consortium_id,
-            conflicts::reason,
-        ))
-        .load::<(String, Uuid, String)>(c)?
-        .into_iter()
-        .map(|(r, k, reason)| ((r, k), reason))
-        .collect();
+    let (pool, declared) = reviewer_pool(c, true)?;
     let rows: Vec<(String, Uuid, bool)> = assignments::table
         .filter(assignments::call_id.eq(call_id))
         .filter(assignments::stage.eq(stage))
@@ -235,6 +213,44 @@ pub fn plan_assignments(
         config.reviewers_per_proposal as usize,
         config.max_assignments_per_reviewer as usize,
     ))
+}
+
+/// Every registered reviewer (organisation and registration number) in id order, and the
+/// declared conflicts by (reviewer, consortium) with their reason: what the conflict rules
+/// of [`assign::plan`] read. `lock` reads the reviewers `FOR SHARE`, so a conflict or a
+/// profile being changed commits first (a plan, a sheet, a close); a read-only listing
+/// takes no lock.
+pub fn reviewer_pool(c: &mut PgConnection, lock: bool) -> QueryResult<assign::Pool> {
+    use crate::schema::{conflicts, reviewers};
+    let q = reviewers::table.order(reviewers::id.asc()).select((
+        reviewers::id,
+        reviewers::organisation,
+        reviewers::brn,
+    ));
+    let rows: Vec<(String, String, Option<String>)> = if lock {
+        q.for_share().load(c)?
+    } else {
+        q.load(c)?
+    };
+    let pool = rows
+        .into_iter()
+        .map(|(id, organisation, brn)| assign::ReviewerInfo {
+            id,
+            organisation,
+            brn,
+        })
+        .collect();
+    let declared = conflicts::table
+        .select((
+            conflicts::reviewer_id,
+            conflicts::consortium_id,
+            conflicts::reason,
+        ))
+        .load::<(String, Uuid, String)>(c)?
+        .into_iter()
+        .map(|(r, k, reason)| ((r, k), reason))
+        .collect();
+    Ok((pool, declared))
 }
 
 /// Writes a plan's assignments and the pairs it kept apart (with the reason).

@@ -646,7 +646,7 @@ fn gpu_events(
 ) -> Vec<serde_json::Value> {
     use kaip_contracts::dto::gpu::{AccountKind, TransferKind};
     use kaip_contracts::events::{
-        AnnouncedTranche, GateDecided, GpuAccountOpened, GpuGrantClosed, GpuGranted,
+        AnnouncedTranche, GateDecided, GateDefined, GpuAccountOpened, GpuGrantClosed, GpuGranted,
         GpuModelFactorSet, GpuOfferExpired, GpuOfferMade, GpuSupplierRecorded,
         GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded, GpuUsageRecorded,
         GpuUsageReported, MilestoneOverdue, MovedCapacity, Reallocation, RecordedTransfer,
@@ -897,6 +897,18 @@ fn gpu_events(
                 passed: vec![kaip_contracts::ConsortiumId::new()],
                 eliminated: vec![consortium],
                 decided_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "milestones",
+            officer.clone(),
+            &GateDefined {
+                gate_id: gate,
+                gate: "gate-1".into(),
+                phase: 1,
+                gate_date: chrono::NaiveDate::from_ymd_opt(2027, 6, 30).expect("date"),
+                defined_at: now,
+                expert_panel: true,
             },
         )),
         json(EventEnvelope::wrap(

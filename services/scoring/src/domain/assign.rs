@@ -4,6 +4,10 @@ use kaip_contracts::dto::intake::{Member, MemberRole, OrgType, Portfolio, TrackK
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
+/// The registered reviewers and the declared conflicts by (reviewer, consortium), with
+/// their reason: what the conflict rules read.
+pub type Pool = (Vec<ReviewerInfo>, BTreeMap<(String, Uuid), String>);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReviewerInfo {
     pub id: String,

@@ -96,6 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/panels/{id}", web::get().to(panels::get))
         .route("/panels/{id}/assignments", web::post().to(panels::assign))
         .route("/panels/{id}/close", web::post().to(panels::close))
+        .route("/panels/{id}/void", web::post().to(panels::void_panel))
         .route(
             "/panel-assignments",
             web::get().to(panels::list_assignments),

@@ -1,8 +1,13 @@
 //! Expert panels for stage gates (issue #11): the reviewers, conflicts of interest and score
-//! sheets of the proposal stages, applied to the teams a call selected.
+//! sheets of the proposal stages, applied to the teams a call (and its replacement calls)
+//! selected.
 //!
-//! - `POST /panels` (staff): the panel of a gate (one per gate key), its teams (the call's
-//!   selected consortia, all or some), its score sheet and reviewers per team.
+//! - `POST /panels` (staff): the panel of a gate (one per gate key that is not voided; the
+//!   key must be one milestones announced with `GateDefined`), its teams (the selected
+//!   consortia of the call and of replacement calls, all or some, never one a gate
+//!   eliminated), its score sheet and reviewers per team.
+//! - `POST /panels/{id}/void` (staff): an open panel voided with a reason (a row of its own);
+//!   it then takes nothing and publishes nothing, and the gate may get a new panel.
 //! - `POST /panels/{id}/assignments` (staff): assigns registered reviewers with
 //!   [`assign::plan`], the stages' planner: a reviewer of a consortium member's organisation
 //!   (name or registration number) or with a declared conflict is never assigned to that
@@ -22,22 +27,22 @@
 //! refused and does not count at the close (assigning again refills the team).
 
 use super::STAFF;
-use crate::domain::assign::{self, CaseInfo, ReviewerInfo};
+use crate::domain::assign::{self, CaseInfo, Pool};
 use crate::domain::panel;
 use crate::domain::ranking::Sheet;
 use crate::error::ScoringError;
 use crate::schema::{
-    conflicts, evaluation_cases, gate_panel_assignment_voids, gate_panel_assignments,
+    eliminated_teams, evaluation_cases, gate_panel_assignment_voids, gate_panel_assignments,
     gate_panel_blocked, gate_panel_closures, gate_panel_counted, gate_panel_results,
-    gate_panel_sheets, gate_panels, reviewers,
+    gate_panel_sheets, gate_panel_voids, gate_panels, known_gates,
 };
-use crate::store::{find_call, CaseRow};
+use crate::store::{self, find_call, CaseRow};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use kaip_contracts::dto::panels::{
     GatePanel, NewGatePanel, PanelAssignment, PanelAssignmentReport, PanelBlocked, PanelCriterion,
-    PanelTeamResult,
+    PanelTeamResult, VoidPanel,
 };
 use kaip_contracts::dto::scoring::ScoreSheet;
 use kaip_contracts::events::GatePanelScored;
@@ -59,6 +64,7 @@ type PanelCols = (
     String,
     String,
     DateTime<Utc>,
+    Vec<Uuid>,
 );
 
 struct PanelRow {
@@ -71,9 +77,17 @@ struct PanelRow {
     reason: String,
     created_by: String,
     created_at: DateTime<Utc>,
+    replacement_calls: Vec<Uuid>,
 }
 
 impl PanelRow {
+    /// The calls whose selected teams the panel scores: its call and replacement calls.
+    fn calls(&self) -> Vec<Uuid> {
+        let mut out = vec![self.call_id];
+        out.extend(self.replacement_calls.iter().copied());
+        out
+    }
+
     fn from_cols(r: PanelCols) -> Result<Self, ScoringError> {
         let criteria = serde_json::from_value(r.4).map_err(|e| {
             CommonError::internal(anyhow::anyhow!("stored criteria of panel {}: {e}", r.0))
@@ -88,6 +102,7 @@ impl PanelRow {
             reason: r.6,
             created_by: r.7,
             created_at: r.8,
+            replacement_calls: r.9,
         })
     }
 }
@@ -102,6 +117,7 @@ fn panel_cols() -> (
     gate_panels::reason,
     gate_panels::created_by,
     gate_panels::created_at,
+    gate_panels::replacement_calls,
 ) {
     (
         gate_panels::id,
@@ -113,6 +129,7 @@ fn panel_cols() -> (
         gate_panels::reason,
         gate_panels::created_by,
         gate_panels::created_at,
+        gate_panels::replacement_calls,
     )
 }
 
@@ -144,8 +161,36 @@ fn closure(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<(String, DateTi
         .optional()
 }
 
+type VoidRecord = (String, String, DateTime<Utc>);
+
+/// The panel's void, if it was voided: (reason, by, at).
+fn void_of(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<VoidRecord>> {
+    gate_panel_voids::table
+        .find(id)
+        .select((
+            gate_panel_voids::reason,
+            gate_panel_voids::voided_by,
+            gate_panel_voids::voided_at,
+        ))
+        .first(c)
+        .optional()
+}
+
+/// Refuses a closed (`PANEL_CLOSED`) or voided (`PANEL_VOIDED`) panel: what assigning,
+/// scoring and voiding an assignment need.
+fn ensure_open(c: &mut PgConnection, p: &PanelRow) -> Result<(), ScoringError> {
+    if let Some((_, at)) = closure(c, p.id)? {
+        return Err(ScoringError::PanelClosed(p.gate.clone(), at));
+    }
+    if let Some((_, _, at)) = void_of(c, p.id)? {
+        return Err(ScoringError::PanelVoided(p.id, p.gate.clone(), at));
+    }
+    Ok(())
+}
+
 fn panel_dto(c: &mut PgConnection, p: PanelRow) -> Result<GatePanel, ScoringError> {
     let closed = closure(c, p.id)?;
+    let void = void_of(c, p.id)?;
     let rows: Vec<(Uuid, i64, i64, serde_json::Value, i32)> = gate_panel_results::table
         .filter(gate_panel_results::panel_id.eq(p.id))
         .order(gate_panel_results::consortium_id.asc())
@@ -161,6 +206,7 @@ fn panel_dto(c: &mut PgConnection, p: PanelRow) -> Result<GatePanel, ScoringErro
         id: p.id,
         gate: p.gate,
         call_id: CallId(p.call_id),
+        replacement_call_ids: p.replacement_calls.into_iter().map(CallId).collect(),
         teams: p.teams.into_iter().map(ConsortiumId).collect(),
         criteria: p.criteria,
         reviewers_per_team: p.reviewers_per_team.max(0) as u32,
@@ -169,6 +215,9 @@ fn panel_dto(c: &mut PgConnection, p: PanelRow) -> Result<GatePanel, ScoringErro
         created_at: p.created_at,
         closed_by: closed.as_ref().map(|(by, _)| by.clone()),
         closed_at: closed.map(|(_, at)| at),
+        voided_by: void.as_ref().map(|(_, by, _)| by.clone()),
+        voided_at: void.as_ref().map(|(_, _, at)| *at),
+        void_reason: void.map(|(why, _, _)| why),
         results: rows
             .into_iter()
             .map(|(team, e4, centi, per, n)| PanelTeamResult {
@@ -182,16 +231,43 @@ fn panel_dto(c: &mut PgConnection, p: PanelRow) -> Result<GatePanel, ScoringErro
     })
 }
 
-/// The selected cases of the panel's teams in its call: each team's members, for the
-/// conflict rules. The case id stands for the team in [`assign::plan`].
+/// The selected cases of the panel's teams in its calls, one per team: each team's members,
+/// for the conflict rules. The case id stands for the team in [`assign::plan`]. A team
+/// selected by two of the panel's calls (a survivor who also won a replacement call) is
+/// one case, the newest, whose members are every member of all its cases: it is staffed
+/// once, and a reviewer conflicted with a member of either proposal never scores it.
 fn team_cases(c: &mut PgConnection, p: &PanelRow) -> QueryResult<Vec<CaseRow>> {
-    evaluation_cases::table
-        .filter(evaluation_cases::call_id.eq(p.call_id))
+    let rows: Vec<CaseRow> = evaluation_cases::table
+        .filter(evaluation_cases::call_id.eq_any(p.calls()))
         .filter(evaluation_cases::consortium_id.eq_any(&p.teams))
         .filter(evaluation_cases::status.eq("selected"))
-        .order(evaluation_cases::id.asc())
+        .order((
+            evaluation_cases::opened_at.asc(),
+            evaluation_cases::id.asc(),
+        ))
         .select(CaseRow::as_select())
-        .load(c)
+        .load(c)?;
+    let mut members: BTreeMap<Uuid, Vec<serde_json::Value>> = BTreeMap::new();
+    let mut newest: BTreeMap<Uuid, CaseRow> = BTreeMap::new();
+    for k in rows {
+        let all = members.entry(k.consortium_id).or_default();
+        for m in k.members.as_array().into_iter().flatten() {
+            if !all.contains(m) {
+                all.push(m.clone());
+            }
+        }
+        newest.insert(k.consortium_id, k);
+    }
+    let mut out: Vec<CaseRow> = newest
+        .into_values()
+        .map(|mut k| {
+            k.members =
+                serde_json::Value::Array(members.remove(&k.consortium_id).unwrap_or_default());
+            k
+        })
+        .collect();
+    out.sort_by_key(|k| k.id);
+    Ok(out)
 }
 
 fn case_info(k: &CaseRow) -> CaseInfo {
@@ -203,41 +279,34 @@ fn case_info(k: &CaseRow) -> CaseInfo {
     }
 }
 
-/// Every registered reviewer (read `FOR SHARE`, as the stages' planner does, so a conflict
-/// or a profile being changed commits first) and the declared conflicts.
-type Pool = (Vec<ReviewerInfo>, BTreeMap<(String, Uuid), String>);
-
-fn reviewer_pool(c: &mut PgConnection) -> QueryResult<Pool> {
-    let pool = reviewers::table
-        .order(reviewers::id.asc())
-        .select((reviewers::id, reviewers::organisation, reviewers::brn))
-        .for_share()
-        .load::<(String, String, Option<String>)>(c)?
-        .into_iter()
-        .map(|(id, organisation, brn)| ReviewerInfo {
-            id,
-            organisation,
-            brn,
-        })
-        .collect();
-    let declared = conflicts::table
-        .select((
-            conflicts::reviewer_id,
-            conflicts::consortium_id,
-            conflicts::reason,
-        ))
-        .load::<(String, Uuid, String)>(c)?
-        .into_iter()
-        .map(|(r, k, reason)| ((r, k), reason))
-        .collect();
-    Ok((pool, declared))
-}
-
 /// Why `reviewer` may not score `team` now, if they may not (the stages' rule).
 fn conflict_now(pool: &Pool, cases: &[CaseRow], reviewer: &str, team: Uuid) -> Option<String> {
     let info = pool.0.iter().find(|r| r.id == reviewer)?;
     let case = cases.iter().find(|k| k.consortium_id == team)?;
     assign::conflict(info, &case_info(case), &pool.1)
+}
+
+/// A team of the panel eliminated at another gate since the panel was made (or whose
+/// `TeamEliminated` arrived after it): milestones would dead-letter its score, so the panel
+/// takes no assignment and no close until it is voided and made again without the team.
+fn ensure_none_eliminated(c: &mut PgConnection, p: &PanelRow) -> Result<(), ScoringError> {
+    let hit: Option<(Uuid, String)> = eliminated_teams::table
+        .filter(eliminated_teams::consortium_id.eq_any(&p.teams))
+        .filter(eliminated_teams::gate.ne(&p.gate))
+        .order((
+            eliminated_teams::decided_at.asc(),
+            eliminated_teams::consortium_id.asc(),
+        ))
+        .select((eliminated_teams::consortium_id, eliminated_teams::gate))
+        .first(c)
+        .optional()?;
+    match hit {
+        Some((team, gate)) => Err(ScoringError::Conflict(format!(
+            "teams: team {team} of panel {} was eliminated at gate {gate} after the panel was made; its score cannot be recorded: void this panel and create a new one (it leaves the team out)",
+            p.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The panel's voided assignments (they neither count nor take sheets).
@@ -253,6 +322,10 @@ fn voided(c: &mut PgConnection, panel: Uuid) -> QueryResult<BTreeSet<Uuid>> {
         .into_iter()
         .collect())
 }
+
+/// A panel's replacement calls and named teams, at most (the programme has five places).
+const MAX_REPLACEMENT_CALLS: usize = 20;
+const MAX_PANEL_TEAMS: usize = 200;
 
 fn is_gate_key(s: &str) -> bool {
     !s.is_empty()
@@ -291,6 +364,29 @@ pub async fn create(
     if req.criteria.len() > 20 {
         return Err(CommonError::validation("criteria", "at most 20 criteria").into());
     }
+    // Each entry costs a query inside the create's transaction (under the gate's lock).
+    if req
+        .replacement_call_ids
+        .as_ref()
+        .is_some_and(|v| v.len() > MAX_REPLACEMENT_CALLS)
+    {
+        return Err(CommonError::validation(
+            "replacement_call_ids",
+            format!("at most {MAX_REPLACEMENT_CALLS} replacement calls"),
+        )
+        .into());
+    }
+    if req
+        .consortium_ids
+        .as_ref()
+        .is_some_and(|v| v.len() > MAX_PANEL_TEAMS)
+    {
+        return Err(CommonError::validation(
+            "consortium_ids",
+            format!("at most {MAX_PANEL_TEAMS} teams"),
+        )
+        .into());
+    }
     for (i, c) in req.criteria.iter().enumerate() {
         if c.name.trim().is_empty() || c.name.len() > 200 {
             return Err(CommonError::validation(
@@ -312,19 +408,114 @@ pub async fn create(
     let out = state
         .db(move |c, _| {
             c.transaction(|c| {
+                // Milestones announces every gate it defines: a key it never announced is
+                // refused here, not dead-lettered with every score at the close.
+                let Some((phase, has_panel)) = known_gates::table
+                    .find(&req.gate)
+                    .select((known_gates::phase, known_gates::expert_panel))
+                    .first::<(i32, Option<bool>)>(c)
+                    .optional()?
+                else {
+                    return Err(ScoringError::GateUnknown(req.gate.clone()));
+                };
+                // Milestones records a panel's scores only on a gate with an `expert_panel`
+                // component, and only before the gate's decision is published.
+                if has_panel == Some(false) {
+                    return Err(CommonError::validation(
+                        "gate",
+                        format!("gate {} has no expert_panel component in milestones: its panel's scores could not be recorded", req.gate),
+                    )
+                    .into());
+                }
+                if let Some(at) = crate::schema::decided_known_gates::table
+                    .find(&req.gate)
+                    .select(crate::schema::decided_known_gates::decided_at)
+                    .first::<DateTime<Utc>>(c)
+                    .optional()?
+                {
+                    return Err(CommonError::validation(
+                        "gate",
+                        format!("gate {}'s decision was published at {at}: a panel's scores can no longer be recorded", req.gate),
+                    )
+                    .into());
+                }
                 let call = find_call(c, req.call_id.0, false)?;
                 if call.published_at.is_none() {
                     return Err(ScoringError::NotPublished(req.call_id.0));
                 }
+                // Replacement calls: published, linked to a gate, each once.
+                let mut extra: Vec<Uuid> = Vec::new();
+                for (i, rc) in req.replacement_call_ids.iter().flatten().enumerate() {
+                    let at = format!("replacement_call_ids[{i}]");
+                    let Some(r) = crate::schema::calls::table
+                        .find(rc.0)
+                        .select(crate::store::CallRow::as_select())
+                        .first(c)
+                        .optional()?
+                    else {
+                        return Err(CommonError::validation(at, format!("call {} is not known to scoring", rc.0)).into());
+                    };
+                    if r.replacement().is_none() {
+                        return Err(CommonError::validation(
+                            at,
+                            format!("call {} is not a replacement call (intake opens those for places a gate freed)", rc.0),
+                        )
+                        .into());
+                    }
+                    if r.published_at.is_none() {
+                        return Err(CommonError::validation(
+                            at,
+                            format!("call {}'s selection is not published yet", rc.0),
+                        )
+                        .into());
+                    }
+                    // A replacement call fills a place an earlier gate freed: its gate is
+                    // not this panel's, nor (where scoring knows its phase) a later one.
+                    if let Some(from) = r.replacement() {
+                        let from_phase: Option<i32> = known_gates::table
+                            .find(&from.gate)
+                            .select(known_gates::phase)
+                            .first(c)
+                            .optional()?;
+                        if from.gate == req.gate || from_phase.is_some_and(|f| f >= phase) {
+                            return Err(CommonError::validation(
+                                at,
+                                format!(
+                                    "call {} replaces a place freed at gate {}, which is not a gate before {}",
+                                    rc.0, from.gate, req.gate
+                                ),
+                            )
+                            .into());
+                        }
+                    }
+                    if rc.0 == req.call_id.0 || extra.contains(&rc.0) {
+                        return Err(CommonError::validation(at, "appears twice (or is call_id)").into());
+                    }
+                    extra.push(rc.0);
+                }
+                let mut calls = vec![req.call_id.0];
+                calls.extend(extra.iter().copied());
                 let selected: BTreeSet<Uuid> = evaluation_cases::table
-                    .filter(evaluation_cases::call_id.eq(req.call_id.0))
+                    .filter(evaluation_cases::call_id.eq_any(&calls))
                     .filter(evaluation_cases::status.eq("selected"))
                     .select(evaluation_cases::consortium_id)
                     .load::<Uuid>(c)?
                     .into_iter()
                     .collect();
+                // Teams an earlier gate eliminated (milestones' TeamEliminated), and where.
+                let eliminated: BTreeMap<Uuid, String> = eliminated_teams::table
+                    .filter(eliminated_teams::consortium_id.eq_any(selected.iter().copied().collect::<Vec<_>>()))
+                    .order(eliminated_teams::decided_at.asc())
+                    .select((eliminated_teams::consortium_id, eliminated_teams::gate))
+                    .load::<(Uuid, String)>(c)?
+                    .into_iter()
+                    .collect();
                 let teams: Vec<Uuid> = match &req.consortium_ids {
-                    None => selected.iter().copied().collect(),
+                    None => selected
+                        .iter()
+                        .copied()
+                        .filter(|t| !eliminated.contains_key(t))
+                        .collect(),
                     Some(ids) => {
                         let mut seen = BTreeSet::new();
                         for (i, t) in ids.iter().enumerate() {
@@ -332,8 +523,18 @@ pub async fn create(
                                 return Err(CommonError::validation(
                                     format!("consortium_ids[{i}]"),
                                     format!(
-                                        "{} is not a team call {} selected",
+                                        "{} is not a team call {} (or a replacement call named) selected",
                                         t.0, req.call_id.0
+                                    ),
+                                )
+                                .into());
+                            }
+                            if let Some(gate) = eliminated.get(&t.0) {
+                                return Err(CommonError::validation(
+                                    format!("consortium_ids[{i}]"),
+                                    format!(
+                                        "{} was eliminated at gate {gate}: a panel scores only teams still in the programme",
+                                        t.0
                                     ),
                                 )
                                 .into());
@@ -352,36 +553,30 @@ pub async fn create(
                 if teams.is_empty() {
                     return Err(CommonError::validation(
                         "consortium_ids",
-                        "a panel scores at least one selected team",
+                        "a panel scores at least one selected team not eliminated",
                     )
                     .into());
                 }
-                let id = Uuid::now_v7();
-                let inserted = diesel::insert_into(gate_panels::table)
-                    .values((
-                        gate_panels::id.eq(id),
-                        gate_panels::gate.eq(&req.gate),
-                        gate_panels::call_id.eq(req.call_id.0),
-                        gate_panels::teams.eq(&teams),
-                        gate_panels::criteria
-                            .eq(serde_json::to_value(&req.criteria).unwrap_or_default()),
-                        gate_panels::reviewers_per_team.eq(req.reviewers_per_team as i32),
-                        gate_panels::reason.eq(req.reason.trim()),
-                        gate_panels::created_by.eq(&by),
-                        gate_panels::created_at.eq(Utc::now().trunc_subsecs(6)),
-                    ))
-                    .on_conflict(gate_panels::gate)
-                    .do_nothing()
+                // One panel per gate that is not voided: creating and voiding a gate's
+                // panel take this lock on the key, one after the other.
+                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('gate_panel:' || $1))")
+                    .bind::<diesel::sql_types::Text, _>(&req.gate)
                     .execute(c)?;
-                if inserted == 0 {
+                let live: Option<Uuid> = gate_panels::table
+                    .filter(gate_panels::gate.eq(&req.gate))
+                    .filter(diesel::dsl::not(diesel::dsl::exists(
+                        gate_panel_voids::table
+                            .filter(gate_panel_voids::panel_id.eq(gate_panels::id)),
+                    )))
+                    .select(gate_panels::id)
+                    .first(c)
+                    .optional()?;
+                if let Some(existing) = live {
                     // A retry of the request that made it (a lost 201) gets the panel; any
                     // other definition of the gate's panel is refused.
-                    let existing: Uuid = gate_panels::table
-                        .filter(gate_panels::gate.eq(&req.gate))
-                        .select(gate_panels::id)
-                        .first(c)?;
                     let p = find_panel(c, existing, Lock::None)?;
                     let same = p.call_id == req.call_id.0
+                        && p.replacement_calls == extra
                         && p.teams == teams
                         && serde_json::to_value(&p.criteria).ok()
                             == serde_json::to_value(&req.criteria).ok()
@@ -393,6 +588,22 @@ pub async fn create(
                     }
                     return Ok((false, panel_dto(c, p)?));
                 }
+                let id = Uuid::now_v7();
+                diesel::insert_into(gate_panels::table)
+                    .values((
+                        gate_panels::id.eq(id),
+                        gate_panels::gate.eq(&req.gate),
+                        gate_panels::call_id.eq(req.call_id.0),
+                        gate_panels::replacement_calls.eq(&extra),
+                        gate_panels::teams.eq(&teams),
+                        gate_panels::criteria
+                            .eq(serde_json::to_value(&req.criteria).unwrap_or_default()),
+                        gate_panels::reviewers_per_team.eq(req.reviewers_per_team as i32),
+                        gate_panels::reason.eq(req.reason.trim()),
+                        gate_panels::created_by.eq(&by),
+                        gate_panels::created_at.eq(Utc::now().trunc_subsecs(6)),
+                    ))
+                    .execute(c)?;
                 let p = find_panel(c, id, Lock::None)?;
                 Ok((true, panel_dto(c, p)?))
             })
@@ -436,11 +647,10 @@ pub async fn assign(
         .db(move |c, _| {
             c.transaction(|c| {
                 let p = find_panel(c, id, Lock::Update)?;
-                if let Some((_, at)) = closure(c, id)? {
-                    return Err(ScoringError::PanelClosed(p.gate, at));
-                }
+                ensure_open(c, &p)?;
+                ensure_none_eliminated(c, &p)?;
                 let cases = team_cases(c, &p)?;
-                let pool = reviewer_pool(c)?;
+                let pool = store::reviewer_pool(c, true)?;
                 let team_of: BTreeMap<Uuid, Uuid> =
                     cases.iter().map(|k| (k.id, k.consortium_id)).collect();
                 let case_of: BTreeMap<Uuid, Uuid> =
@@ -530,12 +740,20 @@ pub async fn assign(
 #[serde(deny_unknown_fields)]
 pub struct AssignmentQuery {
     panel_id: Option<Uuid>,
+    limit: Option<i64>,
+    after: Option<String>,
 }
+
+/// The default page of `GET /panel-assignments` (at most [`kaip_service::pagination::MAX_LIMIT`]).
+pub const ASSIGNMENTS_PAGE: i64 = 100;
 
 type AssignmentRow = (Uuid, Uuid, String, String, Uuid, DateTime<Utc>);
 
 /// `GET /panel-assignments`: a reviewer's own assignments (those a conflict has not taken
-/// them off); staff see everyone's.
+/// them off); staff see everyone's, or one panel's with `panel_id`. Paged by the
+/// assignment's id (`limit` 1..=100, default 100; `after` = the previous page's
+/// `next_cursor`). Voided assignments and the assignments of a voided panel are left out.
+/// Each carries its panel's score sheet (`criteria`).
 pub async fn list_assignments(
     caller: Caller,
     state: web::Data<AppState>,
@@ -545,12 +763,26 @@ pub async fn list_assignments(
         &[Role::Admin, Role::Officer, Role::Reviewer],
         "list panel assignments",
     )?;
+    let query = query.into_inner();
+    let page = kaip_service::pagination::PageRequest::parse(
+        Some(query.limit.unwrap_or(ASSIGNMENTS_PAGE)),
+        query.after.as_deref(),
+    )?;
     let mine = (caller.role() == Role::Reviewer).then(|| caller.0.sub.clone());
     let panel_id = query.panel_id;
     let out = state
         .db(move |c, _| {
             let mut q = gate_panel_assignments::table
                 .inner_join(gate_panels::table)
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    gate_panel_assignment_voids::table.filter(
+                        gate_panel_assignment_voids::assignment_id.eq(gate_panel_assignments::id),
+                    ),
+                )))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    gate_panel_voids::table
+                        .filter(gate_panel_voids::panel_id.eq(gate_panel_assignments::panel_id)),
+                )))
                 .select((
                     gate_panel_assignments::id,
                     gate_panel_assignments::panel_id,
@@ -560,6 +792,7 @@ pub async fn list_assignments(
                     gate_panel_assignments::assigned_at,
                 ))
                 .order(gate_panel_assignments::id.asc())
+                .limit(page.limit + 1)
                 .into_boxed();
             if let Some(r) = &mine {
                 q = q.filter(gate_panel_assignments::reviewer_id.eq(r.clone()));
@@ -567,33 +800,31 @@ pub async fn list_assignments(
             if let Some(p) = panel_id {
                 q = q.filter(gate_panel_assignments::panel_id.eq(p));
             }
-            let rows: Vec<AssignmentRow> = q.limit(1000).load(c)?;
+            if let Some(after) = page.after {
+                q = q.filter(gate_panel_assignments::id.gt(after));
+            }
+            let rows: Vec<AssignmentRow> = q.load(c)?;
+            // The cursor follows the rows read, before a reviewer's conflicted ones are
+            // left out (a page may then be shorter than `limit`, never skip a row).
+            let rows = page.finish(rows, |r| r.0);
             let pool = if mine.is_some() {
-                Some(reviewer_pool_unlocked(c)?)
+                Some(store::reviewer_pool(c, false)?)
             } else {
                 None
             };
-            let gone: BTreeSet<Uuid> = gate_panel_assignment_voids::table
-                .filter(
-                    gate_panel_assignment_voids::assignment_id
-                        .eq_any(rows.iter().map(|r| r.0).collect::<Vec<_>>()),
-                )
-                .select(gate_panel_assignment_voids::assignment_id)
-                .load::<Uuid>(c)?
-                .into_iter()
-                .collect();
-            let mut out = Vec::with_capacity(rows.len());
-            for (id, panel_id, gate, reviewer, team, at) in rows {
-                if gone.contains(&id) {
-                    continue;
-                }
-                let case: Option<CaseRow> = {
-                    let p = find_panel(c, panel_id, Lock::None)?;
-                    team_cases(c, &p)?
-                        .into_iter()
-                        .find(|k| k.consortium_id == team)
+            let mut panels: BTreeMap<Uuid, (PanelRow, Vec<CaseRow>)> = BTreeMap::new();
+            let mut out = Vec::with_capacity(rows.items.len());
+            for (id, panel_id, gate, reviewer, team, at) in rows.items {
+                let (p, cases) = match panels.entry(panel_id) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let p = find_panel(c, panel_id, Lock::None)?;
+                        let cases = team_cases(c, &p)?;
+                        e.insert((p, cases))
+                    }
                 };
-                if let (Some(pool), Some(k)) = (&pool, &case) {
+                let case = cases.iter().find(|k| k.consortium_id == team);
+                if let (Some(pool), Some(k)) = (&pool, case) {
                     if conflict_now(pool, std::slice::from_ref(k), &reviewer, team).is_some() {
                         continue;
                     }
@@ -608,40 +839,72 @@ pub async fn list_assignments(
                     gate,
                     reviewer_id: reviewer,
                     consortium_id: ConsortiumId(team),
-                    consortium_name: case.map(|k| k.consortium_name).unwrap_or_default(),
+                    consortium_name: case.map(|k| k.consortium_name.clone()).unwrap_or_default(),
                     scored: scored > 0,
                     assigned_at: at,
+                    criteria: p.criteria.clone(),
                 });
             }
-            Ok::<_, ScoringError>(out)
+            Ok::<_, ScoringError>(kaip_contracts::dto::Page {
+                items: out,
+                next_cursor: rows.next_cursor,
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(out))
 }
 
-/// The pool without row locks (a read-only listing).
-fn reviewer_pool_unlocked(c: &mut PgConnection) -> QueryResult<Pool> {
-    let pool = reviewers::table
-        .select((reviewers::id, reviewers::organisation, reviewers::brn))
-        .load::<(String, String, Option<String>)>(c)?
-        .into_iter()
-        .map(|(id, organisation, brn)| ReviewerInfo {
-            id,
-            organisation,
-            brn,
+/// `POST /panels/{id}/void` (staff): voids an open panel with the reason, recorded once
+/// with who and when (the panel's rows stay). A voided panel takes no assignment, sheet or
+/// close and publishes nothing; its gate may get a new panel (`POST /panels`). A closed
+/// panel cannot be voided (`PANEL_CLOSED`): it has published `GatePanelScored` and
+/// milestones has recorded its scores, which are corrected there (a new input). Voiding a
+/// voided panel answers it as it is.
+pub async fn void_panel(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: ValidJson<VoidPanel>,
+) -> Result<HttpResponse, ScoringError> {
+    caller.require(STAFF, "void a gate's expert panel")?;
+    let id = path.into_inner();
+    let req = body.into_inner();
+    if req.reason.trim().is_empty() || req.reason.len() > 10_000 {
+        return Err(CommonError::validation("reason", "1 to 10000 bytes, not blank").into());
+    }
+    let by = caller.0.sub.clone();
+    let out = state
+        .db(move |c, _| {
+            c.transaction(|c| {
+                let gate: String = gate_panels::table
+                    .find(id)
+                    .select(gate_panels::gate)
+                    .first(c)
+                    .optional()?
+                    .ok_or(ScoringError::PanelNotFound(id))?;
+                // The key's lock (as create takes it), then the panel's row, exclusive: as
+                // an assignment or the close.
+                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('gate_panel:' || $1))")
+                    .bind::<diesel::sql_types::Text, _>(&gate)
+                    .execute(c)?;
+                let p = find_panel(c, id, Lock::Update)?;
+                if let Some((_, at)) = closure(c, id)? {
+                    return Err(ScoringError::PanelClosed(p.gate, at));
+                }
+                diesel::insert_into(gate_panel_voids::table)
+                    .values((
+                        gate_panel_voids::panel_id.eq(id),
+                        gate_panel_voids::reason.eq(req.reason.trim()),
+                        gate_panel_voids::voided_by.eq(&by),
+                        gate_panel_voids::voided_at.eq(Utc::now().trunc_subsecs(6)),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+                panel_dto(c, p)
+            })
         })
-        .collect();
-    let declared = conflicts::table
-        .select((
-            conflicts::reviewer_id,
-            conflicts::consortium_id,
-            conflicts::reason,
-        ))
-        .load::<(String, Uuid, String)>(c)?
-        .into_iter()
-        .map(|(r, k, reason)| ((r, k), reason))
-        .collect();
-    Ok((pool, declared))
+        .await?;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// `PUT /panel-assignments/{id}/scores`: the reviewer scores one of their own assignments
@@ -676,16 +939,14 @@ pub async fn score(
                 // The panel's row, shared: the close (exclusive) waits for this sheet or
                 // this waits for the close and is refused.
                 let p = find_panel(c, panel_id, Lock::Share)?;
-                if let Some((_, at)) = closure(c, panel_id)? {
-                    return Err(ScoringError::PanelClosed(p.gate, at));
-                }
+                ensure_open(c, &p)?;
                 if voided(c, panel_id)?.contains(&id) {
                     return Err(ScoringError::Conflict(
                         "this assignment was voided by staff: it takes no sheet".into(),
                     ));
                 }
                 let cases = team_cases(c, &p)?;
-                let pool = reviewer_pool(c)?;
+                let pool = store::reviewer_pool(c, true)?;
                 if let Some(why) = conflict_now(&pool, &cases, &reviewer, team) {
                     return Err(ScoringError::Conflict(format!(
                         "you can no longer score this team: {why}"
@@ -749,8 +1010,11 @@ pub async fn close(
                 if closure(c, id)?.is_some() {
                     return panel_dto(c, p);
                 }
+                // A voided panel publishes nothing, ever.
+                ensure_open(c, &p)?;
+                ensure_none_eliminated(c, &p)?;
                 let cases = team_cases(c, &p)?;
-                let pool = reviewer_pool(c)?;
+                let pool = store::reviewer_pool(c, true)?;
                 let rows: Vec<(Uuid, String, Uuid)> = gate_panel_assignments::table
                     .filter(gate_panel_assignments::panel_id.eq(id))
                     .order(gate_panel_assignments::id.asc())
@@ -896,9 +1160,7 @@ pub async fn void_assignment(
                     .ok_or(ScoringError::AssignmentNotFound(id))?;
                 // The panel's row, exclusive: as an assignment or the close.
                 let p = find_panel(c, panel_id, Lock::Update)?;
-                if let Some((_, at)) = closure(c, panel_id)? {
-                    return Err(ScoringError::PanelClosed(p.gate, at));
-                }
+                ensure_open(c, &p)?;
                 diesel::insert_into(gate_panel_assignment_voids::table)
                     .values((
                         gate_panel_assignment_voids::assignment_id.eq(id),

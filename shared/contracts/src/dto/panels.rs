@@ -28,7 +28,12 @@ pub struct NewGatePanel {
     pub gate: String,
     /// The call whose selected teams the panel scores.
     pub call_id: CallId,
-    /// The teams scored: consortia the call selected. Absent: every team it selected.
+    /// Replacement calls (intake's, linked to a decided gate) whose selected winners join
+    /// the panel beside `call_id`'s teams. Absent: none.
+    #[serde(default)]
+    pub replacement_call_ids: Option<Vec<CallId>>,
+    /// The teams scored: consortia the calls selected and no gate eliminated. Absent: every
+    /// such team.
     #[serde(default)]
     pub consortium_ids: Option<Vec<ConsortiumId>>,
     pub criteria: Vec<PanelCriterion>,
@@ -55,6 +60,8 @@ pub struct GatePanel {
     pub id: Uuid,
     pub gate: String,
     pub call_id: CallId,
+    /// The replacement calls whose winners joined the panel.
+    pub replacement_call_ids: Vec<CallId>,
     pub teams: Vec<ConsortiumId>,
     pub criteria: Vec<PanelCriterion>,
     pub reviewers_per_team: u32,
@@ -63,6 +70,10 @@ pub struct GatePanel {
     pub created_at: DateTime<Utc>,
     pub closed_by: Option<String>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// Once voided (only an open panel can be): who, when and why.
+    pub voided_by: Option<String>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub void_reason: Option<String>,
     /// Once closed: each team's consensus.
     pub results: Vec<PanelTeamResult>,
 }
@@ -93,6 +104,21 @@ pub struct PanelAssignment {
     pub consortium_name: String,
     pub scored: bool,
     pub assigned_at: DateTime<Utc>,
+    /// The panel's score sheet: what the reviewer scores.
+    pub criteria: Vec<PanelCriterion>,
+}
+
+/// `POST /panels/{id}/void` and `POST /panel-assignments/{id}/void`: why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoidPanel {
+    pub reason: String,
+}
+
+impl CheckText for VoidPanel {
+    fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+        field(at, "reason", &self.reason, Lines::Multi)
+    }
 }
 
 impl CheckText for PanelCriterion {

@@ -31,6 +31,32 @@ impl DomainEvent for GateDecided {
     }
 }
 
+/// An officer defined a stage gate: its key (what a panel in scoring names, as `gate`),
+/// phase and date. Scoring records the keys it has seen so a gate's expert panel is created
+/// only for a gate milestones knows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateDefined {
+    pub gate_id: Uuid,
+    /// The gate's key (`gate-1`).
+    pub gate: String,
+    pub phase: i32,
+    pub gate_date: NaiveDate,
+    pub defined_at: DateTime<Utc>,
+    /// Whether the gate has an `expert_panel` component: only then can a panel's scores
+    /// (`GatePanelScored`) be recorded, so scoring refuses a panel for a gate without one.
+    pub expert_panel: bool,
+}
+
+impl DomainEvent for GateDefined {
+    const TYPE: &'static str = "GateDefined";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "gate";
+    fn aggregate_id(&self) -> Uuid {
+        self.gate_id
+    }
+}
+
 /// One grant of the gate's reallocation plan: `count` GPUs of `model` for `period`, to a
 /// surviving team.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
