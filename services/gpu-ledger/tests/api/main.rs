@@ -2011,6 +2011,100 @@ async fn the_sweepers_expiries_are_audited_as_the_service_and_its_operation() {
     assert_eq!(ops[0].operation, "sweeper:expire", "{ops:?}");
 }
 
+/// The audit trail records a batch's transfers with one statement (a statement-level
+/// trigger over the INSERT's rows), and records exactly what the row trigger did: one change
+/// per transfer, in order, under the request's one operation, with the row as `after` and
+/// every id it references as an entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batchs_transfers_are_audited_row_by_row_in_one_operation() {
+    use diesel::RunQueryDsl;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(10).await;
+    let (a, b) = (
+        l.open("grant", Some(Uuid::now_v7())).await,
+        l.open("grant", Some(Uuid::now_v7())).await,
+    );
+    let batch = vec![
+        transfer(pool, a, 2, "single"),
+        transfer(pool, b, 3, "pending"),
+        transfer(pool, a, 0, "single"), // refused: AMOUNT_MUST_BE_POSITIVE, not recorded
+        transfer(pool, b, 1, "single"),
+    ];
+    let r = l.transfers(batch.clone()).await;
+    assert_eq!(r.created, 3, "{r:?}");
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Change {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        operation: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        actor_role: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        action: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        key_is_the_id: bool,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        after_is_the_row: bool,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+        entity_ids: Vec<String>,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+        want_ids: Vec<String>,
+    }
+    let ids: Vec<String> = batch
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut conn = l.svc.conn();
+    let changes: Vec<Change> = diesel::sql_query(format!(
+        "SELECT t.id::text AS id, o.operation, o.actor_role, c.action, \
+                c.row_key = jsonb_build_object('id', t.id) AS key_is_the_id, \
+                c.after = to_jsonb(t) AND c.before IS NULL AS after_is_the_row, \
+                c.entity_ids, \
+                ARRAY(SELECT DISTINCT v FROM unnest(ARRAY[t.id::text, t.debit_account_id::text, \
+                      t.credit_account_id::text]) v ORDER BY v) AS want_ids \
+           FROM audit_changes c \
+           JOIN audit_operations o ON o.id = c.operation_id \
+           JOIN ledger_transfers t ON t.id::text = c.row_key->>'id' \
+          WHERE c.table_name = 'ledger_transfers' AND t.id::text IN ('{}') \
+          ORDER BY c.seq",
+        ids.join("', '")
+    ))
+    .load(&mut conn)
+    .expect("audit");
+    let recorded: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        recorded,
+        vec![ids[0].as_str(), ids[1].as_str(), ids[3].as_str()],
+        "one change per created transfer, in the batch's order"
+    );
+    for c in &changes {
+        assert_eq!(
+            (c.operation.as_str(), c.actor_role.as_str(), c.action.as_str()),
+            ("POST /transfers", "officer", "insert"),
+            "{c:?}"
+        );
+        assert!(c.key_is_the_id && c.after_is_the_row, "{c:?}");
+        let mut got = c.entity_ids.clone();
+        got.sort();
+        assert_eq!(got, c.want_ids, "the transfer's id and its accounts' ids");
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let ops: Count = diesel::sql_query(format!(
+        "SELECT count(DISTINCT c.operation_id) AS n FROM audit_changes c \
+          WHERE c.table_name = 'ledger_transfers' AND c.row_key->>'id' IN ('{}')",
+        ids.join("', '")
+    ))
+    .get_result(&mut conn)
+    .expect("operations");
+    assert_eq!(ops.n, 1, "the batch is one operation");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_passed_before_acceptance_or_while_supplying_still_releases_its_tranche() {
     use kaip_contracts::events::GateDecided;
