@@ -1681,10 +1681,13 @@ async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead
 async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
-    let pool = l.pool(10).await;
+    // A period that has not started: a grant counts its whole length (a grant made during
+    // a period counts the hours left, see a_mid_period_grant_counts_the_hours_left).
+    let period = "2027H1";
+    let pool = pool_of(&l, MODEL, period, 10).await;
     let (team, other) = (ConsortiumId::new(), ConsortiumId::new());
-    let grant = l.open("grant", Some(team.0)).await;
-    l.open("grant", Some(other.0)).await;
+    let grant = open_grant(&l, team, MODEL, period).await;
+    open_grant(&l, other, MODEL, period).await;
     assert_eq!(
         l.transfers(vec![transfer(pool, grant, 1, "single")])
             .await
@@ -1692,7 +1695,7 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
         1
     );
     let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
-    let report = |id: Uuid, hours: i64| json!({"id": id, "consortium_id": team, "model": MODEL, "period": PERIOD, "gpu_hours": hours, "note": "March"});
+    let report = |id: Uuid, hours: i64| json!({"id": id, "consortium_id": team, "model": MODEL, "period": period, "gpu_hours": hours, "note": "March"});
     let send = |bearer: String, body: Value| {
         let l = &l;
         async move {
@@ -1700,7 +1703,7 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
                 .await
         }
     };
-    // 1 H100 for 2026H1 is 181 days x 24 h = 4,344 GPU-hours.
+    // 1 H100 for 2027H1 is 181 days x 24 h = 4,344 GPU-hours.
     let first = Uuid::now_v7();
     let (s, r) = send(operator.clone(), report(first, 4000)).await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
@@ -1790,7 +1793,7 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
         ),
         (Some(4345), Some(1000), Some(true))
     );
-    let (_, all) = l.get("/utilisation?period=2026H1").await;
+    let (_, all) = l.get(&format!("/utilisation?period={period}")).await;
     assert_eq!(all.as_array().map(Vec::len), Some(2));
     let (_, theirs) = l
         .call(
@@ -1801,6 +1804,101 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
         )
         .await;
     assert_eq!(theirs[0]["used_hours"], 0);
+}
+
+async fn open_grant(l: &Ledger, team: ConsortiumId, model: &str, period: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    let (s, b) = l
+        .post(
+            "/accounts",
+            json!({"id": id, "model": model, "period": period, "kind": "grant",
+                "consortium_id": team, "name": format!("grant {id}"), "reason": "test"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    id
+}
+
+/// The period running now (KST), e.g. `2026H2`, and when it ends.
+fn current_half() -> (String, chrono::DateTime<chrono::Utc>) {
+    use chrono::{Datelike, TimeZone};
+    let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
+    let now = chrono::Utc::now().with_timezone(&kst);
+    let (period, end) = if now.month() <= 6 {
+        (format!("{}H1", now.year()), kst.with_ymd_and_hms(now.year(), 7, 1, 0, 0, 0))
+    } else {
+        (format!("{}H2", now.year()), kst.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0))
+    };
+    (period, end.single().expect("end").with_timezone(&chrono::Utc))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_period_grant_counts_the_hours_left() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (period, end) = current_half();
+    let full_hours = if period.ends_with("H1") { 4_344 } else { 4_416 };
+    let pool = pool_of(&l, MODEL, &period, 10).await;
+    let team = ConsortiumId::new();
+    let grant = open_grant(&l, team, MODEL, &period).await;
+    // 3 GPUs granted now, part-way through the running half year.
+    let t = transfer(pool, grant, 3, "single");
+    assert_eq!(l.transfers(vec![t.clone()]).await.created, 1);
+    let (_, recorded) = l.get(&format!("/transfers/{}", t["id"].as_str().unwrap())).await;
+    let at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(recorded["created_at"].clone()).expect("created_at");
+    // Whole hours from the grant to the period's end, floored.
+    let hours_left = (end - at).num_seconds() / 3600;
+    assert!(
+        hours_left < full_hours,
+        "the grant is made during {period}: {hours_left} h left of {full_hours}"
+    );
+    let granted = 3 * hours_left;
+    let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
+    let report = |hours: i64| json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL,
+        "period": period, "gpu_hours": hours, "note": "since the grant"});
+    // Up to the pro-rated hours: not an overrun (it would be one hour more, below).
+    let (s, r) = l
+        .call(reqwest::Method::POST, "/usage", &operator, Some(report(granted)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (r["granted_hours"].as_i64(), r["used_hours"].as_i64(), r["overrun"].as_bool()),
+        (Some(granted), Some(granted), Some(false)),
+        "3 GPUs x {hours_left} h, not x {full_hours} h"
+    );
+    // One hour past them: an overrun, though far below 3 x the whole period's hours.
+    let (s, r) = l
+        .call(reqwest::Method::POST, "/usage", &operator, Some(report(1)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (r["granted_hours"].as_i64(), r["used_hours"].as_i64(), r["overrun"].as_bool()),
+        (Some(granted), Some(granted + 1), Some(true))
+    );
+    assert!(granted + 1 < 3 * full_hours);
+    let (_, lines) = l.get(&format!("/utilisation?period={period}")).await;
+    assert_eq!(
+        (
+            lines[0]["granted_gpus"].as_i64(),
+            lines[0]["granted_hours"].as_i64(),
+            lines[0]["overrun"].as_bool()
+        ),
+        (Some(3), Some(granted), Some(true)),
+        "{lines}"
+    );
+    // A reclaim of 1 GPU now takes off the hours it will not be held.
+    let back = l.transfers(vec![json!({"id": Uuid::now_v7(), "debit_account": grant,
+        "credit_account": pool, "amount": 1, "kind": "single", "code": "reclaim",
+        "reason": "test"})]).await;
+    assert_eq!(back.created, 1, "{back:?}");
+    let (_, lines) = l.get(&format!("/utilisation?period={period}")).await;
+    let after = lines[0]["granted_hours"].as_i64().unwrap_or_default();
+    // (The hour may have turned since the grant: one hour less left.)
+    assert!(
+        after == granted - hours_left || after == granted - hours_left + 1,
+        "{after}: 1 GPU's {hours_left} h left taken off {granted}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
