@@ -476,7 +476,12 @@ pub fn apply_batch(
     )
     .bind::<Array<Bool>, _>(created.iter().map(|t| t.linked).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(created.iter().map(|t| t.code.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(created.iter().map(|t| t.reason.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        created
+            .iter()
+            .map(|t| t.reason.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Text>, _>(
         created
             .iter()

@@ -86,7 +86,10 @@ mod tests {
     fn use_within_the_grant_is_not_an_overrun() {
         let (start, end) = h1_2026();
         let granted = prorated_hours(&[(start - Duration::days(30), 1)], start, end).unwrap();
-        assert_eq!(granted, 4_344, "granted before the period: the whole period");
+        assert_eq!(
+            granted, 4_344,
+            "granted before the period: the whole period"
+        );
         let a = assess(2_000, granted);
         assert_eq!(a.utilisation_permille, Some(460));
         assert!(!a.overrun);
@@ -131,10 +134,13 @@ mod tests {
         let (start, end) = h1_2026();
         let q2 = start + Duration::hours(2_160);
         // 4 GPUs from the start, 3 taken back at q2: 4 x 4,344 - 3 x 2,184.
-        let granted =
-            prorated_hours(&[(start, 4), (q2, -3)], start, end).unwrap();
+        let granted = prorated_hours(&[(start, 4), (q2, -3)], start, end).unwrap();
         assert_eq!(granted, 4 * 4_344 - 3 * 2_184);
-        assert_eq!(prorated_hours(&[(end, 5)], start, end), Some(0), "after the end");
+        assert_eq!(
+            prorated_hours(&[(end, 5)], start, end),
+            Some(0),
+            "after the end"
+        );
         assert_eq!(
             prorated_hours(&[(end + Duration::days(9), 5)], start, end),
             Some(0)

@@ -85,6 +85,9 @@ struct GrantChange {
 
 type Line = (Uuid, String, String);
 
+/// A line's changes of posted GPUs: `(from when they count, +granted or -reclaimed)`.
+type Changes = Vec<(DateTime<Utc>, i64)>;
+
 /// Every change of teams' posted GPUs (`+` a `single` or `post` crediting the grant account,
 /// `-` one debiting it), per team, model and period, summed per the whole UTC hour it counts
 /// from (its time rounded up to the hour: the same whole hours left as the exact time, since
@@ -94,7 +97,7 @@ fn grant_changes(
     team: Option<Uuid>,
     model: Option<&str>,
     period: Option<&str>,
-) -> QueryResult<BTreeMap<Line, Vec<(DateTime<Utc>, i64)>>> {
+) -> QueryResult<BTreeMap<Line, Changes>> {
     let rows: Vec<GrantChange> = diesel::sql_query(
         "SELECT a.consortium_id, a.model, a.period, \
                 (date_trunc('hour', (m.created_at - interval '1 microsecond') AT TIME ZONE 'UTC') \
@@ -117,7 +120,7 @@ fn grant_changes(
     .bind::<Nullable<Text>, _>(model)
     .bind::<Nullable<Text>, _>(period)
     .load(c)?;
-    let mut lines: BTreeMap<Line, Vec<(DateTime<Utc>, i64)>> = BTreeMap::new();
+    let mut lines: BTreeMap<Line, Changes> = BTreeMap::new();
     for r in rows {
         lines
             .entry((r.consortium_id, r.model, r.period))
@@ -243,11 +246,7 @@ pub fn record(
         Some(&req.model),
         Some(&req.period),
     )?;
-    let line = (
-        req.consortium_id.0,
-        req.model.clone(),
-        req.period.clone(),
-    );
+    let line = (req.consortium_id.0, req.model.clone(), req.period.clone());
     let granted = granted_hours(
         &req.period,
         changes.get(&line).map(Vec::as_slice).unwrap_or_default(),

@@ -1825,11 +1825,20 @@ fn current_half() -> (String, chrono::DateTime<chrono::Utc>) {
     let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
     let now = chrono::Utc::now().with_timezone(&kst);
     let (period, end) = if now.month() <= 6 {
-        (format!("{}H1", now.year()), kst.with_ymd_and_hms(now.year(), 7, 1, 0, 0, 0))
+        (
+            format!("{}H1", now.year()),
+            kst.with_ymd_and_hms(now.year(), 7, 1, 0, 0, 0),
+        )
     } else {
-        (format!("{}H2", now.year()), kst.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0))
+        (
+            format!("{}H2", now.year()),
+            kst.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0),
+        )
     };
-    (period, end.single().expect("end").with_timezone(&chrono::Utc))
+    (
+        period,
+        end.single().expect("end").with_timezone(&chrono::Utc),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1844,7 +1853,9 @@ async fn a_mid_period_grant_counts_the_hours_left() {
     // 3 GPUs granted now, part-way through the running half year.
     let t = transfer(pool, grant, 3, "single");
     assert_eq!(l.transfers(vec![t.clone()]).await.created, 1);
-    let (_, recorded) = l.get(&format!("/transfers/{}", t["id"].as_str().unwrap())).await;
+    let (_, recorded) = l
+        .get(&format!("/transfers/{}", t["id"].as_str().unwrap()))
+        .await;
     let at: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(recorded["created_at"].clone()).expect("created_at");
     // Whole hours from the grant to the period's end, floored.
@@ -1855,15 +1866,26 @@ async fn a_mid_period_grant_counts_the_hours_left() {
     );
     let granted = 3 * hours_left;
     let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
-    let report = |hours: i64| json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL,
-        "period": period, "gpu_hours": hours, "note": "since the grant"});
+    let report = |hours: i64| {
+        json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL,
+        "period": period, "gpu_hours": hours, "note": "since the grant"})
+    };
     // Up to the pro-rated hours: not an overrun (it would be one hour more, below).
     let (s, r) = l
-        .call(reqwest::Method::POST, "/usage", &operator, Some(report(granted)))
+        .call(
+            reqwest::Method::POST,
+            "/usage",
+            &operator,
+            Some(report(granted)),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(
-        (r["granted_hours"].as_i64(), r["used_hours"].as_i64(), r["overrun"].as_bool()),
+        (
+            r["granted_hours"].as_i64(),
+            r["used_hours"].as_i64(),
+            r["overrun"].as_bool()
+        ),
         (Some(granted), Some(granted), Some(false)),
         "3 GPUs x {hours_left} h, not x {full_hours} h"
     );
@@ -1873,7 +1895,11 @@ async fn a_mid_period_grant_counts_the_hours_left() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(
-        (r["granted_hours"].as_i64(), r["used_hours"].as_i64(), r["overrun"].as_bool()),
+        (
+            r["granted_hours"].as_i64(),
+            r["used_hours"].as_i64(),
+            r["overrun"].as_bool()
+        ),
         (Some(granted), Some(granted + 1), Some(true))
     );
     assert!(granted + 1 < 3 * full_hours);
@@ -1888,9 +1914,11 @@ async fn a_mid_period_grant_counts_the_hours_left() {
         "{lines}"
     );
     // A reclaim of 1 GPU now takes off the hours it will not be held.
-    let back = l.transfers(vec![json!({"id": Uuid::now_v7(), "debit_account": grant,
+    let back = l
+        .transfers(vec![json!({"id": Uuid::now_v7(), "debit_account": grant,
         "credit_account": pool, "amount": 1, "kind": "single", "code": "reclaim",
-        "reason": "test"})]).await;
+        "reason": "test"})])
+        .await;
     assert_eq!(back.created, 1, "{back:?}");
     let (_, lines) = l.get(&format!("/utilisation?period={period}")).await;
     let after = lines[0]["granted_hours"].as_i64().unwrap_or_default();
@@ -2179,7 +2207,11 @@ async fn a_batchs_transfers_are_audited_row_by_row_in_one_operation() {
     );
     for c in &changes {
         assert_eq!(
-            (c.operation.as_str(), c.actor_role.as_str(), c.action.as_str()),
+            (
+                c.operation.as_str(),
+                c.actor_role.as_str(),
+                c.action.as_str()
+            ),
             ("POST /transfers", "officer", "insert"),
             "{c:?}"
         );
