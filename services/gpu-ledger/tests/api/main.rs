@@ -1681,9 +1681,13 @@ async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead
 async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
-    // A period that has not started: a grant counts its whole length (a grant made during
-    // a period counts the hours left, see a_mid_period_grant_counts_the_hours_left).
-    let period = "2027H1";
+    // A period that has not started (the next half year, from today's date): a grant counts
+    // its whole length (a grant made during a period counts the hours left, see
+    // a_mid_period_grant_counts_the_hours_left).
+    let (period, start, end) = next_half();
+    let full = (end - start).num_hours();
+    assert!(full == 4_344 || full == 4_416, "{period}: {full} h");
+    let period = period.as_str();
     let pool = pool_of(&l, MODEL, period, 10).await;
     let (team, other) = (ConsortiumId::new(), ConsortiumId::new());
     let grant = open_grant(&l, team, MODEL, period).await;
@@ -1703,9 +1707,9 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
                 .await
         }
     };
-    // 1 H100 for 2027H1 is 181 days x 24 h = 4,344 GPU-hours.
+    // 1 H100 for a first half is 181 days x 24 h = 4,344 GPU-hours (a second half 4,416).
     let first = Uuid::now_v7();
-    let (s, r) = send(operator.clone(), report(first, 4000)).await;
+    let (s, r) = send(operator.clone(), report(first, full - 344)).await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(
         (
@@ -1713,15 +1717,15 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
             r["used_hours"].as_i64(),
             r["overrun"].as_bool()
         ),
-        (Some(4344), Some(4000), Some(false))
+        (Some(full), Some(full - 344), Some(false))
     );
-    let (s, again) = send(operator.clone(), report(first, 4000)).await;
+    let (s, again) = send(operator.clone(), report(first, full - 344)).await;
     assert_eq!(
         (s, &again),
         (StatusCode::OK, &r),
         "a retry answers the original report"
     );
-    let (s, b) = send(operator.clone(), report(first, 4001)).await;
+    let (s, b) = send(operator.clone(), report(first, full - 343)).await;
     assert_eq!(
         (s, b["code"].as_str()),
         (
@@ -1733,7 +1737,7 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(
         (r["used_hours"].as_i64(), r["overrun"].as_bool()),
-        (Some(4345), Some(true)),
+        (Some(full + 1), Some(true)),
         "one hour over: flagged"
     );
     // Refused: no scope, the wrong role, bad input.
@@ -1791,7 +1795,7 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
             mine[0]["utilisation_permille"].as_i64(),
             mine[0]["overrun"].as_bool()
         ),
-        (Some(4345), Some(1000), Some(true))
+        (Some(full + 1), Some(1000), Some(true))
     );
     let (_, all) = l.get(&format!("/utilisation?period={period}")).await;
     assert_eq!(all.as_array().map(Vec::len), Some(2));
@@ -1819,26 +1823,62 @@ async fn open_grant(l: &Ledger, team: ConsortiumId, model: &str, period: &str) -
     id
 }
 
+/// A half year `year`H`half` (KST): its name, start and end (UTC).
+fn half(
+    year: i32,
+    half: u32,
+) -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    use chrono::TimeZone;
+    let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
+    let at = |y: i32, m: u32| {
+        kst.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+            .single()
+            .expect("a KST date")
+            .with_timezone(&chrono::Utc)
+    };
+    if half == 1 {
+        (format!("{year}H1"), at(year, 1), at(year, 7))
+    } else {
+        (format!("{year}H2"), at(year, 7), at(year + 1, 1))
+    }
+}
+
+/// The half year running now (KST), e.g. `2026H2`, with its start and end.
+fn running_half() -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    use chrono::Datelike;
+    let now =
+        chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("KST"));
+    half(now.year(), if now.month() <= 6 { 1 } else { 2 })
+}
+
 /// The period running now (KST), e.g. `2026H2`, and when it ends.
 fn current_half() -> (String, chrono::DateTime<chrono::Utc>) {
-    use chrono::{Datelike, TimeZone};
-    let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
-    let now = chrono::Utc::now().with_timezone(&kst);
-    let (period, end) = if now.month() <= 6 {
-        (
-            format!("{}H1", now.year()),
-            kst.with_ymd_and_hms(now.year(), 7, 1, 0, 0, 0),
-        )
+    let (period, _, end) = running_half();
+    (period, end)
+}
+
+/// The half year after the one running now (KST), which has not started on any day the
+/// tests run, with its start and end.
+fn next_half() -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let (period, _, _) = running_half();
+    let year: i32 = period[..4].parse().expect("year");
+    if period.ends_with("H1") {
+        half(year, 2)
     } else {
-        (
-            format!("{}H2", now.year()),
-            kst.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0),
-        )
-    };
-    (
-        period,
-        end.single().expect("end").with_timezone(&chrono::Utc),
-    )
+        half(year + 1, 1)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
