@@ -1,10 +1,11 @@
 //! GPU-hours used against GPU-hours granted. A GPU held for part of a period is that part
 //! of the period's hours of GPU time: each grant (a `single` or `post` transfer crediting the
-//! team's grant account) counts its GPUs x the whole hours from the moment it takes effect
-//! (its transfer's time, or the period's start if earlier) to the period's end, and each
-//! reclaim (a transfer debiting the grant account) takes off its GPUs x the whole hours left
-//! at its time. Exact integer arithmetic; the hours left are floored to whole hours (a grant
-//! at 10:20 counts from 11:00), so a mid-period grant is never credited with time before it.
+//! team's grant account) counts its GPUs x the time from the moment it takes effect (its
+//! transfer's time, a dated tranche's date, or the period's start if earlier) to the period's
+//! end, and each reclaim (a transfer debiting the grant account) takes off its GPUs x the
+//! time left at its time. Exact integer arithmetic in GPU-microseconds, floored to whole
+//! GPU-hours once for the line, so a mid-period grant is never credited with time before it
+//! and rounding costs a team less than one GPU-hour in all, however many changes it had.
 //! Operators report hours used. A report that takes a team past its granted hours is
 //! recorded (the hours were used) and flagged as an overrun, never silently accepted: the
 //! report's answer, its event and the utilisation all say so.
@@ -21,20 +22,24 @@ pub struct Assessment {
     pub overrun: bool,
 }
 
-/// Whole hours from `at` to `end`, floored, counting from `start` when `at` is earlier;
-/// 0 at or after `end`.
-pub fn hours_left(at: DateTime<Utc>, start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
+/// Microseconds from `at` to `end`, counting from `start` when `at` is earlier; 0 at or
+/// after `end`.
+pub fn micros_left(at: DateTime<Utc>, start: DateTime<Utc>, end: DateTime<Utc>) -> i128 {
     let from = at.max(start);
     if from >= end {
         return 0;
     }
-    // Positive, so truncation is the floor.
-    (end - from).num_seconds() / 3600
+    // Positive; a period is months long, far inside the range.
+    i128::from((end - from).num_microseconds().unwrap_or(i64::MAX))
 }
 
+const MICROS_PER_HOUR: i128 = 3_600_000_000;
+
 /// Granted GPU-hours for a period from `[start, end)` from the changes of a team's posted
-/// GPUs (`(when, +GPUs granted or -GPUs reclaimed)`), each counted for the whole hours left
-/// in the period at its time. `None` when a product overflows (no real programme comes near).
+/// GPUs (`(when it takes effect, +GPUs granted or -GPUs reclaimed)`): the exact GPU-time,
+/// the sum of each change's GPUs x the time from it (or the period's start) to the period's
+/// end, in GPU-microseconds, floored to whole GPU-hours once at the end. `None` when it
+/// overflows (no real programme comes near).
 pub fn prorated_hours(
     changes: &[(DateTime<Utc>, i64)],
     start: DateTime<Utc>,
@@ -42,9 +47,10 @@ pub fn prorated_hours(
 ) -> Option<i64> {
     let mut total: i128 = 0;
     for (at, gpus) in changes {
-        total = total.checked_add(i128::from(*gpus) * i128::from(hours_left(*at, start, end)))?;
+        total = total.checked_add(i128::from(*gpus).checked_mul(micros_left(*at, start, end))?)?;
     }
-    i64::try_from(total.max(0)).ok()
+    // Floored once (div_euclid: a negative total floors down, and is then clamped to 0).
+    i64::try_from(total.div_euclid(MICROS_PER_HOUR).max(0)).ok()
 }
 
 /// Assesses `used` GPU-hours against `granted_hours` (see [`prorated_hours`]).
@@ -122,11 +128,35 @@ mod tests {
         assert_eq!(granted, 4_344);
         assert!(!assess(4_344, granted).overrun, "up to the pro-rated hours");
         assert!(assess(4_345, granted).overrun, "one hour past them");
-        // Whole hours, floored: 20 minutes past the half-way hour counts from the next hour.
+        // Floored to whole GPU-hours: 1 GPU for 2,171 h 40 min is 2,171.
         let late = prorated_hours(&[(half_way + Duration::minutes(20), 1)], start, end).unwrap();
         assert_eq!(late, 2_171);
         // Exactly on the hour counts that hour.
         assert_eq!(prorated_hours(&[(half_way, 1)], start, end), Some(2_172));
+    }
+
+    #[test]
+    fn the_line_is_rounded_once_not_each_change() {
+        let (start, end) = h1_2026();
+        // 512 GPUs posted one second after the period's start: 512 GPU-seconds short of the
+        // whole period, one GPU-hour after the floor (rounding each GPU's hours would lose
+        // 512).
+        let late = prorated_hours(&[(start + Duration::seconds(1), 512)], start, end).unwrap();
+        assert_eq!(late, 512 * 4_344 - 1);
+        // Two grants of 1 GPU each 20 minutes past an hour: 2 x 2,171 h 40 min is 4,343 h 20
+        // min, floored once to 4,343 (4,342 when each is floored).
+        let at = start + Duration::hours(2_172) + Duration::minutes(20);
+        assert_eq!(prorated_hours(&[(at, 1), (at, 1)], start, end), Some(4_343));
+        let later = at + Duration::seconds(1);
+        assert_eq!(
+            prorated_hours(&[(at, 1), (later, 1)], start, end),
+            Some(4_343)
+        );
+        // A grant and a reclaim of the same GPU at the same moment cancel exactly.
+        assert_eq!(
+            prorated_hours(&[(start, 1), (at, 1), (at, -1)], start, end),
+            Some(4_344)
+        );
     }
 
     #[test]

@@ -89,9 +89,12 @@ type Line = (Uuid, String, String);
 type Changes = Vec<(DateTime<Utc>, i64)>;
 
 /// Every change of teams' posted GPUs (`+` a `single` or `post` crediting the grant account,
-/// `-` one debiting it), per team, model and period, summed per the whole UTC hour it counts
-/// from (its time rounded up to the hour: the same whole hours left as the exact time, since
-/// periods end on a whole hour), optionally for one team, model or period.
+/// `-` one debiting it), per team, model and period, summed per the exact moment it takes
+/// effect, optionally for one team, model or period. A change takes effect at its transfer's
+/// time, except a post of a dated tranche: that takes effect at the tranche's `release_at`
+/// (or at the offer's acceptance, when it was dated earlier), never later than the post. The
+/// sweeper posts a tranche up to a second or so after its date, and that delay is not the
+/// team's.
 fn grant_changes(
     c: &mut PgConnection,
     team: Option<Uuid>,
@@ -99,17 +102,22 @@ fn grant_changes(
     period: Option<&str>,
 ) -> QueryResult<BTreeMap<Line, Changes>> {
     let rows: Vec<GrantChange> = diesel::sql_query(
-        "SELECT a.consortium_id, a.model, a.period, \
-                (date_trunc('hour', (m.created_at - interval '1 microsecond') AT TIME ZONE 'UTC') \
-                 + interval '1 hour') AT TIME ZONE 'UTC' AS at, \
-                sum(m.gpus)::int8 AS gpus \
+        "SELECT a.consortium_id, a.model, a.period, m.at, sum(m.gpus)::int8 AS gpus \
            FROM ledger_accounts a \
            CROSS JOIN LATERAL ( \
-                SELECT t.created_at, t.amount AS gpus FROM ledger_transfers t \
+                SELECT t.created_at AS at, t.amount AS gpus, t.kind, t.pending_id \
+                  FROM ledger_transfers t \
                  WHERE t.credit_account_id = a.id AND t.kind IN ('single', 'post') \
                 UNION ALL \
-                SELECT t.created_at, -t.amount FROM ledger_transfers t \
-                 WHERE t.debit_account_id = a.id AND t.kind IN ('single', 'post')) m \
+                SELECT t.created_at, -t.amount, t.kind, t.pending_id FROM ledger_transfers t \
+                 WHERE t.debit_account_id = a.id AND t.kind IN ('single', 'post')) c \
+           CROSS JOIN LATERAL ( \
+                SELECT COALESCE(( \
+                    SELECT min(LEAST(c.at, GREATEST(g.release_at, x.accepted_at))) \
+                      FROM gpu_tranches g \
+                      JOIN gpu_offer_acceptances x ON x.offer_id = g.offer_id \
+                     WHERE c.kind = 'post' AND g.transfer_id = c.pending_id \
+                       AND g.release_at IS NOT NULL), c.at) AS at, c.gpus) m \
           WHERE a.kind = 'grant' AND a.consortium_id IS NOT NULL \
             AND ($1::uuid IS NULL OR a.consortium_id = $1) \
             AND ($2::text IS NULL OR a.model = $2) \

@@ -1893,18 +1893,29 @@ async fn a_mid_period_grant_counts_the_hours_left() {
     // 3 GPUs granted now, part-way through the running half year.
     let t = transfer(pool, grant, 3, "single");
     assert_eq!(l.transfers(vec![t.clone()]).await.created, 1);
-    let (_, recorded) = l
-        .get(&format!("/transfers/{}", t["id"].as_str().unwrap()))
-        .await;
-    let at: chrono::DateTime<chrono::Utc> =
-        serde_json::from_value(recorded["created_at"].clone()).expect("created_at");
-    // Whole hours from the grant to the period's end, floored.
+    let created_at = |id: &str| {
+        let l = &l;
+        let id = id.to_owned();
+        async move {
+            let (_, recorded) = l.get(&format!("/transfers/{id}")).await;
+            serde_json::from_value::<chrono::DateTime<chrono::Utc>>(recorded["created_at"].clone())
+                .expect("created_at")
+        }
+    };
+    let at = created_at(t["id"].as_str().unwrap()).await;
+    let micros = |from: chrono::DateTime<chrono::Utc>| {
+        i128::from((end - from).num_microseconds().expect("micros"))
+    };
+    const HOUR: i128 = 3_600_000_000;
+    // Whole hours from the grant to the period's end.
     let hours_left = (end - at).num_seconds() / 3600;
     assert!(
         hours_left < full_hours,
         "the grant is made during {period}: {hours_left} h left of {full_hours}"
     );
-    let granted = 3 * hours_left;
+    // 3 GPUs x the exact time left, floored once to whole GPU-hours.
+    let granted = i64::try_from(3 * micros(at) / HOUR).expect("hours");
+    assert!(granted >= 3 * hours_left && granted < 3 * (hours_left + 1));
     let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
     let report = |hours: i64| {
         json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL,
@@ -1954,19 +1965,20 @@ async fn a_mid_period_grant_counts_the_hours_left() {
         "{lines}"
     );
     // A reclaim of 1 GPU now takes off the hours it will not be held.
+    let back_id = Uuid::now_v7();
     let back = l
-        .transfers(vec![json!({"id": Uuid::now_v7(), "debit_account": grant,
+        .transfers(vec![json!({"id": back_id, "debit_account": grant,
         "credit_account": pool, "amount": 1, "kind": "single", "code": "reclaim",
         "reason": "test"})])
         .await;
     assert_eq!(back.created, 1, "{back:?}");
+    let back_at = created_at(&back_id.to_string()).await;
     let (_, lines) = l.get(&format!("/utilisation?period={period}")).await;
     let after = lines[0]["granted_hours"].as_i64().unwrap_or_default();
-    // (The hour may have turned since the grant: one hour less left.)
-    assert!(
-        after == granted - hours_left || after == granted - hours_left + 1,
-        "{after}: 1 GPU's {hours_left} h left taken off {granted}"
-    );
+    // 3 GPUs from the grant, less 1 from the reclaim, floored once.
+    let expected = i64::try_from((3 * micros(at) - micros(back_at)) / HOUR).expect("hours");
+    assert_eq!(after, expected, "{lines}");
+    assert!(after < granted && after >= granted - hours_left - 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2623,4 +2635,58 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
     assert_eq!(s, StatusCode::OK, "{a}");
     assert_eq!(a["tranches"][0]["status"], "released", "{a}");
     assert_eq!(l.invariants().await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dated_tranche_counts_from_its_date_not_from_when_the_sweeper_posts_it() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (period, end) = current_half();
+    if end - chrono::Utc::now() < chrono::Duration::hours(1) {
+        eprintln!("skipped: {period} ends at {end}");
+        return;
+    }
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", &period, 1000).await;
+    // 400 GPUs dated a few seconds ahead, on a whole second a multiple of 9 s before the
+    // period's end: 400 x that time is a whole number of GPU-hours, so the sweeper's delay
+    // (its post comes after the date, by up to a second) would show as one hour less.
+    let gpus: i64 = 400;
+    let ahead = (end - (chrono::Utc::now() + chrono::Duration::seconds(3))).num_seconds();
+    let dated = end - chrono::Duration::seconds(ahead - ahead % 9);
+    let exact = gpus * (end - dated).num_seconds() / 3600;
+    assert_eq!(exact * 3600, gpus * (end - dated).num_seconds());
+    let (s, o) = l
+        .post(
+            "/offers",
+            offer_body(team, call, 3600, json!([{"model": "B200", "tranches": [{"period": period, "count": gpus, "release_at": dated}]}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let offer = o["id"].as_str().expect("id").to_owned();
+    let (s, a) = l
+        .post(&format!("/offers/{offer}/accept"), json!({"option": 0}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["tranches"][0]["status"], "reserved", "{a}");
+    eventually(Duration::from_secs(30), || async {
+        let (_, o) = l.get(&format!("/offers/{offer}")).await;
+        (o["tranches"][0]["status"] == "released").then_some(())
+    })
+    .await
+    .expect("the sweeper released the tranche on its date");
+    let (_, lines) = l
+        .get(&format!(
+            "/utilisation?period={period}&consortium_id={team}"
+        ))
+        .await;
+    assert_eq!(
+        (
+            lines[0]["granted_gpus"].as_i64(),
+            lines[0]["granted_hours"].as_i64()
+        ),
+        (Some(gpus), Some(exact)),
+        "{gpus} GPUs from {dated}: {lines}"
+    );
 }
