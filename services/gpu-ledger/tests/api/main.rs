@@ -1886,6 +1886,12 @@ async fn a_mid_period_grant_counts_the_hours_left() {
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
     let (period, end) = current_half();
+    if end - chrono::Utc::now() < chrono::Duration::hours(2) {
+        // The last hours of a half year: too few hours are left for a grant made now to be
+        // told from one more (and none at all in the last), so there is nothing to check.
+        eprintln!("skipped: {period} ends at {end}");
+        return;
+    }
     let full_hours = if period.ends_with("H1") { 4_344 } else { 4_416 };
     let pool = pool_of(&l, MODEL, &period, 10).await;
     let team = ConsortiumId::new();
