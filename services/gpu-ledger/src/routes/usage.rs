@@ -371,9 +371,19 @@ pub async fn utilisation(
                 used_q = used_q.filter(gpu_usage_reports::period.eq(p.clone()));
                 grants_q = grants_q.filter(ledger_accounts::period.eq(p.clone()));
             }
-            let changes = grant_changes(c, team, None, q.period.as_deref())?;
-            let used: Vec<(Uuid, String, String, Option<i64>)> = used_q.load(c)?;
-            let grants: Vec<(Option<Uuid>, String, String, i64, i64)> = grants_q.load(c)?;
+            // One snapshot for the three reads: a batch committed between them would show
+            // GPUs held with no hours granted for them (or the reverse).
+            let (changes, used, grants) =
+                c.build_transaction()
+                    .repeatable_read()
+                    .read_only()
+                    .run(|c| {
+                        let changes = grant_changes(c, team, None, q.period.as_deref())?;
+                        let used: Vec<(Uuid, String, String, Option<i64>)> = used_q.load(c)?;
+                        let grants: Vec<(Option<Uuid>, String, String, i64, i64)> =
+                            grants_q.load(c)?;
+                        Ok::<_, diesel::result::Error>((changes, used, grants))
+                    })?;
             let mut lines: BTreeMap<(Uuid, String, String), (i64, i64)> = BTreeMap::new();
             for (t, m, p, cr, db) in grants {
                 if let Some(t) = t {
