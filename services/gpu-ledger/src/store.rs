@@ -432,8 +432,12 @@ pub fn apply_batch(
         .map(|a| (a.id, (a.model.clone(), a.period.clone())))
         .collect();
 
-    // 4. Decide.
-    let now = Utc::now().trunc_subsecs(6);
+    // 4. Decide, at the database's time under the locks, not a replica's clock: a grant's
+    // time sets the GPU-hours it counts and is compared with a reclaim's from another replica.
+    let now: DateTime<Utc> = diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+        "clock_timestamp()",
+    ))
+    .get_result(conn)?;
     let applied = ledger::apply(&mut book, &requests, now, &actor.subject);
     if applied.created.is_empty() {
         return Ok(applied);
