@@ -1433,12 +1433,22 @@ async fn an_unaccepted_offer_expires_announced_once_with_two_replicas_sweeping()
     assert!(at("expired_at") >= at("expires_at"), "{expired:#}");
     // Both replicas swept several more times: still one announcement, for that offer only.
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let events = ledger_events(&ctx).await;
-    let all: Vec<&Value> = events
-        .iter()
-        .filter(|(t, _)| t == "GpuOfferExpired")
-        .map(|(_, d)| d)
-        .collect();
+    // The announcement above is on the topic for good, so a read that misses it is one the
+    // broker answered short (a reader gives up after 20 s under load, or sees no watermarks
+    // yet): read again until it is there, then count.
+    let all: Vec<Value> = eventually(Duration::from_secs(60), || async {
+        let all: Vec<Value> = ledger_events(&ctx)
+            .await
+            .into_iter()
+            .filter(|(t, _)| t == "GpuOfferExpired")
+            .map(|(_, d)| d)
+            .collect();
+        all.iter()
+            .any(|d| d["offer_id"] == lapsed_id.as_str())
+            .then_some(all)
+    })
+    .await
+    .expect("the announcement is still on the topic");
     assert_eq!(all.len(), 1, "{all:#?}");
     let (_, o) = l.get(&format!("/offers/{lapsed_id}")).await;
     assert_eq!(o["status"], "expired");
