@@ -1466,19 +1466,22 @@ async fn an_unaccepted_offer_expires_announced_once_with_two_replicas_sweeping()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_one_chain() {
+    // Two half years that have not started on any day the test runs: an elimination takes
+    // back only future capacity.
+    let (h1, h2) = future_halves();
     use kaip_contracts::events::{GateDecided, Reallocation, TeamEliminated};
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
     let (survivor, eliminated) = (ConsortiumId::new(), ConsortiumId::new());
     let call = select(&ctx, &l, &[survivor, eliminated]).await;
-    pool_of(&l, "B200", "2027H1", 1000).await;
-    pool_of(&l, "B200", "2027H2", 1000).await;
+    pool_of(&l, "B200", &h1, 1000).await;
+    pool_of(&l, "B200", &h2, 1000).await;
     let dated = chrono::Utc::now() + chrono::Duration::seconds(2);
     let mut offers = Vec::new();
     for team in [survivor, eliminated] {
         let options = json!([{"model": "B200", "tranches": [
-            {"period": "2027H1", "count": 256},
-            {"period": "2027H2", "count": 128, "release_gate": "gate-1"}
+            {"period": h1, "count": 256},
+            {"period": h2, "count": 128, "release_gate": "gate-1"}
         ]}]);
         let (s, o) = l
             .post("/offers", offer_body(team, call, 3600, options))
@@ -1493,7 +1496,7 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
     }
     // A dated tranche for the survivor, released by the sweeper when its date comes.
     let (_, o) = l
-        .post("/offers", offer_body(survivor, call, 3600, json!([{"model": "B200", "tranches": [{"period": "2027H2", "count": 32, "release_at": dated}]}])))
+        .post("/offers", offer_body(survivor, call, 3600, json!([{"model": "B200", "tranches": [{"period": h2, "count": 32, "release_at": dated}]}])))
         .await;
     let dated_offer = o["id"].as_str().expect("id").to_owned();
     let (_, a) = l
@@ -1541,13 +1544,13 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
                 Reallocation {
                     consortium_id: survivor,
                     model: "B200".into(),
-                    period: "2027H1".into(),
+                    period: h1.clone(),
                     count: 256,
                 },
                 Reallocation {
                     consortium_id: survivor,
                     model: "B200".into(),
-                    period: "2027H2".into(),
+                    period: h2.clone(),
                     count: 128,
                 },
             ],
@@ -1581,7 +1584,7 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
                 .sum::<i64>()
         }
     };
-    // 2027 has not started at the decision: all of the eliminated team's capacity is future
+    // The first half has not started at the decision: all of the eliminated team's capacity is future
     // capacity and went back to the pools, then to the survivor as the plan said.
     assert_eq!(grants(eliminated).await, 0);
     assert_eq!(grants(survivor).await, 256 + 128 + 32 + 256 + 128);
@@ -1624,12 +1627,15 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead_lettered() {
+    // A half year that has not started on any day the test runs: the eliminated team's GPUs
+    // for it come back to the pool (and are one short of the plan).
+    let (h1, _) = future_halves();
     use kaip_contracts::events::{Reallocation, TeamEliminated};
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
     let (survivor, eliminated) = (ConsortiumId::new(), ConsortiumId::new());
     let call = select(&ctx, &l, &[survivor, eliminated]).await;
-    pool_of(&l, "B200", "2027H1", 300).await;
+    pool_of(&l, "B200", &h1, 300).await;
     let (_, o) = l
         .post(
             "/offers",
@@ -1637,7 +1643,7 @@ async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead
                 eliminated,
                 call,
                 3600,
-                json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 256}]}]),
+                json!([{"model": "B200", "tranches": [{"period": h1, "count": 256}]}]),
             ),
         )
         .await;
@@ -1662,7 +1668,7 @@ async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead
             reallocation: vec![Reallocation {
                 consortium_id: survivor,
                 model: "B200".into(),
-                period: "2027H1".into(),
+                period: h1.clone(),
                 count: 301,
             }],
             decided_at: chrono::Utc::now(),
@@ -1863,10 +1869,20 @@ fn running_half() -> (
     chrono::DateTime<chrono::Utc>,
     chrono::DateTime<chrono::Utc>,
 ) {
+    running_half_at(chrono::Utc::now())
+}
+
+/// The half year (KST) running at `at`, with its start and end.
+fn running_half_at(
+    at: chrono::DateTime<chrono::Utc>,
+) -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
     use chrono::Datelike;
-    let now =
-        chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("KST"));
-    half(now.year(), if now.month() <= 6 { 1 } else { 2 })
+    let kst = at.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("KST"));
+    half(kst.year(), if kst.month() <= 6 { 1 } else { 2 })
 }
 
 /// The period running now (KST), e.g. `2026H2`, and when it ends.
@@ -2705,4 +2721,11 @@ async fn a_dated_tranche_counts_from_its_date_not_from_when_the_sweeper_posts_it
         (Some(gpus), Some(exact)),
         "{gpus} GPUs from {dated}: {lines}"
     );
+}
+
+/// The next half year and the one after it (see [`next_half`]).
+fn future_halves() -> (String, String) {
+    let (first, _, end) = next_half();
+    let (second, _, _) = running_half_at(end);
+    (first, second)
 }
