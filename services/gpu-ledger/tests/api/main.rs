@@ -2317,6 +2317,41 @@ async fn a_batchs_transfers_are_audited_row_by_row_in_one_operation() {
     .get_result(&mut conn)
     .expect("operations");
     assert_eq!(ops.n, 1, "the batch is one operation");
+    // A post names its pending too: the pending's id is among its entity ids.
+    let post_id = Uuid::now_v7();
+    let r = l
+        .transfers(vec![
+            json!({"id": post_id, "kind": "post", "pending_id": ids[1],
+            "code": "grant", "reason": "accepted"}),
+        ])
+        .await;
+    assert_eq!(r.created, 1, "{r:?}");
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Posted {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        after_is_the_row: bool,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+        entity_ids: Vec<String>,
+    }
+    let posted: Posted = diesel::sql_query(format!(
+        "SELECT c.after = to_jsonb(t) AND c.before IS NULL AS after_is_the_row, c.entity_ids \
+           FROM audit_changes c JOIN ledger_transfers t ON t.id::text = c.row_key->>'id' \
+          WHERE c.table_name = 'ledger_transfers' AND t.id = '{post_id}'"
+    ))
+    .get_result(&mut conn)
+    .expect("the post's change");
+    assert!(posted.after_is_the_row, "{posted:?}");
+    let mut got = posted.entity_ids.clone();
+    got.sort();
+    let mut want = vec![
+        post_id.to_string(),
+        ids[1].clone(),
+        pool.to_string(),
+        b.to_string(),
+    ];
+    want.sort();
+    want.dedup();
+    assert_eq!(got, want, "the post, its pending and the accounts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
