@@ -18,10 +18,33 @@ const OFFERS: &str = "query($c: UUID) { gpuOffers(consortiumId: $c) { id consort
 const GRANTS: &str = "query($c: UUID) { gpuAccounts(kind: GRANT, consortiumId: $c) { items { id consortiumId model period balance { creditsPosted } } } }";
 const BALANCE: &str =
     "query($id: UUID!) { gpuBalance(accountId: $id) { netPosted netPostedH100Eq h100Factor } }";
-const POOL_SOURCES: &str = "query { gpuPoolSources(period: \"2027H1\", model: \"B200\") { supplied suppliedH100Eq leased government governmentH100Eq sources { name sourceType supplied } } }";
-const POOLS: &str = "query { gpuPools(period: \"2027H1\", model: \"B200\") { model period held granted reserved available availableH100Eq } }";
 const USAGE: &str = "mutation($input: ReportGpuUsageInput!) { reportGpuUsage(input: $input) { usedHours grantedHours overrun } }";
-const UTILISATION: &str = "query($c: UUID) { gpuUtilisation(consortiumId: $c, period: \"2027H1\") { consortiumId usedHours grantedGpus overrun } }";
+
+/// The half year after the one running now (KST), e.g. `2027H1` on 2026-12-01: it has not
+/// started on any day the test runs, so a grant made during the test counts its whole
+/// length (a fixed period would be one that has started, or ended, some day).
+fn period() -> String {
+    use chrono::Datelike;
+    let now =
+        chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("KST"));
+    if now.month() <= 6 {
+        format!("{}H2", now.year())
+    } else {
+        format!("{}H1", now.year() + 1)
+    }
+}
+
+fn pool_sources_query() -> String {
+    format!("query {{ gpuPoolSources(period: \"{}\", model: \"B200\") {{ supplied suppliedH100Eq leased government governmentH100Eq sources {{ name sourceType supplied }} }} }}", period())
+}
+
+fn pools_query() -> String {
+    format!("query {{ gpuPools(period: \"{}\", model: \"B200\") {{ model period held granted reserved available availableH100Eq }} }}", period())
+}
+
+fn utilisation_query() -> String {
+    format!("query($c: UUID) {{ gpuUtilisation(consortiumId: $c, period: \"{}\") {{ consortiumId usedHours grantedGpus overrun }} }}", period())
+}
 
 fn data<'a>(body: &'a Value, field: &str) -> &'a Value {
     assert!(body["errors"].is_null(), "{field}: {body}");
@@ -94,14 +117,14 @@ async fn publish_selection(p: &Platform, officer: &str, team: ConsortiumId) -> U
     call.0
 }
 
-/// Opens a source and a pool for B200 in 2027H1 and brings `gpus` into the pool, all
+/// Opens a source and a pool for B200 in [`period`] and brings `gpus` into the pool, all
 /// through the gateway.
 async fn fund_pool(p: &Platform, officer: &str, gpus: &str) {
     let mut ids = Vec::new();
     for kind in ["SOURCE", "POOL"] {
         let id = Uuid::now_v7();
-        let mut input = json!({"id": id, "model": "B200", "period": "2027H1", "kind": kind,
-            "name": format!("{kind} B200 2027H1"), "reason": "cluster commissioned"});
+        let mut input = json!({"id": id, "model": "B200", "period": period(), "kind": kind,
+            "name": format!("{kind} B200 {}", period()), "reason": "cluster commissioned"});
         if kind == "SOURCE" {
             input["sourceType"] = json!("GOVERNMENT");
         }
@@ -126,7 +149,7 @@ fn offer_input(team: ConsortiumId, call: Uuid, count: &str) -> Value {
     json!({ "input": {
         "id": Uuid::now_v7(), "consortiumId": team, "callId": call,
         "expiresAt": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
-        "options": [{"model": "B200", "tranches": [{"period": "2027H1", "count": count}]}],
+        "options": [{"model": "B200", "tranches": [{"period": period(), "count": count}]}],
         "reason": "selected in the 2026 call",
     }})
 }
@@ -150,7 +173,7 @@ async fn a_selected_team_is_offered_gpus_accepts_and_sees_its_grant_and_no_one_e
     assert_eq!(offer["status"], "open");
     assert_eq!(offer["h100Eq"], "1024", "{offer}");
     let offer_id = offer["id"].as_str().expect("offer id").to_owned();
-    let pools = p.graphql(Some(&officer), POOLS, json!({})).await;
+    let pools = p.graphql(Some(&officer), &pools_query(), json!({})).await;
     let pool = &data(&pools, "gpuPools")[0];
     assert_eq!(
         (&pool["held"], &pool["reserved"], &pool["available"]),
@@ -170,15 +193,17 @@ async fn a_selected_team_is_offered_gpus_accepts_and_sees_its_grant_and_no_one_e
         "the refusal names the field: {refused}"
     );
     // ... and changed nothing.
-    let pools = p.graphql(Some(&officer), POOLS, json!({})).await;
+    let pools = p.graphql(Some(&officer), &pools_query(), json!({})).await;
     assert_eq!(data(&pools, "gpuPools")[0]["available"], "88");
 
     // The pool by source: the government-owned cluster supplied all 600 B200 (1,200
     // H100-eq). A consortium user sees the figures but not the source's name; an
     // integration token nothing.
     let pp = &p;
-    let by_source =
-        |token: String| async move { pp.graphql(Some(&token), POOL_SOURCES, json!({})).await };
+    let by_source = |token: String| async move {
+        pp.graphql(Some(&token), &pool_sources_query(), json!({}))
+            .await
+    };
     let body = by_source(officer.clone()).await;
     let pool = &data(&body, "gpuPoolSources")[0];
     assert_eq!(
@@ -192,7 +217,10 @@ async fn a_selected_team_is_offered_gpus_accepts_and_sees_its_grant_and_no_one_e
         "{body}"
     );
     assert_eq!(pool["sources"][0]["sourceType"], "GOVERNMENT");
-    assert_eq!(pool["sources"][0]["name"], "SOURCE B200 2027H1");
+    assert_eq!(
+        pool["sources"][0]["name"],
+        format!("SOURCE B200 {}", period())
+    );
     let body = by_source(other_token.clone()).await;
     let pool = &data(&body, "gpuPoolSources")[0];
     assert_eq!(
@@ -322,20 +350,28 @@ async fn a_selected_team_is_offered_gpus_accepts_and_sees_its_grant_and_no_one_e
             Some(&operator),
             USAGE,
             json!({ "input": { "id": Uuid::now_v7(), "consortiumId": team, "model": "B200",
-                "period": "2027H1", "gpuHours": "1000" } }),
+                "period": period(), "gpuHours": "1000" } }),
         )
         .await;
     let report = data(&body, "reportGpuUsage");
     assert_eq!(report["usedHours"], "1000", "{report}");
     assert_eq!(report["overrun"], false);
     let body = p
-        .graphql(Some(&team_token), UTILISATION, json!({ "c": null }))
+        .graphql(
+            Some(&team_token),
+            &utilisation_query(),
+            json!({ "c": null }),
+        )
         .await;
     let lines = data(&body, "gpuUtilisation");
     assert_eq!(lines[0]["usedHours"], "1000", "{lines}");
     assert_eq!(lines[0]["grantedGpus"], "512", "{lines}");
     let body = p
-        .graphql(Some(&other_token), UTILISATION, json!({ "c": null }))
+        .graphql(
+            Some(&other_token),
+            &utilisation_query(),
+            json!({ "c": null }),
+        )
         .await;
     assert!(
         data(&body, "gpuUtilisation")
@@ -369,7 +405,7 @@ async fn gpu_mutations_refuse_the_wrong_role_and_quantities_must_be_digit_string
         .await;
     assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
     // Reviewers read nothing of the ledger.
-    let body = p.graphql(Some(&reviewer), POOLS, json!({})).await;
+    let body = p.graphql(Some(&reviewer), &pools_query(), json!({})).await;
     assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
     // Suppliers are recorded by staff only.
     let body = p
@@ -383,14 +419,14 @@ async fn gpu_mutations_refuse_the_wrong_role_and_quantities_must_be_digit_string
     // Usage comes from an operator holding the scope; an integration without it, or a
     // consortium, is refused before the ledger is called.
     let usage = json!({ "input": { "id": Uuid::now_v7(), "consortiumId": team, "model": "B200",
-        "period": "2027H1", "gpuHours": "10" } });
+        "period": period(), "gpuHours": "10" } });
     let unscoped = p.ctx.integration_bearer("operator-2", &[]);
     for token in [&unscoped, &team_token] {
         let body = p.graphql(Some(token), USAGE, usage.clone()).await;
         assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
     }
     // No token at all.
-    let body = p.graphql(None, POOLS, json!({})).await;
+    let body = p.graphql(None, &pools_query(), json!({})).await;
     assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{body}");
 
     // GPU quantities are 64-bit digit strings: a JSON number or a fraction is refused

@@ -1309,9 +1309,11 @@ async fn a_decision_published_through_milestones_closes_and_reallocates_in_the_l
     .await
     .expect("the ledger learned the selection");
 
-    // Pools and offers: each of the first two teams holds a tranche for 2027H1 and one
-    // waiting for gate-1.
-    for period in ["2027H1", "2027H2"] {
+    // Pools and offers: each of the first two teams holds a tranche for the next half year
+    // and one waiting for gate-1 (half years that have not started on any day the test runs:
+    // an elimination takes back only future capacity).
+    let (h1, h2) = future_halves();
+    for period in [&h1, &h2] {
         let mut ids = Vec::new();
         for kind in ["source", "pool"] {
             let id = Uuid::now_v7();
@@ -1341,8 +1343,8 @@ async fn a_decision_published_through_milestones_closes_and_reallocates_in_the_l
         let body = json!({"id": Uuid::now_v7(), "consortium_id": team, "call_id": call_id,
             "expires_at": chrono::Utc::now() + chrono::Duration::seconds(3600),
             "options": [{"model": "B200", "tranches": [
-                {"period": "2027H1", "count": 256},
-                {"period": "2027H2", "count": 128, "release_gate": "gate-1"}]}],
+                {"period": h1, "count": 256},
+                {"period": h2, "count": 128, "release_gate": "gate-1"}]}],
             "reason": "selected"});
         let (s, o) = call(&ledger, reqwest::Method::POST, "/offers", Some(body)).await;
         assert_eq!(s, StatusCode::CREATED, "{o}");
@@ -1388,8 +1390,8 @@ async fn a_decision_published_through_milestones_closes_and_reallocates_in_the_l
             &m.officer,
             json!({"proposal_id": pid, "reason": "committee majority",
                    "reallocations": [{"consortium_id": teams[1], "reallocation": [
-                       {"consortium_id": teams[0], "model": "B200", "period": "2027H1", "count": 256},
-                       {"consortium_id": teams[0], "model": "B200", "period": "2027H2", "count": 128}]}],
+                       {"consortium_id": teams[0], "model": "B200", "period": h1, "count": 256},
+                       {"consortium_id": teams[0], "model": "B200", "period": h2, "count": 128}]}],
                    "next_targets": [{"benchmark": "global-common", "target": ">= 95% of the best global models"}]}),
         )
         .await;
@@ -1813,4 +1815,20 @@ async fn an_admin_announce_republishes_every_gate_and_elimination_and_can_be_rep
         1,
         "republished eliminations carry exactly the published one's data"
     );
+}
+
+/// The half year after the one running now (KST) and the one after it: neither has started
+/// on any day the tests run.
+fn future_halves() -> (String, String) {
+    use chrono::Datelike;
+    let now =
+        chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("KST"));
+    if now.month() <= 6 {
+        (format!("{}H2", now.year()), format!("{}H1", now.year() + 1))
+    } else {
+        (
+            format!("{}H1", now.year() + 1),
+            format!("{}H2", now.year() + 1),
+        )
+    }
 }

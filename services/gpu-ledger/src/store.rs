@@ -23,7 +23,7 @@ use crate::schema::{
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use kaip_bus::OutboxTx;
 use kaip_contracts::dto::gpu as dto;
 use kaip_contracts::events::{GpuTransfersRecorded, RecordedTransfer};
@@ -226,22 +226,10 @@ impl TransferRow {
     }
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = ledger_transfers)]
-struct NewTransferRow<'a> {
-    id: Uuid,
-    debit_account_id: Uuid,
-    credit_account_id: Uuid,
-    amount: i64,
-    kind: &'a str,
-    pending_id: Option<Uuid>,
-    timeout_at: Option<DateTime<Utc>>,
-    linked: bool,
-    code: &'a str,
-    reason: &'a str,
-    created_by: &'a str,
-    created_role: &'a str,
-    created_at: DateTime<Utc>,
+#[derive(QueryableByName)]
+struct MaxSeq {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    seq: Option<i64>,
 }
 
 #[derive(Insertable)]
@@ -297,6 +285,29 @@ pub fn lock_supplier_status(
         .bind::<Integer, _>(supplier_lock_key(consortium))
         .execute(conn)
         .map(drop)
+}
+
+/// Takes the shared supplier lock of every consortium in `teams` with one statement (a
+/// batch granting to 64 teams made 64 round trips, each under the pool's row lock), in key
+/// order, as [`lock_supplier_status`] would one by one.
+pub fn lock_suppliers_shared(conn: &mut PgConnection, teams: &[Uuid]) -> QueryResult<()> {
+    if teams.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<i32> = teams
+        .iter()
+        .map(|t| supplier_lock_key(*t))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    diesel::sql_query(
+        "SELECT count(pg_advisory_xact_lock_shared($1, k)) \
+           FROM (SELECT k FROM unnest($2::int4[]) AS k ORDER BY k) AS keys",
+    )
+    .bind::<Integer, _>(SUPPLIER_LOCK_CLASS)
+    .bind::<Array<Integer>, _>(keys)
+    .execute(conn)
+    .map(drop)
 }
 
 /// The supplier status of the consortia among `candidates` whose latest record (by `seq`:
@@ -389,9 +400,7 @@ pub fn apply_batch(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    for team in &grant_teams {
-        lock_supplier_status(conn, *team, false)?;
-    }
+    lock_suppliers_shared(conn, &grant_teams)?;
     // 3. Under the locks: what exists, what is resolved, who supplies.
     let batch_ids: Vec<Uuid> = requests.iter().map(|r| r.id).collect();
     let existing: Vec<TransferRow> = ledger_transfers::table
@@ -423,8 +432,12 @@ pub fn apply_batch(
         .map(|a| (a.id, (a.model.clone(), a.period.clone())))
         .collect();
 
-    // 4. Decide.
-    let now = Utc::now().trunc_subsecs(6);
+    // 4. Decide, at the database's time under the locks, not a replica's clock: a grant's
+    // time sets the GPU-hours it counts and is compared with a reclaim's from another replica.
+    let now: DateTime<Utc> = diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+        "clock_timestamp()",
+    ))
+    .get_result(conn)?;
     let applied = ledger::apply(&mut book, &requests, now, &actor.subject);
     if applied.created.is_empty() {
         return Ok(applied);
@@ -432,32 +445,58 @@ pub fn apply_batch(
 
     // 5. Write: transfers, totals, history, the event.
     let role = actor.role.as_str();
-    let mut last_seq = 0i64;
-    for chunk in applied.created.chunks(INSERT_CHUNK) {
-        let rows: Vec<NewTransferRow<'_>> = chunk
+    // One statement from arrays, whatever the batch's size: a VALUES list of 1,000 rows is
+    // 13,000 bind parameters to parse and plan, under the pool's row lock.
+    let created = &applied.created;
+    let last_seq: Option<i64> = diesel::sql_query(
+        "WITH ins AS (INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, \
+             amount, kind, pending_id, timeout_at, linked, code, reason, created_by, \
+             created_role, created_at) \
+           SELECT v.id, v.debit, v.credit, v.amount, v.kind, v.pending_id, v.timeout_at, \
+                  v.linked, v.code, v.reason, v.created_by, $12, v.created_at \
+             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], \
+                         $6::uuid[], $7::timestamptz[], $8::bool[], $9::text[], $10::text[], \
+                         $11::text[], $13::timestamptz[]) WITH ORDINALITY \
+                  AS v(id, debit, credit, amount, kind, pending_id, timeout_at, linked, code, \
+                       reason, created_by, created_at, ord) \
+            ORDER BY v.ord \
+           RETURNING seq) \
+         SELECT max(seq) AS seq FROM ins",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(created.iter().map(|t| t.id).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(
+        created.iter().map(|t| t.debit_account).collect::<Vec<_>>(),
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(
+        created.iter().map(|t| t.credit_account).collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(created.iter().map(|t| t.amount).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(created.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<diesel::sql_types::Uuid>>, _>(
+        created.iter().map(|t| t.pending_id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        created.iter().map(|t| t.timeout_at).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bool>, _>(created.iter().map(|t| t.linked).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(created.iter().map(|t| t.code.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        created
             .iter()
-            .map(|t| NewTransferRow {
-                id: t.id,
-                debit_account_id: t.debit_account,
-                credit_account_id: t.credit_account,
-                amount: t.amount,
-                kind: t.kind.as_str(),
-                pending_id: t.pending_id,
-                timeout_at: t.timeout_at,
-                linked: t.linked,
-                code: &t.code,
-                reason: &t.reason,
-                created_by: &t.created_by,
-                created_role: role,
-                created_at: t.created_at,
-            })
-            .collect();
-        let seqs: Vec<i64> = diesel::insert_into(ledger_transfers::table)
-            .values(&rows)
-            .returning(ledger_transfers::seq)
-            .get_results(conn)?;
-        last_seq = last_seq.max(seqs.into_iter().max().unwrap_or(0));
-    }
+            .map(|t| t.reason.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        created
+            .iter()
+            .map(|t| t.created_by.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Text, _>(role)
+    .bind::<Array<Timestamptz>, _>(created.iter().map(|t| t.created_at).collect::<Vec<_>>())
+    .get_result::<MaxSeq>(conn)?
+    .seq;
+    let last_seq = last_seq.unwrap_or(0);
     let touched: Vec<&Account> = applied
         .touched
         .iter()

@@ -39,9 +39,16 @@ pub fn next_period(period: &str) -> Option<String> {
 
 /// How many hours a period lasts (KST calendar): a half year is 4,344 or 4,416 hours.
 pub fn period_hours(period: &str) -> Option<i64> {
-    let start = period_start(period)?;
-    let end = period_start(&next_period(period)?)?;
+    let (start, end) = period_bounds(period)?;
     Some((end - start).num_hours())
+}
+
+/// When a period starts and when it ends (the next period's start), midnight KST: whole
+/// hours in UTC too (KST is UTC+9).
+pub fn period_bounds(
+    period: &str,
+) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    Some((period_start(period)?, period_start(&next_period(period)?)?))
 }
 
 /// Units of a model in H100-equivalents, exactly. `None` when it would overflow i64 (it

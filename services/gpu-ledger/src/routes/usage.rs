@@ -1,4 +1,4 @@
-use crate::domain::catalogue::{check_model_code, check_period, period_hours};
+use crate::domain::catalogue::{check_model_code, check_period, period_bounds, period_hours};
 use crate::domain::usage;
 use crate::error::LedgerError;
 use crate::schema::{gpu_models, gpu_usage_reports, ledger_accounts};
@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::dsl::max;
 use diesel::prelude::*;
-use diesel::sql_types::Integer;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz};
 use kaip_bus::OutboxTx;
 use kaip_contracts::dto::gpu::{ReportUsage, UsageReport, Utilisation};
 use kaip_contracts::events::GpuUsageRecorded;
@@ -69,20 +69,80 @@ fn find_report(c: &mut PgConnection, id: Uuid) -> QueryResult<Option<ReportRow>>
         .optional()
 }
 
-/// GPUs a team holds (posted) of a model for a period.
-fn granted_gpus(c: &mut PgConnection, team: Uuid, model: &str, period: &str) -> QueryResult<i64> {
-    let row: Option<(i64, i64)> = ledger_accounts::table
-        .filter(ledger_accounts::kind.eq("grant"))
-        .filter(ledger_accounts::consortium_id.eq(team))
-        .filter(ledger_accounts::model.eq(model))
-        .filter(ledger_accounts::period.eq(period))
-        .select((
-            ledger_accounts::credits_posted,
-            ledger_accounts::debits_posted,
-        ))
-        .first(c)
-        .optional()?;
-    Ok(row.map_or(0, |(c, d)| c - d))
+#[derive(QueryableByName)]
+struct GrantChange {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    consortium_id: Uuid,
+    #[diesel(sql_type = Text)]
+    model: String,
+    #[diesel(sql_type = Text)]
+    period: String,
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    gpus: i64,
+}
+
+type Line = (Uuid, String, String);
+
+/// A line's changes of posted GPUs: `(from when they count, +granted or -reclaimed)`.
+type Changes = Vec<(DateTime<Utc>, i64)>;
+
+/// Every change of teams' posted GPUs (`+` a `single` or `post` crediting the grant account,
+/// `-` one debiting it), per team, model and period, summed per the exact moment it takes
+/// effect, optionally for one team, model or period. A change takes effect at its transfer's
+/// time, except a post of a dated tranche: that takes effect at the tranche's `release_at`
+/// (or at the offer's acceptance, when it was dated earlier), never later than the post. The
+/// sweeper posts a tranche up to a second or so after its date, and that delay is not the
+/// team's.
+fn grant_changes(
+    c: &mut PgConnection,
+    team: Option<Uuid>,
+    model: Option<&str>,
+    period: Option<&str>,
+) -> QueryResult<BTreeMap<Line, Changes>> {
+    let rows: Vec<GrantChange> = diesel::sql_query(
+        "SELECT a.consortium_id, a.model, a.period, m.at, sum(m.gpus)::int8 AS gpus \
+           FROM ledger_accounts a \
+           CROSS JOIN LATERAL ( \
+                SELECT t.created_at AS at, t.amount AS gpus, t.kind, t.pending_id \
+                  FROM ledger_transfers t \
+                 WHERE t.credit_account_id = a.id AND t.kind IN ('single', 'post') \
+                UNION ALL \
+                SELECT t.created_at, -t.amount, t.kind, t.pending_id FROM ledger_transfers t \
+                 WHERE t.debit_account_id = a.id AND t.kind IN ('single', 'post')) c \
+           CROSS JOIN LATERAL ( \
+                SELECT COALESCE(( \
+                    SELECT min(LEAST(c.at, GREATEST(g.release_at, x.accepted_at))) \
+                      FROM gpu_tranches g \
+                      JOIN gpu_offer_acceptances x ON x.offer_id = g.offer_id \
+                     WHERE c.kind = 'post' AND g.transfer_id = c.pending_id \
+                       AND g.release_at IS NOT NULL), c.at) AS at, c.gpus) m \
+          WHERE a.kind = 'grant' AND a.consortium_id IS NOT NULL \
+            AND ($1::uuid IS NULL OR a.consortium_id = $1) \
+            AND ($2::text IS NULL OR a.model = $2) \
+            AND ($3::text IS NULL OR a.period = $3) \
+          GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    )
+    .bind::<Nullable<diesel::sql_types::Uuid>, _>(team)
+    .bind::<Nullable<Text>, _>(model)
+    .bind::<Nullable<Text>, _>(period)
+    .load(c)?;
+    let mut lines: BTreeMap<Line, Changes> = BTreeMap::new();
+    for r in rows {
+        lines
+            .entry((r.consortium_id, r.model, r.period))
+            .or_default()
+            .push((r.at, r.gpus));
+    }
+    Ok(lines)
+}
+
+/// GPU-hours granted to a line, pro-rated (see [`usage::prorated_hours`]). `None` when it
+/// overflows.
+fn granted_hours(period: &str, changes: &[(DateTime<Utc>, i64)]) -> Option<i64> {
+    let (start, end) = period_bounds(period)?;
+    usage::prorated_hours(changes, start, end)
 }
 
 /// A GPU operator (integration token with `write:gpu-usage`) or staff reports GPU-hours a
@@ -147,8 +207,6 @@ pub fn record(
     actor: &Actor,
 ) -> Result<(UsageReport, bool), LedgerError> {
     check_report(req)?;
-    let hours = period_hours(&req.period)
-        .ok_or_else(|| LedgerError::validation("period", "has no length"))?;
     diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind::<Integer, _>(USAGE_LOCK_CLASS)
         .bind::<Integer, _>(crate::store::supplier_lock_key(req.consortium_id.0))
@@ -188,9 +246,21 @@ pub fn record(
     let before = before.unwrap_or(0);
     let used = usage::add(before, req.gpu_hours)
         .ok_or_else(|| LedgerError::validation("gpu_hours", "the total would overflow"))?;
-    let gpus = granted_gpus(conn, req.consortium_id.0, &req.model, &req.period)?;
-    let a = usage::assess(used, gpus, hours)
-        .ok_or_else(|| LedgerError::validation("gpu_hours", "the total would overflow"))?;
+    // Under the team's usage lock, not its grant account's: a grant committed beside this
+    // report counts for the next one (as a grant always did).
+    let changes = grant_changes(
+        conn,
+        Some(req.consortium_id.0),
+        Some(&req.model),
+        Some(&req.period),
+    )?;
+    let line = (req.consortium_id.0, req.model.clone(), req.period.clone());
+    let granted = granted_hours(
+        &req.period,
+        changes.get(&line).map(Vec::as_slice).unwrap_or_default(),
+    )
+    .ok_or_else(|| LedgerError::validation("gpu_hours", "the granted hours would overflow"))?;
+    let a = usage::assess(used, granted);
     let now = Utc::now().trunc_subsecs(6);
     diesel::insert_into(gpu_usage_reports::table)
         .values((
@@ -241,8 +311,9 @@ pub struct UtilisationQuery {
     period: Option<String>,
 }
 
-/// Utilisation per team, model and period: granted GPU-hours (GPUs held x the period's
-/// hours), used, the ratio and the overrun flag. A consortium user sees its own only.
+/// Utilisation per team, model and period: granted GPU-hours (each grant's GPUs x the
+/// whole hours from when it took effect to the period's end, see [`usage::prorated_hours`]),
+/// GPUs held now, used, the ratio and the overrun flag. A consortium user sees its own only.
 pub async fn utilisation(
     caller: Caller,
     state: web::Data<AppState>,
@@ -300,8 +371,19 @@ pub async fn utilisation(
                 used_q = used_q.filter(gpu_usage_reports::period.eq(p.clone()));
                 grants_q = grants_q.filter(ledger_accounts::period.eq(p.clone()));
             }
-            let used: Vec<(Uuid, String, String, Option<i64>)> = used_q.load(c)?;
-            let grants: Vec<(Option<Uuid>, String, String, i64, i64)> = grants_q.load(c)?;
+            // One snapshot for the three reads: a batch committed between them would show
+            // GPUs held with no hours granted for them (or the reverse).
+            let (changes, used, grants) =
+                c.build_transaction()
+                    .repeatable_read()
+                    .read_only()
+                    .run(|c| {
+                        let changes = grant_changes(c, team, None, q.period.as_deref())?;
+                        let used: Vec<(Uuid, String, String, Option<i64>)> = used_q.load(c)?;
+                        let grants: Vec<(Option<Uuid>, String, String, i64, i64)> =
+                            grants_q.load(c)?;
+                        Ok::<_, diesel::result::Error>((changes, used, grants))
+                    })?;
             let mut lines: BTreeMap<(Uuid, String, String), (i64, i64)> = BTreeMap::new();
             for (t, m, p, cr, db) in grants {
                 if let Some(t) = t {
@@ -314,9 +396,13 @@ pub async fn utilisation(
             Ok::<_, LedgerError>(
                 lines
                     .into_iter()
-                    .map(|((t, model, period), (gpus, used))| {
-                        let hours = period_hours(&period).unwrap_or(0);
-                        let a = usage::assess(used, gpus, hours);
+                    .map(|(line, (gpus, used))| {
+                        let granted = granted_hours(
+                            &line.2,
+                            changes.get(&line).map(Vec::as_slice).unwrap_or_default(),
+                        );
+                        let a = granted.map(|g| usage::assess(used, g));
+                        let (t, model, period) = line;
                         Utilisation {
                             consortium_id: ConsortiumId(t),
                             model,

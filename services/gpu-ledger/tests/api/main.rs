@@ -1433,12 +1433,22 @@ async fn an_unaccepted_offer_expires_announced_once_with_two_replicas_sweeping()
     assert!(at("expired_at") >= at("expires_at"), "{expired:#}");
     // Both replicas swept several more times: still one announcement, for that offer only.
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let events = ledger_events(&ctx).await;
-    let all: Vec<&Value> = events
-        .iter()
-        .filter(|(t, _)| t == "GpuOfferExpired")
-        .map(|(_, d)| d)
-        .collect();
+    // The announcement above is on the topic for good, so a read that misses it is one the
+    // broker answered short (a reader gives up after 20 s under load, or sees no watermarks
+    // yet): read again until it is there, then count.
+    let all: Vec<Value> = eventually(Duration::from_secs(60), || async {
+        let all: Vec<Value> = ledger_events(&ctx)
+            .await
+            .into_iter()
+            .filter(|(t, _)| t == "GpuOfferExpired")
+            .map(|(_, d)| d)
+            .collect();
+        all.iter()
+            .any(|d| d["offer_id"] == lapsed_id.as_str())
+            .then_some(all)
+    })
+    .await
+    .expect("the announcement is still on the topic");
     assert_eq!(all.len(), 1, "{all:#?}");
     let (_, o) = l.get(&format!("/offers/{lapsed_id}")).await;
     assert_eq!(o["status"], "expired");
@@ -1456,19 +1466,22 @@ async fn an_unaccepted_offer_expires_announced_once_with_two_replicas_sweeping()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_one_chain() {
+    // Two half years that have not started on any day the test runs: an elimination takes
+    // back only future capacity.
+    let (h1, h2) = future_halves();
     use kaip_contracts::events::{GateDecided, Reallocation, TeamEliminated};
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
     let (survivor, eliminated) = (ConsortiumId::new(), ConsortiumId::new());
     let call = select(&ctx, &l, &[survivor, eliminated]).await;
-    pool_of(&l, "B200", "2027H1", 1000).await;
-    pool_of(&l, "B200", "2027H2", 1000).await;
+    pool_of(&l, "B200", &h1, 1000).await;
+    pool_of(&l, "B200", &h2, 1000).await;
     let dated = chrono::Utc::now() + chrono::Duration::seconds(2);
     let mut offers = Vec::new();
     for team in [survivor, eliminated] {
         let options = json!([{"model": "B200", "tranches": [
-            {"period": "2027H1", "count": 256},
-            {"period": "2027H2", "count": 128, "release_gate": "gate-1"}
+            {"period": h1, "count": 256},
+            {"period": h2, "count": 128, "release_gate": "gate-1"}
         ]}]);
         let (s, o) = l
             .post("/offers", offer_body(team, call, 3600, options))
@@ -1483,7 +1496,7 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
     }
     // A dated tranche for the survivor, released by the sweeper when its date comes.
     let (_, o) = l
-        .post("/offers", offer_body(survivor, call, 3600, json!([{"model": "B200", "tranches": [{"period": "2027H2", "count": 32, "release_at": dated}]}])))
+        .post("/offers", offer_body(survivor, call, 3600, json!([{"model": "B200", "tranches": [{"period": h2, "count": 32, "release_at": dated}]}])))
         .await;
     let dated_offer = o["id"].as_str().expect("id").to_owned();
     let (_, a) = l
@@ -1531,13 +1544,13 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
                 Reallocation {
                     consortium_id: survivor,
                     model: "B200".into(),
-                    period: "2027H1".into(),
+                    period: h1.clone(),
                     count: 256,
                 },
                 Reallocation {
                     consortium_id: survivor,
                     model: "B200".into(),
-                    period: "2027H2".into(),
+                    period: h2.clone(),
                     count: 128,
                 },
             ],
@@ -1571,7 +1584,7 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
                 .sum::<i64>()
         }
     };
-    // 2027 has not started at the decision: all of the eliminated team's capacity is future
+    // The first half has not started at the decision: all of the eliminated team's capacity is future
     // capacity and went back to the pools, then to the survivor as the plan said.
     assert_eq!(grants(eliminated).await, 0);
     assert_eq!(grants(survivor).await, 256 + 128 + 32 + 256 + 128);
@@ -1614,12 +1627,15 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead_lettered() {
+    // A half year that has not started on any day the test runs: the eliminated team's GPUs
+    // for it come back to the pool (and are one short of the plan).
+    let (h1, _) = future_halves();
     use kaip_contracts::events::{Reallocation, TeamEliminated};
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
     let (survivor, eliminated) = (ConsortiumId::new(), ConsortiumId::new());
     let call = select(&ctx, &l, &[survivor, eliminated]).await;
-    pool_of(&l, "B200", "2027H1", 300).await;
+    pool_of(&l, "B200", &h1, 300).await;
     let (_, o) = l
         .post(
             "/offers",
@@ -1627,7 +1643,7 @@ async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead
                 eliminated,
                 call,
                 3600,
-                json!([{"model": "B200", "tranches": [{"period": "2027H1", "count": 256}]}]),
+                json!([{"model": "B200", "tranches": [{"period": h1, "count": 256}]}]),
             ),
         )
         .await;
@@ -1652,7 +1668,7 @@ async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead
             reallocation: vec![Reallocation {
                 consortium_id: survivor,
                 model: "B200".into(),
-                period: "2027H1".into(),
+                period: h1.clone(),
                 count: 301,
             }],
             decided_at: chrono::Utc::now(),
@@ -1681,10 +1697,17 @@ async fn an_elimination_plan_the_pools_cannot_honour_changes_nothing_and_is_dead
 async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
-    let pool = l.pool(10).await;
+    // A period that has not started (the next half year, from today's date): a grant counts
+    // its whole length (a grant made during a period counts the hours left, see
+    // a_mid_period_grant_counts_the_hours_left).
+    let (period, start, end) = next_half();
+    let full = (end - start).num_hours();
+    assert!(full == 4_344 || full == 4_416, "{period}: {full} h");
+    let period = period.as_str();
+    let pool = pool_of(&l, MODEL, period, 10).await;
     let (team, other) = (ConsortiumId::new(), ConsortiumId::new());
-    let grant = l.open("grant", Some(team.0)).await;
-    l.open("grant", Some(other.0)).await;
+    let grant = open_grant(&l, team, MODEL, period).await;
+    open_grant(&l, other, MODEL, period).await;
     assert_eq!(
         l.transfers(vec![transfer(pool, grant, 1, "single")])
             .await
@@ -1692,7 +1715,7 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
         1
     );
     let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
-    let report = |id: Uuid, hours: i64| json!({"id": id, "consortium_id": team, "model": MODEL, "period": PERIOD, "gpu_hours": hours, "note": "March"});
+    let report = |id: Uuid, hours: i64| json!({"id": id, "consortium_id": team, "model": MODEL, "period": period, "gpu_hours": hours, "note": "March"});
     let send = |bearer: String, body: Value| {
         let l = &l;
         async move {
@@ -1700,9 +1723,9 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
                 .await
         }
     };
-    // 1 H100 for 2026H1 is 181 days x 24 h = 4,344 GPU-hours.
+    // 1 H100 for a first half is 181 days x 24 h = 4,344 GPU-hours (a second half 4,416).
     let first = Uuid::now_v7();
-    let (s, r) = send(operator.clone(), report(first, 4000)).await;
+    let (s, r) = send(operator.clone(), report(first, full - 344)).await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(
         (
@@ -1710,15 +1733,15 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
             r["used_hours"].as_i64(),
             r["overrun"].as_bool()
         ),
-        (Some(4344), Some(4000), Some(false))
+        (Some(full), Some(full - 344), Some(false))
     );
-    let (s, again) = send(operator.clone(), report(first, 4000)).await;
+    let (s, again) = send(operator.clone(), report(first, full - 344)).await;
     assert_eq!(
         (s, &again),
         (StatusCode::OK, &r),
         "a retry answers the original report"
     );
-    let (s, b) = send(operator.clone(), report(first, 4001)).await;
+    let (s, b) = send(operator.clone(), report(first, full - 343)).await;
     assert_eq!(
         (s, b["code"].as_str()),
         (
@@ -1730,7 +1753,7 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(
         (r["used_hours"].as_i64(), r["overrun"].as_bool()),
-        (Some(4345), Some(true)),
+        (Some(full + 1), Some(true)),
         "one hour over: flagged"
     );
     // Refused: no scope, the wrong role, bad input.
@@ -1788,9 +1811,9 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
             mine[0]["utilisation_permille"].as_i64(),
             mine[0]["overrun"].as_bool()
         ),
-        (Some(4345), Some(1000), Some(true))
+        (Some(full + 1), Some(1000), Some(true))
     );
-    let (_, all) = l.get("/utilisation?period=2026H1").await;
+    let (_, all) = l.get(&format!("/utilisation?period={period}")).await;
     assert_eq!(all.as_array().map(Vec::len), Some(2));
     let (_, theirs) = l
         .call(
@@ -1801,6 +1824,193 @@ async fn operators_report_usage_idempotently_and_overruns_are_flagged() {
         )
         .await;
     assert_eq!(theirs[0]["used_hours"], 0);
+}
+
+async fn open_grant(l: &Ledger, team: ConsortiumId, model: &str, period: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    let (s, b) = l
+        .post(
+            "/accounts",
+            json!({"id": id, "model": model, "period": period, "kind": "grant",
+                "consortium_id": team, "name": format!("grant {id}"), "reason": "test"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    id
+}
+
+/// A half year `year`H`half` (KST): its name, start and end (UTC).
+fn half(
+    year: i32,
+    half: u32,
+) -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    use chrono::TimeZone;
+    let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
+    let at = |y: i32, m: u32| {
+        kst.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+            .single()
+            .expect("a KST date")
+            .with_timezone(&chrono::Utc)
+    };
+    if half == 1 {
+        (format!("{year}H1"), at(year, 1), at(year, 7))
+    } else {
+        (format!("{year}H2"), at(year, 7), at(year + 1, 1))
+    }
+}
+
+/// The half year running now (KST), e.g. `2026H2`, with its start and end.
+fn running_half() -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    running_half_at(chrono::Utc::now())
+}
+
+/// The half year (KST) running at `at`, with its start and end.
+fn running_half_at(
+    at: chrono::DateTime<chrono::Utc>,
+) -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    use chrono::Datelike;
+    let kst = at.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("KST"));
+    half(kst.year(), if kst.month() <= 6 { 1 } else { 2 })
+}
+
+/// The period running now (KST), e.g. `2026H2`, and when it ends.
+fn current_half() -> (String, chrono::DateTime<chrono::Utc>) {
+    let (period, _, end) = running_half();
+    (period, end)
+}
+
+/// The half year after the one running now (KST), which has not started on any day the
+/// tests run, with its start and end.
+fn next_half() -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let (period, _, _) = running_half();
+    let year: i32 = period[..4].parse().expect("year");
+    if period.ends_with("H1") {
+        half(year, 2)
+    } else {
+        half(year + 1, 1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_period_grant_counts_the_hours_left() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (period, end) = current_half();
+    if end - chrono::Utc::now() < chrono::Duration::hours(2) {
+        // The last hours of a half year: too few hours are left for a grant made now to be
+        // told from one more (and none at all in the last), so there is nothing to check.
+        eprintln!("skipped: {period} ends at {end}");
+        return;
+    }
+    let full_hours = if period.ends_with("H1") { 4_344 } else { 4_416 };
+    let pool = pool_of(&l, MODEL, &period, 10).await;
+    let team = ConsortiumId::new();
+    let grant = open_grant(&l, team, MODEL, &period).await;
+    // 3 GPUs granted now, part-way through the running half year.
+    let t = transfer(pool, grant, 3, "single");
+    assert_eq!(l.transfers(vec![t.clone()]).await.created, 1);
+    let created_at = |id: &str| {
+        let l = &l;
+        let id = id.to_owned();
+        async move {
+            let (_, recorded) = l.get(&format!("/transfers/{id}")).await;
+            serde_json::from_value::<chrono::DateTime<chrono::Utc>>(recorded["created_at"].clone())
+                .expect("created_at")
+        }
+    };
+    let at = created_at(t["id"].as_str().unwrap()).await;
+    let micros = |from: chrono::DateTime<chrono::Utc>| {
+        i128::from((end - from).num_microseconds().expect("micros"))
+    };
+    const HOUR: i128 = 3_600_000_000;
+    // Whole hours from the grant to the period's end.
+    let hours_left = (end - at).num_seconds() / 3600;
+    assert!(
+        hours_left < full_hours,
+        "the grant is made during {period}: {hours_left} h left of {full_hours}"
+    );
+    // 3 GPUs x the exact time left, floored once to whole GPU-hours.
+    let granted = i64::try_from(3 * micros(at) / HOUR).expect("hours");
+    assert!(granted >= 3 * hours_left && granted < 3 * (hours_left + 1));
+    let operator = ctx.integration_bearer("operator-kisti", &[kaip_auth::scopes::WRITE_GPU_USAGE]);
+    let report = |hours: i64| {
+        json!({"id": Uuid::now_v7(), "consortium_id": team, "model": MODEL,
+        "period": period, "gpu_hours": hours, "note": "since the grant"})
+    };
+    // Up to the pro-rated hours: not an overrun (it would be one hour more, below).
+    let (s, r) = l
+        .call(
+            reqwest::Method::POST,
+            "/usage",
+            &operator,
+            Some(report(granted)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (
+            r["granted_hours"].as_i64(),
+            r["used_hours"].as_i64(),
+            r["overrun"].as_bool()
+        ),
+        (Some(granted), Some(granted), Some(false)),
+        "3 GPUs x {hours_left} h, not x {full_hours} h"
+    );
+    // One hour past them: an overrun, though far below 3 x the whole period's hours.
+    let (s, r) = l
+        .call(reqwest::Method::POST, "/usage", &operator, Some(report(1)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (
+            r["granted_hours"].as_i64(),
+            r["used_hours"].as_i64(),
+            r["overrun"].as_bool()
+        ),
+        (Some(granted), Some(granted + 1), Some(true))
+    );
+    assert!(granted + 1 < 3 * full_hours);
+    let (_, lines) = l.get(&format!("/utilisation?period={period}")).await;
+    assert_eq!(
+        (
+            lines[0]["granted_gpus"].as_i64(),
+            lines[0]["granted_hours"].as_i64(),
+            lines[0]["overrun"].as_bool()
+        ),
+        (Some(3), Some(granted), Some(true)),
+        "{lines}"
+    );
+    // A reclaim of 1 GPU now takes off the hours it will not be held.
+    let back_id = Uuid::now_v7();
+    let back = l
+        .transfers(vec![json!({"id": back_id, "debit_account": grant,
+        "credit_account": pool, "amount": 1, "kind": "single", "code": "reclaim",
+        "reason": "test"})])
+        .await;
+    assert_eq!(back.created, 1, "{back:?}");
+    let back_at = created_at(&back_id.to_string()).await;
+    let (_, lines) = l.get(&format!("/utilisation?period={period}")).await;
+    let after = lines[0]["granted_hours"].as_i64().unwrap_or_default();
+    // 3 GPUs from the grant, less 1 from the reclaim, floored once.
+    let expected = i64::try_from((3 * micros(at) - micros(back_at)) / HOUR).expect("hours");
+    assert_eq!(after, expected, "{lines}");
+    assert!(after < granted && after >= granted - hours_left - 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2009,6 +2219,139 @@ async fn the_sweepers_expiries_are_audited_as_the_service_and_its_operation() {
     assert_eq!(ops[0].actor_sub, "service:gpu-ledger", "{ops:?}");
     assert_eq!(ops[0].actor_role, "system", "{ops:?}");
     assert_eq!(ops[0].operation, "sweeper:expire", "{ops:?}");
+}
+
+/// The audit trail records a batch's transfers with one statement (a statement-level
+/// trigger over the INSERT's rows), and records exactly what the row trigger did: one change
+/// per transfer, in order, under the request's one operation, with the row as `after` and
+/// every id it references as an entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batchs_transfers_are_audited_row_by_row_in_one_operation() {
+    use diesel::RunQueryDsl;
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(10).await;
+    let (a, b) = (
+        l.open("grant", Some(Uuid::now_v7())).await,
+        l.open("grant", Some(Uuid::now_v7())).await,
+    );
+    let batch = vec![
+        transfer(pool, a, 2, "single"),
+        transfer(pool, b, 3, "pending"),
+        transfer(pool, a, 0, "single"), // refused: AMOUNT_MUST_BE_POSITIVE, not recorded
+        transfer(pool, b, 1, "single"),
+    ];
+    let r = l.transfers(batch.clone()).await;
+    assert_eq!(r.created, 3, "{r:?}");
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Change {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        operation: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        actor_role: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        action: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        key_is_the_id: bool,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        after_is_the_row: bool,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+        entity_ids: Vec<String>,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+        want_ids: Vec<String>,
+    }
+    let ids: Vec<String> = batch
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut conn = l.svc.conn();
+    let changes: Vec<Change> = diesel::sql_query(format!(
+        "SELECT t.id::text AS id, o.operation, o.actor_role, c.action, \
+                c.row_key = jsonb_build_object('id', t.id) AS key_is_the_id, \
+                c.after = to_jsonb(t) AND c.before IS NULL AS after_is_the_row, \
+                c.entity_ids, \
+                ARRAY(SELECT DISTINCT v FROM unnest(ARRAY[t.id::text, t.debit_account_id::text, \
+                      t.credit_account_id::text]) v ORDER BY v) AS want_ids \
+           FROM audit_changes c \
+           JOIN audit_operations o ON o.id = c.operation_id \
+           JOIN ledger_transfers t ON t.id::text = c.row_key->>'id' \
+          WHERE c.table_name = 'ledger_transfers' AND t.id::text IN ('{}') \
+          ORDER BY c.seq",
+        ids.join("', '")
+    ))
+    .load(&mut conn)
+    .expect("audit");
+    let recorded: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        recorded,
+        vec![ids[0].as_str(), ids[1].as_str(), ids[3].as_str()],
+        "one change per created transfer, in the batch's order"
+    );
+    for c in &changes {
+        assert_eq!(
+            (
+                c.operation.as_str(),
+                c.actor_role.as_str(),
+                c.action.as_str()
+            ),
+            ("POST /transfers", "officer", "insert"),
+            "{c:?}"
+        );
+        assert!(c.key_is_the_id && c.after_is_the_row, "{c:?}");
+        let mut got = c.entity_ids.clone();
+        got.sort();
+        assert_eq!(got, c.want_ids, "the transfer's id and its accounts' ids");
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let ops: Count = diesel::sql_query(format!(
+        "SELECT count(DISTINCT c.operation_id) AS n FROM audit_changes c \
+          WHERE c.table_name = 'ledger_transfers' AND c.row_key->>'id' IN ('{}')",
+        ids.join("', '")
+    ))
+    .get_result(&mut conn)
+    .expect("operations");
+    assert_eq!(ops.n, 1, "the batch is one operation");
+    // A post names its pending too: the pending's id is among its entity ids.
+    let post_id = Uuid::now_v7();
+    let r = l
+        .transfers(vec![
+            json!({"id": post_id, "kind": "post", "pending_id": ids[1],
+            "code": "grant", "reason": "accepted"}),
+        ])
+        .await;
+    assert_eq!(r.created, 1, "{r:?}");
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Posted {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        after_is_the_row: bool,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+        entity_ids: Vec<String>,
+    }
+    let posted: Posted = diesel::sql_query(format!(
+        "SELECT c.after = to_jsonb(t) AND c.before IS NULL AS after_is_the_row, c.entity_ids \
+           FROM audit_changes c JOIN ledger_transfers t ON t.id::text = c.row_key->>'id' \
+          WHERE c.table_name = 'ledger_transfers' AND t.id = '{post_id}'"
+    ))
+    .get_result(&mut conn)
+    .expect("the post's change");
+    assert!(posted.after_is_the_row, "{posted:?}");
+    let mut got = posted.entity_ids.clone();
+    got.sort();
+    let mut want = vec![
+        post_id.to_string(),
+        ids[1].clone(),
+        pool.to_string(),
+        b.to_string(),
+    ];
+    want.sort();
+    want.dedup();
+    assert_eq!(got, want, "the post, its pending and the accounts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2359,4 +2702,65 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
     assert_eq!(s, StatusCode::OK, "{a}");
     assert_eq!(a["tranches"][0]["status"], "released", "{a}");
     assert_eq!(l.invariants().await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dated_tranche_counts_from_its_date_not_from_when_the_sweeper_posts_it() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (period, end) = current_half();
+    if end - chrono::Utc::now() < chrono::Duration::hours(1) {
+        eprintln!("skipped: {period} ends at {end}");
+        return;
+    }
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", &period, 1000).await;
+    // 400 GPUs dated a few seconds ahead, on a whole second a multiple of 9 s before the
+    // period's end: 400 x that time is a whole number of GPU-hours, so the sweeper's delay
+    // (its post comes after the date, by up to a second) would show as one hour less.
+    let gpus: i64 = 400;
+    let ahead = (end - (chrono::Utc::now() + chrono::Duration::seconds(3))).num_seconds();
+    let dated = end - chrono::Duration::seconds(ahead - ahead % 9);
+    let exact = gpus * (end - dated).num_seconds() / 3600;
+    assert_eq!(exact * 3600, gpus * (end - dated).num_seconds());
+    let (s, o) = l
+        .post(
+            "/offers",
+            offer_body(team, call, 3600, json!([{"model": "B200", "tranches": [{"period": period, "count": gpus, "release_at": dated}]}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let offer = o["id"].as_str().expect("id").to_owned();
+    let (s, a) = l
+        .post(&format!("/offers/{offer}/accept"), json!({"option": 0}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["tranches"][0]["status"], "reserved", "{a}");
+    eventually(Duration::from_secs(30), || async {
+        let (_, o) = l.get(&format!("/offers/{offer}")).await;
+        (o["tranches"][0]["status"] == "released").then_some(())
+    })
+    .await
+    .expect("the sweeper released the tranche on its date");
+    let (_, lines) = l
+        .get(&format!(
+            "/utilisation?period={period}&consortium_id={team}"
+        ))
+        .await;
+    assert_eq!(
+        (
+            lines[0]["granted_gpus"].as_i64(),
+            lines[0]["granted_hours"].as_i64()
+        ),
+        (Some(gpus), Some(exact)),
+        "{gpus} GPUs from {dated}: {lines}"
+    );
+}
+
+/// The next half year and the one after it (see [`next_half`]).
+fn future_halves() -> (String, String) {
+    let (first, _, end) = next_half();
+    let (second, _, _) = running_half_at(end);
+    (first, second)
 }

@@ -443,7 +443,8 @@ pub struct UsageReport {
     pub gpu_hours: i64,
     /// GPU-hours used in the period after this report.
     pub used_hours: i64,
-    /// GPU-hours granted for the period when it was recorded (GPUs x the period's hours).
+    /// GPU-hours granted for the period when it was recorded: each grant's GPUs x the whole
+    /// hours from when it took effect to the period's end (pro-rated; reclaims take off theirs).
     pub granted_hours: i64,
     /// Used past what was granted: flagged, never silently accepted.
     pub overrun: bool,
