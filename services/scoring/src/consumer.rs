@@ -6,7 +6,8 @@ use diesel::prelude::*;
 use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
 use kaip_contracts::dto::scoring::EvaluationConfig;
 use kaip_contracts::events::{
-    CallOpened, EvaluationCaseOpened, ProposalSubmitted, ProposalWithdrawn, WithdrawalRefused,
+    CallOpened, EvaluationCaseOpened, ProposalSubmitted, ProposalWithdrawn,
+    ReplacementCallCancelled, WithdrawalRefused,
 };
 use kaip_contracts::{Actor, DomainEvent, EvaluationCaseId, EventEnvelope};
 
@@ -22,6 +23,7 @@ impl EventHandler for IntakeEvents {
         match event.event_type.as_str() {
             t if t == ProposalSubmitted::TYPE => open_case(conn, outbox, &event.decode()?),
             t if t == CallOpened::TYPE => record_call(conn, &event.decode()?),
+            t if t == ReplacementCallCancelled::TYPE => cancelled(conn, &event.decode()?),
             t if t == ProposalWithdrawn::TYPE => withdraw(conn, outbox, event, &event.decode()?),
             _ => Ok(Handled::Ignored),
         }
@@ -61,6 +63,28 @@ fn record_call(conn: &mut PgConnection, opened: &CallOpened) -> Result<Handled, 
         .execute(conn)?;
     }
     Ok(Handled::Applied)
+}
+
+/// Intake cancelled a replacement call: its later steps are refused (`CALL_CANCELLED`). Set
+/// once; a redelivery changes nothing. A call scoring already published stays published
+/// (intake cancels only a call it has not seen decided; see README).
+fn cancelled(
+    conn: &mut PgConnection,
+    ev: &ReplacementCallCancelled,
+) -> Result<Handled, HandlerError> {
+    let n = diesel::update(
+        calls::table
+            .find(ev.call_id.0)
+            .filter(calls::cancelled_at.is_null())
+            .filter(calls::published_at.is_null()),
+    )
+    .set(calls::cancelled_at.eq(ev.cancelled_at))
+    .execute(conn)?;
+    Ok(if n > 0 {
+        Handled::Applied
+    } else {
+        Handled::Ignored
+    })
 }
 
 /// Opens the evaluation case for a submitted proposal and announces it. A proposal has at

@@ -15,9 +15,10 @@ use crate::events::{
     GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired, GpuOfferMade,
     GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded,
     GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, MilestoneOverdue, ProposalSubmitted,
-    ProposalWithdrawn, SelectionPublished, TalentFundingStopped, TalentFundsClaimed,
-    TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined, TalentMatchProposed,
-    TalentPositionOpened, TalentResearcherErased, TeamEliminated, WithdrawalRefused,
+    ProposalWithdrawn, ReplacementCallCancelled, SelectionPublished, TalentFundingStopped,
+    TalentFundsClaimed, TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined,
+    TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
+    WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -96,6 +97,11 @@ pub fn events() -> Vec<EventSpec> {
             topics::INTAKE,
             "intake",
             "An officer opened a call for proposals.",
+        ),
+        spec::<ReplacementCallCancelled>(
+            topics::INTAKE,
+            "intake",
+            "An officer cancelled a replacement call that had no published selection.",
         ),
         spec::<ProposalSubmitted>(
             topics::INTAKE,

@@ -230,6 +230,29 @@ impl DomainEvent for CallOpened {
     }
 }
 
+/// An officer cancelled a replacement call that had no published selection (it was stuck:
+/// no applicant, no majority). The call stays on record with who, when and why; its gate
+/// may get a new replacement call, and scoring refuses the call's later steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplacementCallCancelled {
+    pub call_id: CallId,
+    /// The gate whose places the call was to fill.
+    pub gate: String,
+    pub reason: String,
+    pub cancelled_by: String,
+    pub cancelled_at: DateTime<Utc>,
+}
+
+impl DomainEvent for ReplacementCallCancelled {
+    const TYPE: &'static str = "ReplacementCallCancelled";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "call";
+    fn aggregate_id(&self) -> Uuid {
+        self.call_id.0
+    }
+}
+
 /// A consortium submitted a proposal to an open call. Carries what scoring needs without
 /// asking intake: the consortium's members (for conflicts of interest and portfolio
 /// categories) and the requested resources (announced with the selection).

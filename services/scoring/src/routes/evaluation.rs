@@ -58,7 +58,7 @@ pub async fn configure(
                 let call = find_call(c, call_id, true)?;
                 // A replacement call fills the places its gate freed, not the programme's
                 // number of teams.
-                if let Some(r) = call.replacement() {
+                if let Some(r) = call.replacement()? {
                     if i64::from(cfg.teams) != i64::from(r.places) {
                         return Err(CommonError::validation(
                             "teams",
