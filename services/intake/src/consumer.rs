@@ -3,7 +3,7 @@
 //! And to milestones' `GateDecided`: the gates a replacement call may name, with the teams
 //! they eliminated.
 
-use crate::schema::{calls, decided_gates, proposals};
+use crate::schema::{calls, decided_gates, proposals, selected_teams};
 use diesel::prelude::*;
 use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
 use kaip_contracts::events::{GateDecided, SelectionPublished, WithdrawalRefused};
@@ -41,7 +41,23 @@ fn decided(
         calls::filled.eq(published.selected.len() as i32),
     ))
     .execute(conn)?;
-    Ok(if n > 0 {
+    // Who the call selected: survivors hold a place a replacement call may not give them.
+    let rows: Vec<_> = published
+        .selected
+        .iter()
+        .map(|t| {
+            (
+                selected_teams::call_id.eq(published.call_id.0),
+                selected_teams::consortium_id.eq(t.consortium_id.0),
+                selected_teams::selected_at.eq(published.published_at),
+            )
+        })
+        .collect();
+    let added = diesel::insert_into(selected_teams::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(if n > 0 || added > 0 {
         Handled::Applied
     } else {
         Handled::Ignored

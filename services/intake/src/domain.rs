@@ -119,8 +119,12 @@ pub fn validate_replacement(r: &Replacement) -> Result<(), Violation> {
         check_text(&format!("replaces.committee[{i}]"), m, MAX_TITLE)?;
     }
     if let Some(a) = &r.award {
-        check_text("replaces.award.model", &a.model, MAX_TITLE)?;
-        check_text("replaces.award.period", &a.period, MAX_TITLE)?;
+        // The ledger's own rules for a model code and a period: a typo is refused here, at
+        // once, not later as the ledger's refusal of the winner's offer.
+        kaip_contracts::gpu_rules::check_model_code(&a.model)
+            .map_err(|e| violation("replaces.award.model", e.rule))?;
+        kaip_contracts::gpu_rules::check_period(&a.period)
+            .map_err(|e| violation("replaces.award.period", e.rule))?;
         if a.count < 1 || a.count > MAX_AWARD_GPUS {
             return Err(violation(
                 "replaces.award.count",
@@ -145,6 +149,10 @@ pub fn committee_members(committee: &[String]) -> Vec<String> {
 
 /// The least committee a replacement call may have.
 pub const MIN_COMMITTEE: usize = 3;
+
+/// The largest committee a replacement call may have: a ministry selection committee is a
+/// handful of officers; 15 leaves room for any real one and bounds the majority to count.
+pub const MAX_COMMITTEE: usize = 15;
 
 /// Places a gate freed that are still to fill: its eliminations less the teams earlier
 /// replacement calls for it selected.

@@ -24,14 +24,34 @@ pub struct CallRow {
     pub decided_at: Option<DateTime<Utc>>,
     pub programme_id: Option<Uuid>,
     pub replaces: Option<serde_json::Value>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// Decodes a stored JSON value, or fails with an internal error (logged with `what`): a
+/// stored value that does not decode is a fault to see, never a default to go on with.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    v: serde_json::Value,
+) -> Result<T, IntakeError> {
+    serde_json::from_value(v).map_err(|e| {
+        kaip_service::CommonError::internal(anyhow::anyhow!("{what} does not decode: {e}")).into()
+    })
+}
+
+/// Encodes a value for a JSON column (an internal error if it cannot be, never a null).
+pub fn encode<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, IntakeError> {
+    serde_json::to_value(v).map_err(|e| kaip_service::CommonError::internal(e).into())
 }
 
 impl CallRow {
-    /// The call's link to a gate, if it is a replacement call.
-    pub fn replacement(&self) -> Option<kaip_contracts::events::Replacement> {
+    /// The call's link to a gate, if it is a replacement call. A stored link that does not
+    /// decode is an internal error: read as "an ordinary call" it would let eliminated
+    /// teams apply and switch the committee off.
+    pub fn replacement(&self) -> Result<Option<kaip_contracts::events::Replacement>, IntakeError> {
         self.replaces
             .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
+            .map(|v| decode(&format!("call {}: replaces", self.id), v))
+            .transpose()
     }
 
     pub fn rules(&self) -> EligibilityRules {
@@ -42,9 +62,10 @@ impl CallRow {
         serde_json::from_value(self.required_documents.clone()).unwrap_or_default()
     }
 
-    pub fn into_dto(self) -> Call {
-        Call {
-            replaces: self.replacement(),
+    pub fn into_dto(self) -> Result<Call, IntakeError> {
+        Ok(Call {
+            replaces: self.replacement()?,
+            cancelled_at: self.cancelled_at,
             eligibility: self.rules(),
             required_documents: self.required(),
             id: self.id.into(),
@@ -54,7 +75,7 @@ impl CallRow {
             closes_at: self.closes_at,
             decided_at: self.decided_at,
             created_at: self.created_at,
-        }
+        })
     }
 }
 

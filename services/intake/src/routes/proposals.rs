@@ -34,6 +34,9 @@ fn own_consortium(caller: &Caller, action: &str) -> Result<ConsortiumId, IntakeE
 /// Drafts change only while the call is open and undecided.
 fn require_open(call: &CallRow) -> Result<(), IntakeError> {
     let id = CallId(call.id);
+    if call.cancelled_at.is_some() {
+        return Err(IntakeError::CallCancelled(id));
+    }
     if call.decided_at.is_some() {
         return Err(IntakeError::CallDecided(id));
     }
@@ -42,31 +45,6 @@ fn require_open(call: &CallRow) -> Result<(), IntakeError> {
         Window::Closed => Err(IntakeError::CallClosed(id)),
         Window::Open => Ok(()),
     }
-}
-
-/// A team the gate eliminated may not apply to the call that replaces it: the places are
-/// freed for others, and the gate's verdict would otherwise be undone by the back door.
-fn not_eliminated_at_gate(
-    c: &mut PgConnection,
-    call: &CallRow,
-    consortium: ConsortiumId,
-) -> Result<(), IntakeError> {
-    let Some(r) = call.replacement() else {
-        return Ok(());
-    };
-    let decisions: Vec<serde_json::Value> = crate::schema::decided_gates::table
-        .filter(crate::schema::decided_gates::gate.eq(&r.gate))
-        .select(crate::schema::decided_gates::eliminated)
-        .load(c)?;
-    let eliminated = decisions.into_iter().any(|v| {
-        serde_json::from_value::<Vec<ConsortiumId>>(v)
-            .unwrap_or_default()
-            .contains(&consortium)
-    });
-    if eliminated {
-        return Err(IntakeError::EliminatedAtGate(consortium, r.gate));
-    }
-    Ok(())
 }
 
 /// Whether `claims` may see a proposal of `consortium` in `status`: a consortium sees only
@@ -152,7 +130,7 @@ pub async fn create_draft(
             c.transaction(|c| {
                 let call = find_call(c, req.call_id)?;
                 require_open(&call)?;
-                not_eliminated_at_gate(c, &call, consortium)?;
+                crate::replacement::may_apply(c, &call, consortium)?;
                 let id = ProposalId::new();
                 let resources = serde_json::to_value(&req.resources).unwrap_or_default();
                 let portfolio = req
@@ -438,7 +416,7 @@ pub async fn submit(
                     };
                 }
                 let (row, call) = own_draft(c, id, consortium)?;
-                not_eliminated_at_gate(c, &call, consortium)?;
+                crate::replacement::may_apply(c, &call, consortium)?;
                 let members = find_consortium(c, consortium)?
                     .ok_or(IntakeError::ConsortiumNotRegistered(consortium))?;
                 let docs = documents(c, row.id)?;

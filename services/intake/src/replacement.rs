@@ -1,0 +1,240 @@
+//! Who may apply to a replacement call. Its places are freed for others: a consortium
+//! eliminated at any gate (this one or an earlier one) may not come back through it, and a
+//! survivor (selected in the programme and not eliminated) already holds a place. Both are
+//! matched by consortium id and by the members' business registration numbers, so a
+//! consortium registered again under a new id with a member it shares is caught too.
+
+use crate::error::IntakeError;
+use crate::schema::{calls, consortium_versions, decided_gates, selected_teams};
+use crate::store::{decode, find_consortium, CallRow};
+use diesel::prelude::*;
+use kaip_contracts::dto::intake::Member;
+use kaip_contracts::ConsortiumId;
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// Why an applicant is barred from a replacement call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bar {
+    /// Eliminated at `gate`; `via` is `Some((consortium, brn))` when matched through a
+    /// member shared with that eliminated consortium.
+    Eliminated {
+        gate: String,
+        via: Option<(Uuid, String)>,
+    },
+    /// Selected by `call` and not eliminated.
+    Survivor {
+        call: Uuid,
+        via: Option<(Uuid, String)>,
+    },
+}
+
+/// A business registration number compared by its digits (`123-45-67890` = `1234567890`).
+pub fn brn_key(brn: &str) -> String {
+    brn.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// The rule, as a plain function: `applicant` with its members' BRNs `own`; `eliminated`
+/// gives each gate (the call's own gate first, then earlier ones) with the consortia it
+/// eliminated; `selected` every (call, consortium) the programme selected; `brns` the
+/// member BRNs (of any profile version) of those consortia.
+pub fn bar(
+    applicant: Uuid,
+    own: &BTreeSet<String>,
+    eliminated: &[(String, Vec<Uuid>)],
+    selected: &[(Uuid, Uuid)],
+    brns: &BTreeMap<Uuid, BTreeSet<String>>,
+) -> Option<Bar> {
+    let shared = |other: Uuid| -> Option<(Uuid, String)> {
+        brns.get(&other)?
+            .intersection(own)
+            .next()
+            .map(|b| (other, b.clone()))
+    };
+    let mut out: BTreeSet<Uuid> = BTreeSet::new();
+    for (gate, ids) in eliminated {
+        if ids.contains(&applicant) {
+            return Some(Bar::Eliminated {
+                gate: gate.clone(),
+                via: None,
+            });
+        }
+        out.extend(ids.iter().copied());
+    }
+    for (gate, ids) in eliminated {
+        if let Some(via) = ids.iter().find_map(|&o| shared(o)) {
+            return Some(Bar::Eliminated {
+                gate: gate.clone(),
+                via: Some(via),
+            });
+        }
+    }
+    let survivors: Vec<&(Uuid, Uuid)> = selected.iter().filter(|(_, t)| !out.contains(t)).collect();
+    if let Some((call, _)) = survivors.iter().find(|(_, t)| *t == applicant) {
+        return Some(Bar::Survivor {
+            call: *call,
+            via: None,
+        });
+    }
+    survivors.iter().find_map(|(call, t)| {
+        shared(*t).map(|via| Bar::Survivor {
+            call: *call,
+            via: Some(via),
+        })
+    })
+}
+
+fn brns_of(members: &[Member]) -> BTreeSet<String> {
+    members
+        .iter()
+        .map(|m| brn_key(&m.business_registration_number))
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
+/// Refuses `consortium` applying to `call` if it is a replacement call that bars it (see
+/// [`bar`]). Checked at draft creation and again at submission.
+pub fn may_apply(
+    c: &mut PgConnection,
+    call: &CallRow,
+    consortium: ConsortiumId,
+) -> Result<(), IntakeError> {
+    let Some(r) = call.replacement()? else {
+        return Ok(());
+    };
+    let own = find_consortium(c, consortium)?
+        .map(|k| brns_of(&k.members))
+        .unwrap_or_default();
+    let gates: Vec<(String, serde_json::Value)> = decided_gates::table
+        .order(decided_gates::decided_at.asc())
+        .select((decided_gates::gate, decided_gates::eliminated))
+        .load(c)?;
+    let mut eliminated = Vec::with_capacity(gates.len());
+    for (gate, v) in gates {
+        let ids: Vec<ConsortiumId> = decode(&format!("gate `{gate}`: eliminated"), v)?;
+        eliminated.push((gate, ids.into_iter().map(|i| i.0).collect::<Vec<_>>()));
+    }
+    // The call's own gate first: its verdict is the one named.
+    eliminated.sort_by_key(|(g, _)| *g != r.gate);
+    let mut q = selected_teams::table
+        .inner_join(calls::table.on(calls::id.eq(selected_teams::call_id)))
+        .select((selected_teams::call_id, selected_teams::consortium_id))
+        .into_boxed();
+    if let Some(programme) = call.programme_id {
+        q = q.filter(calls::programme_id.eq(programme));
+    }
+    let selected: Vec<(Uuid, Uuid)> = q.load(c)?;
+    let mut brns: BTreeMap<Uuid, BTreeSet<String>> = BTreeMap::new();
+    if !own.is_empty() {
+        let others: Vec<Uuid> = eliminated
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .chain(selected.iter().map(|(_, t)| *t))
+            .filter(|&t| t != consortium.0)
+            .collect();
+        let rows: Vec<(Uuid, serde_json::Value)> = consortium_versions::table
+            .filter(consortium_versions::consortium_id.eq_any(&others))
+            .select((
+                consortium_versions::consortium_id,
+                consortium_versions::members,
+            ))
+            .load(c)?;
+        for (id, members) in rows {
+            let members: Vec<Member> = decode(&format!("consortium {id}: members"), members)?;
+            brns.entry(id).or_default().extend(brns_of(&members));
+        }
+    }
+    let via = |v: Option<(Uuid, String)>| match v {
+        Some((other, brn)) => format!(" (as consortium {other}: a member with BRN {brn})"),
+        None => String::new(),
+    };
+    match bar(consortium.0, &own, &eliminated, &selected, &brns) {
+        None => Ok(()),
+        Some(Bar::Eliminated { gate, via: v }) => {
+            Err(IntakeError::EliminatedAtGate(consortium, gate, via(v)))
+        }
+        Some(Bar::Survivor { call, via: v }) => Err(IntakeError::HoldsPlace {
+            consortium,
+            call,
+            matched: via(v),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_applicant_eliminated_at_any_gate_or_surviving_or_sharing_a_member_is_barred() {
+        let (me, x, y, s) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        let call = Uuid::now_v7();
+        let gates = vec![
+            ("gate-2".to_string(), vec![x]),
+            ("gate-1".to_string(), vec![y, me]),
+        ];
+        let none = BTreeMap::new();
+        // Eliminated at an earlier gate: named by that gate.
+        assert_eq!(
+            bar(me, &set(&[]), &gates, &[], &none),
+            Some(Bar::Eliminated {
+                gate: "gate-1".into(),
+                via: None
+            })
+        );
+        // A new id with a member of an eliminated consortium.
+        let brns = BTreeMap::from([(x, set(&["1234567890"])), (s, set(&["2222222222"]))]);
+        assert_eq!(
+            bar(Uuid::now_v7(), &set(&["1234567890"]), &gates, &[], &brns),
+            Some(Bar::Eliminated {
+                gate: "gate-2".into(),
+                via: Some((x, "1234567890".into()))
+            })
+        );
+        // A survivor holds a place, by id or by a shared member; an eliminated team that
+        // was once selected is no survivor.
+        let selected = vec![(call, s), (call, x)];
+        assert_eq!(
+            bar(s, &set(&[]), &gates, &selected, &brns),
+            Some(Bar::Survivor { call, via: None })
+        );
+        assert_eq!(
+            bar(
+                Uuid::now_v7(),
+                &set(&["2222222222"]),
+                &gates,
+                &selected,
+                &brns
+            ),
+            Some(Bar::Survivor {
+                call,
+                via: Some((s, "2222222222".into()))
+            })
+        );
+        // Anyone else may apply.
+        assert_eq!(
+            bar(
+                Uuid::now_v7(),
+                &set(&["9999999999"]),
+                &gates,
+                &selected,
+                &brns
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn brns_compare_by_digits() {
+        assert_eq!(brn_key("123-45-67890"), "1234567890");
+    }
+}
