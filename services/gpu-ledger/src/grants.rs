@@ -8,8 +8,8 @@ use crate::domain::ledger::{Kind, TransferError, TransferRequest};
 use crate::domain::offers::{self, OpenReservation, PlannedGrant, Reservation, TeamGrant};
 use crate::error::LedgerError;
 use crate::schema::{
-    gpu_eliminations, gpu_gate_passes, gpu_offer_acceptances, gpu_offer_reservations, gpu_offers,
-    gpu_teams, gpu_tranches, ledger_accounts, ledger_transfers,
+    gpu_award_refusals, gpu_eliminations, gpu_gate_passes, gpu_offer_acceptances,
+    gpu_offer_reservations, gpu_offers, gpu_teams, gpu_tranches, ledger_accounts, ledger_transfers,
 };
 use crate::store::{self, AccountRow, TransferRow};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -222,16 +222,94 @@ pub fn offer_replacement_award(
             Ok(_) => n += 1,
             // The database failing is not a refusal: the whole event is retried.
             Err(e @ LedgerError::Common(kaip_service::CommonError::Internal(_))) => return Err(e),
-            Err(e) => tracing::warn!(
-                call = %ev.call_id.0,
-                consortium = %t.consortium_id.0,
-                code = e.code(),
-                error = %e,
-                "replacement award not offered: the team is selected; an officer makes the offer by hand"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    call = %ev.call_id.0,
+                    consortium = %t.consortium_id.0,
+                    code = e.code(),
+                    error = %e,
+                    "replacement award not offered: the team is selected; an officer makes the offer by hand"
+                );
+                // Kept as a row staff read (`GET /awards`): the award is still owed. The
+                // first refusal stands; nothing retries it.
+                diesel::insert_into(gpu_award_refusals::table)
+                    .values((
+                        gpu_award_refusals::call_id.eq(ev.call_id.0),
+                        gpu_award_refusals::consortium_id.eq(t.consortium_id.0),
+                        gpu_award_refusals::model.eq(&award.model),
+                        gpu_award_refusals::period.eq(&award.period),
+                        gpu_award_refusals::count.eq(award.count),
+                        gpu_award_refusals::code.eq(e.code()),
+                        gpu_award_refusals::message.eq(e.to_string()),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+                n += 1;
+            }
         }
     }
     Ok(n)
+}
+
+/// Replacement awards the ledger could not offer, newest first; `owed` when no offer for
+/// the call and team exists (an officer's offer by hand settles it).
+pub fn award_refusals(
+    conn: &mut PgConnection,
+    only_owed: bool,
+) -> Result<Vec<dto::AwardRefusal>, LedgerError> {
+    type Row = (
+        Uuid,
+        Uuid,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        DateTime<Utc>,
+        bool,
+    );
+    let offered = diesel::dsl::exists(
+        gpu_offers::table
+            .filter(gpu_offers::call_id.eq(gpu_award_refusals::call_id))
+            .filter(gpu_offers::consortium_id.eq(gpu_award_refusals::consortium_id)),
+    );
+    let rows: Vec<Row> = gpu_award_refusals::table
+        .order((
+            gpu_award_refusals::refused_at.desc(),
+            gpu_award_refusals::call_id,
+            gpu_award_refusals::consortium_id,
+        ))
+        .select((
+            gpu_award_refusals::call_id,
+            gpu_award_refusals::consortium_id,
+            gpu_award_refusals::model,
+            gpu_award_refusals::period,
+            gpu_award_refusals::count,
+            gpu_award_refusals::code,
+            gpu_award_refusals::message,
+            gpu_award_refusals::refused_at,
+            offered,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(call, team, model, period, count, code, message, refused_at, offered)| {
+                dto::AwardRefusal {
+                    call_id: call.into(),
+                    consortium_id: team.into(),
+                    model,
+                    period,
+                    count,
+                    code,
+                    message,
+                    refused_at,
+                    owed: !offered,
+                }
+            },
+        )
+        .filter(|r| !only_owed || r.owed)
+        .collect())
 }
 
 type TeamRow = (Uuid, Uuid, String, String, serde_json::Value, DateTime<Utc>);

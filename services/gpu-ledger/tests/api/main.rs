@@ -2331,6 +2331,33 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
         ctx.read_topic(&dlq).await.is_empty(),
         "an award the pool cannot honour does not dead-letter the selection"
     );
+    // The refusal is kept for staff: the award is still owed, with the ledger's code.
+    let (s, owed) = l.get("/awards?owed=true").await;
+    assert_eq!(s, StatusCode::OK, "{owed}");
+    let owed = owed.as_array().expect("list").clone();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0]["call_id"], json!(call));
+    assert_eq!(owed[0]["consortium_id"], json!(winner));
+    assert_eq!(owed[0]["code"], "EXCEEDS_CREDITS", "{owed:?}");
+    assert_eq!(
+        (owed[0]["model"].as_str(), owed[0]["count"].as_i64()),
+        (Some("B200"), Some(768))
+    );
+    assert!(owed[0]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(owed[0]["owed"], true);
+    let (s, b) = l
+        .call(
+            reqwest::Method::GET,
+            "/awards",
+            &ctx.bearer(Role::Consortium, Some(winner)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("FORBIDDEN")),
+        "{b}"
+    );
 
     // The officer offers what the pool holds: the winner is selected, so the offer is
     // allowed (before, TEAM_NOT_SELECTED).
@@ -2347,6 +2374,11 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
     assert_eq!(offers.len(), 1, "{offers:?}");
     assert_eq!(offers[0]["consortium_id"], json!(winner));
     assert_eq!(offers[0]["options"][0]["tranches"][0]["count"], 500);
+    // Offered by hand: no longer owed, but the refusal stays on record.
+    assert_eq!(l.get("/awards?owed=true").await.1, json!([]));
+    let (_, all) = l.get("/awards").await;
+    assert_eq!(all[0]["owed"], false, "{all}");
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
     // The team accepts through the normal flow.
     let (s, a) = l
         .call(

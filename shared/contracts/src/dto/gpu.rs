@@ -406,6 +406,22 @@ pub struct Offer {
     pub reason: String,
 }
 
+/// A replacement award the ledger could not offer when the selection arrived (`GET
+/// /awards`): the refusal's code and message, and whether it is still owed (no offer for
+/// the call and team has been made since, by hand or otherwise).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwardRefusal {
+    pub call_id: crate::ids::CallId,
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+    pub code: String,
+    pub message: String,
+    pub refused_at: DateTime<Utc>,
+    pub owed: bool,
+}
+
 /// A team selected by a published call, as the ledger learned it from `SelectionPublished`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SelectedTeam {
