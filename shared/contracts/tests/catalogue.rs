@@ -157,6 +157,17 @@ fn real_events() -> Vec<serde_json::Value> {
         )),
         json(EventEnvelope::wrap(
             "intake",
+            officer.clone(),
+            &kaip_contracts::events::ReplacementCallCancelled {
+                call_id: CallId::new(),
+                gate: "gate-1".into(),
+                reason: "no applicant by the deadline".into(),
+                cancelled_by: "officer-kim".into(),
+                cancelled_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "intake",
             lead.clone(),
             &ProposalSubmitted {
                 proposal_id: proposal,
