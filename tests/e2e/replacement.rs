@@ -66,7 +66,13 @@ fn footprint(svc: &TestService, tables: &[&str]) -> Vec<i64> {
         .collect()
 }
 
-const INTAKE_TABLES: &[&str] = &["calls", "proposals", "decided_gates"];
+const INTAKE_TABLES: &[&str] = &[
+    "calls",
+    "proposals",
+    "decided_gates",
+    "call_cancellations",
+    "selected_teams",
+];
 const SCORING_TABLES: &[&str] = &["committee_votes", "decision_versions"];
 
 /// Refused with `status` and `code`, and nothing written in `svc`'s database.
@@ -116,37 +122,114 @@ fn milestones(p: &Platform) -> &TestService {
     &p.others[3]
 }
 
-async fn gate_decided(p: &Platform, eliminated: &[ConsortiumId]) {
+fn envelope(ev: &GateDecided) -> (String, Vec<u8>) {
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "milestones",
+        kaip_contracts::Actor::system("milestones"),
+        ev,
+    )
+    .expect("wrap");
+    (
+        env.aggregate_id.to_string(),
+        serde_json::to_vec(&env).expect("json"),
+    )
+}
+
+async fn produce(p: &Platform, key: &str, payload: &[u8]) {
+    p.ctx
+        .produce_raw(
+            &p.ctx.topic(kaip_contracts::topics::MILESTONES),
+            key,
+            payload,
+            &[("kaip-event-type", GateDecided::TYPE)],
+        )
+        .await;
+}
+
+/// Milestones decides `gate`, eliminating `eliminated`; waits until intake recorded it.
+async fn decide_gate(p: &Platform, gate: &str, eliminated: &[ConsortiumId]) -> GateDecided {
     let ev = GateDecided {
         gate_id: Uuid::now_v7(),
-        gate: "gate-1".into(),
+        gate: gate.into(),
         passed: vec![ConsortiumId::new(), ConsortiumId::new()],
         eliminated: eliminated.to_vec(),
         decided_at: chrono::Utc::now(),
     };
-    let env = kaip_contracts::EventEnvelope::wrap(
-        "milestones",
-        kaip_contracts::Actor::system("milestones"),
-        &ev,
-    )
-    .expect("wrap");
-    let payload = serde_json::to_vec(&env).expect("json");
-    // Twice: a redelivery changes nothing.
-    for _ in 0..2 {
-        p.ctx
-            .produce_raw(
-                &p.ctx.topic(kaip_contracts::topics::MILESTONES),
-                &env.aggregate_id.to_string(),
-                &payload,
-                &[("kaip-event-type", GateDecided::TYPE)],
-            )
-            .await;
-    }
+    let (key, payload) = envelope(&ev);
+    produce(p, &key, &payload).await;
     eventually(Duration::from_secs(60), || async {
-        (count(&p.intake, "SELECT count(*) FROM decided_gates") == 1).then_some(())
+        (count(
+            &p.intake,
+            &format!(
+                "SELECT count(*) FROM decided_gates WHERE gate_id = '{}'",
+                ev.gate_id
+            ),
+        ) == 1)
+            .then_some(())
     })
     .await
     .expect("intake learned the gate's decision");
+    ev
+}
+
+/// `gate-1` decided, eliminating `eliminated`; then redelivered (the same envelope, and a
+/// new envelope for the same gate id naming other teams, as a republication with a bug
+/// would): neither changes what intake recorded. A marker event produced after them on
+/// the same partition proves both were consumed before the check.
+async fn gate_decided(p: &Platform, eliminated: &[ConsortiumId]) {
+    let ev = decide_gate(p, "gate-1", eliminated).await;
+    let recorded = |p: &Platform| {
+        let mut c = p.intake.conn();
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+            "(SELECT eliminated::text || ' ' || learned_at::text FROM decided_gates WHERE gate_id = '{}')",
+            ev.gate_id
+        )))
+        .get_result::<String>(&mut c)
+        .expect("recorded")
+    };
+    let before = recorded(p);
+    let (key, payload) = envelope(&ev);
+    produce(p, &key, &payload).await;
+    let mut other = ev.clone();
+    other.eliminated = vec![
+        ConsortiumId::new(),
+        ConsortiumId::new(),
+        ConsortiumId::new(),
+    ];
+    other.decided_at = chrono::Utc::now();
+    produce(p, &key, &envelope(&other).1).await;
+    let marker = GateDecided {
+        gate_id: Uuid::now_v7(),
+        gate: "gate-marker".into(),
+        passed: vec![],
+        eliminated: vec![],
+        decided_at: chrono::Utc::now(),
+    };
+    produce(p, &key, &envelope(&marker).1).await;
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            &p.intake,
+            &format!(
+                "SELECT count(*) FROM decided_gates WHERE gate_id = '{}'",
+                marker.gate_id
+            ),
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("intake consumed the redeliveries and the marker after them");
+    assert_eq!(
+        recorded(p),
+        before,
+        "a redelivered GateDecided changed the recorded decision"
+    );
+    assert_eq!(
+        count(
+            &p.intake,
+            "SELECT count(*) FROM decided_gates WHERE gate = 'gate-1'"
+        ),
+        1
+    );
 }
 
 /// Opens the B200 2027H1 pool with `amount` GPUs from a government source.
@@ -386,6 +469,45 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         "COMMITTEE_TOO_SMALL",
     )
     .await;
+    // Sixteen distinct members: more than a committee may have.
+    let sixteen: Vec<String> = (0..16).map(|i| format!("officer-{i}")).collect();
+    let sixteen: Vec<&str> = sixteen.iter().map(String::as_str).collect();
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &sixteen),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "COMMITTEE_TOO_LARGE",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .expect("message")
+            .contains("at most 15"),
+        "{b}"
+    );
+    // The award's model and period by the ledger's rules: a typo is refused at once.
+    for (field, value, name) in [
+        ("model", "b200", "replaces.award.model"),
+        ("period", "2027H3", "replaces.award.period"),
+    ] {
+        let mut body = replacement_call("gate-1", 1, &COMMITTEE);
+        body["replaces"]["award"][field] = json!(value);
+        let b = refused(
+            intake,
+            INTAKE_TABLES,
+            "/calls",
+            &officer,
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert!(b.to_string().contains(name), "{b}");
+    }
     let consortium = p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
     refused(
         intake,
@@ -433,6 +555,43 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         "ELIMINATED_AT_GATE",
     )
     .await;
+    // Eliminated at another gate (gate-0): refused too, naming that gate; and a consortium
+    // registered afresh with a member of it (the same BRN), under a new id.
+    let earlier = ConsortiumId::new();
+    decide_gate(&p, "gate-0", &[earlier]).await;
+    kaip_e2e::register(&p, earlier, kaip_e2e::OrgType::LargeEnterprise).await;
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(earlier)),
+        json!({"call_id": call_id, "title": "Back again", "summary": "Eliminated earlier"}),
+        StatusCode::FORBIDDEN,
+        "ELIMINATED_AT_GATE",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .expect("message")
+            .contains("gate `gate-0`"),
+        "{b}"
+    );
+    let again = register_like(&p, earlier).await;
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(again)),
+        json!({"call_id": call_id, "title": "New name", "summary": "Same members"}),
+        StatusCode::FORBIDDEN,
+        "ELIMINATED_AT_GATE",
+    )
+    .await;
+    assert!(
+        b["message"].as_str().expect("message").contains("BRN"),
+        "{b}"
+    );
 
     open_pool(&p, 1000).await;
     let applicants = review(&p, &call_id, "w").await;
@@ -643,7 +802,18 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
     .await;
     assert_eq!(s, StatusCode::CREATED, "{call}");
     let second = call["id"].as_str().expect("id").to_owned();
-    review(&p, &second, "n").await;
+    let finalists = review(&p, &second, "n").await;
+    // Waiving `teams` does not let the override select more than the call's one place.
+    let b = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!, $o: SelectionOverrideInput) { proposeSelection(callId: $c, overrideWith: $o) { version selected } }",
+            json!({ "c": second, "o": { "selected": [finalists[0].0, finalists[1].0], "reason": "both are good", "waivers": ["teams"] } }),
+        )
+        .await;
+    assert_eq!(error_code(&b), Some("VALIDATION_FAILED"), "{b}");
+    assert!(b.to_string().contains("override.selected"), "{b}");
+    assert!(b.to_string().contains("at most its 1 place"), "{b}");
     let body = p
         .graphql(
             Some(&officer),
@@ -708,4 +878,311 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    let third = b["id"].as_str().expect("id").to_owned();
+
+    // The first call's winner survives (selected, not eliminated): it holds a place, so it
+    // may not apply again, nor may a consortium registered afresh with its members.
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &winner_token,
+        json!({"call_id": third, "title": "Another place", "summary": "We won one already"}),
+        StatusCode::FORBIDDEN,
+        "ALREADY_HOLDS_PLACE",
+    )
+    .await;
+    assert!(
+        b["message"].as_str().expect("message").contains(&call_id),
+        "{b}"
+    );
+    let alias = register_like(&p, winner).await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(alias)),
+        json!({"call_id": third, "title": "Another place", "summary": "Same members"}),
+        StatusCode::FORBIDDEN,
+        "ALREADY_HOLDS_PLACE",
+    )
+    .await;
+
+    // A team drafts while it may, then a gate eliminates it: its submission is refused.
+    let late = ConsortiumId::new();
+    kaip_e2e::register(&p, late, kaip_e2e::OrgType::LargeEnterprise).await;
+    let late_token = p.ctx.bearer(Role::Consortium, Some(late));
+    let (s, d) = post(
+        intake,
+        "/proposals",
+        &late_token,
+        json!({"call_id": third, "title": "Late", "summary": "Drafted before gate-2"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    decide_gate(&p, "gate-2", &[late]).await;
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        &format!("/proposals/{}/submit", d["id"].as_str().expect("id")),
+        &late_token,
+        json!({"idempotency_key": "late-1"}),
+        StatusCode::FORBIDDEN,
+        "ELIMINATED_AT_GATE",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .expect("message")
+            .contains("gate `gate-2`"),
+        "{b}"
+    );
+}
+
+/// Registers a new consortium with the same members (the same BRNs) as `like`, as
+/// `kaip_e2e::register` registered it; returns the new id.
+async fn register_like(p: &Platform, like: ConsortiumId) -> ConsortiumId {
+    let seed = (like.0.as_u128() % 100_000_000) as u32;
+    let id = ConsortiumId::new();
+    let token = p.ctx.bearer(Role::Consortium, Some(id));
+    let input = json!({ "name": format!("Renamed {seed}"),
+                        "members": kaip_e2e::member_inputs(seed, kaip_e2e::OrgType::LargeEnterprise) });
+    let body = p
+        .graphql(
+            Some(&token),
+            kaip_e2e::REGISTER,
+            json!({ "id": id, "input": input }),
+        )
+        .await;
+    ok(&body);
+    id
+}
+
+fn scoring_knows(p: &Platform, call: &str, condition: &str) -> bool {
+    count(
+        &p.scoring,
+        &format!("SELECT count(*) FROM calls WHERE id = '{call}' AND {condition}"),
+    ) == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stuck_replacement_call_is_cancelled_on_record_and_its_gate_is_free_again() {
+    let p = Platform::start().await;
+    p.intake.wait_assigned().await;
+    p.scoring.wait_assigned().await;
+    let officer = p.ctx.bearer_for("officer-kim", Role::Officer, None);
+    let intake = &p.intake;
+    let eliminated = [ConsortiumId::new(), ConsortiumId::new()];
+    decide_gate(&p, "gate-1", &eliminated).await;
+
+    let (s, ordinary) = post(
+        intake,
+        "/calls",
+        &officer,
+        json!({"title": "An ordinary call", "opens_at": chrono::Utc::now() - chrono::Duration::minutes(1),
+               "closes_at": chrono::Utc::now() + chrono::Duration::hours(2)}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{ordinary}");
+    let ordinary = ordinary["id"].as_str().expect("id").to_owned();
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 2, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let stuck = call["id"].as_str().expect("id").to_owned();
+    let cancel = |id: &str| format!("/calls/{id}/cancel");
+
+    // Only a replacement call, by staff, with a reason.
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &cancel(&ordinary),
+        &officer,
+        json!({"reason": "not needed"}),
+        StatusCode::CONFLICT,
+        "NOT_A_REPLACEMENT_CALL",
+    )
+    .await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &cancel(&stuck),
+        &officer,
+        json!({"reason": "   "}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &cancel(&stuck),
+        &p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new())),
+        json!({"reason": "we would like it gone"}),
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    )
+    .await;
+
+    let (s, c) = post(
+        intake,
+        &cancel(&stuck),
+        &officer,
+        json!({"reason": "No applicant by the deadline"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(
+        (
+            c["gate"].as_str(),
+            c["cancelled_by"].as_str(),
+            c["reason"].as_str()
+        ),
+        (
+            Some("gate-1"),
+            Some("officer-kim"),
+            Some("No applicant by the deadline")
+        ),
+        "{c}"
+    );
+    // On record, never deleted: the call is still there, marked, with the cancellation row.
+    let (_, shown) = get(intake, &format!("/calls/{stuck}"), &officer).await;
+    assert!(!shown["cancelled_at"].is_null(), "{shown}");
+    assert_eq!(
+        count(
+            intake,
+            &format!("SELECT count(*) FROM call_cancellations WHERE call_id = '{stuck}' AND cancelled_by = 'officer-kim'")
+        ),
+        1
+    );
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &cancel(&stuck),
+        &officer,
+        json!({"reason": "again"}),
+        StatusCode::CONFLICT,
+        "CALL_CANCELLED",
+    )
+    .await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new())),
+        json!({"call_id": stuck, "title": "Late", "summary": "Too late"}),
+        StatusCode::CONFLICT,
+        "CALL_CANCELLED",
+    )
+    .await;
+
+    // Scoring learns it and refuses the cancelled call's later steps; an ordinary call has
+    // no committee to vote.
+    eventually(Duration::from_secs(60), || async {
+        (scoring_knows(&p, &stuck, "cancelled_at IS NOT NULL")
+            && scoring_knows(&p, &ordinary, "true"))
+        .then_some(())
+    })
+    .await
+    .expect("scoring learned the cancellation");
+    let kim = p.ctx.bearer_for(COMMITTEE[0], Role::Officer, None);
+    let vote_body = json!({"version": 1, "approve": true, "reason": "fine"});
+    refused(
+        &p.scoring,
+        SCORING_TABLES,
+        &format!("/calls/{stuck}/selection/votes"),
+        &kim,
+        vote_body.clone(),
+        StatusCode::CONFLICT,
+        "CALL_CANCELLED",
+    )
+    .await;
+    refused(
+        &p.scoring,
+        SCORING_TABLES,
+        &format!("/calls/{ordinary}/selection/votes"),
+        &kim,
+        vote_body.clone(),
+        StatusCode::CONFLICT,
+        "NOT_A_REPLACEMENT_CALL",
+    )
+    .await;
+
+    // The gate is free: a new replacement call opens (the partial unique index let go),
+    // and is cancelled through the gateway in turn.
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 2, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!, $r: String!) { cancelReplacementCall(callId: $c, reason: $r) { callId gate cancelledBy } }",
+            json!({ "c": call["id"], "r": "The committee was reconstituted" }),
+        )
+        .await;
+    assert_eq!(
+        ok(&body)["cancelReplacementCall"]["cancelledBy"],
+        "officer-kim"
+    );
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 2, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let live = call["id"].as_str().expect("id").to_owned();
+
+    // An unreadable stored link is an internal error, never an ordinary call: the
+    // eliminated team is not let in, and the committee is not switched off.
+    let corrupt =
+        format!("UPDATE calls SET replaces = '{{\"gate\": 5}}'::jsonb WHERE id = '{live}'");
+    diesel::sql_query(&corrupt)
+        .execute(&mut intake.conn())
+        .expect("corrupt intake's link");
+    let (s, b) = get(intake, &format!("/calls/{live}"), &officer).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("INTERNAL")),
+        "{b}"
+    );
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(eliminated[0])),
+        json!({"call_id": live, "title": "Back", "summary": "through a corrupt link"}),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+    )
+    .await;
+    eventually(Duration::from_secs(60), || async {
+        scoring_knows(&p, &live, "replaces IS NOT NULL").then_some(())
+    })
+    .await
+    .expect("scoring knows the live call");
+    diesel::sql_query(&corrupt)
+        .execute(&mut p.scoring.conn())
+        .expect("corrupt scoring's link");
+    refused(
+        &p.scoring,
+        SCORING_TABLES,
+        &format!("/calls/{live}/selection/votes"),
+        &kim,
+        vote_body,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+    )
+    .await;
 }
