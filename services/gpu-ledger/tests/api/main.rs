@@ -1925,6 +1925,7 @@ async fn decision_records_refuse_truncate_and_delete() {
         "gpu_model_factors",
         "gpu_supplier_records",
         "gpu_usage_reports",
+        "gpu_award_refusals",
     ] {
         let count = |conn: &mut diesel::PgConnection| -> i64 {
             diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
@@ -2345,6 +2346,14 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
     );
     assert!(owed[0]["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert_eq!(owed[0]["owed"], true);
+    {
+        use diesel::RunQueryDsl;
+        let sql = "UPDATE gpu_award_refusals SET code = 'FORGOTTEN'";
+        let err = diesel::sql_query(sql)
+            .execute(&mut l.svc.conn())
+            .expect_err(sql);
+        assert!(err.to_string().contains("refused"), "{err}");
+    }
     let (s, b) = l
         .call(
             reqwest::Method::GET,
