@@ -1036,7 +1036,8 @@ async fn a_stuck_replacement_call_is_cancelled_on_record_and_its_gate_is_free_ag
         json!({"reason": "No applicant by the deadline"}),
     )
     .await;
-    assert_eq!(s, StatusCode::OK, "{c}");
+    // Asked, not yet decided: scoring owns publication and answers.
+    assert_eq!(s, StatusCode::ACCEPTED, "{c}");
     assert_eq!(
         (
             c["gate"].as_str(),
@@ -1050,9 +1051,21 @@ async fn a_stuck_replacement_call_is_cancelled_on_record_and_its_gate_is_free_ag
         ),
         "{c}"
     );
-    // On record, never deleted: the call is still there, marked, with the cancellation row.
-    let (_, shown) = get(intake, &format!("/calls/{stuck}"), &officer).await;
-    assert!(!shown["cancelled_at"].is_null(), "{shown}");
+    // On record, never deleted: the call is still there, marked once scoring confirmed,
+    // with the cancellation row.
+    eventually(Duration::from_secs(60), || async {
+        let (_, shown) = get(intake, &format!("/calls/{stuck}"), &officer).await;
+        (!shown["cancelled_at"].is_null()).then_some(())
+    })
+    .await
+    .expect("scoring confirmed the cancellation");
+    assert_eq!(
+        count(
+            intake,
+            &format!("SELECT count(*) FROM call_cancellations WHERE call_id = '{stuck}' AND confirmed_at IS NOT NULL AND refused_at IS NULL")
+        ),
+        1
+    );
     assert_eq!(
         count(
             intake,
@@ -1134,6 +1147,18 @@ async fn a_stuck_replacement_call_is_cancelled_on_record_and_its_gate_is_free_ag
         ok(&body)["cancelReplacementCall"]["cancelledBy"],
         "officer-kim"
     );
+    let second = call["id"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            intake,
+            &format!(
+                "SELECT count(*) FROM calls WHERE id = '{second}' AND cancelled_at IS NOT NULL"
+            ),
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("scoring confirmed the second cancellation");
     let (s, call) = post(
         intake,
         "/calls",
@@ -1183,6 +1208,104 @@ async fn a_stuck_replacement_call_is_cancelled_on_record_and_its_gate_is_free_ag
         vote_body,
         StatusCode::INTERNAL_SERVER_ERROR,
         "INTERNAL",
+    )
+    .await;
+}
+
+/// Scoring owns publication, so it decides a cancellation. Here scoring published the call
+/// while intake had not heard of it yet (its consumer lagging): the officer's cancellation is
+/// accepted as a request only, the gate stays locked (no second call for the same places),
+/// scoring refuses it with the reason, intake records the refusal, and the call is never
+/// marked cancelled on either side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancellation_of_a_call_scoring_already_published_is_refused_and_the_gate_stays_filled() {
+    let p = Platform::start().await;
+    p.intake.wait_assigned().await;
+    p.scoring.wait_assigned().await;
+    let officer = p.ctx.bearer_for("officer-kim", Role::Officer, None);
+    let intake = &p.intake;
+    decide_gate(&p, "gate-1", &[ConsortiumId::new()]).await;
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let id = call["id"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(60), || async {
+        scoring_knows(&p, &id, "true").then_some(())
+    })
+    .await
+    .expect("scoring knows the call");
+    // Scoring published the selection; its `SelectionPublished` has not reached intake.
+    diesel::sql_query(format!(
+        "UPDATE calls SET published_at = now() WHERE id = '{id}'"
+    ))
+    .execute(&mut p.scoring.conn())
+    .expect("published in scoring");
+
+    let (s, c) = post(
+        intake,
+        &format!("/calls/{id}/cancel"),
+        &officer,
+        json!({"reason": "No applicant, we think"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{c}");
+    // Until scoring answers the gate stays locked: no second call for the same place.
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &COMMITTEE),
+        StatusCode::CONFLICT,
+        "REPLACEMENT_CALL_EXISTS",
+    )
+    .await;
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            intake,
+            &format!("SELECT count(*) FROM call_cancellations WHERE call_id = '{id}' AND refused_at IS NOT NULL AND refusal LIKE '%published%' AND confirmed_at IS NULL"),
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("intake recorded scoring's refusal");
+    assert_eq!(
+        count(
+            intake,
+            &format!("SELECT count(*) FROM calls WHERE id = '{id}' AND cancelled_at IS NULL")
+        ),
+        1,
+        "the refused cancellation must not free the gate"
+    );
+    assert!(scoring_knows(
+        &p,
+        &id,
+        "cancelled_at IS NULL AND published_at IS NOT NULL"
+    ));
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &COMMITTEE),
+        StatusCode::CONFLICT,
+        "REPLACEMENT_CALL_EXISTS",
+    )
+    .await;
+    // A second request is refused at once: the call has one cancellation on record.
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &format!("/calls/{id}/cancel"),
+        &officer,
+        json!({"reason": "again"}),
+        StatusCode::CONFLICT,
+        "CALL_CANCELLED",
     )
     .await;
 }

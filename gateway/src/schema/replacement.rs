@@ -138,7 +138,9 @@ impl From<dto::CommitteeTally> for CommitteeTally {
     }
 }
 
-/// A replacement call's cancellation: who, when, why (a record, never a deletion).
+/// A replacement call's cancellation as asked: who, when (`cancelledAt`: when asked), why (a
+/// record, never a deletion). Scoring decides it: confirmed, the call's `cancelledAt` is set
+/// and its gate freed; refused if the selection was published first.
 #[derive(SimpleObject)]
 pub struct CallCancellation {
     pub call_id: Uuid,
@@ -256,10 +258,14 @@ impl ReplacementMutation {
         Ok(t.into())
     }
 
-    /// Cancels a stuck replacement call (no published selection), with the reason
-    /// (required): recorded with who and when, the call kept; its gate is free for a new
-    /// replacement call and scoring refuses the call's later steps (`CALL_CANCELLED`).
-    /// `NOT_A_REPLACEMENT_CALL` for an ordinary call, `CALL_DECIDED` once published.
+    /// Asks to cancel a stuck replacement call (no published selection), with the reason
+    /// (required): recorded with who and when, the call kept and closed to new proposals.
+    /// Scoring, which owns publication, decides: once it confirms, the call's `cancelledAt`
+    /// is set, its gate is free for a new replacement call and scoring refuses the call's
+    /// later steps (`CALL_CANCELLED`); if the selection was published first, the
+    /// cancellation is refused and the gate stays filled. `NOT_A_REPLACEMENT_CALL` for an
+    /// ordinary call, `CALL_DECIDED` once intake saw it published, `CALL_CANCELLED` if asked
+    /// already.
     async fn cancel_replacement_call(
         &self,
         ctx: &Context<'_>,

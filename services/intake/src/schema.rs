@@ -16,6 +16,7 @@ diesel::table! {
         replaces_gate -> Nullable<Text>,
         filled -> Nullable<Int4>,
         cancelled_at -> Nullable<Timestamptz>,
+        cancel_requested_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -33,6 +34,9 @@ diesel::table! {
         reason -> Text,
         cancelled_by -> Text,
         cancelled_at -> Timestamptz,
+        confirmed_at -> Nullable<Timestamptz>,
+        refused_at -> Nullable<Timestamptz>,
+        refusal -> Nullable<Text>,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct CallRow {
     pub programme_id: Option<Uuid>,
     pub replaces: Option<serde_json::Value>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// An officer asked to cancel it; scoring has not answered yet (or refused).
+    pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 /// Decodes a stored JSON value, or fails with an internal error (logged with `what`): a

@@ -15,10 +15,10 @@ use crate::events::{
     GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired, GpuOfferMade,
     GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded,
     GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, MilestoneOverdue, ProposalSubmitted,
-    ProposalWithdrawn, ReplacementCallCancelled, SelectionPublished, TalentFundingStopped,
-    TalentFundsClaimed, TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined,
-    TalentMatchProposed, TalentPositionOpened, TalentResearcherErased, TeamEliminated,
-    WithdrawalRefused,
+    ProposalWithdrawn, ReplacementCallCancellationDecided, ReplacementCallCancelled,
+    SelectionPublished, TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHireEnded,
+    TalentHired, TalentMatchDeclined, TalentMatchProposed, TalentPositionOpened,
+    TalentResearcherErased, TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -101,7 +101,7 @@ pub fn events() -> Vec<EventSpec> {
         spec::<ReplacementCallCancelled>(
             topics::INTAKE,
             "intake",
-            "An officer cancelled a replacement call that had no published selection.",
+            "An officer asked to cancel a replacement call intake has not seen decided; scoring decides it.",
         ),
         spec::<ProposalSubmitted>(
             topics::INTAKE,
@@ -121,6 +121,11 @@ pub fn events() -> Vec<EventSpec> {
             topics::SCORING,
             "scoring",
             "Scoring refused a withdrawal that reached it after the decision was published; the proposal keeps its result.",
+        ),
+        spec::<ReplacementCallCancellationDecided>(
+            topics::SCORING,
+            "scoring",
+            "Scoring confirmed a replacement call's cancellation, or refused it because the selection was published first.",
         ),
         spec::<GatePanelScored>(topics::SCORING, "scoring", "A gate's expert panel closed: one team's consensus out of 100 (at most 4 places); milestones records it as the gate's expert-panel input, source_ref = panel_id."),
         spec::<AuditRecorded>(

@@ -276,6 +276,17 @@ fn real_events() -> Vec<serde_json::Value> {
         )),
         json(EventEnvelope::wrap(
             "scoring",
+            Actor::system("scoring"),
+            &kaip_contracts::events::ReplacementCallCancellationDecided {
+                call_id: CallId::new(),
+                gate: "gate-1".into(),
+                cancelled: false,
+                refusal: Some("the selection was published first".into()),
+                decided_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
             officer.clone(),
             &kaip_contracts::audit::AuditRecorded {
                 operation_id: appeal,

@@ -98,10 +98,13 @@ pub async fn open_call(
     Ok(HttpResponse::Created().json(call))
 }
 
-/// Cancels a stuck replacement call (no published selection: nobody applied, no majority,
-/// the committee gone). Recorded as a row with who, when and why, never a deletion; the
-/// call stays on record, takes no further proposal, and its gate is free for a new
-/// replacement call. `ReplacementCallCancelled` tells scoring to refuse its later steps.
+/// Asks to cancel a stuck replacement call (no applicant, no majority, the committee gone)
+/// that intake has not seen decided. Recorded as a row with who, when and why, never a
+/// deletion; the call takes no new proposal at once. Scoring owns publication, so it decides
+/// (`ReplacementCallCancelled` → `ReplacementCallCancellationDecided`): intake's view of
+/// the decision lags, and freeing the gate before scoring confirms would let a new call
+/// fill places a selection published meanwhile already took. The gate is freed only when
+/// scoring confirms; a refusal is kept on the row with its reason. Answers 202 Accepted.
 pub async fn cancel_call(
     caller: Caller,
     state: web::Data<AppState>,
@@ -128,7 +131,7 @@ pub async fn cancel_call(
                 let r = call
                     .replacement()?
                     .ok_or(IntakeError::NotReplacementCall(id))?;
-                if call.cancelled_at.is_some() {
+                if call.cancelled_at.is_some() || call.cancel_requested_at.is_some() {
                     return Err(IntakeError::CallCancelled(id));
                 }
                 if call.decided_at.is_some() {
@@ -143,7 +146,7 @@ pub async fn cancel_call(
                     .returning(call_cancellations::cancelled_at)
                     .get_result(c)?;
                 diesel::update(calls::table.find(id.0))
-                    .set(calls::cancelled_at.eq(at))
+                    .set(calls::cancel_requested_at.eq(at))
                     .execute(c)?;
                 let event = ReplacementCallCancelled {
                     call_id: id,
@@ -163,8 +166,8 @@ pub async fn cancel_call(
             })
         })
         .await?;
-    tracing::info!(call_id = %cancellation.call_id, gate = %cancellation.gate, "replacement call cancelled");
-    Ok(HttpResponse::Ok().json(cancellation))
+    tracing::info!(call_id = %cancellation.call_id, gate = %cancellation.gate, "replacement call cancellation requested");
+    Ok(HttpResponse::Accepted().json(cancellation))
 }
 
 /// A replacement call names a gate intake has seen decided (its latest decision), fills at

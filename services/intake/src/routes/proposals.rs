@@ -34,7 +34,9 @@ fn own_consortium(caller: &Caller, action: &str) -> Result<ConsortiumId, IntakeE
 /// Drafts change only while the call is open and undecided.
 fn require_open(call: &CallRow) -> Result<(), IntakeError> {
     let id = CallId(call.id);
-    if call.cancelled_at.is_some() {
+    // A cancellation asked for (even one scoring has not confirmed yet) takes no new
+    // proposal: if scoring refuses it, the selection was published and the call is decided.
+    if call.cancelled_at.is_some() || call.cancel_requested_at.is_some() {
         return Err(IntakeError::CallCancelled(id));
     }
     if call.decided_at.is_some() {
