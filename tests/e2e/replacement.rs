@@ -1309,3 +1309,87 @@ async fn a_cancellation_of_a_call_scoring_already_published_is_refused_and_the_g
     )
     .await;
 }
+
+/// A selection published before intake recorded selected teams (the programme's main call,
+/// months before any gate) leaves intake unable to tell a survivor from a newcomer: until it
+/// knows every decided call's teams, a replacement call neither opens nor takes a draft
+/// (`SELECTIONS_UNKNOWN`), nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replacement_calls_wait_while_a_decided_calls_selection_is_unknown() {
+    let p = Platform::start().await;
+    p.intake.wait_assigned().await;
+    let officer = p.ctx.bearer_for("officer-kim", Role::Officer, None);
+    let intake = &p.intake;
+    decide_gate(&p, "gate-1", &[ConsortiumId::new(), ConsortiumId::new()]).await;
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let live = call["id"].as_str().expect("id").to_owned();
+    // The main call, decided (3 selected) before intake recorded whom it selected.
+    let main = Uuid::now_v7();
+    diesel::sql_query(format!(
+        "INSERT INTO calls (id, title, opens_at, closes_at, created_by, eligibility, required_documents, decided_at, filled) \
+         VALUES ('{main}', 'Main call', now() - interval '300 days', now() - interval '200 days', 'officer-kim', '{{}}'::jsonb, '[]'::jsonb, now() - interval '150 days', 3)"
+    ))
+    .execute(&mut intake.conn())
+    .expect("a call decided before the deploy");
+    let newcomer = ConsortiumId::new();
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(newcomer)),
+        json!({"call_id": live, "title": "New", "summary": "a newcomer or a survivor?"}),
+        StatusCode::CONFLICT,
+        "SELECTIONS_UNKNOWN",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&main.to_string()),
+        "{b}"
+    );
+    decide_gate(&p, "gate-2", &[ConsortiumId::new()]).await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-2", 1, &COMMITTEE),
+        StatusCode::CONFLICT,
+        "SELECTIONS_UNKNOWN",
+    )
+    .await;
+    // Once intake knows whom it selected (here written as a replay would), both proceed.
+    for _ in 0..3 {
+        diesel::sql_query(format!(
+            "INSERT INTO selected_teams (call_id, consortium_id, selected_at) VALUES ('{main}', '{}', now())",
+            Uuid::now_v7()
+        ))
+        .execute(&mut intake.conn())
+        .expect("selection recorded");
+    }
+    let (s, b) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-2", 1, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = post(
+        intake,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(newcomer)),
+        json!({"call_id": live, "title": "New", "summary": "a newcomer"}),
+    )
+    .await;
+    assert_ne!(b["code"].as_str(), Some("SELECTIONS_UNKNOWN"), "{s} {b}");
+}

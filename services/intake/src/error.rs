@@ -64,6 +64,8 @@ pub enum IntakeError {
     NotReplacementCall(CallId),
     #[error("call {0} was cancelled: it takes no further step")]
     CallCancelled(CallId),
+    #[error("replacement calls wait: intake does not know whom {count} decided call(s) of the programme selected (e.g. call {example}, decided before intake recorded selections), so it cannot tell survivors from newcomers")]
+    SelectionsUnknown { count: usize, example: uuid::Uuid },
     #[error("replaces.gate: gate `{0}` already has an open replacement call ({1})")]
     ReplacementCallExists(String, String),
     #[error(
@@ -98,6 +100,7 @@ impl IntakeError {
             IntakeError::HoldsPlace { .. } => "ALREADY_HOLDS_PLACE",
             IntakeError::NotReplacementCall(_) => "NOT_A_REPLACEMENT_CALL",
             IntakeError::CallCancelled(_) => "CALL_CANCELLED",
+            IntakeError::SelectionsUnknown { .. } => "SELECTIONS_UNKNOWN",
             IntakeError::ReplacementCallExists(..) => "REPLACEMENT_CALL_EXISTS",
             IntakeError::EliminatedAtGate(..) => "ELIMINATED_AT_GATE",
         }

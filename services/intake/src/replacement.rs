@@ -92,8 +92,49 @@ fn brns_of(members: &[Member]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Refuses while intake does not know whom every decided call of `programme` (every call
+/// when `None`) selected: a call decided (`decided_at`) whose selected teams it has not
+/// recorded (fewer `selected_teams` rows than it `filled`, or `filled` unknown), such as a
+/// selection published before intake recorded them. Without them a survivor would pass for
+/// a newcomer (`SELECTIONS_UNKNOWN`).
+pub fn selections_known(c: &mut PgConnection, programme: Option<Uuid>) -> Result<(), IntakeError> {
+    let mut q = calls::table
+        .filter(calls::decided_at.is_not_null())
+        .select((calls::id, calls::filled))
+        .into_boxed();
+    if let Some(p) = programme {
+        q = q.filter(calls::programme_id.eq(p));
+    }
+    let decided: Vec<(Uuid, Option<i32>)> = q.load(c)?;
+    let ids: Vec<Uuid> = decided.iter().map(|(id, _)| *id).collect();
+    let known: Vec<Uuid> = selected_teams::table
+        .filter(selected_teams::call_id.eq_any(&ids))
+        .select(selected_teams::call_id)
+        .load(c)?;
+    let mut counts: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for id in known {
+        *counts.entry(id).or_default() += 1;
+    }
+    let unknown: Vec<Uuid> = decided
+        .iter()
+        .filter(|(id, filled)| match filled {
+            None => true,
+            Some(f) => i64::from(*f) > counts.get(id).copied().unwrap_or(0),
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    match unknown.first() {
+        None => Ok(()),
+        Some(&example) => Err(IntakeError::SelectionsUnknown {
+            count: unknown.len(),
+            example,
+        }),
+    }
+}
+
 /// Refuses `consortium` applying to `call` if it is a replacement call that bars it (see
-/// [`bar`]). Checked at draft creation and again at submission.
+/// [`bar`]), or while intake does not know the programme's selections
+/// ([`selections_known`]). Checked at draft creation and again at submission.
 pub fn may_apply(
     c: &mut PgConnection,
     call: &CallRow,
@@ -102,6 +143,7 @@ pub fn may_apply(
     let Some(r) = call.replacement()? else {
         return Ok(());
     };
+    selections_known(c, call.programme_id)?;
     let own = find_consortium(c, consortium)?
         .map(|k| brns_of(&k.members))
         .unwrap_or_default();

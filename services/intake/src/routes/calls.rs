@@ -45,6 +45,7 @@ pub async fn open_call(
                 }
                 if let Some(r) = &req.replaces {
                     check_gate_places(c, r)?;
+                    crate::replacement::selections_known(c, req.programme_id)?;
                 }
                 let id = CallId::new();
                 let row: CallRow = diesel::insert_into(calls::table)
