@@ -151,7 +151,7 @@ pub struct CallCancellation {
 }
 
 /// A replacement award the ledger could not offer when the selection was published (the
-/// pool missing or short): owed to the winner until an offer for it is made by hand.
+/// pool missing or short): owed to the winner until offers the winner accepted cover it.
 #[derive(SimpleObject)]
 pub struct OwedAward {
     pub call_id: Uuid,
@@ -163,7 +163,13 @@ pub struct OwedAward {
     pub code: String,
     pub message: String,
     pub refused_at: DateTime<Utc>,
-    /// No offer for this call and team exists yet.
+    /// GPUs of the award's model offered for this call and team (each offer's largest
+    /// option), accepted or not.
+    pub offered: Int64,
+    /// GPUs of the award's model in the options the team accepted.
+    pub accepted: Int64,
+    /// Accepted offers do not cover `count` yet (an offer unaccepted, expired, declined
+    /// or for fewer GPUs settles nothing).
     pub owed: bool,
 }
 
@@ -193,7 +199,7 @@ impl ReplacementQuery {
     }
 
     /// Replacement awards the ledger could not offer (ministry staff), newest first; with
-    /// `owedOnly` (the default) only those no offer has settled yet.
+    /// `owedOnly` (the default) only those accepted offers do not cover yet.
     async fn owed_awards(
         &self,
         ctx: &Context<'_>,
@@ -217,6 +223,8 @@ impl ReplacementQuery {
                 code: a.code,
                 message: a.message,
                 refused_at: a.refused_at,
+                offered: Int64(a.offered),
+                accepted: Int64(a.accepted),
                 owed: a.owed,
             })
             .collect())

@@ -251,8 +251,10 @@ pub fn offer_replacement_award(
     Ok(n)
 }
 
-/// Replacement awards the ledger could not offer, newest first; `owed` when no offer for
-/// the call and team exists (an officer's offer by hand settles it).
+/// Replacement awards the ledger could not offer, newest first. An award stays `owed` until
+/// offers for the call and team that the team *accepted* cover its count in the award's
+/// model (the accepted option's tranches of that model): an offer made but not accepted, or
+/// expired, or for fewer GPUs settles nothing. `offered` and `accepted` show how far it got.
 pub fn award_refusals(
     conn: &mut PgConnection,
     only_owed: bool,
@@ -266,12 +268,6 @@ pub fn award_refusals(
         String,
         String,
         DateTime<Utc>,
-        bool,
-    );
-    let offered = diesel::dsl::exists(
-        gpu_offers::table
-            .filter(gpu_offers::call_id.eq(gpu_award_refusals::call_id))
-            .filter(gpu_offers::consortium_id.eq(gpu_award_refusals::consortium_id)),
     );
     let rows: Vec<Row> = gpu_award_refusals::table
         .order((
@@ -288,28 +284,61 @@ pub fn award_refusals(
             gpu_award_refusals::code,
             gpu_award_refusals::message,
             gpu_award_refusals::refused_at,
-            offered,
         ))
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(call, team, model, period, count, code, message, refused_at, offered)| {
-                dto::AwardRefusal {
-                    call_id: call.into(),
-                    consortium_id: team.into(),
-                    model,
-                    period,
-                    count,
-                    code,
-                    message,
-                    refused_at,
-                    owed: !offered,
+    let mut out = Vec::with_capacity(rows.len());
+    for (call, team, model, period, count, code, message, refused_at) in rows {
+        let offers: Vec<(serde_json::Value, Option<i32>)> = gpu_offers::table
+            .left_join(
+                gpu_offer_acceptances::table.on(gpu_offer_acceptances::offer_id.eq(gpu_offers::id)),
+            )
+            .filter(gpu_offers::call_id.eq(call))
+            .filter(gpu_offers::consortium_id.eq(team))
+            .select((
+                gpu_offers::options,
+                gpu_offer_acceptances::option_index.nullable(),
+            ))
+            .load(conn)?;
+        let (mut offered, mut accepted) = (0i64, 0i64);
+        for (options, chosen) in offers {
+            let options: Vec<serde_json::Value> = serde_json::from_value(options).map_err(|e| {
+                kaip_service::CommonError::internal(anyhow::anyhow!(
+                    "offer options of call {call}, team {team} do not decode: {e}"
+                ))
+            })?;
+            let units = |o: &serde_json::Value| -> i64 {
+                if o["model"].as_str() != Some(model.as_str()) {
+                    return 0;
                 }
-            },
-        )
-        .filter(|r| !only_owed || r.owed)
-        .collect())
+                o["tranches"]
+                    .as_array()
+                    .map(|ts| ts.iter().filter_map(|t| t["count"].as_i64()).sum())
+                    .unwrap_or(0)
+            };
+            offered += options.iter().map(&units).max().unwrap_or(0);
+            if let Some(i) = chosen {
+                accepted += options.get(i as usize).map(&units).unwrap_or(0);
+            }
+        }
+        let owed = accepted < count;
+        if only_owed && !owed {
+            continue;
+        }
+        out.push(dto::AwardRefusal {
+            call_id: call.into(),
+            consortium_id: team.into(),
+            model,
+            period,
+            count,
+            code,
+            message,
+            refused_at,
+            offered,
+            accepted,
+            owed,
+        });
+    }
+    Ok(out)
 }
 
 type TeamRow = (Uuid, Uuid, String, String, serde_json::Value, DateTime<Utc>);

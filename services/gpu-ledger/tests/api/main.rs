@@ -2383,11 +2383,17 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
     assert_eq!(offers.len(), 1, "{offers:?}");
     assert_eq!(offers[0]["consortium_id"], json!(winner));
     assert_eq!(offers[0]["options"][0]["tranches"][0]["count"], 500);
-    // Offered by hand: no longer owed, but the refusal stays on record.
-    assert_eq!(l.get("/awards?owed=true").await.1, json!([]));
-    let (_, all) = l.get("/awards").await;
-    assert_eq!(all[0]["owed"], false, "{all}");
-    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    // Offered by hand, not accepted: still owed (an offer settles nothing by itself).
+    let (_, owed) = l.get("/awards?owed=true").await;
+    assert_eq!(
+        (
+            owed[0]["owed"].as_bool(),
+            owed[0]["offered"].as_i64(),
+            owed[0]["accepted"].as_i64()
+        ),
+        (Some(true), Some(500), Some(0)),
+        "{owed}"
+    );
     // The team accepts through the normal flow.
     let (s, a) = l
         .call(
@@ -2399,5 +2405,21 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
         .await;
     assert_eq!(s, StatusCode::OK, "{a}");
     assert_eq!(a["tranches"][0]["status"], "released", "{a}");
+    // Accepted, but 500 of 768: still owed, the counts shown; the refusal stays on record.
+    let (_, all) = l.get("/awards").await;
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        (
+            all[0]["owed"].as_bool(),
+            all[0]["offered"].as_i64(),
+            all[0]["accepted"].as_i64()
+        ),
+        (Some(true), Some(500), Some(500)),
+        "{all}"
+    );
+    assert_eq!(
+        l.get("/awards?owed=true").await.1.as_array().map(Vec::len),
+        Some(1)
+    );
     assert_eq!(l.invariants().await["ok"], true);
 }

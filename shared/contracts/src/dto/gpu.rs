@@ -407,8 +407,8 @@ pub struct Offer {
 }
 
 /// A replacement award the ledger could not offer when the selection arrived (`GET
-/// /awards`): the refusal's code and message, and whether it is still owed (no offer for
-/// the call and team has been made since, by hand or otherwise).
+/// /awards`): the refusal's code and message, and whether it is still owed (until offers
+/// the team accepted for the call cover the award's count in its model).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwardRefusal {
     pub call_id: crate::ids::CallId,
@@ -419,6 +419,14 @@ pub struct AwardRefusal {
     pub code: String,
     pub message: String,
     pub refused_at: DateTime<Utc>,
+    /// GPUs of the award's model offered to the team for the call (each offer's largest
+    /// option), accepted or not.
+    #[serde(default)]
+    pub offered: i64,
+    /// GPUs of the award's model in the options the team accepted.
+    #[serde(default)]
+    pub accepted: i64,
+    /// Until accepted offers cover `count`.
     pub owed: bool,
 }
 
