@@ -1103,6 +1103,47 @@ async fn a_stuck_replacement_call_is_cancelled_on_record_and_its_gate_is_free_ag
     })
     .await
     .expect("scoring learned the cancellation");
+    // A submission that overtook the cancellation (keyed by proposal, another partition)
+    // opens no case for the cancelled call.
+    let mut late = kaip_testkit::fixtures::proposal_submitted("Raced the cancellation");
+    late.call_id = kaip_contracts::CallId(stuck.parse().expect("uuid"));
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "intake",
+        kaip_contracts::Actor::system("intake"),
+        &late,
+    )
+    .expect("wrap");
+    p.ctx
+        .produce_raw(
+            &p.ctx.topic(kaip_contracts::topics::INTAKE),
+            &env.aggregate_id.to_string(),
+            &serde_json::to_vec(&env).expect("json"),
+            &[(
+                "kaip-event-type",
+                kaip_contracts::events::ProposalSubmitted::TYPE,
+            )],
+        )
+        .await;
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            &p.scoring,
+            &format!(
+                "SELECT count(*) FROM kaip_inbox WHERE event_id = '{}'",
+                env.id.0
+            ),
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("scoring consumed the late submission");
+    assert_eq!(
+        count(
+            &p.scoring,
+            &format!("SELECT count(*) FROM evaluation_cases WHERE call_id = '{stuck}'")
+        ),
+        0,
+        "a cancelled call opens no case"
+    );
     let kim = p.ctx.bearer_for(COMMITTEE[0], Role::Officer, None);
     let vote_body = json!({"version": 1, "approve": true, "reason": "fine"});
     refused(

@@ -90,6 +90,19 @@ pub fn find_call(c: &mut PgConnection, id: CallId) -> Result<CallRow, IntakeErro
         .ok_or(IntakeError::CallNotFound(id))
 }
 
+/// The call, read `FOR SHARE`: a draft or submission checked against it commits wholly
+/// before a cancellation request (which takes the row `FOR UPDATE`) or sees it. Lock order:
+/// the proposal, then the call.
+pub fn find_call_shared(c: &mut PgConnection, id: CallId) -> Result<CallRow, IntakeError> {
+    calls::table
+        .find(id.0)
+        .select(CallRow::as_select())
+        .for_share()
+        .first(c)
+        .optional()?
+        .ok_or(IntakeError::CallNotFound(id))
+}
+
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = proposals)]
 pub struct ProposalRow {

@@ -140,6 +140,18 @@ pub fn open_case(
     outbox: &mut OutboxTx<'_>,
     submitted: &ProposalSubmitted,
 ) -> Result<Handled, HandlerError> {
+    // A submission keyed by proposal can overtake the call's cancellation (keyed by call):
+    // a cancelled call opens no case.
+    let cancelled: Option<Option<chrono::DateTime<chrono::Utc>>> = calls::table
+        .find(submitted.call_id.0)
+        .select(calls::cancelled_at)
+        .for_share()
+        .first(conn)
+        .optional()?;
+    if let Some(Some(at)) = cancelled {
+        tracing::warn!(proposal_id = %submitted.proposal_id, call_id = %submitted.call_id, cancelled_at = %at, "submission to a cancelled call: no case opened");
+        return Ok(Handled::Ignored);
+    }
     let case_id = EvaluationCaseId::new();
     let opened_at = chrono::Utc::now();
     let members = serde_json::to_value(&submitted.members)

@@ -69,7 +69,7 @@ fn own_draft(
         // Another consortium's proposal does not exist, as far as this caller knows.
         return Err(IntakeError::ProposalNotFound(id));
     }
-    let call = find_call(c, CallId(row.call_id))?;
+    let call = crate::store::find_call_shared(c, CallId(row.call_id))?;
     require_open(&call)?;
     if row.status != "draft" {
         return Err(IntakeError::NotADraft {
@@ -130,7 +130,7 @@ pub async fn create_draft(
     let proposal = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let call = find_call(c, req.call_id)?;
+                let call = crate::store::find_call_shared(c, req.call_id)?;
                 require_open(&call)?;
                 crate::replacement::may_apply(c, &call, consortium)?;
                 let id = ProposalId::new();
