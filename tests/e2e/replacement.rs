@@ -469,6 +469,19 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         "COMMITTEE_TOO_SMALL",
     )
     .await;
+    // More names than four committees, even if only three distinct: refused before the
+    // list is de-duplicated.
+    let repeated: Vec<&str> = COMMITTEE.iter().copied().cycle().take(61).collect();
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &repeated),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "COMMITTEE_TOO_LARGE",
+    )
+    .await;
     // Sixteen distinct members: more than a committee may have.
     let sixteen: Vec<String> = (0..16).map(|i| format!("officer-{i}")).collect();
     let sixteen: Vec<&str> = sixteen.iter().map(String::as_str).collect();

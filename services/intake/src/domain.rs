@@ -135,17 +135,23 @@ pub fn validate_replacement(r: &Replacement) -> Result<(), Violation> {
     Ok(())
 }
 
-/// The committee's distinct members (trimmed), in the order first named.
+/// The committee's distinct members (trimmed), in the order first named (linear: a set of
+/// those seen).
 pub fn committee_members(committee: &[String]) -> Vec<String> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for m in committee {
         let m = m.trim();
-        if !m.is_empty() && !out.iter().any(|o| o == m) {
+        if !m.is_empty() && seen.insert(m) {
             out.push(m.to_owned());
         }
     }
     out
 }
+
+/// The most names a committee list may carry before de-duplication: repeats are forgiven,
+/// a list of thousands is refused before any work is done on it.
+pub const MAX_COMMITTEE_NAMED: usize = 4 * MAX_COMMITTEE;
 
 /// The least committee a replacement call may have.
 pub const MIN_COMMITTEE: usize = 3;

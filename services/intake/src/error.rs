@@ -52,7 +52,7 @@ pub enum IntakeError {
     },
     #[error("replaces.committee: a replacement call's committee needs at least 3 distinct members, got {0}")]
     CommitteeTooSmall(usize),
-    #[error("replaces.committee: a replacement call's committee has at most 15 distinct members, got {0}")]
+    #[error("replaces.committee: a replacement call's committee has at most 15 distinct members, named in at most 60 entries; got {0}")]
     CommitteeTooLarge(usize),
     #[error("consortium {consortium} already holds a place in the programme (selected by call {call}{matched}, not eliminated): a replacement call fills places for others")]
     HoldsPlace {

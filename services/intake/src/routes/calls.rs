@@ -22,6 +22,12 @@ pub async fn open_call(
 ) -> Result<HttpResponse, IntakeError> {
     caller.require(&[Role::Admin, Role::Officer], "open a call")?;
     let mut req = body.into_inner();
+    // Bounded before anything walks the list (an 8 MiB body holds about a million names).
+    if let Some(r) = &req.replaces {
+        if r.committee.len() > domain::MAX_COMMITTEE_NAMED {
+            return Err(IntakeError::CommitteeTooLarge(r.committee.len()));
+        }
+    }
     domain::validate_open_call(&req, Utc::now())?;
     if let Some(r) = req.replaces.as_mut() {
         r.gate = r.gate.trim().to_owned();
