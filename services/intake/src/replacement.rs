@@ -16,17 +16,24 @@ use uuid::Uuid;
 /// Why an applicant is barred from a replacement call.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Bar {
-    /// Eliminated at `gate`; `via` is `Some((consortium, brn))` when matched through a
-    /// member shared with that eliminated consortium.
+    /// Eliminated at `gate`; `via` is `Some((consortium, why))` when matched as a
+    /// re-registration of that eliminated consortium.
     Eliminated {
         gate: String,
-        via: Option<(Uuid, String)>,
+        via: Option<(Uuid, &'static str)>,
     },
     /// Selected by `call` and not eliminated.
     Survivor {
         call: Uuid,
-        via: Option<(Uuid, String)>,
+        via: Option<(Uuid, &'static str)>,
     },
+}
+
+/// A consortium's identity in one profile version: its lead's BRN and all members' BRNs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub lead: Option<String>,
+    pub all: BTreeSet<String>,
 }
 
 /// A business registration number compared by its digits (`123-45-67890` = `1234567890`).
@@ -34,22 +41,34 @@ pub fn brn_key(brn: &str) -> String {
     brn.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// The rule, as a plain function: `applicant` with its members' BRNs `own`; `eliminated`
-/// gives each gate (the call's own gate first, then earlier ones) with the consortia it
-/// eliminated; `selected` every (call, consortium) the programme selected; `brns` the
-/// member BRNs (of any profile version) of those consortia.
+/// Whether `own` is the consortium `other` registered again: the same lead, or most of its
+/// members (more than half of `other`'s BRNs). Sharing a partner (a university or a GPU
+/// supplier in several consortia) is not enough.
+pub fn same_consortium(own: &Identity, other: &Identity) -> Option<&'static str> {
+    if own.lead.is_some() && own.lead == other.lead {
+        return Some("the same lead");
+    }
+    let shared = own.all.intersection(&other.all).count();
+    (!other.all.is_empty() && shared * 2 > other.all.len()).then_some("most of the same members")
+}
+
+/// The rule, as a plain function: `applicant` with identity `own`; `eliminated` gives each
+/// gate (the call's own gate first, then earlier ones) with the consortia it eliminated;
+/// `selected` every (call, consortium) the programme selected; `identities` each profile
+/// version of those consortia.
 pub fn bar(
     applicant: Uuid,
-    own: &BTreeSet<String>,
+    own: &Identity,
     eliminated: &[(String, Vec<Uuid>)],
     selected: &[(Uuid, Uuid)],
-    brns: &BTreeMap<Uuid, BTreeSet<String>>,
+    identities: &BTreeMap<Uuid, Vec<Identity>>,
 ) -> Option<Bar> {
-    let shared = |other: Uuid| -> Option<(Uuid, String)> {
-        brns.get(&other)?
-            .intersection(own)
-            .next()
-            .map(|b| (other, b.clone()))
+    let same = |other: Uuid| -> Option<(Uuid, &'static str)> {
+        identities
+            .get(&other)?
+            .iter()
+            .find_map(|v| same_consortium(own, v))
+            .map(|why| (other, why))
     };
     let mut out: BTreeSet<Uuid> = BTreeSet::new();
     for (gate, ids) in eliminated {
@@ -62,7 +81,7 @@ pub fn bar(
         out.extend(ids.iter().copied());
     }
     for (gate, ids) in eliminated {
-        if let Some(via) = ids.iter().find_map(|&o| shared(o)) {
+        if let Some(via) = ids.iter().find_map(|&o| same(o)) {
             return Some(Bar::Eliminated {
                 gate: gate.clone(),
                 via: Some(via),
@@ -77,19 +96,26 @@ pub fn bar(
         });
     }
     survivors.iter().find_map(|(call, t)| {
-        shared(*t).map(|via| Bar::Survivor {
+        same(*t).map(|via| Bar::Survivor {
             call: *call,
             via: Some(via),
         })
     })
 }
 
-fn brns_of(members: &[Member]) -> BTreeSet<String> {
-    members
-        .iter()
-        .map(|m| brn_key(&m.business_registration_number))
-        .filter(|b| !b.is_empty())
-        .collect()
+fn identity_of(members: &[Member]) -> Identity {
+    Identity {
+        lead: members
+            .iter()
+            .find(|m| m.role == kaip_contracts::dto::intake::MemberRole::Lead)
+            .map(|m| brn_key(&m.business_registration_number))
+            .filter(|b| !b.is_empty()),
+        all: members
+            .iter()
+            .map(|m| brn_key(&m.business_registration_number))
+            .filter(|b| !b.is_empty())
+            .collect(),
+    }
 }
 
 /// Refuses while intake does not know whom every decided call of `programme` (every call
@@ -145,7 +171,7 @@ pub fn may_apply(
     };
     selections_known(c, call.programme_id)?;
     let own = find_consortium(c, consortium)?
-        .map(|k| brns_of(&k.members))
+        .map(|k| identity_of(&k.members))
         .unwrap_or_default();
     let gates: Vec<(String, serde_json::Value)> = decided_gates::table
         .order(decided_gates::decided_at.asc())
@@ -166,8 +192,18 @@ pub fn may_apply(
         q = q.filter(calls::programme_id.eq(programme));
     }
     let selected: Vec<(Uuid, Uuid)> = q.load(c)?;
-    let mut brns: BTreeMap<Uuid, BTreeSet<String>> = BTreeMap::new();
-    if !own.is_empty() {
+    // Another gate's eliminations count only within the call's programme (a team it
+    // selected): a consortium eliminated in another programme may apply here.
+    if call.programme_id.is_some() {
+        let ours: BTreeSet<Uuid> = selected.iter().map(|(_, t)| *t).collect();
+        for (gate, ids) in eliminated.iter_mut() {
+            if *gate != r.gate {
+                ids.retain(|t| ours.contains(t));
+            }
+        }
+    }
+    let mut brns: BTreeMap<Uuid, Vec<Identity>> = BTreeMap::new();
+    if !own.all.is_empty() {
         let others: Vec<Uuid> = eliminated
             .iter()
             .flat_map(|(_, ids)| ids.iter().copied())
@@ -183,11 +219,12 @@ pub fn may_apply(
             .load(c)?;
         for (id, members) in rows {
             let members: Vec<Member> = decode(&format!("consortium {id}: members"), members)?;
-            brns.entry(id).or_default().extend(brns_of(&members));
+            brns.entry(id).or_default().push(identity_of(&members));
         }
     }
-    let via = |v: Option<(Uuid, String)>| match v {
-        Some((other, brn)) => format!(" (as consortium {other}: a member with BRN {brn})"),
+    // The other consortium is not named: the applicant learns only why it matched.
+    let via = |v: Option<(Uuid, &'static str)>| match v {
+        Some((_, why)) => format!(" (registered again: {why} as that consortium)"),
         None => String::new(),
     };
     match bar(consortium.0, &own, &eliminated, &selected, &brns) {
@@ -207,12 +244,18 @@ pub fn may_apply(
 mod tests {
     use super::*;
 
-    fn set(v: &[&str]) -> BTreeSet<String> {
-        v.iter().map(|s| s.to_string()).collect()
+    fn id(lead: &str, rest: &[&str]) -> Identity {
+        Identity {
+            lead: Some(lead.into()),
+            all: std::iter::once(lead)
+                .chain(rest.iter().copied())
+                .map(String::from)
+                .collect(),
+        }
     }
 
     #[test]
-    fn an_applicant_eliminated_at_any_gate_or_surviving_or_sharing_a_member_is_barred() {
+    fn an_applicant_eliminated_at_any_gate_or_surviving_or_registered_again_is_barred() {
         let (me, x, y, s) = (
             Uuid::now_v7(),
             Uuid::now_v7(),
@@ -227,49 +270,53 @@ mod tests {
         let none = BTreeMap::new();
         // Eliminated at an earlier gate: named by that gate.
         assert_eq!(
-            bar(me, &set(&[]), &gates, &[], &none),
+            bar(me, &Identity::default(), &gates, &[], &none),
             Some(Bar::Eliminated {
                 gate: "gate-1".into(),
                 via: None
             })
         );
-        // A new id with a member of an eliminated consortium.
-        let brns = BTreeMap::from([(x, set(&["1234567890"])), (s, set(&["2222222222"]))]);
+        // A new id with the eliminated consortium's lead.
+        let ids = BTreeMap::from([
+            (x, vec![id("1111111111", &["3333333333", "4444444444"])]),
+            (s, vec![id("2222222222", &["5555555555", "6666666666"])]),
+        ]);
         assert_eq!(
-            bar(Uuid::now_v7(), &set(&["1234567890"]), &gates, &[], &brns),
+            bar(Uuid::now_v7(), &id("1111111111", &[]), &gates, &[], &ids),
             Some(Bar::Eliminated {
                 gate: "gate-2".into(),
-                via: Some((x, "1234567890".into()))
+                via: Some((x, "the same lead"))
             })
         );
-        // A survivor holds a place, by id or by a shared member; an eliminated team that
-        // was once selected is no survivor.
+        // A survivor holds a place, by id or registered again with most of its members;
+        // an eliminated team that was once selected is no survivor.
         let selected = vec![(call, s), (call, x)];
         assert_eq!(
-            bar(s, &set(&[]), &gates, &selected, &brns),
+            bar(s, &Identity::default(), &gates, &selected, &ids),
             Some(Bar::Survivor { call, via: None })
         );
         assert_eq!(
             bar(
                 Uuid::now_v7(),
-                &set(&["2222222222"]),
+                &id("9999999999", &["5555555555", "6666666666"]),
                 &gates,
                 &selected,
-                &brns
+                &ids
             ),
             Some(Bar::Survivor {
                 call,
-                via: Some((s, "2222222222".into()))
+                via: Some((s, "most of the same members"))
             })
         );
-        // Anyone else may apply.
+        // Sharing one partner with a survivor (a university in several consortia) is not
+        // a re-registration: the applicant may apply.
         assert_eq!(
             bar(
                 Uuid::now_v7(),
-                &set(&["9999999999"]),
+                &id("9999999999", &["5555555555", "7777777777", "8888888888"]),
                 &gates,
                 &selected,
-                &brns
+                &ids
             ),
             None
         );
