@@ -604,7 +604,10 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
     // Matched as the same consortium registered again, without naming the other one.
     let m = b["message"].as_str().expect("message");
     assert!(m.contains("registered again: the same lead"), "{b}");
-    assert!(!m.contains(&earlier.0.to_string()), "leaks the other consortium: {b}");
+    assert!(
+        !m.contains(&earlier.0.to_string()),
+        "leaks the other consortium: {b}"
+    );
 
     open_pool(&p, 1000).await;
     let applicants = review(&p, &call_id, "w").await;
@@ -730,6 +733,49 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         json!([applicants[0].0]),
         "the tally shows what the counted version selects"
     );
+    // The stored selection is re-checked at publication: unreadable is an internal error
+    // (never "select nobody"), and more teams than places (a version proposed before the
+    // bound) is refused. Written behind the append-only trigger, then put back.
+    let rewrite = |selected: String| {
+        format!(
+            "ALTER TABLE decision_versions DISABLE TRIGGER decision_versions_append_only; \
+             UPDATE decision_versions SET selected = '{selected}'::jsonb WHERE call_id = '{call_id}' AND version = {v}; \
+             ALTER TABLE decision_versions ENABLE TRIGGER decision_versions_append_only;"
+        )
+    };
+    for (selected, status, code) in [
+        (
+            "\"garbage\"".to_string(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+        ),
+        (
+            json!([applicants[0].0, applicants[1].0]).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+    ] {
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut p.scoring.conn(),
+            &rewrite(selected),
+        )
+        .expect("rewrite the stored selection");
+        refused(
+            &p.scoring,
+            SCORING_TABLES,
+            &publish,
+            &officer,
+            json!(null),
+            status,
+            code,
+        )
+        .await;
+    }
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut p.scoring.conn(),
+        &rewrite(json!([applicants[0].0]).to_string()),
+    )
+    .expect("put the stored selection back");
     let (s, published) = post(&p.scoring, &publish, &officer, json!(null)).await;
     assert_eq!(s, StatusCode::OK, "{published}");
     assert_eq!(published["kind"], "published");

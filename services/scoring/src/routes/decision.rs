@@ -354,8 +354,31 @@ pub async fn publish(
                         .collect::<Vec<_>>(),
                     &records::domain_ties(&ties),
                 );
-                let selected: Vec<ProposalId> =
-                    serde_json::from_value(proposed.selected.clone()).unwrap_or_default();
+                // An unreadable stored selection is a fault, never "select nobody" (L-d).
+                let selected: Vec<ProposalId> = serde_json::from_value(proposed.selected.clone())
+                    .map_err(|e| {
+                        CommonError::internal(anyhow::anyhow!(
+                            "call {call_id}: selection of version {} does not decode: {e}",
+                            proposed.version
+                        ))
+                    })?;
+                // A version proposed before the places bound existed may name more teams
+                // than the replacement call's places: never published (L-c).
+                if let Some(r) = call.replacement()? {
+                    if selected.len() > r.places.max(0) as usize {
+                        return Err(CommonError::validation(
+                            "override.selected",
+                            format!(
+                                "a replacement call for `{}` selects at most its {} place(s), waiver or not: version {} names {}; propose again",
+                                r.gate,
+                                r.places,
+                                proposed.version,
+                                selected.len()
+                            ),
+                        )
+                        .into());
+                    }
+                }
                 // A proposal withdrawn (or otherwise gone from the finalists) since this
                 // selection was proposed cannot be published as selected: the portfolio
                 // would be short of a team and might break its constraints. The officer
