@@ -1203,6 +1203,19 @@ async fn a_stuck_replacement_call_is_cancelled_on_record_and_its_gate_is_free_ag
         0,
         "a cancelled call opens no case"
     );
+    // Nor any evaluation step: assigning reviewers, closing a stage.
+    for step in ["assignments", "close"] {
+        refused(
+            &p.scoring,
+            SCORING_TABLES,
+            &format!("/calls/{stuck}/stages/0/{step}"),
+            &officer,
+            json!(null),
+            StatusCode::CONFLICT,
+            "CALL_CANCELLED",
+        )
+        .await;
+    }
     let kim = p.ctx.bearer_for(COMMITTEE[0], Role::Officer, None);
     let vote_body = json!({"version": 1, "approve": true, "reason": "fine"});
     refused(

@@ -141,6 +141,10 @@ pub fn configured_call(
     lock: bool,
 ) -> Result<(CallRow, EvaluationConfig), ScoringError> {
     let call = find_call(c, id, lock)?;
+    // Every step that locks the call changes it: a cancelled call takes none (L-a).
+    if lock {
+        call.not_cancelled()?;
+    }
     let config = call
         .config
         .clone()
