@@ -75,10 +75,8 @@ fn cancelled(
     outbox: &mut OutboxTx<'_>,
     ev: &ReplacementCallCancelled,
 ) -> Result<Handled, HandlerError> {
-    let state: Option<(
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    )> = calls::table
+    type At = Option<chrono::DateTime<chrono::Utc>>;
+    let state: Option<(At, At)> = calls::table
         .find(ev.call_id.0)
         .select((calls::published_at, calls::cancelled_at))
         .for_update()
