@@ -1546,4 +1546,22 @@ async fn a_team_eliminated_in_another_programme_may_apply_to_a_replacement_call(
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    // A stored member list that does not decode is an internal error, never an empty
+    // list that would switch the re-registration check off.
+    diesel::sql_query(format!(
+        "UPDATE consortium_versions SET members = '{{\"lead\": 1}}'::jsonb WHERE consortium_id = '{}'",
+        elsewhere.0
+    ))
+    .execute(&mut intake.conn())
+    .expect("corrupt the stored members");
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(elsewhere)),
+        json!({"call_id": call["id"], "title": "Again", "summary": "with corrupt members"}),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+    )
+    .await;
 }

@@ -6,7 +6,7 @@
 
 use crate::error::IntakeError;
 use crate::schema::{calls, consortium_versions, decided_gates, selected_teams};
-use crate::store::{decode, find_consortium, CallRow};
+use crate::store::{decode, CallRow};
 use diesel::prelude::*;
 use kaip_contracts::dto::intake::Member;
 use kaip_contracts::ConsortiumId;
@@ -165,14 +165,14 @@ pub fn may_apply(
     c: &mut PgConnection,
     call: &CallRow,
     consortium: ConsortiumId,
+    members: Option<&[Member]>,
 ) -> Result<(), IntakeError> {
     let Some(r) = call.replacement()? else {
         return Ok(());
     };
     selections_known(c, call.programme_id)?;
-    let own = find_consortium(c, consortium)?
-        .map(|k| identity_of(&k.members))
-        .unwrap_or_default();
+    // The members checked are the very ones the caller goes on with (loaded once).
+    let own = members.map(identity_of).unwrap_or_default();
     let gates: Vec<(String, serde_json::Value)> = decided_gates::table
         .order(decided_gates::decided_at.asc())
         .select((decided_gates::gate, decided_gates::eliminated))

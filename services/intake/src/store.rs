@@ -255,19 +255,26 @@ pub fn consortium_versions(
     if latest_only {
         q = q.limit(1);
     }
+    // A stored member list that does not decode is a fault (a database error, 500), never an
+    // empty list: that would switch off every rule read from the members (L-b).
     let mut out: Vec<ConsortiumVersion> = q
         .load::<(i32, String, serde_json::Value, String, DateTime<Utc>)>(c)?
         .into_iter()
-        .map(
-            |(version, name, members, recorded_by, recorded_at)| ConsortiumVersion {
+        .map(|(version, name, members, recorded_by, recorded_at)| {
+            let members = serde_json::from_value::<Vec<Member>>(members).map_err(|e| {
+                diesel::result::Error::DeserializationError(
+                    format!("consortium {id} version {version}: members do not decode: {e}").into(),
+                )
+            })?;
+            Ok(ConsortiumVersion {
                 version,
                 name,
-                members: serde_json::from_value::<Vec<Member>>(members).unwrap_or_default(),
+                members,
                 recorded_by,
                 recorded_at,
-            },
-        )
-        .collect();
+            })
+        })
+        .collect::<QueryResult<_>>()?;
     out.reverse();
     Ok(out)
 }

@@ -132,7 +132,13 @@ pub async fn create_draft(
             c.transaction(|c| {
                 let call = crate::store::find_call_shared(c, req.call_id)?;
                 require_open(&call)?;
-                crate::replacement::may_apply(c, &call, consortium)?;
+                let own = find_consortium(c, consortium)?;
+                crate::replacement::may_apply(
+                    c,
+                    &call,
+                    consortium,
+                    own.as_ref().map(|k| k.members.as_slice()),
+                )?;
                 let id = ProposalId::new();
                 let resources = serde_json::to_value(&req.resources).unwrap_or_default();
                 let portfolio = req
@@ -418,9 +424,9 @@ pub async fn submit(
                     };
                 }
                 let (row, call) = own_draft(c, id, consortium)?;
-                crate::replacement::may_apply(c, &call, consortium)?;
                 let members = find_consortium(c, consortium)?
                     .ok_or(IntakeError::ConsortiumNotRegistered(consortium))?;
+                crate::replacement::may_apply(c, &call, consortium, Some(&members.members))?;
                 let docs = documents(c, row.id)?;
                 let resources = row.resources();
                 let portfolio = row.portfolio();
