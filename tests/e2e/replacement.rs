@@ -1564,4 +1564,22 @@ async fn a_team_eliminated_in_another_programme_may_apply_to_a_replacement_call(
         "INTERNAL",
     )
     .await;
+    // Nor are a call's stored eligibility rules read as the defaults when they do not decode.
+    diesel::sql_query(format!(
+        "UPDATE calls SET eligibility = '\"garbage\"'::jsonb WHERE id = '{}'",
+        call["id"].as_str().expect("id")
+    ))
+    .execute(&mut intake.conn())
+    .expect("corrupt the stored rules");
+    let (s, b) = get(
+        intake,
+        &format!("/calls/{}", call["id"].as_str().expect("id")),
+        &officer,
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("INTERNAL")),
+        "{b}"
+    );
 }

@@ -56,20 +56,29 @@ impl CallRow {
             .transpose()
     }
 
-    pub fn rules(&self) -> EligibilityRules {
-        serde_json::from_value(self.eligibility.clone()).unwrap_or_default()
+    /// The call's eligibility rules; stored rules that do not decode are an internal error,
+    /// never the default rules (which would let ineligible consortia in).
+    pub fn rules(&self) -> Result<EligibilityRules, IntakeError> {
+        decode(
+            &format!("call {}: eligibility", self.id),
+            self.eligibility.clone(),
+        )
     }
 
-    pub fn required(&self) -> Vec<String> {
-        serde_json::from_value(self.required_documents.clone()).unwrap_or_default()
+    /// The documents the call requires (as [`CallRow::rules`]: never a silent default).
+    pub fn required(&self) -> Result<Vec<String>, IntakeError> {
+        decode(
+            &format!("call {}: required documents", self.id),
+            self.required_documents.clone(),
+        )
     }
 
     pub fn into_dto(self) -> Result<Call, IntakeError> {
         Ok(Call {
             replaces: self.replacement()?,
             cancelled_at: self.cancelled_at,
-            eligibility: self.rules(),
-            required_documents: self.required(),
+            eligibility: self.rules()?,
+            required_documents: self.required()?,
             id: self.id.into(),
             programme_id: self.programme_id,
             title: self.title,

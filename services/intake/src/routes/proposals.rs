@@ -279,7 +279,7 @@ pub async fn upload_document(
                     .load::<i64>(c)?
                     .into_iter()
                     .fold(0, i64::saturating_add);
-                domain::check_upload(&kind, &call.required(), content.len() as i64, others)?;
+                domain::check_upload(&kind, &call.required()?, content.len() as i64, others)?;
                 let values = (
                     proposal_documents::proposal_id.eq(id.0),
                     proposal_documents::kind.eq(&kind),
@@ -431,8 +431,8 @@ pub async fn submit(
                 let resources = row.resources();
                 let portfolio = row.portfolio();
                 let mut failures = domain::eligibility_failures(
-                    &call.rules(),
-                    &call.required(),
+                    &call.rules()?,
+                    &call.required()?,
                     &members.members,
                     &resources,
                     &docs,
