@@ -71,7 +71,13 @@ fn footprint(svc: &TestService, tables: &[&str]) -> Vec<i64> {
         .collect()
 }
 
-const INTAKE_TABLES: &[&str] = &["calls", "proposals", "decided_gates"];
+const INTAKE_TABLES: &[&str] = &[
+    "calls",
+    "proposals",
+    "decided_gates",
+    "call_cancellations",
+    "selected_teams",
+];
 const SCORING_TABLES: &[&str] = &["committee_votes", "decision_versions"];
 
 /// Refused with `status` and `code`, and nothing written in `svc`'s database.
@@ -121,37 +127,114 @@ fn milestones(p: &Platform) -> &TestService {
     &p.others[3]
 }
 
-pub(crate) async fn gate_decided(p: &Platform, eliminated: &[ConsortiumId]) {
+fn envelope(ev: &GateDecided) -> (String, Vec<u8>) {
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "milestones",
+        kaip_contracts::Actor::system("milestones"),
+        ev,
+    )
+    .expect("wrap");
+    (
+        env.aggregate_id.to_string(),
+        serde_json::to_vec(&env).expect("json"),
+    )
+}
+
+async fn produce(p: &Platform, key: &str, payload: &[u8]) {
+    p.ctx
+        .produce_raw(
+            &p.ctx.topic(kaip_contracts::topics::MILESTONES),
+            key,
+            payload,
+            &[("kaip-event-type", GateDecided::TYPE)],
+        )
+        .await;
+}
+
+/// Milestones decides `gate`, eliminating `eliminated`; waits until intake recorded it.
+async fn decide_gate(p: &Platform, gate: &str, eliminated: &[ConsortiumId]) -> GateDecided {
     let ev = GateDecided {
         gate_id: Uuid::now_v7(),
-        gate: "gate-1".into(),
+        gate: gate.into(),
         passed: vec![ConsortiumId::new(), ConsortiumId::new()],
         eliminated: eliminated.to_vec(),
         decided_at: chrono::Utc::now(),
     };
-    let env = kaip_contracts::EventEnvelope::wrap(
-        "milestones",
-        kaip_contracts::Actor::system("milestones"),
-        &ev,
-    )
-    .expect("wrap");
-    let payload = serde_json::to_vec(&env).expect("json");
-    // Twice: a redelivery changes nothing.
-    for _ in 0..2 {
-        p.ctx
-            .produce_raw(
-                &p.ctx.topic(kaip_contracts::topics::MILESTONES),
-                &env.aggregate_id.to_string(),
-                &payload,
-                &[("kaip-event-type", GateDecided::TYPE)],
-            )
-            .await;
-    }
+    let (key, payload) = envelope(&ev);
+    produce(p, &key, &payload).await;
     eventually(Duration::from_secs(60), || async {
-        (count(&p.intake, "SELECT count(*) FROM decided_gates") == 1).then_some(())
+        (count(
+            &p.intake,
+            &format!(
+                "SELECT count(*) FROM decided_gates WHERE gate_id = '{}'",
+                ev.gate_id
+            ),
+        ) == 1)
+            .then_some(())
     })
     .await
     .expect("intake learned the gate's decision");
+    ev
+}
+
+/// `gate-1` decided, eliminating `eliminated`; then redelivered (the same envelope, and a
+/// new envelope for the same gate id naming other teams, as a republication with a bug
+/// would): neither changes what intake recorded. A marker event produced after them on
+/// the same partition proves both were consumed before the check.
+pub(crate) async fn gate_decided(p: &Platform, eliminated: &[ConsortiumId]) {
+    let ev = decide_gate(p, "gate-1", eliminated).await;
+    let recorded = |p: &Platform| {
+        let mut c = p.intake.conn();
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+            "(SELECT eliminated::text || ' ' || learned_at::text FROM decided_gates WHERE gate_id = '{}')",
+            ev.gate_id
+        )))
+        .get_result::<String>(&mut c)
+        .expect("recorded")
+    };
+    let before = recorded(p);
+    let (key, payload) = envelope(&ev);
+    produce(p, &key, &payload).await;
+    let mut other = ev.clone();
+    other.eliminated = vec![
+        ConsortiumId::new(),
+        ConsortiumId::new(),
+        ConsortiumId::new(),
+    ];
+    other.decided_at = chrono::Utc::now();
+    produce(p, &key, &envelope(&other).1).await;
+    let marker = GateDecided {
+        gate_id: Uuid::now_v7(),
+        gate: "gate-marker".into(),
+        passed: vec![],
+        eliminated: vec![],
+        decided_at: chrono::Utc::now(),
+    };
+    produce(p, &key, &envelope(&marker).1).await;
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            &p.intake,
+            &format!(
+                "SELECT count(*) FROM decided_gates WHERE gate_id = '{}'",
+                marker.gate_id
+            ),
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("intake consumed the redeliveries and the marker after them");
+    assert_eq!(
+        recorded(p),
+        before,
+        "a redelivered GateDecided changed the recorded decision"
+    );
+    assert_eq!(
+        count(
+            &p.intake,
+            "SELECT count(*) FROM decided_gates WHERE gate = 'gate-1'"
+        ),
+        1
+    );
 }
 
 /// Opens the B200 2027H1 pool with `amount` GPUs from a government source.
@@ -397,6 +480,58 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         "COMMITTEE_TOO_SMALL",
     )
     .await;
+    // More names than four committees, even if only three distinct: refused before the
+    // list is de-duplicated.
+    let repeated: Vec<&str> = COMMITTEE.iter().copied().cycle().take(61).collect();
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &repeated),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "COMMITTEE_TOO_LARGE",
+    )
+    .await;
+    // Sixteen distinct members: more than a committee may have.
+    let sixteen: Vec<String> = (0..16).map(|i| format!("officer-{i}")).collect();
+    let sixteen: Vec<&str> = sixteen.iter().map(String::as_str).collect();
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &sixteen),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "COMMITTEE_TOO_LARGE",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .expect("message")
+            .contains("at most 15"),
+        "{b}"
+    );
+    // The award's model and period by the ledger's rules: a typo is refused at once.
+    for (field, value, name) in [
+        ("model", "b200", "replaces.award.model"),
+        ("period", "2027H3", "replaces.award.period"),
+    ] {
+        let mut body = replacement_call("gate-1", 1, &COMMITTEE);
+        body["replaces"]["award"][field] = json!(value);
+        let b = refused(
+            intake,
+            INTAKE_TABLES,
+            "/calls",
+            &officer,
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert!(b.to_string().contains(name), "{b}");
+    }
     let consortium = p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new()));
     refused(
         intake,
@@ -444,6 +579,46 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         "ELIMINATED_AT_GATE",
     )
     .await;
+    // Eliminated at another gate (gate-0): refused too, naming that gate; and a consortium
+    // registered afresh with a member of it (the same BRN), under a new id.
+    let earlier = ConsortiumId::new();
+    decide_gate(&p, "gate-0", &[earlier]).await;
+    kaip_e2e::register(&p, earlier, kaip_e2e::OrgType::LargeEnterprise).await;
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(earlier)),
+        json!({"call_id": call_id, "title": "Back again", "summary": "Eliminated earlier"}),
+        StatusCode::FORBIDDEN,
+        "ELIMINATED_AT_GATE",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .expect("message")
+            .contains("gate `gate-0`"),
+        "{b}"
+    );
+    let again = register_like(&p, earlier).await;
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(again)),
+        json!({"call_id": call_id, "title": "New name", "summary": "Same members"}),
+        StatusCode::FORBIDDEN,
+        "ELIMINATED_AT_GATE",
+    )
+    .await;
+    // Matched as the same consortium registered again, without naming the other one.
+    let m = b["message"].as_str().expect("message");
+    assert!(m.contains("registered again: the same lead"), "{b}");
+    assert!(
+        !m.contains(&earlier.0.to_string()),
+        "leaks the other consortium: {b}"
+    );
 
     open_pool(&p, 1000).await;
     let applicants = review(&p, &call_id, "w").await;
@@ -569,6 +744,49 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
         json!([applicants[0].0]),
         "the tally shows what the counted version selects"
     );
+    // The stored selection is re-checked at publication: unreadable is an internal error
+    // (never "select nobody"), and more teams than places (a version proposed before the
+    // bound) is refused. Written behind the append-only trigger, then put back.
+    let rewrite = |selected: String| {
+        format!(
+            "ALTER TABLE decision_versions DISABLE TRIGGER decision_versions_append_only; \
+             UPDATE decision_versions SET selected = '{selected}'::jsonb WHERE call_id = '{call_id}' AND version = {v}; \
+             ALTER TABLE decision_versions ENABLE TRIGGER decision_versions_append_only;"
+        )
+    };
+    for (selected, status, code) in [
+        (
+            "\"garbage\"".to_string(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+        ),
+        (
+            json!([applicants[0].0, applicants[1].0]).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+    ] {
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut p.scoring.conn(),
+            &rewrite(selected),
+        )
+        .expect("rewrite the stored selection");
+        refused(
+            &p.scoring,
+            SCORING_TABLES,
+            &publish,
+            &officer,
+            json!(null),
+            status,
+            code,
+        )
+        .await;
+    }
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut p.scoring.conn(),
+        &rewrite(json!([applicants[0].0]).to_string()),
+    )
+    .expect("put the stored selection back");
     let (s, published) = post(&p.scoring, &publish, &officer, json!(null)).await;
     assert_eq!(s, StatusCode::OK, "{published}");
     assert_eq!(published["kind"], "published");
@@ -654,7 +872,18 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
     .await;
     assert_eq!(s, StatusCode::CREATED, "{call}");
     let second = call["id"].as_str().expect("id").to_owned();
-    review(&p, &second, "n").await;
+    let finalists = review(&p, &second, "n").await;
+    // Waiving `teams` does not let the override select more than the call's one place.
+    let b = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!, $o: SelectionOverrideInput) { proposeSelection(callId: $c, overrideWith: $o) { version selected } }",
+            json!({ "c": second, "o": { "selected": [finalists[0].0, finalists[1].0], "reason": "both are good", "waivers": ["teams"] } }),
+        )
+        .await;
+    assert_eq!(error_code(&b), Some("VALIDATION_FAILED"), "{b}");
+    assert!(b.to_string().contains("override.selected"), "{b}");
+    assert!(b.to_string().contains("at most its 1 place"), "{b}");
     let body = p
         .graphql(
             Some(&officer),
@@ -719,4 +948,649 @@ async fn a_gate_opens_a_replacement_call_the_committee_decides_and_the_winner_is
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    let third = b["id"].as_str().expect("id").to_owned();
+
+    // The first call's winner survives (selected, not eliminated): it holds a place, so it
+    // may not apply again, nor may a consortium registered afresh with its members.
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &winner_token,
+        json!({"call_id": third, "title": "Another place", "summary": "We won one already"}),
+        StatusCode::FORBIDDEN,
+        "ALREADY_HOLDS_PLACE",
+    )
+    .await;
+    assert!(
+        b["message"].as_str().expect("message").contains(&call_id),
+        "{b}"
+    );
+    let alias = register_like(&p, winner).await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(alias)),
+        json!({"call_id": third, "title": "Another place", "summary": "Same members"}),
+        StatusCode::FORBIDDEN,
+        "ALREADY_HOLDS_PLACE",
+    )
+    .await;
+
+    // A team drafts while it may, then a gate eliminates it: its submission is refused.
+    let late = ConsortiumId::new();
+    kaip_e2e::register(&p, late, kaip_e2e::OrgType::LargeEnterprise).await;
+    let late_token = p.ctx.bearer(Role::Consortium, Some(late));
+    let (s, d) = post(
+        intake,
+        "/proposals",
+        &late_token,
+        json!({"call_id": third, "title": "Late", "summary": "Drafted before gate-2"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    decide_gate(&p, "gate-2", &[late]).await;
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        &format!("/proposals/{}/submit", d["id"].as_str().expect("id")),
+        &late_token,
+        json!({"idempotency_key": "late-1"}),
+        StatusCode::FORBIDDEN,
+        "ELIMINATED_AT_GATE",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .expect("message")
+            .contains("gate `gate-2`"),
+        "{b}"
+    );
+}
+
+/// Registers a new consortium with the same members (the same BRNs) as `like`, as
+/// `kaip_e2e::register` registered it; returns the new id.
+async fn register_like(p: &Platform, like: ConsortiumId) -> ConsortiumId {
+    let seed = (like.0.as_u128() % 100_000_000) as u32;
+    let id = ConsortiumId::new();
+    let token = p.ctx.bearer(Role::Consortium, Some(id));
+    let input = json!({ "name": format!("Renamed {seed}"),
+                        "members": kaip_e2e::member_inputs(seed, kaip_e2e::OrgType::LargeEnterprise) });
+    let body = p
+        .graphql(
+            Some(&token),
+            kaip_e2e::REGISTER,
+            json!({ "id": id, "input": input }),
+        )
+        .await;
+    ok(&body);
+    id
+}
+
+fn scoring_knows(p: &Platform, call: &str, condition: &str) -> bool {
+    count(
+        &p.scoring,
+        &format!("SELECT count(*) FROM calls WHERE id = '{call}' AND {condition}"),
+    ) == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stuck_replacement_call_is_cancelled_on_record_and_its_gate_is_free_again() {
+    let p = Platform::start().await;
+    p.intake.wait_assigned().await;
+    p.scoring.wait_assigned().await;
+    let officer = p.ctx.bearer_for("officer-kim", Role::Officer, None);
+    let intake = &p.intake;
+    let eliminated = [ConsortiumId::new(), ConsortiumId::new()];
+    decide_gate(&p, "gate-1", &eliminated).await;
+
+    let (s, ordinary) = post(
+        intake,
+        "/calls",
+        &officer,
+        json!({"title": "An ordinary call", "opens_at": chrono::Utc::now() - chrono::Duration::minutes(1),
+               "closes_at": chrono::Utc::now() + chrono::Duration::hours(2)}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{ordinary}");
+    let ordinary = ordinary["id"].as_str().expect("id").to_owned();
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 2, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let stuck = call["id"].as_str().expect("id").to_owned();
+    let cancel = |id: &str| format!("/calls/{id}/cancel");
+
+    // Only a replacement call, by staff, with a reason.
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &cancel(&ordinary),
+        &officer,
+        json!({"reason": "not needed"}),
+        StatusCode::CONFLICT,
+        "NOT_A_REPLACEMENT_CALL",
+    )
+    .await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &cancel(&stuck),
+        &officer,
+        json!({"reason": "   "}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &cancel(&stuck),
+        &p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new())),
+        json!({"reason": "we would like it gone"}),
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    )
+    .await;
+
+    let (s, c) = post(
+        intake,
+        &cancel(&stuck),
+        &officer,
+        json!({"reason": "No applicant by the deadline"}),
+    )
+    .await;
+    // Asked, not yet decided: scoring owns publication and answers.
+    assert_eq!(s, StatusCode::ACCEPTED, "{c}");
+    assert_eq!(
+        (
+            c["gate"].as_str(),
+            c["cancelled_by"].as_str(),
+            c["reason"].as_str()
+        ),
+        (
+            Some("gate-1"),
+            Some("officer-kim"),
+            Some("No applicant by the deadline")
+        ),
+        "{c}"
+    );
+    // On record, never deleted: the call is still there, marked once scoring confirmed,
+    // with the cancellation row.
+    eventually(Duration::from_secs(60), || async {
+        let (_, shown) = get(intake, &format!("/calls/{stuck}"), &officer).await;
+        (!shown["cancelled_at"].is_null()).then_some(())
+    })
+    .await
+    .expect("scoring confirmed the cancellation");
+    assert_eq!(
+        count(
+            intake,
+            &format!("SELECT count(*) FROM call_cancellations WHERE call_id = '{stuck}' AND confirmed_at IS NOT NULL AND refused_at IS NULL")
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            intake,
+            &format!("SELECT count(*) FROM call_cancellations WHERE call_id = '{stuck}' AND cancelled_by = 'officer-kim'")
+        ),
+        1
+    );
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &cancel(&stuck),
+        &officer,
+        json!({"reason": "again"}),
+        StatusCode::CONFLICT,
+        "CALL_CANCELLED",
+    )
+    .await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(ConsortiumId::new())),
+        json!({"call_id": stuck, "title": "Late", "summary": "Too late"}),
+        StatusCode::CONFLICT,
+        "CALL_CANCELLED",
+    )
+    .await;
+
+    // Scoring learns it and refuses the cancelled call's later steps; an ordinary call has
+    // no committee to vote.
+    eventually(Duration::from_secs(60), || async {
+        (scoring_knows(&p, &stuck, "cancelled_at IS NOT NULL")
+            && scoring_knows(&p, &ordinary, "true"))
+        .then_some(())
+    })
+    .await
+    .expect("scoring learned the cancellation");
+    // A submission that overtook the cancellation (keyed by proposal, another partition)
+    // opens no case for the cancelled call.
+    let mut late = kaip_testkit::fixtures::proposal_submitted("Raced the cancellation");
+    late.call_id = kaip_contracts::CallId(stuck.parse().expect("uuid"));
+    let env = kaip_contracts::EventEnvelope::wrap(
+        "intake",
+        kaip_contracts::Actor::system("intake"),
+        &late,
+    )
+    .expect("wrap");
+    p.ctx
+        .produce_raw(
+            &p.ctx.topic(kaip_contracts::topics::INTAKE),
+            &env.aggregate_id.to_string(),
+            &serde_json::to_vec(&env).expect("json"),
+            &[(
+                "kaip-event-type",
+                kaip_contracts::events::ProposalSubmitted::TYPE,
+            )],
+        )
+        .await;
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            &p.scoring,
+            &format!(
+                "SELECT count(*) FROM kaip_inbox WHERE event_id = '{}'",
+                env.id.0
+            ),
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("scoring consumed the late submission");
+    assert_eq!(
+        count(
+            &p.scoring,
+            &format!("SELECT count(*) FROM evaluation_cases WHERE call_id = '{stuck}'")
+        ),
+        0,
+        "a cancelled call opens no case"
+    );
+    // Nor any evaluation step: assigning reviewers, closing a stage.
+    for step in ["assignments", "close"] {
+        refused(
+            &p.scoring,
+            SCORING_TABLES,
+            &format!("/calls/{stuck}/stages/0/{step}"),
+            &officer,
+            json!(null),
+            StatusCode::CONFLICT,
+            "CALL_CANCELLED",
+        )
+        .await;
+    }
+    let kim = p.ctx.bearer_for(COMMITTEE[0], Role::Officer, None);
+    let vote_body = json!({"version": 1, "approve": true, "reason": "fine"});
+    refused(
+        &p.scoring,
+        SCORING_TABLES,
+        &format!("/calls/{stuck}/selection/votes"),
+        &kim,
+        vote_body.clone(),
+        StatusCode::CONFLICT,
+        "CALL_CANCELLED",
+    )
+    .await;
+    refused(
+        &p.scoring,
+        SCORING_TABLES,
+        &format!("/calls/{ordinary}/selection/votes"),
+        &kim,
+        vote_body.clone(),
+        StatusCode::CONFLICT,
+        "NOT_A_REPLACEMENT_CALL",
+    )
+    .await;
+
+    // The gate is free: a new replacement call opens (the partial unique index let go),
+    // and is cancelled through the gateway in turn.
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 2, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let body = p
+        .graphql(
+            Some(&officer),
+            "mutation($c: UUID!, $r: String!) { cancelReplacementCall(callId: $c, reason: $r) { callId gate cancelledBy } }",
+            json!({ "c": call["id"], "r": "The committee was reconstituted" }),
+        )
+        .await;
+    assert_eq!(
+        ok(&body)["cancelReplacementCall"]["cancelledBy"],
+        "officer-kim"
+    );
+    let second = call["id"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            intake,
+            &format!(
+                "SELECT count(*) FROM calls WHERE id = '{second}' AND cancelled_at IS NOT NULL"
+            ),
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("scoring confirmed the second cancellation");
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 2, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let live = call["id"].as_str().expect("id").to_owned();
+
+    // An unreadable stored link is an internal error, never an ordinary call: the
+    // eliminated team is not let in, and the committee is not switched off.
+    let corrupt =
+        format!("UPDATE calls SET replaces = '{{\"gate\": 5}}'::jsonb WHERE id = '{live}'");
+    diesel::sql_query(&corrupt)
+        .execute(&mut intake.conn())
+        .expect("corrupt intake's link");
+    let (s, b) = get(intake, &format!("/calls/{live}"), &officer).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("INTERNAL")),
+        "{b}"
+    );
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(eliminated[0])),
+        json!({"call_id": live, "title": "Back", "summary": "through a corrupt link"}),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+    )
+    .await;
+    eventually(Duration::from_secs(60), || async {
+        scoring_knows(&p, &live, "replaces IS NOT NULL").then_some(())
+    })
+    .await
+    .expect("scoring knows the live call");
+    diesel::sql_query(&corrupt)
+        .execute(&mut p.scoring.conn())
+        .expect("corrupt scoring's link");
+    refused(
+        &p.scoring,
+        SCORING_TABLES,
+        &format!("/calls/{live}/selection/votes"),
+        &kim,
+        vote_body,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+    )
+    .await;
+}
+
+/// Scoring owns publication, so it decides a cancellation. Here scoring published the call
+/// while intake had not heard of it yet (its consumer lagging): the officer's cancellation is
+/// accepted as a request only, the gate stays locked (no second call for the same places),
+/// scoring refuses it with the reason, intake records the refusal, and the call is never
+/// marked cancelled on either side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancellation_of_a_call_scoring_already_published_is_refused_and_the_gate_stays_filled() {
+    let p = Platform::start().await;
+    p.intake.wait_assigned().await;
+    p.scoring.wait_assigned().await;
+    let officer = p.ctx.bearer_for("officer-kim", Role::Officer, None);
+    let intake = &p.intake;
+    decide_gate(&p, "gate-1", &[ConsortiumId::new()]).await;
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let id = call["id"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(60), || async {
+        scoring_knows(&p, &id, "true").then_some(())
+    })
+    .await
+    .expect("scoring knows the call");
+    // Scoring published the selection; its `SelectionPublished` has not reached intake.
+    diesel::sql_query(format!(
+        "UPDATE calls SET published_at = now() WHERE id = '{id}'"
+    ))
+    .execute(&mut p.scoring.conn())
+    .expect("published in scoring");
+
+    let (s, c) = post(
+        intake,
+        &format!("/calls/{id}/cancel"),
+        &officer,
+        json!({"reason": "No applicant, we think"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{c}");
+    // Until scoring answers the gate stays locked: no second call for the same place.
+    // (Scoring's answer may land meanwhile, so only the calls are counted here; the full
+    // footprint is checked below, once it has.)
+    let calls_before = count(intake, "SELECT count(*) FROM calls");
+    let (s, b) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("REPLACEMENT_CALL_EXISTS")),
+        "{b}"
+    );
+    assert_eq!(count(intake, "SELECT count(*) FROM calls"), calls_before);
+    eventually(Duration::from_secs(60), || async {
+        (count(
+            intake,
+            &format!("SELECT count(*) FROM call_cancellations WHERE call_id = '{id}' AND refused_at IS NOT NULL AND refusal LIKE '%published%' AND confirmed_at IS NULL"),
+        ) == 1)
+            .then_some(())
+    })
+    .await
+    .expect("intake recorded scoring's refusal");
+    assert_eq!(
+        count(
+            intake,
+            &format!("SELECT count(*) FROM calls WHERE id = '{id}' AND cancelled_at IS NULL")
+        ),
+        1,
+        "the refused cancellation must not free the gate"
+    );
+    assert!(scoring_knows(
+        &p,
+        &id,
+        "cancelled_at IS NULL AND published_at IS NOT NULL"
+    ));
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &COMMITTEE),
+        StatusCode::CONFLICT,
+        "REPLACEMENT_CALL_EXISTS",
+    )
+    .await;
+    // A second request is refused at once: the call has one cancellation on record.
+    refused(
+        intake,
+        INTAKE_TABLES,
+        &format!("/calls/{id}/cancel"),
+        &officer,
+        json!({"reason": "again"}),
+        StatusCode::CONFLICT,
+        "CALL_CANCELLED",
+    )
+    .await;
+}
+
+/// A selection published before intake recorded selected teams (the programme's main call,
+/// months before any gate) leaves intake unable to tell a survivor from a newcomer: until it
+/// knows every decided call's teams, a replacement call neither opens nor takes a draft
+/// (`SELECTIONS_UNKNOWN`), nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replacement_calls_wait_while_a_decided_calls_selection_is_unknown() {
+    let p = Platform::start().await;
+    p.intake.wait_assigned().await;
+    let officer = p.ctx.bearer_for("officer-kim", Role::Officer, None);
+    let intake = &p.intake;
+    decide_gate(&p, "gate-1", &[ConsortiumId::new(), ConsortiumId::new()]).await;
+    let (s, call) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-1", 1, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let live = call["id"].as_str().expect("id").to_owned();
+    // The main call, decided (3 selected) before intake recorded whom it selected.
+    let main = Uuid::now_v7();
+    diesel::sql_query(format!(
+        "INSERT INTO calls (id, title, opens_at, closes_at, created_by, eligibility, required_documents, decided_at, filled) \
+         VALUES ('{main}', 'Main call', now() - interval '300 days', now() - interval '200 days', 'officer-kim', '{{}}'::jsonb, '[]'::jsonb, now() - interval '150 days', 3)"
+    ))
+    .execute(&mut intake.conn())
+    .expect("a call decided before the deploy");
+    let newcomer = ConsortiumId::new();
+    let b = refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(newcomer)),
+        json!({"call_id": live, "title": "New", "summary": "a newcomer or a survivor?"}),
+        StatusCode::CONFLICT,
+        "SELECTIONS_UNKNOWN",
+    )
+    .await;
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&main.to_string()),
+        "{b}"
+    );
+    decide_gate(&p, "gate-2", &[ConsortiumId::new()]).await;
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/calls",
+        &officer,
+        replacement_call("gate-2", 1, &COMMITTEE),
+        StatusCode::CONFLICT,
+        "SELECTIONS_UNKNOWN",
+    )
+    .await;
+    // Once intake knows whom it selected (here written as a replay would), both proceed.
+    for _ in 0..3 {
+        diesel::sql_query(format!(
+            "INSERT INTO selected_teams (call_id, consortium_id, selected_at) VALUES ('{main}', '{}', now())",
+            Uuid::now_v7()
+        ))
+        .execute(&mut intake.conn())
+        .expect("selection recorded");
+    }
+    let (s, b) = post(
+        intake,
+        "/calls",
+        &officer,
+        replacement_call("gate-2", 1, &COMMITTEE),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = post(
+        intake,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(newcomer)),
+        json!({"call_id": live, "title": "New", "summary": "a newcomer"}),
+    )
+    .await;
+    assert_ne!(b["code"].as_str(), Some("SELECTIONS_UNKNOWN"), "{s} {b}");
+}
+
+/// Eliminations from another programme's gates do not bar an applicant: only this call's
+/// gate, and earlier gates' eliminations of teams this programme selected, count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_team_eliminated_in_another_programme_may_apply_to_a_replacement_call() {
+    let p = Platform::start().await;
+    p.intake.wait_assigned().await;
+    let officer = p.ctx.bearer_for("officer-kim", Role::Officer, None);
+    let intake = &p.intake;
+    let (s, prog) = post(
+        intake,
+        "/programmes",
+        &officer,
+        json!({"name": "K-AIP 2026", "fiscal_year": 2026}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{prog}");
+    // Eliminated in the 2025 programme (never selected in this one).
+    let elsewhere = ConsortiumId::new();
+    kaip_e2e::register(&p, elsewhere, kaip_e2e::OrgType::LargeEnterprise).await;
+    decide_gate(&p, "gate-2025", &[elsewhere]).await;
+    decide_gate(&p, "gate-1", &[ConsortiumId::new()]).await;
+    let mut body = replacement_call("gate-1", 1, &COMMITTEE);
+    body["programme_id"] = prog["id"].clone();
+    let (s, call) = post(intake, "/calls", &officer, body).await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let (s, b) = post(
+        intake,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(elsewhere)),
+        json!({"call_id": call["id"], "title": "A new programme", "summary": "a fresh start"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // A stored member list that does not decode is an internal error, never an empty
+    // list that would switch the re-registration check off.
+    diesel::sql_query(format!(
+        "UPDATE consortium_versions SET members = '{{\"lead\": 1}}'::jsonb WHERE consortium_id = '{}'",
+        elsewhere.0
+    ))
+    .execute(&mut intake.conn())
+    .expect("corrupt the stored members");
+    refused(
+        intake,
+        INTAKE_TABLES,
+        "/proposals",
+        &p.ctx.bearer(Role::Consortium, Some(elsewhere)),
+        json!({"call_id": call["id"], "title": "Again", "summary": "with corrupt members"}),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+    )
+    .await;
+    // Nor are a call's stored eligibility rules read as the defaults when they do not decode.
+    diesel::sql_query(format!(
+        "UPDATE calls SET eligibility = '\"garbage\"'::jsonb WHERE id = '{}'",
+        call["id"].as_str().expect("id")
+    ))
+    .execute(&mut intake.conn())
+    .expect("corrupt the stored rules");
+    let (s, b) = get(
+        intake,
+        &format!("/calls/{}", call["id"].as_str().expect("id")),
+        &officer,
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("INTERNAL")),
+        "{b}"
+    );
 }

@@ -361,6 +361,11 @@ impl Call {
     async fn replaces(&self) -> Option<super::replacement::CallReplacement> {
         self.0.replaces.clone().map(Into::into)
     }
+
+    /// When an officer cancelled this replacement call (`cancelReplacementCall`).
+    async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.cancelled_at
+    }
 }
 
 #[derive(SimpleObject, Clone, Debug)]

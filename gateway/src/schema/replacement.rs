@@ -138,6 +138,41 @@ impl From<dto::CommitteeTally> for CommitteeTally {
     }
 }
 
+/// A replacement call's cancellation as asked: who, when (`cancelledAt`: when asked), why (a
+/// record, never a deletion). Scoring decides it: confirmed, the call's `cancelledAt` is set
+/// and its gate freed; refused if the selection was published first.
+#[derive(SimpleObject)]
+pub struct CallCancellation {
+    pub call_id: Uuid,
+    pub gate: String,
+    pub reason: String,
+    pub cancelled_by: String,
+    pub cancelled_at: DateTime<Utc>,
+}
+
+/// A replacement award the ledger could not offer when the selection was published (the
+/// pool missing or short): owed to the winner until offers the winner accepted cover it.
+#[derive(SimpleObject)]
+pub struct OwedAward {
+    pub call_id: Uuid,
+    pub consortium_id: Uuid,
+    pub model: String,
+    pub period: String,
+    pub count: Int64,
+    /// The ledger's refusal: `POOL_NOT_FOUND`, `EXCEEDS_CREDITS`, ...
+    pub code: String,
+    pub message: String,
+    pub refused_at: DateTime<Utc>,
+    /// GPUs of the award's model offered for this call and team (each offer's largest
+    /// option), accepted or not.
+    pub offered: Int64,
+    /// GPUs of the award's model in the options the team accepted.
+    pub accepted: Int64,
+    /// Accepted offers do not cover `count` yet (an offer unaccepted, expired, declined
+    /// or for fewer GPUs settles nothing).
+    pub owed: bool,
+}
+
 #[derive(Default)]
 pub struct ReplacementQuery;
 
@@ -161,6 +196,38 @@ impl ReplacementQuery {
             .await
             .map_err(upstream)?;
         Ok(t.into())
+    }
+
+    /// Replacement awards the ledger could not offer (ministry staff), newest first; with
+    /// `owedOnly` (the default) only those accepted offers do not cover yet.
+    async fn owed_awards(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = true)] owed_only: bool,
+    ) -> async_graphql::Result<Vec<OwedAward>> {
+        let authed = caller_with(ctx, STAFF, "read owed replacement awards")?;
+        let list: Vec<kaip_contracts::dto::gpu::AwardRefusal> = ctx
+            .data::<Services>()?
+            .gpu_ledger
+            .get(&format!("/awards?owed={owed_only}"), Some(&authed.token))
+            .await
+            .map_err(upstream)?;
+        Ok(list
+            .into_iter()
+            .map(|a| OwedAward {
+                call_id: a.call_id.0,
+                consortium_id: a.consortium_id.0,
+                model: a.model,
+                period: a.period,
+                count: Int64(a.count),
+                code: a.code,
+                message: a.message,
+                refused_at: a.refused_at,
+                offered: Int64(a.offered),
+                accepted: Int64(a.accepted),
+                owed: a.owed,
+            })
+            .collect())
     }
 }
 
@@ -197,5 +264,39 @@ impl ReplacementMutation {
             .await
             .map_err(upstream)?;
         Ok(t.into())
+    }
+
+    /// Asks to cancel a stuck replacement call (no published selection), with the reason
+    /// (required): recorded with who and when, the call kept and closed to new proposals.
+    /// Scoring, which owns publication, decides: once it confirms, the call's `cancelledAt`
+    /// is set, its gate is free for a new replacement call and scoring refuses the call's
+    /// later steps (`CALL_CANCELLED`); if the selection was published first, the
+    /// cancellation is refused and the gate stays filled. `NOT_A_REPLACEMENT_CALL` for an
+    /// ordinary call, `CALL_DECIDED` once intake saw it published, `CALL_CANCELLED` if asked
+    /// already.
+    async fn cancel_replacement_call(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Uuid,
+        reason: String,
+    ) -> async_graphql::Result<CallCancellation> {
+        let authed = caller_with(ctx, STAFF, "cancel a replacement call")?;
+        let c: kaip_contracts::dto::intake::CallCancellation = ctx
+            .data::<Services>()?
+            .intake
+            .post(
+                &format!("/calls/{call_id}/cancel"),
+                &kaip_contracts::dto::intake::CancelCall { reason },
+                Some(&authed.token),
+            )
+            .await
+            .map_err(upstream)?;
+        Ok(CallCancellation {
+            call_id: c.call_id.0,
+            gate: c.gate,
+            reason: c.reason,
+            cancelled_by: c.cancelled_by,
+            cancelled_at: c.cancelled_at,
+        })
     }
 }

@@ -8,8 +8,8 @@ use crate::domain::ledger::{Kind, TransferError, TransferRequest};
 use crate::domain::offers::{self, OpenReservation, PlannedGrant, Reservation, TeamGrant};
 use crate::error::LedgerError;
 use crate::schema::{
-    gpu_eliminations, gpu_gate_passes, gpu_offer_acceptances, gpu_offer_reservations, gpu_offers,
-    gpu_teams, gpu_tranches, ledger_accounts, ledger_transfers,
+    gpu_award_refusals, gpu_eliminations, gpu_gate_passes, gpu_offer_acceptances,
+    gpu_offer_reservations, gpu_offers, gpu_teams, gpu_tranches, ledger_accounts, ledger_transfers,
 };
 use crate::store::{self, AccountRow, TransferRow};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -222,16 +222,123 @@ pub fn offer_replacement_award(
             Ok(_) => n += 1,
             // The database failing is not a refusal: the whole event is retried.
             Err(e @ LedgerError::Common(kaip_service::CommonError::Internal(_))) => return Err(e),
-            Err(e) => tracing::warn!(
-                call = %ev.call_id.0,
-                consortium = %t.consortium_id.0,
-                code = e.code(),
-                error = %e,
-                "replacement award not offered: the team is selected; an officer makes the offer by hand"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    call = %ev.call_id.0,
+                    consortium = %t.consortium_id.0,
+                    code = e.code(),
+                    error = %e,
+                    "replacement award not offered: the team is selected; an officer makes the offer by hand"
+                );
+                // Kept as a row staff read (`GET /awards`): the award is still owed. The
+                // first refusal stands; nothing retries it.
+                diesel::insert_into(gpu_award_refusals::table)
+                    .values((
+                        gpu_award_refusals::call_id.eq(ev.call_id.0),
+                        gpu_award_refusals::consortium_id.eq(t.consortium_id.0),
+                        gpu_award_refusals::model.eq(&award.model),
+                        gpu_award_refusals::period.eq(&award.period),
+                        gpu_award_refusals::count.eq(award.count),
+                        gpu_award_refusals::code.eq(e.code()),
+                        gpu_award_refusals::message.eq(e.to_string()),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+                n += 1;
+            }
         }
     }
     Ok(n)
+}
+
+/// Replacement awards the ledger could not offer, newest first. An award stays `owed` until
+/// offers for the call and team that the team *accepted* cover its count in the award's
+/// model (the accepted option's tranches of that model): an offer made but not accepted, or
+/// expired, or for fewer GPUs settles nothing. `offered` and `accepted` show how far it got.
+pub fn award_refusals(
+    conn: &mut PgConnection,
+    only_owed: bool,
+) -> Result<Vec<dto::AwardRefusal>, LedgerError> {
+    type Row = (
+        Uuid,
+        Uuid,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        DateTime<Utc>,
+    );
+    let rows: Vec<Row> = gpu_award_refusals::table
+        .order((
+            gpu_award_refusals::refused_at.desc(),
+            gpu_award_refusals::call_id,
+            gpu_award_refusals::consortium_id,
+        ))
+        .select((
+            gpu_award_refusals::call_id,
+            gpu_award_refusals::consortium_id,
+            gpu_award_refusals::model,
+            gpu_award_refusals::period,
+            gpu_award_refusals::count,
+            gpu_award_refusals::code,
+            gpu_award_refusals::message,
+            gpu_award_refusals::refused_at,
+        ))
+        .load(conn)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (call, team, model, period, count, code, message, refused_at) in rows {
+        let offers: Vec<(serde_json::Value, Option<i32>)> = gpu_offers::table
+            .left_join(
+                gpu_offer_acceptances::table.on(gpu_offer_acceptances::offer_id.eq(gpu_offers::id)),
+            )
+            .filter(gpu_offers::call_id.eq(call))
+            .filter(gpu_offers::consortium_id.eq(team))
+            .select((
+                gpu_offers::options,
+                gpu_offer_acceptances::option_index.nullable(),
+            ))
+            .load(conn)?;
+        let (mut offered, mut accepted) = (0i64, 0i64);
+        for (options, chosen) in offers {
+            let options: Vec<serde_json::Value> = serde_json::from_value(options).map_err(|e| {
+                kaip_service::CommonError::internal(anyhow::anyhow!(
+                    "offer options of call {call}, team {team} do not decode: {e}"
+                ))
+            })?;
+            let units = |o: &serde_json::Value| -> i64 {
+                if o["model"].as_str() != Some(model.as_str()) {
+                    return 0;
+                }
+                o["tranches"]
+                    .as_array()
+                    .map(|ts| ts.iter().filter_map(|t| t["count"].as_i64()).sum())
+                    .unwrap_or(0)
+            };
+            offered += options.iter().map(&units).max().unwrap_or(0);
+            if let Some(i) = chosen {
+                accepted += options.get(i as usize).map(&units).unwrap_or(0);
+            }
+        }
+        let owed = accepted < count;
+        if only_owed && !owed {
+            continue;
+        }
+        out.push(dto::AwardRefusal {
+            call_id: call.into(),
+            consortium_id: team.into(),
+            model,
+            period,
+            count,
+            code,
+            message,
+            refused_at,
+            offered,
+            accepted,
+            owed,
+        });
+    }
+    Ok(out)
 }
 
 type TeamRow = (Uuid, Uuid, String, String, serde_json::Value, DateTime<Utc>);

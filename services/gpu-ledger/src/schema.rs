@@ -102,6 +102,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    gpu_award_refusals (call_id, consortium_id) {
+        call_id -> Uuid,
+        consortium_id -> Uuid,
+        model -> Text,
+        period -> Text,
+        count -> Int8,
+        code -> Text,
+        message -> Text,
+        refused_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     gpu_offers (id) {
         id -> Uuid,
         consortium_id -> Uuid,
@@ -194,6 +207,7 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    gpu_award_refusals,
     gpu_models,
     gpu_model_factors,
     ledger_accounts,

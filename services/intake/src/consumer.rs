@@ -3,10 +3,12 @@
 //! And to milestones' `GateDecided`: the gates a replacement call may name, with the teams
 //! they eliminated.
 
-use crate::schema::{calls, decided_gates, proposals};
+use crate::schema::{call_cancellations, calls, decided_gates, proposals, selected_teams};
 use diesel::prelude::*;
 use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
-use kaip_contracts::events::{GateDecided, SelectionPublished, WithdrawalRefused};
+use kaip_contracts::events::{
+    GateDecided, ReplacementCallCancellationDecided, SelectionPublished, WithdrawalRefused,
+};
 use kaip_contracts::{DomainEvent, EventEnvelope};
 
 pub struct ScoringEvents;
@@ -22,6 +24,9 @@ impl EventHandler for ScoringEvents {
             t if t == SelectionPublished::TYPE => decided(conn, &event.decode()?),
             t if t == WithdrawalRefused::TYPE => withdrawal_refused(conn, &event.decode()?),
             t if t == GateDecided::TYPE => gate_decided(conn, &event.decode()?),
+            t if t == ReplacementCallCancellationDecided::TYPE => {
+                cancellation_decided(conn, &event.decode()?)
+            }
             _ => Ok(Handled::Ignored),
         }
     }
@@ -41,7 +46,23 @@ fn decided(
         calls::filled.eq(published.selected.len() as i32),
     ))
     .execute(conn)?;
-    Ok(if n > 0 {
+    // Who the call selected: survivors hold a place a replacement call may not give them.
+    let rows: Vec<_> = published
+        .selected
+        .iter()
+        .map(|t| {
+            (
+                selected_teams::call_id.eq(published.call_id.0),
+                selected_teams::consortium_id.eq(t.consortium_id.0),
+                selected_teams::selected_at.eq(published.published_at),
+            )
+        })
+        .collect();
+    let added = diesel::insert_into(selected_teams::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(if n > 0 || added > 0 {
         Handled::Applied
     } else {
         Handled::Ignored
@@ -85,6 +106,51 @@ fn withdrawal_refused(
         proposals::withdrawal_refusal.eq(&refused.reason),
     ))
     .execute(conn)?;
+    Ok(if n > 0 {
+        Handled::Applied
+    } else {
+        Handled::Ignored
+    })
+}
+
+/// Scoring decided a requested cancellation. Confirmed: the call is cancelled and its gate
+/// freed (the partial unique index lets a new replacement call open). Refused (the selection
+/// was published first): the gate stays filled and the request row keeps the refusal.
+/// Either is applied once; a redelivery changes nothing.
+fn cancellation_decided(
+    conn: &mut PgConnection,
+    d: &ReplacementCallCancellationDecided,
+) -> Result<Handled, HandlerError> {
+    let undecided = call_cancellations::table
+        .find(d.call_id.0)
+        .filter(call_cancellations::confirmed_at.is_null())
+        .filter(call_cancellations::refused_at.is_null());
+    let n = if d.cancelled {
+        let n = diesel::update(undecided)
+            .set(call_cancellations::confirmed_at.eq(d.decided_at))
+            .execute(conn)?;
+        if n > 0 {
+            diesel::update(
+                calls::table
+                    .find(d.call_id.0)
+                    .filter(calls::cancelled_at.is_null()),
+            )
+            .set(calls::cancelled_at.eq(d.decided_at))
+            .execute(conn)?;
+        }
+        n
+    } else {
+        let refusal = d
+            .refusal
+            .clone()
+            .unwrap_or_else(|| "refused by scoring".into());
+        diesel::update(undecided)
+            .set((
+                call_cancellations::refused_at.eq(d.decided_at),
+                call_cancellations::refusal.eq(refusal),
+            ))
+            .execute(conn)?
+    };
     Ok(if n > 0 {
         Handled::Applied
     } else {

@@ -119,8 +119,12 @@ pub fn validate_replacement(r: &Replacement) -> Result<(), Violation> {
         check_text(&format!("replaces.committee[{i}]"), m, MAX_TITLE)?;
     }
     if let Some(a) = &r.award {
-        check_text("replaces.award.model", &a.model, MAX_TITLE)?;
-        check_text("replaces.award.period", &a.period, MAX_TITLE)?;
+        // The ledger's own rules for a model code and a period: a typo is refused here, at
+        // once, not later as the ledger's refusal of the winner's offer.
+        kaip_contracts::gpu_rules::check_model_code(&a.model)
+            .map_err(|e| violation("replaces.award.model", e.rule))?;
+        kaip_contracts::gpu_rules::check_period(&a.period)
+            .map_err(|e| violation("replaces.award.period", e.rule))?;
         if a.count < 1 || a.count > MAX_AWARD_GPUS {
             return Err(violation(
                 "replaces.award.count",
@@ -131,20 +135,30 @@ pub fn validate_replacement(r: &Replacement) -> Result<(), Violation> {
     Ok(())
 }
 
-/// The committee's distinct members (trimmed), in the order first named.
+/// The committee's distinct members (trimmed), in the order first named (linear: a set of
+/// those seen).
 pub fn committee_members(committee: &[String]) -> Vec<String> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for m in committee {
         let m = m.trim();
-        if !m.is_empty() && !out.iter().any(|o| o == m) {
+        if !m.is_empty() && seen.insert(m) {
             out.push(m.to_owned());
         }
     }
     out
 }
 
+/// The most names a committee list may carry before de-duplication: repeats are forgiven,
+/// a list of thousands is refused before any work is done on it.
+pub const MAX_COMMITTEE_NAMED: usize = 4 * MAX_COMMITTEE;
+
 /// The least committee a replacement call may have.
 pub const MIN_COMMITTEE: usize = 3;
+
+/// The largest committee a replacement call may have: a ministry selection committee is a
+/// handful of officers; 15 leaves room for any real one and bounds the majority to count.
+pub const MAX_COMMITTEE: usize = 15;
 
 /// Places a gate freed that are still to fill: its eliminations less the teams earlier
 /// replacement calls for it selected.

@@ -503,6 +503,32 @@ mod replacement {
     }
 
     #[test]
+    fn the_award_model_and_period_follow_the_ledgers_rules() {
+        for (model, period, field) in [
+            ("b200", "2027H1", "replaces.award.model"),
+            ("B 200", "2027H1", "replaces.award.model"),
+            ("B200", "2027H3", "replaces.award.period"),
+            ("B200", "27H1", "replaces.award.period"),
+        ] {
+            let mut r = call(1, 768);
+            r.award = Some(GpuAward {
+                model: model.into(),
+                count: 768,
+                period: period.into(),
+            });
+            let v = validate_replacement(&r).unwrap_err();
+            assert_eq!(v.field, field, "{model} {period}");
+        }
+        let mut r = call(1, 768);
+        r.award = Some(GpuAward {
+            model: "MI300X".into(),
+            count: 768,
+            period: "2027Q3".into(),
+        });
+        assert!(validate_replacement(&r).is_ok());
+    }
+
+    #[test]
     fn a_committee_counts_distinct_trimmed_members() {
         let names: Vec<String> = ["kim", " kim ", "", "lee"].map(String::from).to_vec();
         assert_eq!(committee_members(&names), vec!["kim", "lee"]);

@@ -52,12 +52,26 @@ pub enum IntakeError {
     },
     #[error("replaces.committee: a replacement call's committee needs at least 3 distinct members, got {0}")]
     CommitteeTooSmall(usize),
+    #[error("replaces.committee: a replacement call's committee has at most 15 distinct members, named in at most 60 entries; got {0}")]
+    CommitteeTooLarge(usize),
+    #[error("consortium {consortium} already holds a place in the programme (selected by call {call}{matched}, not eliminated): a replacement call fills places for others")]
+    HoldsPlace {
+        consortium: ConsortiumId,
+        call: uuid::Uuid,
+        matched: String,
+    },
+    #[error("call {0} is not a replacement call: only a replacement call is cancelled this way")]
+    NotReplacementCall(CallId),
+    #[error("call {0} was cancelled: it takes no further step")]
+    CallCancelled(CallId),
+    #[error("replacement calls wait: intake does not know whom {count} decided call(s) of the programme selected (e.g. call {example}, decided before intake recorded selections), so it cannot tell survivors from newcomers")]
+    SelectionsUnknown { count: usize, example: uuid::Uuid },
     #[error("replaces.gate: gate `{0}` already has an open replacement call ({1})")]
     ReplacementCallExists(String, String),
     #[error(
-        "consortium {0} was eliminated at gate `{1}`: it may not apply to the call replacing it"
+        "consortium {0} was eliminated at gate `{1}`{2}: it may not apply to a replacement call"
     )]
-    EliminatedAtGate(ConsortiumId, String),
+    EliminatedAtGate(ConsortiumId, String, String),
 }
 
 impl IntakeError {
@@ -82,6 +96,11 @@ impl IntakeError {
             IntakeError::GateNotDecided(_) => "GATE_NOT_DECIDED",
             IntakeError::PlacesExceedFreed { .. } => "PLACES_EXCEED_FREED",
             IntakeError::CommitteeTooSmall(_) => "COMMITTEE_TOO_SMALL",
+            IntakeError::CommitteeTooLarge(_) => "COMMITTEE_TOO_LARGE",
+            IntakeError::HoldsPlace { .. } => "ALREADY_HOLDS_PLACE",
+            IntakeError::NotReplacementCall(_) => "NOT_A_REPLACEMENT_CALL",
+            IntakeError::CallCancelled(_) => "CALL_CANCELLED",
+            IntakeError::SelectionsUnknown { .. } => "SELECTIONS_UNKNOWN",
             IntakeError::ReplacementCallExists(..) => "REPLACEMENT_CALL_EXISTS",
             IntakeError::EliminatedAtGate(..) => "ELIMINATED_AT_GATE",
         }
@@ -116,8 +135,11 @@ impl ResponseError for IntakeError {
             | IntakeError::DocumentNotFound(_) => StatusCode::NOT_FOUND,
             IntakeError::NotEligible(_)
             | IntakeError::CommitteeTooSmall(_)
+            | IntakeError::CommitteeTooLarge(_)
             | IntakeError::PlacesExceedFreed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            IntakeError::EliminatedAtGate(..) => StatusCode::FORBIDDEN,
+            IntakeError::EliminatedAtGate(..) | IntakeError::HoldsPlace { .. } => {
+                StatusCode::FORBIDDEN
+            }
             _ => StatusCode::CONFLICT,
         }
     }

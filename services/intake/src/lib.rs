@@ -7,6 +7,7 @@ pub mod consumer;
 pub mod domain;
 pub mod error;
 pub mod portfolio;
+pub mod replacement;
 pub mod routes;
 pub mod schema;
 pub mod store;

@@ -15,6 +15,28 @@ diesel::table! {
         replaces -> Nullable<Jsonb>,
         replaces_gate -> Nullable<Text>,
         filled -> Nullable<Int4>,
+        cancelled_at -> Nullable<Timestamptz>,
+        cancel_requested_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    selected_teams (call_id, consortium_id) {
+        call_id -> Uuid,
+        consortium_id -> Uuid,
+        selected_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    call_cancellations (call_id) {
+        call_id -> Uuid,
+        reason -> Text,
+        cancelled_by -> Text,
+        cancelled_at -> Timestamptz,
+        confirmed_at -> Nullable<Timestamptz>,
+        refused_at -> Nullable<Timestamptz>,
+        refusal -> Nullable<Text>,
     }
 }
 
@@ -138,6 +160,8 @@ diesel::joinable!(proposal_documents -> proposals (proposal_id));
 diesel::joinable!(proposal_withdrawals -> proposals (proposal_id));
 diesel::allow_tables_to_appear_in_same_query!(
     decided_gates,
+    selected_teams,
+    call_cancellations,
     programmes,
     calls,
     proposals,

@@ -24,29 +24,61 @@ pub struct CallRow {
     pub decided_at: Option<DateTime<Utc>>,
     pub programme_id: Option<Uuid>,
     pub replaces: Option<serde_json::Value>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// An officer asked to cancel it; scoring has not answered yet (or refused).
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+/// Decodes a stored JSON value, or fails with an internal error (logged with `what`): a
+/// stored value that does not decode is a fault to see, never a default to go on with.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    v: serde_json::Value,
+) -> Result<T, IntakeError> {
+    serde_json::from_value(v).map_err(|e| {
+        kaip_service::CommonError::internal(anyhow::anyhow!("{what} does not decode: {e}")).into()
+    })
+}
+
+/// Encodes a value for a JSON column (an internal error if it cannot be, never a null).
+pub fn encode<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, IntakeError> {
+    serde_json::to_value(v).map_err(|e| kaip_service::CommonError::internal(e).into())
 }
 
 impl CallRow {
-    /// The call's link to a gate, if it is a replacement call.
-    pub fn replacement(&self) -> Option<kaip_contracts::events::Replacement> {
+    /// The call's link to a gate, if it is a replacement call. A stored link that does not
+    /// decode is an internal error: read as "an ordinary call" it would let eliminated
+    /// teams apply and switch the committee off.
+    pub fn replacement(&self) -> Result<Option<kaip_contracts::events::Replacement>, IntakeError> {
         self.replaces
             .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
+            .map(|v| decode(&format!("call {}: replaces", self.id), v))
+            .transpose()
     }
 
-    pub fn rules(&self) -> EligibilityRules {
-        serde_json::from_value(self.eligibility.clone()).unwrap_or_default()
+    /// The call's eligibility rules; stored rules that do not decode are an internal error,
+    /// never the default rules (which would let ineligible consortia in).
+    pub fn rules(&self) -> Result<EligibilityRules, IntakeError> {
+        decode(
+            &format!("call {}: eligibility", self.id),
+            self.eligibility.clone(),
+        )
     }
 
-    pub fn required(&self) -> Vec<String> {
-        serde_json::from_value(self.required_documents.clone()).unwrap_or_default()
+    /// The documents the call requires (as [`CallRow::rules`]: never a silent default).
+    pub fn required(&self) -> Result<Vec<String>, IntakeError> {
+        decode(
+            &format!("call {}: required documents", self.id),
+            self.required_documents.clone(),
+        )
     }
 
-    pub fn into_dto(self) -> Call {
-        Call {
-            replaces: self.replacement(),
-            eligibility: self.rules(),
-            required_documents: self.required(),
+    pub fn into_dto(self) -> Result<Call, IntakeError> {
+        Ok(Call {
+            replaces: self.replacement()?,
+            cancelled_at: self.cancelled_at,
+            eligibility: self.rules()?,
+            required_documents: self.required()?,
             id: self.id.into(),
             programme_id: self.programme_id,
             title: self.title,
@@ -54,7 +86,7 @@ impl CallRow {
             closes_at: self.closes_at,
             decided_at: self.decided_at,
             created_at: self.created_at,
-        }
+        })
     }
 }
 
@@ -62,6 +94,19 @@ pub fn find_call(c: &mut PgConnection, id: CallId) -> Result<CallRow, IntakeErro
     calls::table
         .find(id.0)
         .select(CallRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or(IntakeError::CallNotFound(id))
+}
+
+/// The call, read `FOR SHARE`: a draft or submission checked against it commits wholly
+/// before a cancellation request (which takes the row `FOR UPDATE`) or sees it. Lock order:
+/// the proposal, then the call.
+pub fn find_call_shared(c: &mut PgConnection, id: CallId) -> Result<CallRow, IntakeError> {
+    calls::table
+        .find(id.0)
+        .select(CallRow::as_select())
+        .for_share()
         .first(c)
         .optional()?
         .ok_or(IntakeError::CallNotFound(id))
@@ -219,19 +264,26 @@ pub fn consortium_versions(
     if latest_only {
         q = q.limit(1);
     }
+    // A stored member list that does not decode is a fault (a database error, 500), never an
+    // empty list: that would switch off every rule read from the members (L-b).
     let mut out: Vec<ConsortiumVersion> = q
         .load::<(i32, String, serde_json::Value, String, DateTime<Utc>)>(c)?
         .into_iter()
-        .map(
-            |(version, name, members, recorded_by, recorded_at)| ConsortiumVersion {
+        .map(|(version, name, members, recorded_by, recorded_at)| {
+            let members = serde_json::from_value::<Vec<Member>>(members).map_err(|e| {
+                diesel::result::Error::DeserializationError(
+                    format!("consortium {id} version {version}: members do not decode: {e}").into(),
+                )
+            })?;
+            Ok(ConsortiumVersion {
                 version,
                 name,
-                members: serde_json::from_value::<Vec<Member>>(members).unwrap_or_default(),
+                members,
                 recorded_by,
                 recorded_at,
-            },
-        )
-        .collect();
+            })
+        })
+        .collect::<QueryResult<_>>()?;
     out.reverse();
     Ok(out)
 }

@@ -8,7 +8,8 @@ use kaip_bus::{EventHandler, Handled, HandlerError, OutboxTx};
 use kaip_contracts::dto::scoring::EvaluationConfig;
 use kaip_contracts::events::{
     CallOpened, EvaluationCaseOpened, GateDecided, GateDefined, ProposalSubmitted,
-    ProposalWithdrawn, TeamEliminated, WithdrawalRefused,
+    ProposalWithdrawn, ReplacementCallCancellationDecided, ReplacementCallCancelled,
+    TeamEliminated, WithdrawalRefused,
 };
 use kaip_contracts::{Actor, DomainEvent, EvaluationCaseId, EventEnvelope};
 
@@ -24,6 +25,7 @@ impl EventHandler for IntakeEvents {
         match event.event_type.as_str() {
             t if t == ProposalSubmitted::TYPE => open_case(conn, outbox, &event.decode()?),
             t if t == CallOpened::TYPE => record_call(conn, &event.decode()?),
+            t if t == ReplacementCallCancelled::TYPE => cancelled(conn, outbox, &event.decode()?),
             t if t == ProposalWithdrawn::TYPE => withdraw(conn, outbox, event, &event.decode()?),
             t if t == GateDefined::TYPE => record_gate(conn, &event.decode()?),
             t if t == TeamEliminated::TYPE => record_elimination(conn, &event.decode()?),
@@ -150,6 +152,72 @@ fn record_call(conn: &mut PgConnection, opened: &CallOpened) -> Result<Handled, 
     Ok(Handled::Applied)
 }
 
+/// Intake asks to cancel a replacement call. Scoring owns publication, so it decides, under
+/// the call's row lock (the lock `publish` holds): a call not yet published is cancelled
+/// (its later steps are refused, `CALL_CANCELLED`) and confirmed; a call already published
+/// stays published and the cancellation is refused, so intake keeps its gate filled. A
+/// redelivered request changes nothing and sends nothing again.
+fn cancelled(
+    conn: &mut PgConnection,
+    outbox: &mut OutboxTx<'_>,
+    ev: &ReplacementCallCancelled,
+) -> Result<Handled, HandlerError> {
+    type At = Option<chrono::DateTime<chrono::Utc>>;
+    let state: Option<(At, At)> = calls::table
+        .find(ev.call_id.0)
+        .select((calls::published_at, calls::cancelled_at))
+        .for_update()
+        .first(conn)
+        .optional()?;
+    let decided_at = chrono::Utc::now();
+    let decision = match state {
+        Some((_, Some(_))) => return Ok(Handled::Ignored),
+        Some((Some(published_at), None)) => ReplacementCallCancellationDecided {
+            call_id: ev.call_id,
+            gate: ev.gate.clone(),
+            cancelled: false,
+            refusal: Some(format!(
+                "the call's selection was published at {} before this cancellation (asked at {}) reached evaluation: the selection stands and the gate's places stay filled",
+                published_at.to_rfc3339(),
+                ev.cancelled_at.to_rfc3339()
+            )),
+            decided_at,
+        },
+        // Not published (or never recorded here, so never publishable): cancelled.
+        Some((None, None)) | None => {
+            diesel::update(calls::table.find(ev.call_id.0))
+                .set(calls::cancelled_at.eq(ev.cancelled_at))
+                .execute(conn)?;
+            ReplacementCallCancellationDecided {
+                call_id: ev.call_id,
+                gate: ev.gate.clone(),
+                cancelled: true,
+                refusal: None,
+                decided_at,
+            }
+        }
+    };
+    if state.is_none() {
+        // Remembered, so a `CallOpened` redelivered later cannot bring it back.
+        diesel::insert_into(calls::table)
+            .values((
+                calls::id.eq(ev.call_id.0),
+                calls::title.eq(format!("(cancelled before scoring saw it: {})", ev.gate)),
+                calls::closes_at.eq(ev.cancelled_at),
+                calls::cancelled_at.eq(ev.cancelled_at),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+    }
+    outbox.publish(conn, Actor::system(crate::NAME), &decision)?;
+    if decision.cancelled {
+        tracing::info!(call_id = %ev.call_id, "replacement call cancelled");
+    } else {
+        tracing::warn!(call_id = %ev.call_id, "cancellation after publication refused");
+    }
+    Ok(Handled::Applied)
+}
+
 /// Opens the evaluation case for a submitted proposal and announces it. A proposal has at
 /// most one case: a second `ProposalSubmitted` for it changes nothing.
 pub fn open_case(
@@ -157,6 +225,18 @@ pub fn open_case(
     outbox: &mut OutboxTx<'_>,
     submitted: &ProposalSubmitted,
 ) -> Result<Handled, HandlerError> {
+    // A submission keyed by proposal can overtake the call's cancellation (keyed by call):
+    // a cancelled call opens no case.
+    let cancelled: Option<Option<chrono::DateTime<chrono::Utc>>> = calls::table
+        .find(submitted.call_id.0)
+        .select(calls::cancelled_at)
+        .for_share()
+        .first(conn)
+        .optional()?;
+    if let Some(Some(at)) = cancelled {
+        tracing::warn!(proposal_id = %submitted.proposal_id, call_id = %submitted.call_id, cancelled_at = %at, "submission to a cancelled call: no case opened");
+        return Ok(Handled::Ignored);
+    }
     let case_id = EvaluationCaseId::new();
     let opened_at = chrono::Utc::now();
     let members = serde_json::to_value(&submitted.members)

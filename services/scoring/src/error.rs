@@ -71,6 +71,8 @@ pub enum ScoringError {
     AlreadyVoted { voter: String, version: i32 },
     #[error("call {0} is not a replacement call: its selection has no committee vote")]
     NotReplacementCall(uuid::Uuid),
+    #[error("call {0} was cancelled at {1}: it takes no further step")]
+    CallCancelled(uuid::Uuid, chrono::DateTime<chrono::Utc>),
 }
 
 impl ScoringError {
@@ -101,6 +103,7 @@ impl ScoringError {
             ScoringError::AlreadyVoted { .. } => "ALREADY_VOTED",
             ScoringError::VoteVersionStale { .. } => "VOTE_VERSION_STALE",
             ScoringError::NotReplacementCall(_) => "NOT_A_REPLACEMENT_CALL",
+            ScoringError::CallCancelled(..) => "CALL_CANCELLED",
         }
     }
 }

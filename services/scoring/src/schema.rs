@@ -32,6 +32,7 @@ diesel::table! {
         max_data_budget_krw -> Nullable<Int8>,
         max_talent_funding_krw -> Nullable<Int8>,
         replaces -> Nullable<Jsonb>,
+        cancelled_at -> Nullable<Timestamptz>,
     }
 }
 

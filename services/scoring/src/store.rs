@@ -76,14 +76,33 @@ pub struct CallRow {
     pub config: Option<serde_json::Value>,
     pub published_at: Option<DateTime<Utc>>,
     pub replaces: Option<serde_json::Value>,
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 impl CallRow {
-    /// The call's link to a gate, if it is a replacement call.
-    pub fn replacement(&self) -> Option<kaip_contracts::events::Replacement> {
+    /// Refuses any further step of a call intake cancelled.
+    pub fn not_cancelled(&self) -> Result<(), ScoringError> {
+        match self.cancelled_at {
+            Some(at) => Err(ScoringError::CallCancelled(self.id, at)),
+            None => Ok(()),
+        }
+    }
+
+    /// The call's link to a gate, if it is a replacement call. A stored link that does not
+    /// decode is an internal error (logged), never read as "an ordinary call": that would
+    /// switch the committee's majority off.
+    pub fn replacement(&self) -> Result<Option<kaip_contracts::events::Replacement>, ScoringError> {
         self.replaces
             .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| {
+                kaip_service::CommonError::internal(anyhow::anyhow!(
+                    "call {}: stored `replaces` does not decode: {e}",
+                    self.id
+                ))
+                .into()
+            })
     }
 }
 
@@ -121,6 +140,10 @@ pub fn configured_call(
     lock: bool,
 ) -> Result<(CallRow, EvaluationConfig), ScoringError> {
     let call = find_call(c, id, lock)?;
+    // Every step that locks the call changes it: a cancelled call takes none (L-a).
+    if lock {
+        call.not_cancelled()?;
+    }
     let config = call
         .config
         .clone()
@@ -136,6 +159,7 @@ pub fn undecided_call(
     id: Uuid,
 ) -> Result<(CallRow, EvaluationConfig), ScoringError> {
     let (call, config) = configured_call(c, id, true)?;
+    call.not_cancelled()?;
     if call.published_at.is_some() {
         return Err(ScoringError::Conflict(
             "the decision is published and final".into(),

@@ -15,9 +15,10 @@ use crate::events::{
     GpuAccountOpened, GpuGrantClosed, GpuGranted, GpuModelFactorSet, GpuOfferExpired, GpuOfferMade,
     GpuSupplierRecorded, GpuSupplyEndRecorded, GpuTrancheReleased, GpuTransfersRecorded,
     GpuUsageRecorded, GpuUsageReported, JointPurchaseSplit, MilestoneOverdue, ProposalSubmitted,
-    ProposalWithdrawn, SelectionPublished, TalentFundingStopped, TalentFundsClaimed,
-    TalentFundsPaid, TalentHireEnded, TalentHired, TalentMatchDeclined, TalentMatchProposed,
-    TalentPositionOpened, TalentResearcherErased, TeamEliminated, WithdrawalRefused,
+    ProposalWithdrawn, ReplacementCallCancellationDecided, ReplacementCallCancelled,
+    SelectionPublished, TalentFundingStopped, TalentFundsClaimed, TalentFundsPaid, TalentHireEnded,
+    TalentHired, TalentMatchDeclined, TalentMatchProposed, TalentPositionOpened,
+    TalentResearcherErased, TeamEliminated, WithdrawalRefused,
 };
 use crate::topics;
 use schemars::generate::SchemaSettings;
@@ -97,6 +98,11 @@ pub fn events() -> Vec<EventSpec> {
             "intake",
             "An officer opened a call for proposals.",
         ),
+        spec::<ReplacementCallCancelled>(
+            topics::INTAKE,
+            "intake",
+            "An officer asked to cancel a replacement call intake has not seen decided; scoring decides it.",
+        ),
         spec::<ProposalSubmitted>(
             topics::INTAKE,
             "intake",
@@ -115,6 +121,11 @@ pub fn events() -> Vec<EventSpec> {
             topics::SCORING,
             "scoring",
             "Scoring refused a withdrawal that reached it after the decision was published; the proposal keeps its result.",
+        ),
+        spec::<ReplacementCallCancellationDecided>(
+            topics::SCORING,
+            "scoring",
+            "Scoring confirmed a replacement call's cancellation, or refused it because the selection was published first.",
         ),
         spec::<GatePanelScored>(topics::SCORING, "scoring", "A gate's expert panel closed: one team's consensus out of 100 (at most 4 places); milestones records it as the gate's expert-panel input, source_ref = panel_id."),
         spec::<AuditRecorded>(

@@ -285,6 +285,26 @@ pub mod intake {
         /// Set for a replacement call.
         #[serde(default)]
         pub replaces: Option<crate::events::Replacement>,
+        /// When an officer cancelled this replacement call (see `POST /calls/{id}/cancel`).
+        #[serde(default)]
+        pub cancelled_at: Option<DateTime<Utc>>,
+    }
+
+    /// `POST /calls/{id}/cancel`: why a stuck replacement call is cancelled (required).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CancelCall {
+        pub reason: String,
+    }
+
+    /// A replacement call's cancellation, as recorded: who, when, why.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CallCancellation {
+        pub call_id: CallId,
+        pub gate: String,
+        pub reason: String,
+        pub cancelled_by: String,
+        pub cancelled_at: DateTime<Utc>,
     }
 
     /// `POST /proposals`: a new draft, or (with `submit: true`) a draft submitted at once.
@@ -555,6 +575,12 @@ pub mod intake {
     }
 
     impl CheckText for Withdraw {
+        fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
+            field(at, "reason", &self.reason, Lines::Multi)
+        }
+    }
+
+    impl CheckText for CancelCall {
         fn check_text_at(&self, at: &str) -> Result<(), TextViolation> {
             field(at, "reason", &self.reason, Lines::Multi)
         }

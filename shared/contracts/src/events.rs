@@ -230,6 +230,55 @@ impl DomainEvent for CallOpened {
     }
 }
 
+/// An officer asked to cancel a replacement call intake has not seen decided (it was stuck:
+/// no applicant, no majority). The request stays on record with who, when and why. Scoring
+/// decides it (`ReplacementCallCancellationDecided`); only a confirmed cancellation frees
+/// the gate for a new replacement call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplacementCallCancelled {
+    pub call_id: CallId,
+    /// The gate whose places the call was to fill.
+    pub gate: String,
+    pub reason: String,
+    pub cancelled_by: String,
+    pub cancelled_at: DateTime<Utc>,
+}
+
+impl DomainEvent for ReplacementCallCancelled {
+    const TYPE: &'static str = "ReplacementCallCancelled";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "call";
+    fn aggregate_id(&self) -> Uuid {
+        self.call_id.0
+    }
+}
+
+/// Scoring's answer to `ReplacementCallCancelled`. Scoring owns publication, so it decides
+/// the cancellation under the call's row lock: confirmed (`cancelled`, the call takes no
+/// further step and intake frees its gate) or refused because the selection was already
+/// published (intake keeps the gate filled and records the refusal).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplacementCallCancellationDecided {
+    pub call_id: CallId,
+    pub gate: String,
+    /// `true`: cancelled; `false`: refused (see `refusal`).
+    pub cancelled: bool,
+    /// Why it was refused (the selection was published first); absent when cancelled.
+    pub refusal: Option<String>,
+    pub decided_at: DateTime<Utc>,
+}
+
+impl DomainEvent for ReplacementCallCancellationDecided {
+    const TYPE: &'static str = "ReplacementCallCancellationDecided";
+    const VERSION: u16 = 1;
+    const AGGREGATE_TYPE: &'static str = "call";
+    fn aggregate_id(&self) -> Uuid {
+        self.call_id.0
+    }
+}
+
 /// A consortium submitted a proposal to an open call. Carries what scoring needs without
 /// asking intake: the consortium's members (for conflicts of interest and portfolio
 /// categories) and the requested resources (announced with the selection).

@@ -161,6 +161,17 @@ fn real_events() -> Vec<serde_json::Value> {
         )),
         json(EventEnvelope::wrap(
             "intake",
+            officer.clone(),
+            &kaip_contracts::events::ReplacementCallCancelled {
+                call_id: CallId::new(),
+                gate: "gate-1".into(),
+                reason: "no applicant by the deadline".into(),
+                cancelled_by: "officer-kim".into(),
+                cancelled_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "intake",
             lead.clone(),
             &ProposalSubmitted {
                 proposal_id: proposal,
@@ -265,6 +276,17 @@ fn real_events() -> Vec<serde_json::Value> {
                 reason: "the decision was published before the withdrawal reached scoring".into(),
                 case_status: "selected".into(),
                 refused_at: now,
+            },
+        )),
+        json(EventEnvelope::wrap(
+            "scoring",
+            Actor::system("scoring"),
+            &kaip_contracts::events::ReplacementCallCancellationDecided {
+                call_id: CallId::new(),
+                gate: "gate-1".into(),
+                cancelled: false,
+                refusal: Some("the selection was published first".into()),
+                decided_at: now,
             },
         )),
         json(EventEnvelope::wrap(

@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/transfers/{id}", web::get().to(transfers::get))
         .route("/invariants", web::get().to(transfers::invariants))
         .route("/teams", web::get().to(offers::teams))
+        .route("/awards", web::get().to(offers::awards))
         .route("/offers", web::post().to(offers::make))
         .route("/offers", web::get().to(offers::list))
         .route("/offers/{id}", web::get().to(offers::get))

@@ -33,6 +33,29 @@ pub async fn teams(
     Ok(HttpResponse::Ok().json(teams))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwardsQuery {
+    /// Only the awards still owed (no offer made since the refusal).
+    #[serde(default)]
+    owed: bool,
+}
+
+/// Replacement awards the ledger could not offer when the selection arrived, with the
+/// refusal's code: what staff still owe a winner (an officer offers it by hand).
+pub async fn awards(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<AwardsQuery>,
+) -> Result<HttpResponse, LedgerError> {
+    caller.require(STAFF, "read owed replacement awards")?;
+    let owed = query.owed;
+    let list = state
+        .db(move |c, _| grants::award_refusals(c, owed))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
 pub async fn make(
     caller: Caller,
     state: web::Data<AppState>,

@@ -2135,6 +2135,7 @@ async fn decision_records_refuse_truncate_and_delete() {
         "gpu_model_factors",
         "gpu_supplier_records",
         "gpu_usage_reports",
+        "gpu_award_refusals",
     ] {
         let count = |conn: &mut diesel::PgConnection| -> i64 {
             diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
@@ -2674,6 +2675,41 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
         ctx.read_topic(&dlq).await.is_empty(),
         "an award the pool cannot honour does not dead-letter the selection"
     );
+    // The refusal is kept for staff: the award is still owed, with the ledger's code.
+    let (s, owed) = l.get("/awards?owed=true").await;
+    assert_eq!(s, StatusCode::OK, "{owed}");
+    let owed = owed.as_array().expect("list").clone();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0]["call_id"], json!(call));
+    assert_eq!(owed[0]["consortium_id"], json!(winner));
+    assert_eq!(owed[0]["code"], "EXCEEDS_CREDITS", "{owed:?}");
+    assert_eq!(
+        (owed[0]["model"].as_str(), owed[0]["count"].as_i64()),
+        (Some("B200"), Some(768))
+    );
+    assert!(owed[0]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(owed[0]["owed"], true);
+    {
+        use diesel::RunQueryDsl;
+        let sql = "UPDATE gpu_award_refusals SET code = 'FORGOTTEN'";
+        let err = diesel::sql_query(sql)
+            .execute(&mut l.svc.conn())
+            .expect_err(sql);
+        assert!(err.to_string().contains("refused"), "{err}");
+    }
+    let (s, b) = l
+        .call(
+            reqwest::Method::GET,
+            "/awards",
+            &ctx.bearer(Role::Consortium, Some(winner)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("FORBIDDEN")),
+        "{b}"
+    );
 
     // The officer offers what the pool holds: the winner is selected, so the offer is
     // allowed (before, TEAM_NOT_SELECTED).
@@ -2690,6 +2726,17 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
     assert_eq!(offers.len(), 1, "{offers:?}");
     assert_eq!(offers[0]["consortium_id"], json!(winner));
     assert_eq!(offers[0]["options"][0]["tranches"][0]["count"], 500);
+    // Offered by hand, not accepted: still owed (an offer settles nothing by itself).
+    let (_, owed) = l.get("/awards?owed=true").await;
+    assert_eq!(
+        (
+            owed[0]["owed"].as_bool(),
+            owed[0]["offered"].as_i64(),
+            owed[0]["accepted"].as_i64()
+        ),
+        (Some(true), Some(500), Some(0)),
+        "{owed}"
+    );
     // The team accepts through the normal flow.
     let (s, a) = l
         .call(
@@ -2701,6 +2748,22 @@ async fn a_replacement_award_the_pool_cannot_honour_leaves_the_winner_selected_f
         .await;
     assert_eq!(s, StatusCode::OK, "{a}");
     assert_eq!(a["tranches"][0]["status"], "released", "{a}");
+    // Accepted, but 500 of 768: still owed, the counts shown; the refusal stays on record.
+    let (_, all) = l.get("/awards").await;
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        (
+            all[0]["owed"].as_bool(),
+            all[0]["offered"].as_i64(),
+            all[0]["accepted"].as_i64()
+        ),
+        (Some(true), Some(500), Some(500)),
+        "{all}"
+    );
+    assert_eq!(
+        l.get("/awards?owed=true").await.1.as_array().map(Vec::len),
+        Some(1)
+    );
     assert_eq!(l.invariants().await["ok"], true);
 }
 

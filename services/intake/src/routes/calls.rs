@@ -1,16 +1,18 @@
 use crate::domain;
 use crate::error::IntakeError;
-use crate::schema::{calls, decided_gates, programmes};
-use crate::store::{find_call, CallRow};
+use crate::schema::{call_cancellations, calls, decided_gates, programmes};
+use crate::store::{decode, encode, find_call, CallRow};
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use diesel::prelude::*;
-use kaip_contracts::dto::intake::{Call, CreateProgramme, OpenCall, Programme};
+use kaip_contracts::dto::intake::{
+    Call, CallCancellation, CancelCall, CreateProgramme, OpenCall, Programme,
+};
 use kaip_contracts::dto::PageQuery;
-use kaip_contracts::events::{CallMaxima, CallOpened, Replacement};
+use kaip_contracts::events::{CallMaxima, CallOpened, Replacement, ReplacementCallCancelled};
 use kaip_contracts::{CallId, ConsortiumId, Role};
 use kaip_service::pagination::PageRequest;
-use kaip_service::{AppState, Caller, ValidJson};
+use kaip_service::{AppState, Caller, CommonError, ValidJson};
 use uuid::Uuid;
 
 pub async fn open_call(
@@ -20,12 +22,21 @@ pub async fn open_call(
 ) -> Result<HttpResponse, IntakeError> {
     caller.require(&[Role::Admin, Role::Officer], "open a call")?;
     let mut req = body.into_inner();
+    // Bounded before anything walks the list (an 8 MiB body holds about a million names).
+    if let Some(r) = &req.replaces {
+        if r.committee.len() > domain::MAX_COMMITTEE_NAMED {
+            return Err(IntakeError::CommitteeTooLarge(r.committee.len()));
+        }
+    }
     domain::validate_open_call(&req, Utc::now())?;
     if let Some(r) = req.replaces.as_mut() {
         r.gate = r.gate.trim().to_owned();
         r.committee = domain::committee_members(&r.committee);
         if r.committee.len() < domain::MIN_COMMITTEE {
             return Err(IntakeError::CommitteeTooSmall(r.committee.len()));
+        }
+        if r.committee.len() > domain::MAX_COMMITTEE {
+            return Err(IntakeError::CommitteeTooLarge(r.committee.len()));
         }
     }
     let actor = caller.actor();
@@ -40,6 +51,7 @@ pub async fn open_call(
                 }
                 if let Some(r) = &req.replaces {
                     check_gate_places(c, r)?;
+                    crate::replacement::selections_known(c, req.programme_id)?;
                 }
                 let id = CallId::new();
                 let row: CallRow = diesel::insert_into(calls::table)
@@ -54,10 +66,7 @@ pub async fn open_call(
                             .eq(serde_json::to_value(&req.eligibility).unwrap_or_default()),
                         calls::required_documents
                             .eq(serde_json::to_value(&req.required_documents).unwrap_or_default()),
-                        calls::replaces.eq(req
-                            .replaces
-                            .as_ref()
-                            .map(|r| serde_json::to_value(r).unwrap_or_default())),
+                        calls::replaces.eq(req.replaces.as_ref().map(encode).transpose()?),
                         calls::replaces_gate.eq(req.replaces.as_ref().map(|r| r.gate.clone())),
                     ))
                     .returning(CallRow::as_returning())
@@ -88,12 +97,84 @@ pub async fn open_call(
                     replaces: req.replaces.clone(),
                 };
                 tx.publish(c, actor.clone(), &event)?;
-                Ok::<_, IntakeError>(row.into_dto())
+                row.into_dto()
             })
         })
         .await?;
     tracing::info!(call_id = %call.id, "call opened");
     Ok(HttpResponse::Created().json(call))
+}
+
+/// Asks to cancel a stuck replacement call (no applicant, no majority, the committee gone)
+/// that intake has not seen decided. Recorded as a row with who, when and why, never a
+/// deletion; the call takes no new proposal at once. Scoring owns publication, so it decides
+/// (`ReplacementCallCancelled` → `ReplacementCallCancellationDecided`): intake's view of
+/// the decision lags, and freeing the gate before scoring confirms would let a new call
+/// fill places a selection published meanwhile already took. The gate is freed only when
+/// scoring confirms; a refusal is kept on the row with its reason. Answers 202 Accepted.
+pub async fn cancel_call(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: ValidJson<CancelCall>,
+) -> Result<HttpResponse, IntakeError> {
+    caller.require(&[Role::Admin, Role::Officer], "cancel a replacement call")?;
+    let id = CallId(path.into_inner());
+    let reason = body.into_inner().reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(CommonError::validation("reason", "must be 1 to 2000 characters").into());
+    }
+    let actor = caller.actor();
+    let cancellation = state
+        .db(move |c, outbox| {
+            outbox.transaction(c, |c, tx| {
+                let call: CallRow = calls::table
+                    .find(id.0)
+                    .select(CallRow::as_select())
+                    .for_update()
+                    .first(c)
+                    .optional()?
+                    .ok_or(IntakeError::CallNotFound(id))?;
+                let r = call
+                    .replacement()?
+                    .ok_or(IntakeError::NotReplacementCall(id))?;
+                if call.cancelled_at.is_some() || call.cancel_requested_at.is_some() {
+                    return Err(IntakeError::CallCancelled(id));
+                }
+                if call.decided_at.is_some() {
+                    return Err(IntakeError::CallDecided(id));
+                }
+                let at: chrono::DateTime<Utc> = diesel::insert_into(call_cancellations::table)
+                    .values((
+                        call_cancellations::call_id.eq(id.0),
+                        call_cancellations::reason.eq(&reason),
+                        call_cancellations::cancelled_by.eq(&actor.subject),
+                    ))
+                    .returning(call_cancellations::cancelled_at)
+                    .get_result(c)?;
+                diesel::update(calls::table.find(id.0))
+                    .set(calls::cancel_requested_at.eq(at))
+                    .execute(c)?;
+                let event = ReplacementCallCancelled {
+                    call_id: id,
+                    gate: r.gate.clone(),
+                    reason: reason.clone(),
+                    cancelled_by: actor.subject.clone(),
+                    cancelled_at: at,
+                };
+                tx.publish(c, actor.clone(), &event)?;
+                Ok::<_, IntakeError>(CallCancellation {
+                    call_id: id,
+                    gate: r.gate,
+                    reason,
+                    cancelled_by: actor.subject.clone(),
+                    cancelled_at: at,
+                })
+            })
+        })
+        .await?;
+    tracing::info!(call_id = %cancellation.call_id, gate = %cancellation.gate, "replacement call cancellation requested");
+    Ok(HttpResponse::Accepted().json(cancellation))
 }
 
 /// A replacement call names a gate intake has seen decided (its latest decision), fills at
@@ -109,10 +190,12 @@ fn check_gate_places(c: &mut PgConnection, r: &Replacement) -> Result<(), Intake
     let Some(eliminated) = eliminated else {
         return Err(IntakeError::GateNotDecided(r.gate.clone()));
     };
-    let eliminated: Vec<ConsortiumId> = serde_json::from_value(eliminated).unwrap_or_default();
+    let eliminated: Vec<ConsortiumId> =
+        decode(&format!("gate `{}`: eliminated", r.gate), eliminated)?;
     let open: Option<Uuid> = calls::table
         .filter(calls::replaces_gate.eq(&r.gate))
         .filter(calls::decided_at.is_null())
+        .filter(calls::cancelled_at.is_null())
         .select(calls::id)
         .first(c)
         .optional()?;
@@ -170,10 +253,11 @@ pub async fn list_calls(
                 q = q.filter(calls::programme_id.eq(programme));
             }
             let rows = q.load(c)?;
-            Ok::<_, IntakeError>(page.finish(
-                rows.into_iter().map(CallRow::into_dto).collect(),
-                |r: &Call| r.id.0,
-            ))
+            let items = rows
+                .into_iter()
+                .map(CallRow::into_dto)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, IntakeError>(page.finish(items, |r: &Call| r.id.0))
         })
         .await?;
     Ok(HttpResponse::Ok().json(result))
@@ -185,9 +269,7 @@ pub async fn get_call(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, IntakeError> {
     let id = CallId(path.into_inner());
-    let call = state
-        .db(move |c, _| find_call(c, id).map(CallRow::into_dto))
-        .await?;
+    let call = state.db(move |c, _| find_call(c, id)?.into_dto()).await?;
     Ok(HttpResponse::Ok().json(call))
 }
 

@@ -12,6 +12,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/calls", web::post().to(calls::open_call))
         .route("/calls", web::get().to(calls::list_calls))
         .route("/calls/{id}", web::get().to(calls::get_call))
+        .route("/calls/{id}/cancel", web::post().to(calls::cancel_call))
         .route("/consortia", web::get().to(consortia::list))
         .route("/consortia/{id}", web::put().to(consortia::register))
         .route("/consortia/{id}", web::get().to(consortia::get))

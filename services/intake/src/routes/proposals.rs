@@ -34,6 +34,11 @@ fn own_consortium(caller: &Caller, action: &str) -> Result<ConsortiumId, IntakeE
 /// Drafts change only while the call is open and undecided.
 fn require_open(call: &CallRow) -> Result<(), IntakeError> {
     let id = CallId(call.id);
+    // A cancellation asked for (even one scoring has not confirmed yet) takes no new
+    // proposal: if scoring refuses it, the selection was published and the call is decided.
+    if call.cancelled_at.is_some() || call.cancel_requested_at.is_some() {
+        return Err(IntakeError::CallCancelled(id));
+    }
     if call.decided_at.is_some() {
         return Err(IntakeError::CallDecided(id));
     }
@@ -42,31 +47,6 @@ fn require_open(call: &CallRow) -> Result<(), IntakeError> {
         Window::Closed => Err(IntakeError::CallClosed(id)),
         Window::Open => Ok(()),
     }
-}
-
-/// A team the gate eliminated may not apply to the call that replaces it: the places are
-/// freed for others, and the gate's verdict would otherwise be undone by the back door.
-fn not_eliminated_at_gate(
-    c: &mut PgConnection,
-    call: &CallRow,
-    consortium: ConsortiumId,
-) -> Result<(), IntakeError> {
-    let Some(r) = call.replacement() else {
-        return Ok(());
-    };
-    let decisions: Vec<serde_json::Value> = crate::schema::decided_gates::table
-        .filter(crate::schema::decided_gates::gate.eq(&r.gate))
-        .select(crate::schema::decided_gates::eliminated)
-        .load(c)?;
-    let eliminated = decisions.into_iter().any(|v| {
-        serde_json::from_value::<Vec<ConsortiumId>>(v)
-            .unwrap_or_default()
-            .contains(&consortium)
-    });
-    if eliminated {
-        return Err(IntakeError::EliminatedAtGate(consortium, r.gate));
-    }
-    Ok(())
 }
 
 /// Whether `claims` may see a proposal of `consortium` in `status`: a consortium sees only
@@ -89,7 +69,7 @@ fn own_draft(
         // Another consortium's proposal does not exist, as far as this caller knows.
         return Err(IntakeError::ProposalNotFound(id));
     }
-    let call = find_call(c, CallId(row.call_id))?;
+    let call = crate::store::find_call_shared(c, CallId(row.call_id))?;
     require_open(&call)?;
     if row.status != "draft" {
         return Err(IntakeError::NotADraft {
@@ -150,9 +130,15 @@ pub async fn create_draft(
     let proposal = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let call = find_call(c, req.call_id)?;
+                let call = crate::store::find_call_shared(c, req.call_id)?;
                 require_open(&call)?;
-                not_eliminated_at_gate(c, &call, consortium)?;
+                let own = find_consortium(c, consortium)?;
+                crate::replacement::may_apply(
+                    c,
+                    &call,
+                    consortium,
+                    own.as_ref().map(|k| k.members.as_slice()),
+                )?;
                 let id = ProposalId::new();
                 let resources = serde_json::to_value(&req.resources).unwrap_or_default();
                 let portfolio = req
@@ -293,7 +279,7 @@ pub async fn upload_document(
                     .load::<i64>(c)?
                     .into_iter()
                     .fold(0, i64::saturating_add);
-                domain::check_upload(&kind, &call.required(), content.len() as i64, others)?;
+                domain::check_upload(&kind, &call.required()?, content.len() as i64, others)?;
                 let values = (
                     proposal_documents::proposal_id.eq(id.0),
                     proposal_documents::kind.eq(&kind),
@@ -438,15 +424,15 @@ pub async fn submit(
                     };
                 }
                 let (row, call) = own_draft(c, id, consortium)?;
-                not_eliminated_at_gate(c, &call, consortium)?;
                 let members = find_consortium(c, consortium)?
                     .ok_or(IntakeError::ConsortiumNotRegistered(consortium))?;
+                crate::replacement::may_apply(c, &call, consortium, Some(&members.members))?;
                 let docs = documents(c, row.id)?;
                 let resources = row.resources();
                 let portfolio = row.portfolio();
                 let mut failures = domain::eligibility_failures(
-                    &call.rules(),
-                    &call.required(),
+                    &call.rules()?,
+                    &call.required()?,
                     &members.members,
                     &resources,
                     &docs,

@@ -32,7 +32,7 @@ fn vote_dto((id, call, version, voter, approve, reason, voted_at): VoteRow) -> C
 }
 
 fn replacement_of(call: &CallRow) -> Result<Replacement, ScoringError> {
-    call.replacement()
+    call.replacement()?
         .ok_or(ScoringError::NotReplacementCall(call.id))
 }
 
@@ -53,7 +53,7 @@ pub fn require_majority(
     call: &CallRow,
     version: i32,
 ) -> Result<(), ScoringError> {
-    let Some(r) = call.replacement() else {
+    let Some(r) = call.replacement()? else {
         return Ok(());
     };
     let approvals = approvals(c, call.id, version)?;
@@ -138,6 +138,7 @@ pub async fn vote(
                 // The call's row is the lock publishing holds: a vote counts wholly before
                 // a publication or is refused after it.
                 let call = find_call(c, call_id, true)?;
+                call.not_cancelled()?;
                 let r = replacement_of(&call)?;
                 if !r.committee.contains(&voter) {
                     return Err(ScoringError::NotOnCommittee(voter));

@@ -103,7 +103,8 @@ pub async fn propose(
     let decision = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let (_, cfg) = undecided_call(c, call_id)?;
+                let (call, cfg) = undecided_call(c, call_id)?;
+                let replacement = call.replacement()?;
                 let last = cfg.stages.len() as i32 - 1;
                 let closed: i64 = stage_closures::table
                     .find((call_id, last))
@@ -155,6 +156,23 @@ pub async fn propose(
                                 .into());
                             }
                             idx.push(at);
+                        }
+                        // A replacement call fills the places its gate freed and no more:
+                        // no waiver lifts this (`teams` waives the programme's count, not
+                        // the gate's places).
+                        if let Some(r) = &replacement {
+                            if idx.len() > r.places.max(0) as usize {
+                                return Err(CommonError::validation(
+                                    "override.selected",
+                                    format!(
+                                        "a replacement call for `{}` selects at most its {} place(s), waiver or not: {} named",
+                                        r.gate,
+                                        r.places,
+                                        idx.len()
+                                    ),
+                                )
+                                .into());
+                            }
                         }
                         idx.sort_unstable();
                         let optimum = computed.as_ref().ok().map(|p| p.total);
@@ -336,8 +354,31 @@ pub async fn publish(
                         .collect::<Vec<_>>(),
                     &records::domain_ties(&ties),
                 );
-                let selected: Vec<ProposalId> =
-                    serde_json::from_value(proposed.selected.clone()).unwrap_or_default();
+                // An unreadable stored selection is a fault, never "select nobody" (L-d).
+                let selected: Vec<ProposalId> = serde_json::from_value(proposed.selected.clone())
+                    .map_err(|e| {
+                        CommonError::internal(anyhow::anyhow!(
+                            "call {call_id}: selection of version {} does not decode: {e}",
+                            proposed.version
+                        ))
+                    })?;
+                // A version proposed before the places bound existed may name more teams
+                // than the replacement call's places: never published (L-c).
+                if let Some(r) = call.replacement()? {
+                    if selected.len() > r.places.max(0) as usize {
+                        return Err(CommonError::validation(
+                            "override.selected",
+                            format!(
+                                "a replacement call for `{}` selects at most its {} place(s), waiver or not: version {} names {}; propose again",
+                                r.gate,
+                                r.places,
+                                proposed.version,
+                                selected.len()
+                            ),
+                        )
+                        .into());
+                    }
+                }
                 // A proposal withdrawn (or otherwise gone from the finalists) since this
                 // selection was proposed cannot be published as selected: the portfolio
                 // would be short of a team and might break its constraints. The officer
@@ -424,7 +465,7 @@ pub async fn publish(
                     departure: published.departure.clone(),
                     override_reason: published.override_reason.clone(),
                     published_at: now,
-                    replaces: call.replacement(),
+                    replaces: call.replacement()?,
                 };
                 tx.publish(c, actor.clone(), &event)?;
                 Ok(published)

@@ -56,9 +56,10 @@ pub async fn configure(
         .db(move |c, _| {
             c.transaction(|c| {
                 let call = find_call(c, call_id, true)?;
+                call.not_cancelled()?;
                 // A replacement call fills the places its gate freed, not the programme's
                 // number of teams.
-                if let Some(r) = call.replacement() {
+                if let Some(r) = call.replacement()? {
                     if i64::from(cfg.teams) != i64::from(r.places) {
                         return Err(CommonError::validation(
                             "teams",
@@ -541,6 +542,7 @@ pub async fn assign(
         .db(move |c, _| {
             c.transaction(|c| {
                 let (call, cfg) = configured_call(c, call_id, true)?;
+                call.not_cancelled()?;
                 if stage < 0 || stage as usize >= cfg.stages.len() {
                     return Err(CommonError::validation(
                         "stage",
@@ -743,7 +745,8 @@ pub async fn score(
                         "stage {stage} is closed: scores can no longer change"
                     )));
                 }
-                let (_, cfg) = configured_call(c, call_id, false)?;
+                let (call, cfg) = configured_call(c, call_id, false)?;
+                call.not_cancelled()?;
                 let rubric = config::rubric(&cfg);
                 let total = rubric.check_sheet(&sheet.scores)?;
                 rubric.check_comments(&sheet.comments)?;

@@ -41,7 +41,8 @@ pub async fn close(
     let results = state
         .db(move |c, _| {
             c.transaction(|c| {
-                let (_, cfg) = configured_call(c, call_id, true)?;
+                let (call, cfg) = configured_call(c, call_id, true)?;
+                call.not_cancelled()?;
                 let stages = cfg.stages.len() as i32;
                 if !(0..stages).contains(&stage) {
                     return Err(CommonError::validation(

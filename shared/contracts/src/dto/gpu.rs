@@ -406,6 +406,30 @@ pub struct Offer {
     pub reason: String,
 }
 
+/// A replacement award the ledger could not offer when the selection arrived (`GET
+/// /awards`): the refusal's code and message, and whether it is still owed (until offers
+/// the team accepted for the call cover the award's count in its model).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwardRefusal {
+    pub call_id: crate::ids::CallId,
+    pub consortium_id: ConsortiumId,
+    pub model: String,
+    pub period: String,
+    pub count: i64,
+    pub code: String,
+    pub message: String,
+    pub refused_at: DateTime<Utc>,
+    /// GPUs of the award's model offered to the team for the call (each offer's largest
+    /// option), accepted or not.
+    #[serde(default)]
+    pub offered: i64,
+    /// GPUs of the award's model in the options the team accepted.
+    #[serde(default)]
+    pub accepted: i64,
+    /// Until accepted offers cover `count`.
+    pub owed: bool,
+}
+
 /// A team selected by a published call, as the ledger learned it from `SelectionPublished`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SelectedTeam {

@@ -1,0 +1,1 @@
+DROP TABLE gpu_award_refusals;
