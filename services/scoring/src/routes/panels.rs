@@ -455,13 +455,14 @@ pub async fn create(
                     else {
                         return Err(CommonError::validation(at, format!("call {} is not known to scoring", rc.0)).into());
                     };
-                    if r.replacement().is_none() {
+                    // An unreadable stored link is an internal error, never "not a replacement".
+                    let Some(from) = r.replacement()? else {
                         return Err(CommonError::validation(
                             at,
                             format!("call {} is not a replacement call (intake opens those for places a gate freed)", rc.0),
                         )
                         .into());
-                    }
+                    };
                     if r.published_at.is_none() {
                         return Err(CommonError::validation(
                             at,
@@ -471,7 +472,7 @@ pub async fn create(
                     }
                     // A replacement call fills a place an earlier gate freed: its gate is
                     // not this panel's, nor (where scoring knows its phase) a later one.
-                    if let Some(from) = r.replacement() {
+                    {
                         let from_phase: Option<i32> = known_gates::table
                             .find(&from.gate)
                             .select(known_gates::phase)
