@@ -180,14 +180,15 @@ async fn a_later_gates_panel_takes_replacement_winners_leaves_eliminated_teams_o
 
     // Gate 1 eliminated c1: milestones' GateDecided (intake opens a replacement call for
     // the place) and TeamEliminated (scoring leaves c1 out of later panels).
-    replacement::gate_decided(&p, &[c1]).await;
+    // One decision: the elimination carries the decision's gate id and time.
+    let decided = replacement::decide_gate(&p, "gate-1", &[c1]).await;
     let eliminated = TeamEliminated {
-        gate_id: Uuid::now_v7(),
-        gate: "gate-1".into(),
+        gate_id: decided.gate_id,
+        gate: decided.gate.clone(),
         consortium_id: c1,
         reason: "rank: last".into(),
         reallocation: vec![],
-        decided_at: chrono::Utc::now(),
+        decided_at: decided.decided_at,
     };
     let env = kaip_contracts::EventEnvelope::wrap(
         "milestones",

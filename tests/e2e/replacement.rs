@@ -152,7 +152,11 @@ async fn produce(p: &Platform, key: &str, payload: &[u8]) {
 }
 
 /// Milestones decides `gate`, eliminating `eliminated`; waits until intake recorded it.
-async fn decide_gate(p: &Platform, gate: &str, eliminated: &[ConsortiumId]) -> GateDecided {
+pub(crate) async fn decide_gate(
+    p: &Platform,
+    gate: &str,
+    eliminated: &[ConsortiumId],
+) -> GateDecided {
     let ev = GateDecided {
         gate_id: Uuid::now_v7(),
         gate: gate.into(),
@@ -181,7 +185,7 @@ async fn decide_gate(p: &Platform, gate: &str, eliminated: &[ConsortiumId]) -> G
 /// new envelope for the same gate id naming other teams, as a republication with a bug
 /// would): neither changes what intake recorded. A marker event produced after them on
 /// the same partition proves both were consumed before the check.
-pub(crate) async fn gate_decided(p: &Platform, eliminated: &[ConsortiumId]) {
+async fn gate_decided(p: &Platform, eliminated: &[ConsortiumId]) {
     let ev = decide_gate(p, "gate-1", eliminated).await;
     let recorded = |p: &Platform| {
         let mut c = p.intake.conn();

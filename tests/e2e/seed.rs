@@ -388,11 +388,45 @@ async fn make_seed_runs_the_programme_from_the_call_through_offers_data_and_hire
         "{d}"
     );
     let winner = rep.winner.as_ref().expect("the committee selected a team");
+    // The seed's reviewers score Gaon above Haneul: the proposal ranks it first.
+    assert_eq!(winner.name, "Gaon Language Model");
     assert!(d["selection"]["publishedAt"].is_string(), "{d}");
     assert_eq!(d["selection"]["selected"], json!([winner.proposal]), "{d}");
-    assert!(
-        !sel.teams.iter().any(|t| t.consortium == winner.consortium),
-        "the winner is a newcomer, not one of the five"
+    // Published by the committee's majority: two approvals and one rejection of the
+    // version published, as scoring recorded them (not as the seed reported them).
+    let body = p
+        .graphql(
+            Some(&officer),
+            "query($c: UUID!) { selectionVotes(callId: $c) { needed currentVersion currentSelected approvals votes { voter version approve } } }",
+            json!({ "c": rep.call }),
+        )
+        .await;
+    let tally = &ok(&body)["selectionVotes"];
+    assert_eq!(
+        (tally["needed"].as_i64(), tally["approvals"].as_i64()),
+        (Some(2), Some(2)),
+        "{tally}"
+    );
+    assert_eq!(
+        tally["currentSelected"],
+        json!([winner.proposal]),
+        "{tally}"
+    );
+    let on_current: Vec<(&str, bool)> = tally["votes"]
+        .as_array()
+        .expect("votes")
+        .iter()
+        .filter(|v| v["version"] == tally["currentVersion"])
+        .map(|v| (v["voter"].as_str().expect("voter"), v["approve"] == true))
+        .collect();
+    assert_eq!(
+        on_current,
+        vec![
+            (seed::REPLACEMENT_COMMITTEE[0], true),
+            (seed::REPLACEMENT_COMMITTEE[1], false),
+            (seed::REPLACEMENT_COMMITTEE[2], true),
+        ],
+        "{tally}"
     );
     let accepted = rep
         .accepted
