@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-async fn call(
+pub(crate) async fn call(
     svc: &TestService,
     method: reqwest::Method,
     path: &str,
@@ -41,15 +41,25 @@ async fn call(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn post(svc: &TestService, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    svc: &TestService,
+    path: &str,
+    bearer: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     call(svc, reqwest::Method::POST, path, bearer, Some(body)).await
 }
 
-async fn put(svc: &TestService, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn put(
+    svc: &TestService,
+    path: &str,
+    bearer: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     call(svc, reqwest::Method::PUT, path, bearer, Some(body)).await
 }
 
-async fn get(svc: &TestService, path: &str, bearer: &str) -> (StatusCode, Value) {
+pub(crate) async fn get(svc: &TestService, path: &str, bearer: &str) -> (StatusCode, Value) {
     call(svc, reqwest::Method::GET, path, bearer, None).await
 }
 

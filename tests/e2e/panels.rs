@@ -9,6 +9,7 @@
 //!   pages with a cursor;
 //! - a conflict declared after scoring takes the reviewer's sheet out of the count.
 
+use crate::gate_inputs::{get, post, put};
 use crate::replacement::{self, COMMITTEE};
 use kaip_contracts::events::TeamEliminated;
 use kaip_contracts::{DomainEvent, Role};
@@ -19,36 +20,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use uuid::Uuid;
-
-async fn call(
-    svc: &TestService,
-    method: reqwest::Method,
-    path: &str,
-    bearer: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, svc.url(path))
-        .header("Authorization", bearer);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.expect("request");
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(svc: &TestService, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
-    call(svc, reqwest::Method::POST, path, bearer, Some(body)).await
-}
-
-async fn put(svc: &TestService, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
-    call(svc, reqwest::Method::PUT, path, bearer, Some(body)).await
-}
-
-async fn get(svc: &TestService, path: &str, bearer: &str) -> (StatusCode, Value) {
-    call(svc, reqwest::Method::GET, path, bearer, None).await
-}
 
 fn count(svc: &TestService, sql: &str) -> i64 {
     replacement::count(svc, sql)

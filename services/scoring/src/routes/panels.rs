@@ -358,9 +358,7 @@ pub async fn create(
         )
         .into());
     }
-    if req.reason.trim().is_empty() || req.reason.len() > 10_000 {
-        return Err(CommonError::validation("reason", "1 to 10000 bytes, not blank").into());
-    }
+    check_reason(&req.reason)?;
     if req.criteria.len() > 20 {
         return Err(CommonError::validation("criteria", "at most 20 criteria").into());
     }
@@ -870,9 +868,7 @@ pub async fn void_panel(
     caller.require(STAFF, "void a gate's expert panel")?;
     let id = path.into_inner();
     let req = body.into_inner();
-    if req.reason.trim().is_empty() || req.reason.len() > 10_000 {
-        return Err(CommonError::validation("reason", "1 to 10000 bytes, not blank").into());
-    }
+    check_reason(&req.reason)?;
     let by = caller.0.sub.clone();
     let out = state
         .db(move |c, _| {
@@ -1146,9 +1142,7 @@ pub async fn void_assignment(
     caller.require(STAFF, "void a panel assignment")?;
     let id = path.into_inner();
     let req = body.into_inner();
-    if req.reason.trim().is_empty() || req.reason.len() > 10_000 {
-        return Err(CommonError::validation("reason", "1 to 10000 bytes, not blank").into());
-    }
+    check_reason(&req.reason)?;
     let by = caller.0.sub.clone();
     let out = state
         .db(move |c, _| {
@@ -1191,4 +1185,12 @@ pub async fn void_assignment(
         })
         .await?;
     Ok(HttpResponse::Ok().json(out))
+}
+
+/// A panel decision's reason (create, void, void an assignment): 1 to 10,000 bytes, not blank.
+fn check_reason(reason: &str) -> Result<(), ScoringError> {
+    if reason.trim().is_empty() || reason.len() > 10_000 {
+        return Err(CommonError::validation("reason", "1 to 10000 bytes, not blank").into());
+    }
+    Ok(())
 }
