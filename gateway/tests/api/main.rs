@@ -413,6 +413,56 @@ async fn post_huge(port: u16, total: usize, chunked: bool) -> (u16, usize) {
     (status, sent_when_answered)
 }
 
+/// A body within the limit that arrives in many chunks (spanning several of the gateway's
+/// copy blocks, with chunk boundaries inside the JSON) is put back together byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_many_chunks_is_read_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = TestContext::new();
+    let g = spawn(&ctx).await;
+    let port: u16 = g
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // 700 KiB of JSON (the query, whitespace, variables), sent in chunks of 10,007 bytes (a
+    // prime: boundaries land anywhere). The reassembly itself is unit-tested byte for byte
+    // (`body_blocks_put_any_chunking_back_together`); this is the path through actix.
+    let body = format!(
+        "{{\"query\": \"{{ __typename }}\",{}\"variables\": {{}}}}",
+        " ".repeat(700 << 10)
+    );
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    let (mut rd, mut wr) = stream.into_split();
+    let head = "POST /graphql HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    wr.write_all(head.as_bytes()).await.expect("head");
+    for part in body.as_bytes().chunks(10_007) {
+        wr.write_all(format!("{:x}\r\n", part.len()).as_bytes())
+            .await
+            .expect("chunk size");
+        wr.write_all(part).await.expect("chunk");
+        wr.write_all(b"\r\n").await.expect("chunk end");
+    }
+    wr.write_all(b"0\r\n\r\n").await.expect("last chunk");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        rd.read_to_end(&mut answer),
+    )
+    .await
+    .expect("an answer within 30 s")
+    .expect("reads");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains(r#"{"data":{"__typename":"QueryRoot"}}"#),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mib_body_gets_413_without_being_read_whole() {
     let ctx = TestContext::new();
