@@ -4,6 +4,7 @@ use crate::error::IntakeError;
 use crate::schema::{calls, consortium_versions, proposal_documents, proposals};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use kaip_bus::JsonbText;
 use kaip_contracts::dto::intake::{
     Call, Consortium, ConsortiumVersion, Document, EligibilityRules, Member, Portfolio, Proposal,
     ResourceRequest, Withdrawal, WithdrawalRefusal,
@@ -123,7 +124,9 @@ pub struct ProposalRow {
     pub submitted_at: Option<DateTime<Utc>>,
     pub status: String,
     pub version: i32,
-    pub resources: serde_json::Value,
+    /// The JSON columns are read as text and decoded once into their types (see
+    /// [`JsonbText`]): a list of proposals reads a hundred of them.
+    pub resources: JsonbText,
     pub idempotency_key: Option<String>,
     pub content_hash: Option<String>,
     pub withdrawn_at: Option<DateTime<Utc>>,
@@ -131,18 +134,16 @@ pub struct ProposalRow {
     pub withdrawn_by: Option<String>,
     pub withdrawal_refused_at: Option<DateTime<Utc>>,
     pub withdrawal_refusal: Option<String>,
-    pub portfolio: Option<serde_json::Value>,
+    pub portfolio: Option<JsonbText>,
 }
 
 impl ProposalRow {
     pub fn resources(&self) -> ResourceRequest {
-        serde_json::from_value(self.resources.clone()).unwrap_or_default()
+        self.resources.decode().unwrap_or_default()
     }
 
     pub fn portfolio(&self) -> Option<Portfolio> {
-        self.portfolio
-            .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
+        self.portfolio.as_ref().and_then(|v| v.decode().ok())
     }
 
     pub fn into_dto(self, documents: Vec<Document>) -> Proposal {

@@ -5,6 +5,7 @@ use crate::error::ScoringError;
 use crate::schema::{calls, evaluation_cases};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use kaip_bus::JsonbText;
 use kaip_contracts::dto::intake::{Member, Portfolio, ResourceRequest};
 use kaip_contracts::dto::scoring::{EvaluationCase, EvaluationConfig};
 use uuid::Uuid;
@@ -20,23 +21,23 @@ pub struct CaseRow {
     pub status: String,
     pub opened_at: DateTime<Utc>,
     pub consortium_name: String,
-    pub members: serde_json::Value,
-    pub resources: serde_json::Value,
+    /// The JSON columns are read as text and decoded once into their types (see
+    /// [`JsonbText`]): a list of cases reads hundreds of them.
+    pub members: JsonbText,
+    pub resources: JsonbText,
     pub stage: i32,
     pub submitted_at: DateTime<Utc>,
-    pub portfolio: Option<serde_json::Value>,
+    pub portfolio: Option<JsonbText>,
     pub late_resolution: Option<String>,
 }
 
 impl CaseRow {
     pub fn members(&self) -> Vec<Member> {
-        serde_json::from_value(self.members.clone()).unwrap_or_default()
+        self.members.decode().unwrap_or_default()
     }
 
     pub fn portfolio(&self) -> Option<Portfolio> {
-        self.portfolio
-            .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
+        self.portfolio.as_ref().and_then(|v| v.decode().ok())
     }
 
     /// The portfolio categories the case belongs to: its members' and its track's.
@@ -49,7 +50,7 @@ impl CaseRow {
     }
 
     pub fn resources(&self) -> ResourceRequest {
-        serde_json::from_value(self.resources.clone()).unwrap_or_default()
+        self.resources.decode().unwrap_or_default()
     }
 
     pub fn dto(&self) -> EvaluationCase {

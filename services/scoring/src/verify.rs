@@ -93,8 +93,16 @@ fn digest_with(
             .collect();
         let cases: Vec<serde_json::Value> = cases
             .iter()
-            .map(|k| json!([k.id, k.proposal_id, k.members, k.submitted_at]))
-            .collect();
+            .map(|k| {
+                let members = k.members.value().map_err(|e| {
+                    kaip_service::CommonError::internal(anyhow::anyhow!(
+                        "case {}: stored members do not decode: {e}",
+                        k.id
+                    ))
+                })?;
+                Ok(json!([k.id, k.proposal_id, members, k.submitted_at]))
+            })
+            .collect::<Result<_, ScoringError>>()?;
         stages.push(json!({ "stage": s, "cases": cases, "sheets": sheets, "ties": ties }));
     }
     consortia.sort();

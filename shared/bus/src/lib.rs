@@ -15,6 +15,7 @@ pub mod audit;
 pub mod consumer;
 pub mod dlq;
 pub mod feed;
+pub mod jsonb;
 pub mod kafka;
 pub mod outbox;
 pub mod pool;
@@ -27,6 +28,7 @@ pub use consumer::{
     RecordOnly,
 };
 pub use feed::{start_feed, start_feed_with, EventFeed, FeedEvent};
+pub use jsonb::JsonbText;
 pub use outbox::{Outbox, OutboxTx};
 pub use relay::Relay;
 pub use settings::{KafkaSettings, OutboxSettings};

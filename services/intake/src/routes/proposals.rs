@@ -207,7 +207,17 @@ pub async fn update_draft(
                 // Absent: the new version keeps the declaration of the one before.
                 let portfolio = match &req.portfolio {
                     Some(p) => Some(serde_json::to_value(p).unwrap_or_default()),
-                    None => row.portfolio.clone(),
+                    None => row
+                        .portfolio
+                        .as_ref()
+                        .map(|p| p.value())
+                        .transpose()
+                        .map_err(|e| {
+                            kaip_service::CommonError::internal(anyhow::anyhow!(
+                                "proposal {}: stored portfolio does not decode: {e}",
+                                id.0
+                            ))
+                        })?,
                 };
                 diesel::update(proposals::table.find(id.0))
                     .set((

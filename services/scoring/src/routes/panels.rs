@@ -40,6 +40,7 @@ use crate::store::{self, find_call, CaseRow};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
+use kaip_bus::JsonbText;
 use kaip_contracts::dto::panels::{
     GatePanel, NewGatePanel, PanelAssignment, PanelAssignmentReport, PanelBlocked, PanelCriterion,
     PanelTeamResult, VoidPanel,
@@ -251,9 +252,10 @@ fn team_cases(c: &mut PgConnection, p: &PanelRow) -> QueryResult<Vec<CaseRow>> {
     let mut newest: BTreeMap<Uuid, CaseRow> = BTreeMap::new();
     for k in rows {
         let all = members.entry(k.consortium_id).or_default();
-        for m in k.members.as_array().into_iter().flatten() {
-            if !all.contains(m) {
-                all.push(m.clone());
+        let mine: Vec<serde_json::Value> = k.members.decode().unwrap_or_default();
+        for m in mine {
+            if !all.contains(&m) {
+                all.push(m);
             }
         }
         newest.insert(k.consortium_id, k);
@@ -261,11 +263,12 @@ fn team_cases(c: &mut PgConnection, p: &PanelRow) -> QueryResult<Vec<CaseRow>> {
     let mut out: Vec<CaseRow> = newest
         .into_values()
         .map(|mut k| {
-            k.members =
-                serde_json::Value::Array(members.remove(&k.consortium_id).unwrap_or_default());
-            k
+            let all = members.remove(&k.consortium_id).unwrap_or_default();
+            k.members = JsonbText::encode(&all)
+                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+            Ok(k)
         })
-        .collect();
+        .collect::<QueryResult<_>>()?;
     out.sort_by_key(|k| k.id);
     Ok(out)
 }
