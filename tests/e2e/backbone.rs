@@ -408,3 +408,44 @@ async fn a_graceful_stop_commits_the_consumer_offsets_and_stops_cleanly() {
         "all three messages are committed as consumed"
     );
 }
+
+/// `JsonbText` reads a `jsonb` column as PostgreSQL stores it and writes one back: the same
+/// value diesel's `serde_json::Value` decoding gives (scoring's decision digest hashes it),
+/// and decoding into a type in one pass.
+#[test]
+fn jsonb_text_reads_and_writes_what_postgresql_stores() {
+    use diesel::sql_types::Jsonb;
+    use kaip_bus::JsonbText;
+    #[derive(QueryableByName)]
+    struct Both {
+        #[diesel(sql_type = Jsonb)]
+        text: JsonbText,
+        #[diesel(sql_type = Jsonb)]
+        value: serde_json::Value,
+    }
+    let mut conn =
+        PgConnection::establish(&format!("{}/postgres", kaip_testkit::database_url()))
+            .expect("connects");
+    let written = JsonbText::encode(&serde_json::json!({
+        "b": [1, 2.5, -3, i64::MAX],
+        "a": { "name": "한빛 컨소시엄 \"quoted\" \\ \u{1F680}", "none": null },
+    }))
+    .expect("encodes");
+    let row: Both = diesel::sql_query("SELECT $1::jsonb AS text, $1::jsonb AS value")
+        .bind::<Jsonb, _>(&written)
+        .get_result(&mut conn)
+        .expect("round trip");
+    // PostgreSQL's normal form: keys ordered by length then bytes, its own spacing.
+    assert_ne!(row.text.as_str(), written.as_str());
+    assert_eq!(row.text.value().expect("parses"), row.value);
+    assert_eq!(row.value["a"]["name"], "한빛 컨소시엄 \"quoted\" \\ \u{1F680}");
+    assert_eq!(row.value["b"][3], i64::MAX);
+    #[derive(serde::Deserialize, PartialEq, Debug)]
+    struct Typed {
+        b: Vec<serde_json::Number>,
+    }
+    let typed: Typed = row.text.decode().expect("decodes");
+    assert_eq!(typed.b.len(), 4);
+    // Not JSON of that shape: a decoding error, not a default.
+    assert!(row.text.decode::<Vec<i64>>().is_err());
+}
