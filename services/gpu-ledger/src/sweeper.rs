@@ -60,6 +60,14 @@ pub fn task() -> BackgroundTask {
     })
 }
 
+/// The open reservations past their timeout, oldest first, at most `$1`. Read from
+/// `ledger_open_pending` (the pending transfers not yet resolved, kept by a trigger in the
+/// transaction of every transfer that opens or resolves one), so a pass costs what is open,
+/// not the history of every reservation ever resolved; its partial index on `timeout_at`
+/// finds the due ones in order.
+pub const DUE: &str = "SELECT o.pending_id AS id, o.timeout_at FROM ledger_open_pending o \
+     WHERE o.timeout_at <= now() ORDER BY o.timeout_at LIMIT $1";
+
 #[derive(QueryableByName)]
 struct Due {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -92,14 +100,7 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
         if !try_lock(c)? {
             return Ok(0);
         }
-        let due: Vec<Due> = diesel::sql_query(
-            "SELECT t.id, t.timeout_at FROM ledger_transfers t \
-             WHERE t.kind = 'pending' AND t.timeout_at <= now() \
-             AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) \
-             ORDER BY t.timeout_at LIMIT $1",
-        )
-        .bind::<BigInt, _>(BATCH)
-        .load(c)?;
+        let due: Vec<Due> = diesel::sql_query(DUE).bind::<BigInt, _>(BATCH).load(c)?;
         if due.is_empty() {
             return Ok(0);
         }

@@ -2827,3 +2827,156 @@ fn future_halves() -> (String, String) {
     let (second, _, _) = running_half_at(end);
     (first, second)
 }
+
+/// The sweeper reads the open reservations (`ledger_open_pending`), kept in step with the
+/// transfers by the database in the same transaction, not every pending transfer ever
+/// recorded: its query does not touch `ledger_transfers`, a reservation is in the table
+/// exactly while it is open, and `GET /invariants` reports a table that differs from the
+/// replayed transfers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers() {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Open {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        timeout_at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+    fn open(conn: &mut diesel::PgConnection) -> Vec<Open> {
+        diesel::sql_query(
+            "SELECT pending_id::text AS id, timeout_at FROM ledger_open_pending ORDER BY pending_id",
+        )
+        .load(conn)
+        .expect("open reservations")
+    }
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(20).await;
+    let team = l.open("grant", Some(Uuid::now_v7())).await;
+    let mut conn = l.svc.conn();
+
+    // The due query reads the open reservations only (and their partial index), whatever
+    // the history holds.
+    #[derive(diesel::QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan: String,
+    }
+    diesel::sql_query(
+        "CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$ \
+         DECLARE line text; plan text := ''; \
+         BEGIN FOR line IN EXECUTE 'EXPLAIN ' || q LOOP plan := plan || line || E'\\n'; END LOOP; \
+         RETURN plan; END $$",
+    )
+    .execute(&mut conn)
+    .expect("plan function");
+    let plan: Plan = diesel::sql_query("SELECT pg_temp.plan_of($1) AS plan")
+        .bind::<diesel::sql_types::Text, _>(kaip_gpu_ledger::sweeper::DUE.replace("$1", "1000"))
+        .get_result(&mut conn)
+        .expect("plan");
+    assert!(
+        plan.plan.contains("ledger_open_pending") && !plan.plan.contains("ledger_transfers"),
+        "{}",
+        plan.plan
+    );
+
+    // Four reservations: one held open (an hour), one posted and one voided in later
+    // batches, one posted in its own batch, one the sweeper expires.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).trunc_subsecs(6);
+    let mut held = transfer(pool, team, 1, "pending");
+    held["timeout_at"] = json!(later);
+    let posted = transfer(pool, team, 2, "pending");
+    let voided = transfer(pool, team, 3, "pending");
+    let same_batch = transfer(pool, team, 1, "pending");
+    let mut expiring = transfer(pool, team, 4, "pending");
+    expiring["timeout_at"] = json!(chrono::Utc::now() + chrono::Duration::milliseconds(300));
+    let resolve = |kind: &str, p: &Value| {
+        json!({"id": Uuid::now_v7(), "kind": kind, "pending_id": p["id"], "code": "grant",
+            "reason": "test"})
+    };
+    let r = l
+        .transfers(vec![
+            held.clone(),
+            posted.clone(),
+            voided.clone(),
+            expiring.clone(),
+            same_batch.clone(),
+            resolve("post", &same_batch),
+        ])
+        .await;
+    assert_eq!(r.created, 6, "{r:?}");
+    let ids = |ts: &[&Value]| {
+        let mut v: Vec<String> = ts
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let now_open: Vec<String> = open(&mut conn).into_iter().map(|o| o.id).collect();
+    // The expiring one may already be gone (the sweeper runs every second).
+    let without_expiring = ids(&[&held, &posted, &voided]);
+    let with_expiring = ids(&[&held, &posted, &voided, &expiring]);
+    assert!(
+        now_open == with_expiring || now_open == without_expiring,
+        "open after the batch: {now_open:?}"
+    );
+    let r = l
+        .transfers(vec![resolve("post", &posted), resolve("void", &voided)])
+        .await;
+    assert_eq!(r.created, 2, "{r:?}");
+    eventually(Duration::from_secs(20), || async {
+        let mut c = l.svc.conn();
+        (open(&mut c).len() == 1).then_some(())
+    })
+    .await
+    .expect("the sweeper expired the due reservation");
+    assert_eq!(
+        open(&mut conn),
+        vec![Open {
+            id: held["id"].as_str().unwrap().to_owned(),
+            timeout_at: Some(later)
+        }],
+        "only the reservation still open, with its timeout"
+    );
+    let inv = l.invariants().await;
+    assert_eq!(inv["ok"], true, "{inv}");
+    assert_eq!(
+        inv["open_pending_differing_from_replay"],
+        json!([]),
+        "{inv}"
+    );
+
+    // A table out of step with the transfers is reported, and the sweeper goes by the
+    // table: a due reservation missing from it is not expired.
+    let mut lost = transfer(pool, team, 1, "pending");
+    lost["timeout_at"] = json!(chrono::Utc::now() + chrono::Duration::milliseconds(1500));
+    assert_eq!(l.transfers(vec![lost.clone()]).await.created, 1);
+    let n = diesel::sql_query(format!(
+        "DELETE FROM ledger_open_pending WHERE pending_id IN ('{}', '{}')",
+        lost["id"].as_str().unwrap(),
+        held["id"].as_str().unwrap()
+    ))
+    .execute(&mut conn)
+    .expect("delete");
+    assert_eq!(n, 2, "the sweeper had not expired it yet");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, by_pending) = l
+        .get(&format!("/transfers?account={pool}&kind=expire"))
+        .await;
+    assert!(
+        !by_pending
+            .to_string()
+            .contains(lost["id"].as_str().unwrap()),
+        "expired though not open: {by_pending}"
+    );
+    let inv = l.invariants().await;
+    assert_eq!(inv["ok"], false, "{inv}");
+    let mut want = ids(&[&held, &lost]);
+    want.sort();
+    let mut got: Vec<String> =
+        serde_json::from_value(inv["open_pending_differing_from_replay"].clone()).expect("ids");
+    got.sort();
+    assert_eq!(got, want, "{inv}");
+}
