@@ -2980,3 +2980,60 @@ async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers
     got.sort();
     assert_eq!(got, want, "{inv}");
 }
+
+/// `GET /pools` reports net positions: GPUs a team gave back count neither as held again
+/// nor as granted, capacity returned to a source leaves what is held, and what is
+/// available stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_held_and_granted_are_net_of_what_went_back() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let source = l.open("source", None).await;
+    let pool = l.open("pool", None).await;
+    let (a, b) = (
+        l.open("grant", Some(Uuid::now_v7())).await,
+        l.open("grant", Some(Uuid::now_v7())).await,
+    );
+    let mut reclaim = transfer(a, pool, 2, "single");
+    reclaim["code"] = json!("reclaim");
+    let mut back_to_source = transfer(pool, source, 1, "single");
+    back_to_source["code"] = json!("capacity");
+    let r = l
+        .transfers(vec![
+            transfer(source, pool, 10, "single"),
+            transfer(pool, a, 6, "single"),
+            reclaim,
+            back_to_source,
+            transfer(pool, b, 3, "pending"),
+        ])
+        .await;
+    assert_eq!(r.created, 5, "{r:?}");
+    let line = pools(&l)
+        .await
+        .into_iter()
+        .find(|p| p.pool_account == pool)
+        .expect("the pool");
+    // Gross flows said held 12 (10 in, 2 back from the team) and granted 7 (6 out, 1 back
+    // to the source).
+    assert_eq!(
+        (line.held, line.granted, line.reserved, line.available),
+        (9, 4, 3, 2),
+        "{line:?}"
+    );
+    assert_eq!(line.held - line.granted - line.reserved, line.available);
+    let acct = l.account(pool).await;
+    assert_eq!(
+        line.available,
+        acct.balance.credits_posted - acct.balance.debits_posted - acct.balance.debits_pending,
+        "available is the pool's own balance"
+    );
+    assert_eq!(
+        (
+            l.account(a).await.balance.credits_posted - l.account(a).await.balance.debits_posted,
+            line.held_h100_eq.0,
+            line.available_h100_eq.0
+        ),
+        (4, 9, 2),
+        "team A holds 4; H100 is the unit"
+    );
+}
