@@ -3037,3 +3037,81 @@ async fn a_pools_held_and_granted_are_net_of_what_went_back() {
         "team A holds 4; H100 is the unit"
     );
 }
+
+/// A tranche dated exactly at a period's start (midnight KST) counts the whole period's
+/// hours in `GET /utilisation` when the team holds it from that start: accepted before the
+/// period, posted (here by staff, as the sweeper would at the date) before the period
+/// begins, it counts its GPUs x every hour of the period, not the time from its post to the
+/// period's end (more than the period) nor less. The period is the half year after the one
+/// running, so the test holds on any day it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tranche_dated_at_its_periods_start_counts_the_whole_period() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (period, start, end) = next_half();
+    // 4,344 h (4,368 in a leap year) for an H1, 4,416 h for an H2.
+    let whole_hours = (end - start).num_hours();
+    assert!(
+        [4_344, 4_368, 4_416].contains(&whole_hours),
+        "{period}: {start} to {end}"
+    );
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", &period, 100).await;
+    let gpus: i64 = 8;
+    // The date as an officer writes it: midnight in Seoul.
+    let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
+    let dated = start.with_timezone(&kst).to_rfc3339();
+    assert!(dated.ends_with("T00:00:00+09:00"), "{dated}");
+    let (s, o) = l
+        .post(
+            "/offers",
+            offer_body(team, call, 3600, json!([{"model": "B200", "tranches": [{"period": period, "count": gpus, "release_at": dated}]}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let offer = o["id"].as_str().expect("id").to_owned();
+    let (s, a) = l
+        .post(&format!("/offers/{offer}/accept"), json!({"option": 0}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["tranches"][0]["status"], "reserved", "{a}");
+    let release_at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(a["tranches"][0]["release_at"].clone()).expect("release_at");
+    assert_eq!(release_at, start, "dated exactly at the period's start");
+    let utilisation = || async {
+        let (s, lines) = l
+            .get(&format!(
+                "/utilisation?period={period}&consortium_id={team}"
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{lines}");
+        lines
+    };
+    // Reserved, not yet held: nothing granted.
+    let lines = utilisation().await;
+    assert!(
+        lines.as_array().is_none_or(|ls| ls
+            .iter()
+            .all(|x| x["granted_hours"].as_i64().unwrap_or(0) == 0)),
+        "{lines}"
+    );
+    // Posted now, before the period: held from its first hour.
+    let tranche = a["tranches"][0]["transfer_id"].clone();
+    let r = l
+        .transfers(vec![
+            json!({"id": Uuid::now_v7(), "kind": "post", "pending_id": tranche,
+            "code": "tranche", "reason": "released for the period"}),
+        ])
+        .await;
+    assert_eq!(r.created, 1, "{r:?}");
+    let lines = utilisation().await;
+    assert_eq!(
+        (
+            lines[0]["granted_gpus"].as_i64(),
+            lines[0]["granted_hours"].as_i64()
+        ),
+        (Some(gpus), Some(gpus * whole_hours)),
+        "{gpus} GPUs x {whole_hours} h of {period}: {lines}"
+    );
+}
