@@ -1591,8 +1591,13 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
     let (_, p) = l.get("/pools").await;
     let pools: Vec<PoolLine> = serde_json::from_value(p).expect("pools");
     assert!(pools.iter().all(|p| p.reserved == 0), "{pools:?}");
-    // Gross flows: the 256 came back in (held) and went out again (granted).
-    assert_eq!(pools.iter().map(|p| p.held).sum::<i64>(), 2000 + 256);
+    // Net positions: the 256 that came back and went out again count once, with the survivor
+    // (gross flows said 2,256 held).
+    assert_eq!(pools.iter().map(|p| p.held).sum::<i64>(), 2000);
+    assert_eq!(
+        pools.iter().map(|p| p.granted).sum::<i64>(),
+        256 + 128 + 32 + 256 + 128
+    );
     assert_eq!(
         pools.iter().map(|p| p.available).sum::<i64>(),
         2000 - (256 + 128 + 32 + 256 + 128)
