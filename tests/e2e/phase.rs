@@ -876,8 +876,12 @@ async fn a_whole_phase_from_selection_through_gate_1_to_the_reallocation_over_th
     assert!(!pools.is_empty(), "the selection's pools are listed");
     for pool in pools {
         assert!(int(&pool["available"]) >= 0, "{pool}");
-        assert!(
-            int(&pool["granted"]) + int(&pool["reserved"]) <= int(&pool["held"]),
+        // Net positions: what is available is exactly what the sources hold less what the
+        // teams hold and what is reserved (the elimination's GPUs that went back and out
+        // again count once).
+        assert_eq!(
+            int(&pool["held"]) - int(&pool["granted"]) - int(&pool["reserved"]),
+            int(&pool["available"]),
             "{pool}"
         );
     }
