@@ -711,7 +711,7 @@ async fn the_per_statement_mode_records_what_the_row_trigger_does_and_reruns_kee
             &mut conn,
             &format!(
                 "CREATE TABLE {t} (id uuid PRIMARY KEY, team_id uuid, doc bytea, secret text, \
-                 name text, salary bigint, tags text[], note text)"
+                 name text, salary bigint, tags text[], note text, n text)"
             ),
         );
     }
@@ -724,22 +724,23 @@ async fn the_per_statement_mode_records_what_the_row_trigger_does_and_reruns_kee
         &format!("SELECT kaip_audit_table('probe_by_statement', {LISTS}, per_statement => true)"),
     );
     // Three rows, inserted in an order that is not the key's, with values to redact, to hide
-    // and NULLs; then a statement that inserts nothing.
+    // and NULLs (and a column named like the trigger's row alias); then a statement that
+    // inserts nothing.
     let mut ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::now_v7()).collect();
     ids.reverse();
     let team = uuid::Uuid::now_v7();
     let values = format!(
         "('{}', '{team}', '\\x0102ff'::bytea, repeat('s', 20000), 'Kim Minji', 91000000, \
-           ARRAY['a', 'b'], 'first'), \
-         ('{}', NULL, NULL, NULL, NULL, NULL, NULL, 'second'), \
-         ('{}', '{team}', ''::bytea, 'short secret', '', 0, '{{}}', NULL)",
+           ARRAY['a', 'b'], 'first', 'n1'), \
+         ('{}', NULL, NULL, NULL, NULL, NULL, NULL, 'second', NULL), \
+         ('{}', '{team}', ''::bytea, 'short secret', '', 0, '{{}}', NULL, 'n3')",
         ids[0], ids[1], ids[2]
     );
     for t in ["probe_by_row", "probe_by_statement"] {
         exec(
             &mut conn,
             &format!(
-                "INSERT INTO {t} (id, team_id, doc, secret, name, salary, tags, note) VALUES {values}"
+                "INSERT INTO {t} (id, team_id, doc, secret, name, salary, tags, note, n) VALUES {values}"
             ),
         );
         exec(
@@ -782,7 +783,10 @@ async fn the_per_statement_mode_records_what_the_row_trigger_does_and_reruns_kee
     for col in ["name", "salary", "tags"] {
         assert_eq!(after[col], "[personal data]", "{col}: {after}");
     }
-    assert_eq!(after["note"], "first");
+    assert_eq!(
+        (&after["note"], &after["n"]),
+        (&json!("first"), &json!("n1"))
+    );
     let second = &by_statement[1]["after"];
     for col in ["doc", "secret", "name", "salary", "tags"] {
         assert_eq!(second[col], Value::Null, "{col}: {second}");

@@ -150,8 +150,9 @@ BEGIN
                               WHERE e.key = 'id' OR e.key LIKE '%\_id') ids
                       WHERE v IS NOT NULL), '{}'),
            'insert', NULL, r.j
-      FROM (SELECT CASE WHEN v_mask THEN kaip_audit_mask(to_jsonb(n), v_redact, v_personal)
-                        ELSE to_jsonb(n) END AS j,
+      -- `n.*`: the whole row, even in a table with a column named `n`.
+      FROM (SELECT CASE WHEN v_mask THEN kaip_audit_mask(to_jsonb(n.*), v_redact, v_personal)
+                        ELSE to_jsonb(n.*) END AS j,
                    row_number() OVER () AS ord
               FROM kaip_audit_new_rows n) r
      ORDER BY r.ord;
