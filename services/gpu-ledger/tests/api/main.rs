@@ -2835,12 +2835,15 @@ fn future_halves() -> (String, String) {
 
 /// The sweeper reads the open reservations (`ledger_open_pending`), kept in step with the
 /// transfers by the database in the same transaction, not every pending transfer ever
-/// recorded: its query does not touch `ledger_transfers`, a reservation is in the table
-/// exactly while it is open, and `GET /invariants` reports a table that differs from the
-/// replayed transfers.
+/// recorded: its query reads the transfers only to skip a row already resolved (by the
+/// unique index on `pending_id`), a reservation is in the table exactly while it is open, a
+/// stale row (resolved, left by hand) is never due and is removed by the next pass, and
+/// `GET /invariants` reports a table that differs from the replayed transfers. Timeouts are
+/// seconds ahead and every wait is measured from them, so a slow request or a busy machine
+/// changes how long the test runs, not what it sees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers() {
-    use diesel::RunQueryDsl;
+    use diesel::{Connection, RunQueryDsl};
     #[derive(diesel::QueryableByName, Debug, PartialEq)]
     struct Open {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -2855,14 +2858,36 @@ async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers
         .load(conn)
         .expect("open reservations")
     }
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    fn due(conn: &mut diesel::PgConnection) -> Vec<Uuid> {
+        diesel::sql_query(kaip_gpu_ledger::sweeper::DUE)
+            .bind::<diesel::sql_types::BigInt, _>(1000)
+            .load::<Id>(conn)
+            .expect("due")
+            .into_iter()
+            .map(|d| d.id)
+            .collect()
+    }
+    /// Sleeps until `at` (client clock; the server shares it) plus `margin`.
+    async fn until(at: chrono::DateTime<chrono::Utc>, margin: Duration) {
+        let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(left + margin).await;
+    }
     let ctx = TestContext::new();
     let l = Ledger::start(&ctx).await;
     let pool = l.pool(20).await;
     let team = l.open("grant", Some(Uuid::now_v7())).await;
+    // The test's connection is the test server's superuser (the service's login role here):
+    // in the production layout the login role may only read the table (see
+    // `the_login_role_only_reads_the_open_reservations`).
     let mut conn = l.svc.conn();
 
-    // The due query reads the open reservations only (and their partial index), whatever
-    // the history holds.
+    // The due query reads the open reservations (and their partial index), and the
+    // transfers only by the unique index on `pending_id`, whatever the history holds.
     #[derive(diesel::QueryableByName)]
     struct Plan {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -2880,14 +2905,24 @@ async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers
         .bind::<diesel::sql_types::Text, _>(kaip_gpu_ledger::sweeper::DUE.replace("$1", "1000"))
         .get_result(&mut conn)
         .expect("plan");
+    let on_transfers: Vec<&str> = plan
+        .plan
+        .lines()
+        .filter(|l| l.contains(" on ledger_transfers"))
+        .collect();
     assert!(
-        plan.plan.contains("ledger_open_pending") && !plan.plan.contains("ledger_transfers"),
+        plan.plan.contains("ledger_open_pending")
+            && !on_transfers.is_empty()
+            && on_transfers
+                .iter()
+                .all(|l| l.contains("using ledger_transfers_resolved_once")),
         "{}",
         plan.plan
     );
 
     // Four reservations: one held open (an hour), one posted and one voided in later
-    // batches, one posted in its own batch, one the sweeper expires.
+    // batches, one posted in its own batch, one the sweeper expires (5 s ahead: the
+    // batch is refused only if its request takes longer than that).
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).trunc_subsecs(6);
     let mut held = transfer(pool, team, 1, "pending");
     held["timeout_at"] = json!(later);
@@ -2895,7 +2930,8 @@ async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers
     let voided = transfer(pool, team, 3, "pending");
     let same_batch = transfer(pool, team, 1, "pending");
     let mut expiring = transfer(pool, team, 4, "pending");
-    expiring["timeout_at"] = json!(chrono::Utc::now() + chrono::Duration::milliseconds(300));
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(5);
+    expiring["timeout_at"] = json!(expires_at);
     let resolve = |kind: &str, p: &Value| {
         json!({"id": Uuid::now_v7(), "kind": kind, "pending_id": p["id"], "code": "grant",
             "reason": "test"})
@@ -2919,19 +2955,29 @@ async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers
         v.sort();
         v
     };
+    // Read before its timeout, the expiring one is certainly still open (the sweeper goes
+    // by the database's clock, which is this machine's).
+    let before_timeout = chrono::Utc::now() < expires_at;
     let now_open: Vec<String> = open(&mut conn).into_iter().map(|o| o.id).collect();
-    // The expiring one may already be gone (the sweeper runs every second).
-    let without_expiring = ids(&[&held, &posted, &voided]);
-    let with_expiring = ids(&[&held, &posted, &voided, &expiring]);
-    assert!(
-        now_open == with_expiring || now_open == without_expiring,
-        "open after the batch: {now_open:?}"
-    );
+    if before_timeout {
+        assert_eq!(
+            now_open,
+            ids(&[&held, &posted, &voided, &expiring]),
+            "open after the batch"
+        );
+    } else {
+        assert!(
+            now_open == ids(&[&held, &posted, &voided, &expiring])
+                || now_open == ids(&[&held, &posted, &voided]),
+            "open after the batch: {now_open:?}"
+        );
+    }
     let r = l
         .transfers(vec![resolve("post", &posted), resolve("void", &voided)])
         .await;
     assert_eq!(r.created, 2, "{r:?}");
-    eventually(Duration::from_secs(20), || async {
+    until(expires_at, Duration::ZERO).await;
+    eventually(Duration::from_secs(30), || async {
         let mut c = l.svc.conn();
         (open(&mut c).len() == 1).then_some(())
     })
@@ -2953,10 +2999,48 @@ async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers
         "{inv}"
     );
 
+    // A stale row (its reservation was posted; put back by hand, due) is never due: in one
+    // transaction, so the sweeper cannot remove it first. Committed, the next pass removes it
+    // and records nothing for it.
+    let stale = format!(
+        "INSERT INTO ledger_open_pending (pending_id, timeout_at) VALUES ('{}', now() - interval '1 minute')",
+        posted["id"].as_str().unwrap()
+    );
+    let posted_id: Uuid = serde_json::from_value(posted["id"].clone()).expect("uuid");
+    conn.transaction::<(), diesel::result::Error, _>(|c| {
+        diesel::sql_query(&stale).execute(c)?;
+        assert_eq!(
+            due(c),
+            Vec::<Uuid>::new(),
+            "a resolved reservation is never due"
+        );
+        Err(diesel::result::Error::RollbackTransaction)
+    })
+    .expect_err("rolled back");
+    diesel::sql_query(&stale)
+        .execute(&mut conn)
+        .expect("stale row");
+    eventually(Duration::from_secs(30), || async {
+        let mut c = l.svc.conn();
+        (open(&mut c).len() == 1).then_some(())
+    })
+    .await
+    .expect("the sweeper removed the resolved row");
+    let (_, expiries) = l
+        .get(&format!("/transfers?account={pool}&kind=expire"))
+        .await;
+    assert!(
+        !expiries.to_string().contains(&posted_id.to_string()),
+        "a posted reservation expired: {expiries}"
+    );
+
     // A table out of step with the transfers is reported, and the sweeper goes by the
-    // table: a due reservation missing from it is not expired.
+    // table: a due reservation missing from it is not expired. Its timeout is 10 s ahead,
+    // so its row is removed long before the sweeper could expire it, and the check waits for
+    // passes after that timeout.
     let mut lost = transfer(pool, team, 1, "pending");
-    lost["timeout_at"] = json!(chrono::Utc::now() + chrono::Duration::milliseconds(1500));
+    let lost_at = chrono::Utc::now() + chrono::Duration::seconds(10);
+    lost["timeout_at"] = json!(lost_at);
     assert_eq!(l.transfers(vec![lost.clone()]).await.created, 1);
     let n = diesel::sql_query(format!(
         "DELETE FROM ledger_open_pending WHERE pending_id IN ('{}', '{}')",
@@ -2965,8 +3049,13 @@ async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers
     ))
     .execute(&mut conn)
     .expect("delete");
-    assert_eq!(n, 2, "the sweeper had not expired it yet");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        chrono::Utc::now() < lost_at,
+        "removed before its timeout: the sweeper could not have expired it"
+    );
+    assert_eq!(n, 2);
+    // Three passes (one a second) after its timeout.
+    until(lost_at, 3 * kaip_gpu_ledger::sweeper::INTERVAL).await;
     let (_, by_pending) = l
         .get(&format!("/transfers?account={pool}&kind=expire"))
         .await;
@@ -2984,6 +3073,126 @@ async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers
         serde_json::from_value(inv["open_pending_differing_from_replay"].clone()).expect("ids");
     got.sort();
     assert_eq!(got, want, "{inv}");
+}
+
+/// In the production role layout (the owner migrates, the login role serves) the login role
+/// may read `ledger_open_pending` but not write it, nor call the trigger's function, even
+/// after a DBA's default privileges gave it DML on every new table; the service still opens,
+/// resolves and expires reservations (the trigger and the sweeper's pruning run as the
+/// table's owner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_role_only_reads_the_open_reservations() {
+    use diesel::{Connection, RunQueryDsl};
+    fn with_user(url: &str, user: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{user}@{host}")
+    }
+    fn exec(conn: &mut diesel::PgConnection, sql: &str) {
+        diesel::sql_query(sql)
+            .execute(conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let ctx = TestContext::new();
+    let (owner, login) = (format!("{}_owner", ctx.id), format!("{}_login", ctx.id));
+    let mut settings = ctx.settings(kaip_gpu_ledger::DEFAULTS);
+    let db = settings.database.name.clone();
+    ctx.track_database(&db);
+    let server = kaip_testkit::database_url();
+    let mut dba = diesel::PgConnection::establish(&format!("{server}/postgres")).expect("server");
+    exec(&mut dba, &format!("CREATE ROLE {owner} LOGIN"));
+    exec(&mut dba, &format!("CREATE ROLE {login} LOGIN"));
+    exec(&mut dba, &format!("CREATE DATABASE \"{db}\" OWNER {owner}"));
+    let mut dba_db = diesel::PgConnection::establish(&format!("{server}/{db}")).expect("db");
+    exec(&mut dba_db, &format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {login}"));
+    exec(&mut dba_db, &format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {login}"));
+    settings.database.url = secrecy::SecretString::from(with_user(&server, &login));
+    settings.database.migration_url = Some(secrecy::SecretString::from(with_user(&server, &owner)));
+    settings.database.create_if_missing = false;
+    let svc = ctx
+        .spawn_with(kaip_gpu_ledger::definition(), settings)
+        .await;
+    let l = Ledger {
+        http: reqwest::Client::new(),
+        svc,
+        officer: ctx.bearer(Role::Officer, None),
+    };
+    let pool = l.pool(10).await;
+    let team = l.open("grant", Some(Uuid::now_v7())).await;
+    let kept = transfer(pool, team, 1, "pending");
+    let mut expiring = transfer(pool, team, 2, "pending");
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(5);
+    expiring["timeout_at"] = json!(expires_at);
+    let posted = transfer(pool, team, 3, "pending");
+    let r = l
+        .transfers(vec![kept.clone(), expiring.clone(), posted.clone()])
+        .await;
+    assert_eq!(r.created, 3, "{r:?}");
+    let r = l
+        .transfers(vec![json!({"id": Uuid::now_v7(), "kind": "post",
+            "pending_id": posted["id"], "code": "grant", "reason": "test"})])
+        .await;
+    assert_eq!(r.created, 1, "{r:?}");
+
+    let mut as_login =
+        diesel::PgConnection::establish(&format!("{}/{db}", with_user(&server, &login)))
+            .expect("the login role connects");
+    let count = |c: &mut diesel::PgConnection| {
+        diesel::sql_query("SELECT count(*) AS n FROM ledger_open_pending")
+            .get_result::<Count>(c)
+            .expect("the login role reads")
+            .n
+    };
+    assert!(count(&mut as_login) >= 1, "kept is open");
+    for sql in [
+        format!(
+            "INSERT INTO ledger_open_pending (pending_id, timeout_at) VALUES ('{}', now())",
+            posted["id"].as_str().unwrap()
+        ),
+        "UPDATE ledger_open_pending SET timeout_at = now()".to_owned(),
+        "DELETE FROM ledger_open_pending".to_owned(),
+        "TRUNCATE ledger_open_pending".to_owned(),
+        "SELECT gpu_ledger_track_open_pending()".to_owned(),
+        "SELECT gpu_ledger_open_pending_lockdown()".to_owned(),
+    ] {
+        let err = diesel::sql_query(&sql)
+            .execute(&mut as_login)
+            .map(|n| panic!("{sql}: must be refused, but it changed {n} rows"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{sql}: {err}"
+        );
+    }
+    // Pruning is open to it, and removes only what is resolved: nothing here.
+    assert_eq!(
+        diesel::sql_query("SELECT gpu_ledger_prune_open_pending() AS n")
+            .get_result::<Count>(&mut as_login)
+            .expect("prune")
+            .n,
+        0
+    );
+    // The service, as the login role, expires the due reservation.
+    let left = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left).await;
+    eventually(Duration::from_secs(30), || async {
+        let mut c =
+            diesel::PgConnection::establish(&format!("{}/{db}", with_user(&server, &login)))
+                .ok()?;
+        (count(&mut c) == 1).then_some(())
+    })
+    .await
+    .expect("the sweeper expired the due reservation as the login role");
+    let inv = l.invariants().await;
+    assert_eq!(inv["ok"], true, "{inv}");
 }
 
 /// `GET /pools` reports net positions: GPUs a team gave back count neither as held again
