@@ -886,3 +886,88 @@ async fn the_per_statement_mode_records_what_the_row_trigger_does_and_reruns_kee
     exec(&mut conn, "SELECT kaip_audit_table('ledger_transfers')");
     assert_eq!(triggers(&mut conn, "ledger_transfers"), per_statement);
 }
+
+/// The per-statement mode is refused where it would record something else than the row
+/// trigger: a partitioned table (its statement trigger names the parent, the row trigger
+/// each partition), a partition (its statement trigger misses the rows inserted through the
+/// parent) and a table with inheritance children. A table that becomes one after opting in
+/// has its inserts refused until it goes back to the row trigger. (PostgreSQL itself allows
+/// such triggers on all of them.)
+#[tokio::test]
+async fn the_per_statement_mode_is_refused_on_partitioned_and_inherited_tables() {
+    let ctx = kaip_testkit::TestContext::new();
+    let ledger = ctx
+        .spawn(kaip_gpu_ledger::definition(), kaip_gpu_ledger::DEFAULTS)
+        .await;
+    let mut conn = ledger.conn();
+    let exec = |conn: &mut PgConnection, sql: &str| {
+        diesel::sql_query(sql)
+            .execute(conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let refused = |conn: &mut PgConnection, sql: &str| match diesel::sql_query(sql).execute(conn) {
+        Ok(n) => panic!("{sql}: must be refused, but it returned {n}"),
+        Err(e) => e.to_string(),
+    };
+    for sql in [
+        "CREATE TABLE probe_parted (id int PRIMARY KEY, note text) PARTITION BY RANGE (id)",
+        "CREATE TABLE probe_part PARTITION OF probe_parted FOR VALUES FROM (0) TO (100)",
+        "CREATE TABLE probe_parent (id int PRIMARY KEY, note text)",
+        "CREATE TABLE probe_child (id int PRIMARY KEY) INHERITS (probe_parent)",
+        "CREATE TABLE probe_plain (id int PRIMARY KEY, note text)",
+    ] {
+        exec(&mut conn, sql);
+    }
+    for t in ["probe_parted", "probe_part", "probe_parent"] {
+        let err = refused(
+            &mut conn,
+            &format!("SELECT kaip_audit_table('{t}', per_statement => true)"),
+        );
+        assert!(
+            err.contains(t) && err.contains("partition") && err.contains("inheritance"),
+            "{t}: {err}"
+        );
+        let triggers = rows(
+            &mut conn,
+            &format!("SELECT tgname FROM pg_trigger WHERE tgrelid = '{t}'::regclass AND tgname LIKE 'kaip_audit%'"),
+        );
+        assert_eq!(triggers, Vec::<Value>::new(), "{t}: nothing created");
+    }
+    // A child of its own (an inheritance child, not a partition) records what the row
+    // trigger would: allowed.
+    exec(
+        &mut conn,
+        "SELECT kaip_audit_table('probe_child', per_statement => true)",
+    );
+    // A table opted in that gets a child later: its inserts are refused, and a re-run of the
+    // opt-in without the flag (which keeps the mode) too, until it goes back to rows.
+    exec(
+        &mut conn,
+        "SELECT kaip_audit_table('probe_plain', per_statement => true)",
+    );
+    exec(&mut conn, "INSERT INTO probe_plain VALUES (1, 'recorded')");
+    exec(
+        &mut conn,
+        "CREATE TABLE probe_plain_child () INHERITS (probe_plain)",
+    );
+    let err = refused(&mut conn, "INSERT INTO probe_plain VALUES (2, 'refused')");
+    assert!(
+        err.contains("probe_plain") && err.contains("per_statement => false"),
+        "{err}"
+    );
+    let err = refused(&mut conn, "SELECT kaip_audit_table('probe_plain')");
+    assert!(err.contains("probe_plain"), "{err}");
+    exec(
+        &mut conn,
+        "SELECT kaip_audit_table('probe_plain', per_statement => false)",
+    );
+    exec(&mut conn, "INSERT INTO probe_plain VALUES (3, 'by row')");
+    let recorded = rows(
+        &mut conn,
+        "SELECT row_key FROM audit_changes WHERE table_name = 'probe_plain' ORDER BY seq",
+    );
+    assert_eq!(
+        recorded,
+        vec![json!({"row_key": {"id": 1}}), json!({"row_key": {"id": 3}})]
+    );
+}

@@ -19,9 +19,14 @@
 -- `per_statement` it keeps the mode the table has (a table already recorded per statement
 -- stays so); `per_statement => false` goes back to the row trigger.
 --
--- Limits (PostgreSQL's): a transition table is not allowed on a partitioned table's
--- partitions or on a table with inheritance children; kaip_audit_table then fails, naming
--- the table.
+-- Refused (not PostgreSQL's limit, which allows a statement trigger with a transition table
+-- on all of these, but a different record): a partitioned table (the statement trigger
+-- names the parent where the row trigger, cloned to each partition, names the partition), a
+-- partition (its statement trigger misses the rows inserted through the parent, which its
+-- row trigger records), and a table with inheritance children. kaip_audit_table refuses
+-- `per_statement => true` for them, naming the table; a table that becomes one later (a
+-- partition attached, a child created) has its inserts refused by the statement trigger,
+-- until kaip_audit_table puts it back on the row trigger.
 
 -- A row as the trail records it: redacted columns (`name:type`) as their digest, personal
 -- columns as "[personal data]" (a NULL stays NULL). One definition for both triggers.
@@ -135,6 +140,11 @@ BEGIN
         RAISE EXCEPTION 'kaip_audit_statement records INSERT statements only (% %)', TG_LEVEL, TG_OP
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = TG_RELID)
+       OR (SELECT c.relispartition FROM pg_class c WHERE c.oid = TG_RELID) THEN
+        RAISE EXCEPTION 'the audit trail records %.% per statement, but it is now a partition or has inheritance children: run kaip_audit_table(''%'', ..., per_statement => false)',
+            TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM kaip_audit_new_rows) THEN
         RETURN NULL;  -- nothing inserted: no change, no operation
     END IF;
@@ -216,6 +226,13 @@ BEGIN
           INTO v_statement
           FROM pg_trigger t
          WHERE t.tgrelid = tbl AND t.tgname = 'kaip_audit';
+    END IF;
+    IF v_statement AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl
+                                   AND (c.relkind = 'p' OR c.relispartition
+                                        OR EXISTS (SELECT 1 FROM pg_inherits i
+                                                    WHERE i.inhparent = c.oid))) THEN
+        RAISE EXCEPTION 'kaip_audit_table: % is partitioned, a partition or has inheritance children: per_statement => true would record other table names or miss rows; use the row trigger (per_statement => false)',
+            tbl USING ERRCODE = 'feature_not_supported';
     END IF;
     EXECUTE format('DROP TRIGGER IF EXISTS kaip_audit ON %s', tbl);
     EXECUTE format('DROP TRIGGER IF EXISTS kaip_audit_changes ON %s', tbl);
