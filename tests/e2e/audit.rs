@@ -633,6 +633,11 @@ const NOT_AUDITED: &[(&str, &str)] = &[
         "ledger_balance_history",
         "derived: every row follows from an audited ledger_transfers row (replay recomputes it)",
     ),
+    (
+        "ledger_open_pending",
+        "derived: the pending ledger_transfers rows no audited transfer resolves yet, kept by \
+         a trigger on them (GET /invariants compares it with the replayed transfers)",
+    ),
 ];
 
 #[tokio::test]
@@ -680,4 +685,289 @@ async fn every_domain_table_of_every_service_is_in_the_trail() {
     }
     // intake 9, scoring 17, the ledger 12 when this was written: growth is fine, a drop is not.
     assert!(checked >= 38, "only {checked} domain tables checked");
+}
+
+/// The trail's per-statement mode (`kaip_audit_table(t, ..., per_statement => true)`)
+/// records an INSERT with one statement, and records exactly what the row trigger records:
+/// for twin tables with redacted and personal columns, the same changes (key, entity ids,
+/// action, before, after) in the same order, under one operation per statement. Re-running
+/// the opt-in, with or without the flag, leaves one set of triggers (an update is recorded
+/// once), and the ledger's transfers use this mode instead of their former copy of it.
+#[tokio::test]
+async fn the_per_statement_mode_records_what_the_row_trigger_does_and_reruns_keep_one_set() {
+    let ctx = kaip_testkit::TestContext::new();
+    let ledger = ctx
+        .spawn(kaip_gpu_ledger::definition(), kaip_gpu_ledger::DEFAULTS)
+        .await;
+    let mut conn = ledger.conn();
+    let exec = |conn: &mut PgConnection, sql: &str| {
+        diesel::sql_query(sql)
+            .execute(conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    const LISTS: &str = "ARRAY['doc', 'secret'], ARRAY['name', 'salary', 'tags']";
+    for t in ["probe_by_row", "probe_by_statement"] {
+        exec(
+            &mut conn,
+            &format!(
+                "CREATE TABLE {t} (id uuid PRIMARY KEY, team_id uuid, doc bytea, secret text, \
+                 name text, salary bigint, tags text[], note text, n text)"
+            ),
+        );
+    }
+    exec(
+        &mut conn,
+        &format!("SELECT kaip_audit_table('probe_by_row', {LISTS})"),
+    );
+    exec(
+        &mut conn,
+        &format!("SELECT kaip_audit_table('probe_by_statement', {LISTS}, per_statement => true)"),
+    );
+    // Three rows, inserted in an order that is not the key's, with values to redact, to hide
+    // and NULLs (and a column named like the trigger's row alias); then a statement that
+    // inserts nothing.
+    let mut ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::now_v7()).collect();
+    ids.reverse();
+    let team = uuid::Uuid::now_v7();
+    let values = format!(
+        "('{}', '{team}', '\\x0102ff'::bytea, repeat('s', 20000), 'Kim Minji', 91000000, \
+           ARRAY['a', 'b'], 'first', 'n1'), \
+         ('{}', NULL, NULL, NULL, NULL, NULL, NULL, 'second', NULL), \
+         ('{}', '{team}', ''::bytea, 'short secret', '', 0, '{{}}', NULL, 'n3')",
+        ids[0], ids[1], ids[2]
+    );
+    for t in ["probe_by_row", "probe_by_statement"] {
+        exec(
+            &mut conn,
+            &format!(
+                "INSERT INTO {t} (id, team_id, doc, secret, name, salary, tags, note, n) VALUES {values}"
+            ),
+        );
+        exec(
+            &mut conn,
+            &format!("INSERT INTO {t} SELECT * FROM {t} WHERE false"),
+        );
+    }
+    let changes = |conn: &mut PgConnection, t: &str| {
+        rows(
+            conn,
+            &format!(
+                "SELECT row_key, entity_ids, action, before, after FROM audit_changes \
+                  WHERE table_name = '{t}' ORDER BY seq"
+            ),
+        )
+    };
+    let by_row = changes(&mut conn, "probe_by_row");
+    let by_statement = changes(&mut conn, "probe_by_statement");
+    assert_eq!(by_row.len(), 3, "{by_row:#?}");
+    assert_eq!(by_statement, by_row, "the same record, row for row");
+    // What that record is: the key in insert order, references as entities, redacted and
+    // personal columns masked (a NULL stays NULL), the rest as written.
+    let keys: Vec<Value> = by_statement
+        .iter()
+        .map(|c| c["row_key"]["id"].clone())
+        .collect();
+    assert_eq!(keys, ids.iter().map(|i| json!(i)).collect::<Vec<_>>());
+    let first = &by_statement[0];
+    assert_eq!(first["action"], "insert");
+    assert_eq!(first["before"], Value::Null);
+    let mut entities: Vec<String> =
+        serde_json::from_value(first["entity_ids"].clone()).expect("ids");
+    entities.sort();
+    let mut want = vec![ids[0].to_string(), team.to_string()];
+    want.sort();
+    assert_eq!(entities, want);
+    let after = &first["after"];
+    assert_eq!(after["doc"]["redacted"], true, "{after}");
+    assert_eq!(after["secret"]["bytes"], 20000, "{after}");
+    for col in ["name", "salary", "tags"] {
+        assert_eq!(after[col], "[personal data]", "{col}: {after}");
+    }
+    assert_eq!(
+        (&after["note"], &after["n"]),
+        (&json!("first"), &json!("n1"))
+    );
+    let second = &by_statement[1]["after"];
+    for col in ["doc", "secret", "name", "salary", "tags"] {
+        assert_eq!(second[col], Value::Null, "{col}: {second}");
+    }
+    let ops = rows(
+        &mut conn,
+        "SELECT table_name, count(DISTINCT operation_id) AS n FROM audit_changes \
+          WHERE table_name LIKE 'probe_by_%' GROUP BY table_name ORDER BY table_name",
+    );
+    assert_eq!(
+        ops,
+        vec![
+            json!({"table_name": "probe_by_row", "n": 1}),
+            json!({"table_name": "probe_by_statement", "n": 1})
+        ],
+        "one operation per INSERT, none for the one that inserted nothing"
+    );
+
+    let triggers = |conn: &mut PgConnection, t: &str| {
+        rows(
+            conn,
+            &format!(
+                "SELECT t.tgname AS name, t.tgtype & 1 = 1 AS per_row, p.proname AS function \
+                   FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+                  WHERE t.tgrelid = '{t}'::regclass AND t.tgname LIKE 'kaip_audit%' \
+                  ORDER BY t.tgname"
+            ),
+        )
+    };
+    let per_statement = vec![
+        json!({"name": "kaip_audit", "per_row": false, "function": "kaip_audit_statement"}),
+        json!({"name": "kaip_audit_changes", "per_row": true, "function": "kaip_audit_row"}),
+        json!({"name": "kaip_audit_truncate", "per_row": false, "function": "kaip_audit_row"}),
+    ];
+    let per_row = vec![
+        json!({"name": "kaip_audit", "per_row": true, "function": "kaip_audit_row"}),
+        json!({"name": "kaip_audit_truncate", "per_row": false, "function": "kaip_audit_row"}),
+    ];
+    assert_eq!(triggers(&mut conn, "probe_by_statement"), per_statement);
+    assert_eq!(triggers(&mut conn, "probe_by_row"), per_row);
+    // Re-run, without the flag (the mode is kept) and with it: still one set.
+    for call in [
+        format!("SELECT kaip_audit_table('probe_by_statement', {LISTS})"),
+        format!("SELECT kaip_audit_table('probe_by_statement', {LISTS}, per_statement => true)"),
+    ] {
+        exec(&mut conn, &call);
+        assert_eq!(
+            triggers(&mut conn, "probe_by_statement"),
+            per_statement,
+            "{call}"
+        );
+    }
+    exec(
+        &mut conn,
+        &format!("SELECT kaip_audit_table('probe_by_row', {LISTS})"),
+    );
+    assert_eq!(triggers(&mut conn, "probe_by_row"), per_row);
+    // An update and a delete are recorded once each, masked like an insert.
+    for t in ["probe_by_row", "probe_by_statement"] {
+        exec(
+            &mut conn,
+            &format!(
+                "UPDATE {t} SET name = 'Lee', note = 'changed' WHERE id = '{}'",
+                ids[0]
+            ),
+        );
+        exec(
+            &mut conn,
+            &format!("DELETE FROM {t} WHERE id = '{}'", ids[1]),
+        );
+    }
+    let by_row = changes(&mut conn, "probe_by_row");
+    let by_statement = changes(&mut conn, "probe_by_statement");
+    assert_eq!(by_statement, by_row);
+    let actions: Vec<&str> = by_statement
+        .iter()
+        .map(|c| c["action"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(actions, ["insert", "insert", "insert", "update", "delete"]);
+    assert_eq!(by_statement[3]["after"]["name"], "[personal data]");
+    // And back to the row trigger when asked.
+    exec(
+        &mut conn,
+        &format!("SELECT kaip_audit_table('probe_by_statement', {LISTS}, per_statement => false)"),
+    );
+    assert_eq!(triggers(&mut conn, "probe_by_statement"), per_row);
+
+    // The ledger's transfers: the shared mode, its former copy gone, kept by a re-run.
+    assert_eq!(triggers(&mut conn, "ledger_transfers"), per_statement);
+    assert_eq!(
+        rows(
+            &mut conn,
+            "SELECT proname FROM pg_proc WHERE proname = 'gpu_ledger_audit_inserts'"
+        ),
+        Vec::<Value>::new()
+    );
+    exec(&mut conn, "SELECT kaip_audit_table('ledger_transfers')");
+    assert_eq!(triggers(&mut conn, "ledger_transfers"), per_statement);
+}
+
+/// The per-statement mode is refused where it would record something else than the row
+/// trigger: a partitioned table (its statement trigger names the parent, the row trigger
+/// each partition), a partition (its statement trigger misses the rows inserted through the
+/// parent) and a table with inheritance children. A table that becomes one after opting in
+/// has its inserts refused until it goes back to the row trigger. (PostgreSQL itself allows
+/// such triggers on all of them.)
+#[tokio::test]
+async fn the_per_statement_mode_is_refused_on_partitioned_and_inherited_tables() {
+    let ctx = kaip_testkit::TestContext::new();
+    let ledger = ctx
+        .spawn(kaip_gpu_ledger::definition(), kaip_gpu_ledger::DEFAULTS)
+        .await;
+    let mut conn = ledger.conn();
+    let exec = |conn: &mut PgConnection, sql: &str| {
+        diesel::sql_query(sql)
+            .execute(conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let refused = |conn: &mut PgConnection, sql: &str| match diesel::sql_query(sql).execute(conn) {
+        Ok(n) => panic!("{sql}: must be refused, but it returned {n}"),
+        Err(e) => e.to_string(),
+    };
+    for sql in [
+        "CREATE TABLE probe_parted (id int PRIMARY KEY, note text) PARTITION BY RANGE (id)",
+        "CREATE TABLE probe_part PARTITION OF probe_parted FOR VALUES FROM (0) TO (100)",
+        "CREATE TABLE probe_parent (id int PRIMARY KEY, note text)",
+        "CREATE TABLE probe_child (id int PRIMARY KEY) INHERITS (probe_parent)",
+        "CREATE TABLE probe_plain (id int PRIMARY KEY, note text)",
+    ] {
+        exec(&mut conn, sql);
+    }
+    for t in ["probe_parted", "probe_part", "probe_parent"] {
+        let err = refused(
+            &mut conn,
+            &format!("SELECT kaip_audit_table('{t}', per_statement => true)"),
+        );
+        assert!(
+            err.contains(t) && err.contains("partition") && err.contains("inheritance"),
+            "{t}: {err}"
+        );
+        let triggers = rows(
+            &mut conn,
+            &format!("SELECT tgname FROM pg_trigger WHERE tgrelid = '{t}'::regclass AND tgname LIKE 'kaip_audit%'"),
+        );
+        assert_eq!(triggers, Vec::<Value>::new(), "{t}: nothing created");
+    }
+    // A child of its own (an inheritance child, not a partition) records what the row
+    // trigger would: allowed.
+    exec(
+        &mut conn,
+        "SELECT kaip_audit_table('probe_child', per_statement => true)",
+    );
+    // A table opted in that gets a child later: its inserts are refused, and a re-run of the
+    // opt-in without the flag (which keeps the mode) too, until it goes back to rows.
+    exec(
+        &mut conn,
+        "SELECT kaip_audit_table('probe_plain', per_statement => true)",
+    );
+    exec(&mut conn, "INSERT INTO probe_plain VALUES (1, 'recorded')");
+    exec(
+        &mut conn,
+        "CREATE TABLE probe_plain_child () INHERITS (probe_plain)",
+    );
+    let err = refused(&mut conn, "INSERT INTO probe_plain VALUES (2, 'refused')");
+    assert!(
+        err.contains("probe_plain") && err.contains("per_statement => false"),
+        "{err}"
+    );
+    let err = refused(&mut conn, "SELECT kaip_audit_table('probe_plain')");
+    assert!(err.contains("probe_plain"), "{err}");
+    exec(
+        &mut conn,
+        "SELECT kaip_audit_table('probe_plain', per_statement => false)",
+    );
+    exec(&mut conn, "INSERT INTO probe_plain VALUES (3, 'by row')");
+    let recorded = rows(
+        &mut conn,
+        "SELECT row_key FROM audit_changes WHERE table_name = 'probe_plain' ORDER BY seq",
+    );
+    assert_eq!(
+        recorded,
+        vec![json!({"row_key": {"id": 1}}), json!({"row_key": {"id": 3}})]
+    );
 }

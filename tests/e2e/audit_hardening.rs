@@ -165,6 +165,18 @@ async fn the_trail_cannot_be_forged_or_disabled_by_the_login_role() {
          EXECUTE FUNCTION public.kaip_audit_row('id', '')",
     );
     assert!(err.contains("permission denied"), "{err}");
+    // Nor the per-statement trigger, nor the opt-in that creates it.
+    let err = refused(
+        &mut as_login,
+        "CREATE TRIGGER fake AFTER INSERT ON proposals REFERENCING NEW TABLE AS kaip_audit_new_rows \
+         FOR EACH STATEMENT EXECUTE FUNCTION public.kaip_audit_statement('id', '', '')",
+    );
+    assert!(err.contains("permission denied"), "{err}");
+    let err = refused(
+        &mut as_login,
+        "SELECT public.kaip_audit_table('proposals', per_statement => true)",
+    );
+    assert!(err.contains("permission denied"), "{err}");
     exec(&mut as_login, "BEGIN");
     exec(&mut as_login, "SET CONSTRAINTS ALL IMMEDIATE");
     let err = refused(

@@ -215,9 +215,9 @@ pub struct GpuPool {
     pub pool_account: Uuid,
     pub phase: Option<String>,
     pub h100_factor: Int64,
-    /// Everything that came in (capacity, and GPUs teams gave back).
+    /// Capacity the sources hold in the pool now: what they supplied, less what went back to them.
     pub held: Int64,
-    /// Everything given out (grants, capacity returned to sources).
+    /// What teams hold now: granted to them, less what they gave back or was reclaimed.
     pub granted: Int64,
     /// Reserved by pending transfers (open offers, future tranches).
     pub reserved: Int64,

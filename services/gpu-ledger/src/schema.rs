@@ -61,6 +61,15 @@ diesel::table! {
     }
 }
 
+// Migration 2026-12-04-200003: the pending transfers not yet resolved (a working table
+// derived from ledger_transfers, maintained by a trigger).
+diesel::table! {
+    ledger_open_pending (pending_id) {
+        pending_id -> Uuid,
+        timeout_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::table! {
     ledger_balance_history (account_id, transfer_seq) {
         account_id -> Uuid,
@@ -212,6 +221,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     gpu_model_factors,
     ledger_accounts,
     ledger_transfers,
+    ledger_open_pending,
     ledger_balance_history,
     gpu_supplier_records,
     gpu_teams,

@@ -617,6 +617,36 @@ pub fn announcements(
 
 pub use kaip_service::retry::{is_unique_violation, retrying};
 
+/// The open reservations as `ledger_open_pending` holds them: pending transfer and timeout.
+pub fn open_pending(conn: &mut PgConnection) -> QueryResult<Vec<(Uuid, Option<DateTime<Utc>>)>> {
+    use crate::schema::ledger_open_pending as o;
+    o::table.select((o::pending_id, o::timeout_at)).load(conn)
+}
+
+/// The pending transfers on which `open` (see [`open_pending`]) and the transfers disagree:
+/// replayed, a reservation is open when no post, void or expiry names it, and it keeps its
+/// timeout. Each differing pending id once, in order (one missing, one held though resolved
+/// or unknown, or one with another timeout).
+pub fn open_pending_differences(
+    transfers: &[TransferRow],
+    open: &[(Uuid, Option<DateTime<Utc>>)],
+) -> Vec<Uuid> {
+    let resolved: BTreeSet<Uuid> = transfers.iter().filter_map(|t| t.pending_id).collect();
+    let want: HashMap<Uuid, Option<DateTime<Utc>>> = transfers
+        .iter()
+        .filter(|t| t.kind() == Kind::Pending && !resolved.contains(&t.id))
+        .map(|t| (t.id, t.timeout_at))
+        .collect();
+    let held: HashMap<Uuid, Option<DateTime<Utc>>> = open.iter().copied().collect();
+    let mut differing: BTreeSet<Uuid> = want
+        .iter()
+        .filter(|(id, timeout)| held.get(id) != Some(timeout))
+        .map(|(id, _)| *id)
+        .collect();
+    differing.extend(held.keys().filter(|id| !want.contains_key(id)));
+    differing.into_iter().collect()
+}
+
 pub fn find_account(conn: &mut PgConnection, id: Uuid) -> Result<AccountRow, LedgerError> {
     ledger_accounts::table
         .find(id)

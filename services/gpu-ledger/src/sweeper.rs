@@ -60,6 +60,31 @@ pub fn task() -> BackgroundTask {
     })
 }
 
+/// The open reservations past their timeout, oldest first, at most `$1`. Read from
+/// `ledger_open_pending` (the pending transfers not yet resolved, kept by a trigger in the
+/// transaction of every transfer that opens or resolves one), so a pass costs what is open,
+/// not the history of every reservation ever resolved; its partial index on `timeout_at`
+/// finds the due ones in order. A row whose pending transfer has a resolution (a table out
+/// of step, see [`PRUNE`]) is skipped, so it never yields a repeat expiry nor takes a place
+/// in the LIMIT: a scalar subquery per due row, which PostgreSQL runs as a lookup in the
+/// unique index on `pending_id` and never turns into a join (a `NOT EXISTS` became a hash
+/// anti-join reading every transfer when the planner thought the table small).
+pub const DUE: &str = "SELECT o.pending_id AS id, o.timeout_at FROM ledger_open_pending o \
+     WHERE o.timeout_at <= now() \
+       AND (SELECT true FROM ledger_transfers r WHERE r.pending_id = o.pending_id) IS NULL \
+     ORDER BY o.timeout_at LIMIT $1";
+
+/// Deletes the due open rows whose pending transfer is resolved (the trigger deletes them
+/// with the resolution, so none unless the table was edited by hand), as the table's owner:
+/// the login role may only read `ledger_open_pending`. Run before [`DUE`] in each pass.
+pub const PRUNE: &str = "SELECT gpu_ledger_prune_open_pending() AS pruned";
+
+#[derive(QueryableByName)]
+struct Pruned {
+    #[diesel(sql_type = BigInt)]
+    pruned: i64,
+}
+
 #[derive(QueryableByName)]
 struct Due {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -92,14 +117,14 @@ pub fn sweep(conn: &mut PgConnection, outbox: &Outbox) -> Result<usize, LedgerEr
         if !try_lock(c)? {
             return Ok(0);
         }
-        let due: Vec<Due> = diesel::sql_query(
-            "SELECT t.id, t.timeout_at FROM ledger_transfers t \
-             WHERE t.kind = 'pending' AND t.timeout_at <= now() \
-             AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) \
-             ORDER BY t.timeout_at LIMIT $1",
-        )
-        .bind::<BigInt, _>(BATCH)
-        .load(c)?;
+        let pruned: Pruned = diesel::sql_query(PRUNE).get_result(c)?;
+        if pruned.pruned > 0 {
+            tracing::warn!(
+                rows = pruned.pruned,
+                "open reservations already resolved removed (ledger_open_pending was out of step)"
+            );
+        }
+        let due: Vec<Due> = diesel::sql_query(DUE).bind::<BigInt, _>(BATCH).load(c)?;
         if due.is_empty() {
             return Ok(0);
         }

@@ -792,5 +792,48 @@ pub fn ledger_sums<'a>(
     sums
 }
 
+/// What a pool's model and period stand at now, in GPUs (see [`pool_position`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolPosition {
+    /// Capacity the sources hold in the programme now: what they put in, less what went
+    /// back to them (their net posted debits).
+    pub held: i64,
+    /// What teams hold now: posted to their grant and usage accounts, less what they gave
+    /// back or was reclaimed (their net posted credits).
+    pub granted: i64,
+    /// The pool's open reservations (pending debits: offers, tranches not yet released).
+    pub reserved: i64,
+    /// What can still be promised: the pool's posted balance less its reservations, which
+    /// is held - granted - reserved (double entry, one pool per model and period).
+    pub available: i64,
+}
+
+/// The position of `pool` from the current totals of its ledger's accounts (`accounts` may
+/// hold others: only the pool's ledger counts). Net, not gross: 6 GPUs granted of which 2
+/// were reclaimed are 4 granted, and the pool's held capacity does not count the 2 again.
+/// Every ledger sums to zero, so the pool's posted balance is exactly what the sources put
+/// in less what the teams hold, and `available` stays the pool's own figure.
+pub fn pool_position<'a>(
+    pool: &Account,
+    accounts: impl IntoIterator<Item = &'a Account>,
+) -> PoolPosition {
+    let (mut held, mut granted) = (0i128, 0i128);
+    for a in accounts.into_iter().filter(|a| a.ledger == pool.ledger) {
+        match a.kind {
+            AccountKind::Source => held -= a.balance.net_posted(),
+            AccountKind::Grant | AccountKind::Usage => granted += a.balance.net_posted(),
+            AccountKind::Pool => {}
+        }
+    }
+    let clamp = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
+    let reserved = pool.balance.debits_pending;
+    PoolPosition {
+        held: clamp(held),
+        granted: clamp(granted),
+        reserved,
+        available: clamp(pool.balance.net_posted() - i128::from(reserved)),
+    }
+}
+
 #[cfg(test)]
 mod tests;

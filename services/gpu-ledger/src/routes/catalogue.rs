@@ -2,6 +2,7 @@ use super::STAFF;
 use crate::domain::catalogue::{
     check_factor, check_model_code, check_period, h100_eq, source_totals, SourceBalance,
 };
+use crate::domain::ledger;
 use crate::error::LedgerError;
 use crate::schema::{gpu_model_factors, gpu_models, gpu_supplier_records, ledger_accounts};
 use crate::store;
@@ -102,6 +103,8 @@ pub struct PoolQuery {
 }
 
 /// The pools by model and period: held, granted, reserved, available, in units and H100-eq.
+/// Net positions (see [`ledger::PoolPosition`]): what the sources hold in the programme
+/// now and what teams hold now, so GPUs a team gave back count in neither.
 pub async fn pools(
     caller: Caller,
     state: web::Data<AppState>,
@@ -121,10 +124,15 @@ pub async fn pools(
     let lines = state
         .db(move |c, _| {
             let factors = store::factors(c)?;
+            // Every account of the pools' ledgers: a pool's position is net of what went back,
+            // read from its sources' and teams' totals (see `ledger::pool_position`).
             let mut q = ledger_accounts::table
-                .filter(ledger_accounts::kind.eq("pool"))
                 .select(store::AccountRow::as_select())
-                .order((ledger_accounts::period, ledger_accounts::model))
+                .order((
+                    ledger_accounts::period,
+                    ledger_accounts::model,
+                    ledger_accounts::id,
+                ))
                 .into_boxed();
             if let Some(p) = period {
                 q = q.filter(ledger_accounts::period.eq(p));
@@ -132,13 +140,21 @@ pub async fn pools(
             if let Some(m) = model {
                 q = q.filter(ledger_accounts::model.eq(m));
             }
-            let rows = q.load(c)?;
+            let rows: Vec<store::AccountRow> = q.load(c)?;
+            let accounts: Vec<ledger::Account> =
+                rows.iter().map(store::AccountRow::domain).collect();
             let lines: Vec<PoolLine> = rows
-                .into_iter()
-                .map(|a| {
+                .iter()
+                .zip(&accounts)
+                .filter(|(a, _)| a.kind == "pool")
+                .map(|(a, pool)| {
                     let factor = factors.get(&a.model).copied().unwrap_or(1);
-                    let held = a.credits_posted;
-                    let available = a.credits_posted - a.debits_posted - a.debits_pending;
+                    let ledger::PoolPosition {
+                        held,
+                        granted,
+                        reserved,
+                        available,
+                    } = ledger::pool_position(pool, &accounts);
                     PoolLine {
                         model: a.model.clone(),
                         period: a.period.clone(),
@@ -146,8 +162,8 @@ pub async fn pools(
                         phase: a.phase.clone(),
                         h100_factor: factor,
                         held,
-                        granted: a.debits_posted,
-                        reserved: a.debits_pending,
+                        granted,
+                        reserved,
                         available,
                         held_h100_eq: h100_eq(held, factor).unwrap_or(H100Eq(i64::MAX)),
                         available_h100_eq: h100_eq(available, factor).unwrap_or(H100Eq(i64::MAX)),

@@ -242,6 +242,9 @@ pub struct Invariants {
     pub unbalanced_ledgers: Vec<String>,
     pub accounts_breaking_limits: Vec<Uuid>,
     pub accounts_differing_from_replay: Vec<Uuid>,
+    /// Pending transfers on which the open reservations the sweeper reads
+    /// (`ledger_open_pending`) and the replayed transfers disagree.
+    pub open_pending_differing_from_replay: Vec<Uuid>,
     pub ok: bool,
 }
 
@@ -301,9 +304,12 @@ pub async fn invariants(
                         .filter(|a| replayed.get(&a.id).copied().unwrap_or_default() != a.balance)
                         .map(|a| a.id)
                         .collect();
+                    let open_pending_differing_from_replay =
+                        store::open_pending_differences(&transfers, &store::open_pending(c)?);
                     let ok = unbalanced_ledgers.is_empty()
                         && accounts_breaking_limits.is_empty()
-                        && accounts_differing_from_replay.is_empty();
+                        && accounts_differing_from_replay.is_empty()
+                        && open_pending_differing_from_replay.is_empty();
                     Ok::<_, diesel::result::Error>(Invariants {
                         transfers: transfers.len(),
                         accounts: accounts.len(),
@@ -311,6 +317,7 @@ pub async fn invariants(
                         unbalanced_ledgers,
                         accounts_breaking_limits,
                         accounts_differing_from_replay,
+                        open_pending_differing_from_replay,
                         ok,
                     })
                 })

@@ -1591,8 +1591,13 @@ async fn a_gate_releases_survivors_tranches_and_an_elimination_reallocates_in_on
     let (_, p) = l.get("/pools").await;
     let pools: Vec<PoolLine> = serde_json::from_value(p).expect("pools");
     assert!(pools.iter().all(|p| p.reserved == 0), "{pools:?}");
-    // Gross flows: the 256 came back in (held) and went out again (granted).
-    assert_eq!(pools.iter().map(|p| p.held).sum::<i64>(), 2000 + 256);
+    // Net positions: the 256 that came back and went out again count once, with the survivor
+    // (gross flows said 2,256 held).
+    assert_eq!(pools.iter().map(|p| p.held).sum::<i64>(), 2000);
+    assert_eq!(
+        pools.iter().map(|p| p.granted).sum::<i64>(),
+        256 + 128 + 32 + 256 + 128
+    );
     assert_eq!(
         pools.iter().map(|p| p.available).sum::<i64>(),
         2000 - (256 + 128 + 32 + 256 + 128)
@@ -2826,4 +2831,501 @@ fn future_halves() -> (String, String) {
     let (first, _, end) = next_half();
     let (second, _, _) = running_half_at(end);
     (first, second)
+}
+
+/// The sweeper reads the open reservations (`ledger_open_pending`), kept in step with the
+/// transfers by the database in the same transaction, not every pending transfer ever
+/// recorded: its query reads the transfers only to skip a row already resolved (by the
+/// unique index on `pending_id`), a reservation is in the table exactly while it is open, a
+/// stale row (resolved, left by hand) is never due and is removed by the next pass, and
+/// `GET /invariants` reports a table that differs from the replayed transfers. Timeouts are
+/// seconds ahead and every wait is measured from them, so a slow request or a busy machine
+/// changes how long the test runs, not what it sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_reads_only_the_open_reservations_which_follow_the_transfers() {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Open {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        timeout_at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+    fn open(conn: &mut diesel::PgConnection) -> Vec<Open> {
+        diesel::sql_query(
+            "SELECT pending_id::text AS id, timeout_at FROM ledger_open_pending ORDER BY pending_id",
+        )
+        .load(conn)
+        .expect("open reservations")
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    fn due(conn: &mut diesel::PgConnection) -> Vec<Uuid> {
+        diesel::sql_query(kaip_gpu_ledger::sweeper::DUE)
+            .bind::<diesel::sql_types::BigInt, _>(1000)
+            .load::<Id>(conn)
+            .expect("due")
+            .into_iter()
+            .map(|d| d.id)
+            .collect()
+    }
+    /// Sleeps until `at` (client clock; the server shares it) plus `margin`.
+    async fn until(at: chrono::DateTime<chrono::Utc>, margin: Duration) {
+        let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(left + margin).await;
+    }
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let pool = l.pool(20).await;
+    let team = l.open("grant", Some(Uuid::now_v7())).await;
+    // The test's connection is the test server's superuser (the service's login role here):
+    // in the production layout the login role may only read the table (see
+    // `the_login_role_only_reads_the_open_reservations`).
+    let mut conn = l.svc.conn();
+
+    // The due query reads the open reservations (and their partial index), and the
+    // transfers only by the unique index on `pending_id`, whatever the history holds.
+    #[derive(diesel::QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan: String,
+    }
+    diesel::sql_query(
+        "CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$ \
+         DECLARE line text; plan text := ''; \
+         BEGIN FOR line IN EXECUTE 'EXPLAIN ' || q LOOP plan := plan || line || E'\\n'; END LOOP; \
+         RETURN plan; END $$",
+    )
+    .execute(&mut conn)
+    .expect("plan function");
+    let plan: Plan = diesel::sql_query("SELECT pg_temp.plan_of($1) AS plan")
+        .bind::<diesel::sql_types::Text, _>(kaip_gpu_ledger::sweeper::DUE.replace("$1", "1000"))
+        .get_result(&mut conn)
+        .expect("plan");
+    let on_transfers: Vec<&str> = plan
+        .plan
+        .lines()
+        .filter(|l| l.contains(" on ledger_transfers"))
+        .collect();
+    assert!(
+        plan.plan.contains("ledger_open_pending")
+            && !on_transfers.is_empty()
+            && on_transfers
+                .iter()
+                .all(|l| l.contains("using ledger_transfers_resolved_once")),
+        "{}",
+        plan.plan
+    );
+
+    // Four reservations: one held open (an hour), one posted and one voided in later
+    // batches, one posted in its own batch, one the sweeper expires (5 s ahead: the
+    // batch is refused only if its request takes longer than that).
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).trunc_subsecs(6);
+    let mut held = transfer(pool, team, 1, "pending");
+    held["timeout_at"] = json!(later);
+    let posted = transfer(pool, team, 2, "pending");
+    let voided = transfer(pool, team, 3, "pending");
+    let same_batch = transfer(pool, team, 1, "pending");
+    let mut expiring = transfer(pool, team, 4, "pending");
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(5);
+    expiring["timeout_at"] = json!(expires_at);
+    let resolve = |kind: &str, p: &Value| {
+        json!({"id": Uuid::now_v7(), "kind": kind, "pending_id": p["id"], "code": "grant",
+            "reason": "test"})
+    };
+    let r = l
+        .transfers(vec![
+            held.clone(),
+            posted.clone(),
+            voided.clone(),
+            expiring.clone(),
+            same_batch.clone(),
+            resolve("post", &same_batch),
+        ])
+        .await;
+    assert_eq!(r.created, 6, "{r:?}");
+    let ids = |ts: &[&Value]| {
+        let mut v: Vec<String> = ts
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // Read before its timeout, the expiring one is certainly still open (the sweeper goes
+    // by the database's clock, which is this machine's).
+    let before_timeout = chrono::Utc::now() < expires_at;
+    let now_open: Vec<String> = open(&mut conn).into_iter().map(|o| o.id).collect();
+    if before_timeout {
+        assert_eq!(
+            now_open,
+            ids(&[&held, &posted, &voided, &expiring]),
+            "open after the batch"
+        );
+    } else {
+        assert!(
+            now_open == ids(&[&held, &posted, &voided, &expiring])
+                || now_open == ids(&[&held, &posted, &voided]),
+            "open after the batch: {now_open:?}"
+        );
+    }
+    let r = l
+        .transfers(vec![resolve("post", &posted), resolve("void", &voided)])
+        .await;
+    assert_eq!(r.created, 2, "{r:?}");
+    until(expires_at, Duration::ZERO).await;
+    eventually(Duration::from_secs(30), || async {
+        let mut c = l.svc.conn();
+        (open(&mut c).len() == 1).then_some(())
+    })
+    .await
+    .expect("the sweeper expired the due reservation");
+    assert_eq!(
+        open(&mut conn),
+        vec![Open {
+            id: held["id"].as_str().unwrap().to_owned(),
+            timeout_at: Some(later)
+        }],
+        "only the reservation still open, with its timeout"
+    );
+    let inv = l.invariants().await;
+    assert_eq!(inv["ok"], true, "{inv}");
+    assert_eq!(
+        inv["open_pending_differing_from_replay"],
+        json!([]),
+        "{inv}"
+    );
+
+    // A stale row (its reservation was posted; put back by hand, due) is never due: in one
+    // transaction, so the sweeper cannot remove it first. Committed, the next pass removes it
+    // and records nothing for it.
+    let stale = format!(
+        "INSERT INTO ledger_open_pending (pending_id, timeout_at) VALUES ('{}', now() - interval '1 minute')",
+        posted["id"].as_str().unwrap()
+    );
+    let posted_id: Uuid = serde_json::from_value(posted["id"].clone()).expect("uuid");
+    conn.transaction::<(), diesel::result::Error, _>(|c| {
+        diesel::sql_query(&stale).execute(c)?;
+        assert_eq!(
+            due(c),
+            Vec::<Uuid>::new(),
+            "a resolved reservation is never due"
+        );
+        Err(diesel::result::Error::RollbackTransaction)
+    })
+    .expect_err("rolled back");
+    diesel::sql_query(&stale)
+        .execute(&mut conn)
+        .expect("stale row");
+    eventually(Duration::from_secs(30), || async {
+        let mut c = l.svc.conn();
+        (open(&mut c).len() == 1).then_some(())
+    })
+    .await
+    .expect("the sweeper removed the resolved row");
+    let (_, expiries) = l
+        .get(&format!("/transfers?account={pool}&kind=expire"))
+        .await;
+    assert!(
+        !expiries.to_string().contains(&posted_id.to_string()),
+        "a posted reservation expired: {expiries}"
+    );
+
+    // A table out of step with the transfers is reported, and the sweeper goes by the
+    // table: a due reservation missing from it is not expired. Its timeout is 10 s ahead,
+    // so its row is removed long before the sweeper could expire it, and the check waits for
+    // passes after that timeout.
+    let mut lost = transfer(pool, team, 1, "pending");
+    let lost_at = chrono::Utc::now() + chrono::Duration::seconds(10);
+    lost["timeout_at"] = json!(lost_at);
+    assert_eq!(l.transfers(vec![lost.clone()]).await.created, 1);
+    let n = diesel::sql_query(format!(
+        "DELETE FROM ledger_open_pending WHERE pending_id IN ('{}', '{}')",
+        lost["id"].as_str().unwrap(),
+        held["id"].as_str().unwrap()
+    ))
+    .execute(&mut conn)
+    .expect("delete");
+    assert!(
+        chrono::Utc::now() < lost_at,
+        "removed before its timeout: the sweeper could not have expired it"
+    );
+    assert_eq!(n, 2);
+    // Three passes (one a second) after its timeout.
+    until(lost_at, 3 * kaip_gpu_ledger::sweeper::INTERVAL).await;
+    let (_, by_pending) = l
+        .get(&format!("/transfers?account={pool}&kind=expire"))
+        .await;
+    assert!(
+        !by_pending
+            .to_string()
+            .contains(lost["id"].as_str().unwrap()),
+        "expired though not open: {by_pending}"
+    );
+    let inv = l.invariants().await;
+    assert_eq!(inv["ok"], false, "{inv}");
+    let mut want = ids(&[&held, &lost]);
+    want.sort();
+    let mut got: Vec<String> =
+        serde_json::from_value(inv["open_pending_differing_from_replay"].clone()).expect("ids");
+    got.sort();
+    assert_eq!(got, want, "{inv}");
+}
+
+/// In the production role layout (the owner migrates, the login role serves) the login role
+/// may read `ledger_open_pending` but not write it, nor call the trigger's function, even
+/// after a DBA's default privileges gave it DML on every new table; the service still opens,
+/// resolves and expires reservations (the trigger and the sweeper's pruning run as the
+/// table's owner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_role_only_reads_the_open_reservations() {
+    use diesel::{Connection, RunQueryDsl};
+    fn with_user(url: &str, user: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{user}@{host}")
+    }
+    fn exec(conn: &mut diesel::PgConnection, sql: &str) {
+        diesel::sql_query(sql)
+            .execute(conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let ctx = TestContext::new();
+    let (owner, login) = (format!("{}_owner", ctx.id), format!("{}_login", ctx.id));
+    let mut settings = ctx.settings(kaip_gpu_ledger::DEFAULTS);
+    let db = settings.database.name.clone();
+    ctx.track_database(&db);
+    let server = kaip_testkit::database_url();
+    let mut dba = diesel::PgConnection::establish(&format!("{server}/postgres")).expect("server");
+    exec(&mut dba, &format!("CREATE ROLE {owner} LOGIN"));
+    exec(&mut dba, &format!("CREATE ROLE {login} LOGIN"));
+    exec(&mut dba, &format!("CREATE DATABASE \"{db}\" OWNER {owner}"));
+    let mut dba_db = diesel::PgConnection::establish(&format!("{server}/{db}")).expect("db");
+    exec(&mut dba_db, &format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {login}"));
+    exec(&mut dba_db, &format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {login}"));
+    settings.database.url = secrecy::SecretString::from(with_user(&server, &login));
+    settings.database.migration_url = Some(secrecy::SecretString::from(with_user(&server, &owner)));
+    settings.database.create_if_missing = false;
+    let svc = ctx
+        .spawn_with(kaip_gpu_ledger::definition(), settings)
+        .await;
+    let l = Ledger {
+        http: reqwest::Client::new(),
+        svc,
+        officer: ctx.bearer(Role::Officer, None),
+    };
+    let pool = l.pool(10).await;
+    let team = l.open("grant", Some(Uuid::now_v7())).await;
+    let kept = transfer(pool, team, 1, "pending");
+    let mut expiring = transfer(pool, team, 2, "pending");
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(5);
+    expiring["timeout_at"] = json!(expires_at);
+    let posted = transfer(pool, team, 3, "pending");
+    let r = l
+        .transfers(vec![kept.clone(), expiring.clone(), posted.clone()])
+        .await;
+    assert_eq!(r.created, 3, "{r:?}");
+    let r = l
+        .transfers(vec![json!({"id": Uuid::now_v7(), "kind": "post",
+            "pending_id": posted["id"], "code": "grant", "reason": "test"})])
+        .await;
+    assert_eq!(r.created, 1, "{r:?}");
+
+    let mut as_login =
+        diesel::PgConnection::establish(&format!("{}/{db}", with_user(&server, &login)))
+            .expect("the login role connects");
+    let count = |c: &mut diesel::PgConnection| {
+        diesel::sql_query("SELECT count(*) AS n FROM ledger_open_pending")
+            .get_result::<Count>(c)
+            .expect("the login role reads")
+            .n
+    };
+    assert!(count(&mut as_login) >= 1, "kept is open");
+    for sql in [
+        format!(
+            "INSERT INTO ledger_open_pending (pending_id, timeout_at) VALUES ('{}', now())",
+            posted["id"].as_str().unwrap()
+        ),
+        "UPDATE ledger_open_pending SET timeout_at = now()".to_owned(),
+        "DELETE FROM ledger_open_pending".to_owned(),
+        "TRUNCATE ledger_open_pending".to_owned(),
+        "SELECT gpu_ledger_track_open_pending()".to_owned(),
+        "SELECT gpu_ledger_open_pending_lockdown()".to_owned(),
+    ] {
+        let err = diesel::sql_query(&sql)
+            .execute(&mut as_login)
+            .map(|n| panic!("{sql}: must be refused, but it changed {n} rows"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{sql}: {err}"
+        );
+    }
+    // Pruning is open to it, and removes only what is resolved: nothing here.
+    assert_eq!(
+        diesel::sql_query("SELECT gpu_ledger_prune_open_pending() AS n")
+            .get_result::<Count>(&mut as_login)
+            .expect("prune")
+            .n,
+        0
+    );
+    // The service, as the login role, expires the due reservation.
+    let left = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left).await;
+    eventually(Duration::from_secs(30), || async {
+        let mut c =
+            diesel::PgConnection::establish(&format!("{}/{db}", with_user(&server, &login)))
+                .ok()?;
+        (count(&mut c) == 1).then_some(())
+    })
+    .await
+    .expect("the sweeper expired the due reservation as the login role");
+    let inv = l.invariants().await;
+    assert_eq!(inv["ok"], true, "{inv}");
+}
+
+/// `GET /pools` reports net positions: GPUs a team gave back count neither as held again
+/// nor as granted, capacity returned to a source leaves what is held, and what is
+/// available stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_held_and_granted_are_net_of_what_went_back() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let source = l.open("source", None).await;
+    let pool = l.open("pool", None).await;
+    let (a, b) = (
+        l.open("grant", Some(Uuid::now_v7())).await,
+        l.open("grant", Some(Uuid::now_v7())).await,
+    );
+    let mut reclaim = transfer(a, pool, 2, "single");
+    reclaim["code"] = json!("reclaim");
+    let mut back_to_source = transfer(pool, source, 1, "single");
+    back_to_source["code"] = json!("capacity");
+    let r = l
+        .transfers(vec![
+            transfer(source, pool, 10, "single"),
+            transfer(pool, a, 6, "single"),
+            reclaim,
+            back_to_source,
+            transfer(pool, b, 3, "pending"),
+        ])
+        .await;
+    assert_eq!(r.created, 5, "{r:?}");
+    let line = pools(&l)
+        .await
+        .into_iter()
+        .find(|p| p.pool_account == pool)
+        .expect("the pool");
+    // Gross flows said held 12 (10 in, 2 back from the team) and granted 7 (6 out, 1 back
+    // to the source).
+    assert_eq!(
+        (line.held, line.granted, line.reserved, line.available),
+        (9, 4, 3, 2),
+        "{line:?}"
+    );
+    assert_eq!(line.held - line.granted - line.reserved, line.available);
+    let acct = l.account(pool).await;
+    assert_eq!(
+        line.available,
+        acct.balance.credits_posted - acct.balance.debits_posted - acct.balance.debits_pending,
+        "available is the pool's own balance"
+    );
+    assert_eq!(
+        (
+            l.account(a).await.balance.credits_posted - l.account(a).await.balance.debits_posted,
+            line.held_h100_eq.0,
+            line.available_h100_eq.0
+        ),
+        (4, 9, 2),
+        "team A holds 4; H100 is the unit"
+    );
+}
+
+/// A tranche dated exactly at a period's start (midnight KST) counts the whole period's
+/// hours in `GET /utilisation` when the team holds it from that start: accepted before the
+/// period, posted (here by staff, as the sweeper would at the date) before the period
+/// begins, it counts its GPUs x every hour of the period, not the time from its post to the
+/// period's end (more than the period) nor less. The period is the half year after the one
+/// running, so the test holds on any day it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tranche_dated_at_its_periods_start_counts_the_whole_period() {
+    let ctx = TestContext::new();
+    let l = Ledger::start(&ctx).await;
+    let (period, start, end) = next_half();
+    // 4,344 h (4,368 in a leap year) for an H1, 4,416 h for an H2.
+    let whole_hours = (end - start).num_hours();
+    assert!(
+        [4_344, 4_368, 4_416].contains(&whole_hours),
+        "{period}: {start} to {end}"
+    );
+    let team = ConsortiumId::new();
+    let call = select(&ctx, &l, &[team]).await;
+    pool_of(&l, "B200", &period, 100).await;
+    let gpus: i64 = 8;
+    // The date as an officer writes it: midnight in Seoul.
+    let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
+    let dated = start.with_timezone(&kst).to_rfc3339();
+    assert!(dated.ends_with("T00:00:00+09:00"), "{dated}");
+    let (s, o) = l
+        .post(
+            "/offers",
+            offer_body(team, call, 3600, json!([{"model": "B200", "tranches": [{"period": period, "count": gpus, "release_at": dated}]}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let offer = o["id"].as_str().expect("id").to_owned();
+    let (s, a) = l
+        .post(&format!("/offers/{offer}/accept"), json!({"option": 0}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["tranches"][0]["status"], "reserved", "{a}");
+    let release_at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(a["tranches"][0]["release_at"].clone()).expect("release_at");
+    assert_eq!(release_at, start, "dated exactly at the period's start");
+    let utilisation = || async {
+        let (s, lines) = l
+            .get(&format!(
+                "/utilisation?period={period}&consortium_id={team}"
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{lines}");
+        lines
+    };
+    // Reserved, not yet held: nothing granted.
+    let lines = utilisation().await;
+    assert!(
+        lines.as_array().is_none_or(|ls| ls
+            .iter()
+            .all(|x| x["granted_hours"].as_i64().unwrap_or(0) == 0)),
+        "{lines}"
+    );
+    // Posted now, before the period: held from its first hour.
+    let tranche = a["tranches"][0]["transfer_id"].clone();
+    let r = l
+        .transfers(vec![
+            json!({"id": Uuid::now_v7(), "kind": "post", "pending_id": tranche,
+            "code": "tranche", "reason": "released for the period"}),
+        ])
+        .await;
+    assert_eq!(r.created, 1, "{r:?}");
+    let lines = utilisation().await;
+    assert_eq!(
+        (
+            lines[0]["granted_gpus"].as_i64(),
+            lines[0]["granted_hours"].as_i64()
+        ),
+        (Some(gpus), Some(gpus * whole_hours)),
+        "{gpus} GPUs x {whole_hours} h of {period}: {lines}"
+    );
 }

@@ -233,14 +233,16 @@ pub struct PoolLine {
     pub pool_account: Uuid,
     pub phase: Option<String>,
     pub h100_factor: i64,
-    /// Everything that came into the pool (capacity from sources, and GPUs teams gave
-    /// back): its posted credits.
+    /// Capacity the sources hold in the pool now: what they supplied (posted), less what
+    /// went back to them. Net: GPUs a team gave back are not counted again.
     pub held: i64,
-    /// Everything it gave out (posted debits): grants, and capacity returned to sources.
+    /// What teams hold now: posted to their grant (and usage) accounts, less what they
+    /// gave back or was reclaimed.
     pub granted: i64,
     /// Reserved by pending transfers (offers, future tranches).
     pub reserved: i64,
-    /// What can still be promised: held - granted - reserved.
+    /// What can still be promised: held - granted - reserved (exactly: the pool's posted
+    /// balance less its reservations).
     pub available: i64,
     pub held_h100_eq: H100Eq,
     pub available_h100_eq: H100Eq,

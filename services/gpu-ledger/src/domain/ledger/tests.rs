@@ -1106,6 +1106,13 @@ proptest! {
             for (ledger, sums) in ledger_sums(b.accounts.values()) {
                 prop_assert_eq!(sums, (0, 0), "{:?}", ledger);
             }
+            // A pool's net position: what can be promised is exactly what the sources hold
+            // in it less what teams hold and what is reserved.
+            for pool in b.accounts.values().filter(|a| a.kind == AccountKind::Pool) {
+                let p = pool_position(pool, b.accounts.values());
+                prop_assert_eq!(p.held - p.granted - p.reserved, p.available, "{:?}", p);
+                prop_assert!(p.available >= 0, "{:?}", p);
+            }
             recorded.extend(out.created);
             sent.extend(reqs);
         }
@@ -1114,4 +1121,39 @@ proptest! {
             prop_assert_eq!(replayed.get(&a.id).copied().unwrap_or_default(), a.balance);
         }
     }
+}
+
+#[test]
+fn a_pools_position_is_net_of_what_went_back() {
+    let mut b = sim_book();
+    // 10 GPUs from the source; 6 to team A, 2 of them reclaimed; 1 returned to the source;
+    // 3 reserved for team B.
+    let out = apply(
+        &mut b,
+        &[
+            single(101, 1, 2, 10),
+            single(102, 2, 3, 6),
+            single(103, 3, 2, 2),
+            single(104, 2, 1, 1),
+            pending(105, 2, 4, 3, None),
+        ],
+        now(),
+        "test",
+    );
+    assert!(out.results.iter().all(|r| r.is_ok()), "{:?}", out.results);
+    let pool = &b.accounts[&id(2)];
+    assert_eq!(
+        pool_position(pool, b.accounts.values()),
+        PoolPosition {
+            held: 9,
+            granted: 4,
+            reserved: 3,
+            available: 2
+        }
+    );
+    // Gross flows would have said held 12 (10 + 2 back), granted 7 (6 + 1 to the source).
+    assert_eq!(
+        (pool.balance.credits_posted, pool.balance.debits_posted),
+        (12, 7)
+    );
 }
