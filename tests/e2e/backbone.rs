@@ -423,9 +423,8 @@ fn jsonb_text_reads_and_writes_what_postgresql_stores() {
         #[diesel(sql_type = Jsonb)]
         value: serde_json::Value,
     }
-    let mut conn =
-        PgConnection::establish(&format!("{}/postgres", kaip_testkit::database_url()))
-            .expect("connects");
+    let mut conn = PgConnection::establish(&format!("{}/postgres", kaip_testkit::database_url()))
+        .expect("connects");
     let written = JsonbText::encode(&serde_json::json!({
         "b": [1, 2.5, -3, i64::MAX],
         "a": { "name": "한빛 컨소시엄 \"quoted\" \\ \u{1F680}", "none": null },
@@ -438,7 +437,10 @@ fn jsonb_text_reads_and_writes_what_postgresql_stores() {
     // PostgreSQL's normal form: keys ordered by length then bytes, its own spacing.
     assert_ne!(row.text.as_str(), written.as_str());
     assert_eq!(row.text.value().expect("parses"), row.value);
-    assert_eq!(row.value["a"]["name"], "한빛 컨소시엄 \"quoted\" \\ \u{1F680}");
+    assert_eq!(
+        row.value["a"]["name"],
+        "한빛 컨소시엄 \"quoted\" \\ \u{1F680}"
+    );
     assert_eq!(row.value["b"][3], i64::MAX);
     #[derive(serde::Deserialize, PartialEq, Debug)]
     struct Typed {
