@@ -139,11 +139,13 @@ pub struct ProposalRow {
 
 impl ProposalRow {
     pub fn resources(&self) -> ResourceRequest {
-        self.resources.decode().unwrap_or_default()
+        self.resources.decode_or_default("proposals.resources")
     }
 
     pub fn portfolio(&self) -> Option<Portfolio> {
-        self.portfolio.as_ref().and_then(|v| v.decode().ok())
+        self.portfolio
+            .as_ref()
+            .and_then(|v| v.decode_or_default("proposals.portfolio"))
     }
 
     pub fn into_dto(self, documents: Vec<Document>) -> Proposal {

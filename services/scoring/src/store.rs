@@ -33,11 +33,13 @@ pub struct CaseRow {
 
 impl CaseRow {
     pub fn members(&self) -> Vec<Member> {
-        self.members.decode().unwrap_or_default()
+        self.members.decode_or_default("evaluation_cases.members")
     }
 
     pub fn portfolio(&self) -> Option<Portfolio> {
-        self.portfolio.as_ref().and_then(|v| v.decode().ok())
+        self.portfolio
+            .as_ref()
+            .and_then(|v| v.decode_or_default("evaluation_cases.portfolio"))
     }
 
     /// The portfolio categories the case belongs to: its members' and its track's.
@@ -50,7 +52,8 @@ impl CaseRow {
     }
 
     pub fn resources(&self) -> ResourceRequest {
-        self.resources.decode().unwrap_or_default()
+        self.resources
+            .decode_or_default("evaluation_cases.resources")
     }
 
     pub fn dto(&self) -> EvaluationCase {

@@ -31,6 +31,16 @@ impl JsonbText {
         serde_json::from_str(&self.0)
     }
 
+    /// Decodes the text into `T`, or `T`'s default when it does not decode, logged as an
+    /// error naming `what`: for readers that have always treated a value of another shape as
+    /// absent, so that doing so is never silent.
+    pub fn decode_or_default<T: DeserializeOwned + Default>(&self, what: &str) -> T {
+        self.decode().unwrap_or_else(|e| {
+            tracing::error!(column = what, error = %e, "a stored JSON value does not decode; read as absent");
+            T::default()
+        })
+    }
+
     /// The value as a JSON tree, for code that needs one.
     pub fn value(&self) -> serde_json::Result<serde_json::Value> {
         serde_json::from_str(&self.0)

@@ -252,7 +252,7 @@ fn team_cases(c: &mut PgConnection, p: &PanelRow) -> QueryResult<Vec<CaseRow>> {
     let mut newest: BTreeMap<Uuid, CaseRow> = BTreeMap::new();
     for k in rows {
         let all = members.entry(k.consortium_id).or_default();
-        let mine: Vec<serde_json::Value> = k.members.decode().unwrap_or_default();
+        let mine: Vec<serde_json::Value> = k.members.decode_or_default("evaluation_cases.members");
         for m in mine {
             if !all.contains(&m) {
                 all.push(m);
