@@ -2,6 +2,7 @@
 //! change, append-only, queryable across services through the gateway, and exported as
 //! `AuditRecorded` on each service's audit topic, all against real PostgreSQL and Kafka.
 
+use super::audit_hardening::{exec, refused};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use kaip_contracts::{ConsortiumId, Role};
@@ -700,11 +701,6 @@ async fn the_per_statement_mode_records_what_the_row_trigger_does_and_reruns_kee
         .spawn(kaip_gpu_ledger::definition(), kaip_gpu_ledger::DEFAULTS)
         .await;
     let mut conn = ledger.conn();
-    let exec = |conn: &mut PgConnection, sql: &str| {
-        diesel::sql_query(sql)
-            .execute(conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    };
     const LISTS: &str = "ARRAY['doc', 'secret'], ARRAY['name', 'salary', 'tags']";
     for t in ["probe_by_row", "probe_by_statement"] {
         exec(
@@ -900,15 +896,6 @@ async fn the_per_statement_mode_is_refused_on_partitioned_and_inherited_tables()
         .spawn(kaip_gpu_ledger::definition(), kaip_gpu_ledger::DEFAULTS)
         .await;
     let mut conn = ledger.conn();
-    let exec = |conn: &mut PgConnection, sql: &str| {
-        diesel::sql_query(sql)
-            .execute(conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    };
-    let refused = |conn: &mut PgConnection, sql: &str| match diesel::sql_query(sql).execute(conn) {
-        Ok(n) => panic!("{sql}: must be refused, but it returned {n}"),
-        Err(e) => e.to_string(),
-    };
     for sql in [
         "CREATE TABLE probe_parted (id int PRIMARY KEY, note text) PARTITION BY RANGE (id)",
         "CREATE TABLE probe_part PARTITION OF probe_parted FOR VALUES FROM (0) TO (100)",

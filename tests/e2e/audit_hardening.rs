@@ -28,14 +28,15 @@ fn admin(database: &str) -> PgConnection {
         .expect("the test server")
 }
 
-fn exec(conn: &mut PgConnection, sql: &str) {
+/// Runs `sql`, which must succeed (also used by `audit`'s tests).
+pub(crate) fn exec(conn: &mut PgConnection, sql: &str) {
     diesel::sql_query(sql)
         .execute(conn)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// Runs `sql` and returns the error it must fail with.
-fn refused(conn: &mut PgConnection, sql: &str) -> String {
+pub(crate) fn refused(conn: &mut PgConnection, sql: &str) -> String {
     match diesel::sql_query(sql).execute(conn) {
         Ok(n) => panic!("{sql}: must be refused, but it changed {n} rows"),
         Err(e) => e.to_string(),

@@ -11,6 +11,17 @@ struct Gateway {
     stop: tokio_util::sync::CancellationToken,
 }
 
+impl Gateway {
+    /// The port it listens on, for tests that speak raw HTTP over TCP.
+    fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -420,12 +431,7 @@ async fn a_body_in_many_chunks_is_read_whole() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ctx = TestContext::new();
     let g = spawn(&ctx).await;
-    let port: u16 = g
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let port = g.port();
     // 700 KiB of JSON, sent in chunks of 10,007 bytes (a prime: boundaries land anywhere).
     // Most of it is an operation name of numbered words that matches no operation: the
     // answer echoes it, so a chunk lost, repeated or out of order changes what comes back.
@@ -474,12 +480,7 @@ async fn a_body_in_many_chunks_is_read_whole() {
 async fn a_50_mib_body_gets_413_without_being_read_whole() {
     let ctx = TestContext::new();
     let g = spawn(&ctx).await;
-    let port: u16 = g
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let port = g.port();
     // Warm up the request path so that its one-off allocations are in the baseline.
     let _ = me(&g, None).await;
     let (status, _) = post_huge(port, 1 << 20, true).await;
@@ -781,12 +782,7 @@ async fn a_client_that_stops_reading_does_not_hold_its_socket_forever() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ctx = TestContext::new();
     let g = spawn(&ctx).await;
-    let port: u16 = g
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let port = g.port();
     // A small receive buffer, so that the server's answers back up soon.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
@@ -911,12 +907,7 @@ async fn a_body_that_never_arrives_gets_408_request_timeout() {
         },
     )
     .await;
-    let port: u16 = g
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let port = g.port();
     // Declares a body within the limit and sends none of it, keeping the socket open.
     let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

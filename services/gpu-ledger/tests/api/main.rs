@@ -1146,6 +1146,33 @@ fn offer_body(
         "options": options, "reason": "selected in the 2026 call"})
 }
 
+/// Offers `team` one option of `gpus` B200 for `period`, released at `release_at`, and
+/// accepts it: the tranche waits, reserved, for its date. The offer's id and the answer to
+/// the acceptance.
+async fn accept_dated_tranche(
+    l: &Ledger,
+    team: ConsortiumId,
+    call: kaip_contracts::CallId,
+    period: &str,
+    gpus: i64,
+    release_at: &impl serde::Serialize,
+) -> (String, Value) {
+    let (s, o) = l
+        .post(
+            "/offers",
+            offer_body(team, call, 3600, json!([{"model": "B200", "tranches": [{"period": period, "count": gpus, "release_at": release_at}]}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let offer = o["id"].as_str().expect("id").to_owned();
+    let (s, a) = l
+        .post(&format!("/offers/{offer}/accept"), json!({"option": 0}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["tranches"][0]["status"], "reserved", "{a}");
+    (offer, a)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_in_two_forms_is_accepted_in_one_and_the_other_goes_back() {
     let ctx = TestContext::new();
@@ -2792,19 +2819,7 @@ async fn a_dated_tranche_counts_from_its_date_not_from_when_the_sweeper_posts_it
     let dated = end - chrono::Duration::seconds(ahead - ahead % 9);
     let exact = gpus * (end - dated).num_seconds() / 3600;
     assert_eq!(exact * 3600, gpus * (end - dated).num_seconds());
-    let (s, o) = l
-        .post(
-            "/offers",
-            offer_body(team, call, 3600, json!([{"model": "B200", "tranches": [{"period": period, "count": gpus, "release_at": dated}]}])),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{o}");
-    let offer = o["id"].as_str().expect("id").to_owned();
-    let (s, a) = l
-        .post(&format!("/offers/{offer}/accept"), json!({"option": 0}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{a}");
-    assert_eq!(a["tranches"][0]["status"], "reserved", "{a}");
+    let (offer, _) = accept_dated_tranche(&l, team, call, &period, gpus, &dated).await;
     eventually(Duration::from_secs(30), || async {
         let (_, o) = l.get(&format!("/offers/{offer}")).await;
         (o["tranches"][0]["status"] == "released").then_some(())
@@ -3277,19 +3292,7 @@ async fn a_tranche_dated_at_its_periods_start_counts_the_whole_period() {
     let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
     let dated = start.with_timezone(&kst).to_rfc3339();
     assert!(dated.ends_with("T00:00:00+09:00"), "{dated}");
-    let (s, o) = l
-        .post(
-            "/offers",
-            offer_body(team, call, 3600, json!([{"model": "B200", "tranches": [{"period": period, "count": gpus, "release_at": dated}]}])),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{o}");
-    let offer = o["id"].as_str().expect("id").to_owned();
-    let (s, a) = l
-        .post(&format!("/offers/{offer}/accept"), json!({"option": 0}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{a}");
-    assert_eq!(a["tranches"][0]["status"], "reserved", "{a}");
+    let (_, a) = accept_dated_tranche(&l, team, call, &period, gpus, &dated).await;
     let release_at: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(a["tranches"][0]["release_at"].clone()).expect("release_at");
     assert_eq!(release_at, start, "dated exactly at the period's start");
